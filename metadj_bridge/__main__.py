@@ -1,0 +1,3 @@
+from metadj_bridge.cli import main
+
+raise SystemExit(main())
