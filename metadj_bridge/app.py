@@ -1,0 +1,215 @@
+"""Wiring and lifecycle of one running bridge.
+
+For now: a Scope session (or the built-in emulator when no URL is given), the parameter sender, an
+optional prompt cycle, and a live status line. Inputs, the mapping engine and video sinks plug in here
+as they arrive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.scope import protocol
+from metadj_bridge.scope.api import normalise_url
+from metadj_bridge.scope.sender import PacerConfig, ParameterSender
+from metadj_bridge.scope.session import ScopeSession, SessionConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPTS = ["a luminous dancefloor of liquid light, neon reflections, cinematic"]
+
+#: The seed's transition lengths: 8 steps on a theme switch.
+THEME_TRANSITION_STEPS = 8
+
+
+@dataclass
+class RunOptions:
+    scope_url: str | None = None
+    pipeline: str = "longlive"
+    aspect: str = "16:9"
+    denoise: str = "quality"
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    cycle_seconds: float = 16.0
+    duration: float | None = None
+    no_frame_timeout: float = 5.0
+    min_send_interval: float = 1 / 30
+    max_send_interval: float = 2.0
+    emulator_fps: float = 20.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+        return cls(
+            scope_url=args.scope,
+            pipeline=args.pipeline,
+            aspect=args.aspect,
+            denoise=args.denoise,
+            prompts=args.prompt or list(DEFAULT_PROMPTS),
+            cycle_seconds=args.cycle,
+            duration=args.duration,
+            no_frame_timeout=args.no_frame_timeout,
+            min_send_interval=args.min_send_interval,
+            max_send_interval=args.max_send_interval,
+            emulator_fps=args.emulator_fps,
+        )
+
+    def validate(self) -> None:
+        if self.scope_url is not None:
+            self.scope_url = normalise_url(self.scope_url)
+        if self.duration is not None and self.duration <= 0:
+            raise ConfigError(f"--duration {self.duration:g}: must be more than 0 seconds")
+        if self.cycle_seconds <= 0:
+            raise ConfigError(f"--cycle {self.cycle_seconds:g}: must be more than 0 seconds")
+        if not 0 < self.min_send_interval <= self.max_send_interval:
+            raise ConfigError(
+                f"send interval bounds: --min-send-interval {self.min_send_interval:g} must be > 0 and <= "
+                f"--max-send-interval {self.max_send_interval:g}"
+            )
+        if self.emulator_fps <= 0:
+            raise ConfigError(f"--emulator-fps {self.emulator_fps:g}: must be more than 0")
+
+
+class StatusLine:
+    """The performer's one-line view; plain log lines every few seconds when stdout is not a terminal."""
+
+    def __init__(self, session: ScopeSession, stream: TextIO = sys.stderr, *, interval: float | None = None) -> None:
+        self.session = session
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
+
+    def render(self) -> str:
+        st = self.session.status()
+        server = f"Scope {st['server_version']}" + (" (emulator)" if st["emulator"] else "") if st["server_version"] else "Scope ?"
+        state = st["state"]
+        if state == "loading pipeline" and st["load_progress"]:
+            state = st["load_progress"]
+        err = st["last_error"] or "-"
+        if len(err) > 80:
+            err = err[:77] + "..."
+        return (
+            f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
+            f"sent {st['sent']} merged {st['merged']} | last error: {err}"
+        )
+
+    async def run(self) -> None:
+        while True:
+            line = self.render()
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + line)
+                self.stream.flush()
+            else:
+                log.info("%s", line)
+            await asyncio.sleep(self.interval)
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+async def _cycle_prompts(sender: ParameterSender, prompts: list[str], seconds: float) -> None:
+    """Move through the given prompts, one theme-switch transition each ``seconds``."""
+    index = 0
+    while True:
+        await asyncio.sleep(seconds)
+        index = (index + 1) % len(prompts)
+        sender.update(
+            transition={
+                "target_prompts": [{"text": prompts[index], "weight": 1.0}],
+                "num_steps": THEME_TRANSITION_STEPS,
+                "temporal_interpolation_method": "slerp",
+            }
+        )
+
+
+async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
+    """``metadj-bridge run``: returns the exit status."""
+    options.validate()
+    width, height = protocol.ASPECT_PRESETS[options.aspect]
+    info = protocol.pipeline_info(options.pipeline)
+    emulator: Any = None
+    url = options.scope_url
+    if url is None:
+        from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
+
+        emulator = ScopeEmulator(
+            EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=info.chunk_frames, fps=options.emulator_fps)
+        )
+        await emulator.start()
+        url = emulator.url
+        log.info("no --scope given: started the built-in Scope emulator at %s", url)
+
+    sender = ParameterSender(pacer=PacerConfig(
+        min_interval=options.min_send_interval,
+        max_interval=options.max_send_interval,
+        chunk_frames=info.chunk_frames,
+    ))
+    config = SessionConfig(
+        url=url,
+        pipeline_ids=[options.pipeline],
+        # vace_enabled false: text mode has no reference images (seed troubleshooting table).
+        load_params={"width": width, "height": height, "vace_enabled": False},
+        input_mode="text",
+        prompts=options.prompts[0],
+        denoising_step_list=list(protocol.DENOISING_PRESETS[options.denoise]),
+        no_frame_timeout=options.no_frame_timeout,
+    )
+    session = ScopeSession(config, sender)
+    status = StatusLine(session, status_stream or sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+
+    started = time.monotonic()
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        await session.start()
+        tasks.append(loop.create_task(status.run(), name="status-line"))
+        if len(options.prompts) > 1:
+            tasks.append(
+                loop.create_task(_cycle_prompts(sender, options.prompts, options.cycle_seconds), name="prompt-cycle")
+            )
+        waiters = {loop.create_task(stop.wait(), name="stop-signal")}
+        assert session.supervisor is not None
+        waiters.add(session.supervisor)
+        done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            if waiter is not session.supervisor:
+                waiter.cancel()
+        if session.supervisor in done:
+            session.supervisor.result()  # a fatal startup error: raises it for the CLI to print
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        status.finish()
+        await session.aclose()
+        if emulator is not None:
+            await emulator.aclose()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    st = session.status()
+    log.info(
+        "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s)",
+        time.monotonic() - started,
+        st["frames_in"],
+        st["sent"],
+        st["merged"],
+        st["sessions_started"],
+    )
+    return 0

@@ -1,0 +1,110 @@
+"""The ``metadj-bridge`` command line.
+
+Errors a performer can act on print ``error: <message>`` and exit 1; the traceback appears only with
+``-v``. Subcommands import their heavy parts lazily, so ``--help`` is instant and never fails because an
+optional library is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from metadj_bridge import __version__
+from metadj_bridge.errors import MetaDJError
+from metadj_bridge.scope.protocol import ASPECT_PRESETS, DENOISING_PRESETS
+
+log = logging.getLogger("metadj_bridge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metadj-bridge",
+        description="Plays the visuals of a DJ set through Daydream Scope: music, DJ software and controllers "
+        "in, Scope parameters out, Scope's video to a virtual webcam.",
+    )
+    parser.add_argument("--version", action="version", version=f"metadj-bridge {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="debug logs and tracebacks (-vv adds WebRTC internals)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="stream to Scope (or to the built-in emulator when no --scope is given)",
+        description="Connect to a Scope server, load the pipeline, stream parameters and receive its video. "
+        "Without --scope the built-in Scope emulator is started in this process.",
+    )
+    run.add_argument("--scope", metavar="URL", help="Scope server root, e.g. http://127.0.0.1:8000 or https://<pod>-8000.proxy.runpod.net")
+    run.add_argument("--pipeline", default="longlive", metavar="ID", help="pipeline to load (default: longlive)")
+    run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS), default="16:9", help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832")
+    run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS), default="quality", help="denoising steps preset (default: quality)")
+    run.add_argument("--prompt", action="append", metavar="TEXT", help="prompt; give several to cycle through them with transitions")
+    run.add_argument("--cycle", type=float, default=16.0, metavar="SECONDS", help="seconds per prompt when several are given (default: 16)")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="run this long, then exit cleanly")
+    run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS", help="rebuild the session when no frame arrives for this long (default: 5)")
+    run.add_argument("--min-send-interval", type=float, default=1 / 30, metavar="SECONDS", help="never send parameters faster than this (default: 1/30 s)")
+    run.add_argument("--max-send-interval", type=float, default=2.0, metavar="SECONDS", help="never hold a change longer than this (default: 2 s)")
+    run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
+
+    emulate = sub.add_parser(
+        "emulate",
+        help="serve a Scope-compatible emulator for rehearsal and tests (no GPU needed)",
+        description="Serve Scope 0.2.4's HTTP + WebRTC API with frames that visibly follow the parameters.",
+    )
+    from metadj_bridge.emulator.cli import add_arguments
+
+    add_arguments(emulate)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity else "%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # WebRTC internals are noisy; show them only with -vv.
+    for name in ("aiortc", "aioice", "av"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    setup_logging(args.verbose)
+    try:
+        if args.command == "run":
+            from metadj_bridge.app import RunOptions, run_bridge
+
+            return asyncio.run(run_bridge(RunOptions.from_args(args)))
+        if args.command == "emulate":
+            from metadj_bridge.emulator.cli import run_from_args
+
+            return asyncio.run(run_from_args(args))
+        parser.error(f"unknown command {args.command!r}")
+    except MetaDJError as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, not a performer's mistake: short message, traceback with -v
+        if args.verbose:
+            log.exception("unexpected failure")
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

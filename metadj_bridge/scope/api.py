@@ -1,0 +1,492 @@
+"""Scope's HTTP API (``shared/scope-api.md`` §1-5), as an async client.
+
+Every failure becomes a ``ScopeError`` whose message a performer can act on: server down, wrong URL or
+path, TLS trouble, a server that is not Scope, a pipeline that fails or never finishes loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from metadj_bridge.errors import (
+    ConfigError,
+    PipelineLoadError,
+    PipelineLoadTimeout,
+    ScopeConnectionError,
+    ScopeError,
+    ScopeHTTPError,
+    ScopeNotFoundError,
+    ScopeNotScopeError,
+    ScopeTLSError,
+)
+from metadj_bridge.scope import protocol
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str], Awaitable[None] | None]
+
+#: The seed's "pipeline stuck loading" table, plus what scope-api.md adds.
+STUCK_LOADING_CAUSES = (
+    "another client or an open Scope web UI tab asked for a different pipeline (close other Scope tabs and sessions)",
+    "a previous session did not clean up (restart Scope, or load the pipeline by hand with curl)",
+    "the model weights are still downloading or missing (GET /api/v1/models/status?pipeline_id=...)",
+    "the pipeline does not fit in the GPU's memory (try quantization: fp8_e4m3fn, or a smaller resolution)",
+)
+
+
+def normalise_url(url: str) -> str:
+    """Check a Scope URL and return it without a trailing slash.
+
+    Scope's health endpoint sits at the root (``/health``), every other endpoint under ``/api/v1``;
+    a URL that already ends in ``/api/v1`` or ``/health`` is the seed's classic mistake.
+    """
+    raw = url.strip()
+    if not raw:
+        raise ConfigError("Scope URL is empty; use e.g. http://127.0.0.1:8000")
+    if "://" not in raw:
+        raise ConfigError(f"Scope URL {raw!r} has no scheme; did you mean http://{raw} ?")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"Scope URL {raw!r}: scheme {parts.scheme!r} is not http or https")
+    if not parts.hostname:
+        raise ConfigError(f"Scope URL {raw!r} has no host name")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"Scope URL {raw!r} has an invalid port") from None
+    path = parts.path.rstrip("/")
+    for suffix in ("/api/v1/health", "/health", "/api/v1"):
+        if path.endswith(suffix):
+            root = raw.split("://", 1)[0] + "://" + parts.netloc + path[: -len(suffix)]
+            raise ConfigError(
+                f"Scope URL {raw!r} ends in {suffix!r}; give the server's root instead: {root} "
+                "(the bridge adds /health and /api/v1/... itself)"
+            )
+    return raw.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password removed, for logs."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = "***@" + parts.netloc.rsplit("@", 1)[-1]
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+@dataclass(frozen=True)
+class HealthInfo:
+    status: str
+    version: str
+    server_start_time: float
+    git_commit: str
+    emulator: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    status: str
+    pipeline_id: str | None
+    load_params: dict[str, Any] | None
+    loading_stage: str | None
+    error: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PipelineStatus:
+        return cls(
+            status=str(data.get("status", "unknown")),
+            pipeline_id=data.get("pipeline_id"),
+            load_params=data.get("load_params"),
+            loading_stage=data.get("loading_stage"),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    sdp: str
+    type: str
+    session_id: str
+
+
+class ScopeClient:
+    """Async client for one Scope server.
+
+    ``transport`` lets tests plug in httpx's ``MockTransport``; by default it talks HTTP for real.
+    Use as ``async with ScopeClient(url) as scope:`` or call ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = normalise_url(url)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            verify=verify,
+            transport=transport,
+            follow_redirects=True,
+        )
+        #: "current" (pipeline_ids) or "legacy" (pipeline_id); learnt from the first load.
+        self.api_generation = "current"
+
+    async def __aenter__(self) -> ScopeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        where = f"{method} {redact_url(self.url)}{path}"
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            if _is_tls_failure(exc):
+                raise ScopeTLSError(_tls_message(where, exc)) from exc
+            raise ScopeConnectionError(_connect_message(where, exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise ScopeConnectionError(
+                f"{where}: no answer within {self._http.timeout.read:g} s; the server is overloaded, "
+                "asleep or unreachable (check the URL and that Scope is running)"
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
+            if self.url.startswith("http://"):
+                raise ScopeNotScopeError(
+                    f"{where}: the server broke the HTTP exchange ({exc}); is it an https server? "
+                    f"try {self.url.replace('http://', 'https://', 1)}"
+                ) from exc
+            raise ScopeConnectionError(f"{where}: connection broke ({exc})") from exc
+        except httpx.TransportError as exc:
+            if _is_tls_failure(exc):
+                raise ScopeTLSError(_tls_message(where, exc)) from exc
+            raise ScopeConnectionError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    async def _json(self, method: str, path: str, *, ok: Sequence[int] = (200,), **kwargs: Any) -> Any:
+        response = await self._request(method, path, **kwargs)
+        where = f"{method} {redact_url(self.url)}{path}"
+        if response.status_code == 404:
+            raise ScopeNotFoundError(
+                f"{where}: 404 Not Found; the server has no such endpoint. Check that the URL is the Scope "
+                "server's root (e.g. http://host:8000) and that it runs Scope 0.2 or newer"
+            )
+        if response.status_code not in ok:
+            raise ScopeHTTPError(f"{where}: HTTP {response.status_code}: {_detail(response)}", response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            ctype = response.headers.get("content-type", "unknown")
+            raise ScopeNotScopeError(
+                f"{where}: expected JSON, got {ctype}; the server at {redact_url(self.url)} is not a Scope server "
+                "(or a proxy in front of it answers instead)"
+            ) from None
+
+    # ------------------------------------------------------------------ §1 health
+
+    async def health(self) -> HealthInfo:
+        data = await self._json("GET", "/health")
+        if not isinstance(data, Mapping) or "server_start_time" not in data or "status" not in data:
+            raise ScopeNotScopeError(
+                f"GET {redact_url(self.url)}/health answered {str(data)[:120]!r}, which is not Scope's health "
+                "report (status, server_start_time, version); is this URL a Scope server?"
+            )
+        try:
+            start = float(data["server_start_time"])
+        except (TypeError, ValueError):
+            raise ScopeNotScopeError(
+                f"GET {redact_url(self.url)}/health: server_start_time {data['server_start_time']!r} is not a number"
+            ) from None
+        return HealthInfo(
+            status=str(data.get("status")),
+            version=str(data.get("version", "unknown")),
+            server_start_time=start,
+            git_commit=str(data.get("git_commit", "unknown")),
+            emulator=bool(data.get("emulator", False)),
+        )
+
+    # ------------------------------------------------------------------ §2 pipeline
+
+    async def pipeline_status(self) -> PipelineStatus:
+        data = await self._json("GET", "/api/v1/pipeline/status")
+        if not isinstance(data, Mapping) or "status" not in data:
+            raise ScopeNotScopeError(f"GET /api/v1/pipeline/status answered {str(data)[:120]!r}, not a pipeline status")
+        return PipelineStatus.from_json(data)
+
+    async def load_pipeline(self, pipeline_ids: Sequence[str], load_params: Mapping[str, Any] | None = None) -> None:
+        """Ask Scope to load; falls back to the old single-``pipeline_id`` body on an older server."""
+        if not pipeline_ids:
+            raise ConfigError("no pipeline id given")
+        body = (
+            protocol.load_body(pipeline_ids, load_params)
+            if self.api_generation == "current"
+            else protocol.legacy_load_body(pipeline_ids, load_params)
+        )
+        response = await self._request("POST", "/api/v1/pipeline/load", json=body)
+        if self.api_generation == "current" and protocol.is_legacy_load_rejection(
+            response.status_code, _safe_json(response)
+        ):
+            log.info("Scope at %s uses the older load API (pipeline_id); switching to it", redact_url(self.url))
+            self.api_generation = "legacy"
+            if len(pipeline_ids) > 1:
+                raise PipelineLoadError(
+                    f"this Scope server only loads one pipeline at a time; cannot load the chain {list(pipeline_ids)}"
+                )
+            response = await self._request(
+                "POST", "/api/v1/pipeline/load", json=protocol.legacy_load_body(pipeline_ids, load_params)
+            )
+        if response.status_code == 404:
+            raise ScopeNotFoundError(
+                f"POST {redact_url(self.url)}/api/v1/pipeline/load: 404; this server has no pipeline API. "
+                "Is the URL the Scope server's root?"
+            )
+        if response.status_code != 200:
+            raise ScopeHTTPError(
+                f"Scope refused to load {list(pipeline_ids)}: HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
+            )
+
+    async def wait_until_loaded(
+        self,
+        pipeline_ids: Sequence[str],
+        *,
+        timeout: float = 300.0,
+        poll_interval: float = 0.5,
+        on_progress: ProgressCallback | None = None,
+    ) -> PipelineStatus:
+        """Poll until Scope reports our pipeline ``loaded``.
+
+        ``loaded`` counts only when ``pipeline_id`` is the one we asked for: a poll right after the POST
+        can still show the previous pipeline (§2 race). Scope reports ``error`` once and then
+        ``not_loaded``, so both after ``loading`` are failures.
+        """
+        wanted = pipeline_ids[0]
+        deadline = time.monotonic() + timeout
+        seen_loading = False
+        last_stage: str | None = None
+        last: PipelineStatus | None = None
+        while True:
+            status = await self.pipeline_status()
+            last = status
+            if status.status == "loaded" and status.pipeline_id == wanted:
+                return status
+            if status.status == "loading":
+                seen_loading = True
+                stage = status.loading_stage or "loading"
+                if stage != last_stage:
+                    last_stage = stage
+                    await _call(on_progress, f"loading {wanted}: {stage}")
+            elif status.status == "error" or (status.status == "not_loaded" and seen_loading):
+                reason = await self._load_failure_reason(wanted)
+                raise PipelineLoadError(
+                    f"Scope could not load pipeline {wanted!r}{reason}. Check Scope's log "
+                    f"({redact_url(self.url)}/api/v1/logs/current), that the model is downloaded, and that the GPU has "
+                    "enough memory"
+                )
+            if time.monotonic() >= deadline:
+                now = f"status {last.status!r}" + (f" with pipeline {last.pipeline_id!r}" if last.pipeline_id else "")
+                causes = "; ".join(f"({i}) {c}" for i, c in enumerate(STUCK_LOADING_CAUSES, 1))
+                raise PipelineLoadTimeout(
+                    f"pipeline {wanted!r} was not loaded after {timeout:g} s (Scope reports {now}). Likely causes: {causes}"
+                )
+            await asyncio.sleep(poll_interval)
+
+    async def ensure_pipeline(
+        self,
+        pipeline_ids: Sequence[str],
+        load_params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 300.0,
+        poll_interval: float = 0.5,
+        on_progress: ProgressCallback | None = None,
+    ) -> PipelineStatus:
+        """Load the pipeline unless Scope already has exactly it (same id and load params) loaded."""
+        status = await self.pipeline_status()
+        if (
+            status.status == "loaded"
+            and status.pipeline_id == pipeline_ids[0]
+            and (status.load_params or {}) == dict(load_params or {})
+        ):
+            return status
+        if status.status == "loading":
+            # Someone else's load is under way; overlapping loads race on the server (§2), so let it settle.
+            await _call(on_progress, f"another load is in progress on Scope ({status.pipeline_id or 'unknown'}); waiting")
+            await self._wait_settled(timeout, poll_interval)
+        await _call(on_progress, f"loading pipeline {pipeline_ids[0]}")
+        await self.load_pipeline(pipeline_ids, load_params)
+        return await self.wait_until_loaded(
+            pipeline_ids, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
+        )
+
+    async def _wait_settled(self, timeout: float, poll_interval: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (await self.pipeline_status()).status != "loading":
+                return
+            await asyncio.sleep(poll_interval)
+
+    async def _load_failure_reason(self, pipeline_id: str) -> str:
+        """Scope's status never carries the error text (§2); its log does. Best effort."""
+        try:
+            data = await self._json("GET", "/api/v1/logs/tail", params={"lines": 50})
+        except ScopeError:
+            return ""
+        lines = data.get("lines", []) if isinstance(data, Mapping) else []
+        for line in reversed([str(x) for x in lines]):
+            low = line.lower()
+            if ("error" in low or "fail" in low) and (pipeline_id in line or "pipeline" in low):
+                return f" (Scope's log: {line.strip()[:300]})"
+        return ""
+
+    async def pipeline_schemas(self) -> dict[str, Any]:
+        data = await self._json("GET", "/api/v1/pipelines/schemas")
+        pipelines = data.get("pipelines") if isinstance(data, Mapping) else None
+        return dict(pipelines) if isinstance(pipelines, Mapping) else {}
+
+    # ------------------------------------------------------------------ §4-5 WebRTC
+
+    async def ice_servers(self) -> list[dict[str, Any]]:
+        data = await self._json("GET", "/api/v1/webrtc/ice-servers")
+        servers = data.get("iceServers") if isinstance(data, Mapping) else None
+        if not isinstance(servers, list):
+            raise ScopeNotScopeError(f"GET /api/v1/webrtc/ice-servers answered {str(data)[:120]!r}")
+        return [s for s in servers if isinstance(s, Mapping) and s.get("urls")]
+
+    async def offer(self, sdp: str, sdp_type: str, initial_parameters: Mapping[str, Any]) -> Answer:
+        body = {"sdp": sdp, "type": sdp_type, "initialParameters": dict(initial_parameters)}
+        response = await self._request("POST", "/api/v1/webrtc/offer", json=body)
+        if response.status_code == 400 and "not loaded" in _detail(response).lower():
+            raise PipelineLoadError(
+                "Scope says the pipeline is not loaded (another client may have unloaded or replaced it)"
+            )
+        if response.status_code != 200:
+            raise ScopeHTTPError(
+                f"Scope refused the WebRTC offer: HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
+            )
+        data = _safe_json(response)
+        if not isinstance(data, Mapping) or not all(k in data for k in ("sdp", "type", "sessionId")):
+            raise ScopeNotScopeError(f"the WebRTC offer's answer is not Scope's ({str(data)[:120]!r})")
+        return Answer(sdp=str(data["sdp"]), type=str(data["type"]), session_id=str(data["sessionId"]))
+
+    async def add_ice_candidates(self, session_id: str, candidates: Sequence[Mapping[str, Any]]) -> bool:
+        """Trickle candidates (PATCH). Returns False when Scope no longer knows the session (404)."""
+        cands = [c for c in candidates if c.get("candidate")]  # an empty end-of-candidates marker gets a 404
+        if not cands:
+            return True
+        response = await self._request(
+            "PATCH", f"/api/v1/webrtc/offer/{session_id}", json={"candidates": [dict(c) for c in cands]}
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code not in (200, 204):
+            raise ScopeHTTPError(
+                f"PATCH candidates: HTTP {response.status_code}: {_detail(response)}", response.status_code
+            )
+        return True
+
+    async def delete_session(self, session_id: str) -> None:
+        response = await self._request("DELETE", f"/api/v1/webrtc/offer/{session_id}")
+        if response.status_code not in (200, 204, 404):
+            raise ScopeHTTPError(f"DELETE session: HTTP {response.status_code}: {_detail(response)}", response.status_code)
+
+    # ------------------------------------------------------------------ assets (§6 vace_ref_images)
+
+    async def upload_asset(self, source: str | Path | bytes, filename: str | None = None) -> str:
+        """Upload a file (e.g. a VACE reference image); returns the server path to put in parameters."""
+        if isinstance(source, bytes):
+            data, name = source, filename or "asset.bin"
+        else:
+            path = Path(source)
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                raise ConfigError(f"cannot read asset {str(path)!r}: {exc.strerror or exc}") from exc
+            name = filename or path.name
+        result = await self._json(
+            "POST",
+            "/api/v1/assets",
+            params={"filename": name},
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
+        server_path = result.get("path") if isinstance(result, Mapping) else None
+        if not isinstance(server_path, str):
+            raise ScopeNotScopeError(f"asset upload answered {str(result)[:120]!r}, without a server path")
+        return server_path
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _detail(response: httpx.Response) -> str:
+    data = _safe_json(response)
+    if isinstance(data, Mapping) and "detail" in data:
+        return str(data["detail"])[:300]
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] or response.reason_phrase
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc)
+    return "SSL" in text or "CERTIFICATE" in text.upper() or "TLS" in text
+
+
+def _tls_message(where: str, exc: BaseException) -> str:
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text.upper() or "wrong version number" in text:
+        hint = "the server does not speak TLS on this port; use http:// instead of https://"
+    elif "CERTIFICATE_VERIFY_FAILED" in text.upper() or "certificate verify failed" in text:
+        hint = "its certificate is not trusted (self-signed or expired); fix the certificate or the URL"
+    else:
+        hint = "check the URL's scheme and the server's certificate"
+    return f"{where}: TLS failed: {text}; {hint}"
+
+
+def _connect_message(where: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    low = text.lower()
+    if "name or service not known" in low or "nodename nor servname" in low or "getaddrinfo" in low or "name resolution" in low:
+        return f"{where}: the host name does not resolve ({text}); check the URL for typos"
+    if "refused" in low:
+        return f"{where}: connection refused; Scope is not running on that host and port (yet?)"
+    return f"{where}: cannot connect ({text}); is Scope running and the URL right?"
+
+
+async def _call(callback: ProgressCallback | None, message: str) -> None:
+    if callback is None:
+        return
+    result = callback(message)
+    if asyncio.iscoroutine(result):
+        await result
