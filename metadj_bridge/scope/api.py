@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -452,13 +453,8 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ssl.SSLError):
-            return True
-        cur = cur.__cause__ or cur.__context__
+    if any(isinstance(c, ssl.SSLError) for c in _causes(exc)):
+        return True
     text = str(exc)
     return "SSL" in text or "CERTIFICATE" in text.upper() or "TLS" in text
 
@@ -474,14 +470,22 @@ def _tls_message(where: str, exc: BaseException) -> str:
     return f"{where}: TLS failed: {text}; {hint}"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return chain
+
+
 def _connect_message(where: str, exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if "name or service not known" in low or "nodename nor servname" in low or "getaddrinfo" in low or "name resolution" in low:
-        return f"{where}: the host name does not resolve ({text}); check the URL for typos"
-    if "refused" in low:
+    chain = _causes(exc)
+    if any(isinstance(c, socket.gaierror) for c in chain):
+        return f"{where}: the host name does not resolve ({exc}); check the URL for typos"
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
         return f"{where}: connection refused; Scope is not running on that host and port (yet?)"
-    return f"{where}: cannot connect ({text}); is Scope running and the URL right?"
+    return f"{where}: cannot connect ({exc or type(exc).__name__}); is Scope running and the URL right?"
 
 
 async def _call(callback: ProgressCallback | None, message: str) -> None:
