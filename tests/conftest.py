@@ -1,0 +1,132 @@
+"""Fixtures: the project's Scope emulator as the far end, in-process or as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
+from tests.helpers import free_port
+
+#: Small frames keep the encoder and decoder cheap on a 2-core machine.
+SMALL = {"width": 256, "height": 144}
+
+
+@pytest.fixture
+async def make_emulator() -> AsyncIterator[Callable[..., Awaitable[ScopeEmulator]]]:
+    """Start in-process emulators with the given EmulatorConfig fields; all are closed afterwards."""
+    started: list[ScopeEmulator] = []
+
+    async def make(**overrides: Any) -> ScopeEmulator:
+        fields: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "chunk_frames": 4, "fps": 20.0, "load_seconds": 0.1}
+        fields.update(overrides)
+        emu = ScopeEmulator(EmulatorConfig(**fields))
+        await emu.start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        await emu.aclose()
+
+
+@pytest.fixture
+async def emulator(make_emulator: Callable[..., Awaitable[ScopeEmulator]]) -> ScopeEmulator:
+    return await make_emulator()
+
+
+class EmulatorProcess:
+    """``python -m metadj_bridge.emulator`` in its own process, so a test can kill it like a crash."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.args = list(args)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(f"emulator exited with {self.proc.returncode}: {err}")
+                try:
+                    if (await http.get(self.url + "/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("emulator process did not become healthy within 30 s")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the client, exactly like a crashed server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if os.name != "nt" else signal.CTRL_BREAK_EVENT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[Callable[..., EmulatorProcess]]:
+    made: list[EmulatorProcess] = []
+
+    def make(*args: str) -> EmulatorProcess:
+        proc = EmulatorProcess(*args)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+async def emulator_get(url: str, path: str) -> Any:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url + path)
+        response.raise_for_status()
+        return response.json()
+
+
+async def emulator_fault(url: str, **faults: Any) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(url + "/_emulator/faults", json=faults)
+        response.raise_for_status()
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
