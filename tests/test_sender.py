@@ -72,13 +72,19 @@ def test_prompts_cancel_a_pending_transition() -> None:
     assert state.take_message() == {"prompts": [{"text": "c", "weight": 1.0}]}
 
 
-def test_new_session_voids_stale_actions() -> None:
+def test_new_session_voids_stale_actions_and_keeps_later_changes() -> None:
     state = ParameterState()
     state.set("noise_scale", 0.3)
     state.set("reset_cache", True)
-    state.delivered_with_new_session()
+    initial = state.snapshot()  # goes into the new offer
+    state.begin_session(initial)
     assert state.take_message() is None
     assert state.snapshot() == {"noise_scale": 0.3}
+    # A change made while the offer was under way is not lost.
+    initial = state.snapshot()
+    state.set("base_seed", 9)
+    state.begin_session(initial)
+    assert state.take_message() == {"base_seed": 9}
 
 
 def test_pacer_follows_returning_frames_within_bounds() -> None:
@@ -164,7 +170,7 @@ async def test_sender_holds_changes_without_an_open_channel() -> None:
         await asyncio.sleep(0.02)
         channel = RecordingChannel()
         channel.readyState = "connecting"
-        sender.attach(channel, started_from_snapshot=False)
+        sender.attach(channel)
         await asyncio.sleep(0.02)
         assert channel.messages == []
         channel.readyState = "open"

@@ -112,12 +112,16 @@ class ParameterState:
         """The lasting state, for a new session's ``initialParameters``."""
         return dict(self.desired)
 
-    def delivered_with_new_session(self) -> None:
-        """A new session started from ``snapshot()``: Scope has the state, and stale actions are void."""
-        self._sent = dict(self.desired)
-        self._pending.clear()
+    def begin_session(self, initial: Mapping[str, Any]) -> None:
+        """A new session started from ``initial`` (an earlier ``snapshot()``).
+
+        Scope has that state; anything changed since the snapshot is still pending. Actions from before
+        the session are void: a cache reset or a pulse means nothing to a fresh session.
+        """
+        self._sent = dict(initial)
+        self._pending = {k: v for k, v in self.desired.items() if k not in self._sent or self._sent[k] != v}
         self._discrete.clear()
-        self._changes_since_send = 0
+        self._changes_since_send = len(self._pending)
 
 
 @dataclass
@@ -260,13 +264,14 @@ class ParameterSender:
 
     # -------------------------------------------------------------- session hooks
 
-    def attach(self, channel: Channel, *, started_from_snapshot: bool = True) -> None:
-        """A new session's channel is open. Its ``initialParameters`` carried ``snapshot()``."""
+    def attach(self, channel: Channel, initial: Mapping[str, Any] | None = None) -> None:
+        """A new session's channel is open; ``initial`` is the ``snapshot()`` its offer carried."""
         self._channel = channel
         self.pacer.reset()
-        if started_from_snapshot:
-            self.state.delivered_with_new_session()
+        if initial is not None:
+            self.state.begin_session(initial)
         self._last_send = -math.inf
+        self._urgent = self.state.has_pending
         self._wake.set()
 
     def detach(self) -> None:

@@ -342,7 +342,8 @@ class ScopeSession:
 
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        initial = initial_parameters_for(cfg, self.sender.snapshot())
+        snapshot = self.sender.snapshot()
+        initial = initial_parameters_for(cfg, snapshot)
         local = pc.localDescription
         answer = await self.client.offer(local.sdp, local.type, initial)
         self.session_id = answer.session_id
@@ -354,7 +355,7 @@ class ScopeSession:
         await self._wait_connected(pc, channel)
         self._connected_at = time.monotonic()
         self._last_frame = 0.0
-        self.sender.attach(channel)
+        self.sender.attach(channel, snapshot)
         self._set_state(SessionState.STREAMING, "streaming")
         self._streaming.set()
 
