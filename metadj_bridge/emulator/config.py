@@ -1,0 +1,86 @@
+"""Settings of one emulated Scope server, and the fault switches tests flip while it runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metadj_bridge.errors import ConfigError
+
+#: Scope's own default port (``daydream-scope --port``).
+DEFAULT_PORT = 8000
+#: Frames per second of generated video; a 4090 runs the Wan pipelines at roughly this rate.
+DEFAULT_FPS = 20.0
+#: The status race (scope-api.md §2): how long polls keep showing the old pipeline after a load POST.
+DEFAULT_STALE_SECONDS = 0.2
+#: Entries kept in each of the /_emulator/log lists and in the log tail.
+DEFAULT_LOG_LIMIT = 20_000
+
+
+@dataclass
+class EmulatorConfig:
+    """How the emulator binds and behaves.
+
+    ``chunk_frames=None`` takes the loaded pipeline's chunk size from
+    ``metadj_bridge.scope.protocol.KNOWN_PIPELINES`` (12 for the Wan pipelines, 4 for passthrough);
+    an integer forces that size for every pipeline. One data-channel message is applied per chunk,
+    every ``chunk_frames / fps`` seconds.
+    """
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port; read ``ScopeEmulator.port`` after ``start()``.
+    port: int = DEFAULT_PORT
+    chunk_frames: int | None = None
+    fps: float = DEFAULT_FPS
+    #: Imitate the server generation before 2026-01-14, which wants ``{"pipeline_id": ...}``.
+    legacy_api: bool = False
+    #: How long a pipeline load takes once it has started.
+    load_seconds: float = 1.0
+    #: Handed out by /api/v1/webrtc/ice-servers and used by the server's own peer connections.
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    stale_seconds: float = DEFAULT_STALE_SECONDS
+    #: Fault switches at start-up (also settable at runtime through POST /_emulator/faults).
+    slow_load: float = 0.0
+    fail_load: bool = False
+    log_limit: int = DEFAULT_LOG_LIMIT
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"emulator port: {self.port} is not a TCP port (0-65535; 0 picks a free one)")
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+            raise ConfigError(f"emulator fps: {self.fps} is outside the allowed range (more than 0, at most 240)")
+        if self.chunk_frames is not None and not 1 <= self.chunk_frames <= 240:
+            raise ConfigError(f"emulator chunk frames: {self.chunk_frames} is outside the allowed range (1-240)")
+        for name in ("load_seconds", "stale_seconds", "slow_load"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be a number of seconds >= 0")
+        if self.log_limit < 1:
+            raise ConfigError(f"emulator log limit: {self.log_limit} must be at least 1")
+
+
+@dataclass
+class Faults:
+    """Misbehaviour switched on at runtime to rehearse the client's healing paths."""
+
+    slow_load: float = 0.0
+    fail_load: bool = False
+    stale_seconds: float = DEFAULT_STALE_SECONDS
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply the switches present in ``changes``; raises ValueError naming a bad value."""
+        for key in ("slow_load", "stale_seconds"):
+            if key in changes:
+                value = changes[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                    raise ValueError(f"{key}: {value!r} is not a number of seconds >= 0")
+                setattr(self, key, float(value))
+        if "fail_load" in changes:
+            if not isinstance(changes["fail_load"], bool):
+                raise ValueError(f"fail_load: {changes['fail_load']!r} is not true or false")
+            self.fail_load = changes["fail_load"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"slow_load": self.slow_load, "fail_load": self.fail_load, "stale_seconds": self.stale_seconds}

@@ -1,0 +1,252 @@
+"""Frame drawing for the emulator: pictures that visibly follow Scope parameters.
+
+A performer rehearsing a mapping has to *see* each parameter take effect, and tests have to tell
+two prompts apart from the decoded video, so every prompt text gets its own colour and pattern
+(derived from a stable hash of the text), weights and transitions blend those pictures, noise and
+cache-reset flashes are drawn on top, something moves on every frame, and a strip at the bottom
+prints the prompt and the key values.
+
+The machine this runs on has two cores shared with the encoder and the client's decoder, so the
+drawing is cheap by construction: each prompt's pattern is built once per size (twice as wide as
+the frame, so scrolling is a slice rather than a copy), blends are uint16 integer arithmetic, the
+noise is one precomputed field sampled at a moving offset, and the text strip is drawn by Pillow
+only when its text changes (once per chunk). No clocks, sockets or asyncio here.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import fractions
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+#: RTP video clock, as aiortc's VideoStreamTrack uses.
+VIDEO_CLOCK_RATE = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+
+#: Height of the information strip, in pixels; frames lower than this get no strip.
+STRIP_HEIGHT = 14
+#: Patterns kept per renderer (one per prompt text and size).
+PATTERN_CACHE_SIZE = 32
+#: Pixels the picture scrolls per frame, and the width of the sweeping bar (fractions of the width).
+SCROLL_PER_FRAME = 3
+BAR_FRACTION = 0.04
+#: Strongest noise blend, out of 256, reached at noise_scale 1.0 (the picture stays recognisable).
+MAX_NOISE_ALPHA = 200
+
+_PATTERN_KINDS = ("stripes", "checker", "rings", "gradient")
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """Everything one output frame shows; built by the chunk loop, drawn when the track sends it.
+
+    Drawing is deferred to the moment of sending so that frames nobody reads cost nothing.
+    """
+
+    width: int
+    height: int
+    #: (text, weight) with weights summing to 1; empty shows the "no prompt" picture.
+    prompts: tuple[tuple[str, float], ...]
+    #: Running frame number of the session: drives the motion.
+    frame_number: int
+    chunk_index: int
+    noise_scale: float = 0.0
+    #: 0..1 brightness of the cache-reset flash on this frame.
+    flash: float = 0.0
+    base_seed: int = 42
+    denoising_steps: tuple[int, ...] | None = None
+    #: Short text describing a transition in progress, e.g. "transition 2/4".
+    transition: str = ""
+    paused: bool = False
+
+
+def pattern_for(text: str, width: int, height: int) -> np.ndarray:
+    """The picture of one prompt: (height, 2*width, 3) uint8, periodic with period ``width`` in x.
+
+    The same text always gives the same picture (blake2b of the text, not Python's salted hash),
+    so a performer learns which colour means which prompt.
+    """
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    hue = digest[0] / 255.0
+    kind = _PATTERN_KINDS[digest[1] % len(_PATTERN_KINDS)]
+    cycles = 2 + digest[2] % 5  # repetitions across the frame width
+    ycycles = 1 + digest[3] % 4
+    base = np.array(colorsys.hsv_to_rgb(hue, 0.85, 1.0), dtype=np.float32)
+    second = np.array(colorsys.hsv_to_rgb((hue + 0.5) % 1.0, 0.7, 0.45), dtype=np.float32)
+
+    x = np.arange(2 * width, dtype=np.float32)[None, :] / max(width, 1)  # 0..2, period 1
+    y = np.arange(height, dtype=np.float32)[:, None] / max(height, 1)
+    if kind == "stripes":
+        mask = 0.5 + 0.5 * np.sin(2 * np.pi * (cycles * x + ycycles * y))
+    elif kind == "checker":
+        mask = ((np.floor(cycles * 2 * x) + np.floor(ycycles * 2 * y)) % 2).astype(np.float32)
+    elif kind == "rings":
+        dx = np.abs(((x % 1.0) - 0.5))  # distance on a circle, so the pattern stays periodic
+        dy = (y - 0.5) * height / max(width, 1)
+        r = np.sqrt(dx * dx + dy * dy)
+        mask = 0.5 + 0.5 * np.cos(2 * np.pi * r * (cycles + 2))
+    else:  # gradient: a triangle wave across x, shaded by y
+        tri = np.abs(((x * cycles) % 1.0) * 2 - 1)
+        mask = np.clip(tri * (0.6 + 0.4 * y), 0, 1)
+    mask = np.broadcast_to(mask, (height, 2 * width))[..., None]
+    image = (base * mask + second * (1 - mask)) * 255.0
+    return np.ascontiguousarray(image.astype(np.uint8))
+
+
+def _blank_pattern(width: int, height: int) -> np.ndarray:
+    """The "no prompt" picture: mid grey with a faint grid, so it is clearly not a prompt."""
+    image = np.full((height, 2 * width, 3), 96, dtype=np.uint8)
+    image[:: max(height // 6, 1), :, :] = 128
+    image[:, :: max(width // 8, 1), :] = 128
+    return image
+
+
+class FrameRenderer:
+    """Draws ``FrameSpec``s into ``av.VideoFrame``s, caching everything that does not change.
+
+    One renderer per session, used by one task at a time (it may run in a worker thread), so the
+    caches need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._patterns: OrderedDict[tuple[str | None, int, int], np.ndarray] = OrderedDict()
+        self._noise: dict[tuple[int, int], np.ndarray] = {}
+        self._strip_key: tuple[str, int] | None = None
+        self._strip: np.ndarray | None = None
+        self._font = ImageFont.load_default()
+
+    def render(self, spec: FrameSpec) -> np.ndarray:
+        """The frame as an (height, width, 3) uint8 RGB array."""
+        w, h = spec.width, spec.height
+        shift = (spec.frame_number * SCROLL_PER_FRAME + spec.base_seed * 37) % w
+        noise_alpha = round(max(0.0, min(1.0, spec.noise_scale)) * MAX_NOISE_ALPHA)
+        layers = [(self._pattern(text, w, h)[:, shift : shift + w], wt) for text, wt in spec.prompts]
+        if not layers:
+            layers = [(self._pattern(None, w, h)[:, shift : shift + w], 1.0)]
+        if noise_alpha:
+            layers.append((self._grain(w, h, spec.frame_number), -1.0))
+        out = _mix(layers, noise_alpha)
+        if spec.flash > 0:
+            alpha = np.uint16(min(256, round(spec.flash * 256)))
+            work = out.astype(np.uint16)
+            work += ((255 - work) * alpha) >> 8
+            out = work.astype(np.uint8)
+        self._draw_bar(out, spec.frame_number)
+        if h > STRIP_HEIGHT * 2:
+            out[h - STRIP_HEIGHT :] = self._strip_for(spec)
+        return out
+
+    def video_frame(self, spec: FrameSpec, pts: int = 0) -> av.VideoFrame:
+        """``render`` wrapped as an rgb24 ``av.VideoFrame`` on the 90 kHz clock."""
+        return to_video_frame(self.render(spec), pts)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _pattern(self, text: str | None, width: int, height: int) -> np.ndarray:
+        key = (text, width, height)
+        cached = self._patterns.get(key)
+        if cached is not None:
+            self._patterns.move_to_end(key)
+            return cached
+        image = _blank_pattern(width, height) if text is None else pattern_for(text, width, height)
+        self._patterns[key] = image
+        while len(self._patterns) > PATTERN_CACHE_SIZE:
+            self._patterns.popitem(last=False)
+        return image
+
+    def _grain(self, w: int, h: int, frame_number: int) -> np.ndarray:
+        """A (h, w, 1) window of a precomputed noise field, jumping to a new place every frame."""
+        field = self._noise.get((w, h))
+        if field is None:
+            rng = np.random.default_rng(w * 7919 + h)
+            field = rng.integers(0, 256, size=(2 * h, 2 * w), dtype=np.uint8)
+            self._noise[(w, h)] = field
+        oy = (frame_number * 7919) % h
+        ox = (frame_number * 104729) % w
+        return field[oy : oy + h, ox : ox + w, None]
+
+    @staticmethod
+    def _draw_bar(out: np.ndarray, frame_number: int) -> None:
+        """A white bar sweeping left to right: consecutive frames always differ."""
+        h, w = out.shape[:2]
+        bar = max(2, int(w * BAR_FRACTION))
+        x0 = (frame_number * max(1, w // 40)) % w
+        out[: h - STRIP_HEIGHT if h > STRIP_HEIGHT * 2 else h, x0 : x0 + bar] = 255
+
+    def _strip_for(self, spec: FrameSpec) -> np.ndarray:
+        text = strip_text(spec)
+        key = (text, spec.width)
+        if self._strip_key != key or self._strip is None:
+            image = Image.new("L", (spec.width, STRIP_HEIGHT), 0)
+            ImageDraw.Draw(image).text((3, 1), text, fill=255, font=self._font)
+            grey = np.asarray(image, dtype=np.uint8)
+            self._strip = np.repeat(grey[:, :, None], 3, axis=2)
+            self._strip_key = key
+        return self._strip
+
+
+def strip_text(spec: FrameSpec) -> str:
+    """The one line printed on the frame: prompt first, since that is what a performer checks."""
+    if spec.prompts:
+        prompt = " + ".join(text if len(spec.prompts) == 1 else f"{text} {wt:.2f}" for text, wt in spec.prompts)
+    else:
+        prompt = "(no prompt)"
+    steps = "-" if spec.denoising_steps is None else str(len(spec.denoising_steps))
+    parts = [prompt, f"noise {spec.noise_scale:.2f}", f"steps {steps}", f"seed {spec.base_seed}", f"chunk {spec.chunk_index}"]
+    if spec.transition:
+        parts.append(spec.transition)
+    if spec.paused:
+        parts.append("PAUSED")
+    return " | ".join(parts)
+
+
+def to_video_frame(image: np.ndarray, pts: int = 0) -> av.VideoFrame:
+    """An rgb24 frame with ``pts`` on the 90 kHz clock aiortc's encoders expect."""
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    frame.pts = pts
+    frame.time_base = VIDEO_TIME_BASE
+    return frame
+
+
+def _mix(layers: Sequence[tuple[np.ndarray, float]], noise_alpha: int) -> np.ndarray:
+    """Weighted sum of uint8 layers in one uint16 accumulator.
+
+    Prompt layers carry their weight; the noise layer (weight -1) takes ``noise_alpha`` of 256 and
+    the prompts share the rest, so blending and noise cost one pass each.
+    """
+    prompt_layers = [(img, wt) for img, wt in layers if wt >= 0]
+    weights = _integer_weights([wt for _, wt in prompt_layers], 256 - noise_alpha)
+    parts = [(img, wt) for (img, _), wt in zip(prompt_layers, weights) if wt > 0]
+    parts += [(img, noise_alpha) for img, wt in layers if wt < 0]
+    if len(parts) == 1 and parts[0][1] == 256:
+        return np.ascontiguousarray(parts[0][0])
+    first, rest = parts[0], parts[1:]
+    acc = first[0].astype(np.uint16)
+    if acc.shape[2] == 1:
+        acc = np.repeat(acc, 3, axis=2)
+    acc *= np.uint16(first[1])
+    for img, wt in rest:
+        acc += img * np.uint16(wt)
+    acc >>= 8
+    return acc.astype(np.uint8)
+
+
+def _integer_weights(weights: Sequence[float], total_units: int = 256) -> list[int]:
+    """Weights as integers summing to ``total_units``; all-zero weights count as equal."""
+    clean = [max(0.0, float(w)) for w in weights]
+    total = sum(clean)
+    if total <= 0:
+        clean = [1.0] * len(clean)
+        total = float(len(clean))
+    scaled = [int(w / total * total_units) for w in clean]
+    # Give the rounding remainder to the heaviest prompt so the sum is exact.
+    heaviest = max(range(len(scaled)), key=lambda i: clean[i])
+    scaled[heaviest] += total_units - sum(scaled)
+    return scaled

@@ -1,0 +1,409 @@
+"""``ScopeEmulator``: an aiohttp + aiortc server that answers like Daydream Scope 0.2.4.
+
+Endpoints and their quirks follow ``shared/scope-api.md`` §1-7 and §12; ``/_emulator/...`` adds fault
+switches and an event log for tests. Lifecycle: ``start()`` binds, ``aclose()`` closes every peer
+connection and the HTTP server (safe twice); a closed emulator cannot be started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from metadj_bridge.emulator import catalogue, validation
+from metadj_bridge.emulator.config import EmulatorConfig, Faults
+from metadj_bridge.emulator.loader import LoadedPipelines, PipelineLoader
+from metadj_bridge.emulator.pipeline import SessionPipeline
+from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
+from metadj_bridge.emulator.session import EmulatorSession
+from metadj_bridge.emulator.validation import RequestRejected, problem
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.scope.protocol import pipeline_info
+
+logger = logging.getLogger(__name__)
+_PACKAGE_LOGGER = "metadj_bridge.emulator"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FAULT_KEYS = ("restart", "stop_video", "slow_load", "fail_load", "stale_seconds")
+
+
+class ScopeEmulator:
+    """A Scope-compatible server for rehearsal without a GPU and as the far end of tests."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._id = uuid.uuid4().hex[:8]
+        self._log = emulator_log(logger, self._id)
+        self._faults = Faults(self.config.slow_load, self.config.fail_load, self.config.stale_seconds)
+        self._records = EventRecords(self.config.log_limit)
+        self._log_tail = LogTail(self._id, self.config.log_limit)
+        self._loader = PipelineLoader(self._faults, self.config.load_seconds, self._id)
+        self._sessions: dict[str, EmulatorSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self._asset_dir: Path | None = None
+        self._port: int | None = None
+        self._closed = False
+        self.server_start_time = time.time()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("ScopeEmulator.port is known only after start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve. Raises ``ConfigError`` when the address cannot be used."""
+        if self._closed:
+            raise RuntimeError("this ScopeEmulator is closed; create a new one")
+        if self._runner is not None:
+            return
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        try:
+            sock = socket.create_server((self.config.host, self.config.port), family=family)
+        except OSError as exc:
+            raise ConfigError(f"emulator: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
+        self._port = sock.getsockname()[1]
+        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
+        self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
+        app = web.Application(middlewares=[self._errors_middleware], client_max_size=64 * 1024 * 1024)
+        self._add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        self.server_start_time = time.time()
+        self._log.info("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
+
+    async def aclose(self) -> None:
+        """Close every session, stop loading, stop serving; harmless when called again."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._close_all_sessions()
+        await self._loader.aclose()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        logging.getLogger(_PACKAGE_LOGGER).removeHandler(self._log_tail)
+        if self._asset_dir is not None:
+            shutil.rmtree(self._asset_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> ScopeEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def apply_faults(self, faults: dict[str, Any]) -> dict[str, Any]:
+        """Flip fault switches (same keys as ``POST /_emulator/faults``); returns the new state."""
+        unknown = sorted(set(faults) - set(FAULT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; allowed: {', '.join(FAULT_KEYS)}")
+        if "stop_video" in faults and not isinstance(faults["stop_video"], bool):
+            raise ValueError(f"stop_video: {faults['stop_video']!r} is not true or false")
+        self._faults.update(faults)
+        if faults.get("restart"):
+            await self._restart()
+        if "stop_video" in faults:
+            for session in self._sessions.values():
+                session.set_video_stopped(faults["stop_video"])
+            self._log.warning("Fault: video %s for %d session(s)", "stopped" if faults["stop_video"] else "resumed", len(self._sessions))
+        return {**self._faults.as_dict(), "server_start_time": self.server_start_time, "active_sessions": len(self._sessions)}
+
+    async def _restart(self) -> None:
+        self._log.warning("Fault: emulated server restart")
+        await self._close_all_sessions()
+        self._loader.unload()
+        self.server_start_time = max(time.time(), self.server_start_time + 0.001)
+
+    async def _close_all_sessions(self) -> None:
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("Emulator task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ---- HTTP plumbing -----------------------------------------------------------------------
+
+    def _add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/health", self._health)
+        r.add_get("/api/v1/hardware/info", self._hardware)
+        r.add_post("/api/v1/pipeline/load", self._load)
+        r.add_get("/api/v1/pipeline/status", self._status)
+        r.add_get("/api/v1/pipelines/schemas", self._schemas)
+        r.add_get("/api/v1/webrtc/ice-servers", self._ice_servers)
+        r.add_post("/api/v1/webrtc/offer", self._offer)
+        r.add_patch("/api/v1/webrtc/offer/{session_id}", self._patch_offer)
+        r.add_delete("/api/v1/webrtc/offer/{session_id}", self._delete_offer)
+        r.add_post("/api/v1/assets", self._upload_asset)
+        r.add_get("/api/v1/session/parameters", self._session_parameters)
+        r.add_get("/api/v1/session/metrics", self._session_metrics)
+        r.add_get("/api/v1/logs/tail", self._logs_tail)
+        r.add_post("/_emulator/faults", self._post_faults)
+        r.add_get("/_emulator/log", self._event_log)
+
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """FastAPI's error shape: ``{"detail": ...}`` for every refusal and failure."""
+        try:
+            return await handler(request)
+        except RequestRejected as exc:
+            return web.json_response({"detail": exc.detail}, status=exc.status)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return web.json_response({"detail": exc.reason}, status=exc.status)
+        except Exception as exc:
+            self._log.exception("Internal error on %s %s", request.method, request.path)
+            return web.json_response({"detail": str(exc)}, status=500)
+
+    @staticmethod
+    async def _json(request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise RequestRejected(422, [problem("json_invalid", [0], "JSON decode error", {"error": str(exc)})]) from exc
+
+    # ---- Scope endpoints ---------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "healthy",
+                "timestamp": datetime.datetime.now().isoformat(),
+                "server_start_time": self.server_start_time,
+                "version": catalogue.VERSION,
+                "git_commit": "emulator",
+                "emulator": True,
+            }
+        )
+
+    async def _hardware(self, request: web.Request) -> web.Response:
+        return web.json_response(catalogue.hardware_info())
+
+    async def _load(self, request: web.Request) -> web.Response:
+        entries = validation.load_entries(await self._json(request), legacy=self.config.legacy_api)
+        self._loader.request(entries)
+        return web.json_response({"message": "Pipeline loading initiated successfully"})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self._loader.status_info())
+
+    async def _schemas(self, request: web.Request) -> web.Response:
+        return web.json_response(catalogue.pipeline_schemas())
+
+    async def _ice_servers(self, request: web.Request) -> web.Response:
+        return web.json_response({"iceServers": self.config.ice_servers})
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise RequestRejected(422, [problem("model_attributes_type", [], "Input should be a valid dictionary", body)])
+        for field in ("sdp", "type"):
+            if not isinstance(body.get(field), str):
+                raise RequestRejected(422, [problem("missing", [field], "Field required", body.get(field))])
+        loaded = self._loader.loaded
+        if loaded is None:
+            raise RequestRejected(400, "Pipeline not loaded. Please load pipeline first.")
+        raw_params = body.get("initialParameters")
+        params = validation.initial_parameters(raw_params)
+        session_id = str(uuid.uuid4())
+        pipeline = self._make_pipeline(session_id, params, loaded)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))
+        session = EmulatorSession(session_id, pc, pipeline, fps=self.config.fps, records=self._records, emulator_id=self._id)
+        # Added before the offer is applied, so it binds to the client's first video m-line.
+        pc.addTrack(session.track)
+        pc.on("connectionstatechange", lambda: self._on_connection_state(session))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            await session.aclose()
+            self._log.warning("Offer failed: %s", exc)
+            raise RequestRejected(500, str(exc)) from exc
+        self._sessions[session_id] = session
+        self._records.offer(session_id, raw_params if isinstance(raw_params, dict) else {})
+        session.start()
+        self._log.info("Session %s created (%d active)", session_id, len(self._sessions))
+        local = pc.localDescription
+        return web.json_response({"sdp": local.sdp, "type": local.type, "sessionId": session_id})
+
+    def _make_pipeline(self, session_id: str, params: dict[str, Any], loaded: LoadedPipelines) -> SessionPipeline | None:
+        """The session's pipeline, or None (silently, as Scope) when the offer names none loaded."""
+        ids = params.get("pipeline_ids") or []
+        if not ids:
+            self._log.warning("Session %s: No pipeline IDs provided, cannot start", session_id)
+            return None
+        entries = [loaded.find(name) for name in ids]
+        missing = [name for name, entry in zip(ids, entries) if entry is None]
+        if missing:
+            self._log.warning("Session %s: pipeline(s) %s not loaded (loaded: %s), cannot start", session_id, missing, loaded.keys)
+            return None
+        main = entries[-1]
+        assert main is not None
+        chunk_frames = self.config.chunk_frames or pipeline_info(main.pipeline_id).chunk_frames
+        return SessionPipeline(
+            session_id,
+            params,
+            size=LoadedPipelines.frame_size(main),
+            chunk_frames=chunk_frames,
+            fps=self.config.fps,
+            records=self._records,
+            emulator_id=self._id,
+        )
+
+    def _rtc_ice_servers(self) -> list[RTCIceServer]:
+        servers = []
+        for entry in self.config.ice_servers:
+            if isinstance(entry, dict) and entry.get("urls"):
+                servers.append(RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential")))
+        return servers
+
+    def _on_connection_state(self, session: EmulatorSession) -> None:
+        state = session.pc.connectionState
+        self._log.info("Session %s connection state: %s", session.session_id, state)
+        if state in ("closed", "failed") and self._sessions.get(session.session_id) is session:
+            del self._sessions[session.session_id]
+            self._spawn(session.aclose(), f"emulator-close-{session.session_id[:8]}")
+
+    async def _patch_offer(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        session = self._sessions.get(session_id)
+        if session is None or session.closed or session.pc.connectionState in ("closed", "failed"):
+            raise RequestRejected(404, f"Session {session_id} not found")
+        body = await self._json(request)
+        candidates = body.get("candidates") if isinstance(body, dict) else None
+        if not isinstance(candidates, list):
+            raise RequestRejected(422, [problem("missing", ["candidates"], "Field required", body)])
+        for item in candidates:
+            try:
+                text = item["candidate"]
+                candidate = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
+                candidate.sdpMid = item.get("sdpMid")
+                candidate.sdpMLineIndex = item.get("sdpMLineIndex")
+                await session.pc.addIceCandidate(candidate)
+            except Exception as exc:  # aiortc's parser asserts; Scope answers all of these with 404
+                raise RequestRejected(404, f"Invalid ICE candidate {item!r}: {exc or type(exc).__name__}") from exc
+        return web.Response(status=204)
+
+    async def _delete_offer(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            self._log.info("DELETE of unknown session %s", session_id)
+        else:
+            self._log.info("Closing session %s", session_id)
+            await session.aclose()
+        return web.Response(status=204)
+
+    async def _upload_asset(self, request: web.Request) -> web.Response:
+        filename = Path(request.query.get("filename", "")).name
+        if not filename:
+            raise RequestRejected(422, [{"type": "missing", "loc": ["query", "filename"], "msg": "Field required", "input": None}])
+        assert self._asset_dir is not None
+        data = await request.read()
+        path = self._asset_dir / f"{uuid.uuid4().hex[:8]}-{filename}"
+        await asyncio.to_thread(path.write_bytes, data)
+        self._log.info("Stored asset %s (%d bytes)", path, len(data))
+        return web.json_response({"path": str(path), "filename": filename, "size_bytes": len(data)})
+
+    def _newest_session(self) -> EmulatorSession | None:
+        for session in reversed(self._sessions.values()):
+            if not session.closed:
+                return session
+        return None
+
+    async def _session_parameters(self, request: web.Request) -> web.Response:
+        session = self._newest_session()
+        return web.json_response(session.parameters if session else {})
+
+    async def _session_metrics(self, request: web.Request) -> web.Response:
+        session = self._newest_session()
+        pipeline = session.pipeline if session else None
+        c = self._records.counters
+        return web.json_response(
+            {
+                "messages_received": c.messages_received,
+                "messages_applied": c.messages_applied,
+                "messages_dropped": c.messages_dropped,
+                "frames_sent": c.frames_sent,
+                "sessions": c.sessions,
+                "active_sessions": len(self._sessions),
+                "chunk_index": pipeline.chunk_index if pipeline else 0,
+                "fps": self.config.fps,
+                "chunk_frames": pipeline.chunk_frames if pipeline else self.config.chunk_frames,
+            }
+        )
+
+    async def _logs_tail(self, request: web.Request) -> web.Response:
+        try:
+            lines = int(request.query.get("lines", "100"))
+            since = request.query.get("since_offset")
+            since_offset = int(since) if since is not None else None
+        except ValueError as exc:
+            raise RequestRejected(422, [{"type": "int_parsing", "loc": ["query"], "msg": str(exc), "input": None}]) from exc
+        if not 1 <= lines <= 1000:
+            raise RequestRejected(422, [{"type": "less_than_equal", "loc": ["query", "lines"], "msg": "Input should be 1-1000", "input": lines}])
+        return web.json_response(self._log_tail.tail(lines, since_offset))
+
+    # ---- emulator-only endpoints -------------------------------------------------------------
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise RequestRejected(422, "expected a JSON object of fault switches")
+        try:
+            state = await self.apply_faults(body)
+        except ValueError as exc:
+            raise RequestRejected(422, str(exc)) from exc
+        return web.json_response(state)
+
+    async def _event_log(self, request: web.Request) -> web.Response:
+        return web.json_response(self._records.snapshot())

@@ -1,0 +1,133 @@
+"""One WebRTC session of the emulator: a peer connection, its data channel and its pipeline.
+
+Scope adopts whatever data channel the client opens (label not checked), reads one JSON object per
+message (invalid JSON is logged and dropped) and feeds incoming video to the pipeline
+(``scope-api.md`` §5-7). A session whose offer named no loaded pipeline still connects but has no
+pipeline: it never sends a frame and ignores its messages, which is how Scope fails silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from metadj_bridge.emulator.pipeline import SessionPipeline
+from metadj_bridge.emulator.records import EventRecords, emulator_log
+from metadj_bridge.emulator.track import EmulatedVideoTrack
+
+logger = logging.getLogger(__name__)
+
+
+class EmulatorSession:
+    """Owns the peer connection and every task working for it; ``aclose`` ends them all."""
+
+    def __init__(
+        self,
+        session_id: str,
+        pc: RTCPeerConnection,
+        pipeline: SessionPipeline | None,
+        *,
+        fps: float,
+        records: EventRecords,
+        emulator_id: str,
+    ) -> None:
+        self.session_id = session_id
+        self.pc = pc
+        self.pipeline = pipeline
+        self.has_input_track = False
+        self.closed = False
+        self._records = records
+        self._log = emulator_log(logger, emulator_id)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._messages_ignored = 0
+        self.track = EmulatedVideoTrack(
+            pipeline, fps=fps, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
+        )
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("track", self._on_track)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.pipeline.parameters if self.pipeline is not None else {}
+
+    def start(self) -> None:
+        """Start the chunk loop (after the answer has been created)."""
+        if self.pipeline is not None:
+            self._spawn(self.pipeline.run(), f"emulator-chunks-{self.session_id[:8]}")
+
+    def set_video_stopped(self, stopped: bool) -> None:
+        if self.pipeline is not None:
+            self.pipeline.set_video_stopped(stopped)
+
+    async def aclose(self) -> None:
+        """Stop the tasks and close the peer connection; harmless when called again."""
+        if self.closed:
+            return
+        self.closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.track.stop()
+        await self.pc.close()
+
+    # ---- peer connection events --------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self._log.info("Session %s: data channel %r opened", self.session_id, channel.label)
+        channel.on("message", self._on_message)
+
+    def _on_message(self, raw: str | bytes) -> None:
+        if self.closed:
+            return
+        try:
+            message = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._log.warning("Session %s: dropping data-channel message that is not JSON (%s): %.200r", self.session_id, exc, raw)
+            return
+        if not isinstance(message, dict):
+            self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r", self.session_id, raw)
+            return
+        if self.pipeline is None:
+            # No processor was started for this session, so Scope discards the update unseen.
+            self._records.message_received(self.session_id, self._messages_ignored, message, dropped=False)
+            self._messages_ignored += 1
+            return
+        self.pipeline.receive(message)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "video":
+            return
+        self.has_input_track = True
+        # Always read: aiortc buffers decoded frames without limit when nobody does.
+        self._spawn(self._read_input(track), f"emulator-input-{self.session_id[:8]}")
+
+    async def _read_input(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if self.pipeline is not None:
+                self.pipeline.push_input(frame)  # type: ignore[arg-type]
+
+    # ---- tasks -------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._log.error("Session %s: task %s failed", self.session_id, task.get_name(), exc_info=exc)

@@ -1,0 +1,139 @@
+"""The emulator's outgoing video track: Scope's ``VideoProcessingTrack`` behaviour (§7, §12).
+
+- Before the first frame, and whenever the pipeline has nothing new, ``recv`` simply waits, so
+  no RTP is sent and the client's track is live but silent (as for an offer without
+  ``pipeline_ids``).
+- While paused it re-sends the last frame at ``fps`` (the picture freezes; the strip says PAUSED).
+  Unlike Scope 0.2.4 the timestamps keep increasing, so VP8 survives a pause here.
+- With the ``stop_video`` fault it stops sending for good while the connection stays up.
+- Without any input track (a ``recvonly`` offer) it ends at the first ``recv``, as Scope's track
+  raises "Track stopped" when it has no source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from metadj_bridge.emulator.pipeline import SessionPipeline
+from metadj_bridge.emulator.records import EventRecords, emulator_log
+from metadj_bridge.emulator.render import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameSpec, to_video_frame
+
+logger = logging.getLogger(__name__)
+
+#: Frames at least this large are drawn in a worker thread so the event loop never waits on numpy.
+THREAD_RENDER_PIXELS = 640 * 360
+
+
+class EmulatedVideoTrack(MediaStreamTrack):
+    """Sends what the session's pipeline produced, paced at ``fps``, on a 90 kHz clock."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        pipeline: SessionPipeline | None,
+        *,
+        fps: float,
+        records: EventRecords,
+        has_input: Callable[[], bool],
+        emulator_id: str,
+    ) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+        self._period = 1.0 / fps
+        self._records = records
+        self._has_input = has_input
+        self._log = emulator_log(logger, emulator_id)
+        self._next_due = 0.0
+        self._start: float | None = None
+        self._last_pts = -1
+        self._last_spec: FrameSpec | None = None
+        self._last_image: np.ndarray | None = None
+        self._last_input: av.VideoFrame | None = None
+        self._frozen_image: np.ndarray | None = None
+        #: Never set: what a track without a pipeline waits on until it is stopped.
+        self._forever = asyncio.Event()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self._has_input():
+            self._log.warning("Output track stopped: the offer has no sendrecv/sendonly video (recvonly?), as in Scope")
+            raise MediaStreamError("Track stopped")
+        pipeline = self._pipeline
+        if pipeline is None:
+            await self._forever.wait()  # no pipeline_ids: silence until the session closes
+            raise MediaStreamError
+        while True:
+            pipeline.changed.clear()
+            if pipeline.video_stopped:
+                await pipeline.changed.wait()
+                continue
+            delay = self._next_due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if pipeline.paused:
+                frame = self._frozen_frame()
+                if frame is None:  # paused before the first frame: nothing to repeat
+                    await pipeline.changed.wait()
+                    continue
+                break
+            item = pipeline.next_output()
+            if item is None:
+                await pipeline.changed.wait()
+                continue
+            frame = await self._draw(item)
+            break
+        self._stamp(frame)
+        self._records.frame_sent()
+        return frame
+
+    async def _draw(self, item: FrameSpec | av.VideoFrame) -> av.VideoFrame:
+        self._frozen_image = None
+        if isinstance(item, av.VideoFrame):
+            self._last_input, self._last_spec, self._last_image = item, None, None
+            return item
+        assert self._pipeline is not None
+        renderer = self._pipeline.renderer
+        if item.width * item.height >= THREAD_RENDER_PIXELS:
+            image = await asyncio.to_thread(renderer.render, item)
+        else:
+            image = renderer.render(item)
+        self._last_input, self._last_spec, self._last_image = None, item, image
+        return to_video_frame(image)
+
+    def _frozen_frame(self) -> av.VideoFrame | None:
+        """The last frame again; drawn frames are redrawn once with PAUSED in the strip."""
+        if self._last_input is not None:
+            return self._last_input
+        if self._last_spec is None or self._pipeline is None:
+            return None
+        if self._frozen_image is None:
+            self._frozen_image = self._pipeline.renderer.render(replace(self._last_spec, paused=True))
+        return to_video_frame(self._frozen_image)
+
+    def _stamp(self, frame: av.VideoFrame) -> None:
+        """Timestamps from the wall clock, strictly increasing (libvpx rejects anything else)."""
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        pts = max(int((now - self._start) * VIDEO_CLOCK_RATE), self._last_pts + 1)
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        self._last_pts = pts
+        due = self._next_due + self._period
+        # Keep the cadence while on time; after a gap, restart it rather than send a burst.
+        self._next_due = due if due > now else now + self._period
+
+    def stop(self) -> None:
+        super().stop()
+        self._forever.set()
