@@ -37,8 +37,9 @@ class EventRecords:
         self.dropped: deque[dict[str, Any]] = deque(maxlen=limit)
 
     def offer(self, session_id: str, initial_parameters: dict[str, Any]) -> None:
+        """An accepted offer: its ``initialParameters`` as sent, plus ``sessionId``."""
         self.counters.sessions += 1
-        self.offers.append({"session_id": session_id, "t": time.monotonic(), "initialParameters": initial_parameters})
+        self.offers.append({**initial_parameters, "sessionId": session_id})
 
     def message_received(self, session_id: str, index: int, message: Any, *, dropped: bool) -> None:
         """Record an arriving message; ``dropped`` when the full queue refused it."""

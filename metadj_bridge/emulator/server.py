@@ -100,7 +100,7 @@ class ScopeEmulator:
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
         self.server_start_time = time.time()
-        self._log.info("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
+        self._log.debug("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
 
     async def aclose(self) -> None:
         """Close every session, stop loading, stop serving; harmless when called again."""
