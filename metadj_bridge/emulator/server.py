@@ -109,10 +109,9 @@ class ScopeEmulator:
         self._closed = True
         await self._close_all_sessions()
         await self._loader.aclose()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # These tasks only close sessions; cancelling one that awaits another caller's
+        # RTCPeerConnection.close() would cancel aiortc's shared "closed" future, so let them finish.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         logging.getLogger(_PACKAGE_LOGGER).removeHandler(self._log_tail)

@@ -75,7 +75,9 @@ class EmulatorSession:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.track.stop()
-        await self.pc.close()
+        # Shielded: aiortc may be closing this connection itself (remote DTLS close), and a
+        # cancelled second close() would cancel the future the first one completes.
+        await asyncio.shield(self.pc.close())
 
     # ---- peer connection events --------------------------------------------------------------
 
