@@ -611,3 +611,63 @@ async def test_module_runs_standalone_and_stops_cleanly_on_sigterm(http: httpx.A
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+# ---- pure parts: queue, merge rules, drawing ----------------------------------------------------
+
+
+def test_parameter_queue_holds_eight_and_refuses_the_ninth() -> None:
+    queue = ParameterQueue()
+    assert all(queue.offer({"seq": i}) for i in range(8))
+    assert queue.offer({"seq": 8}) is False
+    assert [queue.take() for _ in range(8)] == [{"seq": i} for i in range(8)]
+    assert queue.take() is None
+
+
+def test_parameters_persist_merge_and_one_shots_are_consumed_by_one_chunk() -> None:
+    params = SessionParameters({"prompts": [{"text": "a", "weight": 1.0}], "noise_scale": 0.2, "paused": True})
+    assert "paused" not in params.values
+    params.apply({"reset_cache": True, "lora_scales": [{"path": "x", "scale": 1.0}], "base_seed": 7})
+    first = params.next_chunk()
+    assert first.reset_cache and set(first.one_shots) == {"reset_cache", "lora_scales"}
+    assert (first.noise_scale, first.base_seed) == (0.2, 7)
+    second = params.next_chunk()
+    assert not second.reset_cache and second.one_shots == {}
+    assert params.values["base_seed"] == 7 and "reset_cache" not in params.values
+
+
+def test_transition_blends_over_its_steps_then_the_target_becomes_the_prompts() -> None:
+    params = SessionParameters({"prompts": [{"text": "a", "weight": 1.0}]})
+    params.apply({"transition": {"target_prompts": [{"text": "b", "weight": 1.0}], "num_steps": 4}})
+    weights = [dict(params.next_chunk().prompts).get("b", 0.0) for _ in range(4)]
+    assert weights == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert params.values["prompts"] == [{"text": "b", "weight": 1.0}] and "transition" not in params.values
+    assert params.next_chunk().prompts == (("b", 1.0),)
+
+
+def test_prompts_without_transition_cancel_it_and_missing_steps_snap() -> None:
+    params = SessionParameters({"prompts": ["a"]})
+    params.apply({"transition": {"target_prompts": ["b"], "num_steps": 10}})
+    params.next_chunk()
+    params.apply({"prompts": ["c"]})  # strings are accepted on the data channel
+    assert "transition" not in params.values and params.next_chunk().prompts == (("c", 1.0),)
+    params.apply({"transition": {"target_prompts": [{"text": "d", "weight": 3}, {"text": "e", "weight": 1}]}})
+    assert dict(params.next_chunk().prompts) == pytest.approx({"d": 0.75, "e": 0.25})
+
+
+def test_each_prompt_has_its_own_picture_and_weights_blend_them() -> None:
+    renderer = FrameRenderer()
+
+    def draw(prompts: tuple[tuple[str, float], ...], **extra: Any) -> np.ndarray:
+        fields: dict[str, Any] = {"frame_number": 3, "chunk_index": 1, **extra}
+        return renderer.render(FrameSpec(256, 144, prompts, **fields))
+
+    city, forest = draw((("neon city", 1.0),)), draw((("forest at dawn", 1.0),))
+    assert mean_diff(city, forest) > 20
+    assert np.array_equal(city, FrameRenderer().render(FrameSpec(256, 144, (("neon city", 1.0),), 3, 1)))
+    half = draw((("neon city", 0.5), ("forest at dawn", 0.5)))
+    assert mean_diff(half, city) < mean_diff(city, forest) and mean_diff(half, forest) < mean_diff(city, forest)
+    assert mean_diff(draw((("neon city", 1.0),), noise_scale=0.8), city) > 20
+    assert draw((("neon city", 1.0),), flash=1.0)[:-20].mean() > 250
+    assert mean_diff(draw((("neon city", 1.0),), frame_number=4), city) > 1.0  # motion
+    assert mean_diff(draw((("neon city", 1.0),), base_seed=43), city) > 1.0

@@ -140,11 +140,11 @@ class ScopeEmulator:
         if "stop_video" in faults:
             for session in self._sessions.values():
                 session.set_video_stopped(faults["stop_video"])
-            self._log.warning("Fault: video %s for %d session(s)", "stopped" if faults["stop_video"] else "resumed", len(self._sessions))
+            self._log.info("Fault: video %s for %d session(s)", "stopped" if faults["stop_video"] else "resumed", len(self._sessions))
         return {**self._faults.as_dict(), "server_start_time": self.server_start_time, "active_sessions": len(self._sessions)}
 
     async def _restart(self) -> None:
-        self._log.warning("Fault: emulated server restart")
+        self._log.info("Fault: emulated server restart")
         await self._close_all_sessions()
         self._loader.unload()
         self.server_start_time = max(time.time(), self.server_start_time + 0.001)
