@@ -671,3 +671,17 @@ def test_each_prompt_has_its_own_picture_and_weights_blend_them() -> None:
     assert draw((("neon city", 1.0),), flash=1.0)[:-20].mean() > 250
     assert mean_diff(draw((("neon city", 1.0),), frame_number=4), city) > 1.0  # motion
     assert mean_diff(draw((("neon city", 1.0),), base_seed=43), city) > 1.0
+
+
+async def test_a_recvonly_offer_gets_no_video_as_in_scope(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient, peers: Callable[..., ClientPeer]
+) -> None:
+    emu = await make_emu()
+    await load(http, emu)
+    peer = peers()
+    peer.pc.getTransceivers()[0].direction = "recvonly"
+    await peer.connect(http, emu.url, TEXT_OFFER)
+    await asyncio.sleep(1.0)
+    assert peer.frames == [] and peer.pc.connectionState == "connected"
+    lines = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 50})).json()["lines"]
+    assert any("recvonly" in line for line in lines)

@@ -107,13 +107,13 @@ class ScopeEmulator:
         if self._closed:
             return
         self._closed = True
+        if self._runner is not None:
+            await self._runner.cleanup()  # first, so no offer arrives while sessions close
         await self._close_all_sessions()
         await self._loader.aclose()
         # These tasks only close sessions; cancelling one that awaits another caller's
         # RTCPeerConnection.close() would cancel aiortc's shared "closed" future, so let them finish.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
         logging.getLogger(_PACKAGE_LOGGER).removeHandler(self._log_tail)
         if self._asset_dir is not None:
             shutil.rmtree(self._asset_dir, ignore_errors=True)
@@ -263,10 +263,16 @@ class ScopeEmulator:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+        except asyncio.CancelledError:
+            await session.aclose()
+            raise
         except Exception as exc:
             await session.aclose()
             self._log.warning("Offer failed: %s", exc)
             raise RequestRejected(500, str(exc)) from exc
+        if self._closed:
+            await session.aclose()
+            raise RequestRejected(503, "Server is shutting down")
         self._sessions[session_id] = session
         self._records.offer(session_id, raw_params if isinstance(raw_params, dict) else {})
         session.start()
