@@ -9,7 +9,6 @@ fault switches. Pure parts (queue, merge rules, drawing) are tested directly at 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import os
 import signal
@@ -546,6 +545,30 @@ async def test_invalid_data_channel_messages_are_dropped_and_logged(
     lines = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 100})).json()["lines"]
     assert sum("not JSON" in line for line in lines) == 1 and sum("not a JSON object" in line for line in lines) == 1
 
+
+async def test_garbage_parameter_values_do_not_stop_the_stream(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient, peers: Callable[..., ClientPeer]
+) -> None:
+    """The data channel is not validated (Scope's neither): odd values must not break the chunk loop."""
+    emu = await make_emu()
+    await load(http, emu)
+    peer = peers()
+    session_id = await peer.connect(http, emu.url, TEXT_OFFER)
+    garbage = {"prompts": 5, "transition": "soon", "base_seed": "abc", "noise_scale": None, "denoising_step_list": "x"}
+    peer.send(garbage)
+    peer.send({"transition": {"target_prompts": [{"text": 3}], "num_steps": -2}, "ctrl_input": {"mouse": "left"}})
+    await wait_for(lambda: _applied_count(http, emu, session_id, 2), 5, "the odd messages to be applied")
+    await peer.frames_after(4)
+    assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["base_seed"] == "abc"
+
+
+async def test_fault_switches_reject_unknown_keys_and_bad_values(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+    emu = await make_emu()
+    url = emu.url + "/_emulator/faults"
+    assert (await http.post(url, json={"explode": True})).status_code == 422
+    assert (await http.post(url, json={"slow_load": -1, "fail_load": True})).status_code == 422
+    state = (await http.post(url, json={"slow_load": 0.5})).json()
+    assert (state["slow_load"], state["fail_load"], state["stale_seconds"]) == (0.5, False, 0.2)
 
 async def test_uploaded_asset_is_stored_and_its_path_returned(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
     emu = await make_emu()

@@ -70,17 +70,19 @@ class Faults:
     stale_seconds: float = DEFAULT_STALE_SECONDS
 
     def update(self, changes: Mapping[str, Any]) -> None:
-        """Apply the switches present in ``changes``; raises ValueError naming a bad value."""
+        """Apply the switches present in ``changes``; ValueError (and no change) for a bad value."""
+        new = self.as_dict()
         for key in ("slow_load", "stale_seconds"):
             if key in changes:
                 value = changes[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                     raise ValueError(f"{key}: {value!r} is not a number of seconds >= 0")
-                setattr(self, key, float(value))
+                new[key] = float(value)
         if "fail_load" in changes:
             if not isinstance(changes["fail_load"], bool):
                 raise ValueError(f"fail_load: {changes['fail_load']!r} is not true or false")
-            self.fail_load = changes["fail_load"]
+            new["fail_load"] = changes["fail_load"]
+        self.slow_load, self.fail_load, self.stale_seconds = new["slow_load"], new["fail_load"], new["stale_seconds"]
 
     def as_dict(self) -> dict[str, Any]:
         return {"slow_load": self.slow_load, "fail_load": self.fail_load, "stale_seconds": self.stale_seconds}

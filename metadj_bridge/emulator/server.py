@@ -92,13 +92,19 @@ class ScopeEmulator:
         except OSError as exc:
             raise ConfigError(f"emulator: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
         self._port = sock.getsockname()[1]
-        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
-        self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
         app = web.Application(middlewares=[self._errors_middleware], client_max_size=64 * 1024 * 1024)
         self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
+        self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
         self.server_start_time = time.time()
         self._log.debug("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
 
@@ -132,8 +138,9 @@ class ScopeEmulator:
         unknown = sorted(set(faults) - set(FAULT_KEYS))
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; allowed: {', '.join(FAULT_KEYS)}")
-        if "stop_video" in faults and not isinstance(faults["stop_video"], bool):
-            raise ValueError(f"stop_video: {faults['stop_video']!r} is not true or false")
+        for key in ("restart", "stop_video"):
+            if key in faults and not isinstance(faults[key], bool):
+                raise ValueError(f"{key}: {faults[key]!r} is not true or false")
         self._faults.update(faults)
         if faults.get("restart"):
             await self._restart()
