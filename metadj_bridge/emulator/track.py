@@ -56,7 +56,6 @@ class EmulatedVideoTrack(MediaStreamTrack):
         self._start: float | None = None
         self._last_pts = -1
         self._last_spec: FrameSpec | None = None
-        self._last_image: np.ndarray | None = None
         self._last_input: av.VideoFrame | None = None
         self._frozen_image: np.ndarray | None = None
         #: Never set: what a track without a pipeline waits on until it is stopped.
@@ -82,7 +81,7 @@ class EmulatedVideoTrack(MediaStreamTrack):
                 await asyncio.sleep(delay)
                 continue
             if pipeline.paused:
-                frame = self._frozen_frame()
+                frame = await self._frozen_frame()
                 if frame is None:  # paused before the first frame: nothing to repeat
                     await pipeline.changed.wait()
                     continue
@@ -100,25 +99,28 @@ class EmulatedVideoTrack(MediaStreamTrack):
     async def _draw(self, item: FrameSpec | av.VideoFrame) -> av.VideoFrame:
         self._frozen_image = None
         if isinstance(item, av.VideoFrame):
-            self._last_input, self._last_spec, self._last_image = item, None, None
+            self._last_input, self._last_spec = item, None
             return item
-        assert self._pipeline is not None
-        renderer = self._pipeline.renderer
-        if item.width * item.height >= THREAD_RENDER_PIXELS:
-            image = await asyncio.to_thread(renderer.render, item)
-        else:
-            image = renderer.render(item)
-        self._last_input, self._last_spec, self._last_image = None, item, image
+        image = await self._render(item)
+        self._last_input, self._last_spec = None, item
         return to_video_frame(image)
 
-    def _frozen_frame(self) -> av.VideoFrame | None:
+    async def _render(self, spec: FrameSpec) -> np.ndarray:
+        """Large frames, and frames that first need a prompt's pattern built, are drawn off the loop."""
+        assert self._pipeline is not None
+        renderer = self._pipeline.renderer
+        if spec.width * spec.height >= THREAD_RENDER_PIXELS or not renderer.has_patterns(spec):
+            return await asyncio.to_thread(renderer.render, spec)
+        return renderer.render(spec)
+
+    async def _frozen_frame(self) -> av.VideoFrame | None:
         """The last frame again; drawn frames are redrawn once with PAUSED in the strip."""
         if self._last_input is not None:
             return self._last_input
-        if self._last_spec is None or self._pipeline is None:
+        if self._last_spec is None:
             return None
         if self._frozen_image is None:
-            self._frozen_image = self._pipeline.renderer.render(replace(self._last_spec, paused=True))
+            self._frozen_image = await self._render(replace(self._last_spec, paused=True))
         return to_video_frame(self._frozen_image)
 
     def _stamp(self, frame: av.VideoFrame) -> None:
