@@ -101,14 +101,22 @@ class StatusLine:
         )
 
     async def run(self) -> None:
+        last_state: str | None = None
+        last_log = -float("inf")
         while True:
             line = self.render()
             if self.tty:
                 self.stream.write("\r\x1b[2K" + line)
                 self.stream.flush()
-            else:
+                await asyncio.sleep(self.interval)
+                continue
+            # Plain logs: a line on every state change, and every ``interval`` seconds.
+            state = self.session.state.value
+            now = time.monotonic()
+            if state != last_state or now - last_log >= self.interval:
                 log.info("%s", line)
-            await asyncio.sleep(self.interval)
+                last_state, last_log = state, now
+            await asyncio.sleep(0.25)
 
     def finish(self) -> None:
         if self.tty:

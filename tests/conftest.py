@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -52,15 +53,19 @@ class EmulatorProcess:
         self.args = list(args)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
 
     async def start(self) -> None:
         cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(self.port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._close_stderr()
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self._stderr.seek(0)
+                    err = self._stderr.read().decode(errors="replace")
                     raise RuntimeError(f"emulator exited with {self.proc.returncode}: {err}")
                 try:
                     if (await http.get(self.url + "/health")).status_code == 200:
@@ -86,9 +91,13 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._close_stderr()
         return self.proc.returncode
+
+    def _close_stderr(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
 
 @pytest.fixture

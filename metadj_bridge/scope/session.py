@@ -88,6 +88,8 @@ class SessionConfig:
     video_track_factory: Callable[[], MediaStreamTrack] | None = None
     prefer_codec: str | None = "video/H264"
     no_frame_timeout: float = 5.0
+    #: The first frame of a session may take longer (a GPU pipeline warms up on its first chunk).
+    first_frame_timeout: float = 15.0
     connect_timeout: float = 15.0
     load_timeout: float = 300.0
     health_interval: float = 2.0
@@ -381,10 +383,15 @@ class ScopeSession:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(self._lost), timeout=0.25)
             now = time.monotonic()
-            since = self._last_frame or self._connected_at
-            if now - since > cfg.no_frame_timeout:
-                what = "no video frame" if self._last_frame else "no first video frame"
-                return f"connected, but {what} for {cfg.no_frame_timeout:g} s"
+            if self._last_frame:
+                if now - self._last_frame > cfg.no_frame_timeout:
+                    return f"connected, but no video frame for {cfg.no_frame_timeout:g} s"
+            elif now - self._connected_at > max(cfg.no_frame_timeout, cfg.first_frame_timeout):
+                limit = max(cfg.no_frame_timeout, cfg.first_frame_timeout)
+                return (
+                    f"connected, but no first video frame for {limit:g} s (is pipeline_ids right, "
+                    "and is the pipeline producing output?)"
+                )
             if now >= next_health:
                 next_health = now + cfg.health_interval
                 try:
