@@ -3,6 +3,34 @@
 ``ScopeEmulator`` serves Daydream Scope 0.2.4's HTTP + WebRTC API with aiortc, applies data-channel
 parameters with Scope's queueing rules (8 messages, newest dropped, one per chunk) and draws frames
 that visibly follow them. Run it with ``python -m metadj_bridge.emulator`` or ``metadj-bridge emulate``.
+
+Endpoints (Scope's, see ``shared/scope-api.md``)::
+
+    GET    /health                        {status, timestamp, server_start_time, version "0.2.4", git_commit, emulator: true}
+    GET    /api/v1/hardware/info          {vram_gb: null, spout|ndi|syphon: {available: false, reason, install_hint}}
+    POST   /api/v1/pipeline/load          {pipeline_ids, load_params} | {pipelines: [{node_id, pipeline_id, load_params}]}
+                                          (legacy_api: {pipeline_id, load_params}); 200 at once, loads in the background
+    GET    /api/v1/pipeline/status        {status, pipeline_id, load_params, loaded_lora_adapters, error: null,
+                                           loading_stage, produces_video, produces_audio}
+    GET    /api/v1/pipelines/schemas      {pipelines: {id: {id, name, supported_modes, default_mode, supports_prompts,
+                                           config_schema: {properties}}}}
+    GET    /api/v1/webrtc/ice-servers     {iceServers: config.ice_servers}
+    POST   /api/v1/webrtc/offer           {sdp, type, initialParameters} -> {sdp, type: "answer", sessionId}
+    PATCH  /api/v1/webrtc/offer/{id}      {candidates: [{candidate, sdpMid, sdpMLineIndex}]} -> 204 | 404
+    DELETE /api/v1/webrtc/offer/{id}      204 always
+    POST   /api/v1/assets?filename=x.png  raw body -> {path, filename, size_bytes}; files live until aclose()
+    GET    /api/v1/session/parameters     parameters as applied by the newest open session ({} if none)
+    GET    /api/v1/session/metrics        {messages_received, messages_applied, messages_dropped, frames_sent, sessions,
+                                           active_sessions, chunk_index, fps, chunk_frames}
+    GET    /api/v1/logs/tail?lines=N[&since_offset=K]   {lines, offset}
+
+Emulator-only::
+
+    POST   /_emulator/faults   any of {restart: bool, stop_video: bool, slow_load: s, fail_load: bool, stale_seconds: s}
+                               -> {slow_load, fail_load, stale_seconds, server_start_time, active_sessions}; 422 if unknown
+    GET    /_emulator/log      {offers: [{...initialParameters as sent, sessionId}],
+                                received|dropped: [{session_id, index, t, message}],
+                                applied: [{session_id, chunk, t, message}]}   (t = time.monotonic(); last 20,000 each)
 """
 
 from metadj_bridge.emulator.config import EmulatorConfig
