@@ -6,6 +6,7 @@ Scope, and a TLS server with a self-signed certificate.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ssl
 import subprocess
@@ -184,7 +185,9 @@ async def test_cli_prints_error_line_and_exits_1(case: str, html_server: str) ->
         "wrong-path": html_server + "/api/v1/health",
         "no-scheme": "localhost:8000",
     }[case]
-    proc = subprocess.run(
+    # In a thread: the server under test runs on this test's event loop.
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "metadj_bridge", "run", "--scope", url, "--duration", "5"],
         capture_output=True,
         text=True,
