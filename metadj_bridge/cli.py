@@ -69,8 +69,8 @@ def setup_logging(verbosity: int) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    # WebRTC internals are noisy; show them only with -vv.
-    for name in ("aiortc", "aioice", "av"):
+    # WebRTC and HTTP internals are noisy (httpx logs every request at INFO); show them only with -vv.
+    for name in ("aiortc", "aioice", "av", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
 
@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             from metadj_bridge.app import RunOptions, run_bridge
+
+            if not args.verbose:
+                # The in-process emulator is a stand-in; its own chatter is for `emulate` and -v.
+                logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
 
             return asyncio.run(run_bridge(RunOptions.from_args(args)))
         if args.command == "emulate":

@@ -270,6 +270,7 @@ class ScopeClient:
     async def wait_until_loaded(
         self,
         pipeline_ids: Sequence[str],
+        load_params: Mapping[str, Any] | None = None,
         *,
         timeout: float = 300.0,
         poll_interval: float = 0.5,
@@ -277,8 +278,8 @@ class ScopeClient:
     ) -> PipelineStatus:
         """Poll until Scope reports our pipeline ``loaded``.
 
-        ``loaded`` counts only when ``pipeline_id`` is the one we asked for: a poll right after the POST
-        can still show the previous pipeline (§2 race). Scope reports ``error`` once and then
+        ``loaded`` counts only when ``pipeline_id`` (and ``load_params``, when Scope reports them) are the
+        ones we asked for: a poll right after the POST can still show the previous state (§2 race). Scope reports ``error`` once and then
         ``not_loaded``, so both after ``loading`` are failures.
         """
         wanted = pipeline_ids[0]
@@ -289,7 +290,9 @@ class ScopeClient:
         while True:
             status = await self.pipeline_status()
             last = status
-            if status.status == "loaded" and status.pipeline_id == wanted:
+            if status.status == "loaded" and status.pipeline_id == wanted and (
+                load_params is None or status.load_params is None or status.load_params == dict(load_params)
+            ):
                 return status
             if status.status == "loading":
                 seen_loading = True
@@ -306,6 +309,8 @@ class ScopeClient:
                 )
             if time.monotonic() >= deadline:
                 now = f"status {last.status!r}" + (f" with pipeline {last.pipeline_id!r}" if last.pipeline_id else "")
+                if last.status == "loaded" and last.pipeline_id == wanted:
+                    now += f" but load params {last.load_params} instead of {dict(load_params or {})}"
                 causes = "; ".join(f"({i}) {c}" for i, c in enumerate(STUCK_LOADING_CAUSES, 1))
                 raise PipelineLoadTimeout(
                     f"pipeline {wanted!r} was not loaded after {timeout:g} s (Scope reports {now}). Likely causes: {causes}"
@@ -336,7 +341,7 @@ class ScopeClient:
         await _call(on_progress, f"loading pipeline {pipeline_ids[0]}")
         await self.load_pipeline(pipeline_ids, load_params)
         return await self.wait_until_loaded(
-            pipeline_ids, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
+            pipeline_ids, load_params or {}, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
         )
 
     async def _wait_settled(self, timeout: float, poll_interval: float) -> None:
