@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for  # noqa: F401 - re-exported for tests
 
 #: Small frames keep the encoder and decoder cheap on a 2-core machine.
 SMALL = {"width": 256, "height": 144}
@@ -125,17 +125,3 @@ async def emulator_fault(url: str, **faults: Any) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.post(url + "/_emulator/faults", json=faults)
         response.raise_for_status()
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(interval)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import VideoStreamTrack
 
 
 def free_port() -> int:
@@ -10,3 +18,32 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.03) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class ColourTrack(VideoStreamTrack):
+    """A real outgoing video track (a webcam stand-in): one flat colour at 30 fps."""
+
+    def __init__(self, rgb: tuple[int, int, int], size: tuple[int, int] = (256, 144)) -> None:
+        super().__init__()
+        self._image = np.zeros((size[1], size[0], 3), np.uint8)
+        self._image[:] = rgb
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame

@@ -19,17 +19,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 from metadj_bridge.emulator.params import ParameterQueue, SessionParameters
 from metadj_bridge.emulator.render import FrameRenderer, FrameSpec
 from metadj_bridge.errors import ConfigError
+from tests.helpers import ColourTrack, wait_for
 
 SMALL = {"width": 256, "height": 144}
 TEXT_OFFER = {"pipeline_ids": ["longlive"], "input_mode": "text", "prompts": [{"text": "neon city", "weight": 1.0}]}
@@ -41,41 +41,19 @@ EmulatorFactory = Callable[..., Awaitable[ScopeEmulator]]
 
 
 @pytest.fixture
-async def make_emu() -> AsyncIterator[EmulatorFactory]:
-    """In-process emulators on free ports, closed after the test."""
-    made: list[ScopeEmulator] = []
+def make_emu(make_emulator: EmulatorFactory) -> EmulatorFactory:
+    """In-process emulators (conftest's factory) with two frames per chunk, closed after the test."""
 
     async def make(**overrides: Any) -> ScopeEmulator:
-        fields: dict[str, Any] = {"port": 0, "chunk_frames": 2, "fps": 20.0, "load_seconds": 0.1, "stale_seconds": 0.2}
-        fields.update(overrides)
-        emu = ScopeEmulator(EmulatorConfig(**fields))
-        await emu.start()
-        made.append(emu)
-        return emu
+        return await make_emulator(**{"chunk_frames": 2, "stale_seconds": 0.2, **overrides})
 
-    yield make
-    for emu in made:
-        await emu.aclose()
+    return make
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as client:
         yield client
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.03)
 
 
 async def load(http: httpx.AsyncClient, emu: ScopeEmulator, pipeline: str = "longlive", **params: Any) -> None:
@@ -87,21 +65,6 @@ async def load(http: httpx.AsyncClient, emu: ScopeEmulator, pipeline: str = "lon
         return st["status"] == "loaded" and st["pipeline_id"] == pipeline
 
     await wait_for(loaded, 5, f"{pipeline} to load")
-
-
-class ColourTrack(VideoStreamTrack):
-    """A webcam stand-in: one flat colour at 30 fps."""
-
-    def __init__(self, rgb: tuple[int, int, int], size: tuple[int, int]) -> None:
-        super().__init__()
-        self._image = np.zeros((size[1], size[0], 3), np.uint8)
-        self._image[:] = rgb
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
 
 
 class ClientPeer:

@@ -4,7 +4,6 @@ flow-controlled parameters, discrete actions and self-healing."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import random
 import time
@@ -14,7 +13,6 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc import VideoStreamTrack
 from aiortc.sdp import SessionDescription
 
 from metadj_bridge.emulator import ScopeEmulator
@@ -22,25 +20,10 @@ from metadj_bridge.errors import ScopeNotFoundError
 from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import Backoff, ScopeSession, SessionConfig
-from tests.conftest import SMALL, EmulatorProcess, emulator_fault, emulator_get, wait_for
+from tests.conftest import SMALL, EmulatorProcess, emulator_fault, emulator_get
+from tests.helpers import ColourTrack, wait_for
 
 FAST_BACKOFF = Backoff(base=0.2, cap=1.0)
-
-
-class ColourTrack(VideoStreamTrack):
-    """A real outgoing video track: a flat colour at 20 fps, for avatar (video) mode."""
-
-    def __init__(self, rgb: tuple[int, int, int], size: tuple[int, int] = (256, 144)) -> None:
-        super().__init__()
-        self._image = np.zeros((size[1], size[0], 3), np.uint8)
-        self._image[:] = rgb
-
-    async def recv(self) -> av.VideoFrame:
-        pts, _ = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
-        frame.pts = pts
-        frame.time_base = fractions.Fraction(1, 90000)
-        return frame
 
 
 def make_session(url: str, *, chunk_frames: int = 4, **overrides: Any) -> ScopeSession:
