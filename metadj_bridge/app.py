@@ -175,7 +175,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     status = StatusLine(session, status_stream or sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
             loop.add_signal_handler(sig, stop.set)
@@ -190,7 +190,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             tasks.append(
                 loop.create_task(_cycle_prompts(sender, options.prompts, options.cycle_seconds), name="prompt-cycle")
             )
-        waiters = {loop.create_task(stop.wait(), name="stop-signal")}
+        waiters: set[asyncio.Task[Any]] = {loop.create_task(stop.wait(), name="stop-signal")}
         assert session.supervisor is not None
         waiters.add(session.supervisor)
         done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)

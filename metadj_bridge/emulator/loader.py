@@ -110,7 +110,7 @@ class PipelineLoader:
         """The status answer; reading an ``error`` resets the state, as Scope does."""
         status = self._status
         loaded = self._loaded if status == "loaded" else None
-        info = {
+        info: dict[str, Any] = {
             "status": status,
             "pipeline_id": loaded.entries[0].key if loaded else None,
             "load_params": loaded.entries[0].load_params if loaded else None,

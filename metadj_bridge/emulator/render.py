@@ -145,7 +145,7 @@ class FrameRenderer:
 
     def has_patterns(self, spec: FrameSpec) -> bool:
         """True when every picture ``spec`` needs is cached (building one costs 3-50 ms)."""
-        texts = [text for text, _ in spec.prompts] or [None]
+        texts: list[str | None] = [text for text, _ in spec.prompts] or [None]
         return all((text, spec.width, spec.height) in self._patterns for text in texts)
 
     def video_frame(self, spec: FrameSpec, pts: int = 0) -> av.VideoFrame:

@@ -376,7 +376,7 @@ class ScopeClient:
         servers = data.get("iceServers") if isinstance(data, Mapping) else None
         if not isinstance(servers, list):
             raise ScopeNotScopeError(f"GET /api/v1/webrtc/ice-servers answered {str(data)[:120]!r}")
-        return [s for s in servers if isinstance(s, Mapping) and s.get("urls")]
+        return [dict(s) for s in servers if isinstance(s, Mapping) and s.get("urls")]
 
     async def offer(self, sdp: str, sdp_type: str, initial_parameters: Mapping[str, Any]) -> Answer:
         body = {"sdp": sdp, "type": sdp_type, "initialParameters": dict(initial_parameters)}

@@ -247,7 +247,8 @@ class ParameterSchema:
         for name, prop in props.items():
             if not isinstance(prop, Mapping):
                 continue
-            ui = prop.get("ui") if isinstance(prop.get("ui"), Mapping) else {}
+            ui_raw = prop.get("ui")
+            ui: Mapping[str, Any] = ui_raw if isinstance(ui_raw, Mapping) else {}
             if name in LOAD_ONLY_KEYS or ui.get("is_load_param", False):
                 continue
             schema.specs[name] = _spec_from_json_schema(prop, schema.specs.get(name))
