@@ -52,6 +52,8 @@ class Result:
     delay_p95_ms: float
     final_arrived: bool
     final_delay_ms: float | None
+    max_queue: int
+    mean_queue: float
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,6 +111,15 @@ async def run_sender(name: str, url: str, pacer: PacerConfig, seconds: float, se
             log = (await http.get("/_emulator/log")).json()
         applied = [e for e in log["applied"] if e["session_id"] == sid and "noise_scale" in e["message"]]
         dropped = [e for e in log["dropped"] if e["session_id"] == sid]
+        # Scope's queue depth as each message arrives (dropped ones never entered it).
+        dropped_idx = {e["index"] for e in dropped}
+        events = [(e["t"], 1) for e in log["received"] if e["session_id"] == sid and e["index"] not in dropped_idx]
+        events += [(e["t"], -1) for e in log["applied"] if e["session_id"] == sid]
+        depth, depths = 0, []
+        for _, step in sorted(events):
+            depth += step
+            if step > 0:
+                depths.append(depth)
         change_time = {v: t for t, v in changes}
         # For each applied chunk: the time of the newest change it carries.
         applied_pairs = [(e["t"], change_time.get(e["message"]["noise_scale"], -1.0)) for e in applied]
@@ -128,6 +139,8 @@ async def run_sender(name: str, url: str, pacer: PacerConfig, seconds: float, se
             delay_p95_ms=1000 * percentile(delays, 0.95),
             final_arrived=arrived_at is not None,
             final_delay_ms=None if arrived_at is None else 1000 * (arrived_at - final_t),
+            max_queue=max(depths, default=0),
+            mean_queue=statistics.fmean(depths) if depths else 0.0,
         )
     finally:
         await session.aclose()
@@ -160,13 +173,17 @@ async def bench_scope(args: argparse.Namespace) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    header = f"{'sender':<20} {'changes':>7} {'sent':>6} {'dropped':>7} {'delay p50':>10} {'delay p95':>10} {'final state':>14}"
+    header = (
+        f"{'sender':<20} {'changes':>7} {'sent':>6} {'dropped':>7} {'queue max/mean':>14} "
+        f"{'delay p50':>10} {'delay p95':>10} {'final state':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         final = f"yes {r.final_delay_ms:.0f} ms" if r.final_arrived else "NO (lost)"
         print(
-            f"{r.name:<20} {r.changes:>7} {r.sent:>6} {r.dropped:>7} {r.delay_median_ms:>8.0f}ms "
+            f"{r.name:<20} {r.changes:>7} {r.sent:>6} {r.dropped:>7} {r.max_queue:>9d}/{r.mean_queue:<4.1f} "
+            f"{r.delay_median_ms:>8.0f}ms "
             f"{r.delay_p95_ms:>8.0f}ms {final:>14}"
         )
 

@@ -113,6 +113,23 @@ def test_pacer_falls_back_to_ceiling_when_video_stops() -> None:
     assert pacer.interval(10.0) == 2.0  # frames stopped: do not feed a stalled queue
 
 
+def test_pacer_aims_just_before_the_next_chunk_boundary() -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=12, align_margin=0.2))
+    for i in range(31):  # 20 fps: chunks start arriving at 0.0, 0.6 and 1.2 s
+        pacer.on_frame(i / 20)
+    now = 1.5
+    # The next boundary is at 1.8 s; aim 0.2 x 0.6 s before it, unless that is too soon after the last send.
+    assert pacer.next_send_at(now, last_send=1.1) == pytest.approx(1.8 - 0.12)
+    assert pacer.next_send_at(now, last_send=1.45) == pytest.approx(2.4 - 0.12)
+    pacer.set_rtt(0.1)  # a remote Scope: send earlier by the round trip
+    assert pacer.next_send_at(now, last_send=1.1) == pytest.approx(1.8 - 0.22)
+    # Without aiming the pacer only spaces messages a chunk apart.
+    plain = SendPacer(PacerConfig(chunk_frames=12, align=False))
+    for i in range(31):
+        plain.on_frame(i / 20)
+    assert plain.next_send_at(now, last_send=1.45) == pytest.approx(2.05)
+
+
 def test_pacer_config_rejects_inverted_bounds() -> None:
     with pytest.raises(ValueError, match="min_interval"):
         PacerConfig(min_interval=1.0, max_interval=0.5)

@@ -140,6 +140,11 @@ class PacerConfig:
     assumed_fps: float = 15.0
     #: Window over which the returning frame rate is measured.
     window: float = 3.0
+    #: Aim sends just before Scope's next chunk boundary (see ``SendPacer.next_send_at``).
+    align: bool = True
+    #: How early before the predicted boundary to send, as a fraction of the chunk period; the
+    #: measured round trip to Scope is added on top.
+    align_margin: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
@@ -151,20 +156,56 @@ class PacerConfig:
 
 
 class SendPacer:
-    """Estimates how often Scope consumes a message: one per chunk of ``chunk_frames`` frames."""
+    """Estimates when Scope takes its next message: once per chunk of ``chunk_frames`` frames.
+
+    Scope takes a message from its queue right after it hands a chunk's frames to the video track,
+    so the first frame of each chunk to arrive here marks a boundary (a little late, by the network
+    and the track's pacing). A change sent just before the next boundary is applied by the next chunk
+    with everything else that changed meanwhile; one sent just after a boundary waits a whole chunk.
+    If the frame count drifts from Scope's chunks, the phase is simply random, as without aiming.
+    """
 
     def __init__(self, config: PacerConfig | None = None) -> None:
         self.config = config or PacerConfig()
         self._frames: deque[float] = deque()
+        self._count = 0
+        self._boundary: float | None = None
+        self.rtt = 0.0
 
     def on_frame(self, now: float) -> None:
         self._frames.append(now)
         horizon = now - self.config.window
         while self._frames and self._frames[0] < horizon:
             self._frames.popleft()
+        if self._count % self.config.chunk_frames == 0:
+            self._boundary = now
+        self._count += 1
 
     def reset(self) -> None:
         self._frames.clear()
+        self._count = 0
+        self._boundary = None
+
+    def set_rtt(self, rtt: float) -> None:
+        """The latest measured round trip to Scope, in seconds (smoothed)."""
+        self.rtt = rtt if self.rtt == 0.0 else 0.8 * self.rtt + 0.2 * rtt
+
+    def next_send_at(self, now: float, last_send: float) -> float:
+        """When the next message should go out; never more than one per chunk period."""
+        interval = self.interval(now)
+        earliest = last_send + interval
+        fps = self.fps(now)
+        if not self.config.align or self._boundary is None or fps is None or interval >= self.config.max_interval:
+            return earliest
+        period = self.config.chunk_frames / fps
+        if period < self.config.min_interval * 2:
+            return earliest  # too fast to aim at; the floor rules
+        margin = min(0.6 * period, self.config.align_margin * period + self.rtt)
+        # The first aimed slot after now that keeps sends at least half a chunk apart: one per boundary.
+        floor = max(now, last_send + 0.5 * period)
+        first_slot = self._boundary - margin
+        k = max(0, math.ceil((floor - first_slot) / period))
+        return first_slot + k * period
 
     def fps(self, now: float) -> float | None:
         """Frames per second coming back, or None without enough recent evidence."""
@@ -310,9 +351,10 @@ class ParameterSender:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                # Wait out the chunk period; any update re-evaluates it, an urgent one ends it.
+                # Wait for the send slot, fixed once per message; an urgent update ends the wait early.
+                target = self.pacer.next_send_at(self._clock(), self._last_send)
                 while self.state.has_pending and self._channel_open() and not self._urgent:
-                    wait = self._last_send + self.pacer.interval(self._clock()) - self._clock()
+                    wait = target - self._clock()
                     if wait <= 0:
                         break
                     with contextlib.suppress(TimeoutError):

@@ -394,10 +394,12 @@ class ScopeSession:
                 )
             if now >= next_health:
                 next_health = now + cfg.health_interval
+                asked = time.monotonic()
                 try:
                     health = await asyncio.wait_for(self.client.health(), timeout=max(1.0, cfg.health_interval))
                 except (ScopeError, TimeoutError) as exc:
                     return f"Scope stopped answering ({exc or 'timeout'})"
+                self.sender.pacer.set_rtt(time.monotonic() - asked)
                 assert self.health is not None
                 if health.server_start_time != self.health.server_start_time:
                     return "Scope restarted (server_start_time changed)"
