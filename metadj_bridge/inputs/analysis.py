@@ -1,0 +1,523 @@
+"""Audio features per hop: samples in, numbers out.
+
+This is where the music turns into numbers. ``FeatureExtractor.process`` takes one hop of mono float32
+samples and returns a ``HopFeatures``: loudness, brightness, noisiness, three band energies, per-band
+spectral flux (evidence for kicks, snares and hats), onsets, and aubio's raw beat tracker. It holds no
+threads, devices or clocks: the audio source calls it from its worker thread and time is the number of
+samples seen, so a file, a live device and a test signal give the same numbers.
+
+The seed's browser app ran Meyda at ~86 Hz (512-sample hops at 44.1 kHz) with ``energyMax`` 0.15, a centroid
+range of 100-6000 Hz and ``flatnessMax`` 0.5; those are the defaults here, and other sample rates keep the
+same hop *duration* (``hop_size_for``).
+
+One spectrum per hop: the last ``window_size`` samples, Hann-windowed (aubio's "hanningz", so the
+magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band energies and the band fluxes,
+all summed by one matrix product against precomputed columns (no Python loops over bins). The FFT is
+numpy's rather than ``aubio.pvoc``: pvoc also computes a phase per bin with scalar ``atan2f``, which on
+real (changing) audio made it cost ~18 µs per hop against ~11 µs for ``numpy.fft.rfft`` plus ``abs``, and
+no feature here needs the phase. ``aubio.onset`` and ``aubio.tempo`` run their own analysis (aubio's
+Python API cannot hand them a spectrum) and are most of the cost; see ``measure_cost``.
+
+Scales (what the numbers mean):
+
+- ``energy``: hop RMS / ``energy_max`` (or / the auto-gain follower), clipped to 0..1.
+- ``low``, ``mid``, ``high``: the RMS of the part of the signal inside each band (Parseval over the
+  Hann-windowed spectrum), on the same scale as ``energy``: divided by ``energy_max`` (or the same
+  auto-gain follower) and clipped. Unclipped, low² + mid² + high² ≈ energy² for steady signals, so a
+  full-range track shows mostly ``low``; that is the music, not a bug.
+- ``flux_low``, ``flux_mid``, ``flux_high``: the sum over the band's bins of the rise in spectral magnitude
+  since the previous hop (half-wave rectified), with magnitudes scaled so that a full-scale sine centred on
+  a bin peaks at 1.0. Never normalised or clipped: the BeatClock keeps its own adaptive thresholds.
+- ``onset_strength``: the total flux (sum of the three bands) over a peak follower that forgets over
+  ~2 s, with a floor so that quiet noise is not lifted to 1.
+
+Times: ``t`` is the end of the hop, ``samples_seen / samplerate``, counted from the first sample given to
+this extractor (or since ``reset``). aubio counts the same samples, so ``onset_t`` and ``raw_beat_t`` are
+on the same axis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import aubio  # type: ignore[import-untyped]
+import numpy as np
+
+from metadj_bridge.errors import ConfigError
+
+__all__ = [
+    "ONSET_METHODS",
+    "AnalysisConfig",
+    "FeatureExtractor",
+    "HopFeatures",
+    "hop_size_for",
+    "measure_cost",
+    "window_size_for",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The seed's analysis frame: 512 samples at 44.1 kHz (~11.6 ms, ~86 Hz).
+REFERENCE_HOP = 512
+REFERENCE_SAMPLERATE = 44100
+
+#: aubio's onset methods (``aubio.onset``); "default" is hfc.
+ONSET_METHODS = (
+    "default",
+    "energy",
+    "hfc",
+    "complex",
+    "phase",
+    "wphase",
+    "specdiff",
+    "kl",
+    "mkl",
+    "specflux",
+)
+
+SAMPLERATE_RANGE = (8000, 384000)
+
+# aubio's default onset delay (4.3 hops) subtracts more than its detection latency at our 2-hop window,
+# which puts get_last() ~18 ms *before* the attack. Measured on noise bursts at random sub-hop offsets
+# (44.1/48/22.05/96 kHz): detection fires 2.8 hops after the attack on average, so this delay centres
+# onset_t on the attack (±5 ms, the hop quantisation).
+_ONSET_DELAY_HOPS = 2.85
+
+# Onset-strength follower: forgets over a couple of seconds so that a breakdown's softer hits still reach
+# the top of the range; the floor (in flux units, ~the flux of -45 dBFS white noise) keeps quiet noise low.
+_ONSET_RELEASE_S = 2.0
+_ONSET_FLOOR = 0.05
+
+# Auto gain attack: fast enough to catch a drop within a beat, slow enough that one click does not
+# set the level for the next ten seconds.
+_AUTO_GAIN_ATTACK_S = 0.05
+
+# Fast path accepts hops whose sum of squares stays below this many full-scale samples squared per sample;
+# anything louder (or NaN/inf, which compare false) is cleaned first so aubio's float32 maths cannot overflow.
+_SAMPLE_LIMIT = 8.0
+
+_TINY = 1e-20  # below this a sum of magnitudes or powers is silence
+_LOG_EPS = np.float32(1e-20)  # keeps log() finite on empty bins; far below any real bin power
+
+
+@dataclass
+class AnalysisConfig:
+    """How raw features are scaled to 0..1, where the bands split, and how onsets are picked.
+
+    Defaults are the seed's "Audio Analysis Configuration". Values are checked on creation so that a
+    bad profile fails at load time with the value and the allowed range, not as NaN in the visuals.
+    """
+
+    energy_max: float = 0.15
+    """Hop RMS that maps to energy 1.0 (seed: typical RMS peaks at 0.1-0.2)."""
+    centroid_min_hz: float = 100.0
+    centroid_max_hz: float = 6000.0
+    flatness_max: float = 0.5
+    """Raw flatness that maps to 1.0."""
+    auto_gain: bool = False
+    """Follow the room level: normalise energy and bands by a slow peak follower instead of energy_max."""
+    auto_gain_seconds: float = 10.0
+    """Time constant with which the follower forgets a loud passage."""
+    auto_gain_floor: float = 0.01
+    """Smallest RMS the follower divides by (-40 dBFS), so near-silence is not amplified to 1."""
+    low_max_hz: float = 250.0
+    high_min_hz: float = 4000.0
+    onset_method: str = "specflux"
+    onset_threshold: float = 0.3
+    onset_min_interval_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check_range("energy_max", self.energy_max, 0.0, 2.0, low_open=True)
+        _check_range("centroid_min_hz", self.centroid_min_hz, 0.0, 100000.0)
+        _check_range("centroid_max_hz", self.centroid_max_hz, 0.0, 100000.0, low_open=True)
+        if not self.centroid_max_hz > self.centroid_min_hz:
+            raise ConfigError(
+                f"analysis.centroid_max_hz: {self.centroid_max_hz!r} must be above "
+                f"centroid_min_hz ({self.centroid_min_hz!r})"
+            )
+        _check_range("flatness_max", self.flatness_max, 0.0, 1.0, low_open=True)
+        if not isinstance(self.auto_gain, bool):
+            raise ConfigError(f"analysis.auto_gain: {self.auto_gain!r} is not true or false")
+        _check_range("auto_gain_seconds", self.auto_gain_seconds, 0.1, 600.0)
+        _check_range("auto_gain_floor", self.auto_gain_floor, 1e-6, 1.0)
+        _check_range("low_max_hz", self.low_max_hz, 0.0, 100000.0, low_open=True)
+        _check_range("high_min_hz", self.high_min_hz, 0.0, 100000.0, low_open=True)
+        if not self.high_min_hz > self.low_max_hz:
+            raise ConfigError(
+                f"analysis.high_min_hz: {self.high_min_hz!r} must be above low_max_hz ({self.low_max_hz!r})"
+            )
+        if self.onset_method not in ONSET_METHODS:
+            raise ConfigError(
+                f"analysis.onset_method: {self.onset_method!r} is not an aubio onset method "
+                f"({', '.join(ONSET_METHODS)})"
+            )
+        _check_range("onset_threshold", self.onset_threshold, 0.0, 10.0, low_open=True)
+        _check_range("onset_min_interval_s", self.onset_min_interval_s, 0.0, 10.0)
+
+
+def _check_range(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a real number in the range (NaN fails every comparison)."""
+    below = "must be > " if low_open else "must be >= "
+    allowed = f"{below}{low:g} and <= {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"analysis.{name}: {value!r} is not a number ({allowed})")
+    ok = (low < value <= high) if low_open else (low <= value <= high)
+    if not ok:
+        raise ConfigError(f"analysis.{name}: {value!r} is out of range ({allowed})")
+
+
+def hop_size_for(samplerate: int) -> int:
+    """Hop length in samples with the seed's hop duration (512 at 44.1 kHz, ~11.6 ms, ~86 Hz).
+
+    Rounded to the nearest sample, so the hop rate stays within 0.1% of 86.13 Hz at common rates:
+    44100 -> 512, 48000 -> 557, 22050 -> 256, 96000 -> 1115.
+    """
+    _check_samplerate(samplerate)
+    return max(1, round(REFERENCE_HOP * samplerate / REFERENCE_SAMPLERATE))
+
+
+def window_size_for(samplerate: int) -> int:
+    """Analysis window: the power of two nearest (in octaves) to two hops.
+
+    aubio's built-in FFT only takes powers of two, so "2 x hop" becomes the nearest one: 1024 at 44.1 and
+    48 kHz, 512 at 22.05 kHz, 2048 at 96 kHz. It is always longer than one hop (>= 2 hops / sqrt 2), as
+    aubio's phase vocoder needs, and keeps the window near ~23 ms at every rate.
+    """
+    hop = hop_size_for(samplerate)
+    return int(2 ** round(math.log2(2 * hop)))
+
+
+def _check_samplerate(samplerate: object) -> None:
+    lo, hi = SAMPLERATE_RANGE
+    if isinstance(samplerate, bool) or not isinstance(samplerate, int) or not lo <= samplerate <= hi:
+        raise ConfigError(f"analysis samplerate: {samplerate!r} is not a sample rate in Hz ({lo}-{hi})")
+
+
+@dataclass(frozen=True, slots=True)
+class HopFeatures:
+    """Everything measured in one hop. Normalised values are in 0..1; raw values are finite and >= 0."""
+
+    t: float
+    """Seconds from the start of the audio to the end of this hop (samples seen / samplerate)."""
+    rms: float
+    energy: float
+    centroid_hz: float
+    """Magnitude-weighted spectral centroid in Hz (0 for silence)."""
+    centroid: float
+    flatness: float
+    """Geometric over arithmetic mean of the power spectrum (0 for silence)."""
+    flatness_norm: float
+    low: float
+    mid: float
+    high: float
+    flux_low: float
+    flux_mid: float
+    flux_high: float
+    onset_strength: float
+    onset: bool
+    onset_t: float | None
+    """When aubio places the onset (delay-corrected), on the same axis as ``t``; ~31 ms before ``t``."""
+    raw_beat: bool
+    raw_beat_t: float | None
+    """aubio's beat time; inside the current hop (aubio reports a beat in the hop it predicts it for)."""
+    raw_bpm: float
+    raw_confidence: float
+
+
+class FeatureExtractor:
+    """Turns hops of mono float32 audio into ``HopFeatures``; one instance per audio stream.
+
+    Not thread-safe: call ``process`` from one thread (the audio worker). ``reset`` starts a new stream
+    (a new file, a reopened device) so times and aubio's trackers begin again at zero.
+    """
+
+    def __init__(self, samplerate: int = 44100, config: AnalysisConfig | None = None) -> None:
+        _check_samplerate(samplerate)
+        self.samplerate = samplerate
+        self.config = config if config is not None else AnalysisConfig()
+        self.hop_size = hop_size_for(samplerate)
+        self.window_size = window_size_for(samplerate)
+        #: Non-finite input samples replaced with 0 since creation (a broken source or decoder).
+        self.nonfinite_samples = 0
+        #: Hops whose samples were cleaned (non-finite or absurdly loud).
+        self.cleaned_hops = 0
+
+        cfg = self.config
+        n = self.window_size
+        nbins = n // 2 + 1
+        self._nbins = nbins
+        nyquist = samplerate / 2
+        if cfg.high_min_hz >= nyquist:
+            raise ConfigError(
+                f"analysis.high_min_hz: {cfg.high_min_hz!r} must be below the Nyquist frequency "
+                f"({nyquist:g} Hz at {samplerate} Hz)"
+            )
+
+        freqs = np.arange(nbins, dtype=np.float64) * samplerate / n
+        low = freqs < cfg.low_max_hz
+        high = freqs >= cfg.high_min_hz
+        mid = ~low & ~high
+        for band, mask in (("low", low), ("mid", mid), ("high", high)):
+            if not mask.any():
+                raise ConfigError(
+                    f"analysis band {band}: no FFT bin between its edges (low_max_hz={cfg.low_max_hz:g}, "
+                    f"high_min_hz={cfg.high_min_hz:g}; bins are {samplerate / n:.1f} Hz apart)"
+                )
+
+        # Periodic Hann, the same as aubio's "hanningz", so magnitudes equal aubio.pvoc's.
+        window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+        self._window = window.astype(np.float32)
+        win_sum = float(window.sum())
+        win_sq_sum = float((window**2).sum())
+        # Parseval over a one-sided spectrum: RMS² of the windowed frame's content in a band.
+        self._band_scale = 2.0 / (n * win_sq_sum)
+        # Magnitudes scaled so a full-scale bin-centred sine peaks at 1.0.
+        self._flux_scale = 2.0 / win_sum
+
+        # Per hop, rows of _rows are filled in place (magnitude, power, rectified magnitude rise, log power)
+        # and one matrix product against these columns (Hz, 1, low, mid, high) gives every sum needed:
+        # one BLAS call instead of a handful, which is most of the cost at 513 bins.
+        self._columns = np.ascontiguousarray(np.stack([freqs, np.ones(nbins), low, mid, high], axis=1), dtype=np.float32)
+        self._rows = np.zeros((4, nbins), dtype=np.float32)
+        self._sums = np.empty((4, 5), dtype=np.float32)
+        self._prev = np.zeros(nbins, dtype=np.float32)
+        self._zeros = np.zeros(nbins, dtype=np.float32)
+        self._frame = np.zeros(n, dtype=np.float32)
+        self._hop64 = np.empty(self.hop_size, dtype=np.float64)
+        self._windowed = np.empty(n, dtype=np.float32)
+
+        hop_s = self.hop_size / samplerate
+        self._hop_limit = self.hop_size * _SAMPLE_LIMIT**2
+        self._gain_attack = 1.0 - math.exp(-hop_s / _AUTO_GAIN_ATTACK_S)
+        self._gain_release = math.exp(-hop_s / cfg.auto_gain_seconds)
+        self._onset_release = math.exp(-hop_s / _ONSET_RELEASE_S)
+        self._inv_energy_max = 1.0 / cfg.energy_max
+        self._centroid_span = cfg.centroid_max_hz - cfg.centroid_min_hz
+        self._inv_flatness_max = 1.0 / cfg.flatness_max
+
+        self.reset()
+        logger.debug(
+            "feature extractor: %d Hz, hop %d, window %d, bands <%g | <%g | >=%g Hz, onset %s",
+            samplerate,
+            self.hop_size,
+            self.window_size,
+            cfg.low_max_hz,
+            cfg.high_min_hz,
+            cfg.high_min_hz,
+            cfg.onset_method,
+        )
+
+    def reset(self) -> None:
+        """Start a new stream: time back to zero, fresh aubio trackers, followers emptied."""
+        cfg = self.config
+        n, hop, sr = self.window_size, self.hop_size, self.samplerate
+        # aubio objects have no reset in Python; new ones are cheap (~tens of µs) and reset everything.
+        self._onset = aubio.onset(cfg.onset_method, n, hop, sr)
+        self._onset.set_threshold(cfg.onset_threshold)
+        self._onset.set_minioi_s(cfg.onset_min_interval_s)
+        self._onset_start_samples = round(_ONSET_DELAY_HOPS * hop)
+        self._onset.set_delay(self._onset_start_samples)
+        self._tempo = aubio.tempo("default", n, hop, sr)
+        self._samples = 0
+        self._prev.fill(0.0)
+        self._frame.fill(0.0)
+        self._gain = 0.0
+        self._onset_peak = 0.0
+
+    def process(self, hop: np.ndarray) -> HopFeatures:
+        """Analyse the next hop: exactly ``hop_size`` mono float32 samples, in stream order."""
+        if not isinstance(hop, np.ndarray) or hop.dtype != np.float32 or hop.shape != (self.hop_size,):
+            raise ValueError(self._describe_bad_hop(hop))
+        if not hop.flags.c_contiguous:
+            hop = np.ascontiguousarray(hop)
+
+        # float64 so that no finite float32 input can overflow (numpy would warn); NaN/inf show up here.
+        hop64 = self._hop64
+        np.copyto(hop64, hop)
+        sum_sq = float(np.dot(hop64, hop64))
+        if not sum_sq <= self._hop_limit:  # also true for NaN
+            hop, sum_sq = self._clean(hop)
+        rms = math.sqrt(sum_sq / self.hop_size)
+
+        self._samples += self.hop_size
+        sr = self.samplerate
+        t = self._samples / sr
+
+        # One spectrum for centroid, flatness, bands and flux: the last window_size samples, Hann-windowed.
+        frame = self._frame
+        keep = self.window_size - self.hop_size
+        frame[:keep] = frame[self.hop_size :]
+        frame[keep:] = hop
+        np.multiply(frame, self._window, out=self._windowed)
+        rows = self._rows
+        mag, power, rise, logp = rows
+        np.abs(np.fft.rfft(self._windowed), out=mag)
+        np.multiply(mag, mag, out=power)
+        np.subtract(mag, self._prev, out=rise)
+        np.maximum(rise, self._zeros, out=rise)
+        np.copyto(self._prev, mag)
+        np.add(power, _LOG_EPS, out=logp)
+        np.log(logp, out=logp)
+        sums = np.dot(rows, self._columns, out=self._sums).tolist()
+        weighted, mag_sum = sums[0][0], sums[0][1]
+        _, _, low_p, mid_p, high_p = sums[1]
+        _, _, rise_low, rise_mid, rise_high = sums[2]
+        log_sum = sums[3][1]
+
+        band_scale = self._band_scale
+        low_sq, mid_sq, high_sq = low_p * band_scale, mid_p * band_scale, high_p * band_scale
+        flux_scale = self._flux_scale
+        flux_low = rise_low * flux_scale if rise_low > 0.0 else 0.0
+        flux_mid = rise_mid * flux_scale if rise_mid > 0.0 else 0.0
+        flux_high = rise_high * flux_scale if rise_high > 0.0 else 0.0
+
+        power_mean = (low_p + mid_p + high_p) / self._nbins
+        if power_mean > _TINY:
+            flatness = math.exp(log_sum / self._nbins) / power_mean
+            flatness = 0.0 if not flatness > 0.0 else min(flatness, 1.0)
+        else:
+            flatness = 0.0
+        centroid_hz = weighted / mag_sum if mag_sum > _TINY else 0.0
+
+        # Level: fixed energy_max, or a peak follower (fast attack, slow release, floored).
+        if self.config.auto_gain:
+            gain = self._gain
+            if rms > gain:
+                gain += (rms - gain) * self._gain_attack
+            else:
+                gain *= self._gain_release
+            self._gain = gain
+            scale = 1.0 / max(gain, self.config.auto_gain_floor)
+        else:
+            scale = self._inv_energy_max
+
+        flux_total = flux_low + flux_mid + flux_high
+        peak = self._onset_peak * self._onset_release
+        peak = max(peak, flux_total)
+        self._onset_peak = peak
+        onset_strength = flux_total / max(_ONSET_FLOOR, peak)
+
+        onset = bool(self._onset(hop)[0] > 0.0)
+        # aubio reports an onset at the start of any stream that does not open in silence (its
+        # "beginning of file" rule). Joining a live set mid-song is not an event: drop it.
+        if onset and self._samples <= self._onset_start_samples:
+            onset = False
+        onset_t = self._aubio_time(self._onset.get_last(), t) if onset else None
+        beat = bool(self._tempo(hop)[0] > 0.0)
+        beat_t = self._aubio_time(self._tempo.get_last(), t) if beat else None
+        bpm = float(self._tempo.get_bpm())
+        confidence = float(self._tempo.get_confidence())
+
+        return HopFeatures(
+            t=t,
+            rms=rms,
+            energy=_unit(rms * scale),
+            centroid_hz=centroid_hz,
+            centroid=_unit((centroid_hz - self.config.centroid_min_hz) / self._centroid_span),
+            flatness=flatness,
+            flatness_norm=_unit(flatness * self._inv_flatness_max),
+            low=_unit(math.sqrt(low_sq) * scale) if low_sq > 0.0 else 0.0,
+            mid=_unit(math.sqrt(mid_sq) * scale) if mid_sq > 0.0 else 0.0,
+            high=_unit(math.sqrt(high_sq) * scale) if high_sq > 0.0 else 0.0,
+            flux_low=flux_low,
+            flux_mid=flux_mid,
+            flux_high=flux_high,
+            onset_strength=_unit(onset_strength),
+            onset=onset,
+            onset_t=onset_t,
+            raw_beat=beat,
+            raw_beat_t=beat_t,
+            raw_bpm=bpm if 0.0 < bpm < 1000.0 else 0.0,
+            raw_confidence=confidence if 0.0 < confidence < 1e6 else 0.0,
+        )
+
+    def _aubio_time(self, samples: int, t: float) -> float:
+        """aubio's unsigned sample position as seconds on our axis, clamped to [0, t].
+
+        aubio subtracts its delay from an unsigned count, which wraps to ~4.29e9 for an onset found in
+        the first hops; undo the wrap and clamp so a time is never in the future or before the start.
+        """
+        if samples >= 2**31:
+            samples -= 2**32
+        seconds = samples / self.samplerate
+        return 0.0 if seconds < 0.0 else min(seconds, t)
+
+    def _clean(self, hop: np.ndarray) -> tuple[np.ndarray, float]:
+        """Replace NaN/inf with 0 and clip absurd levels, so one bad buffer cannot poison aubio's state."""
+        finite = np.isfinite(hop)
+        bad = hop.size - int(np.count_nonzero(finite))
+        cleaned = np.where(finite, hop, np.float32(0.0))
+        np.clip(cleaned, -_SAMPLE_LIMIT, _SAMPLE_LIMIT, out=cleaned)
+        if bad:
+            if self.nonfinite_samples == 0:
+                logger.warning(
+                    "audio input contains NaN or infinite samples; replacing them with silence "
+                    "(counted in nonfinite_samples)"
+                )
+            self.nonfinite_samples += bad
+        elif self.cleaned_hops == 0:
+            logger.warning("audio input has samples beyond +-%g; clipping them", _SAMPLE_LIMIT)
+        self.cleaned_hops += 1
+        return cleaned, float(np.dot(cleaned, cleaned))
+
+    def _describe_bad_hop(self, hop: object) -> str:
+        if not isinstance(hop, np.ndarray):
+            return f"a hop must be a numpy array of float32 samples, not {type(hop).__name__}"
+        want = f"a mono float32 array of {self.hop_size} samples"
+        if hop.ndim != 1:
+            return f"a hop must be {want}; got shape {hop.shape} (mix stereo to mono first)"
+        if hop.dtype != np.float32:
+            return f"a hop must be {want}; got dtype {hop.dtype} (convert with .astype(np.float32))"
+        return f"a hop must be {want} ({self.samplerate} Hz); got {hop.shape[0]} samples"
+
+
+def _unit(value: float) -> float:
+    """Clip to 0..1; NaN becomes 0 (comparisons with NaN are false)."""
+    if value > 0.0:
+        return min(1.0, value)
+    return 0.0
+
+
+def measure_cost(seconds: float = 10.0, samplerate: int = 44100) -> dict[str, float]:
+    """Time ``process`` per hop on synthetic music-like input (noise + tone + clicks).
+
+    Returns median and p95 microseconds per hop, the hop rate, and the share of one CPU core that the
+    median implies at that rate. The first half second is a warm-up and not counted.
+    """
+    extractor = FeatureExtractor(samplerate)
+    hop = extractor.hop_size
+    count = max(1, int(seconds * samplerate) // hop)
+    rng = np.random.default_rng(1234)
+    n = count * hop
+    tt = np.arange(n) / samplerate
+    signal = 0.05 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 220.0 * tt)
+    click_every = int(0.5 * samplerate)
+    burst = 0.5 * rng.standard_normal(256) * np.exp(-np.arange(256) / 40.0)
+    for start in range(0, n - 256, click_every):
+        signal[start : start + 256] += burst
+    samples = signal.astype(np.float32)
+
+    warmup = min(count - 1, int(0.5 * samplerate) // hop)
+    times = np.empty(count, dtype=np.float64)
+    clock = time.perf_counter_ns
+    process = extractor.process
+    for i in range(count):
+        frame = samples[i * hop : (i + 1) * hop]
+        start = clock()
+        process(frame)
+        times[i] = clock() - start
+    per_hop_us = times[warmup:] / 1000.0
+    median = float(np.median(per_hop_us))
+    hop_rate = samplerate / hop
+    return {
+        "median_us": median,
+        "p95_us": float(np.percentile(per_hop_us, 95)),
+        "mean_us": float(per_hop_us.mean()),
+        "hops": float(per_hop_us.size),
+        "hop_size": float(hop),
+        "hop_rate_hz": hop_rate,
+        "core_percent": median * hop_rate / 1e4,
+    }
