@@ -172,8 +172,9 @@ def _check_range(name: str, value: object, low: float, high: float, *, low_open:
 def hop_size_for(samplerate: int) -> int:
     """Hop length in samples with the seed's hop duration (512 at 44.1 kHz, ~11.6 ms, ~86 Hz).
 
-    Rounded to the nearest sample, so the hop rate stays within 0.1% of 86.13 Hz at common rates:
-    44100 -> 512, 48000 -> 557, 22050 -> 256, 96000 -> 1115.
+    Rounded to the nearest whole sample (aubio needs whole hops), so the hop rate is off by at most half a
+    sample per hop: 0.05% at 48 kHz (557 for 557.28, 86.18 Hz instead of 86.13 Hz), 0.13% at 32 kHz.
+    44100 -> 512, 48000 -> 557, 22050 -> 256, 96000 -> 1115. Times stay exact: they count samples.
     """
     _check_samplerate(samplerate)
     return max(1, round(REFERENCE_HOP * samplerate / REFERENCE_SAMPLERATE))
