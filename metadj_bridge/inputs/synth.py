@@ -280,12 +280,29 @@ FIXTURE_SPECS: tuple[TrackSpec, ...] = (
     TrackSpec("dnb-174", "dnb", 174, 28, seed=20),
 )
 
+#: A second set with other tempi, seeds and combinations, never used while tuning the BeatClock: the
+#: benchmark reports it beside the first, so a tracker fitted to one set shows it on the other.
+HELDOUT_SPECS: tuple[TrackSpec, ...] = (
+    TrackSpec("hiphop-90", "hiphop", 90, 14, seed=101),
+    TrackSpec("swing-100", "swing", 100, 16, seed=102),
+    TrackSpec("waltz-3-4-96", "waltz", 96, 20, beats_per_bar=3, seed=103),
+    TrackSpec("house-118", "house", 118, 20, seed=104),
+    TrackSpec("offbeat-bass-122", "offbeat_bass", 122, 20, seed=105),
+    TrackSpec("broken-128", "broken", 128, 20, seed=106),
+    TrackSpec("techno-145", "techno", 145, 24, seed=107),
+    TrackSpec("ramp-126-120", "house", 126, 32, end_bpm=120, seed=108),
+    TrackSpec("breakdown-offbeat-124", "offbeat_bass", 124, 28, breakdown=(8, 8), seed=109),
+    TrackSpec("dnb-170", "dnb", 170, 28, seed=110),
+    TrackSpec("dnb-178", "dnb", 178, 28, seed=111),
+    TrackSpec("pumping-132", "offbeat_bass", 132, 20, seed=112),
+)
+
 #: The bundled demo track: 124 BPM, an intro, a groove, a breakdown and a drop, about 46 s.
 DEMO_SPEC = TrackSpec("metadj-demo-124", "house", 124, 24, intro_bars=4, breakdown=(12, 4), seed=124)
 
 
-def fixtures(samplerate: int = SAMPLERATE) -> list[Track]:
-    return [render(spec, samplerate) for spec in FIXTURE_SPECS]
+def fixtures(samplerate: int = SAMPLERATE, *, heldout: bool = False) -> list[Track]:
+    return [render(spec, samplerate) for spec in (HELDOUT_SPECS if heldout else FIXTURE_SPECS)]
 
 
 def write_wav(path: str | Path, samples: np.ndarray, samplerate: int, *, bits: int = 16) -> Path:

@@ -105,6 +105,8 @@ class BeatClock:
         self._t = 0.0
         self._means = [1e-9, 1e-9, 1e-9]
         self._long = [1e-9, 1e-9, 1e-9]
+        #: Kick-band flux over about a second: tells a breakdown from the groove quickly.
+        self._kick_recent = 0.0
         self._since_estimate = 0.0
         self._raw_bpm = 0.0
         # grid state
@@ -125,6 +127,11 @@ class BeatClock:
     @property
     def locked(self) -> bool:
         return self.period is not None
+
+    @property
+    def kicks_absent(self) -> bool:
+        """No kick in the last second or so (a breakdown): the grid then runs on without steering."""
+        return self._kick_recent < 0.4 * self._long[0]
 
     def phase(self, t: float) -> float:
         """Beat phase at ``t``: 0 on the beat, rising to 1 just before the next."""
@@ -165,6 +172,8 @@ class BeatClock:
         for i, v in enumerate(values):
             if not math.isfinite(v):
                 v = 0.0
+            if i == 0:
+                self._kick_recent += (self.hop_s / 1.0) * (v - self._kick_recent)
             self._means[i] += alpha * (v - self._means[i])
             self._long[i] += alpha_long * (v - self._long[i])
             norm.append(v / (max(self._means[i], 0.2 * self._long[i]) + 1e-9))
@@ -194,9 +203,14 @@ class BeatClock:
         if period is None:
             return
         if self.period is None:
-            self._lock(period, kick, snare, t0, acf)
+            # The first lock waits for two estimates that agree: early on, a tempo and 4/3 of it can tie.
+            if self._candidate is not None and abs(period - self._candidate) / self._candidate < 0.02:
+                self._candidate, self._candidate_votes = None, 0
+                self._lock(period, kick, snare, t0, acf)
+            else:
+                self._candidate, self._candidate_votes = period, 1
             return
-        if self._means[0] < 0.6 * self._long[0]:
+        if self.kicks_absent:
             # No kick or snare right now (a breakdown): hats and pads must not re-time the grid.
             self._candidate, self._candidate_votes = None, 0
             self.bpm = 60.0 / self.period
@@ -205,12 +219,12 @@ class BeatClock:
             self._candidate, self._candidate_votes = None, 0
             self._track(acf, kick, snare, t0)
             return
-        # A new tempo must clearly beat the current one, three estimates in a row (1.5 s): a fill, a
-        # break or a breakdown must not move the grid.
+        # A new tempo must beat the current one three estimates in a row (1.5 s): a fill, a break or a
+        # breakdown must not move the grid.
         ratio = period / self.period
         octave = abs(ratio - 2) < 0.08 or abs(ratio - 0.5) < 0.04
         # The comb cannot tell octaves apart (it scores multiples); the octave rule in _fold decides those.
-        if not octave and float(self._comb(acf, period / self.hop_s)) < 1.15 * float(
+        if not octave and float(self._comb(acf, period / self.hop_s)) < 1.05 * float(
             self._comb(acf, self.period / self.hop_s)
         ):
             self._candidate, self._candidate_votes = None, 0
@@ -237,8 +251,9 @@ class BeatClock:
         hop = self.hop_s
         lag = self.period / hop
         measured = self._refine_period(acf, self.period)
-        if measured is not None:
-            self.period += 0.3 * (measured - self.period)
+        if measured is not None and abs(measured - self.period) / self.period < 0.01:
+            # A nudge only: anything bigger is a tempo change, which goes through the re-lock rules.
+            self.period += 0.5 * (measured - self.period)
         novelty = kick + 1.5 * snare
         # If the whole window keeps saying the beat is elsewhere (more than a quarter beat away), move.
         best, _ = self._best_phase(novelty, self.period)
@@ -337,13 +352,11 @@ class BeatClock:
             for candidate in (period, period / 2, period * 2):
                 if lo_p <= candidate <= hi_p and abs(candidate - backbeat) / backbeat < 0.06:
                     return candidate
-        if period / 2 >= lo_p and self._half_beats_are_beats(period, snare, kick):
-            return period / 2
-        if period * 2 <= hi_p and not self._half_beats_are_beats(period * 2, snare, kick):
-            # The slower octave is as plausible; aubio's reading breaks the tie when it agrees with it.
-            slow = period * 2
-            if self._raw_bpm > 0 and abs(60.0 / self._raw_bpm - slow) / slow < 0.03:
-                return slow
+        # Otherwise the slowest octave whose half-beats are not beats themselves: four-on-the-floor
+        # techno read at half speed has kicks there; hip-hop at its own tempo has only the odd kick.
+        for candidate in sorted((c for c in (period / 2, period, period * 2) if lo_p <= c <= hi_p), reverse=True):
+            if not self._half_beats_are_beats(candidate, snare, kick):
+                return candidate
         return period
 
     def _grid_mass(self, series: np.ndarray, period: float, phase: float) -> float:
@@ -403,23 +416,26 @@ class BeatClock:
         half = phase + 0.5 * period / self.hop_s
         on = self._grid_mass(both, period, phase)
         off = self._grid_mass(both, period, half)
-        snare_on = self._grid_mass(snare, period, phase)
-        snare_off = self._grid_mass(snare, period, half)
-        return off > 0.6 * on and snare_off > 1.2 * snare_on
+        return off > 0.6 * on
 
     def _refine_period(self, acf: np.ndarray, period: float) -> float | None:
-        """The period near ``period`` where the bar-length ACF peak (four beats) is highest."""
+        """The period near ``period`` where the bar-length ACF peak is highest."""
         lag = period / self.hop_s
         n = len(acf)
-        if 4 * lag * 1.03 >= n - 1:
+        bar = self.config.beats_per_bar if self.config.beats_per_bar > 1 else 4
+        if bar * lag * 1.03 >= n - 1:
             return None
-        smooth = np.convolve(acf, [0.25, 0.5, 0.25], "same")
-        lags = np.linspace(0.97 * lag, 1.03 * lag, 61)
-        score = np.interp(4 * lags, np.arange(n), smooth)  # four times the precision of one beat
-        i = int(np.argmax(score))
-        if 0 < i < len(lags) - 1 and score[i] > 0.05:
-            return float(lags[i]) * self.hop_s
-        return None
+        # The bar peak gives a bar's worth of precision; a parabola through its top three samples
+        # places it between hops (a linear interpolation would always peak on a whole hop).
+        lo = int(math.floor(bar * lag * 0.97))
+        hi = int(math.ceil(bar * lag * 1.03))
+        i = lo + int(np.argmax(acf[lo : hi + 1]))
+        if not lo < i < hi or acf[i] <= 0.05:
+            return None
+        a, b, c = float(acf[i - 1]), float(acf[i]), float(acf[i + 1])
+        denom = a - 2 * b + c
+        peak = i + (0.5 * (a - c) / denom if denom < 0 else 0.0)
+        return peak / bar * self.hop_s
 
     def _lock(self, period: float, kick: np.ndarray, snare: np.ndarray, t0: float, acf: np.ndarray) -> None:
         """Set tempo and phase from the novelty; never fire two beats within half a beat."""
