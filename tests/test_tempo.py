@@ -1,0 +1,143 @@
+"""The BeatClock on generated music with known beats, side by side with aubio's raw tracker.
+
+The fixtures (metadj_bridge.inputs.synth) include every case design.md lists where the raw tracker goes
+wrong: off-beat bass with sidechain pumping, 174 BPM drum-and-bass, broken beats, swing, 3/4, a tempo ramp,
+and an 8-bar breakdown without a kick followed by a drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs import synth
+from metadj_bridge.inputs.analysis import FeatureExtractor
+from metadj_bridge.inputs.evaluation import bpm_error, f_measure
+from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+
+@dataclass
+class Run:
+    track: synth.Track
+    raw_beats: np.ndarray
+    beats: np.ndarray
+    report_times: np.ndarray
+    report_bpms: np.ndarray
+    final_bpm: float
+    phases: np.ndarray
+
+
+def track_run(track: synth.Track) -> Run:
+    fx = FeatureExtractor(track.samplerate)
+    hop = fx.hop_size
+    clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
+    raw, beats, times, bpms, phases = [], [], [], [], []
+    x = track.samples
+    for i in range(0, len(x) - hop, hop):
+        f = fx.process(x[i : i + hop])
+        if f.raw_beat and f.raw_beat_t is not None:
+            raw.append(f.raw_beat_t)
+        beats.extend(b.t for b in clock.process(f))
+        if clock.locked:
+            times.append(f.t)
+            bpms.append(clock.bpm)
+            phases.append(clock.phase(f.t))
+    return Run(track, np.array(raw), np.array(beats), np.array(times), np.array(bpms), clock.bpm, np.array(phases))
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    return {track.name: track_run(track) for track in synth.fixtures()}
+
+
+def test_fixtures_have_the_beats_they_claim() -> None:
+    track = synth.render(synth.TrackSpec("t", "house", 120, 4))
+    assert len(track.beats) == 16 and np.allclose(np.diff(track.beats), 0.5)
+    assert track.samples.dtype == np.float32 and np.max(np.abs(track.samples)) <= 0.8 + 1e-6
+    ramp = synth.render(synth.TrackSpec("r", "house", 120, 8, end_bpm=128))
+    assert ramp.bpms[0] == 120 and ramp.bpms[-1] == 128
+    waltz = synth.render(synth.TrackSpec("w", "waltz", 132, 4, beats_per_bar=3))
+    assert len(waltz.downbeats) == 4 and len(waltz.beats) == 12
+    with pytest.raises(ValueError, match="unknown style"):
+        synth.render(synth.TrackSpec("x", "polka", 120, 4))
+
+
+def test_f_measure_matches_within_70_ms_one_to_one() -> None:
+    ref = np.arange(5.0, 15.0, 0.5)
+    assert f_measure(ref, ref + 0.05).f_measure == 1.0
+    assert f_measure(ref, ref + 0.25).f_measure == 0.0  # the off-beat scores nothing
+    doubled = np.sort(np.concatenate([ref, ref + 0.25]))
+    score = f_measure(ref, doubled)
+    # Every true beat found, half the estimates wrong (the one past the last true beat is not counted).
+    assert score.recall == 1.0 and score.precision == pytest.approx(len(ref) / (2 * len(ref) - 1))
+    assert f_measure(ref, np.array([])).f_measure == 0.0
+
+
+def test_beat_clock_beats_the_raw_tracker_on_the_whole_set(runs: dict[str, Run]) -> None:
+    raw = {name: f_measure(r.track.beats, r.raw_beats).f_measure for name, r in runs.items()}
+    clock = {name: f_measure(r.track.beats, r.beats).f_measure for name, r in runs.items()}
+    assert np.mean(list(clock.values())) >= 0.95, clock
+    assert np.mean(list(clock.values())) > np.mean(list(raw.values())) + 0.15, (raw, clock)
+    assert min(clock.values()) >= 0.85, clock
+
+
+def test_off_beat_bass_does_not_drag_the_grid(runs: dict[str, Run]) -> None:
+    r = runs["offbeat-bass-126"]
+    assert f_measure(r.track.beats, r.raw_beats).f_measure < 0.2  # the raw tracker sits on the off-beat
+    assert f_measure(r.track.beats, r.beats).f_measure >= 0.95
+
+
+@pytest.mark.parametrize(("name", "bpm"), [("dnb-174", 174), ("techno-138", 138), ("broken-132", 132)])
+def test_no_half_tempo(runs: dict[str, Run], name: str, bpm: float) -> None:
+    assert runs[name].final_bpm == pytest.approx(bpm, abs=1.0)
+
+
+@pytest.mark.parametrize("name", ["house-124", "hiphop-84", "techno-138", "dnb-174", "offbeat-bass-126"])
+def test_steady_tracks_hold_the_bpm_within_half_a_bpm_after_8_s(runs: dict[str, Run], name: str) -> None:
+    r = runs[name]
+    _, worst = bpm_error(r.report_times, r.report_bpms, r.track.beats, r.track.bpms, after=8.0)
+    assert worst <= 0.5
+
+
+def test_ramp_and_breakdown_are_followed(runs: dict[str, Run]) -> None:
+    ramp = runs["ramp-120-128"]
+    assert f_measure(ramp.track.beats, ramp.beats).f_measure >= 0.95
+    assert ramp.final_bpm == pytest.approx(128, abs=1.0)
+    drop = runs["breakdown-drop-128"]
+    # The grid runs through the 8 kick-less bars: beats keep coming at the held tempo.
+    start, end = drop.track.beats[10 * 4], drop.track.beats[18 * 4 - 1]
+    during = drop.beats[(drop.beats > start) & (drop.beats < end)]
+    assert len(during) >= 8 * 4 - 2
+    assert np.allclose(np.diff(during), 60 / 128, atol=0.02)
+
+
+def test_phase_is_a_sawtooth_in_range(runs: dict[str, Run]) -> None:
+    phases = runs["house-124"].phases
+    assert np.all((phases >= 0) & (phases < 1))
+    assert np.sum(np.diff(phases) < -0.5) > 50  # it wraps once per beat
+
+
+def test_silence_never_locks_and_stays_finite() -> None:
+    fx = FeatureExtractor(44100)
+    clock = BeatClock(fx.hop_size / 44100)
+    silence = np.zeros(fx.hop_size, np.float32)
+    for _ in range(1500):
+        assert clock.process(fx.process(silence)) == []
+    assert not clock.locked and clock.bpm == 0.0 and np.isfinite(clock.confidence)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_bpm": 100, "max_bpm": 150}, "span nearly an octave"),
+        ({"min_bpm": 10}, "20 <= min < max <= 400"),
+        ({"beats_per_bar": 0}, "beats_per_bar 0"),
+        ({"phase_gain": 0}, "phase_gain 0"),
+    ],
+)
+def test_tempo_config_errors_name_the_value(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TempoConfig(**kwargs)
