@@ -384,4 +384,5 @@ def test_measure_cost_reports_per_hop_microseconds() -> None:
     cost = measure_cost(seconds=1.0)
     assert cost["hop_size"] == 512
     assert 0 < cost["median_us"] <= cost["p95_us"]
+    assert 0 < cost["aubio_median_us"] < cost["median_us"]
     assert cost["core_percent"] == pytest.approx(cost["median_us"] * 44100 / 512 / 1e4)
