@@ -50,6 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-send-interval", type=float, default=2.0, metavar="SECONDS", help="never hold a change longer than this (default: 2 s)")
     run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
 
+    listen = sub.add_parser(
+        "listen",
+        help="sound check: live meters, beats and BPM from a file, an input device or the demo track",
+        description="Analyse audio like `run` does and show what the bridge hears. With --file the file is "
+        "analysed faster than real time and the command ends with it.",
+    )
+    source = listen.add_mutually_exclusive_group()
+    source.add_argument("--file", metavar="WAV", help="a 16- or 24-bit PCM WAV file")
+    source.add_argument("--device", metavar="NAME|INDEX", help="an audio input (see `metadj-bridge devices`); default: the system's default input")
+    source.add_argument("--demo", action="store_true", help="play the bundled demo track in real time")
+    listen.add_argument("--json", action="store_true", help='one JSON object per beat or onset: {"t", "event", "bpm", "confidence"}')
+    listen.add_argument("--realtime", action="store_true", default=None, help="play --file at its real speed")
+    listen.add_argument("--loop", action="store_true", help="loop the file or demo track")
+    listen.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    listen.add_argument("--auto-gain", action="store_true", help="normalise meters to the room level")
+    listen.add_argument("--min-bpm", type=float, default=70.0, help="tempo range, low end (default 70)")
+    listen.add_argument("--max-bpm", type=float, default=180.0, help="tempo range, high end (default 180)")
+    listen.add_argument("--beats-per-bar", type=int, default=4, help="beats per bar (default 4)")
+
+    sub.add_parser("devices", help="list audio inputs", description="List the audio inputs PortAudio can capture from.")
+
     emulate = sub.add_parser(
         "emulate",
         help="serve a Scope-compatible emulator for rehearsal and tests (no GPU needed)",
@@ -90,6 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
 
             return asyncio.run(run_bridge(RunOptions.from_args(args)))
+        if args.command == "listen":
+            from metadj_bridge.soundcheck import ListenOptions, run_listen
+
+            options = ListenOptions(
+                file=args.file, device=args.device, demo=args.demo, json=args.json, realtime=args.realtime,
+                loop=args.loop, duration=args.duration, auto_gain=args.auto_gain, min_bpm=args.min_bpm,
+                max_bpm=args.max_bpm, beats_per_bar=args.beats_per_bar,
+            )
+            return asyncio.run(run_listen(options))
+        if args.command == "devices":
+            from metadj_bridge.soundcheck import run_devices
+
+            return run_devices()
         if args.command == "emulate":
             from metadj_bridge.emulator.cli import run_from_args
 

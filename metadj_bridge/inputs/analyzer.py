@@ -1,0 +1,236 @@
+"""Audio to signals: a worker thread runs the analysis, the event loop gets the results.
+
+    source (file or device) ──► worker thread: FeatureExtractor ─► BeatClock ──► call_soon_threadsafe
+                                                                               └─► event loop: SignalBoard
+
+The worker never touches the loop except through ``call_soon_threadsafe``. Continuous values follow the
+"latest wins" rule: if the loop is busy, newer hops replace older ones and only one delivery is pending
+at a time, but no beat or onset is ever dropped, they are carried along with the latest values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from metadj_bridge.inputs.analysis import AnalysisConfig, FeatureExtractor, HopFeatures
+from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
+from metadj_bridge.signals import Signal, SignalBoard, Trigger
+
+log = logging.getLogger(__name__)
+
+
+class BlockSource(Protocol):
+    """What ``inputs.audio`` sources offer (see its module docstring)."""
+
+    samplerate: int
+    hop_size: int
+
+    def start(self) -> None: ...
+    def read(self, timeout: float | None = None) -> Any: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Onset:
+    t: float
+    strength: float
+
+
+@dataclass(frozen=True, slots=True)
+class AudioUpdate:
+    """The newest analysis state plus every beat and onset since the previous delivery."""
+
+    features: HopFeatures
+    bpm: float
+    confidence: float
+    phase: float
+    bar_position: float
+    locked: bool
+    beats: tuple[BeatEvent, ...]
+    onsets: tuple[Onset, ...]
+    #: time.monotonic() when the newest block's audio arrived (PortAudio callback, or a file's due time).
+    captured_at: float | None
+    #: time.monotonic() when the worker finished analysing it.
+    analysed_at: float
+    #: Hops analysed so far and hops merged into this delivery.
+    hops: int
+    merged: int
+
+
+class AudioAnalyzer:
+    """Owns the worker thread for one audio source. ``start()`` on the loop, ``aclose()`` when done."""
+
+    def __init__(
+        self,
+        source: BlockSource,
+        *,
+        analysis: AnalysisConfig | None = None,
+        tempo: TempoConfig | None = None,
+        on_update: Callable[[AudioUpdate], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.extractor = FeatureExtractor(source.samplerate, analysis)
+        if self.extractor.hop_size != source.hop_size:
+            raise ValueError(
+                f"source hop {source.hop_size} does not match the analysis hop {self.extractor.hop_size} "
+                f"at {source.samplerate} Hz"
+            )
+        self.clock = BeatClock(source.hop_size / source.samplerate, tempo)
+        self.on_update = on_update
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: AudioUpdate | None = None
+        self._beats: list[BeatEvent] = []
+        self._onsets: list[Onset] = []
+        self._merged = 0
+        self._scheduled = False
+        self._hops = 0
+        self.finished: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.finished = self._loop.create_future()
+        await asyncio.to_thread(self.source.start)
+        self._thread = threading.Thread(target=self._work, name="audio-analysis", daemon=True)
+        self._thread.start()
+
+    async def aclose(self) -> None:
+        """Stop the worker and close the source; safe to call twice."""
+        self._stop.set()
+        await asyncio.to_thread(self.source.close)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5.0)
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    # ---------------------------------------------------------------- worker thread
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    block = self.source.read(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if block is None:
+                    break
+                self._analyse(block)
+        except BaseException as exc:  # reported on the loop; the thread must not die silently
+            self.error = exc
+            log.error("audio analysis stopped: %s", exc, exc_info=True)
+        finally:
+            self._flush_final()
+
+    def _analyse(self, block: Any) -> None:
+        features = self.extractor.process(block.samples)
+        beats = self.clock.process(features)
+        self._hops += 1
+        t = features.t
+        update = AudioUpdate(
+            features=features,
+            bpm=self.clock.bpm,
+            confidence=self.clock.confidence,
+            phase=self.clock.phase(t),
+            bar_position=self.clock.bar_position(t),
+            locked=self.clock.locked,
+            beats=(),
+            onsets=(),
+            captured_at=getattr(block, "captured_at", None),
+            analysed_at=time.monotonic(),
+            hops=self._hops,
+            merged=0,
+        )
+        with self._lock:
+            self._latest = update
+            self._beats.extend(beats)
+            if features.onset:
+                self._onsets.append(Onset(features.onset_t if features.onset_t is not None else t, features.onset_strength))
+            self._merged += 1
+            if self._scheduled:
+                return
+            self._scheduled = True
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._stop.set()
+
+    def _flush_final(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._finish)
+
+    # ---------------------------------------------------------------- event loop
+
+    def _take(self) -> AudioUpdate | None:
+        with self._lock:
+            self._scheduled = False
+            latest = self._latest
+            if latest is None:
+                return None
+            update = dataclasses.replace(
+                latest, beats=tuple(self._beats), onsets=tuple(self._onsets), merged=self._merged
+            )
+            self._latest = None
+            self._beats.clear()
+            self._onsets.clear()
+            self._merged = 0
+            return update
+
+    def _deliver(self) -> None:
+        update = self._take()
+        if update is not None and self.on_update is not None:
+            try:
+                self.on_update(update)
+            except Exception:
+                log.exception("audio update listener failed")
+
+    def _finish(self) -> None:
+        self._deliver()
+        if self.finished is not None and not self.finished.done():
+            if self.error is not None:
+                self.finished.set_exception(self.error)
+            else:
+                self.finished.set_result(None)
+
+
+def publish(update: AudioUpdate, board: SignalBoard) -> None:
+    """Put one update on the signal board in the mapping vocabulary (design.md)."""
+    f = update.features
+    t = f.t
+    for name, value in (
+        ("audio.energy", f.energy),
+        ("audio.centroid", f.centroid),
+        ("audio.flatness", f.flatness_norm),
+        ("audio.low", f.low),
+        ("audio.mid", f.mid),
+        ("audio.high", f.high),
+        ("audio.bpm", update.bpm),
+        ("audio.phase", update.phase),
+    ):
+        board.set(Signal(name, float(value), t))
+    events: list[tuple[float, Trigger]] = [
+        (o.t, Trigger("audio.onset", o.t, {"strength": o.strength})) for o in update.onsets
+    ]
+    events += [
+        (b.t, Trigger("audio.beat", b.t, {"bpm": b.bpm, "confidence": b.confidence, "index": b.index, "beat_in_bar": b.beat_in_bar}))
+        for b in update.beats
+    ]
+    for _, trigger in sorted(events, key=lambda e: e[0]):
+        board.fire(trigger)

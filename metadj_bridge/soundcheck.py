@@ -1,0 +1,145 @@
+"""``metadj-bridge listen`` and ``metadj-bridge devices``: the sound check before a show.
+
+``listen`` shows live meters, beats and BPM in the terminal, or with ``--json`` prints one JSON object per
+line for every beat and onset: ``{"t": <s from the start of the audio>, "event": "beat"|"onset", "bpm",
+"confidence"}``. A ``--file`` is analysed faster than real time and the command ends with the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.analysis import AnalysisConfig, hop_size_for
+from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
+from metadj_bridge.inputs.tempo import TempoConfig
+
+METER_WIDTH = 12
+
+
+@dataclass
+class ListenOptions:
+    file: str | None = None
+    device: str | None = None
+    demo: bool = False
+    json: bool = False
+    realtime: bool | None = None  # None: real time for devices and the demo, fast for --file
+    loop: bool = False
+    duration: float | None = None
+    auto_gain: bool = False
+    min_bpm: float = 70.0
+    max_bpm: float = 180.0
+    beats_per_bar: int = 4
+
+
+def _bar(value: float) -> str:
+    filled = int(round(max(0.0, min(1.0, value)) * METER_WIDTH))
+    return "#" * filled + "." * (METER_WIDTH - filled)
+
+
+def meter_line(update: AudioUpdate, beat_flash: bool) -> str:
+    f = update.features
+    bpm = f"{update.bpm:6.1f} BPM" if update.locked else "  --.- BPM"
+    beat = "*" if beat_flash else " "
+    return (
+        f"{beat} {bpm} conf {update.confidence:4.2f} | energy {_bar(f.energy)} | low {_bar(f.low)} "
+        f"mid {_bar(f.mid)} high {_bar(f.high)} | centroid {f.centroid_hz:6.0f} Hz"
+    )
+
+
+def _open_source(options: ListenOptions) -> tuple[object, str]:
+    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device, read_wav
+
+    if options.file and options.device is not None:
+        raise ConfigError("give either --file or --device, not both")
+    if options.file or options.demo:
+        if options.demo:
+            from metadj_bridge.inputs.synth import demo_track_path
+
+            path = demo_track_path()
+        else:
+            path = Path(options.file or "")
+        samples, samplerate = read_wav(path)
+        realtime = options.realtime if options.realtime is not None else options.demo
+        source = WavFileSource(
+            samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop, realtime=realtime
+        )
+        return source, f"{path.name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
+    device = find_input_device(options.device)
+    rate = int(device.default_samplerate)
+    source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
+    return source, f"input {device}"
+
+
+async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    tempo = TempoConfig(min_bpm=options.min_bpm, max_bpm=options.max_bpm, beats_per_bar=options.beats_per_bar)
+    analysis = AnalysisConfig(auto_gain=options.auto_gain)
+    source, label = _open_source(options)
+    tty = out.isatty() and not options.json
+    state = {"flash_until": -1.0, "last_draw": 0.0}
+    loop = asyncio.get_running_loop()
+
+    def on_update(update: AudioUpdate) -> None:
+        if options.json:
+            events = [(o.t, "onset") for o in update.onsets] + [(b.t, "beat") for b in update.beats]
+            for t, kind in sorted(events):
+                record = {"t": round(t, 4), "event": kind, "bpm": round(update.bpm, 2), "confidence": round(update.confidence, 3)}
+                out.write(json.dumps(record) + "\n")
+            return
+        now = loop.time()
+        if update.beats:
+            state["flash_until"] = now + 0.1
+        if tty and now - state["last_draw"] >= 0.1:  # ~10 Hz, as the seed's UI
+            state["last_draw"] = now
+            out.write("\r\x1b[2K" + meter_line(update, now < state["flash_until"]))
+            out.flush()
+        elif not tty:
+            for b in update.beats:
+                out.write(f"beat {b.index:5d} at {b.t:8.3f} s  {b.bpm:6.1f} BPM  confidence {b.confidence:.2f}\n")
+
+    analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    if not options.json:
+        print(f"listening to {label}; Ctrl-C to stop", file=sys.stderr)
+    await analyzer.start()
+    try:
+        assert analyzer.finished is not None
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({analyzer.finished, stopper}, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if analyzer.finished in done:
+            analyzer.finished.result()
+    finally:
+        await analyzer.aclose()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        if tty:
+            out.write("\n")
+        out.flush()
+    return 0
+
+
+def run_devices(out: TextIO | None = None) -> int:
+    from metadj_bridge.inputs.audio import list_input_devices
+
+    out = out or sys.stdout
+    devices = list_input_devices()
+    out.write("Audio inputs:\n")
+    if not devices:
+        out.write("  (none found: no sound card, or PortAudio sees no input device)\n")
+    for device in devices:
+        out.write(f"  {device}\n")
+    return 0

@@ -1,0 +1,136 @@
+"""The analyzer worker and the sound-check commands (`listen`, `devices`) on generated audio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metadj_bridge.inputs import synth
+from metadj_bridge.inputs.analysis import hop_size_for
+from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, publish
+from metadj_bridge.inputs.audio import WavFileSource
+from metadj_bridge.inputs.evaluation import f_measure
+from metadj_bridge.signals import AUDIO_SIGNALS, SignalBoard, Trigger
+
+
+@pytest.fixture(scope="module")
+def house() -> synth.Track:
+    return synth.render(synth.TrackSpec("house-126", "house", 126, 12, seed=5))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metadj_bridge", *args], capture_output=True, text=True, timeout=120)
+
+
+async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house: synth.Track) -> None:
+    source = WavFileSource(house.samples, house.samplerate, hop_size=hop_size_for(house.samplerate), realtime=False)
+    updates: list[AudioUpdate] = []
+    threads: set[str] = set()
+    board = SignalBoard()
+    triggers: list[Trigger] = []
+    board.on_trigger(triggers.append)
+
+    def on_update(update: AudioUpdate) -> None:
+        threads.add(threading.current_thread().name)
+        updates.append(update)
+        publish(update, board)
+
+    analyzer = AudioAnalyzer(source, on_update=on_update)
+    await analyzer.start()
+    assert analyzer.finished is not None
+    await asyncio.wait_for(analyzer.finished, 60)
+    await analyzer.aclose()
+    await analyzer.aclose()  # closing twice is harmless
+    assert threads == {threading.main_thread().name}  # delivered on the event loop's thread only
+    hops = updates[-1].hops
+    hop = hop_size_for(house.samplerate)
+    assert hops == -(-len(house.samples) // hop)  # every hop, the last one padded
+    # A fast file floods the loop: updates merge (latest wins) but no beat is lost.
+    assert len(updates) < hops and sum(u.merged for u in updates) == hops
+    beats = np.array([t.t for t in triggers if t.name == "audio.beat"])
+    assert f_measure(house.beats, beats).f_measure >= 0.95
+    assert any(t.name == "audio.onset" for t in triggers)
+    assert set(AUDIO_SIGNALS) <= set(board.values)
+    assert board.get("audio.bpm") == pytest.approx(126, abs=0.5)
+    assert all(0.0 <= board.get(name) <= 1.0 for name in AUDIO_SIGNALS if name != "audio.bpm")
+
+
+async def test_a_failing_listener_does_not_stop_the_analysis(house: synth.Track) -> None:
+    source = WavFileSource(house.samples[: 44100 * 4], house.samplerate, hop_size=512, realtime=False)
+    calls = {"n": 0}
+
+    def broken(update: AudioUpdate) -> None:
+        calls["n"] += 1
+        raise RuntimeError("listener exploded")
+
+    analyzer = AudioAnalyzer(source, on_update=broken)
+    await analyzer.start()
+    assert analyzer.finished is not None
+    await asyncio.wait_for(analyzer.finished, 30)
+    await analyzer.aclose()
+    assert calls["n"] >= 1 and analyzer.error is None
+
+
+async def test_realtime_file_reaches_the_loop_at_the_hop_rate(house: synth.Track) -> None:
+    source = WavFileSource(house.samples, house.samplerate, hop_size=512, realtime=True)
+    seen: list[AudioUpdate] = []
+    analyzer = AudioAnalyzer(source, on_update=seen.append)
+    await analyzer.start()
+    await asyncio.sleep(1.0)
+    await analyzer.aclose()
+    hops = seen[-1].hops
+    # About 86 hops a second in real time (a broad band: the machine is shared), each one delivered.
+    assert 40 <= hops <= 100
+    assert sum(u.merged for u in seen) == hops
+
+
+def test_listen_json_prints_beats_and_onsets(tmp_path: Path) -> None:
+    track = synth.render(synth.FIXTURE_SPECS[4])  # off-beat bass, the raw tracker's trap
+    wav = synth.write_wav(tmp_path / "offbeat.wav", track.samples, track.samplerate, bits=24)
+    proc = cli("listen", "--file", str(wav), "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records and all(set(r) == {"t", "event", "bpm", "confidence"} for r in records)
+    assert {r["event"] for r in records} == {"beat", "onset"}
+    for kind in ("beat", "onset"):  # each kind in time order (an onset is reported after aubio confirms it)
+        times = [r["t"] for r in records if r["event"] == kind]
+        assert times == sorted(times)
+    beats = np.array([r["t"] for r in records if r["event"] == "beat"])
+    assert f_measure(track.beats, beats).f_measure >= 0.95
+    assert records[-1]["bpm"] == pytest.approx(126, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb" * 64, "MP3"),
+        (b"FORM\x00\x00\x00\x10AIFFCOMM", "AIFF"),
+    ],
+)
+def test_listen_unsupported_files_get_an_error_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "track.bin"
+    path.write_bytes(content)
+    proc = cli("listen", "--file", str(path))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last and "WAV" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_listen_missing_file_is_an_error_line(tmp_path: Path) -> None:
+    proc = cli("listen", "--file", str(tmp_path / "nope.wav"))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_devices_lists_inputs_or_says_there_are_none() -> None:
+    proc = cli("devices")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("Audio inputs:\n")
+    assert len(proc.stdout.splitlines()) >= 2
