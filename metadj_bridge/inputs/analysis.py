@@ -16,7 +16,7 @@ One spectrum per hop: the last ``window_size`` samples, Hann-windowed (aubio's "
 magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band energies and the band fluxes,
 all summed by one matrix product against precomputed columns (no Python loops over bins). The FFT is
 numpy's rather than ``aubio.pvoc``: pvoc also computes a phase per bin with scalar ``atan2f``, which on
-real (changing) audio made it cost ~18 µs per hop against ~11 µs for ``numpy.fft.rfft`` plus ``abs``, and
+real (changing) audio made it cost ~18 µs per hop against ~10 µs for ``numpy.fft.rfft`` plus ``abs``, and
 no feature here needs the phase. ``aubio.onset`` and ``aubio.tempo`` run their own analysis (aubio's
 Python API cannot hand them a spectrum) and are most of the cost; see ``measure_cost``.
 
@@ -98,8 +98,9 @@ _ONSET_FLOOR = 0.05
 # set the level for the next ten seconds.
 _AUTO_GAIN_ATTACK_S = 0.05
 
-# Fast path accepts hops whose sum of squares stays below this many full-scale samples squared per sample;
-# anything louder (or NaN/inf, which compare false) is cleaned first so aubio's float32 maths cannot overflow.
+# Hops with an RMS above this (18 dB over full scale), or with NaN/inf (which fail every comparison), are
+# cleaned first: non-finite samples become 0 and everything is clipped to +-this, so aubio's float32
+# state can never overflow or turn to NaN. Ordinary overs (a hot mixer, +-1.5) pass untouched.
 _SAMPLE_LIMIT = 8.0
 
 _TINY = 1e-20  # below this a sum of magnitudes or powers is silence
@@ -186,9 +187,9 @@ def hop_size_for(samplerate: int) -> int:
 def window_size_for(samplerate: int) -> int:
     """Analysis window: the power of two nearest (in octaves) to two hops.
 
-    aubio's built-in FFT only takes powers of two, so "2 x hop" becomes the nearest one: 1024 at 44.1 and
-    48 kHz, 512 at 22.05 kHz, 2048 at 96 kHz. It is always longer than one hop (>= 2 hops / sqrt 2), as
-    aubio's phase vocoder needs, and keeps the window near ~23 ms at every rate.
+    aubio's built-in FFT (inside the onset and tempo objects, which use this window too) only takes powers
+    of two, so "2 x hop" becomes the nearest one: 1024 at 44.1 and 48 kHz, 512 at 22.05 kHz, 2048 at
+    96 kHz. It is always longer than one hop (>= 2 hops / sqrt 2), as aubio needs, and stays near ~23 ms.
     """
     hop = hop_size_for(samplerate)
     return int(2 ** round(math.log2(2 * hop)))
@@ -235,7 +236,8 @@ class FeatureExtractor:
     """Turns hops of mono float32 audio into ``HopFeatures``; one instance per audio stream.
 
     Not thread-safe: call ``process`` from one thread (the audio worker). ``reset`` starts a new stream
-    (a new file, a reopened device) so times and aubio's trackers begin again at zero.
+    (a new file, a reopened device) so times and aubio's trackers begin again at zero. The config is read
+    once, here; to change it, build a new extractor.
     """
 
     def __init__(self, samplerate: int = 44100, config: AnalysisConfig | None = None) -> None:
@@ -455,7 +457,7 @@ class FeatureExtractor:
             bool(beat),
             beat_t,
             float(bpm) if 0.0 < bpm < 1000.0 else 0.0,
-            float(confidence) if 0.0 < confidence < 1e6 else 0.0,
+            float(confidence) if 0.0 < confidence < math.inf else 0.0,
         )
 
     def _aubio_time(self, samples: int, t: float) -> float:
@@ -483,7 +485,7 @@ class FeatureExtractor:
                 )
             self.nonfinite_samples += bad
         elif self.cleaned_hops == 0:
-            logger.warning("audio input has samples beyond +-%g; clipping them", _SAMPLE_LIMIT)
+            logger.warning("audio input is far above full scale; clipping it to +-%g", _SAMPLE_LIMIT)
         self.cleaned_hops += 1
         return cleaned, float(np.dot(cleaned, cleaned))
 
