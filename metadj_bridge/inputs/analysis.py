@@ -17,8 +17,10 @@ magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band en
 all summed by one matrix product against precomputed columns (no Python loops over bins). The FFT is
 numpy's rather than ``aubio.pvoc``: pvoc also computes a phase per bin with scalar ``atan2f``, which on
 real (changing) audio made it cost ~18 µs per hop against ~10 µs for ``numpy.fft.rfft`` plus ``abs``, and
-no feature here needs the phase. ``aubio.onset`` and ``aubio.tempo`` run their own analysis (aubio's
-Python API cannot hand them a spectrum) and are most of the cost; see ``measure_cost``.
+no feature here needs the phase. ``aubio.tempo`` runs its own analysis (aubio's Python API cannot hand it a
+spectrum) and is the largest single cost; see ``measure_cost``. Onsets are picked from our own flux
+instead of ``aubio.onset``: aubio confirms an onset ~2.8 hops after the attack, too late for a trigger that
+should land on the kick, and its phase computation cost ~19 µs per hop.
 
 Scales (what the numbers mean):
 
@@ -34,8 +36,8 @@ Scales (what the numbers mean):
   ~2 s, with a floor so that quiet noise is not lifted to 1.
 
 Times: ``t`` is the end of the hop, ``samples_seen / samplerate``, counted from the first sample given to
-this extractor (or since ``reset``). aubio counts the same samples, so ``onset_t`` and ``raw_beat_t`` are
-on the same axis.
+this extractor (or since ``reset``). aubio counts the same samples, so ``raw_beat_t`` is on the same axis;
+``onset_t`` is half a hop before ``t`` (the attack arrived with the hop's new samples).
 """
 
 from __future__ import annotations
@@ -67,28 +69,16 @@ logger = logging.getLogger(__name__)
 REFERENCE_HOP = 512
 REFERENCE_SAMPLERATE = 44100
 
-#: aubio's onset methods (``aubio.onset``); "default" is hfc.
-ONSET_METHODS = (
-    "default",
-    "energy",
-    "hfc",
-    "complex",
-    "phase",
-    "wphase",
-    "specdiff",
-    "kl",
-    "mkl",
-    "specflux",
-)
-
+#: What drives the onset trigger: the spectral flux of every band, or of one band only (``low`` for kicks,
+#: ``mid`` for snares and claps, ``high`` for hats).
+ONSET_METHODS = ("flux", "low", "mid", "high")
 SAMPLERATE_RANGE = (8000, 384000)
 
-# aubio's default onset delay (4.3 hops) subtracts more than its detection latency at our 2-hop window,
-# which puts get_last() ~18 ms *before* the attack. Measured on noise bursts at random sub-hop offsets
-# (44.1/48/22.05/96 kHz): detection fires 2.8 hops after the attack on average, so this delay centres
-# onset_t on the attack (±5 ms, the hop quantisation).
-_ONSET_DELAY_HOPS = 2.85
-
+# The onset trigger: the flux must rise above (1 + _ONSET_GAIN * onset_threshold) times its recent mean
+# (which forgets over _ONSET_MEAN_S) and above _ONSET_FLOOR. It fires in the hop in which the attack
+# arrives, not after a look-ahead peak picker (aubio's confirms an onset ~2.8 hops, ~31 ms, after it).
+_ONSET_GAIN = 5.0
+_ONSET_MEAN_S = 0.25
 # Onset-strength follower: forgets over a couple of seconds so that a breakdown's softer hits still reach
 # the top of the range; the floor (in flux units, ~the flux of -45 dBFS white noise) keeps quiet noise low.
 _ONSET_RELEASE_S = 2.0
@@ -129,8 +119,10 @@ class AnalysisConfig:
     """Smallest RMS the follower divides by (-40 dBFS), so near-silence is not amplified to 1."""
     low_max_hz: float = 250.0
     high_min_hz: float = 4000.0
-    onset_method: str = "specflux"
+    onset_method: str = "flux"
+    """Which flux drives onsets: ``flux`` (all bands), ``low`` (kicks), ``mid`` (snares), ``high`` (hats)."""
     onset_threshold: float = 0.3
+    """How far above its recent mean the flux must jump: x (1 + 5 x threshold); 0.3 -> 2.5 times."""
     onset_min_interval_s: float = 0.05
 
     def __post_init__(self) -> None:
@@ -155,8 +147,7 @@ class AnalysisConfig:
             )
         if self.onset_method not in ONSET_METHODS:
             raise ConfigError(
-                f"analysis.onset_method: {self.onset_method!r} is not an aubio onset method "
-                f"({', '.join(ONSET_METHODS)})"
+                f"analysis.onset_method: {self.onset_method!r} is not one of {', '.join(ONSET_METHODS)}"
             )
         _check_range("onset_threshold", self.onset_threshold, 0.0, 10.0, low_open=True)
         _check_range("onset_min_interval_s", self.onset_min_interval_s, 0.0, 10.0)
@@ -224,7 +215,7 @@ class HopFeatures:
     onset_strength: float
     onset: bool
     onset_t: float | None
-    """When aubio places the onset (delay-corrected), on the same axis as ``t``; ~31 ms before ``t``."""
+    """When the attack arrived (the middle of this hop's new samples), on the same axis as ``t``."""
     raw_beat: bool
     raw_beat_t: float | None
     """aubio's beat time; inside the current hop (aubio reports a beat in the hop it predicts it for)."""
@@ -310,6 +301,12 @@ class FeatureExtractor:
         self._gain_attack = 1.0 - math.exp(-hop_s / _AUTO_GAIN_ATTACK_S)
         self._gain_release = math.exp(-hop_s / cfg.auto_gain_seconds)
         self._onset_release = math.exp(-hop_s / _ONSET_RELEASE_S)
+        self._onset_band = ONSET_METHODS.index(cfg.onset_method)
+        self._onset_ratio = 1.0 + _ONSET_GAIN * cfg.onset_threshold
+        self._onset_alpha = 1.0 - math.exp(-hop_s / _ONSET_MEAN_S)
+        self._onset_min_samples = round(cfg.onset_min_interval_s * samplerate)
+        self._half_hop_s = hop_s / 2
+        self._onset_warmup = 2 * self.window_size
         self._inv_energy_max = 1.0 / cfg.energy_max
         self._centroid_span = cfg.centroid_max_hz - cfg.centroid_min_hz
         self._inv_flatness_max = 1.0 / cfg.flatness_max
@@ -331,11 +328,8 @@ class FeatureExtractor:
         cfg = self.config
         n, hop, sr = self.window_size, self.hop_size, self.samplerate
         # aubio objects have no reset in Python; new ones are cheap (~tens of µs) and reset everything.
-        self._onset = aubio.onset(cfg.onset_method, n, hop, sr)
-        self._onset.set_threshold(cfg.onset_threshold)
-        self._onset.set_minioi_s(cfg.onset_min_interval_s)
-        self._onset_start_samples = round(_ONSET_DELAY_HOPS * hop)
-        self._onset.set_delay(self._onset_start_samples)
+        self._onset_mean = 0.0
+        self._onset_quiet_until = 0
         self._tempo = aubio.tempo("default", n, hop, sr)
         self._samples = 0
         self._prev.fill(0.0)
@@ -423,14 +417,26 @@ class FeatureExtractor:
         self._onset_peak = peak
         onset_strength = flux_total / (peak if peak > _ONSET_FLOOR else _ONSET_FLOOR)
 
-        onset_detector, tempo = self._onset, self._tempo
-        onset = onset_detector(hop)[0] > 0.0
-        # aubio reports an onset at the start of any stream that does not open in silence (its
-        # "beginning of file" rule). Joining a live set mid-song is not an event: drop it.
-        if onset and self._samples > self._onset_start_samples:
-            onset_t: float | None = self._aubio_time(onset_detector.get_last(), t)
+        # Onset: the chosen flux jumps well above its recent mean, outside the refractory interval.
+        method = self._onset_band
+        novelty = flux_total if method == 0 else (flux_low, flux_mid, flux_high)[method - 1]
+        mean = self._onset_mean
+        if self._samples <= self._onset_warmup:
+            # The first windows fill up from nothing: learn the level, report no event.
+            onset = False
+            self._onset_mean = mean if mean > novelty else novelty
         else:
-            onset, onset_t = False, None
+            onset = (
+                novelty > mean * self._onset_ratio
+                and novelty > _ONSET_FLOOR
+                and self._samples >= self._onset_quiet_until
+            )
+            self._onset_mean = mean + (novelty - mean) * self._onset_alpha
+        onset_t: float | None = None
+        if onset:
+            self._onset_quiet_until = self._samples + self._onset_min_samples
+            onset_t = t - self._half_hop_s  # the attack arrived with this hop's new samples
+        tempo = self._tempo
         beat = tempo(hop)[0] > 0.0
         beat_t = self._aubio_time(tempo.get_last(), t) if beat else None
         bpm = tempo.get_bpm()
@@ -504,8 +510,8 @@ def measure_cost(seconds: float = 10.0, samplerate: int = 44100) -> dict[str, fl
     """Time ``process`` per hop on synthetic music-like input (noise + tone + clicks).
 
     Returns median, p95 and mean microseconds per hop, the hop rate, the share of one CPU core that the
-    median implies at that rate, and ``aubio_median_us``: aubio's onset and tempo objects alone on the same
-    hops, the part of the cost this module cannot shrink. The first half second is a warm-up and not
+    median implies at that rate, and ``aubio_median_us``: aubio's tempo object alone on the same hops, the
+    part of the cost this module cannot shrink. The first half second is a warm-up and not
     counted. Input changes every hop, as music does: aubio's per-bin atan2f is much cheaper on a
     repeated frame, so timing one frame in a loop reads ~30% low.
     """
@@ -534,9 +540,8 @@ def measure_cost(seconds: float = 10.0, samplerate: int = 44100) -> dict[str, fl
         return times[warmup:] / 1000.0
 
     whole = per_hop_us(extractor.process)
-    onset = aubio.onset(extractor.config.onset_method, extractor.window_size, hop, samplerate)
     tempo = aubio.tempo("default", extractor.window_size, hop, samplerate)
-    aubio_only = per_hop_us(lambda frame: (onset(frame), tempo(frame)))
+    aubio_only = per_hop_us(tempo)
 
     median = float(np.median(whole))
     hop_rate = samplerate / hop

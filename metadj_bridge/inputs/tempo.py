@@ -281,7 +281,7 @@ class BeatClock:
         pos = np.array(positions)
         grid = np.arange(len(novelty))
         offsets = np.arange(-0.25 * lag, 0.25 * lag + 0.01, 0.5)
-        mass = np.array([np.interp(pos + o, grid, novelty).mean() for o in offsets])
+        mass = np.interp(pos[None, :] + offsets[:, None], grid, novelty).mean(axis=1)
         j = int(np.argmax(mass))
         kick_mass = float(np.interp(pos + offsets[j], grid, kick).mean())
         if kick_mass > 1.5 * k_mean and mass[j] > 1.3 * float(novelty.mean()):
@@ -371,8 +371,13 @@ class BeatClock:
     def _best_phase(self, series: np.ndarray, period: float) -> tuple[float, float]:
         """The phase (in hops) where ``series`` lines up best with a grid of ``period``, and its mass."""
         step = period / self.hop_s
+        n = len(series)
         phases = np.arange(0, step, 1.0)
-        masses = np.array([self._grid_mass(series, period, p) for p in phases])
+        beats = np.arange(int(n / step) + 1)
+        idx = np.round(phases[:, None] + beats[None, :] * step).astype(int)  # one row per phase
+        valid = idx < n
+        values = np.where(valid, series[np.minimum(idx, n - 1)], 0.0)
+        masses = values.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
         # Smooth over neighbouring phases so one stray hop does not win.
         smooth = np.convolve(np.concatenate([masses[-1:], masses, masses[:1]]), [0.25, 0.5, 0.25], "valid")
         i = int(np.argmax(smooth))
