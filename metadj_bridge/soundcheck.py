@@ -14,11 +14,11 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.analysis import AnalysisConfig, hop_size_for
-from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
+from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, BlockSource
 from metadj_bridge.inputs.tempo import TempoConfig
 
 METER_WIDTH = 12
@@ -54,7 +54,7 @@ def meter_line(update: AudioUpdate, beat_flash: bool) -> str:
     )
 
 
-def _open_source(options: ListenOptions) -> tuple[object, str]:
+def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
     from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device, read_wav
 
     if options.file and options.device is not None:
@@ -68,14 +68,12 @@ def _open_source(options: ListenOptions) -> tuple[object, str]:
             path = Path(options.file or "")
         samples, samplerate = read_wav(path)
         realtime = options.realtime if options.realtime is not None else options.demo
-        source = WavFileSource(
-            samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop, realtime=realtime
-        )
-        return source, f"{path.name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
+        wav = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop, realtime=realtime)
+        return wav, f"{path.name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
     device = find_input_device(options.device)
     rate = int(device.default_samplerate)
-    source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
-    return source, f"input {device}"
+    live = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
+    return live, f"input {device}"
 
 
 async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
@@ -105,7 +103,7 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
             for b in update.beats:
                 out.write(f"beat {b.index:5d} at {b.t:8.3f} s  {b.bpm:6.1f} BPM  confidence {b.confidence:.2f}\n")
 
-    analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)  # type: ignore[arg-type]
+    analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)
     stop = asyncio.Event()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,8 +115,9 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
     await analyzer.start()
     try:
         assert analyzer.finished is not None
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({analyzer.finished, stopper}, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waiters: set[asyncio.Future[Any]] = {analyzer.finished, stopper}
+        done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if analyzer.finished in done:
             analyzer.finished.result()
