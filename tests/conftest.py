@@ -125,3 +125,16 @@ async def emulator_fault(url: str, **faults: Any) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.post(url + "/_emulator/faults", json=faults)
         response.raise_for_status()
+
+
+@pytest.fixture
+def jack_server() -> Iterator[Any]:
+    """A private JACK server (dummy driver) that PortAudio sees as the input device ``system``.
+
+    JACK_DEFAULT_SERVER names it for the test and PortAudio is re-initialised; afterwards PortAudio lets go of it
+    before it stops (tests/jackrig.py explains the order). Close every LiveInputSource inside the test.
+    """
+    from tests.jackrig import JackServer, portaudio_on
+
+    with JackServer() as server, portaudio_on(server):
+        yield server

@@ -1,0 +1,440 @@
+"""Audio sources: WAV reading, the file source's clock, and live capture through a real JACK server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.audio import (
+    AudioBlock,
+    AudioFormatError,
+    InputDevice,
+    LiveInputSource,
+    WavFileSource,
+    find_input_device,
+    list_input_devices,
+    parse_channels,
+    read_wav,
+)
+from tests.jackrig import JackPlayer, JackServer
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+HOP = 512
+
+# --------------------------------------------------------------------------------------------- WAV files
+
+
+def write_pcm(path: Path, frames: np.ndarray, rate: int, width: int) -> None:
+    """Integer frames (n, channels) as a PCM WAV through the stdlib writer."""
+    frames = frames.reshape(len(frames), -1)
+    if width == 1:
+        raw = (frames + 128).astype(np.uint8).tobytes()
+    elif width == 3:
+        raw = frames.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    else:
+        raw = frames.astype(f"<i{width}").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(frames.shape[1])
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(raw)
+
+
+def riff(fmt: bytes, data: bytes) -> bytes:
+    """A WAV file with a hand-made ``fmt `` chunk (what the stdlib writer cannot make)."""
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def extensible_fmt(subformat: int, bits: int, channels: int = 1, rate: int = 44100) -> bytes:
+    guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+    block = channels * bits // 8
+    return struct.pack("<HHIIHHHHI", 0xFFFE, channels, rate, rate * block, block, bits, 22, bits, 0) + \
+        struct.pack("<H", subformat) + guid_tail
+
+
+def test_read_wav_16_bit_stereo_is_downmixed(tmp_path: Path) -> None:
+    left = np.array([0, 16384, -32768, 32767, 100], np.int32)
+    right = np.array([0, -16384, -32768, 32767, 300], np.int32)
+    write_pcm(tmp_path / "s.wav", np.stack([left, right], axis=1), 44100, 2)
+    samples, rate = read_wav(tmp_path / "s.wav")
+    assert rate == 44100 and samples.dtype == np.float32
+    np.testing.assert_allclose(samples, (left + right) / 2 / 32768, atol=1e-7)
+
+
+def test_read_wav_24_bit_at_48k_keeps_every_bit(tmp_path: Path) -> None:
+    ints = np.array([0, 1, -1, 8388607, -8388608, 4194304, -123456], np.int32)
+    write_pcm(tmp_path / "s24.wav", np.stack([ints, ints], axis=1), 48000, 3)
+    samples, rate = read_wav(tmp_path / "s24.wav")
+    assert rate == 48000
+    np.testing.assert_array_equal(samples, (ints / 8388608).astype(np.float32))
+    assert samples.min() == -1.0 and samples.max() < 1.0
+
+
+@pytest.mark.parametrize(("width", "full_scale"), [(1, 128), (4, 2**31)])
+def test_read_wav_8_and_32_bit_integers(tmp_path: Path, width: int, full_scale: int) -> None:
+    ints = np.array([0, full_scale // 2, -full_scale], np.int64)
+    write_pcm(tmp_path / "s.wav", ints, 22050, width)
+    samples, rate = read_wav(tmp_path / "s.wav")
+    assert rate == 22050
+    np.testing.assert_allclose(samples, [0.0, 0.5, -1.0], atol=1e-6)
+
+
+def test_read_wav_extensible_pcm_header(tmp_path: Path) -> None:
+    """Many DAWs write 24-bit files with WAVE_FORMAT_EXTENSIBLE, which Python 3.11's wave module refuses."""
+    ints = np.array([0, 4194304, -8388608], "<i4")
+    data = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    (tmp_path / "ext.wav").write_bytes(riff(extensible_fmt(1, 24), data))
+    samples, rate = read_wav(tmp_path / "ext.wav")
+    assert rate == 44100
+    np.testing.assert_array_equal(samples, [0.0, 0.5, -1.0])
+
+
+FLOAT_FMT = struct.pack("<HHIIHH", 3, 1, 44100, 44100 * 4, 4, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says", "hint"),
+    [
+        ("float.wav", riff(FLOAT_FMT, np.zeros(4, "<f4").tobytes()), "32-bit floating-point WAV", "pcm_s16le"),
+        ("ext-float.wav", riff(extensible_fmt(3, 32), bytes(16)), "32-bit floating-point WAV", "pcm_s16le"),
+        ("track.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400), "MP3", "ffmpeg -i"),
+        ("track.aiff", b"FORM" + struct.pack(">I", 100) + b"AIFFCOMM" + bytes(92), "AIFF", "sox"),
+        ("track.flac", b"fLaC" + bytes(100), "FLAC", "ffmpeg -i"),
+        ("adpcm.wav", riff(struct.pack("<HHIIHH", 2, 1, 44100, 22000, 256, 4), bytes(256)), "MS ADPCM", "ffmpeg"),
+        ("empty.wav", b"", "empty", ""),
+    ],
+)
+def test_unreadable_files_say_what_they_are_and_how_to_convert(
+    tmp_path: Path, name: str, content: bytes, says: str, hint: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AudioFormatError) as caught:
+        read_wav(path)
+    message = str(caught.value)
+    assert str(path) in message and says in message and hint in message
+    if hint:
+        assert "16- or 24-bit" in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such audio file"):
+        read_wav(tmp_path / "nope.wav")
+    with pytest.raises(ConfigError, match="no such audio file"):
+        WavFileSource(tmp_path / "nope.wav", hop_size=HOP)
+
+
+# --------------------------------------------------------------------------------------------- file source
+
+
+def ramp(n: int) -> np.ndarray:
+    return (np.arange(n, dtype=np.float32) / n).astype(np.float32)
+
+
+def test_file_source_fast_mode_positions_and_end(tmp_path: Path) -> None:
+    ints = (np.arange(1300) - 650).astype(np.int32)
+    write_pcm(tmp_path / "r.wav", ints, 44100, 2)
+    with WavFileSource(tmp_path / "r.wav", hop_size=HOP, realtime=False) as source:
+        blocks = [source.read(timeout=1.0) for _ in range(3)]
+        assert source.read(timeout=1.0) is None
+        assert source.read(timeout=1.0) is None  # stays at the end
+    assert [b.start for b in blocks if b] == [0, 512, 1024]
+    joined = np.concatenate([b.samples for b in blocks if b])
+    assert all(b is not None and b.samples.shape == (HOP,) and b.samples.dtype == np.float32 for b in blocks)
+    np.testing.assert_allclose(joined[:1300], ints / 32768, atol=1e-7)
+    assert not joined[1300:].any()  # the last hop is padded with silence
+    assert source.blocks == 3 and source.samplerate == 44100 and source.hop_size == HOP
+
+
+def test_file_source_loops_with_growing_positions() -> None:
+    data = ramp(1000)
+    source = WavFileSource(data, 8000, hop_size=HOP, loop=True, realtime=False)
+    source.start()
+    blocks = [source.read(1.0) for _ in range(5)]
+    source.close()
+    assert [b.start for b in blocks if b] == [0, 512, 1024, 1536, 2048]
+    joined = np.concatenate([b.samples for b in blocks if b])
+    np.testing.assert_array_equal(joined, data[np.arange(5 * HOP) % 1000])
+
+
+def test_file_source_realtime_releases_hops_at_the_real_rate() -> None:
+    source = WavFileSource(ramp(44100 * 3), 44100, hop_size=HOP)
+    source.start()
+    t0 = time.monotonic()
+    blocks: list[AudioBlock] = []
+    while time.monotonic() - t0 < 1.0:
+        block = source.read(timeout=1.0)
+        assert block is not None
+        blocks.append(block)
+    source.close()
+    assert 75 <= len(blocks) <= 95  # 86.1 hops per second
+    assert [b.start for b in blocks] == [i * HOP for i in range(len(blocks))]
+    # Each hop leaves when its last sample would have arrived from a device, scheduled by sample count.
+    for block in blocks:
+        assert block.captured_at is not None
+        due = t0 + (block.start + HOP) / 44100
+        assert abs(block.captured_at - due) < 0.02
+    late = time.monotonic() - blocks[-1].captured_at  # type: ignore[operator]
+    assert late < 0.05
+
+
+def test_file_source_lifecycle() -> None:
+    source = WavFileSource(ramp(100), 100, hop_size=1000)  # the first hop is due after 10 s
+    with pytest.raises(RuntimeError, match="before start"):
+        source.read()
+    source.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        source.start()
+    with pytest.raises(TimeoutError):
+        source.read(timeout=0.05)
+    results: list[object] = []
+    reader = threading.Thread(target=lambda: results.append(source.read()))
+    reader.start()
+    time.sleep(0.1)
+    source.close()  # wakes the blocked reader
+    reader.join(timeout=2)
+    assert not reader.is_alive() and results == [None]
+    source.close()
+    assert source.read() is None
+    with pytest.raises(RuntimeError, match="closed"):
+        source.start()
+
+
+@pytest.mark.parametrize("hop", [0, -5, 512.0, True])
+def test_hop_size_must_be_a_positive_count(hop: object) -> None:
+    with pytest.raises(ConfigError, match="hop_size"):
+        WavFileSource(ramp(10), 100, hop_size=hop)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------- device choice (pure)
+
+DEVICES = [
+    InputDevice(0, "Built-in Microphone", "Core Audio", 1, 48000.0, is_default=True),
+    InputDevice(1, "BlackHole 2ch", "Core Audio", 2, 48000.0),
+    InputDevice(2, "Scarlett 18i8 USB", "Core Audio", 18, 44100.0),
+    InputDevice(3, "Scarlett 18i8 USB", "JACK Audio Connection Kit", 18, 44100.0),
+]
+
+
+def test_device_by_index_name_or_default() -> None:
+    assert find_input_device(1, DEVICES).name == "BlackHole 2ch"
+    assert find_input_device("1", DEVICES).name == "BlackHole 2ch"
+    assert find_input_device("blackhole", DEVICES).index == 1
+    assert find_input_device(None, DEVICES).index == 0
+    # Same device under two host APIs: the default host API's copy wins.
+    assert find_input_device("scarlett", DEVICES).index == 2
+
+
+def test_device_without_a_match_lists_the_inputs() -> None:
+    with pytest.raises(ConfigError) as caught:
+        find_input_device("vb-cable", DEVICES)
+    message = str(caught.value)
+    assert "'vb-cable'" in message and "[1] BlackHole 2ch - Core Audio, 2 in, 48000 Hz" in message
+    with pytest.raises(ConfigError, match="no input device has that number"):
+        find_input_device(9, DEVICES)
+    with pytest.raises(ConfigError, match="no input devices"):
+        find_input_device("anything", [])
+    with pytest.raises(ConfigError, match="matches 2 inputs"):
+        find_input_device("L", DEVICES[1:3])
+
+
+def test_channel_choice() -> None:
+    assert parse_channels(None, 18) == (0, 1)
+    assert parse_channels(None, 1) == (0,)
+    assert parse_channels("3-4", 18) == (2, 3)
+    assert parse_channels("1, 2", 2) == (0, 1)
+    assert parse_channels(2, 2) == (1,)
+    assert parse_channels("all", 3) == (0, 1, 2)
+    for bad in ("5", "left", "4-3", [0]):
+        with pytest.raises(ConfigError, match="channels"):
+            parse_channels(bad, 4)
+
+
+def test_listing_without_any_input_does_not_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.jackrig import reinit_portaudio, unique_server_name
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", unique_server_name())  # no such server: no JACK host API
+    reinit_portaudio()
+    devices = list_input_devices()
+    assert all(isinstance(d, InputDevice) and not d.is_jack for d in devices)
+
+
+# --------------------------------------------------------------------------------------------- live capture
+
+
+def read_for(source: LiveInputSource, seconds: float) -> list[AudioBlock]:
+    blocks = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        block = source.read(timeout=2.0)
+        assert block is not None
+        blocks.append(block)
+    return blocks
+
+
+def clicks_and_tone(n: int, clicks: np.ndarray, tone_at: int | None = None) -> np.ndarray:
+    """Full-scale one-sample clicks, and a 100 ms 440 Hz burst at ``tone_at``."""
+    signal = np.zeros(n, np.float32)
+    if tone_at is not None:
+        burst = np.arange(4410)
+        signal[tone_at : tone_at + len(burst)] = 0.4 * np.sin(2 * np.pi * 440 * burst / 44100)
+    signal[clicks] = 1.0
+    return signal
+
+
+def test_live_capture_through_jack_matches_what_was_played(jack_server: JackServer) -> None:
+    clicks = np.array([3000, 7411, 12000, 30000, 33333, 40000])
+    played = clicks_and_tone(44100, clicks, tone_at=20000)
+    with LiveInputSource("system", hop_size=HOP) as source, JackPlayer(jack_server) as player:
+        assert source.samplerate == 44100 and source.device.is_jack
+        player.connect_to_captures()
+        player.play(played)
+        blocks = read_for(source, 1.3)
+    assert [b.start for b in blocks] == [i * HOP for i in range(len(blocks))]
+    captured = np.concatenate([b.samples for b in blocks])
+    found = np.flatnonzero(captured > 0.5)
+    assert len(found) == len(clicks)
+    offsets = found - clicks
+    assert offsets.max() - offsets.min() <= 2  # the constant latency (a few periods), nothing else
+    start = int(offsets[0])
+    np.testing.assert_allclose(captured[start : start + len(played)], played, atol=1e-6)  # JACK and PortAudio carry float32 untouched
+    assert source.overflows == 0 and source.dropped == 0
+    latencies = [blocks[f // HOP].captured_at - player.played_at(int(c)) for f, c in zip(found, clicks)]  # type: ignore[operator]
+    # Played sample -> its hop handed out; includes waiting for the rest of the hop (see with --log-cli-level=INFO).
+    log.info("capture latency: median %.2f ms, max %.2f ms", 1000 * np.median(latencies), 1000 * max(latencies))
+    assert 0 <= np.median(latencies) < 0.05
+
+
+def test_live_device_by_name_and_index(jack_server: JackServer) -> None:
+    (device,) = [d for d in list_input_devices() if d.is_jack]
+    assert device.name == "system" and device.channels == 2 and device.default_samplerate == 44100
+    for choice in ("SYST", device.index, str(device.index)):
+        source = LiveInputSource(choice, hop_size=HOP, channels="1")
+        assert source.device == device
+        source.close()
+    with pytest.raises(ConfigError) as caught:
+        LiveInputSource("Scarlett", hop_size=HOP)
+    assert "'Scarlett'" in str(caught.value) and f"[{device.index}] system - JACK Audio Connection Kit" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"within this device's inputs \(1-2\)"):
+        LiveInputSource("system", hop_size=HOP, channels="3")
+
+
+def test_live_source_close_wakes_the_reader_and_is_safe_twice(jack_server: JackServer) -> None:
+    source = LiveInputSource("system", hop_size=HOP)
+    source.start()
+    seen: list[AudioBlock] = []
+    reader = threading.Thread(target=lambda: seen.extend(source))
+    reader.start()
+    time.sleep(0.3)
+    source.close()
+    reader.join(timeout=3)
+    assert not reader.is_alive() and len(seen) > 10
+    source.close()
+    assert source.read() is None
+    with pytest.raises(RuntimeError, match="closed"):
+        source.start()
+
+
+def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
+    jack_server: JackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.audio")
+    with LiveInputSource("system", hop_size=HOP, loss_timeout=0.3, reopen_interval=0.3) as source, \
+            JackPlayer(jack_server) as player:
+        player.connect_to_captures()
+        read_for(source, 0.2)
+        player.stall(1.2)
+        blocks = read_for(source, 2.0)
+        assert source.connected
+        player.connect_to_captures()  # PortAudio's reopened stream has new ports
+        clicks = np.array([2000, 9000])
+        player.play(clicks_and_tone(11025, clicks))
+        after = read_for(source, 0.5)
+    lost = [b for b in blocks if b.lost]
+    assert lost and not any(b.samples.any() for b in lost)
+    gaps = np.diff([b.captured_at for b in lost])  # type: ignore[arg-type]
+    assert abs(np.median(gaps) - HOP / 44100) < 0.002  # made up at the hop rate
+    everything = blocks + after
+    assert [b.start for b in everything] == [everything[0].start + i * HOP for i in range(len(everything))]
+    assert not after[-1].lost and (np.concatenate([b.samples for b in after]) > 0.5).sum() == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "lost" in warnings[0].getMessage()
+    assert sum("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO) == 1
+
+
+SERVER_LOSS = """
+import json, logging, os, sys, time
+import numpy as np
+from tests.jackrig import JackPlayer, JackServer
+
+warnings = []
+class Collect(logging.Handler):
+    def emit(self, record):
+        if record.levelno >= logging.WARNING:
+            warnings.append(record.getMessage())
+logging.getLogger("metadj_bridge").addHandler(Collect())
+
+server = JackServer().start()
+os.environ["JACK_DEFAULT_SERVER"] = server.name
+from metadj_bridge.inputs.audio import LiveInputSource
+
+def read_for(seconds):
+    blocks, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        blocks.append(source.read(timeout=2.0))
+    return blocks
+
+source = LiveInputSource("system", hop_size=512, loss_timeout=0.3)
+source.start()
+player = JackPlayer(server)
+player.connect_to_captures()
+player.play(np.full(44100 * 20, 0.25, np.float32))
+before = read_for(0.4)
+server.stop()
+player.close()
+during = read_for(1.0)
+server.start()
+after = read_for(1.0)
+source.close()
+source.close()
+server.stop()
+blocks = before + during + after
+print(json.dumps({
+    "heard_before": bool(any(b.samples.max() > 0.2 for b in before)),
+    "lost": sum(b.lost for b in blocks),
+    "silent_when_lost": all(not b.samples.any() for b in blocks if b.lost),
+    "contiguous": [b.start for b in blocks] == [i * 512 for i in range(len(blocks))],
+    "rate": len(during + after) / 2.0,
+    "still_lost_after_restart": all(b.lost for b in after),
+    "warnings": warnings,
+}))
+"""
+
+
+def test_jack_server_stopping_gives_silence_one_warning_and_a_clean_exit() -> None:
+    """Runs in its own process: after a JACK server loss PortAudio can never be terminated in that process."""
+    JackServer()  # skips when jackd is not installed
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SERVER_LOSS], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert result["heard_before"] and result["silent_when_lost"] and result["contiguous"]
+    assert result["lost"] > 100 and 75 <= result["rate"] <= 95
+    # A restarted server with the same name is out of reach (see metadj_bridge/inputs/audio.py).
+    assert result["still_lost_after_restart"]
+    (warning,) = result["warnings"]
+    assert "JACK server stopped" in warning and "restart metadj-bridge" in warning
