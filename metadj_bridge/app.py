@@ -44,6 +44,10 @@ class RunOptions:
     min_send_interval: float = 1 / 30
     max_send_interval: float = 2.0
     emulator_fps: float = 20.0
+    #: Audio to listen to: the bundled demo track unless a file or device is given, or none.
+    audio_file: str | None = None
+    audio_device: str | None = None
+    no_audio: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -59,6 +63,9 @@ class RunOptions:
             min_send_interval=args.min_send_interval,
             max_send_interval=args.max_send_interval,
             emulator_fps=args.emulator_fps,
+            audio_file=args.audio_file,
+            audio_device=args.audio_device,
+            no_audio=args.no_audio,
         )
 
     def validate(self) -> None:
@@ -75,6 +82,8 @@ class RunOptions:
             )
         if self.emulator_fps <= 0:
             raise ConfigError(f"--emulator-fps {self.emulator_fps:g}: must be more than 0")
+        if self.audio_file and self.audio_device is not None:
+            raise ConfigError("give either --audio-file or --audio-device, not both")
 
 
 class StatusLine:
@@ -82,6 +91,9 @@ class StatusLine:
 
     def __init__(self, session: ScopeSession, stream: TextIO = sys.stderr, *, interval: float | None = None) -> None:
         self.session = session
+        #: The newest audio analysis, if the bridge is listening.
+        self.audio: Any = None
+        self.beat_seen_at = -1.0
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -95,10 +107,20 @@ class StatusLine:
         err = st["last_error"] or "-"
         if len(err) > 80:
             err = err[:77] + "..."
+        audio = ""
+        if self.audio is not None:
+            beat = "*" if time.monotonic() - self.beat_seen_at < 0.12 else " "
+            bpm = f"{self.audio.bpm:5.1f} BPM" if self.audio.locked else "--.- BPM"
+            audio = f" | {beat} {bpm} energy {self.audio.features.energy:4.2f}"
         return (
             f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
-            f"sent {st['sent']} merged {st['merged']} | last error: {err}"
+            f"sent {st['sent']} merged {st['merged']}{audio} | last error: {err}"
         )
+
+    def on_audio(self, update: Any) -> None:
+        self.audio = update
+        if update.beats:
+            self.beat_seen_at = time.monotonic()
 
     async def run(self) -> None:
         last_state: str | None = None
@@ -137,6 +159,38 @@ async def _cycle_prompts(sender: ParameterSender, prompts: list[str], seconds: f
                 "temporal_interpolation_method": "slerp",
             }
         )
+
+
+async def _start_listening(options: RunOptions, status: StatusLine) -> Any:
+    """Start the audio analysis (demo track by default); None with --no-audio."""
+    if options.no_audio:
+        return None
+    from metadj_bridge.inputs.analysis import hop_size_for
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer
+    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device
+
+    source: Any
+    if options.audio_device is not None:
+        device = find_input_device(options.audio_device)
+        rate = int(device.default_samplerate)
+        source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
+        label = f"audio input {device}"
+    else:
+        if options.audio_file:
+            path = options.audio_file
+        else:
+            from metadj_bridge.inputs.synth import demo_track_path
+
+            path = str(await asyncio.to_thread(demo_track_path))
+        from metadj_bridge.inputs.audio import read_wav
+
+        samples, rate = await asyncio.to_thread(read_wav, path)
+        source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
+        label = f"audio file {path} (looping)" if options.audio_file else "the bundled demo track (looping)"
+    analyzer = AudioAnalyzer(source, on_update=status.on_audio)
+    await analyzer.start()
+    log.info("listening to %s", label)
+    return analyzer
 
 
 async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
@@ -183,7 +237,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
 
     started = time.monotonic()
     tasks: list[asyncio.Task[Any]] = []
+    analyzer = None
     try:
+        analyzer = await _start_listening(options, status)
         await session.start()
         tasks.append(loop.create_task(status.run(), name="status-line"))
         if len(options.prompts) > 1:
@@ -206,6 +262,8 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         status.finish()
+        if analyzer is not None:
+            await analyzer.aclose()
         await session.aclose()
         if emulator is not None:
             await emulator.aclose()

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS", help="rebuild the session when no frame arrives for this long (default: 5)")
     run.add_argument("--min-send-interval", type=float, default=1 / 30, metavar="SECONDS", help="never send parameters faster than this (default: 1/30 s)")
     run.add_argument("--max-send-interval", type=float, default=2.0, metavar="SECONDS", help="never hold a change longer than this (default: 2 s)")
+    audio = run.add_mutually_exclusive_group()
+    audio.add_argument("--audio-file", metavar="WAV", help="listen to this WAV file (looped) instead of the demo track")
+    audio.add_argument("--audio-device", metavar="NAME|INDEX", help="listen to this audio input (see `metadj-bridge devices`)")
+    audio.add_argument("--no-audio", action="store_true", help="do not listen to any audio")
     run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
 
     listen = sub.add_parser(
