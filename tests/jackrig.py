@@ -22,10 +22,13 @@ and, on the way out, terminates it while the server still runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -48,8 +51,15 @@ def unique_server_name() -> str:
     return f"metadj-test-{os.getpid()}-{next(_names)}"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGTERM when the thread that started it ends, so a test run
+    that is killed leaves no jackd behind (start servers from a long-lived thread)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _jack() -> Any:
-    import jack  # JACK-Client, a test dependency
+    import jack  # type: ignore[import-untyped]  # JACK-Client, a test dependency
 
     return jack
 
@@ -66,18 +76,21 @@ class JackServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def start(self, timeout: float = 10.0) -> JackServer:
+    def start(self, timeout: float = 10.0) -> Self:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"JACK server {self.name!r} is already running")
         jack = _jack()
         cmd = ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.samplerate), "-p", str(self.period)]
         self._close_log()
         self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jackd exited with {self.proc.returncode}: {self.log()}")
+                message = f"jackd exited with {self.proc.returncode}: {self.log()}"
+                self.stop()
+                raise RuntimeError(message)
             try:
                 probe = jack.Client("metadj-probe", servername=self.name, no_start_server=True)
             except jack.JackOpenError:
@@ -91,6 +104,7 @@ class JackServer:
 
     def stop(self) -> None:
         """SIGTERM (a clean shutdown that tells every client), SIGKILL if it hangs."""
+        self._close_log()
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -117,17 +131,16 @@ class JackServer:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> JackServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._close_log()
 
 
 def reinit_portaudio() -> None:
     """Make PortAudio re-scan host APIs and devices (it only looks once, at initialisation)."""
-    import sounddevice as sd
+    import sounddevice as sd  # type: ignore[import-untyped]
 
     sd._terminate()
     sd._initialize()
@@ -142,7 +155,7 @@ def portaudio_on(server: JackServer) -> Iterator[None]:
         reinit_portaudio()
         yield
     finally:
-        import sounddevice as sd
+        import sounddevice as sd  # type: ignore[import-untyped]
 
         if server.running:
             sd._terminate()  # closes PortAudio's JACK client while its server can still answer
@@ -265,8 +278,14 @@ class JackPlayer:
         return cycle.frame_time + index - cycle.first
 
     def played_at(self, index: int) -> float:
-        """time.monotonic() of the start of the JACK cycle that carried sample ``index``."""
+        """time.monotonic() of the start of the JACK cycle that carried sample ``index`` (the moment a capture
+        client downstream can first have it)."""
         return self._cycle_of(index).monotonic
+
+    def played_time(self, index: int) -> float:
+        """The sample's own moment on a steady clock: its cycle's start plus its offset in that cycle."""
+        cycle = self._cycle_of(index)
+        return cycle.monotonic + (index - cycle.first) / self.samplerate
 
     def _cycle_of(self, index: int) -> Cycle:
         for cycle in self.cycles:
@@ -290,7 +309,7 @@ class JackPlayer:
             self.client.deactivate()
         self.client.close()
 
-    def __enter__(self) -> JackPlayer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -759,7 +759,8 @@ class LiveInputSource(_SourceBase):
             self._silence_due = now
         self._queue.put(_WAKE)
         stream, self._stream = self._stream, None
-        jack_died = self._jack_died = self.device.is_jack and not _is_active(stream)
+        # PortAudio's JACK stream goes inactive without a "finished" call only when the server shuts down.
+        jack_died = self._jack_died = self.device.is_jack and not _is_active(stream) and not self._finished.is_set()
         self._quiet_loss = now - self._last_warning < self.warn_interval
         if self._quiet_loss:
             log.debug("audio input %s lost again (%s)", self.device.name, reason)
