@@ -5,8 +5,8 @@ How the routing works (measured with jackd2 1.9 and PortAudio 19.6 on Debian):
 * ``jackd -n <name> --no-realtime -d dummy`` has ``system:capture_*`` ports that only ever carry silence and
   ``system:playback_*`` ports that go nowhere, so a sound "played to the speakers" never reaches a capture.
 * PortAudio's JACK host API lists that server as one device, ``system``. Opening an input stream registers a JACK
-  client (``PortAudio``, or ``PortAudio-01`` when the name is taken) with input ports ``in_0``, ``in_1`` ... and
-  connects them to ``system:capture_1``, ``system:capture_2`` ...
+  client (``PortAudio``; JACK renames it if the name is taken) with input ports ``in_0``, ``in_1`` ... and
+  connects them to ``system:capture_1``, ``system:capture_2`` ... (the ports exist only while a stream is open).
 * :class:`JackPlayer` therefore connects its output port straight to those PortAudio input ports
   (:meth:`JackPlayer.connect_to_captures`). JACK sums connections, and the capture ports add silence, so the
   capture holds exactly what was played. The player runs first in the graph, so a sample reaches the PortAudio
@@ -16,11 +16,17 @@ PortAudio and the JACK server must be started and stopped in a fixed order, or t
 PortAudio only sees a JACK server that runs when it initialises, and PortAudio's ``Pa_Terminate`` asserts that
 closing its JACK client succeeds, which fails once that server has gone (``pa_jack.c: Terminate: Assertion
 `err == 0' failed``, also at interpreter exit). :func:`portaudio_on` re-initialises PortAudio against a server
-and, on the way out, terminates it while the server still runs.
+and, on the way out, terminates it while the server still runs. A test that stops a server PortAudio uses must
+run in a subprocess.
+
+libjack adds one more rule: once a server has gone, the next client any part of the process opens makes libjack
+delete every client of the old server, so closing one of those afterwards crashes. :meth:`JackPlayer.close`
+leaves a client of a stopped server alone.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import itertools
@@ -83,8 +89,9 @@ class JackServer:
         cmd = ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.samplerate), "-p", str(self.period)]
         self._close_log()
         self._log = tempfile.TemporaryFile()
+        # preexec_fn only calls prctl, which is safe between fork and exec even with threads running.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -157,14 +164,20 @@ def portaudio_on(server: JackServer) -> Iterator[None]:
     finally:
         import sounddevice as sd  # type: ignore[import-untyped]
 
-        if server.running:
+        try:
+            if not server.running:
+                # PortAudio holds a dead JACK client now; terminating it (even at exit) would abort the process.
+                atexit.unregister(sd._exit_handler)
+                raise RuntimeError(f"JACK server {server.name!r} stopped while PortAudio used it; stop servers "
+                                   "that PortAudio saw in a subprocess (see test_audio_sources.py)")
             sd._terminate()  # closes PortAudio's JACK client while its server can still answer
             server.stop()
             sd._initialize()  # JACK_DEFAULT_SERVER still names the stopped server: no JACK host API
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
+        finally:
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
 
 
 @dataclass(frozen=True)
