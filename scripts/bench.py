@@ -2,6 +2,7 @@
 """Benchmarks for metadj-bridge.
 
     python scripts/bench.py scope [--seconds 20] [--chunk-frames 12] [--fps 20]
+    python scripts/bench.py audio [--live-seconds 20]
 
 ``scope``: against the emulator (its own process, a GPU-like chunk time), side by side in one run,
 (a) a fixed 30 Hz sender as the seed had it and (b) the flow-controlled ParameterSender, both driven by
@@ -188,6 +189,166 @@ async def bench_scope(args: argparse.Namespace) -> None:
         )
 
 
+# ----------------------------------------------------------------------------------------------- audio
+
+
+def bench_audio_cpu() -> None:
+    """CPU per hop of the whole set: features, bands, onsets, aubio's tracker and the BeatClock."""
+    import numpy as np
+
+    from metadj_bridge.inputs import synth
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.tempo import BeatClock
+
+    tracks = synth.fixtures()[:4]
+    feature_us, clock_us, total_us = [], [], []
+    for track in tracks:
+        fx = FeatureExtractor(track.samplerate)
+        clock = BeatClock(fx.hop_size / track.samplerate)
+        hop = fx.hop_size
+        x = track.samples
+        for i in range(0, len(x) - hop, hop):
+            block = x[i : i + hop]
+            t0 = time.perf_counter()
+            f = fx.process(block)
+            t1 = time.perf_counter()
+            clock.process(f)
+            t2 = time.perf_counter()
+            feature_us.append((t1 - t0) * 1e6)
+            clock_us.append((t2 - t1) * 1e6)
+            total_us.append((t2 - t0) * 1e6)
+    hop_rate = 44100 / 512
+    print(f"CPU per 512-sample hop at 44.1 kHz ({len(total_us)} hops of generated music):")
+    for name, values in (("features+onset+aubio tempo", feature_us), ("BeatClock", clock_us), ("whole set", total_us)):
+        arr = np.array(values)
+        print(
+            f"  {name:<28} median {np.median(arr):6.1f} us  mean {arr.mean():6.1f} us  p95 {np.percentile(arr, 95):6.1f} us"
+            f"  = {np.median(arr) * hop_rate / 1e4:.2f}% of one core (median), {arr.mean() * hop_rate / 1e4:.2f}% (mean)"
+        )
+
+
+def bench_audio_accuracy() -> None:
+    """Beat F-measure (+-70 ms, after 5 s) and BPM error (after 8 s): aubio's raw tracker vs the BeatClock."""
+    import numpy as np
+
+    from metadj_bridge.inputs import synth
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.evaluation import bpm_error, f_measure
+    from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+    for title, heldout in (("tuning set", False), ("held-out set", True)):
+        print(f"\nBeat tracking, {title} (F-measure +-70 ms after 5 s; BPM error after 8 s, median/max):")
+        print(f"  {'track':<24} {'raw F':>6} {'clock F':>8} {'raw BPM err':>13} {'clock BPM err':>14}")
+        raw_f, clock_f = [], []
+        for track in synth.fixtures(heldout=heldout):
+            fx = FeatureExtractor(track.samplerate)
+            hop = fx.hop_size
+            clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
+            raw, beats, t_raw, b_raw, t_clock, b_clock = [], [], [], [], [], []
+            x = track.samples
+            for i in range(0, len(x) - hop, hop):
+                f = fx.process(x[i : i + hop])
+                if f.raw_beat and f.raw_beat_t is not None:
+                    raw.append(f.raw_beat_t)
+                if f.raw_bpm > 0:
+                    t_raw.append(f.t)
+                    b_raw.append(f.raw_bpm)
+                beats.extend(b.t for b in clock.process(f))
+                if clock.locked:
+                    t_clock.append(f.t)
+                    b_clock.append(clock.bpm)
+            rf = f_measure(track.beats, np.array(raw)).f_measure
+            cf = f_measure(track.beats, np.array(beats)).f_measure
+            rm, rx = bpm_error(np.array(t_raw), np.array(b_raw), track.beats, track.bpms)
+            cm, cx = bpm_error(np.array(t_clock), np.array(b_clock), track.beats, track.bpms)
+            raw_f.append(rf)
+            clock_f.append(cf)
+            print(f"  {track.name:<24} {rf:6.3f} {cf:8.3f} {rm:6.2f}/{rx:<6.2f} {cm:7.2f}/{cx:<6.2f}")
+        print(f"  {'mean':<24} {np.mean(raw_f):6.3f} {np.mean(clock_f):8.3f}   (min clock F {np.min(clock_f):.3f})")
+
+
+async def bench_audio_live(seconds: float) -> None:
+    """Onset to trigger on the live path: a JACK client plays clicks, PortAudio captures, the analyzer runs in
+    its thread and the trigger reaches the event loop. Latency = loop time of the trigger - the moment the
+    click's first sample happened (its place in the 256-frame period that carried it, so the period wait a
+    real interface adds is included)."""
+    import shutil
+
+    import numpy as np
+
+    if shutil.which("jackd") is None:
+        print("\nlive path: skipped, jackd is not installed (apt-get install jackd2)")
+        return
+    from metadj_bridge.inputs.analysis import hop_size_for
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
+    from metadj_bridge.inputs.audio import LiveInputSource
+    from tests.jackrig import JackPlayer, JackServer, portaudio_on
+
+    sr = 44100
+    interval = 0.25
+    n = int(seconds * sr)
+    clicks = np.zeros(n, np.float32)
+    rng = np.random.default_rng(3)
+    starts = []
+    # Clicks at irregular sub-hop offsets so the hop grid does not flatter the figure.
+    t = 0.5
+    while t < seconds - 0.5:
+        i = int(t * sr) + int(rng.integers(0, 512))
+        burst = rng.standard_normal(256).astype(np.float32) * np.exp(-np.arange(256) / 40.0).astype(np.float32)
+        clicks[i : i + 256] += 0.8 * burst
+        starts.append(i)
+        t += interval
+    received: list[tuple[float, float]] = []  # (loop time, onset audio time)
+
+    def on_update(update: AudioUpdate) -> None:
+        now = time.monotonic()
+        for onset in update.onsets:
+            received.append((now, onset.t))
+
+    with JackServer() as server, portaudio_on(server):
+        source = LiveInputSource("system", hop_size=hop_size_for(sr), samplerate=sr)
+        analyzer = AudioAnalyzer(source, on_update=on_update)
+        await analyzer.start()
+        with JackPlayer(server) as player:
+            player.connect_to_captures()
+            await asyncio.sleep(0.5)
+            player.play(clicks)
+            await asyncio.to_thread(player.wait, seconds + 10)
+            await asyncio.sleep(0.5)
+            # A capture period is handed over when it is complete, so a sample happened that many frames
+            # before its cycle ran: count from there, as a real interface would (the period wait included).
+            played = [player.played_time(i) - player._cycle_of(i).frames / sr for i in starts]
+        await analyzer.aclose()
+        counters = f"{len(received)} onset triggers, overflows {source.overflows}, dropped samples {source.dropped}"
+    # Match each played click to the first trigger that arrived after it (within 150 ms).
+    arrivals = sorted(r[0] for r in received)
+    latencies = []
+    j = 0
+    for p in played:
+        while j < len(arrivals) and arrivals[j] < p:
+            j += 1
+        if j < len(arrivals) and arrivals[j] - p < 0.15:
+            latencies.append(arrivals[j] - p)
+            j += 1
+    hop_ms = 512 / sr * 1000
+    print(f"\nLive path (JACK dummy driver, 256-frame period -> PortAudio -> analysis thread -> event loop):")
+    if latencies:
+        arr = np.array(latencies) * 1000
+        print(
+            f"  onset to trigger: median {np.median(arr):.1f} ms, p95 {np.percentile(arr, 95):.1f} ms "
+            f"({len(arr)} of {len(played)} clicks; target <= one hop + 3 ms = {hop_ms + 3:.1f} ms)"
+        )
+    else:
+        print(f"  no onset triggers matched the {len(played)} clicks")
+    print(f"  {counters}")
+
+
+async def bench_audio(args: argparse.Namespace) -> None:
+    bench_audio_cpu()
+    bench_audio_accuracy()
+    await bench_audio_live(args.live_seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -195,10 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("--seconds", type=float, default=20.0)
     scope.add_argument("--chunk-frames", type=int, default=12)
     scope.add_argument("--fps", type=float, default=20.0)
+    audio = sub.add_parser("audio", help="audio analysis cost, beat accuracy, live onset latency")
+    audio.add_argument("--live-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
         asyncio.run(bench_scope(args))
+    elif args.bench == "audio":
+        asyncio.run(bench_audio(args))
     return 0
 
 
