@@ -84,6 +84,23 @@ def test_beat_clock_beats_the_raw_tracker_on_the_whole_set(runs: dict[str, Run])
     assert min(clock.values()) >= 0.85, clock
 
 
+def test_held_out_set_is_tracked_as_well(runs: dict[str, Run]) -> None:
+    """Tracks never used while tuning the BeatClock: other tempi, seeds and combinations."""
+    held = [track_run(track) for track in synth.fixtures(heldout=True)]
+    scores = [f_measure(r.track.beats, r.beats).f_measure for r in held]
+    assert np.mean(scores) >= 0.95 and min(scores) >= 0.9, dict(zip([r.track.name for r in held], scores))
+    for r in held:
+        if r.track.spec.end_bpm is None:
+            _, worst = bpm_error(r.report_times, r.report_bpms, r.track.beats, r.track.bpms, after=8.0)
+            assert worst <= 0.5, (r.track.name, worst)
+
+
+def test_never_two_beats_within_half_a_beat(runs: dict[str, Run]) -> None:
+    for r in runs.values():
+        gaps = np.diff(r.beats)
+        assert gaps.min() >= 0.5 * 60 / r.track.bpms.max(), r.track.name
+
+
 def test_off_beat_bass_does_not_drag_the_grid(runs: dict[str, Run]) -> None:
     r = runs["offbeat-bass-126"]
     assert f_measure(r.track.beats, r.raw_beats).f_measure < 0.2  # the raw tracker sits on the off-beat

@@ -107,6 +107,8 @@ class BeatClock:
         self._long = [1e-9, 1e-9, 1e-9]
         #: Kick-band flux over about a second: tells a breakdown from the groove quickly.
         self._kick_recent = 0.0
+        self._backbeat: float | None = None
+        self._backbeat_t = 0.0
         self._since_estimate = 0.0
         self._raw_bpm = 0.0
         # grid state
@@ -234,7 +236,8 @@ class BeatClock:
             self._candidate_votes += 1
         else:
             self._candidate, self._candidate_votes = period, 1
-        if self._candidate_votes >= 3:
+        # An octave change needs longer (2.5 s): the octave rules can be borderline for a moment.
+        if self._candidate_votes >= (5 if octave else 3):
             self._candidate, self._candidate_votes = None, 0
             self._lock(period, kick, snare, t0, acf)
         else:
@@ -347,6 +350,17 @@ class BeatClock:
         while period < lo_p:
             period *= 2
         backbeat = self._backbeat_period(snare)
+        if backbeat is not None:
+            self._backbeat, self._backbeat_t = backbeat, self._t
+        elif (
+            self._backbeat is not None
+            and self._t - self._backbeat_t < 4.0
+            and self.period is not None
+            and abs(self.period - self._backbeat) / self._backbeat < 0.06
+        ):
+            # A backbeat does not vanish for one estimate, its reading can: a recent one that agrees with
+            # the running tempo keeps the octave (it can only hold the current octave, never change it).
+            backbeat = self._backbeat
         if backbeat is not None:
             # The snare's own rhythm names the octave: a backbeat falls on every other beat.
             for candidate in (period, period / 2, period * 2):
