@@ -44,13 +44,32 @@ def _bar(value: float) -> str:
     return "#" * filled + "." * (METER_WIDTH - filled)
 
 
-def meter_line(update: AudioUpdate, beat_flash: bool) -> str:
+class Meters:
+    """VU-style meters: jump up at once, fall back over ~300 ms, so a kick is seen and not a flicker."""
+
+    FALL_PER_S = 3.0
+
+    def __init__(self) -> None:
+        self.levels = {"energy": 0.0, "low": 0.0, "mid": 0.0, "high": 0.0}
+        self._t = 0.0
+
+    def update(self, update: AudioUpdate) -> dict[str, float]:
+        f = update.features
+        fall = max(0.0, f.t - self._t) * self.FALL_PER_S
+        self._t = f.t
+        for name, value in (("energy", f.energy), ("low", f.low), ("mid", f.mid), ("high", f.high)):
+            self.levels[name] = max(value, self.levels[name] - fall)
+        return self.levels
+
+
+def meter_line(update: AudioUpdate, beat_flash: bool, levels: dict[str, float] | None = None) -> str:
     f = update.features
+    lv = levels or {"energy": f.energy, "low": f.low, "mid": f.mid, "high": f.high}
     bpm = f"{update.bpm:6.1f} BPM" if update.locked else "  --.- BPM"
     beat = "*" if beat_flash else " "
     return (
-        f"{beat} {bpm} conf {update.confidence:4.2f} | energy {_bar(f.energy)} | low {_bar(f.low)} "
-        f"mid {_bar(f.mid)} high {_bar(f.high)} | centroid {f.centroid_hz:6.0f} Hz"
+        f"{beat} {bpm} conf {update.confidence:4.2f} | energy {_bar(lv['energy'])} | low {_bar(lv['low'])} "
+        f"mid {_bar(lv['mid'])} high {_bar(lv['high'])} | centroid {f.centroid_hz:6.0f} Hz"
     )
 
 
@@ -83,6 +102,7 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
     source, label = _open_source(options)
     tty = out.isatty() and not options.json
     state = {"flash_until": -1.0, "last_draw": 0.0}
+    meters = Meters()
     loop = asyncio.get_running_loop()
 
     def on_update(update: AudioUpdate) -> None:
@@ -92,12 +112,13 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
                 record = {"t": round(t, 4), "event": kind, "bpm": round(update.bpm, 2), "confidence": round(update.confidence, 3)}
                 out.write(json.dumps(record) + "\n")
             return
+        levels = meters.update(update)
         now = loop.time()
         if update.beats:
             state["flash_until"] = now + 0.1
         if tty and now - state["last_draw"] >= 0.1:  # ~10 Hz, as the seed's UI
             state["last_draw"] = now
-            out.write("\r\x1b[2K" + meter_line(update, now < state["flash_until"]))
+            out.write("\r\x1b[2K" + meter_line(update, now < state["flash_until"], levels))
             out.flush()
         elif not tty:
             for b in update.beats:
