@@ -1,0 +1,122 @@
+"""MIDI clock tempo: the pure estimator, compared with Scope's EMA of 0.15, and a real JACK clock sender."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from metadj_bridge.inputs.midi_clock import PPQN, MidiClockConfig, MidiClockTempo, ema_bpm, intervals_of
+
+
+def clock_times(bpm: float, beats: float, *, jitter: float = 0.0, t0: float = 100.0, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    period = 60.0 / (bpm * PPQN)
+    return [t0 + i * period + rng.uniform(-jitter, jitter) for i in range(int(beats * PPQN))]
+
+
+def run(times: list[float], clock: MidiClockTempo | None = None) -> tuple[MidiClockTempo, list[float | None]]:
+    clock = clock or MidiClockTempo()
+    out: list[float | None] = []
+    for t in times:
+        clock.tick(t)
+        out.append(clock.bpm)
+    return clock, out
+
+
+def test_steady_clock_exact() -> None:
+    clock, bpms = run(clock_times(120.0, 8))
+    assert bpms[0] is None
+    assert bpms[10] == pytest.approx(120.0, abs=1e-6)
+    assert clock.bpm == pytest.approx(120.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("bpm", [120.0, 128.0, 174.0])
+def test_jittered_clock_is_steadier_than_scope_ema(bpm: float) -> None:
+    times = clock_times(bpm, 64, jitter=0.001, seed=int(bpm))
+    clock, bpms = run(times)
+    settled = [b for b in bpms[4 * PPQN :] if b is not None]
+    ema = ema_bpm(intervals_of(times))[4 * PPQN :]
+    ours_std = statistics.pstdev(settled)
+    ema_std = statistics.pstdev(ema)
+    assert ours_std <= 0.1, ours_std
+    assert max(abs(b - bpm) for b in settled) <= 0.1
+    assert ema_std > 5 * ours_std, (ours_std, ema_std)
+    assert clock.tempo_changes == 0
+
+
+def test_late_ticks_are_outliers() -> None:
+    times = clock_times(128.0, 16, jitter=0.0005)
+    for i in range(100, len(times), 37):
+        times[i] += 0.008  # a USB hiccup delays one tick
+    clock, bpms = run(times)
+    assert clock.outliers >= 5
+    assert all(abs(b - 128.0) < 0.1 for b in bpms[4 * PPQN :] if b is not None)
+
+
+def test_tempo_change_reconverges_within_a_beat() -> None:
+    before = clock_times(120.0, 8, jitter=0.001)
+    period = 60.0 / (126.0 * PPQN)
+    rng = random.Random(5)
+    last = before[-1]
+    after = [last + (i + 1) * period + rng.uniform(-0.001, 0.001) for i in range(8 * PPQN)]
+    clock, bpms = run(before + after)
+    assert clock.tempo_changes >= 1
+    # Within one beat of the change the tempo is within 0.5 BPM of the new value, within two beats 0.1.
+    after_bpms = bpms[len(before) :]
+    assert abs(after_bpms[PPQN] - 126.0) < 0.5  # type: ignore[operator]
+    assert all(abs(b - 126.0) < 0.15 for b in after_bpms[2 * PPQN :] if b is not None)
+
+
+def test_gap_forgets_the_old_tempo() -> None:
+    clock, _ = run(clock_times(120.0, 4))
+    run(clock_times(90.0, 2, t0=200.0), clock)
+    assert clock.bpm == pytest.approx(90.0, abs=1e-6)
+
+
+def test_start_stop_continue_and_beat_position() -> None:
+    clock = MidiClockTempo()
+    times = clock_times(120.0, 12)
+    period = 60.0 / (120.0 * PPQN)
+    for t in times[:24]:
+        clock.tick(t)  # clock running before Start: tempo known
+    assert clock.bpm == pytest.approx(120.0)
+    clock.start(times[24] - 0.001)
+    assert clock.beat() is None
+    for t in times[24 : 24 + 2 * PPQN + 1]:
+        clock.tick(t)
+    # First tick after Start is beat 0, so 49 ticks later we are on beat 2.
+    assert clock.beat() == pytest.approx(2.0)
+    assert clock.beat(times[24 + 2 * PPQN] + period / 2) == pytest.approx(2.0 + 0.5 / PPQN, abs=1e-6)
+    # Never more than a tick ahead of the newest tick: a stalled clock does not run the beat away.
+    assert clock.beat(times[24 + 2 * PPQN] + period * 12) == pytest.approx(2.0 + 1 / PPQN, abs=1e-6)
+    clock.stop(times[73] - 0.001)
+    for t in times[73:97]:
+        clock.tick(t)  # ticks go on while stopped: the position holds
+    reading = clock.reading()
+    assert reading is not None
+    assert reading.playing is False and reading.beat == pytest.approx(2.0)
+    assert reading.bpm == pytest.approx(120.0) and reading.source == "midi_clock"
+    clock.continue_(times[97] - 0.001)
+    for t in times[97:121]:
+        clock.tick(t)
+    assert clock.beat() == pytest.approx(3.0)
+    assert clock.reading() is not None and clock.reading().playing  # type: ignore[union-attr]
+    clock.start(times[121] - 0.001)
+    clock.tick(times[121])
+    assert clock.beat() == pytest.approx(0.0)
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="window"):
+        MidiClockConfig(window=3)
+    with pytest.raises(ValueError, match="min_ticks"):
+        MidiClockConfig(min_ticks=1)
+
+
+def test_no_reading_before_enough_ticks() -> None:
+    clock = MidiClockTempo()
+    assert clock.reading() is None and clock.bpm is None
+    clock.tick(1.0)
+    assert clock.reading() is None
