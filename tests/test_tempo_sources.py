@@ -1,0 +1,271 @@
+"""The tempo arbiter (pure: readings and times in, one beat grid out) and the Ableton Link source."""
+
+from __future__ import annotations
+
+import logging
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.analyzer import AudioUpdate
+from metadj_bridge.inputs.tempo_reading import TempoReading
+from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter, audio_reading
+
+DT = 0.01
+
+
+def line(source: str, bpm: float, t: float, beat0: float = 0.0, *, bpb: int | None = None, playing: bool = True):
+    """A reading from an ideal source whose beat is ``beat0`` at t=0."""
+    return TempoReading(source, bpm, t, beat0 + t * bpm / 60.0, bpb, playing)
+
+
+def run(arbiter: TempoArbiter, t0: float, t1: float, feeds):
+    """Feed readings every 50 ms from each ``feeds`` callable (t -> reading or None); sample state every 10 ms."""
+    states = []
+    n = int(round((t1 - t0) / DT))
+    for i in range(n + 1):
+        t = t0 + i * DT
+        if i % 5 == 0:
+            for feed in feeds:
+                r = feed(t)
+                if r is not None:
+                    arbiter.update(r)
+        states.append((t, arbiter.state(t)))
+    return states
+
+
+def max_steps(states):
+    """Largest change of the beat advance between consecutive 10 ms samples (a jump shows up here as
+    its own size; a smooth tempo change as a tiny value), and the largest step of the reported BPM."""
+    beat_err = bpm_step = 0.0
+    advances = [b.beat - a.beat for (_, a), (_, b) in zip(states, states[1:])]
+    for da, db in zip(advances, advances[1:]):
+        beat_err = max(beat_err, abs(db - da))
+    for (_, a), (_, b) in zip(states, states[1:]):
+        bpm_step = max(bpm_step, abs(b.bpm - a.bpm))
+    return beat_err, bpm_step
+
+
+# ---------------------------------------------------------------------- priority and freshness
+
+
+def test_highest_priority_live_source_wins():
+    arb = TempoArbiter()
+    arb.update(line("audio", 120, 1.0))
+    assert arb.state(1.0).source == "audio"
+    arb.update(line("osc", 121, 1.0))
+    assert arb.state(1.0).source == "osc"
+    arb.update(line("midi_clock", 122, 1.0))
+    assert arb.state(1.0).source == "midi_clock"
+    arb.update(line("link", 123, 1.0))
+    assert arb.state(1.0).source == "link"
+    # A lower source speaking up changes nothing.
+    arb.update(line("audio", 124, 1.05))
+    assert arb.state(1.05).source == "link"
+
+
+def test_freshness_per_source_and_configurable():
+    arb = TempoArbiter()
+    arb.update(line("audio", 120, 0.0))
+    arb.update(line("osc", 125, 0.0))
+    arb.update(line("link", 130, 0.0))
+    assert arb.state(0.4).source == "link"
+    assert arb.state(0.6).source == "osc"  # Link stale after 0.5 s, OSC holds for 3 s
+    assert arb.state(2.5).source == "osc"
+    assert arb.state(3.1).source is None  # audio went stale at 2.0 s too
+    st = arb.state(3.2)
+    assert not st.playing and st.bpm > 0  # the grid runs on at the last tempo
+
+    arb = TempoArbiter(ArbiterConfig(freshness={"link": 2.0}))
+    arb.update(line("link", 130, 0.0))
+    arb.update(line("audio", 120, 0.0))
+    arb.update(line("audio", 120, 1.5))
+    assert arb.state(1.5).source == "link"
+    assert arb.state(2.1).source == "audio"
+
+
+def test_stopped_source_yields_and_returns():
+    arb = TempoArbiter()
+    feeds = [lambda t: line("audio", 120, t), lambda t: line("midi_clock", 120, t, playing=not 2.0 <= t < 4.0)]
+    states = run(arb, 0.0, 6.0, feeds)
+    by_t = {round(t, 2): s.source for t, s in states}
+    assert by_t[1.0] == "midi_clock" and by_t[3.0] == "audio" and by_t[5.0] == "midi_clock"
+
+
+def test_before_any_reading_and_quantize_without_tempo():
+    arb = TempoArbiter()
+    st = arb.state(5.0)
+    assert st.source is None and st.bpm == 0 and not st.playing
+    assert arb.quantize(5.0, "bar", 0.2) == 5.0
+    assert arb.next_beat_time(5.0) == 5.0
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="unknown source 'ableton'"):
+        ArbiterConfig(freshness={"ableton": 1.0})
+    with pytest.raises(ConfigError, match="must be > 0"):
+        ArbiterConfig(freshness={"link": 0.0})
+    with pytest.raises(ConfigError, match="max_bpm_step_per_beat"):
+        ArbiterConfig(max_bpm_step_per_beat=0)
+
+
+# ---------------------------------------------------------------------- glitch-free switching
+
+
+def test_switch_up_keeps_phase_continuous_and_slews_bpm(caplog):
+    """Audio at 120 BPM; MIDI clock appears at 128 BPM, 0.3 beats off the audio grid."""
+    arb = TempoArbiter(ArbiterConfig(phase_slew_beats=2.0, max_bpm_step_per_beat=4.0))
+    feeds = [lambda t: line("audio", 120, t), lambda t: line("midi_clock", 128, t, 0.3) if t >= 2.0 else None]
+    with caplog.at_level(logging.INFO, logger="metadj_bridge.inputs.tempo_sources"):
+        states = run(arb, 0.0, 8.0, feeds)
+    switches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tempo source")]
+    assert switches == ["tempo source: none -> audio (120.0 BPM)", "tempo source: audio -> midi_clock (128.0 BPM)"]
+    beat_err, bpm_step = max_steps(states)
+    # No jump: consecutive 10 ms samples advance by what the tempo says, within a thousandth of a beat.
+    assert beat_err < 1e-3
+    # The BPM glides: no 10 ms step larger than 0.2 BPM (120 -> 128 is spread over seconds).
+    assert bpm_step < 0.2
+    at = dict((round(t, 2), s) for t, s in states)
+    assert at[2.0].bpm == pytest.approx(120, abs=1e-6)
+    # Afterwards the output is on the MIDI grid: same phase, same tempo.
+    end = at[8.0]
+    midi_beat = 0.3 + 8.0 * 128 / 60
+    assert end.bpm == pytest.approx(128, abs=1e-6)
+    assert (end.beat - midi_beat + 0.5) % 1.0 - 0.5 == pytest.approx(0, abs=1e-6)
+    # Beat positions only ever move forward.
+    assert all(b.beat > a.beat for (_, a), (_, b) in zip(states, states[1:]))
+
+
+def test_switch_down_when_link_goes_away():
+    arb = TempoArbiter()
+    feeds = [lambda t: line("audio", 124, t, 0.45), lambda t: line("link", 128, t, bpb=4) if t < 3.0 else None]
+    states = run(arb, 0.0, 9.0, feeds)
+    by_t = dict((round(t, 2), s) for t, s in states)
+    assert by_t[3.4].source == "link" and by_t[3.6].source == "audio"
+    beat_err, bpm_step = max_steps(states)
+    assert beat_err < 1e-3 and bpm_step < 0.2
+    end = by_t[9.0]
+    assert end.bpm == pytest.approx(124, abs=1e-6)
+    assert (end.beat - (0.45 + 9.0 * 124 / 60) + 0.5) % 1.0 - 0.5 == pytest.approx(0, abs=1e-6)
+
+
+def test_tempo_only_source_keeps_phase_and_glides():
+    """OSC gives no beat position: the output keeps its own phase and only the tempo moves."""
+    arb = TempoArbiter()
+    feeds = [lambda t: line("audio", 120, t) if t < 1.0 else None, lambda t: TempoReading("osc", 126.0, t) if t >= 1.0 else None]
+    states = run(arb, 0.0, 6.0, feeds)
+    beat_err, bpm_step = max_steps(states)
+    assert beat_err < 1e-3 and bpm_step < 0.2
+    assert states[-1][1].source == "osc" and states[-1][1].bpm == pytest.approx(126, abs=1e-6)
+
+
+def test_bpm_change_of_the_active_source_is_slewed():
+    arb = TempoArbiter(ArbiterConfig(max_bpm_step_per_beat=2.0))
+    anchor = 2.0 * 120 / 60  # beat at t=2, where the tempo changes to 140 without a beat jump
+
+    def link(t):
+        if t < 2.0:
+            return line("link", 120, t)
+        return TempoReading("link", 140.0, t, anchor + (t - 2.0) * 140 / 60)
+
+    states = run(arb, 0.0, 10.0, [link])
+    beat_err, _ = max_steps(states)
+    assert beat_err < 1e-3
+    # 20 BPM at no more than 2 BPM per beat: 10 beats (about 4.6 s), and never more than 2 BPM per beat.
+    at = dict((round(t, 2), s) for t, s in states)
+    assert at[3.4].bpm == pytest.approx(120 + 20 * 1.4 / 5.0, abs=0.1)
+    for (ta, a), (tb, b) in zip(states, states[1:]):
+        assert b.bpm - a.bpm <= 2.0 * (tb - ta) * a.bpm / 60 + 1e-9
+    assert at[10.0].bpm == pytest.approx(140, abs=1e-6)
+
+
+def test_bar_position_follows_the_source_downbeat():
+    arb = TempoArbiter()
+    feeds = [lambda t: line("link", 120, t, 1.0, bpb=3)]
+    states = run(arb, 0.0, 4.0, feeds)
+    st = states[-1][1]
+    assert st.beats_per_bar == 3
+    assert st.bar_position == pytest.approx((1.0 + 4.0 * 2) % 3, abs=1e-6)
+
+
+# ---------------------------------------------------------------------- beats and quantising
+
+
+def steady(bpm=120.0, bpb=4):
+    arb = TempoArbiter()
+    arb.update(line("link", bpm, 0.0, bpb=bpb))
+    return arb
+
+
+def test_quantize_to_beat_and_bar_with_lookahead():
+    arb = steady()  # beats every 0.5 s from t=0, bars every 2 s
+    assert arb.quantize(0.1, "beat", 0.0) == pytest.approx(0.5)
+    assert arb.quantize(0.1, "beat", 0.2) == pytest.approx(0.3)  # sent 0.2 s early, lands on 0.5
+    assert arb.quantize(0.1, "beat", 0.6) == pytest.approx(0.4)  # 0.5 is too close: lands on 1.0
+    assert arb.quantize(0.1, "bar", 0.25) == pytest.approx(1.75)
+    assert arb.quantize(1.9, "bar", 0.25) == pytest.approx(3.75)
+    assert arb.quantize(0.3, "beat", 0.2) == pytest.approx(0.3)  # exactly on time: send now
+    with pytest.raises(ValueError):
+        arb.quantize(0.0, "phrase", 0.1)
+
+
+def test_beat_times_for_triggers():
+    arb = steady(128.0)
+    period = 60 / 128
+    assert arb.next_beat_time(0.1) == pytest.approx(period)
+    beats = arb.beats_between(0.0, 1.0)
+    assert [b for b, _ in beats] == [1.0, 2.0]
+    assert [t for _, t in beats] == pytest.approx([period, 2 * period])
+
+
+def test_next_beat_time_during_a_blend_lands_on_the_output_beat():
+    arb = TempoArbiter()
+    run(arb, 0.0, 2.0, [lambda t: line("audio", 120, t)])
+    arb.update(line("link", 130, 2.0, 0.4))
+    t = arb.next_beat_time(2.05)
+    assert arb.state(t).beat == pytest.approx(round(arb.state(t).beat), abs=1e-6)
+
+
+# ---------------------------------------------------------------------- audio adapter
+
+
+def audio_update(**overrides) -> AudioUpdate:
+    fields = dict(
+        features=SimpleNamespace(t=12.0),
+        bpm=126.0,
+        confidence=0.9,
+        phase=0.25,
+        bar_position=2.25,
+        locked=True,
+        beats=(),
+        onsets=(),
+        captured_at=1000.0,
+        analysed_at=1000.004,
+        hops=100,
+        merged=1,
+    )
+    fields.update(overrides)
+    return AudioUpdate(**fields)
+
+
+def test_audio_reading_maps_the_audio_clock_to_monotonic_time():
+    r = audio_reading(audio_update(), now=1000.01)
+    assert r == TempoReading("audio", 126.0, 1000.0, 2.25, 4, True)
+    assert audio_reading(audio_update(captured_at=None), now=1000.01).t == 1000.01
+    assert audio_reading(audio_update(locked=False), now=1000.01) is None
+
+
+def test_audio_bar_wrap_is_not_a_jump():
+    """The audio clock reports the beat within the bar; crossing the bar line must not move the output."""
+    arb = TempoArbiter()
+    states = []
+    for i in range(400):
+        t = i * DT
+        pos = (t * 2.0) % 4
+        arb.update(audio_reading(audio_update(bpm=120.0, bar_position=pos, captured_at=t), now=t))
+        states.append((t, arb.state(t)))
+    beat_err, _ = max_steps(states)
+    assert beat_err < 1e-3
+    assert math.isclose(states[-1][1].bar_position, (399 * DT * 2) % 4, abs_tol=1e-6)
