@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import math
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.analyzer import AudioUpdate
+from metadj_bridge.inputs.tempo_link import LinkSource, load_aalink
 from metadj_bridge.inputs.tempo_reading import TempoReading
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter, audio_reading
 
@@ -269,3 +274,133 @@ def test_audio_bar_wrap_is_not_a_jump():
     beat_err, _ = max_steps(states)
     assert beat_err < 1e-3
     assert math.isclose(states[-1][1].bar_position, (399 * DT * 2) % 4, abs_tol=1e-6)
+
+
+# ---------------------------------------------------------------------- Ableton Link
+
+
+async def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+async def peer():
+    """Another Link app in this process (a DJ program stand-in), at 120 BPM with 4-beat bars.
+
+    It runs for a second before the bridge joins, as DJ software does: when two Link sessions meet, the
+    older one wins, and sessions founded within about 0.5 s of each other are decided by their random ids.
+    """
+    aalink = pytest.importorskip("aalink")
+    link = aalink.Link(120.0)
+    link.quantum = 4
+    link.enabled = True
+    await asyncio.sleep(1.0)
+    yield link
+    link.enabled = False
+
+
+async def test_link_follower_sees_the_peers_tempo_and_never_changes_it(peer):
+    readings: list[TempoReading] = []
+    async with LinkSource(readings.append, bpm=90.0) as follower:
+        if not await wait_until(lambda: follower.num_peers > 0 and peer.num_peers > 0, 5.0):
+            pytest.skip("Link peers did not discover each other within 5 s: no multicast on this machine")
+        assert await wait_until(lambda: bool(readings), 1.0)
+        # Joining adopted the session tempo; it did not push our 90 BPM onto the peer.
+        assert peer.tempo == pytest.approx(120.0, abs=1e-6)
+        assert readings[-1].bpm == pytest.approx(120.0, abs=1e-3)
+        peer.tempo = 133.0
+        assert await wait_until(lambda: abs(readings[-1].bpm - 133.0) < 1e-3, 2.0)
+        # Same beat grid as the peer, bar included (quantum 4).
+        r = follower.reading()
+        assert r is not None
+        peer_beat = peer.beat
+        drift = (peer_beat - r.beat + 2) % 4 - 2
+        assert abs(drift) < 0.02
+        with pytest.raises(ConfigError, match="follows the Link session"):
+            follower.set_tempo(140.0)
+        await asyncio.sleep(0.3)
+        assert peer.tempo == pytest.approx(133.0, abs=1e-6)
+        assert all(x.source == "link" and x.beats_per_bar == 4 and x.playing for x in readings)
+
+
+async def test_link_source_alone_through_its_interface():
+    pytest.importorskip("aalink")
+    readings: list[TempoReading] = []
+    source = LinkSource(readings.append, bpm=128.0, require_peers=False, rate_hz=20.0)
+    await source.start()
+    try:
+        assert source.enabled
+        await asyncio.sleep(0.6)
+        assert 8 <= len(readings) <= 16  # about 20 Hz
+        first, last = readings[0], readings[-1]
+        if source.num_peers == 0:
+            assert last.bpm == pytest.approx(128.0, abs=1e-6)
+        slope = (last.beat - first.beat) / (last.t - first.t)
+        assert slope == pytest.approx(last.bpm / 60.0, rel=0.01)
+        assert all(b.t > a.t and b.beat > a.beat for a, b in itertools.pairwise(readings))
+    finally:
+        await source.aclose()
+    await source.aclose()  # twice is harmless
+    assert not source.enabled and source.reading() is None
+    with pytest.raises(RuntimeError, match="closed"):
+        await source.start()
+
+
+async def test_link_alone_reports_nothing_by_default():
+    """Without peers Link is only our own clock: it must not outrank the music."""
+    pytest.importorskip("aalink")
+    readings: list[TempoReading] = []
+    async with LinkSource(readings.append) as source:
+        await asyncio.sleep(0.3)
+        if source.num_peers:
+            pytest.skip(f"another Link app is on this network ({source.num_peers} peers)")
+        assert readings == []
+
+
+async def test_link_may_lead_only_when_allowed(peer):
+    async with LinkSource(allow_tempo_changes=True, require_peers=False) as leader:
+        if not await wait_until(lambda: leader.num_peers > 0 and peer.num_peers > 0, 5.0):
+            pytest.skip("Link peers did not discover each other within 5 s: no multicast on this machine")
+        # Joined: the leader took the older session's timeline first; now it moves it.
+        assert await wait_until(lambda: (r := leader.reading()) is not None and abs(r.bpm - 120.0) < 1e-3, 2.0)
+        leader.set_tempo(124.0)
+        assert await wait_until(lambda: abs(peer.tempo - 124.0) < 1e-3, 2.0)
+
+
+async def test_link_feeds_the_arbiter_and_a_broken_listener_does_not_stop_it(caplog):
+    pytest.importorskip("aalink")
+    arb = TempoArbiter()
+    calls = []
+
+    def listener(r: TempoReading) -> None:
+        calls.append(r)
+        arb.update(r)
+        if len(calls) == 2:
+            raise RuntimeError("listener bug")
+
+    async with LinkSource(listener, bpm=126.0, require_peers=False):
+        await asyncio.sleep(0.3)
+        assert arb.state(time.monotonic()).source == "link"
+    assert len(calls) >= 4
+    assert "Link reading listener failed" in caplog.text
+
+
+def test_missing_aalink_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aalink", None)
+    with pytest.raises(ConfigError, match=r'pip install "metadj-bridge\[link\]"'):
+        load_aalink()
+
+
+async def test_link_source_rejects_bad_settings(monkeypatch):
+    with pytest.raises(ConfigError, match="quantum"):
+        LinkSource(beats_per_bar=0)
+    monkeypatch.setitem(sys.modules, "aalink", None)
+    source = LinkSource()
+    with pytest.raises(ConfigError, match="aalink"):
+        await source.start()
+    await source.aclose()

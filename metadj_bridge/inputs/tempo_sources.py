@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.analyzer import AudioUpdate
+from metadj_bridge.inputs.tempo_link import LinkSource
 from metadj_bridge.inputs.tempo_reading import SOURCE_PRIORITY, TempoReading
+
+__all__ = ["ArbiterConfig", "LinkSource", "TempoArbiter", "TempoState", "audio_reading"]
 
 log = logging.getLogger(__name__)
 
