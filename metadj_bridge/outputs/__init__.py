@@ -1,0 +1,1 @@
+"""Everything the bridge sends besides Scope parameters: OSC state for displays such as TouchOSC."""
