@@ -404,3 +404,21 @@ async def test_link_source_rejects_bad_settings(monkeypatch):
     with pytest.raises(ConfigError, match="aalink"):
         await source.start()
     await source.aclose()
+
+
+async def test_link_transport_with_start_stop_sync(peer):
+    """With start/stop sync, a stopped Link session yields to the music and takes over when it plays."""
+    peer.start_stop_sync_enabled = True
+    arb = TempoArbiter()
+    async with LinkSource(arb.update, start_stop_sync=True) as follower:
+        if not await wait_until(lambda: follower.num_peers > 0, 5.0):
+            pytest.skip("Link peers did not discover each other within 5 s: no multicast on this machine")
+        for i in range(4):
+            now = time.monotonic()
+            arb.update(TempoReading("audio", 121.0, now, i * 0.5))
+            await asyncio.sleep(0.1)
+        assert follower.latest is not None and not follower.latest.playing
+        assert arb.state(time.monotonic()).source == "audio"
+        peer.playing = True
+        assert await wait_until(lambda: arb.state(time.monotonic()).source == "link", 2.0)
+    peer.playing = False

@@ -63,6 +63,8 @@ class ArbiterConfig:
 
 @dataclass(frozen=True, slots=True)
 class TempoState:
+    #: The tempo to show and to drive tempo-synced motion: it ramps at most ``max_bpm_step_per_beat``.
+    #: While a blend makes up phase, the beat position briefly runs a little faster or slower than this.
     bpm: float
     #: Continuous beat position of the output grid (whole numbers are beats).
     beat: float
@@ -244,7 +246,7 @@ class TempoArbiter:
         b = self._blend.beat(land)
         eps = 1e-6
         if to == "beat":
-            target = math.ceil(b - eps)
+            target = float(math.ceil(b - eps))
         else:
             bpb = self._beats_per_bar
             target = self._bar_origin + math.ceil((b - self._bar_origin - eps) / bpb) * bpb
