@@ -195,6 +195,43 @@ def test_bar_position_follows_the_source_downbeat():
     assert st.bar_position == pytest.approx((1.0 + 4.0 * 2) % 3, abs=1e-6)
 
 
+def test_real_midi_clock_estimator_takes_over_from_audio_and_hands_back_on_stop():
+    """Jittered MIDI clock ticks (+-1 ms) through the project's MIDI clock estimator, audio underneath."""
+    import random
+
+    from metadj_bridge.inputs.midi_clock import PPQN, MidiClockTempo
+
+    rng = random.Random(7)
+    clock = MidiClockTempo()
+    arb = TempoArbiter()
+    tick_s = 60.0 / (126.0 * PPQN)
+    next_tick, started, stopped = 1.0, False, False
+    states = []
+    for i in range(int(10.0 / DT) + 1):
+        t = i * DT
+        if i % 5 == 0:
+            arb.update(line("audio", 120, t, 0.2))
+        while next_tick <= t:
+            if not started:
+                clock.start(next_tick)
+                started = True
+            if next_tick >= 6.0 and not stopped:
+                clock.stop(next_tick)
+                stopped = True
+            clock.tick(next_tick + rng.uniform(-0.001, 0.001))
+            r = clock.reading()
+            if r is not None:
+                arb.update(r)
+            next_tick += tick_s
+        states.append((t, arb.state(t)))
+    at = {round(t, 2): s for t, s in states}
+    assert at[0.5].source == "audio" and at[3.0].source == "midi_clock" and at[7.0].source == "audio"
+    assert at[5.5].bpm == pytest.approx(126, abs=0.1)
+    beat_err, bpm_step = max_steps(states)
+    assert beat_err < 2e-3 and bpm_step < 0.2
+    assert at[10.0].bpm == pytest.approx(120, abs=1e-6)
+
+
 # ---------------------------------------------------------------------- beats and quantising
 
 
