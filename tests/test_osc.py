@@ -191,6 +191,10 @@ def test_decoder_presets() -> None:
     assert ev.tempo == TempoReading("osc", 126.0, 2.0)
     ev = d.decode("/live/song/get/beat", (9,), 2.5)
     assert ev.triggers[0].data == {"beat": 9.0} and ev.tempo == TempoReading("osc", 126.0, 2.5, beat=9.0)
+    ev = d.decode("/live/song/get/is_playing", (False,), 2.6)
+    assert ev.signals[0].value == 0.0 and ev.tempo == TempoReading("osc", 126.0, 2.6, playing=False)
+    assert d.decode("/live/song/get/tempo", (127.0,), 2.7).tempo == TempoReading("osc", 127.0, 2.7, playing=False)
+    assert d.decode("/live/song/get/is_playing", (1,), 2.8).tempo == TempoReading("osc", 127.0, 2.8, playing=True)
     ev = d.decode("/live/clip/get/playing_status", (1, 3, 2), 3.0)
     assert ev.signals == (Signal("osc./live/clip/get/playing_status/1/3", 2.0, 3.0),)
     # wrong argument types for a known address: refused with a reason, never raised
@@ -328,11 +332,12 @@ async def test_bundles_immediate_and_future(make_input: Callable[..., Any]) -> N
 
 
 async def test_future_bundles_beyond_the_cap_are_dropped(make_input: Callable[..., Any]) -> None:
-    osc_in, rec, client = await make_input(max_pending=3)
+    osc_in, rec, client = await make_input(max_pending=3, max_delay=60.0)
     for i in range(5):
         client._sock.sendto(bundle(time.time() + 30, message(f"/far/{i}", 1.0)), ("127.0.0.1", osc_in.port))
-    await wait_for(lambda: osc_in.counters.received == 5, 2.0, "five bundles")
-    assert osc_in.counters.scheduled == 3 and osc_in.counters.dropped == 2
+    client._sock.sendto(bundle(time.time() + 3600, message("/next/hour", 1.0)), ("127.0.0.1", osc_in.port))
+    await wait_for(lambda: osc_in.counters.received == 6, 2.0, "six bundles")
+    assert osc_in.counters.scheduled == 3 and osc_in.counters.dropped == 3
     await osc_in.aclose()  # pending timers are cancelled: nothing fires after close
     assert not rec.signals
 

@@ -120,7 +120,8 @@ def parse_datagram(data: bytes, wall_now: float, max_depth: int = 8) -> list[Tim
             return [TimedOscMessage(0.0, msg.address, tuple(msg.params))]
     except OscPacketError:
         raise
-    except Exception as exc:  # noqa: BLE001 - python-osc raises ParseError, but also struct/Index/Unicode errors on junk
+    # python-osc raises ParseError, but also struct, index and Unicode errors on junk
+    except Exception as exc:  # noqa: BLE001
         raise OscPacketError(f"{type(exc).__name__}: {exc}") from None
     raise OscPacketError(f"neither an OSC message nor a bundle ({len(data)} bytes)")
 
@@ -176,6 +177,8 @@ class OscDecoder:
         self._cache_size = cache_size
         #: Last BPM heard from a tempo address, so beat messages can carry a full TempoReading.
         self.last_bpm: float | None = None
+        #: Last transport state heard (AbletonOSC ``is_playing``); carried on every tempo reading.
+        self.playing = True
 
     def entry_for(self, address: str) -> OscAddress | None:
         try:
@@ -196,7 +199,8 @@ class OscDecoder:
         name = "osc." + address
         if entry.index_args:
             if len(args) <= entry.index_args:
-                return OscEvent(address, args, t, entry, error=f"{address}: expected {entry.index_args} indices and a value, got {args!r}")
+                reason = f"{address}: expected {entry.index_args} indices and a value, got {args!r}"
+                return OscEvent(address, args, t, entry, error=reason)
             indices = args[: entry.index_args]
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
                 return OscEvent(address, args, t, entry, error=f"{address}: indices must be ints, got {indices!r}")
@@ -231,13 +235,25 @@ class OscDecoder:
             if not bpm > 0.0:
                 return OscEvent(address, args, t, entry, error=f"{address}: {value!r} is not a tempo")
             self.last_bpm = bpm
-            reading = TempoReading(source="osc", bpm=bpm, t=t)
+            reading = TempoReading(source="osc", bpm=bpm, t=t, playing=self.playing)
             return OscEvent(address, args, t, entry, signals=(signal,), tempo=reading, raw=value, normalised=normalised)
 
         if entry.kind == "beat":
             trigger = Trigger(name, t, {"beat": value})
-            beat_reading = TempoReading(source="osc", bpm=self.last_bpm, t=t, beat=value) if self.last_bpm else None
+            beat_reading = (
+                TempoReading(source="osc", bpm=self.last_bpm, t=t, beat=value, playing=self.playing)
+                if self.last_bpm
+                else None
+            )
             return OscEvent(address, args, t, entry, signals=(signal,), triggers=(trigger,), tempo=beat_reading,
+                            raw=value, normalised=normalised)
+
+        if entry.kind == "transport":
+            self.playing = bool(value)
+            transport_reading = (
+                TempoReading(source="osc", bpm=self.last_bpm, t=t, playing=self.playing) if self.last_bpm else None
+            )
+            return OscEvent(address, args, t, entry, signals=(signal,), tempo=transport_reading,
                             raw=value, normalised=normalised)
 
         return OscEvent(address, args, t, entry, signals=(signal,), raw=value, normalised=normalised)
@@ -306,7 +322,7 @@ class OscCounters:
     dispatched: int = 0
     #: Messages held for a future bundle timetag (delivered later, counted in ``dispatched`` then).
     scheduled: int = 0
-    #: Future messages shed because too many were already waiting.
+    #: Future messages shed: too many already waiting, or timed more than ``max_delay`` ahead.
     dropped: int = 0
     #: Exceptions raised by listeners.
     handler_errors: int = 0
@@ -341,6 +357,7 @@ class OscInput(asyncio.DatagramProtocol):
         on_event: Callable[[OscEvent], None] | None = None,
         board: SignalBoard | None = None,
         max_pending: int = 10_000,
+        max_delay: float = 60.0,
         receive_buffer: int = 4 << 20,
         warn_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -351,6 +368,7 @@ class OscInput(asyncio.DatagramProtocol):
         self.decoder = OscDecoder(presets)
         self.counters = OscCounters()
         self.max_pending = max_pending
+        self.max_delay = max_delay
         self.receive_buffer = receive_buffer
         self._on_signal = on_signal
         self._on_trigger = on_trigger
@@ -447,6 +465,10 @@ class OscInput(asyncio.DatagramProtocol):
 
     def _schedule(self, msg: TimedOscMessage) -> None:
         assert self._loop is not None
+        if msg.delay > self.max_delay:
+            self.counters.dropped += 1
+            self._input_warning.note(f"{msg.address} timed {msg.delay:.0f} s ahead (limit {self.max_delay:g} s); dropped")
+            return
         if len(self._pending) >= self.max_pending:
             self.counters.dropped += 1
             self._input_warning.note(f"more than {self.max_pending} timed messages waiting; dropped {msg.address}")

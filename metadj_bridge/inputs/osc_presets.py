@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["signal", "trigger", "tempo", "beat"]
+Kind = Literal["signal", "trigger", "tempo", "beat", "transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,13 @@ RESOLUME = OscPreset(
     description="Resolume Arena / Avenue 7: Preferences > OSC > OSC Output enabled, 'Output all OSC messages'",
     default_port=7001,
     addresses=(
-        OscAddress("/composition/tempocontroller/tempo", "tempo",
-                   "composition BPM, normalised: 0..1 is 20..500 BPM", range=(0.0, 1.0), bpm_range=RESOLUME_BPM_RANGE),
+        OscAddress(
+            "/composition/tempocontroller/tempo",
+            "tempo",
+            "composition BPM, normalised: 0..1 is 20..500 BPM",
+            range=(0.0, 1.0),
+            bpm_range=RESOLUME_BPM_RANGE,
+        ),
         OscAddress("/composition/tempocontroller/resync", "trigger", "tempo resync pressed (beat 1 of the bar)"),
         OscAddress("/composition/tempocontroller/tempotap", "trigger", "tap tempo pressed"),
         OscAddress("/composition/layers/*/video/opacity", "signal", "layer opacity", range=(0.0, 1.0)),
@@ -61,7 +66,9 @@ RESOLUME = OscPreset(
         OscAddress("/composition/layers/*/clips/*/transport/position", "signal", "clip playhead", range=(0.0, 1.0)),
         OscAddress("/composition/columns/*/connect", "trigger", "column launched (1 = press, 0 = release)"),
         OscAddress("/composition/selectedclip/connect", "trigger", "selected clip launched"),
-        OscAddress("/composition/selectedclip/transport/position", "signal", "selected clip playhead", range=(0.0, 1.0)),
+        OscAddress(
+            "/composition/selectedclip/transport/position", "signal", "selected clip playhead", range=(0.0, 1.0)
+        ),
         OscAddress("/composition/master", "signal", "composition master fader", range=(0.0, 1.0)),
         OscAddress("/composition/video/opacity", "signal", "composition opacity", range=(0.0, 1.0)),
         OscAddress("/composition/crossfader/phase", "signal", "crossfader position", range=(0.0, 1.0)),
@@ -76,7 +83,7 @@ ABLETON = OscPreset(
         OscAddress("/live/song/get/tempo", "tempo", "song tempo in BPM", range=(20.0, 999.0)),
         OscAddress("/live/song/get/beat", "beat", "beat number, sent on every beat after /live/song/start_listen/beat"),
         OscAddress("/live/song/beat", "beat", "beat number (older AbletonOSC)"),
-        OscAddress("/live/song/get/is_playing", "signal", "transport playing (1) or stopped (0)", range=(0.0, 1.0)),
+        OscAddress("/live/song/get/is_playing", "transport", "transport playing (1) or stopped (0)", range=(0.0, 1.0)),
         OscAddress("/live/song/get/current_song_time", "signal", "song position in beats"),
         OscAddress("/live/song/get/signature_numerator", "signal", "beats per bar"),
         OscAddress("/live/clip/get/playing_status", "signal",
