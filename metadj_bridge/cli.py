@@ -73,7 +73,36 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--max-bpm", type=float, default=180.0, help="tempo range, high end (default 180)")
     listen.add_argument("--beats-per-bar", type=int, default=4, help="beats per bar (default 4)")
 
-    sub.add_parser("devices", help="list audio inputs", description="List the audio inputs PortAudio can capture from.")
+    sub.add_parser(
+        "devices",
+        help="list audio inputs and MIDI ports",
+        description="List the audio inputs PortAudio can capture from and the MIDI input and output ports.",
+    )
+
+    def control_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs whose name contains PATTERN (or re:REGEX); default: every input")
+        p.add_argument("--virtual", metavar="NAME", help="also open a virtual MIDI input that DAWs can send to")
+        p.add_argument("--no-midi", action="store_true", help="do not listen to MIDI")
+        p.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
+        p.add_argument("--osc-port", type=int, default=7001, help="OSC listen port (default 7001)")
+        p.add_argument("--no-osc", action="store_true", help="do not listen to OSC")
+        p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+
+    monitor = sub.add_parser(
+        "monitor",
+        help="print every incoming MIDI and OSC signal under its mapping name",
+        description="Print what controllers and DJ software send, named as a profile names it.",
+    )
+    control_args(monitor)
+    learn = sub.add_parser(
+        "learn",
+        help="move a control and get the YAML snippet for it",
+        description="Wait for one control to move (a knob end to end, or a pad) and print its YAML snippet "
+        "(source, kind, range), or insert it into a profile under controls:.",
+    )
+    control_args(learn)
+    learn.add_argument("--name", default="control", help="the slot name in the snippet (default: control)")
+    learn.add_argument("--write", metavar="PROFILE", help="insert the snippet into this profile under controls: (comments are kept)")
 
     emulate = sub.add_parser(
         "emulate",
@@ -124,6 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_bpm=args.max_bpm, beats_per_bar=args.beats_per_bar,
             )
             return asyncio.run(run_listen(options))
+        if args.command in ("monitor", "learn"):
+            from metadj_bridge.monitor import ControlOptions, run_learn, run_monitor
+
+            control = ControlOptions(
+                midi=args.midi, virtual=args.virtual, no_midi=args.no_midi, osc_host=args.osc_host,
+                osc_port=args.osc_port, no_osc=args.no_osc, duration=args.duration,
+            )
+            if args.command == "monitor":
+                return asyncio.run(run_monitor(control))
+            return asyncio.run(run_learn(control, slot=args.name, write=args.write))
         if args.command == "devices":
             from metadj_bridge.soundcheck import run_devices
 

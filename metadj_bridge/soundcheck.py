@@ -162,4 +162,17 @@ def run_devices(out: TextIO | None = None) -> int:
         out.write("  (none found: no sound card, or PortAudio sees no input device)\n")
     for device in devices:
         out.write(f"  {device}\n")
+    try:
+        from metadj_bridge.inputs.midi import list_midi_ports
+
+        midi_in, midi_out = list_midi_ports()
+    except Exception as exc:  # a MIDI backend that cannot start must not hide the audio list
+        out.write(f"MIDI: unavailable ({exc})\n")
+        return 0
+    for title, names in (("MIDI inputs", midi_in), ("MIDI outputs", midi_out)):
+        out.write(f"{title}:\n")
+        if not names:
+            out.write("  (none found)\n")
+        for name in names:
+            out.write(f"  {name}\n")
     return 0
