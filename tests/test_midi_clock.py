@@ -120,3 +120,80 @@ def test_no_reading_before_enough_ticks() -> None:
     assert clock.reading() is None and clock.bpm is None
     clock.tick(1.0)
     assert clock.reading() is None
+
+
+# ---------------------------------------------------------------------- a real clock sender over JACK
+
+
+class RecordingClock(MidiClockTempo):
+    """The real estimator, also keeping the arrival times so Scope's EMA can be computed on the same ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[float] = []
+
+    def tick(self, t: float) -> None:
+        self.arrivals.append(t)
+        super().tick(t)
+
+
+async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
+    import asyncio
+    import os
+    import threading
+    import time
+
+    import mido
+
+    from metadj_bridge.inputs.midi import MidiInput
+    from tests.jackrig import JackServer
+
+    bpm, seconds = 128.0, 4.0
+    period = 60.0 / (bpm * PPQN)
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    with JackServer(period=256) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        backend_name = "mido.backends.rtmidi/UNIX_JACK"
+        backend = mido.Backend(backend_name, load=True)
+        sender = backend.open_output("clock", virtual=True, client_name="clock-sender")
+        clock = RecordingClock()
+        readings: list = []
+        midi = MidiInput(["clock-sender:clock"], clock=clock, on_tempo=readings.append, backend=backend_name)
+        stop = threading.Event()
+
+        def send_clock() -> None:
+            rng = random.Random(3)
+            sender.send(mido.Message("start"))
+            t0 = time.monotonic() + 0.01
+            for i in range(int(seconds / period)):
+                due = t0 + i * period + rng.uniform(-0.001, 0.001)
+                while (wait := due - time.monotonic()) > 0:
+                    if stop.wait(wait):
+                        return
+                sender.send(mido.Message("clock"))
+            sender.send(mido.Message("stop"))
+
+        thread = threading.Thread(target=send_clock, name="test-midi-clock-sender")
+        try:
+            await midi.start()
+            thread.start()
+            await asyncio.to_thread(thread.join, seconds + 5)
+            await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(5)
+            await midi.aclose()
+            sender.close()
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
+    assert clock.ticks == int(seconds / period)
+    settled = [r.bpm for r in readings if r.playing and r.beat is not None and r.beat >= 4.0]
+    ema = ema_bpm(intervals_of(clock.arrivals))[4 * PPQN :]
+    print(f"MIDI clock over JACK at {bpm:g} BPM, +-1 ms: ours std {statistics.pstdev(settled):.3f} BPM "
+          f"(max error {max(abs(b - bpm) for b in settled):.3f}); EMA 0.15 std {statistics.pstdev(ema):.3f} BPM")
+    assert statistics.pstdev(settled) <= 0.1
+    assert max(abs(b - bpm) for b in settled) <= 0.15
+    assert readings[-1].playing is False
+    assert readings[-1].beat == pytest.approx((clock.ticks - 1) / PPQN)
