@@ -23,7 +23,13 @@ import mido
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.midi import MidiInput, MidiOutput, list_midi_ports, port_matcher
+from metadj_bridge.inputs.midi import (
+    MidiInput,
+    MidiOutput,
+    list_midi_ports,
+    port_matcher,
+    publish_to,
+)
 from metadj_bridge.inputs.midi_decode import (
     Cc14Pair,
     MidiControlConfig,
@@ -31,7 +37,7 @@ from metadj_bridge.inputs.midi_decode import (
     RelativeEncoder,
     RelativeMode,
 )
-from metadj_bridge.signals import Signal, Trigger
+from metadj_bridge.signals import Signal, SignalBoard, Trigger
 from tests.helpers import wait_for
 
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
@@ -117,6 +123,17 @@ def test_config_errors_name_the_value() -> None:
     with pytest.raises(ValueError, match="not a MIDI channel"):
         RelativeEncoder(channel=0, cc=1, mode="offset64")  # type: ignore[arg-type]
     assert RelativeEncoder(channel=1, cc=1, mode="offset64").mode is RelativeMode.OFFSET64  # type: ignore[arg-type]
+
+
+def test_publish_to_board() -> None:
+    board = SignalBoard()
+    fired: list[Trigger] = []
+    board.on_trigger(fired.append)
+    publish = publish_to(board)
+    for event in MidiDecoder().decode(mido.Message("note_on", note=36, velocity=127), 4.0):
+        publish(event)
+    assert board.get("midi.note.1.36") == 1.0
+    assert fired == [Trigger("midi.note.1.36", 4.0, {"velocity": 1.0})]
 
 
 def test_port_patterns() -> None:
@@ -396,4 +413,32 @@ async def test_output_is_rate_limited_latest_wins(midi_jack: Any, caplog: pytest
         await out.aclose()
         await out.aclose()
         await missing.aclose()
+        receiver.close()
+
+
+async def test_output_follows_a_replugged_device(midi_jack: Any, caplog: pytest.LogCaptureFixture) -> None:
+    received: list[Any] = []
+    name = f"motorfader{next(_ids)}"
+
+    def plug() -> Any:
+        return midi_jack.open_input("in", virtual=True, client_name=name, callback=received.append)
+
+    receiver = plug()
+    out = MidiOutput(f"{name}:in", backend=JACK_BACKEND, retry_interval=0.2)
+    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.midi")
+    try:
+        await out.start()
+        out.send_cc(2, 7, 0.5)
+        await wait_for(lambda: received, 2.0, "the fader position")
+        receiver.close()
+        await wait_for(lambda: out.port_name is None, 2.0, "the loss to be seen")
+        out.send_cc(2, 7, 1.0)  # moved while unplugged
+        receiver = plug()
+        received.clear()
+        await wait_for(lambda: received, 2.0, "the fader position after replugging")
+        assert received[-1] == mido.Message("control_change", channel=1, control=7, value=127)
+        assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+        assert any("feedback is back" in r.getMessage() for r in caplog.records)
+    finally:
+        await out.aclose()
         receiver.close()

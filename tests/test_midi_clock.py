@@ -7,7 +7,13 @@ import statistics
 
 import pytest
 
-from metadj_bridge.inputs.midi_clock import PPQN, MidiClockConfig, MidiClockTempo, ema_bpm, intervals_of
+from metadj_bridge.inputs.midi_clock import (
+    PPQN,
+    MidiClockConfig,
+    MidiClockTempo,
+    ema_bpm,
+    intervals_of,
+)
 
 
 def clock_times(bpm: float, beats: float, *, jitter: float = 0.0, t0: float = 100.0, seed: int = 1) -> list[float]:

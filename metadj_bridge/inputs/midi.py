@@ -31,13 +31,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.midi_clock import MidiClockTempo
 from metadj_bridge.inputs.midi_decode import Event, MidiControlConfig, MidiDecoder
 from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.signals import Signal
+from metadj_bridge.signals import Signal, SignalBoard
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _State(enum.Enum):
 
 def _mido_backend(backend: str | None) -> Any:
     try:
-        import mido
+        import mido  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - mido is a dependency
         raise ConfigError("MIDI needs mido and python-rtmidi: pip install mido python-rtmidi") from exc
     if backend is None:
@@ -79,7 +79,7 @@ class _PortLister:
         self._rt: Any = None
         module = getattr(backend, "module", None)
         if getattr(module, "__name__", "") == "mido.backends.rtmidi":
-            import rtmidi
+            import rtmidi  # type: ignore[import-untyped]
 
             api = getattr(backend, "api", None)
             api_id = getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED) if api else rtmidi.API_UNSPECIFIED
@@ -121,6 +121,18 @@ def port_matcher(pattern: str) -> Callable[[str], bool]:
 def _no_match(kind: str, pattern: str, available: Sequence[str]) -> ConfigError:
     listed = ", ".join(repr(n) for n in available) if available else "none"
     return ConfigError(f"MIDI {kind} {pattern!r} matches no port; available {kind}s: {listed}")
+
+
+def publish_to(board: SignalBoard) -> Callable[[Event], None]:
+    """An ``on_event`` that puts MIDI signals on the board and fires its triggers."""
+
+    def publish(event: Event) -> None:
+        if isinstance(event, Signal):
+            board.set(event)
+        else:
+            board.fire(event)
+
+    return publish
 
 
 class MidiInput:
@@ -231,7 +243,7 @@ class MidiInput:
         if lister is not None:
             await asyncio.to_thread(lister.close)
 
-    async def __aenter__(self) -> MidiInput:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -302,7 +314,7 @@ class MidiInput:
                 continue
             try:
                 await asyncio.to_thread(self._open, name)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - backends raise OSError, RuntimeError or their own types
                 log.debug("MIDI input %r not ready: %s", name, exc)
                 continue
             if name in self._lost:
@@ -440,7 +452,7 @@ class MidiOutput:
         if lister is not None:
             await asyncio.to_thread(lister.close)
 
-    async def __aenter__(self) -> MidiOutput:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -481,28 +493,36 @@ class MidiOutput:
             resend = dict(self._sent)
             self._sent.clear()
             self._pending = {**resend, **self._pending}
-            log.info("MIDI output %r open for controller feedback", name)
+            if self._pending:
+                self._wake.set()
+            if self._missing_logged:
+                log.info("MIDI output %r open; controller feedback is back", name)
+            else:
+                log.info("MIDI output %r open for controller feedback", name)
             self._missing_logged = False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any backend failure means: no feedback for now
             if not self._missing_logged:
                 self._missing_logged = True
                 log.warning("MIDI output %r cannot be opened: %s", self.pattern, exc)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_try = loop.time()
+        last_look = loop.time()
         try:
             while True:
-                if self._port is None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.retry_interval)
-                    if loop.time() - last_try >= self.retry_interval:
-                        last_try = loop.time()
-                        await self._try_open()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.retry_interval)
+                if loop.time() - last_look >= self.retry_interval:
+                    last_look = loop.time()
                     if self._port is None:
-                        self._wake.clear()
-                        continue
-                await self._wake.wait()
+                        await self._try_open()
+                    else:
+                        await self._check_present()
+                if self._port is None:
+                    self._wake.clear()  # values stay pending until the port is back
+                    continue
+                if not self._wake.is_set():
+                    continue
                 due = self._last_flush + self.interval - loop.time()
                 if due > 0:
                     await asyncio.sleep(due)
@@ -514,8 +534,25 @@ class MidiOutput:
         except Exception:
             log.exception("MIDI output task stopped")
 
+    async def _check_present(self) -> None:
+        """Sending to an unplugged device does not fail with every backend: look at the port list."""
+        assert self._lister is not None
+        try:
+            names = await asyncio.to_thread(self._lister.names)
+        except Exception:
+            log.debug("listing MIDI outputs failed", exc_info=True)
+            return
+        if self.port_name in names:
+            return
+        log.warning("MIDI output %r disappeared; controller feedback resumes when it is back", self.port_name)
+        self._missing_logged = True
+        port, self._port = self._port, None
+        self._pending = {**self._sent, **self._pending}
+        self._sent.clear()
+        await asyncio.to_thread(MidiInput._close_port, port)
+
     def _flush(self) -> None:
-        import mido
+        import mido  # type: ignore[import-untyped]
 
         pending, self._pending = self._pending, {}
         messages = []
@@ -533,7 +570,7 @@ class MidiOutput:
         for key, value, message in messages:
             try:
                 self._port.send(message)  # rtmidi queues the bytes; it does not wait for the device
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a device gone mid-send raises whatever its backend raises
                 log.warning("MIDI output %r failed (%s); looking for it again", self.port_name, exc)
                 port, self._port = self._port, None
                 MidiInput._close_port(port)

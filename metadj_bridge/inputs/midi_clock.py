@@ -17,6 +17,7 @@ No clocks, threads or ports in here: times come in as arguments (``time.monotoni
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -221,4 +222,4 @@ def ema_bpm(intervals: Iterable[float], alpha: float = 0.15, ppqn: int = PPQN) -
 
 
 def intervals_of(times: Sequence[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]

@@ -131,7 +131,7 @@ class MidiDecoder:
 
     def decode_bytes(self, data: Sequence[int] | bytes, t: float) -> list[Event]:
         """Raw MIDI bytes of one message (as rtmidi delivers them)."""
-        import mido
+        import mido  # type: ignore[import-untyped]
 
         try:
             message = mido.Message.from_bytes(list(data))
