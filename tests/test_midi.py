@@ -26,6 +26,7 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.midi import (
     MidiInput,
     MidiOutput,
+    device_key,
     list_midi_ports,
     port_matcher,
     publish_to,
@@ -134,6 +135,11 @@ def test_publish_to_board() -> None:
         publish(event)
     assert board.get("midi.note.1.36") == 1.0
     assert fired == [Trigger("midi.note.1.36", 4.0, {"velocity": 1.0})]
+
+
+def test_device_key_ignores_alsa_numbers() -> None:
+    assert device_key("Launchpad X:Launchpad X MIDI 1 20:0") == device_key("Launchpad X:Launchpad X MIDI 1 24:0")
+    assert device_key("snd:ctrl") == "snd:ctrl"
 
 
 def test_port_patterns() -> None:
@@ -442,3 +448,17 @@ async def test_output_follows_a_replugged_device(midi_jack: Any, caplog: pytest.
     finally:
         await out.aclose()
         receiver.close()
+
+
+def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    from metadj_bridge.inputs import midi as midi_module
+
+    got = Collector()
+    midi = MidiInput(["unused"], on_event=got)
+    limit = midi_module._QUEUE_LIMIT
+    for i in range(limit + 5):  # what rtmidi's thread does while the loop is stuck
+        midi._enqueue(mido.Message("note_on", note=i % 128, velocity=1), float(i), "unused")
+    midi._deliver()
+    assert midi.received == limit and midi.overflowed == 5
+    assert got.events[0].t == 5.0  # the oldest went
+    assert sum("5 messages lost" in r.getMessage() for r in caplog.records) == 1

@@ -123,6 +123,14 @@ def _no_match(kind: str, pattern: str, available: Sequence[str]) -> ConfigError:
     return ConfigError(f"MIDI {kind} {pattern!r} matches no port; available {kind}s: {listed}")
 
 
+_ALSA_NUMBERS = re.compile(r"\s+\d+:\d+$")
+
+
+def device_key(name: str) -> str:
+    """A port name without ALSA's client:port numbers, which can change when a device is plugged in again."""
+    return _ALSA_NUMBERS.sub("", name)
+
+
 def publish_to(board: SignalBoard) -> Callable[[Event], None]:
     """An ``on_event`` that puts MIDI signals on the board and fires its triggers."""
 
@@ -184,6 +192,9 @@ class MidiInput:
         #: Messages handed to the loop, and batches in which they arrived.
         self.received = 0
         self.batches = 0
+        #: Messages lost because the loop did not take them for a long time (the queue holds _QUEUE_LIMIT).
+        self.overflowed = 0
+        self._overflow_reported = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -317,9 +328,10 @@ class MidiInput:
             except Exception as exc:  # noqa: BLE001 - backends raise OSError, RuntimeError or their own types
                 log.debug("MIDI input %r not ready: %s", name, exc)
                 continue
-            if name in self._lost:
-                self._lost.discard(name)
-                log.info("MIDI input %r is back", name)
+            same = next((lost for lost in sorted(self._lost) if device_key(lost) == device_key(name)), None)
+            if same is not None:
+                self._lost.discard(same)
+                log.info("MIDI input %r is back%s", name, "" if same == name else f" (was {same!r})")
             else:
                 log.info("MIDI input %r appeared and is open", name)
 
@@ -328,6 +340,8 @@ class MidiInput:
     def _enqueue(self, message: Any, t: float, source: str) -> None:
         """rtmidi's thread: stamp, queue, and wake the loop if it is not already due."""
         with self._lock:
+            if len(self._queue) == _QUEUE_LIMIT:
+                self.overflowed += 1  # the oldest message goes; reported on the loop
             self._queue.append((message, t, source))
             if self._scheduled:
                 return
@@ -349,6 +363,9 @@ class MidiInput:
             return
         self.received += len(batch)
         self.batches += 1
+        if self.overflowed != self._overflow_reported:
+            log.warning("MIDI input: the event loop fell behind; %d messages lost", self.overflowed - self._overflow_reported)
+            self._overflow_reported = self.overflowed
         events: list[Event] = []
         clocked = False
         for message, t, _source in batch:
