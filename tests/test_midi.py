@@ -462,3 +462,22 @@ def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.Log
     assert midi.received == limit and midi.overflowed == 5
     assert got.events[0].t == 5.0  # the oldest went
     assert sum("5 messages lost" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="needs a machine whose ALSA has no sequencer")
+async def test_a_backend_that_cannot_start_is_a_config_error(caplog: pytest.LogCaptureFixture) -> None:
+    alsa = "mido.backends.rtmidi/LINUX_ALSA"
+    with pytest.raises(ConfigError, match="cannot start.*MIDO_BACKEND"):
+        list_midi_ports(alsa)
+    with pytest.raises(ConfigError, match="cannot start"):
+        await MidiInput(["x"], backend=alsa).start()
+    out = MidiOutput("x", backend=alsa)
+    await out.start()  # no feedback, but the show goes on
+    out.send_cc(1, 1, 1.0)
+    await out.aclose()
+    assert any("controller feedback is off" in r.getMessage() for r in caplog.records)
+
+
+async def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        await MidiInput(["x"], backend="mido.backends.no_such_backend").start()

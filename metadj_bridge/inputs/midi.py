@@ -98,10 +98,21 @@ class _PortLister:
             rt.delete()
 
 
+def _unavailable(backend: Any, exc: BaseException) -> ConfigError:
+    name = getattr(backend, "name", backend)
+    return ConfigError(
+        f"MIDI backend {name!r} cannot start: {exc}. Pick another one with MIDO_BACKEND, "
+        "e.g. MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK where only JACK runs"
+    )
+
+
 def list_midi_ports(backend: str | None = None) -> tuple[list[str], list[str]]:
     """(input names, output names) as the backend sees them now (for ``metadj-bridge devices``)."""
     be = _mido_backend(backend)
-    return list(be.get_input_names()), list(be.get_output_names())
+    try:
+        return list(be.get_input_names()), list(be.get_output_names())
+    except Exception as exc:
+        raise _unavailable(be, exc) from exc
 
 
 def port_matcher(pattern: str) -> Callable[[str], bool]:
@@ -214,11 +225,15 @@ class MidiInput:
             return
         self._loop = asyncio.get_running_loop()
         self._backend = _mido_backend(self.backend_name)
-        self._lister = await asyncio.to_thread(_PortLister, self._backend, "input")
-        names = await asyncio.to_thread(self._lister.names)
+        try:
+            self._lister = await asyncio.to_thread(_PortLister, self._backend, "input")
+            names = await asyncio.to_thread(self._lister.names)
+        except Exception as exc:
+            await self.aclose()
+            raise _unavailable(self._backend, exc) from exc
         for pattern, matches in self._matchers:
             if not any(matches(n) for n in names):
-                await asyncio.to_thread(self._lister.close)
+                await self.aclose()
                 raise _no_match("input", pattern, names)
         self._state = _State.RUNNING
         try:
@@ -451,7 +466,11 @@ class MidiOutput:
             return
         self._state = _State.RUNNING
         self._backend = _mido_backend(self.backend_name)
-        self._lister = await asyncio.to_thread(_PortLister, self._backend, "output")
+        try:
+            self._lister = await asyncio.to_thread(_PortLister, self._backend, "output")
+        except Exception as exc:  # noqa: BLE001 - no MIDI at all: no feedback, the show goes on
+            log.warning("%s; controller feedback is off", _unavailable(self._backend, exc))
+            return
         await self._try_open()
         self._task = asyncio.create_task(self._run(), name=f"midi-output:{self.pattern}")
 
