@@ -3,6 +3,7 @@
 
     python scripts/bench.py scope [--seconds 20] [--chunk-frames 12] [--fps 20]
     python scripts/bench.py audio [--live-seconds 20]
+    python scripts/bench.py control [--messages 10000]
 
 ``scope``: against the emulator (its own process, a GPU-like chunk time), side by side in one run,
 (a) a fixed 30 Hz sender as the seed had it and (b) the flow-controlled ParameterSender, both driven by
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import statistics
@@ -343,6 +345,253 @@ async def bench_audio_live(seconds: float) -> None:
     print(f"  {counters}")
 
 
+# ----------------------------------------------------------------------------------------------- control
+
+_SENDER = r"""
+import os, socket, sys, time
+kind, target, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+n = int(rate * seconds)
+if kind == "osc":
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def send(i):
+        b = OscMessageBuilder("/composition/layers/1/video/opacity"); b.add_arg((i % 1000) / 1000.0)
+        sock.sendto(b.build().dgram, (host, int(port)))
+else:
+    import mido
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    port = backend.open_output("ctrl", virtual=True, client_name=target)
+    print("port", flush=True)
+    sys.stdin.readline()  # the receiver has connected
+    def send(i):
+        port.send(mido.Message("control_change", channel=0, control=74, value=i % 128))
+print("ready", flush=True)
+start = time.monotonic()
+for i in range(n):
+    wait = start + i / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    send(i)
+"""
+
+
+def _cpu_percent_while(sender_cmd: list[str], seconds: float, proc: object = None) -> float:
+    """This process's CPU (all threads) while a separate process sends at a steady rate, % of one core."""
+    import subprocess
+
+    if proc is None:
+        proc = subprocess.Popen(sender_cmd, stdout=subprocess.PIPE, text=True)
+    assert isinstance(proc, subprocess.Popen) and proc.stdout is not None
+    proc.stdout.readline()  # "ready"
+    time.sleep(0.5)
+    c0, w0 = time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    c1, w1 = time.process_time(), time.monotonic()
+    proc.wait(timeout=seconds + 30)
+    return 100 * (c1 - c0) / (w1 - w0)
+
+
+def _stats(values_s: list[float]) -> str:
+    import numpy as np
+
+    arr = np.array(values_s) * 1000
+    return f"median {np.median(arr):.3f} ms  p95 {np.percentile(arr, 95):.3f} ms  max {arr.max():.3f} ms  (n={len(arr)})"
+
+
+def bench_midi_clock() -> None:
+    """BPM steadiness from a jittery MIDI clock: our estimator against an EMA of 0.15 (Scope's)."""
+    import numpy as np
+
+    from metadj_bridge.inputs.midi_clock import MidiClockTempo, ema_bpm
+
+    print("\nMIDI clock steadiness (24 ppqn, uniform +-1 ms jitter, 60 s, std of the BPM after 4 s):")
+    print(f"  {'BPM':>5} {'ours std':>9} {'ours mean err':>14} {'EMA 0.15 std':>13} {'EMA mean err':>13}")
+    rng = np.random.default_rng(5)
+    for bpm in (120.0, 128.0, 174.0):
+        period = 60.0 / bpm / 24
+        ticks = np.arange(int(60 / period)) * period + rng.uniform(-0.001, 0.001, int(60 / period))
+        clock = MidiClockTempo()
+        ours = []
+        for t in ticks:
+            clock.tick(float(t))
+            if t > 4.0 and clock.bpm > 0:
+                ours.append(clock.bpm)
+        ema = np.array(ema_bpm(np.diff(ticks), alpha=0.15))
+        ema = ema[ticks[1:] > 4.0]
+        print(
+            f"  {bpm:5.0f} {np.std(ours):9.4f} {abs(np.mean(ours) - bpm):14.4f} {np.std(ema):13.4f} "
+            f"{abs(np.mean(ema) - bpm):13.4f}"
+        )
+
+
+async def bench_osc_control(messages: int) -> None:
+    import socket as socket_mod
+    import sys as sys_mod
+    import threading
+
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from metadj_bridge.inputs.osc import OscInput
+
+    sent: dict[int, float] = {}
+    ours: list[float] = []
+    bare: list[float] = []
+    done = asyncio.Event()
+
+    def on_signal(signal: object) -> None:
+        seq = int(round(getattr(signal, "value") * 1e6))
+        if seq in sent:
+            ours.append(time.monotonic() - sent[seq])
+        if len(ours) >= messages:
+            done.set()
+
+    class Bare(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            seq = int.from_bytes(data[-8:], "big")
+            if seq in bare_sent:
+                bare.append(time.monotonic() - bare_sent[seq])
+
+    bare_sent: dict[int, float] = {}
+    osc = OscInput("127.0.0.1", 0, on_signal=on_signal)
+    await osc.start()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Bare, local_addr=("127.0.0.1", 0))
+    bare_port = transport.get_extra_info("sockname")[1]
+
+    def sender() -> None:
+        with socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_DGRAM) as sock:
+            for i in range(messages):
+                b = OscMessageBuilder("/composition/layers/1/video/opacity")
+                b.add_arg(i / 1e6, "d")
+                dgram = b.build().dgram
+                sent[i] = time.monotonic()
+                sock.sendto(dgram, ("127.0.0.1", osc.port))
+                bare_sent[i] = time.monotonic()
+                sock.sendto(i.to_bytes(8, "big"), ("127.0.0.1", bare_port))
+                time.sleep(0.0005)  # 2,000 messages/s each way: no queue builds up
+
+    thread = threading.Thread(target=sender, name="osc-bench-sender")
+    thread.start()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), messages / 500 + 30)
+    await asyncio.to_thread(thread.join)
+    await asyncio.sleep(0.2)
+    print("\nOSC in -> signal on the event loop (sender thread in this process, loopback UDP):")
+    print(f"  ours (parse, decode, dispatch): {_stats(ours)}")
+    print(f"  bare asyncio UDP (transport):   {_stats(bare)}")
+    import numpy as np
+
+    print(f"  beyond the transport: {1000 * (np.median(ours) - np.median(bare)):.3f} ms median (target <= 1 ms)")
+    cmd = [sys_mod.executable, "-c", _SENDER, "osc", f"127.0.0.1:{osc.port}", "1000", "6"]
+    cpu = await asyncio.to_thread(_cpu_percent_while, cmd, 5.0)
+    transport.close()
+    await osc.aclose()
+    idle_c0, idle_w0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(2.0)
+    idle = 100 * (time.process_time() - idle_c0) / (time.monotonic() - idle_w0)
+    print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core; idle {idle:.1f}% (target <= 5%)")
+
+
+async def bench_midi_control(messages: int) -> None:
+    import os
+    import shutil
+    import sys as sys_mod
+    import threading
+
+    if shutil.which("jackd") is None:
+        print("\nMIDI: skipped, jackd is not installed (apt-get install jackd2)")
+        return
+    import mido
+
+    from metadj_bridge.inputs.midi import MidiInput
+    from tests.jackrig import JackServer
+
+    backend_name = "mido.backends.rtmidi/UNIX_JACK"
+    with JackServer() as server:
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        try:
+            backend = mido.Backend(backend_name)
+            sent: list[float] = []
+            ours: list[float] = []
+            raw: list[float] = []
+            count = {"n": 0}
+
+            send_time: dict[tuple[int, int], float] = {}
+
+            def on_event(event: object) -> None:
+                # Note-ons are never merged (continuous CCs are, latest wins), so each one is timed: the note
+                # number and velocity together name the message.
+                name = getattr(event, "name", "")
+                data = getattr(event, "data", None)
+                if name.startswith("midi.note.1.") and data:
+                    key = (int(name.rsplit(".", 1)[1]), int(round(data["velocity"] * 127)))
+                    if key in send_time:
+                        ours.append(time.monotonic() - send_time.pop(key))
+                        count["n"] += 1
+
+            raw_sent: list[float] = []
+            # Controller stand-ins: virtual outputs that our input (and a raw rtmidi input) open by name.
+            ctrl = backend.open_output("ctrl", virtual=True, client_name="benchctrl")
+            raw_ctrl = backend.open_output("ctrl", virtual=True, client_name="benchraw")
+            midi = MidiInput(["re:^benchctrl:"], on_event=on_event, backend=backend_name)
+            await midi.start()
+            raw_port = backend.open_input(
+                "benchraw:ctrl", callback=lambda msg: raw.append(time.monotonic() - raw_sent[len(raw)])
+            )
+            await asyncio.sleep(0.5)
+
+            def sender() -> None:
+                for i in range(messages):
+                    note, velocity = i % 128, 1 + (i // 128) % 127
+                    send_time[(note, velocity)] = time.monotonic()
+                    ctrl.send(mido.Message("note_on", channel=0, note=note, velocity=velocity))
+                    raw_sent.append(time.monotonic())
+                    raw_ctrl.send(mido.Message("note_on", channel=0, note=note, velocity=velocity))
+                    time.sleep(0.0005)
+
+            thread = threading.Thread(target=sender, name="midi-bench-sender")
+            thread.start()
+            await asyncio.to_thread(thread.join)
+            await asyncio.sleep(0.3)
+            print("\nMIDI in -> trigger on the event loop (note-ons through JACK MIDI, dummy driver, 256-frame period):")
+            print(f"  ours (rtmidi thread -> decode -> loop): {_stats(ours)}")
+            print(f"  rtmidi callback (transport):          {_stats(raw)}")
+            import numpy as np
+
+            print(f"  beyond the transport: {1000 * (np.median(ours) - np.median(raw)):.3f} ms median (target <= 1 ms);"
+                  f" {len(ours)} of {messages} note-ons timed")
+            raw_port.close()
+            await midi.aclose()
+            ctrl.close()
+            raw_ctrl.close()
+            import subprocess
+
+            cmd = [sys_mod.executable, "-c", _SENDER, "midi", "benchcpu", "1000", "6"]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None and proc.stdin is not None
+            proc.stdout.readline()  # "port": its virtual output exists
+            quiet = MidiInput(["re:^benchcpu:"], on_event=lambda e: None, backend=backend_name)
+            await quiet.start()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            cpu = await asyncio.to_thread(_cpu_percent_while, cmd, 5.0, proc)
+            await quiet.aclose()
+            print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core (target <= 5%)")
+        finally:
+            if old is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = old
+
+
+async def bench_control(args: argparse.Namespace) -> None:
+    bench_midi_clock()
+    await bench_osc_control(args.messages)
+    await bench_midi_control(args.messages)
+
+
 async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_cpu()
     bench_audio_accuracy()
@@ -358,12 +607,16 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("--fps", type=float, default=20.0)
     audio = sub.add_parser("audio", help="audio analysis cost, beat accuracy, live onset latency")
     audio.add_argument("--live-seconds", type=float, default=20.0)
+    control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
+    control.add_argument("--messages", type=int, default=10000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
         asyncio.run(bench_scope(args))
     elif args.bench == "audio":
         asyncio.run(bench_audio(args))
+    elif args.bench == "control":
+        asyncio.run(bench_control(args))
     return 0
 
 
