@@ -246,7 +246,12 @@ def bench_audio_accuracy() -> None:
             fx = FeatureExtractor(track.samplerate)
             hop = fx.hop_size
             clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
-            raw, beats, t_raw, b_raw, t_clock, b_clock = [], [], [], [], [], []
+            raw: list[float] = []
+            beats: list[float] = []
+            t_raw: list[float] = []
+            b_raw: list[float] = []
+            t_clock: list[float] = []
+            b_clock: list[float] = []
             x = track.samples
             for i in range(0, len(x) - hop, hop):
                 f = fx.process(x[i : i + hop])
@@ -412,11 +417,12 @@ def bench_midi_clock() -> None:
         period = 60.0 / bpm / 24
         ticks = np.arange(int(60 / period)) * period + rng.uniform(-0.001, 0.001, int(60 / period))
         clock = MidiClockTempo()
-        ours = []
+        ours: list[float] = []
         for t in ticks:
             clock.tick(float(t))
-            if t > 4.0 and clock.bpm > 0:
-                ours.append(clock.bpm)
+            bpm_now = clock.bpm
+            if t > 4.0 and bpm_now is not None and bpm_now > 0:
+                ours.append(bpm_now)
         ema = np.array(ema_bpm(np.diff(ticks), alpha=0.15))
         ema = ema[ticks[1:] > 4.0]
         print(
