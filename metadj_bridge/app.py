@@ -48,6 +48,13 @@ class RunOptions:
     audio_file: str | None = None
     audio_device: str | None = None
     no_audio: bool = False
+    #: Control inputs: MIDI port patterns, a virtual MIDI input, an OSC port, Ableton Link, OSC out target.
+    midi: list[str] = field(default_factory=list)
+    midi_virtual: str | None = None
+    osc_port: int | None = None
+    osc_host: str = "127.0.0.1"
+    link: bool = False
+    osc_out: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -66,6 +73,12 @@ class RunOptions:
             audio_file=args.audio_file,
             audio_device=args.audio_device,
             no_audio=args.no_audio,
+            midi=args.midi,
+            midi_virtual=args.midi_virtual,
+            osc_port=args.osc_port,
+            osc_host=args.osc_host,
+            link=args.link,
+            osc_out=args.osc_out,
         )
 
     def validate(self) -> None:
@@ -84,6 +97,10 @@ class RunOptions:
             raise ConfigError(f"--emulator-fps {self.emulator_fps:g}: must be more than 0")
         if self.audio_file and self.audio_device is not None:
             raise ConfigError("give either --audio-file or --audio-device, not both")
+        if self.osc_out is not None:
+            host, _, port = self.osc_out.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"--osc-out {self.osc_out!r}: expected HOST:PORT, e.g. 192.168.1.20:9000")
 
 
 class StatusLine:
@@ -94,6 +111,8 @@ class StatusLine:
         #: The newest audio analysis, if the bridge is listening.
         self.audio: Any = None
         self.beat_seen_at = -1.0
+        #: The arbitrated tempo (TempoState), when any tempo source is live.
+        self.tempo: Any = None
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -108,10 +127,16 @@ class StatusLine:
         if len(err) > 80:
             err = err[:77] + "..."
         audio = ""
-        if self.audio is not None:
+        if self.audio is not None or self.tempo is not None:
             beat = "*" if time.monotonic() - self.beat_seen_at < 0.12 else " "
-            bpm = f"{self.audio.bpm:5.1f} BPM" if self.audio.locked else "--.- BPM"
-            audio = f" | {beat} {bpm} energy {self.audio.features.energy:4.2f}"
+            if self.tempo is not None and self.tempo.source is not None:
+                bpm = f"{self.tempo.bpm:5.1f} BPM ({self.tempo.source})"
+            elif self.audio is not None and self.audio.locked:
+                bpm = f"{self.audio.bpm:5.1f} BPM"
+            else:
+                bpm = "--.- BPM"
+            energy = f" energy {self.audio.features.energy:4.2f}" if self.audio is not None else ""
+            audio = f" | {beat} {bpm}{energy}"
         return (
             f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
             f"sent {st['sent']} merged {st['merged']}{audio} | last error: {err}"
@@ -161,7 +186,7 @@ async def _cycle_prompts(sender: ParameterSender, prompts: list[str], seconds: f
         )
 
 
-async def _start_listening(options: RunOptions, status: StatusLine) -> Any:
+async def _start_listening(options: RunOptions, status: StatusLine, on_update: Any = None) -> Any:
     """Start the audio analysis (demo track by default); None with --no-audio."""
     if options.no_audio:
         return None
@@ -187,10 +212,80 @@ async def _start_listening(options: RunOptions, status: StatusLine) -> Any:
         samples, rate = await asyncio.to_thread(read_wav, path)
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
         label = f"audio file {path} (looping)" if options.audio_file else "the bundled demo track (looping)"
-    analyzer = AudioAnalyzer(source, on_update=status.on_audio)
+    analyzer = AudioAnalyzer(source, on_update=on_update or status.on_audio)
     await analyzer.start()
     log.info("listening to %s", label)
     return analyzer
+
+
+class TempoHub:
+    """Every tempo source hands its readings here; the arbiter picks one (Link > MIDI clock > OSC > audio).
+
+    A 20 Hz task publishes the result to the status line and, when asked, to OSC out (BPM and beats).
+    """
+
+    def __init__(self, status: StatusLine, osc_out: Any = None) -> None:
+        from metadj_bridge.inputs.tempo_sources import TempoArbiter
+
+        self.arbiter = TempoArbiter()
+        self.status = status
+        self.osc_out = osc_out
+        self._last_beat = -1
+
+    def reading(self, reading: Any) -> None:
+        self.arbiter.update(reading)
+
+    def audio(self, update: Any) -> None:
+        from metadj_bridge.inputs.tempo_sources import audio_reading
+
+        self.status.on_audio(update)
+        reading = audio_reading(update, time.monotonic())
+        if reading is not None:
+            self.arbiter.update(reading)
+
+    async def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            state = self.arbiter.state(now)
+            self.status.tempo = state
+            if state.source is not None:
+                beat = int(state.beat // 1)
+                if beat != self._last_beat:
+                    self._last_beat = beat
+                    self.status.beat_seen_at = now
+                    if self.osc_out is not None:
+                        self.osc_out.set_beat(beat, state.bar_position)
+                if self.osc_out is not None:
+                    self.osc_out.set_bpm(state.bpm)
+            await asyncio.sleep(0.05)
+
+
+async def _start_controls(options: RunOptions, hub: TempoHub) -> list[Any]:
+    """MIDI, OSC and Link inputs asked for on the command line; each is closed by the caller."""
+    started: list[Any] = []
+
+    def closer(item: Any) -> Any:
+        started.append(item)
+        return item
+
+    if options.midi or options.midi_virtual:
+        from metadj_bridge.inputs.midi import MidiInput
+
+        midi = closer(MidiInput(options.midi, virtual_name=options.midi_virtual, on_tempo=hub.reading))
+        await midi.start()
+        log.info("MIDI in: %s", ", ".join(midi.port_names) or "(virtual port only)")
+    if options.osc_port is not None:
+        from metadj_bridge.inputs.osc import OscInput
+
+        osc = closer(OscInput(options.osc_host, options.osc_port, on_tempo=hub.reading))
+        await osc.start()
+    if options.link:
+        from metadj_bridge.inputs.tempo_link import LinkSource
+
+        link = closer(LinkSource(on_reading=hub.reading))
+        await link.start()
+        log.info("Ableton Link: joined as a follower")
+    return started
 
 
 async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
@@ -238,10 +333,22 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     started = time.monotonic()
     tasks: list[asyncio.Task[Any]] = []
     analyzer = None
+    controls: list[Any] = []
+    osc_out = None
+    if options.osc_out is not None:
+        from metadj_bridge.outputs.osc_out import OscOutput
+
+        host, _, port = options.osc_out.rpartition(":")
+        osc_out = OscOutput(host, int(port))
+    hub = TempoHub(status, osc_out)
     try:
-        analyzer = await _start_listening(options, status)
+        if osc_out is not None:
+            await osc_out.start()
+        analyzer = await _start_listening(options, status, hub.audio)
+        controls = await _start_controls(options, hub)
         await session.start()
         tasks.append(loop.create_task(status.run(), name="status-line"))
+        tasks.append(loop.create_task(hub.run(), name="tempo-hub"))
         if len(options.prompts) > 1:
             tasks.append(
                 loop.create_task(_cycle_prompts(sender, options.prompts, options.cycle_seconds), name="prompt-cycle")
@@ -264,6 +371,12 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         status.finish()
         if analyzer is not None:
             await analyzer.aclose()
+        for control in controls:
+            with contextlib.suppress(Exception):
+                await control.aclose()
+        if osc_out is not None:
+            with contextlib.suppress(Exception):
+                await osc_out.aclose()
         await session.aclose()
         if emulator is not None:
             await emulator.aclose()

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_argument("--audio-file", metavar="WAV", help="listen to this WAV file (looped) instead of the demo track")
     audio.add_argument("--audio-device", metavar="NAME|INDEX", help="listen to this audio input (see `metadj-bridge devices`)")
     audio.add_argument("--no-audio", action="store_true", help="do not listen to any audio")
+    run.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs (name part or re:REGEX) for clock and controls")
+    run.add_argument("--midi-virtual", metavar="NAME", help="open a virtual MIDI input that DAWs can send to")
+    run.add_argument("--osc-port", type=int, metavar="PORT", help="listen for OSC from Resolume/Ableton on this UDP port")
+    run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
+    run.add_argument("--link", action="store_true", help="join Ableton Link as a follower (pip install \"metadj-bridge[link]\")")
+    run.add_argument("--osc-out", metavar="HOST:PORT", help="send BPM and beats to a TouchOSC layout or another app")
     run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
 
     listen = sub.add_parser(

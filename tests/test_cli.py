@@ -48,3 +48,32 @@ def test_run_on_the_built_in_emulator_streams_and_exits_cleanly() -> None:
     assert summary is not None, proc.stderr
     assert int(summary.group(1)) > 10
     assert "Traceback" not in proc.stderr
+
+
+def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
+    """Audio (the demo track) gives the tempo until Resolume's tempo controller speaks up over OSC."""
+    import socket
+    import time
+
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "14", "--osc-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(8.0)  # started, streaming, and the audio clock locked on the demo track
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(20):
+            builder = OscMessageBuilder("/composition/tempocontroller/tempo")
+            builder.add_arg((130 - 20) / 480)  # Resolume sends 20..500 BPM as 0..1
+            sock.sendto(builder.build().dgram, ("127.0.0.1", port))
+            time.sleep(0.1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    switches = [line.split("INFO ", 1)[1] for line in err.splitlines() if "tempo source:" in line]
+    assert switches[0].startswith("tempo source: none -> audio (12")
+    assert "tempo source: audio -> osc (130.0 BPM)" in switches
+    assert switches[-1].startswith("tempo source: osc -> audio")
