@@ -194,6 +194,20 @@ class Sender:
             self.port.send(message)
 
 
+async def send_until(sender: Sender, message: Any, arrived: Any, what: str, timeout: float = 2.0) -> None:
+    """Send once, and again every 0.2 s until it shows: a non-realtime jackd on a saturated machine can drop
+    an event before rtmidi sees it (never after, which is what the tests are about)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sender.send(message)
+        try:
+            await wait_for(arrived, min(0.2, max(0.0, deadline - time.monotonic())), what)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
 class Collector:
     def __init__(self) -> None:
         self.events: list[Any] = []
@@ -307,8 +321,9 @@ async def test_hot_plug_reattaches_within_a_second(midi_jack: Any, caplog: pytes
     caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.midi")
     try:
         await midi.start()
-        sender.send(mido.Message("control_change", control=20, value=1))
-        await wait_for(lambda: got.last("midi.cc.1.20"), 2.0, "a turn before unplugging")
+        turn = mido.Message("control_change", control=20, value=1)
+        await send_until(sender, turn, lambda: got.last("midi.cc.1.20"), "a turn before unplugging")
+        before = got.last("midi.cc.1.20").value
         sender.close()
         await wait_for(lambda: midi.lost_ports == [sender.name], 2.0, "the loss to be seen")
         await asyncio.sleep(0.5)  # stays unplugged for a few polls: still one warning
@@ -317,8 +332,8 @@ async def test_hot_plug_reattaches_within_a_second(midi_jack: Any, caplog: pytes
         await wait_for(lambda: midi.port_names == [sender.name], 1.0, "the port to be reattached")
         reattached = time.monotonic() - back
         # The mapping survived: the encoder carries on from where it was.
-        sender.send(mido.Message("control_change", control=20, value=1))
-        await wait_for(lambda: got.last("midi.cc.1.20").value == 0.5, 1.0, "a turn after replugging")
+        await send_until(sender, turn, lambda: got.last("midi.cc.1.20").value != before, "a turn after replugging")
+        assert got.last("midi.cc.1.20").value == before + 0.25
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING and sender.name in r.getMessage()]
         infos = [r for r in caplog.records if r.levelno == logging.INFO and "is back" in r.getMessage()]
         assert len(warnings) == 1 and len(infos) == 1
@@ -358,20 +373,27 @@ async def test_cc_latency_and_latest_wins(midi_jack: Any) -> None:
     try:
         await midi.start()
         latencies = []
+        lost_in_jack = 0
         for i in range(200):
             sent = time.monotonic()
-            count = len(got.events)
+            count, received = len(got.events), midi.received
             sender.send(mido.Message("control_change", control=10, value=i % 128))
             while len(got.events) == count:
                 # Not sleep(0): a loop that spins holds the GIL, and rtmidi's JACK thread that needs it then
                 # misses JACK cycles (events are lost in the dummy driver's graph).
                 await asyncio.sleep(0.0002)
-                if time.monotonic() - sent > 1.0:
-                    raise AssertionError(f"CC {i} did not arrive within 1 s ({midi.received} received)")
-            latencies.append(got.arrived[-1] - sent)
+                if time.monotonic() - sent > 0.5:
+                    # A non-realtime jackd on a saturated machine can drop an event before rtmidi sees it;
+                    # anything that reached our callback must come out.
+                    assert midi.received == received, f"CC {i} reached the callback but not the loop"
+                    lost_in_jack += 1
+                    break
+            else:
+                latencies.append(got.arrived[-1] - sent)
+        assert lost_in_jack <= 2
         latencies.sort()
         median, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies))]
-        print(f"CC to signal on the loop: median {median * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms")
+        print(f"CC to signal on the loop: median {median * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms ({lost_in_jack} lost in JACK)")
         assert median < 0.02
         # A burst while the loop is busy: no more than one signal per batch for that control, the last value last.
         got.events.clear()
