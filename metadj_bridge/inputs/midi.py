@@ -15,6 +15,8 @@ Hot-plug: rtmidi does not report a disconnect, so a watcher polls the port list 
 in a worker thread: listing ports opens a short-lived backend client) and reattaches a port when its name
 reappears, with the decoder state and mappings untouched. One WARNING when a port is lost, one INFO when it
 is back. A device that is unplugged and replugged between two polls keeps its name and is not noticed.
+Not verified on macOS: CoreMIDI is reported to refresh its device list only in a process that runs a
+CFRunLoop (midir issue #78), which this daemon does not.
 
 The backend is mido's (``MIDO_BACKEND`` or the platform default: ALSA, CoreMIDI, WinMM); tests pass
 ``backend="mido.backends.rtmidi/UNIX_JACK"``. mido and python-rtmidi are imported only when a port is used.
