@@ -231,6 +231,7 @@ class TempoHub:
         self.status = status
         self.osc_out = osc_out
         self._last_beat = -1
+        self._last_scope_state: str | None = None
 
     def reading(self, reading: Any) -> None:
         self.arbiter.update(reading)
@@ -257,6 +258,10 @@ class TempoHub:
                         self.osc_out.set_beat(beat, state.bar_position)
                 if self.osc_out is not None:
                     self.osc_out.set_bpm(state.bpm)
+            scope_state = self.status.session.state.value
+            if self.osc_out is not None and scope_state != self._last_scope_state:
+                self._last_scope_state = scope_state
+                self.osc_out.set_scope_state(scope_state)
             await asyncio.sleep(0.05)
 
 

@@ -59,19 +59,43 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
 
     from tests.helpers import free_port
 
+    from pythonosc.osc_message import OscMessage
+
     port = free_port()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a TouchOSC stand-in for --osc-out
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    out_port = listener.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "14", "--osc-port", str(port)],
+        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "14", "--osc-port", str(port),
+         "--osc-out", f"127.0.0.1:{out_port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(8.0)  # started, streaming, and the audio clock locked on the demo track
+    received: dict[str, list[object]] = {}
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                message = OscMessage(listener.recv(4096))
+            except TimeoutError:
+                continue
+            received.setdefault(message.address, []).append(message.params[0])
+
+    drain(8.0)  # started, streaming, and the audio clock locked on the demo track
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for _ in range(20):
             builder = OscMessageBuilder("/composition/tempocontroller/tempo")
             builder.add_arg((130 - 20) / 480)  # Resolume sends 20..500 BPM as 0..1
             sock.sendto(builder.build().dgram, ("127.0.0.1", port))
-            time.sleep(0.1)
+            drain(0.1)
+    drain(1.0)
     _, err = proc.communicate(timeout=60)
+    listener.close()
+    assert "streaming" in received.get("/metadj/scope/state", []), received.keys()
+    assert any(abs(float(v) - 130.0) < 0.01 for v in received.get("/metadj/bpm", []))  # type: ignore[arg-type]
+    beats = [int(v) for v in received.get("/metadj/beat", [])]  # type: ignore[call-overload]
+    assert len(beats) > 5 and beats == sorted(beats)
     assert proc.returncode == 0, err
     switches = [line.split("INFO ", 1)[1] for line in err.splitlines() if "tempo source:" in line]
     assert switches[0].startswith("tempo source: none -> audio (12")
