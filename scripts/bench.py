@@ -491,12 +491,16 @@ async def bench_osc_control(messages: int) -> None:
     print(f"  beyond the transport: {1000 * (np.median(ours) - np.median(bare)):.3f} ms median (target <= 1 ms)")
     cmd = [sys_mod.executable, "-c", _SENDER, "osc", f"127.0.0.1:{osc.port}", "1000", "6"]
     cpu = await asyncio.to_thread(_cpu_percent_while, cmd, 5.0)
+    # The floor on this machine: a receiver that does nothing with the packets, same sender, same run.
+    floor_cmd = [sys_mod.executable, "-c", _SENDER, "osc", f"127.0.0.1:{bare_port}", "1000", "6"]
+    floor = await asyncio.to_thread(_cpu_percent_while, floor_cmd, 5.0)
     transport.close()
     await osc.aclose()
     idle_c0, idle_w0 = time.process_time(), time.monotonic()
     await asyncio.sleep(2.0)
     idle = 100 * (time.process_time() - idle_c0) / (time.monotonic() - idle_w0)
     print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core; idle {idle:.1f}% (target <= 5%)")
+    print(f"  the same 1,000 packets/s into a bare asyncio UDP receiver (the floor here): {floor:.1f}% of one core")
 
 
 async def bench_midi_control(messages: int) -> None:
@@ -584,7 +588,18 @@ async def bench_midi_control(messages: int) -> None:
             proc.stdin.flush()
             cpu = await asyncio.to_thread(_cpu_percent_while, cmd, 5.0, proc)
             await quiet.aclose()
+            # The floor: rtmidi's JACK client with a callback that does nothing, same sender, same run.
+            floor_cmd = [sys_mod.executable, "-c", _SENDER, "midi", "benchfloor", "1000", "6"]
+            floor_proc = subprocess.Popen(floor_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert floor_proc.stdout is not None and floor_proc.stdin is not None
+            floor_proc.stdout.readline()
+            bare_in = backend.open_input("benchfloor:ctrl", callback=lambda msg: None)
+            floor_proc.stdin.write("go\n")
+            floor_proc.stdin.flush()
+            floor = await asyncio.to_thread(_cpu_percent_while, floor_cmd, 5.0, floor_proc)
+            bare_in.close()
             print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core (target <= 5%)")
+            print(f"  the same into a bare rtmidi callback that does nothing (the floor here): {floor:.1f}% of one core")
         finally:
             if old is None:
                 os.environ.pop("JACK_DEFAULT_SERVER", None)
