@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -62,7 +63,9 @@ async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house
     assert all(0.0 <= board.get(name) <= 1.0 for name in AUDIO_SIGNALS if name != "audio.bpm")
 
 
-async def test_a_failing_listener_does_not_stop_the_analysis(house: synth.Track) -> None:
+async def test_a_failing_listener_does_not_stop_the_analysis(
+    house: synth.Track, caplog: pytest.LogCaptureFixture
+) -> None:
     source = WavFileSource(house.samples[: 44100 * 4], house.samplerate, hop_size=512, realtime=False)
     calls = {"n": 0}
 
@@ -71,11 +74,15 @@ async def test_a_failing_listener_does_not_stop_the_analysis(house: synth.Track)
         raise RuntimeError("listener exploded")
 
     analyzer = AudioAnalyzer(source, on_update=broken)
-    await analyzer.start()
-    assert analyzer.finished is not None
-    await asyncio.wait_for(analyzer.finished, 30)
-    await analyzer.aclose()
-    assert calls["n"] >= 1 and analyzer.error is None
+    with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.analyzer"):
+        await analyzer.start()
+        assert analyzer.finished is not None
+        await asyncio.wait_for(analyzer.finished, 30)
+        await analyzer.aclose()
+    assert calls["n"] >= 2 and analyzer.error is None
+    # Every failure was seen, but only the first was logged with its traceback (the rest are counted).
+    failures = [r for r in caplog.records if "audio update listener errors" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
 
 
 async def test_realtime_file_reaches_the_loop_at_the_hop_rate(house: synth.Track) -> None:

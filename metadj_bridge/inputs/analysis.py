@@ -325,7 +325,6 @@ class FeatureExtractor:
 
     def reset(self) -> None:
         """Start a new stream: time back to zero, fresh aubio trackers, followers emptied."""
-        cfg = self.config
         n, hop, sr = self.window_size, self.hop_size, self.samplerate
         # aubio objects have no reset in Python; new ones are cheap (~tens of µs) and reset everything.
         self._onset_mean = 0.0

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from metadj_bridge.inputs.analysis import AnalysisConfig, FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
+from metadj_bridge.logutil import RateLimitedWarning
 from metadj_bridge.signals import Signal, SignalBoard, Trigger
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class AudioAnalyzer:
         self._hops = 0
         self.finished: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
+        self._listener_warning = RateLimitedWarning(log, "audio update listener errors")
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -198,8 +200,8 @@ class AudioAnalyzer:
         if update is not None and self.on_update is not None:
             try:
                 self.on_update(update)
-            except Exception:
-                log.exception("audio update listener failed")
+            except Exception as exc:  # up to 86 times a second: one traceback, then a count
+                self._listener_warning.listener_failed(self.on_update, exc)
 
     def _finish(self) -> None:
         self._deliver()

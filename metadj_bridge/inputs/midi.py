@@ -39,6 +39,7 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.midi_clock import MidiClockTempo
 from metadj_bridge.inputs.midi_decode import Event, MidiControlConfig, MidiDecoder
 from metadj_bridge.inputs.tempo_reading import TempoReading
+from metadj_bridge.logutil import RateLimitedWarning
 from metadj_bridge.signals import Signal, SignalBoard
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class MidiInput:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener_errors = 0
-        self._last_listener_log = -1e9
+        self._listener_warning = RateLimitedWarning(log, "MIDI listener errors")
         #: Messages handed to the loop, and batches in which they arrived.
         self.received = 0
         self.batches = 0
@@ -416,13 +417,9 @@ class MidiInput:
     def _call(self, listener: Callable[[Any], None], value: Any) -> None:
         try:
             listener(value)
-        except Exception:
-            # A broken listener must not stop MIDI input, nor fill the log at controller rate.
+        except Exception as exc:  # a broken listener must not stop MIDI input, nor fill the log at controller rate
             self._listener_errors += 1
-            now = time.monotonic()
-            if now - self._last_listener_log >= 10.0:
-                self._last_listener_log = now
-                log.exception("MIDI listener failed (%d failures so far)", self._listener_errors)
+            self._listener_warning.listener_failed(listener, exc)
 
 
 class MidiOutput:

@@ -29,6 +29,8 @@ from pythonosc.parsing import osc_types
 
 from metadj_bridge.inputs.osc_presets import OscAddress, OscPreset, get_preset
 from metadj_bridge.inputs.tempo_reading import TempoReading
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.logutil import RateLimitedWarning
 from metadj_bridge.signals import Signal, SignalBoard, Trigger
 
 logger = logging.getLogger(__name__)
@@ -272,37 +274,6 @@ class OscDecoder:
 # --------------------------------------------------------------------------------------------- logging
 
 
-class RateLimitedWarning:
-    """Counts problems; logs the first at once, then at most one WARNING per ``interval`` with the count."""
-
-    def __init__(self, log: logging.Logger, what: str, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = log
-        self._what = what
-        self.interval = interval
-        self._clock = clock
-        self._last_log: float | None = None
-        self._count = 0
-        self._last_reason = ""
-        self.logged = 0
-
-    def mark(self) -> None:
-        """Something was just logged by other means: start the quiet interval now."""
-        self._last_log = self._clock()
-        self._count = 0
-
-    def note(self, reason: str) -> None:
-        self._count += 1
-        self._last_reason = reason
-        now = self._clock()
-        if self._last_log is None or now - self._last_log >= self.interval:
-            self._log.warning("%s: %d in the last %.0f s; last: %s", self._what, self._count,
-                              self.interval if self._last_log is not None else 0.0, reason)
-            self._last_log = now
-            self._count = 0
-            self.logged += 1
-
-
 # --------------------------------------------------------------------------------------------- transport
 
 
@@ -516,9 +487,4 @@ class OscInput(asyncio.DatagramProtocol):
             listener(value)
         except Exception as exc:  # one listener's bug must not starve the others or take the socket down
             self.counters.handler_errors += 1
-            if self._listener_warning.logged == 0:
-                logger.exception("OSC listener %r failed", listener)
-                self._listener_warning.logged += 1
-                self._listener_warning.mark()
-            else:
-                self._listener_warning.note(f"{type(exc).__name__}: {exc}")
+            self._listener_warning.listener_failed(listener, exc)

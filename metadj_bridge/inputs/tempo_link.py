@@ -28,6 +28,7 @@ from typing import Any
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.tempo_reading import TempoReading
+from metadj_bridge.logutil import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class LinkSource:
         if not 1 <= rate_hz <= 200:
             raise ConfigError(f"Link reading rate {rate_hz:g} Hz: must be 1-200")
         self.on_reading = on_reading
+        self._listener_warning = RateLimitedWarning(log, "Link reading listener errors")
         self.bpm = bpm
         self.beats_per_bar = beats_per_bar
         self.allow_tempo_changes = allow_tempo_changes
@@ -175,8 +177,8 @@ class LinkSource:
                     if self.on_reading is not None:
                         try:
                             self.on_reading(reading)
-                        except Exception:
-                            log.exception("Link reading listener failed")
+                        except Exception as exc:  # 20 times a second: one traceback, then a count
+                            self._listener_warning.listener_failed(self.on_reading, exc)
                 await asyncio.sleep(period)
         except asyncio.CancelledError:
             raise

@@ -35,6 +35,7 @@ from metadj_bridge.errors import (
     ScopeHTTPError,
     ScopeSessionError,
 )
+from metadj_bridge.logutil import RateLimitedWarning
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import HealthInfo, ScopeClient, redact_url
 from metadj_bridge.scope.protocol import ParameterSchema
@@ -137,6 +138,7 @@ class ScopeSession:
         self.load_progress: str | None = None
         self._on_state = on_state
         self._listeners: list[FrameListener] = []
+        self._listener_warning = RateLimitedWarning(log, "frame listener errors")
         self._pc: RTCPeerConnection | None = None
         self._channel: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -416,8 +418,8 @@ class ScopeSession:
                 for listener in self._listeners:
                     try:
                         listener(frame)
-                    except Exception:
-                        log.exception("frame listener %r failed", listener)
+                    except Exception as exc:  # a broken sink must not stop the stream, nor log 20 times a second
+                        self._listener_warning.listener_failed(listener, exc)
         except MediaStreamError:
             if pc is self._pc:
                 self._mark_lost("Scope's video track ended")
