@@ -265,9 +265,12 @@ class TempoHub:
             await asyncio.sleep(0.05)
 
 
-async def _start_controls(options: RunOptions, hub: TempoHub) -> list[Any]:
-    """MIDI, OSC and Link inputs asked for on the command line; each is closed by the caller."""
-    started: list[Any] = []
+async def _start_controls(options: RunOptions, hub: TempoHub, started: list[Any]) -> None:
+    """Start the MIDI, OSC and Link inputs asked for on the command line.
+
+    Each goes into ``started`` before it starts, so the caller closes every one that opened even when a
+    later one fails (a MIDI port stays open otherwise when the OSC port is taken).
+    """
 
     def closer(item: Any) -> Any:
         started.append(item)
@@ -290,7 +293,6 @@ async def _start_controls(options: RunOptions, hub: TempoHub) -> list[Any]:
         link = closer(LinkSource(on_reading=hub.reading))
         await link.start()
         log.info("Ableton Link: joined as a follower")
-    return started
 
 
 async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
@@ -350,7 +352,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         if osc_out is not None:
             await osc_out.start()
         analyzer = await _start_listening(options, status, hub.audio)
-        controls = await _start_controls(options, hub)
+        await _start_controls(options, hub, controls)
         await session.start()
         tasks.append(loop.create_task(status.run(), name="status-line"))
         tasks.append(loop.create_task(hub.run(), name="tempo-hub"))

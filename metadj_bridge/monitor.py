@@ -74,10 +74,7 @@ async def _open_inputs(
             on_event(item)
 
         osc = OscInput(options.osc_host, options.osc_port, on_signal=osc_event, on_trigger=osc_event, on_tempo=on_tempo)
-        try:
-            await osc.start()
-        except OSError as exc:
-            raise ConfigError(f"cannot listen for OSC on {options.osc_host}:{options.osc_port}: {exc.strerror or exc}") from exc
+        await osc.start()
         opened.append(osc)
         err.write(f"OSC: listening on {options.osc_host}:{osc.port} (UDP)\n")
     if not opened:

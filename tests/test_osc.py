@@ -20,6 +20,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.osc import (
     OscDecoder,
     OscEvent,
@@ -537,3 +538,13 @@ def test_struct_sanity() -> None:
     # The Resolume tempo fixture carries a float32: 128 BPM survives the trip within 1e-3.
     raw = (FIXTURES / "resolume_tempo_128.bin").read_bytes()[-4:]
     assert 20 + struct.unpack(">f", raw)[0] * 480 == pytest.approx(128.0, abs=1e-3)
+
+
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        osc = OscInput("127.0.0.1", port)
+        with pytest.raises(ConfigError, match=f"cannot listen for OSC on 127.0.0.1:{port}: .*pick another with --osc-port"):
+            await osc.start()
+        assert not osc.running

@@ -370,7 +370,13 @@ class OscInput(asyncio.DatagramProtocol):
             return
         self._loop = asyncio.get_running_loop()
         self._lost = self._loop.create_future()
-        transport, _ = await self._loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        try:
+            transport, _ = await self._loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for OSC on {self.host}:{self.port}: {exc.strerror or exc} "
+                "(another program, or another bridge, may be using that port; pick another with --osc-port)"
+            ) from exc
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
         sock = transport.get_extra_info("socket")
