@@ -89,5 +89,24 @@ def test_demo_track_is_generated_once_into_the_cache(tmp_path: Path, monkeypatch
 
     samples, rate = read_wav(path)
     assert rate == 44100 and 30 <= len(samples) / rate <= 60
-    demo = synth.render(synth.DEMO_SPEC)
-    assert demo.spec.bpm == 124 and demo.spec.breakdown is not None
+    # What a performer hears: a steady 124 BPM, and a breakdown where the kick drops out before the drop.
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.tempo import BeatClock
+
+    fx = FeatureExtractor(rate)
+    clock = BeatClock(fx.hop_size / rate)
+    hop = fx.hop_size
+    low = []
+    for i in range(0, len(samples) - hop, hop):
+        f = fx.process(samples[i : i + hop])
+        clock.process(f)
+        low.append(f.low)
+    assert clock.bpm == pytest.approx(124, abs=0.5)
+    bar = 4 * 60 / 124
+    start, length = synth.DEMO_SPEC.breakdown or (0, 0)
+    t = (np.arange(len(low)) + 1) * hop / rate - 60 / 124  # bar 0 starts after a one-beat lead-in
+    low_arr = np.array(low)
+    groove = low_arr[(t > (start - 4) * bar) & (t < start * bar)].mean()
+    breakdown = low_arr[(t > (start + 0.5) * bar) & (t < (start + length) * bar)].mean()
+    drop = low_arr[(t > (start + length) * bar) & (t < (start + length + 4) * bar)].mean()
+    assert breakdown < 0.5 * groove and breakdown < 0.5 * drop
