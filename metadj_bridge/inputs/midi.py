@@ -44,7 +44,8 @@ from metadj_bridge.signals import Signal, SignalBoard
 
 log = logging.getLogger(__name__)
 
-_CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue"})
+#: MIDI clock, start, continue, stop.
+_CLOCK_STATUS = frozenset({0xF8, 0xFA, 0xFB, 0xFC})
 #: Messages waiting for the loop; beyond this the oldest go (a loop stalled for seconds under a flood).
 _QUEUE_LIMIT = 20000
 
@@ -145,6 +146,78 @@ def device_key(name: str) -> str:
     return _ALSA_NUMBERS.sub("", name)
 
 
+def _rtmidi_api(backend: Any) -> int | None:
+    """python-rtmidi's API number when ``backend`` is mido's rtmidi backend, else None."""
+    module = getattr(backend, "module", None)
+    if getattr(module, "__name__", "") != "mido.backends.rtmidi":
+        return None
+    import rtmidi  # type: ignore[import-untyped]
+
+    api = getattr(backend, "api", None)
+    return int(getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED) if api else rtmidi.API_UNSPECIFIED)
+
+
+class _RawInput:
+    """An input port straight from python-rtmidi: its callback gets the raw bytes, with no mido objects made.
+
+    mido's rtmidi backend parses every message into a ``Message`` in rtmidi's thread; at controller rates that
+    parse is most of the cost of a message, and the decoder only needs the three bytes.
+    """
+
+    def __init__(self, midi_in: Any, name: str) -> None:
+        self._in = midi_in
+        self.name = name
+
+    @classmethod
+    def open(cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str) -> _RawInput:
+        import rtmidi
+
+        midi_in = rtmidi.MidiIn(rtapi=_rtmidi_api(backend), name=client)
+        try:
+            ports = midi_in.get_ports()
+            if name not in ports:
+                raise OSError(f"MIDI input {name!r} is not there now")
+            cls._listen(midi_in, name, enqueue)
+            midi_in.open_port(ports.index(name))
+        except BaseException:
+            midi_in.delete()
+            raise
+        return cls(midi_in, name)
+
+    @classmethod
+    def open_virtual(
+        cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str
+    ) -> _RawInput:
+        import rtmidi
+
+        midi_in = rtmidi.MidiIn(rtapi=_rtmidi_api(backend), name=client)
+        try:
+            cls._listen(midi_in, name, enqueue)
+            midi_in.open_virtual_port(name)
+        except BaseException:
+            midi_in.delete()
+            raise
+        return cls(midi_in, name)
+
+    @staticmethod
+    def _listen(midi_in: Any, source: str, enqueue: Callable[[Sequence[int], float, str], None]) -> None:
+        monotonic = time.monotonic
+
+        def on_message(event: tuple[list[int], float], _data: object = None) -> None:
+            enqueue(event[0], monotonic(), source)
+
+        # SysEx and active sensing are dropped by rtmidi itself; clock and transport come through for the tempo.
+        midi_in.ignore_types(sysex=True, timing=False, active_sense=True)
+        midi_in.set_callback(on_message)
+
+    def close(self) -> None:
+        midi_in, self._in = self._in, None
+        if midi_in is not None:
+            midi_in.cancel_callback()
+            midi_in.close_port()
+            midi_in.delete()
+
+
 def publish_to(board: SignalBoard) -> Callable[[Event], None]:
     """An ``on_event`` that puts MIDI signals on the board and fires its triggers."""
 
@@ -176,7 +249,7 @@ class MidiInput:
         clock: MidiClockTempo | None = None,
         backend: str | None = None,
         client_name: str = "metadj-bridge",
-        poll_interval: float = 0.3,
+        poll_interval: float = 0.5,
     ) -> None:
         self.patterns = list(patterns)
         self._matchers = [(p, port_matcher(p)) for p in self.patterns]
@@ -198,7 +271,7 @@ class MidiInput:
         self._virtual: Any = None
         self._lister: _PortLister | None = None
         self._lock = threading.Lock()
-        self._queue: deque[tuple[Any, float, str]] = deque(maxlen=_QUEUE_LIMIT)
+        self._queue: deque[tuple[Sequence[int], float, str]] = deque(maxlen=_QUEUE_LIMIT)
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener_errors = 0
@@ -286,24 +359,35 @@ class MidiInput:
 
     def _callback_for(self, source: str) -> Callable[[Any], None]:
         def on_message(message: Any) -> None:
-            self._enqueue(message, time.monotonic(), source)
+            self._enqueue(message.bytes(), time.monotonic(), source)
 
         return on_message
 
     def _open(self, name: str) -> None:
-        port = self._backend.open_input(name, callback=self._callback_for(name))
-        self._ports[name] = port
+        if _rtmidi_api(self._backend) is not None:
+            self._ports[name] = _RawInput.open(self._backend, name, self._enqueue, self.client_name)
+        else:
+            self._ports[name] = self._backend.open_input(name, callback=self._callback_for(name))
         log.debug("MIDI input %r open", name)
 
     def _open_virtual(self) -> Any:
         assert self.virtual_name is not None
         try:
-            port = self._backend.open_input(
-                self.virtual_name, virtual=True, client_name=self.client_name, callback=self._callback_for(self.virtual_name)
-            )
+            if _rtmidi_api(self._backend) is not None:
+                port = _RawInput.open_virtual(self._backend, self.virtual_name, self._enqueue, self.client_name)
+            else:
+                port = self._backend.open_input(
+                    self.virtual_name, virtual=True, client_name=self.client_name,
+                    callback=self._callback_for(self.virtual_name),
+                )
         except (OSError, NotImplementedError) as exc:
             raise ConfigError(f"virtual MIDI input {self.virtual_name!r} cannot be made here: {exc} "
                               "(Windows has no virtual ports; use loopMIDI)") from exc
+        except Exception as exc:  # noqa: BLE001 - rtmidi raises its own error types
+            if type(exc).__module__.startswith("rtmidi"):
+                raise ConfigError(f"virtual MIDI input {self.virtual_name!r} cannot be made here: {exc} "
+                                  "(Windows has no virtual ports; use loopMIDI)") from exc
+            raise
         log.info("virtual MIDI input %r open", self.virtual_name)
         return port
 
@@ -355,12 +439,12 @@ class MidiInput:
 
     # ------------------------------------------------------------------ hand-off
 
-    def _enqueue(self, message: Any, t: float, source: str) -> None:
-        """rtmidi's thread: stamp, queue, and wake the loop if it is not already due."""
+    def _enqueue(self, data: Sequence[int], t: float, source: str) -> None:
+        """rtmidi's thread: queue the raw bytes with their arrival time, and wake the loop if it is not already due."""
         with self._lock:
             if len(self._queue) == _QUEUE_LIMIT:
                 self.overflowed += 1  # the oldest message goes; reported on the loop
-            self._queue.append((message, t, source))
+            self._queue.append((data, t, source))
             if self._scheduled:
                 return
             self._scheduled = True
@@ -386,20 +470,22 @@ class MidiInput:
             self._overflow_reported = self.overflowed
         events: list[Event] = []
         clocked = False
-        for message, t, _source in batch:
-            kind = getattr(message, "type", None)
-            if kind in _CLOCK_TYPES:
-                clocked = True
-                if kind == "clock":
-                    self.clock.tick(t)
-                elif kind == "start":
-                    self.clock.start(t)
-                elif kind == "stop":
-                    self.clock.stop(t)
-                else:
-                    self.clock.continue_(t)
+        decode = self.decoder.decode_bytes
+        for data, t, _source in batch:
+            status = data[0] if data else 0
+            if status >= 0xF8:
+                if status in _CLOCK_STATUS:
+                    clocked = True
+                    if status == 0xF8:
+                        self.clock.tick(t)
+                    elif status == 0xFA:
+                        self.clock.start(t)
+                    elif status == 0xFC:
+                        self.clock.stop(t)
+                    else:
+                        self.clock.continue_(t)
                 continue
-            events.extend(self.decoder.decode(message, t))
+            events.extend(decode(data, t))
         if len(events) > 1:
             last: dict[str, int] = {}
             for i, event in enumerate(events):

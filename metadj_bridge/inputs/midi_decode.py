@@ -130,44 +130,48 @@ class MidiDecoder:
         self.ignored = 0
 
     def decode_bytes(self, data: Sequence[int] | bytes, t: float) -> list[Event]:
-        """Raw MIDI bytes of one message (as rtmidi delivers them)."""
-        import mido  # type: ignore[import-untyped]
-
-        try:
-            message = mido.Message.from_bytes(list(data))
-        except (ValueError, TypeError, IndexError):
+        """Raw MIDI bytes of one message, as rtmidi delivers them. This is the fast path: no mido objects."""
+        n = len(data)
+        if n == 0:
             self.ignored += 1
             return []
-        return self.decode(message, t)
+        status = data[0]
+        if status < 0x80 or status >= 0xF0:  # a stray data byte, SysEx, clock, transport, anything system
+            self.ignored += 1
+            return []
+        kind = status & 0xF0
+        ch = (status & 0x0F) + 1
+        need = 2 if kind in (0xC0, 0xD0) else 3
+        if n < need or data[1] > 127 or (need == 3 and data[2] > 127):
+            self.ignored += 1
+            return []
+        if kind == 0xB0:
+            return self._control(ch, data[1], data[2], t)
+        if kind == 0x90:
+            name = f"midi.note.{ch}.{data[1]}"
+            velocity_byte = data[2]
+            if velocity_byte == 0:  # running-status note-off
+                return [Signal(name, 0.0, t)]
+            velocity = velocity_byte / 127
+            return [Trigger(name, t, {"velocity": velocity}), Signal(name, velocity, t)]
+        if kind == 0x80:
+            return [Signal(f"midi.note.{ch}.{data[1]}", 0.0, t)]
+        if kind == 0xE0:
+            return [Signal(f"midi.pitchbend.{ch}", (data[1] | (data[2] << 7)) / 16383, t)]
+        if kind == 0xC0:
+            return [Trigger(f"midi.program.{ch}", t, {"program": data[1]})]
+        if kind == 0xD0:
+            return [Signal(f"midi.aftertouch.{ch}", data[1] / 127, t)]
+        return [Signal(f"midi.polytouch.{ch}.{data[1]}", data[2] / 127, t)]  # 0xA0
 
     def decode(self, message: Any, t: float) -> list[Event]:
         """One mido ``Message``; anything without a mapping gives ``[]``."""
-        kind = getattr(message, "type", None)
-        channel = getattr(message, "channel", None)
-        if channel is None:
+        try:
+            data = message.bytes()
+        except (AttributeError, TypeError, ValueError):
             self.ignored += 1
             return []
-        ch = channel + 1
-        if kind == "control_change":
-            return self._control(ch, message.control, message.value, t)
-        if kind == "note_on":
-            name = f"midi.note.{ch}.{message.note}"
-            if message.velocity == 0:  # running-status note-off
-                return [Signal(name, 0.0, t)]
-            velocity = message.velocity / 127
-            return [Trigger(name, t, {"velocity": velocity}), Signal(name, velocity, t)]
-        if kind == "note_off":
-            return [Signal(f"midi.note.{ch}.{message.note}", 0.0, t)]
-        if kind == "pitchwheel":
-            return [Signal(f"midi.pitchbend.{ch}", (message.pitch + 8192) / 16383, t)]
-        if kind == "program_change":
-            return [Trigger(f"midi.program.{ch}", t, {"program": message.program})]
-        if kind == "aftertouch":
-            return [Signal(f"midi.aftertouch.{ch}", message.value / 127, t)]
-        if kind == "polytouch":
-            return [Signal(f"midi.polytouch.{ch}.{message.note}", message.value / 127, t)]
-        self.ignored += 1
-        return []
+        return self.decode_bytes(data, t)
 
     def decode_many(self, messages: Iterable[tuple[Any, float]]) -> list[Event]:
         out: list[Event] = []
