@@ -1,0 +1,173 @@
+"""Typed reads of YAML values, each failing with ``file:line:col: key.path: value: what was allowed``."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+from metadj_bridge.profile.errors import ProfileError
+from metadj_bridge.profile.yamlnodes import YNode
+
+_NO_VALUE = object()
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def show(value: Any) -> str:
+    """A value as the performer wrote it (YAML-like), short."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value if value.strip() == value and value else repr(value)
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {show(v.value if isinstance(v, YNode) else v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(show(v.value if isinstance(v, YNode) else v) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def fail(node: YNode, path: str, message: str, value: Any = _NO_VALUE) -> NoReturn:
+    shown = "" if value is _NO_VALUE else f"{show(value)}: "
+    prefix = f"{path}: " if path else ""
+    raise ProfileError(
+        f"{node.where}: {prefix}{shown}{message}", file=node.file, line=node.line, column=node.column, key_path=path
+    )
+
+
+def fail_value(node: YNode, path: str, message: str) -> NoReturn:
+    """An error about the node's own value (shown in the message)."""
+    fail(node, path, message, node.value)
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` or nothing."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def mapping(node: YNode, path: str, allowed: Sequence[str], what: str = "") -> dict[str, YNode]:
+    """The node's mapping, after checking every key is one of ``allowed``."""
+    if not node.is_map:
+        desc = what or "a mapping of " + ", ".join(allowed)
+        fail(node, path, f"expected {desc}, got {type_name(node.value)}", node.value)
+    for key, key_node in node.keys.items():
+        if key not in allowed:
+            fail(key_node, join(path, key), f"unknown key{suggest(key, allowed)} (allowed: {', '.join(allowed)})")
+    return dict(node.value)
+
+
+def text(node: YNode, path: str, *, empty: bool = False) -> str:
+    if not isinstance(node.value, str):
+        fail(node, path, f"expected text, got {type_name(node.value)}", node.value)
+    if not empty and not node.value.strip():
+        fail(node, path, "must not be empty")
+    return node.value
+
+
+def optional_text(node: YNode | None, path: str) -> str | None:
+    if node is None or node.value is None:
+        return None
+    return text(node, path)
+
+
+def boolean(node: YNode, path: str) -> bool:
+    if not isinstance(node.value, bool):
+        hint = " (write true or false)" if isinstance(node.value, (str, int, float)) else ""
+        fail(node, path, f"expected true or false{hint}", node.value)
+    return node.value
+
+
+def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return " and ".join(parts)
+
+
+def number(
+    node: YNode,
+    path: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    value = node.value
+    allowed = _range_text(lo, hi, lo_open, hi_open)
+    wanted = f"a number {allowed}" if allowed else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(node, path, f"expected {wanted}, got {type_name(value)}", value)
+    if not math.isfinite(value):
+        fail(node, path, f"expected {wanted}, not infinite or NaN", value)
+    if (
+        (lo is not None and (value < lo or (lo_open and value == lo)))
+        or (hi is not None and (value > hi or (hi_open and value == hi)))
+    ):
+        fail(node, path, f"out of range (allowed: {allowed})", value)
+    return float(value)
+
+
+def integer(node: YNode, path: str, lo: int | None = None, hi: int | None = None, *, what: str = "") -> int:
+    value = node.value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(node, path, f"expected a whole number {_range_text(lo, hi, False, False)}".rstrip(), node.value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if what and lo is not None and hi is not None:
+            fail(node, path, f"{value} is not {what} ({lo}-{hi})", value)
+        fail(node, path, f"out of range (allowed: {_range_text(lo, hi, False, False)})", value)
+    return value
+
+
+def choice(node: YNode, path: str, choices: Sequence[str]) -> str:
+    value = node.value
+    if not isinstance(value, str) or value not in choices:
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        fail(node, path, f"not one of {', '.join(choices)}{hint}", value)
+    return value
+
+
+def sequence(node: YNode, path: str, *, single: bool = False, what: str = "a list") -> list[YNode]:
+    """The node's items; with ``single`` a lone scalar counts as a list of one."""
+    if node.is_list:
+        return list(node.value)
+    if single and not node.is_map and node.value is not None:
+        return [node]
+    fail(node, path, f"expected {what}, got {type_name(node.value)}", node.value)
+
+
+def pair(node: YNode, path: str, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    items = sequence(node, path, what="a list of two numbers")
+    if len(items) != 2:
+        fail(node, path, f"expected two numbers [low, high], got {len(items)}", node.value)
+    return number(items[0], join(path, 0), lo, hi), number(items[1], join(path, 1), lo, hi)

@@ -1,0 +1,136 @@
+"""The ``themes:``, ``start_theme``, ``transitions:``, ``cycle:``, ``pulse:`` and ``panic:`` sections."""
+
+from __future__ import annotations
+
+from metadj_bridge.mapping.model import (
+    CycleSettings,
+    PanicSettings,
+    PromptSpec,
+    PulseSettings,
+    Theme,
+    TransitionSettings,
+)
+from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.names import parameters
+from metadj_bridge.profile.yamlnodes import YNode
+
+THEME_KEYS = ("prompts", "blend", "parameters", "pad")
+
+
+def themes(node: YNode | None) -> tuple[Theme, ...]:
+    if node is None or node.value is None:
+        return ()
+    if not node.is_map:
+        f.fail_value(node, "themes", "expected a mapping of theme name -> {prompts, blend, parameters, pad}")
+    return tuple(_theme(name, value, node.keys[name]) for name, value in node.value.items())
+
+
+def _theme(name: str, node: YNode, key: YNode) -> Theme:
+    path = f"themes.{name}"
+    if not name.strip():
+        f.fail(key, path, "a theme needs a name")
+    m = f.mapping(node, path, THEME_KEYS)
+    if "prompts" not in m:
+        f.fail(key, path, "a theme needs prompts: (one or more texts)")
+    prompts_path = f"{path}.prompts"
+    if m["prompts"].value is None:
+        f.fail(m["prompts"], prompts_path, "a theme needs at least one prompt")
+    prompt_nodes = f.sequence(m["prompts"], prompts_path, single=True, what="a list of prompts")
+    if not prompt_nodes:
+        f.fail(m["prompts"], prompts_path, "a theme needs at least one prompt")
+    prompts = tuple(_prompt(item, f"{prompts_path}[{i}]") for i, item in enumerate(prompt_nodes))
+    kw: dict[str, object] = {"name": name, "prompts": prompts, "where": key.where}
+    if "blend" in m:
+        kw["blend"] = f.boolean(m["blend"], f"{path}.blend")
+    if "parameters" in m:
+        kw["parameters"] = parameters(m["parameters"], f"{path}.parameters")
+    if "pad" in m and m["pad"].value is not None:
+        kw["pad"] = _pad(m["pad"], f"{path}.pad")
+    return Theme(**kw)  # type: ignore[arg-type]
+
+
+def _prompt(node: YNode, path: str) -> PromptSpec:
+    if isinstance(node.value, str):
+        return PromptSpec(text=f.text(node, path), where=node.where)
+    m = f.mapping(node, path, ("text", "weight"), "a prompt text or {text, weight}")
+    if "text" not in m:
+        f.fail(node, path, "missing text: (the prompt)")
+    text = f.text(m["text"], f"{path}.text")
+    weight = f.number(m["weight"], f"{path}.weight", 0, 100) if "weight" in m else 1.0
+    return PromptSpec(text=text, weight=weight, where=node.where)
+
+
+def _pad(node: YNode, path: str) -> tuple[str, int, int]:
+    m = f.mapping(node, path, ("note", "cc", "channel"), "{note: N} or {cc: N}, with channel: (default 1)")
+    channel = f.integer(m["channel"], f"{path}.channel", 1, 16, what="a MIDI channel") if "channel" in m else 1
+    if ("note" in m) == ("cc" in m):
+        f.fail(node, path, "give exactly one of note: or cc:")
+    if "note" in m:
+        return ("note", channel, f.integer(m["note"], f"{path}.note", 0, 127, what="a MIDI note number"))
+    return ("cc", channel, f.integer(m["cc"], f"{path}.cc", 0, 127, what="a MIDI CC number"))
+
+
+def theme_name(node: YNode, path: str, names: tuple[str, ...]) -> str:
+    if not isinstance(node.value, (str, int)) or isinstance(node.value, bool):
+        f.fail_value(node, path, "expected a theme name")
+    name = str(node.value)
+    if name not in names:
+        known = ", ".join(names) if names else "none defined"
+        f.fail_value(node, path, f"no such theme{f.suggest(name, names)} (themes: {known})")
+    return name
+
+
+def transitions(node: YNode | None) -> TransitionSettings:
+    if node is None:
+        return TransitionSettings()
+    m = f.mapping(node, "transitions", ("theme_steps", "prompt_steps", "method"))
+    kw: dict[str, object] = {"where": node.where}
+    for key in ("theme_steps", "prompt_steps"):
+        if key in m:
+            kw[key] = f.integer(m[key], f"transitions.{key}", 0, 1000)
+    if "method" in m:
+        kw["method"] = f.choice(m["method"], "transitions.method", ("linear", "slerp"))
+    return TransitionSettings(**kw)  # type: ignore[arg-type]
+
+
+def cycle(node: YNode | None, names: tuple[str, ...]) -> CycleSettings | None:
+    if node is None or node.value is None:
+        return None
+    m = f.mapping(node, "cycle", ("every_bars", "order", "themes", "prompt_every_bars"))
+    kw: dict[str, object] = {"where": node.where}
+    if "every_bars" in m:
+        kw["every_bars"] = f.integer(m["every_bars"], "cycle.every_bars", 1, 10_000)
+    if "order" in m:
+        kw["order"] = f.choice(m["order"], "cycle.order", ("sequence", "random"))
+    if "prompt_every_bars" in m and m["prompt_every_bars"].value is not None:
+        kw["prompt_every_bars"] = f.integer(m["prompt_every_bars"], "cycle.prompt_every_bars", 1, 10_000)
+    if "themes" in m and m["themes"].value is not None:
+        chosen: list[str] = []
+        for i, item in enumerate(f.sequence(m["themes"], "cycle.themes", single=True, what="a list of theme names")):
+            name = theme_name(item, f"cycle.themes[{i}]", names)
+            if name in chosen:
+                f.fail_value(item, f"cycle.themes[{i}]", "listed twice")
+            chosen.append(name)
+        kw["themes"] = tuple(chosen)
+    return CycleSettings(**kw)  # type: ignore[arg-type]
+
+
+def pulse(node: YNode | None) -> PulseSettings:
+    if node is None:
+        return PulseSettings()
+    m = f.mapping(node, "pulse", ("amount", "decay"))
+    kw: dict[str, object] = {"where": node.where}
+    if "amount" in m:
+        kw["amount"] = f.number(m["amount"], "pulse.amount", 0, 1)
+    if "decay" in m:
+        kw["decay"] = f.number(m["decay"], "pulse.decay", 0, 60, lo_open=True)
+    return PulseSettings(**kw)  # type: ignore[arg-type]
+
+
+def panic(node: YNode | None) -> PanicSettings:
+    if node is None:
+        return PanicSettings()
+    m = f.mapping(node, "panic", ("parameters",))
+    if "parameters" not in m:
+        return PanicSettings(where=node.where)
+    return PanicSettings(parameters=parameters(m["parameters"], "panic.parameters"), where=node.where)

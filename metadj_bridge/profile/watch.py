@@ -1,0 +1,150 @@
+"""Hot reload: watch a profile and every file it extends, and hand over each good edit.
+
+Polling (mtime, size and inode; the stat runs in a worker thread) works the same on every platform and
+notices editors that save by writing a new file and renaming it over the old one. A change is loaded once the
+files have stopped changing for one poll, so a save that lands in several writes is read whole; a broken save
+is reported once, and the running profile stays in the caller's hands until a good one arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from metadj_bridge.mapping.model import ShowProfile
+from metadj_bridge.profile.errors import ProfileError
+from metadj_bridge.profile.loader import load_profile
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[int, int, int] | None
+Snapshot = dict[str, Stamp]
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+def snapshot(files: Sequence[str]) -> Snapshot:
+    """(mtime_ns, size, inode) of each file; None for a file that is missing right now."""
+    out: Snapshot = {}
+    for name in files:
+        try:
+            st = os.stat(name)
+        except OSError:
+            out[name] = None
+        else:
+            out[name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return out
+
+
+class ProfileWatcher:
+    """Calls ``on_change(profile)`` after each good edit and ``on_error(error)`` once per broken one."""
+
+    #: How long a watched file may be missing (an editor between delete and rename) before that is an error.
+    missing_grace = 1.0
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        on_change: Callable[[ShowProfile], None],
+        on_error: Callable[[ProfileError], None],
+        interval: float = 0.25,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval {interval!r} must be more than 0 seconds")
+        self.path = os.fspath(path)
+        self._on_change = on_change
+        self._on_error = on_error
+        self._interval = interval
+        self._files: list[str] = [self.path]
+        self._seen: Snapshot = {}
+        self._state = _State.NEW
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files being watched: the profile and every file it extends."""
+        return tuple(self._files)
+
+    async def start(self) -> None:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this ProfileWatcher is closed; create a new one")
+        if self._state is _State.RUNNING:
+            raise RuntimeError("this ProfileWatcher is already running")
+        self._state = _State.RUNNING
+        self._seen = await asyncio.to_thread(snapshot, self._files)
+        try:
+            profile = await asyncio.to_thread(load_profile, self.path)
+        except ProfileError:
+            pass  # the caller already knows; the first good save will be reported
+        else:
+            self._files = self._watch_list(profile)
+            self._seen = {**(await asyncio.to_thread(snapshot, self._files)), **self._seen}
+        self._task = asyncio.create_task(self._run(), name=f"profile-watch {self.path}")
+
+    async def aclose(self) -> None:
+        self._state = _State.CLOSED
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    def _watch_list(self, profile: ShowProfile) -> list[str]:
+        return [self.path, *(p for p in profile.extends if p != os.path.abspath(self.path))]
+
+    async def _run(self) -> None:
+        missing_since: float | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(self._interval)
+                current = await asyncio.to_thread(snapshot, self._files)
+                if current == self._seen:
+                    missing_since = None
+                    continue
+                # Wait until the files hold still for one poll: a save in several writes is read whole.
+                await asyncio.sleep(self._interval)
+                settled = await asyncio.to_thread(snapshot, self._files)
+                if settled != current:
+                    continue
+                if any(stamp is None for stamp in settled.values()):
+                    missing_since = missing_since if missing_since is not None else loop.time()
+                    if loop.time() - missing_since < self.missing_grace:
+                        continue
+                missing_since = None
+                self._seen = settled
+                await self._reload(settled)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not take the show down silently
+            log.exception("profile watcher for %s stopped", self.path)
+
+    async def _reload(self, before: Snapshot) -> None:
+        try:
+            profile = await asyncio.to_thread(load_profile, self.path)
+        except ProfileError as exc:
+            log.warning("profile %s not reloaded: %s", self.path, exc)
+            self._call(self._on_error, exc)
+            return
+        files = self._watch_list(profile)
+        if files != self._files:
+            self._files = files
+            # Files seen before the load keep their old stamps, so an edit during the load is not lost.
+            self._seen = {**(await asyncio.to_thread(snapshot, files)), **{k: v for k, v in before.items() if k in files}}
+        log.info("profile %s reloaded", self.path)
+        self._call(self._on_change, profile)
+
+    def _call(self, callback: Callable[..., None], arg: object) -> None:
+        try:
+            callback(arg)
+        except Exception:
+            log.exception("profile watcher callback %r failed", callback)
