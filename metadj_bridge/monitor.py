@@ -2,7 +2,8 @@
 
 ``monitor`` prints every incoming MIDI and OSC signal under its mapping name (the name a profile uses), so
 a performer knows what to write. ``learn`` waits for one control to move and prints the YAML snippet for it
-(name, kind, range), or inserts it into a profile under ``controls:``, keeping the file's comments.
+(a mapping with its source and the range it moved over), or inserts it into a profile under ``mappings:``,
+keeping the file's comments.
 """
 
 from __future__ import annotations
@@ -166,6 +167,11 @@ async def run_monitor(options: ControlOptions, out: TextIO | None = None, err: T
 # ----------------------------------------------------------------------------------------------- learn
 
 
+#: What a learned control drives until the performer edits the profile.
+DEFAULT_CONTINUOUS_TARGET = "noise_scale"
+DEFAULT_TRIGGER_TARGET = "theme.next"
+
+
 @dataclass
 class Learned:
     source: str
@@ -173,10 +179,18 @@ class Learned:
     low: float = 0.0
     high: float = 1.0
 
-    def snippet(self, slot: str) -> str:
-        lines = [f"{slot}:", f"  source: {self.source}", f"  kind: {self.kind}"]
+    def snippet(self, slot: str, target: str | None = None) -> str:
+        """A mapping for a show profile's ``mappings:``. A continuous control's travel while learning becomes its
+        input range, so the part of the knob that moved covers the whole target range."""
         if self.kind == "continuous":
-            lines.append(f"  range: [{self.low:.3f}, {self.high:.3f}]")
+            lines = [
+                f"{slot}:",
+                f"  source: {self.source}",
+                f"  transforms: [{{range: {{in: [{self.low:.3f}, {self.high:.3f}], out: [0, 1]}}}}]",
+                f"  target: {target or DEFAULT_CONTINUOUS_TARGET}",
+            ]
+        else:
+            lines = [f"{slot}:", f"  trigger: {self.source}", f"  target: {target or DEFAULT_TRIGGER_TARGET}"]
         return "\n".join(lines) + "\n"
 
 
@@ -215,8 +229,8 @@ class Learner:
             self.done.set()
 
 
-def insert_into_profile(path: Path, slot: str, snippet: str) -> None:
-    """Put ``snippet`` under the profile's top-level ``controls:``, keeping everything else as written."""
+def insert_into_profile(path: Path, slot: str, snippet: str, section: str = "mappings") -> None:
+    """Put ``snippet`` under the profile's top-level ``mappings:``, keeping everything else as written."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
@@ -224,25 +238,26 @@ def insert_into_profile(path: Path, slot: str, snippet: str) -> None:
         raise ConfigError(f"{path}: is not valid YAML ({exc}); fix it before learning into it") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
-    controls = (data or {}).get("controls")
-    if controls is not None and not isinstance(controls, dict):
-        raise ConfigError(f"{path}: controls: must be a mapping of named controls")
-    if controls and slot in controls:
-        raise ConfigError(f"{path}: controls.{slot} already exists; choose another --name or remove it first")
+    existing = (data or {}).get(section)
+    if existing is not None and not isinstance(existing, dict):
+        raise ConfigError(f"{path}: {section}: must be a mapping of named entries")
+    if existing and slot in existing:
+        raise ConfigError(f"{path}: {section}.{slot} already exists; choose another --name or remove it first")
     block = "".join("  " + line + "\n" for line in snippet.splitlines())
     lines = text.splitlines(keepends=True)
+    header = re.compile(rf"^{re.escape(section)}:\s*(#.*)?$")
     for i, line in enumerate(lines):
-        if re.match(r"^controls:\s*(#.*)?$", line.rstrip("\n")):
+        if header.match(line.rstrip("\n")):
             lines.insert(i + 1, block)
             break
     else:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
-        lines.append(("\n" if lines else "") + "controls:\n" + block)
+        lines.append(("\n" if lines else "") + f"{section}:\n" + block)
     new_text = "".join(lines)
     check = yaml.safe_load(new_text)
-    if not isinstance(check, dict) or slot not in (check.get("controls") or {}):
-        raise ConfigError(f"{path}: could not insert controls.{slot} cleanly; add it by hand:\n{snippet}")
+    if not isinstance(check, dict) or slot not in (check.get(section) or {}):
+        raise ConfigError(f"{path}: could not insert {section}.{slot} cleanly; add it by hand:\n{snippet}")
     path.write_text(new_text, encoding="utf-8")
 
 
@@ -251,6 +266,7 @@ async def run_learn(
     slot: str = "control",
     write: str | None = None,
     out: TextIO | None = None,
+    target: str | None = None,
     err: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
@@ -275,9 +291,9 @@ async def run_learn(
             asyncio.get_running_loop().remove_signal_handler(sig)
     if learner.learned is None:
         raise ConfigError("no control moved; check `metadj-bridge monitor` to see what arrives")
-    snippet = learner.learned.snippet(slot)
+    snippet = learner.learned.snippet(slot, target)
     if write:
         insert_into_profile(Path(write), slot, snippet)
-        err.write(f"written to {write} under controls.{slot}\n")
+        err.write(f"written to {write} under mappings.{slot}; set its target, then `metadj-bridge check {write}`\n")
     out.write(snippet)
     return 0

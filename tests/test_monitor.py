@@ -51,7 +51,8 @@ def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
     pad.event(Signal("midi.cc.1.1", 0.50, 0.0))
     pad.event(Trigger("midi.note.10.36", 0.0, {"velocity": 1.0}))
     assert pad.done.is_set() and pad.learned is not None
-    assert pad.learned.snippet("kick_pad") == "kick_pad:\n  source: midi.note.10.36\n  kind: trigger\n"
+    assert pad.learned.snippet("kick_pad") == "kick_pad:\n  trigger: midi.note.10.36\n  target: theme.next\n"
+    assert pad.learned.snippet("kick_pad", "action.pulse_noise").endswith("  target: action.pulse_noise\n")
 
     knob = Learner(clock)
     knob.event(Signal("midi.cc.1.7", 0.40, 0.0))  # a jittery fader that barely moves is not it
@@ -64,25 +65,27 @@ def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
     clock.now = 2.0
     knob.tick()
     assert knob.done.is_set()
-    assert knob.learned.snippet("filter") == "filter:\n  source: midi.cc.1.74\n  kind: continuous\n  range: [0.050, 0.900]\n"
+    assert knob.learned.snippet("filter") == (
+        "filter:\n  source: midi.cc.1.74\n  transforms: [{range: {in: [0.050, 0.900], out: [0, 1]}}]\n  target: noise_scale\n"
+    )
 
 
 def test_insert_into_profile_keeps_comments_and_refuses_duplicates(tmp_path: Path) -> None:
     profile = tmp_path / "club.yaml"
     profile.write_text("# my club night\nscope:\n  url: http://127.0.0.1:8000  # the GPU box\n", encoding="utf-8")
-    insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.74\n  kind: continuous\n  range: [0.000, 1.000]\n")
-    insert_into_profile(profile, "kick_pad", "kick_pad:\n  source: midi.note.10.36\n  kind: trigger\n")
+    insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.74\n  target: noise_scale\n")
+    insert_into_profile(profile, "kick_pad", "kick_pad:\n  trigger: midi.note.10.36\n  target: theme.next\n")
     text = profile.read_text(encoding="utf-8")
     assert "# my club night" in text and "# the GPU box" in text
     data = yaml.safe_load(text)
-    assert data["controls"]["filter"] == {"source": "midi.cc.1.74", "kind": "continuous", "range": [0.0, 1.0]}
-    assert data["controls"]["kick_pad"]["kind"] == "trigger"
-    with pytest.raises(ConfigError, match="controls.filter already exists"):
-        insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.75\n  kind: continuous\n")
+    assert data["mappings"]["filter"] == {"source": "midi.cc.1.74", "target": "noise_scale"}
+    assert data["mappings"]["kick_pad"]["trigger"] == "midi.note.10.36"
+    with pytest.raises(ConfigError, match="mappings.filter already exists"):
+        insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.75\n  target: noise_scale\n")
     broken = tmp_path / "broken.yaml"
     broken.write_text("scope: [unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not valid YAML"):
-        insert_into_profile(broken, "x", "x:\n  source: a\n  kind: trigger\n")
+        insert_into_profile(broken, "x", "x:\n  trigger: a\n  target: theme.next\n")
 
 
 async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int) -> subprocess.CompletedProcess[str]:
@@ -114,16 +117,22 @@ async def test_monitor_prints_osc_under_its_mapping_names() -> None:
 async def test_learn_writes_the_moved_fader_into_a_profile(tmp_path: Path) -> None:
     port = free_port()
     profile = tmp_path / "show.yaml"
-    profile.write_text("# show\n", encoding="utf-8")
+    profile.write_text("# show\nthemes:\n  neon:\n    prompts: [neon city at night]\n", encoding="utf-8")
     sweep = [(0.02, "/composition/layers/2/video/opacity", v / 20) for v in range(21)]
     proc = await _run_cli(
         "learn", "--no-midi", "--osc-port", str(port), "--duration", "8", "--name", "layer2", "--write", str(profile),
         send=sweep, port=port,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("layer2:\n  source: osc./composition/layers/2/video/opacity\n  kind: continuous\n")
-    data = yaml.safe_load(profile.read_text(encoding="utf-8"))
-    assert data["controls"]["layer2"]["range"][1] >= 0.9
+    assert proc.stdout.startswith("layer2:\n  source: osc./composition/layers/2/video/opacity\n  transforms: [{range: {in: [")
+    # What learn writes is a working mapping: the profile still loads, with the new mapping in it.
+    from metadj_bridge.mapping.model import Range, SignalSource
+    from metadj_bridge.profile import load_profile
+
+    learned = {m.name: m for m in load_profile(str(profile)).mappings}["layer2"]
+    assert learned.source == SignalSource("osc./composition/layers/2/video/opacity", where=learned.source.where)
+    assert learned.target.kind == "parameter" and learned.target.name == "noise_scale"
+    assert isinstance(learned.transforms[0], Range) and learned.transforms[0].in_hi >= 0.9
 
 
 async def test_learn_with_nothing_moving_says_so() -> None:
