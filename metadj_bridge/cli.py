@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the audio inputs PortAudio can capture from and the MIDI input and output ports.",
     )
 
+    check = sub.add_parser(
+        "check",
+        help="check show profiles for mistakes without connecting to anything",
+        description="Load each show profile (and the files it extends) and report every mistake as "
+        "file:line:column. Exits 0 only when all profiles are good.",
+    )
+    check.add_argument("profiles", nargs="+", metavar="PROFILE", help="a YAML show profile")
+
     def control_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs whose name contains PATTERN (or re:REGEX); default: every input")
         p.add_argument("--virtual", metavar="NAME", help="also open a virtual MIDI input that DAWs can send to")
@@ -169,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "monitor":
                 return asyncio.run(run_monitor(control))
             return asyncio.run(run_learn(control, slot=args.name, write=args.write))
+        if args.command == "check":
+            from metadj_bridge.profile.check import run_check
+
+            return run_check(args.profiles)
         if args.command == "devices":
             from metadj_bridge.soundcheck import run_devices
 

@@ -51,7 +51,10 @@ def fail_value(node: YNode, path: str, message: str) -> NoReturn:
 
 def suggest(word: str, options: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` or nothing."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [o for o in options if o.startswith(word)][:1]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -144,7 +147,7 @@ def integer(node: YNode, path: str, lo: int | None = None, hi: int | None = None
         fail(node, path, f"expected a whole number {_range_text(lo, hi, False, False)}".rstrip(), node.value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         if what and lo is not None and hi is not None:
-            fail(node, path, f"{value} is not {what} ({lo}-{hi})", value)
+            fail(node, path, f"{value} is not {what} ({lo}-{hi})")
         fail(node, path, f"out of range (allowed: {_range_text(lo, hi, False, False)})", value)
     return value
 

@@ -192,7 +192,7 @@ def _midi(node: YNode) -> MidiSettings:
             channel = f.integer(im["channel"], f"{p}.channel", 1, 16, what="a MIDI channel") if "channel" in im else 1
             if "msb" not in im:
                 f.fail(item, p, "missing msb: (the MSB controller, 0-31)")
-            msb = f.integer(im["msb"], f"{p}.msb", 0, 31, what="an MSB controller (its LSB is MSB + 32)")
+            msb = f.integer(im["msb"], f"{p}.msb", 0, 31, what="an MSB controller (the LSB is MSB + 32)")
             claim(item, p, channel, msb, "a 14-bit MSB")
             claim(item, p, channel, msb + 32, "a 14-bit LSB")
             pairs.append(Cc14Settings(channel=channel, msb=msb, where=item.where))

@@ -53,11 +53,24 @@ class YNode:
         return isinstance(self.value, list)
 
     def plain(self) -> Any:
-        """The value without positions (dicts, lists and scalars), for free-form parameter values."""
+        """The value without positions (dicts, lists and scalars), for free-form parameter values.
+
+        Aliases are expanded here, so the expansion is bounded (a "billion laughs" document is an error).
+        """
+        budget = [MAX_NODES]
+        return self._plain(budget)
+
+    def _plain(self, budget: list[int]) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ProfileError(
+                f"{self.where}: more than {MAX_NODES} values once aliases are expanded",
+                file=self.file, line=self.line, column=self.column,
+            )
         if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
+            return {k: v._plain(budget) for k, v in self.value.items()}
         if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
+            return [v._plain(budget) for v in self.value]
         return self.value
 
 
@@ -101,6 +114,9 @@ def parse(text: str, file: str) -> YNode:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
+        start = exc.context_mark
+        if start is not None and mark is not None and exc.problem and start.line != mark.line:
+            context = f" ({exc.context} that started at line {start.line + 1})"
         if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
             problem = "a tab character; YAML indents with spaces only"
             context = ""
