@@ -186,15 +186,15 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
             tau = f.number(arg, path, 0, 3600, lo_open=True)
             return Smooth(tau, tau, where=where)
         m = f.mapping(arg, path, ("attack", "release"))
-        attack = f.number(m["attack"], f"{path}.attack", 0, 3600) if "attack" in m else Smooth.attack
-        release = f.number(m["release"], f"{path}.release", 0, 3600) if "release" in m else Smooth.release
+        attack = f.number(m["attack"], f"{path}.attack", 0, 3600) if "attack" in m else Smooth().attack
+        release = f.number(m["release"], f"{path}.release", 0, 3600) if "release" in m else Smooth().release
         return Smooth(attack, release, where=where)  # type: ignore[arg-type]
     if name == "deadzone":
         if not arg.is_map:
             return Deadzone(width=f.number(arg, path, 0, 1, hi_open=True), where=where)
         m = f.mapping(arg, path, ("width", "centre"))
-        width = f.number(m["width"], f"{path}.width", 0, 1, hi_open=True) if "width" in m else Deadzone.width
-        centre = f.number(m["centre"], f"{path}.centre", 0, 1) if "centre" in m else Deadzone.centre
+        width = f.number(m["width"], f"{path}.width", 0, 1, hi_open=True) if "width" in m else Deadzone().width
+        centre = f.number(m["centre"], f"{path}.centre", 0, 1) if "centre" in m else Deadzone().centre
         return Deadzone(width, centre, where=where)  # type: ignore[arg-type]
     if name == "clamp":
         if arg.is_map:
@@ -218,8 +218,8 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
         return Scale(factor, offset, where=where)
     if name == "threshold":
         m = f.mapping(arg, path, ("on", "off"), "{on: N, off: M} with off below on")
-        on = f.number(m["on"], f"{path}.on") if "on" in m else Threshold.on
-        off = f.number(m["off"], f"{path}.off") if "off" in m else Threshold.off
+        on = f.number(m["on"], f"{path}.on") if "on" in m else Threshold().on
+        off = f.number(m["off"], f"{path}.off") if "off" in m else Threshold().off
         if off >= on:  # type: ignore[operator]
             f.fail_value(arg, path, f"off ({off:g}) must be below on ({on:g}), or the trigger never re-arms")
         return Threshold(on, off, where=where)  # type: ignore[arg-type]

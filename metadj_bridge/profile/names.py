@@ -11,11 +11,16 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from metadj_bridge.errors import ParameterError
 from metadj_bridge.mapping.model import ACTIONS, PROMPT_OPS, THEME_OPS
 from metadj_bridge.profile.fields import fail, fail_value, suggest
 from metadj_bridge.profile.yamlnodes import YNode
-from metadj_bridge.scope.protocol import BUILTIN_SPECS, LOAD_ONLY_KEYS, ONE_SHOT_KEYS, ParameterSchema
-from metadj_bridge.errors import ParameterError
+from metadj_bridge.scope.protocol import (
+    BUILTIN_SPECS,
+    LOAD_ONLY_KEYS,
+    ONE_SHOT_KEYS,
+    ParameterSchema,
+)
 from metadj_bridge.signals import AUDIO_SIGNALS, AUDIO_TRIGGERS
 
 Kind = Literal["signal", "trigger"]
@@ -76,7 +81,7 @@ def signal_name(node: YNode, path: str, kind: Kind) -> str:
     if kind not in kinds:
         if kind == "signal":
             fail_value(node, path, f"is a trigger, not a signal; write trigger: {name} (or use an envelope)")
-        fail_value(node, path, f"is a signal, not a trigger; read it with source: and a threshold transform")
+        fail_value(node, path, "is a signal, not a trigger; read it with source: and a threshold transform")
     return name
 
 
@@ -139,5 +144,14 @@ def parameters(node: YNode, path: str) -> dict[str, object]:
     return out
 
 
-__all__ = ["ACTIONS", "PROMPT_OPS", "THEME_OPS", "TARGET_PARAMETERS", "LASTING_PARAMETERS", "signal_name",
-           "kinds_of", "parameters", "parameter_value"]
+__all__ = [
+    "ACTIONS",
+    "LASTING_PARAMETERS",
+    "PROMPT_OPS",
+    "TARGET_PARAMETERS",
+    "THEME_OPS",
+    "kinds_of",
+    "parameter_value",
+    "parameters",
+    "signal_name",
+]

@@ -63,8 +63,8 @@ def scope_settings(node: YNode | None, path: str = "scope") -> ScopeSettings:
         kw["interpolation"] = f.choice(m["interpolation"], "scope.interpolation", ("linear", "slerp"))
     if "sender" in m:
         sender = f.mapping(m["sender"], "scope.sender", ("min_interval", "max_interval"))
-        lo = ScopeSettings.min_send_interval
-        hi = ScopeSettings.max_send_interval
+        lo = ScopeSettings().min_send_interval
+        hi = ScopeSettings().max_send_interval
         if "min_interval" in sender:
             lo = f.number(sender["min_interval"], "scope.sender.min_interval", 0, 60, lo_open=True)
         if "max_interval" in sender:

@@ -1,6 +1,6 @@
 """Hot reload: watch a profile and every file it extends, and hand over each good edit.
 
-Polling (mtime, size and inode; the stat runs in a worker thread) works the same on every platform and
+Polling (mtime, size, inode and a CRC of the content; the stat runs in a worker thread) works the same on every platform and
 notices editors that save by writing a new file and renaming it over the old one. A change is loaded once the
 files have stopped changing for one poll, so a save that lands in several writes is read whole; a broken save
 is reported once, and the running profile stays in the caller's hands until a good one arrives.
@@ -12,15 +12,16 @@ import asyncio
 import enum
 import logging
 import os
+import zlib
 from collections.abc import Callable, Sequence
 
 from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.profile.errors import ProfileError
-from metadj_bridge.profile.loader import load_profile
+from metadj_bridge.profile.loader import MAX_FILE_BYTES, load_profile
 
 log = logging.getLogger(__name__)
 
-Stamp = tuple[int, int, int] | None
+Stamp = tuple[int, int, int, int] | None
 Snapshot = dict[str, Stamp]
 
 
@@ -31,15 +32,21 @@ class _State(enum.Enum):
 
 
 def snapshot(files: Sequence[str]) -> Snapshot:
-    """(mtime_ns, size, inode) of each file; None for a file that is missing right now."""
+    """(mtime_ns, size, inode, CRC of the content) of each file; None for a file that is missing right now.
+
+    The CRC catches two saves within one mtime tick (coarse timestamps on some file systems) that keep the
+    size; profiles are small, so reading them a few times a second costs nothing.
+    """
     out: Snapshot = {}
     for name in files:
         try:
             st = os.stat(name)
+            with open(name, "rb") as fh:
+                crc = zlib.crc32(fh.read(MAX_FILE_BYTES + 1))
         except OSError:
             out[name] = None
         else:
-            out[name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+            out[name] = (st.st_mtime_ns, st.st_size, st.st_ino, crc)
     return out
 
 
@@ -132,7 +139,7 @@ class ProfileWatcher:
         try:
             profile = await asyncio.to_thread(load_profile, self.path)
         except ProfileError as exc:
-            log.warning("profile %s not reloaded: %s", self.path, exc)
+            log.debug("profile %s not reloaded: %s", self.path, exc)
             self._call(self._on_error, exc)
             return
         files = self._watch_list(profile)
@@ -140,7 +147,7 @@ class ProfileWatcher:
             self._files = files
             # Files seen before the load keep their old stamps, so an edit during the load is not lost.
             self._seen = {**(await asyncio.to_thread(snapshot, files)), **{k: v for k, v in before.items() if k in files}}
-        log.info("profile %s reloaded", self.path)
+        log.debug("profile %s reloaded", self.path)
         self._call(self._on_change, profile)
 
     def _call(self, callback: Callable[..., None], arg: object) -> None:
