@@ -79,7 +79,7 @@ def test_deck_rejects_empty_themes_and_unknown_start() -> None:
 def test_cycle_is_due_every_n_bars_from_its_last_change() -> None:
     cycle = ThemeCycle(CycleSettings(every_bars=4, prompt_every_bars=2), ("a", "b", "c"))
     dues = []
-    for bar in range(0, 10):
+    for bar in range(10):
         theme_due, prompt_due = cycle.advance(at_beat(bar * 4 + 0.5))
         dues.append((bar, theme_due, prompt_due))
         if theme_due:

@@ -70,7 +70,7 @@ def lfo_value(shape: str, p: float) -> float:
 class LfoState:
     """One LFO: ``value(beat)``."""
 
-    __slots__ = ("shape", "period", "phase", "rng", "_period_index", "_held")
+    __slots__ = ("_held", "_period_index", "period", "phase", "rng", "shape")
 
     def __init__(self, lfo: Lfo, rng: random.Random) -> None:
         self.shape = lfo.shape
@@ -110,7 +110,7 @@ def envelope_value(t: float, attack: float, decay: float) -> float:
 class EnvelopeState:
     """One envelope: ``start(now)`` on its trigger, ``value(now, clock)`` each step."""
 
-    __slots__ = ("attack", "decay", "beats", "elapsed", "_t", "_t0", "_base", "_level")
+    __slots__ = ("_base", "_level", "_t", "_t0", "attack", "beats", "decay", "elapsed")
 
     def __init__(self, env: Envelope) -> None:
         self.attack = max(0.0, float(env.attack))

@@ -71,7 +71,7 @@ def _range(t: Range) -> ValueStage:
 
         def ranged(x: float, now: float) -> float:
             y = out_lo + (x - in_lo) * gain
-            return lo if y < lo else hi if y > hi else y
+            return lo if y < lo else min(y, hi)
 
         return ranged
 
@@ -129,14 +129,14 @@ def _steps(t: Steps) -> ValueStage:
 
     def steps(x: float, now: float) -> float:
         k = int(x * count) if x > 0 else 0
-        return (k if k < last else last) / last
+        return (min(last, k)) / last
 
     return steps
 
 
 def _clamp(t: Clamp) -> ValueStage:
     lo, hi = min(t.lo, t.hi), max(t.lo, t.hi)
-    return lambda x, now: lo if x < lo else hi if x > hi else x
+    return lambda x, now: lo if x < lo else min(x, hi)
 
 
 def _scale(t: Scale) -> ValueStage:
@@ -151,7 +151,7 @@ def _invert(t: Invert) -> ValueStage:
 class SmoothStage:
     """One-pole smoothing (different time constants up and down) on a zero-order-held input."""
 
-    __slots__ = ("attack", "release", "y", "x", "t")
+    __slots__ = ("attack", "release", "t", "x", "y")
 
     def __init__(self, attack: float, release: float) -> None:
         self.attack = max(0.0, float(attack))
@@ -210,7 +210,7 @@ class ThresholdStage:
     (a trigger mapping) it is a gate: only hits of at least ``on`` pass.
     """
 
-    __slots__ = ("on", "off", "armed")
+    __slots__ = ("armed", "off", "on")
 
     def __init__(self, t: Threshold) -> None:
         self.on = float(t.on)
@@ -254,7 +254,7 @@ class QuantizeStage:
     before the downbeat gets one change on the downbeat, not a burst.
     """
 
-    __slots__ = ("to", "lookahead_s", "due", "value")
+    __slots__ = ("due", "lookahead_s", "to", "value")
 
     def __init__(self, t: Quantize) -> None:
         if t.to not in ("beat", "bar"):

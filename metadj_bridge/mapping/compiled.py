@@ -1,0 +1,303 @@
+"""One profile mapping compiled into a small object the engine steps: source, transforms, and what it gives out.
+
+A mapping gives out either a *value* each step (a signal, LFO or envelope through continuous transforms) or
+*hits* (a trigger, or a signal through ``threshold``). Which one the target needs decides the rest:
+
+- a continuous target (a parameter, ``prompt.mix``, ``prompt.weight.N``, ``prompt.select``, ``theme.select``)
+  fed by hits *latches* the latest hit's value (a pad sets a parameter and it stays there);
+- a trigger target (actions, ``prompt.next``, ``theme.set:x``, ``profile:``) fed by a value gets an implicit
+  ``threshold`` with the default levels (fires rising through 0.6, re-arms below 0.4).
+
+After a threshold the hit's value is 1.0; a trigger's value is its velocity (``data["velocity"]``) or 1.0.
+Transforms after that point work on the hit value; a ``threshold`` there is a gate (hits below ``on`` are
+dropped); ``smooth`` there smooths from hit to hit. A ``quantize`` on a value (before any threshold) is a
+profile error.
+
+Pure: the engine passes values, times and the tempo in; hits come out in the ``fired`` list it passes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping as MappingABC
+from typing import Any
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.tempo_sources import TempoState
+from metadj_bridge.mapping.model import (
+    Envelope,
+    Lfo,
+    Mapping,
+    Quantize,
+    SignalSource,
+    Threshold,
+    TriggerSource,
+)
+from metadj_bridge.mapping.sources import EnvelopeState, LfoState, MotionClock
+from metadj_bridge.mapping.transforms import (
+    QuantizeStage,
+    SmoothStage,
+    ThresholdStage,
+    ValueStage,
+    compile_value_stage,
+)
+
+__all__ = ["Fired", "MappingRuntime", "compile_mapping", "is_continuous_target"]
+
+VALUE, GATE, HOLD = 0, 1, 2
+
+#: (mapping, value) pairs handed to the engine in firing order.
+Fired = list[tuple["MappingRuntime", float]]
+
+
+def is_continuous_target(mapping: Mapping) -> bool:
+    kind, name = mapping.target.kind, mapping.target.name
+    return kind in ("parameter", "prompt_mix", "prompt_weight") or (kind in ("prompt", "theme") and name == "select")
+
+
+class MappingRuntime:
+    """The running state of one mapping. Subclasses differ in their source."""
+
+    __slots__ = (
+        "changed",
+        "gate",
+        "gates",
+        "hits",
+        "holds",
+        "latch",
+        "mapping",
+        "name",
+        "pre",
+        "sel_prev",
+        "select",
+        "smoothers",
+        "value",
+    )
+
+    def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
+                 hits: list[tuple[int, Any]]) -> None:
+        self.mapping = mapping
+        self.name = mapping.name
+        self.pre = tuple(pre)
+        self.gate = gate
+        self.hits = tuple(hits)
+        self.holds = tuple(i for i, (kind, _) in enumerate(hits) if kind == HOLD)
+        self.latch = is_continuous_target(mapping)
+        self.select = mapping.target.name == "select" and mapping.target.kind in ("prompt", "theme")
+        #: The latest value (continuous or latched); None before the first.
+        self.value: float | None = None
+        #: Step of the last change; -1 = unchanged since the start (the first value does not count).
+        self.changed = -1
+        #: For select targets: the index last selected.
+        self.sel_prev: int | None = None
+        self.smoothers = [s for s in pre if isinstance(s, SmoothStage)] + [
+            s for kind, s in hits if kind == VALUE and isinstance(s, SmoothStage)
+        ]
+        self.gates = ([gate] if gate is not None else []) + [s for kind, s in hits if kind == GATE]
+
+    # ------------------------------------------------------------------ continuous path
+
+    def _settle(self, x: float, now: float, tempo: TempoState | None, step: int, fired: Fired) -> None:
+        """A new value from the continuous path: through the gate, or straight to the value."""
+        gate = self.gate
+        if gate is not None:
+            if gate(x):
+                self._run(0, 1.0, now, step, fired, tempo)
+            return
+        if x != self.value:
+            first = self.value is None
+            self.value = x
+            if not first:
+                self.changed = step
+                if self.select:
+                    fired.append((self, x))
+
+    def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
+               step: int, fired: Fired) -> None:
+        """One step of a value source (signal, LFO, envelope). Trigger sources do nothing here."""
+
+    # ------------------------------------------------------------------ hit path
+
+    def hit(self, value: float, now: float, tempo: TempoState | None, step: int, fired: Fired) -> None:
+        """A trigger reached this mapping."""
+        self._run(0, value, now, step, fired, tempo)
+
+    def _run(self, i: int, value: float, now: float, step: int, fired: Fired, tempo: TempoState | None) -> None:
+        hits = self.hits
+        n = len(hits)
+        while i < n:
+            kind, stage = hits[i]
+            if kind == VALUE:
+                value = stage(value, now)
+            elif kind == GATE:
+                if value < stage.on:
+                    return
+            else:
+                stage.push(value, now, tempo)
+                return
+            i += 1
+        if self.latch:
+            self.value = value
+            self.changed = step
+            if self.select:
+                fired.append((self, value))
+        else:
+            fired.append((self, value))
+
+    def poll(self, now: float, tempo: TempoState | None, step: int, fired: Fired) -> None:
+        """Let held (quantised) hits through when their time has come."""
+        hits = self.hits
+        for i in self.holds:
+            stage: QuantizeStage = hits[i][1]
+            if stage.due is not None:
+                released = stage.poll(now)
+                if released is not None:
+                    self._run(i + 1, released, now, step, fired, tempo)
+
+    @property
+    def pending(self) -> bool:
+        return any(self.hits[i][1].due is not None for i in self.holds)
+
+    # ------------------------------------------------------------------ profile switch
+
+    def adopt(self, old: MappingRuntime) -> None:
+        """Carry over the state of the same mapping (same name and source) from the previous profile."""
+        for new_s, old_s in zip(self.smoothers, old.smoothers):
+            new_s.copy_state(old_s)
+        for new_g, old_g in zip(self.gates, old.gates):
+            new_g.armed = old_g.armed
+        if self.mapping.transforms == old.mapping.transforms:
+            for i, j in zip(self.holds, old.holds):
+                new_q: QuantizeStage = self.hits[i][1]
+                old_q: QuantizeStage = old.hits[j][1]
+                new_q.due, new_q.value = old_q.due, old_q.value
+            if self.latch == old.latch:
+                self.value, self.changed, self.sel_prev = old.value, old.changed, old.sel_prev
+
+
+class SignalMapping(MappingRuntime):
+    __slots__ = ("_fresh", "input", "signal")
+
+    def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
+                 hits: list[tuple[int, Any]]) -> None:
+        super().__init__(mapping, pre, gate, hits)
+        assert isinstance(mapping.source, SignalSource)
+        self.signal = mapping.source.name
+        #: The latest input value (the default until the signal is seen).
+        self.input = float(mapping.source.default)
+        # Without smoothing, an unchanged input gives an unchanged value: the step can be skipped.
+        self._fresh = True
+
+    def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
+               step: int, fired: Fired) -> None:
+        x = signals.get(self.signal)
+        if x is None or x == self.input or not math.isfinite(x):  # a NaN from a bad OSC sender is not a value
+            if not self._fresh and not self.smoothers:
+                return
+            x = self.input
+        else:
+            self.input = x = float(x)
+        self._fresh = False
+        for stage in self.pre:
+            x = stage(x, now)
+        self._settle(x, now, tempo, step, fired)
+
+    def adopt(self, old: MappingRuntime) -> None:
+        super().adopt(old)
+        if isinstance(old, SignalMapping):
+            self.input = old.input
+
+
+class LfoMapping(MappingRuntime):
+    __slots__ = ("lfo",)
+
+    def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
+                 hits: list[tuple[int, Any]], rng: random.Random) -> None:
+        super().__init__(mapping, pre, gate, hits)
+        assert isinstance(mapping.source, Lfo)
+        self.lfo = LfoState(mapping.source, rng)
+
+    def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
+               step: int, fired: Fired) -> None:
+        x = self.lfo.value(clock.beat)
+        for stage in self.pre:
+            x = stage(x, now)
+        self._settle(x, now, tempo, step, fired)
+
+    def adopt(self, old: MappingRuntime) -> None:
+        super().adopt(old)
+        if isinstance(old, LfoMapping):
+            self.lfo = old.lfo
+
+
+class EnvelopeMapping(MappingRuntime):
+    __slots__ = ("envelope", "trigger")
+
+    def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
+                 hits: list[tuple[int, Any]]) -> None:
+        super().__init__(mapping, pre, gate, hits)
+        assert isinstance(mapping.source, Envelope)
+        self.envelope = EnvelopeState(mapping.source)
+        self.trigger = mapping.source.trigger
+
+    def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
+               step: int, fired: Fired) -> None:
+        x = self.envelope.value(now, clock)
+        for stage in self.pre:
+            x = stage(x, now)
+        self._settle(x, now, tempo, step, fired)
+
+    def adopt(self, old: MappingRuntime) -> None:
+        super().adopt(old)
+        if isinstance(old, EnvelopeMapping):
+            self.envelope = old.envelope
+
+
+class TriggerMapping(MappingRuntime):
+    __slots__ = ("trigger",)
+
+    def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
+                 hits: list[tuple[int, Any]]) -> None:
+        super().__init__(mapping, pre, gate, hits)
+        assert isinstance(mapping.source, TriggerSource)
+        self.trigger = mapping.source.name
+
+
+def compile_mapping(mapping: Mapping, rng: random.Random) -> MappingRuntime:
+    """Compile one profile mapping; ConfigError for a shape that cannot run."""
+    where = mapping.where or f"mappings.{mapping.name}"
+    source = mapping.source
+    in_hits = isinstance(source, TriggerSource)
+    pre: list[ValueStage] = []
+    gate: ThresholdStage | None = None
+    hits: list[tuple[int, Any]] = []
+    for t in mapping.transforms:
+        if not in_hits:
+            if isinstance(t, Threshold):
+                gate = ThresholdStage(t)
+                in_hits = True
+            elif isinstance(t, Quantize):
+                raise ConfigError(
+                    f"{t.where or where}: quantize holds a trigger until the beat; this mapping gives a value "
+                    "here (put a threshold before it, or read a trigger)"
+                )
+            else:
+                pre.append(compile_value_stage(t))
+        elif isinstance(t, Threshold):
+            hits.append((GATE, ThresholdStage(t)))
+        elif isinstance(t, Quantize):
+            hits.append((HOLD, QuantizeStage(t)))
+        else:
+            hits.append((VALUE, compile_value_stage(t)))
+    if not in_hits and not is_continuous_target(mapping):
+        gate = ThresholdStage(Threshold())
+    if isinstance(source, SignalSource):
+        return SignalMapping(mapping, pre, gate, hits)
+    if isinstance(source, Lfo):
+        return LfoMapping(mapping, pre, gate, hits, rng)
+    if isinstance(source, Envelope):
+        return EnvelopeMapping(mapping, pre, gate, hits)
+    if isinstance(source, TriggerSource):
+        return TriggerMapping(mapping, pre, gate, hits)
+    raise ConfigError(f"{where}: unknown source {source!r}")

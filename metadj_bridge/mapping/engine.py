@@ -1,0 +1,438 @@
+"""The mapping engine: signals, triggers and time in; the Scope parameter state, one-shots and events out.
+
+One ``step()`` runs every mapping of the show profile once::
+
+    engine = MappingEngine(profile, schema, seed=0)
+    out = engine.step(signals, triggers, now, tempo)
+    sender.update(out.parameters)          # the full lasting state; the sender sends what changed
+    sender.update(out.actions, urgent=True) if out.actions else None
+
+Rules where the profile format says nothing (the modules it uses document their own):
+
+- ``parameters`` holds, in rising precedence: Scope's own value for a key that was sent before and has no
+  source now (``parameters.SCOPE_DEFAULTS``, else its last value), ``spatial_interpolation_method`` and
+  ``denoising_step_list`` from ``scope``, ``scope.parameters``, the active theme's ``parameters``, then the
+  mappings; while calm (panic) the panic parameters replace the mappings.
+- ``pulse_noise`` adds ``amount * exp(-dt / decay)`` on top of noise_scale (Scope's 0.7 when nothing else sets
+  it). A pulse while one is still decaying adds ``amount`` to the current level, so hits in quick succession
+  build up (always clamped to noise_scale's range). Pulses are ignored while calm.
+- ``panic`` is a latch. Engaged: panic parameters, the start theme at its first prompt through a theme
+  transition (always sent, even when already there), pulses stopped, pause released, parameter and prompt-weight
+  mappings muted, the cycle held. Engaged again: released, the mappings take over. Theme, prompt and pause
+  controls keep working while calm. A profile switch keeps the latch as it is.
+- A ``prompt.mix`` (or, in a blend theme, a ``prompt.weight``) counts from its first change after the active
+  theme started; in a non-blend theme a focus move (``prompt.next``...) takes over from the mix until the mix
+  moves again. Whatever moved last is what the audience sees.
+- A ``mapping`` on ``paused`` sets the pause state when its value changes, like the pause actions.
+- Hits are applied in the order they fired: triggers in the order given, then value mappings in profile order,
+  then quantised hits that came due.
+
+Pure: no I/O, clocks or threads; the only randomness is ``random.Random(seed)`` owned by the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from metadj_bridge.inputs.tempo_sources import TempoState
+from metadj_bridge.mapping.compiled import Fired, MappingRuntime
+from metadj_bridge.mapping.model import ShowProfile
+from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, Slot, coerce_lasting
+from metadj_bridge.mapping.sources import MotionClock
+from metadj_bridge.mapping.targets import CompiledProfile, compile_profile
+from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
+from metadj_bridge.scope.protocol import ParameterSchema
+from metadj_bridge.signals import Trigger
+
+__all__ = ["EngineOutput", "MappingEngine"]
+
+log = logging.getLogger(__name__)
+
+#: A decaying pulse below this is over (it no longer shows after rounding to 4 decimals).
+_PULSE_FLOOR = 5e-5
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOutput:
+    #: The full lasting desired state after the step.
+    parameters: dict[str, Any]
+    #: One-shots due now: ``reset_cache``, ``transition``.
+    actions: dict[str, Any]
+    #: Plain words for the log and the status line.
+    events: tuple[str, ...]
+    #: An absolute profile path to switch to, or None.
+    profile_switch: str | None
+    theme: str
+    focus: int
+
+
+class MappingEngine:
+    """Runs one show profile (and the ones it switches to) step by step."""
+
+    def __init__(self, profile: ShowProfile, schema: ParameterSchema | None = None, *, seed: int = 0) -> None:
+        self._schema = schema if schema is not None else ParameterSchema(profile.scope.pipeline)
+        self._rng = random.Random(seed)
+        self._clock = MotionClock()
+        self._step = 0
+        self._paused = False
+        self._calm = False
+        self._pulse_level = 0.0
+        self._pulse_t = 0.0
+        #: Values for keys sent before that no source sets any more.
+        self._fallback: dict[str, Any] = {}
+        self._fired: Fired = []
+        self._switch_from: str | None = None
+        self._install(profile)
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def profile(self) -> ShowProfile:
+        return self._p.profile
+
+    @property
+    def theme(self) -> str:
+        return self._deck.name
+
+    @property
+    def focus(self) -> int:
+        return self._deck.focus
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def calm(self) -> bool:
+        return self._calm
+
+    def initial_parameters(self) -> dict[str, Any]:
+        """The lasting state before any step: what the session offer starts with (mapping values come later)."""
+        params = dict(self._build_base())
+        params["prompts"] = self._deck.prompts()
+        params["paused"] = self._paused
+        return params
+
+    def feedback(self) -> dict[tuple[str, int, int], float]:
+        """Controller feedback: theme pads lit while active, controls showing their current input value."""
+        out: dict[tuple[str, int, int], float] = {}
+        for key, runtime in self._p.feedback:
+            out[key] = runtime.input
+        for index, theme in enumerate(self._deck.themes):
+            if theme.pad is not None:
+                out[theme.pad] = 1.0 if index == self._deck.index else 0.0
+        return out
+
+    # ------------------------------------------------------------------ profiles
+
+    def _install(self, profile: ShowProfile, old: dict[str, MappingRuntime] | None = None) -> None:
+        compiled = compile_profile(profile, self._schema, self._rng)
+        if old:
+            for runtime in compiled.runtimes:
+                previous = old.get(runtime.name)
+                if previous is not None and previous.mapping.source == runtime.mapping.source:
+                    runtime.adopt(previous)
+        self._p: CompiledProfile = compiled
+        self._deck = ThemeDeck(profile.themes, profile.start_theme)
+        self._cycle = ThemeCycle(profile.cycle, self._deck.names)
+        where = profile.where or profile.path
+        self._scope_params = {
+            k: coerce_lasting(self._schema, k, v, f"{where}: scope.parameters") for k, v in profile.scope.parameters.items()
+        }
+        self._theme_params = [
+            {k: coerce_lasting(self._schema, k, v, f"{t.where or where}: themes.{t.name}.parameters")
+             for k, v in t.parameters.items()}
+            for t in profile.themes
+        ]
+        self._panic_params = {
+            k: coerce_lasting(self._schema, k, v, f"{profile.panic.where or where}: panic.parameters")
+            for k, v in profile.panic.parameters.items()
+        }
+        self._base: dict[str, Any] | None = None
+        self._theme_stamp = self._step
+        self._focus_stamp = self._step
+        self._prompts_key: Any = None
+        self._prompts: list[dict[str, Any]] = self._deck.prompts()
+        self._coerced: list[tuple[float | None, Any]] = [(None, None)] * len(compiled.param_slots)
+
+    def switch_profile(self, profile: ShowProfile, now: float) -> None:
+        """Let ``profile`` take over: same-named mappings on the same source keep their state; the next step
+        sends a theme transition to the new start theme."""
+        old_name = self._p.profile.name
+        old = {r.name: r for r in self._p.runtimes}
+        self._install(profile, old)
+        self._switch_from = old_name
+        log.info("profile %s -> %s", old_name, profile.name)
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self, signals: MappingABC[str, float], triggers: Sequence[Trigger], now: float,
+             tempo: TempoState | None) -> EngineOutput:
+        self._step += 1
+        step = self._step
+        p = self._p
+        fired = self._fired
+        fired.clear()
+        clock = self._clock
+        clock.update(now, tempo)
+        self._now = now
+        self._actions: dict[str, Any] = {}
+        self._events: list[str] = []
+        self._switch_to: str | None = None
+        self._theme_changed = False
+        self._focus_changed = False
+
+        for trig in triggers:
+            name = trig.name
+            runtimes = p.by_trigger.get(name)
+            if runtimes:
+                data = trig.data
+                velocity = data.get("velocity", 1.0) if data else 1.0
+                value = float(velocity) if isinstance(velocity, (int, float)) and math.isfinite(velocity) else 1.0
+                for runtime in runtimes:
+                    runtime.hit(value, now, tempo, step, fired)
+            envelopes = p.envelopes_by_trigger.get(name)
+            if envelopes:
+                for env in envelopes:
+                    env.envelope.start(now, clock)
+            switches = p.switches.get(name)
+            if switches:
+                for switch in switches:
+                    if switch.program is None or (trig.data or {}).get("program") == switch.program:
+                        self._switch_to = self._resolve(switch.path)
+        for runtime in p.updating:
+            runtime.update(signals, now, clock, tempo, step, fired)
+        for runtime in p.holding:
+            runtime.poll(now, tempo, step, fired)
+        for runtime in p.selects:
+            if runtime.sel_prev is None and runtime.changed < 0 and runtime.value is not None:
+                runtime.sel_prev = self._select_of(runtime, runtime.value)
+        for runtime, value in fired:
+            self._apply(runtime, value)
+
+        theme_due, prompt_due = self._cycle.advance(tempo)
+        if not self._calm:
+            if theme_due:
+                self._change_theme(self._cycle.next_theme(self._deck.index, self._rng), "cycle")
+                self._cycle.restart()
+            elif prompt_due:
+                count = len(self._deck.theme.prompts)
+                self._move_focus(pick_index("next", self._deck.focus, count, self._rng))
+                self._cycle.restart(theme=False)
+        if self._switch_from is not None:
+            self._events.append(f"profile {self._switch_from} -> {p.profile.name}")
+            self._switch_from = None
+            self._theme_changed = True
+            self._theme_stamp = step
+
+        return EngineOutput(self._parameters(step, now), self._actions, tuple(self._events), self._switch_to,
+                            self._deck.name, self._deck.focus)
+
+    # ------------------------------------------------------------------ hits
+
+    def _resolve(self, path: str) -> str:
+        folder = os.path.dirname(os.path.abspath(self._p.profile.path)) if self._p.profile.path else os.getcwd()
+        return os.path.normpath(os.path.join(folder, os.path.expanduser(path)))
+
+    def _select_of(self, runtime: MappingRuntime, value: float) -> int:
+        if runtime.mapping.target.kind == "theme":
+            return select_index(value, len(self._deck.themes))
+        return select_index(value, len(self._deck.theme.prompts))
+
+    def _apply(self, runtime: MappingRuntime, value: float) -> None:
+        target = runtime.mapping.target
+        kind, name = target.kind, target.name
+        if kind == "action":
+            self._action(name)
+        elif kind == "theme":
+            deck = self._deck
+            if name == "select":
+                index = self._select_of(runtime, value)
+                if index == runtime.sel_prev:
+                    return
+                runtime.sel_prev = index
+            elif name == "set":
+                found = deck.index_of(str(target.argument[0]))
+                if found is None:
+                    return
+                index = found
+            else:
+                index = pick_index(name, deck.index, len(deck.themes), self._rng)
+            self._change_theme(index, name)
+        elif kind == "prompt":
+            count = len(self._deck.theme.prompts)
+            if name == "select":
+                index = self._select_of(runtime, value)
+                if index == runtime.sel_prev:
+                    return
+                runtime.sel_prev = index
+            else:
+                index = pick_index(name, self._deck.focus, count, self._rng)
+            self._move_focus(index)
+        elif kind == "profile":
+            self._switch_to = self._resolve(str(target.argument[0]))
+
+    def _action(self, name: str) -> None:
+        if name == "reset_cache":
+            self._actions["reset_cache"] = True
+            self._events.append("reset cache")
+        elif name == "pulse_noise":
+            if not self._calm:
+                self._pulse_level = self._pulse_now(self._now) + self._p.profile.pulse.amount
+                self._pulse_t = self._now
+        elif name in ("pause", "resume", "toggle_pause"):
+            paused = True if name == "pause" else False if name == "resume" else not self._paused
+            self._set_paused(paused)
+        elif name == "panic":
+            if self._calm:
+                self._calm = False
+                self._base = None
+                self._cycle.restart()
+                self._events.append("panic released")
+            else:
+                self._calm = True
+                self._base = None
+                self._pulse_level = 0.0
+                self._set_paused(False)
+                self._change_theme(self._deck.start_index, "panic", force=True)
+                self._events.append("panic")
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self._paused:
+            self._paused = paused
+            self._events.append("paused" if paused else "resumed")
+
+    def _change_theme(self, index: int, why: str, force: bool = False) -> None:
+        deck = self._deck
+        if index == deck.index and not force:
+            return
+        self._events.append(f"theme {deck.name} -> {deck.names[index]}")
+        deck.set_theme(index)
+        self._theme_changed = True
+        self._theme_stamp = self._step
+        self._focus_stamp = self._step
+        self._base = None
+        self._cycle.restart()
+
+    def _move_focus(self, index: int) -> None:
+        deck = self._deck
+        if index == deck.focus:
+            return
+        self._events.append(f"prompt {deck.focus + 1} -> {index + 1} of {len(deck.theme.prompts)}")
+        deck.focus = index
+        self._focus_changed = True
+        self._focus_stamp = self._step
+        self._cycle.restart(theme=False)
+
+    # ------------------------------------------------------------------ output
+
+    def _pulse_now(self, now: float) -> float:
+        level = self._pulse_level
+        if level <= 0.0:
+            return 0.0
+        decay = self._p.profile.pulse.decay
+        level = level * math.exp(-(now - self._pulse_t) / decay) if decay > 0 else 0.0
+        if level < _PULSE_FLOOR:
+            self._pulse_level = 0.0
+            return 0.0
+        return level
+
+    def _build_base(self) -> dict[str, Any]:
+        profile = self._p.profile
+        base: dict[str, Any] = dict(self._fallback)
+        base["spatial_interpolation_method"] = profile.scope.interpolation
+        base["denoising_step_list"] = list(profile.scope.denoising)
+        base.update(self._scope_params)
+        base.update(self._theme_params[self._deck.index])
+        if self._calm:
+            base.update(self._panic_params)
+        for key, value in base.items():
+            # A key sent once stays in the state: when its source goes, it returns to Scope's own value.
+            if key not in self._fallback:
+                self._fallback[key] = SCOPE_DEFAULTS.get(key, value)
+        return base
+
+    def _parameters(self, step: int, now: float) -> dict[str, Any]:
+        base = self._base
+        if base is None:
+            base = self._base = self._build_base()
+        params = dict(base)
+        calm = self._calm
+        if not calm:
+            coerced = self._coerced
+            for i, (slot, coerce, name) in enumerate(self._p.param_slots):
+                value = slot.combine()
+                if value is None:
+                    continue
+                last_in, last_out = coerced[i]
+                if value != last_in:
+                    last_out = coerce(value)
+                    coerced[i] = (value, last_out)
+                if name == "paused":
+                    if slot.changed == step:
+                        self._set_paused(bool(last_out))
+                    continue
+                params[name] = last_out
+            pulse = self._pulse_now(now)
+            if pulse > 0.0:
+                noise = params.get("noise_scale", SCOPE_DEFAULTS["noise_scale"]) + pulse
+                params["noise_scale"] = self._p.noise_coercer(noise)
+        params["paused"] = self._paused
+        params["prompts"] = self._prompt_list(step, calm)
+        if self._theme_changed or (self._focus_changed and self._prompts_moved):
+            steps = self._p.profile.transitions
+            self._actions["transition"] = {
+                "target_prompts": [dict(prompt) for prompt in params["prompts"]],
+                "num_steps": steps.theme_steps if self._theme_changed else steps.prompt_steps,
+                "temporal_interpolation_method": steps.method,
+            }
+        if len(params) != len(base) + 2:
+            for key, value in params.items():
+                if key not in base and key not in ("paused", "prompts"):
+                    self._fallback[key] = SCOPE_DEFAULTS.get(key, value)
+                    self._base = None
+        return params
+
+    def _prompt_list(self, step: int, calm: bool) -> list[dict[str, Any]]:
+        deck = self._deck
+        mix: tuple[int, int, float] | None = None
+        overrides: dict[int, float] | None = None
+        if not calm:
+            if deck.theme.blend:
+                live = [(slot.changed, i, slot) for i, (slot, _) in enumerate(self._p.weight_slots)
+                        if slot.combine() is not None and slot.changed > self._theme_stamp]
+                if live:
+                    overrides = {}
+                    for _, _, slot in sorted(live, key=lambda item: (item[0], item[1])):
+                        for index, weight in slot.key(slot.value):
+                            overrides[index] = weight
+            else:
+                newest = max(self._theme_stamp, self._focus_stamp)
+                best: Slot | None = None
+                for slot, _ in self._p.weight_slots:
+                    if slot.key.mix is None:
+                        continue
+                    if slot.combine() is not None and slot.changed > newest and (
+                        best is None or slot.changed >= best.changed
+                    ):
+                        best = slot
+                if best is not None and best.value is not None:
+                    a, b = best.key.mix
+                    mix = (a, b, best.value)
+        key = (deck.index, deck.focus, mix, None if overrides is None else tuple(sorted(overrides.items())))
+        self._prompts_moved = False
+        if key != self._prompts_key:
+            self._prompts_key = key
+            prompts = deck.prompts(mix, overrides)
+            if prompts != self._prompts:
+                self._prompts = prompts
+                self._prompts_moved = True
+        return self._prompts
+
