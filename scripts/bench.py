@@ -4,6 +4,7 @@
     python scripts/bench.py scope [--seconds 20] [--chunk-frames 12] [--fps 20]
     python scripts/bench.py audio [--live-seconds 20]
     python scripts/bench.py control [--messages 10000]
+    python scripts/bench.py mapping [--mappings 100] [--seconds 60]
 
 ``scope``: against the emulator (its own process, a GPU-like chunk time), side by side in one run,
 (a) a fixed 30 Hz sender as the seed had it and (b) the flow-controlled ParameterSender, both driven by
@@ -651,6 +652,98 @@ async def bench_audio(args: argparse.Namespace) -> None:
     await bench_audio_live(args.live_seconds)
 
 
+def _mapping_bench_profile(count: int) -> object:
+    """A show profile with ``count`` mappings in a realistic mix (smoothing, curves, ranges, LFOs, envelopes,
+    thresholds, quantised triggers, several combine rules) spread over the runtime parameters."""
+    from metadj_bridge.mapping import model as m
+
+    themes = tuple(
+        m.Theme(f"theme{i}", tuple(m.PromptSpec(f"prompt {i}.{j}") for j in range(4)), blend=i % 2 == 1,
+                parameters={"noise_scale": 0.4 + 0.1 * i}, pad=("note", 1, 36 + i))
+        for i in range(4)
+    )
+    params = ("noise_scale", "kv_cache_attention_bias", "vace_context_scale", "denoising_steps")
+    combines = ("max", "sum", "last")
+    mappings = []
+    for i in range(count):
+        kind = i % 10
+        target = m.Target("parameter", params[i % len(params)])
+        combine = combines[i % 3]
+        if kind in (0, 1, 2):  # audio feature -> range, curve, smoothing
+            source: object = m.SignalSource(("audio.energy", "audio.low", "audio.centroid")[kind])
+            transforms: tuple = (m.Range(0, 1, 0.2, 0.9), m.Curve("exponential", 3), m.Smooth(0.05, 0.4))
+        elif kind == 3:  # a knob with a deadzone and smoothing
+            source = m.SignalSource(f"midi.cc.1.{i % 128}")
+            transforms = (m.Deadzone(0.02), m.Smooth(0.1, 0.1), m.Scale(0.5, 0.1))
+        elif kind == 4:  # LFO
+            source = m.Lfo(("sine", "triangle", "saw", "square", "random")[i % 5], 4.0)
+            transforms = (m.Range(0, 1, 0.4, 0.6),)
+        elif kind == 5:  # envelope on the beat
+            source = m.Envelope("audio.beat", 0.0, 1.0, beats=True)
+            transforms = (m.Curve("s", 4),)
+        elif kind == 6:  # threshold -> quantised pulse
+            source = m.SignalSource("audio.high")
+            transforms = (m.Threshold(0.7, 0.3), m.Quantize("beat", 80))
+            target = m.Target("action", "pulse_noise")
+        elif kind == 7:  # a trigger quantised to the bar
+            source = m.TriggerSource("audio.onset")
+            transforms = (m.Quantize("bar", 120),)
+            target = m.Target("prompt", "next")
+        elif kind == 8:  # crossfade / weights
+            source = m.SignalSource(f"midi.cc.1.{(i + 40) % 128}")
+            transforms = (m.Smooth(0.05, 0.05), m.Steps(8) if i % 20 == 8 else m.Clamp(0, 1))
+            target = m.Target("prompt_mix") if i % 20 == 8 else m.Target("prompt_weight", argument=(1,))
+        else:  # fader with invert and range
+            source = m.SignalSource(f"midi.cc.2.{i % 128}")
+            transforms = (m.Invert(), m.Range(0, 1, 0.1, 0.8))
+        mappings.append(m.Mapping(f"m{i}", source, transforms, target, combine))  # type: ignore[arg-type]
+    return m.ShowProfile(path="bench.yaml", name="bench", themes=themes, mappings=tuple(mappings),
+                         cycle=m.CycleSettings(every_bars=8, prompt_every_bars=2))
+
+
+def bench_mapping(args: argparse.Namespace) -> None:
+    """MappingEngine.step() at 86 Hz on a generated profile, with changing inputs."""
+    import math
+
+    from metadj_bridge.inputs.tempo_sources import TempoState
+    from metadj_bridge.mapping.engine import MappingEngine
+    from metadj_bridge.signals import Trigger
+
+    profile = _mapping_bench_profile(args.mappings)
+    engine = MappingEngine(profile, seed=1)  # type: ignore[arg-type]
+    rate = 86.0
+    rng = random.Random(2)
+    knobs = [f"midi.cc.{ch}.{cc}" for ch in (1, 2) for cc in range(128)]
+    times: list[float] = []
+    steps = int(args.seconds * rate)
+    for i in range(steps):
+        now = i / rate
+        beat = now * 128 / 60
+        tempo = TempoState(128.0, beat, beat % 1, beat % 4, 4, "link", True)
+        signals = {
+            "audio.energy": 0.5 + 0.5 * math.sin(now * 3),
+            "audio.low": rng.random(),
+            "audio.centroid": 0.5 + 0.4 * math.sin(now),
+            "audio.high": 0.5 + 0.5 * math.sin(now * 7),
+        }
+        for name in rng.sample(knobs, 3):
+            signals[name] = rng.random()
+        triggers = []
+        if int(beat) != int(beat - 128 / 60 / rate):
+            triggers.append(Trigger("audio.beat", now))
+        if rng.random() < 0.05:
+            triggers.append(Trigger("audio.onset", now, {"velocity": rng.random()}))
+        t0 = time.perf_counter()
+        engine.step(signals, triggers, now, tempo)
+        times.append(time.perf_counter() - t0)
+    us = sorted(t * 1e6 for t in times[int(rate):])  # the first second warms up
+    median = statistics.median(us)
+    p95 = percentile(us, 0.95)
+    print(f"MappingEngine.step(): {args.mappings} mappings, {len(profile.themes)} themes, {steps} steps at 86 Hz")  # type: ignore[attr-defined]
+    print(f"  median {median:.1f} us, p95 {p95:.1f} us (target <= 200 us median)")
+    print(f"  one core at 86 Hz: {median * rate / 1e4:.2f}% (median), {p95 * rate / 1e4:.2f}% (p95)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -662,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     audio.add_argument("--live-seconds", type=float, default=20.0)
     control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
     control.add_argument("--messages", type=int, default=10000)
+    mapping = sub.add_parser("mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz")
+    mapping.add_argument("--mappings", type=int, default=100)
+    mapping.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
@@ -670,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(bench_audio(args))
     elif args.bench == "control":
         asyncio.run(bench_control(args))
+    elif args.bench == "mapping":
+        bench_mapping(args)
     return 0
 
 
