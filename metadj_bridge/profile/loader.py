@@ -42,15 +42,16 @@ def load_profile(path: str | os.PathLike[str]) -> ShowProfile:
 def read_node(display: str) -> YNode:
     """One file parsed (no extends), its top checked to be a mapping of known sections."""
     try:
-        if os.path.getsize(display) > MAX_FILE_BYTES:
-            raise ProfileError(f"{display}: larger than {MAX_FILE_BYTES // 1024 // 1024} MB; not a profile", file=display)
-        data = Path(display).read_bytes()
+        with open(display, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ProfileError(f"{display}: no such file", file=display) from None
     except IsADirectoryError:
         raise ProfileError(f"{display}: is a folder, not a profile file", file=display) from None
     except OSError as exc:
         raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ProfileError(f"{display}: larger than {MAX_FILE_BYTES // 1024 // 1024} MB; not a profile", file=display)
     node = parse(decode_text(data, display), display)
     if not node.is_map:
         f.fail(node, "", f"the top of a profile must be a mapping of sections ({', '.join(TOP_KEYS)}), "

@@ -127,7 +127,7 @@ def parse(text: str, file: str) -> YNode:
         raise _error(file, None, "the YAML is nested too deeply") from None
     if node is None:
         raise ProfileError(f"{file}:1:1: the profile is empty; it needs at least a themes: section", file=file, line=1, column=1)
-    return _Converter(file).convert(node, 0)
+    return _Converter(file).convert(node, 0, "")
 
 
 def _char_at(text: str, line: int, column: int) -> str:
@@ -145,23 +145,25 @@ class _Converter:
         self.active: set[int] = set()
         self.count = 0
 
-    def fail(self, node: yaml.Node, message: str) -> ProfileError:
-        return _error(self.file, node.start_mark, message)
+    def fail(self, node: yaml.Node, message: str, path: str = "") -> ProfileError:
+        error = _error(self.file, node.start_mark, f"{path}: {message}" if path else message)
+        error.key_path = path
+        return error
 
-    def convert(self, node: yaml.Node, depth: int) -> YNode:
+    def convert(self, node: yaml.Node, depth: int, path: str) -> YNode:
         key = id(node)
         if key in self.done:  # an alias: the same node again
             return self.done[key]
         if key in self.active:
-            raise self.fail(node, "an alias that contains itself (recursive anchor)")
+            raise self.fail(node, "an alias that contains itself (recursive anchor)", path)
         if depth > MAX_DEPTH:
-            raise self.fail(node, f"nested more than {MAX_DEPTH} levels deep")
+            raise self.fail(node, f"nested more than {MAX_DEPTH} levels deep", path)
         self.count += 1
         if self.count > MAX_NODES:
-            raise self.fail(node, f"more than {MAX_NODES} values (alias expansion?)")
+            raise self.fail(node, f"more than {MAX_NODES} values", path)
         self.active.add(key)
         try:
-            out = self._convert(node, depth)
+            out = self._convert(node, depth, path)
         finally:
             self.active.discard(key)
         self.done[key] = out
@@ -170,33 +172,37 @@ class _Converter:
     def _here(self, node: yaml.Node, value: Any) -> YNode:
         return YNode(value, self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def _convert(self, node: yaml.Node, depth: int) -> YNode:
+    def _convert(self, node: yaml.Node, depth: int, path: str) -> YNode:
         if isinstance(node, yaml.ScalarNode):
             try:
                 value = self.constructor.construct_object(node)
             except yaml.YAMLError as exc:
                 problem = getattr(exc, "problem", None) or str(exc)
-                raise self.fail(node, f"cannot read {node.value!r}: {problem}") from None
+                raise self.fail(node, f"cannot read {node.value!r}: {problem}", path) from None
             except (ValueError, OverflowError, TypeError) as exc:
-                raise self.fail(node, f"cannot read {node.value!r}: {exc}") from None
+                raise self.fail(node, f"cannot read {node.value!r}: {exc}", path) from None
             return self._here(node, value)
         if isinstance(node, yaml.SequenceNode):
-            self._check_tag(node, "tag:yaml.org,2002:seq")
-            return self._here(node, [self.convert(item, depth + 1) for item in node.value])
+            self._check_tag(node, "tag:yaml.org,2002:seq", path)
+            return self._here(node, [self.convert(item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node.value)])
         if isinstance(node, yaml.MappingNode):
-            self._check_tag(node, "tag:yaml.org,2002:map")
+            self._check_tag(node, "tag:yaml.org,2002:map", path)
             out = self._here(node, {})
             merged: list[YNode] = []
             for key_node, value_node in node.value:
                 if key_node.tag == _MERGE_TAG:
-                    merged.extend(self._merge_sources(value_node, depth))
+                    merged.extend(self._merge_sources(value_node, depth, path))
                     continue
-                name = self._key(key_node)
+                name = self._key(key_node, path)
+                key_path = f"{path}.{name}" if path else name
                 if name in out.value:
                     first = out.keys[name]
-                    raise self.fail(key_node, f"duplicate key {name!r} (first written at line {first.line}); YAML keeps only one")
+                    raise self.fail(
+                        key_node, f"duplicate key {name!r} (first written at line {first.line}); YAML keeps only one",
+                        key_path,
+                    )
                 out.keys[name] = self._here(key_node, name)
-                out.value[name] = self.convert(value_node, depth + 1)
+                out.value[name] = self.convert(value_node, depth + 1, key_path)
             for source in merged:
                 for name, value in source.value.items():
                     if name not in out.value:
@@ -205,24 +211,24 @@ class _Converter:
             return out
         raise self.fail(node, "unsupported YAML node")  # pragma: no cover - compose yields only the three
 
-    def _check_tag(self, node: yaml.Node, tag: str) -> None:
+    def _check_tag(self, node: yaml.Node, tag: str, path: str) -> None:
         if node.tag != tag:
-            raise self.fail(node, f"unsupported tag {node.tag!r}")
+            raise self.fail(node, f"unsupported tag {node.tag!r}", path)
 
-    def _key(self, node: yaml.Node) -> str:
+    def _key(self, node: yaml.Node, path: str) -> str:
         if not isinstance(node, yaml.ScalarNode):
-            raise self.fail(node, "a key must be a plain word or number, not a list or mapping")
+            raise self.fail(node, "a key must be a plain word or number, not a list or mapping", path)
         if node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
                             "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
-            raise self.fail(node, f"unsupported key tag {node.tag!r}")
+            raise self.fail(node, f"unsupported key tag {node.tag!r}", path)
         return str(node.value)
 
-    def _merge_sources(self, node: yaml.Node, depth: int) -> list[YNode]:
+    def _merge_sources(self, node: yaml.Node, depth: int, path: str) -> list[YNode]:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
         sources = []
         for item in items:
-            converted = self.convert(item, depth + 1)
+            converted = self.convert(item, depth + 1, path)
             if not converted.is_map:
-                raise self.fail(item, "a merge key (<<) needs a mapping or a list of mappings")
+                raise self.fail(item, "a merge key (<<) needs a mapping or a list of mappings", path)
             sources.append(converted)
         return sources
