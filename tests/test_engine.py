@@ -585,3 +585,23 @@ def test_disabled_mappings_do_nothing() -> None:
     m = Mapping("off", SignalSource("a"), (), Target("parameter", "noise_scale"), enabled=False)
     d = Driver(MappingEngine(show(m)))
     assert "noise_scale" not in d.step({"a": 0.5}).parameters
+
+
+def test_tempo_signals_come_from_the_tempo() -> None:
+    profile = show(sig("tempo.phase", "noise_scale"), sig("tempo.bpm", "vace_context_scale", Range(60, 180, 0, 2)))
+    engine = MappingEngine(profile)
+    out = engine.step({}, [], 1.0, TempoState(120.0, 8.25, 0.25, 0.25, 4, "link", True))
+    assert out.parameters["noise_scale"] == 0.25
+    assert out.parameters["vace_context_scale"] == 1.0
+    assert engine.step({"tempo.phase": 0.5}, [], 1.1, None).parameters["noise_scale"] == 0.5
+
+
+def test_a_settled_smoother_still_follows_the_next_change() -> None:
+    d = Driver(MappingEngine(show(sig("a", "noise_scale", Smooth(0.05, 0.05)))))
+    for _ in range(80):
+        settled = d.step({"a": 0.8}, dt=0.05).parameters["noise_scale"]
+    assert settled == 0.8
+    d.step({"a": 0.2}, dt=0.05)
+    start = d.now
+    out = d.step({"a": 0.2}, dt=0.05)
+    assert out.parameters["noise_scale"] == pytest.approx(0.2 + 0.6 * math.exp(-(d.now - start) / 0.05), abs=6e-5)

@@ -8,6 +8,7 @@ A mapping gives out either a *value* each step (a signal, LFO or envelope throug
 - a trigger target (actions, ``prompt.next``, ``theme.set:x``, ``profile:``) fed by a value gets an implicit
   ``threshold`` with the default levels (fires rising through 0.6, re-arms below 0.4).
 
+``tempo.bpm`` and ``tempo.phase`` come from the step's tempo unless the caller passes them as signals.
 After a threshold the hit's value is 1.0; a trigger's value is its velocity (``data["velocity"]``) or 1.0.
 Transforms after that point work on the hit value; a ``threshold`` there is a gate (hits below ``on`` are
 dropped); ``smooth`` there smooths from hit to hit. A ``quantize`` on a value (before any threshold) is a
@@ -18,7 +19,6 @@ Pure: the engine passes values, times and the tempo in; hits come out in the ``f
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping as MappingABC
 from typing import Any
@@ -177,7 +177,7 @@ class MappingRuntime:
 
 
 class SignalMapping(MappingRuntime):
-    __slots__ = ("_fresh", "input", "signal")
+    __slots__ = ("_pre_smoothers", "_still", "input", "signal")
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
                  hits: list[tuple[int, Any]]) -> None:
@@ -186,19 +186,25 @@ class SignalMapping(MappingRuntime):
         self.signal = mapping.source.name
         #: The latest input value (the default until the signal is seen).
         self.input = float(mapping.source.default)
-        # Without smoothing, an unchanged input gives an unchanged value: the step can be skipped.
-        self._fresh = True
+        self._still = False
+        self._pre_smoothers = tuple(s for s in self.pre if isinstance(s, SmoothStage))
 
     def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
                step: int, fired: Fired) -> None:
         x = signals.get(self.signal)
-        if x is None or x == self.input or not math.isfinite(x):  # a NaN from a bad OSC sender is not a value
-            if not self._fresh and not self.smoothers:
+        if x is None or x == self.input or x - x != 0.0:  # x - x: NaN or inf from a bad sender is no value
+            if self._still:
                 return
             x = self.input
+            for smoother in self._pre_smoothers:
+                if smoother.y != smoother.x:
+                    break
+            else:
+                # Input unchanged and every smoother settled: the value cannot change until the input does.
+                self._still = True
         else:
             self.input = x = float(x)
-        self._fresh = False
+            self._still = False
         for stage in self.pre:
             x = stage(x, now)
         self._settle(x, now, tempo, step, fired)
@@ -207,6 +213,18 @@ class SignalMapping(MappingRuntime):
         super().adopt(old)
         if isinstance(old, SignalMapping):
             self.input = old.input
+
+
+class TempoSignalMapping(SignalMapping):
+    """``tempo.bpm`` / ``tempo.phase``: read from the step's tempo when the caller does not pass them as signals."""
+
+    __slots__ = ()
+
+    def update(self, signals: MappingABC[str, float], now: float, clock: MotionClock, tempo: TempoState | None,
+               step: int, fired: Fired) -> None:
+        if self.signal not in signals and tempo is not None and tempo.playing:
+            signals = {self.signal: tempo.bpm if self.signal == "tempo.bpm" else tempo.phase}
+        super().update(signals, now, clock, tempo, step, fired)
 
 
 class LfoMapping(MappingRuntime):
@@ -293,6 +311,8 @@ def compile_mapping(mapping: Mapping, rng: random.Random) -> MappingRuntime:
     if not in_hits and not is_continuous_target(mapping):
         gate = ThresholdStage(Threshold())
     if isinstance(source, SignalSource):
+        if source.name in ("tempo.bpm", "tempo.phase"):
+            return TempoSignalMapping(mapping, pre, gate, hits)
         return SignalMapping(mapping, pre, gate, hits)
     if isinstance(source, Lfo):
         return LfoMapping(mapping, pre, gate, hits, rng)

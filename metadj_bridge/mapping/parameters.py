@@ -15,7 +15,7 @@ Pure.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from metadj_bridge.errors import ConfigError, ParameterError
@@ -85,14 +85,14 @@ def value_coercer(schema: ParameterSchema, name: str, where: str) -> Callable[[f
     if kind == "number":
 
         def number(x: float) -> float:
-            x = lo if x < lo else min(x, hi)
+            x = lo if x < lo else hi if x > hi else x  # noqa: FURB136 - per step: no call
             return round(x, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
 
         return number
     if kind == "integer":
 
         def integer(x: float) -> int:
-            x = lo if x < lo else min(x, hi)
+            x = lo if x < lo else hi if x > hi else x  # noqa: FURB136 - per step: no call
             return round(x)
 
         return integer
@@ -149,23 +149,16 @@ class Slot:
                 v = m.value
                 if v is None:
                     continue
-                stamp = max(stamp, m.changed)
+                if m.changed > stamp:  # noqa: PLR1730 - per step: no call
+                    stamp = m.changed
                 if result is None:
                     result = v
                 elif rule == "max":
-                    result = max(result, v)
+                    result = v if v > result else result  # noqa: FURB136 - per step: no call
                 else:
                     result += v
-        self.changed = max(self.changed, stamp)
+        if stamp > self.changed:  # noqa: PLR1730 - per step: no call
+            self.changed = stamp
         self.value = result
         return result
 
-    def stamp(self) -> int:
-        return max((m.changed for m in self.members), default=-1)
-
-
-def merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for layer in layers:
-        out.update(layer)
-    return out
