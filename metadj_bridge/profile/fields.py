@@ -87,7 +87,8 @@ def mapping(node: YNode, path: str, allowed: Sequence[str], what: str = "") -> d
 
 def text(node: YNode, path: str, *, empty: bool = False) -> str:
     if not isinstance(node.value, str):
-        fail(node, path, f"expected text, got {type_name(node.value)}", node.value)
+        quote = " (put it in quotes)" if node.value is not None and not isinstance(node.value, (dict, list)) else ""
+        fail(node, path, f"expected text, got {type_name(node.value)}{quote}", node.value)
     if not empty and not node.value.strip():
         fail(node, path, "must not be empty")
     return node.value

@@ -50,7 +50,7 @@ def _theme(name: str, node: YNode, key: YNode) -> Theme:
 
 
 def _prompt(node: YNode, path: str) -> PromptSpec:
-    if isinstance(node.value, str):
+    if not node.is_map:
         return PromptSpec(text=f.text(node, path), where=node.where)
     m = f.mapping(node, path, ("text", "weight"), "a prompt text or {text, weight}")
     if "text" not in m:
