@@ -154,7 +154,7 @@ def _defaults(name: str, node: YNode) -> Transform:
     classes: dict[str, type] = {"range": Range, "curve": Curve, "smooth": Smooth, "deadzone": Deadzone,
                                 "invert": Invert, "clamp": Clamp, "steps": Steps, "scale": Scale,
                                 "threshold": Threshold, "quantize": Quantize}
-    return classes[name](where=node.where)  # type: ignore[no-any-return]
+    return classes[name](where=node.where)
 
 
 def _with_argument(name: str, arg: YNode, path: str) -> Transform:
@@ -188,14 +188,14 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
         m = f.mapping(arg, path, ("attack", "release"))
         attack = f.number(m["attack"], f"{path}.attack", 0, 3600) if "attack" in m else Smooth().attack
         release = f.number(m["release"], f"{path}.release", 0, 3600) if "release" in m else Smooth().release
-        return Smooth(attack, release, where=where)  # type: ignore[arg-type]
+        return Smooth(attack, release, where=where)
     if name == "deadzone":
         if not arg.is_map:
             return Deadzone(width=f.number(arg, path, 0, 1, hi_open=True), where=where)
         m = f.mapping(arg, path, ("width", "centre"))
         width = f.number(m["width"], f"{path}.width", 0, 1, hi_open=True) if "width" in m else Deadzone().width
         centre = f.number(m["centre"], f"{path}.centre", 0, 1) if "centre" in m else Deadzone().centre
-        return Deadzone(width, centre, where=where)  # type: ignore[arg-type]
+        return Deadzone(width, centre, where=where)
     if name == "clamp":
         if arg.is_map:
             m = f.mapping(arg, path, ("lo", "hi"))
@@ -220,9 +220,9 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
         m = f.mapping(arg, path, ("on", "off"), "{on: N, off: M} with off below on")
         on = f.number(m["on"], f"{path}.on") if "on" in m else Threshold().on
         off = f.number(m["off"], f"{path}.off") if "off" in m else Threshold().off
-        if off >= on:  # type: ignore[operator]
+        if off >= on:
             f.fail_value(arg, path, f"off ({off:g}) must be below on ({on:g}), or the trigger never re-arms")
-        return Threshold(on, off, where=where)  # type: ignore[arg-type]
+        return Threshold(on, off, where=where)
     # quantize
     if isinstance(arg.value, str):
         return Quantize(to=f.choice(arg, path, ("beat", "bar")), where=where)  # type: ignore[arg-type]

@@ -15,10 +15,8 @@ import yaml
 
 from metadj_bridge.profile.errors import ProfileError
 
-try:  # libyaml is much faster; the pure-Python loader gives the same nodes and marks.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined, assignment]
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+#: libyaml is much faster when PyYAML was built with it; the pure-Python loader gives the same nodes and marks.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: A profile is a few hundred values; this bounds alias expansion ("billion laughs") and nesting.
