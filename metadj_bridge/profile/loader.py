@@ -94,7 +94,8 @@ def _base_path(item: YNode, path: str, display: str) -> str:
 
 
 def merge(base: YNode, child: YNode) -> YNode:
-    """The child's top-level sections over the base's: see the module docstring of ``docs/profiles.md``."""
+    """The child's top-level sections over the base's: sections merge by key, themes and mappings by name
+    (a child entry replaces the base's in place), switches append; name and extends are never inherited."""
     out = YNode({}, child.file, child.line, child.column)
     for key, value in base.value.items():
         if key not in OWN:
