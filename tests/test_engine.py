@@ -605,3 +605,9 @@ def test_a_settled_smoother_still_follows_the_next_change() -> None:
     start = d.now
     out = d.step({"a": 0.2}, dt=0.05)
     assert out.parameters["noise_scale"] == pytest.approx(0.2 + 0.6 * math.exp(-(d.now - start) / 0.05), abs=6e-5)
+
+
+def test_an_osc_trigger_value_is_its_hit_value() -> None:
+    d = Driver(MappingEngine(show(trig("osc./fx", Target("parameter", "noise_scale")))))
+    assert d.step({}, Trigger("osc./fx", 0.0, {"value": 0.3})).parameters["noise_scale"] == 0.3
+    assert d.step({}, Trigger("osc./fx", 0.0, {"args": ["x"]})).parameters["noise_scale"] == 1.0

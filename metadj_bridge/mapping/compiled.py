@@ -9,7 +9,7 @@ A mapping gives out either a *value* each step (a signal, LFO or envelope throug
   ``threshold`` with the default levels (fires rising through 0.6, re-arms below 0.4).
 
 ``tempo.bpm`` and ``tempo.phase`` come from the step's tempo unless the caller passes them as signals.
-After a threshold the hit's value is 1.0; a trigger's value is its velocity (``data["velocity"]``) or 1.0.
+After a threshold the hit's value is 1.0; a trigger's value is its MIDI velocity or OSC value (else 1.0).
 Transforms after that point work on the hit value; a ``threshold`` there is a gate (hits below ``on`` are
 dropped); ``smooth`` there smooths from hit to hit. A ``quantize`` on a value (before any threshold) is a
 profile error.
@@ -19,6 +19,7 @@ Pure: the engine passes values, times and the tempo in; hits come out in the ``f
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping as MappingABC
 from typing import Any
@@ -42,13 +43,25 @@ from metadj_bridge.mapping.transforms import (
     ValueStage,
     compile_value_stage,
 )
+from metadj_bridge.signals import Trigger
 
-__all__ = ["Fired", "MappingRuntime", "compile_mapping", "is_continuous_target"]
+__all__ = ["Fired", "MappingRuntime", "compile_mapping", "is_continuous_target", "trigger_value"]
 
 VALUE, GATE, HOLD = 0, 1, 2
 
 #: (mapping, value) pairs handed to the engine in firing order.
 Fired = list[tuple["MappingRuntime", float]]
+
+
+def trigger_value(trigger: Trigger) -> float:
+    """A trigger's value: its MIDI ``velocity``, else its OSC ``value``, else 1.0."""
+    data = trigger.data
+    if data:
+        for key in ("velocity", "value"):
+            value = data.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return float(value)
+    return 1.0
 
 
 def is_continuous_target(mapping: Mapping) -> bool:

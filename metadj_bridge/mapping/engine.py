@@ -33,7 +33,6 @@ Pure: no I/O, clocks or threads; the only randomness is ``random.Random(seed)`` 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 from collections.abc import Mapping as MappingABC
@@ -42,11 +41,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.compiled import Fired, MappingRuntime
+from metadj_bridge.mapping.compiled import Fired, MappingRuntime, trigger_value
 from metadj_bridge.mapping.model import ShowProfile
-from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, Slot, coerce_lasting
-from metadj_bridge.mapping.sources import MotionClock
-from metadj_bridge.mapping.targets import CompiledProfile, compile_profile
+from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, coerce_lasting
+from metadj_bridge.mapping.sources import MotionClock, NoisePulse
+from metadj_bridge.mapping.targets import (
+    CompiledProfile,
+    compile_profile,
+    prompt_controls,
+)
 from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
 from metadj_bridge.scope.protocol import ParameterSchema
 from metadj_bridge.signals import Trigger
@@ -54,10 +57,6 @@ from metadj_bridge.signals import Trigger
 __all__ = ["EngineOutput", "MappingEngine"]
 
 log = logging.getLogger(__name__)
-
-#: A decaying pulse below this is over (it no longer shows after rounding to 4 decimals).
-_PULSE_FLOOR = 5e-5
-
 
 @dataclass(frozen=True, slots=True)
 class EngineOutput:
@@ -83,12 +82,17 @@ class MappingEngine:
         self._step = 0
         self._paused = False
         self._calm = False
-        self._pulse_level = 0.0
-        self._pulse_t = 0.0
+        self._pulse = NoisePulse()
         #: Values for keys sent before that no source sets any more.
         self._fallback: dict[str, Any] = {}
         self._fired: Fired = []
         self._switch_from: str | None = None
+        # Per-step scratch, reset at the start of every step.
+        self._now = 0.0
+        self._actions: dict[str, Any] = {}
+        self._events: list[str] = []
+        self._switch_to: str | None = None
+        self._theme_changed = self._focus_changed = self._prompts_moved = False
         self._install(profile)
 
     # ------------------------------------------------------------------ public state
@@ -183,19 +187,16 @@ class MappingEngine:
         clock = self._clock
         clock.update(now, tempo)
         self._now = now
-        self._actions: dict[str, Any] = {}
-        self._events: list[str] = []
-        self._switch_to: str | None = None
-        self._theme_changed = False
-        self._focus_changed = False
+        self._actions = {}
+        self._events = []
+        self._switch_to = None
+        self._theme_changed = self._focus_changed = False
 
         for trig in triggers:
             name = trig.name
             runtimes = p.by_trigger.get(name)
             if runtimes:
-                data = trig.data
-                velocity = data.get("velocity", 1.0) if data else 1.0
-                value = float(velocity) if isinstance(velocity, (int, float)) and math.isfinite(velocity) else 1.0
+                value = trigger_value(trig)
                 for runtime in runtimes:
                     runtime.hit(value, now, tempo, step, fired)
             envelopes = p.envelopes_by_trigger.get(name)
@@ -285,8 +286,8 @@ class MappingEngine:
             self._events.append("reset cache")
         elif name == "pulse_noise":
             if not self._calm:
-                self._pulse_level = self._pulse_now(self._now) + self._p.profile.pulse.amount
-                self._pulse_t = self._now
+                pulse = self._p.profile.pulse
+                self._pulse.hit(self._now, pulse.amount, pulse.decay)
         elif name in ("pause", "resume", "toggle_pause"):
             paused = True if name == "pause" else False if name == "resume" else not self._paused
             self._set_paused(paused)
@@ -299,7 +300,7 @@ class MappingEngine:
             else:
                 self._calm = True
                 self._base = None
-                self._pulse_level = 0.0
+                self._pulse.stop()
                 self._set_paused(False)
                 self._change_theme(self._deck.start_index, "panic", force=True)
                 self._events.append("panic")
@@ -332,17 +333,6 @@ class MappingEngine:
         self._cycle.restart(theme=False)
 
     # ------------------------------------------------------------------ output
-
-    def _pulse_now(self, now: float) -> float:
-        level = self._pulse_level
-        if level <= 0.0:
-            return 0.0
-        decay = self._p.profile.pulse.decay
-        level = level * math.exp(-(now - self._pulse_t) / decay) if decay > 0 else 0.0
-        if level < _PULSE_FLOOR:
-            self._pulse_level = 0.0
-            return 0.0
-        return level
 
     def _build_base(self) -> dict[str, Any]:
         profile = self._p.profile
@@ -380,7 +370,7 @@ class MappingEngine:
                         self._set_paused(bool(last_out))
                     continue
                 params[name] = last_out
-            pulse = self._pulse_now(now)
+            pulse = self._pulse.level(now)
             if pulse > 0.0:
                 noise = params.get("noise_scale", SCOPE_DEFAULTS["noise_scale"]) + pulse
                 params["noise_scale"] = self._p.noise_coercer(noise)
@@ -405,27 +395,8 @@ class MappingEngine:
         mix: tuple[int, int, float] | None = None
         overrides: dict[int, float] | None = None
         if not calm:
-            if deck.theme.blend:
-                live = [(slot.changed, i, slot) for i, (slot, _) in enumerate(self._p.weight_slots)
-                        if slot.combine() is not None and slot.changed > self._theme_stamp]
-                if live:
-                    overrides = {}
-                    for _, _, slot in sorted(live, key=lambda item: (item[0], item[1])):
-                        for index, weight in slot.key(slot.value):
-                            overrides[index] = weight
-            else:
-                newest = max(self._theme_stamp, self._focus_stamp)
-                best: Slot | None = None
-                for slot, _ in self._p.weight_slots:
-                    if slot.key.mix is None:
-                        continue
-                    if slot.combine() is not None and slot.changed > newest and (
-                        best is None or slot.changed >= best.changed
-                    ):
-                        best = slot
-                if best is not None and best.value is not None:
-                    a, b = best.key.mix
-                    mix = (a, b, best.value)
+            mix, overrides = prompt_controls(self._p.weight_slots, deck.theme.blend, self._theme_stamp,
+                                             self._focus_stamp)
         key = (deck.index, deck.focus, mix, None if overrides is None else tuple(sorted(overrides.items())))
         self._prompts_moved = False
         if key != self._prompts_key:
@@ -435,4 +406,3 @@ class MappingEngine:
                 self._prompts = prompts
                 self._prompts_moved = True
         return self._prompts
-

@@ -25,13 +25,24 @@ import random
 from metadj_bridge.inputs.tempo_sources import TempoState
 from metadj_bridge.mapping.model import Envelope, Lfo
 
-__all__ = ["DEFAULT_BPM", "ENVELOPE_K", "EnvelopeState", "LfoState", "MotionClock", "envelope_value", "lfo_value"]
+__all__ = [
+    "DEFAULT_BPM",
+    "ENVELOPE_K",
+    "EnvelopeState",
+    "LfoState",
+    "MotionClock",
+    "NoisePulse",
+    "envelope_value",
+    "lfo_value",
+]
 
 #: Tempo of the free-running clock before any tempo was seen.
 DEFAULT_BPM = 120.0
 #: Steepness of the envelope's exponential tail (value at the cut: exp(-5) < 1%).
 ENVELOPE_K = 5.0
 _TWO_PI = 2.0 * math.pi
+#: A decaying pulse below this is over (it no longer shows after rounding to 4 decimals).
+_PULSE_FLOOR = 5e-5
 
 
 class MotionClock:
@@ -147,3 +158,33 @@ class EnvelopeState:
                 return 0.0
             self._level = envelope_value(elapsed, self.attack, self.decay)
         return self._level
+
+
+class NoisePulse:
+    """The ``pulse_noise`` action: ``level(now) = L0 * exp(-(now - t0) / decay)``; a hit adds ``amount`` to the
+    level it finds (hits in quick succession build up)."""
+
+    __slots__ = ("_decay", "_level", "_t")
+
+    def __init__(self) -> None:
+        self._level = 0.0
+        self._t = 0.0
+        self._decay = 1.0
+
+    def hit(self, now: float, amount: float, decay: float) -> None:
+        self._level = self.level(now) + amount
+        self._t = now
+        self._decay = decay
+
+    def stop(self) -> None:
+        self._level = 0.0
+
+    def level(self, now: float) -> float:
+        level = self._level
+        if level <= 0.0:
+            return 0.0
+        level = level * math.exp(-(now - self._t) / self._decay) if self._decay > 0 else 0.0
+        if level < _PULSE_FLOOR:
+            self._level = 0.0
+            return 0.0
+        return level

@@ -30,7 +30,7 @@ from metadj_bridge.mapping.model import (
 from metadj_bridge.mapping.parameters import Slot, value_coercer
 from metadj_bridge.scope.protocol import ParameterSchema
 
-__all__ = ["CompiledProfile", "PromptTarget", "compile_profile"]
+__all__ = ["CompiledProfile", "PromptTarget", "compile_profile", "prompt_controls"]
 
 _FEEDBACK_NAME = re.compile(r"midi\.(cc|note)\.(\d+)\.(\d+)")
 
@@ -150,3 +150,35 @@ def compile_profile(profile: ShowProfile, schema: ParameterSchema, rng: random.R
     for switch in profile.switches:
         out.switches.setdefault(switch.trigger, []).append(switch)
     return out
+
+
+def prompt_controls(weight_slots: list[tuple[Slot, PromptTarget]], blend: bool, theme_stamp: int,
+                    focus_stamp: int) -> tuple[tuple[int, int, float] | None, dict[int, float] | None]:
+    """The prompt mix (non-blend theme) or weight overrides (blend theme) in force.
+
+    A slot counts once it changed after the theme started (and, for a mix in a non-blend theme, after the
+    focus last moved): whatever the performer moved last is what shows. In a blend theme the overrides apply
+    oldest change first, so on a prompt two controls share the newer one wins.
+    """
+    if blend:
+        live = [(slot.changed, i, slot) for i, (slot, _) in enumerate(weight_slots)
+                if slot.combine() is not None and slot.changed > theme_stamp]
+        if not live:
+            return None, None
+        overrides: dict[int, float] = {}
+        for _, i, slot in sorted(live, key=lambda item: (item[0], item[1])):
+            for index, weight in weight_slots[i][1](slot.value):
+                overrides[index] = weight
+        return None, overrides
+    newest = max(theme_stamp, focus_stamp)
+    best: Slot | None = None
+    best_target: PromptTarget | None = None
+    for slot, target in weight_slots:
+        if target.mix is None:
+            continue
+        if slot.combine() is not None and slot.changed > newest and (best is None or slot.changed >= best.changed):
+            best, best_target = slot, target
+    if best is None or best.value is None or best_target is None or best_target.mix is None:
+        return None, None
+    a, b = best_target.mix
+    return (a, b, best.value), None
