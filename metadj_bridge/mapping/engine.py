@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class EngineOutput:
-    #: The full lasting desired state after the step.
+    #: The full lasting desired state after the step. Read-only: unchanged values (the prompt list) are the
+    #: same objects from step to step.
     parameters: dict[str, Any]
     #: One-shots due now: ``reset_cache``, ``transition``.
     actions: dict[str, Any]
