@@ -1,106 +1,31 @@
 """Wiring and lifecycle of one running bridge.
 
-For now: a Scope session (or the built-in emulator when no URL is given), the parameter sender, an
-optional prompt cycle, and a live status line. Inputs, the mapping engine and video sinks plug in here
-as they arrive.
+``metadj-bridge run``: the show profile (the bundled default unless ``--profile``) settles the settings
+(:mod:`metadj_bridge.plan`); then the audio analysis, the control inputs, the tempo arbiter, the show runner
+(mapping engine) and the Scope session (or the built-in emulator when no URL is given) start, and a status
+line shows how it goes. Video sinks plug in here as they arrive.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.mapping.model import ShowProfile
+from metadj_bridge.plan import RunOptions, RunPlan, bundled_profile, make_plan
 from metadj_bridge.scope import protocol
-from metadj_bridge.scope.api import normalise_url
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
+from metadj_bridge.show import ShowRunner
+
+__all__ = ["RunOptions", "run_bridge"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROMPTS = ["a luminous dancefloor of liquid light, neon reflections, cinematic"]
-
-#: The seed's transition lengths: 8 steps on a theme switch.
-THEME_TRANSITION_STEPS = 8
-
-
-@dataclass
-class RunOptions:
-    scope_url: str | None = None
-    pipeline: str = "longlive"
-    aspect: str = "16:9"
-    denoise: str = "quality"
-    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    cycle_seconds: float = 16.0
-    duration: float | None = None
-    no_frame_timeout: float = 5.0
-    min_send_interval: float = 1 / 30
-    max_send_interval: float = 2.0
-    emulator_fps: float = 20.0
-    #: Audio to listen to: the bundled demo track unless a file or device is given, or none.
-    audio_file: str | None = None
-    audio_device: str | None = None
-    no_audio: bool = False
-    #: Control inputs: MIDI port patterns, a virtual MIDI input, an OSC port, Ableton Link, OSC out target.
-    midi: list[str] = field(default_factory=list)
-    midi_virtual: str | None = None
-    osc_port: int | None = None
-    osc_host: str = "127.0.0.1"
-    link: bool = False
-    osc_out: str | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunOptions:
-        return cls(
-            scope_url=args.scope,
-            pipeline=args.pipeline,
-            aspect=args.aspect,
-            denoise=args.denoise,
-            prompts=args.prompt or list(DEFAULT_PROMPTS),
-            cycle_seconds=args.cycle,
-            duration=args.duration,
-            no_frame_timeout=args.no_frame_timeout,
-            min_send_interval=args.min_send_interval,
-            max_send_interval=args.max_send_interval,
-            emulator_fps=args.emulator_fps,
-            audio_file=args.audio_file,
-            audio_device=args.audio_device,
-            no_audio=args.no_audio,
-            midi=args.midi,
-            midi_virtual=args.midi_virtual,
-            osc_port=args.osc_port,
-            osc_host=args.osc_host,
-            link=args.link,
-            osc_out=args.osc_out,
-        )
-
-    def validate(self) -> None:
-        if self.scope_url is not None:
-            self.scope_url = normalise_url(self.scope_url)
-        if self.duration is not None and self.duration <= 0:
-            raise ConfigError(f"--duration {self.duration:g}: must be more than 0 seconds")
-        if self.cycle_seconds <= 0:
-            raise ConfigError(f"--cycle {self.cycle_seconds:g}: must be more than 0 seconds")
-        if not 0 < self.min_send_interval <= self.max_send_interval:
-            raise ConfigError(
-                f"send interval bounds: --min-send-interval {self.min_send_interval:g} must be > 0 and <= "
-                f"--max-send-interval {self.max_send_interval:g}"
-            )
-        if self.emulator_fps <= 0:
-            raise ConfigError(f"--emulator-fps {self.emulator_fps:g}: must be more than 0")
-        if self.audio_file and self.audio_device is not None:
-            raise ConfigError("give either --audio-file or --audio-device, not both")
-        if self.osc_out is not None:
-            host, _, port = self.osc_out.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(f"--osc-out {self.osc_out!r}: expected HOST:PORT, e.g. 192.168.1.20:9000")
 
 
 class StatusLine:
@@ -113,6 +38,8 @@ class StatusLine:
         self.beat_seen_at = -1.0
         #: The arbitrated tempo (TempoState), when any tempo source is live.
         self.tempo: Any = None
+        #: The ShowRunner, for the theme and the latest show event.
+        self.show: Any = None
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -137,9 +64,16 @@ class StatusLine:
                 bpm = "--.- BPM"
             energy = f" energy {self.audio.features.energy:4.2f}" if self.audio is not None else ""
             audio = f" | {beat} {bpm}{energy}"
+        show = ""
+        if self.show is not None:
+            show = f" | theme {self.show.engine.theme}"
+            if self.show.engine.paused:
+                show += " (paused)"
+            if self.show.engine.calm:
+                show += " (panic)"
         return (
             f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
-            f"sent {st['sent']} merged {st['merged']}{audio} | last error: {err}"
+            f"sent {st['sent']} merged {st['merged']}{audio}{show} | last error: {err}"
         )
 
     def on_audio(self, update: Any) -> None:
@@ -171,48 +105,31 @@ class StatusLine:
             self.stream.flush()
 
 
-async def _cycle_prompts(sender: ParameterSender, prompts: list[str], seconds: float) -> None:
-    """Move through the given prompts, one theme-switch transition each ``seconds``."""
-    index = 0
-    while True:
-        await asyncio.sleep(seconds)
-        index = (index + 1) % len(prompts)
-        sender.update(
-            transition={
-                "target_prompts": [{"text": prompts[index], "weight": 1.0}],
-                "num_steps": THEME_TRANSITION_STEPS,
-                "temporal_interpolation_method": "slerp",
-            }
-        )
-
-
-async def _start_listening(options: RunOptions, status: StatusLine, on_update: Any = None) -> Any:
-    """Start the audio analysis (demo track by default); None with --no-audio."""
-    if options.no_audio:
+async def _start_listening(plan: RunPlan, on_update: Any) -> Any:
+    """Start the audio analysis (the profile's source: the demo track by default); None for no audio."""
+    if plan.audio == "none":
         return None
     from metadj_bridge.inputs.analysis import hop_size_for
     from metadj_bridge.inputs.analyzer import AudioAnalyzer
-    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device
+    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device, read_wav
 
     source: Any
-    if options.audio_device is not None:
-        device = find_input_device(options.audio_device)
+    if plan.audio == "device":
+        device = find_input_device(plan.audio_device)
         rate = int(device.default_samplerate)
         source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
         label = f"audio input {device}"
     else:
-        if options.audio_file:
-            path = options.audio_file
+        if plan.audio == "file" and plan.audio_path:
+            path = plan.audio_path
         else:
             from metadj_bridge.inputs.synth import demo_track_path
 
             path = str(await asyncio.to_thread(demo_track_path))
-        from metadj_bridge.inputs.audio import read_wav
-
         samples, rate = await asyncio.to_thread(read_wav, path)
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
-        label = f"audio file {path} (looping)" if options.audio_file else "the bundled demo track (looping)"
-    analyzer = AudioAnalyzer(source, on_update=on_update or status.on_audio)
+        label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
+    analyzer = AudioAnalyzer(source, on_update=on_update)
     await analyzer.start()
     log.info("listening to %s", label)
     return analyzer
@@ -224,12 +141,13 @@ class TempoHub:
     A 20 Hz task publishes the result to the status line and, when asked, to OSC out (BPM and beats).
     """
 
-    def __init__(self, status: StatusLine, osc_out: Any = None) -> None:
+    def __init__(self, status: StatusLine, osc_out: Any = None, show: ShowRunner | None = None) -> None:
         from metadj_bridge.inputs.tempo_sources import TempoArbiter
 
         self.arbiter = TempoArbiter()
         self.status = status
         self.osc_out = osc_out
+        self.show = show
         self._last_beat = -1
         self._last_scope_state: str | None = None
 
@@ -240,6 +158,10 @@ class TempoHub:
         from metadj_bridge.inputs.tempo_sources import audio_reading
 
         self.status.on_audio(update)
+        if self.show is not None:
+            from metadj_bridge.inputs.analyzer import publish
+
+            publish(update, self.show)
         reading = audio_reading(update, time.monotonic())
         if reading is not None:
             self.arbiter.update(reading)
@@ -265,70 +187,105 @@ class TempoHub:
             await asyncio.sleep(0.05)
 
 
-async def _start_controls(options: RunOptions, hub: TempoHub, started: list[Any]) -> None:
-    """Start the MIDI, OSC and Link inputs asked for on the command line.
+async def _start_controls(plan: RunPlan, hub: TempoHub, show: ShowRunner, started: list[Any]) -> dict[str, Any]:
+    """Start the MIDI, OSC and Link inputs and the MIDI feedback output the plan names.
 
     Each goes into ``started`` before it starts, so the caller closes every one that opened even when a
     later one fails (a MIDI port stays open otherwise when the OSC port is taken).
     """
+    opened: dict[str, Any] = {}
 
-    def closer(item: Any) -> Any:
+    def closer(name: str, item: Any) -> Any:
         started.append(item)
+        opened[name] = item
         return item
 
-    if options.midi or options.midi_virtual:
+    if plan.midi or plan.midi_virtual:
         from metadj_bridge.inputs.midi import MidiInput
 
-        midi = closer(MidiInput(options.midi, virtual_name=options.midi_virtual, on_tempo=hub.reading))
+        midi = closer("midi", MidiInput(
+            plan.midi, virtual_name=plan.midi_virtual, on_event=show.publish, on_tempo=hub.reading,
+            controls=plan.midi_controls,
+        ))
         await midi.start()
         log.info("MIDI in: %s", ", ".join(midi.port_names) or "(virtual port only)")
-    if options.osc_port is not None:
+    if plan.midi_feedback:
+        from metadj_bridge.inputs.midi import MidiOutput
+
+        show.midi_out = closer("midi_out", MidiOutput(plan.midi_feedback))
+        await show.midi_out.start()
+    if plan.osc_port is not None:
         from metadj_bridge.inputs.osc import OscInput
 
-        osc = closer(OscInput(options.osc_host, options.osc_port, on_tempo=hub.reading))
+        osc = closer("osc", OscInput(
+            plan.osc_host, plan.osc_port, plan.osc_presets, on_signal=show.publish, on_trigger=show.publish,
+            on_tempo=hub.reading,
+        ))
         await osc.start()
-    if options.link:
+    if plan.link:
         from metadj_bridge.inputs.tempo_link import LinkSource
 
-        link = closer(LinkSource(on_reading=hub.reading))
+        link = closer("link", LinkSource(on_reading=hub.reading))
         await link.start()
         log.info("Ableton Link: joined as a follower")
+    return opened
+
+
+async def load_show_profile(path: str | None) -> ShowProfile:
+    """The profile to run: the file given, or the bundled default."""
+    from metadj_bridge.profile import load_profile
+
+    target = path if path is not None else str(bundled_profile("default"))
+    return await asyncio.to_thread(load_profile, target)
 
 
 async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
     """``metadj-bridge run``: returns the exit status."""
-    options.validate()
-    width, height = protocol.ASPECT_PRESETS[options.aspect]
-    info = protocol.pipeline_info(options.pipeline)
+    plan = make_plan(options, await load_show_profile(options.profile))
+    profile = plan.profile
+    log.info("show profile: %s (%d themes, %d mappings)", profile.path, len(profile.themes), len(profile.mappings))
+    info = protocol.pipeline_info(plan.pipeline)
     emulator: Any = None
-    url = options.scope_url
+    url = plan.scope_url
     if url is None:
         from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
         emulator = ScopeEmulator(
-            EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=info.chunk_frames, fps=options.emulator_fps)
+            EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=info.chunk_frames, fps=plan.emulator_fps)
         )
         await emulator.start()
         url = emulator.url
-        log.info("no --scope given: started the built-in Scope emulator at %s", url)
+        log.info("no Scope URL given: started the built-in Scope emulator at %s", url)
 
     sender = ParameterSender(pacer=PacerConfig(
-        min_interval=options.min_send_interval,
-        max_interval=options.max_send_interval,
+        min_interval=plan.min_send_interval,
+        max_interval=plan.max_send_interval,
         chunk_frames=info.chunk_frames,
     ))
+    osc_out = None
+    if plan.osc_out is not None:
+        from metadj_bridge.outputs.osc_out import OscOutput
+
+        host, _, port = plan.osc_out.rpartition(":")
+        osc_out = OscOutput(host, int(port))
+    hub: TempoHub | None = None
+    show = ShowRunner(profile, sender, tempo=lambda now: hub.arbiter.state(now) if hub is not None else None,
+                      osc_out=osc_out)
+    initial = show.initial_parameters()
+    sender.update(initial)
     config = SessionConfig(
         url=url,
-        pipeline_ids=[options.pipeline],
+        pipeline_ids=[plan.pipeline],
         # vace_enabled false: text mode has no reference images (seed troubleshooting table).
-        load_params={"width": width, "height": height, "vace_enabled": False},
-        input_mode="text",
-        prompts=options.prompts[0],
-        denoising_step_list=list(protocol.DENOISING_PRESETS[options.denoise]),
-        no_frame_timeout=options.no_frame_timeout,
+        load_params={"width": plan.width, "height": plan.height, "vace_enabled": False},
+        input_mode=plan.input_mode,
+        prompts=initial.get("prompts") or "",
+        denoising_step_list=list(plan.denoising),
+        no_frame_timeout=plan.no_frame_timeout,
     )
     session = ScopeSession(config, sender)
     status = StatusLine(session, status_stream or sys.stderr)
+    status.show = show
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -341,29 +298,32 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     tasks: list[asyncio.Task[Any]] = []
     analyzer = None
     controls: list[Any] = []
-    osc_out = None
-    if options.osc_out is not None:
-        from metadj_bridge.outputs.osc_out import OscOutput
+    hub = TempoHub(status, osc_out, show)
 
-        host, _, port = options.osc_out.rpartition(":")
-        osc_out = OscOutput(host, int(port))
-    hub = TempoHub(status, osc_out)
+    def on_profile(new: ShowProfile) -> None:
+        midi = opened.get("midi")
+        if midi is not None:
+            from metadj_bridge.inputs.midi_decode import MidiDecoder
+
+            midi.decoder = MidiDecoder(make_plan(options, new).midi_controls)
+
+    opened: dict[str, Any] = {}
+    show.on_profile = on_profile
     try:
         if osc_out is not None:
             await osc_out.start()
-        analyzer = await _start_listening(options, status, hub.audio)
-        await _start_controls(options, hub, controls)
+        analyzer = await _start_listening(plan, hub.audio)
+        opened = await _start_controls(plan, hub, show, controls)
         await session.start()
         tasks.append(loop.create_task(status.run(), name="status-line"))
         tasks.append(loop.create_task(hub.run(), name="tempo-hub"))
-        if len(options.prompts) > 1:
-            tasks.append(
-                loop.create_task(_cycle_prompts(sender, options.prompts, options.cycle_seconds), name="prompt-cycle")
-            )
+        tasks.append(loop.create_task(show.run(), name="show"))
+        if plan.watch:
+            await show.watch()
         waiters: set[asyncio.Task[Any]] = {loop.create_task(stop.wait(), name="stop-signal")}
         assert session.supervisor is not None
         waiters.add(session.supervisor)
-        done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=plan.duration, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             if waiter is not session.supervisor:
                 waiter.cancel()
@@ -391,11 +351,15 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             loop.remove_signal_handler(sig)
     st = session.status()
     log.info(
-        "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s)",
+        "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s), "
+        "%d engine steps, %d profile switch(es), %d reload(s)",
         time.monotonic() - started,
         st["frames_in"],
         st["sent"],
         st["merged"],
         st["sessions_started"],
+        show.steps,
+        show.switches,
+        show.reloads,
     )
     return 0

@@ -38,24 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to a Scope server, load the pipeline, stream parameters and receive its video. "
         "Without --scope the built-in Scope emulator is started in this process.",
     )
+    run.add_argument("--profile", metavar="FILE", help="the show profile (YAML); default: the bundled mappings/default.yaml")
     run.add_argument("--scope", metavar="URL", help="Scope server root, e.g. http://127.0.0.1:8000 or https://<pod>-8000.proxy.runpod.net")
-    run.add_argument("--pipeline", default="longlive", metavar="ID", help="pipeline to load (default: longlive)")
-    run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS), default="16:9", help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832")
-    run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS), default="quality", help="denoising steps preset (default: quality)")
-    run.add_argument("--prompt", action="append", metavar="TEXT", help="prompt; give several to cycle through them with transitions")
-    run.add_argument("--cycle", type=float, default=16.0, metavar="SECONDS", help="seconds per prompt when several are given (default: 16)")
+    run.add_argument("--pipeline", metavar="ID", help="pipeline to load (default: the profile's, longlive)")
+    run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS), help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832 (default: the profile's)")
+    run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS), help="denoising steps preset (default: the profile's, quality)")
+    run.add_argument("--prompt", action="append", metavar="TEXT", help="prompt; replaces the profile's themes (give several to cycle through them)")
+    run.add_argument("--cycle", type=int, metavar="BARS", help="bars per theme when themes cycle by themselves (default: the profile's)")
+    run.add_argument("--no-watch", action="store_true", help="do not reload the profile when its file is saved")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="run this long, then exit cleanly")
     run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS", help="rebuild the session when no frame arrives for this long (default: 5)")
-    run.add_argument("--min-send-interval", type=float, default=1 / 30, metavar="SECONDS", help="never send parameters faster than this (default: 1/30 s)")
-    run.add_argument("--max-send-interval", type=float, default=2.0, metavar="SECONDS", help="never hold a change longer than this (default: 2 s)")
+    run.add_argument("--min-send-interval", type=float, metavar="SECONDS", help="never send parameters faster than this (default: the profile's, 1/30 s)")
+    run.add_argument("--max-send-interval", type=float, metavar="SECONDS", help="never hold a change longer than this (default: the profile's, 2 s)")
     audio = run.add_mutually_exclusive_group()
     audio.add_argument("--audio-file", metavar="WAV", help="listen to this WAV file (looped) instead of the demo track")
     audio.add_argument("--audio-device", metavar="NAME|INDEX", help="listen to this audio input (see `metadj-bridge devices`)")
     audio.add_argument("--no-audio", action="store_true", help="do not listen to any audio")
-    run.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs (name part or re:REGEX) for clock and controls")
+    run.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs (name part or re:REGEX) for clock and controls (default: the profile's)")
     run.add_argument("--midi-virtual", metavar="NAME", help="open a virtual MIDI input that DAWs can send to")
     run.add_argument("--osc-port", type=int, metavar="PORT", help="listen for OSC from Resolume/Ableton on this UDP port")
-    run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
+    run.add_argument("--osc-host", help="OSC listen address (default: the profile's, 127.0.0.1)")
     run.add_argument("--link", action="store_true", help="join Ableton Link as a follower (pip install \"metadj-bridge[link]\")")
     run.add_argument("--osc-out", metavar="HOST:PORT", help="send BPM and beats to a TouchOSC layout or another app")
     run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
@@ -112,11 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
         "learn",
         help="move a control and get the YAML snippet for it",
         description="Wait for one control to move (a knob end to end, or a pad) and print its YAML snippet "
-        "(source, kind, range), or insert it into a profile under controls:.",
+        "(a mapping: source, range, target), or insert it into a profile under mappings:.",
     )
     control_args(learn)
     learn.add_argument("--name", default="control", help="the slot name in the snippet (default: control)")
-    learn.add_argument("--write", metavar="PROFILE", help="insert the snippet into this profile under controls: (comments are kept)")
+    learn.add_argument("--write", metavar="PROFILE", help="insert the snippet into this profile under mappings: (comments are kept)")
+    learn.add_argument("--target", metavar="TARGET", help="what the control drives, e.g. prompt.mix or action.pulse_noise (default: noise_scale for a knob, theme.next for a pad)")
+
+    switch = sub.add_parser(
+        "switch",
+        help="make a running bridge switch to another show profile",
+        description="Send the running bridge an OSC message that switches it to PROFILE; the stream continues "
+        "and the prompts move to the new profile's start theme. The bridge must listen for OSC (inputs.osc.port "
+        "in its profile, or run --osc-port).",
+    )
+    switch.add_argument("profile", metavar="PROFILE", help="the profile file to switch to")
+    switch.add_argument("--to", default="127.0.0.1:7001", metavar="HOST:PORT", help="the bridge's OSC port (default 127.0.0.1:7001)")
 
     emulate = sub.add_parser(
         "emulate",
@@ -176,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if args.command == "monitor":
                 return asyncio.run(run_monitor(control))
-            return asyncio.run(run_learn(control, slot=args.name, write=args.write))
+            return asyncio.run(run_learn(control, slot=args.name, write=args.write, target=args.target))
         if args.command == "check":
             from metadj_bridge.profile.check import run_check
 
@@ -185,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metadj_bridge.soundcheck import run_devices
 
             return run_devices()
+        if args.command == "switch":
+            from metadj_bridge.show import send_switch
+
+            return send_switch(args.profile, args.to)
         if args.command == "emulate":
             from metadj_bridge.emulator.cli import run_from_args
 

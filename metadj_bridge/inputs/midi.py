@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import re
 import threading
 import time
@@ -61,6 +62,8 @@ def _mido_backend(backend: str | None) -> Any:
         import mido  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - mido is a dependency
         raise ConfigError("MIDI needs mido and python-rtmidi: pip install mido python-rtmidi") from exc
+    if backend is None:
+        backend = os.environ.get("MIDO_BACKEND") or None
     if backend is None:
         return mido.backend
     try:

@@ -257,5 +257,5 @@ def _tempo(node: YNode) -> TempoSettings:
             f.fail_value(m["prefer"], f"{path}.prefer", f"name at least one of {', '.join(TEMPO_SOURCES)}")
         kw["prefer"] = tuple(prefer)
     if "beats_per_bar" in m:
-        kw["beats_per_bar"] = f.integer(m["beats_per_bar"], f"{path}.beats_per_bar", 1, 32)
+        kw["beats_per_bar"] = f.integer(m["beats_per_bar"], f"{path}.beats_per_bar", 1, 16)
     return TempoSettings(**kw)  # type: ignore[arg-type]

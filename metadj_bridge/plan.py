@@ -1,0 +1,198 @@
+"""What one ``metadj-bridge run`` will do: the show profile's settings, overridden by command-line flags.
+
+Pure: a :class:`RunOptions` (the flags, ``None`` where not given) and a :class:`ShowProfile` in, a
+:class:`RunPlan` out. The order of precedence is flag > profile > built-in default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.midi_decode import Cc14Pair, MidiControlConfig, RelativeEncoder
+from metadj_bridge.mapping.model import CycleSettings, PromptSpec, ShowProfile, Theme
+from metadj_bridge.scope import protocol
+from metadj_bridge.scope.api import normalise_url
+
+#: The bundled profiles live in ``mappings/`` beside the package (a checkout or an editable install).
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
+
+
+def bundled_profile(name: str = "default") -> Path:
+    path = BUNDLED_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"the bundled profile {name!r} is not at {path}; run from a checkout of metadj-bridge "
+            "(pip install -e .) or give a profile with --profile FILE"
+        )
+    return path
+
+
+@dataclass
+class RunOptions:
+    """``metadj-bridge run``'s flags; None means "as the profile says"."""
+
+    profile: str | None = None
+    scope_url: str | None = None
+    pipeline: str | None = None
+    aspect: str | None = None
+    denoise: str | None = None
+    #: --prompt: these prompts replace the profile's themes (one theme each).
+    prompts: list[str] = field(default_factory=list)
+    #: --cycle: bars per theme when the themes cycle by themselves.
+    cycle_bars: int | None = None
+    duration: float | None = None
+    no_frame_timeout: float = 5.0
+    min_send_interval: float | None = None
+    max_send_interval: float | None = None
+    emulator_fps: float = 20.0
+    audio_file: str | None = None
+    audio_device: str | None = None
+    no_audio: bool = False
+    midi: list[str] = field(default_factory=list)
+    midi_virtual: str | None = None
+    osc_port: int | None = None
+    osc_host: str | None = None
+    link: bool = False
+    osc_out: str | None = None
+    #: Reload the profile when its file is saved.
+    watch: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        if getattr(args, "scope", None) is not None:
+            values["scope_url"] = args.scope
+        if getattr(args, "prompt", None):
+            values["prompts"] = list(args.prompt)
+        if getattr(args, "cycle", None) is not None:
+            values["cycle_bars"] = args.cycle
+        if getattr(args, "no_watch", False):
+            values["watch"] = False
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    profile: ShowProfile
+    scope_url: str | None
+    pipeline: str
+    width: int
+    height: int
+    denoising: tuple[int, ...]
+    input_mode: str
+    min_send_interval: float
+    max_send_interval: float
+    #: "demo", "file", "device" or "none", with the file path or device name.
+    audio: str
+    audio_path: str | None
+    audio_device: str | None
+    midi: tuple[str, ...]
+    midi_virtual: str | None
+    midi_feedback: str | None
+    midi_controls: MidiControlConfig
+    osc_port: int | None
+    osc_host: str
+    osc_presets: tuple[str, ...]
+    osc_out: str | None
+    link: bool
+    duration: float | None
+    no_frame_timeout: float
+    emulator_fps: float
+    watch: bool
+
+
+def _check_send_bounds(lo: float, hi: float) -> None:
+    if not 0 < lo <= hi:
+        raise ConfigError(f"send interval bounds: the minimum {lo:g} s must be > 0 and <= the maximum {hi:g} s")
+
+
+def _with_prompts(profile: ShowProfile, prompts: list[str], cycle_bars: int | None) -> ShowProfile:
+    if prompts:
+        themes = tuple(Theme(name=f"prompt {i + 1}", prompts=(PromptSpec(text),)) for i, text in enumerate(prompts))
+        cycle = profile.cycle or CycleSettings()
+        profile = dataclasses.replace(
+            profile, themes=themes, start_theme=None, cycle=dataclasses.replace(cycle, themes=()) if len(themes) > 1 else None
+        )
+    if cycle_bars is not None:
+        if cycle_bars < 1:
+            raise ConfigError(f"--cycle {cycle_bars}: must be at least 1 bar")
+        profile = dataclasses.replace(profile, cycle=dataclasses.replace(profile.cycle or CycleSettings(), every_bars=cycle_bars))
+    return profile
+
+
+def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
+    """Settle every setting: flag, else profile, else default. Raises ConfigError for impossible combinations."""
+    if options.duration is not None and options.duration <= 0:
+        raise ConfigError(f"--duration {options.duration:g}: must be more than 0 seconds")
+    if options.emulator_fps <= 0:
+        raise ConfigError(f"--emulator-fps {options.emulator_fps:g}: must be more than 0")
+    if options.audio_file and options.audio_device is not None:
+        raise ConfigError("give either --audio-file or --audio-device, not both")
+    if options.osc_out is not None:
+        host, _, port = options.osc_out.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--osc-out {options.osc_out!r}: expected HOST:PORT, e.g. 192.168.1.20:9000")
+    profile = _with_prompts(profile, options.prompts, options.cycle_bars)
+    scope = profile.scope
+    url = options.scope_url if options.scope_url is not None else scope.url
+    if url is not None:
+        url = normalise_url(url)
+    if options.aspect is not None:
+        width, height = protocol.ASPECT_PRESETS[options.aspect]
+    elif scope.resolution is not None:
+        width, height = scope.resolution
+    else:
+        width, height = protocol.ASPECT_PRESETS[scope.aspect or "16:9"]
+    steps = tuple(protocol.DENOISING_PRESETS[options.denoise]) if options.denoise else tuple(scope.denoising)
+    lo = options.min_send_interval if options.min_send_interval is not None else scope.min_send_interval
+    hi = options.max_send_interval if options.max_send_interval is not None else scope.max_send_interval
+    _check_send_bounds(lo, hi)
+
+    audio = profile.inputs.audio
+    if options.no_audio:
+        kind, path, device = "none", None, None
+    elif options.audio_file:
+        kind, path, device = "file", options.audio_file, None
+    elif options.audio_device is not None:
+        kind, path, device = "device", None, options.audio_device
+    else:
+        kind, path, device = audio.source, audio.path, audio.device
+
+    midi = profile.inputs.midi
+    controls = MidiControlConfig(
+        cc14=tuple(Cc14Pair(p.channel, p.msb) for p in midi.cc14),
+        relative=tuple(RelativeEncoder(e.channel, e.cc, e.mode, step=e.step) for e in midi.encoders),  # type: ignore[arg-type]
+    )
+    osc = profile.inputs.osc
+    return RunPlan(
+        profile=profile,
+        scope_url=url,
+        pipeline=options.pipeline or scope.pipeline,
+        width=width,
+        height=height,
+        denoising=steps,
+        input_mode=scope.input_mode,
+        min_send_interval=lo,
+        max_send_interval=hi,
+        audio=kind,
+        audio_path=path,
+        audio_device=device,
+        midi=tuple(options.midi) or midi.devices,
+        midi_virtual=options.midi_virtual if options.midi_virtual is not None else midi.virtual,
+        midi_feedback=midi.feedback,
+        midi_controls=controls,
+        osc_port=options.osc_port if options.osc_port is not None else osc.port,
+        osc_host=options.osc_host or osc.host,
+        osc_presets=osc.presets or ("resolume", "ableton"),
+        osc_out=options.osc_out if options.osc_out is not None else osc.out,
+        link=options.link or profile.inputs.tempo.link,
+        duration=options.duration,
+        no_frame_timeout=options.no_frame_timeout,
+        emulator_fps=options.emulator_fps,
+        watch=options.watch,
+    )

@@ -1,0 +1,319 @@
+"""A show in progress: one show profile, run by the mapping engine, between the inputs and the Scope sender.
+
+    inputs ──publish()──► latest values + triggers ──► MappingEngine.step() ~86 Hz ──► ParameterSender
+                                  ▲                           │
+                  BeatClock ──────┘ (tempo.beat, tempo.bar)   └──► controller feedback (MIDI out), OSC out
+
+``ShowRunner`` is the thin asyncio edge around the pure engine: it collects what the inputs publish, adds the
+BeatClock's beats and bars as triggers, steps the engine at the analysis rate, hands only what changed to the
+sender, and keeps the controller's lights and the OSC display in step with the show.
+
+Profiles change in three ways, and the stream goes on through each:
+
+- **switch**: a program change, an OSC message or ``metadj-bridge switch`` asks for another profile file; it is
+  loaded in a worker thread and the prompts move to its start theme through a theme transition;
+- **hot reload**: the profile file (or a file it extends) is saved; the new version applies within a second,
+  keeping the current theme if it still exists; a broken save is reported and the running profile stays;
+- in both cases settings that need a restart (the pipeline, the resolution, the inputs) are named in a
+  warning and keep their running values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from metadj_bridge.errors import MetaDJError
+from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
+from metadj_bridge.mapping.model import ShowProfile
+from metadj_bridge.scope.sender import ParameterSender
+from metadj_bridge.signals import Signal, Trigger
+
+log = logging.getLogger(__name__)
+
+#: The analysis rate (512-sample hops at 44.1 kHz): the engine steps this often.
+ENGINE_RATE_HZ = 44100 / 512
+#: Controller feedback and OSC out follow the show at most this often.
+FEEDBACK_RATE_HZ = 30.0
+#: An OSC message to this address with a file path switches the profile (``metadj-bridge switch`` sends it).
+SWITCH_ADDRESS = "/metadj/profile"
+
+
+def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
+    """Settings of ``new`` that a running bridge cannot apply without a restart (pure)."""
+    changed = []
+    a, b = old.scope, new.scope
+    for key in ("url", "pipeline", "aspect", "resolution", "input_mode", "min_send_interval", "max_send_interval"):
+        if getattr(a, key) != getattr(b, key):
+            changed.append(f"scope.{key}")
+    ia, ib = old.inputs, new.inputs
+    for section in ("audio", "midi", "osc", "tempo"):
+        x, y = getattr(ia, section), getattr(ib, section)
+        fields = [f for f in x.__dataclass_fields__ if f != "where"]
+        if section == "midi":
+            fields = [f for f in fields if f not in ("encoders", "cc14")]  # applied live to the decoder
+        if any(getattr(x, f) != getattr(y, f) for f in fields):
+            changed.append(f"inputs.{section}")
+    return changed
+
+
+class ShowRunner:
+    """Runs a show profile: ``publish()`` signals and triggers in, ``run()`` steps the engine and feeds the sender.
+
+    ``tempo`` returns the BeatClock's state (a ``TempoState``) for a time, or None. ``midi_out`` and ``osc_out``
+    are optional :class:`~metadj_bridge.inputs.midi.MidiOutput` and :class:`~metadj_bridge.outputs.osc_out.OscOutput`.
+    ``on_profile`` is called with each profile that takes over (e.g. to give the MIDI decoder new encoders).
+    """
+
+    def __init__(
+        self,
+        profile: ShowProfile,
+        sender: ParameterSender,
+        tempo: Callable[[float], Any] | None = None,
+        *,
+        midi_out: Any = None,
+        osc_out: Any = None,
+        on_profile: Callable[[ShowProfile], None] | None = None,
+        rate_hz: float = ENGINE_RATE_HZ,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        self.profile = profile
+        self.sender = sender
+        self.engine = MappingEngine(profile, sender.schema, seed=seed)
+        self._tempo = tempo
+        self.midi_out = midi_out
+        self.osc_out = osc_out
+        self.on_profile = on_profile
+        self.interval = 1.0 / rate_hz
+        self._clock = clock
+        #: Latest value of every signal, and the triggers since the last step.
+        self.values: dict[str, float] = {}
+        self._triggers: list[Trigger] = []
+        self._sent_params: dict[str, Any] = {}
+        self._last_beat: int | None = None
+        self._last_bar: int | None = None
+        self._feedback_due = 0.0
+        self._last_theme: str | None = None
+        self._switching: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+        self._watch_interval: float | None = None
+        self._warn = RateLimitedWarning(log, "mapping output refused by the parameter check")
+        #: What happened lately, for the status line: the newest engine events.
+        self.last_event = ""
+        self.steps = 0
+        self.switches = 0
+        self.reloads = 0
+
+    # ------------------------------------------------------------------ in
+
+    def publish(self, event: Signal | Trigger) -> None:
+        """An input's signal or trigger (event loop only)."""
+        if isinstance(event, Signal):
+            self.values[event.name] = event.value
+            return
+        if event.name == "osc." + SWITCH_ADDRESS:
+            args = event.data.get("args") or ()
+            if args and isinstance(args[0], str):
+                self.request_switch(args[0])
+            return
+        self._triggers.append(event)
+
+    # The signal-board interface, so that :func:`metadj_bridge.inputs.analyzer.publish` can publish here.
+    def set(self, signal: Signal) -> None:
+        self.values[signal.name] = signal.value
+
+    def fire(self, trigger: Trigger) -> None:
+        self.publish(trigger)
+
+    def initial_parameters(self) -> dict[str, Any]:
+        params = self.engine.initial_parameters()
+        self._sent_params = dict(params)
+        return params
+
+    # ------------------------------------------------------------------ stepping
+
+    def _tempo_events(self, state: Any, now: float) -> None:
+        if state is None or getattr(state, "source", None) is None:
+            return
+        self.values["tempo.bpm"] = float(state.bpm)
+        self.values["tempo.phase"] = float(state.phase)
+        beat = math.floor(state.beat)
+        bar = math.floor(state.beat / max(1, state.beats_per_bar))
+        if self._last_beat is not None and beat > self._last_beat:
+            self._triggers.append(Trigger("tempo.beat", now, {"beat": beat}))
+            if self._last_bar is not None and bar > self._last_bar:
+                self._triggers.append(Trigger("tempo.bar", now, {"bar": bar}))
+        self._last_beat, self._last_bar = beat, bar
+
+    def step(self, now: float | None = None) -> EngineOutput:
+        """One engine step with what arrived since the last one; hands the result on. Synchronous."""
+        now = self._clock() if now is None else now
+        state = self._tempo(now) if self._tempo is not None else None
+        self._tempo_events(state, now)
+        triggers, self._triggers = self._triggers, []
+        out = self.engine.step(self.values, triggers, now, state)
+        self.steps += 1
+        self._hand_on(out)
+        if out.events:
+            self.last_event = out.events[-1]
+            for event in out.events:
+                log.info("show: %s", event)
+        if out.profile_switch is not None:
+            self.request_switch(out.profile_switch)
+        if now >= self._feedback_due:
+            self._feedback_due = now + 1.0 / FEEDBACK_RATE_HZ
+            self._feedback()
+        return out
+
+    def _hand_on(self, out: EngineOutput) -> None:
+        changed = {k: v for k, v in out.parameters.items() if self._sent_params.get(k, _MISSING) != v}
+        try:
+            if changed:
+                self.sender.update(changed)
+            if out.actions:
+                self.sender.update(out.actions, urgent=True)
+        except MetaDJError as exc:  # a profile value the pipeline refuses: say so, keep the show going
+            self._warn.note(str(exc))
+            return
+        self._sent_params.update(changed)
+
+    def _feedback(self) -> None:
+        theme = self.engine.theme
+        if theme != self._last_theme:
+            self._last_theme = theme
+            if self.osc_out is not None:
+                self.osc_out.set_theme(theme)
+        if self.midi_out is None:
+            return
+        for (kind, channel, number), value in self.engine.feedback().items():
+            if kind == "note":
+                self.midi_out.send_note(channel, number, value)
+            else:
+                self.midi_out.send_cc(channel, number, value)
+
+    async def run(self) -> None:
+        """Step at the analysis rate until cancelled; a broken step is logged and the next one tries again."""
+        errors = RateLimitedWarning(log, "mapping engine step failed")
+        next_at = self._clock()
+        try:
+            while True:
+                try:
+                    self.step()
+                except Exception as exc:  # noqa: BLE001 - one bad step must not end the show
+                    errors.listener_failed(self.step, exc)
+                next_at += self.interval
+                delay = next_at - self._clock()
+                if delay < -self.interval:  # fell behind (a stall): do not try to catch up in a burst
+                    next_at = self._clock()
+                    delay = 0.0
+                await asyncio.sleep(max(0.0, delay))
+        finally:
+            await self._stop_watching()
+            if self._switching is not None:
+                self._switching.cancel()
+
+    # ------------------------------------------------------------------ profile changes
+
+    def request_switch(self, path: str) -> None:
+        """Load ``path`` (relative to the running profile's folder) in a worker thread and switch to it."""
+        target = Path(path)
+        if not target.is_absolute():
+            target = Path(self.profile.path).parent / target
+        if self._switching is not None and not self._switching.done():
+            self._switching.cancel()
+        self._switching = asyncio.get_running_loop().create_task(self._switch(str(target)), name="profile-switch")
+
+    async def _switch(self, path: str) -> None:
+        from metadj_bridge.profile import load_profile
+
+        try:
+            profile = await asyncio.to_thread(load_profile, path)
+        except MetaDJError as exc:
+            log.error("profile switch refused, %s stays: %s", Path(self.profile.path).name, exc)
+            return
+        self.apply(profile, switch=True)
+
+    def apply(self, profile: ShowProfile, *, switch: bool) -> None:
+        """Make ``profile`` the running one: a switch moves to its start theme, a reload keeps the theme."""
+        later = restart_only_changes(self.profile, profile)
+        if later:
+            log.warning("%s: %s change(s) apply when the bridge restarts; running on with the current ones",
+                        Path(profile.path).name, ", ".join(later))
+        old_path = self.profile.path
+        current = self.engine.theme
+        if not switch and any(t.name == current for t in profile.themes):
+            # An edit of the running show: stay on the theme being played.
+            profile = dataclasses.replace(profile, start_theme=current)
+        self.engine.switch_profile(profile, self._clock())
+        self.profile = profile
+        if switch:
+            self.switches += 1
+            log.info("profile: %s -> %s (theme %s)", Path(old_path).name, Path(profile.path).name, self.engine.theme)
+        else:
+            self.reloads += 1
+            log.info("profile %s reloaded (%d themes, %d mappings)", Path(profile.path).name,
+                     len(profile.themes), len(profile.mappings))
+        if self.on_profile is not None:
+            self.on_profile(profile)
+        if self._watch_interval is not None and profile.path != old_path:
+            asyncio.get_running_loop().create_task(self._restart_watch(), name="profile-watch-restart")
+
+    # ------------------------------------------------------------------ hot reload
+
+    async def watch(self, interval: float = 0.25) -> None:
+        """Reload the running profile whenever its file (or a file it extends) is saved."""
+        self._watch_interval = interval
+        await self._restart_watch()
+
+    async def _restart_watch(self) -> None:
+        from metadj_bridge.profile import ProfileWatcher
+
+        await self._stop_watching()
+        assert self._watch_interval is not None
+        self._watcher = ProfileWatcher(
+            self.profile.path,
+            on_change=lambda p: self.apply(p, switch=False),
+            on_error=lambda exc: log.error("profile edit not applied, the running profile stays: %s", exc),
+            interval=self._watch_interval,
+        )
+        await self._watcher.start()
+
+    async def _stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(Exception):
+                await watcher.aclose()
+
+
+_MISSING = object()
+
+
+def send_switch(path: str, to: str) -> int:
+    """``metadj-bridge switch``: check the profile here, then ask the bridge at ``to`` (HOST:PORT) to switch to it.
+
+    OSC over UDP has no answer: the bridge's log and status line say whether the switch happened.
+    """
+    import socket
+
+    from metadj_bridge.errors import ConfigError
+    from metadj_bridge.outputs.osc_out import build_message
+    from metadj_bridge.profile import load_profile
+
+    host, _, port = to.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--to {to!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+    profile = load_profile(path)  # a broken profile is refused here, not on stage
+    target = str(Path(profile.path).resolve())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(build_message(SWITCH_ADDRESS, (target,)), (host, int(port)))
+    print(f"asked the bridge at {host}:{port} to switch to {target}")
+    return 0

@@ -1,0 +1,110 @@
+"""Settling `run`'s settings: flag > profile > default (pure)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from metadj_bridge.cli import build_parser
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.mapping.model import (
+    AudioSettings,
+    CycleSettings,
+    EncoderSettings,
+    InputSettings,
+    MidiSettings,
+    OscSettings,
+    PromptSpec,
+    ScopeSettings,
+    ShowProfile,
+    TempoSettings,
+    Theme,
+)
+from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
+
+
+def profile(**changes: object) -> ShowProfile:
+    base = ShowProfile(
+        path="/shows/club.yaml",
+        name="club",
+        scope=ScopeSettings(url="http://gpu-box:8000", pipeline="krea-realtime-video", aspect=None, resolution=(512, 512),
+                            denoising=(1000, 500, 250), min_send_interval=0.05, max_send_interval=1.5),
+        inputs=InputSettings(
+            audio=AudioSettings(source="file", path="/shows/set.wav"),
+            midi=MidiSettings(devices=("MIDImix",), feedback="MIDImix",
+                              encoders=(EncoderSettings(channel=1, cc=16, mode="offset64", step=0.02),)),
+            osc=OscSettings(port=7001, presets=("resolume",), out="127.0.0.1:9001"),
+            tempo=TempoSettings(link=True),
+        ),
+        themes=(Theme("neon", (PromptSpec("neon city"),)), Theme("ocean", (PromptSpec("deep ocean"),))),
+        cycle=CycleSettings(every_bars=16),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def options(*argv: str) -> RunOptions:
+    args = build_parser().parse_args(["run", *argv])
+    assert isinstance(args, argparse.Namespace)
+    return RunOptions.from_args(args)
+
+
+def test_the_profile_decides_when_no_flag_is_given() -> None:
+    plan = make_plan(options(), profile())
+    assert plan.scope_url == "http://gpu-box:8000"
+    assert plan.pipeline == "krea-realtime-video"
+    assert (plan.width, plan.height) == (512, 512)
+    assert plan.denoising == (1000, 500, 250)
+    assert (plan.min_send_interval, plan.max_send_interval) == (0.05, 1.5)
+    assert (plan.audio, plan.audio_path) == ("file", "/shows/set.wav")
+    assert plan.midi == ("MIDImix",) and plan.midi_feedback == "MIDImix"
+    assert plan.midi_controls.relative[0].cc == 16 and plan.midi_controls.relative[0].step == 0.02
+    assert plan.osc_port == 7001 and plan.osc_presets == ("resolume",) and plan.osc_out == "127.0.0.1:9001"
+    assert plan.link is True and plan.watch is True
+
+
+def test_flags_win_over_the_profile() -> None:
+    plan = make_plan(
+        options("--scope", "http://127.0.0.1:8000/", "--pipeline", "longlive", "--aspect", "9:16", "--denoise", "fast",
+                "--min-send-interval", "0.1", "--no-audio", "--midi", "nano", "--osc-port", "9000", "--no-watch"),
+        profile(),
+    )
+    assert plan.scope_url == "http://127.0.0.1:8000"
+    assert plan.pipeline == "longlive"
+    assert (plan.width, plan.height) == (480, 832)
+    assert plan.denoising == (1000, 250)
+    assert plan.min_send_interval == 0.1 and plan.max_send_interval == 1.5
+    assert plan.audio == "none"
+    assert plan.midi == ("nano",)
+    assert plan.osc_port == 9000
+    assert plan.watch is False
+
+
+def test_prompt_flags_replace_the_themes_and_cycle_sets_the_bars() -> None:
+    plan = make_plan(options("--prompt", "red desert", "--prompt", "blue ice", "--cycle", "8"), profile())
+    assert [t.prompts[0].text for t in plan.profile.themes] == ["red desert", "blue ice"]
+    assert plan.profile.cycle is not None and plan.profile.cycle.every_bars == 8
+    single = make_plan(options("--prompt", "only this"), profile())
+    assert len(single.profile.themes) == 1 and single.profile.cycle is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--duration", "-3"), "--duration -3: must be more than 0"),
+        (("--min-send-interval", "3"), "minimum 3 s must be > 0 and <= the maximum 1.5 s"),
+        (("--osc-out", "nowhere"), "expected HOST:PORT"),
+        (("--cycle", "0"), "--cycle 0: must be at least 1 bar"),
+    ],
+)
+def test_impossible_settings_are_clear_errors(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_plan(options(*argv), profile())
+
+
+def test_the_bundled_default_profile_is_found() -> None:
+    path = bundled_profile("default")
+    assert path.name == "default.yaml" and path.parent.name == "mappings"
+    with pytest.raises(ConfigError, match="bundled profile 'nope' is not at"):
+        bundled_profile("nope")

@@ -1,0 +1,233 @@
+"""A show end to end: a profile file, a virtual MIDI controller through JACK, `run`, and the emulator as Scope.
+
+The controller is a virtual MIDI output through a JACK server with the dummy driver; the bridge runs in this
+process (``run_bridge``) against an in-process emulator over real WebRTC; what Scope applied is read back from
+the emulator's own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mido
+import pytest
+
+from metadj_bridge.app import run_bridge
+from metadj_bridge.plan import RunOptions
+from tests.helpers import free_port, wait_for
+from tests.test_midi import JACK_BACKEND, Sender
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def jack_midi() -> Iterator[Any]:
+    """A private JACK server; the bridge's MIDI ports find it through JACK_DEFAULT_SERVER and MIDO_BACKEND."""
+    from tests.jackrig import JackServer
+
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "MIDO_BACKEND")}
+    with JackServer(period=256) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        os.environ["MIDO_BACKEND"] = JACK_BACKEND
+        try:
+            yield mido.Backend(JACK_BACKEND, load=True)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def write_profiles(folder: Path, url: str, controller: str, feedback: str | None = None, osc_port: int | None = None) -> Path:
+    feedback_line = f"    feedback: {feedback}\n" if feedback else ""
+    osc_line = f"  osc: {{port: {osc_port}}}\n" if osc_port else ""
+    show = folder / "show.yaml"
+    show.write_text(
+        f"""name: test show
+scope:
+  url: {url}
+  resolution: [256, 144]
+  denoising: fast
+  sender: {{min_interval: 0.02, max_interval: 1.0}}
+inputs:
+  audio: none
+  midi:
+    devices: ["{controller}"]
+{feedback_line}{osc_line}themes:
+  duo:
+    prompts: [red desert at dusk, blue ice cave]
+    pad: {{note: 36}}
+  solo:
+    prompts: [green forest in the rain]
+    pad: {{note: 37}}
+mappings:
+  crossfade: {{source: midi.cc.1.19, target: prompt.mix}}
+  go_solo: {{trigger: midi.note.1.37, target: "theme.set:solo"}}
+switches:
+  - {{trigger: midi.program.1, program: 2, profile: other.yaml}}
+""",
+        encoding="utf-8",
+    )
+    (folder / "other.yaml").write_text(
+        f"""name: other show
+scope: {{url: {url}, resolution: [256, 144], denoising: fast}}
+inputs:
+  audio: none
+  midi: {{devices: ["{controller}"]}}
+themes:
+  storm:
+    prompts: [lightning storm over the sea]
+""",
+        encoding="utf-8",
+    )
+    return show
+
+
+async def applied_prompts(url: str) -> list[list[dict[str, Any]]]:
+    """Every prompts value Scope (the emulator) applied, in order, from its message log."""
+    async with httpx.AsyncClient() as http:
+        log = (await http.get(url + "/_emulator/log")).json()
+    out = []
+    for entry in log["applied"]:
+        message = entry["message"]
+        if "prompts" in message:
+            out.append(message["prompts"])
+        if "transition" in message:
+            out.append(message["transition"]["target_prompts"])
+    return out
+
+
+async def metrics(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        return dict((await http.get(url + "/api/v1/session/metrics")).json())
+
+
+@contextlib.asynccontextmanager
+async def running(profile: Path) -> Any:
+    with open(os.devnull, "w") as quiet:
+        task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90), status_stream=quiet))
+        try:
+            yield task
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def weight_of(prompts: list[dict[str, Any]], text: str) -> float:
+    total = sum(p["weight"] for p in prompts)
+    return sum(p["weight"] for p in prompts if p["text"] == text) / total
+
+
+async def test_a_knob_sweep_crossfades_the_prompts_scope_applies(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+    emulator = await make_emulator()
+    controller = Sender(jack_midi)
+    show = write_profiles(tmp_path, emulator.url, controller.name)
+    async with running(show) as task:
+        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        assert not task.done(), task.exception()
+        start = await applied_prompts(emulator.url)
+        for value in range(0, 128, 4):  # a knob turned over about 1.5 s
+            controller.send(mido.Message("control_change", channel=0, control=19, value=value))
+            await asyncio.sleep(0.05)
+        controller.send(mido.Message("control_change", channel=0, control=19, value=127))
+
+        async def blue_only() -> bool:
+            seen = await applied_prompts(emulator.url)
+            return bool(seen) and weight_of(seen[-1], "blue ice cave") == 1.0
+
+        await wait_for_async(blue_only, 15.0, "the knob's end position applied by Scope")
+        seen = (await applied_prompts(emulator.url))[len(start):]
+        blue = [weight_of(p, "blue ice cave") for p in seen]
+        # On the way the two prompts were blended, more blue with each message, and the end is blue alone.
+        assert len({round(w, 2) for w in blue if 0.0 < w < 1.0}) >= 2, blue
+        assert blue == sorted(blue), blue
+        assert (await metrics(emulator.url))["sessions"] == 1
+
+
+async def test_a_program_change_switches_the_profile_without_a_new_session(
+    jack_midi: Any, make_emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="metadj_bridge")
+    emulator = await make_emulator()
+    controller = Sender(jack_midi)
+    show = write_profiles(tmp_path, emulator.url, controller.name)
+    async with running(show) as task:
+        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        assert not task.done(), task.exception()
+        controller.send(mido.Message("program_change", channel=0, program=5))  # not the one the switch names
+        await asyncio.sleep(0.5)
+        controller.send(mido.Message("program_change", channel=0, program=2))
+
+        async def storm() -> bool:
+            seen = await applied_prompts(emulator.url)
+            return bool(seen) and seen[-1] == [{"text": "lightning storm over the sea", "weight": 1.0}]
+
+        await wait_for_async(storm, 15.0, "the other profile's prompt applied by Scope")
+        async with httpx.AsyncClient() as http:
+            log = (await http.get(emulator.url + "/_emulator/log")).json()
+        transitions = [e["message"]["transition"] for e in log["applied"] if "transition" in e["message"]]
+        assert transitions[-1]["num_steps"] == 8  # a theme transition carried the switch
+        assert (await metrics(emulator.url))["sessions"] == 1
+        assert any("profile: show.yaml -> other.yaml" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_active_themes_pad_is_lit_on_the_controller(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+    emulator = await make_emulator()
+    controller = Sender(jack_midi)
+    lights: list[Any] = []
+    # The controller's own input: where the bridge's feedback arrives.
+    pads = jack_midi.open_input("pads", virtual=True, client_name="padctl", callback=lights.append)
+    try:
+        show = write_profiles(tmp_path, emulator.url, controller.name, feedback="padctl:pads")
+        async with running(show) as task:
+            await wait_for(lambda: task.done() or any(m.type == "note_on" and m.note == 36 and m.velocity == 127 for m in lights),
+                           20.0, "the start theme's pad lit")
+            assert not task.done(), task.exception()
+            controller.send(mido.Message("note_on", channel=0, note=37, velocity=100))
+
+            def solo_lit() -> bool:
+                notes = {m.note: m.velocity for m in lights if m.type == "note_on"}
+                return notes.get(37) == 127 and notes.get(36) == 0
+
+            await wait_for(solo_lit, 10.0, "the solo pad lit and the duo pad dark")
+    finally:
+        pads.close()
+
+
+async def test_switch_command_reaches_a_running_bridge_over_osc(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+    from metadj_bridge.cli import main
+
+    emulator = await make_emulator()
+    controller = Sender(jack_midi)
+    port = free_port()
+    show = write_profiles(tmp_path, emulator.url, controller.name, osc_port=port)
+    async with running(show) as task:
+        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        assert not task.done(), task.exception()
+        assert await asyncio.to_thread(main, ["switch", str(tmp_path / "other.yaml"), "--to", f"127.0.0.1:{port}"]) == 0
+
+        async def storm() -> bool:
+            seen = await applied_prompts(emulator.url)
+            return bool(seen) and seen[-1] == [{"text": "lightning storm over the sea", "weight": 1.0}]
+
+        await wait_for_async(storm, 15.0, "the other profile's prompt applied by Scope")
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("themes: [\n", encoding="utf-8")
+        assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == 1
+
+
+async def wait_for_async(check: Any, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
