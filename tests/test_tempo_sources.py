@@ -459,3 +459,21 @@ async def test_link_transport_with_start_stop_sync(peer):
         peer.playing = True
         assert await wait_until(lambda: arb.state(time.monotonic()).source == "link", 2.0)
     peer.playing = False
+
+
+def test_a_profile_can_reorder_or_leave_out_tempo_sources() -> None:
+    from metadj_bridge.errors import ConfigError
+    from metadj_bridge.inputs.tempo_reading import TempoReading
+    from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
+
+    arbiter = TempoArbiter(ArbiterConfig(priority=("audio", "osc")))
+    arbiter.update(TempoReading("osc", 128.0, 10.0, beat=0.0))
+    arbiter.update(TempoReading("audio", 124.0, 10.0, beat=0.0))
+    arbiter.update(TempoReading("midi_clock", 130.0, 10.0, beat=0.0))  # not listed: never steers
+    assert arbiter.state(10.0).source == "audio"
+    only_clock = TempoArbiter(ArbiterConfig(priority=("midi_clock",)))
+    only_clock.update(TempoReading("audio", 124.0, 10.0, beat=0.0))
+    assert only_clock.state(10.0).source is None
+    for bad in ((), ("audio", "audio"), ("ableton",)):
+        with pytest.raises(ConfigError, match="list each of"):
+            ArbiterConfig(priority=bad)

@@ -44,6 +44,8 @@ class ArbiterConfig:
     beats_per_bar: int = 4
     #: A reading that moves the steering grid by less than this (in beats, now) is not a change.
     tolerance_beats: float = 0.01
+    #: The sources that may steer, best first (a show profile's ``inputs.tempo.prefer``); others are ignored.
+    priority: tuple[str, ...] = SOURCE_PRIORITY
 
     def __post_init__(self) -> None:
         for name, seconds in self.freshness.items():
@@ -53,6 +55,11 @@ class ArbiterConfig:
                 raise ConfigError(f"tempo freshness for {name}: {seconds} s must be > 0")
         for name in SOURCE_PRIORITY:
             self.freshness.setdefault(name, DEFAULT_FRESHNESS[name])
+        unknown = [name for name in self.priority if name not in SOURCE_PRIORITY]
+        if unknown or not self.priority or len(set(self.priority)) != len(self.priority):
+            raise ConfigError(
+                f"tempo sources {list(self.priority)}: list each of {', '.join(SOURCE_PRIORITY)} at most once, at least one"
+            )
         if not self.phase_slew_beats > 0:
             raise ConfigError(f"phase_slew_beats {self.phase_slew_beats}: must be > 0")
         if not self.max_bpm_step_per_beat > 0:
@@ -259,7 +266,7 @@ class TempoArbiter:
         return r is not None and r.playing and now - r.t <= self.config.freshness[name]
 
     def _select(self, now: float) -> None:
-        chosen = next((name for name in SOURCE_PRIORITY if self._live(name, now)), None)
+        chosen = next((name for name in self.config.priority if self._live(name, now)), None)
         if chosen == self._source:
             return
         old, self._source = self._source, chosen
