@@ -141,10 +141,12 @@ class TempoHub:
     A 20 Hz task publishes the result to the status line and, when asked, to OSC out (BPM and beats).
     """
 
-    def __init__(self, status: StatusLine, osc_out: Any = None, show: ShowRunner | None = None) -> None:
+    def __init__(
+        self, status: StatusLine, osc_out: Any = None, show: ShowRunner | None = None, config: Any = None
+    ) -> None:
         from metadj_bridge.inputs.tempo_sources import TempoArbiter
 
-        self.arbiter = TempoArbiter()
+        self.arbiter = TempoArbiter(config)
         self.status = status
         self.osc_out = osc_out
         self.show = show
@@ -217,15 +219,31 @@ async def _start_controls(plan: RunPlan, hub: TempoHub, show: ShowRunner, starte
     if plan.osc_port is not None:
         from metadj_bridge.inputs.osc import OscInput
 
+        ableton = None
+        if "ableton" in plan.profile.inputs.osc.presets:
+            from metadj_bridge.inputs.ableton_osc import AbletonListenRequests
+
+            ableton = closer("ableton", AbletonListenRequests(plan.profile))
+
+        def on_trigger(trigger: Any) -> None:
+            if ableton is not None and trigger.name == "osc./live/startup":
+                ableton.again()  # Live reloaded AbletonOSC: it forgot what to report
+            show.publish(trigger)
+
         osc = closer("osc", OscInput(
-            plan.osc_host, plan.osc_port, plan.osc_presets, on_signal=show.publish, on_trigger=show.publish,
+            plan.osc_host, plan.osc_port, plan.osc_presets, on_signal=show.publish, on_trigger=on_trigger,
             on_tempo=hub.reading,
         ))
         await osc.start()
+        if ableton is not None:
+            await ableton.start()
     if plan.link:
         from metadj_bridge.inputs.tempo_link import LinkSource
 
-        link = closer("link", LinkSource(on_reading=hub.reading))
+        tempo = plan.profile.inputs.tempo
+        link = closer("link", LinkSource(
+            on_reading=hub.reading, beats_per_bar=tempo.beats_per_bar, allow_tempo_changes=tempo.link_may_set_tempo,
+        ))
         await link.start()
         log.info("Ableton Link: joined as a follower")
     return opened
@@ -298,9 +316,15 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     tasks: list[asyncio.Task[Any]] = []
     analyzer = None
     controls: list[Any] = []
-    hub = TempoHub(status, osc_out, show)
+    from metadj_bridge.inputs.tempo_sources import ArbiterConfig
+
+    tempo = profile.inputs.tempo
+    hub = TempoHub(status, osc_out, show, ArbiterConfig(beats_per_bar=tempo.beats_per_bar, priority=tuple(tempo.prefer)))
 
     def on_profile(new: ShowProfile) -> None:
+        ableton = opened.get("ableton")
+        if ableton is not None:
+            ableton.update(new)
         midi = opened.get("midi")
         if midi is not None:
             from metadj_bridge.inputs.midi_decode import MidiDecoder

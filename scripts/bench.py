@@ -744,6 +744,38 @@ def bench_mapping(args: argparse.Namespace) -> None:
     print(f"  one core at 86 Hz: {median * rate / 1e4:.2f}% (median), {p95 * rate / 1e4:.2f}% (p95)")
 
 
+async def bench_hot_reload(saves: int = 10) -> None:
+    """Save a profile, time until the watcher hands the new version over (target: within 1 s)."""
+    import tempfile
+    from pathlib import Path
+
+    from metadj_bridge.profile import ProfileWatcher
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "show.yaml"
+        text = "themes:\n  neon:\n    prompts: ['{}']\nmappings:\n  e: {{source: audio.energy, target: noise_scale}}\n"
+        path.write_text(text.format("start"), encoding="utf-8")
+        arrived: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+        watcher = ProfileWatcher(
+            str(path), on_change=lambda p: arrived.put_nowait((time.monotonic(), p.themes[0].prompts[0].text)),
+            on_error=lambda exc: None, interval=0.25,
+        )
+        await watcher.start()
+        delays = []
+        try:
+            for i in range(saves):
+                await asyncio.sleep(0.3 + 0.05 * (i % 5))  # saves at different points of the poll cycle
+                saved = time.monotonic()
+                await asyncio.to_thread(path.write_text, text.format(f"edit {i}"), "utf-8")
+                t, prompt = await asyncio.wait_for(arrived.get(), 5.0)
+                assert prompt == f"edit {i}"
+                delays.append(1000 * (t - saved))
+        finally:
+            await watcher.aclose()
+    print(f"Hot reload (ProfileWatcher, 0.25 s poll): save -> new profile handed over, {saves} saves")
+    print(f"  median {statistics.median(delays):.0f} ms, max {max(delays):.0f} ms (target <= 1000 ms)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -755,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     audio.add_argument("--live-seconds", type=float, default=20.0)
     control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
     control.add_argument("--messages", type=int, default=10000)
-    mapping = sub.add_parser("mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz")
+    mapping = sub.add_parser("mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz; hot reload delay")
     mapping.add_argument("--mappings", type=int, default=100)
     mapping.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
@@ -768,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(bench_control(args))
     elif args.bench == "mapping":
         bench_mapping(args)
+        asyncio.run(bench_hot_reload())
     return 0
 
 

@@ -93,6 +93,7 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     _, err = proc.communicate(timeout=60)
     listener.close()
     assert "streaming" in received.get("/metadj/scope/state", []), received.keys()
+    assert received.get("/metadj/theme", [None])[0] == "neon_city"  # the bundled default show's start theme
     assert any(abs(float(v) - 130.0) < 0.01 for v in received.get("/metadj/bpm", []))  # type: ignore[arg-type]
     beats = [int(v) for v in received.get("/metadj/beat", [])]  # type: ignore[call-overload]
     assert len(beats) > 5 and beats == sorted(beats)

@@ -231,3 +231,39 @@ async def wait_for_async(check: Any, timeout: float, what: str) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def test_saving_the_profile_applies_it_and_a_broken_save_changes_nothing(
+    jack_midi: Any, make_emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="metadj_bridge")
+    emulator = await make_emulator()
+    controller = Sender(jack_midi)
+    show = write_profiles(tmp_path, emulator.url, controller.name)
+    async with running(show) as task:
+        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        assert not task.done(), task.exception()
+        good = show.read_text(encoding="utf-8")
+        show.write_text(good.replace("red desert at dusk", "golden dunes at noon"), encoding="utf-8")
+
+        async def golden() -> bool:
+            seen = await applied_prompts(emulator.url)
+            return bool(seen) and weight_of(seen[-1], "golden dunes at noon") == 1.0
+
+        await wait_for_async(golden, 15.0, "the edited prompt applied by Scope")
+        assert any("profile show.yaml reloaded" in r.getMessage() for r in caplog.records)
+
+        show.write_text(good.replace("target: prompt.mix", "target: prompt.mixx"), encoding="utf-8")
+        await wait_for(lambda: any("profile edit not applied" in r.getMessage() for r in caplog.records), 10.0,
+                       "the broken edit reported")
+        error = next(r.getMessage() for r in caplog.records if "profile edit not applied" in r.getMessage())
+        assert "show.yaml:" in error and "prompt.mixx" in error
+        # The running profile is untouched: the crossfade knob still works.
+        controller.send(mido.Message("control_change", channel=0, control=19, value=127))
+
+        async def ice() -> bool:
+            seen = await applied_prompts(emulator.url)
+            return bool(seen) and weight_of(seen[-1], "blue ice cave") == 1.0
+
+        await wait_for_async(ice, 15.0, "the knob applied by Scope after the broken save")
+        assert not task.done()
