@@ -129,7 +129,11 @@ async def _start_listening(plan: RunPlan, on_update: Any) -> Any:
         samples, rate = await asyncio.to_thread(read_wav, path)
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
         label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
-    analyzer = AudioAnalyzer(source, on_update=on_update)
+    from metadj_bridge.inputs.analysis import AnalysisConfig
+
+    # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.
+    analysis = AnalysisConfig(energy_max=min(2.0, AnalysisConfig.energy_max / plan.audio_gain), auto_gain=plan.audio_normalise)
+    analyzer = AudioAnalyzer(source, analysis=analysis, on_update=on_update)
     await analyzer.start()
     log.info("listening to %s", label)
     return analyzer

@@ -91,6 +91,9 @@ class RunPlan:
     audio: str
     audio_path: str | None
     audio_device: str | None
+    #: Input gain and the room-level follower (the profile's inputs.audio.gain / normalise).
+    audio_gain: float
+    audio_normalise: bool
     midi: tuple[str, ...]
     midi_virtual: str | None
     midi_feedback: str | None
@@ -182,6 +185,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         audio=kind,
         audio_path=path,
         audio_device=device,
+        audio_gain=audio.gain,
+        audio_normalise=audio.normalise,
         midi=tuple(options.midi) or midi.devices,
         midi_virtual=options.midi_virtual if options.midi_virtual is not None else midi.virtual,
         midi_feedback=midi.feedback,
