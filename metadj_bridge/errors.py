@@ -5,6 +5,9 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
 
     MetaDJError
      ├── ConfigError                 bad command-line value, URL or setting
+     ├── VideoError                  a video output or input that cannot work here
+     │    ├── VideoOutputError       no virtual camera backend, a recording file that cannot be written
+     │    └── VideoInputError        a webcam that is missing or busy, a video file that cannot be read
      └── ScopeError                  anything between the bridge and a Scope server
           ├── ScopeConnectionError   cannot reach the server (down, DNS, refused, timeout)  [transient]
           ├── ScopeTLSError          the TLS handshake failed (certificate, https to an http port)
@@ -26,6 +29,18 @@ class MetaDJError(Exception):
 
 class ConfigError(MetaDJError):
     """A setting, flag or URL that cannot be used as given."""
+
+
+class VideoError(MetaDJError):
+    """A video output or input that cannot work here."""
+
+
+class VideoOutputError(VideoError):
+    """A video output cannot be used (no virtual camera backend, an unwritable recording path)."""
+
+
+class VideoInputError(VideoError):
+    """A video input cannot be used (a missing or busy webcam, an unreadable video file)."""
 
 
 class ScopeError(MetaDJError):
