@@ -611,3 +611,15 @@ def test_an_osc_trigger_value_is_its_hit_value() -> None:
     d = Driver(MappingEngine(show(trig("osc./fx", Target("parameter", "noise_scale")))))
     assert d.step({}, Trigger("osc./fx", 0.0, {"value": 0.3})).parameters["noise_scale"] == 0.3
     assert d.step({}, Trigger("osc./fx", 0.0, {"args": ["x"]})).parameters["noise_scale"] == 1.0
+
+
+def test_an_untouched_control_leaves_the_theme_value_until_it_moves() -> None:
+    # OCEAN sets noise_scale 0.5; a fader mapped to noise_scale that nobody has moved must not pull it to 0.
+    untouched = Driver(MappingEngine(show(Mapping("fader", SignalSource("midi.cc.1.7"), (), Target("parameter", "noise_scale")),
+                                          start_theme="ocean")))
+    assert untouched.step().parameters["noise_scale"] == 0.5
+    assert untouched.step({"midi.cc.1.7": 0.9}).parameters["noise_scale"] == 0.9
+    assert untouched.engine.feedback().get(("cc", 1, 7)) == 0.9
+    # With an explicit default the mapping speaks from the start.
+    preset = Driver(MappingEngine(show(sig("midi.cc.1.7", "noise_scale", default=0.2), start_theme="ocean")))
+    assert preset.step().parameters["noise_scale"] == 0.2

@@ -197,8 +197,9 @@ class SignalMapping(MappingRuntime):
         super().__init__(mapping, pre, gate, hits)
         assert isinstance(mapping.source, SignalSource)
         self.signal = mapping.source.name
-        #: The latest input value (the default until the signal is seen).
-        self.input = float(mapping.source.default)
+        #: The latest input value (the default until the signal is seen; None: no value yet, nothing is produced).
+        default = mapping.source.default
+        self.input: float | None = None if default is None else float(default)
         self._still = False
         self._pre_smoothers = tuple(s for s in self.pre if isinstance(s, SmoothStage))
 
@@ -206,7 +207,7 @@ class SignalMapping(MappingRuntime):
                step: int, fired: Fired) -> None:
         x = signals.get(self.signal)
         if x is None or x == self.input or x - x != 0.0:  # x - x: NaN or inf from a bad sender is no value
-            if self._still:
+            if self._still or self.input is None:
                 return
             x = self.input
             for smoother in self._pre_smoothers:

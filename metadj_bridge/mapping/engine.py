@@ -129,7 +129,8 @@ class MappingEngine:
         """Controller feedback: theme pads lit while active, controls showing their current input value."""
         out: dict[tuple[str, int, int], float] = {}
         for key, runtime in self._p.feedback:
-            out[key] = runtime.input
+            if runtime.input is not None:  # an untouched control: nothing to show yet
+                out[key] = runtime.input
         for index, theme in enumerate(self._deck.themes):
             if theme.pad is not None:
                 out[theme.pad] = 1.0 if index == self._deck.index else 0.0

@@ -297,8 +297,9 @@ class Envelope:
 @dataclass(frozen=True, slots=True)
 class SignalSource:
     name: str
-    #: Value before the signal is first seen.
-    default: float = 0.0
+    #: Value before the signal is first seen. None: the mapping gives nothing until then, so the theme's or the
+    #: profile's value stands (a fader nobody has touched yet does not pull the picture to its zero).
+    default: float | None = None
     where: str = ""
 
 

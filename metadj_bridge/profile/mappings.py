@@ -101,7 +101,7 @@ def _source(key: str, node: YNode, path: str, default: YNode | None, mapping_pat
     if default is not None and key != "source":
         f.fail(default, f"{mapping_path}.default", f"default: only applies to a source: signal, not to {key}:")
     if key == "source":
-        value = f.number(default, f"{mapping_path}.default") if default is not None else 0.0
+        value = f.number(default, f"{mapping_path}.default") if default is not None else None
         return SignalSource(signal_name(node, path, "signal"), default=value, where=node.where), "signal"
     if key == "trigger":
         return TriggerSource(signal_name(node, path, "trigger"), where=node.where), "trigger"
