@@ -111,7 +111,12 @@ async def _start_listening(plan: RunPlan, on_update: Any) -> Any:
         return None
     from metadj_bridge.inputs.analysis import hop_size_for
     from metadj_bridge.inputs.analyzer import AudioAnalyzer
-    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device, read_wav
+    from metadj_bridge.inputs.audio import (
+        LiveInputSource,
+        WavFileSource,
+        find_input_device,
+        read_wav,
+    )
 
     source: Any
     if plan.audio == "device":

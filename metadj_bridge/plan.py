@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.midi_decode import Cc14Pair, MidiControlConfig, RelativeEncoder
+from metadj_bridge.inputs.midi_decode import (
+    Cc14Pair,
+    MidiControlConfig,
+    RelativeEncoder,
+)
 from metadj_bridge.mapping.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import normalise_url

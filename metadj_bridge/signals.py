@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,14 @@ AUDIO_SIGNALS = (
     "audio.phase",
 )
 AUDIO_TRIGGERS = ("audio.onset", "audio.beat")
+
+
+class SignalTarget(Protocol):
+    """Anything signals can be published to: a :class:`SignalBoard`, or a running show."""
+
+    def set(self, signal: Signal) -> None: ...
+
+    def fire(self, trigger: Trigger) -> None: ...
 
 
 class SignalBoard:

@@ -7,7 +7,11 @@ import socket
 
 from pythonosc.osc_message import OscMessage
 
-from metadj_bridge.inputs.ableton_osc import SONG_REQUESTS, AbletonListenRequests, listen_requests
+from metadj_bridge.inputs.ableton_osc import (
+    SONG_REQUESTS,
+    AbletonListenRequests,
+    listen_requests,
+)
 from metadj_bridge.mapping.model import (
     Envelope,
     Mapping,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -112,14 +113,14 @@ async def metrics(url: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def running(profile: Path) -> Any:
-    with open(os.devnull, "w") as quiet:
-        task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90), status_stream=quiet))
-        try:
-            yield task
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    quiet = io.StringIO()  # the status line, unread
+    task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90), status_stream=quiet))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def weight_of(prompts: list[dict[str, Any]], text: str) -> float:

@@ -20,7 +20,12 @@ import re
 import socket
 from collections.abc import Iterable
 
-from metadj_bridge.mapping.model import Envelope, ShowProfile, SignalSource, TriggerSource
+from metadj_bridge.mapping.model import (
+    Envelope,
+    ShowProfile,
+    SignalSource,
+    TriggerSource,
+)
 from metadj_bridge.outputs.osc_out import build_message
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ def listen_requests(profile: ShowProfile) -> list[tuple[str, tuple[int, ...]]]:
     """The listen requests that make AbletonOSC report everything ``profile`` reads (pure)."""
     requests = list(SONG_REQUESTS)
     for name in _names_read(profile):
+        request: tuple[str, tuple[int, ...]]
         if (m := _TRACK.match(name)) is not None:
             request = (f"/live/track/start_listen/{m.group(1)}", (int(m.group(2)),))
         elif (m := _CLIP.match(name)) is not None:

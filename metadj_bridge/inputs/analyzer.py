@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from metadj_bridge.inputs.analysis import AnalysisConfig, FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 from metadj_bridge.logutil import RateLimitedWarning
-from metadj_bridge.signals import Signal, SignalBoard, Trigger
+from metadj_bridge.signals import Signal, SignalTarget, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class AudioAnalyzer:
                 self.finished.set_result(None)
 
 
-def publish(update: AudioUpdate, board: SignalBoard) -> None:
+def publish(update: AudioUpdate, board: SignalTarget) -> None:
     """Put one update on the signal board in the mapping vocabulary (design.md)."""
     f = update.features
     t = f.t
