@@ -623,3 +623,12 @@ def test_an_untouched_control_leaves_the_theme_value_until_it_moves() -> None:
     # With an explicit default the mapping speaks from the start.
     preset = Driver(MappingEngine(show(sig("midi.cc.1.7", "noise_scale", default=0.2), start_theme="ocean")))
     assert preset.step().parameters["noise_scale"] == 0.2
+
+
+def test_the_first_touch_of_a_control_counts_as_a_move() -> None:
+    duo = Theme("duo", (PromptSpec("red"), PromptSpec("blue")))
+    engine = MappingEngine(show(Mapping("xf", SignalSource("midi.cc.1.19"), (), Target("prompt_mix", "mix", (0, 1))),
+                                themes=(duo,)))
+    d = Driver(engine)
+    assert d.step().parameters["prompts"] == [{"text": "red", "weight": 1.0}]
+    assert d.step({"midi.cc.1.19": 1.0}).parameters["prompts"] == [{"text": "blue", "weight": 1.0}]

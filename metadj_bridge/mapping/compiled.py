@@ -72,6 +72,9 @@ def is_continuous_target(mapping: Mapping) -> bool:
 class MappingRuntime:
     """The running state of one mapping. Subclasses differ in their source."""
 
+    #: Whether the first value counts as a change (a control moved) or is the starting state (an LFO, a default).
+    first_is_a_move = False
+
     __slots__ = (
         "changed",
         "gate",
@@ -119,7 +122,7 @@ class MappingRuntime:
                 self._run(0, 1.0, now, step, fired, tempo)
             return
         if x != self.value:
-            first = self.value is None
+            first = self.value is None and not self.first_is_a_move
             self.value = x
             if not first:
                 self.changed = step
@@ -190,7 +193,7 @@ class MappingRuntime:
 
 
 class SignalMapping(MappingRuntime):
-    __slots__ = ("_pre_smoothers", "_still", "input", "signal")
+    __slots__ = ("_pre_smoothers", "_still", "first_is_a_move", "input", "signal")
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
                  hits: list[tuple[int, Any]]) -> None:
@@ -200,6 +203,8 @@ class SignalMapping(MappingRuntime):
         #: The latest input value (the default until the signal is seen; None: no value yet, nothing is produced).
         default = mapping.source.default
         self.input: float | None = None if default is None else float(default)
+        #: Without a default, the first value seen is the performer moving the control: it counts as a change.
+        self.first_is_a_move = default is None
         self._still = False
         self._pre_smoothers = tuple(s for s in self.pre if isinstance(s, SmoothStage))
 
