@@ -329,14 +329,15 @@ async def wait_until(predicate, timeout: float) -> bool:
 async def peer():
     """Another Link app in this process (a DJ program stand-in), at 120 BPM with 4-beat bars.
 
-    It runs for a second before the bridge joins, as DJ software does: when two Link sessions meet, the
-    older one wins, and sessions founded within about 0.5 s of each other are decided by their random ids.
+    It runs for a few seconds before the bridge joins, as DJ software does: when two Link sessions meet, the
+    older one wins, and sessions founded within about 0.5 s of each other are decided by their random ids (a
+    one-second head start was seen to lose on a loaded machine).
     """
     aalink = pytest.importorskip("aalink")
     link = aalink.Link(120.0)
     link.quantum = 4
     link.enabled = True
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(2.5)
     yield link
     link.enabled = False
 
