@@ -1,0 +1,539 @@
+"""Avatar mode's picture source: a webcam or a video file, as the outgoing WebRTC track.
+
+A :class:`VideoCapture` owns the device (or file) for the whole run. Its own thread does the blocking reads,
+scales and centre-crops every frame to the pipeline's size (fill, no bars) in I420, stamps it on a 90 kHz
+clock and hands it to the event loop with ``call_soon_threadsafe``. The session builds a new track for every
+WebRTC session (:meth:`VideoCapture.make_track`); each track's ``recv()`` returns the newest captured frame,
+so a slow encoder skips frames instead of falling behind. A video file loops at its own frame rate.
+
+Cameras are named per OS the way FFmpeg's capture inputs want them: ``/dev/videoN`` (v4l2, Linux), an index or
+a name (avfoundation, macOS), ``video=<name>`` (dshow, Windows); :func:`list_cameras` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fractions
+import logging
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc import VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from metadj_bridge.errors import ConfigError, VideoInputError
+
+log = logging.getLogger(__name__)
+
+#: The seed's avatar resolution ("Match webcam resolution to pipeline resolution (default: 320x576)").
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 576
+VIDEO_CLOCK_RATE = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+#: Names ending like this are files even where a bare word would be a camera name (macOS, Windows).
+VIDEO_FILE_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m", ".gif"})
+_OPEN_TIMEOUT = 5.0
+_READ_TIMEOUT = 5.0
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+
+
+@dataclass(frozen=True)
+class FillCrop:
+    """Scale the source to ``scaled`` (covering the target), then cut ``width`` x ``height`` at ``(x, y)``."""
+
+    scaled_width: int
+    scaled_height: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def fill_crop(src_width: int, src_height: int, width: int, height: int) -> FillCrop:
+    """The fill-and-centre-crop geometry from a source size to an even target size (I420 needs even offsets).
+
+    1280x720 -> 320x576 scales to 1024x576 and keeps the middle 320 columns (x = 352): the sides go.
+    """
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise ConfigError(f"video size {width}x{height}: width and height must be even and positive")
+    if src_width <= 0 or src_height <= 0:
+        raise VideoInputError(f"the video source delivered a {src_width}x{src_height} frame")
+    scale = max(width / src_width, height / src_height)
+    # Round up to even so the scaled frame always covers the target (never a one-pixel bar).
+    scaled_w = max(width, 2 * -(-round(src_width * scale, 6) // 2))
+    scaled_h = max(height, 2 * -(-round(src_height * scale, 6) // 2))
+    scaled_w, scaled_h = int(scaled_w), int(scaled_h)
+    x = (scaled_w - width) // 2 // 2 * 2
+    y = (scaled_h - height) // 2 // 2 * 2
+    return FillCrop(scaled_w, scaled_h, x, y, width, height)
+
+
+def fit_frame(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """``frame`` as I420 at ``width`` x ``height``: one swscale pass to the covering size, then a plane crop."""
+    geo = fill_crop(frame.width, frame.height, width, height)
+    scaled = frame.reformat(width=geo.scaled_width, height=geo.scaled_height, format="yuv420p")
+    if (geo.scaled_width, geo.scaled_height) == (width, height):
+        return scaled
+    out = av.VideoFrame(width, height, "yuv420p")
+    for i, (src, dst) in enumerate(zip(scaled.planes, out.planes, strict=True)):
+        sub = 1 if i == 0 else 2
+        w, h, x, y = width // sub, height // sub, geo.x // sub, geo.y // sub
+        src_rows = np.frombuffer(memoryview(src), np.uint8).reshape(src.height, src.line_size)
+        dst_rows = np.frombuffer(memoryview(dst), np.uint8).reshape(dst.height, dst.line_size)
+        dst_rows[:h, :w] = src_rows[y : y + h, x : x + w]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ cameras
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A capture device; ``device`` is what the avatar ``source`` setting takes."""
+
+    device: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.device} ({self.name})" if self.name and self.name != self.device else self.device
+
+
+def list_cameras(
+    platform: str = sys.platform, *, sys_root: Path = Path("/sys/class/video4linux"), dev_root: Path = Path("/dev")
+) -> list[Camera]:
+    """The cameras present: on Linux the /dev/video* nodes with their names from sysfs; on macOS and Windows
+    what FFmpeg's avfoundation / dshow device listing offers. VideoInputError when they cannot be listed here."""
+    if platform.startswith("linux"):
+        nodes = sorted(dev_root.glob("video[0-9]*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 30)
+        cameras = []
+        for node in nodes:
+            try:
+                name = (sys_root / node.name / "name").read_text(errors="replace").strip()
+            except OSError:
+                name = ""
+            cameras.append(Camera(str(node), name))
+        return cameras
+    fmt = "avfoundation" if platform == "darwin" else "dshow" if platform.startswith("win") else None
+    if fmt is None:
+        raise VideoInputError(f"cannot list cameras on this system ({platform}); give the device as FFmpeg names it")
+    lines = _ffmpeg_device_listing(fmt)
+    return parse_avfoundation_listing(lines) if fmt == "avfoundation" else parse_dshow_listing(lines)
+
+
+def describe_cameras(platform: str = sys.platform) -> str:
+    """One phrase for error messages: which cameras are present, or why that cannot be said."""
+    try:
+        cameras = list_cameras(platform)
+    except VideoInputError as exc:
+        return str(exc)
+    if not cameras:
+        return "no cameras found" + (" (no /dev/video* device: is the webcam plugged in?)" if platform.startswith("linux") else "")
+    return "cameras present: " + ", ".join(map(str, cameras))
+
+
+def _ffmpeg_device_listing(fmt: str) -> list[str]:
+    """FFmpeg prints its device list to its log (``-list_devices true``); capture those lines."""
+    try:
+        av.format.ContainerFormat(fmt)
+    except ValueError as exc:
+        raise VideoInputError(f"cannot list cameras here: this FFmpeg build has no {fmt} input") from exc
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=True) as logs, contextlib.suppress(av.FFmpegError, OSError):
+            av.open("" if fmt == "avfoundation" else "dummy", format=fmt, options={"list_devices": "true"}).close()
+    finally:
+        av.logging.set_level(previous)
+    text = "".join(str(entry[-1] if isinstance(entry, tuple) else entry) for entry in logs)
+    return text.splitlines()
+
+
+_INDEXED = re.compile(r"\[(\d+)\]\s+(.+?)\s*$")
+_DSHOW_TYPED = re.compile(r'"(.+)"\s*\((video|audio|none)\)')
+_QUOTED = re.compile(r'"(.+)"')
+
+
+def parse_avfoundation_listing(lines: list[str]) -> list[Camera]:
+    """The video devices of ``ffmpeg -f avfoundation -list_devices true -i ""``: ``[0] FaceTime HD Camera``."""
+    cameras, in_video = [], False
+    for line in lines:
+        if "video devices" in line:
+            in_video = True
+        elif "audio devices" in line:
+            in_video = False
+        elif in_video and (m := _INDEXED.search(line)):
+            cameras.append(Camera(m.group(1), m.group(2)))
+    return cameras
+
+
+def parse_dshow_listing(lines: list[str]) -> list[Camera]:
+    """The video devices of ``ffmpeg -f dshow -list_devices true -i dummy``, old and new (``"Name" (video)``) style."""
+    cameras, section = [], ""
+    for line in lines:
+        if "DirectShow video devices" in line:
+            section = "video"
+        elif "DirectShow audio devices" in line:
+            section = "audio"
+        elif "Alternative name" in line:
+            continue
+        elif m := _DSHOW_TYPED.search(line):
+            if m.group(2) == "video":
+                cameras.append(Camera(f"video={m.group(1)}", m.group(1)))
+        elif section == "video" and (m := _QUOTED.search(line)):
+            cameras.append(Camera(f"video={m.group(1)}", m.group(1)))
+    return cameras
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to open a source with PyAV: ``av.open(url, format=format, options=options)``."""
+
+    url: str
+    #: The capture input (``v4l2``, ``avfoundation``, ``dshow``); None for a file.
+    format: str | None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_file(self) -> bool:
+        return self.format is None
+
+    @property
+    def label(self) -> str:
+        return f"video file {self.url}" if self.is_file else f"webcam {self.url}"
+
+
+def resolve_source(
+    source: str,
+    *,
+    fps: float | None = 30.0,
+    capture_size: tuple[int, int] | None = None,
+    platform: str = sys.platform,
+) -> SourceSpec:
+    """Turn a performer's source setting into what PyAV opens.
+
+    ``0`` or ``/dev/video0`` (Linux), ``0`` or ``FaceTime HD Camera`` (macOS), ``video=Integrated Camera``
+    or ``Integrated Camera`` (Windows) are webcams; ``file:<path>`` or anything that looks like a path to a
+    video is a file. A camera gets ``framerate`` (and ``video_size`` when given) as capture options.
+    """
+    text = source.strip()
+    if not text:
+        raise ConfigError("video source is empty: give a webcam (e.g. /dev/video0 or 0) or a video file")
+    if text.startswith("file:"):
+        return SourceSpec(text[5:], None)
+    linux, mac, windows = platform.startswith("linux"), platform == "darwin", platform.startswith("win")
+    path = Path(text)
+    looks_like_file = path.suffix.lower() in VIDEO_FILE_SUFFIXES or "/" in text or "\\" in text
+    options: dict[str, str] = {}
+    if fps:
+        options["framerate"] = f"{fps:g}"
+    if capture_size:
+        options["video_size"] = f"{capture_size[0]}x{capture_size[1]}"
+    if linux:
+        if text.isdigit():
+            return SourceSpec(f"/dev/video{int(text)}", "v4l2", options)
+        if text.startswith("/dev/"):
+            return SourceSpec(text, "v4l2", options)
+        return SourceSpec(text, None)
+    if mac and not (looks_like_file or path.exists()):
+        return SourceSpec(text, "avfoundation", {**options, "pixel_format": "nv12"})
+    if windows:
+        if text.startswith("video="):
+            return SourceSpec(text, "dshow", options)
+        if text.isdigit():
+            raise ConfigError(
+                f"video source {text!r}: on Windows give the camera's name, e.g. 'video=Integrated Camera' "
+                "(`metadj-bridge devices` lists them)"
+            )
+        if not (looks_like_file or path.exists()):
+            return SourceSpec(f"video={text}", "dshow", options)
+    return SourceSpec(text, None)
+
+
+def _open_error(spec: SourceSpec, exc: BaseException) -> VideoInputError:
+    """A message a performer can act on, naming the cameras present."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, av.InvalidDataError):
+        why = "is not a video PyAV can read"
+    elif code == errno.ENOENT:
+        why = "does not exist"
+    elif code == errno.EBUSY:
+        why = "is busy: another program (OBS, a browser, a video call) is using it"
+    elif code == errno.EACCES:
+        why = "cannot be opened: permission denied (on Linux, join the 'video' group)"
+    else:
+        why = f"cannot be opened ({exc})"
+    return VideoInputError(f"{spec.label} {why}; {describe_cameras()}")
+
+
+# ------------------------------------------------------------------------------------------------ capture
+
+
+@dataclass
+class CaptureStats:
+    frames_captured: int = 0
+    frames_sent: int = 0
+    #: Median over the last frames, milliseconds: decode (read) and scale/crop/convert.
+    decode_ms: float = 0.0
+    convert_ms: float = 0.0
+    #: Size of the source frames before scaling, e.g. (1280, 720).
+    source_size: tuple[int, int] | None = None
+    reopens: int = 0
+
+
+class VideoCapture:
+    """A webcam or video file, read in a thread, delivered at ``width`` x ``height`` I420 to any number of tracks.
+
+    ``start()`` (on the event loop), then ``await wait_first_frame(timeout)`` before starting a session,
+    ``make_track()`` for each session, ``await aclose()`` at the end (safe twice; a closed capture refuses reuse).
+    """
+
+    def __init__(
+        self,
+        source: str | SourceSpec,
+        width: int = DEFAULT_WIDTH,
+        height: int = DEFAULT_HEIGHT,
+        *,
+        fps: float | None = 30.0,
+        capture_size: tuple[int, int] | None = None,
+    ) -> None:
+        fill_crop(width, height, width, height)  # validates the size now, not in the thread
+        self.spec = source if isinstance(source, SourceSpec) else resolve_source(source, fps=fps, capture_size=capture_size)
+        self.width, self.height = width, height
+        self.first_frame_at: float | None = None
+        self._stats = CaptureStats()
+        self._decode_ms: list[float] = []
+        self._convert_ms: list[float] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._latest: av.VideoFrame | None = None
+        self._seq = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._first = asyncio.Event()
+        self._failure: VideoInputError | None = None
+        self._closed = False
+        self._clock0 = 0.0
+        self._last_pts = -1
+
+    # -------------------------------------------------------------- public
+
+    def start(self) -> None:
+        """Open the source and start reading, in the capture thread; errors surface in ``wait_first_frame``."""
+        if self._closed:
+            raise RuntimeError("VideoCapture is closed")
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._clock0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"video-capture {self.spec.url}", daemon=True)
+        self._thread.start()
+
+    async def wait_first_frame(self, timeout: float = 5.0) -> None:
+        """Return once the source has delivered a frame; VideoInputError (naming the cameras) otherwise."""
+        if self._thread is None:
+            self.start()
+        if self._failure is None and not self._first.is_set():
+            try:
+                await asyncio.wait_for(self._first_or_failure(), timeout)
+            except TimeoutError:
+                raise VideoInputError(
+                    f"no picture from {self.spec.label} within {timeout:g} s: is another program (OBS, a browser, "
+                    f"a video call) using it? {describe_cameras()}"
+                ) from None
+        if self._failure is not None:
+            raise self._failure
+
+    def make_track(self) -> CaptureTrack:
+        """A new outgoing track for a new WebRTC session; the device stays open across sessions."""
+        if self._closed:
+            raise RuntimeError("VideoCapture is closed")
+        return CaptureTrack(self)
+
+    def stats(self) -> CaptureStats:
+        s = self._stats
+        s.decode_ms = float(np.median(self._decode_ms)) if self._decode_ms else 0.0
+        s.convert_ms = float(np.median(self._convert_ms)) if self._convert_ms else 0.0
+        return CaptureStats(**vars(s))
+
+    async def next_frame(self, after: int) -> tuple[av.VideoFrame, int]:
+        """The newest frame newer than sequence number ``after``, and its number; MediaStreamError once closed."""
+        while self._seq <= after or self._latest is None:
+            if self._closed:
+                raise MediaStreamError
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.add(fut)
+            try:
+                await fut
+            finally:
+                self._waiters.discard(fut)
+        if self._closed:
+            raise MediaStreamError
+        self._stats.frames_sent += 1
+        return self._latest, self._seq
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake_all()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join, _READ_TIMEOUT + 1)
+            if thread.is_alive():
+                log.warning("%s did not let go within %.0f s; leaving its reader behind", self.spec.label, _READ_TIMEOUT + 1)
+
+    # -------------------------------------------------------------- event loop side
+
+    async def _first_or_failure(self) -> None:
+        while not self._first.is_set() and self._failure is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.add(fut)
+            try:
+                await fut
+            finally:
+                self._waiters.discard(fut)
+
+    def _publish(self, frame: av.VideoFrame) -> None:
+        if self._closed:
+            return
+        self._latest = frame
+        self._seq += 1
+        self._stats.frames_captured += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+            self._first.set()
+        self._wake_all()
+
+    def _fail(self, exc: VideoInputError) -> None:
+        self._failure = exc
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for fut in list(self._waiters):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _to_loop(self, fn: object, arg: object) -> bool:
+        loop = self._loop
+        if loop is None or self._stop.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(fn, arg)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop has closed under us
+            self._stop.set()
+            return False
+        return True
+
+    # -------------------------------------------------------------- capture thread
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with av.open(
+                    self.spec.url, format=self.spec.format, options=self.spec.options, timeout=(_OPEN_TIMEOUT, _READ_TIMEOUT)
+                ) as container:
+                    if not container.streams.video:
+                        raise VideoInputError(f"{self.spec.label} has no video stream; {describe_cameras()}")
+                    self._read(container)
+                    delay = 0.5
+                    if not self.spec.is_file:
+                        raise VideoInputError(f"{self.spec.label} stopped delivering frames")
+            except (av.FFmpegError, OSError, VideoInputError) as exc:
+                error = exc if isinstance(exc, VideoInputError) else _open_error(self.spec, exc)
+                if self._stop.is_set():
+                    return
+                if self.first_frame_at is None and self._stats.frames_captured == 0 and self._seq == 0:
+                    self._to_loop(self._fail, error)
+                    return
+                # It worked before: a webcam unplugged for a moment. Keep trying; the track waits meanwhile.
+                self._stats.reopens += 1
+                log.warning("%s; trying again in %.1f s", error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("%s: capture failed", self.spec.label)
+                self._to_loop(self._fail, VideoInputError(f"{self.spec.label}: capture failed unexpectedly"))
+                return
+
+    def _read(self, container: av.container.InputContainer) -> None:
+        """Read and hand on frames until stopped (a file loops at its own rate; a camera paces itself)."""
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or 30
+        period = 1.0 / float(rate)
+        start = time.monotonic()
+        offset = 0.0
+        while not self._stop.is_set():
+            origin: float | None = None
+            rel = -period
+            got = 0
+            frames = container.decode(stream)
+            while not self._stop.is_set():
+                t_read = time.perf_counter()
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                decode_ms = (time.perf_counter() - t_read) * 1000
+                got += 1
+                if self.spec.is_file:
+                    t = frame.time if frame.time is not None else (origin or 0.0) + got * period
+                    origin = t if origin is None else origin
+                    rel = t - origin
+                    wait = start + offset + rel - time.monotonic()
+                    if wait > 0:
+                        self._stop.wait(wait)
+                    elif wait < -1.0:  # far behind (a stall): restart the cadence instead of rushing
+                        start -= wait
+                self._deliver(frame, decode_ms)
+            if not self.spec.is_file or self._stop.is_set():
+                return
+            if got == 0:
+                raise VideoInputError(f"{self.spec.label} has no frames that can be decoded")
+            offset += rel + period
+            container.seek(0)
+
+    def _deliver(self, frame: av.VideoFrame, decode_ms: float) -> None:
+        t0 = time.perf_counter()
+        out = fit_frame(frame, self.width, self.height)
+        now = time.monotonic()
+        convert_ms = (time.perf_counter() - t0) * 1000
+        pts = max(int((now - self._clock0) * VIDEO_CLOCK_RATE), self._last_pts + 1)
+        self._last_pts = pts
+        out.pts, out.time_base = pts, VIDEO_TIME_BASE
+        for samples, value in ((self._decode_ms, decode_ms), (self._convert_ms, convert_ms)):
+            samples.append(value)
+            if len(samples) > 120:
+                del samples[:60]
+        self._stats.source_size = (frame.width, frame.height)
+        self._to_loop(self._publish, out)
+
+
+class CaptureTrack(VideoStreamTrack):
+    """The outgoing track of one WebRTC session: each ``recv()`` is the newest captured frame, never one twice."""
+
+    def __init__(self, capture: VideoCapture) -> None:
+        super().__init__()
+        self._capture = capture
+        self._seq = 0
+
+    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame, self._seq = await self._capture.next_frame(self._seq)
+        return frame
+
