@@ -17,8 +17,10 @@ import pytest
 from PIL import Image
 
 from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.preview import BOUNDARY, PreviewSink
 from metadj_bridge.video.sink import ShownFrame
+from tests.helpers import wait_for
 
 W, H = 192, 108
 ORANGE = (230, 120, 30)
@@ -226,3 +228,25 @@ def test_taken_port_is_an_error_naming_it() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(VideoOutputError, match=message):
         PreviewSink(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_preview_through_the_output_clock_shows_the_pushed_frame() -> None:
+    preview = PreviewSink(fps=20)
+    clock = OutputClock(W, H, 30.0, [preview], slate_after=10)
+    await clock.start()
+    try:
+        assert preview.url is not None
+        clock.push(shown(0, (30, 90, 210)).frame)
+        async with httpx.AsyncClient(base_url=preview.url, timeout=5) as client:
+
+            async def blue_frame() -> bool:
+                reply = await client.get("/frame.jpg")
+                return reply.status_code == 200 and close_to(centre_colour(reply.content), (30, 90, 210))
+
+            await wait_for(blue_frame, 5, "the pushed frame on /frame.jpg", interval=0.06)
+            reply = await client.get("/frame.jpg")
+            assert Image.open(io.BytesIO(reply.content)).size == (W, H)
+    finally:
+        await clock.aclose()
+    assert clock.stats().sinks == ("preview",)
+    assert preview.url is None

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.record import RecordingSink
 from metadj_bridge.video.sink import ShownFrame
+from tests.helpers import wait_for
 
 W, H = 160, 96
 U, V = 90, 170  # a fixed colour (chroma) under a brightness that says which tick it was
@@ -36,8 +38,14 @@ def tick_frame(index: int, fps: float, width: int = W, height: int = H) -> Shown
 def read_back(path: Path) -> tuple[list[av.VideoFrame], float]:
     with av.open(str(path)) as container:
         frames = list(container.decode(video=0))
+        assert container.duration is not None, "the file does not say how long it is"
         duration = container.duration / av.time_base
     return frames, duration
+
+
+def seconds(frame: av.VideoFrame) -> float:
+    assert frame.time is not None
+    return frame.time
 
 
 def mean_yuv(frame: av.VideoFrame) -> tuple[float, float, float]:
@@ -70,7 +78,7 @@ def test_recording_reads_back_frame_for_frame(tmp_path: Path, suffix: str) -> No
         y, u, v = mean_yuv(frame)
         assert abs(y - luma(i)) < 3, f"frame {i} has brightness {y:.1f}, expected {luma(i)}"
         assert abs(u - U) < 4 and abs(v - V) < 4
-        assert frame.time == pytest.approx(i / fps, abs=0.002)
+        assert seconds(frame) == pytest.approx(i / fps, abs=0.002)
     assert duration == pytest.approx(count / fps, abs=1 / fps)
 
 
@@ -88,7 +96,7 @@ def test_repeated_frame_object_keeps_each_ticks_place(tmp_path: Path) -> None:
 
     frames, duration = read_back(sink.path)
     assert [round(mean_yuv(f)[0]) for f in frames] == [luma(0)] * 5 + [luma(9)]
-    assert [f.pts * f.time_base for f in frames] == pytest.approx([i / fps for i in range(6)], abs=0.002)
+    assert [seconds(f) for f in frames] == pytest.approx([i / fps for i in range(6)], abs=0.002)
     assert duration == pytest.approx(0.6, abs=0.1)
 
 
@@ -202,6 +210,56 @@ def test_a_full_queue_counts_every_frame_it_drops(tmp_path: Path) -> None:
     assert len(frames) == stats.written
     assert stats.written + stats.dropped == 60
     # Frames that made it keep their tick's time: the file stays in step with the show.
-    times = [round(f.time * 30) for f in frames]
+    times = [round(seconds(f) * 30) for f in frames]
     assert times == sorted(set(times))
     assert times[0] == 0
+
+
+class ShownLog:
+    """The camera's view of the same clock: what each tick showed, to compare the file with."""
+
+    name = "log"
+
+    def __init__(self) -> None:
+        self.luma: list[float] = []
+        self.kinds: list[str] = []
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        pass
+
+    def show(self, shown: ShownFrame) -> None:
+        self.luma.append(float(shown.frame.to_ndarray()[: shown.frame.height].mean()))
+        self.kinds.append(shown.kind)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+async def test_recording_through_the_output_clock_holds_what_the_camera_showed(tmp_path: Path, suffix: str) -> None:
+    fps = 50.0
+    log = ShownLog()
+    sink = RecordingSink(tmp_path / f"clock{suffix}")
+    clock = OutputClock(W, H, fps, [log, sink], slate_after=0.2)
+    await clock.start()
+    try:
+        await wait_for(lambda: len(log.kinds) >= 2, 5, "slate ticks before the first frame")
+        for i in range(6):
+            clock.push(tick_frame(i * 4, fps).frame)
+            target = len(log.kinds) + 2
+            await wait_for(lambda: len(log.kinds) >= target, 5, "ticks after a push")  # noqa: B023 - awaited here
+        await wait_for(lambda: log.kinds[-1] == "slate", 5, "the slate after Scope went quiet")
+    finally:
+        await clock.aclose()
+
+    stats, shown = sink.stats(), clock.stats().frames_shown
+    assert stats.shown == shown == len(log.luma)
+    assert stats.dropped == 0
+    frames, duration = read_back(sink.path)
+    assert len(frames) == shown
+    assert {(f.width, f.height) for f in frames} == {(W, H)}
+    assert [seconds(f) for f in frames] == pytest.approx([i / fps for i in range(shown)], abs=0.002)
+    assert duration == pytest.approx(shown / fps, abs=1 / fps)
+    decoded = [mean_yuv(f)[0] for f in frames]
+    assert decoded == pytest.approx(log.luma, abs=3)
+    assert {"slate", "live", "repeat"} <= set(log.kinds)
