@@ -54,6 +54,10 @@ def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
     for key in ("url", "pipeline", "aspect", "resolution", "input_mode", "min_send_interval", "max_send_interval"):
         if getattr(a, key) != getattr(b, key):
             changed.append(f"scope.{key}")
+    va, vb = old.video, new.video
+    for key in ("outputs", "size", "fps", "device", "backend", "preview_port", "source", "ref_images"):
+        if getattr(va, key) != getattr(vb, key):
+            changed.append(f"video.{key}")
     ia, ib = old.inputs, new.inputs
     for section in ("audio", "midi", "osc", "tempo"):
         x, y = getattr(ia, section), getattr(ib, section)

@@ -357,3 +357,25 @@ def test_a_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="once aliases are expanded") as caught:
         load_profile(path)
     assert caught.value.line == 6
+
+
+def test_the_video_section(tmp_path: Path) -> None:
+    (tmp_path / "face.png").write_bytes(b"\x89PNG")
+    path = tmp_path / "avatar.yaml"
+    path.write_text(
+        "themes: {a: {prompts: [x]}}\n"
+        "video:\n"
+        "  outputs: [vcam, preview, 'record:sets/night.mkv', vcam]\n"
+        "  size: [1280, 720]\n"
+        "  fps: 60\n"
+        "  slate_after: 2\n"
+        "  source: file:clips/dancer.mp4\n"
+        "  ref_images: face.png\n",
+        encoding="utf-8",
+    )
+    video = load_profile(path).video
+    assert video.outputs == ("vcam", "preview", f"record:{tmp_path / 'sets' / 'night.mkv'}")
+    assert (video.size, video.fps, video.slate_after) == ((1280, 720), 60.0, 2.0)
+    assert video.source == f"file:{tmp_path / 'clips' / 'dancer.mp4'}"
+    assert video.ref_images == (str(tmp_path / "face.png"),)
+    assert load_profile(Path(__file__).parent.parent / "mappings" / "default.yaml").video.outputs == ("vcam",)

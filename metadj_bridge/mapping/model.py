@@ -118,6 +118,33 @@ class InputSettings:
     tempo: TempoSettings = field(default_factory=TempoSettings)
 
 
+# ------------------------------------------------------------------------------------------------ video
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSettings:
+    """Where Scope's video goes, and in avatar mode where the outgoing video comes from."""
+
+    #: Outputs: "vcam" (the virtual webcam), "preview" (MJPEG in a browser), "record:<path>" (.mp4 or .mkv).
+    #: Without a virtual camera backend, "vcam" says how to get one and the preview opens instead.
+    outputs: tuple[str, ...] = ("vcam",)
+    #: The camera's (width, height); None: the pipeline's resolution. Fixed for the whole run.
+    size: tuple[int, int] | None = None
+    fps: float = 30.0
+    #: The virtual camera device (e.g. /dev/video10) and pyvirtualcam backend (v4l2loopback, obs, unitycapture).
+    device: str | None = None
+    backend: str | None = None
+    #: Seconds without a new frame from Scope before the camera shows a slate that says why.
+    slate_after: float = 3.0
+    #: The local preview's port on 127.0.0.1.
+    preview_port: int = 8765
+    #: Avatar mode (scope.input_mode video): the webcam (a name or a device path) or "file:<video>" to send.
+    source: str | None = None
+    #: VACE reference images (local paths, uploaded to Scope).
+    ref_images: tuple[str, ...] = ()
+    where: str = ""
+
+
 # ------------------------------------------------------------------------------------------------ themes
 
 
@@ -402,6 +429,7 @@ class ShowProfile:
     name: str
     scope: ScopeSettings = field(default_factory=ScopeSettings)
     inputs: InputSettings = field(default_factory=InputSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
     themes: tuple[Theme, ...] = ()
     #: The theme active at start (the first theme when None).
     start_theme: str | None = None

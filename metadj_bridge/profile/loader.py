@@ -15,13 +15,14 @@ from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile import mappings as mapping_section
 from metadj_bridge.profile import sections, themes
+from metadj_bridge.profile import video as video_section
 from metadj_bridge.profile.errors import ProfileError
 from metadj_bridge.profile.yamlnodes import YNode, decode_text, parse
 
 log = logging.getLogger(__name__)
 
-TOP_KEYS = ("name", "extends", "scope", "inputs", "themes", "start_theme", "transitions", "cycle", "pulse", "panic",
-            "mappings", "switches")
+TOP_KEYS = ("name", "extends", "scope", "inputs", "video", "themes", "start_theme", "transitions", "cycle", "pulse",
+            "panic", "mappings", "switches")
 #: Sections merged by entry name (a child entry replaces the base's), and sections that append.
 BY_NAME = ("themes", "mappings")
 APPENDED = ("switches",)
@@ -147,6 +148,7 @@ def _build(tree: YNode, display: str, bases: list[str]) -> ShowProfile:
         name=name,
         scope=sections.scope_settings(m.get("scope")),
         inputs=sections.input_settings(m.get("inputs")),
+        video=video_section.video_settings(m.get("video")),
         themes=theme_list,
         start_theme=start,
         transitions=themes.transitions(m.get("transitions")),
