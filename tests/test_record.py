@@ -12,7 +12,7 @@ import pytest
 
 from metadj_bridge.errors import VideoOutputError
 from metadj_bridge.video.clock import OutputClock
-from metadj_bridge.video.record import RecordingSink
+from metadj_bridge.video.record import RecordingSink, pick_codec
 from metadj_bridge.video.sink import ShownFrame
 from tests.helpers import wait_for
 
@@ -58,11 +58,12 @@ def mean_yuv(frame: av.VideoFrame) -> tuple[float, float, float]:
     )
 
 
+@pytest.mark.parametrize("codec", [None, "mpeg4"])
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_recording_reads_back_frame_for_frame(tmp_path: Path, suffix: str) -> None:
+def test_recording_reads_back_frame_for_frame(tmp_path: Path, suffix: str, codec: str | None) -> None:
     fps, count = 25.0, 30
     # Frames come faster than a clock would send them: room for all of them, so none is dropped.
-    sink = RecordingSink(tmp_path / f"show{suffix}", queue_seconds=count / fps)
+    sink = RecordingSink(tmp_path / f"show{suffix}", queue_seconds=count / fps, codec=codec)
     sink.open(W, H, fps)
     for i in range(count):
         sink.show(tick_frame(i, fps))
@@ -71,7 +72,10 @@ def test_recording_reads_back_frame_for_frame(tmp_path: Path, suffix: str) -> No
     stats = sink.stats()
     assert stats.shown == count
     assert stats.written + stats.dropped == count
+    assert stats.codec == (codec or pick_codec())
     frames, duration = read_back(sink.path)
+    with av.open(str(sink.path)) as container:
+        assert container.streams.video[0].codec_context.name == {"libx264": "h264", "mpeg4": "mpeg4"}[stats.codec]
     assert len(frames) == stats.written == count
     assert {(f.width, f.height) for f in frames} == {(W, H)}
     for i, frame in enumerate(frames):
@@ -129,6 +133,11 @@ def test_other_extensions_are_refused_naming_the_allowed_ones(tmp_path: Path, na
     with pytest.raises(VideoOutputError, match=r"\.mp4 or \.mkv") as err:
         RecordingSink(tmp_path / name)
     assert name in str(err.value)
+
+
+def test_unknown_codec_is_refused_naming_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(VideoOutputError, match="'vp9' is not one of libx264, mpeg4"):
+        RecordingSink(tmp_path / "show.mkv", codec="vp9")
 
 
 def test_upper_case_extension_is_accepted(tmp_path: Path) -> None:

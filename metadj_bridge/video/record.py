@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: File extension (lower case) -> PyAV/FFmpeg container format.
 CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
 
+#: Encoders a recording may use, best first.
+CODECS = ("libx264", "mpeg4")
+
 #: At most one "dropped frames" warning in this many seconds.
 DROP_LOG_INTERVAL = 5.0
 
@@ -90,12 +93,15 @@ class RecordingSink:
 
     ``path`` must end in ``.mp4`` or ``.mkv`` (otherwise :class:`VideoOutputError`, raised here so a bad
     ``--output record:...`` is refused before anything starts). ``queue_seconds`` is how much the encoder may
-    fall behind (in seconds of frames) before frames are dropped.
+    fall behind (in seconds of frames) before frames are dropped. ``codec`` forces one of :data:`CODECS`;
+    by default :func:`pick_codec` chooses in :meth:`open`.
     """
 
     name = "record"
 
-    def __init__(self, path: str | os.PathLike[str], *, queue_seconds: float = 1.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, queue_seconds: float = 1.0, codec: str | None = None
+    ) -> None:
         self._requested = Path(path).expanduser()
         suffix = self._requested.suffix.lower()
         if suffix not in CONTAINERS:
@@ -104,6 +110,9 @@ class RecordingSink:
                 f"recording {str(self._requested)!r}: the file must end in {allowed} (got {suffix or 'no extension'!r})"
             )
         self._format = CONTAINERS[suffix]
+        if codec is not None and codec not in CODECS:
+            raise VideoOutputError(f"recording codec {codec!r} is not one of {', '.join(CODECS)}")
+        self._forced_codec = codec
         self._queue_seconds = queue_seconds
         self._path: Path | None = None
         self._container: OutputContainer | None = None
@@ -149,7 +158,7 @@ class RecordingSink:
             raise VideoOutputError(f"recording: {fps!r} is not a frame rate (frames per second > 0)")
         path = self._claim()
         rate = Fraction(fps).limit_denominator(1001)
-        codec = pick_codec()
+        codec = self._forced_codec or pick_codec()
         try:
             container = av.open(str(path), mode="w", format=self._format)
         except (OSError, av.FFmpegError) as exc:
