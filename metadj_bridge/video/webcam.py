@@ -41,6 +41,8 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 VIDEO_FILE_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m", ".gif"})
 _OPEN_TIMEOUT = 5.0
 _READ_TIMEOUT = 5.0
+#: How long ``aclose`` waits for a reader stuck in a blocking read; it exits by itself once the read returns.
+_JOIN_TIMEOUT = 1.0
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -391,9 +393,9 @@ class VideoCapture:
         self._wake_all()
         thread, self._thread = self._thread, None
         if thread is not None:
-            await asyncio.to_thread(thread.join, _READ_TIMEOUT + 1)
+            await asyncio.to_thread(thread.join, _JOIN_TIMEOUT)
             if thread.is_alive():
-                log.warning("%s did not let go within %.0f s; leaving its reader behind", self.spec.label, _READ_TIMEOUT + 1)
+                log.debug("%s is still in a blocking read; its reader stops when the read returns", self.spec.label)
 
     # -------------------------------------------------------------- event loop side
 
