@@ -105,7 +105,7 @@ def test_repeated_frame_object_keeps_each_ticks_place(tmp_path: Path) -> None:
 
 
 def test_a_frame_of_another_size_is_fitted_to_the_file(tmp_path: Path) -> None:
-    sink = RecordingSink(tmp_path / "sizes.mp4")
+    sink = RecordingSink(tmp_path / "sizes.mp4", preset="ultrafast")
     sink.open(W, H, 30.0)
     sink.show(tick_frame(0, 30.0))
     sink.show(tick_frame(1, 30.0, width=W * 2, height=H * 2))
@@ -138,6 +138,11 @@ def test_other_extensions_are_refused_naming_the_allowed_ones(tmp_path: Path, na
 def test_unknown_codec_is_refused_naming_the_allowed_ones(tmp_path: Path) -> None:
     with pytest.raises(VideoOutputError, match="'vp9' is not one of libx264, mpeg4"):
         RecordingSink(tmp_path / "show.mkv", codec="vp9")
+
+
+def test_unknown_preset_is_refused_naming_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(VideoOutputError, match="'quick' is not one of ultrafast, superfast, veryfast"):
+        RecordingSink(tmp_path / "show.mkv", preset="quick")
 
 
 def test_upper_case_extension_is_accepted(tmp_path: Path) -> None:

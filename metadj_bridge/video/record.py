@@ -42,6 +42,10 @@ CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
 #: Encoders a recording may use, best first.
 CODECS = ("libx264", "mpeg4")
 
+#: x264's speed presets, fastest first. ``veryfast`` keeps up at 1024x576 on two cores; a 1080p recording on
+#: such a machine needs ``superfast`` or ``ultrafast`` (bigger files) to keep up without dropping frames.
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+
 #: At most one "dropped frames" warning in this many seconds.
 DROP_LOG_INTERVAL = 5.0
 
@@ -94,13 +98,19 @@ class RecordingSink:
     ``path`` must end in ``.mp4`` or ``.mkv`` (otherwise :class:`VideoOutputError`, raised here so a bad
     ``--output record:...`` is refused before anything starts). ``queue_seconds`` is how much the encoder may
     fall behind (in seconds of frames) before frames are dropped. ``codec`` forces one of :data:`CODECS`;
-    by default :func:`pick_codec` chooses in :meth:`open`.
+    by default :func:`pick_codec` chooses in :meth:`open`. ``preset`` is x264's speed preset (one of
+    :data:`PRESETS`; ignored by ``mpeg4``).
     """
 
     name = "record"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, queue_seconds: float = 1.0, codec: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        queue_seconds: float = 1.0,
+        codec: str | None = None,
+        preset: str = "veryfast",
     ) -> None:
         self._requested = Path(path).expanduser()
         suffix = self._requested.suffix.lower()
@@ -113,6 +123,9 @@ class RecordingSink:
         if codec is not None and codec not in CODECS:
             raise VideoOutputError(f"recording codec {codec!r} is not one of {', '.join(CODECS)}")
         self._forced_codec = codec
+        if preset not in PRESETS:
+            raise VideoOutputError(f"recording preset {preset!r} is not one of {', '.join(PRESETS)}")
+        self._preset = preset
         self._queue_seconds = queue_seconds
         self._path: Path | None = None
         self._container: OutputContainer | None = None
@@ -165,7 +178,7 @@ class RecordingSink:
             _remove_quietly(path)
             raise VideoOutputError(f"cannot record to {str(path)!r}: {_reason(exc)}") from exc
         try:
-            options = {"preset": "veryfast", "tune": "zerolatency"} if codec == "libx264" else {}
+            options = {"preset": self._preset, "tune": "zerolatency"} if codec == "libx264" else {}
             stream = container.add_stream(codec, rate=rate, options=options)
             assert isinstance(stream, VideoStream)
             stream.width, stream.height = width, height
@@ -185,7 +198,10 @@ class RecordingSink:
         self._queue = queue.Queue(maxsize=max(2, round(float(rate) * self._queue_seconds)))
         self._thread = threading.Thread(target=self._run_encoder, args=(container, stream), name=f"record-{path.name}", daemon=True)
         self._thread.start()
-        logger.info("recording %dx%d at %g fps to %s (%s, %s)", width, height, float(rate), path, self._format, codec)
+        logger.info(
+            "recording %dx%d at %g fps to %s (%s, %s%s)", width, height, float(rate), path, self._format, codec,
+            f" {self._preset}" if codec == "libx264" else "",
+        )
 
     def show(self, shown: ShownFrame) -> None:
         if self._container is None or self._closed or self._failed:
