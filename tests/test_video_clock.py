@@ -3,6 +3,7 @@ clock's ticks, repeats, slates, skips and broken outputs."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -207,6 +208,9 @@ class ListSink:
     def close(self) -> None:
         self.closed += 1
 
+    def last_y_is(self, value: int) -> bool:
+        return bool(self.shown) and self.y_of(self.shown[-1]) == value
+
     def y_of(self, shown: ShownFrame) -> int:
         return int(np.median(planes_of(shown.frame)[0]))
 
@@ -221,7 +225,7 @@ async def test_clock_shows_live_then_repeats_then_the_slate_with_its_reason() ->
         assert sink.opened == (64, 36, 50) and sink.threads == {"video-output-clock"}
         for value in (60, 90, 120):
             clock.push(flat_yuv(64, 36, value, 128, 128))
-            await wait_for(lambda v=value: sink.shown and sink.y_of(sink.shown[-1]) == v, 5, f"frame {value}")
+            await wait_for(functools.partial(sink.last_y_is, value), 5, f"frame {value}")
         await wait_for(lambda: sink.shown[-1].kind == "slate", 5, "the slate")
         reason[0] = RECONNECTING
         await wait_for(lambda: sink.y_of(sink.shown[-1]) == 16 and np.array_equal(

@@ -159,8 +159,15 @@ class CaptureBackend:
                 raise KeyError(f"no capture device {device!r} was opened (open: {sorted(cls.devices)})") from None
 
 
-def register_capture_backend(name: str = "capture") -> None:
-    """Register :class:`CaptureBackend` with pyvirtualcam under ``name`` (then ``Camera(backend=name)``)."""
+def register_capture_backend(name: str = "capture", *, keep_pixels: int = KEEP_PIXELS) -> type[CaptureBackend]:
+    """Register :class:`CaptureBackend` with pyvirtualcam under ``name`` (then ``Camera(backend=name)``).
+
+    ``keep_pixels`` sets how many of the newest frames keep their pixels. Returns the registered class.
+    """
     import pyvirtualcam  # type: ignore[import-untyped]
 
-    pyvirtualcam.register_backend(name, CaptureBackend)
+    backend = CaptureBackend if keep_pixels == KEEP_PIXELS else type(
+        "CaptureBackend", (CaptureBackend,), {"keep_pixels": keep_pixels, "__doc__": CaptureBackend.__doc__}
+    )
+    pyvirtualcam.register_backend(name, backend)
+    return backend
