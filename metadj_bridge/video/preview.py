@@ -184,6 +184,8 @@ class PreviewSink:
 
     def show(self, shown: ShownFrame) -> None:
         with self._changed:
+            if self._closed:
+                return
             self._latest = shown
             self._changed.notify_all()
 
@@ -192,6 +194,7 @@ class PreviewSink:
             if self._closed:
                 return
             self._closed = True
+            self._latest = None
             self._changed.notify_all()
         server, self._server = self._server, None
         if server is None:
