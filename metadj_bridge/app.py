@@ -40,6 +40,8 @@ class StatusLine:
         self.tempo: Any = None
         #: The ShowRunner, for the theme and the latest show event.
         self.show: Any = None
+        #: The video output clock, for frames shown and repeats.
+        self.video: Any = None
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -64,6 +66,12 @@ class StatusLine:
                 bpm = "--.- BPM"
             energy = f" energy {self.audio.features.energy:4.2f}" if self.audio is not None else ""
             audio = f" | {beat} {bpm}{energy}"
+        video = ""
+        if self.video is not None:
+            v = self.video.stats()
+            convert = f" {v.convert_ms:.1f} ms" if v.convert_ms is not None else ""
+            delay = f" delay {v.delay_ms:.0f} ms" if v.delay_ms is not None else ""
+            video = f" | out {v.frames_shown} (repeats {v.repeats}, slates {v.slates}){convert}{delay}"
         show = ""
         if self.show is not None:
             show = f" | theme {self.show.engine.theme}"
@@ -73,7 +81,7 @@ class StatusLine:
                 show += " (panic)"
         return (
             f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
-            f"sent {st['sent']} merged {st['merged']}{audio}{show} | last error: {err}"
+            f"sent {st['sent']} merged {st['merged']}{video}{audio}{show} | last error: {err}"
         )
 
     def on_audio(self, update: Any) -> None:
@@ -258,6 +266,22 @@ async def _start_controls(plan: RunPlan, hub: TempoHub, show: ShowRunner, starte
     return opened
 
 
+async def _start_video(plan: RunPlan, session: ScopeSession) -> Any:
+    """The output clock with the plan's sinks, fed by the session's frames; None without outputs."""
+    if not plan.video_outputs:
+        return None
+    from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.outputs import build_sinks, slate_reason
+
+    sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
+                        preview_port=plan.preview_port)
+    width, height = plan.video_size
+    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after, reason=slate_reason(session))
+    await clock.start()
+    session.add_frame_listener(clock.push)
+    return clock
+
+
 async def load_show_profile(path: str | None) -> ShowProfile:
     """The profile to run: the file given, or the bundled default."""
     from metadj_bridge.profile import load_profile
@@ -342,9 +366,12 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
 
     opened: dict[str, Any] = {}
     show.on_profile = on_profile
+    video = None
     try:
         if osc_out is not None:
             await osc_out.start()
+        video = await _start_video(plan, session)
+        status.video = video
         analyzer = await _start_listening(plan, hub.audio)
         opened = await _start_controls(plan, hub, show, controls)
         await session.start()
@@ -378,6 +405,8 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             with contextlib.suppress(Exception):
                 await osc_out.aclose()
         await session.aclose()
+        if video is not None:
+            await video.aclose()  # after the session: the recording ends with the last frame shown
         if emulator is not None:
             await emulator.aclose()
         for sig in installed:

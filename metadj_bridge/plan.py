@@ -64,6 +64,9 @@ class RunOptions:
     osc_out: str | None = None
     #: Reload the profile when its file is saved.
     watch: bool = True
+    #: --output: "vcam,record:show.mp4,preview" or "none".
+    output: str | None = None
+    preview_port: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -111,6 +114,14 @@ class RunPlan:
     no_frame_timeout: float
     emulator_fps: float
     watch: bool
+    #: Video outputs ("vcam", "preview", "record:<path>"), the camera's size and rate, and the rest of ``video:``.
+    video_outputs: tuple[str, ...]
+    video_size: tuple[int, int]
+    video_fps: float
+    video_device: str | None
+    video_backend: str | None
+    slate_after: float
+    preview_port: int
 
 
 def _check_send_bounds(lo: float, hi: float) -> None:
@@ -160,6 +171,18 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     hi = options.max_send_interval if options.max_send_interval is not None else scope.max_send_interval
     _check_send_bounds(lo, hi)
 
+    video = profile.video
+    if options.output is not None:
+        from metadj_bridge.video.outputs import parse_outputs
+
+        outputs = tuple(
+            "record:" + str(Path(o[7:]).resolve()) if o.startswith("record:") else o for o in parse_outputs(options.output)
+        )
+    else:
+        outputs = video.outputs
+    if options.preview_port is not None and not 0 <= options.preview_port < 65536:
+        raise ConfigError(f"--preview-port {options.preview_port}: must be 0-65535")
+
     audio = profile.inputs.audio
     if options.no_audio:
         kind, path, device = "none", None, None
@@ -204,4 +227,11 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         no_frame_timeout=options.no_frame_timeout,
         emulator_fps=options.emulator_fps,
         watch=options.watch,
+        video_outputs=outputs,
+        video_size=video.size or (width, height),
+        video_fps=video.fps,
+        video_device=video.device,
+        video_backend=video.backend,
+        slate_after=video.slate_after,
+        preview_port=options.preview_port if options.preview_port is not None else video.preview_port,
     )

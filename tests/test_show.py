@@ -114,7 +114,7 @@ async def metrics(url: str) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def running(profile: Path) -> Any:
     quiet = io.StringIO()  # the status line, unread
-    task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90), status_stream=quiet))
+    task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90, output="none"), status_stream=quiet))
     try:
         yield task
     finally:
