@@ -120,7 +120,7 @@ async def test_avatar_mode_end_to_end_with_a_video_file_as_the_webcam(emulator: 
         setup = await open_avatar(settings, client)
         try:
             # The session starts only now, with the source already delivering.
-            assert setup.capture.first_frame_at is not None and setup.capture.stats().frames_captured >= 1
+            assert setup.source.first_frame_at is not None and setup.source.stats().frames_captured >= 1
             sender = ParameterSender(pacer=PacerConfig(chunk_frames=4))
             config = SessionConfig(
                 url=emulator.url,

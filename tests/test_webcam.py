@@ -17,7 +17,7 @@ from metadj_bridge.video.webcam import (
     VIDEO_TIME_BASE,
     Camera,
     SourceSpec,
-    VideoCapture,
+    VideoSource,
     describe_cameras,
     fill_crop,
     fit_frame,
@@ -181,10 +181,10 @@ def test_an_unknown_system_says_it_cannot_list_cameras() -> None:
 
 async def test_a_video_file_plays_as_the_track_in_order_and_loops(tmp_path: Path) -> None:
     path = write_colour_video(tmp_path / "colours.mp4", [RED, GREEN, BLUE], frames_each=4)
-    capture = VideoCapture(str(path), 320, 576)
+    source = VideoSource(str(path), 320, 576)
     try:
-        await capture.wait_first_frame(5)
-        track = capture.make_track()
+        await source.wait_first_frame(5)
+        track = source.make_track()
         seen: list[tuple[int, int, int]] = []
         pts: list[int] = []
         while len(seen) < 20:  # 12 frames in the file: this crosses the loop point
@@ -199,41 +199,41 @@ async def test_a_video_file_plays_as_the_track_in_order_and_loops(tmp_path: Path
         start = cycle.index(runs[0])
         assert runs == [cycle[(start + i) % 3] for i in range(len(runs))]
         assert len(runs) >= 4  # the file came round again
-        stats = capture.stats()
+        stats = source.stats()
         assert stats.frames_captured >= 20 and stats.source_size == (640, 360)
         assert stats.frames_sent == 20
     finally:
-        await capture.aclose()
-        await capture.aclose()
+        await source.aclose()
+        await source.aclose()
     with pytest.raises(MediaStreamError):
         await track.recv()
     with pytest.raises(RuntimeError, match="closed"):
-        capture.make_track()
+        source.make_track()
 
 
 async def test_two_tracks_in_turn_share_one_open_file(tmp_path: Path) -> None:
     path = write_colour_video(tmp_path / "green.mp4", [GREEN], frames_each=10)
-    capture = VideoCapture(str(path), 160, 96)
+    source = VideoSource(str(path), 160, 96)
     try:
-        await capture.wait_first_frame(5)
-        first = capture.make_track()
+        await source.wait_first_frame(5)
+        first = source.make_track()
         a = await asyncio.wait_for(first.recv(), 5)
         first.stop()
-        second = capture.make_track()
+        second = source.make_track()
         b = await asyncio.wait_for(second.recv(), 5)  # the newest frame at once: a new session starts at once
         c = await asyncio.wait_for(second.recv(), 5)
         assert a.pts is not None and b.pts is not None and c.pts is not None
         assert a.pts <= b.pts < c.pts and (c.width, c.height) == (160, 96)
         assert nearest(mean_rgb(c), [RED, GREEN, BLUE]) == GREEN
     finally:
-        await capture.aclose()
+        await source.aclose()
 
 
 async def test_a_missing_webcam_names_the_cameras_present() -> None:
-    capture = VideoCapture("/dev/video97")
+    source = VideoSource("/dev/video97")
     with pytest.raises(VideoInputError) as info:
-        await capture.wait_first_frame(5)
-    await capture.aclose()
+        await source.wait_first_frame(5)
+    await source.aclose()
     message = str(info.value)
     assert "webcam /dev/video97 does not exist" in message
     assert describe_cameras() in message
@@ -242,10 +242,10 @@ async def test_a_missing_webcam_names_the_cameras_present() -> None:
 async def test_a_file_that_is_not_a_video_is_refused_with_the_cameras_present(tmp_path: Path) -> None:
     notes = tmp_path / "setlist.mp4"
     notes.write_text("1. intro\n2. drop\n")
-    capture = VideoCapture(str(notes))
+    source = VideoSource(str(notes))
     with pytest.raises(VideoInputError) as info:
-        await capture.wait_first_frame(5)
-    await capture.aclose()
+        await source.wait_first_frame(5)
+    await source.aclose()
     assert f"video file {notes} is not a video" in str(info.value)
     assert describe_cameras() in str(info.value)
 
@@ -254,13 +254,33 @@ async def test_a_file_that_is_not_a_video_is_refused_with_the_cameras_present(tm
 async def test_a_source_that_gives_no_picture_times_out_with_a_clear_error(tmp_path: Path) -> None:
     fifo = tmp_path / "silent.mkv"
     os.mkfifo(fifo)
-    capture = VideoCapture(str(fifo))
+    source = VideoSource(str(fifo))
     try:
         with pytest.raises(VideoInputError, match="no picture from video file .* within 0.3 s"):
-            await capture.wait_first_frame(0.3)
-        assert capture.stats().frames_captured == 0
+            await source.wait_first_frame(0.3)
+        assert source.stats().frames_captured == 0
     finally:
         # Let the reader out of its blocking open: a writer that closes at once is end of file.
         fd = os.open(fifo, os.O_WRONLY)
         os.close(fd)
-        await capture.aclose()
+        await source.aclose()
+
+
+REAL_WEBCAM = os.environ.get("METADJ_TEST_WEBCAM")
+
+
+@pytest.mark.skipif(
+    not REAL_WEBCAM,
+    reason="no real webcam named: set METADJ_TEST_WEBCAM (e.g. /dev/video0) to test one; "
+    f"this machine has {describe_cameras()}",
+)
+async def test_a_real_webcam_delivers_frames_at_the_avatar_size() -> None:
+    assert REAL_WEBCAM is not None
+    source = VideoSource(REAL_WEBCAM, 320, 576)
+    try:
+        await source.wait_first_frame(10)
+        frame = await asyncio.wait_for(source.make_track().recv(), 5)
+        assert (frame.width, frame.height, frame.format.name) == (320, 576, "yuv420p")
+        assert source.stats().source_size is not None
+    finally:
+        await source.aclose()

@@ -26,7 +26,7 @@ from metadj_bridge.errors import ConfigError, ParameterError
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.sender import ParameterSender
-from metadj_bridge.video.webcam import DEFAULT_HEIGHT, DEFAULT_WIDTH, VideoCapture
+from metadj_bridge.video.webcam import DEFAULT_HEIGHT, DEFAULT_WIDTH, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,10 @@ async def upload_ref_images(client: ScopeClient, refs: Iterable[str]) -> list[st
 
 @dataclass
 class AvatarSetup:
-    """What a video-mode session needs, with the capture already delivering frames."""
+    """What a video-mode session needs, with the picture source already delivering frames."""
 
     settings: AvatarSettings
-    capture: VideoCapture
+    source: VideoSource
     #: Server paths of the reference images (empty: VACE off).
     ref_paths: list[str]
     load_params: dict[str, Any]
@@ -184,7 +184,7 @@ class AvatarSetup:
 
     @property
     def track_factory(self) -> Callable[[], MediaStreamTrack]:
-        return self.capture.make_track
+        return self.source.make_track
 
     def session_fields(self) -> dict[str, Any]:
         """Keyword arguments for ``SessionConfig``: input mode, load params, offer keys, track factory."""
@@ -241,7 +241,7 @@ class AvatarSetup:
         return message
 
     async def aclose(self) -> None:
-        await self.capture.aclose()
+        await self.source.aclose()
 
 
 async def open_avatar(
@@ -254,26 +254,26 @@ async def open_avatar(
     present). Start the session only after this returns: Scope should never wait on a dark webcam.
     """
     split_ref_images(settings.ref_images)
-    capture = VideoCapture(
+    source = VideoSource(
         settings.source, settings.width, settings.height, fps=settings.fps, capture_size=settings.capture_size
     )
     try:
-        capture.start()
+        source.start()
         ref_paths = await upload_ref_images(client, settings.ref_images)
-        await capture.wait_first_frame(settings.first_frame_timeout)
+        await source.wait_first_frame(settings.first_frame_timeout)
     except BaseException:
-        await capture.aclose()
+        await source.aclose()
         raise
     log.info(
         "avatar source %s delivering %dx%d; VACE %s",
-        capture.spec.url,
+        source.spec.url,
         settings.width,
         settings.height,
         f"on with {len(ref_paths)} reference image(s)" if ref_paths else "off (no reference images)",
     )
     return AvatarSetup(
         settings=settings,
-        capture=capture,
+        source=source,
         ref_paths=ref_paths,
         load_params=avatar_load_params(settings.width, settings.height, ref_paths, base_load_params),
         offer_extra=avatar_offer_params(ref_paths, settings.vace_context_scale),

@@ -1,9 +1,9 @@
 """Avatar mode's picture source: a webcam or a video file, as the outgoing WebRTC track.
 
-A :class:`VideoCapture` owns the device (or file) for the whole run. Its own thread does the blocking reads,
+A :class:`VideoSource` owns the device (or file) for the whole run. Its own thread does the blocking reads,
 scales and centre-crops every frame to the pipeline's size (fill, no bars) in I420, stamps it on a 90 kHz
 clock and hands it to the event loop with ``call_soon_threadsafe``. The session builds a new track for every
-WebRTC session (:meth:`VideoCapture.make_track`); each track's ``recv()`` returns the newest captured frame,
+WebRTC session (:meth:`VideoSource.make_track`); each track's ``recv()`` returns the newest captured frame,
 so a slow encoder skips frames instead of falling behind. A video file loops at its own frame rate.
 
 Cameras are named per OS the way FFmpeg's capture inputs want them: ``/dev/videoN`` (v4l2, Linux), an index or
@@ -283,7 +283,7 @@ def _open_error(spec: SourceSpec, exc: BaseException) -> VideoInputError:
 
 
 @dataclass
-class CaptureStats:
+class SourceStats:
     frames_captured: int = 0
     frames_sent: int = 0
     #: Median over the last frames, milliseconds: decode (read) and scale/crop/convert.
@@ -294,7 +294,7 @@ class CaptureStats:
     reopens: int = 0
 
 
-class VideoCapture:
+class VideoSource:
     """A webcam or video file, read in a thread, delivered at ``width`` x ``height`` I420 to any number of tracks.
 
     ``start()`` (on the event loop), then ``await wait_first_frame(timeout)`` before starting a session,
@@ -314,7 +314,7 @@ class VideoCapture:
         self.spec = source if isinstance(source, SourceSpec) else resolve_source(source, fps=fps, capture_size=capture_size)
         self.width, self.height = width, height
         self.first_frame_at: float | None = None
-        self._stats = CaptureStats()
+        self._stats = SourceStats()
         self._decode_ms: list[float] = []
         self._convert_ms: list[float] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -323,18 +323,19 @@ class VideoCapture:
         self._latest: av.VideoFrame | None = None
         self._seq = 0
         self._waiters: set[asyncio.Future[None]] = set()
-        self._first = asyncio.Event()
         self._failure: VideoInputError | None = None
         self._closed = False
         self._clock0 = 0.0
         self._last_pts = -1
+        #: Frames handed on by the capture thread (its own count; the loop's counters live in ``_stats``).
+        self._delivered = 0
 
     # -------------------------------------------------------------- public
 
     def start(self) -> None:
         """Open the source and start reading, in the capture thread; errors surface in ``wait_first_frame``."""
         if self._closed:
-            raise RuntimeError("VideoCapture is closed")
+            raise RuntimeError("VideoSource is closed")
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
@@ -346,7 +347,7 @@ class VideoCapture:
         """Return once the source has delivered a frame; VideoInputError (naming the cameras) otherwise."""
         if self._thread is None:
             self.start()
-        if self._failure is None and not self._first.is_set():
+        if self._failure is None and self.first_frame_at is None:
             try:
                 await asyncio.wait_for(self._first_or_failure(), timeout)
             except TimeoutError:
@@ -357,17 +358,18 @@ class VideoCapture:
         if self._failure is not None:
             raise self._failure
 
-    def make_track(self) -> CaptureTrack:
+    def make_track(self) -> SourceTrack:
         """A new outgoing track for a new WebRTC session; the device stays open across sessions."""
         if self._closed:
-            raise RuntimeError("VideoCapture is closed")
-        return CaptureTrack(self)
+            raise RuntimeError("VideoSource is closed")
+        return SourceTrack(self)
 
-    def stats(self) -> CaptureStats:
+    def stats(self) -> SourceStats:
         s = self._stats
-        s.decode_ms = float(np.median(self._decode_ms)) if self._decode_ms else 0.0
-        s.convert_ms = float(np.median(self._convert_ms)) if self._convert_ms else 0.0
-        return CaptureStats(**vars(s))
+        decode, convert = list(self._decode_ms), list(self._convert_ms)  # copies: the capture thread appends
+        s.decode_ms = float(np.median(decode)) if decode else 0.0
+        s.convert_ms = float(np.median(convert)) if convert else 0.0
+        return SourceStats(**vars(s))
 
     async def next_frame(self, after: int) -> tuple[av.VideoFrame, int]:
         """The newest frame newer than sequence number ``after``, and its number; MediaStreamError once closed."""
@@ -400,7 +402,7 @@ class VideoCapture:
     # -------------------------------------------------------------- event loop side
 
     async def _first_or_failure(self) -> None:
-        while not self._first.is_set() and self._failure is None:
+        while self.first_frame_at is None and self._failure is None:
             fut = asyncio.get_running_loop().create_future()
             self._waiters.add(fut)
             try:
@@ -416,7 +418,6 @@ class VideoCapture:
         self._stats.frames_captured += 1
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
-            self._first.set()
         self._wake_all()
 
     def _fail(self, exc: VideoInputError) -> None:
@@ -458,7 +459,7 @@ class VideoCapture:
                 error = exc if isinstance(exc, VideoInputError) else _open_error(self.spec, exc)
                 if self._stop.is_set():
                     return
-                if self.first_frame_at is None and self._stats.frames_captured == 0 and self._seq == 0:
+                if self._delivered == 0:  # never worked: the performer has to act (wait_first_frame raises)
                     self._to_loop(self._fail, error)
                     return
                 # It worked before: a webcam unplugged for a moment. Keep trying; the track waits meanwhile.
@@ -474,7 +475,8 @@ class VideoCapture:
     def _read(self, container: av.container.InputContainer) -> None:
         """Read and hand on frames until stopped (a file loops at its own rate; a camera paces itself)."""
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Frame threading holds frames back (latency); a live camera decodes slice-threaded only.
+        stream.thread_type = "AUTO" if self.spec.is_file else "SLICE"
         rate = stream.average_rate or stream.guessed_rate or 30
         period = 1.0 / float(rate)
         start = time.monotonic()
@@ -522,20 +524,21 @@ class VideoCapture:
             if len(samples) > 120:
                 del samples[:60]
         self._stats.source_size = (frame.width, frame.height)
+        self._delivered += 1
         self._to_loop(self._publish, out)
 
 
-class CaptureTrack(VideoStreamTrack):
+class SourceTrack(VideoStreamTrack):
     """The outgoing track of one WebRTC session: each ``recv()`` is the newest captured frame, never one twice."""
 
-    def __init__(self, capture: VideoCapture) -> None:
+    def __init__(self, source: VideoSource) -> None:
         super().__init__()
-        self._capture = capture
+        self._source = source
         self._seq = 0
 
     async def recv(self) -> av.VideoFrame:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
-        frame, self._seq = await self._capture.next_frame(self._seq)
+        frame, self._seq = await self._source.next_frame(self._seq)
         return frame
 
