@@ -266,6 +266,34 @@ async def _start_controls(plan: RunPlan, hub: TempoHub, show: ShowRunner, starte
     return opened
 
 
+async def _open_avatar(plan: RunPlan, url: str) -> Any:
+    """Avatar mode: the webcam or video file open and delivering, reference images uploaded."""
+    from metadj_bridge.scope.api import ScopeClient
+    from metadj_bridge.video.vace import AvatarSettings, open_avatar
+
+    source = plan.video_source or await asyncio.to_thread(_first_camera)
+    settings = AvatarSettings(source=source, width=plan.width, height=plan.height, ref_images=plan.ref_images)
+    async with ScopeClient(url) as client:
+        return await open_avatar(settings, client, base_load_params={"width": plan.width, "height": plan.height})
+
+
+def _first_camera() -> str:
+    """The first camera that is not a virtual one (our own output must not become our input)."""
+    from metadj_bridge.errors import VideoInputError
+    from metadj_bridge.video.webcam import list_cameras
+
+    cameras = list_cameras()
+    virtual = ("metadj", "loopback", "obs virtual", "unity")
+    real = [c for c in cameras if not any(word in str(c).lower() for word in virtual)]
+    if not real:
+        listed = ", ".join(str(c) for c in cameras) or "none"
+        raise VideoInputError(
+            f"avatar mode needs a webcam or a video file and none was found (cameras here: {listed}); "
+            "give one with video.source in the profile or --video-source (a device, or file:clip.mp4)"
+        )
+    return real[0].device
+
+
 async def _start_video(plan: RunPlan, session: ScopeSession) -> Any:
     """The output clock with the plan's sinks, fed by the session's frames; None without outputs."""
     if not plan.video_outputs:
@@ -324,15 +352,26 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
                       osc_out=osc_out)
     initial = show.initial_parameters()
     sender.update(initial)
+    # vace_enabled false: text mode has no reference images (seed troubleshooting table).
+    fields: dict[str, Any] = {
+        "input_mode": "text", "load_params": {"width": plan.width, "height": plan.height, "vace_enabled": False},
+    }
+    avatar = None
+    if plan.input_mode == "video":
+        try:
+            avatar = await _open_avatar(plan, url)
+        except BaseException:
+            if emulator is not None:
+                await emulator.aclose()
+            raise
+        fields = avatar.session_fields()
     config = SessionConfig(
         url=url,
         pipeline_ids=[plan.pipeline],
-        # vace_enabled false: text mode has no reference images (seed troubleshooting table).
-        load_params={"width": plan.width, "height": plan.height, "vace_enabled": False},
-        input_mode=plan.input_mode,
         prompts=initial.get("prompts") or "",
         denoising_step_list=list(plan.denoising),
         no_frame_timeout=plan.no_frame_timeout,
+        **fields,
     )
     session = ScopeSession(config, sender)
     status = StatusLine(session, status_stream or sys.stderr)
@@ -407,6 +446,8 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         await session.aclose()
         if video is not None:
             await video.aclose()  # after the session: the recording ends with the last frame shown
+        if avatar is not None:
+            await avatar.aclose()
         if emulator is not None:
             await emulator.aclose()
         for sig in installed:

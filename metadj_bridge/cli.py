@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--osc-out", metavar="HOST:PORT", help="send BPM and beats to a TouchOSC layout or another app")
     run.add_argument("--output", metavar="LIST", help="video outputs: vcam, preview, record:FILE.mp4 (comma-separated), or none (default: the profile's, vcam)")
     run.add_argument("--preview-port", type=int, metavar="PORT", help="port of the browser preview on 127.0.0.1 (default: the profile's, 8765)")
+    run.add_argument("--video-source", metavar="CAMERA|FILE", help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: the profile's, else the first camera)")
     run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
 
     listen = sub.add_parser(

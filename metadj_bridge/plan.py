@@ -67,6 +67,8 @@ class RunOptions:
     #: --output: "vcam,record:show.mp4,preview" or "none".
     output: str | None = None
     preview_port: int | None = None
+    #: --video-source: avatar mode's webcam or video file.
+    video_source: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -122,6 +124,9 @@ class RunPlan:
     video_backend: str | None
     slate_after: float
     preview_port: int
+    #: Avatar mode: the webcam or "file:<video>" (None: the first real camera), and VACE reference images.
+    video_source: str | None
+    ref_images: tuple[str, ...]
 
 
 def _check_send_bounds(lo: float, hi: float) -> None:
@@ -234,4 +239,6 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         video_backend=video.backend,
         slate_after=video.slate_after,
         preview_port=options.preview_port if options.preview_port is not None else video.preview_port,
+        video_source=options.video_source if options.video_source is not None else video.source,
+        ref_images=video.ref_images,
     )

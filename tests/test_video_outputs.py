@@ -72,3 +72,29 @@ async def test_a_run_records_what_the_camera_showed(make_emulator: object, tmp_p
     assert 80 <= len(frames) <= 130, len(frames)
     assert (frames[0].width, frames[0].height) == (256, 144)
     assert [f.pts for f in frames] == sorted(f.pts for f in frames)
+
+
+async def test_a_run_in_avatar_mode_sends_the_video_file_and_shows_what_comes_back(make_emulator: object, tmp_path: Path) -> None:
+    from tests.test_webcam import mean_rgb, nearest, write_colour_video
+
+    emulator = await make_emulator()  # type: ignore[operator]
+    colours = [(230, 40, 40), (40, 200, 60)]
+    clip = tmp_path / "dancer.mp4"
+    write_colour_video(clip, colours, frames_each=15, fps=30)
+    profile = tmp_path / "avatar.yaml"
+    profile.write_text(
+        f"scope: {{url: {emulator.url}, resolution: [320, 576], denoising: fast, input_mode: video}}\n"
+        "inputs: {audio: none}\n"
+        "video: {source: file:dancer.mp4, fps: 20}\n"
+        "themes: {a: {prompts: [a performer made of light]}}\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "avatar.mkv"
+    assert await run_bridge(RunOptions(profile=str(profile), duration=7.0, output=f"record:{target}"),
+                            status_stream=io.StringIO()) == 0
+    with av.open(str(target)) as container:
+        frames = list(container.decode(container.streams.video[0]))
+    assert (frames[0].width, frames[0].height) == (320, 576)
+    # The emulator echoes what it receives (Scope's passthrough): the camera showed the clip's colours.
+    seen = {nearest(mean_rgb(f), colours) for f in frames[-40:]}
+    assert seen == set(colours), seen
