@@ -776,6 +776,159 @@ async def bench_hot_reload(saves: int = 10) -> None:
     print(f"  median {statistics.median(delays):.0f} ms, max {max(delays):.0f} ms (target <= 1000 ms)")
 
 
+#: Frame sizes the video benchmark measures, and frames per size.
+VIDEO_SIZES = ((1024, 576), (1920, 1080))
+VIDEO_FRAMES = 90
+
+
+def _video_clip(width: int, height: int, count: int) -> tuple[list[object], list[float]]:
+    """The emulator's pictures at this size, H264-encoded and decoded again; the decoded frames and decode times."""
+    import av
+
+    from metadj_bridge.emulator.render import FrameRenderer, FrameSpec
+
+    renderer = FrameRenderer()
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    decoder = av.CodecContext.create("h264", "r")
+    packets = []
+    for n in range(count):
+        spec = FrameSpec(width, height, (("neon rain over a dancefloor", 1.0),), n, n // 12, noise_scale=0.2)
+        frame = av.VideoFrame.from_ndarray(renderer.render(spec), format="rgb24").reformat(format="yuv420p")
+        frame.pts = n
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)
+    decoded: list[object] = []
+    times: list[float] = []
+    for packet in packets:
+        t0 = time.perf_counter()
+        out = decoder.decode(packet)
+        times.append(time.perf_counter() - t0)
+        decoded += out
+    return decoded, times
+
+
+def _video_per_frame(width: int, height: int, frames: list[object]) -> tuple[list[float], list[float]]:
+    """Convert (what the clock does with a new frame) into a ``width`` x ``height`` camera, and send, frame by frame."""
+    from metadj_bridge.video.convert import FrameFitter, i420_frame
+    from metadj_bridge.video.sink import ShownFrame
+    from metadj_bridge.video.vcam import VirtualCameraSink
+
+    fitter = FrameFitter(width, height)
+    sink = VirtualCameraSink(device=f"bench-{width}-{len(frames)}-{id(frames)}", backend="capture")
+    sink.open(width, height, 30)
+    convert: list[float] = []
+    send: list[float] = []
+    for index, frame in enumerate(frames):
+        t0 = time.perf_counter()
+        shown_frame = i420_frame(fitter.fit(frame), width, height)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        sink.show(ShownFrame(shown_frame, index, time.monotonic(), "live", time.monotonic()))
+        t2 = time.perf_counter()
+        convert.append(t1 - t0)
+        send.append(t2 - t1)
+    sink.close()
+    return convert, send
+
+
+async def _video_top_rate(width: int, height: int, frames: list[object], seconds: float) -> tuple[int, int, float]:
+    """The clock asked for 1000 fps with a new frame on every tick: (frames shown, new frames, seconds)."""
+    import threading
+
+    from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.vcam import VirtualCameraSink
+
+    clock = OutputClock(width, height, 1000, [VirtualCameraSink(device=f"bench-top-{width}", backend="capture")],
+                        slate_after=60)
+    stop = threading.Event()
+
+    def feed() -> None:
+        n = 0
+        while not stop.wait(0.0005):
+            clock.push(frames[n % len(frames)])  # type: ignore[arg-type]
+            n += 1
+
+    await clock.start()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    await asyncio.sleep(0.5)
+    before = clock.stats()
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = clock.stats()
+    elapsed = time.monotonic() - t0
+    stop.set()
+    feeder.join()
+    await clock.aclose()
+    return after.frames_shown - before.frames_shown, after.live - before.live, elapsed
+
+
+async def _video_delay(width: int, height: int, frames: list[object], seconds: float) -> tuple[list[float], int]:
+    """A 30 fps camera fed Scope-like at ~20 fps: arrival-to-send delays of the new frames, and ticks skipped."""
+    from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.sink import ShownFrame
+    from metadj_bridge.video.vcam import VirtualCameraSink
+
+    delays: list[float] = []
+
+    class TimedCamera(VirtualCameraSink):
+        def show(self, shown: ShownFrame) -> None:
+            super().show(shown)
+            if shown.kind == "live" and shown.arrived is not None:
+                delays.append(time.monotonic() - shown.arrived)
+
+    clock = OutputClock(width, height, 30, [TimedCamera(device=f"bench-delay-{width}", backend="capture")])
+    await clock.start()
+    rng = random.Random(7)
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        clock.push(frames[n % len(frames)])  # type: ignore[arg-type]
+        n += 1
+        await asyncio.sleep(0.05 * rng.uniform(0.8, 1.2))  # Scope's frames do not follow the camera's clock
+    await clock.aclose()
+    return delays, clock.stats().skipped_ticks
+
+
+def bench_video(args: argparse.Namespace) -> None:
+    """Decode, convert and camera-send cost per frame; the clock's top rate on one core; the added delay."""
+    import os
+
+    from metadj_bridge.video.capture import register_capture_backend
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for everything below
+    register_capture_backend("capture", keep_pixels=2)
+
+    def ms(values: list[float], q: float = 0.5) -> float:
+        return percentile(values, q) * 1000
+
+    print(f"video: per frame, median of {VIDEO_FRAMES}, one core (camera = pyvirtualcam's Camera + capture backend)")
+    clips: dict[tuple[int, int], list[object]] = {}
+    for width, height in VIDEO_SIZES:
+        frames, decode = _video_clip(width, height, VIDEO_FRAMES)
+        clips[(width, height)] = frames
+        convert, send = _video_per_frame(width, height, frames)
+        after = [c + s for c, s in zip(convert, send)]
+        print(f"  {width}x{height}: decode {ms(decode):.2f} ms  convert {ms(convert):.2f} ms  camera send {ms(send):.2f} ms"
+              f"  -> after decode {ms(after):.2f} ms (p95 {ms(after, 0.95):.2f});"
+              f" with decode one core keeps up with {1000 / (ms(decode) + ms(after)):.0f} fps")
+    convert, send = _video_per_frame(1920, 1080, clips[(1024, 576)])
+    print(f"  1024x576 scaled into a 1920x1080 camera: convert {ms(convert):.2f} ms  camera send {ms(send):.2f} ms")
+
+    print(f"video: highest sustained clock rate ({args.seconds:g} s, asked for 1000 fps, a new frame on every tick)")
+    for (width, height), frames in clips.items():
+        shown, live, elapsed = asyncio.run(_video_top_rate(width, height, frames, args.seconds))
+        print(f"  {width}x{height}: {shown / elapsed:.0f} fps ({live / elapsed:.0f} of them new frames)")
+
+    print(f"video: added delay from arrival (push) to camera send, 30 fps camera, frames at ~20 fps for {args.seconds:g} s")
+    for (width, height), frames in clips.items():
+        delays, skipped = asyncio.run(_video_delay(width, height, frames, args.seconds))
+        print(f"  {width}x{height}: median {ms(delays):.1f} ms  p95 {ms(delays, 0.95):.1f} ms  (one period is 33.3 ms;"
+              f" {len(delays)} frames, {skipped} ticks skipped)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -790,6 +943,8 @@ def main(argv: list[str] | None = None) -> int:
     mapping = sub.add_parser("mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz; hot reload delay")
     mapping.add_argument("--mappings", type=int, default=100)
     mapping.add_argument("--seconds", type=float, default=60.0)
+    video = sub.add_parser("video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay")
+    video.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
@@ -801,6 +956,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.bench == "mapping":
         bench_mapping(args)
         asyncio.run(bench_hot_reload())
+    elif args.bench == "video":
+        bench_video(args)
     return 0
 
 

@@ -306,6 +306,29 @@ async def test_a_stall_skips_ticks_instead_of_bursting() -> None:
     assert clock.stats().skipped_ticks >= 5
 
 
+async def test_frames_pushed_faster_than_they_convert_do_not_hold_the_ticks_back() -> None:
+    sink = ListSink()
+    clock = OutputClock(64, 36, 50, [sink])
+    big = flat_yuv(1920, 1080, 99, 128, 128)  # about a millisecond to scale down
+    stop = threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            clock.push(big)
+
+    await clock.start()
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        await wait_for(lambda: clock.stats().live >= 10, 10, "ten ticks during the flood")
+    finally:
+        stop.set()
+        flooder.join()
+        await clock.aclose()
+    assert clock.stats().frames_in > clock.stats().live
+    assert [s.index for s in sink.shown] == list(range(len(sink.shown)))
+
+
 class BrokenSink(ListSink):
     def __init__(self, name: str, *, open_error: Exception | None = None, show_error: Exception | None = None) -> None:
         super().__init__(name)

@@ -2,10 +2,12 @@
 
 Scope's frames arrive when the GPU finishes them, in bursts per chunk, or not at all while a session heals.
 OBS and Resolume want a camera that ticks steadily. The clock owns one thread that ticks at ``fps`` from
-absolute deadlines (``start + n / fps``, so no drift builds up). On each tick it takes the newest frame pushed
-from the event loop and fits it into the output size (:mod:`~metadj_bridge.video.convert`); with nothing new
-it repeats the last picture, and once nothing has come for ``slate_after`` seconds it shows a slate with the
-reason (:mod:`~metadj_bridge.video.slate`). Every sink gets the same :class:`ShownFrame`.
+absolute deadlines (``start + n / fps``, so no drift builds up). A frame pushed from the event loop wakes the
+thread, which fits it into the output size at once (:mod:`~metadj_bridge.video.convert`), so the next tick only
+hands it over: the added delay is the wait for the tick plus the sinks' work. Frames that arrive faster than
+ticks replace each other (the newest wins); with nothing new a tick repeats the last picture, and once nothing
+has come for ``slate_after`` seconds it shows a slate with the reason (:mod:`~metadj_bridge.video.slate`).
+Every sink gets the same :class:`ShownFrame`.
 
 After a stall (a slow sink, a suspended laptop) the clock skips the ticks it missed instead of sending them in a
 burst, and counts them. Tick indices stay gapless: index n is the n-th frame shown.
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 STATS_WINDOW = 300
 #: How long ``start()`` waits for the sinks to open (a camera device can take a moment).
 OPEN_TIMEOUT = 10.0
+#: Highest rate the clock accepts. Cameras run at 30 or 60; the benchmark runs the clock flat out.
+MAX_FPS = 1000.0
 
 
 class ClockState(enum.Enum):
@@ -95,8 +99,8 @@ class OutputClock:
         reason: Callable[[], str | None] | None = None,
     ) -> None:
         check_output_size(width, height)
-        if not 0 < fps <= 240:
-            raise ValueError(f"output fps {fps} is outside the allowed range (more than 0, at most 240)")
+        if not 0 < fps <= MAX_FPS:
+            raise ValueError(f"output fps {fps} is outside the allowed range (more than 0, at most {MAX_FPS:g})")
         if slate_after < 0:
             raise ValueError(f"slate_after {slate_after} must be >= 0 seconds")
         self.width = width
@@ -113,6 +117,7 @@ class OutputClock:
         self._opened = threading.Event()
         # Handed over by push(): the newest frame, when it came, and a running number.
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # push() wakes the clock thread to convert at once
         self._latest: av.VideoFrame | None = None
         self._latest_at = 0.0
         self._latest_seq = 0
@@ -140,10 +145,11 @@ class OutputClock:
     def push(self, frame: av.VideoFrame) -> None:
         """A new frame from Scope: kept until the next tick, replacing any frame not yet shown. Thread-safe."""
         now = time.monotonic()
-        with self._lock:
+        with self._wake:
             self._latest = frame
             self._latest_at = now
             self._latest_seq += 1
+            self._wake.notify()
 
     async def start(self) -> None:
         """Open the sinks (in the clock's thread) and start ticking. Returns once the sinks are open."""
@@ -161,7 +167,9 @@ class OutputClock:
         if self._state is ClockState.CLOSED:
             return
         self._state = ClockState.CLOSED
-        self._stop.set()
+        with self._wake:
+            self._stop.set()
+            self._wake.notify()
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join)
@@ -224,45 +232,53 @@ class OutputClock:
 
     def _tick_loop(self) -> None:
         fitter = FrameFitter(self.width, self.height)
-        picture: np.ndarray | None = None  # the last live picture, fitted
+        picture: np.ndarray | None = None  # the last live picture, fitted (for repeats)
         picture_at = 0.0  # when the frame in it arrived
-        shown_seq = 0
+        fresh: av.VideoFrame | None = None  # converted as it arrived, shown at the next tick
+        converted_seq = 0
         start = time.monotonic()
         tick = 0  # deadline number: start + tick * period
         index = 0
         while True:
             deadline = start + tick * self.period
-            wait = deadline - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                return
-            if self._stop.is_set():
-                return
+            # Until the deadline, convert each new frame as it arrives: the tick then only has to send it.
+            while True:
+                with self._wake:
+                    while not self._stop.is_set() and self._latest_seq == converted_seq:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._wake.wait(remaining)
+                    if self._stop.is_set():
+                        return
+                    frame, arrived, seq = self._latest, self._latest_at, self._latest_seq
+                    self._latest = None  # the clock holds what it needs; let the decoder's frame go
+                if frame is None or seq == converted_seq:
+                    break
+                t0 = time.perf_counter()
+                picture = fitter.fit(frame)
+                fresh = i420_frame(picture, self.width, self.height)
+                self._convert_s.append(time.perf_counter() - t0)
+                picture_at, converted_seq = arrived, seq
+                if time.monotonic() >= deadline:
+                    break  # frames coming faster than they convert must not hold the tick back
             now = time.monotonic()
             behind = int((now - deadline) / self.period)
             if behind > 0:  # missed whole ticks: skip them rather than burst
                 self._skipped += behind
                 tick += behind
-            with self._lock:
-                frame, arrived, seq = self._latest, self._latest_at, self._latest_seq
-                self._latest = None  # the clock holds what it needs; let the decoder's frame go
             kind: Literal["live", "repeat", "slate"]
-            if frame is not None and seq != shown_seq:
-                t0 = time.perf_counter()
-                picture = fitter.fit(frame)
-                self._convert_s.append(time.perf_counter() - t0)
-                picture_at, shown_seq = arrived, seq
-                buf, kind = picture, "live"
+            if fresh is not None:
+                shown_frame, kind, fresh = fresh, "live", None
+                self._delay_s.append(now - picture_at)
             elif picture is not None and now - picture_at < self.slate_after:
-                buf, kind = picture, "repeat"
+                shown_frame, kind = i420_frame(picture, self.width, self.height), "repeat"
             else:
-                buf, kind = slate_i420(self._slate_text(picture is not None), self.width, self.height), "slate"
-            shown_frame = i420_frame(buf, self.width, self.height)
+                slate = slate_i420(self._slate_text(picture is not None), self.width, self.height)
+                shown_frame, kind = i420_frame(slate, self.width, self.height), "slate"
             shown_frame.pts = index
             shown_frame.time_base = self.time_base
-            shown = ShownFrame(shown_frame, index, now, kind, None if kind == "slate" else picture_at)
-            if kind == "live":
-                self._delay_s.append(time.monotonic() - picture_at)
-            self._show(shown)
+            self._show(ShownFrame(shown_frame, index, now, kind, None if kind == "slate" else picture_at))
             self._count(kind)
             index += 1
             tick += 1
