@@ -143,7 +143,8 @@ class OutputClock:
         return tuple(self._sinks)
 
     def push(self, frame: av.VideoFrame) -> None:
-        """A new frame from Scope: kept until the next tick, replacing any frame not yet shown. Thread-safe."""
+        """A new frame from Scope: the clock thread fits it at once and shows it at the next tick, unless a newer
+        one replaces it first. Cheap (a lock and a notify) and thread-safe; call it from the frame listener."""
         now = time.monotonic()
         with self._wake:
             self._latest = frame
