@@ -299,12 +299,13 @@ async def _start_video(plan: RunPlan, session: ScopeSession) -> Any:
     if not plan.video_outputs:
         return None
     from metadj_bridge.video.clock import OutputClock
-    from metadj_bridge.video.outputs import build_sinks, slate_reason
+    from metadj_bridge.video.outputs import build_sinks
+    from metadj_bridge.video.slate import reason_from_session
 
     sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
                         preview_port=plan.preview_port)
     width, height = plan.video_size
-    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after, reason=slate_reason(session))
+    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after, reason=reason_from_session(session))
     await clock.start()
     session.add_frame_listener(clock.push)
     return clock

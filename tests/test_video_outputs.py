@@ -13,8 +13,7 @@ import pytest
 from metadj_bridge.app import run_bridge
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.plan import RunOptions
-from metadj_bridge.scope.session import SessionState
-from metadj_bridge.video.outputs import FallbackSink, parse_outputs, slate_reason
+from metadj_bridge.video.outputs import FallbackSink, parse_outputs
 from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.video.vcam import VirtualCameraSink
 
@@ -38,18 +37,6 @@ def test_no_virtual_camera_means_the_preview_instead(caplog: pytest.LogCaptureFi
         assert "no-such-backend" in warning and "preview" in warning
     finally:
         sink.close()
-
-
-def test_the_slate_says_why() -> None:
-    class Session:
-        state = SessionState.RECONNECTING
-
-    reason = slate_reason(Session())
-    assert reason() == "reconnecting to Scope..."
-    Session.state = SessionState.LOADING
-    assert reason() == "Scope is loading the pipeline..."
-    Session.state = SessionState.STREAMING
-    assert reason() is None
 
 
 async def test_a_run_records_what_the_camera_showed(make_emulator: object, tmp_path: Path) -> None:

@@ -1,18 +1,17 @@
 """The video outputs of one ``run``: the sinks the profile (or ``--output``) names, behind one output clock.
 
 ``vcam`` falls back to the preview when this computer has no virtual camera backend: the performer is told
-exactly how to get one, and still sees the picture in a browser. The slate tells the audience-facing camera
-why there is no picture, from the Scope session's state.
+exactly how to get one, and still sees the picture in a browser. The slate (:func:`metadj_bridge.video.slate.reason_from_session`)
+tells the audience-facing camera why there is no picture.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from metadj_bridge.errors import ConfigError, VideoOutputError
-from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.sink import FrameSink, ShownFrame
 
 log = logging.getLogger(__name__)
@@ -60,22 +59,6 @@ class FallbackSink:
     def close(self) -> None:
         if self.active is not None:
             self.active.close()
-
-
-def slate_reason(session: Any) -> Callable[[], str | None]:
-    """What the slate says, from the Scope session's state."""
-
-    def reason() -> str | None:
-        state = getattr(getattr(session, "state", None), "value", "")
-        if state == "reconnecting":
-            return "reconnecting to Scope..."
-        if state in ("idle", "connecting", "negotiating"):
-            return "waiting for Scope..."
-        if state == "loading pipeline":
-            return "Scope is loading the pipeline..."
-        return None  # streaming but silent: the clock's own "Scope stopped sending video"
-
-    return reason
 
 
 def build_sinks(outputs: Sequence[str], *, device: str | None, backend: str | None, preview_port: int) -> list[Any]:
