@@ -271,7 +271,7 @@ async def _open_avatar(plan: RunPlan, url: str) -> Any:
     from metadj_bridge.scope.api import ScopeClient
     from metadj_bridge.video.vace import AvatarSettings, open_avatar
 
-    source = plan.video_source or await asyncio.to_thread(_first_camera)
+    source: str = plan.video_source if plan.video_source else await asyncio.to_thread(_first_camera)
     settings = AvatarSettings(source=source, width=plan.width, height=plan.height, ref_images=plan.ref_images)
     async with ScopeClient(url) as client:
         return await open_avatar(settings, client, base_load_params={"width": plan.width, "height": plan.height})
