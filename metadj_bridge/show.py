@@ -110,6 +110,8 @@ class ShowRunner:
         self._switching: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._watch_interval: float | None = None
+        #: Video input mode: a prompt change goes with ``reset_cache: true`` (the seed's avatar studio).
+        self.reset_on_new_prompt = profile.scope.input_mode == "video"
         self._warn = RateLimitedWarning(log, "mapping output refused by the parameter check")
         #: What happened lately, for the status line: the newest engine events.
         self.last_event = ""
@@ -180,11 +182,16 @@ class ShowRunner:
 
     def _hand_on(self, out: EngineOutput) -> None:
         changed = {k: v for k, v in out.parameters.items() if self._sent_params.get(k, _MISSING) != v}
+        actions = out.actions
+        if self.reset_on_new_prompt and "transition" in actions:
+            # Avatar mode, as the seed does it: a prompt change (a theme or the next prompt; not a crossfade knob
+            # moving weights) starts from a fresh cache, so the webcam's picture takes the new look at once.
+            actions = {**actions, "reset_cache": True}
         try:
             if changed:
                 self.sender.update(changed)
-            if out.actions:
-                self.sender.update(out.actions, urgent=True)
+            if actions:
+                self.sender.update(actions, urgent=True)
         except MetaDJError as exc:  # a profile value the pipeline refuses: say so, keep the show going
             self._warn.note(str(exc))
             return

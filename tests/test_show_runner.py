@@ -1,0 +1,68 @@
+"""ShowRunner without the network: the engine's output handed to a real ParameterSender (no channel attached)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from metadj_bridge.mapping.model import (
+    Mapping,
+    PromptSpec,
+    ScopeSettings,
+    ShowProfile,
+    SignalSource,
+    Target,
+    Theme,
+    TriggerSource,
+)
+from metadj_bridge.scope.sender import ParameterSender
+from metadj_bridge.show import ShowRunner, restart_only_changes
+from metadj_bridge.signals import Signal, Trigger
+
+
+def profile(input_mode: str = "text") -> ShowProfile:
+    return ShowProfile(
+        path="/shows/night.yaml",
+        name="night",
+        scope=ScopeSettings(input_mode=input_mode),  # type: ignore[arg-type]
+        themes=(Theme("duo", (PromptSpec("red desert"), PromptSpec("blue ice"))), Theme("solo", (PromptSpec("forest"),))),
+        mappings=(
+            Mapping("mix", SignalSource("midi.cc.1.19"), (), Target("prompt_mix", "mix", (0, 1))),
+            Mapping("next", TriggerSource("midi.note.1.36"), (), Target("theme", "next")),
+        ),
+    )
+
+
+async def test_avatar_mode_resets_the_cache_for_a_new_prompt_but_not_for_a_weight() -> None:
+    sender = ParameterSender()
+    runner = ShowRunner(profile("video"), sender)
+    sender.update(runner.initial_parameters())
+    sender.state.take_message()  # what the offer carried
+    runner.publish(Signal("midi.cc.1.19", 0.5, 1.0))
+    runner.step(1.0)
+    message = sender.state.take_message()
+    assert message is not None and "reset_cache" not in message  # a crossfade: weights only
+    assert {p["text"] for p in message["prompts"]} == {"red desert", "blue ice"}
+    runner.publish(Trigger("midi.note.1.36", 1.1, {"velocity": 1.0}))
+    runner.step(1.1)
+    message = sender.state.take_message()
+    assert message is not None and message["reset_cache"] is True
+    assert message["transition"]["target_prompts"] == [{"text": "forest", "weight": 1.0}]
+
+
+async def test_text_mode_never_resets_the_cache_for_prompts() -> None:
+    sender = ParameterSender()
+    runner = ShowRunner(profile("text"), sender)
+    sender.update(runner.initial_parameters())
+    sender.state.take_message()
+    runner.publish(Trigger("midi.note.1.36", 1.0, {"velocity": 1.0}))
+    runner.step(1.0)
+    message = sender.state.take_message()
+    assert message is not None and "transition" in message and "reset_cache" not in message
+
+
+def test_restart_only_settings_are_named() -> None:
+    old = profile()
+    new = dataclasses.replace(old, scope=dataclasses.replace(old.scope, pipeline="krea-realtime-video"),
+                              video=dataclasses.replace(old.video, fps=60.0))
+    assert restart_only_changes(old, new) == ["scope.pipeline", "video.fps"]
+    assert restart_only_changes(old, dataclasses.replace(old, themes=old.themes[:1])) == []
