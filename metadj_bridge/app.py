@@ -40,8 +40,9 @@ class StatusLine:
         self.tempo: Any = None
         #: The ShowRunner, for the theme and the latest show event.
         self.show: Any = None
-        #: The video output clock, for frames shown and repeats.
+        #: The video output clock, for frames shown and repeats; avatar mode's webcam or file.
         self.video: Any = None
+        self.avatar: Any = None
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -72,6 +73,9 @@ class StatusLine:
             convert = f" {v.convert_ms:.1f} ms" if v.convert_ms is not None else ""
             delay = f" delay {v.delay_ms:.0f} ms" if v.delay_ms is not None else ""
             video = f" | out {v.frames_shown} (repeats {v.repeats}, slates {v.slates}){convert}{delay}"
+        if self.avatar is not None:
+            c = self.avatar.source.stats()
+            video += f" | cam {c.frames_sent} sent (decode {c.decode_ms:.1f} ms, convert {c.convert_ms:.1f} ms)"
         show = ""
         if self.show is not None:
             show = f" | theme {self.show.engine.theme}"
@@ -377,6 +381,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     session = ScopeSession(config, sender)
     status = StatusLine(session, status_stream or sys.stderr)
     status.show = show
+    status.avatar = avatar
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
