@@ -399,7 +399,7 @@ def _cpu_percent_while(sender_cmd: list[str], seconds: float, proc: object = Non
 
 
 #: CPU figures are the median of this many rounds, ours and the floor alternated.
-CPU_ROUNDS = 3
+CPU_ROUNDS = 5
 
 
 def _rounds(values: list[float]) -> str:
