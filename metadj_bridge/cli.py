@@ -8,12 +8,11 @@ optional library is missing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
-from metadj_bridge import __version__
+from metadj_bridge import __version__, eventloop
 from metadj_bridge.errors import MetaDJError
 from metadj_bridge.scope.protocol import ASPECT_PRESETS, DENOISING_PRESETS
 
@@ -173,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The in-process emulator is a stand-in; its own chatter is for `emulate` and -v.
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
 
-            return asyncio.run(run_bridge(RunOptions.from_args(args)))
+            return eventloop.run(run_bridge(RunOptions.from_args(args)))
         if args.command == "listen":
             from metadj_bridge.soundcheck import ListenOptions, run_listen
 
@@ -182,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loop=args.loop, duration=args.duration, auto_gain=args.auto_gain, min_bpm=args.min_bpm,
                 max_bpm=args.max_bpm, beats_per_bar=args.beats_per_bar,
             )
-            return asyncio.run(run_listen(options))
+            return eventloop.run(run_listen(options))
         if args.command in ("monitor", "learn"):
             from metadj_bridge.monitor import ControlOptions, run_learn, run_monitor
 
@@ -191,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 osc_port=args.osc_port, no_osc=args.no_osc, duration=args.duration,
             )
             if args.command == "monitor":
-                return asyncio.run(run_monitor(control))
-            return asyncio.run(run_learn(control, slot=args.name, write=args.write, target=args.target))
+                return eventloop.run(run_monitor(control))
+            return eventloop.run(run_learn(control, slot=args.name, write=args.write, target=args.target))
         if args.command == "check":
             from metadj_bridge.profile.check import run_check
 
@@ -208,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulate":
             from metadj_bridge.emulator.cli import run_from_args
 
-            return asyncio.run(run_from_args(args))
+            return eventloop.run(run_from_args(args))
         parser.error(f"unknown command {args.command!r}")
     except MetaDJError as exc:
         if args.verbose:

@@ -952,7 +952,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.bench == "audio":
         asyncio.run(bench_audio(args))
     elif args.bench == "control":
-        asyncio.run(bench_control(args))
+        from metadj_bridge import eventloop
+
+        print(f"event loop: {eventloop.loop_name()} (as metadj-bridge runs)")
+        eventloop.run(bench_control(args))
     elif args.bench == "mapping":
         bench_mapping(args)
         asyncio.run(bench_hot_reload())

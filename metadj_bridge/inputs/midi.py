@@ -277,6 +277,12 @@ class MidiInput:
         self._queue: deque[tuple[Sequence[int], float, str]] = deque(maxlen=_QUEUE_LIMIT)
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        #: Set when a port could not be opened yet: the watcher reports the list again even if it did not change.
+        self._retry = False
+        self._reconciling = False
+        self._next_names: frozenset[str] | None = None
         self._listener_errors = 0
         self._listener_warning = RateLimitedWarning(log, "MIDI listener errors")
         #: Messages handed to the loop, and batches in which they arrived.
@@ -324,13 +330,18 @@ class MidiInput:
             await self.aclose()
             raise
         if self.patterns:
-            task = asyncio.create_task(self._watch(), name=f"midi-input-watch:{','.join(self.patterns)}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._watcher = threading.Thread(
+                target=self._watch, args=(self._loop,), name=f"midi-input-watch:{','.join(self.patterns)}", daemon=True
+            )
+            self._watcher.start()
 
     async def aclose(self) -> None:
         """Close every port and stop the watcher; safe to call twice."""
         self._state = _State.CLOSED
+        self._watch_stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await asyncio.to_thread(watcher.join)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -403,21 +414,51 @@ class MidiInput:
 
     # ------------------------------------------------------------------ hot-plug
 
-    async def _watch(self) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The watcher's own thread: list the ports every ``poll_interval`` and tell the loop only when the list
+        changed (or a port still waits to be opened), so a steady setup costs the event loop nothing."""
+        last: frozenset[str] | None = None
+        while not self._watch_stop.wait(self.poll_interval):
+            lister = self._lister
+            if lister is None:
+                return
+            try:
+                names = frozenset(lister.names())
+            except Exception:  # noqa: BLE001 - the backend may be restarting; try again next time
+                log.debug("listing MIDI inputs failed", exc_info=True)
+                continue
+            if names == last and not self._retry:
+                continue
+            last, self._retry = names, False
+            try:
+                loop.call_soon_threadsafe(self._ports_changed, names)
+            except RuntimeError:  # the loop is closed
+                return
+
+    def _ports_changed(self, names: frozenset[str]) -> None:
+        if self._state is not _State.RUNNING:
+            return
+        if self._reconciling:  # one reconcile at a time; the newest list goes next
+            self._next_names = names
+            return
+        self._reconciling = True
+        task = asyncio.get_running_loop().create_task(self._reconcile_all(names), name="midi-input-reconcile")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile_all(self, names: frozenset[str]) -> None:
         try:
-            while True:
-                await asyncio.sleep(self.poll_interval)
-                try:
-                    assert self._lister is not None
-                    names = await asyncio.to_thread(self._lister.names)
-                except Exception:
-                    log.debug("listing MIDI inputs failed", exc_info=True)
-                    continue
-                await self._reconcile(set(names))
+            next_names: frozenset[str] | None = names
+            while next_names is not None:
+                self._next_names = None
+                await self._reconcile(set(next_names))
+                next_names = self._next_names
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("MIDI input watcher stopped")
+            log.exception("MIDI input hot-plug handling failed; it goes on with the next change")
+        finally:
+            self._reconciling = False
 
     async def _reconcile(self, present: set[str]) -> None:
         for name in [n for n in self._ports if n not in present]:
@@ -432,6 +473,7 @@ class MidiInput:
                 await asyncio.to_thread(self._open, name)
             except Exception as exc:  # noqa: BLE001 - backends raise OSError, RuntimeError or their own types
                 log.debug("MIDI input %r not ready: %s", name, exc)
+                self._retry = True
                 continue
             same = next((lost for lost in sorted(self._lost) if device_key(lost) == device_key(name)), None)
             if same is not None:
