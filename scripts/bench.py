@@ -494,7 +494,7 @@ async def bench_osc_control(messages: int) -> None:
     await asyncio.sleep(0.2)
     print("\nOSC in -> signal on the event loop (sender thread in this process, loopback UDP):")
     print(f"  ours (parse, decode, dispatch): {_stats(ours)}")
-    print(f"  bare asyncio UDP (transport):   {_stats(bare)}")
+    print(f"  bare UDP protocol (transport):  {_stats(bare)}")
     import numpy as np
 
     print(f"  beyond the transport: {1000 * (np.median(ours) - np.median(bare)):.3f} ms median (target <= 1 ms)")
@@ -513,7 +513,7 @@ async def bench_osc_control(messages: int) -> None:
     idle = 100 * (time.process_time() - idle_c0) / (time.monotonic() - idle_w0)
     print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core, median of {CPU_ROUNDS} "
           f"({_rounds(cpus)}); idle {idle:.1f}% (target <= 5%)")
-    print(f"  the same 1,000 packets/s into a bare asyncio UDP receiver (the floor here): {floor:.1f}% ({_rounds(floors)})")
+    print(f"  the same 1,000 packets/s into a bare UDP protocol on the same loop (the floor here): {floor:.1f}% ({_rounds(floors)})")
 
 
 async def bench_midi_control(messages: int) -> None:
