@@ -28,6 +28,26 @@ __all__ = ["RunOptions", "run_bridge"]
 log = logging.getLogger(__name__)
 
 
+class RecentWarnings(logging.Handler):
+    """The last few distinct warnings, for the status view (a performer does not read the log on stage)."""
+
+    def __init__(self, keep: int = 5) -> None:
+        super().__init__(logging.WARNING)
+        self.keep = keep
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not break the view
+            return
+        text = text if len(text) <= 160 else text[:157] + "..."
+        if text in self.messages:
+            self.messages.remove(text)
+        self.messages.append(text)
+        del self.messages[: -self.keep]
+
+
 class StatusLine:
     """The performer's one-line view; plain log lines every few seconds when stdout is not a terminal."""
 
@@ -43,9 +63,56 @@ class StatusLine:
         #: The video output clock, for frames shown and repeats; avatar mode's webcam or file.
         self.video: Any = None
         self.avatar: Any = None
+        #: What is open (MIDI ports, OSC address, Link) and the warnings a performer should see.
+        self.inputs: dict[str, Any] = {}
+        self.warnings = RecentWarnings()
+        self.preview_url: str | None = None
+        self.started = time.monotonic()
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the performer's views show, as plain JSON-able data (the status view, ``GET /status``)."""
+        from metadj_bridge import __version__
+
+        st = self.session.status()
+        snap: dict[str, Any] = {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "profile": self.show.profile.path if self.show is not None else None,
+            "scope": {
+                "state": st["state"], "url": st["url"], "server_version": st["server_version"], "emulator": st["emulator"],
+                "pipeline": st["pipeline"], "load_progress": st["load_progress"], "fps_in": round(st["fps_in"], 2),
+                "frames_in": st["frames_in"], "sessions": st["sessions_started"], "last_error": st["last_error"],
+            },
+            "sender": {"sent": st["sent"], "merged": st["merged"]},
+            "tempo": None, "audio": None, "show": None, "video": None,
+            "inputs": dict(self.inputs),
+            "warnings": list(self.warnings.messages),
+        }
+        tempo = self.tempo
+        if tempo is not None and tempo.source is not None:
+            snap["tempo"] = {"bpm": round(tempo.bpm, 2), "source": tempo.source, "beat": round(tempo.beat, 3),
+                             "phase": round(tempo.phase, 3), "bar_position": round(tempo.bar_position, 3),
+                             "beats_per_bar": tempo.beats_per_bar}
+        if self.audio is not None:
+            f = self.audio.features
+            snap["audio"] = {name: round(float(getattr(f, attr)), 3) for name, attr in (
+                ("energy", "energy"), ("low", "low"), ("mid", "mid"), ("high", "high"), ("centroid", "centroid"),
+                ("flatness", "flatness_norm"))}
+        if self.show is not None:
+            engine = self.show.engine
+            prompts = self.show.sender.snapshot().get("prompts") or []
+            snap["show"] = {"theme": engine.theme, "focus": engine.focus, "prompts": prompts, "transition": None,
+                            "paused": engine.paused, "calm": engine.calm, "last_event": self.show.last_event or None,
+                            "last_control": self.show.last_control or None}
+        if self.video is not None:
+            v = self.video.stats()
+            snap["video"] = {"outputs": list(v.sinks), "frames_shown": v.frames_shown, "repeats": v.repeats,
+                             "slates": v.slates, "convert_ms": v.convert_ms, "delay_ms": v.delay_ms,
+                             "preview_url": self.preview_url}
+        return snap
 
     def render(self) -> str:
         st = self.session.status()
@@ -412,13 +479,23 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     opened: dict[str, Any] = {}
     show.on_profile = on_profile
     video = None
+    package_log = logging.getLogger("metadj_bridge")
+    package_log.addHandler(status.warnings)
     try:
         if osc_out is not None:
             await osc_out.start()
         video = await _start_video(plan, session)
         status.video = video
+        if video is not None:
+            status.preview_url = next((getattr(getattr(s, "active", s), "url", None) for s in video.sinks
+                                       if getattr(getattr(s, "active", s), "url", None)), None)
         analyzer = await _start_listening(plan, hub.audio)
         opened = await _start_controls(plan, hub, show, controls)
+        status.inputs = {
+            "midi": opened["midi"].port_names if "midi" in opened else [],
+            "osc": f"{plan.osc_host}:{opened['osc'].port}" if "osc" in opened else None,
+            "link": "link" in opened,
+        }
         await session.start()
         tasks.append(loop.create_task(status.run(), name="status-line"))
         tasks.append(loop.create_task(hub.run(), name="tempo-hub"))
@@ -458,6 +535,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             await emulator.aclose()
         for sig in installed:
             loop.remove_signal_handler(sig)
+        package_log.removeHandler(status.warnings)
     st = session.status()
     log.info(
         "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s), "

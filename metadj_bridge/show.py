@@ -115,6 +115,8 @@ class ShowRunner:
         self._warn = RateLimitedWarning(log, "mapping output refused by the parameter check")
         #: What happened lately, for the status line: the newest engine events.
         self.last_event = ""
+        #: The control touched last (a MIDI or OSC signal or trigger), for the status view.
+        self.last_control = ""
         self.steps = 0
         self.switches = 0
         self.reloads = 0
@@ -125,7 +127,11 @@ class ShowRunner:
         """An input's signal or trigger (event loop only)."""
         if isinstance(event, Signal):
             self.values[event.name] = event.value
+            if not event.name.startswith(("audio.", "tempo.")):
+                self.last_control = f"{event.name} {event.value:.2f}"
             return
+        if not event.name.startswith(("audio.", "tempo.")):
+            self.last_control = event.name
         if event.name == "osc." + SWITCH_ADDRESS:
             args = event.data.get("args") or ()
             if args and isinstance(args[0], str):

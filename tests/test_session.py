@@ -363,3 +363,22 @@ def test_backoff_starts_at_two_seconds_and_is_capped() -> None:
     assert delays[5:] == [30.0, 30.0, 30.0]
     jittered = [backoff.delay(0) for _ in range(50)]
     assert min(jittered) >= 1.8 and max(jittered) <= 2.2 and len(set(jittered)) > 1
+
+
+async def test_a_server_back_from_the_dead_is_rejoined_without_waiting_out_the_backoff(
+    emulator_process: Callable[..., EmulatorProcess],
+) -> None:
+    proc = emulator_process("--chunk-frames", "4", "--fps", "20", "--load-seconds", "0.1")
+    await proc.start()
+    # A backoff that would wait 60 s before the next attempt: only the health probe can bring the session back.
+    session = make_session(proc.url, backoff=Backoff(base=60.0, cap=60.0, jitter=0.0))
+    await session.start()
+    try:
+        await session.wait_streaming(20)
+        proc.kill()
+        await wait_for(lambda: session.state.value == "reconnecting", 15, "the loss to be noticed")
+        await asyncio.sleep(1.0)
+        await proc.start()
+        await wait_for(lambda: session.state.value == "streaming", 30, "the session back long before the 60 s backoff")
+    finally:
+        await session.aclose()

@@ -66,3 +66,13 @@ def test_restart_only_settings_are_named() -> None:
                               video=dataclasses.replace(old.video, fps=60.0))
     assert restart_only_changes(old, new) == ["scope.pipeline", "video.fps"]
     assert restart_only_changes(old, dataclasses.replace(old, themes=old.themes[:1])) == []
+
+
+def test_the_last_control_touched_is_remembered_but_not_the_music() -> None:
+    runner = ShowRunner(profile(), ParameterSender())
+    runner.publish(Signal("midi.cc.1.19", 0.5, 1.0))
+    runner.publish(Signal("audio.energy", 0.9, 1.1))
+    runner.fire(Trigger("audio.beat", 1.2))
+    assert runner.last_control == "midi.cc.1.19 0.50"
+    runner.publish(Trigger("midi.note.1.36", 1.3, {"velocity": 1.0}))
+    assert runner.last_control == "midi.note.1.36"

@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 from metadj_bridge.errors import (
     ConfigError,
     MetaDJError,
+    ScopeConnectionError,
     ScopeError,
     ScopeHTTPError,
     ScopeSessionError,
@@ -94,6 +95,8 @@ class SessionConfig:
     connect_timeout: float = 15.0
     load_timeout: float = 300.0
     health_interval: float = 2.0
+    #: While Scope is unreachable, look at its health this often and reconnect as soon as it answers (0: never).
+    reconnect_probe_interval: float = 0.5
     backoff: Backoff = field(default_factory=Backoff)
     #: Give up at once on the first connection when the error cannot heal by waiting (wrong URL,
     #: not a Scope server, TLS). Once a session has worked, everything is retried.
@@ -244,6 +247,7 @@ class ScopeSession:
         ever_streamed = False
         lost_since: float | None = None
         while not self._closed:
+            unreachable = True  # a lost session: the server may be restarting; look for it while waiting
             try:
                 await self._connect()
                 ever_streamed = True
@@ -260,12 +264,14 @@ class ScopeSession:
                 raise
             except ScopeError as exc:
                 reason = str(exc)
+                unreachable = isinstance(exc, ScopeConnectionError)
                 if not ever_streamed and self.config.fail_fast_on_permanent_errors and not exc.transient:
                     self.last_error = reason
                     await self._teardown()
                     raise
             except MetaDJError as exc:
                 reason = str(exc)
+                unreachable = False
                 if not ever_streamed:
                     self.last_error = reason
                     await self._teardown()
@@ -273,6 +279,7 @@ class ScopeSession:
             except Exception as exc:  # an aiortc or network surprise: heal, and keep the traceback
                 log.debug("Scope session error", exc_info=True)
                 reason = f"{type(exc).__name__}: {exc}"
+                unreachable = False
             self.last_error = reason
             await self._teardown()
             if self._closed:
@@ -286,7 +293,29 @@ class ScopeSession:
             else:
                 log.debug("Scope session attempt %d failed: %s; next in %.1f s", attempt, reason, delay)
             self._set_state(SessionState.RECONNECTING, reason)
-            await asyncio.sleep(delay)
+            await self._wait_to_retry(delay, probe=unreachable)
+
+    async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
+        """Wait out the backoff; when Scope was unreachable, look at its health meanwhile and retry as soon as it
+        answers (a restarted server is back in the show within a probe interval, not at the end of a 30 s wait).
+        A health check costs Scope almost nothing; a failed load is not retried early."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        interval = self.config.reconnect_probe_interval
+        while not self._closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if not probe or interval <= 0:
+                await asyncio.sleep(remaining)
+                return
+            await asyncio.sleep(min(interval, remaining))
+            try:
+                await asyncio.wait_for(self.client.health(), timeout=max(0.5, interval))
+            except (ScopeError, TimeoutError):
+                continue
+            log.debug("Scope answers again; reconnecting now")
+            return
 
     async def _connect(self) -> None:
         cfg = self.config
