@@ -1,0 +1,396 @@
+"""Show logs: every parameter message a show sent, with its time, in a JSONL file.
+
+A show log lets a set be looked at, re-rendered (``metadj-bridge export-timeline``) or played again
+(``metadj-bridge replay``). One JSON object per line::
+
+    {"type": "header", "version": 1, "started": ISO wall time, "profile": path, "pipeline": id,
+     "width": w, "height": h, "input_mode": "text", "initial": {initial parameters}, ...}
+    {"type": "sent", "t": seconds since start, "wall": ISO wall time, "message": {...}}
+    {"type": "event", "t": seconds since start, "text": "theme 2 (neon)"}
+    {"type": "end", "t": seconds since start}                      (written by close())
+
+``ShowLog.record(message, t)`` has the signature of ``ParameterSender.on_sent`` and runs on the event loop:
+it only encodes and appends a line; a background thread writes the lines about once a second. A full disk or
+an unwritable path is logged (rate-limited) and the show goes on without its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from metadj_bridge.errors import MetaDJError
+from metadj_bridge.logutil import RateLimitedWarning
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ShowEvent",
+    "ShowHeader",
+    "ShowLog",
+    "ShowLogError",
+    "ShowRecording",
+    "SentMessage",
+    "default_show_log_path",
+    "read_show_log",
+    "show_log_header",
+]
+
+log = logging.getLogger(__name__)
+
+#: The ``version`` in the header this code writes and reads.
+FORMAT_VERSION = 1
+
+
+class ShowLogError(MetaDJError):
+    """A show log that cannot be read: the message names the file and line."""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def show_log_header(
+    *,
+    pipeline: str,
+    width: int,
+    height: int,
+    initial: Mapping[str, Any],
+    profile: str | None = None,
+    input_mode: str = "text",
+    denoising_step_list: list[int] | tuple[int, ...] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The header a ``ShowLog`` starts with (``started`` is filled in by the log itself).
+
+    ``initial`` is the parameter state the show started from (``ShowRunner.initial_parameters()``);
+    ``denoising_step_list`` the steps of the pipeline load, so a replay and a timeline use the same ones.
+    """
+    header: dict[str, Any] = {
+        "profile": profile,
+        "pipeline": pipeline,
+        "width": int(width),
+        "height": int(height),
+        "input_mode": input_mode,
+        "initial": dict(initial),
+    }
+    if denoising_step_list is not None:
+        header["denoising_step_list"] = list(denoising_step_list)
+    header.update(extra)
+    return header
+
+
+def default_show_log_path(
+    now: datetime | None = None, *, platform: str = sys.platform, env: Mapping[str, str] | None = None
+) -> Path:
+    """Where a show log goes by default: the user's state (Linux), logs (macOS) or local data (Windows) folder.
+
+    Linux: ``$XDG_STATE_HOME/metadj-bridge/shows/`` (``~/.local/state/...`` without it); macOS:
+    ``~/Library/Logs/metadj-bridge/shows/``; Windows: ``%LOCALAPPDATA%\\metadj-bridge\\shows\\``. The file is
+    named after the local date and time the show started: ``show-2026-11-24_21-30-05.jsonl``.
+    """
+    env = os.environ if env is None else env
+    now = now or datetime.now()
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform == "darwin":
+        base = home / "Library" / "Logs" / "metadj-bridge"
+    elif platform.startswith("win"):
+        local = env.get("LOCALAPPDATA")
+        base = (Path(local) if local else home / "AppData" / "Local") / "metadj-bridge"
+    else:
+        state = env.get("XDG_STATE_HOME")
+        base = (Path(state) if state and Path(state).is_absolute() else home / ".local" / "state") / "metadj-bridge"
+    return base / "shows" / f"show-{now:%Y-%m-%d_%H-%M-%S}.jsonl"
+
+
+class ShowLog:
+    """Writes one show's log without ever blocking the event loop.
+
+    ``record(message, t)`` is ``ParameterSender.on_sent``: ``t`` is the sender's clock (``time.monotonic``), and
+    the log stores it as seconds since the log was opened. ``event(text)`` notes a theme change, a profile switch or
+    a reconnect. ``close()`` (or ``await aclose()``) writes what is left and an end marker; closing twice is
+    harmless, and lines recorded after closing are ignored.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: Mapping[str, Any],
+        *,
+        flush_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self._clock = clock
+        self.t0 = clock()
+        self._wall0 = time.time()
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._file: IO[str] | None = None
+        self._open_failed = False
+        self._warning = RateLimitedWarning(log, f"show log {self.path} cannot be written", interval=60.0)
+        #: Lines handed to the file, and lines lost to a full disk or an unwritable path.
+        self.lines_written = 0
+        self.lines_lost = 0
+        self.messages = 0
+        full = {"type": "header", "version": FORMAT_VERSION, "started": _iso(self._wall0), **header}
+        full["type"], full["version"] = "header", FORMAT_VERSION
+        self._append(full)
+        self._thread = threading.Thread(target=self._write_loop, name="show-log-writer", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- event loop side
+
+    def record(self, message: Mapping[str, Any], t: float) -> None:
+        """One parameter message as sent at ``t`` (the sender's monotonic time)."""
+        if self._closed:
+            return
+        rel = t - self.t0
+        self.messages += 1
+        self._append({"type": "sent", "t": round(rel, 4), "wall": _iso(self._wall0 + rel), "message": message})
+
+    def event(self, text: str, t: float | None = None) -> None:
+        """Something worth seeing in the log next to the messages: a theme change, a switch, a reconnect."""
+        if self._closed:
+            return
+        rel = (self._clock() if t is None else t) - self.t0
+        self._append({"type": "event", "t": round(rel, 4), "text": str(text)})
+
+    def _append(self, entry: Mapping[str, Any]) -> None:
+        try:
+            line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            self.lines_lost += 1
+            self._warning.note(f"an entry could not be encoded ({exc})")
+            return
+        with self._lock:
+            self._lines.append(line)
+
+    def close(self) -> None:
+        """Write everything recorded, an end marker, and close the file. Blocks until written."""
+        if self._closed:
+            return
+        self._append({"type": "end", "t": round(self._clock() - self.t0, 4)})
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    # ---------------------------------------------------------------- writer thread
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                stopping = self._wake.wait(self.flush_interval)
+                self._write_pending()
+                if stopping and self._closed:
+                    break
+        finally:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    self._warning.note(str(exc))
+                self._file = None
+
+    def _write_pending(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if not lines:
+            return
+        out = self._open()
+        if out is None:
+            self.lines_lost += len(lines)
+            return
+        try:
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()
+            self.lines_written += len(lines)
+        except OSError as exc:
+            self.lines_lost += len(lines)
+            self._warning.note(f"{exc}; the show goes on without these {len(lines)} lines")
+
+    def _open(self) -> IO[str] | None:
+        if self._file is not None or self._open_failed:
+            return self._file
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer thread
+        except OSError as exc:
+            self._open_failed = True
+            log.warning("show log %s cannot be written (%s); the show goes on without a log", self.path, exc)
+            return None
+        log.info("show log: %s", self.path)
+        return self._file
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class ShowHeader:
+    started: str
+    profile: str | None
+    pipeline: str
+    width: int
+    height: int
+    input_mode: str
+    initial: dict[str, Any]
+    denoising_step_list: list[int] | None = None
+    #: Any other header fields, as written.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    t: float
+    wall: str | None
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ShowEvent:
+    t: float
+    text: str
+
+
+@dataclass
+class ShowRecording:
+    """A show log as read back."""
+
+    path: Path
+    header: ShowHeader
+    sent: list[SentMessage]
+    events: list[ShowEvent]
+    #: Seconds from the start to the end marker (a finished show) or to the last entry (a crashed one).
+    duration: float
+    #: The show did not end cleanly: no end marker, or a last line cut short.
+    truncated: bool
+
+
+_HEADER_KEYS = {"type", "version", "started", "profile", "pipeline", "width", "height", "input_mode", "initial",
+                "denoising_step_list"}
+
+
+def read_show_log(path: str | os.PathLike[str]) -> ShowRecording:
+    """Read a show log. A cut-off last line (a crash mid-write) is tolerated; anything else wrong raises
+    ``ShowLogError`` naming ``file:line``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ShowLogError(f"{p}: cannot read the show log ({exc.strerror or exc})") from exc
+    lines = text.split("\n")
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise ShowLogError(f"{p}: empty file, not a show log")
+    header: ShowHeader | None = None
+    sent: list[SentMessage] = []
+    events: list[ShowEvent] = []
+    end: float | None = None
+    truncated = False
+    last_t = 0.0
+    for index, (lineno, line) in enumerate(numbered):
+        where = f"{p}:{lineno}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if index == len(numbered) - 1 and header is not None:
+                log.warning("%s: the last line is cut short (the show did not end cleanly); read up to it", where)
+                truncated = True
+                break
+            raise ShowLogError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from exc
+        if not isinstance(entry, dict):
+            raise ShowLogError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+        kind = entry.get("type")
+        if header is None:
+            if kind != "header":
+                raise ShowLogError(f"{where}: a show log starts with a header line, found type {kind!r}")
+            header = _header(entry, where)
+            continue
+        if kind == "sent":
+            message = entry.get("message")
+            if not isinstance(message, dict):
+                raise ShowLogError(f"{where}: 'message' must be an object, got {message!r}")
+            wall = entry.get("wall")
+            t = _time(entry, where)
+            sent.append(SentMessage(t, wall if isinstance(wall, str) else None, message))
+        elif kind == "event":
+            t = _time(entry, where)
+            events.append(ShowEvent(t, str(entry.get("text", ""))))
+        elif kind == "end":
+            t = end = _time(entry, where)
+        elif kind == "header":
+            raise ShowLogError(f"{where}: a second header (two shows in one file?)")
+        else:
+            log.debug("%s: skipping an entry of unknown type %r", where, kind)
+            continue
+        last_t = max(last_t, t)
+    assert header is not None
+    sent.sort(key=lambda s: s.t)
+    events.sort(key=lambda e: e.t)
+    duration = end if end is not None else last_t
+    return ShowRecording(p, header, sent, events, duration, truncated or end is None)
+
+
+def _time(entry: Mapping[str, Any], where: str) -> float:
+    t = entry.get("t")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0:
+        raise ShowLogError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
+    return float(t)
+
+
+def _header(entry: Mapping[str, Any], where: str) -> ShowHeader:
+    version = entry.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ShowLogError(f"{where}: header 'version' must be a whole number, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ShowLogError(
+            f"{where}: show log version {version} was written by a newer metadj-bridge (this one reads "
+            f"version {FORMAT_VERSION}); upgrade to read it"
+        )
+    pipeline = entry.get("pipeline")
+    if not isinstance(pipeline, str) or not pipeline:
+        raise ShowLogError(f"{where}: header 'pipeline' must be a pipeline id, got {pipeline!r}")
+    size = []
+    for key in ("width", "height"):
+        value = entry.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ShowLogError(f"{where}: header '{key}' must be a whole number of pixels > 0, got {value!r}")
+        size.append(value)
+    initial = entry.get("initial", {})
+    if not isinstance(initial, dict):
+        raise ShowLogError(f"{where}: header 'initial' must be an object of parameters, got {initial!r}")
+    input_mode = entry.get("input_mode", "text")
+    if input_mode not in ("text", "video"):
+        raise ShowLogError(f"{where}: header 'input_mode' must be 'text' or 'video', got {input_mode!r}")
+    steps = entry.get("denoising_step_list")
+    if steps is not None and not (isinstance(steps, list) and all(isinstance(s, int) for s in steps)):
+        raise ShowLogError(f"{where}: header 'denoising_step_list' must be a list of timesteps, got {steps!r}")
+    profile = entry.get("profile")
+    return ShowHeader(
+        started=str(entry.get("started", "")),
+        profile=profile if isinstance(profile, str) else None,
+        pipeline=pipeline,
+        width=size[0],
+        height=size[1],
+        input_mode=input_mode,
+        initial=initial,
+        denoising_step_list=steps,
+        extra={k: v for k, v in entry.items() if k not in _HEADER_KEYS},
+    )
+
