@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from metadj_bridge.errors import MetaDJError
 from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.plan import RunOptions, RunPlan, bundled_profile, make_plan
 from metadj_bridge.scope import protocol
@@ -365,6 +366,39 @@ def _first_camera() -> str:
     return real[0].device
 
 
+class _Stopped(Exception):
+    """The run ends: a stop signal, or --duration."""
+
+
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+    raise _Stopped
+
+
+async def _session_part(supervisor: asyncio.Task[None]) -> None:
+    await supervisor  # returns only when the session is closed; raises a fatal startup error
+
+
+async def supervised(name: str, part: Any, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    """Run ``part()`` and run it again when it fails, with a growing pause; a part that returns is done."""
+    delay = first_delay
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        try:
+            await part()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if loop.time() - began > 60.0:  # it ran well for a while: this is a new problem, start over
+                delay = first_delay
+            log.exception("%s stopped unexpectedly; restarting it in %.0f s (the rest of the show goes on)", name, delay)
+        await asyncio.sleep(delay)
+        delay = min(max_delay, delay * 2)
+
+
 async def _start_video(plan: RunPlan, session: ScopeSession) -> Any:
     """The output clock with the plan's sinks, fed by the session's frames; None without outputs."""
     if not plan.video_outputs:
@@ -395,6 +429,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     plan = make_plan(options, await load_show_profile(options.profile))
     profile = plan.profile
     log.info("show profile: %s (%d themes, %d mappings)", profile.path, len(profile.themes), len(profile.mappings))
+    if options.rehearse:
+        log.info("rehearsal: the built-in emulator at %s's pace, %s, video to the preview",
+                 plan.pipeline, "the demo track" if plan.audio == "demo" else "the audio given")
     info = protocol.pipeline_info(plan.pipeline)
     emulator: Any = None
     url = plan.scope_url
@@ -456,9 +493,13 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
+    hup = getattr(signal, "SIGHUP", None)  # POSIX only: reload the profile, as daemons do
+    if hup is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(hup, lambda: show.request_reload("SIGHUP"))
+            installed.append(hup)
 
     started = time.monotonic()
-    tasks: list[asyncio.Task[Any]] = []
     analyzer = None
     controls: list[Any] = []
     from metadj_bridge.inputs.tempo_sources import ArbiterConfig
@@ -497,26 +538,23 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             "link": "link" in opened,
         }
         await session.start()
-        tasks.append(loop.create_task(status.run(), name="status-line"))
-        tasks.append(loop.create_task(hub.run(), name="tempo-hub"))
-        tasks.append(loop.create_task(show.run(), name="show"))
         if plan.watch:
             await show.watch()
-        waiters: set[asyncio.Task[Any]] = {loop.create_task(stop.wait(), name="stop-signal")}
-        assert session.supervisor is not None
-        waiters.add(session.supervisor)
-        done, _ = await asyncio.wait(waiters, timeout=plan.duration, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            if waiter is not session.supervisor:
-                waiter.cancel()
-        if session.supervisor in done:
-            session.supervisor.result()  # a fatal startup error: raises it for the CLI to print
+        try:
+            # Every long-running part is a named task of one group. A part that fails is restarted on its own
+            # (the others go on); the Scope session heals itself and only ends the run on a fatal startup error.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(supervised("status", status.run), name="status")
+                group.create_task(supervised("tempo", hub.run), name="tempo")
+                group.create_task(supervised("show", show.run), name="show")
+                assert session.supervisor is not None
+                group.create_task(_session_part(session.supervisor), name="scope-session")
+                group.create_task(_until_stopped(stop, plan.duration), name="stop")
+        except* _Stopped:
+            pass
+        except* MetaDJError as errors:
+            raise errors.exceptions[0] from None  # a fatal startup error, for the CLI to print
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         status.finish()
         if analyzer is not None:
             await analyzer.aclose()

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without --scope the built-in Scope emulator is started in this process.",
     )
     run.add_argument("--profile", metavar="FILE", help="the show profile (YAML); default: the bundled mappings/default.yaml")
+    run.add_argument("--rehearse", action="store_true", default=None, help="rehearse the profile without a GPU: the built-in emulator at a GPU's pace, the demo track, the browser preview")
     run.add_argument("--scope", metavar="URL", help="Scope server root, e.g. http://127.0.0.1:8000 or https://<pod>-8000.proxy.runpod.net")
     run.add_argument("--pipeline", metavar="ID", help="pipeline to load (default: the profile's, longlive)")
     run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS), help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832 (default: the profile's)")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from metadj_bridge.errors import ConfigError
@@ -69,11 +72,18 @@ class RunOptions:
     preview_port: int | None = None
     #: --video-source: avatar mode's webcam or video file.
     video_source: str | None = None
+    #: --rehearse: the emulator with a GPU-like pace, the demo track and the preview, whatever the profile says.
+    rehearse: bool = False
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RunOptions:
+        """Flags first, then ``METADJ_*`` environment variables (e.g. METADJ_SCOPE, METADJ_PROFILE, METADJ_OUTPUT),
+        then the profile (in :func:`make_plan`)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        values = from_environment(os.environ if environ is None else environ)
+        given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        given = {k: v for k, v in given.items() if not (k in values and v in ([], False))}  # unset flags
+        values.update(given)
         if getattr(args, "scope", None) is not None:
             values["scope_url"] = args.scope
         if getattr(args, "prompt", None):
@@ -83,6 +93,45 @@ class RunOptions:
         if getattr(args, "no_watch", False):
             values["watch"] = False
         return cls(**values)
+
+
+#: Environment variables that settle ``run`` settings (a flag given on the command line wins).
+ENVIRONMENT = {
+    "METADJ_PROFILE": "profile", "METADJ_SCOPE": "scope_url", "METADJ_PIPELINE": "pipeline", "METADJ_ASPECT": "aspect",
+    "METADJ_DENOISE": "denoise", "METADJ_OUTPUT": "output", "METADJ_PREVIEW_PORT": "preview_port",
+    "METADJ_VIDEO_SOURCE": "video_source", "METADJ_AUDIO_FILE": "audio_file", "METADJ_AUDIO_DEVICE": "audio_device",
+    "METADJ_NO_AUDIO": "no_audio", "METADJ_MIDI": "midi", "METADJ_MIDI_VIRTUAL": "midi_virtual",
+    "METADJ_OSC_PORT": "osc_port", "METADJ_OSC_HOST": "osc_host", "METADJ_OSC_OUT": "osc_out", "METADJ_LINK": "link",
+    "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse",
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``RunOptions`` fields from ``METADJ_*`` variables; a value of the wrong type is a ConfigError naming it."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(RunOptions)}
+    out: dict[str, Any] = {}
+    for variable, name in ENVIRONMENT.items():
+        raw = environ.get(variable)
+        if raw is None:
+            continue
+        kind = types[name]
+        try:
+            if kind == "bool":
+                if raw.strip().lower() not in _TRUE + _FALSE:
+                    raise ValueError("expected 1/0, true/false, yes/no")
+                out[name] = raw.strip().lower() in _TRUE
+            elif kind.startswith("int"):
+                out[name] = int(raw)
+            elif kind.startswith("float"):
+                out[name] = float(raw)
+            elif kind.startswith("list"):
+                out[name] = [item.strip() for item in raw.split(",") if item.strip()]
+            else:
+                out[name] = raw
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {variable}={raw!r}: {exc}") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,6 +212,10 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     profile = _with_prompts(profile, options.prompts, options.cycle_bars)
     scope = profile.scope
     url = options.scope_url if options.scope_url is not None else scope.url
+    if options.rehearse:
+        if options.scope_url is not None:
+            raise ConfigError("--rehearse plays against the built-in emulator; leave out --scope")
+        url = None
     if url is not None:
         url = normalise_url(url)
     if options.aspect is not None:
@@ -183,13 +236,17 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         outputs = tuple(
             "record:" + str(Path(o[7:]).resolve()) if o.startswith("record:") else o for o in parse_outputs(options.output)
         )
+    elif options.rehearse:
+        outputs = ("preview",)  # rehearsal: watch it in a browser; the camera stays free for the real show
     else:
         outputs = video.outputs
     if options.preview_port is not None and not 0 <= options.preview_port < 65536:
         raise ConfigError(f"--preview-port {options.preview_port}: must be 0-65535")
 
     audio = profile.inputs.audio
-    if options.no_audio:
+    if options.rehearse and not (options.no_audio or options.audio_file or options.audio_device is not None):
+        kind, path, device = "demo", None, None
+    elif options.no_audio:
         kind, path, device = "none", None, None
     elif options.audio_file:
         kind, path, device = "file", options.audio_file, None

@@ -108,6 +108,7 @@ class ShowRunner:
         self._feedback_due = 0.0
         self._last_theme: str | None = None
         self._switching: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._watch_interval: float | None = None
         #: Video input mode: a prompt change goes with ``reset_cache: true`` (the seed's avatar studio).
@@ -248,6 +249,20 @@ class ShowRunner:
         if self._switching is not None and not self._switching.done():
             self._switching.cancel()
         self._switching = asyncio.get_running_loop().create_task(self._switch(str(target)), name="profile-switch")
+
+    def request_reload(self, reason: str = "reload") -> None:
+        """Read the running profile's file again (SIGHUP); a broken file is reported and the profile stays."""
+        self._reloading = asyncio.get_running_loop().create_task(self._reload(reason), name="profile-reload")
+
+    async def _reload(self, reason: str) -> None:
+        from metadj_bridge.profile import load_profile
+
+        try:
+            profile = await asyncio.to_thread(load_profile, self.profile.path)
+        except MetaDJError as exc:
+            log.error("%s: profile not reloaded, the running profile stays: %s", reason, exc)
+            return
+        self.apply(profile, switch=False)
 
     async def _switch(self, path: str) -> None:
         from metadj_bridge.profile import load_profile

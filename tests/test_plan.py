@@ -108,3 +108,28 @@ def test_the_bundled_default_profile_is_found() -> None:
     assert path.name == "default.yaml" and path.parent.name == "mappings"
     with pytest.raises(ConfigError, match="bundled profile 'nope' is not at"):
         bundled_profile("nope")
+
+
+def test_environment_variables_sit_between_flags_and_the_profile() -> None:
+    env = {"METADJ_SCOPE": "http://gpu-box:9000", "METADJ_OUTPUT": "preview", "METADJ_OSC_PORT": "7100",
+           "METADJ_LINK": "yes", "METADJ_MIDI": "MIDImix, nano"}
+    args = build_parser().parse_args(["run"])
+    plan = make_plan(RunOptions.from_args(args, env), profile())
+    assert plan.scope_url == "http://gpu-box:9000"
+    assert plan.video_outputs == ("preview",)
+    assert plan.osc_port == 7100 and plan.link is True and plan.midi == ("MIDImix", "nano")
+    flagged = build_parser().parse_args(["run", "--scope", "http://127.0.0.1:8000", "--midi", "apc"])
+    plan = make_plan(RunOptions.from_args(flagged, env), profile())
+    assert plan.scope_url == "http://127.0.0.1:8000" and plan.midi == ("apc",)
+    with pytest.raises(ConfigError, match="METADJ_OSC_PORT='seven'"):
+        RunOptions.from_args(args, {"METADJ_OSC_PORT": "seven"})
+    with pytest.raises(ConfigError, match="METADJ_LINK='maybe'"):
+        RunOptions.from_args(args, {"METADJ_LINK": "maybe"})
+
+
+def test_rehearsal_uses_the_emulator_the_demo_track_and_the_preview() -> None:
+    plan = make_plan(options("--rehearse"), profile())
+    assert plan.scope_url is None and plan.audio == "demo" and plan.video_outputs == ("preview",)
+    assert plan.profile.themes[0].name == "neon"  # the show itself is the profile's
+    with pytest.raises(ConfigError, match="leave out --scope"):
+        make_plan(options("--rehearse", "--scope", "http://127.0.0.1:8000"), profile())
