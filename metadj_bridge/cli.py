@@ -142,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     from metadj_bridge.emulator.cli import add_arguments
 
     add_arguments(emulate)
+
+    export = sub.add_parser(
+        "export-timeline",
+        help="turn a show log into a Scope timeline (re-render the set in Scope's timeline editor)",
+        description="Write the prompts of a show log as time ranges, with the show's settings, in the timeline "
+        "format Scope's timeline editor imports (version 2.0).",
+    )
+    export.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
+    export.add_argument("-o", "--output", metavar="FILE", help="the timeline to write (default: SHOW.timeline.json)")
+
+    replay = sub.add_parser(
+        "replay",
+        help="drive Scope from a show log with the original timing",
+        description="Load the log's pipeline, open a session and send every logged parameter message at its "
+        "time, paced like a live show. Without --scope the built-in Scope emulator is started in this process.",
+    )
+    replay.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
+    replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR", help="play faster (2) or slower (0.5) than the show (default: 1)")
+    replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
     return parser
 
 
@@ -209,6 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metadj_bridge.emulator.cli import run_from_args
 
             return eventloop.run(run_from_args(args))
+        if args.command == "export-timeline":
+            from metadj_bridge.timeline import export_timeline, timeline_path_for
+
+            output = args.output or str(timeline_path_for(args.show_log))
+            timeline = export_timeline(args.show_log, output)
+            print(f"{output}: {len(timeline['prompts'])} prompt ranges")
+            return 0
+        if args.command == "replay":
+            from metadj_bridge.replay import ReplayOptions, run_replay
+
+            if not args.verbose:
+                logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
+            replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed, emulator_fps=args.emulator_fps)
+            return eventloop.run(run_replay(replay))
         parser.error(f"unknown command {args.command!r}")
     except MetaDJError as exc:
         if args.verbose:

@@ -34,12 +34,12 @@ from metadj_bridge.logutil import RateLimitedWarning
 
 __all__ = [
     "FORMAT_VERSION",
+    "SentMessage",
     "ShowEvent",
     "ShowHeader",
     "ShowLog",
     "ShowLogError",
     "ShowRecording",
-    "SentMessage",
     "default_show_log_path",
     "read_show_log",
     "show_log_header",
@@ -112,8 +112,22 @@ def default_show_log_path(
     return base / "shows" / f"show-{now:%Y-%m-%d_%H-%M-%S}.jsonl"
 
 
+def _unused(path: Path) -> Path:
+    """``path``, or ``name-2.jsonl``, ``name-3.jsonl``... when a show log is already there: one show per file."""
+    if not path.exists():
+        return path
+    for n in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    return path
+
+
 class ShowLog:
     """Writes one show's log without ever blocking the event loop.
+
+    An existing file is never appended to or overwritten: the log goes to ``name-2.jsonl`` instead (``path``
+    says where it went).
 
     ``record(message, t)`` is ``ParameterSender.on_sent``: ``t`` is the sender's clock (``time.monotonic``), and
     the log stores it as seconds since the log was opened. ``event(text)`` notes a theme change, a profile switch or
@@ -129,7 +143,7 @@ class ShowLog:
         flush_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = Path(path)
+        self.path = _unused(Path(path))
         self.flush_interval = flush_interval
         self._clock = clock
         self.t0 = clock()

@@ -59,7 +59,7 @@ def test_log_round_trips_header_messages_events_and_end(tmp_path: Path) -> None:
     assert (rec.header.width, rec.header.height) == (1024, 576)
     assert rec.header.denoising_step_list == [1000, 750, 500, 250]
     assert rec.header.initial["noise_scale"] == 0.6
-    assert [s.message for s in rec.sent][0] == {"noise_scale": 0.7}
+    assert rec.sent[0].message == {"noise_scale": 0.7}
     assert [(s.t, list(s.message)) for s in rec.sent] == [(1.5, ["noise_scale"]), (2.25, ["transition"])]
     assert [(e.t, e.text) for e in rec.events] == [(2.0, "theme 2 (forest)")]
     assert rec.duration == pytest.approx(10.0)
@@ -95,6 +95,18 @@ async def test_sender_hook_records_every_message_sent(tmp_path: Path) -> None:
     assert [s.message for s in rec.sent] == [json.loads(d) for d in channel.sent]
     assert len(rec.sent) == 3
     assert all(a.t <= b.t for a, b in zip(rec.sent, rec.sent[1:]))
+
+
+def test_an_existing_log_is_kept_and_the_new_show_gets_its_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "show.jsonl"
+    first = ShowLog(path, HEADER)
+    first.close()
+    second = ShowLog(path, HEADER)
+    second.record({"noise_scale": 0.1}, second.t0 + 1)
+    second.close()
+    assert second.path == tmp_path / "show-2.jsonl"
+    assert read_show_log(path).sent == []
+    assert len(read_show_log(second.path).sent) == 1
 
 
 def test_a_crashed_show_is_read_up_to_its_cut_off_line(tmp_path: Path) -> None:

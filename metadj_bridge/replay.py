@@ -1,0 +1,284 @@
+"""``metadj-bridge replay``: drive Scope from a show log with the original timing.
+
+The log's pipeline is loaded with the header's size and denoising steps, a text-mode session opens (on the
+built-in emulator when no URL is given, as ``run`` does) with the show's initial parameters, and then every
+logged message goes to the ``ParameterSender`` at its time. The sender paces and merges exactly as in the live
+show, so Scope's queue stays short, and one-shot keys (``reset_cache``, a ``transition``) keep their meaning:
+each goes out once, in the next message. The replay ends after the last message, or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from metadj_bridge.errors import ConfigError, ParameterError
+from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.scope import protocol
+from metadj_bridge.scope.api import redact_url
+from metadj_bridge.scope.sender import DISCRETE_KEYS, PacerConfig, ParameterSender
+from metadj_bridge.scope.session import ScopeSession, SessionConfig
+from metadj_bridge.showlog import ShowRecording, read_show_log
+
+__all__ = ["ReplayOptions", "ReplayReport", "replay_show", "run_replay"]
+
+log = logging.getLogger(__name__)
+
+#: Keys of a logged initial state that a session's live state cannot take.
+_NOT_LIVE = protocol.OFFER_ONLY_KEYS | protocol.LOAD_ONLY_KEYS | DISCRETE_KEYS
+
+
+@dataclass
+class ReplayOptions:
+    show_log: str
+    #: Scope server root; None starts the built-in emulator.
+    scope_url: str | None = None
+    #: 2.0 plays twice as fast as the show was played.
+    speed: float = 1.0
+    emulator_fps: float = 20.0
+    #: Frames per generated chunk, for the sender's pacing; None takes the pipeline's known value.
+    chunk_frames: int | None = None
+    no_frame_timeout: float = 5.0
+    #: How long to let the last message land before the session closes.
+    settle: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ConfigError(f"--speed: {self.speed} must be a number > 0 (1 is the show's own timing)")
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did."""
+
+    #: Logged messages handed to the sender, of ``total`` in the log.
+    replayed: int
+    total: int
+    #: Messages the sender put on the data channel (fewer when it merged close ones, as live).
+    sent: int
+    #: Messages (or keys of them) the pipeline would not accept.
+    rejected: int
+    #: Seconds from the first message to the end of the replay.
+    seconds: float
+    interrupted: bool
+
+
+class _Rejected:
+    """Counts logged parameters the pipeline refuses; logs them rate-limited."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._warning = RateLimitedWarning(log, "logged parameters the pipeline does not accept")
+
+    def note(self, reason: str) -> None:
+        self.count += 1
+        self._warning.note(reason)
+
+
+def _live_state(initial: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in initial.items() if k not in _NOT_LIVE}
+
+
+class _Progress:
+    """One refreshed line on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO, total: int, duration: float) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = total
+        self.duration = duration
+        self._last = -math.inf
+
+    def show(self, done: int, at: float, sent: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < (0.5 if self.tty else 5.0):
+            return
+        self._last = now
+        line = (
+            f"replay {_clock(at)} / {_clock(self.duration)}: {done}/{self.total} messages, {sent} sent"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+            self.stream.flush()
+        else:
+            log.info("%s", line)
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+async def replay_show(
+    options: ReplayOptions, *, recording: ShowRecording | None = None, stop: asyncio.Event | None = None,
+    status_stream: TextIO | None = None,
+) -> ReplayReport:
+    """Replay a show log against Scope; returns what was done. ``stop`` ends it early (Ctrl-C)."""
+    rec = recording if recording is not None else await asyncio.to_thread(read_show_log, options.show_log)
+    header = rec.header
+    stop = stop or asyncio.Event()
+    if header.input_mode != "text":
+        log.warning("the show ran in %s input mode; the replay sends its parameters in text mode", header.input_mode)
+    info = protocol.pipeline_info(header.pipeline)
+    chunk_frames = options.chunk_frames or info.chunk_frames
+    emulator: Any = None
+    url = options.scope_url
+    if url is None:
+        from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
+
+        emulator = ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps))
+        await emulator.start()
+        url = emulator.url
+        log.info("no Scope URL given: started the built-in Scope emulator at %s", url)
+    rejected = _Rejected()
+    sender = ParameterSender(pacer=PacerConfig(chunk_frames=chunk_frames))
+    for key, value in _live_state(header.initial).items():
+        try:
+            sender.update({key: value})
+        except ParameterError as exc:
+            rejected.note(str(exc))
+    initial_prompts = sender.snapshot().get("prompts") or header.initial.get("prompts") or ""
+    steps = header.denoising_step_list or header.initial.get("denoising_step_list")
+    config = SessionConfig(
+        url=url,
+        pipeline_ids=[header.pipeline],
+        load_params={"width": header.width, "height": header.height, "vace_enabled": False},
+        input_mode="text",
+        prompts=initial_prompts,
+        denoising_step_list=list(steps) if steps else None,
+        no_frame_timeout=options.no_frame_timeout,
+    )
+    session = ScopeSession(config, sender)
+    progress = _Progress(status_stream or sys.stderr, len(rec.sent), rec.duration)
+    replayed = 0
+    started = time.monotonic()
+    interrupted = False
+    try:
+        await session.start()
+        log.info("replaying %s: %d messages over %s on %s (%s)", rec.path, len(rec.sent), _clock(rec.duration),
+                 redact_url(url), header.pipeline)
+        if not await _until(session.wait_streaming(), stop) or not await _until(_video_flowing(sender), stop):
+            interrupted = True
+        else:
+            replayed, interrupted = await _play(rec, sender, options.speed, stop, progress, rejected)
+            if not interrupted:
+                await _settle(sender, options.settle, stop)
+        progress.show(replayed, rec.sent[replayed - 1].t if replayed else 0.0, sender.sent, force=True)
+    finally:
+        progress.finish()
+        await session.aclose()
+        if emulator is not None:
+            await emulator.aclose()
+    report = ReplayReport(replayed, len(rec.sent), sender.sent, rejected.count,
+                          time.monotonic() - started, interrupted)
+    log.info("replay %s: %d of %d logged messages replayed, %d sent", "stopped" if interrupted else "done",
+             report.replayed, report.total, report.sent)
+    return report
+
+
+async def _until(work: Any, stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first; True when ``work`` finished (its error is raised)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopper):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    if task in done:
+        task.result()
+        return True
+    return False
+
+
+async def _video_flowing(sender: ParameterSender, timeout: float = 10.0) -> None:
+    """Wait until the returning video shows Scope's rate, so the first messages are paced like the show's were
+    (until then the sender holds changes up to its longest interval)."""
+    deadline = time.monotonic() + timeout
+    while sender.pacer.fps(time.monotonic()) is None:
+        if time.monotonic() > deadline:
+            log.warning("no steady video from Scope after %.0f s; replaying anyway", timeout)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _play(
+    rec: ShowRecording, sender: ParameterSender, speed: float, stop: asyncio.Event, progress: _Progress,
+    rejected: _Rejected,
+) -> tuple[int, bool]:
+    """Hand each logged message (and event) to the sender at its time; returns (messages replayed, interrupted)."""
+    loop = asyncio.get_running_loop()
+    items: list[tuple[float, int, Any]] = [(s.t, 1, s) for s in rec.sent] + [(e.t, 0, e) for e in rec.events]
+    items.sort(key=lambda item: (item[0], item[1]))
+    first = rec.sent[0].t if rec.sent else 0.0
+    t0 = loop.time()
+    replayed = 0
+    for t, kind, item in items:
+        if t < first:
+            continue  # events from before the first message (loading, connecting) are not replayed
+        due = t0 + (t - first) / speed
+        while (wait := due - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(wait, 0.5))
+            if stop.is_set():
+                return replayed, True
+            progress.show(replayed, first + (loop.time() - t0) * speed, sender.sent)
+        if kind == 0:
+            log.info("show event at %s: %s", _clock(t), item.text)
+            continue
+        _hand_over(sender, item.message, rejected)
+        replayed += 1
+    return replayed, False
+
+
+def _hand_over(sender: ParameterSender, message: Mapping[str, Any], rejected: _Rejected) -> None:
+    try:
+        sender.update(message)
+    except ParameterError:
+        for key, value in message.items():  # keep what the pipeline accepts
+            try:
+                sender.update({key: value})
+            except ParameterError as exc:
+                rejected.note(str(exc))
+
+
+async def _settle(sender: ParameterSender, grace: float, stop: asyncio.Event) -> None:
+    """Let the sender send what is pending (at most a few chunk periods), then give it ``grace`` to land."""
+    deadline = time.monotonic() + 2 * sender.pacer.config.max_interval + grace
+    while sender.state.has_pending and time.monotonic() < deadline and not stop.is_set():
+        await asyncio.sleep(0.02)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=grace)
+
+
+async def run_replay(options: ReplayOptions, *, status_stream: TextIO | None = None) -> int:
+    """``metadj-bridge replay``: returns the exit status (0, also after Ctrl-C)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        await replay_show(options, stop=stop, status_stream=status_stream)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return 0
