@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from metadj_bridge import __version__, eventloop
 from metadj_bridge.errors import MetaDJError
+from metadj_bridge.logutil import redact_text
 from metadj_bridge.scope.protocol import ASPECT_PRESETS, DENOISING_PRESETS
 
 log = logging.getLogger("metadj_bridge")
@@ -167,12 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbosity: int) -> None:
     level = logging.DEBUG if verbosity else logging.INFO
+    from metadj_bridge.logutil import RedactingFilter
+
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity else "%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # a RunPod URL with a token or user:password never reaches a log
     # WebRTC and HTTP internals are noisy (httpx logs every request at INFO); show them only with -vv.
     for name in ("aiortc", "aioice", "av", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
@@ -247,14 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MetaDJError as exc:
         if args.verbose:
             log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug, not a performer's mistake: short message, traceback with -v
         if args.verbose:
             log.exception("unexpected failure")
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {redact_text(str(exc))} (run with -v for the traceback)", file=sys.stderr)
         return 1
     return 0
 

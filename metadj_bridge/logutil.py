@@ -8,6 +8,7 @@ line per interval with the count and the last reason.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -50,3 +51,36 @@ class RateLimitedWarning:
             self.mark()
         else:
             self.note(f"{type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------------------------------------ redaction
+
+#: user:password@ in a URL, and the values of query parameters that carry secrets.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&](?:token|access_token|auth|key|api_key|apikey|secret|password|passwd|signature|sig|credential)=)"
+    r"(?P<value>[^&#\s'\"]+)",
+    re.IGNORECASE,
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL credentials and secret query values replaced by ``***`` (for logs and error lines)."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs credentials and tokens from every record that passes (installed on the handlers by the CLI)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call: leave it to logging's own error handling
+            return True
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

@@ -138,6 +138,19 @@ def test_bad_urls_are_refused_with_the_fix(url: str, message: str) -> None:
 def test_credentials_are_redacted() -> None:
     assert redact_url("https://user:secret@pod.example:8000") == "https://***@pod.example:8000"
     assert redact_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+    assert redact_url("https://pod.example/?token=abc&x=1") == "https://pod.example/?token=***&x=1"
+
+
+def test_a_run_with_credentials_in_the_url_never_prints_them() -> None:
+    # A server that refuses the credentials' host (nothing listens): the error line and the log both name the URL.
+    proc = subprocess.run(
+        [sys.executable, "-m", "metadj_bridge", "run", "--scope", "http://dj:hunter2@127.0.0.1:9/api/v1/health?token=s3cret",
+         "--output", "none", "--no-audio"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "***@127.0.0.1:9" in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout and "s3cret" not in proc.stderr + proc.stdout
 
 
 async def test_wrong_path_prefix_is_a_404_with_advice(html_server: str, json_server: str) -> None:

@@ -77,12 +77,10 @@ def normalise_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any user:password removed, for logs."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = "***@" + parts.netloc.rsplit("@", 1)[-1]
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """The URL with any user:password and secret query values (token=, key=, ...) removed, for logs."""
+    from metadj_bridge.logutil import redact_text
+
+    return redact_text(url)
 
 
 @dataclass(frozen=True)
