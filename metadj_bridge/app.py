@@ -366,6 +366,17 @@ def _first_camera() -> str:
     return real[0].device
 
 
+def _open_show_log(options: RunOptions, plan: RunPlan, initial: dict[str, Any]) -> Any:
+    """Every parameter message sent, with its time, to a JSONL file (``export-timeline``, ``replay``)."""
+    if (options.show_log or "").lower() == "none":
+        return None
+    from metadj_bridge.showlog import ShowLog, default_show_log_path, show_log_header
+
+    header = show_log_header(profile=plan.profile.path, pipeline=plan.pipeline, width=plan.width, height=plan.height,
+                             input_mode=plan.input_mode, initial=initial, denoising_step_list=list(plan.denoising))
+    return ShowLog(options.show_log or default_show_log_path(), header)
+
+
 class _Stopped(Exception):
     """The run ends: a stop signal, or --duration."""
 
@@ -461,6 +472,10 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
                       osc_out=osc_out)
     initial = show.initial_parameters()
     sender.update(initial)
+    show_log = _open_show_log(options, plan, initial)
+    if show_log is not None:
+        sender.on_sent = show_log.record
+        show.show_log = show_log
     # vace_enabled false: text mode has no reference images (seed troubleshooting table).
     fields: dict[str, Any] = {
         "input_mode": "text", "load_params": {"width": plan.width, "height": plan.height, "vace_enabled": False},
@@ -571,6 +586,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             await avatar.aclose()
         if emulator is not None:
             await emulator.aclose()
+        if show_log is not None:
+            await show_log.aclose()
+            log.info("show log: %s (%d messages)", show_log.path, show_log.messages)
         for sig in installed:
             loop.remove_signal_handler(sig)
         package_log.removeHandler(status.warnings)

@@ -72,6 +72,8 @@ class RunOptions:
     preview_port: int | None = None
     #: --video-source: avatar mode's webcam or video file.
     video_source: str | None = None
+    #: --show-log: the JSONL show log's path, or "none"; default: a new file in the per-OS state folder.
+    show_log: str | None = None
     #: --rehearse: the emulator with a GPU-like pace, the demo track and the preview, whatever the profile says.
     rehearse: bool = False
 
@@ -102,7 +104,7 @@ ENVIRONMENT = {
     "METADJ_VIDEO_SOURCE": "video_source", "METADJ_AUDIO_FILE": "audio_file", "METADJ_AUDIO_DEVICE": "audio_device",
     "METADJ_NO_AUDIO": "no_audio", "METADJ_MIDI": "midi", "METADJ_MIDI_VIRTUAL": "midi_virtual",
     "METADJ_OSC_PORT": "osc_port", "METADJ_OSC_HOST": "osc_host", "METADJ_OSC_OUT": "osc_out", "METADJ_LINK": "link",
-    "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse",
+    "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse", "METADJ_SHOW_LOG": "show_log",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 

@@ -116,6 +116,8 @@ class ShowRunner:
         self._warn = RateLimitedWarning(log, "mapping output refused by the parameter check")
         #: What happened lately, for the status line: the newest engine events.
         self.last_event = ""
+        #: A ShowLog for the show's events (theme changes, switches), or None.
+        self.show_log: Any = None
         #: The control touched last (a MIDI or OSC signal or trigger), for the status view.
         self.last_control = ""
         self.steps = 0
@@ -180,6 +182,8 @@ class ShowRunner:
             self.last_event = out.events[-1]
             for event in out.events:
                 log.info("show: %s", event)
+                if self.show_log is not None:
+                    self.show_log.event(event, now)
         if out.profile_switch is not None:
             self.request_switch(out.profile_switch)
         if now >= self._feedback_due:
@@ -287,6 +291,8 @@ class ShowRunner:
             profile = dataclasses.replace(profile, start_theme=current)
         self.engine.switch_profile(profile, self._clock())
         self.profile = profile
+        if self.show_log is not None:
+            self.show_log.event(f"profile {'switch' if switch else 'reload'}: {profile.path}", self._clock())
         if switch:
             self.switches += 1
             log.info("profile: %s -> %s (theme %s)", Path(old_path).name, Path(profile.path).name, self.engine.theme)

@@ -18,6 +18,18 @@ import pytest
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 from tests.helpers import free_port, wait_for  # noqa: F401 - re-exported for tests
 
+@pytest.fixture(autouse=True, scope="session")
+def _show_logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every `run` in the tests (in-process or a subprocess) writes its show log here, not into the home folder."""
+    previous = os.environ.get("METADJ_SHOW_LOG")
+    os.environ["METADJ_SHOW_LOG"] = str(tmp_path_factory.mktemp("show-logs") / "show.jsonl")
+    yield
+    if previous is None:
+        os.environ.pop("METADJ_SHOW_LOG", None)
+    else:
+        os.environ["METADJ_SHOW_LOG"] = previous
+
+
 #: Small frames keep the encoder and decoder cheap on a 2-core machine.
 SMALL = {"width": 256, "height": 144}
 

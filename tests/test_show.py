@@ -114,7 +114,8 @@ async def metrics(url: str) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def running(profile: Path) -> Any:
     quiet = io.StringIO()  # the status line, unread
-    task = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=90, output="none"), status_stream=quiet))
+    options = RunOptions(profile=str(profile), duration=90, output="none", show_log=str(profile.parent / "show.jsonl"))
+    task = asyncio.create_task(run_bridge(options, status_stream=quiet))
     try:
         yield task
     finally:
@@ -179,6 +180,13 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
         assert transitions[-1]["num_steps"] == 8  # a theme transition carried the switch
         assert (await metrics(emulator.url))["sessions"] == 1
         assert any("profile: show.yaml -> other.yaml" in r.getMessage() for r in caplog.records)
+    # The show log has every message Scope was sent, and the switch among its events.
+    from metadj_bridge.showlog import read_show_log
+
+    recording = read_show_log(tmp_path / "show.jsonl")
+    assert recording.header.pipeline == "longlive" and recording.header.width == 256 and not recording.truncated
+    assert any("transition" in sent.message for sent in recording.sent)
+    assert any("other.yaml" in event.text for event in recording.events)
 
 
 async def test_the_active_themes_pad_is_lit_on_the_controller(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
