@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -305,7 +306,8 @@ class StatusView:
         self.stream = stream
         self.refresh_hz = refresh_hz
         self.log_interval = log_interval
-        self.tty = stream.isatty() if tty is None else tty
+        # A dumb terminal cannot move the cursor back over the panel: it gets the plain log lines.
+        self.tty = (stream.isatty() and os.environ.get("TERM", "").lower() != "dumb") if tty is None else tty
         self._clock = clock
         self._rate = _OutputRate(clock)
         self._latest: RenderableType = Text("metadj-bridge: starting…")
