@@ -164,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
     replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR", help="play faster (2) or slower (0.5) than the show (default: 1)")
     replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check Scope, the profile and this machine before a show, and say what to do",
+        description="Check the profile, the audio input, MIDI controllers, the virtual camera and the Scope server "
+        "(health, pipeline, VACE, ICE/TURN, a short session's video). Exit status 0 only when nothing blocks a show.",
+    )
+    doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
+    doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
+    doctor.add_argument("--json", action="store_true", help="the findings as JSON")
+    doctor.add_argument("--listen", type=float, default=3.0, metavar="SECONDS", help="how long to watch the video (default: 3)")
+    doctor.add_argument("--load-timeout", type=float, default=180.0, metavar="SECONDS",
+                        help="how long loading the show's pipeline may take (default: 180)")
+    doctor.add_argument("--no-video", action="store_true", help="do not open a session (leaves Scope's pipeline as it is)")
     return parser
 
 
@@ -249,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
             replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed, emulator_fps=args.emulator_fps)
             return eventloop.run(run_replay(replay))
+        if args.command == "doctor":
+            from metadj_bridge.doctor import doctor_main, options_from_args
+
+            if not args.verbose:
+                logging.getLogger("metadj_bridge.scope").setLevel(logging.WARNING)  # the report says it all
+            return eventloop.run(doctor_main(options_from_args(args), as_json=args.json))
         parser.error(f"unknown command {args.command!r}")
     except MetaDJError as exc:
         if args.verbose:

@@ -1,0 +1,293 @@
+"""``metadj-bridge doctor``: is everything ready for the show, and what to do about what is not.
+
+It checks the profile, this machine (audio input, MIDI controllers, the virtual camera) and the Scope server
+(health, the pipeline, VACE, ICE/TURN, a short real session with its video and pause state), and prints one
+line per finding with the action indented below, or JSON. The exit status is 0 only when no finding blocks
+a show; warnings are fine. The Scope checks live in :mod:`metadj_bridge.doctor_checks`.
+
+    report = await run_doctor(DoctorOptions(scope_url="http://pod:8000", profile="mappings/club.yaml"))
+    print(format_report(report)); sys.exit(0 if report.ok else 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from metadj_bridge.doctor_checks import (
+    Finding,
+    Status,
+    check_health,
+    check_ice,
+    check_pipeline,
+    check_url,
+    check_vace,
+    check_video,
+)
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.logutil import redact_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DoctorOptions:
+    scope_url: str | None = None
+    profile: str | None = None
+    #: How long the short session listens for video.
+    listen: float = 3.0
+    #: How long a load already under way is watched before it counts as stuck.
+    watch: float = 5.0
+    #: How long the doctor's own load of the show's pipeline may take.
+    load_timeout: float = 180.0
+    connect_timeout: float = 15.0
+    http_timeout: float = 5.0
+    ice_timeout: float = 2.0
+    #: Open a session and count frames (loads the show's pipeline on Scope, as ``run`` would).
+    video: bool = True
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing blocks a show (warnings are allowed)."""
+        return not any(f.status is Status.PROBLEM for f in self.findings)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for f in self.findings if f.status is status)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "findings": [redact_finding(f).as_dict() for f in self.findings]}
+
+
+def redact_finding(finding: Finding) -> Finding:
+    """The finding without URL credentials or tokens anywhere in it."""
+    return dataclasses.replace(finding, summary=redact_text(finding.summary), action=redact_text(finding.action),
+                               details=_redact(finding.details))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ local checks
+
+
+def check_profile(path: str | None) -> tuple[list[Finding], Any]:
+    """Load the profile (the bundled default without one) and settle its plan; returns (findings, plan or None)."""
+    from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
+    from metadj_bridge.profile import ProfileError, load_profile
+
+    try:
+        target = path if path is not None else str(bundled_profile("default"))
+        profile = load_profile(target)
+    except ProfileError as exc:
+        return [Finding("profile", Status.PROBLEM, str(exc),
+                        "fix the place named (file:line:column); `metadj-bridge check FILE` checks it again without "
+                        "connecting; docs/profiles.md documents every key", {"file": exc.file, "line": exc.line})], None
+    except ConfigError as exc:
+        return [Finding("profile", Status.PROBLEM, str(exc), "give a profile with --profile FILE")], None
+    # The Scope URL is the Scope checks' business: a bad one there must not hide the rest of the profile.
+    unreachable = dataclasses.replace(profile, scope=dataclasses.replace(profile.scope, url=None))
+    try:
+        plan = make_plan(RunOptions(profile=target), unreachable)
+    except ConfigError as exc:
+        return [Finding("profile", Status.PROBLEM, f"{target}: {exc}", "fix the profile's setting named")], None
+    plan = dataclasses.replace(plan, profile=profile)
+    which = target if path is not None else f"{target} (the bundled default; give yours with --profile)"
+    return [Finding("profile", Status.OK, f"{which}: {len(profile.themes)} themes, {len(profile.mappings)} mappings",
+                    "", {"file": target})], plan
+
+
+def check_audio(plan: Any) -> Finding:
+    if plan.audio == "none":
+        return Finding("audio", Status.SKIPPED, "the profile listens to no audio")
+    if plan.audio == "demo":
+        return Finding("audio", Status.OK, "audio: the bundled demo track")
+    if plan.audio == "file":
+        if plan.audio_path and Path(plan.audio_path).is_file():
+            return Finding("audio", Status.OK, f"audio file {plan.audio_path}")
+        return Finding("audio", Status.PROBLEM, f"audio file {plan.audio_path!r} does not exist",
+                       "fix inputs.audio in the profile (paths are relative to the profile file)")
+    from metadj_bridge.inputs.audio import find_input_device, list_input_devices
+
+    try:
+        devices = list_input_devices()
+        device = find_input_device(plan.audio_device, devices)
+    except ConfigError as exc:
+        return Finding("audio", Status.PROBLEM, str(exc),
+                       "plug the audio interface in, or name one of the listed inputs in inputs.audio.device "
+                       "(`metadj-bridge devices` lists them; `metadj-bridge listen --device NAME` tries one)",
+                       {"wanted": plan.audio_device})
+    return Finding("audio", Status.OK, f"audio input {device}", "", {"device": device.name})
+
+
+def check_midi(plan: Any, backend: str | None = None) -> list[Finding]:
+    """The profile's MIDI inputs and feedback output against the ports there are (mido's backend, MIDO_BACKEND)."""
+    if not plan.midi and not plan.midi_feedback:
+        extra = f" (a virtual port {plan.midi_virtual!r} is created)" if plan.midi_virtual else ""
+        return [Finding("midi", Status.SKIPPED, f"the profile names no MIDI controller{extra}")]
+    from metadj_bridge.inputs.midi import list_midi_ports, port_matcher
+
+    try:
+        inputs, outputs = list_midi_ports(backend)
+    except ConfigError as exc:
+        return [Finding("midi", Status.PROBLEM, str(exc), "install python-rtmidi, or pick a MIDI backend that runs here")]
+    findings = []
+    for kind, patterns, names in (("input", plan.midi, inputs), ("output", (plan.midi_feedback,) if plan.midi_feedback else (), outputs)):
+        for pattern in patterns:
+            try:
+                matches = [n for n in names if port_matcher(pattern)(n)]
+            except ConfigError as exc:
+                findings.append(Finding("midi", Status.PROBLEM, str(exc), "fix the pattern in inputs.midi"))
+                continue
+            if matches:
+                findings.append(Finding("midi", Status.OK, f"MIDI {kind} {pattern!r}: {', '.join(matches)}"))
+            else:
+                listed = ", ".join(repr(n) for n in names) or "none"
+                findings.append(Finding("midi", Status.WARNING, f"MIDI {kind} {pattern!r} not found; {kind}s here: {listed}",
+                                        "plug the controller in (the bridge picks it up when it appears) or correct "
+                                        "inputs.midi in the profile", {"wanted": pattern, "available": names}))
+    return findings
+
+
+def check_vcam(plan: Any) -> Finding:
+    if "vcam" not in plan.video_outputs:
+        return Finding("vcam", Status.SKIPPED, "the profile sends no video to the virtual camera")
+    from metadj_bridge.errors import VideoOutputError
+    from metadj_bridge.video.vcam import VirtualCameraSink, backend_hint
+
+    try:
+        sink = VirtualCameraSink(device=plan.video_device, backend=plan.video_backend)
+        sink.open(320, 180, 30.0)
+    except (VideoOutputError, ValueError) as exc:
+        return Finding("vcam", Status.WARNING, "no virtual camera: the show's video goes to the browser preview instead",
+                       f"{exc}" if backend_hint() in str(exc) else f"{exc}; {backend_hint()}")
+    try:
+        device = str(getattr(sink.camera, "device", "") or plan.video_device or "")
+    finally:
+        sink.close()
+    return Finding("vcam", Status.OK, f"virtual camera {device} opens", "", {"device": device})
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def show_needs(plan: Any) -> tuple[str, dict[str, Any], tuple[str, ...], dict[str, Any], Any]:
+    """(pipeline id, load params, reference images, the profile's Scope parameters, prompts) as ``run`` uses them."""
+    if plan is None:
+        return "longlive", {"width": 1024, "height": 576, "vace_enabled": False}, (), {}, "a test pattern"
+    refs = tuple(plan.ref_images) if plan.input_mode == "video" else ()
+    params = {"width": plan.width, "height": plan.height, "vace_enabled": bool(refs)}
+    themes = plan.profile.themes
+    prompts: Any = [{"text": p.text, "weight": p.weight} for p in themes[0].prompts] if themes else "a test pattern"
+    return plan.pipeline, params, refs, dict(plan.profile.scope.parameters), prompts
+
+
+async def run_doctor(options: DoctorOptions) -> Report:
+    report = Report()
+    found, plan = await asyncio.to_thread(check_profile, options.profile)
+    report.findings.extend(found)
+    if plan is not None:
+        report.findings.extend(await asyncio.to_thread(_sync_local_checks, plan))
+    url = options.scope_url or (plan.profile.scope.url if plan is not None else None)
+    if url is None:
+        report.findings.append(Finding(
+            "scope", Status.SKIPPED, "no Scope URL (--scope, or scope.url in the profile): run and rehearsal use the "
+            "built-in emulator, so there is no Scope server to check", "give --scope URL to check a real Scope"))
+        return report
+    await _scope_checks(options, url, plan, report)
+    return report
+
+
+def _sync_local_checks(plan: Any) -> list[Finding]:
+    return [check_audio(plan), *check_midi(plan), check_vcam(plan)]
+
+
+async def _scope_checks(options: DoctorOptions, url: str, plan: Any, report: Report) -> None:
+    from metadj_bridge.scope.api import ScopeClient
+
+    problem, url_to_check = check_url(url)
+    if problem is not None:
+        report.findings.append(problem)
+    if url_to_check is None:
+        report.findings.append(Finding("scope", Status.SKIPPED, "Scope checks skipped: the URL cannot be used"))
+        return
+    pipeline_id, load_params, refs, show_params, prompts = show_needs(plan)
+    async with ScopeClient(url_to_check, timeout=options.http_timeout) as client:
+        health_finding, health = await check_health(client)
+        report.findings.append(health_finding)
+        if health is None:
+            report.findings.append(Finding("pipeline", Status.SKIPPED, "pipeline, VACE, ICE and video checks skipped: "
+                                           "Scope is not reachable"))
+            return
+        pipeline_finding, status = await check_pipeline(client, pipeline_id, load_params, watch=options.watch)
+        report.findings.append(pipeline_finding)
+        loaded = status.pipeline_id if status is not None and status.status == "loaded" else None
+        report.findings.append(check_vace(loaded, status.load_params if status else None, refs, show_params))
+        report.findings.extend(await check_ice(client, timeout=options.ice_timeout))
+        if not options.video:
+            report.findings.append(Finding("video", Status.SKIPPED, "video check skipped (--no-video)"))
+        elif pipeline_finding.status is Status.PROBLEM:
+            report.findings.append(Finding("video", Status.SKIPPED, "video check skipped: the pipeline cannot be used "
+                                           "(see the pipeline finding)"))
+        else:
+            report.findings.extend(await check_video(
+                client, pipeline_id, load_params, prompts, listen=options.listen, load_timeout=options.load_timeout,
+                connect_timeout=options.connect_timeout))
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+_LABELS = {Status.OK: "ok", Status.WARNING: "WARNING", Status.PROBLEM: "PROBLEM", Status.SKIPPED: "skipped"}
+
+
+def format_report(report: Report) -> str:
+    """One line per finding, its action indented below, and a verdict."""
+    width = max((len(f.check) for f in report.findings), default=5)
+    lines = []
+    for finding in map(redact_finding, report.findings):
+        lines.append(f"{_LABELS[finding.status]:<8} {finding.check:<{width}}  {finding.summary}")
+        if finding.action:
+            lines.append(f"{'':<8} {'':<{width}}  -> {finding.action}")
+    problems, warnings = report.count(Status.PROBLEM), report.count(Status.WARNING)
+    if problems:
+        verdict = f"{problems} problem(s) block the show, {warnings} warning(s): fix the problems first"
+    elif warnings:
+        verdict = f"ready for the show, with {warnings} warning(s)"
+    else:
+        verdict = "ready for the show"
+    lines.append(verdict)
+    return "\n".join(lines) + "\n"
+
+
+async def doctor_main(options: DoctorOptions, *, as_json: bool = False, out: TextIO | None = None) -> int:
+    """``metadj-bridge doctor``: prints the report; 0 when nothing blocks a show, else 1."""
+    out = out or sys.stdout
+    report = await run_doctor(options)
+    if as_json:
+        out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        out.write(format_report(report))
+    out.flush()
+    return 0 if report.ok else 1
+
+
+def options_from_args(args: Any) -> DoctorOptions:
+    return DoctorOptions(scope_url=args.scope, profile=args.profile, listen=args.listen, video=not args.no_video,
+                         load_timeout=args.load_timeout)

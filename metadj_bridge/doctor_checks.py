@@ -1,0 +1,583 @@
+"""``metadj-bridge doctor``'s Scope checks: each one looks at one thing and says what to do about it.
+
+A check returns :class:`Finding` objects (ok / warning / problem / skipped, a one-line summary and the
+action to take). The pure parts (URL advice, load params, VACE, pause, ICE URLs, STUN packets) take values
+and give findings, so they are tested without a server; the rest talk to Scope through :class:`ScopeClient`
+and :class:`ScopeSession`, exactly as ``run`` does. The causes and fixes come from the seed's troubleshooting
+table and ``shared/scope-api.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from metadj_bridge.errors import (
+    ConfigError,
+    PipelineLoadError,
+    PipelineLoadTimeout,
+    ScopeConnectionError,
+    ScopeError,
+    ScopeNotFoundError,
+    ScopeNotScopeError,
+    ScopeTLSError,
+)
+from metadj_bridge.scope.api import (
+    STUCK_LOADING_CAUSES,
+    HealthInfo,
+    PipelineStatus,
+    ScopeClient,
+    normalise_url,
+)
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    WARNING = "warning"
+    PROBLEM = "problem"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one check found: ``problem`` blocks a show, ``warning`` does not."""
+
+    check: str
+    status: Status
+    summary: str
+    action: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status.value, "summary": self.summary, "action": self.action,
+                "details": self.details}
+
+
+#: Pipelines whose load param ``vace_enabled`` defaults to true on Scope (the Wan family, scope-api.md §2).
+VACE_PIPELINES = frozenset({"longlive", "krea-realtime-video", "reward-forcing", "memflow", "streamdiffusionv2"})
+
+_URL_SUFFIXES = ("/api/v1/health", "/health", "/api/v1")
+
+
+# ------------------------------------------------------------------------------------------------ the URL
+
+
+def url_root(url: str) -> str | None:
+    """The server root a URL with Scope's paths in it meant (``.../api/v1/health`` -> ``...``), else None."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    for suffix in _URL_SUFFIXES:
+        if parts.scheme and parts.netloc and path.endswith(suffix):
+            return f"{parts.scheme}://{parts.netloc}{path[: -len(suffix)]}"
+    return None
+
+
+def check_url(url: str) -> tuple[Finding | None, str | None]:
+    """(a problem with the URL or None, the URL to go on checking with or None)."""
+    try:
+        return None, normalise_url(url)
+    except ConfigError as exc:
+        root = url_root(url)
+        action = (f"use {root} (Scope's health is at /health on the server's root; the bridge adds /health and "
+                  "/api/v1/... itself)" if root else "give the Scope server's root, e.g. http://127.0.0.1:8000")
+        return Finding("scope-url", Status.PROBLEM, str(exc), action, {"url": url, "root": root}), root
+
+
+# ------------------------------------------------------------------------------------------------ health
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def health_failure(exc: ScopeError, url: str) -> Finding:
+    """The finding for a health check that failed, with the fix for each way it fails."""
+    chain = _chain(exc)
+    kind = type(exc).__name__
+    if isinstance(exc, ScopeTLSError):
+        kind, action = "tls", ("use http:// when the server has no TLS on that port; otherwise renew or trust its "
+                               "certificate (a RunPod proxy URL is https://<pod>-8000.proxy.runpod.net)")
+    elif any(isinstance(c, socket.gaierror) for c in chain):
+        kind, action = "dns", "the host name does not resolve: check it for typos, and that the pod or machine is up"
+    elif any(isinstance(c, ConnectionRefusedError) for c in chain):
+        kind, action = "refused", ("nothing listens on that port: start Scope (daydream-scope --host 0.0.0.0 --port "
+                                   "8000) or correct the port; on a fresh pod Scope takes 15-30 s to start")
+    elif any(isinstance(c, httpx.TimeoutException) for c in chain):
+        kind, action = "timeout", ("no answer in time: the server is overloaded, starting, or a firewall drops the "
+                                   "traffic; check the URL and that Scope is running")
+    elif isinstance(exc, (ScopeNotScopeError, ScopeNotFoundError)):
+        kind, action = "not-scope", ("something answers at that address, but it is not a Scope server: check the host "
+                                     "and port (Scope's default port is 8000) and any proxy in front of it")
+    elif isinstance(exc, ScopeConnectionError):
+        kind, action = "unreachable", "check the URL, the network, and that Scope is running"
+    else:
+        action = "check Scope's log; restart Scope if it keeps answering like this"
+    return Finding("scope", Status.PROBLEM, str(exc), action, {"url": url, "kind": kind})
+
+
+async def check_health(client: ScopeClient) -> tuple[Finding, HealthInfo | None]:
+    try:
+        health = await client.health()
+    except ScopeError as exc:
+        return health_failure(exc, client.url), None
+    details = {"url": client.url, "version": health.version, "git_commit": health.git_commit,
+               "emulator": health.emulator, "server_start_time": health.server_start_time}
+    what = "the metadj emulator" if health.emulator else "Scope"
+    if health.status != "healthy":
+        return Finding("scope", Status.WARNING, f"{what} {health.version} at {client.url} reports {health.status!r}",
+                       "look at Scope's log (GET /api/v1/logs/current) and restart it if it stays so", details), health
+    return Finding("scope", Status.OK, f"{what} {health.version} healthy at {client.url}", "", details), health
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def describe_load(pipeline_id: str | None, load_params: Mapping[str, Any] | None) -> str:
+    params = dict(load_params or {})
+    text = str(pipeline_id)
+    if "width" in params and "height" in params:
+        text += f" {params['width']}x{params['height']}"
+    vace = vace_loaded(pipeline_id, params)
+    return text + (", VACE on" if vace else ", VACE off")
+
+
+def vace_loaded(pipeline_id: str | None, load_params: Mapping[str, Any] | None) -> bool:
+    """Whether Scope loaded VACE: ``vace_enabled`` as given, else Scope's default (true for the Wan pipelines)."""
+    params = load_params or {}
+    if "vace_enabled" in params:
+        return params["vace_enabled"] is True
+    return pipeline_id in VACE_PIPELINES
+
+
+def _load_command(url: str, pipeline_id: str, load_params: Mapping[str, Any]) -> str:
+    body = json.dumps({"pipeline_ids": [pipeline_id], "load_params": dict(load_params)})
+    return f"curl -X POST {url}/api/v1/pipeline/load -H 'Content-Type: application/json' -d '{body}'"
+
+
+def stuck_action(url: str, pipeline_id: str, load_params: Mapping[str, Any]) -> str:
+    causes = "; ".join(f"({i}) {c}" for i, c in enumerate(STUCK_LOADING_CAUSES, 1))
+    return (f"likely causes: {causes}. A Wan pipeline takes 1-3 minutes to load on a GPU, so run doctor again in a "
+            f"minute; if it still loads, close other Scope tabs and load it by hand: {_load_command(url, pipeline_id, load_params)}")
+
+
+def loaded_finding(status: PipelineStatus, pipeline_id: str, load_params: Mapping[str, Any], url: str) -> Finding:
+    """A ``loaded`` status against what the show needs (pure)."""
+    details = {"status": status.status, "pipeline_id": status.pipeline_id, "load_params": status.load_params,
+               "wanted": {"pipeline_id": pipeline_id, "load_params": dict(load_params)}}
+    have = describe_load(status.pipeline_id, status.load_params)
+    if status.pipeline_id != pipeline_id:
+        return Finding("pipeline", Status.WARNING, f"Scope has {have} loaded; the show uses {pipeline_id}",
+                       f"run replaces it with {describe_load(pipeline_id, load_params)} (a reload takes minutes on a "
+                       "GPU, and any other client using the loaded pipeline loses it); close other Scope tabs first",
+                       details)
+    if (status.load_params or {}) != dict(load_params):
+        return Finding("pipeline", Status.WARNING,
+                       f"{pipeline_id} is loaded with load params {status.load_params}; the show uses {dict(load_params)}",
+                       "run reloads it with the show's load params (this takes a while on a GPU); an open Scope UI tab "
+                       "with other settings would load it back, so close it", details)
+    return Finding("pipeline", Status.OK, f"{have} loaded, as the show needs", "", details)
+
+
+async def check_pipeline(
+    client: ScopeClient,
+    pipeline_id: str,
+    load_params: Mapping[str, Any],
+    *,
+    watch: float = 5.0,
+    poll: float = 0.5,
+) -> tuple[Finding, PipelineStatus | None]:
+    """What Scope has loaded; a load under way is watched for ``watch`` seconds to tell slow from stuck."""
+    url = client.url
+    try:
+        status = await client.pipeline_status()
+    except ScopeError as exc:
+        return Finding("pipeline", Status.PROBLEM, f"cannot read the pipeline status: {exc}",
+                       "is the URL Scope's root, and Scope 0.2 or newer?"), None
+    if status.status == "loading":
+        stages = [status.loading_stage]
+        deadline = time.monotonic() + watch
+        while status.status == "loading" and time.monotonic() < deadline:
+            await asyncio.sleep(poll)
+            try:
+                status = await client.pipeline_status()
+            except ScopeError as exc:
+                return Finding("pipeline", Status.PROBLEM, f"Scope stopped answering while loading: {exc}",
+                               "check that Scope is still running (a load that runs out of GPU memory can kill it)"), None
+            if status.status == "loading" and status.loading_stage != stages[-1]:
+                stages.append(status.loading_stage)
+        if status.status == "loading":
+            moved = len(stages) > 1
+            what = f"stage {status.loading_stage!r}" if status.loading_stage else "no stage"
+            summary = (f"a load is still under way after {watch:g} s ({what})" if moved else
+                       f"stuck loading: still 'loading' after {watch:g} s with {what} and pipeline_id "
+                       f"{status.pipeline_id!r}")
+            return Finding("pipeline", Status.WARNING if moved else Status.PROBLEM, summary,
+                           stuck_action(url, pipeline_id, load_params),
+                           {"status": "loading", "stages": stages, "watched": watch}), status
+        if status.status in ("error", "not_loaded"):
+            reason = await client._load_failure_reason(pipeline_id)
+            return Finding("pipeline", Status.PROBLEM, f"the load that was under way failed{reason}",
+                           "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
+                           "GPU has enough memory (try quantization fp8_e4m3fn or a smaller size)",
+                           {"status": "error", "log": _log_line(reason)}), status
+    if status.status == "loaded":
+        return loaded_finding(status, pipeline_id, load_params, url), status
+    if status.status == "error":
+        reason = await client._load_failure_reason(pipeline_id)
+        return Finding("pipeline", Status.PROBLEM, f"Scope reports a failed load{reason}",
+                       "check that the model is downloaded and that the GPU has enough memory; Scope's full log is at "
+                       f"{url}/api/v1/logs/current", {"status": "error", "log": _log_line(reason)}), status
+    reason = await client._load_failure_reason(pipeline_id)
+    summary = f"no pipeline loaded; run loads {describe_load(pipeline_id, load_params)}"
+    if reason:
+        summary += f"; the last load failed{reason}"
+    return Finding("pipeline", Status.WARNING, summary,
+                   "nothing to do unless the load fails; loading takes 1-3 minutes on a GPU, so start the bridge "
+                   "before the doors open", {"status": status.status, "log": _log_line(reason)}), status
+
+
+def _log_line(reason: str) -> str:
+    """Scope's log line out of ScopeClient's " (Scope's log: ...)" suffix."""
+    return reason.removeprefix(" (Scope's log: ").removesuffix(")")
+
+
+# ------------------------------------------------------------------------------------------------ VACE and pause
+
+
+def check_vace(
+    loaded_id: str | None,
+    loaded_params: Mapping[str, Any] | None,
+    ref_images: Sequence[str],
+    show_params: Mapping[str, Any],
+) -> Finding:
+    """The seed's "VACE enabled without ref images" silent failure, in the profile and on the server (pure)."""
+    asks = show_params.get("vace_enabled") is True or bool(show_params.get("vace_ref_images"))
+    if asks and not ref_images:
+        return Finding("vace", Status.PROBLEM, "the profile turns VACE on (scope.parameters) without reference images",
+                       "remove vace_enabled from scope.parameters, or add video.ref_images: VACE without reference "
+                       "images generates nothing, silently")
+    if loaded_id is not None and vace_loaded(loaded_id, loaded_params) and not ref_images:
+        how = "vace_enabled: true" if (loaded_params or {}).get("vace_enabled") is True else "Scope's default vace_enabled"
+        return Finding("vace", Status.WARNING,
+                       f"{loaded_id} is loaded with VACE on ({how}) and the profile has no video.ref_images",
+                       "run reloads it with vace_enabled: false; if another client or a Scope UI tab loaded it, close "
+                       "it, or the two will keep reloading the pipeline (VACE without reference images generates nothing)",
+                       {"load_params": dict(loaded_params or {})})
+    if ref_images:
+        return Finding("vace", Status.OK, f"VACE on with {len(ref_images)} reference image(s)")
+    return Finding("vace", Status.OK, "VACE off (no reference images), as the show loads it")
+
+
+def check_paused(parameters: Mapping[str, Any] | None) -> Finding:
+    """The session's parameters as Scope reports them (GET /api/v1/session/parameters) (pure)."""
+    if parameters is None:
+        return Finding("paused", Status.SKIPPED, "Scope does not report session parameters")
+    if parameters.get("paused") is True:
+        return Finding("paused", Status.PROBLEM, "the session is paused (paused: true): Scope generates nothing",
+                       "send {\"paused\": false}; parameter updates from the REST API, OSC or another client reach "
+                       "every session, so look for who paused it (the bridge starts every session with paused: false)")
+    return Finding("paused", Status.OK, "not paused")
+
+
+# ------------------------------------------------------------------------------------------------ video
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What came back on Scope's video track while the doctor listened."""
+
+    frames: int
+    seconds: float
+    #: Seconds from the last frame to the end of listening (None: no frame at all).
+    since_last: float | None
+    size: tuple[int, int] | None = None
+
+
+def video_finding(probe: VideoProbe, *, stall: float = 1.5) -> Finding:
+    """Frames arriving, none at all, or stopped part way (pure)."""
+    details = {"frames": probe.frames, "seconds": round(probe.seconds, 2), "size": probe.size}
+    if probe.frames == 0:
+        return Finding("video", Status.PROBLEM,
+                       f"connected, but the video track stayed silent: no frame in {probe.seconds:.1f} s",
+                       "the seed's causes: the session is paused, VACE is on without reference images, the offer named "
+                       "no loaded pipeline (pipeline_ids), or the pipeline is still warming up on its first chunk; look "
+                       "at Scope's log, and restart Scope if it stays silent", details)
+    fps = probe.frames / probe.seconds if probe.seconds > 0 else 0.0
+    details["fps"] = round(fps, 1)
+    if probe.since_last is not None and probe.since_last > stall:
+        return Finding("video", Status.PROBLEM,
+                       f"the video stopped: {probe.frames} frame(s), then nothing for {probe.since_last:.1f} s",
+                       "Scope 0.2.4 can stop its video without telling the client (VP8 after a pause): run heals this "
+                       "with a new session, but if it keeps happening restart Scope", details)
+    size = f" at {probe.size[0]}x{probe.size[1]}" if probe.size else ""
+    return Finding("video", Status.OK, f"video arriving: {probe.frames} frames in {probe.seconds:.1f} s "
+                   f"({fps:.0f} fps){size}", "", details)
+
+
+async def session_parameters(url: str, timeout: float = 3.0) -> dict[str, Any] | None:
+    """``GET /api/v1/session/parameters``: the newest session's parameters, or None where Scope has no such endpoint."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+            response = await http.get("/api/v1/session/parameters")
+            data = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return dict(data) if isinstance(data, Mapping) else None
+
+
+async def check_video(
+    client: ScopeClient,
+    pipeline_id: str,
+    load_params: Mapping[str, Any],
+    prompts: Any,
+    *,
+    listen: float = 3.0,
+    load_timeout: float = 180.0,
+    connect_timeout: float = 15.0,
+) -> list[Finding]:
+    """Load what the show needs (as ``run`` would), open a short text-mode session and count the frames."""
+    from metadj_bridge.scope.sender import ParameterSender
+    from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
+
+    try:
+        await client.ensure_pipeline([pipeline_id], load_params, timeout=load_timeout)
+    except PipelineLoadTimeout as exc:
+        return [Finding("video", Status.PROBLEM, f"could not test the video: {exc}".split(". Likely causes")[0],
+                        stuck_action(client.url, pipeline_id, load_params), {"stage": "load"})]
+    except PipelineLoadError as exc:
+        return [Finding("video", Status.PROBLEM, f"could not test the video: {exc}",
+                        "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that "
+                        "the GPU has enough memory (quantization fp8_e4m3fn or a smaller size help)", {"stage": "load"})]
+    except ScopeError as exc:
+        return [Finding("video", Status.PROBLEM, f"could not load the pipeline to test the video: {exc}",
+                        "check Scope's log", {"stage": "load"})]
+    legacy = client.api_generation == "legacy"
+    config = SessionConfig(url=client.url, pipeline_ids=[pipeline_id], load_params=dict(load_params), prompts=prompts,
+                           no_frame_timeout=listen + 30, first_frame_timeout=listen + 30,
+                           connect_timeout=connect_timeout, load_timeout=load_timeout, reconnect_probe_interval=0)
+    session = ScopeSession(config, ParameterSender(), client=client)
+    times: list[float] = []
+    size: list[tuple[int, int]] = []
+
+    def on_frame(frame: Any) -> None:
+        times.append(time.monotonic())
+        if not size:
+            size.append((int(frame.width), int(frame.height)))
+
+    session.add_frame_listener(on_frame)
+    findings: list[Finding] = []
+    try:
+        await session.start()
+        deadline = time.monotonic() + connect_timeout + 5
+        while session.state is not SessionState.STREAMING and session.last_error is None:
+            supervisor = session.supervisor
+            if time.monotonic() > deadline or supervisor is None or supervisor.done():
+                break
+            await asyncio.sleep(0.05)
+        if session.state is not SessionState.STREAMING:
+            reason = session.last_error or f"no session within {connect_timeout:g} s"
+            return [Finding("video", Status.PROBLEM, f"the WebRTC session did not come up: {reason}",
+                            "for a remote Scope this usually means no ICE route: see the ice findings (a TURN server); "
+                            "otherwise check Scope's log", {"stage": "session"})]
+        started = time.monotonic()
+        await asyncio.sleep(listen)
+        end = time.monotonic()
+        frames = [t for t in times if t >= started]
+        probe = VideoProbe(len(frames), end - started, end - frames[-1] if frames else None, size[0] if size else None)
+        findings.append(video_finding(probe, stall=min(1.5, listen / 2)))
+        if legacy:
+            findings[-1].details["load_api"] = "legacy"
+            findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API ({\"pipeline_id\": ...}); "
+                                    "the bridge speaks it too"))
+        findings.append(check_paused(await session_parameters(client.url)))
+    finally:
+        with contextlib.suppress(Exception):
+            await session.aclose()
+    return findings
+
+
+# ------------------------------------------------------------------------------------------------ ICE / TURN
+
+STUN_MAGIC = 0x2112A442
+BINDING_REQUEST, BINDING_SUCCESS = 0x0001, 0x0101
+
+
+@dataclass(frozen=True)
+class IceUrl:
+    scheme: str  # stun, stuns, turn, turns
+    host: str
+    port: int
+    transport: str  # udp or tcp
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = f"?transport={self.transport}" if self.scheme.startswith("turn") else ""
+        return f"{self.scheme}:{host}:{self.port}{query}"
+
+
+def parse_ice_url(url: str) -> IceUrl:
+    """``stun:host:port``, ``turn:host:port?transport=tcp``, ``turns:host`` (RFC 7064/7065) as parts (pure)."""
+    scheme, sep, rest = url.strip().partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("stun", "stuns", "turn", "turns"):
+        raise ConfigError(f"ICE server URL {url!r}: not a stun:, stuns:, turn: or turns: URL")
+    rest, _, query = rest.partition("?")
+    rest = rest.removeprefix("//")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    else:
+        host, _, port_text = rest.partition(":")
+    secure = scheme.endswith("s")
+    try:
+        port = int(port_text) if port_text else (5349 if secure else 3478)
+    except ValueError:
+        raise ConfigError(f"ICE server URL {url!r}: port {port_text!r} is not a number") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"ICE server URL {url!r}: no host, or a port outside 1-65535")
+    transport = parse_qs(query).get("transport", ["tcp" if secure else "udp"])[0].lower()
+    return IceUrl(scheme, host, port, "tcp" if secure else transport)
+
+
+def is_remote_host(host: str | None) -> bool:
+    """Whether a Scope at ``host`` is beyond this machine and its local network (where NAT needs TURN) (pure)."""
+    if not host:
+        return False
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith((".localhost", ".local", ".lan", ".home.arpa")):
+        return False
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_global
+    except ValueError:
+        return True  # a public name: a rented GPU, a RunPod proxy
+
+
+def stun_binding_request(transaction_id: bytes) -> bytes:
+    """A STUN Binding request (RFC 5389) with no attributes."""
+    if len(transaction_id) != 12:
+        raise ValueError("a STUN transaction id is 12 bytes")
+    return struct.pack("!HHI", BINDING_REQUEST, 0, STUN_MAGIC) + transaction_id
+
+
+def is_binding_success(data: bytes, transaction_id: bytes) -> bool:
+    if len(data) < 20:
+        return False
+    kind, _, cookie = struct.unpack("!HHI", data[:8])
+    return kind == BINDING_SUCCESS and cookie == STUN_MAGIC and data[8:20] == transaction_id
+
+
+class _StunClient(asyncio.DatagramProtocol):
+    def __init__(self, transaction_id: bytes) -> None:
+        self.transaction_id = transaction_id
+        self.answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if is_binding_success(data, self.transaction_id) and not self.answered.done():
+            self.answered.set_result(True)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(exc)
+
+
+async def probe_ice(ice: IceUrl, timeout: float = 2.0) -> tuple[bool, str]:
+    """(reachable, how): a STUN Binding over UDP, or a TCP connect for TCP and TLS transports."""
+    loop = asyncio.get_running_loop()
+    kind = socket.SOCK_DGRAM if ice.transport == "udp" else socket.SOCK_STREAM
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(ice.host, ice.port, type=kind), timeout)
+    except (socket.gaierror, TimeoutError) as exc:
+        return False, f"{ice.host} does not resolve ({exc or 'timeout'})"
+    family = infos[0][0]
+    host, port = str(infos[0][4][0]), int(infos[0][4][1])
+    if kind == socket.SOCK_STREAM:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError) as exc:
+            return False, f"no TCP connection to {host}:{port} ({exc or 'timeout'})"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True, f"TCP connect to {host}:{port}"
+    transaction_id = os.urandom(12)
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _StunClient(transaction_id), remote_addr=(host, port), family=family
+    )
+    try:
+        request = stun_binding_request(transaction_id)
+        for _ in range(2):  # UDP may lose one packet
+            transport.sendto(request)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.answered), timeout / 2)
+                return True, f"STUN binding answered by {host}:{port}"
+        return False, f"no STUN answer from {host}:{port} over UDP within {timeout:g} s"
+    except OSError as exc:
+        return False, f"UDP to {host}:{port} failed ({exc})"
+    finally:
+        transport.close()
+
+
+async def check_ice(client: ScopeClient, *, timeout: float = 2.0) -> list[Finding]:
+    """The ICE servers Scope hands out, each probed from here; a remote Scope without TURN is a warning (NAT)."""
+    try:
+        servers = await client.ice_servers()
+    except ScopeError as exc:
+        return [Finding("ice", Status.WARNING, f"cannot read Scope's ICE servers: {exc}",
+                        "the session will try without STUN/TURN; fine on one machine or a LAN")]
+    urls: list[str] = []
+    for server in servers:
+        listed = server.get("urls")
+        urls.extend([listed] if isinstance(listed, str) else [str(u) for u in listed or ()])
+    parsed: list[IceUrl] = []
+    findings: list[Finding] = []
+    for url in urls:
+        try:
+            parsed.append(parse_ice_url(url))
+        except ConfigError as exc:
+            findings.append(Finding("ice", Status.WARNING, str(exc), "the bridge skips it; check Scope's TURN settings"))
+    results = await asyncio.gather(*(probe_ice(ice, timeout) for ice in parsed))
+    for ice, (ok, how) in zip(parsed, results):
+        if ok:
+            findings.append(Finding("ice", Status.OK, f"{ice} reachable: {how}", "", {"url": str(ice)}))
+        else:
+            findings.append(Finding("ice", Status.WARNING, f"{ice} unreachable: {how}",
+                                    "a firewall here may block it (UDP 3478, TCP 443/5349); WebRTC falls back to the "
+                                    "other servers", {"url": str(ice)}))
+    host = urlsplit(client.url).hostname
+    turn = [ice for ice in parsed if ice.scheme.startswith("turn")]
+    turn_ok = [ice for ice, (ok, _) in zip(parsed, results) if ok and ice.scheme.startswith("turn")]
+    if is_remote_host(host):
+        if not turn:
+            findings.append(Finding(
+                "ice", Status.WARNING, f"Scope at {host} is remote and offers no TURN server",
+                "behind NAT (most venues, most GPU clouds) WebRTC may not connect without TURN: start Scope with "
+                "HF_TOKEN set (Cloudflare TURN) or TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", {"remote": True}))
+        elif not turn_ok:
+            findings.append(Finding("ice", Status.WARNING, f"Scope at {host} is remote and none of its TURN servers "
+                                    "answers from here", "open UDP 3478 and TCP 443 outwards, or use another network",
+                                    {"remote": True}))
+        else:
+            findings.append(Finding("ice", Status.OK, f"Scope at {host} is remote; {len(turn_ok)} TURN server(s) "
+                                    "reachable", "", {"remote": True}))
+    elif not parsed:
+        findings.append(Finding("ice", Status.OK, f"Scope at {host} is on this machine or network: no STUN/TURN "
+                                "needed", "", {"remote": False}))
+    return findings
