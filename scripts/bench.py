@@ -929,6 +929,35 @@ def bench_video(args: argparse.Namespace) -> None:
               f" {len(delays)} frames, {skipped} ticks skipped)")
 
 
+def bench_daemon(args: argparse.Namespace) -> None:
+    """The whole daemon on the standard show (scripts/soak.py): CPU and RSS of the bridge's process."""
+    import soak  # scripts/soak.py, beside this file
+
+    print(f"daemon: the standard show for {args.seconds:g} s (demo track analysis, MIDI and OSC at 30 messages/s, "
+          "the sender, 1024x576 at 30 fps to a stand-in camera; the emulator in its own process)")
+    with soak.standard_show() as bridge:
+        samples = [soak.sample(bridge.pid)]
+        end = samples[0].t + args.seconds
+        while time.monotonic() < end and bridge.poll() is None:
+            time.sleep(10.0)
+            samples.append(soak.sample(bridge.pid))
+        exited = bridge.poll()
+    if exited is not None:
+        print(f"  the bridge exited with status {exited}")
+        return
+    cpu = [100 * (b.cpu_s - a.cpu_s) / (b.t - a.t) for a, b in zip(samples, samples[1:], strict=False)]
+    rss = [s.rss_mb for s in samples]
+    own = [s.own_mb for s in samples]
+    print(f"  CPU: median {statistics.median(cpu):.1f}% of one core, max {max(cpu):.1f}% over {len(cpu)} 10-s "
+          "windows (target <= 35%)")
+    print(f"  RSS: median {statistics.median(rss):.0f} MB, max {max(rss):.0f} MB, of which JACK's shared memory segment "
+          f"(MIDI through JACK) {samples[-1].shm_mb:.0f} MB; the bridge's own: median {statistics.median(own):.0f} MB, "
+          f"max {max(own):.0f} MB (target <= 250 MB)")
+    print(f"  RSS growth {soak.slope_per_hour(samples, 'rss_mb'):+.1f} MB/h (target <= 10 MB/h; scripts/soak.py runs "
+          "an hour)")
+    print(f"  open file descriptors: {samples[0].fds} -> {samples[-1].fds}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -945,6 +974,8 @@ def main(argv: list[str] | None = None) -> int:
     mapping.add_argument("--seconds", type=float, default=60.0)
     video = sub.add_parser("video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay")
     video.add_argument("--seconds", type=float, default=3.0)
+    daemon = sub.add_parser("daemon", help="whole-daemon CPU and RSS on the standard show (default 5 minutes)")
+    daemon.add_argument("--seconds", type=float, default=300.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
@@ -956,6 +987,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"event loop: {eventloop.loop_name()} (as metadj-bridge runs)")
         eventloop.run(bench_control(args))
+    elif args.bench == "daemon":
+        bench_daemon(args)
     elif args.bench == "mapping":
         bench_mapping(args)
         asyncio.run(bench_hot_reload())

@@ -12,7 +12,9 @@ from metadj_bridge.profile.yamlnodes import YNode
 VIDEO_KEYS = ("outputs", "size", "fps", "device", "backend", "slate_after", "preview_port", "source", "ref_images")
 OUTPUT_KINDS = ("vcam", "preview", "record")
 RECORD_SUFFIXES = (".mp4", ".mkv")
-BACKENDS = ("v4l2loopback", "obs", "unitycapture")
+#: pyvirtualcam's backends, and "capture": a stand-in camera that takes the frames and shows them nowhere
+#: (benchmarks and soak tests on machines without a camera driver).
+BACKENDS = ("v4l2loopback", "obs", "unitycapture", "capture")
 
 
 def _relative(node: YNode, value: str) -> str:

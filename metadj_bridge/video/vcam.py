@@ -91,6 +91,11 @@ class VirtualCameraSink:
         from pyvirtualcam import PixelFormat
 
         system = platform.system()
+        if self.backend == "capture" and "capture" not in pyvirtualcam.camera.BACKENDS:
+            # The stand-in camera (rehearsal on a machine without a camera driver, tests, benchmarks).
+            from metadj_bridge.video.capture import register_capture_backend
+
+            register_capture_backend(keep_pixels=2)
         if self.backend is not None:
             if self.backend not in pyvirtualcam.camera.BACKENDS:
                 known = ", ".join(sorted(pyvirtualcam.camera.BACKENDS)) or "none"
