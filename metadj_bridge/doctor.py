@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -240,7 +241,8 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: Any, report: Rep
         report.findings.append(pipeline_finding)
         loaded = status.pipeline_id if status is not None and status.status == "loaded" else None
         report.findings.append(check_vace(loaded, status.load_params if status else None, refs, show_params))
-        report.findings.extend(await check_ice(client, timeout=options.ice_timeout))
+        uptime = time.time() - health.server_start_time
+        report.findings.extend(await check_ice(client, timeout=options.ice_timeout, uptime=uptime))
         if not options.video:
             report.findings.append(Finding("video", Status.SKIPPED, "video check skipped (--no-video)"))
         elif pipeline_finding.status is Status.PROBLEM:

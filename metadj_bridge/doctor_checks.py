@@ -228,12 +228,13 @@ async def check_pipeline(
             what = f"stage {status.loading_stage!r}" if status.loading_stage else "no stage"
             summary = (f"a load is still under way after {watch:g} s ({what})" if moved else
                        f"stuck loading: still 'loading' after {watch:g} s with {what} and pipeline_id "
-                       f"{status.pipeline_id!r}")
+                       f"{status.pipeline_id!r}") + await weights_note(url, pipeline_id)
             return Finding("pipeline", Status.WARNING if moved else Status.PROBLEM, summary,
                            stuck_action(url, pipeline_id, load_params),
                            {"status": "loading", "stages": stages, "watched": watch}), status
         if status.status in ("error", "not_loaded"):
             reason = await client._load_failure_reason(pipeline_id)
+            reason += await weights_note(url, pipeline_id)
             return Finding("pipeline", Status.PROBLEM, f"the load that was under way failed{reason}",
                            "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
                            "GPU has enough memory (try quantization fp8_e4m3fn or a smaller size)",
@@ -242,6 +243,7 @@ async def check_pipeline(
         return loaded_finding(status, pipeline_id, load_params, url), status
     if status.status == "error":
         reason = await client._load_failure_reason(pipeline_id)
+        reason += await weights_note(url, pipeline_id)
         return Finding("pipeline", Status.PROBLEM, f"Scope reports a failed load{reason}",
                        "check that the model is downloaded and that the GPU has enough memory; Scope's full log is at "
                        f"{url}/api/v1/logs/current", {"status": "error", "log": _log_line(reason)}), status
@@ -256,7 +258,27 @@ async def check_pipeline(
 
 def _log_line(reason: str) -> str:
     """Scope's log line out of ScopeClient's " (Scope's log: ...)" suffix."""
-    return reason.removeprefix(" (Scope's log: ").removesuffix(")")
+    return reason.split(" (Scope's log: ", 1)[1].split(")", 1)[0] if " (Scope's log: " in reason else ""
+
+
+async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, timeout: float = 3.0) -> Any:
+    """A GET of one of Scope's read-only endpoints; None when it fails or the server has no such endpoint."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+            response = await http.get(path, params=params)
+            return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def weights_note(url: str, pipeline_id: str) -> str:
+    """"; the model weights are not downloaded ..." when Scope says so (GET /api/v1/models/status), else ""."""
+    data = await get_json(url, "/api/v1/models/status", {"pipeline_id": pipeline_id})
+    if not isinstance(data, Mapping) or data.get("downloaded") is not False:
+        return ""
+    progress = data.get("progress")
+    return (f"; the model weights of {pipeline_id} are not downloaded" + (f" (download: {progress})" if progress else "")
+            + f": start the download with POST {url}/api/v1/models/download {{\"pipeline_id\": \"{pipeline_id}\"}}")
 
 
 # ------------------------------------------------------------------------------------------------ VACE and pause
@@ -334,12 +356,7 @@ def video_finding(probe: VideoProbe, *, stall: float = 1.5) -> Finding:
 
 async def session_parameters(url: str, timeout: float = 3.0) -> dict[str, Any] | None:
     """``GET /api/v1/session/parameters``: the newest session's parameters, or None where Scope has no such endpoint."""
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
-            response = await http.get("/api/v1/session/parameters")
-            data = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    data = await get_json(url, "/api/v1/session/parameters", timeout=timeout)
     return dict(data) if isinstance(data, Mapping) else None
 
 
@@ -535,8 +552,29 @@ async def probe_ice(ice: IceUrl, timeout: float = 2.0) -> tuple[bool, str]:
         transport.close()
 
 
-async def check_ice(client: ScopeClient, *, timeout: float = 2.0) -> list[Finding]:
-    """The ICE servers Scope hands out, each probed from here; a remote Scope without TURN is a warning (NAT)."""
+#: TURN credential lifetimes Scope asks for when it starts (scope-api.md §4): it never refreshes them.
+TURN_LIFETIMES = {"cloudflare": 600.0, "twilio": 86400.0}
+
+
+def stale_turn(urls: Sequence[IceUrl], uptime: float | None) -> Finding | None:
+    """A warning when Scope has been up longer than its TURN credentials live (pure)."""
+    if uptime is None:
+        return None
+    for ice in urls:
+        for provider, lifetime in TURN_LIFETIMES.items():
+            if ice.scheme.startswith("turn") and provider in ice.host and uptime > lifetime:
+                return Finding("ice", Status.WARNING,
+                               f"Scope has been up {uptime / 3600:.1f} h; the {provider} TURN credentials it fetched at "
+                               f"start last {lifetime / 60:g} minutes", "restart Scope shortly before the show so "
+                               "its TURN credentials are fresh (Scope never renews them)", {"uptime": round(uptime)})
+    return None
+
+
+async def check_ice(client: ScopeClient, *, timeout: float = 2.0, uptime: float | None = None) -> list[Finding]:
+    """The ICE servers Scope hands out, each probed from here; a remote Scope without TURN is a warning (NAT).
+
+    ``uptime``: seconds since Scope started (its health's ``server_start_time``), to tell stale TURN credentials.
+    """
     try:
         servers = await client.ice_servers()
     except ScopeError as exc:
@@ -575,8 +613,9 @@ async def check_ice(client: ScopeClient, *, timeout: float = 2.0) -> list[Findin
                                     "answers from here", "open UDP 3478 and TCP 443 outwards, or use another network",
                                     {"remote": True}))
         else:
-            findings.append(Finding("ice", Status.OK, f"Scope at {host} is remote; {len(turn_ok)} TURN server(s) "
-                                    "reachable", "", {"remote": True}))
+            findings.append(stale_turn(turn_ok, uptime) or Finding(
+                "ice", Status.OK, f"Scope at {host} is remote; {len(turn_ok)} TURN server(s) reachable", "",
+                {"remote": True}))
     elif not parsed:
         findings.append(Finding("ice", Status.OK, f"Scope at {host} is on this machine or network: no STUN/TURN "
                                 "needed", "", {"remote": False}))

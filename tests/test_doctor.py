@@ -43,6 +43,7 @@ from metadj_bridge.doctor_checks import (
     is_binding_success,
     is_remote_host,
     parse_ice_url,
+    stale_turn,
     stun_binding_request,
     url_root,
     video_finding,
@@ -166,6 +167,21 @@ async def test_an_unknown_host_says_check_the_name() -> None:
     assert finding.details["kind"] == "dns" and "typos" in finding.action
 
 
+async def test_https_to_a_plain_http_port_says_use_http(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    async with ScopeClient(emu.url.replace("http://", "https://"), timeout=2) as client:
+        finding, _ = await check_health(client)
+    assert finding.status is Status.PROBLEM and finding.details["kind"] == "tls" and "use http://" in finding.action
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 async def html_server() -> AsyncIterator[str]:
     """A web server that is not Scope: HTML everywhere, like a router's page."""
@@ -175,11 +191,8 @@ async def html_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
+    runner, url = await _serve(app)
+    yield url
     await runner.cleanup()
 
 
@@ -216,6 +229,33 @@ async def test_a_failed_load_quotes_scopes_log(make_emulator: MakeEmulator) -> N
         finding, _ = await check_pipeline(client, "longlive", SMALL_LOAD, watch=5.0, poll=0.1)
     assert finding.status is Status.PROBLEM and "failed" in finding.summary
     assert "emulated failure" in finding.details["log"] and "emulated failure" in finding.summary
+
+
+@pytest.fixture
+async def scope_without_weights() -> AsyncIterator[str]:
+    """A Scope whose load never ends because the weights are missing (the emulator has no models endpoint)."""
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"status": "loading", "pipeline_id": None, "load_params": None,
+                                  "loading_stage": "Initializing pipeline...", "error": None})
+
+    async def models(request: web.Request) -> web.Response:
+        assert request.query["pipeline_id"] == "longlive"
+        return web.json_response({"downloaded": False, "progress": None})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pipeline/status", status)
+    app.router.add_get("/api/v1/models/status", models)
+    runner, url = await _serve(app)
+    yield url
+    await runner.cleanup()
+
+
+async def test_a_stuck_load_says_when_the_weights_are_missing(scope_without_weights: str) -> None:
+    async with ScopeClient(scope_without_weights) as client:
+        finding, _ = await check_pipeline(client, "longlive", SMALL_LOAD, watch=0.3, poll=0.1)
+    assert finding.status is Status.PROBLEM and "stuck loading" in finding.summary
+    assert "weights of longlive are not downloaded" in finding.summary and "/api/v1/models/download" in finding.summary
 
 
 async def test_the_doctors_own_load_failing_blocks_the_show(make_emulator: MakeEmulator, profile: str) -> None:
@@ -377,6 +417,15 @@ async def test_a_remote_scope_without_turn_warns_about_nat() -> None:
         findings = await check_ice(client, timeout=0.3)
     nat = [f for f in findings if f.details.get("remote")]
     assert len(nat) == 1 and nat[0].status is Status.WARNING and "NAT" in nat[0].action and "TURN" in nat[0].summary
+
+
+def test_turn_credentials_older_than_their_lifetime() -> None:
+    cloudflare = [parse_ice_url("turn:turn.cloudflare.com:3478?transport=udp")]
+    stale = stale_turn(cloudflare, 3600.0)
+    assert stale is not None and stale.status is Status.WARNING and "restart Scope" in stale.action
+    assert stale_turn(cloudflare, 300.0) is None
+    assert stale_turn([parse_ice_url("turn:global.turn.twilio.com:3478")], 3600.0) is None
+    assert stale_turn(cloudflare, None) is None
 
 
 # ------------------------------------------------------------------------------------------------ this machine
