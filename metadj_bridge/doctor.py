@@ -15,8 +15,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +54,8 @@ class DoctorOptions:
     ice_timeout: float = 2.0
     #: Open a session and count frames (loads the show's pipeline on Scope, as ``run`` would).
     video: bool = True
+    #: The ``METADJ_*`` settings ``run`` would see (None: this process's environment).
+    environ: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -89,8 +93,9 @@ def _redact(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ local checks
 
 
-def check_profile(path: str | None) -> tuple[list[Finding], Any]:
-    """Load the profile (the bundled default without one) and settle its plan; returns (findings, plan or None)."""
+def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -> tuple[list[Finding], Any]:
+    """Load the profile (the bundled default without one) and settle its plan as ``run`` would, with ``settings``
+    (``RunOptions`` fields, e.g. from ``METADJ_*`` variables) over it; returns (findings, plan or None)."""
     from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
     from metadj_bridge.profile import ProfileError, load_profile
 
@@ -106,7 +111,7 @@ def check_profile(path: str | None) -> tuple[list[Finding], Any]:
     # The Scope URL is the Scope checks' business: a bad one there must not hide the rest of the profile.
     unreachable = dataclasses.replace(profile, scope=dataclasses.replace(profile.scope, url=None))
     try:
-        plan = make_plan(RunOptions(profile=target), unreachable)
+        plan = make_plan(RunOptions(**{**(settings or {}), "profile": target}), unreachable)
     except ConfigError as exc:
         return [Finding("profile", Status.PROBLEM, f"{target}: {exc}", "fix the profile's setting named")], None
     plan = dataclasses.replace(plan, profile=profile)
@@ -202,22 +207,47 @@ def show_needs(plan: Any) -> tuple[str, dict[str, Any], tuple[str, ...], dict[st
 
 async def run_doctor(options: DoctorOptions) -> Report:
     report = Report()
-    found, plan = await asyncio.to_thread(check_profile, options.profile)
+    from metadj_bridge.plan import from_environment
+
+    try:
+        settings = from_environment(os.environ if options.environ is None else options.environ)
+    except ConfigError as exc:
+        report.findings.append(Finding("environment", Status.PROBLEM, str(exc), "correct the variable or unset it"))
+        settings = {}
+    # As `run` settles them: a flag, else a METADJ_* variable, else the profile.
+    profile_path = options.profile or settings.pop("profile", None)
+    settings.pop("profile", None)
+    env_url = settings.pop("scope_url", None)
+    rehearse = settings.pop("rehearse", False)
+    found, plan = await asyncio.to_thread(check_profile, profile_path, settings)
     report.findings.extend(found)
     if plan is not None:
         report.findings.extend(await asyncio.to_thread(_sync_local_checks, plan))
-    url = options.scope_url or (plan.profile.scope.url if plan is not None else None)
+    url = options.scope_url or env_url or (plan.profile.scope.url if plan is not None else None)
+    if rehearse and not options.scope_url:
+        url = None
     if url is None:
         report.findings.append(Finding(
-            "scope", Status.SKIPPED, "no Scope URL (--scope, or scope.url in the profile): run and rehearsal use the "
-            "built-in emulator, so there is no Scope server to check", "give --scope URL to check a real Scope"))
+            "scope", Status.SKIPPED, "no Scope URL (--scope, METADJ_SCOPE or scope.url in the profile): run and "
+            "rehearsal use the built-in emulator, so there is no Scope server to check",
+            "give --scope URL to check a real Scope"))
         return report
     await _scope_checks(options, url, plan, report)
     return report
 
 
 def _sync_local_checks(plan: Any) -> list[Finding]:
-    return [check_audio(plan), *check_midi(plan), check_vcam(plan)]
+    """This machine's checks; one that breaks unexpectedly becomes its own finding instead of ending the doctor."""
+    findings: list[Finding] = []
+    for name, check in (("audio", check_audio), ("midi", check_midi), ("vcam", check_vcam)):
+        try:
+            result = check(plan)
+        except Exception as exc:  # a device library can fail in any way: report it, check the rest
+            log.debug("the %s check failed", name, exc_info=True)
+            result = Finding(name, Status.WARNING, f"the {name} check could not run: {type(exc).__name__}: {exc}",
+                             "run `metadj-bridge devices` (and doctor with -v) to see more")
+        findings.extend(result if isinstance(result, list) else [result])
+    return findings
 
 
 async def _scope_checks(options: DoctorOptions, url: str, plan: Any, report: Report) -> None:

@@ -421,7 +421,6 @@ async def check_video(
         probe = VideoProbe(len(frames), end - started, end - frames[-1] if frames else None, size[0] if size else None)
         findings.append(video_finding(probe, stall=min(1.5, listen / 2)))
         if legacy:
-            findings[-1].details["load_api"] = "legacy"
             findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API ({\"pipeline_id\": ...}); "
                                     "the bridge speaks it too"))
         findings.append(check_paused(await session_parameters(client.url)))

@@ -130,6 +130,19 @@ async def test_without_a_scope_url_the_scope_checks_are_skipped_with_the_reason(
     assert report.ok
 
 
+async def test_metadj_variables_settle_what_is_checked_as_for_run(make_emulator: MakeEmulator, profile: str) -> None:
+    emu = await make_emulator()
+    environ = {"METADJ_SCOPE": emu.url, "METADJ_PROFILE": profile, "METADJ_AUDIO_DEVICE": "No Such Interface 9000"}
+    report = await run_doctor(DoctorOptions(video=False, environ=environ, **FAST))
+    assert only(report, "profile").details["file"] == profile
+    assert only(report, "scope").status is Status.OK and only(report, "scope").details["url"] == emu.url
+    assert only(report, "audio").status is Status.PROBLEM and "No Such Interface 9000" in only(report, "audio").summary
+    rehearsal = await run_doctor(DoctorOptions(environ={**environ, "METADJ_REHEARSE": "1"}, **FAST))
+    assert only(rehearsal, "scope").status is Status.SKIPPED
+    broken = await run_doctor(DoctorOptions(environ={"METADJ_OSC_PORT": "seven"}, profile=profile, **FAST))
+    assert only(broken, "environment").status is Status.PROBLEM and "METADJ_OSC_PORT" in only(broken, "environment").summary
+
+
 # ------------------------------------------------------------------------------------------------ the URL and health
 
 
