@@ -211,7 +211,8 @@ async def check_pipeline(
     except ScopeError as exc:
         return Finding("pipeline", Status.PROBLEM, f"cannot read the pipeline status: {exc}",
                        "is the URL Scope's root, and Scope 0.2 or newer?"), None
-    if status.status == "loading":
+    watched = status.status == "loading"
+    if watched:
         stages = [status.loading_stage]
         deadline = time.monotonic() + watch
         while status.status == "loading" and time.monotonic() < deadline:
@@ -232,33 +233,30 @@ async def check_pipeline(
             return Finding("pipeline", Status.WARNING if moved else Status.PROBLEM, summary,
                            stuck_action(url, pipeline_id, load_params),
                            {"status": "loading", "stages": stages, "watched": watch}), status
-        if status.status in ("error", "not_loaded"):
-            reason = await client._load_failure_reason(pipeline_id)
-            reason += await weights_note(url, pipeline_id)
-            return Finding("pipeline", Status.PROBLEM, f"the load that was under way failed{reason}",
-                           "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
-                           "GPU has enough memory (try quantization fp8_e4m3fn or a smaller size)",
-                           {"status": "error", "log": _log_line(reason)}), status
     if status.status == "loaded":
         return loaded_finding(status, pipeline_id, load_params, url), status
-    if status.status == "error":
-        reason = await client._load_failure_reason(pipeline_id)
-        reason += await weights_note(url, pipeline_id)
-        return Finding("pipeline", Status.PROBLEM, f"Scope reports a failed load{reason}",
-                       "check that the model is downloaded and that the GPU has enough memory; Scope's full log is at "
-                       f"{url}/api/v1/logs/current", {"status": "error", "log": _log_line(reason)}), status
-    reason = await client._load_failure_reason(pipeline_id)
+    if status.status == "error" or (status.status == "not_loaded" and watched):
+        # Scope reports "error" once and then "not_loaded"; the reason is only in its log (scope-api.md §2).
+        reason, line = await _failure_reason(client, pipeline_id)
+        what = "the load that was under way failed" if watched else "Scope reports a failed load"
+        return Finding("pipeline", Status.PROBLEM, f"{what}{reason}{await weights_note(url, pipeline_id)}",
+                       "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
+                       f"GPU has enough memory (try quantization fp8_e4m3fn or a smaller size); Scope's log: "
+                       f"{url}/api/v1/logs/current", {"status": "error", "log": line}), status
+    reason, line = await _failure_reason(client, pipeline_id)
     summary = f"no pipeline loaded; run loads {describe_load(pipeline_id, load_params)}"
     if reason:
-        summary += f"; the last load failed{reason}"
+        summary += f"; Scope's log shows an earlier failed load{reason}"
     return Finding("pipeline", Status.WARNING, summary,
                    "nothing to do unless the load fails; loading takes 1-3 minutes on a GPU, so start the bridge "
-                   "before the doors open", {"status": status.status, "log": _log_line(reason)}), status
+                   "before the doors open", {"status": status.status, "log": line}), status
 
 
-def _log_line(reason: str) -> str:
-    """Scope's log line out of ScopeClient's " (Scope's log: ...)" suffix."""
-    return reason.split(" (Scope's log: ", 1)[1].split(")", 1)[0] if " (Scope's log: " in reason else ""
+async def _failure_reason(client: ScopeClient, pipeline_id: str) -> tuple[str, str]:
+    """(" (Scope's log: LINE)" or "", LINE or ""): the log line ``run`` quotes for a failed load."""
+    reason = await client._load_failure_reason(pipeline_id)  # the same search run's error message uses
+    prefix = " (Scope's log: "
+    return reason, reason[len(prefix):-1] if reason.startswith(prefix) else ""
 
 
 async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, timeout: float = 3.0) -> Any:

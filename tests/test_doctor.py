@@ -241,7 +241,8 @@ async def test_a_failed_load_quotes_scopes_log(make_emulator: MakeEmulator) -> N
         await wait_for(lambda: _loading(client), 5, "the load to start")
         finding, _ = await check_pipeline(client, "longlive", SMALL_LOAD, watch=5.0, poll=0.1)
     assert finding.status is Status.PROBLEM and "failed" in finding.summary
-    assert "emulated failure" in finding.details["log"] and "emulated failure" in finding.summary
+    assert "failed to load: emulated failure (fail_load fault switch)" in finding.details["log"]
+    assert finding.details["log"] in finding.summary
 
 
 @pytest.fixture
