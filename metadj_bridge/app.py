@@ -49,10 +49,10 @@ class RecentWarnings(logging.Handler):
         del self.messages[: -self.keep]
 
 
-class StatusLine:
-    """The performer's one-line view; plain log lines every few seconds when stdout is not a terminal."""
+class BridgeStatus:
+    """What the performer's views show: one snapshot of the running bridge (statusview, GET /status)."""
 
-    def __init__(self, session: ScopeSession, stream: TextIO = sys.stderr, *, interval: float | None = None) -> None:
+    def __init__(self, session: ScopeSession) -> None:
         self.session = session
         #: The newest audio analysis, if the bridge is listening.
         self.audio: Any = None
@@ -69,9 +69,6 @@ class StatusLine:
         self.warnings = RecentWarnings()
         self.preview_url: str | None = None
         self.started = time.monotonic()
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the performer's views show, as plain JSON-able data (the status view, ``GET /status``)."""
@@ -115,74 +112,11 @@ class StatusLine:
                              "preview_url": self.preview_url}
         return snap
 
-    def render(self) -> str:
-        st = self.session.status()
-        server = f"Scope {st['server_version']}" + (" (emulator)" if st["emulator"] else "") if st["server_version"] else "Scope ?"
-        state = st["state"]
-        if state == "loading pipeline" and st["load_progress"]:
-            state = st["load_progress"]
-        err = st["last_error"] or "-"
-        if len(err) > 80:
-            err = err[:77] + "..."
-        audio = ""
-        if self.audio is not None or self.tempo is not None:
-            beat = "*" if time.monotonic() - self.beat_seen_at < 0.12 else " "
-            if self.tempo is not None and self.tempo.source is not None:
-                bpm = f"{self.tempo.bpm:5.1f} BPM ({self.tempo.source})"
-            elif self.audio is not None and self.audio.locked:
-                bpm = f"{self.audio.bpm:5.1f} BPM"
-            else:
-                bpm = "--.- BPM"
-            energy = f" energy {self.audio.features.energy:4.2f}" if self.audio is not None else ""
-            audio = f" | {beat} {bpm}{energy}"
-        video = ""
-        if self.video is not None:
-            v = self.video.stats()
-            convert = f" {v.convert_ms:.1f} ms" if v.convert_ms is not None else ""
-            delay = f" delay {v.delay_ms:.0f} ms" if v.delay_ms is not None else ""
-            video = f" | out {v.frames_shown} (repeats {v.repeats}, slates {v.slates}){convert}{delay}"
-        if self.avatar is not None:
-            c = self.avatar.source.stats()
-            video += f" | cam {c.frames_sent} sent (decode {c.decode_ms:.1f} ms, convert {c.convert_ms:.1f} ms)"
-        show = ""
-        if self.show is not None:
-            show = f" | theme {self.show.engine.theme}"
-            if self.show.engine.paused:
-                show += " (paused)"
-            if self.show.engine.calm:
-                show += " (panic)"
-        return (
-            f"[{state}] {server} {st['pipeline']} | fps in {st['fps_in']:4.1f} | frames {st['frames_in']} | "
-            f"sent {st['sent']} merged {st['merged']}{video}{audio}{show} | last error: {err}"
-        )
-
     def on_audio(self, update: Any) -> None:
         self.audio = update
         if update.beats:
             self.beat_seen_at = time.monotonic()
 
-    async def run(self) -> None:
-        last_state: str | None = None
-        last_log = -float("inf")
-        while True:
-            line = self.render()
-            if self.tty:
-                self.stream.write("\r\x1b[2K" + line)
-                self.stream.flush()
-                await asyncio.sleep(self.interval)
-                continue
-            # Plain logs: a line on every state change, and every ``interval`` seconds.
-            state = self.session.state.value
-            now = time.monotonic()
-            if state != last_state or now - last_log >= self.interval:
-                log.info("%s", line)
-                last_state, last_log = state, now
-            await asyncio.sleep(0.25)
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 async def _start_listening(plan: RunPlan, on_update: Any) -> Any:
@@ -231,7 +165,7 @@ class TempoHub:
     """
 
     def __init__(
-        self, status: StatusLine, osc_out: Any = None, show: ShowRunner | None = None, config: Any = None
+        self, status: BridgeStatus, osc_out: Any = None, show: ShowRunner | None = None, config: Any = None
     ) -> None:
         from metadj_bridge.inputs.tempo_sources import TempoArbiter
 
@@ -498,7 +432,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         **fields,
     )
     session = ScopeSession(config, sender)
-    status = StatusLine(session, status_stream or sys.stderr)
+    status = BridgeStatus(session)
     status.show = show
     status.avatar = avatar
     stop = asyncio.Event()
@@ -535,6 +469,10 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     opened: dict[str, Any] = {}
     show.on_profile = on_profile
     video = None
+    status_server: Any = None
+    from metadj_bridge.statusview import StatusView
+
+    view = StatusView(status.snapshot, status_stream or sys.stderr)
     package_log = logging.getLogger("metadj_bridge")
     package_log.addHandler(status.warnings)
     try:
@@ -555,11 +493,17 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         await session.start()
         if plan.watch:
             await show.watch()
+        if plan.status_port is not None:
+            from metadj_bridge.statusserver import StatusServer
+
+            status_server = StatusServer(status.snapshot, port=plan.status_port)
+            await status_server.start()
+            log.info("status: %s/status (JSON) and %s/metrics (Prometheus)", status_server.url, status_server.url)
         try:
             # Every long-running part is a named task of one group. A part that fails is restarted on its own
             # (the others go on); the Scope session heals itself and only ends the run on a fatal startup error.
             async with asyncio.TaskGroup() as group:
-                group.create_task(supervised("status", status.run), name="status")
+                group.create_task(supervised("status", view.run), name="status")
                 group.create_task(supervised("tempo", hub.run), name="tempo")
                 group.create_task(supervised("show", show.run), name="show")
                 assert session.supervisor is not None
@@ -570,7 +514,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         except* MetaDJError as errors:
             raise errors.exceptions[0] from None  # a fatal startup error, for the CLI to print
     finally:
-        status.finish()
+        view.finish()
+        if status_server is not None:
+            await status_server.aclose()
         if analyzer is not None:
             await analyzer.aclose()
         for control in controls:

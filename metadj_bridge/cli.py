@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", action="append", metavar="TEXT", help="prompt; replaces the profile's themes (give several to cycle through them)")
     run.add_argument("--cycle", type=int, metavar="BARS", help="bars per theme when themes cycle by themselves (default: the profile's)")
     run.add_argument("--no-watch", action="store_true", help="do not reload the profile when its file is saved")
+    run.add_argument("--status-port", type=int, metavar="PORT", help="serve GET /status (JSON) and /metrics (Prometheus) on 127.0.0.1:PORT")
     run.add_argument("--show-log", metavar="FILE|none", help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a new file in the state folder")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="run this long, then exit cleanly")
     run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS", help="rebuild the session when no frame arrives for this long (default: 5)")

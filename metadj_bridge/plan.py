@@ -72,6 +72,8 @@ class RunOptions:
     preview_port: int | None = None
     #: --video-source: avatar mode's webcam or video file.
     video_source: str | None = None
+    #: --status-port: serve GET /status and /metrics on 127.0.0.1 (0: any free port).
+    status_port: int | None = None
     #: --show-log: the JSONL show log's path, or "none"; default: a new file in the per-OS state folder.
     show_log: str | None = None
     #: --rehearse: the emulator with a GPU-like pace, the demo track and the preview, whatever the profile says.
@@ -104,7 +106,7 @@ ENVIRONMENT = {
     "METADJ_VIDEO_SOURCE": "video_source", "METADJ_AUDIO_FILE": "audio_file", "METADJ_AUDIO_DEVICE": "audio_device",
     "METADJ_NO_AUDIO": "no_audio", "METADJ_MIDI": "midi", "METADJ_MIDI_VIRTUAL": "midi_virtual",
     "METADJ_OSC_PORT": "osc_port", "METADJ_OSC_HOST": "osc_host", "METADJ_OSC_OUT": "osc_out", "METADJ_LINK": "link",
-    "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse", "METADJ_SHOW_LOG": "show_log",
+    "METADJ_STATUS_PORT": "status_port", "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse", "METADJ_SHOW_LOG": "show_log",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -175,6 +177,7 @@ class RunPlan:
     video_backend: str | None
     slate_after: float
     preview_port: int
+    status_port: int | None
     #: Avatar mode: the webcam or "file:<video>" (None: the first real camera), and VACE reference images.
     video_source: str | None
     ref_images: tuple[str, ...]
@@ -298,6 +301,7 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         video_backend=video.backend,
         slate_after=video.slate_after,
         preview_port=options.preview_port if options.preview_port is not None else video.preview_port,
+        status_port=options.status_port,
         video_source=options.video_source if options.video_source is not None else video.source,
         ref_images=video.ref_images,
     )

@@ -1,6 +1,6 @@
 """The status endpoints for dashboards: ``GET /status`` (the snapshot as JSON), ``GET /metrics`` (Prometheus).
 
-``prometheus_text`` is a pure function of the status snapshot (see ``app.StatusLine.snapshot``): numbers
+``prometheus_text`` is a pure function of the status snapshot (see ``app.BridgeStatus.snapshot``): numbers
 become gauges, figures that only grow (frames, messages sent and merged, sessions) become counters, and
 names and states become labels on a sample of 1 (``metadj_scope_state{state="streaming"} 1``). Fields that are
 None (a part that is not running) give no sample. The server binds to 127.0.0.1 unless told otherwise: the
