@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 class DoctorOptions:
     scope_url: str | None = None
     profile: str | None = None
-    #: How long the short session listens for video.
+    #: How long the short session listens for video, from its first frame.
     listen: float = 3.0
+    #: How long the first frame may take (a GPU pipeline warms up on its first chunk).
+    first_frame_timeout: float = 15.0
     #: How long a load already under way is watched before it counts as stuck.
     watch: float = 5.0
     #: How long the doctor's own load of the show's pipeline may take.
@@ -280,7 +282,8 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: Any, report: Rep
                                            "(see the pipeline finding)"))
         else:
             report.findings.extend(await check_video(
-                client, pipeline_id, load_params, prompts, listen=options.listen, load_timeout=options.load_timeout,
+                client, pipeline_id, load_params, prompts, listen=options.listen,
+                first_frame_timeout=options.first_frame_timeout, load_timeout=options.load_timeout,
                 connect_timeout=options.connect_timeout))
 
 

@@ -365,10 +365,12 @@ async def check_video(
     prompts: Any,
     *,
     listen: float = 3.0,
+    first_frame_timeout: float = 15.0,
     load_timeout: float = 180.0,
     connect_timeout: float = 15.0,
 ) -> list[Finding]:
-    """Load what the show needs (as ``run`` would), open a short text-mode session and count the frames."""
+    """Load what the show needs (as ``run`` would), open a short text-mode session, wait for the first frame and
+    count the frames for ``listen`` seconds from there."""
     from metadj_bridge.scope.sender import ParameterSender
     from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
 
@@ -386,7 +388,7 @@ async def check_video(
                         "check Scope's log", {"stage": "load"})]
     legacy = client.api_generation == "legacy"
     config = SessionConfig(url=client.url, pipeline_ids=[pipeline_id], load_params=dict(load_params), prompts=prompts,
-                           no_frame_timeout=listen + 30, first_frame_timeout=listen + 30,
+                           no_frame_timeout=listen + 30, first_frame_timeout=first_frame_timeout + listen + 30,
                            connect_timeout=connect_timeout, load_timeout=load_timeout, reconnect_probe_interval=0)
     session = ScopeSession(config, ParameterSender(), client=client)
     times: list[float] = []
@@ -412,11 +414,16 @@ async def check_video(
             return [Finding("video", Status.PROBLEM, f"the WebRTC session did not come up: {reason}",
                             "for a remote Scope this usually means no ICE route: see the ice findings (a TURN server); "
                             "otherwise check Scope's log", {"stage": "session"})]
-        started = time.monotonic()
-        await asyncio.sleep(listen)
-        end = time.monotonic()
-        frames = [t for t in times if t >= started]
-        probe = VideoProbe(len(frames), end - started, end - frames[-1] if frames else None, size[0] if size else None)
+        # A GPU pipeline takes a while over its first chunk: wait for it, then listen from there.
+        first_deadline = time.monotonic() + first_frame_timeout
+        while not times and time.monotonic() < first_deadline:
+            await asyncio.sleep(0.05)
+        if times:
+            await asyncio.sleep(max(0.0, times[0] + listen - time.monotonic()))
+            end = time.monotonic()
+            probe = VideoProbe(len(times), end - times[0], end - times[-1], size[0] if size else None)
+        else:
+            probe = VideoProbe(0, first_frame_timeout, None)
         findings.append(video_finding(probe, stall=min(1.5, listen / 2)))
         if legacy:
             findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API ({\"pipeline_id\": ...}); "

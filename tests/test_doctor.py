@@ -70,7 +70,7 @@ themes:
 """
 SMALL_LOAD = {"width": 256, "height": 144, "vace_enabled": False}
 #: Short waits: the emulator loads in 0.1 s and streams at once.
-FAST = {"listen": 1.0, "watch": 0.6, "load_timeout": 10.0, "connect_timeout": 10.0, "ice_timeout": 0.5}
+FAST = {"listen": 1.0, "first_frame_timeout": 5.0, "watch": 0.6, "load_timeout": 10.0, "connect_timeout": 10.0, "ice_timeout": 0.5}
 
 
 @pytest.fixture
@@ -343,7 +343,8 @@ async def test_video_that_stops_is_found(make_emulator: MakeEmulator) -> None:
 
     stopper = asyncio.create_task(stop_when_streaming())
     async with ScopeClient(emu.url) as client:
-        findings = await check_video(client, "longlive", SMALL_LOAD, "a red square", listen=2.0, load_timeout=10)
+        findings = await check_video(client, "longlive", SMALL_LOAD, "a red square", listen=2.0,
+                                     first_frame_timeout=5, load_timeout=10)
     await stopper
     video = only(findings, "video")
     assert video.status is Status.PROBLEM and ("stopped" in video.summary or "silent" in video.summary)
