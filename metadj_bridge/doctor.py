@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from metadj_bridge.doctor_checks import (
     Finding,
@@ -35,6 +35,9 @@ from metadj_bridge.doctor_checks import (
 )
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.logutil import redact_text
+
+if TYPE_CHECKING:
+    from metadj_bridge.plan import RunPlan
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def _redact(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ local checks
 
 
-def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -> tuple[list[Finding], Any]:
+def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -> tuple[list[Finding], RunPlan | None]:
     """Load the profile (the bundled default without one) and settle its plan as ``run`` would, with ``settings``
     (``RunOptions`` fields, e.g. from ``METADJ_*`` variables) over it; returns (findings, plan or None)."""
     from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
@@ -122,7 +125,7 @@ def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -
                     "", {"file": target})], plan
 
 
-def check_audio(plan: Any) -> Finding:
+def check_audio(plan: RunPlan) -> Finding:
     if plan.audio == "none":
         return Finding("audio", Status.SKIPPED, "the profile listens to no audio")
     if plan.audio == "demo":
@@ -145,7 +148,7 @@ def check_audio(plan: Any) -> Finding:
     return Finding("audio", Status.OK, f"audio input {device}", "", {"device": device.name})
 
 
-def check_midi(plan: Any, backend: str | None = None) -> list[Finding]:
+def check_midi(plan: RunPlan, backend: str | None = None) -> list[Finding]:
     """The profile's MIDI inputs and feedback output against the ports there are (mido's backend, MIDO_BACKEND)."""
     if not plan.midi and not plan.midi_feedback:
         extra = f" (a virtual port {plan.midi_virtual!r} is created)" if plan.midi_virtual else ""
@@ -174,7 +177,7 @@ def check_midi(plan: Any, backend: str | None = None) -> list[Finding]:
     return findings
 
 
-def check_vcam(plan: Any) -> Finding:
+def check_vcam(plan: RunPlan) -> Finding:
     if "vcam" not in plan.video_outputs:
         return Finding("vcam", Status.SKIPPED, "the profile sends no video to the virtual camera")
     from metadj_bridge.errors import VideoOutputError
@@ -196,7 +199,7 @@ def check_vcam(plan: Any) -> Finding:
 # ------------------------------------------------------------------------------------------------ the run
 
 
-def show_needs(plan: Any) -> tuple[str, dict[str, Any], tuple[str, ...], dict[str, Any], Any]:
+def show_needs(plan: RunPlan | None) -> tuple[str, dict[str, Any], tuple[str, ...], dict[str, Any], Any]:
     """(pipeline id, load params, reference images, the profile's Scope parameters, prompts) as ``run`` uses them."""
     if plan is None:
         return "longlive", {"width": 1024, "height": 576, "vace_enabled": False}, (), {}, "a test pattern"
@@ -238,7 +241,7 @@ async def run_doctor(options: DoctorOptions) -> Report:
     return report
 
 
-def _sync_local_checks(plan: Any) -> list[Finding]:
+def _sync_local_checks(plan: RunPlan) -> list[Finding]:
     """This machine's checks; one that breaks unexpectedly becomes its own finding instead of ending the doctor."""
     findings: list[Finding] = []
     for name, check in (("audio", check_audio), ("midi", check_midi), ("vcam", check_vcam)):
@@ -252,7 +255,7 @@ def _sync_local_checks(plan: Any) -> list[Finding]:
     return findings
 
 
-async def _scope_checks(options: DoctorOptions, url: str, plan: Any, report: Report) -> None:
+async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, report: Report) -> None:
     from metadj_bridge.scope.api import ScopeClient
 
     problem, url_to_check = check_url(url)
