@@ -1,0 +1,48 @@
+"""SIGTERM and SIGINT end a show cleanly: the Scope session is DELETEd, the recording is finished and playable."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from tests.helpers import wait_for
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_ends_the_show_cleanly(make_emulator: object, tmp_path: Path, sig: signal.Signals) -> None:
+    emulator = await make_emulator()  # type: ignore[operator]
+    profile = tmp_path / "show.yaml"
+    profile.write_text(
+        f"scope: {{url: {emulator.url}, resolution: [256, 144], denoising: fast}}\n"
+        "inputs: {audio: none}\n"
+        "themes: {neon: {prompts: [neon city at night]}}\n",
+        encoding="utf-8",
+    )
+    record = tmp_path / "show.mkv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", f"record:{record}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        await wait_for(lambda: emulator._records.counters.frames_sent > 20, 30, "the show streaming")
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 1
+            proc.send_signal(sig)
+            _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            assert proc.returncode == 0, err
+            # The session was closed on Scope's side, not left for Scope to time out.
+            assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err
+    with av.open(str(record)) as container:
+        frames = list(container.decode(container.streams.video[0]))
+    assert len(frames) > 10 and (frames[0].width, frames[0].height) == (256, 144)
