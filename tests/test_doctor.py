@@ -216,6 +216,16 @@ async def test_a_server_that_is_not_scope_is_named(html_server: str, profile: st
     assert only(report, "pipeline").status is Status.SKIPPED and not report.ok
 
 
+async def test_a_server_without_health_says_it_is_not_scope() -> None:
+    runner, url = await _serve(web.Application())  # every path is 404
+    try:
+        async with ScopeClient(url, timeout=2) as client:
+            finding, _ = await check_health(client)
+    finally:
+        await runner.cleanup()
+    assert finding.status is Status.PROBLEM and "404" in finding.summary and finding.details["kind"] == "not-scope"
+
+
 # ------------------------------------------------------------------------------------------------ the pipeline
 
 
