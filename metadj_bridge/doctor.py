@@ -27,11 +27,13 @@ from metadj_bridge.doctor_checks import (
     Finding,
     Status,
     check_health,
-    check_ice,
     check_pipeline,
     check_url,
     check_vace,
     check_video,
+)
+from metadj_bridge.doctor_ice import (
+    check_ice,
 )
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.logutil import redact_text

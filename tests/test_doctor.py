@@ -28,25 +28,27 @@ from metadj_bridge.doctor import (
     run_doctor,
 )
 from metadj_bridge.doctor_checks import (
-    BINDING_SUCCESS,
-    STUN_MAGIC,
     Finding,
     Status,
     VideoProbe,
     check_health,
-    check_ice,
     check_paused,
     check_pipeline,
     check_url,
     check_vace,
     check_video,
+    url_root,
+    video_finding,
+)
+from metadj_bridge.doctor_ice import (
+    BINDING_SUCCESS,
+    STUN_MAGIC,
+    check_ice,
     is_binding_success,
     is_remote_host,
     parse_ice_url,
     stale_turn,
     stun_binding_request,
-    url_root,
-    video_finding,
 )
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError
