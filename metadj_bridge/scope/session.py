@@ -296,26 +296,31 @@ class ScopeSession:
             await self._wait_to_retry(delay, probe=unreachable)
 
     async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
-        """Wait out the backoff; when Scope was unreachable, look at its health meanwhile and retry as soon as it
-        answers (a restarted server is back in the show within a probe interval, not at the end of a 30 s wait).
-        A health check costs Scope almost nothing; a failed load is not retried early."""
+        """Wait out the backoff, looking at Scope's health meanwhile: retry at once when a Scope that was
+        unreachable answers again, or when the server restarted (its start time changed: whatever failed may be
+        gone). A restarted server is back in the show within a probe interval, not at the end of a 30 s wait. A
+        failed load on a server that did not restart waits out its backoff. A health check costs Scope almost
+        nothing."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + delay
         interval = self.config.reconnect_probe_interval
+        known_start = self.health.server_start_time if self.health is not None else None
         while not self._closed:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            if not probe or interval <= 0:
+            if interval <= 0:
                 await asyncio.sleep(remaining)
                 return
             await asyncio.sleep(min(interval, remaining))
             try:
-                await asyncio.wait_for(self.client.health(), timeout=max(0.5, interval))
+                health = await asyncio.wait_for(self.client.health(), timeout=max(0.5, interval))
             except (ScopeError, TimeoutError):
+                probe = True  # unreachable now: retry as soon as it answers
                 continue
-            log.debug("Scope answers again; reconnecting now")
-            return
+            if probe or health.server_start_time != known_start:
+                log.debug("Scope answers again (or restarted); reconnecting now")
+                return
 
     async def _connect(self) -> None:
         cfg = self.config
