@@ -230,7 +230,7 @@ async def _start_controls(plan: RunPlan, hub: TempoHub, show: ShowRunner, starte
 
         midi = closer("midi", MidiInput(
             plan.midi, virtual_name=plan.midi_virtual, on_event=show.publish, on_tempo=hub.reading,
-            controls=plan.midi_controls,
+            controls=plan.midi_controls, wait_for_ports=True,
         ))
         await midi.start()
         log.info("MIDI in: %s", ", ".join(midi.port_names) or "(virtual port only)")

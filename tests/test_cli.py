@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from metadj_bridge import __version__
 
@@ -102,3 +103,17 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     assert switches[0].startswith("tempo source: none -> audio (12")
     assert "tempo source: audio -> osc (130.0 BPM)" in switches
     assert switches[-1].startswith("tempo source: osc -> audio")
+
+
+def test_rehearsal_of_a_controller_show_without_the_controller() -> None:
+    """The MIDImix show rehearsed at home: no GPU, no controller, no MIDI at all on this machine; it still plays."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "metadj_bridge", "run", "--rehearse", "--profile", "mappings/midimix-show.yaml",
+         "--duration", "8", "--preview-port", "0"],
+        capture_output=True, text=True, timeout=90, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "rehearsal: the built-in emulator" in proc.stderr
+    assert "MIDI" in proc.stderr and "the show" in proc.stderr  # the missing controller or MIDI, said once
+    assert "preview at http://127.0.0.1:" in proc.stderr
+    assert "streaming from" in proc.stderr

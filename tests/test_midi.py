@@ -508,3 +508,24 @@ async def test_a_backend_that_cannot_start_is_a_config_error(caplog: pytest.LogC
 async def test_unknown_backend_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot be loaded"):
         await MidiInput(["x"], backend="mido.backends.no_such_backend").start()
+
+
+async def test_a_controller_plugged_in_after_the_start_is_picked_up(midi_jack: Any, caplog: pytest.LogCaptureFixture) -> None:
+    got = Collector()
+    midi = MidiInput(["latecomer"], on_event=got, backend=JACK_BACKEND, wait_for_ports=True, poll_interval=0.2)
+    try:
+        await midi.start()  # nothing called "latecomer" yet: the show starts anyway
+        assert midi.port_names == []
+        warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+        assert "'latecomer' matches no port" in warning and "picks it up when it is plugged in" in warning
+        sender = Sender(midi_jack, client="latecomer")
+        try:
+            await wait_for(lambda: midi.port_names == [sender.name], 5.0, "the late controller attached")
+            await send_until(sender, mido.Message("control_change", control=9, value=127),
+                             lambda: got.last("midi.cc.1.9"), "the late controller's knob")
+        finally:
+            sender.close()
+    finally:
+        await midi.aclose()
+    with pytest.raises(ConfigError, match="matches no port"):
+        await MidiInput(["latecomer"], backend=JACK_BACKEND).start()  # without waiting: the clear error, as before

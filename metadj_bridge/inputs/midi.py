@@ -253,8 +253,11 @@ class MidiInput:
         backend: str | None = None,
         client_name: str = "metadj-bridge",
         poll_interval: float = 0.5,
+        wait_for_ports: bool = False,
     ) -> None:
         self.patterns = list(patterns)
+        #: A pattern that matches nothing yet: False raises (with the list of ports), True waits for the device.
+        self.wait_for_ports = wait_for_ports
         self._matchers = [(p, port_matcher(p)) for p in self.patterns]
         if not self.patterns and virtual_name is None:
             raise ConfigError("MIDI input needs a port pattern or a virtual port name")
@@ -315,11 +318,18 @@ class MidiInput:
             names = await asyncio.to_thread(self._lister.names)
         except Exception as exc:
             await self.aclose()
+            if self.wait_for_ports:  # on stage: the show goes on without MIDI (doctor reports it)
+                log.warning("%s; the show goes on without MIDI input", _unavailable(self._backend, exc))
+                return
             raise _unavailable(self._backend, exc) from exc
         for pattern, matches in self._matchers:
             if not any(matches(n) for n in names):
-                await self.aclose()
-                raise _no_match("input", pattern, names)
+                if not self.wait_for_ports:
+                    await self.aclose()
+                    raise _no_match("input", pattern, names)
+                # On stage a controller may be plugged in after the show started: say so once, then attach it.
+                log.warning("%s; the show starts without it and picks it up when it is plugged in",
+                            _no_match("input", pattern, names))
         self._state = _State.RUNNING
         try:
             for name in self._wanted(names):
