@@ -46,3 +46,30 @@ async def test_a_signal_ends_the_show_cleanly(make_emulator: object, tmp_path: P
     with av.open(str(record)) as container:
         frames = list(container.decode(container.streams.video[0]))
     assert len(frames) > 10 and (frames[0].width, frames[0].height) == (256, 144)
+
+
+async def test_sighup_reloads_the_profile(make_emulator: object, tmp_path: Path) -> None:
+    emulator = await make_emulator()  # type: ignore[operator]
+    profile = tmp_path / "show.yaml"
+    text = (f"scope: {{url: {emulator.url}, resolution: [256, 144], denoising: fast}}\n"
+            "inputs: {audio: none}\nthemes: {neon: {prompts: [neon city at night]}}\n")
+    profile.write_text(text, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", "none", "--no-watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        await wait_for(lambda: emulator._records.counters.frames_sent > 10, 30, "the show streaming")
+        profile.write_text(text.replace("neon city at night", "a storm over the sea"), encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)  # --no-watch: only the signal can bring the edit in
+
+        def storm() -> bool:
+            return any("a storm over the sea" in str(e["message"]) for e in emulator._records.applied)
+
+        await wait_for(storm, 15, "the reloaded prompt applied by Scope")
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "profile show.yaml reloaded" in err
