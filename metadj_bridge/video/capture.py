@@ -67,6 +67,7 @@ class CaptureBackend:
     #: The backends open right now and the last one closed, by device name (for tests to find them).
     devices: ClassVar[dict[str, CaptureBackend]] = {}
     keep_pixels: ClassVar[int] = KEEP_PIXELS
+    keep_records: ClassVar[int] = KEEP_RECORDS
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw: Any) -> None:
@@ -85,7 +86,7 @@ class CaptureBackend:
         self.frame_size = _SIZES[name][0](width, height)
         self._device = device or DEFAULT_DEVICE
         self._lock = threading.Lock()
-        self._records: deque[CapturedFrame] = deque(maxlen=KEEP_RECORDS)
+        self._records: deque[CapturedFrame] = deque(maxlen=self.keep_records)
         self._sent = 0
         self.closed = False
         with self._registry_lock:
@@ -159,15 +160,19 @@ class CaptureBackend:
                 raise KeyError(f"no capture device {device!r} was opened (open: {sorted(cls.devices)})") from None
 
 
-def register_capture_backend(name: str = "capture", *, keep_pixels: int = KEEP_PIXELS) -> type[CaptureBackend]:
+def register_capture_backend(
+    name: str = "capture", *, keep_pixels: int = KEEP_PIXELS, keep_records: int = KEEP_RECORDS
+) -> type[CaptureBackend]:
     """Register :class:`CaptureBackend` with pyvirtualcam under ``name`` (then ``Camera(backend=name)``).
 
-    ``keep_pixels`` sets how many of the newest frames keep their pixels. Returns the registered class.
+    ``keep_pixels`` sets how many of the newest frames keep their pixels, ``keep_records`` how many send records
+    are kept (a long run as a stand-in camera keeps a few seconds, not an hour). Returns the registered class.
     """
     import pyvirtualcam  # type: ignore[import-untyped]
 
-    backend = CaptureBackend if keep_pixels == KEEP_PIXELS else type(
-        "CaptureBackend", (CaptureBackend,), {"keep_pixels": keep_pixels, "__doc__": CaptureBackend.__doc__}
+    backend = CaptureBackend if (keep_pixels, keep_records) == (KEEP_PIXELS, KEEP_RECORDS) else type(
+        "CaptureBackend", (CaptureBackend,),
+        {"keep_pixels": keep_pixels, "keep_records": keep_records, "__doc__": CaptureBackend.__doc__},
     )
     pyvirtualcam.register_backend(name, backend)
     return backend

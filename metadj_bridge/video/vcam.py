@@ -95,7 +95,7 @@ class VirtualCameraSink:
             # The stand-in camera (rehearsal on a machine without a camera driver, tests, benchmarks).
             from metadj_bridge.video.capture import register_capture_backend
 
-            register_capture_backend(keep_pixels=2)
+            register_capture_backend(keep_pixels=2, keep_records=300)  # a stand-in for hours: keep ten seconds
         if self.backend is not None:
             if self.backend not in pyvirtualcam.camera.BACKENDS:
                 known = ", ".join(sorted(pyvirtualcam.camera.BACKENDS)) or "none"
