@@ -102,7 +102,8 @@ class BridgeStatus:
         if self.show is not None:
             engine = self.show.engine
             prompts = self.show.sender.snapshot().get("prompts") or []
-            snap["show"] = {"theme": engine.theme, "focus": engine.focus, "prompts": prompts, "transition": None,
+            snap["show"] = {"theme": engine.theme, "focus": engine.focus, "prompts": prompts,
+                            "transition": self.show.transition_progress(time.monotonic()),
                             "paused": engine.paused, "calm": engine.calm, "last_event": self.show.last_event or None,
                             "last_control": self.show.last_control or None}
         if self.video is not None:

@@ -118,6 +118,8 @@ class ShowRunner:
         self.last_event = ""
         #: A ShowLog for the show's events (theme changes, switches), or None.
         self.show_log: Any = None
+        #: When the latest prompt transition went out and its steps (chunks), for the status view's progress.
+        self.transition_started: tuple[float, int] | None = None
         #: The control touched last (a MIDI or OSC signal or trigger), for the status view.
         self.last_control = ""
         self.steps = 0
@@ -148,6 +150,16 @@ class ShowRunner:
 
     def fire(self, trigger: Trigger) -> None:
         self.publish(trigger)
+
+    def transition_progress(self, now: float) -> float | None:
+        """0..1 through the latest prompt transition (Scope moves one step per chunk), None when none is running."""
+        if self.transition_started is None:
+            return None
+        started, steps = self.transition_started
+        if steps <= 0:
+            return None
+        progress = (now - started) / (steps * self.sender.pacer.interval(now))
+        return None if progress >= 1.0 else round(max(0.0, progress), 2)
 
     def initial_parameters(self) -> dict[str, Any]:
         params = self.engine.initial_parameters()
@@ -194,6 +206,8 @@ class ShowRunner:
     def _hand_on(self, out: EngineOutput) -> None:
         changed = {k: v for k, v in out.parameters.items() if self._sent_params.get(k, _MISSING) != v}
         actions = out.actions
+        if "transition" in actions:
+            self.transition_started = (self._clock(), int(actions["transition"].get("num_steps", 0)))
         if self.reset_on_new_prompt and "transition" in actions:
             # Avatar mode, as the seed does it: a prompt change (a theme or the next prompt; not a crossfade knob
             # moving weights) starts from a fresh cache, so the webcam's picture takes the new look at once.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from metadj_bridge.mapping.model import (
     Mapping,
     PromptSpec,
@@ -76,3 +78,16 @@ def test_the_last_control_touched_is_remembered_but_not_the_music() -> None:
     assert runner.last_control == "midi.cc.1.19 0.50"
     runner.publish(Trigger("midi.note.1.36", 1.3, {"velocity": 1.0}))
     assert runner.last_control == "midi.note.1.36"
+
+
+def test_transition_progress_follows_the_chunks() -> None:
+    clock = [10.0]
+    sender = ParameterSender()
+    runner = ShowRunner(profile(), sender, clock=lambda: clock[0])
+    sender.update(runner.initial_parameters())
+    assert runner.transition_progress(10.0) is None
+    runner.publish(Trigger("midi.note.1.36", 10.0, {"velocity": 1.0}))
+    runner.step(10.0)  # a theme change: an 8-step transition goes out
+    chunk = sender.pacer.interval(10.0)
+    assert runner.transition_progress(10.0 + 4 * chunk) == pytest.approx(0.5, abs=0.01)
+    assert runner.transition_progress(10.0 + 9 * chunk) is None  # done
