@@ -374,7 +374,8 @@ def test_config_defaults_are_the_seeds() -> None:
         6000.0,
         0.5,
     )
-    assert dataclasses.replace(config, auto_gain=True).auto_gain is True
+    with pytest.raises(ConfigError, match="energy_max"):  # a changed copy is checked like a new one
+        dataclasses.replace(config, energy_max=0.0)
 
 
 # --- cost ----------------------------------------------------------------------------------------

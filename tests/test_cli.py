@@ -114,6 +114,9 @@ def test_rehearsal_of_a_controller_show_without_the_controller() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "rehearsal: the built-in emulator" in proc.stderr
-    assert "MIDI" in proc.stderr and "the show" in proc.stderr  # the missing controller or MIDI, said once
+    # The missing controller (or, on a machine without an ALSA sequencer, MIDI itself), said once:
+    said = [line for line in proc.stderr.splitlines()
+            if "picks it up when it is plugged in" in line or "the show goes on without MIDI input" in line]
+    assert len(said) == 1, proc.stderr
     assert "preview at http://127.0.0.1:" in proc.stderr
     assert "streaming from" in proc.stderr

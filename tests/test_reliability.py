@@ -138,7 +138,6 @@ async def test_a_night_of_trouble(jack_server: Any, emulator_process: Any, tmp_p
 
             # 1. The emulator crashes and comes back ten times in about two minutes.
             for _ in range(KILLS):
-                offers_before = len((await emulator_log(proc.url))["offers"])
                 proc.kill()
                 await asyncio.sleep(random.uniform(1.5, 4.0))
                 await proc.start()  # returns once /health answers
@@ -155,7 +154,7 @@ async def test_a_night_of_trouble(jack_server: Any, emulator_process: Any, tmp_p
                 offer = (await emulator_log(proc.url))["offers"][-1]
                 # The last state went out again: the new session starts from the crossfaded prompts.
                 assert 0.4 < weight(offer["prompts"], "blue ice cave") < 0.6
-                assert offers_before >= 0 and not bridge.done()
+                assert not bridge.done()
 
             # 2. The controller is unplugged and plugged in again; its knob works afterwards.
             controller.close()

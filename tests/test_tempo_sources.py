@@ -333,7 +333,7 @@ async def peer():
     older one wins, and sessions founded within about 0.5 s of each other are decided by their random ids (a
     one-second head start was seen to lose on a loaded machine).
     """
-    aalink = pytest.importorskip("aalink")
+    aalink = pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     link = aalink.Link(120.0)
     link.quantum = 4
     link.enabled = True
@@ -367,7 +367,7 @@ async def test_link_follower_sees_the_peers_tempo_and_never_changes_it(peer):
 
 
 async def test_link_source_alone_through_its_interface():
-    pytest.importorskip("aalink")
+    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     readings: list[TempoReading] = []
     source = LinkSource(readings.append, bpm=128.0, require_peers=False, rate_hz=20.0)
     await source.start()
@@ -391,7 +391,7 @@ async def test_link_source_alone_through_its_interface():
 
 async def test_link_alone_reports_nothing_by_default():
     """Without peers Link is only our own clock: it must not outrank the music."""
-    pytest.importorskip("aalink")
+    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     readings: list[TempoReading] = []
     async with LinkSource(readings.append) as source:
         await asyncio.sleep(0.3)
@@ -411,7 +411,7 @@ async def test_link_may_lead_only_when_allowed(peer):
 
 
 async def test_link_feeds_the_arbiter_and_a_broken_listener_does_not_stop_it(caplog):
-    pytest.importorskip("aalink")
+    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     arb = TempoArbiter()
     calls = []
 

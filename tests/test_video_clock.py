@@ -379,3 +379,25 @@ async def test_lifecycle_close_twice_and_no_reuse() -> None:
         await clock.start()
     with pytest.raises(ValueError, match="fps"):
         OutputClock(64, 36, 0, [])
+
+
+async def test_a_frame_that_cannot_be_converted_does_not_stop_the_camera(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ListSink()
+    clock = OutputClock(64, 36, 50, [sink], slate_after=10)
+    await clock.start()
+    try:
+        clock.push(flat_yuv(64, 36, 60, 128, 128))
+        await wait_for(functools.partial(sink.last_y_is, 60), 5, "the first picture")
+        # Something that is not a picture reaches the clock (a decoder or listener gone wrong): it cannot be converted.
+        clock.push(av.AudioFrame(format="s16", layout="mono", samples=16))  # type: ignore[arg-type]
+        shown_before = len(sink.shown)
+        await wait_for(lambda: len(sink.shown) > shown_before + 10, 5, "ticks after the bad frame")
+        clock.push(flat_yuv(64, 36, 90, 128, 128))
+        await wait_for(functools.partial(sink.last_y_is, 90), 5, "the next good picture")
+    finally:
+        await clock.aclose()
+    after_bad = sink.shown[shown_before:]
+    assert all(s.kind in ("repeat", "live") for s in after_bad)  # the last good picture held, no gap, no slate
+    assert [s.index for s in sink.shown] == list(range(len(sink.shown)))
+    errors = [r for r in caplog.records if "could not be converted" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].exc_info is not None

@@ -130,6 +130,7 @@ class OutputClock:
         self._convert_s: deque[float] = deque(maxlen=STATS_WINDOW)
         self._delay_s: deque[float] = deque(maxlen=STATS_WINDOW)
         self._show_warnings: dict[int, RateLimitedWarning] = {}
+        self._bad_frames = RateLimitedWarning(log, "frames from Scope that could not be converted")
 
     # ------------------------------------------------------------------ event loop side
 
@@ -257,7 +258,13 @@ class OutputClock:
                 if frame is None or seq == converted_seq:
                     break
                 t0 = time.perf_counter()
-                picture = fitter.fit(frame)
+                try:
+                    fitted = fitter.fit(frame)
+                except Exception as exc:  # noqa: BLE001 - a frame that cannot be shown must not stop the camera
+                    self._bad_frames.listener_failed(fitter.fit, exc)
+                    converted_seq = seq  # that frame is skipped; the last good picture repeats
+                    continue
+                picture = fitted
                 fresh = i420_frame(picture, self.width, self.height)
                 self._convert_s.append(time.perf_counter() - t0)
                 picture_at, converted_seq = arrived, seq
