@@ -37,6 +37,7 @@ from metadj_bridge.scope.api import (
     HealthInfo,
     PipelineStatus,
     ScopeClient,
+    exception_chain,
     normalise_url,
 )
 
@@ -96,18 +97,9 @@ def check_url(url: str) -> tuple[Finding | None, str | None]:
 # ------------------------------------------------------------------------------------------------ health
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in seen:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
 def health_failure(exc: ScopeError, url: str) -> Finding:
     """The finding for a health check that failed, with the fix for each way it fails."""
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     kind = type(exc).__name__
     if isinstance(exc, ScopeTLSError):
         kind, action = "tls", ("use http:// when the server has no TLS on that port; otherwise renew or trust its "

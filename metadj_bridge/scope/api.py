@@ -456,7 +456,7 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
-    if any(isinstance(c, ssl.SSLError) for c in _causes(exc)):
+    if any(isinstance(c, ssl.SSLError) for c in exception_chain(exc)):
         return True
     text = str(exc)
     return "SSL" in text or "CERTIFICATE" in text.upper() or "TLS" in text
@@ -473,7 +473,8 @@ def _tls_message(where: str, exc: BaseException) -> str:
     return f"{where}: TLS failed: {text}; {hint}"
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it was raised from (``__cause__`` or ``__context__``), outermost first."""
     chain: list[BaseException] = []
     cur: BaseException | None = exc
     while cur is not None and cur not in chain:
@@ -483,7 +484,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 
 def _connect_message(where: str, exc: BaseException) -> str:
-    chain = _causes(exc)
+    chain = exception_chain(exc)
     if any(isinstance(c, socket.gaierror) for c in chain):
         return f"{where}: the host name does not resolve ({exc}); check the URL for typos"
     if any(isinstance(c, ConnectionRefusedError) for c in chain):
