@@ -124,6 +124,12 @@ async def running(profile: Path) -> Any:
             await task
 
 
+async def alone(url: str, text: str) -> bool:
+    """Scope's current prompts are ``text`` alone."""
+    seen = await applied_prompts(url)
+    return bool(seen) and weight_of(seen[-1], text) == 1.0
+
+
 def weight_of(prompts: list[dict[str, Any]], text: str) -> float:
     total = sum(p["weight"] for p in prompts)
     return sum(p["weight"] for p in prompts if p["text"] == text) / total
@@ -143,8 +149,7 @@ async def test_a_knob_sweep_crossfades_the_prompts_scope_applies(jack_midi: Any,
         async def blue_only() -> bool:
             # The end position is sent again on each look: a non-realtime jackd on a busy machine may drop an event.
             controller.send(mido.Message("control_change", channel=0, control=19, value=127))
-            seen = await applied_prompts(emulator.url)
-            return bool(seen) and weight_of(seen[-1], "blue ice cave") == 1.0
+            return await alone(emulator.url, "blue ice cave")
 
         await wait_for_async(blue_only, 15.0, "the knob's end position applied by Scope")
         seen = (await applied_prompts(emulator.url))[len(start):]
@@ -169,11 +174,8 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
         await asyncio.sleep(0.5)
         controller.send(mido.Message("program_change", channel=0, program=2))
 
-        async def storm() -> bool:
-            seen = await applied_prompts(emulator.url)
-            return bool(seen) and seen[-1] == [{"text": "lightning storm over the sea", "weight": 1.0}]
-
-        await wait_for_async(storm, 15.0, "the other profile's prompt applied by Scope")
+        await wait_for_async(lambda: alone(emulator.url, "lightning storm over the sea"), 15.0,
+                             "the other profile's prompt applied by Scope")
         async with httpx.AsyncClient() as http:
             log = (await http.get(emulator.url + "/_emulator/log")).json()
         transitions = [e["message"]["transition"] for e in log["applied"] if "transition" in e["message"]]
@@ -224,11 +226,8 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(jack_midi: Any, 
         assert not task.done(), task.exception()
         assert await asyncio.to_thread(main, ["switch", str(tmp_path / "other.yaml"), "--to", f"127.0.0.1:{port}"]) == 0
 
-        async def storm() -> bool:
-            seen = await applied_prompts(emulator.url)
-            return bool(seen) and seen[-1] == [{"text": "lightning storm over the sea", "weight": 1.0}]
-
-        await wait_for_async(storm, 15.0, "the other profile's prompt applied by Scope")
+        await wait_for_async(lambda: alone(emulator.url, "lightning storm over the sea"), 15.0,
+                             "the other profile's prompt applied by Scope")
         broken = tmp_path / "broken.yaml"
         broken.write_text("themes: [\n", encoding="utf-8")
         assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == 1
@@ -255,11 +254,7 @@ async def test_saving_the_profile_applies_it_and_a_broken_save_changes_nothing(
         good = show.read_text(encoding="utf-8")
         show.write_text(good.replace("red desert at dusk", "golden dunes at noon"), encoding="utf-8")
 
-        async def golden() -> bool:
-            seen = await applied_prompts(emulator.url)
-            return bool(seen) and weight_of(seen[-1], "golden dunes at noon") == 1.0
-
-        await wait_for_async(golden, 15.0, "the edited prompt applied by Scope")
+        await wait_for_async(lambda: alone(emulator.url, "golden dunes at noon"), 15.0, "the edited prompt applied by Scope")
         assert any("profile show.yaml reloaded" in r.getMessage() for r in caplog.records)
 
         show.write_text(good.replace("target: prompt.mix", "target: prompt.mixx"), encoding="utf-8")
@@ -271,8 +266,7 @@ async def test_saving_the_profile_applies_it_and_a_broken_save_changes_nothing(
         async def ice() -> bool:
             # Sent again on each look: a non-realtime jackd on a busy machine may drop an event before rtmidi sees it.
             controller.send(mido.Message("control_change", channel=0, control=19, value=127))
-            seen = await applied_prompts(emulator.url)
-            return bool(seen) and weight_of(seen[-1], "blue ice cave") == 1.0
+            return await alone(emulator.url, "blue ice cave")
 
         await wait_for_async(ice, 15.0, "the knob applied by Scope after the broken save")
         assert not task.done()
