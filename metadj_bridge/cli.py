@@ -12,10 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from metadj_bridge import __version__, eventloop
-from metadj_bridge.errors import MetaDJError
-from metadj_bridge.logutil import redact_text
-from metadj_bridge.scope.protocol import ASPECT_PRESETS, DENOISING_PRESETS
+from metadj_bridge import __version__
+from metadj_bridge.errors import MetaDJError, redact_text
+from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
+from metadj_bridge.run import eventloop
 
 log = logging.getLogger("metadj_bridge")
 
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbosity: int) -> None:
     level = logging.DEBUG if verbosity else logging.INFO
-    from metadj_bridge.logutil import RedactingFilter
+    from metadj_bridge.errors import RedactingFilter
 
     logging.basicConfig(
         level=level,
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         if args.command == "run":
-            from metadj_bridge.app import RunOptions, run_bridge
+            from metadj_bridge.run.bridge import RunOptions, run_bridge
 
             if not args.verbose:
                 # The in-process emulator is a stand-in; its own chatter is for `emulate` and -v.
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return eventloop.run(run_bridge(RunOptions.from_args(args)))
         if args.command == "listen":
-            from metadj_bridge.soundcheck import ListenOptions, run_listen
+            from metadj_bridge.soundcheck.listen import ListenOptions, run_listen
 
             options = ListenOptions(
                 file=args.file, device=args.device, demo=args.demo, json=args.json, realtime=args.realtime,
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return eventloop.run(run_listen(options))
         if args.command in ("monitor", "learn"):
-            from metadj_bridge.monitor import ControlOptions, run_learn, run_monitor
+            from metadj_bridge.soundcheck.monitor import ControlOptions, run_learn, run_monitor
 
             control = ControlOptions(
                 midi=args.midi, virtual=args.virtual, no_midi=args.no_midi, osc_host=args.osc_host,
@@ -239,11 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_check(args.profiles)
         if args.command == "devices":
-            from metadj_bridge.soundcheck import run_devices
+            from metadj_bridge.soundcheck.listen import run_devices
 
             return run_devices()
         if args.command == "switch":
-            from metadj_bridge.show import send_switch
+            from metadj_bridge.run.show import send_switch
 
             return send_switch(args.profile, args.to)
         if args.command == "emulate":
@@ -251,21 +251,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return eventloop.run(run_from_args(args))
         if args.command == "export-timeline":
-            from metadj_bridge.timeline import export_timeline, timeline_path_for
+            from metadj_bridge.showlog.export import export_timeline, timeline_path_for
 
             output = args.output or str(timeline_path_for(args.show_log))
             timeline = export_timeline(args.show_log, output)
             print(f"{output}: {len(timeline['prompts'])} prompt ranges")
             return 0
         if args.command == "replay":
-            from metadj_bridge.replay import ReplayOptions, run_replay
+            from metadj_bridge.showlog.replay import ReplayOptions, run_replay
 
             if not args.verbose:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
             replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed, emulator_fps=args.emulator_fps)
             return eventloop.run(run_replay(replay))
         if args.command == "doctor":
-            from metadj_bridge.doctor import doctor_main, options_from_args
+            from metadj_bridge.doctor.report import doctor_main, options_from_args
 
             if not args.verbose:
                 logging.getLogger("metadj_bridge.scope").setLevel(logging.WARNING)  # the report says it all

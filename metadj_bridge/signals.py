@@ -78,3 +78,44 @@ class SignalBoard:
 
     def on_signal(self, listener: Callable[[Signal], None]) -> None:
         self._signal_listeners.append(listener)
+
+
+# ------------------------------------------------------------------------------------------ tempo
+# What every tempo source hands to the BeatClock's arbiter, and what the arbiter gives back. Sources, in the
+# BeatClock's priority order (design.md): Ableton Link, MIDI clock, OSC tempo from Ableton Live or Resolume, and
+# the audio beat tracker.
+
+#: Highest priority first.
+SOURCE_PRIORITY = ("link", "midi_clock", "osc", "audio")
+
+
+@dataclass(frozen=True, slots=True)
+class TempoReading:
+    #: One of SOURCE_PRIORITY.
+    source: str
+    bpm: float
+    #: time.monotonic() at which the reading was true.
+    t: float
+    #: Beat position at ``t`` (beats since the source's own origin; 0.0, 1.0 ... are beats), if known.
+    beat: float | None = None
+    #: Beats per bar, if the source says (Link quantum, a time signature).
+    beats_per_bar: int | None = None
+    #: False when the source reports its transport stopped (MIDI stop, Link not playing).
+    playing: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TempoState:
+    #: The tempo to show and to drive tempo-synced motion: it ramps at most ``max_bpm_step_per_beat``.
+    #: While a blend makes up phase, the beat position briefly runs a little faster or slower than this.
+    bpm: float
+    #: Continuous beat position of the output grid (whole numbers are beats).
+    beat: float
+    #: 0 on the beat, rising to 1 just before the next.
+    phase: float
+    #: Beats into the bar (0 <= x < beats_per_bar).
+    bar_position: float
+    beats_per_bar: int
+    #: The steering source, or None when no source is live (the grid then runs on at the last tempo).
+    source: str | None
+    playing: bool

@@ -339,7 +339,7 @@ async def bench_audio_live(seconds: float) -> None:
             latencies.append(arrivals[j] - p)
             j += 1
     hop_ms = 512 / sr * 1000
-    print(f"\nLive path (JACK dummy driver, 256-frame period -> PortAudio -> analysis thread -> event loop):")
+    print("\nLive path (JACK dummy driver, 256-frame period -> PortAudio -> analysis thread -> event loop):")
     if latencies:
         arr = np.array(latencies) * 1000
         print(
@@ -455,7 +455,7 @@ async def bench_osc_control(messages: int) -> None:
     done = asyncio.Event()
 
     def on_signal(signal: object) -> None:
-        seq = int(round(getattr(signal, "value") * 1e6))
+        seq = int(round(signal.value * 1e6))
         if seq in sent:
             ours.append(time.monotonic() - sent[seq])
         if len(ours) >= messages:
@@ -705,9 +705,8 @@ def bench_mapping(args: argparse.Namespace) -> None:
     """MappingEngine.step() at 86 Hz on a generated profile, with changing inputs."""
     import math
 
-    from metadj_bridge.inputs.tempo_sources import TempoState
     from metadj_bridge.mapping.engine import MappingEngine
-    from metadj_bridge.signals import Trigger
+    from metadj_bridge.signals import TempoState, Trigger
 
     profile = _mapping_bench_profile(args.mappings)
     engine = MappingEngine(profile, seed=1)  # type: ignore[arg-type]
@@ -983,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.bench == "audio":
         asyncio.run(bench_audio(args))
     elif args.bench == "control":
-        from metadj_bridge import eventloop
+        from metadj_bridge.run import eventloop
 
         print(f"event loop: {eventloop.loop_name()} (as metadj-bridge runs)")
         eventloop.run(bench_control(args))

@@ -18,6 +18,7 @@ import pytest
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 from tests.helpers import free_port, wait_for  # noqa: F401 - re-exported for tests
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _show_logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every `run` in the tests (in-process or a subprocess) writes its show log here, not into the home folder."""

@@ -12,7 +12,7 @@ from metadj_bridge.inputs.ableton_osc import (
     AbletonListenRequests,
     listen_requests,
 )
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile.model import (
     Envelope,
     Mapping,
     ProfileSwitch,

@@ -9,8 +9,8 @@ import pytest
 
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError, ParameterError
+from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope.api import ScopeClient
-from metadj_bridge.scope.protocol import ParameterSchema
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
 from tests.conftest import SMALL, emulator_get, wait_for

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from metadj_bridge.inputs.osc_presets import ABLETON, RESOLUME
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile import load_profile
+from metadj_bridge.profile.model import (
     Envelope,
     Lfo,
     Range,
@@ -19,7 +20,6 @@ from metadj_bridge.mapping.model import (
     Smooth,
     TriggerSource,
 )
-from metadj_bridge.profile import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"

@@ -56,11 +56,10 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     import socket
     import time
 
+    from pythonosc.osc_message import OscMessage
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     from tests.helpers import free_port
-
-    from pythonosc.osc_message import OscMessage
 
     port = free_port()
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a TouchOSC stand-in for --osc-out

@@ -17,17 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from metadj_bridge.doctor import (
-    DoctorOptions,
-    Report,
-    check_audio,
-    check_midi,
-    check_profile,
-    check_vcam,
-    format_report,
-    run_doctor,
-)
-from metadj_bridge.doctor_checks import (
+from metadj_bridge.doctor.checks import (
     Finding,
     Status,
     VideoProbe,
@@ -40,7 +30,7 @@ from metadj_bridge.doctor_checks import (
     url_root,
     video_finding,
 )
-from metadj_bridge.doctor_ice import (
+from metadj_bridge.doctor.ice import (
     BINDING_SUCCESS,
     STUN_MAGIC,
     check_ice,
@@ -49,6 +39,16 @@ from metadj_bridge.doctor_ice import (
     parse_ice_url,
     stale_turn,
     stun_binding_request,
+)
+from metadj_bridge.doctor.report import (
+    DoctorOptions,
+    Report,
+    check_audio,
+    check_midi,
+    check_profile,
+    check_vcam,
+    format_report,
+    run_doctor,
 )
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError

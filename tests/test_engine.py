@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
-from metadj_bridge.mapping.model import (
+from metadj_bridge.parameters import BUILTIN_SPECS, DENOISING_PRESETS, ParameterSchema
+from metadj_bridge.profile.model import (
     CycleSettings,
     Envelope,
     Lfo,
@@ -34,12 +34,7 @@ from metadj_bridge.mapping.model import (
     TransitionSettings,
     TriggerSource,
 )
-from metadj_bridge.scope.protocol import (
-    BUILTIN_SPECS,
-    DENOISING_PRESETS,
-    ParameterSchema,
-)
-from metadj_bridge.signals import Trigger
+from metadj_bridge.signals import TempoState, Trigger
 
 NEON = Theme("neon", (PromptSpec("neon city"), PromptSpec("tunnel"), PromptSpec("rain")), pad=("note", 1, 36))
 OCEAN = Theme("ocean", (PromptSpec("waves"), PromptSpec("reef")), parameters={"noise_scale": 0.5}, pad=("note", 1, 37))

@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from metadj_bridge import eventloop
+from metadj_bridge.run import eventloop
 
 
 async def _which() -> str:

@@ -14,8 +14,8 @@ import yaml
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.monitor import Learner, MonitorPrinter, insert_into_profile
 from metadj_bridge.signals import Signal, Trigger
+from metadj_bridge.soundcheck.monitor import Learner, MonitorPrinter, insert_into_profile
 from tests.helpers import free_port
 
 
@@ -126,8 +126,8 @@ async def test_learn_writes_the_moved_fader_into_a_profile(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("layer2:\n  source: osc./composition/layers/2/video/opacity\n  transforms: [{range: {in: [")
     # What learn writes is a working mapping: the profile still loads, with the new mapping in it.
-    from metadj_bridge.mapping.model import Range, SignalSource
     from metadj_bridge.profile import load_profile
+    from metadj_bridge.profile.model import Range, SignalSource
 
     learned = {m.name: m for m in load_profile(str(profile)).mappings}["layer2"]
     assert learned.source == SignalSource("osc./composition/layers/2/video/opacity", where=learned.source.where)

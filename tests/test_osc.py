@@ -31,9 +31,8 @@ from metadj_bridge.inputs.osc import (
     parse_datagram,
 )
 from metadj_bridge.inputs.osc_presets import ABLETON, PRESETS, RESOLUME, get_preset
-from metadj_bridge.inputs.tempo_reading import TempoReading
 from metadj_bridge.outputs.osc_out import OscOutput, build_message
-from metadj_bridge.signals import Signal, SignalBoard, Trigger
+from metadj_bridge.signals import Signal, SignalBoard, TempoReading, Trigger
 from tests.helpers import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "osc"

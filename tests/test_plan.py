@@ -9,7 +9,7 @@ import pytest
 
 from metadj_bridge.cli import build_parser
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile.model import (
     AudioSettings,
     CycleSettings,
     EncoderSettings,
@@ -22,7 +22,7 @@ from metadj_bridge.mapping.model import (
     TempoSettings,
     Theme,
 )
-from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
+from metadj_bridge.run.plan import RunOptions, bundled_profile, make_plan
 
 
 def profile(**changes: object) -> ShowProfile:

@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile import ProfileError, load_profile
+from metadj_bridge.profile.check import run_check
+from metadj_bridge.profile.model import (
     Clamp,
     Curve,
     Deadzone,
@@ -34,8 +36,6 @@ from metadj_bridge.mapping.model import (
     Threshold,
     TriggerSource,
 )
-from metadj_bridge.profile import ProfileError, load_profile
-from metadj_bridge.profile.check import run_check
 
 PROFILES = Path(__file__).parent / "fixtures" / "profiles"
 GOOD = PROFILES / "good"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.profile import ProfileError, ProfileWatcher
+from metadj_bridge.profile.model import ShowProfile
 from tests.helpers import wait_for
 
 INTERVAL = 0.05

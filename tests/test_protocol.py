@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import ParameterError
+from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope import protocol
-from metadj_bridge.scope.protocol import ParameterSchema, build_initial_parameters
+from metadj_bridge.scope.protocol import build_initial_parameters
 
 
 def test_initial_parameters_always_carry_pipeline_ids_and_paused_false() -> None:
@@ -124,8 +126,8 @@ def test_schema_from_server_adds_live_plugin_keys_and_ranges() -> None:
 
 
 def test_pipeline_facts() -> None:
-    assert protocol.pipeline_info("longlive").chunk_frames == 12
-    assert protocol.pipeline_info("streamdiffusionv2").chunk_frames == 4
-    assert protocol.pipeline_info("some-plugin").chunk_frames == 12
-    assert protocol.ASPECT_PRESETS["16:9"] == (1024, 576)
-    assert protocol.ASPECT_PRESETS["9:16"] == (480, 832)
+    assert parameters.pipeline_info("longlive").chunk_frames == 12
+    assert parameters.pipeline_info("streamdiffusionv2").chunk_frames == 4
+    assert parameters.pipeline_info("some-plugin").chunk_frames == 12
+    assert parameters.ASPECT_PRESETS["16:9"] == (1024, 576)
+    assert parameters.ASPECT_PRESETS["9:16"] == (480, 832)

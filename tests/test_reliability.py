@@ -26,9 +26,9 @@ import mido
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from metadj_bridge.app import run_bridge
 from metadj_bridge.inputs.synth import demo_track_path
-from metadj_bridge.plan import RunOptions
+from metadj_bridge.run.bridge import run_bridge
+from metadj_bridge.run.plan import RunOptions
 from tests.conftest import EmulatorProcess
 from tests.helpers import free_port, wait_for
 from tests.test_midi import JACK_BACKEND, Sender

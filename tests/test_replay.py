@@ -11,8 +11,8 @@ import pytest
 
 from metadj_bridge.cli import main
 from metadj_bridge.emulator import ScopeEmulator
-from metadj_bridge.replay import ReplayOptions, replay_show
-from metadj_bridge.showlog import ShowLog, read_show_log, show_log_header
+from metadj_bridge.showlog.log import ShowLog, read_show_log, show_log_header
+from metadj_bridge.showlog.replay import ReplayOptions, replay_show
 from tests.conftest import SMALL, emulator_get
 
 #: Far enough apart that the sender never merges two (one chunk is 4 frames at 20 fps: 0.2 s).

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from metadj_bridge.app import run_bridge
-from metadj_bridge.plan import RunOptions
+from metadj_bridge.run.bridge import run_bridge
+from metadj_bridge.run.plan import RunOptions
 from tests.helpers import wait_for
 
 

@@ -20,8 +20,8 @@ import httpx
 import mido
 import pytest
 
-from metadj_bridge.app import run_bridge
-from metadj_bridge.plan import RunOptions
+from metadj_bridge.run.bridge import run_bridge
+from metadj_bridge.run.plan import RunOptions
 from tests.helpers import free_port, wait_for
 from tests.test_midi import JACK_BACKEND, Sender
 
@@ -183,7 +183,7 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
         assert (await metrics(emulator.url))["sessions"] == 1
         assert any("profile: show.yaml -> other.yaml" in r.getMessage() for r in caplog.records)
     # The show log has every message Scope was sent, and the switch among its events.
-    from metadj_bridge.showlog import read_show_log
+    from metadj_bridge.showlog.log import read_show_log
 
     recording = read_show_log(tmp_path / "show.jsonl")
     assert recording.header.pipeline == "longlive" and recording.header.width == 256 and not recording.truncated

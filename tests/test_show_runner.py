@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile.model import (
     Mapping,
     PromptSpec,
     ScopeSettings,
@@ -16,8 +16,8 @@ from metadj_bridge.mapping.model import (
     Theme,
     TriggerSource,
 )
+from metadj_bridge.run.show import ShowRunner, restart_only_changes
 from metadj_bridge.scope.sender import ParameterSender
-from metadj_bridge.show import ShowRunner, restart_only_changes
 from metadj_bridge.signals import Signal, Trigger
 
 

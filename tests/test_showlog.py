@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metadj_bridge.scope.sender import ParameterSender
-from metadj_bridge.showlog import (
+from metadj_bridge.showlog.log import (
     ShowLog,
     ShowLogError,
     default_show_log_path,
@@ -150,7 +150,7 @@ async def test_unwritable_path_is_logged_once_and_the_show_goes_on(tmp_path: Pat
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     show = ShowLog(blocker / "shows" / "show.jsonl", HEADER, flush_interval=0.01)
-    with caplog.at_level(logging.WARNING, logger="metadj_bridge.showlog"):
+    with caplog.at_level(logging.WARNING, logger="metadj_bridge.showlog.log"):
         for i in range(50):
             show.record({"noise_scale": i / 100}, show.t0 + i)
             await asyncio.sleep(0.002)

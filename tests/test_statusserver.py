@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.statusserver import SCOPE_STATES, StatusServer, prometheus_text
+from metadj_bridge.status.server import SCOPE_STATES, StatusServer, prometheus_text
 from tests.test_statusview import EMPTY, SNAPSHOT
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from metadj_bridge.statusview import StatusView, beat_lit, meter, plain_line, render
+from metadj_bridge.status.view import StatusView, beat_lit, meter, plain_line, render
 from tests.helpers import wait_for
 
 SNAPSHOT: dict[str, Any] = {
@@ -164,10 +164,10 @@ async def test_plain_mode_logs_on_state_change_and_every_interval(caplog: pytest
 
     view = StatusView(snapshot, io.StringIO(), refresh_hz=200, log_interval=5.0, clock=clock)
     assert not view.tty
-    caplog.set_level(logging.INFO, logger="metadj_bridge.statusview")
+    caplog.set_level(logging.INFO, logger="metadj_bridge.status.view")
 
     def lines() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "metadj_bridge.statusview"]
+        return [r.getMessage() for r in caplog.records if r.name == "metadj_bridge.status.view"]
 
     task = asyncio.create_task(view.run())
     try:

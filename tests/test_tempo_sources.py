@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.analyzer import AudioUpdate
+from metadj_bridge.inputs.analyzer import AudioUpdate, audio_reading
 from metadj_bridge.inputs.tempo_link import LinkSource, load_aalink
-from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter, audio_reading
+from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
+from metadj_bridge.signals import TempoReading
 
 DT = 0.01
 
@@ -464,8 +464,8 @@ async def test_link_transport_with_start_stop_sync(peer):
 
 def test_a_profile_can_reorder_or_leave_out_tempo_sources() -> None:
     from metadj_bridge.errors import ConfigError
-    from metadj_bridge.inputs.tempo_reading import TempoReading
     from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
+    from metadj_bridge.signals import TempoReading
 
     arbiter = TempoArbiter(ArbiterConfig(priority=("audio", "osc")))
     arbiter.update(TempoReading("osc", 128.0, 10.0, beat=0.0))

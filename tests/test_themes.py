@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import CycleSettings, PromptSpec, Theme
 from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
+from metadj_bridge.profile.model import CycleSettings, PromptSpec, Theme
+from metadj_bridge.signals import TempoState
 
 
 def theme(name: str, *texts: str, blend: bool = False, weights: tuple[float, ...] = ()) -> Theme:

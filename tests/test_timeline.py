@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from metadj_bridge.cli import main
-from metadj_bridge.showlog import ShowLog, read_show_log, show_log_header
-from metadj_bridge.timeline import build_timeline
+from metadj_bridge.showlog.export import build_timeline
+from metadj_bridge.showlog.log import ShowLog, read_show_log, show_log_header
 
 FIXTURES = Path(__file__).parent / "fixtures" / "timeline"
 PANDA = json.loads((FIXTURES / "timeline-panda.json").read_text())

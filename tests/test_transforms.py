@@ -10,21 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import (
-    Clamp,
-    Curve,
-    Deadzone,
-    Envelope,
-    Invert,
-    Lfo,
-    Quantize,
-    Range,
-    Scale,
-    Smooth,
-    Steps,
-    Threshold,
-)
 from metadj_bridge.mapping.sources import (
     DEFAULT_BPM,
     EnvelopeState,
@@ -41,6 +26,21 @@ from metadj_bridge.mapping.transforms import (
     curve_function,
     quantize_due,
 )
+from metadj_bridge.profile.model import (
+    Clamp,
+    Curve,
+    Deadzone,
+    Envelope,
+    Invert,
+    Lfo,
+    Quantize,
+    Range,
+    Scale,
+    Smooth,
+    Steps,
+    Threshold,
+)
+from metadj_bridge.signals import TempoState
 
 unit = st.floats(0.0, 1.0)
 

@@ -10,9 +10,9 @@ import av
 import httpx
 import pytest
 
-from metadj_bridge.app import run_bridge
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.plan import RunOptions
+from metadj_bridge.run.bridge import run_bridge
+from metadj_bridge.run.plan import RunOptions
 from metadj_bridge.video.outputs import FallbackSink, parse_outputs
 from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.video.vcam import VirtualCameraSink

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadj_bridge.scope.protocol import KNOWN_PIPELINES, PipelineInfo
+from metadj_bridge.parameters import KNOWN_PIPELINES, PipelineInfo
 
 VERSION = "0.2.4"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from metadj_bridge.emulator.config import Faults
 from metadj_bridge.emulator.records import emulator_log
-from metadj_bridge.scope.protocol import pipeline_info
+from metadj_bridge.parameters import pipeline_info
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metadj_bridge.scope.protocol import ONE_SHOT_KEYS
+from metadj_bridge.parameters import ONE_SHOT_KEYS
 
 logger = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def pattern_for(text: str, width: int, height: int) -> np.ndarray:
     elif kind == "checker":
         mask = ((np.floor(cycles * 2 * x) + np.floor(ycycles * 2 * y)) % 2).astype(np.float32)
     elif kind == "rings":
-        dx = np.abs(((x % 1.0) - 0.5))  # distance on a circle, so the pattern stays periodic
+        dx = np.abs((x % 1.0) - 0.5)  # distance on a circle, so the pattern stays periodic
         dy = (y - 0.5) * height / max(width, 1)
         r = np.sqrt(dx * dx + dy * dy)
         mask = 0.5 + 0.5 * np.cos(2 * np.pi * r * (cycles + 2))

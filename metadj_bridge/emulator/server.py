@@ -33,7 +33,7 @@ from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
 from metadj_bridge.emulator.session import EmulatorSession
 from metadj_bridge.emulator.validation import RequestRejected, problem
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.scope.protocol import pipeline_info
+from metadj_bridge.parameters import pipeline_info
 
 logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "metadj_bridge.emulator"

@@ -20,13 +20,13 @@ import re
 import socket
 from collections.abc import Iterable
 
-from metadj_bridge.mapping.model import (
+from metadj_bridge.outputs.osc_out import build_message
+from metadj_bridge.profile.model import (
     Envelope,
     ShowProfile,
     SignalSource,
     TriggerSource,
 )
-from metadj_bridge.outputs.osc_out import build_message
 
 log = logging.getLogger(__name__)
 

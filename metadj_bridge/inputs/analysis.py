@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aubio  # type: ignore[import-untyped]
+import aubio
 import numpy as np
 
 from metadj_bridge.errors import ConfigError

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.inputs.analysis import AnalysisConfig, FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
-from metadj_bridge.logutil import RateLimitedWarning
-from metadj_bridge.signals import Signal, SignalTarget, Trigger
+from metadj_bridge.signals import Signal, SignalTarget, TempoReading, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +236,23 @@ def publish(update: AudioUpdate, board: SignalTarget) -> None:
     ]
     for _, trigger in sorted(events, key=lambda e: e[0]):
         board.fire(trigger)
+
+
+def audio_reading(update: AudioUpdate, now: float, beats_per_bar: int = 4) -> TempoReading | None:
+    """The audio BeatClock's grid as a reading on the monotonic clock, or None before it locks.
+
+    ``update.features.t`` (seconds of audio) is the end of the newest hop, whose audio arrived at
+    ``update.captured_at`` (monotonic); without a capture time, ``now`` stands in for it. The beat is the
+    position in the bar; the arbiter unwraps it across bars.
+    """
+    if not update.locked or not (update.bpm > 0):
+        return None
+    t = update.captured_at if update.captured_at is not None else now
+    return TempoReading(
+        source="audio",
+        bpm=float(update.bpm),
+        t=t,
+        beat=float(update.bar_position),
+        beats_per_bar=beats_per_bar,
+        playing=True,
+    )

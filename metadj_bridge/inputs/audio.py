@@ -452,7 +452,7 @@ _portaudio_pinned = False
 
 def _sounddevice() -> Any:
     try:
-        import sounddevice  # type: ignore[import-untyped]
+        import sounddevice
     except OSError as exc:  # sounddevice raises OSError when the PortAudio library is missing
         raise ConfigError(
             f"live audio needs the PortAudio library ({exc}); install it: apt-get install libportaudio2 "

@@ -36,12 +36,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
 from metadj_bridge.inputs.midi_clock import MidiClockTempo
 from metadj_bridge.inputs.midi_decode import Event, MidiControlConfig, MidiDecoder
-from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.logutil import RateLimitedWarning
-from metadj_bridge.signals import Signal, SignalBoard
+from metadj_bridge.signals import Signal, SignalBoard, TempoReading
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ class _State(enum.Enum):
 
 def _mido_backend(backend: str | None) -> Any:
     try:
-        import mido  # type: ignore[import-untyped]
+        import mido
     except ImportError as exc:  # pragma: no cover - mido is a dependency
         raise ConfigError("MIDI needs mido and python-rtmidi: pip install mido python-rtmidi") from exc
     if backend is None:
@@ -86,7 +84,7 @@ class _PortLister:
         self._rt: Any = None
         module = getattr(backend, "module", None)
         if getattr(module, "__name__", "") == "mido.backends.rtmidi":
-            import rtmidi  # type: ignore[import-untyped]
+            import rtmidi
 
             api = getattr(backend, "api", None)
             api_id = getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED) if api else rtmidi.API_UNSPECIFIED
@@ -154,7 +152,7 @@ def _rtmidi_api(backend: Any) -> int | None:
     module = getattr(backend, "module", None)
     if getattr(module, "__name__", "") != "mido.backends.rtmidi":
         return None
-    import rtmidi  # type: ignore[import-untyped]
+    import rtmidi
 
     api = getattr(backend, "api", None)
     return int(getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED) if api else rtmidi.API_UNSPECIFIED)
@@ -728,7 +726,7 @@ class MidiOutput:
         await asyncio.to_thread(MidiInput._close_port, port)
 
     def _flush(self) -> None:
-        import mido  # type: ignore[import-untyped]
+        import mido
 
         pending, self._pending = self._pending, {}
         messages = []

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from metadj_bridge.inputs.tempo_reading import TempoReading
+from metadj_bridge.signals import TempoReading
 
 PPQN = 24
 

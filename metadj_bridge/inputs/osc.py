@@ -27,11 +27,9 @@ from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.parsing import osc_types
 
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
 from metadj_bridge.inputs.osc_presets import OscAddress, OscPreset, get_preset
-from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.logutil import RateLimitedWarning
-from metadj_bridge.signals import Signal, SignalBoard, Trigger
+from metadj_bridge.signals import Signal, SignalBoard, TempoReading, Trigger
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.signals import TempoReading
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,9 @@ import math
 from dataclasses import dataclass, field
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.analyzer import AudioUpdate
-from metadj_bridge.inputs.tempo_link import LinkSource
-from metadj_bridge.inputs.tempo_reading import SOURCE_PRIORITY, TempoReading
+from metadj_bridge.signals import SOURCE_PRIORITY, TempoReading, TempoState
 
-__all__ = ["ArbiterConfig", "LinkSource", "TempoArbiter", "TempoState", "audio_reading"]
+__all__ = ["ArbiterConfig", "TempoArbiter"]
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +64,6 @@ class ArbiterConfig:
             raise ConfigError(f"max_bpm_step_per_beat {self.max_bpm_step_per_beat}: must be > 0")
         if not 1 <= self.beats_per_bar <= 16:
             raise ConfigError(f"beats_per_bar {self.beats_per_bar}: must be 1-16")
-
-
-@dataclass(frozen=True, slots=True)
-class TempoState:
-    #: The tempo to show and to drive tempo-synced motion: it ramps at most ``max_bpm_step_per_beat``.
-    #: While a blend makes up phase, the beat position briefly runs a little faster or slower than this.
-    bpm: float
-    #: Continuous beat position of the output grid (whole numbers are beats).
-    beat: float
-    #: 0 on the beat, rising to 1 just before the next.
-    phase: float
-    #: Beats into the bar (0 <= x < beats_per_bar).
-    bar_position: float
-    beats_per_bar: int
-    #: The steering source, or None when no source is live (the grid then runs on at the last tempo).
-    source: str | None
-    playing: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,23 +309,3 @@ class TempoArbiter:
             abs(target.beat(now) + offset - old.beat(now) - blend.offset) < tol
             and abs(target.beat(later) + offset - old.beat(later) - blend.offset) < tol
         )
-
-
-def audio_reading(update: AudioUpdate, now: float, beats_per_bar: int = 4) -> TempoReading | None:
-    """The audio BeatClock's grid as a reading on the monotonic clock, or None before it locks.
-
-    ``update.features.t`` (seconds of audio) is the end of the newest hop, whose audio arrived at
-    ``update.captured_at`` (monotonic); without a capture time, ``now`` stands in for it. The beat is the
-    position in the bar; the arbiter unwraps it across bars.
-    """
-    if not update.locked or not (update.bpm > 0):
-        return None
-    t = update.captured_at if update.captured_at is not None else now
-    return TempoReading(
-        source="audio",
-        bpm=float(update.bpm),
-        t=t,
-        beat=float(update.bar_position),
-        beats_per_bar=beats_per_bar,
-        playing=True,
-    )

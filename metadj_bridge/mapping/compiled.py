@@ -25,16 +25,6 @@ from collections.abc import Mapping as MappingABC
 from typing import Any
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import (
-    Envelope,
-    Lfo,
-    Mapping,
-    Quantize,
-    SignalSource,
-    Threshold,
-    TriggerSource,
-)
 from metadj_bridge.mapping.sources import EnvelopeState, LfoState, MotionClock
 from metadj_bridge.mapping.transforms import (
     QuantizeStage,
@@ -43,7 +33,16 @@ from metadj_bridge.mapping.transforms import (
     ValueStage,
     compile_value_stage,
 )
-from metadj_bridge.signals import Trigger
+from metadj_bridge.profile.model import (
+    Envelope,
+    Lfo,
+    Mapping,
+    Quantize,
+    SignalSource,
+    Threshold,
+    TriggerSource,
+)
+from metadj_bridge.signals import TempoState, Trigger
 
 __all__ = ["Fired", "MappingRuntime", "compile_mapping", "is_continuous_target", "trigger_value"]
 

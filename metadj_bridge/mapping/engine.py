@@ -40,9 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metadj_bridge.inputs.tempo_sources import TempoState
 from metadj_bridge.mapping.compiled import Fired, MappingRuntime, trigger_value
-from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, coerce_lasting
 from metadj_bridge.mapping.sources import MotionClock, NoisePulse
 from metadj_bridge.mapping.targets import (
@@ -51,8 +49,9 @@ from metadj_bridge.mapping.targets import (
     prompt_controls,
 )
 from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
-from metadj_bridge.scope.protocol import ParameterSchema
-from metadj_bridge.signals import Trigger
+from metadj_bridge.parameters import ParameterSchema
+from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.signals import TempoState, Trigger
 
 __all__ = ["EngineOutput", "MappingEngine"]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metadj_bridge.errors import ConfigError, ParameterError
-from metadj_bridge.scope.protocol import (
+from metadj_bridge.parameters import (
     DENOISING_PRESETS,
     LOAD_ONLY_KEYS,
     OFFER_ONLY_KEYS,

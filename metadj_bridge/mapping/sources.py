@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import random
 
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import Envelope, Lfo
+from metadj_bridge.profile.model import Envelope, Lfo
+from metadj_bridge.signals import TempoState
 
 __all__ = [
     "DEFAULT_BPM",

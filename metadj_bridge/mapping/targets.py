@@ -20,15 +20,15 @@ from metadj_bridge.mapping.compiled import (
     TriggerMapping,
     compile_mapping,
 )
-from metadj_bridge.mapping.model import (
+from metadj_bridge.mapping.parameters import Slot, value_coercer
+from metadj_bridge.parameters import ParameterSchema
+from metadj_bridge.profile.model import (
     ACTIONS,
     PROMPT_OPS,
     THEME_OPS,
     ProfileSwitch,
     ShowProfile,
 )
-from metadj_bridge.mapping.parameters import Slot, value_coercer
-from metadj_bridge.scope.protocol import ParameterSchema
 
 __all__ = ["CompiledProfile", "PromptTarget", "compile_profile", "prompt_controls"]
 

@@ -21,8 +21,8 @@ import random
 from typing import Any
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import CycleSettings, Theme
+from metadj_bridge.profile.model import CycleSettings, Theme
+from metadj_bridge.signals import TempoState
 
 __all__ = ["ThemeCycle", "ThemeDeck", "pick_index", "select_index"]
 

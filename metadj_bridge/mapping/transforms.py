@@ -28,8 +28,7 @@ import math
 from collections.abc import Callable
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_sources import TempoState
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile.model import (
     Clamp,
     Curve,
     Deadzone,
@@ -42,6 +41,7 @@ from metadj_bridge.mapping.model import (
     Threshold,
     Transform,
 )
+from metadj_bridge.signals import TempoState
 
 ValueStage = Callable[[float, float], float]
 

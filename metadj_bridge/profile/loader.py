@@ -11,12 +11,12 @@ import logging
 import os
 from pathlib import Path
 
-from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile import mappings as mapping_section
 from metadj_bridge.profile import sections, themes
 from metadj_bridge.profile import video as video_section
 from metadj_bridge.profile.errors import ProfileError
+from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.profile.yamlnodes import YNode, decode_text, parse
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.model import (
     ACTIONS,
     PROMPT_OPS,
     THEME_OPS,
@@ -35,7 +36,6 @@ from metadj_bridge.mapping.model import (
     Transform,
     TriggerSource,
 )
-from metadj_bridge.profile import fields as f
 from metadj_bridge.profile.names import TARGET_PARAMETERS, signal_name
 from metadj_bridge.profile.themes import theme_name
 from metadj_bridge.profile.yamlnodes import YNode

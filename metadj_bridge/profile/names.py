@@ -12,15 +12,10 @@ import re
 from typing import Any, Literal
 
 from metadj_bridge.errors import ParameterError
-from metadj_bridge.mapping.model import ACTIONS, PROMPT_OPS, THEME_OPS
+from metadj_bridge.parameters import BUILTIN_SPECS, LOAD_ONLY_KEYS, ONE_SHOT_KEYS, ParameterSchema
 from metadj_bridge.profile.fields import fail, fail_value, suggest
+from metadj_bridge.profile.model import ACTIONS, PROMPT_OPS, THEME_OPS
 from metadj_bridge.profile.yamlnodes import YNode
-from metadj_bridge.scope.protocol import (
-    BUILTIN_SPECS,
-    LOAD_ONLY_KEYS,
-    ONE_SHOT_KEYS,
-    ParameterSchema,
-)
 from metadj_bridge.signals import AUDIO_SIGNALS, AUDIO_TRIGGERS
 
 Kind = Literal["signal", "trigger"]

@@ -7,7 +7,9 @@ import re
 from urllib.parse import urlsplit
 
 from metadj_bridge.inputs.osc_presets import PRESETS
-from metadj_bridge.mapping.model import (
+from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
+from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.model import (
     AudioSettings,
     Cc14Settings,
     EncoderSettings,
@@ -17,10 +19,8 @@ from metadj_bridge.mapping.model import (
     ScopeSettings,
     TempoSettings,
 )
-from metadj_bridge.profile import fields as f
 from metadj_bridge.profile.names import parameters
 from metadj_bridge.profile.yamlnodes import YNode
-from metadj_bridge.scope.protocol import ASPECT_PRESETS, DENOISING_PRESETS
 
 SCOPE_KEYS = ("url", "pipeline", "aspect", "resolution", "denoising", "input_mode", "interpolation", "sender", "parameters")
 INPUT_KEYS = ("audio", "midi", "osc", "tempo")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from metadj_bridge.mapping.model import (
+from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.model import (
     CycleSettings,
     PanicSettings,
     PromptSpec,
@@ -10,7 +11,6 @@ from metadj_bridge.mapping.model import (
     Theme,
     TransitionSettings,
 )
-from metadj_bridge.profile import fields as f
 from metadj_bridge.profile.names import parameters
 from metadj_bridge.profile.yamlnodes import YNode
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from metadj_bridge.mapping.model import VideoSettings
 from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.model import VideoSettings
 from metadj_bridge.profile.yamlnodes import YNode
 
 VIDEO_KEYS = ("outputs", "size", "fps", "device", "backend", "slate_after", "preview_port", "source", "ref_images")

@@ -15,9 +15,9 @@ import os
 import zlib
 from collections.abc import Callable, Sequence
 
-from metadj_bridge.mapping.model import ShowProfile
 from metadj_bridge.profile.errors import ProfileError
 from metadj_bridge.profile.loader import MAX_FILE_BYTES, load_profile
+from metadj_bridge.profile.model import ShowProfile
 
 log = logging.getLogger(__name__)
 

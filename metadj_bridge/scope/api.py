@@ -78,7 +78,7 @@ def normalise_url(url: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL with any user:password and secret query values (token=, key=, ...) removed, for logs."""
-    from metadj_bridge.logutil import redact_text
+    from metadj_bridge.errors import redact_text
 
     return redact_text(url)
 

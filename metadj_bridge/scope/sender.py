@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from metadj_bridge.scope import protocol
-from metadj_bridge.scope.protocol import ONE_SHOT_KEYS, ParameterSchema
+from metadj_bridge import parameters
+from metadj_bridge.parameters import ONE_SHOT_KEYS, ParameterSchema
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ class ParameterSender:
         now = self._clock()
         if "prompts" in message or "transition" in message:
             prompts = message.get("prompts") or message["transition"].get("target_prompts", [])
-            log.debug("[Scope] Sending prompt: %s", protocol.describe_prompts(prompts))
+            log.debug("[Scope] Sending prompt: %s", parameters.describe_prompts(prompts))
         channel.send(json.dumps(message, separators=(",", ":")))
         self._last_send = now
         self.sent += 1

@@ -28,18 +28,19 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import (
     ConfigError,
     MetaDJError,
+    RateLimitedWarning,
     ScopeConnectionError,
     ScopeError,
     ScopeHTTPError,
     ScopeSessionError,
 )
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import HealthInfo, ScopeClient, redact_url
-from metadj_bridge.scope.protocol import ParameterSchema
 from metadj_bridge.scope.sender import ParameterSender
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class SessionConfig:
     load_params: dict[str, Any] = field(default_factory=dict)
     input_mode: str = "text"
     prompts: Any = "a luminous dancefloor of liquid light"
-    denoising_step_list: list[int] | None = field(default_factory=lambda: list(protocol.DENOISING_PRESETS["quality"]))
+    denoising_step_list: list[int] | None = field(default_factory=lambda: list(parameters.DENOISING_PRESETS["quality"]))
     manage_cache: bool = True
     #: Offer-only keys such as ``vace_enabled`` (kept consistent with the load params by the caller).
     offer_extra: dict[str, Any] = field(default_factory=dict)

@@ -168,7 +168,7 @@ def register_capture_backend(
     ``keep_pixels`` sets how many of the newest frames keep their pixels, ``keep_records`` how many send records
     are kept (a long run as a stand-in camera keeps a few seconds, not an hour). Returns the registered class.
     """
-    import pyvirtualcam  # type: ignore[import-untyped]
+    import pyvirtualcam
 
     backend = CaptureBackend if (keep_pixels, keep_records) == (KEEP_PIXELS, KEEP_RECORDS) else type(
         "CaptureBackend", (CaptureBackend,),

@@ -35,8 +35,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from metadj_bridge.errors import VideoError
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import RateLimitedWarning, VideoError
 from metadj_bridge.video.convert import FrameFitter, check_output_size, i420_frame
 from metadj_bridge.video.sink import FrameSink, ShownFrame
 from metadj_bridge.video.slate import STOPPED, WAITING, slate_i420

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiortc import MediaStreamTrack
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import ConfigError, ParameterError
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import ScopeClient
@@ -105,7 +106,7 @@ def avatar_update(
     """
     message: dict[str, Any] = {}
     if prompts is not None:
-        message["prompts"] = protocol.normalise_prompts(prompts)
+        message["prompts"] = parameters.normalise_prompts(prompts)
     if ref_paths is not None:
         if ref_paths and not vace_enabled:
             raise ParameterError(

@@ -85,7 +85,7 @@ class VirtualCameraSink:
 
     def open(self, width: int, height: int, fps: float) -> None:
         try:
-            import pyvirtualcam  # type: ignore[import-untyped]
+            import pyvirtualcam
         except ImportError as exc:  # pragma: no cover - a dependency, but say what to do if it is gone
             raise VideoOutputError(f"virtual camera: pyvirtualcam is not installed ({exc}); pip install pyvirtualcam") from exc
         from pyvirtualcam import PixelFormat

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from metadj_bridge.errors import MetaDJError
-from metadj_bridge.showlog import ShowRecording, read_show_log
+from metadj_bridge.showlog.log import ShowRecording, read_show_log
 
 __all__ = ["TIMELINE_VERSION", "build_timeline", "export_timeline", "timeline_path_for"]
 

@@ -22,8 +22,7 @@ from typing import Any, TextIO
 import yaml
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.tempo_reading import TempoReading
-from metadj_bridge.signals import Signal, Trigger
+from metadj_bridge.signals import Signal, TempoReading, Trigger
 
 #: A continuous value is printed again when it moved this much, or after this long.
 PRINT_STEP = 1 / 127

@@ -30,7 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 

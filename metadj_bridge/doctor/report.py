@@ -3,7 +3,7 @@
 It checks the profile, this machine (audio input, MIDI controllers, the virtual camera) and the Scope server
 (health, the pipeline, VACE, ICE/TURN, a short real session with its video and pause state), and prints one
 line per finding with the action indented below, or JSON. The exit status is 0 only when no finding blocks
-a show; warnings are fine. The Scope checks live in :mod:`metadj_bridge.doctor_checks`.
+a show; warnings are fine. The Scope checks live in :mod:`metadj_bridge.doctor.checks`.
 
     report = await run_doctor(DoctorOptions(scope_url="http://pod:8000", profile="mappings/club.yaml"))
     print(format_report(report)); sys.exit(0 if report.ok else 1)
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from metadj_bridge.doctor_checks import (
+from metadj_bridge.doctor.checks import (
     Finding,
     Status,
     check_health,
@@ -32,14 +32,13 @@ from metadj_bridge.doctor_checks import (
     check_vace,
     check_video,
 )
-from metadj_bridge.doctor_ice import (
+from metadj_bridge.doctor.ice import (
     check_ice,
 )
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.logutil import redact_text
+from metadj_bridge.errors import ConfigError, redact_text
 
 if TYPE_CHECKING:
-    from metadj_bridge.plan import RunPlan
+    from metadj_bridge.run.plan import RunPlan
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,8 @@ def _redact(value: Any) -> Any:
 def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -> tuple[list[Finding], RunPlan | None]:
     """Load the profile (the bundled default without one) and settle its plan as ``run`` would, with ``settings``
     (``RunOptions`` fields, e.g. from ``METADJ_*`` variables) over it; returns (findings, plan or None)."""
-    from metadj_bridge.plan import RunOptions, bundled_profile, make_plan
     from metadj_bridge.profile import ProfileError, load_profile
+    from metadj_bridge.run.plan import RunOptions, bundled_profile, make_plan
 
     try:
         target = path if path is not None else str(bundled_profile("default"))
@@ -214,7 +213,7 @@ def show_needs(plan: RunPlan | None) -> tuple[str, dict[str, Any], tuple[str, ..
 
 async def run_doctor(options: DoctorOptions) -> Report:
     report = Report()
-    from metadj_bridge.plan import from_environment
+    from metadj_bridge.run.plan import from_environment
 
     try:
         settings = from_environment(os.environ if options.environ is None else options.environ)

@@ -11,17 +11,17 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.midi_decode import (
     Cc14Pair,
     MidiControlConfig,
     RelativeEncoder,
 )
-from metadj_bridge.mapping.model import CycleSettings, PromptSpec, ShowProfile, Theme
-from metadj_bridge.scope import protocol
+from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.scope.api import normalise_url
 
 #: The bundled profiles live in ``mappings/`` beside the package (a checkout or an editable install).
@@ -224,12 +224,12 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     if url is not None:
         url = normalise_url(url)
     if options.aspect is not None:
-        width, height = protocol.ASPECT_PRESETS[options.aspect]
+        width, height = parameters.ASPECT_PRESETS[options.aspect]
     elif scope.resolution is not None:
         width, height = scope.resolution
     else:
-        width, height = protocol.ASPECT_PRESETS[scope.aspect or "16:9"]
-    steps = tuple(protocol.DENOISING_PRESETS[options.denoise]) if options.denoise else tuple(scope.denoising)
+        width, height = parameters.ASPECT_PRESETS[scope.aspect or "16:9"]
+    steps = tuple(parameters.DENOISING_PRESETS[options.denoise]) if options.denoise else tuple(scope.denoising)
     lo = options.min_send_interval if options.min_send_interval is not None else scope.min_send_interval
     hi = options.max_send_interval if options.max_send_interval is not None else scope.max_send_interval
     _check_send_bounds(lo, hi)

@@ -20,20 +20,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from metadj_bridge.errors import ConfigError, ParameterError
-from metadj_bridge.logutil import RateLimitedWarning
-from metadj_bridge.scope import protocol
+from metadj_bridge import parameters
+from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning
 from metadj_bridge.scope.api import redact_url
 from metadj_bridge.scope.sender import DISCRETE_KEYS, PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
-from metadj_bridge.showlog import ShowRecording, read_show_log
+from metadj_bridge.showlog.log import ShowRecording, read_show_log
 
 __all__ = ["ReplayOptions", "ReplayReport", "replay_show", "run_replay"]
 
 log = logging.getLogger(__name__)
 
 #: Keys of a logged initial state that a session's live state cannot take.
-_NOT_LIVE = protocol.OFFER_ONLY_KEYS | protocol.LOAD_ONLY_KEYS | DISCRETE_KEYS
+_NOT_LIVE = parameters.OFFER_ONLY_KEYS | parameters.LOAD_ONLY_KEYS | DISCRETE_KEYS
 
 
 @dataclass
@@ -132,7 +131,7 @@ async def replay_show(
     stop = stop or asyncio.Event()
     if header.input_mode != "text":
         log.warning("the show ran in %s input mode; the replay sends its parameters in text mode", header.input_mode)
-    info = protocol.pipeline_info(header.pipeline)
+    info = parameters.pipeline_info(header.pipeline)
     chunk_frames = options.chunk_frames or info.chunk_frames
     emulator: Any = None
     url = options.scope_url

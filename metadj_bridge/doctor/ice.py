@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from metadj_bridge.doctor_checks import Finding, Status
+from metadj_bridge.doctor.checks import Finding, Status
 from metadj_bridge.errors import (
     ConfigError,
     ScopeError,

@@ -19,8 +19,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Wiring and lifecycle of one running bridge.
 
 ``metadj-bridge run``: the show profile (the bundled default unless ``--profile``) settles the settings
-(:mod:`metadj_bridge.plan`); then the audio analysis, the control inputs, the tempo arbiter, the show runner
+(:mod:`metadj_bridge.run.plan`); then the audio analysis, the control inputs, the tempo arbiter, the show runner
 (mapping engine) and the Scope session (or the built-in emulator when no URL is given) start, and a status
 line shows how it goes. Video sinks plug in here as they arrive.
 """
@@ -16,13 +16,13 @@ import sys
 import time
 from typing import Any, TextIO
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import MetaDJError
-from metadj_bridge.mapping.model import ShowProfile
-from metadj_bridge.plan import RunOptions, RunPlan, bundled_profile, make_plan
-from metadj_bridge.scope import protocol
+from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.run.plan import RunOptions, RunPlan, bundled_profile, make_plan
+from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
-from metadj_bridge.show import ShowRunner
 
 __all__ = ["RunOptions", "run_bridge"]
 
@@ -181,7 +181,7 @@ class TempoHub:
         self.arbiter.update(reading)
 
     def audio(self, update: Any) -> None:
-        from metadj_bridge.inputs.tempo_sources import audio_reading
+        from metadj_bridge.inputs.analyzer import audio_reading
 
         self.status.on_audio(update)
         if self.show is not None:
@@ -305,7 +305,7 @@ def _open_show_log(options: RunOptions, plan: RunPlan, initial: dict[str, Any]) 
     """Every parameter message sent, with its time, to a JSONL file (``export-timeline``, ``replay``)."""
     if (options.show_log or "").lower() == "none":
         return None
-    from metadj_bridge.showlog import ShowLog, default_show_log_path, show_log_header
+    from metadj_bridge.showlog.log import ShowLog, default_show_log_path, show_log_header
 
     header = show_log_header(profile=plan.profile.path, pipeline=plan.pipeline, width=plan.width, height=plan.height,
                              input_mode=plan.input_mode, initial=initial, denoising_step_list=list(plan.denoising))
@@ -378,7 +378,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     if options.rehearse:
         log.info("rehearsal: the built-in emulator at %s's pace, %s, video to the preview",
                  plan.pipeline, "the demo track" if plan.audio == "demo" else "the audio given")
-    info = protocol.pipeline_info(plan.pipeline)
+    info = parameters.pipeline_info(plan.pipeline)
     emulator: Any = None
     url = plan.scope_url
     if url is None:
@@ -471,7 +471,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     show.on_profile = on_profile
     video = None
     status_server: Any = None
-    from metadj_bridge.statusview import StatusView
+    from metadj_bridge.status.view import StatusView
 
     view = StatusView(status.snapshot, status_stream or sys.stderr)
     package_log = logging.getLogger("metadj_bridge")
@@ -495,7 +495,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         if plan.watch:
             await show.watch()
         if plan.status_port is not None:
-            from metadj_bridge.statusserver import StatusServer
+            from metadj_bridge.status.server import StatusServer
 
             status_server = StatusServer(status.snapshot, port=plan.status_port)
             await status_server.start()

@@ -30,10 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metadj_bridge.errors import MetaDJError
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
-from metadj_bridge.mapping.model import ShowProfile
+from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.signals import Signal, Trigger
 

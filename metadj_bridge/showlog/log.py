@@ -29,8 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from metadj_bridge.errors import MetaDJError
-from metadj_bridge.logutil import RateLimitedWarning
+from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 
 __all__ = [
     "FORMAT_VERSION",

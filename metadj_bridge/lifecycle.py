@@ -1,0 +1,156 @@
+"""How every long-running part starts, runs its background tasks and stops: one set of mechanics for all.
+
+- :class:`Lifecycle`: NEW -> RUNNING -> CLOSED. ``begin()`` says whether ``start()`` has work to do (a second
+  start is harmless, a start after close is refused, as httpx's client does); ``end()`` says whether ``aclose()``
+  has (closing twice is harmless).
+- :class:`TaskGroupSet`: named background tasks kept referenced, a failure logged with its traceback, and one
+  ``aclose()`` that cancels and waits for them all.
+- :func:`cancel_and_wait`: stop one task and wait until it has stopped, without swallowing the caller's own
+  cancellation.
+- :func:`stop_signals`: SIGINT and SIGTERM end a command cleanly, SIGHUP reloads (POSIX); on Windows, where the
+  loop cannot take signal handlers, Ctrl+C arrives as KeyboardInterrupt instead.
+
+Ground floor: imports nothing of the project but :mod:`metadj_bridge.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from metadj_bridge.errors import ClosedError
+
+__all__ = ["ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "stop_signals"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Lifecycle:
+    """The state of one part. ``what`` names it in the error a start after close raises."""
+
+    __slots__ = ("state", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.state = State.NEW
+
+    @property
+    def running(self) -> bool:
+        return self.state is State.RUNNING
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def begin(self) -> bool:
+        """True when a ``start()`` should open things now; False when already running. Raises once closed."""
+        if self.state is State.CLOSED:
+            raise ClosedError(f"this {self.what} is closed; make a new one")
+        if self.state is State.RUNNING:
+            return False
+        self.state = State.RUNNING
+        return True
+
+    def end(self) -> bool:
+        """True the first time (``aclose()`` has work to do), False after."""
+        if self.state is State.CLOSED:
+            return False
+        self.state = State.CLOSED
+        return True
+
+
+async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has finished; its own exception or cancellation is not raised here.
+
+    If the caller itself is cancelled while waiting, that cancellation propagates (the task is still
+    cancelled).
+    """
+    if task is None or task.done():
+        if task is not None and not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" warning
+        return
+    task.cancel()
+    try:
+        await asyncio.wait({task})
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
+class TaskGroupSet:
+    """Background tasks of one part: named, referenced until done, failures logged, cancelled together.
+
+    Unlike :class:`asyncio.TaskGroup`, one task failing does not stop the others: a part's helpers (a
+    reader, a watchdog, a timer) each end on their own.
+    """
+
+    def __init__(self, owner: str, logger: logging.Logger | None = None) -> None:
+        self.owner = owner
+        self._log = logger or log
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(list(self._tasks))
+
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.owner}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._log.error("%s: background task %s failed", self.owner, task.get_name(), exc_info=exc)
+
+    async def aclose(self) -> None:
+        """Cancel every task and wait until all have finished. Safe to call twice."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+@contextlib.contextmanager
+def stop_signals(on_stop: Callable[[], None], on_reload: Callable[[], None] | None = None) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM call ``on_stop``; SIGHUP calls ``on_reload`` where given (POSIX).
+
+    Must be entered on the running loop's thread. Where the loop cannot take signal handlers (Windows,
+    a loop outside the main thread) nothing is installed and Ctrl+C arrives as KeyboardInterrupt.
+    """
+    loop = asyncio.get_running_loop()
+    wanted: list[tuple[signal.Signals, Callable[[], None]]] = [(signal.SIGINT, on_stop), (signal.SIGTERM, on_stop)]
+    hup = getattr(signal, "SIGHUP", None)
+    if on_reload is not None and hup is not None:
+        wanted.append((hup, on_reload))
+    installed: list[signal.Signals] = []
+    for sig, handler in wanted:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
