@@ -38,35 +38,58 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to a Scope server, load the pipeline, stream parameters and receive its video. "
         "Without --scope the built-in Scope emulator is started in this process.",
     )
-    run.add_argument("--profile", metavar="FILE", help="the show profile (YAML); default: the bundled mappings/default.yaml")
-    run.add_argument("--rehearse", action="store_true", default=None, help="rehearse the profile without a GPU: the built-in emulator at a GPU's pace, the demo track, the browser preview")
+    run.add_argument("--profile", metavar="FILE",
+                     help="the show profile (YAML); default: the bundled mappings/default.yaml")
+    run.add_argument("--rehearse", action="store_true", default=None,
+                     help="rehearse the profile without a GPU: the built-in emulator at a GPU's pace, the demo track, "
+                     "the browser preview")
     run.add_argument("--scope", metavar="URL", help="Scope server root, e.g. http://127.0.0.1:8000 or https://<pod>-8000.proxy.runpod.net")
     run.add_argument("--pipeline", metavar="ID", help="pipeline to load (default: the profile's, longlive)")
-    run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS), help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832 (default: the profile's)")
-    run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS), help="denoising steps preset (default: the profile's, quality)")
-    run.add_argument("--prompt", action="append", metavar="TEXT", help="prompt; replaces the profile's themes (give several to cycle through them)")
-    run.add_argument("--cycle", type=int, metavar="BARS", help="bars per theme when themes cycle by themselves (default: the profile's)")
+    run.add_argument("--aspect", choices=sorted(ASPECT_PRESETS),
+                     help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832 (default: the profile's)")
+    run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS),
+                     help="denoising steps preset (default: the profile's, quality)")
+    run.add_argument("--prompt", action="append", metavar="TEXT",
+                     help="prompt; replaces the profile's themes (give several to cycle through them)")
+    run.add_argument("--cycle", type=int, metavar="BARS",
+                     help="bars per theme when themes cycle by themselves (default: the profile's)")
     run.add_argument("--no-watch", action="store_true", help="do not reload the profile when its file is saved")
-    run.add_argument("--status-port", type=int, metavar="PORT", help="serve GET /status (JSON) and /metrics (Prometheus) on 127.0.0.1:PORT")
-    run.add_argument("--show-log", metavar="FILE|none", help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a new file in the state folder")
+    run.add_argument("--status-port", type=int, metavar="PORT",
+                     help="serve GET /status (JSON) and /metrics (Prometheus) on 127.0.0.1:PORT")
+    run.add_argument("--show-log", metavar="FILE|none",
+                     help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a "
+                     "new file in the state folder")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="run this long, then exit cleanly")
-    run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS", help="rebuild the session when no frame arrives for this long (default: 5)")
-    run.add_argument("--min-send-interval", type=float, metavar="SECONDS", help="never send parameters faster than this (default: the profile's, 1/30 s)")
-    run.add_argument("--max-send-interval", type=float, metavar="SECONDS", help="never hold a change longer than this (default: the profile's, 2 s)")
+    run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS",
+                     help="rebuild the session when no frame arrives for this long (default: 5)")
+    run.add_argument("--min-send-interval", type=float, metavar="SECONDS",
+                     help="never send parameters faster than this (default: the profile's, 1/30 s)")
+    run.add_argument("--max-send-interval", type=float, metavar="SECONDS",
+                     help="never hold a change longer than this (default: the profile's, 2 s)")
     audio = run.add_mutually_exclusive_group()
     audio.add_argument("--audio-file", metavar="WAV", help="listen to this WAV file (looped) instead of the demo track")
-    audio.add_argument("--audio-device", metavar="NAME|INDEX", help="listen to this audio input (see `metadj-bridge devices`)")
+    audio.add_argument("--audio-device", metavar="NAME|INDEX",
+                       help="listen to this audio input (see `metadj-bridge devices`)")
     audio.add_argument("--no-audio", action="store_true", help="do not listen to any audio")
-    run.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs (name part or re:REGEX) for clock and controls (default: the profile's)")
+    run.add_argument("--midi", action="append", default=[], metavar="PATTERN",
+                     help="MIDI inputs (name part or re:REGEX) for clock and controls (default: the profile's)")
     run.add_argument("--midi-virtual", metavar="NAME", help="open a virtual MIDI input that DAWs can send to")
-    run.add_argument("--osc-port", type=int, metavar="PORT", help="listen for OSC from Resolume/Ableton on this UDP port")
+    run.add_argument("--osc-port", type=int, metavar="PORT",
+                     help="listen for OSC from Resolume/Ableton on this UDP port")
     run.add_argument("--osc-host", help="OSC listen address (default: the profile's, 127.0.0.1)")
-    run.add_argument("--link", action="store_true", help="join Ableton Link as a follower (pip install \"metadj-bridge[link]\")")
+    run.add_argument("--link", action="store_true",
+                     help="join Ableton Link as a follower (pip install \"metadj-bridge[link]\")")
     run.add_argument("--osc-out", metavar="HOST:PORT", help="send BPM and beats to a TouchOSC layout or another app")
-    run.add_argument("--output", metavar="LIST", help="video outputs: vcam, preview, record:FILE.mp4 (comma-separated), or none (default: the profile's, vcam)")
-    run.add_argument("--preview-port", type=int, metavar="PORT", help="port of the browser preview on 127.0.0.1 (default: the profile's, 8765)")
-    run.add_argument("--video-source", metavar="CAMERA|FILE", help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: the profile's, else the first camera)")
-    run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
+    run.add_argument("--output", metavar="LIST",
+                     help="video outputs: vcam, preview, record:FILE.mp4 (comma-separated), or none (default: the "
+                     "profile's, vcam)")
+    run.add_argument("--preview-port", type=int, metavar="PORT",
+                     help="port of the browser preview on 127.0.0.1 (default: the profile's, 8765)")
+    run.add_argument("--video-source", metavar="CAMERA|FILE",
+                     help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: "
+                     "the profile's, else the first camera)")
+    run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS",
+                     help="frame rate of the built-in emulator (default: 20)")
 
     listen = sub.add_parser(
         "listen",
@@ -76,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = listen.add_mutually_exclusive_group()
     source.add_argument("--file", metavar="WAV", help="a 16- or 24-bit PCM WAV file")
-    source.add_argument("--device", metavar="NAME|INDEX", help="an audio input (see `metadj-bridge devices`); default: the system's default input")
+    source.add_argument("--device", metavar="NAME|INDEX",
+                        help="an audio input (see `metadj-bridge devices`); default: the system's default input")
     source.add_argument("--demo", action="store_true", help="play the bundled demo track in real time")
-    listen.add_argument("--json", action="store_true", help='one JSON object per beat or onset: {"t", "event", "bpm", "confidence"}')
+    listen.add_argument("--json", action="store_true",
+                        help='one JSON object per beat or onset: {"t", "event", "bpm", "confidence"}')
     listen.add_argument("--realtime", action="store_true", default=None, help="play --file at its real speed")
     listen.add_argument("--loop", action="store_true", help="loop the file or demo track")
     listen.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
@@ -102,10 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("profiles", nargs="+", metavar="PROFILE", help="a YAML show profile")
 
     def control_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--midi", action="append", default=[], metavar="PATTERN", help="MIDI inputs whose name contains PATTERN (or re:REGEX); default: every input")
+        p.add_argument("--midi", action="append", default=[], metavar="PATTERN",
+                       help="MIDI inputs whose name contains PATTERN (or re:REGEX); default: every input")
         p.add_argument("--virtual", metavar="NAME", help="also open a virtual MIDI input that DAWs can send to")
         p.add_argument("--no-midi", action="store_true", help="do not listen to MIDI")
-        p.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
+        p.add_argument("--osc-host", default="127.0.0.1",
+                       help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
         p.add_argument("--osc-port", type=int, default=7001, help="OSC listen port (default 7001)")
         p.add_argument("--no-osc", action="store_true", help="do not listen to OSC")
         p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
@@ -124,8 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     control_args(learn)
     learn.add_argument("--name", default="control", help="the slot name in the snippet (default: control)")
-    learn.add_argument("--write", metavar="PROFILE", help="insert the snippet into this profile under mappings: (comments are kept)")
-    learn.add_argument("--target", metavar="TARGET", help="what the control drives, e.g. prompt.mix or action.pulse_noise (default: noise_scale for a knob, theme.next for a pad)")
+    learn.add_argument("--write", metavar="PROFILE",
+                       help="insert the snippet into this profile under mappings: (comments are kept)")
+    learn.add_argument("--target", metavar="TARGET",
+                       help="what the control drives, e.g. prompt.mix or action.pulse_noise (default: noise_scale for "
+                       "a knob, theme.next for a pad)")
 
     switch = sub.add_parser(
         "switch",
@@ -135,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in its profile, or run --osc-port).",
     )
     switch.add_argument("profile", metavar="PROFILE", help="the profile file to switch to")
-    switch.add_argument("--to", default="127.0.0.1:7001", metavar="HOST:PORT", help="the bridge's OSC port (default 127.0.0.1:7001)")
+    switch.add_argument("--to", default="127.0.0.1:7001", metavar="HOST:PORT",
+                        help="the bridge's OSC port (default 127.0.0.1:7001)")
 
     emulate = sub.add_parser(
         "emulate",
@@ -163,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
     replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
-    replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR", help="play faster (2) or slower (0.5) than the show (default: 1)")
-    replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS", help="frame rate of the built-in emulator (default: 20)")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR",
+                        help="play faster (2) or slower (0.5) than the show (default: 1)")
+    replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS",
+                        help="frame rate of the built-in emulator (default: 20)")
 
     doctor = sub.add_parser(
         "doctor",
@@ -175,10 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
     doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
     doctor.add_argument("--json", action="store_true", help="the findings as JSON")
-    doctor.add_argument("--listen", type=float, default=3.0, metavar="SECONDS", help="how long to watch the video (default: 3)")
+    doctor.add_argument("--listen", type=float, default=3.0, metavar="SECONDS",
+                        help="how long to watch the video (default: 3)")
     doctor.add_argument("--load-timeout", type=float, default=180.0, metavar="SECONDS",
                         help="how long loading the show's pipeline may take (default: 180)")
-    doctor.add_argument("--no-video", action="store_true", help="do not open a session (leaves Scope's pipeline as it is)")
+    doctor.add_argument("--no-video", action="store_true",
+                        help="do not open a session (leaves Scope's pipeline as it is)")
     return parser
 
 
@@ -188,7 +223,8 @@ def setup_logging(verbosity: int) -> None:
 
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity else "%(asctime)s %(levelname)s %(message)s",
+        format=("%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity
+                else "%(asctime)s %(levelname)s %(message)s"),
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
@@ -225,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return eventloop.run(run_listen(options))
         if args.command in ("monitor", "learn"):
-            from metadj_bridge.soundcheck.monitor import ControlOptions, run_learn, run_monitor
+            from metadj_bridge.soundcheck.learn import run_learn
+            from metadj_bridge.soundcheck.monitor import ControlOptions, run_monitor
 
             control = ControlOptions(
                 midi=args.midi, virtual=args.virtual, no_midi=args.no_midi, osc_host=args.osc_host,
@@ -262,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if not args.verbose:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
-            replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed, emulator_fps=args.emulator_fps)
+            replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed,
+                                   emulator_fps=args.emulator_fps)
             return eventloop.run(run_replay(replay))
         if args.command == "doctor":
             from metadj_bridge.doctor.report import doctor_main, options_from_args
@@ -281,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a performer's mistake: short message, traceback with -v
         if args.verbose:
             log.exception("unexpected failure")
-        print(f"error: unexpected {type(exc).__name__}: {redact_text(str(exc))} (run with -v for the traceback)", file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {redact_text(str(exc))} (run with -v for the traceback)",
+              file=sys.stderr)
         return 1
     return 0
 

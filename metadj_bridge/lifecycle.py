@@ -7,6 +7,7 @@
   ``aclose()`` that cancels and waits for them all.
 - :func:`cancel_and_wait`: stop one task and wait until it has stopped, without swallowing the caller's own
   cancellation.
+- :func:`supervised`: run a long-running part again when it fails, with a growing pause, while the others go on.
 - :func:`stop_signals`: SIGINT and SIGTERM end a command cleanly, SIGHUP reloads (POSIX); on Windows, where the
   loop cannot take signal handlers, Ctrl+C arrives as KeyboardInterrupt instead.
 
@@ -20,12 +21,12 @@ import contextlib
 import enum
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from metadj_bridge.errors import ClosedError
 
-__all__ = ["ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "stop_signals"]
+__all__ = ["ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "stop_signals", "supervised"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class Lifecycle:
             return False
         self.state = State.RUNNING
         return True
+
+    def failed(self) -> None:
+        """The start just begun did not open: the part is new again (a later ``start()`` tries again)."""
+        if self.state is State.RUNNING:
+            self.state = State.NEW
 
     def end(self) -> bool:
         """True the first time (``aclose()`` has work to do), False after."""
@@ -129,6 +135,28 @@ class TaskGroupSet:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+async def supervised(
+    name: str, part: Callable[[], Awaitable[None]], *, first_delay: float = 1.0, max_delay: float = 30.0
+) -> None:
+    """Run ``part()`` and run it again when it fails, with a growing pause; a part that returns is done."""
+    delay = first_delay
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        try:
+            await part()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if loop.time() - began > 60.0:  # it ran well for a while: this is a new problem, start over
+                delay = first_delay
+            log.exception("%s stopped unexpectedly; restarting it in %.0f s (the rest of the show goes on)",
+                          name, delay)
+        await asyncio.sleep(delay)
+        delay = min(max_delay, delay * 2)
 
 
 @contextlib.contextmanager

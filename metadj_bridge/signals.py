@@ -1,12 +1,17 @@
 """The vocabulary that crosses the middle of the program (design.md).
 
-Inputs produce **signals** (a named continuous value with a time, e.g. ``audio.energy``) and **triggers**
-(a named event with a time, e.g. ``audio.beat``). The mapping engine knows nothing about devices; the
-inputs know nothing about Scope.
+Inputs produce **signals** (a named continuous value with a time, e.g. ``audio.energy``), **triggers**
+(a named event with a time, e.g. ``audio.beat``) and **tempo readings**, and deliver all three through one
+small interface (:class:`InputSink`) into one store (:class:`SignalBoard`). The BeatClock's arbiter turns the
+readings into one :class:`TempoState`. The mapping engine knows nothing about devices; the inputs know nothing
+about Scope.
+
+Ground floor: pure, imports nothing of the project.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,40 +49,72 @@ AUDIO_SIGNALS = (
 AUDIO_TRIGGERS = ("audio.onset", "audio.beat")
 
 
-class SignalTarget(Protocol):
-    """Anything signals can be published to: a :class:`SignalBoard`, or a running show."""
+class InputSink(Protocol):
+    """The one way in: what every input (MIDI, OSC, Link, MIDI clock, audio) delivers into, on the event loop.
+
+    ``set`` a continuous value (the latest wins), ``fire`` an event, hand over a ``tempo`` reading. A running
+    bridge's sink is its :class:`SignalBoard`; ``monitor`` prints instead.
+    """
 
     def set(self, signal: Signal) -> None: ...
 
     def fire(self, trigger: Trigger) -> None: ...
 
+    def tempo(self, reading: TempoReading) -> None: ...
+
+
+#: Signals and triggers under these prefixes come from the music, not from a performer's hands.
+_NOT_CONTROLS = ("audio.", "tempo.")
+
 
 class SignalBoard:
-    """Latest value of every signal, plus listeners for triggers. Lives on the event loop only."""
+    """The one store of what the inputs say (event loop only): an :class:`InputSink`.
 
-    def __init__(self) -> None:
-        self.values: dict[str, Signal] = {}
+    - ``values``: the latest value of every signal, by name (what the mapping engine reads each step);
+    - the triggers that arrived since the show last took them (``take_triggers``), at most ``max_pending``
+      (beyond that the oldest go: a flood while nobody steps the show must not grow memory);
+    - tempo readings are passed to the ``on_tempo`` listeners (the tempo hub and its arbiter), and triggers to the
+      ``on_trigger`` listeners as they arrive;
+    - ``last_control``: the control a performer touched last, for the status view.
+    """
+
+    def __init__(self, max_pending: int = 4096) -> None:
+        self.values: dict[str, float] = {}
+        self._pending: deque[Trigger] = deque(maxlen=max_pending)
         self._trigger_listeners: list[Callable[[Trigger], None]] = []
-        self._signal_listeners: list[Callable[[Signal], None]] = []
+        self._tempo_listeners: list[Callable[[TempoReading], None]] = []
+        self.last_control = ""
 
     def set(self, signal: Signal) -> None:
-        self.values[signal.name] = signal
-        for listener in self._signal_listeners:
-            listener(signal)
+        self.values[signal.name] = signal.value
+        if not signal.name.startswith(_NOT_CONTROLS):
+            self.last_control = f"{signal.name} {signal.value:.2f}"
 
     def fire(self, trigger: Trigger) -> None:
+        if not trigger.name.startswith(_NOT_CONTROLS):
+            self.last_control = trigger.name
+        self._pending.append(trigger)
         for listener in self._trigger_listeners:
             listener(trigger)
 
+    def tempo(self, reading: TempoReading) -> None:
+        for listener in self._tempo_listeners:
+            listener(reading)
+
     def get(self, name: str, default: float = 0.0) -> float:
-        signal = self.values.get(name)
-        return signal.value if signal is not None else default
+        return self.values.get(name, default)
+
+    def take_triggers(self) -> list[Trigger]:
+        """The triggers that arrived since the last call, oldest first."""
+        taken = list(self._pending)
+        self._pending.clear()
+        return taken
 
     def on_trigger(self, listener: Callable[[Trigger], None]) -> None:
         self._trigger_listeners.append(listener)
 
-    def on_signal(self, listener: Callable[[Signal], None]) -> None:
-        self._signal_listeners.append(listener)
+    def on_tempo(self, listener: Callable[[TempoReading], None]) -> None:
+        self._tempo_listeners.append(listener)
 
 
 # ------------------------------------------------------------------------------------------ tempo

@@ -83,7 +83,8 @@ async def run_sender(name: str, url: str, pacer: PacerConfig, seconds: float, se
     await session.start()
     try:
         await session.wait_streaming(timeout=30)
-        while session.frames_received < 2 * pacer.chunk_frames:  # steady state first
+        # Steady state first (a poll: the session has no event for "N frames received").
+        while session.frames_received < 2 * pacer.chunk_frames:  # noqa: ASYNC110 - see above
             await asyncio.sleep(0.05)
         sid = session.session_id
         rng = random.Random(seed)
@@ -157,7 +158,7 @@ async def bench_scope(args: argparse.Namespace) -> None:
         sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(port),
         "--chunk-frames", str(args.chunk_frames), "--fps", str(args.fps), "--load-seconds", "0.2",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = await asyncio.to_thread(subprocess.Popen, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(300):
@@ -225,8 +226,9 @@ def bench_audio_cpu() -> None:
     for name, values in (("features+onset+aubio tempo", feature_us), ("BeatClock", clock_us), ("whole set", total_us)):
         arr = np.array(values)
         print(
-            f"  {name:<28} median {np.median(arr):6.1f} us  mean {arr.mean():6.1f} us  p95 {np.percentile(arr, 95):6.1f} us"
-            f"  = {np.median(arr) * hop_rate / 1e4:.2f}% of one core (median), {arr.mean() * hop_rate / 1e4:.2f}% (mean)"
+            f"  {name:<28} median {np.median(arr):6.1f} us  mean {arr.mean():6.1f} us  "
+            f"p95 {np.percentile(arr, 95):6.1f} us  = {np.median(arr) * hop_rate / 1e4:.2f}% of one core (median), "
+            f"{arr.mean() * hop_rate / 1e4:.2f}% (mean)"
         )
 
 
@@ -287,9 +289,9 @@ async def bench_audio_live(seconds: float) -> None:
     if shutil.which("jackd") is None:
         print("\nlive path: skipped, jackd is not installed (apt-get install jackd2)")
         return
-    from metadj_bridge.inputs.analysis import hop_size_for
+    from metadj_bridge.inputs.analysis_config import hop_size_for
     from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
-    from metadj_bridge.inputs.audio import LiveInputSource
+    from metadj_bridge.inputs.live_audio import LiveInputSource
     from tests.jackrig import JackPlayer, JackServer, portaudio_on
 
     sr = 44100
@@ -410,7 +412,8 @@ def _stats(values_s: list[float]) -> str:
     import numpy as np
 
     arr = np.array(values_s) * 1000
-    return f"median {np.median(arr):.3f} ms  p95 {np.percentile(arr, 95):.3f} ms  max {arr.max():.3f} ms  (n={len(arr)})"
+    return (f"median {np.median(arr):.3f} ms  p95 {np.percentile(arr, 95):.3f} ms  max {arr.max():.3f} ms  "
+            f"(n={len(arr)})")
 
 
 def bench_midi_clock() -> None:
@@ -448,6 +451,7 @@ async def bench_osc_control(messages: int) -> None:
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     from metadj_bridge.inputs.osc import OscInput
+    from metadj_bridge.signals import Signal, SignalBoard
 
     sent: dict[int, float] = {}
     ours: list[float] = []
@@ -467,8 +471,15 @@ async def bench_osc_control(messages: int) -> None:
             if seq in bare_sent:
                 bare.append(time.monotonic() - bare_sent[seq])
 
+    class Timing(SignalBoard):
+        """The bridge's store, timing each value as it is stored."""
+
+        def set(self, signal: Signal) -> None:
+            super().set(signal)
+            on_signal(signal)
+
     bare_sent: dict[int, float] = {}
-    osc = OscInput("127.0.0.1", 0, on_signal=on_signal)
+    osc = OscInput("127.0.0.1", 0, sink=Timing())
     await osc.start()
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(Bare, local_addr=("127.0.0.1", 0))
@@ -513,7 +524,8 @@ async def bench_osc_control(messages: int) -> None:
     idle = 100 * (time.process_time() - idle_c0) / (time.monotonic() - idle_w0)
     print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core, median of {CPU_ROUNDS} "
           f"({_rounds(cpus)}); idle {idle:.1f}% (target <= 5%)")
-    print(f"  the same 1,000 packets/s into a bare UDP protocol on the same loop (the floor here): {floor:.1f}% ({_rounds(floors)})")
+    print(f"  the same 1,000 packets/s into a bare UDP protocol on the same loop (the floor here): {floor:.1f}% "
+          f"({_rounds(floors)})")
 
 
 async def bench_midi_control(messages: int) -> None:
@@ -528,6 +540,7 @@ async def bench_midi_control(messages: int) -> None:
     import mido
 
     from metadj_bridge.inputs.midi import MidiInput
+    from metadj_bridge.signals import SignalBoard
     from tests.jackrig import JackServer
 
     backend_name = "mido.backends.rtmidi/UNIX_JACK"
@@ -536,7 +549,6 @@ async def bench_midi_control(messages: int) -> None:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         try:
             backend = mido.Backend(backend_name)
-            sent: list[float] = []
             ours: list[float] = []
             raw: list[float] = []
             count = {"n": 0}
@@ -558,7 +570,9 @@ async def bench_midi_control(messages: int) -> None:
             # Controller stand-ins: virtual outputs that our input (and a raw rtmidi input) open by name.
             ctrl = backend.open_output("ctrl", virtual=True, client_name="benchctrl")
             raw_ctrl = backend.open_output("ctrl", virtual=True, client_name="benchraw")
-            midi = MidiInput(["re:^benchctrl:"], on_event=on_event, backend=backend_name)
+            board = SignalBoard()  # the bridge's store; note-ons are triggers, timed as they arrive on it
+            board.on_trigger(on_event)
+            midi = MidiInput(["re:^benchctrl:"], sink=board, backend=backend_name)
             await midi.start()
             import rtmidi
 
@@ -581,7 +595,8 @@ async def bench_midi_control(messages: int) -> None:
             thread.start()
             await asyncio.to_thread(thread.join)
             await asyncio.sleep(0.3)
-            print("\nMIDI in -> trigger on the event loop (note-ons through JACK MIDI, dummy driver, 256-frame period):")
+            print("\nMIDI in -> trigger on the event loop "
+                  "(note-ons through JACK MIDI, dummy driver, 256-frame period):")
             print(f"  ours (rtmidi thread -> decode -> loop): {_stats(ours)}")
             print(f"  bare rtmidi callback (transport):     {_stats(raw)}")
             import numpy as np
@@ -597,10 +612,11 @@ async def bench_midi_control(messages: int) -> None:
 
             async def ours_cpu() -> float:
                 cmd = [sys_mod.executable, "-c", _SENDER, "midi", "benchcpu", "1000", "6"]
-                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                proc = await asyncio.to_thread(subprocess.Popen, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               text=True)
                 assert proc.stdout is not None and proc.stdin is not None
                 proc.stdout.readline()  # "port": its virtual output exists
-                quiet = MidiInput(["re:^benchcpu:"], on_event=lambda e: None, backend=backend_name)
+                quiet = MidiInput(["re:^benchcpu:"], sink=SignalBoard(), backend=backend_name)
                 await quiet.start()
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
@@ -611,7 +627,8 @@ async def bench_midi_control(messages: int) -> None:
             async def floor_cpu() -> float:
                 # rtmidi's JACK client with a callback that does nothing, same sender.
                 floor_cmd = [sys_mod.executable, "-c", _SENDER, "midi", "benchfloor", "1000", "6"]
-                floor_proc = subprocess.Popen(floor_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                floor_proc = await asyncio.to_thread(subprocess.Popen, floor_cmd, stdin=subprocess.PIPE,
+                                                     stdout=subprocess.PIPE, text=True)
                 assert floor_proc.stdout is not None and floor_proc.stdin is not None
                 floor_proc.stdout.readline()
                 bare_in = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="benchfloorin")
@@ -629,8 +646,8 @@ async def bench_midi_control(messages: int) -> None:
                 cpus.append(await ours_cpu())
                 floors.append(await floor_cpu())
             cpu, floor = statistics.median(cpus), statistics.median(floors)
-            print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core, median of {CPU_ROUNDS} "
-                  f"({_rounds(cpus)}) (target <= 5%)")
+            print(f"  CPU at 1,000 messages/s (sender in another process): {cpu:.1f}% of one core, "
+                  f"median of {CPU_ROUNDS} ({_rounds(cpus)}) (target <= 5%)")
             print(f"  the same into a bare python-rtmidi callback that does nothing (the floor here): {floor:.1f}% "
                   f"({_rounds(floors)})")
         finally:
@@ -655,7 +672,7 @@ async def bench_audio(args: argparse.Namespace) -> None:
 def _mapping_bench_profile(count: int) -> object:
     """A show profile with ``count`` mappings in a realistic mix (smoothing, curves, ranges, LFOs, envelopes,
     thresholds, quantised triggers, several combine rules) spread over the runtime parameters."""
-    from metadj_bridge.mapping import model as m
+    from metadj_bridge.profile import model as m
 
     themes = tuple(
         m.Theme(f"theme{i}", tuple(m.PromptSpec(f"prompt {i}.{j}") for j in range(4)), blend=i % 2 == 1,
@@ -909,9 +926,9 @@ def bench_video(args: argparse.Namespace) -> None:
         frames, decode = _video_clip(width, height, VIDEO_FRAMES)
         clips[(width, height)] = frames
         convert, send = _video_per_frame(width, height, frames)
-        after = [c + s for c, s in zip(convert, send)]
-        print(f"  {width}x{height}: decode {ms(decode):.2f} ms  convert {ms(convert):.2f} ms  camera send {ms(send):.2f} ms"
-              f"  -> after decode {ms(after):.2f} ms (p95 {ms(after, 0.95):.2f});"
+        after = [c + s for c, s in zip(convert, send, strict=True)]
+        print(f"  {width}x{height}: decode {ms(decode):.2f} ms  convert {ms(convert):.2f} ms  "
+              f"camera send {ms(send):.2f} ms  -> after decode {ms(after):.2f} ms (p95 {ms(after, 0.95):.2f});"
               f" with decode one core keeps up with {1000 / (ms(decode) + ms(after)):.0f} fps")
     convert, send = _video_per_frame(1920, 1080, clips[(1024, 576)])
     print(f"  1024x576 scaled into a 1920x1080 camera: convert {ms(convert):.2f} ms  camera send {ms(send):.2f} ms")
@@ -921,7 +938,8 @@ def bench_video(args: argparse.Namespace) -> None:
         shown, live, elapsed = asyncio.run(_video_top_rate(width, height, frames, args.seconds))
         print(f"  {width}x{height}: {shown / elapsed:.0f} fps ({live / elapsed:.0f} of them new frames)")
 
-    print(f"video: added delay from arrival (push) to camera send, 30 fps camera, frames at ~20 fps for {args.seconds:g} s")
+    print("video: added delay from arrival (push) to camera send, 30 fps camera, frames at ~20 fps for "
+          f"{args.seconds:g} s")
     for (width, height), frames in clips.items():
         delays, skipped = asyncio.run(_video_delay(width, height, frames, args.seconds))
         print(f"  {width}x{height}: median {ms(delays):.1f} ms  p95 {ms(delays, 0.95):.1f} ms  (one period is 33.3 ms;"
@@ -949,9 +967,9 @@ def bench_daemon(args: argparse.Namespace) -> None:
     own = [s.own_mb for s in samples]
     print(f"  CPU: median {statistics.median(cpu):.1f}% of one core, max {max(cpu):.1f}% over {len(cpu)} 10-s "
           "windows (target <= 35%)")
-    print(f"  RSS: median {statistics.median(rss):.0f} MB, max {max(rss):.0f} MB, of which JACK's shared memory segment "
-          f"(MIDI through JACK) {samples[-1].shm_mb:.0f} MB; the bridge's own: median {statistics.median(own):.0f} MB, "
-          f"max {max(own):.0f} MB (target <= 250 MB)")
+    print(f"  RSS: median {statistics.median(rss):.0f} MB, max {max(rss):.0f} MB, of which JACK's shared memory "
+          f"segment (MIDI through JACK) {samples[-1].shm_mb:.0f} MB; "
+          f"the bridge's own: median {statistics.median(own):.0f} MB, max {max(own):.0f} MB (target <= 250 MB)")
     print(f"  RSS growth {soak.slope_per_hour(samples, 'rss_mb'):+.1f} MB/h (target <= 10 MB/h; scripts/soak.py runs "
           "an hour)")
     print(f"  open file descriptors: {samples[0].fds} -> {samples[-1].fds}")
@@ -968,10 +986,14 @@ def main(argv: list[str] | None = None) -> int:
     audio.add_argument("--live-seconds", type=float, default=20.0)
     control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
     control.add_argument("--messages", type=int, default=10000)
-    mapping = sub.add_parser("mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz; hot reload delay")
+    mapping = sub.add_parser(
+        "mapping", help="MappingEngine.step() cost on a generated 100-mapping profile at 86 Hz; hot reload delay"
+    )
     mapping.add_argument("--mappings", type=int, default=100)
     mapping.add_argument("--seconds", type=float, default=60.0)
-    video = sub.add_parser("video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay")
+    video = sub.add_parser(
+        "video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay"
+    )
     video.add_argument("--seconds", type=float, default=3.0)
     daemon = sub.add_parser("daemon", help="whole-daemon CPU and RSS on the standard show (default 5 minutes)")
     daemon.add_argument("--seconds", type=float, default=300.0)

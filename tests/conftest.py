@@ -69,10 +69,11 @@ class EmulatorProcess:
         self._stderr: Any = None
 
     async def start(self) -> None:
-        cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(self.port),
+               *self.args]
         self._close_stderr()
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        self.proc = await asyncio.to_thread(subprocess.Popen, cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:

@@ -20,9 +20,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.03) -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], Any], limit: float, what: str, interval: float = 0.03) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy, for at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):
@@ -30,7 +30,7 @@ async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, inte
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {limit:g} s waiting for {what}")
         await asyncio.sleep(interval)
 
 
@@ -47,3 +47,36 @@ class ColourTrack(VideoStreamTrack):
         frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         return frame
+
+
+class RecordingSink:
+    """An input sink (``metadj_bridge.signals.InputSink``) that keeps what an input delivers, in order."""
+
+    def __init__(self) -> None:
+        from metadj_bridge.signals import Signal, TempoReading, Trigger
+
+        self.signals: list[Signal] = []
+        self.triggers: list[Trigger] = []
+        self.tempos: list[TempoReading] = []
+        #: Signals and triggers together, in arrival order.
+        self.events: list[Signal | Trigger] = []
+
+    def set(self, signal: Any) -> None:
+        self.signals.append(signal)
+        self.events.append(signal)
+
+    def fire(self, trigger: Any) -> None:
+        self.triggers.append(trigger)
+        self.events.append(trigger)
+
+    def tempo(self, reading: Any) -> None:
+        self.tempos.append(reading)
+
+
+def tempo_sink(listener: Callable[[Any], None]) -> Any:
+    """A signal board whose tempo readings go to ``listener`` (what a tempo hub does in a running bridge)."""
+    from metadj_bridge.signals import SignalBoard
+
+    board = SignalBoard()
+    board.on_tempo(listener)
+    return board

@@ -86,7 +86,8 @@ class JackServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"JACK server {self.name!r} is already running")
         jack = _jack()
-        cmd = ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.samplerate), "-p", str(self.period)]
+        cmd = ["jackd", "-n", self.name, "--no-realtime",
+               "-d", "dummy", "-r", str(self.samplerate), "-p", str(self.period)]
         self._close_log()
         self._log = tempfile.TemporaryFile()
         # preexec_fn only calls prctl, which is safe between fork and exec even with threads running.
@@ -103,7 +104,9 @@ class JackServer:
             except jack.JackOpenError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"JACK server {self.name!r} did not accept clients within {timeout:g} s") from None
+                    raise RuntimeError(
+                        f"JACK server {self.name!r} did not accept clients within {timeout:g} s"
+                    ) from None
                 time.sleep(0.03)
                 continue
             probe.close()
@@ -253,7 +256,9 @@ class JackPlayer:
         deadline = time.monotonic() + timeout
         while not (ports := self.capture_ports()):
             if time.monotonic() > deadline:
-                raise AssertionError(f"no capture ports appeared on JACK server {self.server.name!r} within {timeout:g} s")
+                raise AssertionError(
+                    f"no capture ports appeared on JACK server {self.server.name!r} within {timeout:g} s"
+                )
             time.sleep(0.02)
         for port in ports:
             if port.name not in {p.name for p in self.client.get_all_connections(self.port)}:
@@ -263,7 +268,7 @@ class JackPlayer:
     def play(self, audio: np.ndarray | str | Path) -> None:
         """Start playing from the next cycle; a WAV path is read with the project's reader."""
         if isinstance(audio, (str, Path)):
-            from metadj_bridge.inputs.audio import read_wav
+            from metadj_bridge.inputs.wav import read_wav
 
             data, rate = read_wav(audio)
             if rate != self.samplerate:
@@ -325,5 +330,7 @@ class JackPlayer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -43,7 +43,7 @@ def profile() -> ShowProfile:
 
 
 def test_the_profile_decides_what_abletonosc_is_asked_for() -> None:
-    assert listen_requests(profile()) == [
+    assert listen_requests(profile().names_read()) == [
         *SONG_REQUESTS,
         ("/live/track/start_listen/playing_slot_index", (1,)),
         ("/live/track/start_listen/volume", (3,)),
@@ -57,7 +57,7 @@ async def test_requests_reach_abletonosc_at_start_and_again_on_demand() -> None:
     live = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # AbletonOSC's listening socket stand-in
     live.bind(("127.0.0.1", 0))
     live.setblocking(False)
-    requests = AbletonListenRequests(profile(), port=live.getsockname()[1], refresh=60.0)
+    requests = AbletonListenRequests(listen_requests(profile().names_read()), port=live.getsockname()[1], refresh=60.0)
     loop = asyncio.get_running_loop()
 
     async def receive(n: int) -> list[tuple[str, list[object]]]:

@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.analysis import (
-    AnalysisConfig,
-    FeatureExtractor,
-    HopFeatures,
-    hop_size_for,
-    measure_cost,
-    window_size_for,
-)
+from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
+from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for, window_size_for
+from metadj_bridge.inputs.analysis_cost import measure_cost
 
 SR = 44100
 UNIT_FIELDS = ("energy", "centroid", "flatness", "flatness_norm", "low", "mid", "high", "onset_strength")

@@ -31,7 +31,9 @@ async def test_identical_pipeline_is_reused_and_different_params_reload(emulator
         status = await scope.ensure_pipeline(["longlive"], SMALL, timeout=10, on_progress=progress.append)
         assert status.status == "loaded" and progress == []  # nothing reloaded
         bigger = {"width": 320, "height": 192}
-        status = await scope.ensure_pipeline(["longlive"], bigger, timeout=10, poll_interval=0.05, on_progress=progress.append)
+        status = await scope.ensure_pipeline(
+            ["longlive"], bigger, timeout=10, poll_interval=0.05, on_progress=progress.append
+        )
         assert status.load_params == bigger
         assert progress and progress[0] == "loading pipeline longlive"
 
@@ -77,8 +79,8 @@ async def test_asset_upload_returns_a_server_path(emulator: ScopeEmulator, tmp_p
         with pytest.raises(ConfigError, match="cannot read asset"):
             await scope.upload_asset(tmp_path / "missing.png")
     # The emulator runs on this machine, so its server paths can be read back.
-    assert Path(from_file).read_bytes() == image.read_bytes()
-    assert Path(from_bytes).read_bytes() == b"raw bytes"
+    assert Path(from_file).read_bytes() == image.read_bytes()  # noqa: ASYNC240 - a test reads a small file back
+    assert Path(from_bytes).read_bytes() == b"raw bytes"  # noqa: ASYNC240 - a test reads a small file back
     assert Path(from_file).name.endswith("ref.png")
 
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from metadj_bridge.run.bridge import supervised
+from metadj_bridge.lifecycle import supervised
 
 
 async def test_a_failing_part_is_restarted_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:

@@ -17,17 +17,10 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.audio import (
-    AudioBlock,
-    AudioFormatError,
-    InputDevice,
-    LiveInputSource,
-    WavFileSource,
-    find_input_device,
-    list_input_devices,
-    parse_channels,
-    read_wav,
-)
+from metadj_bridge.inputs.audio import AudioBlock, WavFileSource
+from metadj_bridge.inputs.audio_devices import InputDevice, find_input_device, list_input_devices, parse_channels
+from metadj_bridge.inputs.live_audio import LiveInputSource
+from metadj_bridge.inputs.wav import AudioFormatError, read_wav
 from tests.jackrig import JackPlayer, JackServer
 
 log = logging.getLogger(__name__)
@@ -330,7 +323,7 @@ def test_live_capture_through_jack_matches_what_was_played(jack_server: JackServ
     clean = len(played) if np.all(np.abs(offsets - start) <= 2) else int(clicks[np.argmax(np.abs(offsets - start) > 2)])
     np.testing.assert_allclose(captured[start : start + clean], played[:clean], atol=1e-6)  # float32 untouched
     assert source.dropped == 0
-    latencies = [blocks[f // HOP].captured_at - player.played_at(int(c)) for f, c in zip(found, clicks)]  # type: ignore[operator]
+    latencies = [blocks[f // HOP].captured_at - player.played_at(int(c)) for f, c in zip(found, clicks, strict=True)]  # type: ignore[operator]
     # Played sample -> its hop handed out; includes waiting for the rest of the hop (see with --log-cli-level=INFO).
     log.info("capture latency: median %.2f ms, max %.2f ms", 1000 * np.median(latencies), 1000 * max(latencies))
     assert 0 <= np.median(latencies) < 0.05
@@ -345,7 +338,8 @@ def test_live_device_by_name_and_index(jack_server: JackServer) -> None:
         source.close()
     with pytest.raises(ConfigError) as caught:
         LiveInputSource("Scarlett", hop_size=HOP)
-    assert "'Scarlett'" in str(caught.value) and f"[{device.index}] system - JACK Audio Connection Kit" in str(caught.value)
+    assert "'Scarlett'" in str(caught.value)
+    assert f"[{device.index}] system - JACK Audio Connection Kit" in str(caught.value)
     with pytest.raises(ConfigError, match=r"within this device's inputs \(1-2\)"):
         LiveInputSource("system", hop_size=HOP, channels="3")
 
@@ -379,7 +373,7 @@ def test_live_source_close_wakes_the_reader_and_is_safe_twice(jack_server: JackS
 def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
     jack_server: JackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.audio")
+    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.live_audio")
     with LiveInputSource("system", hop_size=HOP, loss_timeout=0.3, reopen_interval=0.3) as source, \
             JackPlayer(jack_server) as player:
         player.connect_to_captures()
@@ -417,7 +411,7 @@ logging.getLogger("metadj_bridge").addHandler(Collect())
 
 server = JackServer().start()
 os.environ["JACK_DEFAULT_SERVER"] = server.name
-from metadj_bridge.inputs.audio import LiveInputSource
+from metadj_bridge.inputs.live_audio import LiveInputSource
 
 def read_for(seconds):
     blocks, end = [], time.monotonic() + seconds
@@ -456,13 +450,15 @@ def test_jack_server_stopping_gives_silence_one_warning_and_a_clean_exit() -> No
     """Runs in its own process: after a JACK server loss PortAudio can never be terminated in that process."""
     JackServer()  # skips when jackd is not installed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", SERVER_LOSS], cwd=ROOT, env=env, capture_output=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SERVER_LOSS], cwd=ROOT, env=env, capture_output=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     result = json.loads(done.stdout.decode().strip().splitlines()[-1])
     assert result["heard_before"] and result["silent_when_lost"] and result["contiguous"]
     # Silence at the hop rate (86/s); a loaded machine makes a reader catch up in bursts, so allow a band.
     assert result["lost"] > 100 and 70 <= result["rate"] <= 110
-    # A restarted server with the same name is out of reach (see metadj_bridge/inputs/audio.py).
+    # A restarted server with the same name is out of reach (see metadj_bridge/inputs/live_audio.py).
     assert result["still_lost_after_restart"]
     (warning,) = result["warnings"]
     assert "JACK server stopped" in warning and "restart metadj-bridge" in warning

@@ -108,7 +108,8 @@ async def test_reference_images_upload_to_the_assets_endpoint(emulator: ScopeEmu
         paths = await upload_ref_images(client, [str(face), "scope:/already/there.png"])
     assert paths[1] == "/already/there.png"
     assert Path(paths[0]).name.endswith("face.png")
-    assert Path(paths[0]).read_bytes() == face.read_bytes()  # the emulator stores assets on this machine
+    # The emulator stores assets on this machine.
+    assert Path(paths[0]).read_bytes() == face.read_bytes()  # noqa: ASYNC240 - a test reads a small file back
 
 
 async def test_avatar_mode_end_to_end_with_a_video_file_as_the_webcam(emulator: ScopeEmulator, tmp_path: Path) -> None:
@@ -163,7 +164,8 @@ async def _check_echo(frames: list[av.VideoFrame]) -> None:
 
 
 async def _check_vace_on_both_sides(emulator: ScopeEmulator, ref_paths: list[str], face: Path) -> None:
-    assert len(ref_paths) == 1 and Path(ref_paths[0]).read_bytes() == face.read_bytes()
+    assert len(ref_paths) == 1
+    assert Path(ref_paths[0]).read_bytes() == face.read_bytes()  # noqa: ASYNC240 - a test reads a small file back
     status = await emulator_get(emulator.url, "/api/v1/pipeline/status")
     assert status["load_params"] == {"height": 576, "width": 320, "vace_enabled": True}
     offer = (await emulator_get(emulator.url, "/_emulator/log"))["offers"][-1]
@@ -180,7 +182,7 @@ async def _check_update(
     mask.write_bytes(b"\x89PNG-mask")
     message = await setup.update(client, sender, prompts="me, as marble", ref_images=[str(mask)])
     new_path = message["vace_ref_images"][0]
-    assert Path(new_path).read_bytes() == mask.read_bytes()
+    assert Path(new_path).read_bytes() == mask.read_bytes()  # noqa: ASYNC240 - a test reads a small file back
 
     async def arrived() -> bool:
         log = await emulator_get(emulator.url, "/_emulator/log")

@@ -72,7 +72,8 @@ themes:
 """
 SMALL_LOAD = {"width": 256, "height": 144, "vace_enabled": False}
 #: Short waits: the emulator loads in 0.1 s and streams at once.
-FAST = {"listen": 1.0, "first_frame_timeout": 5.0, "watch": 0.6, "load_timeout": 10.0, "connect_timeout": 10.0, "ice_timeout": 0.5}
+FAST = {"listen": 1.0, "first_frame_timeout": 5.0, "watch": 0.6, "load_timeout": 10.0, "connect_timeout": 10.0,
+        "ice_timeout": 0.5}
 
 
 @pytest.fixture
@@ -142,7 +143,8 @@ async def test_metadj_variables_settle_what_is_checked_as_for_run(make_emulator:
     rehearsal = await run_doctor(DoctorOptions(environ={**environ, "METADJ_REHEARSE": "1"}, **FAST))
     assert only(rehearsal, "scope").status is Status.SKIPPED
     broken = await run_doctor(DoctorOptions(environ={"METADJ_OSC_PORT": "seven"}, profile=profile, **FAST))
-    assert only(broken, "environment").status is Status.PROBLEM and "METADJ_OSC_PORT" in only(broken, "environment").summary
+    environment = only(broken, "environment")
+    assert environment.status is Status.PROBLEM and "METADJ_OSC_PORT" in environment.summary
 
 
 # ------------------------------------------------------------------------------------------------ the URL and health
@@ -160,7 +162,8 @@ def test_url_advice_names_the_root() -> None:
     assert problem is not None and root is None and "no scheme" in problem.summary
 
 
-async def test_the_wrong_health_path_is_a_problem_and_the_root_is_checked(make_emulator: MakeEmulator, profile: str) -> None:
+async def test_the_wrong_health_path_is_a_problem_and_the_root_is_checked(make_emulator: MakeEmulator,
+                                                                          profile: str) -> None:
     emu = await make_emulator()
     report = await run_doctor(DoctorOptions(scope_url=emu.url + "/api/v1/health", profile=profile, video=False, **FAST))
     assert not report.ok
@@ -214,7 +217,8 @@ async def html_server() -> AsyncIterator[str]:
 async def test_a_server_that_is_not_scope_is_named(html_server: str, profile: str) -> None:
     report = await run_doctor(DoctorOptions(scope_url=html_server, profile=profile, **FAST))
     scope = only(report, "scope")
-    assert scope.status is Status.PROBLEM and scope.details["kind"] == "not-scope" and "not a Scope server" in scope.action
+    assert scope.status is Status.PROBLEM and scope.details["kind"] == "not-scope"
+    assert "not a Scope server" in scope.action
     assert only(report, "pipeline").status is Status.SKIPPED and not report.ok
 
 
@@ -324,7 +328,8 @@ async def test_vace_loaded_on_the_server_without_images(make_emulator: MakeEmula
         await client.ensure_pipeline(["longlive"], {"width": 256, "height": 144, "vace_enabled": True})
     report = await run_doctor(DoctorOptions(scope_url=emu.url, profile=profile, video=False, **FAST))
     vace = only(report, "vace")
-    assert vace.status is Status.WARNING and "vace_enabled: true" in vace.summary and "vace_enabled: false" in vace.action
+    assert vace.status is Status.WARNING
+    assert "vace_enabled: true" in vace.summary and "vace_enabled: false" in vace.action
 
 
 def test_paused_state() -> None:
@@ -426,7 +431,7 @@ async def test_ice_servers_are_probed(make_emulator: MakeEmulator, ice_far_ends:
         {"urls": f"turns:127.0.0.1:{free_port()}"},
     ])
     async with ScopeClient(emu.url) as client:
-        findings = await check_ice(client, timeout=0.5)
+        findings = await check_ice(client, wait_s=0.5)
     by_url = {f.details["url"]: f for f in findings if "url" in f.details}
     assert by_url[f"stun:127.0.0.1:{stun_port}"].status is Status.OK
     assert "STUN binding answered" in by_url[f"stun:127.0.0.1:{stun_port}"].summary
@@ -441,7 +446,7 @@ async def test_a_remote_scope_without_turn_warns_about_nat() -> None:
         return httpx.Response(200, json={"iceServers": [{"urls": ["stun:127.0.0.1:9"]}]})
 
     async with ScopeClient("https://abc-8000.proxy.runpod.net", transport=httpx.MockTransport(scope)) as client:
-        findings = await check_ice(client, timeout=0.3)
+        findings = await check_ice(client, wait_s=0.3)
     nat = [f for f in findings if f.details.get("remote")]
     assert len(nat) == 1 and nat[0].status is Status.WARNING and "NAT" in nat[0].action and "TURN" in nat[0].summary
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -108,10 +110,10 @@ class ClientPeer:
     def send(self, message: dict[str, Any]) -> None:
         self.channel.send(json.dumps(message))
 
-    async def frames_after(self, n: int, timeout: float = 10) -> list[np.ndarray]:
-        """Wait for ``n`` frames more than now and return them."""
+    async def frames_after(self, n: int, wait_s: float = 10) -> list[np.ndarray]:
+        """Wait (at most ``wait_s`` seconds) for ``n`` frames more than now and return them."""
         start = len(self.frames)
-        await wait_for(lambda: len(self.frames) >= start + n, timeout, f"{n} more frames")
+        await wait_for(lambda: len(self.frames) >= start + n, wait_s, f"{n} more frames")
         return [image for _, image in self.frames[start : start + n]]
 
     async def close(self) -> None:
@@ -183,7 +185,9 @@ async def test_old_single_id_load_body_is_refused_with_400(make_emu: EmulatorFac
     assert ok.json() == {"message": "Pipeline loading initiated successfully"}
 
 
-async def test_legacy_server_wants_pipeline_id_and_says_so_with_422(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+async def test_legacy_server_wants_pipeline_id_and_says_so_with_422(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient
+) -> None:
     emu = await make_emu(legacy_api=True)
     body = {"pipeline_ids": ["longlive"], "load_params": SMALL}
     response = await http.post(emu.url + "/api/v1/pipeline/load", json=body)
@@ -225,16 +229,21 @@ async def _first_status(http: httpx.AsyncClient, emu: ScopeEmulator, status: str
     return st if st["status"] == status else None  # type: ignore[no-any-return]
 
 
-async def test_status_stays_stale_right_after_loading_another_pipeline(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+async def test_status_stays_stale_right_after_loading_another_pipeline(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient
+) -> None:
     emu = await make_emu(stale_seconds=0.4)
     await load(http, emu, "longlive", **SMALL)
-    await http.post(emu.url + "/api/v1/pipeline/load", json={"pipeline_ids": ["streamdiffusionv2"], "load_params": SMALL})
+    await http.post(emu.url + "/api/v1/pipeline/load",
+                    json={"pipeline_ids": ["streamdiffusionv2"], "load_params": SMALL})
     stale = (await http.get(emu.url + "/api/v1/pipeline/status")).json()
     assert (stale["status"], stale["pipeline_id"]) == ("loaded", "longlive")
     await wait_for(lambda: _status_is(http, emu, "loaded", "streamdiffusionv2"), 5, "the new pipeline")
 
 
-async def test_failed_load_shows_error_once_and_the_reason_only_in_the_log(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+async def test_failed_load_shows_error_once_and_the_reason_only_in_the_log(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient
+) -> None:
     emu = await make_emu(stale_seconds=0.0)
     assert (await http.post(emu.url + "/_emulator/faults", json={"fail_load": True})).status_code == 200
     await http.post(emu.url + "/api/v1/pipeline/load", json={"pipeline_ids": ["longlive"]})
@@ -244,7 +253,8 @@ async def test_failed_load_shows_error_once_and_the_reason_only_in_the_log(make_
     assert after["status"] == "not_loaded"
     tail = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 50})).json()
     assert tail["offset"] >= len(tail["lines"]) > 0
-    assert any("Pipeline 'longlive' failed to load: emulated failure (fail_load fault switch)" in line for line in tail["lines"])
+    reason = "Pipeline 'longlive' failed to load: emulated failure (fail_load fault switch)"
+    assert any(reason in line for line in tail["lines"])
 
 
 async def test_offer_before_load_is_400_and_string_prompts_are_422(
@@ -312,7 +322,7 @@ async def test_video_mode_returns_the_input_at_its_own_size(
     colour = (200, 40, 90)
     peer = peers(ColourTrack(colour, (160, 96)))
     await peer.connect(http, emu.url, {"pipeline_ids": ["passthrough"], "input_mode": "video"})
-    frames = await peer.frames_after(8, timeout=15)
+    frames = await peer.frames_after(8, wait_s=15)
     assert frames[-1].shape == (96, 160, 3)
     mean = frames[-1].reshape(-1, 3).mean(axis=0)
     assert np.abs(mean - np.array(colour)).max() < 20, mean
@@ -341,7 +351,8 @@ async def test_full_queue_drops_the_newest_message(
     params = (await http.get(emu.url + "/api/v1/session/parameters")).json()
     assert params["seq"] == queued - 1 and params["noise_scale"] == (queued - 1) / 100
     metrics = (await http.get(emu.url + "/api/v1/session/metrics")).json()
-    assert (metrics["messages_received"], metrics["messages_dropped"], metrics["messages_applied"]) == (20, 20 - queued, queued)
+    counts = (metrics["messages_received"], metrics["messages_dropped"], metrics["messages_applied"])
+    assert counts == (20, 20 - queued, queued)
 
 
 async def _all_received(http: httpx.AsyncClient, emu: ScopeEmulator, n: int) -> dict[str, Any] | None:
@@ -349,7 +360,9 @@ async def _all_received(http: httpx.AsyncClient, emu: ScopeEmulator, n: int) -> 
     return log if len(log["received"]) >= n else None
 
 
-async def _applied_count(http: httpx.AsyncClient, emu: ScopeEmulator, session_id: str, n: int) -> list[dict[str, Any]] | None:
+async def _applied_count(
+    http: httpx.AsyncClient, emu: ScopeEmulator, session_id: str, n: int
+) -> list[dict[str, Any]] | None:
     applied = await applied_for(http, emu, session_id)
     return applied if len(applied) >= n else None
 
@@ -366,9 +379,9 @@ async def test_one_message_is_applied_per_chunk(
         peer.send({"base_seed": seq})
     applied = await wait_for(lambda: _applied_count(http, emu, session_id, 6), 5, "6 applied messages")
     chunks = [e["chunk"] for e in applied]
-    assert [b - a for a, b in zip(chunks, chunks[1:])] == [1] * 5, chunks
+    assert [b - a for a, b in pairwise(chunks)] == [1] * 5, chunks
     times = [e["t"] for e in applied]
-    assert min(b - a for a, b in zip(times, times[1:])) >= 0.8 * period, times
+    assert min(b - a for a, b in pairwise(times)) >= 0.8 * period, times
     # t is time.monotonic() of the emulator, the same clock as this test's.
     assert applied[0]["t"] <= time.monotonic()
 
@@ -400,17 +413,17 @@ async def test_pause_freezes_the_picture_and_resume_moves_it_again(
     peer = peers()
     session_id = await peer.connect(http, emu.url, TEXT_OFFER)
     moving = await peer.frames_after(4)
-    assert min(mean_diff(a, b) for a, b in zip(moving, moving[1:])) > 1.0
+    assert min(mean_diff(a, b) for a, b in pairwise(moving)) > 1.0
     peer.send({"paused": True})
     await asyncio.sleep(0.4)  # frames already in flight
     chunk_paused = (await http.get(emu.url + "/api/v1/session/metrics")).json()["chunk_index"]
     frozen = await peer.frames_after(6)  # the last frame is re-sent while paused
-    assert max(mean_diff(a, b) for a, b in zip(frozen, frozen[1:])) < 1.0
+    assert max(mean_diff(a, b) for a, b in pairwise(frozen)) < 1.0
     assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["chunk_index"] == chunk_paused
     peer.send({"paused": False})
     await asyncio.sleep(0.3)
     resumed = await peer.frames_after(4)
-    assert min(mean_diff(a, b) for a, b in zip(resumed, resumed[1:])) > 1.0
+    assert min(mean_diff(a, b) for a, b in pairwise(resumed)) > 1.0
     assert "paused" not in (await http.get(emu.url + "/api/v1/session/parameters")).json()
     assert len(await applied_for(http, emu, session_id)) == 2
 
@@ -525,7 +538,9 @@ async def test_garbage_parameter_values_do_not_stop_the_stream(
     assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["base_seed"] == "abc"
 
 
-async def test_fault_switches_reject_unknown_keys_and_bad_values(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+async def test_fault_switches_reject_unknown_keys_and_bad_values(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient
+) -> None:
     emu = await make_emu()
     url = emu.url + "/_emulator/faults"
     assert (await http.post(url, json={"explode": True})).status_code == 422
@@ -533,16 +548,17 @@ async def test_fault_switches_reject_unknown_keys_and_bad_values(make_emu: Emula
     state = (await http.post(url, json={"slow_load": 0.5})).json()
     assert (state["slow_load"], state["fail_load"], state["stale_seconds"]) == (0.5, False, 0.2)
 
-async def test_uploaded_asset_is_stored_and_its_path_returned(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
+async def test_uploaded_asset_is_stored_and_its_path_returned(
+    make_emu: EmulatorFactory, http: httpx.AsyncClient
+) -> None:
     emu = await make_emu()
     data = b"\x89PNG fake image bytes"
     response = await http.post(emu.url + "/api/v1/assets", params={"filename": "../ref.png"}, content=data)
     body = response.json()
     assert (body["filename"], body["size_bytes"]) == ("ref.png", len(data))
-    with open(body["path"], "rb") as stored:
-        assert stored.read() == data
+    assert await asyncio.to_thread(Path(body["path"]).read_bytes) == data
     await emu.aclose()
-    assert not os.path.exists(body["path"])  # the temp dir goes with the emulator
+    assert not os.path.exists(body["path"])  # noqa: ASYNC240 - the temp dir goes with the emulator (a local stat)
 
 
 # ---- lifecycle and the command line -----------------------------------------------------------
@@ -575,8 +591,9 @@ async def test_module_runs_standalone_and_stops_cleanly_on_sigterm(http: httpx.A
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(port), "--chunk-frames", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(port),
+           "--chunk-frames", "4"]
+    proc = await asyncio.to_thread(subprocess.Popen, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
 
         async def healthy() -> bool:

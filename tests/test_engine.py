@@ -240,7 +240,8 @@ def test_outputs_stay_inside_the_schema(steps: list[tuple[float, dict[str, float
 
 
 def test_trigger_latches_its_velocity_into_a_parameter() -> None:
-    d = Driver(MappingEngine(show(trig("midi.note.1.40", Target("parameter", "vace_context_scale"), Range(0, 1, 0, 2)))))
+    latch = trig("midi.note.1.40", Target("parameter", "vace_context_scale"), Range(0, 1, 0, 2))
+    d = Driver(MappingEngine(show(latch)))
     assert "vace_context_scale" not in d.step().parameters
     assert d.step({}, Trigger("midi.note.1.40", 0.0, {"velocity": 0.25})).parameters["vace_context_scale"] == 0.5
     assert d.step().parameters["vace_context_scale"] == 0.5
@@ -610,8 +611,8 @@ def test_an_osc_trigger_value_is_its_hit_value() -> None:
 
 def test_an_untouched_control_leaves_the_theme_value_until_it_moves() -> None:
     # OCEAN sets noise_scale 0.5; a fader mapped to noise_scale that nobody has moved must not pull it to 0.
-    untouched = Driver(MappingEngine(show(Mapping("fader", SignalSource("midi.cc.1.7"), (), Target("parameter", "noise_scale")),
-                                          start_theme="ocean")))
+    fader = Mapping("fader", SignalSource("midi.cc.1.7"), (), Target("parameter", "noise_scale"))
+    untouched = Driver(MappingEngine(show(fader, start_theme="ocean")))
     assert untouched.step().parameters["noise_scale"] == 0.5
     assert untouched.step({"midi.cc.1.7": 0.9}).parameters["noise_scale"] == 0.9
     assert untouched.engine.feedback().get(("cc", 1, 7)) == 0.9

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from metadj_bridge.inputs import synth
-from metadj_bridge.inputs.analysis import hop_size_for
+from metadj_bridge.inputs.analysis_config import hop_size_for
 from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
-from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource
+from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.evaluation import f_measure
+from metadj_bridge.inputs.live_audio import LiveInputSource
 
 
 async def analyse(source: Any, until: asyncio.Future[Any] | None = None) -> tuple[list[float], list[float], float]:
@@ -85,7 +86,7 @@ def test_demo_track_is_generated_once_into_the_cache(tmp_path: Path, monkeypatch
     assert path.exists() and path.is_relative_to(tmp_path)
     stamp = path.stat().st_mtime_ns
     assert synth.demo_track_path() == path and path.stat().st_mtime_ns == stamp  # reused, not rewritten
-    from metadj_bridge.inputs.audio import read_wav
+    from metadj_bridge.inputs.wav import read_wav
 
     samples, rate = read_wav(path)
     assert rate == 44100 and 30 <= len(samples) / rate <= 60

@@ -23,14 +23,7 @@ import mido
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.midi import (
-    MidiInput,
-    MidiOutput,
-    device_key,
-    list_midi_ports,
-    port_matcher,
-    publish_to,
-)
+from metadj_bridge.inputs.midi import MidiInput
 from metadj_bridge.inputs.midi_decode import (
     Cc14Pair,
     MidiControlConfig,
@@ -38,6 +31,8 @@ from metadj_bridge.inputs.midi_decode import (
     RelativeEncoder,
     RelativeMode,
 )
+from metadj_bridge.inputs.midi_ports import device_key, list_midi_ports, port_matcher
+from metadj_bridge.outputs.midi_feedback import MidiOutput
 from metadj_bridge.signals import Signal, SignalBoard, Trigger
 from tests.helpers import wait_for
 
@@ -126,15 +121,19 @@ def test_config_errors_name_the_value() -> None:
     assert RelativeEncoder(channel=1, cc=1, mode="offset64").mode is RelativeMode.OFFSET64  # type: ignore[arg-type]
 
 
-def test_publish_to_board() -> None:
+def test_decoded_midi_on_the_signal_board() -> None:
     board = SignalBoard()
     fired: list[Trigger] = []
     board.on_trigger(fired.append)
-    publish = publish_to(board)
     for event in MidiDecoder().decode(mido.Message("note_on", note=36, velocity=127), 4.0):
-        publish(event)
+        if isinstance(event, Signal):
+            board.set(event)
+        else:
+            board.fire(event)
     assert board.get("midi.note.1.36") == 1.0
     assert fired == [Trigger("midi.note.1.36", 4.0, {"velocity": 1.0})]
+    assert board.take_triggers() == fired and board.take_triggers() == []
+    assert board.last_control.startswith("midi.note.1.36")
 
 
 def test_device_key_ignores_alsa_numbers() -> None:
@@ -213,9 +212,15 @@ class Collector:
         self.events: list[Any] = []
         self.arrived: list[float] = []
 
-    def __call__(self, event: Any) -> None:
+    # An input sink: MIDI delivers signals and triggers here.
+    def set(self, event: Any) -> None:
         self.events.append(event)
         self.arrived.append(time.monotonic())
+
+    fire = set
+
+    def tempo(self, reading: Any) -> None:
+        pass
 
     def last(self, name: str, kind: type = Signal) -> Any:
         for event in reversed(self.events):
@@ -235,7 +240,7 @@ async def test_decoded_signals_arrive_over_jack(midi_jack: Any) -> None:
             RelativeEncoder(1, 22, RelativeMode.SIGN_MAGNITUDE, step=0.1, initial=1.0),
         ],
     )
-    midi = MidiInput([sender.name], on_event=got, controls=controls, backend=JACK_BACKEND)
+    midi = MidiInput([sender.name], sink=got, controls=controls, backend=JACK_BACKEND)
     try:
         await midi.start()
         assert midi.port_names == [sender.name]
@@ -287,7 +292,7 @@ async def test_virtual_input_and_several_patterns(midi_jack: Any) -> None:
     a, b = Sender(midi_jack, "deck"), Sender(midi_jack, "deck")
     got = Collector()
     name = f"metadj-in-{next(_ids)}"
-    midi = MidiInput([a.name, f"re:^{b.client}:"], virtual_name=name, on_event=got, backend=JACK_BACKEND)
+    midi = MidiInput([a.name, f"re:^{b.client}:"], virtual_name=name, sink=got, backend=JACK_BACKEND)
     daw: Any = None
     try:
         await midi.start()
@@ -322,7 +327,7 @@ async def test_hot_plug_reattaches_within_a_second(midi_jack: Any, caplog: pytes
     sender = Sender(midi_jack, "pads", client=f"hotplug{next(_ids)}")
     got = Collector()
     controls = MidiControlConfig(relative=[RelativeEncoder(1, 20, step=0.25)])
-    midi = MidiInput([sender.name], on_event=got, controls=controls, backend=JACK_BACKEND, poll_interval=0.2)
+    midi = MidiInput([sender.name], sink=got, controls=controls, backend=JACK_BACKEND, poll_interval=0.2)
     caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.midi")
     try:
         await midi.start()
@@ -352,11 +357,17 @@ async def test_broken_listener_does_not_stop_input(midi_jack: Any, caplog: pytes
     sender = Sender(midi_jack)
     seen: list[Any] = []
 
-    def broken(event: Any) -> None:
-        seen.append(event)
-        raise RuntimeError("listener bug")
+    class Broken:
+        def set(self, event: Any) -> None:
+            seen.append(event)
+            raise RuntimeError("listener bug")
 
-    midi = MidiInput([sender.name], on_event=broken, backend=JACK_BACKEND)
+        fire = set
+
+        def tempo(self, reading: Any) -> None:
+            pass
+
+    midi = MidiInput([sender.name], sink=Broken(), backend=JACK_BACKEND)
     try:
         await midi.start()
         for value in range(5):
@@ -374,7 +385,7 @@ async def test_cc_latency_and_latest_wins(midi_jack: Any) -> None:
     arrives with the last value last."""
     sender = Sender(midi_jack)
     got = Collector()
-    midi = MidiInput([sender.name], on_event=got, backend=JACK_BACKEND)
+    midi = MidiInput([sender.name], sink=got, backend=JACK_BACKEND)
     try:
         await midi.start()
         latencies = []
@@ -458,7 +469,7 @@ async def test_output_follows_a_replugged_device(midi_jack: Any, caplog: pytest.
 
     receiver = plug()
     out = MidiOutput(f"{name}:in", backend=JACK_BACKEND, retry_interval=0.2)
-    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.midi")
+    caplog.set_level(logging.INFO, logger="metadj_bridge.outputs.midi_feedback")
     try:
         await out.start()
         out.send_cc(2, 7, 0.5)
@@ -481,7 +492,7 @@ def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.Log
     from metadj_bridge.inputs import midi as midi_module
 
     got = Collector()
-    midi = MidiInput(["unused"], on_event=got)
+    midi = MidiInput(["unused"], sink=got)
     limit = midi_module._QUEUE_LIMIT
     for i in range(limit + 5):  # what rtmidi's thread does while the loop is stuck
         midi._enqueue([0x90, i % 128, 1], float(i), "unused")
@@ -512,7 +523,7 @@ async def test_unknown_backend_is_a_config_error() -> None:
 
 async def test_a_controller_plugged_in_after_the_start_is_picked_up(midi_jack: Any, caplog: pytest.LogCaptureFixture) -> None:
     got = Collector()
-    midi = MidiInput(["latecomer"], on_event=got, backend=JACK_BACKEND, wait_for_ports=True, poll_interval=0.2)
+    midi = MidiInput(["latecomer"], sink=got, backend=JACK_BACKEND, wait_for_ports=True, poll_interval=0.2)
     try:
         await midi.start()  # nothing called "latecomer" yet: the show starts anyway
         assert midi.port_names == []

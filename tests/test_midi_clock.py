@@ -152,6 +152,7 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
     import mido
 
     from metadj_bridge.inputs.midi import MidiInput
+    from tests.helpers import tempo_sink
     from tests.jackrig import JackServer
 
     bpm, seconds = 128.0, 4.0
@@ -164,7 +165,7 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
         sender = backend.open_output("clock", virtual=True, client_name="clock-sender")
         clock = RecordingClock()
         readings: list = []
-        midi = MidiInput(["clock-sender:clock"], clock=clock, on_tempo=readings.append, backend=backend_name)
+        midi = MidiInput(["clock-sender:clock"], clock=clock, sink=tempo_sink(readings.append), backend=backend_name)
         stop = threading.Event()
         late: list[float] = []  # how far each tick really went out from the steady grid
 

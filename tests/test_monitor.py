@@ -15,7 +15,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.signals import Signal, Trigger
-from metadj_bridge.soundcheck.monitor import Learner, MonitorPrinter, insert_into_profile
+from metadj_bridge.soundcheck.learn import Learner, insert_into_profile
+from metadj_bridge.soundcheck.monitor import MonitorPrinter
 from tests.helpers import free_port
 
 
@@ -30,12 +31,12 @@ class FakeClock:
 def test_printer_shows_every_trigger_and_only_moving_values() -> None:
     out, clock = io.StringIO(), FakeClock()
     printer = MonitorPrinter(out, clock)
-    printer.event(Signal("midi.cc.1.74", 0.5, 0.0))
-    printer.event(Signal("midi.cc.1.74", 0.5001, 0.0))  # no visible change: not printed again
-    printer.event(Trigger("midi.note.10.36", 0.0, {"velocity": 0.8}))
-    printer.event(Trigger("midi.note.10.36", 0.0, {"velocity": 0.8}))
+    printer.set(Signal("midi.cc.1.74", 0.5, 0.0))
+    printer.set(Signal("midi.cc.1.74", 0.5001, 0.0))  # no visible change: not printed again
+    printer.fire(Trigger("midi.note.10.36", 0.0, {"velocity": 0.8}))
+    printer.fire(Trigger("midi.note.10.36", 0.0, {"velocity": 0.8}))
     clock.now = 1.0
-    printer.event(Signal("midi.cc.1.74", 0.5001, 1.0))  # unchanged, but a while later: printed
+    printer.set(Signal("midi.cc.1.74", 0.5001, 1.0))  # unchanged, but a while later: printed
     lines = out.getvalue().splitlines()
     assert lines == [
         "signal  midi.cc.1.74  0.500",
@@ -48,20 +49,20 @@ def test_printer_shows_every_trigger_and_only_moving_values() -> None:
 def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
     clock = FakeClock()
     pad = Learner(clock)
-    pad.event(Signal("midi.cc.1.1", 0.50, 0.0))
-    pad.event(Trigger("midi.note.10.36", 0.0, {"velocity": 1.0}))
+    pad.set(Signal("midi.cc.1.1", 0.50, 0.0))
+    pad.fire(Trigger("midi.note.10.36", 0.0, {"velocity": 1.0}))
     assert pad.done.is_set() and pad.learned is not None
     assert pad.learned.snippet("kick_pad") == "kick_pad:\n  trigger: midi.note.10.36\n  target: theme.next\n"
     assert pad.learned.snippet("kick_pad", "action.pulse_noise").endswith("  target: action.pulse_noise\n")
 
     knob = Learner(clock)
-    knob.event(Signal("midi.cc.1.7", 0.40, 0.0))  # a jittery fader that barely moves is not it
-    knob.event(Signal("midi.cc.1.7", 0.42, 0.0))
-    knob.event(Signal("midi.cc.1.74", 0.10, 0.0))
-    knob.event(Signal("midi.cc.1.74", 0.30, 0.0))
+    knob.set(Signal("midi.cc.1.7", 0.40, 0.0))  # a jittery fader that barely moves is not it
+    knob.set(Signal("midi.cc.1.7", 0.42, 0.0))
+    knob.set(Signal("midi.cc.1.74", 0.10, 0.0))
+    knob.set(Signal("midi.cc.1.74", 0.30, 0.0))
     assert knob.learned is not None and knob.learned.source == "midi.cc.1.74" and not knob.done.is_set()
     for value in (0.6, 0.9, 0.05):  # its range is watched for a moment
-        knob.event(Signal("midi.cc.1.74", value, 0.0))
+        knob.set(Signal("midi.cc.1.74", value, 0.0))
     clock.now = 2.0
     knob.tick()
     assert knob.done.is_set()

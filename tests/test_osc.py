@@ -20,20 +20,18 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.osc import (
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.inputs.osc import OscInput
+from metadj_bridge.inputs.osc_decode import (
     OscDecoder,
-    OscEvent,
-    OscInput,
     OscPacketError,
-    RateLimitedWarning,
     osc_pattern_matches,
     parse_datagram,
 )
 from metadj_bridge.inputs.osc_presets import ABLETON, PRESETS, RESOLUME, get_preset
 from metadj_bridge.outputs.osc_out import OscOutput, build_message
 from metadj_bridge.signals import Signal, SignalBoard, TempoReading, Trigger
-from tests.helpers import wait_for
+from tests.helpers import RecordingSink, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "osc"
 
@@ -52,13 +50,7 @@ def bundle(timestamp: float, *messages: bytes) -> bytes:
     return builder.build().dgram
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.signals: list[Signal] = []
-        self.triggers: list[Trigger] = []
-        self.tempos: list[TempoReading] = []
-        self.events: list[OscEvent] = []
-
+class Recorder(RecordingSink):
     def names(self) -> list[str]:
         return [s.name for s in self.signals] + [t.name for t in self.triggers]
 
@@ -70,10 +62,7 @@ async def make_input() -> AsyncIterator[Callable[..., Any]]:
 
     async def make(**kwargs: Any) -> tuple[OscInput, Recorder, SimpleUDPClient]:
         rec = Recorder()
-        kwargs.setdefault("on_signal", rec.signals.append)
-        kwargs.setdefault("on_trigger", rec.triggers.append)
-        kwargs.setdefault("on_tempo", rec.tempos.append)
-        kwargs.setdefault("on_event", rec.events.append)
+        kwargs.setdefault("sink", rec)
         osc_in = OscInput("127.0.0.1", 0, **kwargs)
         await osc_in.start()
         started.append(osc_in)
@@ -287,14 +276,15 @@ async def test_udp_typed_arguments_reach_listeners(make_input: Callable[..., Any
     client.send_message("/true", True)
     client.send_message("/false", False)
     client.send_message("/track/next", None)  # no arguments
-    await wait_for(lambda: len(rec.events) == 7, 2.0, "seven OSC events")
-    by_address = {ev.address: ev for ev in rec.events}
-    assert by_address["/composition/layers/1/video/opacity"].signals[0].value == 0.5
-    assert by_address["/int"].args == (7,) and by_address["/int"].signals[0].value == 7.0
-    assert by_address["/str"].triggers[0].data == {"args": ("hello",)}
-    assert by_address["/blob"].args == (b"\x01\x02\x03",)
-    assert by_address["/true"].signals[0].value == 1.0 and by_address["/false"].signals[0].value == 0.0
-    assert "osc./track/next" in [t.name for t in rec.triggers]
+    await wait_for(lambda: osc_in.counters.dispatched == 7, 2.0, "seven OSC messages")
+    signals = {s.name: s.value for s in rec.signals}
+    triggers = {t.name: t for t in rec.triggers}
+    assert signals["osc./composition/layers/1/video/opacity"] == 0.5
+    assert signals["osc./int"] == 7.0
+    assert triggers["osc./str"].data == {"args": ("hello",)}
+    assert triggers["osc./blob"].data == {"args": (b"\x01\x02\x03",)}
+    assert signals["osc./true"] == 1.0 and signals["osc./false"] == 0.0
+    assert "osc./track/next" in triggers
     c = osc_in.counters
     assert (c.received, c.messages, c.dispatched, c.malformed) == (7, 7, 7, 0)
     assert c.unknown == 6
@@ -304,7 +294,7 @@ async def test_udp_into_a_signal_board(make_input: Callable[..., Any]) -> None:
     board = SignalBoard()
     fired: list[Trigger] = []
     board.on_trigger(fired.append)
-    _, _, client = await make_input(board=board, on_signal=None, on_trigger=None)
+    _, _, client = await make_input(sink=board)
     client.send_message("/composition/layers/2/video/opacity", 0.8)
     client.send_message("/composition/columns/1/connect", 1)
     await wait_for(lambda: fired, 2.0, "a trigger on the board")
@@ -433,10 +423,13 @@ async def test_flood_is_counted_and_logged_rarely(make_input: Callable[..., Any]
 
 
 async def test_broken_listener_does_not_stop_input(make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
-    def explode(signal: Signal) -> None:
-        raise RuntimeError("listener bug")
+    class Exploding(RecordingSink):
+        def set(self, signal: Any) -> None:
+            super().set(signal)
+            raise RuntimeError("listener bug")
 
-    osc_in, rec, client = await make_input(on_signal=explode)
+    rec = Exploding()
+    osc_in, _, client = await make_input(sink=rec)
     with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.osc"):
         for i in range(3):
             client.send_message("/x", float(i))

@@ -29,8 +29,9 @@ def profile(**changes: object) -> ShowProfile:
     base = ShowProfile(
         path="/shows/club.yaml",
         name="club",
-        scope=ScopeSettings(url="http://gpu-box:8000", pipeline="krea-realtime-video", aspect=None, resolution=(512, 512),
-                            denoising=(1000, 500, 250), min_send_interval=0.05, max_send_interval=1.5),
+        scope=ScopeSettings(url="http://gpu-box:8000", pipeline="krea-realtime-video", aspect=None,
+                            resolution=(512, 512), denoising=(1000, 500, 250), min_send_interval=0.05,
+                            max_send_interval=1.5),
         inputs=InputSettings(
             audio=AudioSettings(source="file", path="/shows/set.wav", gain=2.0, normalise=False),
             midi=MidiSettings(devices=("MIDImix",), feedback="MIDImix",
@@ -57,7 +58,8 @@ def test_the_profile_decides_when_no_flag_is_given() -> None:
     assert (plan.width, plan.height) == (512, 512)
     assert plan.denoising == (1000, 500, 250)
     assert (plan.min_send_interval, plan.max_send_interval) == (0.05, 1.5)
-    assert (plan.audio, plan.audio_path, plan.audio_gain, plan.audio_normalise) == ("file", "/shows/set.wav", 2.0, False)
+    audio = (plan.audio, plan.audio_path, plan.audio_gain, plan.audio_normalise)
+    assert audio == ("file", "/shows/set.wav", 2.0, False)
     assert plan.midi == ("MIDImix",) and plan.midi_feedback == "MIDImix"
     assert plan.midi_controls.relative[0].cc == 16 and plan.midi_controls.relative[0].step == 0.02
     assert plan.osc_port == 7001 and plan.osc_presets == ("resolume",) and plan.osc_out == "127.0.0.1:9001"

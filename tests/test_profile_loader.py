@@ -99,7 +99,8 @@ def test_a_missing_profile_is_a_profile_error(tmp_path: Path) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "metadj_bridge", *args], check=False, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "metadj_bridge", *args], check=False, capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_check_command_reports_each_file() -> None:
@@ -109,7 +110,7 @@ def test_check_command_reports_each_file() -> None:
     assert proc.stdout.splitlines() == [f"ok  {GOOD / 'full.yaml'} (2 themes, 15 mappings)"]
     errors = proc.stderr.splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
-    for path, line in zip(broken, errors):
+    for path, line in zip(broken, errors, strict=True):
         assert path.name in line
     assert "Traceback" not in proc.stderr
 
@@ -135,28 +136,34 @@ def test_full_profile_field_by_field() -> None:
     assert s.where == f"{where}:4:3"
     audio, midi, osc, tempo = p.inputs.audio, p.inputs.midi, p.inputs.osc, p.inputs.tempo
     assert (audio.source, audio.path, audio.gain, audio.normalise) == ("file", str(GOOD / "set.wav"), 1.5, False)
-    assert (midi.devices, midi.virtual, midi.feedback, midi.clock) == (("MIDImix", "re:^APC"), "metadj-bridge", "MIDImix", False)
+    assert (midi.devices, midi.virtual, midi.feedback, midi.clock) == (
+        ("MIDImix", "re:^APC"), "metadj-bridge", "MIDImix", False)
     assert [(e.channel, e.cc, e.mode, e.step) for e in midi.encoders] == [(2, 16, "offset64", 0.01)]
     assert [(c.channel, c.msb) for c in midi.cc14] == [(1, 1)]
     assert (osc.port, osc.host, osc.presets, osc.out) == (9000, "0.0.0.0", ("resolume", "ableton"), "127.0.0.1:9001")
-    assert (tempo.link, tempo.link_may_set_tempo, tempo.prefer, tempo.beats_per_bar) == (True, True, ("midi_clock", "audio"), 3)
+    assert (tempo.link, tempo.link_may_set_tempo, tempo.prefer, tempo.beats_per_bar) == (
+        True, True, ("midi_clock", "audio"), 3)
     neon, ocean = p.themes
-    assert neon.name == "neon" and neon.blend and neon.parameters == {"noise_scale": 0.6} and neon.pad == ("note", 1, 36)
-    assert [(q.text, q.weight) for q in neon.prompts] == [("neon city at night, rain on glass", 1.0), ("a tunnel of neon light", 0.5)]
+    assert neon.name == "neon" and neon.blend and neon.parameters == {"noise_scale": 0.6}
+    assert neon.pad == ("note", 1, 36)
+    assert [(q.text, q.weight) for q in neon.prompts] == [
+        ("neon city at night, rain on glass", 1.0), ("a tunnel of neon light", 0.5)]
     assert neon.prompts[1].where == f"{where}:27:9"
     assert [q.text for q in ocean.prompts] == ["deep ocean", "coral reef", "jellyfish"]
     assert not ocean.blend and ocean.pad == ("cc", 1, 64)
     assert p.start_theme == "ocean"
     assert (p.transitions.theme_steps, p.transitions.prompt_steps, p.transitions.method) == (6, 2, "linear")
     assert p.cycle is not None
-    assert (p.cycle.every_bars, p.cycle.order, p.cycle.themes, p.cycle.prompt_every_bars) == (8, "random", ("neon", "ocean"), 4)
+    assert (p.cycle.every_bars, p.cycle.order, p.cycle.themes, p.cycle.prompt_every_bars) == (
+        8, "random", ("neon", "ocean"), 4)
     assert (p.pulse.amount, p.pulse.decay, p.panic.parameters) == (0.3, 0.5, {"noise_scale": 0.2})
 
     m = {mapping.name: mapping for mapping in p.mappings}
     assert list(m)[:3] == ["energy_to_noise", "beat_pulse", "loud_reset"]
     energy = m["energy_to_noise"]
     assert energy.source == SignalSource("audio.energy", 0.1, where=f"{where}:41:13")
-    assert [type(t) for t in energy.transforms] == [Range, Curve, Curve, Smooth, Smooth, Deadzone, Deadzone, Invert, Clamp, Steps, Scale]
+    assert [type(t) for t in energy.transforms] == [
+        Range, Curve, Curve, Smooth, Smooth, Deadzone, Deadzone, Invert, Clamp, Steps, Scale]
     r, c1, c2, s1, s2, d1, d2, _, cl, st_, sc = energy.transforms
     assert (r.in_lo, r.in_hi, r.out_lo, r.out_hi, r.clamp) == (0, 1, 0.3, 0.9, False)
     assert (c1.shape, c2.shape, c2.amount) == ("exponential", "s", 4)
@@ -173,7 +180,8 @@ def test_full_profile_field_by_field() -> None:
     wobble = m["wobble"].source
     assert isinstance(wobble, Lfo) and (wobble.shape, wobble.period_beats, wobble.phase) == ("triangle", 4, 0.25)
     hit = m["hit"].source
-    assert isinstance(hit, Envelope) and (hit.trigger, hit.attack, hit.decay, hit.beats) == ("midi.note.1.36", 0, 1, True)
+    assert isinstance(hit, Envelope)
+    assert (hit.trigger, hit.attack, hit.decay, hit.beats) == ("midi.note.1.36", 0, 1, True)
     targets = {name: (mapping.target.kind, mapping.target.name, mapping.target.argument) for name, mapping in m.items()}
     assert targets["crossfade"] == ("prompt_mix", "mix", (0, 1))
     assert targets["crossfade_far"] == ("prompt_mix", "mix", (0, 2))
@@ -209,7 +217,8 @@ def test_extends_merges_sections_by_key_and_entries_by_name() -> None:
     assert shared.target.name == "vace_context_scale" and shared.where.startswith(f"{GOOD / 'child.yaml'}:")
     assert p.mappings[0].where.startswith(f"{base}:")
     # switches append; each path resolves relative to the file it was written in.
-    assert [(s.program, s.path) for s in p.switches] == [(1, str(GOOD / "ambient.yaml")), (2, str(GOOD / "ambient.yaml"))]
+    ambient = str(GOOD / "ambient.yaml")
+    assert [(s.program, s.path) for s in p.switches] == [(1, ambient), (2, ambient)]
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -255,7 +264,8 @@ mappings:
 
 
 def test_anchors_and_merge_keys(tmp_path: Path) -> None:
-    path = write(tmp_path, "anchors.yaml", "themes:\n  a: &t {prompts: [x], blend: true}\n  b:\n    <<: *t\n    blend: false\n")
+    path = write(tmp_path, "anchors.yaml",
+                 "themes:\n  a: &t {prompts: [x], blend: true}\n  b:\n    <<: *t\n    blend: false\n")
     a, b = load_profile(path).themes
     assert a.blend and not b.blend and b.prompts[0].text == "x"
 
@@ -291,7 +301,9 @@ keys = st.one_of(st.text(max_size=8), st.sampled_from(
     ["themes", "mappings", "scope", "inputs", "prompts", "source", "target", "transforms", "range", "in", "out",
      "midi", "osc", "audio", "tempo", "cycle", "switches", "extends", "resolution", "denoising", "threshold",
      "trigger", "lfo", "envelope", "pad", "parameters", "start_theme", "neon"]))
-documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25)
+documents = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25
+)
 
 
 @FUZZ

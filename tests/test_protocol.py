@@ -50,12 +50,17 @@ def test_initial_parameters_refuse_missing_pipeline() -> None:
 def test_legacy_rejection_is_recognised_from_fastapi_422() -> None:
     body = {"detail": [{"type": "missing", "loc": ["body", "pipeline_id"], "msg": "Field required"}]}
     assert protocol.is_legacy_load_rejection(422, body)
-    assert not protocol.is_legacy_load_rejection(400, {"detail": "Either 'pipelines' or 'pipeline_ids' must be provided"})
+    assert not protocol.is_legacy_load_rejection(
+        400, {"detail": "Either 'pipelines' or 'pipeline_ids' must be provided"}
+    )
     assert not protocol.is_legacy_load_rejection(422, {"detail": [{"loc": ["body", "prompts"]}]})
 
 
 def test_load_bodies() -> None:
-    assert protocol.load_body(["longlive"], {"width": 1024}) == {"pipeline_ids": ["longlive"], "load_params": {"width": 1024}}
+    assert protocol.load_body(["longlive"], {"width": 1024}) == {
+        "pipeline_ids": ["longlive"],
+        "load_params": {"width": 1024},
+    }
     assert protocol.legacy_load_body(["longlive"], None) == {"pipeline_id": "longlive", "load_params": {}}
 
 

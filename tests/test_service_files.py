@@ -13,7 +13,8 @@ def test_systemd_unit() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read(SCRIPTS / "metadj-bridge.service", encoding="utf-8")
     assert unit.sections() == ["Unit", "Service", "Install"]
-    assert " run " in unit["Service"]["ExecStart"] + " " and unit["Service"]["ExecStart"].split()[0].endswith("metadj-bridge")
+    exec_start = unit["Service"]["ExecStart"]
+    assert " run " in exec_start + " " and exec_start.split()[0].endswith("metadj-bridge")
     assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["Restart"] == "on-failure"
 

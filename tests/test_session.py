@@ -16,8 +16,9 @@ import pytest
 from aiortc.sdp import SessionDescription
 
 from metadj_bridge.emulator import ScopeEmulator
-from metadj_bridge.errors import ScopeNotFoundError
+from metadj_bridge.errors import PipelineLoadError, ScopeConnectionError, ScopeNotFoundError
 from metadj_bridge.scope.api import ScopeClient
+from metadj_bridge.scope.reconnect import ReconnectLogic, ReconnectState
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import Backoff, ScopeSession, SessionConfig
 from tests.conftest import SMALL, EmulatorProcess, emulator_fault, emulator_get
@@ -43,7 +44,7 @@ def make_session(url: str, *, chunk_frames: int = 4, **overrides: Any) -> ScopeS
 
 
 def negotiated_codec(session: ScopeSession) -> str:
-    pc = session._pc
+    pc = session.connection.pc
     assert pc is not None and pc.remoteDescription is not None
     return SessionDescription.parse(pc.remoteDescription.sdp).media[0].rtp.codecs[0].mimeType
 
@@ -224,7 +225,9 @@ async def _longer_than(fetch: Callable[[], Awaitable[list[dict[str, Any]]]], n: 
     return items if len(items) > n else None
 
 
-async def _heal_and_check_state(emulator_url: str, session: ScopeSession, trigger: Callable[[], Awaitable[None]]) -> None:
+async def _heal_and_check_state(
+    emulator_url: str, session: ScopeSession, trigger: Callable[[], Awaitable[None]]
+) -> None:
     """Set a state, trigger a fault, and check a new session starts with that state."""
     await session.wait_streaming(timeout=20)
     session.sender.update(noise_scale=0.42, prompts=[{"text": "storm over the crowd", "weight": 1.0}])
@@ -237,7 +240,9 @@ async def _heal_and_check_state(emulator_url: str, session: ScopeSession, trigge
         lambda: session.sessions_started > started and session.state.value == "streaming", 30, "a healed session"
     )
     assert session.session_id != first
-    await wait_for(lambda: session.frames_received > 0 and session._last_frame > time.monotonic() - 1, 15, "frames again")
+    await wait_for(
+        lambda: session.frames_received > 0 and session.connection.last_frame > time.monotonic() - 1, 15, "frames again"
+    )
     offer = (await emulator_get(emulator_url, "/_emulator/log"))["offers"][-1]
     assert offer["noise_scale"] == 0.42
     assert offer["prompts"] == [{"text": "storm over the crowd", "weight": 1.0}]
@@ -249,7 +254,7 @@ async def test_heals_after_server_restart(emulator: ScopeEmulator, caplog: pytes
     session = make_session(emulator.url)
     await session.start()
     try:
-        with caplog.at_level(logging.INFO, logger="metadj_bridge.scope.session"):
+        with caplog.at_level(logging.INFO, logger="metadj_bridge.scope"):
             await _heal_and_check_state(emulator.url, session, lambda: emulator_fault(emulator.url, restart=True))
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         restored = [r for r in caplog.records if "restored" in r.getMessage()]
@@ -316,8 +321,9 @@ async def test_trickle_patch_reaches_the_session(emulator: ScopeEmulator) -> Non
     await session.start()
     try:
         await session.wait_streaming(timeout=20)
-        assert session._pc is not None
-        sdp = session._pc.localDescription.sdp
+        pc = session.connection.pc
+        assert pc is not None
+        sdp = pc.localDescription.sdp
         line = next(x for x in sdp.splitlines() if x.startswith("a=candidate:"))
         async with ScopeClient(emulator.url) as scope:
             cand = {"candidate": line[2:], "sdpMid": "0", "sdpMLineIndex": 0}
@@ -345,7 +351,7 @@ async def test_a_failing_frame_listener_does_not_stop_the_stream(
     await session.start()
     try:
         await session.wait_streaming(timeout=20)
-        with caplog.at_level(logging.WARNING, logger="metadj_bridge.scope.session"):
+        with caplog.at_level(logging.WARNING, logger="metadj_bridge.scope"):
             await wait_for(lambda: calls["n"] >= 20, 15, "frames despite the broken listener")
         assert session.state.value == "streaming"
         # One traceback, not one per frame (20 a second on stage would fill a disk).
@@ -382,3 +388,97 @@ async def test_a_server_back_from_the_dead_is_rejoined_without_waiting_out_the_b
         await wait_for(lambda: session.state.value == "streaming", 30, "the session back long before the 60 s backoff")
     finally:
         await session.aclose()
+
+
+# ---------------------------------------------------------------------------------------------- the retry policy alone
+
+
+class FakeLink:
+    """A link whose attempts fail with the given errors (None: that one connects), then connect; a connected
+    link stays until ``lose`` is set."""
+
+    def __init__(self, *failures: Exception | None) -> None:
+        self.failures = list(failures)
+        self.opened = 0
+        self.closed = 0
+        self.start = 1.0
+        self.lose = asyncio.Event()
+
+    @property
+    def session_id(self) -> str | None:
+        return "fake"
+
+    @property
+    def where(self) -> str:
+        return "http://fake"
+
+    @property
+    def server_start(self) -> float | None:
+        return self.start
+
+    async def open(self) -> None:
+        self.opened += 1
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+
+    async def watch(self) -> str:
+        await self.lose.wait()
+        self.lose.clear()
+        return "lost on purpose"
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    async def probe(self, within: float) -> float:
+        return self.start
+
+
+def make_policy(link: FakeLink, waits: list[str], *, base: float = 0.01, probe: float = 0.0) -> ReconnectLogic:
+    return ReconnectLogic(link, backoff=Backoff(base=base, cap=base, jitter=0.0), probe_interval=probe,
+                          fail_fast=True, on_waiting=waits.append)
+
+
+async def test_policy_gives_up_at_once_on_a_fatal_start_up_error() -> None:
+    link, waits = FakeLink(ScopeNotFoundError("GET /health: 404")), []
+    policy = make_policy(link, waits)
+    policy.start()
+    assert policy.task is not None
+    with pytest.raises(ScopeNotFoundError):
+        await policy.task
+    assert (link.opened, link.closed, waits, policy.last_error) == (1, 1, [], "GET /health: 404")
+
+
+async def test_policy_retries_what_can_heal_warning_once_and_saying_when_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    link, waits = FakeLink(ScopeConnectionError("refused"), ScopeConnectionError("refused")), []
+    policy = make_policy(link, waits)
+    with caplog.at_level(logging.DEBUG, logger="metadj_bridge.scope.reconnect"):
+        policy.start()
+        await wait_for(lambda: policy.state is ReconnectState.CONNECTED, 5, "the third attempt to connect")
+        link.lose.set()  # once it has worked, a lost session is retried as well
+        await wait_for(lambda: link.opened == 4 and policy.state is ReconnectState.CONNECTED, 5, "a fourth attempt")
+        await policy.stop()
+        await policy.stop()
+    assert policy.stopped and waits == ["refused", "refused", "lost on purpose"]
+    levels = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.name.endswith("reconnect")]
+    assert [lvl for lvl, _ in levels].count(logging.WARNING) == 2  # unavailable at start-up; lost later
+    assert sum("restored" in msg for _, msg in levels) == 2
+
+
+async def test_policy_rejoins_a_restarted_server_without_waiting_out_the_backoff() -> None:
+    # A failed load on a server that answers waits out its backoff (60 s here), unless the server restarts.
+    link, waits = FakeLink(None, PipelineLoadError("could not load")), []
+    policy = make_policy(link, waits, base=60.0, probe=0.02)
+    policy.start()
+    try:
+        await wait_for(lambda: policy.state is ReconnectState.CONNECTED, 5, "the first session")
+        link.lose.set()
+        await wait_for(lambda: policy.state is ReconnectState.WAITING and link.opened == 2, 5, "the 60 s wait")
+        await asyncio.sleep(0.2)
+        assert link.opened == 2  # the same server: no new attempt yet
+        link.start = 2.0  # the server restarted
+        await wait_for(lambda: link.opened == 3, 2, "an attempt long before the 60 s")
+    finally:
+        await policy.stop()

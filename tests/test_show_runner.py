@@ -39,12 +39,12 @@ async def test_avatar_mode_resets_the_cache_for_a_new_prompt_but_not_for_a_weigh
     runner = ShowRunner(profile("video"), sender)
     sender.update(runner.initial_parameters())
     sender.state.take_message()  # what the offer carried
-    runner.publish(Signal("midi.cc.1.19", 0.5, 1.0))
+    runner.board.set(Signal("midi.cc.1.19", 0.5, 1.0))
     runner.step(1.0)
     message = sender.state.take_message()
     assert message is not None and "reset_cache" not in message  # a crossfade: weights only
     assert {p["text"] for p in message["prompts"]} == {"red desert", "blue ice"}
-    runner.publish(Trigger("midi.note.1.36", 1.1, {"velocity": 1.0}))
+    runner.board.fire(Trigger("midi.note.1.36", 1.1, {"velocity": 1.0}))
     runner.step(1.1)
     message = sender.state.take_message()
     assert message is not None and message["reset_cache"] is True
@@ -56,7 +56,7 @@ async def test_text_mode_never_resets_the_cache_for_prompts() -> None:
     runner = ShowRunner(profile("text"), sender)
     sender.update(runner.initial_parameters())
     sender.state.take_message()
-    runner.publish(Trigger("midi.note.1.36", 1.0, {"velocity": 1.0}))
+    runner.board.fire(Trigger("midi.note.1.36", 1.0, {"velocity": 1.0}))
     runner.step(1.0)
     message = sender.state.take_message()
     assert message is not None and "transition" in message and "reset_cache" not in message
@@ -72,11 +72,11 @@ def test_restart_only_settings_are_named() -> None:
 
 def test_the_last_control_touched_is_remembered_but_not_the_music() -> None:
     runner = ShowRunner(profile(), ParameterSender())
-    runner.publish(Signal("midi.cc.1.19", 0.5, 1.0))
-    runner.publish(Signal("audio.energy", 0.9, 1.1))
-    runner.fire(Trigger("audio.beat", 1.2))
+    runner.board.set(Signal("midi.cc.1.19", 0.5, 1.0))
+    runner.board.set(Signal("audio.energy", 0.9, 1.1))
+    runner.board.fire(Trigger("audio.beat", 1.2))
     assert runner.last_control == "midi.cc.1.19 0.50"
-    runner.publish(Trigger("midi.note.1.36", 1.3, {"velocity": 1.0}))
+    runner.board.fire(Trigger("midi.note.1.36", 1.3, {"velocity": 1.0}))
     assert runner.last_control == "midi.note.1.36"
 
 
@@ -86,7 +86,7 @@ def test_transition_progress_follows_the_chunks() -> None:
     runner = ShowRunner(profile(), sender, clock=lambda: clock[0])
     sender.update(runner.initial_parameters())
     assert runner.transition_progress(10.0) is None
-    runner.publish(Trigger("midi.note.1.36", 10.0, {"velocity": 1.0}))
+    runner.board.fire(Trigger("midi.note.1.36", 10.0, {"velocity": 1.0}))
     runner.step(10.0)  # a theme change: an 8-step transition goes out
     chunk = sender.pacer.interval(10.0)
     assert runner.transition_progress(10.0 + 4 * chunk) == pytest.approx(0.5, abs=0.01)

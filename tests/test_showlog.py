@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,7 @@ async def test_sender_hook_records_every_message_sent(tmp_path: Path) -> None:
     rec = read_show_log(path)
     assert [s.message for s in rec.sent] == [json.loads(d) for d in channel.sent]
     assert len(rec.sent) == 3
-    assert all(a.t <= b.t for a, b in zip(rec.sent, rec.sent[1:]))
+    assert all(a.t <= b.t for a, b in pairwise(rec.sent))
 
 
 def test_an_existing_log_is_kept_and_the_new_show_gets_its_own_file(tmp_path: Path) -> None:
@@ -146,7 +147,8 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         read_show_log(tmp_path / "nope.jsonl")
 
 
-async def test_unwritable_path_is_logged_once_and_the_show_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unwritable_path_is_logged_once_and_the_show_goes_on(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     show = ShowLog(blocker / "shows" / "show.jsonl", HEADER, flush_interval=0.01)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from metadj_bridge.inputs import synth
-from metadj_bridge.inputs.analysis import hop_size_for
-from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, publish
+from metadj_bridge.inputs.analysis_config import hop_size_for
+from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, deliver
 from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.evaluation import f_measure
 from metadj_bridge.signals import AUDIO_SIGNALS, SignalBoard, Trigger
@@ -41,7 +41,7 @@ async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house
     def on_update(update: AudioUpdate) -> None:
         threads.add(threading.current_thread().name)
         updates.append(update)
-        publish(update, board)
+        deliver(update, board)
 
     analyzer = AudioAnalyzer(source, on_update=on_update)
     await analyzer.start()

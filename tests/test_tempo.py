@@ -88,7 +88,7 @@ def test_held_out_set_is_tracked_as_well(runs: dict[str, Run]) -> None:
     """Tracks never used while tuning the BeatClock: other tempi, seeds and combinations."""
     held = [track_run(track) for track in synth.fixtures(heldout=True)]
     scores = [f_measure(r.track.beats, r.beats).f_measure for r in held]
-    assert np.mean(scores) >= 0.95 and min(scores) >= 0.9, dict(zip([r.track.name for r in held], scores))
+    assert np.mean(scores) >= 0.95 and min(scores) >= 0.9, dict(zip([r.track.name for r in held], scores, strict=True))
     for r in held:
         if r.track.spec.end_bpm is None:
             _, worst = bpm_error(r.report_times, r.report_bpms, r.track.beats, r.track.bpms, after=8.0)

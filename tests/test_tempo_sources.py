@@ -17,6 +17,7 @@ from metadj_bridge.inputs.analyzer import AudioUpdate, audio_reading
 from metadj_bridge.inputs.tempo_link import LinkSource, load_aalink
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
 from metadj_bridge.signals import TempoReading
+from tests.helpers import tempo_sink
 
 DT = 0.01
 
@@ -344,7 +345,7 @@ async def peer():
 
 async def test_link_follower_sees_the_peers_tempo_and_never_changes_it(peer):
     readings: list[TempoReading] = []
-    async with LinkSource(readings.append, bpm=90.0) as follower:
+    async with LinkSource(tempo_sink(readings.append), bpm=90.0) as follower:
         if not await wait_until(lambda: follower.num_peers > 0 and peer.num_peers > 0, 5.0):
             pytest.skip("Link peers did not discover each other within 5 s: no multicast on this machine")
         assert await wait_until(lambda: bool(readings), 1.0)
@@ -369,7 +370,7 @@ async def test_link_follower_sees_the_peers_tempo_and_never_changes_it(peer):
 async def test_link_source_alone_through_its_interface():
     pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     readings: list[TempoReading] = []
-    source = LinkSource(readings.append, bpm=128.0, require_peers=False, rate_hz=20.0)
+    source = LinkSource(tempo_sink(readings.append), bpm=128.0, require_peers=False, rate_hz=20.0)
     await source.start()
     try:
         assert source.enabled
@@ -393,7 +394,7 @@ async def test_link_alone_reports_nothing_by_default():
     """Without peers Link is only our own clock: it must not outrank the music."""
     pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
     readings: list[TempoReading] = []
-    async with LinkSource(readings.append) as source:
+    async with LinkSource(tempo_sink(readings.append)) as source:
         await asyncio.sleep(0.3)
         if source.num_peers:
             pytest.skip(f"another Link app is on this network ({source.num_peers} peers)")
@@ -421,7 +422,7 @@ async def test_link_feeds_the_arbiter_and_a_broken_listener_does_not_stop_it(cap
         if len(calls) == 2:
             raise RuntimeError("listener bug")
 
-    async with LinkSource(listener, bpm=126.0, require_peers=False):
+    async with LinkSource(tempo_sink(listener), bpm=126.0, require_peers=False):
         await asyncio.sleep(0.3)
         assert arb.state(time.monotonic()).source == "link"
     assert len(calls) >= 4
@@ -448,7 +449,7 @@ async def test_link_transport_with_start_stop_sync(peer):
     """With start/stop sync, a stopped Link session yields to the music and takes over when it plays."""
     peer.start_stop_sync_enabled = True
     arb = TempoArbiter()
-    async with LinkSource(arb.update, start_stop_sync=True) as follower:
+    async with LinkSource(tempo_sink(arb.update), start_stop_sync=True) as follower:
         if not await wait_until(lambda: follower.num_peers > 0, 5.0):
             pytest.skip("Link peers did not discover each other within 5 s: no multicast on this machine")
         for i in range(4):

@@ -16,7 +16,7 @@ from metadj_bridge.signals import TempoState
 
 def theme(name: str, *texts: str, blend: bool = False, weights: tuple[float, ...] = ()) -> Theme:
     ws = weights or (1.0,) * len(texts)
-    return Theme(name, tuple(PromptSpec(t, w) for t, w in zip(texts, ws)), blend=blend)
+    return Theme(name, tuple(PromptSpec(t, w) for t, w in zip(texts, ws, strict=True)), blend=blend)
 
 
 def at_beat(beat: float, bpb: int = 4, playing: bool = True) -> TempoState:

@@ -49,7 +49,8 @@ def run(t: object, x: float) -> float:
     return compile_value_stage(t)(x, 0.0)  # type: ignore[arg-type]
 
 
-def tempo_at(beat: float, bpm: float = 120.0, bar_origin: float = 0.0, bpb: int = 4, playing: bool = True) -> TempoState:
+def tempo_at(beat: float, bpm: float = 120.0, bar_origin: float = 0.0, bpb: int = 4,
+             playing: bool = True) -> TempoState:
     return TempoState(bpm, beat, beat % 1.0, (beat - bar_origin) % bpb, bpb, "link" if playing else None, playing)
 
 

@@ -199,7 +199,7 @@ async def test_pixel_formats_reach_the_device(fmt: str, fourcc: str) -> None:
     await clock.start()
     try:
         frame = av.VideoFrame(64, 36, "yuv420p")
-        for plane, value in zip(frame.planes, (150, 90, 170)):
+        for plane, value in zip(frame.planes, (150, 90, 170), strict=True):
             plane.update(bytes([value]) * plane.buffer_size)
         clock.push(frame)
         await wait_for(lambda: clock.stats().live == 1 and clock.stats().frames_shown > clock.stats().slates + 1, 5,
@@ -264,7 +264,9 @@ def v4l2loopback_devices() -> list[str]:
 NO_LOOPBACK = f"no v4l2loopback device on this machine (create one with `{MODPROBE}`)"
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or bool(v4l2loopback_devices()), reason="a v4l2loopback device exists here")
+@pytest.mark.skipif(
+    platform.system() != "Linux" or bool(v4l2loopback_devices()), reason="a v4l2loopback device exists here"
+)
 def test_without_a_camera_device_the_error_says_how_to_get_one() -> None:
     with pytest.raises(VideoOutputError) as info:
         VirtualCameraSink(backend=None).open(320, 180, 30)
@@ -279,7 +281,7 @@ async def test_a_real_v4l2loopback_device_shows_the_frames() -> None:
     await clock.start()
     try:
         frame = av.VideoFrame(W, H, "yuv420p")
-        for plane, value in zip(frame.planes, (140, 128, 128)):
+        for plane, value in zip(frame.planes, (140, 128, 128), strict=True):
             plane.update(bytes([value]) * plane.buffer_size)
         clock.push(frame)
         await wait_for(lambda: clock.stats().live == 1, 5, "the frame shown")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import VideoOutputError
-from metadj_bridge.video.clock import ClockState, OutputClock
+from metadj_bridge.lifecycle import State
+from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.convert import (
     FrameFitter,
     black_i420,
@@ -36,7 +37,7 @@ from tests.helpers import wait_for
 def flat_yuv(width: int, height: int, y: int, u: int, v: int) -> av.VideoFrame:
     """A yuv420p frame of one colour, any size (odd sizes have rounded-up chroma planes)."""
     frame = av.VideoFrame(width, height, "yuv420p")
-    for plane, value in zip(frame.planes, (y, u, v)):
+    for plane, value in zip(frame.planes, (y, u, v), strict=True):
         plane.update(bytes([value]) * plane.buffer_size)
     return frame
 
@@ -60,7 +61,9 @@ def planes_of(shown: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         ((1, 1000), (64, 36), (30, 0, 2, 36)),  # a sliver still gets 2 columns
     ],
 )
-def test_fit_geometry_closed_forms(src: tuple[int, int], dst: tuple[int, int], expected: tuple[int, int, int, int]) -> None:
+def test_fit_geometry_closed_forms(
+    src: tuple[int, int], dst: tuple[int, int], expected: tuple[int, int, int, int]
+) -> None:
     fit = fit_geometry(*src, *dst)
     assert (fit.x, fit.y, fit.w, fit.h) == expected
     assert fit.x % 2 == fit.y % 2 == fit.w % 2 == fit.h % 2 == 0
@@ -374,7 +377,7 @@ async def test_lifecycle_close_twice_and_no_reuse() -> None:
     await clock.start()  # already running: nothing new
     await clock.aclose()
     await clock.aclose()
-    assert clock.state is ClockState.CLOSED
+    assert clock.state is State.CLOSED
     with pytest.raises(RuntimeError, match="closed"):
         await clock.start()
     with pytest.raises(ValueError, match="fps"):

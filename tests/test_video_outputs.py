@@ -21,7 +21,8 @@ from metadj_bridge.video.vcam import VirtualCameraSink
 def test_output_lists() -> None:
     assert parse_outputs("vcam,record:show.mp4, preview,vcam") == ("vcam", "record:show.mp4", "preview")
     assert parse_outputs("none") == ()
-    for bad, message in (("vcm", "expected vcam, preview"), ("record:", "expected vcam"), ("record:x.avi", ".mp4 or .mkv")):
+    cases = (("vcm", "expected vcam, preview"), ("record:", "expected vcam"), ("record:x.avi", ".mp4 or .mkv"))
+    for bad, message in cases:
         with pytest.raises(ConfigError, match=message):
             parse_outputs(bad)
 
@@ -51,7 +52,8 @@ async def test_a_run_records_what_the_camera_showed(make_emulator: object, tmp_p
     )
     target = tmp_path / "night.mkv"
     status = io.StringIO()
-    assert await run_bridge(RunOptions(profile=str(profile), duration=6.0, output=f"record:{target}"), status_stream=status) == 0
+    options = RunOptions(profile=str(profile), duration=6.0, output=f"record:{target}")
+    assert await run_bridge(options, status_stream=status) == 0
     with av.open(str(target)) as container:
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
@@ -61,7 +63,9 @@ async def test_a_run_records_what_the_camera_showed(make_emulator: object, tmp_p
     assert [f.pts for f in frames] == sorted(f.pts for f in frames)
 
 
-async def test_a_run_in_avatar_mode_sends_the_video_file_and_shows_what_comes_back(make_emulator: object, tmp_path: Path) -> None:
+async def test_a_run_in_avatar_mode_sends_the_video_file_and_shows_what_comes_back(
+    make_emulator: object, tmp_path: Path
+) -> None:
     from tests.test_webcam import mean_rgb, nearest, write_colour_video
 
     emulator = await make_emulator()  # type: ignore[operator]

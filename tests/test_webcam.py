@@ -13,19 +13,16 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from metadj_bridge.errors import ConfigError, VideoInputError
-from metadj_bridge.video.webcam import (
-    VIDEO_TIME_BASE,
+from metadj_bridge.video.cameras import (
     Camera,
     SourceSpec,
-    VideoSource,
     describe_cameras,
-    fill_crop,
-    fit_frame,
     list_cameras,
     parse_avfoundation_listing,
     parse_dshow_listing,
     resolve_source,
 )
+from metadj_bridge.video.webcam import VIDEO_TIME_BASE, VideoSource, fill_crop, fit_frame
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
 
@@ -158,7 +155,10 @@ def test_ffmpeg_device_listings_are_read_for_macos_and_windows() -> None:
         "AVFoundation audio devices:",
         "[0] MacBook Pro Microphone",
     ]
-    assert parse_avfoundation_listing(avfoundation) == [Camera("0", "FaceTime HD Camera"), Camera("1", "Capture screen 0")]
+    assert parse_avfoundation_listing(avfoundation) == [
+        Camera("0", "FaceTime HD Camera"),
+        Camera("1", "Capture screen 0"),
+    ]
     dshow_new = [
         '"Integrated Camera" (video)',
         '  Alternative name "@device_pnp_\\\\?\\usb#vid_04f2"',

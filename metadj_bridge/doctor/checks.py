@@ -37,12 +37,15 @@ from metadj_bridge.scope.api import (
     HealthInfo,
     PipelineStatus,
     ScopeClient,
-    exception_chain,
     normalise_url,
 )
+from metadj_bridge.scope.http_errors import exception_chain
+
+#: Prompts as Scope takes them: one text, or [{"text", "weight"}, ...].
+Prompts = str | list[dict[str, Any]]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     OK = "ok"
     WARNING = "warning"
     PROBLEM = "problem"
@@ -164,7 +167,8 @@ def _load_command(url: str, pipeline_id: str, load_params: Mapping[str, Any]) ->
 def stuck_action(url: str, pipeline_id: str, load_params: Mapping[str, Any]) -> str:
     causes = "; ".join(f"({i}) {c}" for i, c in enumerate(STUCK_LOADING_CAUSES, 1))
     return (f"likely causes: {causes}. A Wan pipeline takes 1-3 minutes to load on a GPU, so run doctor again in a "
-            f"minute; if it still loads, close other Scope tabs and load it by hand: {_load_command(url, pipeline_id, load_params)}")
+            "minute; if it still loads, close other Scope tabs and load it by hand: "
+            f"{_load_command(url, pipeline_id, load_params)}")
 
 
 def loaded_finding(status: PipelineStatus, pipeline_id: str, load_params: Mapping[str, Any], url: str) -> Finding:
@@ -179,7 +183,8 @@ def loaded_finding(status: PipelineStatus, pipeline_id: str, load_params: Mappin
                        details)
     if (status.load_params or {}) != dict(load_params):
         return Finding("pipeline", Status.WARNING,
-                       f"{pipeline_id} is loaded with load params {status.load_params}; the show uses {dict(load_params)}",
+                       f"{pipeline_id} is loaded with load params {status.load_params}; "
+                       f"the show uses {dict(load_params)}",
                        "run reloads it with the show's load params (this takes a while on a GPU); an open Scope UI tab "
                        "with other settings would load it back, so close it", details)
     return Finding("pipeline", Status.OK, f"{have} loaded, as the show needs", "", details)
@@ -210,7 +215,8 @@ async def check_pipeline(
                 status = await client.pipeline_status()
             except ScopeError as exc:
                 return Finding("pipeline", Status.PROBLEM, f"Scope stopped answering while loading: {exc}",
-                               "check that Scope is still running (a load that runs out of GPU memory can kill it)"), None
+                               "check that Scope is still running (a load that runs out of GPU memory can "
+                               "kill it)"), None
             if status.status == "loading" and status.loading_stage != stages[-1]:
                 stages.append(status.loading_stage)
         if status.status == "loading":
@@ -248,10 +254,11 @@ async def _failure_reason(client: ScopeClient, pipeline_id: str) -> tuple[str, s
     return reason, reason[len(prefix):-1] if reason.startswith(prefix) else ""
 
 
-async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, timeout: float = 3.0) -> Any:
-    """A GET of one of Scope's read-only endpoints; None when it fails or the server has no such endpoint."""
+async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, wait_s: float = 3.0) -> Any:
+    """A GET of one of Scope's read-only endpoints (at most ``wait_s`` seconds); None when it fails or the server
+    has no such endpoint."""
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=wait_s) as http:
             response = await http.get(path, params=params)
             return response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
@@ -264,7 +271,8 @@ async def weights_note(url: str, pipeline_id: str) -> str:
     if not isinstance(data, Mapping) or data.get("downloaded") is not False:
         return ""
     progress = data.get("progress")
-    return (f"; the model weights of {pipeline_id} are not downloaded" + (f" (download: {progress})" if progress else "")
+    return (f"; the model weights of {pipeline_id} are not downloaded"
+            + (f" (download: {progress})" if progress else "")
             + f": start the download with POST {url}/api/v1/models/download {{\"pipeline_id\": \"{pipeline_id}\"}}")
 
 
@@ -284,11 +292,13 @@ def check_vace(
                        "remove vace_enabled from scope.parameters, or add video.ref_images: VACE without reference "
                        "images generates nothing, silently")
     if loaded_id is not None and vace_loaded(loaded_id, loaded_params) and not ref_images:
-        how = "vace_enabled: true" if (loaded_params or {}).get("vace_enabled") is True else "Scope's default vace_enabled"
+        how = ("vace_enabled: true" if (loaded_params or {}).get("vace_enabled") is True
+               else "Scope's default vace_enabled")
         return Finding("vace", Status.WARNING,
                        f"{loaded_id} is loaded with VACE on ({how}) and the profile has no video.ref_images",
                        "run reloads it with vace_enabled: false; if another client or a Scope UI tab loaded it, close "
-                       "it, or the two will keep reloading the pipeline (VACE without reference images generates nothing)",
+                       "it, or the two will keep reloading the pipeline (VACE without reference images generates "
+                       "nothing)",
                        {"load_params": dict(loaded_params or {})})
     if ref_images:
         return Finding("vace", Status.OK, f"VACE on with {len(ref_images)} reference image(s)")
@@ -326,9 +336,9 @@ def video_finding(probe: VideoProbe, *, stall: float = 1.5) -> Finding:
     if probe.frames == 0:
         return Finding("video", Status.PROBLEM,
                        f"connected, but the video track stayed silent: no frame in {probe.seconds:.1f} s",
-                       "the seed's causes: the session is paused, VACE is on without reference images, the offer named "
-                       "no loaded pipeline (pipeline_ids), or the pipeline is still warming up on its first chunk; look "
-                       "at Scope's log, and restart Scope if it stays silent", details)
+                       "the seed's causes: the session is paused, VACE is on without reference images, the offer "
+                       "named no loaded pipeline (pipeline_ids), or the pipeline is still warming up on its first "
+                       "chunk; look at Scope's log, and restart Scope if it stays silent", details)
     fps = probe.frames / probe.seconds if probe.seconds > 0 else 0.0
     details["fps"] = round(fps, 1)
     if probe.since_last is not None and probe.since_last > stall:
@@ -341,9 +351,9 @@ def video_finding(probe: VideoProbe, *, stall: float = 1.5) -> Finding:
                    f"({fps:.0f} fps){size}", "", details)
 
 
-async def session_parameters(url: str, timeout: float = 3.0) -> dict[str, Any] | None:
+async def session_parameters(url: str, wait_s: float = 3.0) -> dict[str, Any] | None:
     """``GET /api/v1/session/parameters``: the newest session's parameters, or None where Scope has no such endpoint."""
-    data = await get_json(url, "/api/v1/session/parameters", timeout=timeout)
+    data = await get_json(url, "/api/v1/session/parameters", wait_s=wait_s)
     return dict(data) if isinstance(data, Mapping) else None
 
 
@@ -351,7 +361,7 @@ async def check_video(
     client: ScopeClient,
     pipeline_id: str,
     load_params: Mapping[str, Any],
-    prompts: Any,
+    prompts: Prompts,
     *,
     listen: float = 3.0,
     first_frame_timeout: float = 15.0,
@@ -371,7 +381,8 @@ async def check_video(
     except PipelineLoadError as exc:
         return [Finding("video", Status.PROBLEM, f"could not test the video: {exc}",
                         "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that "
-                        "the GPU has enough memory (quantization fp8_e4m3fn or a smaller size help)", {"stage": "load"})]
+                        "the GPU has enough memory (quantization fp8_e4m3fn or a smaller size help)",
+                        {"stage": "load"})]
     except ScopeError as exc:
         return [Finding("video", Status.PROBLEM, f"could not load the pipeline to test the video: {exc}",
                         "check Scope's log", {"stage": "load"})]
@@ -382,11 +393,13 @@ async def check_video(
     session = ScopeSession(config, ParameterSender(), client=client)
     times: list[float] = []
     size: list[tuple[int, int]] = []
+    first_frame = asyncio.Event()
 
     def on_frame(frame: Any) -> None:
         times.append(time.monotonic())
         if not size:
             size.append((int(frame.width), int(frame.height)))
+        first_frame.set()
 
     session.add_frame_listener(on_frame)
     findings: list[Finding] = []
@@ -404,9 +417,8 @@ async def check_video(
                             "for a remote Scope this usually means no ICE route: see the ice findings (a TURN server); "
                             "otherwise check Scope's log", {"stage": "session"})]
         # A GPU pipeline takes a while over its first chunk: wait for it, then listen from there.
-        first_deadline = time.monotonic() + first_frame_timeout
-        while not times and time.monotonic() < first_deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first_frame.wait(), first_frame_timeout)
         if times:
             await asyncio.sleep(max(0.0, times[0] + listen - time.monotonic()))
             end = time.monotonic()
@@ -415,8 +427,8 @@ async def check_video(
             probe = VideoProbe(0, first_frame_timeout, None)
         findings.append(video_finding(probe, stall=min(1.5, listen / 2)))
         if legacy:
-            findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API ({\"pipeline_id\": ...}); "
-                                    "the bridge speaks it too"))
+            findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API "
+                                    "({\"pipeline_id\": ...}); the bridge speaks it too"))
         findings.append(check_paused(await session_parameters(client.url)))
     finally:
         with contextlib.suppress(Exception):

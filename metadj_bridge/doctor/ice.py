@@ -108,19 +108,20 @@ class _StunClient(asyncio.DatagramProtocol):
             self.answered.set_exception(exc)
 
 
-async def probe_ice(ice: IceUrl, timeout: float = 2.0) -> tuple[bool, str]:
-    """(reachable, how): a STUN Binding over UDP, or a TCP connect for TCP and TLS transports."""
+async def probe_ice(ice: IceUrl, wait_s: float = 2.0) -> tuple[bool, str]:
+    """(reachable, how): a STUN Binding over UDP, or a TCP connect for TCP and TLS transports, each given
+    ``wait_s`` seconds."""
     loop = asyncio.get_running_loop()
     kind = socket.SOCK_DGRAM if ice.transport == "udp" else socket.SOCK_STREAM
     try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(ice.host, ice.port, type=kind), timeout)
+        infos = await asyncio.wait_for(loop.getaddrinfo(ice.host, ice.port, type=kind), wait_s)
     except (socket.gaierror, TimeoutError) as exc:
         return False, f"{ice.host} does not resolve ({exc or 'timeout'})"
     family = infos[0][0]
     host, port = str(infos[0][4][0]), int(infos[0][4][1])
     if kind == socket.SOCK_STREAM:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
         except (OSError, TimeoutError) as exc:
             return False, f"no TCP connection to {host}:{port} ({exc or 'timeout'})"
         writer.close()
@@ -136,9 +137,9 @@ async def probe_ice(ice: IceUrl, timeout: float = 2.0) -> tuple[bool, str]:
         for _ in range(2):  # UDP may lose one packet
             transport.sendto(request)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.answered), timeout / 2)
+                await asyncio.wait_for(asyncio.shield(protocol.answered), wait_s / 2)
                 return True, f"STUN binding answered by {host}:{port}"
-        return False, f"no STUN answer from {host}:{port} over UDP within {timeout:g} s"
+        return False, f"no STUN answer from {host}:{port} over UDP within {wait_s:g} s"
     except OSError as exc:
         return False, f"UDP to {host}:{port} failed ({exc})"
     finally:
@@ -157,14 +158,16 @@ def stale_turn(urls: Sequence[IceUrl], uptime: float | None) -> Finding | None:
         for provider, lifetime in TURN_LIFETIMES.items():
             if ice.scheme.startswith("turn") and provider in ice.host and uptime > lifetime:
                 return Finding("ice", Status.WARNING,
-                               f"Scope has been up {uptime / 3600:.1f} h; the {provider} TURN credentials it fetched at "
-                               f"start last {lifetime / 60:g} minutes", "restart Scope shortly before the show so "
-                               "its TURN credentials are fresh (Scope never renews them)", {"uptime": round(uptime)})
+                               f"Scope has been up {uptime / 3600:.1f} h; the {provider} TURN credentials it "
+                               f"fetched at start last {lifetime / 60:g} minutes",
+                               "restart Scope shortly before the show so its TURN credentials are fresh (Scope never "
+                               "renews them)", {"uptime": round(uptime)})
     return None
 
 
-async def check_ice(client: ScopeClient, *, timeout: float = 2.0, uptime: float | None = None) -> list[Finding]:
-    """The ICE servers Scope hands out, each probed from here; a remote Scope without TURN is a warning (NAT).
+async def check_ice(client: ScopeClient, *, wait_s: float = 2.0, uptime: float | None = None) -> list[Finding]:
+    """The ICE servers Scope hands out, each probed from here (``wait_s`` seconds each); a remote Scope without TURN
+    is a warning (NAT).
 
     ``uptime``: seconds since Scope started (its health's ``server_start_time``), to tell stale TURN credentials.
     """
@@ -183,9 +186,10 @@ async def check_ice(client: ScopeClient, *, timeout: float = 2.0, uptime: float 
         try:
             parsed.append(parse_ice_url(url))
         except ConfigError as exc:
-            findings.append(Finding("ice", Status.WARNING, str(exc), "the bridge skips it; check Scope's TURN settings"))
-    results = await asyncio.gather(*(probe_ice(ice, timeout) for ice in parsed))
-    for ice, (ok, how) in zip(parsed, results):
+            findings.append(Finding("ice", Status.WARNING, str(exc),
+                                    "the bridge skips it; check Scope's TURN settings"))
+    results = await asyncio.gather(*(probe_ice(ice, wait_s) for ice in parsed))
+    for ice, (ok, how) in zip(parsed, results, strict=True):
         if ok:
             findings.append(Finding("ice", Status.OK, f"{ice} reachable: {how}", "", {"url": str(ice)}))
         else:
@@ -194,7 +198,7 @@ async def check_ice(client: ScopeClient, *, timeout: float = 2.0, uptime: float 
                                     "other servers", {"url": str(ice)}))
     host = urlsplit(client.url).hostname
     turn = [ice for ice in parsed if ice.scheme.startswith("turn")]
-    turn_ok = [ice for ice, (ok, _) in zip(parsed, results) if ok and ice.scheme.startswith("turn")]
+    turn_ok = [ice for ice, (ok, _) in zip(parsed, results, strict=True) if ok and ice.scheme.startswith("turn")]
     if is_remote_host(host):
         if not turn:
             findings.append(Finding(

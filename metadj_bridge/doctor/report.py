@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from metadj_bridge.doctor.checks import (
     Finding,
+    Prompts,
     Status,
     check_health,
     check_pipeline,
@@ -38,6 +39,8 @@ from metadj_bridge.doctor.ice import (
 from metadj_bridge.errors import ConfigError, redact_text
 
 if TYPE_CHECKING:
+    import argparse
+
     from metadj_bridge.run.plan import RunPlan
 
 log = logging.getLogger(__name__)
@@ -136,7 +139,7 @@ def check_audio(plan: RunPlan) -> Finding:
             return Finding("audio", Status.OK, f"audio file {plan.audio_path}")
         return Finding("audio", Status.PROBLEM, f"audio file {plan.audio_path!r} does not exist",
                        "fix inputs.audio in the profile (paths are relative to the profile file)")
-    from metadj_bridge.inputs.audio import find_input_device, list_input_devices
+    from metadj_bridge.inputs.audio_devices import find_input_device, list_input_devices
 
     try:
         devices = list_input_devices()
@@ -154,14 +157,16 @@ def check_midi(plan: RunPlan, backend: str | None = None) -> list[Finding]:
     if not plan.midi and not plan.midi_feedback:
         extra = f" (a virtual port {plan.midi_virtual!r} is created)" if plan.midi_virtual else ""
         return [Finding("midi", Status.SKIPPED, f"the profile names no MIDI controller{extra}")]
-    from metadj_bridge.inputs.midi import list_midi_ports, port_matcher
+    from metadj_bridge.inputs.midi_ports import list_midi_ports, port_matcher
 
     try:
         inputs, outputs = list_midi_ports(backend)
     except ConfigError as exc:
-        return [Finding("midi", Status.PROBLEM, str(exc), "install python-rtmidi, or pick a MIDI backend that runs here")]
+        return [Finding("midi", Status.PROBLEM, str(exc),
+                        "install python-rtmidi, or pick a MIDI backend that runs here")]
     findings = []
-    for kind, patterns, names in (("input", plan.midi, inputs), ("output", (plan.midi_feedback,) if plan.midi_feedback else (), outputs)):
+    for kind, patterns, names in (("input", plan.midi, inputs),
+                                  ("output", (plan.midi_feedback,) if plan.midi_feedback else (), outputs)):
         for pattern in patterns:
             try:
                 matches = [n for n in names if port_matcher(pattern)(n)]
@@ -172,7 +177,8 @@ def check_midi(plan: RunPlan, backend: str | None = None) -> list[Finding]:
                 findings.append(Finding("midi", Status.OK, f"MIDI {kind} {pattern!r}: {', '.join(matches)}"))
             else:
                 listed = ", ".join(repr(n) for n in names) or "none"
-                findings.append(Finding("midi", Status.WARNING, f"MIDI {kind} {pattern!r} not found; {kind}s here: {listed}",
+                findings.append(Finding("midi", Status.WARNING,
+                                        f"MIDI {kind} {pattern!r} not found; {kind}s here: {listed}",
                                         "plug the controller in (the bridge picks it up when it appears) or correct "
                                         "inputs.midi in the profile", {"wanted": pattern, "available": names}))
     return findings
@@ -188,7 +194,8 @@ def check_vcam(plan: RunPlan) -> Finding:
         sink = VirtualCameraSink(device=plan.video_device, backend=plan.video_backend)
         sink.open(320, 180, 30.0)
     except (VideoOutputError, ValueError) as exc:
-        return Finding("vcam", Status.WARNING, "no virtual camera: the show's video goes to the browser preview instead",
+        return Finding("vcam", Status.WARNING,
+                       "no virtual camera: the show's video goes to the browser preview instead",
                        f"{exc}" if backend_hint() in str(exc) else f"{exc}; {backend_hint()}")
     try:
         device = str(getattr(sink.camera, "device", "") or plan.video_device or "")
@@ -200,14 +207,16 @@ def check_vcam(plan: RunPlan) -> Finding:
 # ------------------------------------------------------------------------------------------------ the run
 
 
-def show_needs(plan: RunPlan | None) -> tuple[str, dict[str, Any], tuple[str, ...], dict[str, Any], Any]:
+def show_needs(plan: RunPlan | None) -> tuple[str, dict[str, Any], tuple[str, ...], dict[str, Any], Prompts]:
     """(pipeline id, load params, reference images, the profile's Scope parameters, prompts) as ``run`` uses them."""
     if plan is None:
         return "longlive", {"width": 1024, "height": 576, "vace_enabled": False}, (), {}, "a test pattern"
     refs = tuple(plan.ref_images) if plan.input_mode == "video" else ()
     params = {"width": plan.width, "height": plan.height, "vace_enabled": bool(refs)}
     themes = plan.profile.themes
-    prompts: Any = [{"text": p.text, "weight": p.weight} for p in themes[0].prompts] if themes else "a test pattern"
+    prompts: Prompts = (
+        [{"text": p.text, "weight": p.weight} for p in themes[0].prompts] if themes else "a test pattern"
+    )
     return plan.pipeline, params, refs, dict(plan.profile.scope.parameters), prompts
 
 
@@ -278,7 +287,7 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, 
         loaded = status.pipeline_id if status is not None and status.status == "loaded" else None
         report.findings.append(check_vace(loaded, status.load_params if status else None, refs, show_params))
         uptime = time.time() - health.server_start_time
-        report.findings.extend(await check_ice(client, timeout=options.ice_timeout, uptime=uptime))
+        report.findings.extend(await check_ice(client, wait_s=options.ice_timeout, uptime=uptime))
         if not options.video:
             report.findings.append(Finding("video", Status.SKIPPED, "video check skipped (--no-video)"))
         elif pipeline_finding.status is Status.PROBLEM:
@@ -327,6 +336,6 @@ async def doctor_main(options: DoctorOptions, *, as_json: bool = False, out: Tex
     return 0 if report.ok else 1
 
 
-def options_from_args(args: Any) -> DoctorOptions:
+def options_from_args(args: argparse.Namespace) -> DoctorOptions:
     return DoctorOptions(scope_url=args.scope, profile=args.profile, listen=args.listen, video=not args.no_video,
                          load_timeout=args.load_timeout)

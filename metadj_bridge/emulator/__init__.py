@@ -6,9 +6,11 @@ that visibly follow them. Run it with ``python -m metadj_bridge.emulator`` or ``
 
 Endpoints (Scope's, see ``shared/scope-api.md``)::
 
-    GET    /health                        {status, timestamp, server_start_time, version "0.2.4", git_commit, emulator: true}
+    GET    /health                        {status, timestamp, server_start_time, version "0.2.4", git_commit,
+                                           emulator: true}
     GET    /api/v1/hardware/info          {vram_gb: null, spout|ndi|syphon: {available: false, reason, install_hint}}
-    POST   /api/v1/pipeline/load          {pipeline_ids, load_params} | {pipelines: [{node_id, pipeline_id, load_params}]}
+    POST   /api/v1/pipeline/load          {pipeline_ids, load_params}
+                                          | {pipelines: [{node_id, pipeline_id, load_params}]}
                                           (legacy_api: {pipeline_id, load_params}); 200 at once, loads in the background
     GET    /api/v1/pipeline/status        {status, pipeline_id, load_params, loaded_lora_adapters, error: null,
                                            loading_stage, produces_video, produces_audio}
@@ -27,13 +29,35 @@ Endpoints (Scope's, see ``shared/scope-api.md``)::
 Emulator-only::
 
     POST   /_emulator/faults   any of {restart: bool, stop_video: bool, slow_load: s, fail_load: bool, stale_seconds: s}
-                               -> {slow_load, fail_load, stale_seconds, server_start_time, active_sessions}; 422 if unknown
+                               -> {slow_load, fail_load, stale_seconds, server_start_time, active_sessions};
+                               422 if unknown
     GET    /_emulator/log      {offers: [{...initialParameters as sent, sessionId}],
                                 received|dropped: [{session_id, index, t, message}],
                                 applied: [{session_id, chunk, t, message}]}   (t = time.monotonic(); last 20,000 each)
+
+Imports only the ground floor (:mod:`metadj_bridge.parameters`, :mod:`metadj_bridge.errors`,
+:mod:`metadj_bridge.lifecycle`): never the running bridge (:mod:`metadj_bridge.run`). ``ScopeEmulator`` and
+``EmulatorConfig`` load on first use, so importing :mod:`.config` or :mod:`.params` does not pull in aiortc.
 """
 
-from metadj_bridge.emulator.config import EmulatorConfig
-from metadj_bridge.emulator.server import ScopeEmulator
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metadj_bridge.emulator.config import EmulatorConfig
+    from metadj_bridge.emulator.server import ScopeEmulator
 
 __all__ = ["EmulatorConfig", "ScopeEmulator"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "EmulatorConfig":
+        from metadj_bridge.emulator.config import EmulatorConfig
+
+        return EmulatorConfig
+    if name == "ScopeEmulator":
+        from metadj_bridge.emulator.server import ScopeEmulator
+
+        return ScopeEmulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

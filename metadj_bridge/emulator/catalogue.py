@@ -15,7 +15,8 @@ from metadj_bridge.parameters import KNOWN_PIPELINES, PipelineInfo
 VERSION = "0.2.4"
 
 
-def _prop(kind: str, default: Any, *, load: bool, label: str, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+def _prop(kind: str, default: Any, *, load: bool, label: str, lo: float | None = None,
+          hi: float | None = None) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": kind, "default": default, "title": label}
     if lo is not None:
         prop["minimum"] = lo

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
 from metadj_bridge.emulator.config import DEFAULT_FPS, DEFAULT_PORT, DEFAULT_STALE_SECONDS, EmulatorConfig
 from metadj_bridge.emulator.server import ScopeEmulator
+from metadj_bridge.lifecycle import stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +20,8 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options; every one maps to an ``EmulatorConfig`` field."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, as Scope)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port; 0 picks a free one (default: {DEFAULT_PORT})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"TCP port; 0 picks a free one (default: {DEFAULT_PORT})")
     parser.add_argument(
         "--chunk-frames",
         type=int,
@@ -30,11 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames per generated chunk, one parameter message applied per chunk "
         "(default: the loaded pipeline's, 12 for longlive, 4 for passthrough)",
     )
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second of the output video (default: {DEFAULT_FPS:g})")
-    parser.add_argument(
-        "--legacy-api", action="store_true", help="answer like Scope before 2026-01-14: the load body needs 'pipeline_id'"
-    )
-    parser.add_argument("--load-seconds", type=float, default=1.0, metavar="S", help="how long a pipeline load takes (default: 1)")
+    parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                        help=f"frames per second of the output video (default: {DEFAULT_FPS:g})")
+    parser.add_argument("--legacy-api", action="store_true",
+                        help="answer like Scope before 2026-01-14: the load body needs 'pipeline_id'")
+    parser.add_argument("--load-seconds", type=float, default=1.0, metavar="S",
+                        help="how long a pipeline load takes (default: 1)")
     parser.add_argument("--slow-load", type=float, default=0.0, metavar="S", help="fault: add S seconds to every load")
     parser.add_argument("--fail-load", action="store_true", help="fault: every pipeline load fails")
     parser.add_argument(
@@ -65,13 +66,7 @@ async def run_from_args(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM (exit code 0) or until cancelled (re-raised)."""
     config = config_from_args(args)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, or not the main thread
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    with stop_signals(stop.set):  # none on Windows, or off the main thread
         async with ScopeEmulator(config) as emulator:
             logger.info(
                 "Scope emulator serving at %s (Scope 0.2.4 API%s, %g fps); Ctrl+C to stop",
@@ -81,7 +76,4 @@ async def run_from_args(args: argparse.Namespace) -> int:
             )
             await stop.wait()
             logger.info("Scope emulator stopping")
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
     return 0

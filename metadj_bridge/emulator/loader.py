@@ -24,6 +24,7 @@ from typing import Any
 
 from metadj_bridge.emulator.config import Faults
 from metadj_bridge.emulator.records import emulator_log
+from metadj_bridge.lifecycle import cancel_and_wait
 from metadj_bridge.parameters import pipeline_info
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,7 @@ class PipelineLoader:
     async def aclose(self) -> None:
         task = self._task
         self.unload()
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     def _cancel_task(self) -> None:
         if self._task is not None and not self._task.done():
@@ -171,7 +171,7 @@ class PipelineLoader:
 
 
 def _same(a: Sequence[LoadEntry], b: Sequence[LoadEntry]) -> bool:
-    return len(a) == len(b) and all(x.same_as(y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x.same_as(y) for x, y in zip(a, b, strict=True))
 
 
 def entries_from_ids(pipeline_ids: Sequence[str], load_params: Mapping[str, Any] | None) -> list[LoadEntry]:

@@ -185,7 +185,8 @@ class SessionPipeline:
     def _chunk_specs(self, settings: ChunkSettings) -> list[FrameSpec]:
         n = self.chunk_frames
         flash_frames = max(1, math.ceil(n / 2))
-        transition = f"transition {settings.transition_step[0]}/{settings.transition_step[1]}" if settings.transition_step else ""
+        step = settings.transition_step
+        transition = f"transition {step[0]}/{step[1]}" if step else ""
         base = FrameSpec(
             width=self.width,
             height=self.height,

@@ -204,7 +204,8 @@ def strip_text(spec: FrameSpec) -> str:
     else:
         prompt = "(no prompt)"
     steps = "-" if spec.denoising_steps is None else str(len(spec.denoising_steps))
-    parts = [prompt, f"noise {spec.noise_scale:.2f}", f"steps {steps}", f"seed {spec.base_seed}", f"chunk {spec.chunk_index}"]
+    parts = [prompt, f"noise {spec.noise_scale:.2f}", f"steps {steps}", f"seed {spec.base_seed}",
+             f"chunk {spec.chunk_index}"]
     if spec.transition:
         parts.append(spec.transition)
     if spec.paused:
@@ -228,7 +229,7 @@ def _mix(layers: Sequence[tuple[np.ndarray, float]], noise_alpha: int) -> np.nda
     """
     prompt_layers = [(img, wt) for img, wt in layers if wt >= 0]
     weights = _integer_weights([wt for _, wt in prompt_layers], 256 - noise_alpha)
-    parts = [(img, wt) for (img, _), wt in zip(prompt_layers, weights) if wt > 0]
+    parts = [(img, wt) for (img, _), wt in zip(prompt_layers, weights, strict=True) if wt > 0]
     parts += [(img, noise_alpha) for img, wt in layers if wt < 0]
     if len(parts) == 1 and parts[0][1] == 256:
         return np.ascontiguousarray(parts[0][0])

@@ -2,7 +2,7 @@
 
 Endpoints and their quirks follow ``shared/scope-api.md`` §1-7 and §12; ``/_emulator/...`` adds fault
 switches and an event log for tests. Lifecycle: ``start()`` binds, ``aclose()`` closes every peer
-connection and the HTTP server (safe twice); a closed emulator cannot be started again.
+connection and the HTTP server (safe twice); a closed emulator cannot be started again (``ClosedError``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -33,6 +33,7 @@ from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
 from metadj_bridge.emulator.session import EmulatorSession
 from metadj_bridge.emulator.validation import RequestRejected, problem
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
 from metadj_bridge.parameters import pipeline_info
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,12 @@ class ScopeEmulator:
         self._log_tail = LogTail(self._id, self.config.log_limit)
         self._loader = PipelineLoader(self._faults, self.config.load_seconds, self._id)
         self._sessions: dict[str, EmulatorSession] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # LoggerAdapter stands in for a Logger: failures keep this emulator's id, so its log tail shows them.
+        self._tasks = TaskGroupSet(f"emulator {self._id}", cast(logging.Logger, self._log))
         self._runner: web.AppRunner | None = None
         self._asset_dir: Path | None = None
         self._port: int | None = None
-        self._closed = False
+        self._life = Lifecycle("ScopeEmulator")
         self.server_start_time = time.time()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -82,15 +84,27 @@ class ScopeEmulator:
 
     async def start(self) -> None:
         """Bind and serve. Raises ``ConfigError`` when the address cannot be used."""
-        if self._closed:
-            raise RuntimeError("this ScopeEmulator is closed; create a new one")
-        if self._runner is not None:
+        if not self._life.begin():  # raises ClosedError once closed
             return
+        try:
+            await self._serve()
+        except BaseException:
+            self._life.failed()  # nothing is served: start() may be tried again
+            raise
+        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
+        self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
+        self.server_start_time = time.time()
+        self._log.debug("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
+
+    async def _serve(self) -> None:
+        """Bind the listening socket and start the HTTP server on it (``ConfigError`` when it cannot bind)."""
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         try:
             sock = socket.create_server((self.config.host, self.config.port), family=family)
         except OSError as exc:
-            raise ConfigError(f"emulator: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
+            raise ConfigError(
+                f"emulator: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
+            ) from exc
         self._port = sock.getsockname()[1]
         app = web.Application(middlewares=[self._errors_middleware], client_max_size=64 * 1024 * 1024)
         self._add_routes(app)
@@ -103,16 +117,11 @@ class ScopeEmulator:
             await self._runner.cleanup()
             self._runner = None
             raise
-        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
-        self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
-        self.server_start_time = time.time()
-        self._log.debug("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
 
     async def aclose(self) -> None:
         """Close every session, stop loading, stop serving; harmless when called again."""
-        if self._closed:
+        if not self._life.end():
             return
-        self._closed = True
         if self._runner is not None:
             await self._runner.cleanup()  # first, so no offer arrives while sessions close
         await self._close_all_sessions()
@@ -147,8 +156,10 @@ class ScopeEmulator:
         if "stop_video" in faults:
             for session in self._sessions.values():
                 session.set_video_stopped(faults["stop_video"])
-            self._log.info("Fault: video %s for %d session(s)", "stopped" if faults["stop_video"] else "resumed", len(self._sessions))
-        return {**self._faults.as_dict(), "server_start_time": self.server_start_time, "active_sessions": len(self._sessions)}
+            self._log.info("Fault: video %s for %d session(s)", "stopped" if faults["stop_video"] else "resumed",
+                           len(self._sessions))
+        return {**self._faults.as_dict(), "server_start_time": self.server_start_time,
+                "active_sessions": len(self._sessions)}
 
     async def _restart(self) -> None:
         self._log.info("Fault: emulated server restart")
@@ -160,16 +171,6 @@ class ScopeEmulator:
         sessions = list(self._sessions.values())
         self._sessions.clear()
         await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("Emulator task %s failed", task.get_name(), exc_info=task.exception())
 
     # ---- HTTP plumbing -----------------------------------------------------------------------
 
@@ -214,7 +215,9 @@ class ScopeEmulator:
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise RequestRejected(422, [problem("json_invalid", [0], "JSON decode error", {"error": str(exc)})]) from exc
+            raise RequestRejected(
+                422, [problem("json_invalid", [0], "JSON decode error", {"error": str(exc)})]
+            ) from exc
 
     # ---- Scope endpoints ---------------------------------------------------------------------
 
@@ -250,7 +253,9 @@ class ScopeEmulator:
     async def _offer(self, request: web.Request) -> web.Response:
         body = await self._json(request)
         if not isinstance(body, dict):
-            raise RequestRejected(422, [problem("model_attributes_type", [], "Input should be a valid dictionary", body)])
+            raise RequestRejected(
+                422, [problem("model_attributes_type", [], "Input should be a valid dictionary", body)]
+            )
         for field in ("sdp", "type"):
             if not isinstance(body.get(field), str):
                 raise RequestRejected(422, [problem("missing", [field], "Field required", body.get(field))])
@@ -262,7 +267,8 @@ class ScopeEmulator:
         session_id = str(uuid.uuid4())
         pipeline = self._make_pipeline(session_id, params, loaded)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))
-        session = EmulatorSession(session_id, pc, pipeline, fps=self.config.fps, records=self._records, emulator_id=self._id)
+        session = EmulatorSession(session_id, pc, pipeline, fps=self.config.fps, records=self._records,
+                                  emulator_id=self._id)
         # Added before the offer is applied, so it binds to the client's first video m-line.
         pc.addTrack(session.track)
         pc.on("connectionstatechange", lambda: self._on_connection_state(session))
@@ -277,7 +283,7 @@ class ScopeEmulator:
             await session.aclose()
             self._log.warning("Offer failed: %s", exc)
             raise RequestRejected(500, str(exc)) from exc
-        if self._closed:
+        if self._life.closed:
             await session.aclose()
             raise RequestRejected(503, "Server is shutting down")
         self._sessions[session_id] = session
@@ -287,16 +293,18 @@ class ScopeEmulator:
         local = pc.localDescription
         return web.json_response({"sdp": local.sdp, "type": local.type, "sessionId": session_id})
 
-    def _make_pipeline(self, session_id: str, params: dict[str, Any], loaded: LoadedPipelines) -> SessionPipeline | None:
+    def _make_pipeline(self, session_id: str, params: dict[str, Any],
+                       loaded: LoadedPipelines) -> SessionPipeline | None:
         """The session's pipeline, or None (silently, as Scope) when the offer names none loaded."""
         ids = params.get("pipeline_ids") or []
         if not ids:
             self._log.warning("Session %s: No pipeline IDs provided, cannot start", session_id)
             return None
         entries = [loaded.find(name) for name in ids]
-        missing = [name for name, entry in zip(ids, entries) if entry is None]
+        missing = [name for name, entry in zip(ids, entries, strict=True) if entry is None]
         if missing:
-            self._log.warning("Session %s: pipeline(s) %s not loaded (loaded: %s), cannot start", session_id, missing, loaded.keys)
+            self._log.warning("Session %s: pipeline(s) %s not loaded (loaded: %s), cannot start", session_id, missing,
+                              loaded.keys)
             return None
         main = entries[-1]
         assert main is not None
@@ -315,7 +323,8 @@ class ScopeEmulator:
         servers = []
         for entry in self.config.ice_servers:
             if isinstance(entry, dict) and entry.get("urls"):
-                servers.append(RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential")))
+                servers.append(RTCIceServer(urls=entry["urls"], username=entry.get("username"),
+                                            credential=entry.get("credential")))
         return servers
 
     def _on_connection_state(self, session: EmulatorSession) -> None:
@@ -323,7 +332,7 @@ class ScopeEmulator:
         self._log.info("Session %s connection state: %s", session.session_id, state)
         if state in ("closed", "failed") and self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
-            self._spawn(session.aclose(), f"emulator-close-{session.session_id[:8]}")
+            self._tasks.spawn(session.aclose(), f"close-{session.session_id[:8]}")
 
     async def _patch_offer(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
@@ -358,7 +367,9 @@ class ScopeEmulator:
     async def _upload_asset(self, request: web.Request) -> web.Response:
         filename = Path(request.query.get("filename", "")).name
         if not filename:
-            raise RequestRejected(422, [{"type": "missing", "loc": ["query", "filename"], "msg": "Field required", "input": None}])
+            raise RequestRejected(
+                422, [{"type": "missing", "loc": ["query", "filename"], "msg": "Field required", "input": None}]
+            )
         assert self._asset_dir is not None
         data = await request.read()
         path = self._asset_dir / f"{uuid.uuid4().hex[:8]}-{filename}"
@@ -400,9 +411,13 @@ class ScopeEmulator:
             since = request.query.get("since_offset")
             since_offset = int(since) if since is not None else None
         except ValueError as exc:
-            raise RequestRejected(422, [{"type": "int_parsing", "loc": ["query"], "msg": str(exc), "input": None}]) from exc
+            raise RequestRejected(
+                422, [{"type": "int_parsing", "loc": ["query"], "msg": str(exc), "input": None}]
+            ) from exc
         if not 1 <= lines <= 1000:
-            raise RequestRejected(422, [{"type": "less_than_equal", "loc": ["query", "lines"], "msg": "Input should be 1-1000", "input": lines}])
+            raise RequestRejected(422, [
+                {"type": "less_than_equal", "loc": ["query", "lines"], "msg": "Input should be 1-1000", "input": lines}
+            ])
         return web.json_response(self._log_tail.tail(lines, since_offset))
 
     # ---- emulator-only endpoints -------------------------------------------------------------

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -20,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, emulator_log
 from metadj_bridge.emulator.track import EmulatedVideoTrack
+from metadj_bridge.lifecycle import TaskGroupSet
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class EmulatorSession:
         self.closed = False
         self._records = records
         self._log = emulator_log(logger, emulator_id)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # LoggerAdapter stands in for a Logger: failures keep the emulator's id, so its log tail shows them.
+        self._tasks = TaskGroupSet(f"Session {session_id}", cast(logging.Logger, self._log))
         self._messages_ignored = 0
         self.track = EmulatedVideoTrack(
             pipeline, fps=fps, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
@@ -59,7 +60,7 @@ class EmulatorSession:
     def start(self) -> None:
         """Start the chunk loop (after the answer has been created)."""
         if self.pipeline is not None:
-            self._spawn(self.pipeline.run(), f"emulator-chunks-{self.session_id[:8]}")
+            self._tasks.spawn(self.pipeline.run(), "chunks")
 
     def set_video_stopped(self, stopped: bool) -> None:
         if self.pipeline is not None:
@@ -70,10 +71,7 @@ class EmulatorSession:
         if self.closed:
             return
         self.closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         self.track.stop()
         # Shielded: aiortc may be closing this connection itself (remote DTLS close), and a
         # cancelled second close() would cancel the future the first one completes.
@@ -91,10 +89,12 @@ class EmulatorSession:
         try:
             message = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            self._log.warning("Session %s: dropping data-channel message that is not JSON (%s): %.200r", self.session_id, exc, raw)
+            self._log.warning("Session %s: dropping data-channel message that is not JSON (%s): %.200r",
+                              self.session_id, exc, raw)
             return
         if not isinstance(message, dict):
-            self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r", self.session_id, raw)
+            self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r",
+                              self.session_id, raw)
             return
         if self.pipeline is None:
             # No processor was started for this session, so Scope discards the update unseen.
@@ -108,7 +108,7 @@ class EmulatorSession:
             return
         self.has_input_track = True
         # Always read: aiortc buffers decoded frames without limit when nobody does.
-        self._spawn(self._read_input(track), f"emulator-input-{self.session_id[:8]}")
+        self._tasks.spawn(self._read_input(track), "input")
 
     async def _read_input(self, track: MediaStreamTrack) -> None:
         while True:
@@ -118,18 +118,3 @@ class EmulatorSession:
                 return
             if self.pipeline is not None:
                 self.pipeline.push_input(frame)  # type: ignore[arg-type]
-
-    # ---- tasks -------------------------------------------------------------------------------
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._log.error("Session %s: task %s failed", self.session_id, task.get_name(), exc_info=exc)

@@ -66,11 +66,15 @@ def load_entries(body: Any, *, legacy: bool) -> list[LoadEntry]:
         for i, node in enumerate(pipelines):
             if not isinstance(node, Mapping):
                 raise RequestRejected(
-                    422, [problem("model_attributes_type", ["pipelines", i], "Input should be a valid dictionary", node)]
+                    422,
+                    [problem("model_attributes_type", ["pipelines", i], "Input should be a valid dictionary", node)],
                 )
             for name in ("node_id", "pipeline_id"):
                 if not isinstance(node.get(name), str):
-                    kind, msg = ("missing", "Field required") if name not in node else ("string_type", "Input should be a valid string")
+                    kind, msg = (
+                        ("missing", "Field required") if name not in node
+                        else ("string_type", "Input should be a valid string")
+                    )
                     raise RequestRejected(422, [problem(kind, ["pipelines", i, name], msg, node.get(name, dict(node)))])
             params = _load_params(node.get("load_params"), ["pipelines", i, "load_params"])
             entries.append(LoadEntry(node["node_id"], node["pipeline_id"], params))
@@ -78,7 +82,9 @@ def load_entries(body: Any, *, legacy: bool) -> list[LoadEntry]:
     ids = body.get("pipeline_ids")
     if ids:
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
-            raise RequestRejected(422, [problem("list_type", ["pipeline_ids"], "Input should be a valid list of strings", ids)])
+            raise RequestRejected(
+                422, [problem("list_type", ["pipeline_ids"], "Input should be a valid list of strings", ids)]
+            )
         return entries_from_ids(ids, _load_params(body.get("load_params"), ["load_params"]))
     raise RequestRejected(400, "Either 'pipelines' or 'pipeline_ids' must be provided")
 
@@ -113,12 +119,14 @@ def initial_parameters(value: Any) -> dict[str, Any]:
     transition = params.get("transition")
     if transition is not None:
         if not isinstance(transition, Mapping):
-            errors.append(problem("model_attributes_type", [*base, "transition"], "Input should be a valid dictionary", transition))
+            errors.append(problem("model_attributes_type", [*base, "transition"], "Input should be a valid dictionary",
+                                  transition))
         else:
             errors += _prompt_problems(transition.get("target_prompts", []), [*base, "transition", "target_prompts"])
             steps = transition.get("num_steps", 4)
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-                errors.append(problem("greater_than_equal", [*base, "transition", "num_steps"], "Input should be >= 0", steps))
+                errors.append(problem("greater_than_equal", [*base, "transition", "num_steps"], "Input should be >= 0",
+                                      steps))
     for key, (lo, hi) in _RANGES.items():
         if key in params:
             errors += _range_problems(params[key], lo, hi, [*base, key])
@@ -133,7 +141,8 @@ def initial_parameters(value: Any) -> dict[str, Any]:
     if steps_list is not None and not (
         isinstance(steps_list, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in steps_list)
     ):
-        errors.append(problem("list_type", [*base, "denoising_step_list"], "Input should be a valid list of integers", steps_list))
+        errors.append(problem("list_type", [*base, "denoising_step_list"], "Input should be a valid list of integers",
+                              steps_list))
     if errors:
         raise RequestRejected(422, errors)
     for key, default in OFFER_DEFAULTS.items():
@@ -152,11 +161,13 @@ def _prompt_problems(prompts: Any, loc: list[str | int]) -> list[dict[str, Any]]
             msg = "Input should be a valid dictionary or object to extract fields from"
             out.append(problem("model_attributes_type", [*loc, i], msg, item))
         elif not isinstance(item.get("text"), str):
-            out.append(problem("missing" if "text" not in item else "string_type", [*loc, i, "text"], "Field required", item))
+            kind = "missing" if "text" not in item else "string_type"
+            out.append(problem(kind, [*loc, i, "text"], "Field required", item))
         else:
             weight = item.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-                out.append(problem("greater_than_equal", [*loc, i, "weight"], "Input should be greater than or equal to 0", weight))
+                msg = "Input should be greater than or equal to 0"
+                out.append(problem("greater_than_equal", [*loc, i, "weight"], msg, weight))
     return out
 
 

@@ -14,19 +14,13 @@ profile listens on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import socket
 from collections.abc import Iterable
 
+from metadj_bridge.lifecycle import cancel_and_wait
 from metadj_bridge.outputs.osc_out import build_message
-from metadj_bridge.profile.model import (
-    Envelope,
-    ShowProfile,
-    SignalSource,
-    TriggerSource,
-)
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +36,13 @@ _TRACK = re.compile(r"^osc\./live/track/get/([a-z_]+)/(\d+)$")
 _CLIP = re.compile(r"^osc\./live/clip/get/([a-z_]+)/(\d+)/(\d+)$")
 
 
-def _names_read(profile: ShowProfile) -> Iterable[str]:
-    for mapping in profile.mappings:
-        source = mapping.source
-        if isinstance(source, (SignalSource, TriggerSource)):
-            yield source.name
-        elif isinstance(source, Envelope):
-            yield source.trigger
-    for switch in profile.switches:
-        yield switch.trigger
+def listen_requests(names: Iterable[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """The listen requests that make AbletonOSC report every signal and trigger in ``names`` (pure).
 
-
-def listen_requests(profile: ShowProfile) -> list[tuple[str, tuple[int, ...]]]:
-    """The listen requests that make AbletonOSC report everything ``profile`` reads (pure)."""
+    ``names`` are what a show profile reads (``ShowProfile.names_read()``).
+    """
     requests = list(SONG_REQUESTS)
-    for name in _names_read(profile):
+    for name in names:
         request: tuple[str, tuple[int, ...]]
         if (m := _TRACK.match(name)) is not None:
             request = (f"/live/track/start_listen/{m.group(1)}", (int(m.group(2)),))
@@ -72,9 +58,9 @@ def listen_requests(profile: ShowProfile) -> list[tuple[str, tuple[int, ...]]]:
 class AbletonListenRequests:
     """Sends :func:`listen_requests` to AbletonOSC at ``host``; ``again()`` re-sends (on ``/live/startup``)."""
 
-    def __init__(self, profile: ShowProfile, host: str = "127.0.0.1", port: int = ABLETON_OSC_PORT,
-                 refresh: float = 30.0) -> None:
-        self.requests = listen_requests(profile)
+    def __init__(self, requests: Iterable[tuple[str, tuple[int, ...]]], host: str = "127.0.0.1",
+                 port: int = ABLETON_OSC_PORT, refresh: float = 30.0) -> None:
+        self.requests = list(requests)
         self.host = host
         self.port = port
         self.refresh = refresh
@@ -101,8 +87,9 @@ class AbletonListenRequests:
             except OSError as exc:  # nothing listens yet (ICMP refused): Live is not up, the next round tries again
                 log.debug("AbletonOSC request %s not sent: %s", address, exc)
 
-    def update(self, profile: ShowProfile) -> None:
-        self.requests = listen_requests(profile)
+    def update(self, requests: Iterable[tuple[str, tuple[int, ...]]]) -> None:
+        """Another profile took over: ask for what it reads."""
+        self.requests = list(requests)
         self.again()
 
     async def _run(self) -> None:
@@ -112,10 +99,7 @@ class AbletonListenRequests:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()

@@ -6,11 +6,8 @@ This is where the music turns into numbers. ``FeatureExtractor.process`` takes o
 samples and returns a ``HopFeatures``: loudness, brightness, noisiness, three band energies, per-band
 spectral flux (evidence for kicks, snares and hats), onsets, and aubio's raw beat tracker. It holds no
 threads, devices or clocks: the audio source calls it from its worker thread and time is the number of
-samples seen, so a file, a live device and a test signal give the same numbers.
-
-The seed's browser app ran Meyda at ~86 Hz (512-sample hops at 44.1 kHz) with ``energyMax`` 0.15, a centroid
-range of 100-6000 Hz and ``flatnessMax`` 0.5; those are the defaults here, and other sample rates keep the
-same hop *duration* (``hop_size_for``).
+samples seen, so a file, a live device and a test signal give the same numbers. Its configuration and the
+hop and window sizes for a sample rate are in :mod:`~metadj_bridge.inputs.analysis_config`.
 
 One spectrum per hop: the last ``window_size`` samples, Hann-windowed (aubio's "hanningz", so the
 magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band energies and the band fluxes,
@@ -18,9 +15,9 @@ all summed by one matrix product against precomputed columns (no Python loops ov
 numpy's rather than ``aubio.pvoc``: pvoc also computes a phase per bin with scalar ``atan2f``, which on
 real (changing) audio made it cost ~18 µs per hop against ~10 µs for ``numpy.fft.rfft`` plus ``abs``, and
 no feature here needs the phase. ``aubio.tempo`` runs its own analysis (aubio's Python API cannot hand it a
-spectrum) and is the largest single cost; see ``measure_cost``. Onsets are picked from our own flux
-instead of ``aubio.onset``: aubio confirms an onset ~2.8 hops after the attack, too late for a trigger that
-should land on the kick, and its phase computation cost ~19 µs per hop.
+spectrum) and is the largest single cost (:mod:`~metadj_bridge.inputs.analysis_cost` measures it). Onsets are
+picked from our own flux instead of ``aubio.onset``: aubio confirms an onset ~2.8 hops after the attack, too
+late for a trigger that should land on the kick, and its phase computation cost ~19 µs per hop.
 
 Scales (what the numbers mean):
 
@@ -44,35 +41,23 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aubio
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.analysis_config import (
+    ONSET_METHODS,
+    AnalysisConfig,
+    check_samplerate,
+    hop_size_for,
+    window_size_for,
+)
 
-__all__ = [
-    "ONSET_METHODS",
-    "AnalysisConfig",
-    "FeatureExtractor",
-    "HopFeatures",
-    "hop_size_for",
-    "measure_cost",
-    "window_size_for",
-]
+__all__ = ["FeatureExtractor", "HopFeatures"]
 
 logger = logging.getLogger(__name__)
-
-#: The seed's analysis frame: 512 samples at 44.1 kHz (~11.6 ms, ~86 Hz).
-REFERENCE_HOP = 512
-REFERENCE_SAMPLERATE = 44100
-
-#: What drives the onset trigger: the spectral flux of every band, or of one band only (``low`` for kicks,
-#: ``mid`` for snares and claps, ``high`` for hats).
-ONSET_METHODS = ("flux", "low", "mid", "high")
-SAMPLERATE_RANGE = (8000, 384000)
 
 # The onset trigger: the flux must rise above (1 + _ONSET_GAIN * onset_threshold) times its recent mean
 # (which forgets over _ONSET_MEAN_S) and above _ONSET_FLOOR. It fires in the hop in which the attack
@@ -95,102 +80,6 @@ _SAMPLE_LIMIT = 8.0
 
 _TINY = 1e-20  # below this a sum of magnitudes or powers is silence
 _LOG_EPS = 1e-20  # keeps log() finite on empty bins; far below any real bin power
-
-
-@dataclass
-class AnalysisConfig:
-    """How raw features are scaled to 0..1, where the bands split, and how onsets are picked.
-
-    Defaults are the seed's "Audio Analysis Configuration". Values are checked on creation so that a
-    bad profile fails at load time with the value and the allowed range, not as NaN in the visuals.
-    """
-
-    energy_max: float = 0.15
-    """Hop RMS that maps to energy 1.0 (seed: typical RMS peaks at 0.1-0.2)."""
-    centroid_min_hz: float = 100.0
-    centroid_max_hz: float = 6000.0
-    flatness_max: float = 0.5
-    """Raw flatness that maps to 1.0."""
-    auto_gain: bool = False
-    """Follow the room level: normalise energy and bands by a slow peak follower instead of energy_max."""
-    auto_gain_seconds: float = 10.0
-    """Time constant with which the follower forgets a loud passage."""
-    auto_gain_floor: float = 0.01
-    """Smallest RMS the follower divides by (-40 dBFS), so near-silence is not amplified to 1."""
-    low_max_hz: float = 250.0
-    high_min_hz: float = 4000.0
-    onset_method: str = "flux"
-    """Which flux drives onsets: ``flux`` (all bands), ``low`` (kicks), ``mid`` (snares), ``high`` (hats)."""
-    onset_threshold: float = 0.3
-    """How far above its recent mean the flux must jump: x (1 + 5 x threshold); 0.3 -> 2.5 times."""
-    onset_min_interval_s: float = 0.05
-
-    def __post_init__(self) -> None:
-        _check_range("energy_max", self.energy_max, 0.0, 2.0, low_open=True)
-        _check_range("centroid_min_hz", self.centroid_min_hz, 0.0, 100000.0)
-        _check_range("centroid_max_hz", self.centroid_max_hz, 0.0, 100000.0, low_open=True)
-        if not self.centroid_max_hz > self.centroid_min_hz:
-            raise ConfigError(
-                f"analysis.centroid_max_hz: {self.centroid_max_hz!r} must be above "
-                f"centroid_min_hz ({self.centroid_min_hz!r})"
-            )
-        _check_range("flatness_max", self.flatness_max, 0.0, 1.0, low_open=True)
-        if not isinstance(self.auto_gain, bool):
-            raise ConfigError(f"analysis.auto_gain: {self.auto_gain!r} is not true or false")
-        _check_range("auto_gain_seconds", self.auto_gain_seconds, 0.1, 600.0)
-        _check_range("auto_gain_floor", self.auto_gain_floor, 1e-6, 1.0)
-        _check_range("low_max_hz", self.low_max_hz, 0.0, 100000.0, low_open=True)
-        _check_range("high_min_hz", self.high_min_hz, 0.0, 100000.0, low_open=True)
-        if not self.high_min_hz > self.low_max_hz:
-            raise ConfigError(
-                f"analysis.high_min_hz: {self.high_min_hz!r} must be above low_max_hz ({self.low_max_hz!r})"
-            )
-        if self.onset_method not in ONSET_METHODS:
-            raise ConfigError(
-                f"analysis.onset_method: {self.onset_method!r} is not one of {', '.join(ONSET_METHODS)}"
-            )
-        _check_range("onset_threshold", self.onset_threshold, 0.0, 10.0, low_open=True)
-        _check_range("onset_min_interval_s", self.onset_min_interval_s, 0.0, 10.0)
-
-
-def _check_range(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
-    """Raise ConfigError unless ``value`` is a real number in the range (NaN fails every comparison)."""
-    below = "must be > " if low_open else "must be >= "
-    allowed = f"{below}{low:g} and <= {high:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"analysis.{name}: {value!r} is not a number ({allowed})")
-    ok = (low < value <= high) if low_open else (low <= value <= high)
-    if not ok:
-        raise ConfigError(f"analysis.{name}: {value!r} is out of range ({allowed})")
-
-
-def hop_size_for(samplerate: int) -> int:
-    """Hop length in samples with the seed's hop duration (512 at 44.1 kHz, ~11.6 ms, ~86 Hz).
-
-    Rounded to the nearest whole sample (aubio needs whole hops), so the hop rate is off by at most half a
-    sample per hop: 0.05% at 48 kHz (557 for 557.28, 86.18 Hz instead of 86.13 Hz), 0.13% at 32 kHz.
-    44100 -> 512, 48000 -> 557, 22050 -> 256, 96000 -> 1115. Times stay exact: they count samples.
-    """
-    _check_samplerate(samplerate)
-    return max(1, round(REFERENCE_HOP * samplerate / REFERENCE_SAMPLERATE))
-
-
-def window_size_for(samplerate: int) -> int:
-    """Analysis window: the power of two nearest (in octaves) to two hops.
-
-    aubio's built-in FFT (inside the onset and tempo objects, which use this window too) only takes powers
-    of two, so "2 x hop" becomes the nearest one: 1024 at 44.1 and 48 kHz, 512 at 22.05 kHz, 2048 at
-    96 kHz. It is always longer than one hop (>= 2 hops / sqrt 2), as aubio needs, and stays near ~23 ms.
-    """
-    hop = hop_size_for(samplerate)
-    return int(2 ** round(math.log2(2 * hop)))
-
-
-def _check_samplerate(samplerate: object) -> None:
-    lo, hi = SAMPLERATE_RANGE
-    if isinstance(samplerate, bool) or not isinstance(samplerate, int) or not lo <= samplerate <= hi:
-        raise ConfigError(f"analysis samplerate: {samplerate!r} is not a sample rate in Hz ({lo}-{hi})")
-
 
 @dataclass(frozen=True, slots=True)
 class HopFeatures:
@@ -232,7 +121,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, samplerate: int = 44100, config: AnalysisConfig | None = None) -> None:
-        _check_samplerate(samplerate)
+        check_samplerate(samplerate)
         self.samplerate = samplerate
         self.config = config if config is not None else AnalysisConfig()
         self.hop_size = hop_size_for(samplerate)
@@ -503,54 +392,3 @@ class FeatureExtractor:
         if hop.dtype != np.float32:
             return f"a hop must be {want}; got dtype {hop.dtype} (convert with .astype(np.float32))"
         return f"a hop must be {want} ({self.samplerate} Hz); got {hop.shape[0]} samples"
-
-
-def measure_cost(seconds: float = 10.0, samplerate: int = 44100) -> dict[str, float]:
-    """Time ``process`` per hop on synthetic music-like input (noise + tone + clicks).
-
-    Returns median, p95 and mean microseconds per hop, the hop rate, the share of one CPU core that the
-    median implies at that rate, and ``aubio_median_us``: aubio's tempo object alone on the same hops, the
-    part of the cost this module cannot shrink. The first half second is a warm-up and not
-    counted. Input changes every hop, as music does: aubio's per-bin atan2f is much cheaper on a
-    repeated frame, so timing one frame in a loop reads ~30% low.
-    """
-    extractor = FeatureExtractor(samplerate)
-    hop = extractor.hop_size
-    count = max(2, int(seconds * samplerate) // hop)
-    rng = np.random.default_rng(1234)
-    n = count * hop
-    tt = np.arange(n) / samplerate
-    signal = 0.05 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 220.0 * tt)
-    click_every = int(0.5 * samplerate)
-    burst = 0.5 * rng.standard_normal(256) * np.exp(-np.arange(256) / 40.0)
-    for start in range(0, n - 256, click_every):
-        signal[start : start + 256] += burst
-    samples = signal.astype(np.float32)
-    frames = [samples[i * hop : (i + 1) * hop] for i in range(count)]
-    warmup = min(count - 1, int(0.5 * samplerate) // hop)
-
-    def per_hop_us(step: Callable[[np.ndarray], object]) -> np.ndarray:
-        clock = time.perf_counter_ns
-        times = np.empty(count, dtype=np.float64)
-        for i, frame in enumerate(frames):
-            start = clock()
-            step(frame)
-            times[i] = clock() - start
-        return times[warmup:] / 1000.0
-
-    whole = per_hop_us(extractor.process)
-    tempo = aubio.tempo("default", extractor.window_size, hop, samplerate)
-    aubio_only = per_hop_us(tempo)
-
-    median = float(np.median(whole))
-    hop_rate = samplerate / hop
-    return {
-        "median_us": median,
-        "p95_us": float(np.percentile(whole, 95)),
-        "mean_us": float(whole.mean()),
-        "aubio_median_us": float(np.median(aubio_only)),
-        "hops": float(whole.size),
-        "hop_size": float(hop),
-        "hop_rate_hz": hop_rate,
-        "core_percent": median * hop_rate / 1e4,
-    }

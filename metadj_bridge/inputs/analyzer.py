@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from metadj_bridge.errors import RateLimitedWarning
-from metadj_bridge.inputs.analysis import AnalysisConfig, FeatureExtractor, HopFeatures
+from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
+from metadj_bridge.inputs.analysis_config import AnalysisConfig
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
-from metadj_bridge.signals import Signal, SignalTarget, TempoReading, Trigger
+from metadj_bridge.signals import AUDIO_SIGNALS, InputSink, Signal, TempoReading, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -212,30 +213,32 @@ class AudioAnalyzer:
                 self.finished.set_result(None)
 
 
-def publish(update: AudioUpdate, board: SignalTarget) -> None:
-    """Put one update on the signal board in the mapping vocabulary (design.md)."""
+def audio_values(update: AudioUpdate) -> dict[str, float]:
+    """One update's continuous values under their signal names (``signals.AUDIO_SIGNALS``, in that order)."""
     f = update.features
-    t = f.t
-    for name, value in (
-        ("audio.energy", f.energy),
-        ("audio.centroid", f.centroid),
-        ("audio.flatness", f.flatness_norm),
-        ("audio.low", f.low),
-        ("audio.mid", f.mid),
-        ("audio.high", f.high),
-        ("audio.bpm", update.bpm),
-        ("audio.phase", update.phase),
-    ):
-        board.set(Signal(name, float(value), t))
+    values = (f.energy, f.centroid, f.flatness_norm, f.low, f.mid, f.high, update.bpm, update.phase)
+    return {name: float(value) for name, value in zip(AUDIO_SIGNALS, values, strict=True)}
+
+
+def deliver(update: AudioUpdate, sink: InputSink) -> None:
+    """Hand one update to ``sink`` in the mapping vocabulary (design.md): values, onsets and beats, and the
+    beat tracker's grid as a tempo reading once it has locked."""
+    t = update.features.t
+    for name, value in audio_values(update).items():
+        sink.set(Signal(name, value, t))
     events: list[tuple[float, Trigger]] = [
         (o.t, Trigger("audio.onset", o.t, {"strength": o.strength})) for o in update.onsets
     ]
     events += [
-        (b.t, Trigger("audio.beat", b.t, {"bpm": b.bpm, "confidence": b.confidence, "index": b.index, "beat_in_bar": b.beat_in_bar}))
+        (b.t, Trigger("audio.beat", b.t,
+                      {"bpm": b.bpm, "confidence": b.confidence, "index": b.index, "beat_in_bar": b.beat_in_bar}))
         for b in update.beats
     ]
     for _, trigger in sorted(events, key=lambda e: e[0]):
-        board.fire(trigger)
+        sink.fire(trigger)
+    reading = audio_reading(update, time.monotonic())
+    if reading is not None:
+        sink.tempo(reading)
 
 
 def audio_reading(update: AudioUpdate, now: float, beats_per_bar: int = 4) -> TempoReading | None:

@@ -27,7 +27,9 @@ class BeatScore:
     reference: int
 
 
-def f_measure(reference: np.ndarray, estimated: np.ndarray, *, tolerance: float = TOLERANCE_S, skip: float = SKIP_S) -> BeatScore:
+def f_measure(
+    reference: np.ndarray, estimated: np.ndarray, *, tolerance: float = TOLERANCE_S, skip: float = SKIP_S
+) -> BeatScore:
     """Greedy one-to-one matching in time order (both lists sorted)."""
     ref = np.sort(np.asarray(reference, float))
     est = np.sort(np.asarray(estimated, float))
@@ -57,7 +59,9 @@ def f_measure(reference: np.ndarray, estimated: np.ndarray, *, tolerance: float 
     return BeatScore(f, precision, recall, matched, len(est), len(ref))
 
 
-def bpm_error(times: np.ndarray, bpms: np.ndarray, true_beats: np.ndarray, true_bpms: np.ndarray, *, after: float = 8.0) -> tuple[float, float]:
+def bpm_error(
+    times: np.ndarray, bpms: np.ndarray, true_beats: np.ndarray, true_bpms: np.ndarray, *, after: float = 8.0
+) -> tuple[float, float]:
     """Median and maximum |reported - true| BPM over the reports made after ``after`` seconds.
 
     The true tempo at a moment is the tempo of the beat in progress (ramps included).

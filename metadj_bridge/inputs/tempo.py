@@ -16,7 +16,9 @@ aubio's raw tempo, and gives a beat grid a DJ can trust:
 - **re-lock**: a new tempo must win two estimates in a row, and switching never fires two beats closer
   than half a beat.
 
-Pure: feature values and their times in, beats out. No clocks, threads or I/O.
+Pure: feature values and their times in, beats out. No clocks, threads or I/O. The measurements these
+decisions rest on (autocorrelation, comb scores, grid phase, backbeat) are in
+:mod:`~metadj_bridge.inputs.periodicity`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from typing import Protocol
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.periodicity import (
+    autocorrelation,
+    backbeat_period,
+    best_phase,
+    comb_score,
+    half_beats_are_beats,
+    refine_period,
+    strongest_period,
+)
 
 
 class TempoFeatures(Protocol):
@@ -197,7 +208,7 @@ class BeatClock:
     def _estimate(self) -> None:
         kick, snare, t0 = self._series()
         novelty = kick + 1.5 * snare
-        acf = self._acf(novelty)
+        acf = autocorrelation(novelty)
         if acf is None:
             return
         period, strength = self._tempo(acf, snare, kick)
@@ -226,8 +237,8 @@ class BeatClock:
         ratio = period / self.period
         octave = abs(ratio - 2) < 0.08 or abs(ratio - 0.5) < 0.04
         # The comb cannot tell octaves apart (it scores multiples); the octave rule in _fold decides those.
-        if not octave and float(self._comb(acf, period / self.hop_s)) < 1.05 * float(
-            self._comb(acf, self.period / self.hop_s)
+        if not octave and float(comb_score(acf, period / self.hop_s)) < 1.05 * float(
+            comb_score(acf, self.period / self.hop_s)
         ):
             self._candidate, self._candidate_votes = None, 0
             self._track(acf, kick, snare, t0)
@@ -253,13 +264,13 @@ class BeatClock:
         assert self.period is not None and self._next_beat is not None
         hop = self.hop_s
         lag = self.period / hop
-        measured = self._refine_period(acf, self.period)
+        measured = refine_period(acf, self.period, hop, self.config.beats_per_bar)
         if measured is not None and abs(measured - self.period) / self.period < 0.01:
             # A nudge only: anything bigger is a tempo change, which goes through the re-lock rules.
             self.period += 0.5 * (measured - self.period)
         novelty = kick + 1.5 * snare
         # If the whole window keeps saying the beat is elsewhere (more than a quarter beat away), move.
-        best, _ = self._best_phase(novelty, self.period)
+        best, _ = best_phase(novelty, self.period, hop)
         since = (self._next_beat + self.config.onset_delay_s - t0) / hop - best
         drift = (since / lag + 0.5) % 1.0 - 0.5
         if abs(drift) > 0.25 and float(kick.mean()) > 0:
@@ -300,46 +311,12 @@ class BeatClock:
             self._hits.append(False)
         self.bpm = 60.0 / self.period
 
-    def _acf(self, novelty: np.ndarray) -> np.ndarray | None:
-        x = novelty - novelty.mean()
-        n = len(x)
-        size = 1 << (2 * n - 1).bit_length()
-        spec = np.fft.rfft(x, size)
-        acf = np.fft.irfft(spec * np.conj(spec), size)[:n]
-        if acf[0] <= 0:
-            return None
-        return acf / acf[0]
-
-    @staticmethod
-    def _comb(acf: np.ndarray, lag: float | np.ndarray) -> float | np.ndarray:
-        """How well a period of ``lag`` hops explains the novelty: it, and 2, 3 and 4 of it (the bar).
-
-        Lags are fractional: a rounded lag times four misses the narrow peak at the bar.
-        """
-        grid = np.arange(len(acf))
-        lags = np.asarray(lag, float)
-        total = sum(np.interp(k * lags, grid, acf, right=0.0) for k in (1, 2, 3, 4))
-        return total / 4 if lags.ndim else float(total / 4)
-
     def _tempo(self, acf: np.ndarray, snare: np.ndarray, kick: np.ndarray) -> tuple[float | None, float]:
         cfg = self.config
-        n = len(acf)
-        lo = 60.0 / cfg.max_bpm / self.hop_s
-        hi = min((n - 2) / 4, 60.0 / cfg.min_bpm / self.hop_s)
-        if hi <= lo:
-            return None, 0.0
-        # Comb over the beat and its multiples up to the bar: the beat is what divides the bar evenly,
-        # even when the kicks themselves fall off the grid (broken beats, two-step drum-and-bass).
-        smooth = np.convolve(acf, [0.25, 0.5, 0.25], "same")
-        lags = np.arange(lo, hi, 0.25)
-        score = self._comb(smooth, lags)
-        assert isinstance(score, np.ndarray)
-        i = int(np.argmax(score))
-        strength = float(score[i])
-        if strength < 0.05:
+        period, strength = strongest_period(acf, self.hop_s, cfg.min_bpm, cfg.max_bpm)
+        if period is None:
             return None, strength
-        period = self._fold(float(lags[i]) * self.hop_s, snare, kick)
-        return period, strength
+        return self._fold(period, snare, kick), strength
 
     def _fold(self, period: float, snare: np.ndarray, kick: np.ndarray) -> float:
         """Choose the octave: into the range, then double when the half-beats carry real beats."""
@@ -349,7 +326,7 @@ class BeatClock:
             period /= 2
         while period < lo_p:
             period *= 2
-        backbeat = self._backbeat_period(snare)
+        backbeat = backbeat_period(snare, self.hop_s, cfg.min_bpm, cfg.max_bpm)
         if backbeat is not None:
             self._backbeat, self._backbeat_t = backbeat, self._t
         elif (
@@ -369,97 +346,14 @@ class BeatClock:
         # Otherwise the slowest octave whose half-beats are not beats themselves: four-on-the-floor
         # techno read at half speed has kicks there; hip-hop at its own tempo has only the odd kick.
         for candidate in sorted((c for c in (period / 2, period, period * 2) if lo_p <= c <= hi_p), reverse=True):
-            if not self._half_beats_are_beats(candidate, snare, kick):
+            if not half_beats_are_beats(candidate, snare, kick, self.hop_s):
                 return candidate
         return period
 
-    def _grid_mass(self, series: np.ndarray, period: float, phase: float) -> float:
-        """Mean of ``series`` at phase + k * period (nearest hop)."""
-        n = len(series)
-        step = period / self.hop_s
-        idx = np.arange(phase, n, step)
-        idx = np.round(idx).astype(int)
-        idx = idx[idx < n]
-        return float(series[idx].mean()) if len(idx) else 0.0
-
-    def _best_phase(self, series: np.ndarray, period: float) -> tuple[float, float]:
-        """The phase (in hops) where ``series`` lines up best with a grid of ``period``, and its mass."""
-        step = period / self.hop_s
-        n = len(series)
-        phases = np.arange(0, step, 1.0)
-        beats = np.arange(int(n / step) + 1)
-        idx = np.round(phases[:, None] + beats[None, :] * step).astype(int)  # one row per phase
-        valid = idx < n
-        values = np.where(valid, series[np.minimum(idx, n - 1)], 0.0)
-        masses = values.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
-        # Smooth over neighbouring phases so one stray hop does not win.
-        smooth = np.convolve(np.concatenate([masses[-1:], masses, masses[:1]]), [0.25, 0.5, 0.25], "valid")
-        i = int(np.argmax(smooth))
-        return float(phases[i]), float(smooth[i])
-
-    def _backbeat_period(self, snare: np.ndarray) -> float | None:
-        """Half the snare's period when the snare plays a clear backbeat (every other beat), else None."""
-        acf = self._acf(snare)
-        if acf is None:
-            return None
-        cfg = self.config
-        n = len(acf)
-        lo = 2 * 60.0 / cfg.max_bpm / self.hop_s
-        hi = min((n - 2) / 2, 2 * 60.0 / cfg.min_bpm / self.hop_s)
-        if hi <= lo:
-            return None
-        smooth = np.convolve(acf, [0.25, 0.5, 0.25], "same")
-        lags = np.arange(lo, hi, 0.25)
-        grid = np.arange(n)
-        score = np.interp(lags, grid, smooth) + 0.5 * np.interp(2 * lags, grid, smooth, right=0.0)
-        # The shortest period that explains the snare nearly as well as the best: a two-beat backbeat
-        # also repeats every bar, and the bar must not win.
-        i = int(np.argmax(score >= 0.85 * score.max()))
-        while i + 1 < len(score) and score[i + 1] >= score[i]:
-            i += 1  # climb to the top of that peak
-        lag = float(lags[i])
-        at = float(np.interp(lag, grid, smooth))
-        half = float(np.interp(lag / 2, grid, smooth))
-        if at < 0.3 or half > 0.5 * at:
-            return None  # no clear snare period, or the snare is on every beat (not a backbeat)
-        return lag / 2 * self.hop_s
-
-    def _half_beats_are_beats(self, period: float, snare: np.ndarray, kick: np.ndarray) -> bool:
-        """On a grid of ``period``, do the half-way points carry kick and snare like the beats do?
-
-        Drum-and-bass read at half speed has its snares exactly there (the backbeat); a hip-hop groove
-        or a house track has at most a stray kick, an off-beat bass or hats there.
-        """
-        both = kick + snare
-        phase, _ = self._best_phase(both, period)
-        half = phase + 0.5 * period / self.hop_s
-        on = self._grid_mass(both, period, phase)
-        off = self._grid_mass(both, period, half)
-        return off > 0.6 * on
-
-    def _refine_period(self, acf: np.ndarray, period: float) -> float | None:
-        """The period near ``period`` where the bar-length ACF peak is highest."""
-        lag = period / self.hop_s
-        n = len(acf)
-        bar = self.config.beats_per_bar if self.config.beats_per_bar > 1 else 4
-        if bar * lag * 1.03 >= n - 1:
-            return None
-        # The bar peak gives a bar's worth of precision; a parabola through its top three samples
-        # places it between hops (a linear interpolation would always peak on a whole hop).
-        lo = int(math.floor(bar * lag * 0.97))
-        hi = int(math.ceil(bar * lag * 1.03))
-        i = lo + int(np.argmax(acf[lo : hi + 1]))
-        if not lo < i < hi or acf[i] <= 0.05:
-            return None
-        a, b, c = float(acf[i - 1]), float(acf[i]), float(acf[i + 1])
-        denom = a - 2 * b + c
-        peak = i + (0.5 * (a - c) / denom if denom < 0 else 0.0)
-        return peak / bar * self.hop_s
-
     def _lock(self, period: float, kick: np.ndarray, snare: np.ndarray, t0: float, acf: np.ndarray) -> None:
         """Set tempo and phase from the novelty; never fire two beats within half a beat."""
-        period = self._refine_period(acf, period) or period
-        phase_hops, _ = self._best_phase(kick + 1.5 * snare, period)
+        period = refine_period(acf, period, self.hop_s, self.config.beats_per_bar) or period
+        phase_hops, _ = best_phase(kick + 1.5 * snare, period, self.hop_s)
         first = t0 + phase_hops * self.hop_s - self.config.onset_delay_s
         k = math.ceil((self._t - first) / period)
         self.period = period

@@ -18,16 +18,14 @@ reading therefore pairs Link's beat with ``time.monotonic()`` sampled at the sam
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import importlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from metadj_bridge.errors import ConfigError, RateLimitedWarning
-from metadj_bridge.signals import TempoReading
+from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
+from metadj_bridge.signals import InputSink, TempoReading
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +42,13 @@ def load_aalink() -> Any:
         ) from exc
 
 
-class LinkState(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
 
 class LinkSource:
-    """One Link session member. ``await start()``, readings go to ``on_reading``, ``await aclose()``."""
+    """One Link session member. ``await start()``, readings go to ``sink.tempo``, ``await aclose()``."""
 
     def __init__(
         self,
-        on_reading: Callable[[TempoReading], None] | None = None,
+        sink: InputSink | None = None,
         *,
         bpm: float = 120.0,
         beats_per_bar: int = 4,
@@ -70,7 +63,7 @@ class LinkSource:
             raise ConfigError(f"Link quantum (beats per bar) {beats_per_bar}: must be 1-16")
         if not 1 <= rate_hz <= 200:
             raise ConfigError(f"Link reading rate {rate_hz:g} Hz: must be 1-200")
-        self.on_reading = on_reading
+        self.sink = sink
         self._listener_warning = RateLimitedWarning(log, "Link reading listener errors")
         self.bpm = bpm
         self.beats_per_bar = beats_per_bar
@@ -78,7 +71,7 @@ class LinkSource:
         self.start_stop_sync = start_stop_sync
         self.require_peers = require_peers
         self.rate_hz = rate_hz
-        self.state = LinkState.NEW
+        self._life = Lifecycle("LinkSource")
         self.latest: TempoReading | None = None
         self._link: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -87,9 +80,9 @@ class LinkSource:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.state is LinkState.CLOSED:
-            raise RuntimeError("LinkSource is closed; make a new one")
-        if self.state is LinkState.RUNNING:
+        if self._life.closed:
+            self._life.begin()  # raises: closed
+        if self._life.running:
             return
         aalink = load_aalink()
         try:
@@ -100,20 +93,16 @@ class LinkSource:
         link.start_stop_sync_enabled = self.start_stop_sync
         link.enabled = True
         self._link = link
-        self.state = LinkState.RUNNING
+        self._life.begin()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="link-tempo")
         log.info("Ableton Link enabled (follower%s)", ", may change the tempo" if self.allow_tempo_changes else "")
 
     async def aclose(self) -> None:
         """Leave the session; safe to call twice."""
-        if self.state is LinkState.CLOSED:
+        if not self._life.end():
             return
-        self.state = LinkState.CLOSED
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         link, self._link = self._link, None
         if link is not None:
             link.enabled = False
@@ -173,11 +162,11 @@ class LinkSource:
                 reading = self.reading()
                 if reading is not None:
                     self.latest = reading
-                    if self.on_reading is not None:
+                    if self.sink is not None:
                         try:
-                            self.on_reading(reading)
+                            self.sink.tempo(reading)
                         except Exception as exc:  # 20 times a second: one traceback, then a count
-                            self._listener_warning.listener_failed(self.on_reading, exc)
+                            self._listener_warning.listener_failed(self.sink, exc)
                 await asyncio.sleep(period)
         except asyncio.CancelledError:
             raise

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping as MappingABC
-from typing import Any
+from typing import Final, Literal
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.mapping.sources import EnvelopeState, LfoState, MotionClock
@@ -46,7 +46,13 @@ from metadj_bridge.signals import TempoState, Trigger
 
 __all__ = ["Fired", "MappingRuntime", "compile_mapping", "is_continuous_target", "trigger_value"]
 
-VALUE, GATE, HOLD = 0, 1, 2
+#: What a stage of the hit path does with a hit: reshape its value, drop it below ``on``, or hold it for the beat.
+VALUE: Final = 0
+GATE: Final = 1
+HOLD: Final = 2
+
+#: One stage of the hit path with its kind; the kind is compared per hit (cheaper than isinstance).
+Hit = tuple[Literal[0], ValueStage] | tuple[Literal[1], ThresholdStage] | tuple[Literal[2], QuantizeStage]
 
 #: (mapping, value) pairs handed to the engine in firing order.
 Fired = list[tuple["MappingRuntime", float]]
@@ -91,13 +97,14 @@ class MappingRuntime:
     )
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
-                 hits: list[tuple[int, Any]]) -> None:
+                 hits: list[Hit]) -> None:
         self.mapping = mapping
         self.name = mapping.name
         self.pre = tuple(pre)
         self.gate = gate
         self.hits = tuple(hits)
-        self.holds = tuple(i for i, (kind, _) in enumerate(hits) if kind == HOLD)
+        #: The quantize stages of the hit path, with their positions in it.
+        self.holds = tuple((i, hit[1]) for i, hit in enumerate(hits) if hit[0] == HOLD)
         self.latch = is_continuous_target(mapping)
         self.select = mapping.target.name == "select" and mapping.target.kind in ("prompt", "theme")
         #: The latest value (continuous or latched); None before the first.
@@ -107,9 +114,9 @@ class MappingRuntime:
         #: For select targets: the index last selected.
         self.sel_prev: int | None = None
         self.smoothers = [s for s in pre if isinstance(s, SmoothStage)] + [
-            s for kind, s in hits if kind == VALUE and isinstance(s, SmoothStage)
+            hit[1] for hit in hits if hit[0] == VALUE and isinstance(hit[1], SmoothStage)
         ]
-        self.gates = ([gate] if gate is not None else []) + [s for kind, s in hits if kind == GATE]
+        self.gates = ([gate] if gate is not None else []) + [hit[1] for hit in hits if hit[0] == GATE]
 
     # ------------------------------------------------------------------ continuous path
 
@@ -142,14 +149,14 @@ class MappingRuntime:
         hits = self.hits
         n = len(hits)
         while i < n:
-            kind, stage = hits[i]
-            if kind == VALUE:
-                value = stage(value, now)
-            elif kind == GATE:
-                if value < stage.on:
+            hit = hits[i]
+            if hit[0] == VALUE:
+                value = hit[1](value, now)
+            elif hit[0] == GATE:
+                if value < hit[1].on:
                     return
             else:
-                stage.push(value, now, tempo)
+                hit[1].push(value, now, tempo)
                 return
             i += 1
         if self.latch:
@@ -162,9 +169,7 @@ class MappingRuntime:
 
     def poll(self, now: float, tempo: TempoState | None, step: int, fired: Fired) -> None:
         """Let held (quantised) hits through when their time has come."""
-        hits = self.hits
-        for i in self.holds:
-            stage: QuantizeStage = hits[i][1]
+        for i, stage in self.holds:
             if stage.due is not None:
                 released = stage.poll(now)
                 if released is not None:
@@ -172,20 +177,19 @@ class MappingRuntime:
 
     @property
     def pending(self) -> bool:
-        return any(self.hits[i][1].due is not None for i in self.holds)
+        return any(stage.due is not None for _, stage in self.holds)
 
     # ------------------------------------------------------------------ profile switch
 
     def adopt(self, old: MappingRuntime) -> None:
         """Carry over the state of the same mapping (same name and source) from the previous profile."""
-        for new_s, old_s in zip(self.smoothers, old.smoothers):
+        # The transforms may differ: stages carry over in order, as far as both have them.
+        for new_s, old_s in zip(self.smoothers, old.smoothers, strict=False):
             new_s.copy_state(old_s)
-        for new_g, old_g in zip(self.gates, old.gates):
+        for new_g, old_g in zip(self.gates, old.gates, strict=False):
             new_g.armed = old_g.armed
         if self.mapping.transforms == old.mapping.transforms:
-            for i, j in zip(self.holds, old.holds):
-                new_q: QuantizeStage = self.hits[i][1]
-                old_q: QuantizeStage = old.hits[j][1]
+            for (_, new_q), (_, old_q) in zip(self.holds, old.holds, strict=True):  # same source and transforms
                 new_q.due, new_q.value = old_q.due, old_q.value
             if self.latch == old.latch:
                 self.value, self.changed, self.sel_prev = old.value, old.changed, old.sel_prev
@@ -195,7 +199,7 @@ class SignalMapping(MappingRuntime):
     __slots__ = ("_pre_smoothers", "_still", "first_is_a_move", "input", "signal")
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
-                 hits: list[tuple[int, Any]]) -> None:
+                 hits: list[Hit]) -> None:
         super().__init__(mapping, pre, gate, hits)
         assert isinstance(mapping.source, SignalSource)
         self.signal = mapping.source.name
@@ -249,7 +253,7 @@ class LfoMapping(MappingRuntime):
     __slots__ = ("lfo",)
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
-                 hits: list[tuple[int, Any]], rng: random.Random) -> None:
+                 hits: list[Hit], rng: random.Random) -> None:
         super().__init__(mapping, pre, gate, hits)
         assert isinstance(mapping.source, Lfo)
         self.lfo = LfoState(mapping.source, rng)
@@ -271,7 +275,7 @@ class EnvelopeMapping(MappingRuntime):
     __slots__ = ("envelope", "trigger")
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
-                 hits: list[tuple[int, Any]]) -> None:
+                 hits: list[Hit]) -> None:
         super().__init__(mapping, pre, gate, hits)
         assert isinstance(mapping.source, Envelope)
         self.envelope = EnvelopeState(mapping.source)
@@ -294,7 +298,7 @@ class TriggerMapping(MappingRuntime):
     __slots__ = ("trigger",)
 
     def __init__(self, mapping: Mapping, pre: list[ValueStage], gate: ThresholdStage | None,
-                 hits: list[tuple[int, Any]]) -> None:
+                 hits: list[Hit]) -> None:
         super().__init__(mapping, pre, gate, hits)
         assert isinstance(mapping.source, TriggerSource)
         self.trigger = mapping.source.name
@@ -307,7 +311,7 @@ def compile_mapping(mapping: Mapping, rng: random.Random) -> MappingRuntime:
     in_hits = isinstance(source, TriggerSource)
     pre: list[ValueStage] = []
     gate: ThresholdStage | None = None
-    hits: list[tuple[int, Any]] = []
+    hits: list[Hit] = []
     for t in mapping.transforms:
         if not in_hits:
             if isinstance(t, Threshold):

@@ -102,6 +102,11 @@ class MappingEngine:
         return self._p.profile
 
     @property
+    def schema(self) -> ParameterSchema:
+        """The schema every value of the output is valid against (checked once, here: the sender trusts it)."""
+        return self._schema
+
+    @property
     def theme(self) -> str:
         return self._deck.name
 
@@ -379,11 +384,11 @@ class MappingEngine:
         params["prompts"] = self._prompt_list(step, calm)
         if self._theme_changed or (self._focus_changed and self._prompts_moved):
             steps = self._p.profile.transitions
-            self._actions["transition"] = {
+            self._actions["transition"] = self._schema.check("transition", {
                 "target_prompts": [dict(prompt) for prompt in params["prompts"]],
                 "num_steps": steps.theme_steps if self._theme_changed else steps.prompt_steps,
                 "temporal_interpolation_method": steps.method,
-            }
+            })
         if len(params) != len(base) + 2:
             for key, value in params.items():
                 if key not in base and key not in ("paused", "prompts"):
@@ -404,6 +409,6 @@ class MappingEngine:
             self._prompts_key = key
             prompts = deck.prompts(mix, overrides)
             if prompts != self._prompts:
-                self._prompts = prompts
+                self._prompts = self._schema.check("prompts", prompts)
                 self._prompts_moved = True
         return self._prompts

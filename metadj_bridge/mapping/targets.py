@@ -72,7 +72,7 @@ class CompiledProfile:
     noise_coercer: Callable[[float], Any] = float
 
 
-def _int_arg(value: Any, where: str, what: str) -> int:
+def _int_arg(value: object, where: str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{where}: {what} {value!r} is not a prompt index (0, 1, ...)")
     return value
@@ -81,7 +81,7 @@ def _int_arg(value: Any, where: str, what: str) -> int:
 def compile_profile(profile: ShowProfile, schema: ParameterSchema, rng: random.Random) -> CompiledProfile:
     out = CompiledProfile(profile)
     theme_names = {t.name for t in profile.themes}
-    slots: dict[Any, Slot] = {}
+    slots: dict[str | PromptTarget, Slot] = {}
     try:
         out.noise_coercer = value_coercer(schema, "noise_scale", "pulse")
     except ConfigError:

@@ -111,7 +111,7 @@ class ThemeDeck:
         for i, w in (overrides or {}).items():
             if 0 <= i < len(weights):
                 weights[i] = w if w > 0 else 0.0
-        out = [_prompt(p.text, w) for p, w in zip(bank, weights) if round(w, 4) > 0]
+        out = [_prompt(p.text, w) for p, w in zip(bank, weights, strict=True) if round(w, 4) > 0]
         return out or [_prompt(focus.text, 1.0)]
 
 

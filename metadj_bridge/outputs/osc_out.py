@@ -10,11 +10,12 @@ send errors are counted and logged once at WARNING, then at DEBUG.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from typing import Any, Self
 
 from pythonosc.osc_message_builder import OscMessageBuilder
+
+from metadj_bridge.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,6 @@ def build_message(address: str, args: tuple[Any, ...]) -> bytes:
     return builder.build().dgram
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
 class OscOutput:
     """Sends the bridge's state to ``host:port``; ``start()`` before use, ``aclose()`` when done."""
 
@@ -49,7 +44,7 @@ class OscOutput:
         self.min_interval = 1.0 / max_rate_hz
         self.sent = 0
         self.errors = 0
-        self._state = _State.NEW
+        self._life = Lifecycle("OscOutput")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._last_sent: dict[str, float] = {}
@@ -58,21 +53,24 @@ class OscOutput:
         self._warned = False
 
     async def start(self) -> None:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this OscOutput is closed; make a new one")
-        if self._state is _State.RUNNING:
+        if not self._life.begin():  # raises ClosedError once closed
             return
         self._loop = asyncio.get_running_loop()
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _SendErrors(self), remote_addr=(self.host, self.port)
-        )
+        try:
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _SendErrors(self), remote_addr=(self.host, self.port)
+            )
+        except BaseException:
+            self._life.failed()  # nothing was opened: start() may be tried again
+            raise
+        if self._life.closed:  # closed while opening
+            transport.close()
+            return
         self._transport = transport
-        self._state = _State.RUNNING
 
     async def aclose(self) -> None:
-        if self._state is _State.CLOSED:
+        if not self._life.end():
             return
-        self._state = _State.CLOSED
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -107,7 +105,7 @@ class OscOutput:
 
     def send(self, address: str, *args: Any) -> None:
         """Queue ``address args``; it goes out now, or when the address's interval ends (latest wins)."""
-        if self._state is not _State.RUNNING or self._loop is None:
+        if self._transport is None or self._loop is None:  # not started yet, or closed
             return
         self._waiting[address] = args
         if address in self._timers:

@@ -1,7 +1,17 @@
-"""YAML show profiles: loading with ``file:line:column`` errors, and hot reload.
+"""YAML show profiles: the typed model, loading with ``file:line:column`` errors, and hot reload.
 
     profile = load_profile("mappings/club.yaml")      # a ShowProfile, or ProfileError
     watcher = ProfileWatcher(path, on_change, on_error); await watcher.start(); ...; await watcher.aclose()
+
+- :mod:`.model`: ``ShowProfile`` and its parts, frozen dataclasses; nothing deeper reads raw YAML.
+- :mod:`.loader`, :mod:`.yamlnodes`, :mod:`.fields`, :mod:`.sections`, :mod:`.themes`, :mod:`.mappings`,
+  :mod:`.names`, :mod:`.video`: YAML in, a checked model out, every mistake named by file, line and column.
+- :mod:`.check`: ``metadj-bridge check``. :mod:`.watch`: hot reload (``ProfileWatcher``).
+
+Pure apart from reading files. Imports the ground floor (:mod:`metadj_bridge.signals`,
+:mod:`metadj_bridge.parameters`, :mod:`metadj_bridge.errors`, :mod:`metadj_bridge.lifecycle`), and the names of
+the OSC presets from the pure :mod:`metadj_bridge.inputs.osc_presets`; never :mod:`metadj_bridge.scope` or
+:mod:`metadj_bridge.mapping`.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ def _transform(node: YNode, path: str, kind: str) -> tuple[Transform, str]:
     else:
         f.fail_value(node, path, f"each transform is one word or one key: value (transforms: {', '.join(TRANSFORMS)})")
     if name not in TRANSFORMS:
-        f.fail(key_node, path, f"{name}: unknown transform{f.suggest(name, TRANSFORMS)} (allowed: {', '.join(TRANSFORMS)})")
+        f.fail(key_node, path,
+               f"{name}: unknown transform{f.suggest(name, TRANSFORMS)} (allowed: {', '.join(TRANSFORMS)})")
     tpath = f"{path}.{name}"
     wants = "trigger" if name == "quantize" else "signal"
     if kind != wants:
@@ -235,7 +236,8 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
 def _target(node: YNode, path: str, facts: ThemeFacts, kind: str) -> Target:
     text = f.text(node, path)
     target = _parse_target(node, path, text, facts)
-    wants = "signal" if target.kind in ("parameter", "prompt_mix", "prompt_weight") or target.name in SIGNAL_OPS else "trigger"
+    takes_signal = target.kind in ("parameter", "prompt_mix", "prompt_weight") or target.name in SIGNAL_OPS
+    wants = "signal" if takes_signal else "trigger"
     if wants != kind:
         if wants == "trigger":
             f.fail_value(node, path, "this target fires on a trigger, but the value here is a signal; "
@@ -315,7 +317,8 @@ def switches(node: YNode | None) -> tuple[ProfileSwitch, ...]:
         program = None
         if "program" in m and m["program"].value is not None:
             if not trigger.startswith("midi.program."):
-                f.fail(m["program"], f"{path}.program", f"program: only applies to a midi.program.<ch> trigger, not {trigger}")
+                f.fail(m["program"], f"{path}.program",
+                       f"program: only applies to a midi.program.<ch> trigger, not {trigger}")
             program = f.integer(m["program"], f"{path}.program", 0, 127, what="a MIDI program number")
         target = existing_file(m["profile"], f"{path}.profile", f.text(m["profile"], f"{path}.profile"))
         out.append(ProfileSwitch(trigger=trigger, path=target, program=program, where=item.where))

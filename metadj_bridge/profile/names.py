@@ -32,7 +32,8 @@ _MIDI: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "aftertouch": (("channel",), ("signal",)),
     "polytouch": (("channel", "note"), ("signal",)),
 }
-_LIMITS = {"channel": (1, 16, "a MIDI channel"), "cc": (0, 127, "a MIDI CC number"), "note": (0, 127, "a MIDI note number")}
+_LIMITS = {"channel": (1, 16, "a MIDI channel"), "cc": (0, 127, "a MIDI CC number"),
+           "note": (0, 127, "a MIDI note number")}
 
 GRAMMAR = (
     "audio.<feature>, midi.cc.<ch>.<cc>, midi.note.<ch>.<note>, midi.pitchbend.<ch>, midi.program.<ch>, "
@@ -104,7 +105,7 @@ def _check_grammar(node: YNode, path: str, name: str) -> None:
         pattern = "midi." + family + "".join(f".<{f}>" for f in fields)
         if len(numbers) != len(fields):
             fail_value(node, path, f"expected {pattern}")
-        for number, field_name in zip(numbers, fields):
+        for number, field_name in zip(numbers, fields, strict=True):
             if not re.fullmatch(r"[0-9]{1,6}", number):
                 fail_value(node, path, f"{number!r} is not a number (expected {pattern})")
             lo, hi, what = _LIMITS[field_name]

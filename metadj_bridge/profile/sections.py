@@ -22,7 +22,8 @@ from metadj_bridge.profile.model import (
 from metadj_bridge.profile.names import parameters
 from metadj_bridge.profile.yamlnodes import YNode
 
-SCOPE_KEYS = ("url", "pipeline", "aspect", "resolution", "denoising", "input_mode", "interpolation", "sender", "parameters")
+SCOPE_KEYS = ("url", "pipeline", "aspect", "resolution", "denoising", "input_mode", "interpolation", "sender",
+              "parameters")
 INPUT_KEYS = ("audio", "midi", "osc", "tempo")
 AUDIO_KEYS = ("source", "path", "device", "gain", "normalise")
 MIDI_KEYS = ("devices", "virtual", "feedback", "clock", "encoders", "cc14")
@@ -84,7 +85,7 @@ def _resolution(node: YNode) -> tuple[int, int]:
     if len(items) != 2:
         f.fail_value(node, "scope.resolution", f"expected [width, height], got {len(items)} values")
     size = []
-    for i, (item, what) in enumerate(zip(items, ("width", "height"))):
+    for i, (item, what) in enumerate(zip(items, ("width", "height"), strict=True)):
         value = f.integer(item, f"scope.resolution[{i}]", 64, 2048)
         if value % 8:
             f.fail_value(item, f"scope.resolution[{i}]", f"the {what} must be a multiple of 8")

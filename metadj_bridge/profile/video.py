@@ -34,7 +34,8 @@ def output(node: YNode, path: str) -> str:
         if not sep or not target:
             f.fail_value(node, path, "record needs a file: record:show.mp4 (or .mkv)")
         if Path(target).suffix.lower() not in RECORD_SUFFIXES:
-            f.fail_value(node, path, f"a recording is .mp4 or .mkv, not {Path(target).suffix or 'a file without extension'}")
+            f.fail_value(node, path,
+                         f"a recording is .mp4 or .mkv, not {Path(target).suffix or 'a file without extension'}")
         return "record:" + _relative(node, target)
     if sep:
         f.fail_value(node, path, f"{kind} takes no argument")

@@ -1,20 +1,20 @@
 """Hot reload: watch a profile and every file it extends, and hand over each good edit.
 
-Polling (mtime, size, inode and a CRC of the content; the stat runs in a worker thread) works the same on every platform and
-notices editors that save by writing a new file and renaming it over the old one. A change is loaded once the
-files have stopped changing for one poll, so a save that lands in several writes is read whole; a broken save
-is reported once, and the running profile stays in the caller's hands until a good one arrives.
+Polling (mtime, size, inode and a CRC of the content; the stat runs in a worker thread) works the same on every
+platform and notices editors that save by writing a new file and renaming it over the old one. A change is loaded
+once the files have stopped changing for one poll, so a save that lands in several writes is read whole; a broken
+save is reported once, and the running profile stays in the caller's hands until a good one arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import zlib
 from collections.abc import Callable, Sequence
 
+from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 from metadj_bridge.profile.errors import ProfileError
 from metadj_bridge.profile.loader import MAX_FILE_BYTES, load_profile
 from metadj_bridge.profile.model import ShowProfile
@@ -23,12 +23,6 @@ log = logging.getLogger(__name__)
 
 Stamp = tuple[int, int, int, int] | None
 Snapshot = dict[str, Stamp]
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 def snapshot(files: Sequence[str]) -> Snapshot:
@@ -71,7 +65,7 @@ class ProfileWatcher:
         self._interval = interval
         self._files: list[str] = [self.path]
         self._seen: Snapshot = {}
-        self._state = _State.NEW
+        self._life = Lifecycle("ProfileWatcher")
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -80,11 +74,8 @@ class ProfileWatcher:
         return tuple(self._files)
 
     async def start(self) -> None:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this ProfileWatcher is closed; create a new one")
-        if self._state is _State.RUNNING:
+        if not self._life.begin():  # raises ClosedError once closed
             raise RuntimeError("this ProfileWatcher is already running")
-        self._state = _State.RUNNING
         self._seen = await asyncio.to_thread(snapshot, self._files)
         try:
             profile = await asyncio.to_thread(load_profile, self.path)
@@ -96,14 +87,9 @@ class ProfileWatcher:
         self._task = asyncio.create_task(self._run(), name=f"profile-watch {self.path}")
 
     async def aclose(self) -> None:
-        self._state = _State.CLOSED
+        self._life.end()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     def _watch_list(self, profile: ShowProfile) -> list[str]:
         return [self.path, *(p for p in profile.extends if p != os.path.abspath(self.path))]
@@ -146,7 +132,8 @@ class ProfileWatcher:
         if files != self._files:
             self._files = files
             # Files seen before the load keep their old stamps, so an edit during the load is not lost.
-            self._seen = {**(await asyncio.to_thread(snapshot, files)), **{k: v for k, v in before.items() if k in files}}
+            kept = {k: v for k, v in before.items() if k in files}
+            self._seen = {**(await asyncio.to_thread(snapshot, files)), **kept}
         log.debug("profile %s reloaded", self.path)
         self._call(self._on_change, profile)
 

@@ -124,7 +124,8 @@ def parse(text: str, file: str) -> YNode:
     except RecursionError:
         raise _error(file, None, "the YAML is nested too deeply") from None
     if node is None:
-        raise ProfileError(f"{file}:1:1: the profile is empty; it needs at least a themes: section", file=file, line=1, column=1)
+        raise ProfileError(f"{file}:1:1: the profile is empty; it needs at least a themes: section",
+                           file=file, line=1, column=1)
     return _Converter(file).convert(node, 0, "")
 
 
@@ -182,7 +183,8 @@ class _Converter:
             return self._here(node, value)
         if isinstance(node, yaml.SequenceNode):
             self._check_tag(node, "tag:yaml.org,2002:seq", path)
-            return self._here(node, [self.convert(item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node.value)])
+            return self._here(node,
+                              [self.convert(item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node.value)])
         if isinstance(node, yaml.MappingNode):
             self._check_tag(node, "tag:yaml.org,2002:map", path)
             out = self._here(node, {})

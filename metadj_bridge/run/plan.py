@@ -25,7 +25,7 @@ from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, 
 from metadj_bridge.scope.api import normalise_url
 
 #: The bundled profiles live in ``mappings/`` beside the package (a checkout or an editable install).
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 
 def bundled_profile(name: str = "default") -> Path:

@@ -1,12 +1,13 @@
 """A show in progress: one show profile, run by the mapping engine, between the inputs and the Scope sender.
 
-    inputs ──publish()──► latest values + triggers ──► MappingEngine.step() ~86 Hz ──► ParameterSender
-                                  ▲                           │
-                  BeatClock ──────┘ (tempo.beat, tempo.bar)   └──► controller feedback (MIDI out), OSC out
+    inputs ──► SignalBoard (latest values + triggers) ──► MappingEngine.step() ~86 Hz ──► ParameterSender
+                      ▲                                           │
+    TempoHub.tick() ──┘ (tempo.beat, tempo.bar)                   └──► controller feedback (MIDI out), OSC out
 
-``ShowRunner`` is the thin asyncio edge around the pure engine: it collects what the inputs publish, adds the
-BeatClock's beats and bars as triggers, steps the engine at the analysis rate, hands only what changed to the
-sender, and keeps the controller's lights and the OSC display in step with the show.
+``ShowRunner`` is the thin asyncio edge around the pure engine: at the analysis rate it asks the tempo hub for
+the beat grid (the hub counts beats and puts them on the board), takes what the inputs put on the board, steps
+the engine, hands what changed to the sender, and keeps the controller's lights and the OSC display in step
+with the show.
 
 Profiles change in three ways, and the stream goes on through each:
 
@@ -24,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +34,7 @@ from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.scope.sender import ParameterSender
-from metadj_bridge.signals import Signal, Trigger
+from metadj_bridge.signals import SignalBoard, TempoState, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ ENGINE_RATE_HZ = 44100 / 512
 FEEDBACK_RATE_HZ = 30.0
 #: An OSC message to this address with a file path switches the profile (``metadj-bridge switch`` sends it).
 SWITCH_ADDRESS = "/metadj/profile"
+_SWITCH_TRIGGER = "osc." + SWITCH_ADDRESS
 
 
 def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
@@ -69,10 +70,10 @@ def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
 
 
 class ShowRunner:
-    """Runs a show profile: ``publish()`` signals and triggers in, ``run()`` steps the engine and feeds the sender.
+    """Runs a show profile: the inputs fill ``board``, ``run()`` steps the engine and feeds the sender.
 
-    ``tempo`` returns the BeatClock's state (a ``TempoState``) for a time, or None. ``midi_out`` and ``osc_out``
-    are optional :class:`~metadj_bridge.inputs.midi.MidiOutput` and :class:`~metadj_bridge.outputs.osc_out.OscOutput`.
+    ``tempo`` returns the beat grid (a ``TempoState``) for a time, or None: a :meth:`TempoHub.tick`, which also
+    counts the beats onto the board. ``midi_out`` and ``osc_out`` are optional controller feedback and OSC out.
     ``on_profile`` is called with each profile that takes over (e.g. to give the MIDI decoder new encoders).
     """
 
@@ -80,8 +81,9 @@ class ShowRunner:
         self,
         profile: ShowProfile,
         sender: ParameterSender,
-        tempo: Callable[[float], Any] | None = None,
+        tempo: Callable[[float], TempoState | None] | None = None,
         *,
+        board: SignalBoard | None = None,
         midi_out: Any = None,
         osc_out: Any = None,
         on_profile: Callable[[ShowProfile], None] | None = None,
@@ -98,12 +100,8 @@ class ShowRunner:
         self.on_profile = on_profile
         self.interval = 1.0 / rate_hz
         self._clock = clock
-        #: Latest value of every signal, and the triggers since the last step.
-        self.values: dict[str, float] = {}
-        self._triggers: list[Trigger] = []
-        self._sent_params: dict[str, Any] = {}
-        self._last_beat: int | None = None
-        self._last_bar: int | None = None
+        #: What the inputs said: the latest value of every signal and the triggers since the last step.
+        self.board = board if board is not None else SignalBoard()
         self._feedback_due = 0.0
         self._last_theme: str | None = None
         self._switching: asyncio.Task[None] | None = None
@@ -119,36 +117,14 @@ class ShowRunner:
         self.show_log: Any = None
         #: When the latest prompt transition went out and its steps (chunks), for the status view's progress.
         self.transition_started: tuple[float, int] | None = None
-        #: The control touched last (a MIDI or OSC signal or trigger), for the status view.
-        self.last_control = ""
         self.steps = 0
         self.switches = 0
         self.reloads = 0
 
-    # ------------------------------------------------------------------ in
-
-    def publish(self, event: Signal | Trigger) -> None:
-        """An input's signal or trigger (event loop only)."""
-        if isinstance(event, Signal):
-            self.values[event.name] = event.value
-            if not event.name.startswith(("audio.", "tempo.")):
-                self.last_control = f"{event.name} {event.value:.2f}"
-            return
-        if not event.name.startswith(("audio.", "tempo.")):
-            self.last_control = event.name
-        if event.name == "osc." + SWITCH_ADDRESS:
-            args = event.data.get("args") or ()
-            if args and isinstance(args[0], str):
-                self.request_switch(args[0])
-            return
-        self._triggers.append(event)
-
-    # The signal-board interface, so that :func:`metadj_bridge.inputs.analyzer.publish` can publish here.
-    def set(self, signal: Signal) -> None:
-        self.values[signal.name] = signal.value
-
-    def fire(self, trigger: Trigger) -> None:
-        self.publish(trigger)
+    @property
+    def last_control(self) -> str:
+        """The control touched last (a MIDI or OSC signal or trigger), for the status view."""
+        return self.board.last_control
 
     def transition_progress(self, now: float) -> float | None:
         """0..1 through the latest prompt transition (Scope moves one step per chunk), None when none is running."""
@@ -161,32 +137,18 @@ class ShowRunner:
         return None if progress >= 1.0 else round(max(0.0, progress), 2)
 
     def initial_parameters(self) -> dict[str, Any]:
-        params = self.engine.initial_parameters()
-        self._sent_params = dict(params)
-        return params
+        return self.engine.initial_parameters()
 
     # ------------------------------------------------------------------ stepping
-
-    def _tempo_events(self, state: Any, now: float) -> None:
-        if state is None or getattr(state, "source", None) is None:
-            return
-        self.values["tempo.bpm"] = float(state.bpm)
-        self.values["tempo.phase"] = float(state.phase)
-        beat = math.floor(state.beat)
-        bar = math.floor(state.beat / max(1, state.beats_per_bar))
-        if self._last_beat is not None and beat > self._last_beat:
-            self._triggers.append(Trigger("tempo.beat", now, {"beat": beat}))
-            if self._last_bar is not None and bar > self._last_bar:
-                self._triggers.append(Trigger("tempo.bar", now, {"bar": bar}))
-        self._last_beat, self._last_bar = beat, bar
 
     def step(self, now: float | None = None) -> EngineOutput:
         """One engine step with what arrived since the last one; hands the result on. Synchronous."""
         now = self._clock() if now is None else now
         state = self._tempo(now) if self._tempo is not None else None
-        self._tempo_events(state, now)
-        triggers, self._triggers = self._triggers, []
-        out = self.engine.step(self.values, triggers, now, state)
+        triggers = self.board.take_triggers()
+        if triggers and any(t.name == _SWITCH_TRIGGER for t in triggers):
+            triggers = self._take_switches(triggers)
+        out = self.engine.step(self.board.values, triggers, now, state)
         self.steps += 1
         self._hand_on(out)
         if out.events:
@@ -202,8 +164,22 @@ class ShowRunner:
             self._feedback()
         return out
 
+    def _take_switches(self, triggers: list[Trigger]) -> list[Trigger]:
+        """Profile switch requests (OSC ``/metadj/profile PATH``) go to the switcher, not to the engine."""
+        rest = []
+        for trigger in triggers:
+            if trigger.name != _SWITCH_TRIGGER:
+                rest.append(trigger)
+                continue
+            args = trigger.data.get("args") or ()
+            if args and isinstance(args[0], str):
+                self.request_switch(args[0])
+        return rest
+
     def _hand_on(self, out: EngineOutput) -> None:
-        changed = {k: v for k, v in out.parameters.items() if self._sent_params.get(k, _MISSING) != v}
+        # What the sender already holds is the one record of what Scope has or is about to get.
+        desired = self.sender.state.desired
+        changed = {k: v for k, v in out.parameters.items() if desired.get(k, _MISSING) != v}
         actions = out.actions
         if "transition" in actions:
             self.transition_started = (self._clock(), int(actions["transition"].get("num_steps", 0)))
@@ -213,13 +189,11 @@ class ShowRunner:
             actions = {**actions, "reset_cache": True}
         try:
             if changed:
-                self.sender.update(changed)
+                self.sender.apply(changed, checked_by=self.engine.schema)
             if actions:
-                self.sender.update(actions, urgent=True)
-        except MetaDJError as exc:  # a profile value the pipeline refuses: say so, keep the show going
+                self.sender.apply(actions, urgent=True, checked_by=self.engine.schema)
+        except MetaDJError as exc:  # a profile value the server's own schema refuses: say so, keep the show going
             self._warn.note(str(exc))
-            return
-        self._sent_params.update(changed)
 
     def _feedback(self) -> None:
         theme = self.engine.theme

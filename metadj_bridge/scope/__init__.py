@@ -1,4 +1,15 @@
-"""Everything between the bridge and a Scope server: HTTP API, WebRTC session, parameter sending."""
+"""Everything between the bridge and a Scope server.
+
+- ``api.py``: Scope's HTTP API as an async client; ``http_errors.py``: every way a request fails, as a
+  ``ScopeError`` a performer can act on.
+- ``protocol.py``: Scope's wire messages (load bodies, the offer's ``initialParameters``); pure.
+- ``session.py``: the self-healing WebRTC session callers use, made of ``connection.py`` (one connection attempt
+  at a time: health, load, offer, peer connection, frames, the silent-video watchdog) and ``reconnect.py`` (the
+  retry policy: backoff, rejoining a restarted server, giving up only on fatal start-up errors).
+- ``sender.py``: flow-controlled parameter sending over the data channel.
+
+Imports the ground floor (errors, parameters, lifecycle) only: never ``inputs/`` or ``mapping/``.
+"""
 
 from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender

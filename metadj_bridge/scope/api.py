@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,14 +22,13 @@ from metadj_bridge.errors import (
     ConfigError,
     PipelineLoadError,
     PipelineLoadTimeout,
-    ScopeConnectionError,
     ScopeError,
     ScopeHTTPError,
     ScopeNotFoundError,
     ScopeNotScopeError,
-    ScopeTLSError,
 )
 from metadj_bridge.scope import protocol
+from metadj_bridge.scope.http_errors import detail, not_found, not_json, request_failed, safe_json
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ def normalise_url(url: str) -> str:
     if not parts.hostname:
         raise ConfigError(f"Scope URL {raw!r} has no host name")
     try:
-        parts.port
+        _ = parts.port  # raises for a port that is not a number
     except ValueError:
         raise ConfigError(f"Scope URL {raw!r} has an invalid port") from None
     path = parts.path.rstrip("/")
@@ -156,50 +154,25 @@ class ScopeClient:
     # ------------------------------------------------------------------ plumbing
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        where = f"{method} {redact_url(self.url)}{path}"
         try:
             return await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            if _is_tls_failure(exc):
-                raise ScopeTLSError(_tls_message(where, exc)) from exc
-            raise ScopeConnectionError(_connect_message(where, exc)) from exc
-        except httpx.TimeoutException as exc:
-            raise ScopeConnectionError(
-                f"{where}: no answer within {self._http.timeout.read:g} s; the server is overloaded, "
-                "asleep or unreachable (check the URL and that Scope is running)"
-            ) from exc
-        except (httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
-            if self.url.startswith("http://"):
-                raise ScopeNotScopeError(
-                    f"{where}: the server broke the HTTP exchange ({exc}); is it an https server? "
-                    f"try {self.url.replace('http://', 'https://', 1)}"
-                ) from exc
-            raise ScopeConnectionError(f"{where}: connection broke ({exc})") from exc
         except httpx.TransportError as exc:
-            if _is_tls_failure(exc):
-                raise ScopeTLSError(_tls_message(where, exc)) from exc
-            raise ScopeConnectionError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            where = f"{method} {redact_url(self.url)}{path}"
+            raise request_failed(where, self.url, exc, self._http.timeout.read) from exc
 
     async def _json(self, method: str, path: str, *, ok: Sequence[int] = (200,), **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)
         where = f"{method} {redact_url(self.url)}{path}"
         if response.status_code == 404:
-            raise ScopeNotFoundError(
-                f"{where}: 404 Not Found; the server has no such endpoint. Check that the URL is the Scope "
-                "server's root (e.g. http://host:8000) and that it runs Scope 0.2 or newer"
-            )
+            raise not_found(where)
         if response.status_code not in ok:
-            raise ScopeHTTPError(f"{where}: HTTP {response.status_code}: {_detail(response)}", response.status_code)
+            raise ScopeHTTPError(f"{where}: HTTP {response.status_code}: {detail(response)}", response.status_code)
         if response.status_code == 204 or not response.content:
             return None
         try:
             return response.json()
         except ValueError:
-            ctype = response.headers.get("content-type", "unknown")
-            raise ScopeNotScopeError(
-                f"{where}: expected JSON, got {ctype}; the server at {redact_url(self.url)} is not a Scope server "
-                "(or a proxy in front of it answers instead)"
-            ) from None
+            raise not_json(where, response, redact_url(self.url)) from None
 
     # ------------------------------------------------------------------ §1 health
 
@@ -243,7 +216,7 @@ class ScopeClient:
         )
         response = await self._request("POST", "/api/v1/pipeline/load", json=body)
         if self.api_generation == "current" and protocol.is_legacy_load_rejection(
-            response.status_code, _safe_json(response)
+            response.status_code, safe_json(response)
         ):
             log.info("Scope at %s uses the older load API (pipeline_id); switching to it", redact_url(self.url))
             self.api_generation = "legacy"
@@ -261,7 +234,7 @@ class ScopeClient:
             )
         if response.status_code != 200:
             raise ScopeHTTPError(
-                f"Scope refused to load {list(pipeline_ids)}: HTTP {response.status_code}: {_detail(response)}",
+                f"Scope refused to load {list(pipeline_ids)}: HTTP {response.status_code}: {detail(response)}",
                 response.status_code,
             )
 
@@ -270,15 +243,15 @@ class ScopeClient:
         pipeline_ids: Sequence[str],
         load_params: Mapping[str, Any] | None = None,
         *,
-        timeout: float = 300.0,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the load's budget, part of the API
         poll_interval: float = 0.5,
         on_progress: ProgressCallback | None = None,
     ) -> PipelineStatus:
         """Poll until Scope reports our pipeline ``loaded``.
 
         ``loaded`` counts only when ``pipeline_id`` (and ``load_params``, when Scope reports them) are the
-        ones we asked for: a poll right after the POST can still show the previous state (§2 race). Scope reports ``error`` once and then
-        ``not_loaded``, so both after ``loading`` are failures.
+        ones we asked for: a poll right after the POST can still show the previous state (§2 race). Scope reports
+        ``error`` once and then ``not_loaded``, so both after ``loading`` are failures.
         """
         wanted = pipeline_ids[0]
         deadline = time.monotonic() + timeout
@@ -311,7 +284,8 @@ class ScopeClient:
                     now += f" but load params {last.load_params} instead of {dict(load_params or {})}"
                 causes = "; ".join(f"({i}) {c}" for i, c in enumerate(STUCK_LOADING_CAUSES, 1))
                 raise PipelineLoadTimeout(
-                    f"pipeline {wanted!r} was not loaded after {timeout:g} s (Scope reports {now}). Likely causes: {causes}"
+                    f"pipeline {wanted!r} was not loaded after {timeout:g} s (Scope reports {now}). "
+                    f"Likely causes: {causes}"
                 )
             await asyncio.sleep(poll_interval)
 
@@ -320,7 +294,7 @@ class ScopeClient:
         pipeline_ids: Sequence[str],
         load_params: Mapping[str, Any] | None = None,
         *,
-        timeout: float = 300.0,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the load's budget, part of the API
         poll_interval: float = 0.5,
         on_progress: ProgressCallback | None = None,
     ) -> PipelineStatus:
@@ -334,7 +308,8 @@ class ScopeClient:
             return status
         if status.status == "loading":
             # Someone else's load is under way; overlapping loads race on the server (§2), so let it settle.
-            await _call(on_progress, f"another load is in progress on Scope ({status.pipeline_id or 'unknown'}); waiting")
+            other = status.pipeline_id or "unknown"
+            await _call(on_progress, f"another load is in progress on Scope ({other}); waiting")
             await self._wait_settled(timeout, poll_interval)
         await _call(on_progress, f"loading pipeline {pipeline_ids[0]}")
         await self.load_pipeline(pipeline_ids, load_params)
@@ -342,8 +317,8 @@ class ScopeClient:
             pipeline_ids, load_params or {}, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
         )
 
-    async def _wait_settled(self, timeout: float, poll_interval: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def _wait_settled(self, within: float, poll_interval: float) -> None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if (await self.pipeline_status()).status != "loading":
                 return
@@ -379,16 +354,16 @@ class ScopeClient:
     async def offer(self, sdp: str, sdp_type: str, initial_parameters: Mapping[str, Any]) -> Answer:
         body = {"sdp": sdp, "type": sdp_type, "initialParameters": dict(initial_parameters)}
         response = await self._request("POST", "/api/v1/webrtc/offer", json=body)
-        if response.status_code == 400 and "not loaded" in _detail(response).lower():
+        if response.status_code == 400 and "not loaded" in detail(response).lower():
             raise PipelineLoadError(
                 "Scope says the pipeline is not loaded (another client may have unloaded or replaced it)"
             )
         if response.status_code != 200:
             raise ScopeHTTPError(
-                f"Scope refused the WebRTC offer: HTTP {response.status_code}: {_detail(response)}",
+                f"Scope refused the WebRTC offer: HTTP {response.status_code}: {detail(response)}",
                 response.status_code,
             )
-        data = _safe_json(response)
+        data = safe_json(response)
         if not isinstance(data, Mapping) or not all(k in data for k in ("sdp", "type", "sessionId")):
             raise ScopeNotScopeError(f"the WebRTC offer's answer is not Scope's ({str(data)[:120]!r})")
         return Answer(sdp=str(data["sdp"]), type=str(data["type"]), session_id=str(data["sessionId"]))
@@ -405,14 +380,16 @@ class ScopeClient:
             return False
         if response.status_code not in (200, 204):
             raise ScopeHTTPError(
-                f"PATCH candidates: HTTP {response.status_code}: {_detail(response)}", response.status_code
+                f"PATCH candidates: HTTP {response.status_code}: {detail(response)}", response.status_code
             )
         return True
 
     async def delete_session(self, session_id: str) -> None:
         response = await self._request("DELETE", f"/api/v1/webrtc/offer/{session_id}")
         if response.status_code not in (200, 204, 404):
-            raise ScopeHTTPError(f"DELETE session: HTTP {response.status_code}: {_detail(response)}", response.status_code)
+            raise ScopeHTTPError(
+                f"DELETE session: HTTP {response.status_code}: {detail(response)}", response.status_code
+            )
 
     # ------------------------------------------------------------------ assets (§6 vace_ref_images)
 
@@ -438,58 +415,6 @@ class ScopeClient:
         if not isinstance(server_path, str):
             raise ScopeNotScopeError(f"asset upload answered {str(result)[:120]!r}, without a server path")
         return server_path
-
-
-def _safe_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _detail(response: httpx.Response) -> str:
-    data = _safe_json(response)
-    if isinstance(data, Mapping) and "detail" in data:
-        return str(data["detail"])[:300]
-    text = response.text.strip().replace("\n", " ")
-    return text[:200] or response.reason_phrase
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    if any(isinstance(c, ssl.SSLError) for c in exception_chain(exc)):
-        return True
-    text = str(exc)
-    return "SSL" in text or "CERTIFICATE" in text.upper() or "TLS" in text
-
-
-def _tls_message(where: str, exc: BaseException) -> str:
-    text = str(exc)
-    if "WRONG_VERSION_NUMBER" in text.upper() or "wrong version number" in text:
-        hint = "the server does not speak TLS on this port; use http:// instead of https://"
-    elif "CERTIFICATE_VERIFY_FAILED" in text.upper() or "certificate verify failed" in text:
-        hint = "its certificate is not trusted (self-signed or expired); fix the certificate or the URL"
-    else:
-        hint = "check the URL's scheme and the server's certificate"
-    return f"{where}: TLS failed: {text}; {hint}"
-
-
-def exception_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and everything it was raised from (``__cause__`` or ``__context__``), outermost first."""
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in chain:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return chain
-
-
-def _connect_message(where: str, exc: BaseException) -> str:
-    chain = exception_chain(exc)
-    if any(isinstance(c, socket.gaierror) for c in chain):
-        return f"{where}: the host name does not resolve ({exc}); check the URL for typos"
-    if any(isinstance(c, ConnectionRefusedError) for c in chain):
-        return f"{where}: connection refused; Scope is not running on that host and port (yet?)"
-    return f"{where}: cannot connect ({exc or type(exc).__name__}); is Scope running and the URL right?"
 
 
 async def _call(callback: ProgressCallback | None, message: str) -> None:

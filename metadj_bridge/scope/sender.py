@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from metadj_bridge import parameters
+from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 from metadj_bridge.parameters import ONE_SHOT_KEYS, ParameterSchema
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ class PacerConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError(
-                f"sender rate bounds: min_interval {self.min_interval} must be > 0 and <= max_interval {self.max_interval}"
+                f"sender rate bounds: min_interval {self.min_interval} must be > 0 "
+                f"and <= max_interval {self.max_interval}"
             )
         if self.chunk_frames < 1:
             raise ValueError(f"chunk_frames {self.chunk_frames} must be >= 1")
@@ -256,6 +258,8 @@ class ParameterSender:
         on_sent: Callable[[dict[str, Any], float], None] | None = None,
     ) -> None:
         self.schema = schema or ParameterSchema("unknown")
+        #: (schema a caller checked against, the schema in force, the keys on which their rules agree).
+        self._agreeing: tuple[ParameterSchema, ParameterSchema, frozenset[str]] | None = None
         self.state = ParameterState()
         self.pacer = SendPacer(pacer)
         self._clock = clock
@@ -264,7 +268,7 @@ class ParameterSender:
         self._urgent = False
         self._last_send = -math.inf
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._life = Lifecycle("parameter sender")
         self._rejected = 0
         self.sent = 0
         #: Called with each message and its send time (the show log hooks in here).
@@ -277,15 +281,29 @@ class ParameterSender:
 
         ``urgent`` sends with the very next message instead of waiting for the next chunk.
         """
-        merged = {**(params or {}), **kwargs}
-        checked: dict[str, Any] = {}
-        try:
-            for key, value in merged.items():
-                checked[key] = self.schema.check(key, value)
-        except Exception:
-            self._rejected += 1
-            raise
-        for key, value in checked.items():
+        self.apply({**(params or {}), **kwargs}, urgent=urgent)
+
+    def apply(
+        self, params: Mapping[str, Any], *, urgent: bool = False, checked_by: ParameterSchema | None = None
+    ) -> None:
+        """Set desired values; ``checked_by`` is the schema they were already checked against, if any.
+
+        Values are checked once: the mapping engine's output was made valid against its schema, so when that
+        schema's rules are the ones in force here it is taken as it is; anything else is checked now (a server
+        whose own schema is narrower than the one the engine used, or a caller with raw values).
+        Raises ``ParameterError`` (nothing applied) if any value is invalid.
+        """
+        trusted = self._agreeing_keys(checked_by) if checked_by is not None else frozenset()
+        if checked_by is not self.schema and not trusted.issuperset(params):
+            checked: dict[str, Any] = {}
+            try:
+                for key, value in params.items():
+                    checked[key] = value if key in trusted else self.schema.check(key, value)
+            except Exception:
+                self._rejected += 1
+                raise
+            params = checked
+        for key, value in params.items():
             self.state.set(key, value)
             if key in DISCRETE_KEYS or key == "paused":
                 urgent = True
@@ -299,6 +317,16 @@ class ParameterSender:
 
     def set_schema(self, schema: ParameterSchema) -> None:
         self.schema = schema
+
+    def _agreeing_keys(self, checked_by: ParameterSchema) -> frozenset[str]:
+        """The keys whose rules are the same in ``checked_by`` and in the schema in force (cached per pair)."""
+        cached = self._agreeing
+        if cached is not None and cached[0] is checked_by and cached[1] is self.schema:
+            return cached[2]
+        here = self.schema.specs
+        keys = frozenset(k for k, spec in checked_by.specs.items() if here.get(k) == spec)
+        self._agreeing = (checked_by, self.schema, keys)
+        return keys
 
     def snapshot(self) -> dict[str, Any]:
         return self.state.snapshot()
@@ -324,18 +352,14 @@ class ParameterSender:
     # -------------------------------------------------------------- loop
 
     def start(self) -> None:
-        if self._closed:
-            raise RuntimeError("ParameterSender is closed")
-        if self._task is None:
+        """Start sending (a second start is harmless; a closed sender refuses)."""
+        if self._life.begin():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="parameter-sender")
 
     async def aclose(self) -> None:
-        self._closed = True
+        self._life.end()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def stats(self) -> SenderStats:
         return SenderStats(

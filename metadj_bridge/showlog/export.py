@@ -150,7 +150,8 @@ def build_timeline(recording: ShowRecording, *, exported_at: datetime | None = N
             "startTime": _round(rng.start),
             "endTime": _round(end),
             "prompts": [
-                {"text": text, "weight": weight} for text, weight in zip(rng.texts, _percent(rng.blend(end)))
+                {"text": text, "weight": weight}
+                for text, weight in zip(rng.texts, _percent(rng.blend(end)), strict=True)
             ],
         }
         if rng.transition is not None:

@@ -13,19 +13,22 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from metadj_bridge import parameters
 from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning
+from metadj_bridge.lifecycle import cancel_and_wait, stop_signals
 from metadj_bridge.scope.api import redact_url
 from metadj_bridge.scope.sender import DISCRETE_KEYS, PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
-from metadj_bridge.showlog.log import ShowRecording, read_show_log
+from metadj_bridge.showlog.log import SentMessage, ShowEvent, ShowRecording, read_show_log
+
+if TYPE_CHECKING:
+    from metadj_bridge.emulator import ScopeEmulator
 
 __all__ = ["ReplayOptions", "ReplayReport", "replay_show", "run_replay"]
 
@@ -133,12 +136,14 @@ async def replay_show(
         log.warning("the show ran in %s input mode; the replay sends its parameters in text mode", header.input_mode)
     info = parameters.pipeline_info(header.pipeline)
     chunk_frames = options.chunk_frames or info.chunk_frames
-    emulator: Any = None
+    emulator: ScopeEmulator | None = None
     url = options.scope_url
     if url is None:
         from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
-        emulator = ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps))
+        emulator = ScopeEmulator(
+            EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps)
+        )
         await emulator.start()
         url = emulator.url
         log.info("no Scope URL given: started the built-in Scope emulator at %s", url)
@@ -188,31 +193,28 @@ async def replay_show(
     return report
 
 
-async def _until(work: Any, stop: asyncio.Event) -> bool:
+async def _until(work: Awaitable[object], stop: asyncio.Event) -> bool:
     """Run ``work`` unless ``stop`` is set first; True when ``work`` finished (its error is raised)."""
     task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in (task, stopper):
-            if not t.done():
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+        await cancel_and_wait(task)
+        await cancel_and_wait(stopper)
     if task in done:
         task.result()
         return True
     return False
 
 
-async def _video_flowing(sender: ParameterSender, timeout: float = 10.0) -> None:
-    """Wait until the returning video shows Scope's rate, so the first messages are paced like the show's were
-    (until then the sender holds changes up to its longest interval)."""
-    deadline = time.monotonic() + timeout
+async def _video_flowing(sender: ParameterSender, limit: float = 10.0) -> None:
+    """Wait (at most ``limit`` seconds) until the returning video shows Scope's rate, so the first messages are
+    paced like the show's were (until then the sender holds changes up to its longest interval)."""
+    deadline = time.monotonic() + limit
     while sender.pacer.fps(time.monotonic()) is None:
         if time.monotonic() > deadline:
-            log.warning("no steady video from Scope after %.0f s; replaying anyway", timeout)
+            log.warning("no steady video from Scope after %.0f s; replaying anyway", limit)
             return
         await asyncio.sleep(0.05)
 
@@ -223,12 +225,15 @@ async def _play(
 ) -> tuple[int, bool]:
     """Hand each logged message (and event) to the sender at its time; returns (messages replayed, interrupted)."""
     loop = asyncio.get_running_loop()
-    items: list[tuple[float, int, Any]] = [(s.t, 1, s) for s in rec.sent] + [(e.t, 0, e) for e in rec.events]
+    # At the same time an event (0) comes before a message (1).
+    items: list[tuple[float, int, SentMessage | ShowEvent]] = (
+        [(s.t, 1, s) for s in rec.sent] + [(e.t, 0, e) for e in rec.events]
+    )
     items.sort(key=lambda item: (item[0], item[1]))
     first = rec.sent[0].t if rec.sent else 0.0
     t0 = loop.time()
     replayed = 0
-    for t, kind, item in items:
+    for t, _, item in items:
         if t < first:
             continue  # events from before the first message (loading, connecting) are not replayed
         due = t0 + (t - first) / speed
@@ -238,7 +243,7 @@ async def _play(
             if stop.is_set():
                 return replayed, True
             progress.show(replayed, first + (loop.time() - t0) * speed, sender.sent)
-        if kind == 0:
+        if isinstance(item, ShowEvent):
             log.info("show event at %s: %s", _clock(t), item.text)
             continue
         _hand_over(sender, item.message, rejected)
@@ -260,7 +265,8 @@ def _hand_over(sender: ParameterSender, message: Mapping[str, Any], rejected: _R
 async def _settle(sender: ParameterSender, grace: float, stop: asyncio.Event) -> None:
     """Let the sender send what is pending (at most a few chunk periods), then give it ``grace`` to land."""
     deadline = time.monotonic() + 2 * sender.pacer.config.max_interval + grace
-    while sender.state.has_pending and time.monotonic() < deadline and not stop.is_set():
+    # A poll: the sender has no event for "nothing pending".
+    while sender.state.has_pending and time.monotonic() < deadline and not stop.is_set():  # noqa: ASYNC110 - see above
         await asyncio.sleep(0.02)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=grace)
@@ -269,15 +275,6 @@ async def _settle(sender: ParameterSender, grace: float, stop: asyncio.Event) ->
 async def run_replay(options: ReplayOptions, *, status_stream: TextIO | None = None) -> int:
     """``metadj-bridge replay``: returns the exit status (0, also after Ctrl-C)."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    with stop_signals(stop.set):  # Windows: KeyboardInterrupt instead
         await replay_show(options, stop=stop, status_stream=status_stream)
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
     return 0

@@ -8,18 +8,17 @@ line for every beat and onset: ``{"t": <s from the start of the audio>, "event":
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.analysis import AnalysisConfig, hop_size_for
+from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for
 from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, BlockSource
 from metadj_bridge.inputs.tempo import TempoConfig
+from metadj_bridge.lifecycle import cancel_and_wait, stop_signals
 
 METER_WIDTH = 12
 
@@ -74,7 +73,10 @@ def meter_line(update: AudioUpdate, beat_flash: bool, levels: dict[str, float] |
 
 
 def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
-    from metadj_bridge.inputs.audio import LiveInputSource, WavFileSource, find_input_device, read_wav
+    from metadj_bridge.inputs.audio import WavFileSource
+    from metadj_bridge.inputs.audio_devices import find_input_device
+    from metadj_bridge.inputs.live_audio import LiveInputSource
+    from metadj_bridge.inputs.wav import read_wav
 
     if options.file and options.device is not None:
         raise ConfigError("give either --file or --device, not both")
@@ -87,7 +89,8 @@ def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
             path = Path(options.file or "")
         samples, samplerate = read_wav(path)
         realtime = options.realtime if options.realtime is not None else options.demo
-        wav = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop, realtime=realtime)
+        wav = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop,
+                            realtime=realtime)
         return wav, f"{path.name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
     device = find_input_device(options.device)
     rate = int(device.default_samplerate)
@@ -109,7 +112,8 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
         if options.json:
             events = [(o.t, "onset") for o in update.onsets] + [(b.t, "beat") for b in update.beats]
             for t, kind in sorted(events):
-                record = {"t": round(t, 4), "event": kind, "bpm": round(update.bpm, 2), "confidence": round(update.confidence, 3)}
+                record = {"t": round(t, 4), "event": kind, "bpm": round(update.bpm, 2),
+                          "confidence": round(update.confidence, 3)}
                 out.write(json.dumps(record) + "\n")
             return
         levels = meters.update(update)
@@ -126,34 +130,30 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
 
     analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)
     stop = asyncio.Event()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    if not options.json:
-        print(f"listening to {label}; Ctrl-C to stop", file=sys.stderr)
-    await analyzer.start()
-    try:
-        assert analyzer.finished is not None
-        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        waiters: set[asyncio.Future[Any]] = {analyzer.finished, stopper}
-        done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if analyzer.finished in done:
-            analyzer.finished.result()
-    finally:
-        await analyzer.aclose()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        if tty:
-            out.write("\n")
-        out.flush()
+    with stop_signals(stop.set):
+        if not options.json:
+            print(f"listening to {label}; Ctrl-C to stop", file=sys.stderr)
+        await analyzer.start()
+        try:
+            assert analyzer.finished is not None
+            stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            waiters: set[asyncio.Future[Any]] = {analyzer.finished, stopper}
+            try:
+                done, _ = await asyncio.wait(waiters, timeout=options.duration, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait(stopper)
+            if analyzer.finished in done:
+                analyzer.finished.result()
+        finally:
+            await analyzer.aclose()
+            if tty:
+                out.write("\n")
+            out.flush()
     return 0
 
 
 def run_devices(out: TextIO | None = None) -> int:
-    from metadj_bridge.inputs.audio import list_input_devices
+    from metadj_bridge.inputs.audio_devices import list_input_devices
 
     out = out or sys.stdout
     devices = list_input_devices()
@@ -163,7 +163,7 @@ def run_devices(out: TextIO | None = None) -> int:
     for device in devices:
         out.write(f"  {device}\n")
     try:
-        from metadj_bridge.inputs.midi import list_midi_ports
+        from metadj_bridge.inputs.midi_ports import list_midi_ports
 
         midi_in, midi_out = list_midi_ports()
     except Exception as exc:  # a MIDI backend that cannot start must not hide the audio list

@@ -1,6 +1,6 @@
 """The status endpoints for dashboards: ``GET /status`` (the snapshot as JSON), ``GET /metrics`` (Prometheus).
 
-``prometheus_text`` is a pure function of the status snapshot (see ``app.BridgeStatus.snapshot``): numbers
+``prometheus_text`` is a pure function of the status snapshot (see ``status.model.BridgeStatus.snapshot``): numbers
 become gauges, figures that only grow (frames, messages sent and merged, sessions) become counters, and
 names and states become labels on a sample of 1 (``metadj_scope_state{state="streaming"} 1``). Fields that are
 None (a part that is not running) give no sample. The server binds to 127.0.0.1 unless told otherwise: the
@@ -20,6 +20,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def prometheus_text(snapshot: Snapshot) -> str:
 
     show = _part(snapshot, "show")
     if show:
-        out.gauge("metadj_show_theme_info", "The current prompt theme (always 1).", 1, theme=str(show.get("theme") or ""))
+        out.gauge("metadj_show_theme_info", "The current prompt theme (always 1).", 1,
+                  theme=str(show.get("theme") or ""))
         out.gauge("metadj_show_focus", "The focused prompt slot.", show.get("focus"))
         out.gauge("metadj_show_transition_progress", "Progress of the running prompt transition (0 to 1).",
                   show.get("transition"))
@@ -143,7 +145,8 @@ def prometheus_text(snapshot: Snapshot) -> str:
     if video:
         out.family("metadj_video_output", "The open video outputs (always 1).", "gauge",
                    [({"output": str(name)}, 1) for name in video.get("outputs") or []])
-        out.counter("metadj_video_frames_shown_total", "Frames written to the video outputs.", video.get("frames_shown"))
+        out.counter("metadj_video_frames_shown_total", "Frames written to the video outputs.",
+                    video.get("frames_shown"))
         out.counter("metadj_video_repeats_total", "Frames repeated because Scope's next frame was late.",
                     video.get("repeats"))
         out.counter("metadj_video_slates_total", "Slate frames shown while Scope sent no video.", video.get("slates"))
@@ -158,7 +161,8 @@ def prometheus_text(snapshot: Snapshot) -> str:
         out.gauge("metadj_inputs_midi_ports", "MIDI input ports open.", len(inputs.get("midi") or []))
         out.gauge("metadj_inputs_osc", "1 when the OSC input is listening.", inputs.get("osc") is not None)
         out.gauge("metadj_inputs_link", "1 when Ableton Link is on.", bool(inputs.get("link")))
-    out.gauge("metadj_warnings", "Recent distinct warnings shown to the performer.", len(snapshot.get("warnings") or []))
+    out.gauge("metadj_warnings", "Recent distinct warnings shown to the performer.",
+              len(snapshot.get("warnings") or []))
     return out.text()
 
 
@@ -173,7 +177,7 @@ class StatusServer:
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
-        self._closed = False
+        self._life = Lifecycle("StatusServer")
         self._failures = RateLimitedWarning(log, "status server: the status snapshot failed")
 
     @property
@@ -184,10 +188,20 @@ class StatusServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        if self._closed:
-            raise RuntimeError("this StatusServer is closed; create a new one")
-        if self._runner is not None:
+        if not self._life.begin():  # raises ClosedError once closed
             return
+        try:
+            await self._serve()
+        except BaseException:
+            self._life.failed()  # nothing is served: start() may be tried again
+            raise
+        if not _is_loopback(self.host):
+            log.warning("status server: %s is reachable from other machines (it shows the Scope URL and profile)",
+                        self.url)
+        log.info("status: %s/status and %s/metrics", self.url, self.url)
+
+    async def _serve(self) -> None:
+        """Bind the listening socket and start the HTTP server on it (``ConfigError`` when it cannot bind)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             sock = socket.create_server((self.host, self.port), family=family)
@@ -207,14 +221,10 @@ class StatusServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        if not _is_loopback(self.host):
-            log.warning("status server: %s is reachable from other machines (it shows the Scope URL and profile)",
-                        self.url)
-        log.info("status: %s/status and %s/metrics", self.url, self.url)
 
     async def aclose(self) -> None:
         """Stop serving; harmless when called again."""
-        self._closed = True
+        self._life.end()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -1,6 +1,6 @@
 """The performer's live status view: a compact rich panel on a terminal, plain log lines elsewhere.
 
-The view reads one thing, a status snapshot (a plain JSON-able dict, see ``app.BridgeStatus.snapshot``), and
+The view reads one thing, a status snapshot (a plain JSON-able dict, see ``status.model.BridgeStatus.snapshot``), and
 turns it into text. ``render`` (a rich renderable) and ``plain_line`` (one log line) are pure functions of
 the snapshot, so they are tested without a terminal; ``StatusView`` only polls and writes.
 

@@ -21,7 +21,6 @@ failure is logged with a traceback, later ones at most once per ten seconds with
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import statistics
 import threading
@@ -36,6 +35,7 @@ import av
 import numpy as np
 
 from metadj_bridge.errors import RateLimitedWarning, VideoError
+from metadj_bridge.lifecycle import Lifecycle, State
 from metadj_bridge.video.convert import FrameFitter, check_output_size, i420_frame
 from metadj_bridge.video.sink import FrameSink, ShownFrame
 from metadj_bridge.video.slate import STOPPED, WAITING, slate_i420
@@ -48,12 +48,6 @@ STATS_WINDOW = 300
 OPEN_TIMEOUT = 10.0
 #: Highest rate the clock accepts. Cameras run at 30 or 60; the benchmark runs the clock flat out.
 MAX_FPS = 1000.0
-
-
-class ClockState(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +104,7 @@ class OutputClock:
         self.time_base = 1 / Fraction(fps).limit_denominator(1001)
         self._sinks: list[FrameSink] = list(sinks)
         self._reason = reason
-        self._state = ClockState.NEW
+        self._life = Lifecycle("output clock")
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._opened = threading.Event()
@@ -134,8 +128,8 @@ class OutputClock:
     # ------------------------------------------------------------------ event loop side
 
     @property
-    def state(self) -> ClockState:
-        return self._state
+    def state(self) -> State:
+        return self._life.state
 
     @property
     def sinks(self) -> tuple[FrameSink, ...]:
@@ -154,20 +148,16 @@ class OutputClock:
 
     async def start(self) -> None:
         """Open the sinks (in the clock's thread) and start ticking. Returns once the sinks are open."""
-        if self._state is ClockState.CLOSED:
-            raise RuntimeError("OutputClock is closed; make a new one")
-        if self._state is ClockState.RUNNING:
+        if not self._life.begin():
             return
-        self._state = ClockState.RUNNING
         self._thread = threading.Thread(target=self._run, name="video-output-clock", daemon=True)
         self._thread.start()
         await asyncio.to_thread(self._opened.wait, OPEN_TIMEOUT)
 
     async def aclose(self) -> None:
         """Stop ticking and close every sink (files are finished here). Safe to call twice."""
-        if self._state is ClockState.CLOSED:
+        if not self._life.end():
             return
-        self._state = ClockState.CLOSED
         with self._wake:
             self._stop.set()
             self._wake.notify()

@@ -1,15 +1,14 @@
 """The video outputs of one ``run``: the sinks the profile (or ``--output``) names, behind one output clock.
 
 ``vcam`` falls back to the preview when this computer has no virtual camera backend: the performer is told
-exactly how to get one, and still sees the picture in a browser. The slate (:func:`metadj_bridge.video.slate.reason_from_session`)
-tells the audience-facing camera why there is no picture.
+exactly how to get one, and still sees the picture in a browser. The slate
+(:func:`metadj_bridge.video.slate.reason_from_session`) tells the audience-facing camera why there is no picture.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from metadj_bridge.errors import ConfigError, VideoOutputError
 from metadj_bridge.video.sink import FrameSink, ShownFrame
@@ -26,7 +25,8 @@ def parse_outputs(text: str) -> tuple[str, ...]:
         kind, sep, rest = item.partition(":")
         if kind not in ("vcam", "preview", "record") or (kind == "record") != bool(sep and rest):
             raise ConfigError(
-                f"--output {item!r}: expected vcam, preview, record:FILE.mp4 (or .mkv), several separated by commas, or none"
+                f"--output {item!r}: expected vcam, preview, record:FILE.mp4 (or .mkv), "
+                "several separated by commas, or none"
             )
         if kind == "record" and not rest.lower().endswith((".mp4", ".mkv")):
             raise ConfigError(f"--output {item!r}: a recording is .mp4 or .mkv")
@@ -61,12 +61,14 @@ class FallbackSink:
             self.active.close()
 
 
-def build_sinks(outputs: Sequence[str], *, device: str | None, backend: str | None, preview_port: int) -> list[Any]:
+def build_sinks(
+    outputs: Sequence[str], *, device: str | None, backend: str | None, preview_port: int
+) -> list[FrameSink]:
     from metadj_bridge.video.preview import PreviewSink
     from metadj_bridge.video.record import RecordingSink
     from metadj_bridge.video.vcam import VirtualCameraSink
 
-    sinks: list[Any] = []
+    sinks: list[FrameSink] = []
     for item in outputs:
         kind, _, rest = item.partition(":")
         if kind == "vcam":

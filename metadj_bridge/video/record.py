@@ -196,7 +196,9 @@ class RecordingSink:
         self._path, self._container, self._stream = path, container, stream
         self._size, self._codec = (width, height), codec
         self._queue = queue.Queue(maxsize=max(2, round(float(rate) * self._queue_seconds)))
-        self._thread = threading.Thread(target=self._run_encoder, args=(container, stream), name=f"record-{path.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_encoder, args=(container, stream), name=f"record-{path.name}", daemon=True
+        )
         self._thread.start()
         logger.info(
             "recording %dx%d at %g fps to %s (%s, %s%s)", width, height, float(rate), path, self._format, codec,

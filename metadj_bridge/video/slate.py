@@ -6,9 +6,10 @@ showing it costs no drawing. OBS keeps a live source; the performer sees why the
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -47,7 +48,17 @@ def slate_i420(text: str, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-def reason_from_session(session: Any) -> Callable[[], str | None]:
+class SessionLike(Protocol):
+    """What the slate reads of a :class:`~metadj_bridge.scope.session.ScopeSession`."""
+
+    @property
+    def state(self) -> enum.Enum: ...
+
+    @property
+    def frames_received(self) -> int: ...
+
+
+def reason_from_session(session: SessionLike) -> Callable[[], str | None]:
     """A ``reason`` callable for :class:`~metadj_bridge.video.clock.OutputClock` that reads a ScopeSession's state.
 
     Returns None while the session streams (the clock then says Scope stopped sending video, once the last

@@ -123,7 +123,7 @@ def avatar_update(
 
 
 def _check_scale(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 2:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 2:
         raise ParameterError(f"vace_context_scale: {value!r} is outside the allowed range (0-2)")
     return float(value)
 
@@ -152,13 +152,14 @@ def split_ref_images(refs: Iterable[str]) -> tuple[list[Path], list[str]]:
 async def upload_ref_images(client: ScopeClient, refs: Iterable[str]) -> list[str]:
     """The server paths for ``refs``, in the given order: local files uploaded, ``scope:`` paths as given."""
     refs = list(refs)
-    split_ref_images(refs)  # every path checked before the first upload
+    local, _ = split_ref_images(refs)  # every path checked before the first upload
+    files = iter(local)  # the local refs' paths, in order
     paths: list[str] = []
     for ref in refs:
         if ref.startswith(SERVER_PATH_PREFIX):
             paths.append(ref[len(SERVER_PATH_PREFIX) :])
         else:
-            server_path = await client.upload_asset(Path(ref).expanduser())
+            server_path = await client.upload_asset(next(files))
             log.info("uploaded VACE reference image %s as %s", ref, server_path)
             paths.append(server_path)
     return paths

@@ -87,7 +87,9 @@ class VirtualCameraSink:
         try:
             import pyvirtualcam
         except ImportError as exc:  # pragma: no cover - a dependency, but say what to do if it is gone
-            raise VideoOutputError(f"virtual camera: pyvirtualcam is not installed ({exc}); pip install pyvirtualcam") from exc
+            raise VideoOutputError(
+                f"virtual camera: pyvirtualcam is not installed ({exc}); pip install pyvirtualcam"
+            ) from exc
         from pyvirtualcam import PixelFormat
 
         system = platform.system()
@@ -100,7 +102,8 @@ class VirtualCameraSink:
             if self.backend not in pyvirtualcam.camera.BACKENDS:
                 known = ", ".join(sorted(pyvirtualcam.camera.BACKENDS)) or "none"
                 raise VideoOutputError(
-                    f"virtual camera backend {self.backend!r} is not available here (available: {known}); {backend_hint(system)}"
+                    f"virtual camera backend {self.backend!r} is not available here (available: {known}); "
+                    f"{backend_hint(system)}"
                 )
             backends: tuple[str, ...] = (self.backend,)
         else:
@@ -132,7 +135,9 @@ class VirtualCameraSink:
                          self._format)
                 return
         where = f" {self.device}" if self.device else ""
-        raise VideoOutputError(f"virtual camera{where} could not be opened ({'; '.join(errors)}); {backend_hint(system)}")
+        raise VideoOutputError(
+            f"virtual camera{where} could not be opened ({'; '.join(errors)}); {backend_hint(system)}"
+        )
 
     def _reopen_nv12(self, pyvirtualcam: Any, camera: Any, width: int, height: int, fps: float, backend: str) -> Any:
         """The backend converts I420 to NV12 itself; if it takes NV12 directly, interleave here instead."""

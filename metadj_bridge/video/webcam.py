@@ -6,30 +6,27 @@ clock and hands it to the event loop with ``call_soon_threadsafe``. The session 
 WebRTC session (:meth:`VideoSource.make_track`); each track's ``recv()`` returns the newest captured frame,
 so a slow encoder skips frames instead of falling behind. A video file loops at its own frame rate.
 
-Cameras are named per OS the way FFmpeg's capture inputs want them: ``/dev/videoN`` (v4l2, Linux), an index or
-a name (avfoundation, macOS), ``video=<name>`` (dshow, Windows); :func:`list_cameras` lists them.
+Which cameras exist and how a source setting names one is :mod:`metadj_bridge.video.cameras`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fractions
 import logging
-import re
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import av
 import numpy as np
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from metadj_bridge.errors import ConfigError, VideoInputError
+from metadj_bridge.errors import ClosedError, ConfigError, VideoInputError
+from metadj_bridge.lifecycle import Lifecycle
+from metadj_bridge.video.cameras import SourceSpec, describe_cameras, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 576
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-#: Names ending like this are files even where a bare word would be a camera name (macOS, Windows).
-VIDEO_FILE_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m", ".gif"})
 _OPEN_TIMEOUT = 5.0
 _READ_TIMEOUT = 5.0
 #: How long ``aclose`` waits for a reader stuck in a blocking read; it exits by itself once the read returns.
@@ -95,174 +90,6 @@ def fit_frame(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ cameras
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A capture device; ``device`` is what the avatar ``source`` setting takes."""
-
-    device: str
-    name: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.device} ({self.name})" if self.name and self.name != self.device else self.device
-
-
-def list_cameras(
-    platform: str = sys.platform, *, sys_root: Path = Path("/sys/class/video4linux"), dev_root: Path = Path("/dev")
-) -> list[Camera]:
-    """The cameras present: on Linux the /dev/video* nodes with their names from sysfs; on macOS and Windows
-    what FFmpeg's avfoundation / dshow device listing offers. VideoInputError when they cannot be listed here."""
-    if platform.startswith("linux"):
-        nodes = sorted(dev_root.glob("video[0-9]*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 30)
-        cameras = []
-        for node in nodes:
-            try:
-                name = (sys_root / node.name / "name").read_text(errors="replace").strip()
-            except OSError:
-                name = ""
-            cameras.append(Camera(str(node), name))
-        return cameras
-    fmt = "avfoundation" if platform == "darwin" else "dshow" if platform.startswith("win") else None
-    if fmt is None:
-        raise VideoInputError(f"cannot list cameras on this system ({platform}); give the device as FFmpeg names it")
-    lines = _ffmpeg_device_listing(fmt)
-    return parse_avfoundation_listing(lines) if fmt == "avfoundation" else parse_dshow_listing(lines)
-
-
-def describe_cameras(platform: str = sys.platform) -> str:
-    """One phrase for error messages: which cameras are present, or why that cannot be said."""
-    try:
-        cameras = list_cameras(platform)
-    except VideoInputError as exc:
-        return str(exc)
-    if not cameras:
-        return "no cameras found" + (" (no /dev/video* device: is the webcam plugged in?)" if platform.startswith("linux") else "")
-    return "cameras present: " + ", ".join(map(str, cameras))
-
-
-def _ffmpeg_device_listing(fmt: str) -> list[str]:
-    """FFmpeg prints its device list to its log (``-list_devices true``); capture those lines."""
-    try:
-        av.format.ContainerFormat(fmt)
-    except ValueError as exc:
-        raise VideoInputError(f"cannot list cameras here: this FFmpeg build has no {fmt} input") from exc
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.INFO)
-    try:
-        with av.logging.Capture(local=True) as logs, contextlib.suppress(av.FFmpegError, OSError):
-            av.open("" if fmt == "avfoundation" else "dummy", format=fmt, options={"list_devices": "true"}).close()
-    finally:
-        av.logging.set_level(previous)
-    text = "".join(str(entry[-1] if isinstance(entry, tuple) else entry) for entry in logs)
-    return text.splitlines()
-
-
-_INDEXED = re.compile(r"\[(\d+)\]\s+(.+?)\s*$")
-_DSHOW_TYPED = re.compile(r'"(.+)"\s*\((video|audio|none)\)')
-_QUOTED = re.compile(r'"(.+)"')
-
-
-def parse_avfoundation_listing(lines: list[str]) -> list[Camera]:
-    """The video devices of ``ffmpeg -f avfoundation -list_devices true -i ""``: ``[0] FaceTime HD Camera``."""
-    cameras, in_video = [], False
-    for line in lines:
-        if "video devices" in line:
-            in_video = True
-        elif "audio devices" in line:
-            in_video = False
-        elif in_video and (m := _INDEXED.search(line)):
-            cameras.append(Camera(m.group(1), m.group(2)))
-    return cameras
-
-
-def parse_dshow_listing(lines: list[str]) -> list[Camera]:
-    """The video devices of ``ffmpeg -f dshow -list_devices true -i dummy``, old and new (``"Name" (video)``) style."""
-    cameras, section = [], ""
-    for line in lines:
-        if "DirectShow video devices" in line:
-            section = "video"
-        elif "DirectShow audio devices" in line:
-            section = "audio"
-        elif "Alternative name" in line:
-            continue
-        elif m := _DSHOW_TYPED.search(line):
-            if m.group(2) == "video":
-                cameras.append(Camera(f"video={m.group(1)}", m.group(1)))
-        elif section == "video" and (m := _QUOTED.search(line)):
-            cameras.append(Camera(f"video={m.group(1)}", m.group(1)))
-    return cameras
-
-
-# ------------------------------------------------------------------------------------------------ sources
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """How to open a source with PyAV: ``av.open(url, format=format, options=options)``."""
-
-    url: str
-    #: The capture input (``v4l2``, ``avfoundation``, ``dshow``); None for a file.
-    format: str | None
-    options: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_file(self) -> bool:
-        return self.format is None
-
-    @property
-    def label(self) -> str:
-        return f"video file {self.url}" if self.is_file else f"webcam {self.url}"
-
-
-def resolve_source(
-    source: str,
-    *,
-    fps: float | None = 30.0,
-    capture_size: tuple[int, int] | None = None,
-    platform: str = sys.platform,
-) -> SourceSpec:
-    """Turn a performer's source setting into what PyAV opens.
-
-    ``0`` or ``/dev/video0`` (Linux), ``0`` or ``FaceTime HD Camera`` (macOS), ``video=Integrated Camera``
-    or ``Integrated Camera`` (Windows) are webcams; ``file:<path>`` or anything that looks like a path to a
-    video is a file. A camera gets ``framerate`` (and ``video_size`` when given) as capture options.
-    """
-    text = source.strip()
-    if not text:
-        raise ConfigError("video source is empty: give a webcam (e.g. /dev/video0 or 0) or a video file")
-    if text.startswith("file:"):
-        return SourceSpec(text[5:], None)
-    linux, mac, windows = platform.startswith("linux"), platform == "darwin", platform.startswith("win")
-    path = Path(text)
-    looks_like_file = path.suffix.lower() in VIDEO_FILE_SUFFIXES or "/" in text or "\\" in text
-    options: dict[str, str] = {}
-    if fps:
-        options["framerate"] = f"{fps:g}"
-    if capture_size:
-        options["video_size"] = f"{capture_size[0]}x{capture_size[1]}"
-    if linux:
-        if text.isdigit():
-            return SourceSpec(f"/dev/video{int(text)}", "v4l2", options)
-        if text.startswith("/dev/"):
-            return SourceSpec(text, "v4l2", options)
-        return SourceSpec(text, None)
-    if mac and not (looks_like_file or path.exists()):
-        return SourceSpec(text, "avfoundation", {**options, "pixel_format": "nv12"})
-    if windows:
-        if text.startswith("video="):
-            return SourceSpec(text, "dshow", options)
-        if text.isdigit():
-            raise ConfigError(
-                f"video source {text!r}: on Windows give the camera's name, e.g. 'video=Integrated Camera' "
-                "(`metadj-bridge devices` lists them)"
-            )
-        if not (looks_like_file or path.exists()):
-            return SourceSpec(f"video={text}", "dshow", options)
-    return SourceSpec(text, None)
-
-
 def _open_error(spec: SourceSpec, exc: BaseException) -> VideoInputError:
     """A message a performer can act on, naming the cameras present."""
     code = getattr(exc, "errno", None)
@@ -311,7 +138,9 @@ class VideoSource:
         capture_size: tuple[int, int] | None = None,
     ) -> None:
         fill_crop(width, height, width, height)  # validates the size now, not in the thread
-        self.spec = source if isinstance(source, SourceSpec) else resolve_source(source, fps=fps, capture_size=capture_size)
+        self.spec = (
+            source if isinstance(source, SourceSpec) else resolve_source(source, fps=fps, capture_size=capture_size)
+        )
         self.width, self.height = width, height
         self.first_frame_at: float | None = None
         self._stats = SourceStats()
@@ -324,7 +153,7 @@ class VideoSource:
         self._seq = 0
         self._waiters: set[asyncio.Future[None]] = set()
         self._failure: VideoInputError | None = None
-        self._closed = False
+        self._life = Lifecycle("video source")
         self._clock0 = 0.0
         self._last_pts = -1
         #: Frames handed on by the capture thread (its own count; the loop's counters live in ``_stats``).
@@ -334,16 +163,14 @@ class VideoSource:
 
     def start(self) -> None:
         """Open the source and start reading, in the capture thread; errors surface in ``wait_first_frame``."""
-        if self._closed:
-            raise RuntimeError("VideoSource is closed")
-        if self._thread is not None:
+        if not self._life.begin():
             return
         self._loop = asyncio.get_running_loop()
         self._clock0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"video-capture {self.spec.url}", daemon=True)
         self._thread.start()
 
-    async def wait_first_frame(self, timeout: float = 5.0) -> None:
+    async def wait_first_frame(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the camera's grace, in the API
         """Return once the source has delivered a frame; VideoInputError (naming the cameras) otherwise."""
         if self._thread is None:
             self.start()
@@ -360,8 +187,8 @@ class VideoSource:
 
     def make_track(self) -> SourceTrack:
         """A new outgoing track for a new WebRTC session; the device stays open across sessions."""
-        if self._closed:
-            raise RuntimeError("VideoSource is closed")
+        if self._life.closed:
+            raise ClosedError("this video source is closed; make a new one")
         return SourceTrack(self)
 
     def stats(self) -> SourceStats:
@@ -374,7 +201,7 @@ class VideoSource:
     async def next_frame(self, after: int) -> tuple[av.VideoFrame, int]:
         """The newest frame newer than sequence number ``after``, and its number; MediaStreamError once closed."""
         while self._seq <= after or self._latest is None:
-            if self._closed:
+            if self._life.closed:
                 raise MediaStreamError
             fut = asyncio.get_running_loop().create_future()
             self._waiters.add(fut)
@@ -382,15 +209,14 @@ class VideoSource:
                 await fut
             finally:
                 self._waiters.discard(fut)
-        if self._closed:
+        if self._life.closed:
             raise MediaStreamError
         self._stats.frames_sent += 1
         return self._latest, self._seq
 
     async def aclose(self) -> None:
-        if self._closed:
+        if not self._life.end():
             return
-        self._closed = True
         self._stop.set()
         self._wake_all()
         thread, self._thread = self._thread, None
@@ -411,7 +237,7 @@ class VideoSource:
                 self._waiters.discard(fut)
 
     def _publish(self, frame: av.VideoFrame) -> None:
-        if self._closed:
+        if self._life.closed:
             return
         self._latest = frame
         self._seq += 1
@@ -447,7 +273,10 @@ class VideoSource:
         while not self._stop.is_set():
             try:
                 with av.open(
-                    self.spec.url, format=self.spec.format, options=self.spec.options, timeout=(_OPEN_TIMEOUT, _READ_TIMEOUT)
+                    self.spec.url,
+                    format=self.spec.format,
+                    options=self.spec.options,
+                    timeout=(_OPEN_TIMEOUT, _READ_TIMEOUT),
                 ) as container:
                     if not container.streams.video:
                         raise VideoInputError(f"{self.spec.label} has no video stream; {describe_cameras()}")
@@ -536,7 +365,7 @@ class SourceTrack(VideoStreamTrack):
         self._source = source
         self._seq = 0
 
-    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+    async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         frame, self._seq = await self._source.next_frame(self._seq)

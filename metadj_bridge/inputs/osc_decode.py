@@ -1,0 +1,254 @@
+"""OSC decoding, pure: datagram bytes into timed messages, messages into signals, triggers and tempo readings.
+
+:func:`parse_datagram` uses python-osc's parsers with our own error handling (depth and size limits, every
+malformed packet one :class:`OscPacketError`); :class:`OscDecoder` turns a message into what it means for the
+show, driven by the preset tables in ``osc_presets.py``. No sockets, clocks or threads: times come in.
+
+Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from pythonosc.parsing import osc_types
+
+from metadj_bridge.inputs.osc_presets import OscAddress, OscPreset, get_preset
+from metadj_bridge.signals import Signal, TempoReading, Trigger
+
+# --------------------------------------------------------------------------------------------- patterns
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern_regex(pattern: str) -> re.Pattern[str] | None:
+    """OSC 1.0 address pattern to a regex; ``None`` when the pattern is malformed."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                return None
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            if negate:
+                body = body[1:]
+            if not body:
+                return None
+            chars = "".join("\\" + ch if ch in "\\^]" else ch for ch in body)
+            out.append(f"[^/{chars}]" if negate else f"[{chars}]")
+            i = end
+        elif c == "{":
+            end = pattern.find("}", i + 1)
+            if end < 0:
+                return None
+            out.append("(?:" + "|".join(re.escape(alt) for alt in pattern[i + 1 : end].split(",")) + ")")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error:
+        return None
+
+
+def osc_pattern_matches(pattern: str, address: str) -> bool:
+    """Whether an OSC address pattern (``*``, ``?``, ``[a-z]``, ``[!abc]``, ``{a,b}``) matches ``address``.
+
+    Wildcards never cross a ``/``, as in OSC 1.0. A malformed pattern matches nothing.
+    """
+    regex = _pattern_regex(pattern)
+    return regex is not None and regex.match(address) is not None
+
+
+# --------------------------------------------------------------------------------------------- packets
+
+
+class OscPacketError(ValueError):
+    """A datagram that is not valid OSC."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOscMessage:
+    #: Seconds from now until the message applies (0.0: at once).
+    delay: float
+    address: str
+    args: tuple[Any, ...]
+
+
+def parse_datagram(data: bytes, wall_now: float, max_depth: int = 8) -> list[TimedOscMessage]:
+    """Every message in a datagram, with how long to wait before applying it.
+
+    ``wall_now`` is ``time.time()`` at arrival (OSC timetags are wall-clock times). Raises
+    :class:`OscPacketError` for anything python-osc cannot parse, whatever it raised inside.
+    """
+    try:
+        if OscBundle.dgram_is_bundle(data):
+            out: list[TimedOscMessage] = []
+            _walk_bundle(OscBundle(data), wall_now, out, max_depth)
+            out.sort(key=lambda m: m.delay)
+            return out
+        if OscMessage.dgram_is_message(data):
+            msg = OscMessage(data)
+            return [TimedOscMessage(0.0, msg.address, tuple(msg.params))]
+    except OscPacketError:
+        raise
+    # python-osc raises ParseError, but also struct, index and Unicode errors on junk
+    except Exception as exc:  # noqa: BLE001
+        raise OscPacketError(f"{type(exc).__name__}: {exc}") from None
+    raise OscPacketError(f"neither an OSC message nor a bundle ({len(data)} bytes)")
+
+
+def _walk_bundle(bundle: OscBundle, wall_now: float, out: list[TimedOscMessage], depth: int) -> None:
+    if depth <= 0:
+        raise OscPacketError("bundles nested too deeply")
+    ts = bundle.timestamp
+    delay = 0.0 if ts == osc_types.IMMEDIATELY else max(0.0, ts - wall_now)
+    for content in bundle:
+        if isinstance(content, OscBundle):
+            _walk_bundle(content, wall_now, out, depth - 1)
+        else:
+            out.append(TimedOscMessage(delay, content.address, tuple(content.params)))
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True, slots=True)
+class OscEvent:
+    """What one OSC message meant."""
+
+    address: str
+    args: tuple[Any, ...]
+    t: float
+    #: The preset entry that matched, or None for an address no preset knows.
+    entry: OscAddress | None = None
+    signals: tuple[Signal, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+    tempo: TempoReading | None = None
+    #: The value argument as sent, and scaled to 0..1 when the preset knows its range.
+    raw: float | None = None
+    normalised: float | None = None
+    #: Why the message could not be used (wrong argument types for its preset address).
+    error: str | None = None
+
+
+def _number(value: Any) -> float | None:
+    # OSC True/False count as 1/0; strings, blobs, None, MIDI tuples do not count as numbers.
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+class OscDecoder:
+    """Messages in, signals/triggers/tempo out. Pure: no sockets, no clocks (the time comes in)."""
+
+    def __init__(self, presets: Iterable[OscPreset | str] = ("resolume", "ableton"), cache_size: int = 4096) -> None:
+        self.presets = tuple(get_preset(p) if isinstance(p, str) else p for p in presets)
+        self.entries: tuple[OscAddress, ...] = tuple(e for p in self.presets for e in p.addresses)
+        self._cache: dict[str, OscAddress | None] = {}
+        self._cache_size = cache_size
+        #: Last BPM heard from a tempo address, so beat messages can carry a full TempoReading.
+        self.last_bpm: float | None = None
+        #: Last transport state heard (AbletonOSC ``is_playing``); carried on every tempo reading.
+        self.playing = True
+
+    def entry_for(self, address: str) -> OscAddress | None:
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
+        found = next((e for e in self.entries if osc_pattern_matches(e.pattern, address)), None)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()  # a sender inventing addresses must not grow memory without bound
+        self._cache[address] = found
+        return found
+
+    def decode(self, address: str, args: Sequence[Any], t: float) -> OscEvent:
+        args = tuple(args)
+        entry = self.entry_for(address)
+        if entry is None:
+            return self._generic(address, args, t)
+        name = "osc." + address
+        if entry.index_args:
+            if len(args) <= entry.index_args:
+                reason = f"{address}: expected {entry.index_args} indices and a value, got {args!r}"
+                return OscEvent(address, args, t, entry, error=reason)
+            indices = args[: entry.index_args]
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+                return OscEvent(address, args, t, entry, error=f"{address}: indices must be ints, got {indices!r}")
+            name += "".join(f"/{i}" for i in indices)
+        value_args = args[entry.index_args :]
+
+        if entry.kind == "trigger":
+            if not value_args:
+                return OscEvent(address, args, t, entry, triggers=(Trigger(name, t),))
+            value = _number(value_args[0])
+            if value is None:
+                return OscEvent(address, args, t, entry, error=f"{address}: expected a number, got {value_args[0]!r}")
+            triggers = (Trigger(name, t, {"value": value}),) if value else ()  # 0 is the button's release
+            return OscEvent(address, args, t, entry, triggers=triggers, raw=value)
+
+        value = _number(value_args[0]) if value_args else None
+        if value is None:
+            got = repr(value_args[0]) if value_args else "no argument"
+            return OscEvent(address, args, t, entry, error=f"{address}: expected a number, got {got}")
+        normalised = None
+        if entry.range is not None:
+            lo, hi = entry.range
+            normalised = min(1.0, max(0.0, (value - lo) / (hi - lo)))
+        signal = Signal(name, value, t)
+
+        if entry.kind == "tempo":
+            if entry.bpm_range is not None:
+                lo, hi = entry.bpm_range
+                bpm = lo + min(1.0, max(0.0, value)) * (hi - lo)
+            else:
+                bpm = value
+            if not bpm > 0.0:
+                return OscEvent(address, args, t, entry, error=f"{address}: {value!r} is not a tempo")
+            self.last_bpm = bpm
+            reading = TempoReading(source="osc", bpm=bpm, t=t, playing=self.playing)
+            return OscEvent(address, args, t, entry, signals=(signal,), tempo=reading, raw=value, normalised=normalised)
+
+        if entry.kind == "beat":
+            trigger = Trigger(name, t, {"beat": value})
+            beat_reading = (
+                TempoReading(source="osc", bpm=self.last_bpm, t=t, beat=value, playing=self.playing)
+                if self.last_bpm
+                else None
+            )
+            return OscEvent(address, args, t, entry, signals=(signal,), triggers=(trigger,), tempo=beat_reading,
+                            raw=value, normalised=normalised)
+
+        if entry.kind == "transport":
+            self.playing = bool(value)
+            transport_reading = (
+                TempoReading(source="osc", bpm=self.last_bpm, t=t, playing=self.playing) if self.last_bpm else None
+            )
+            return OscEvent(address, args, t, entry, signals=(signal,), tempo=transport_reading,
+                            raw=value, normalised=normalised)
+
+        return OscEvent(address, args, t, entry, signals=(signal,), raw=value, normalised=normalised)
+
+    @staticmethod
+    def _generic(address: str, args: tuple[Any, ...], t: float) -> OscEvent:
+        name = "osc." + address
+        if not args:
+            return OscEvent(address, args, t, triggers=(Trigger(name, t),))
+        value = next((v for v in map(_number, args) if v is not None), None)
+        if value is None:  # only strings, blobs and the like: an event carrying them
+            return OscEvent(address, args, t, triggers=(Trigger(name, t, {"args": args}),))
+        return OscEvent(address, args, t, signals=(Signal(name, value, t),), raw=value)

@@ -1,0 +1,190 @@
+"""Reading WAV files: PCM WAV of 8, 16, 24 or 32 bits to mono float32, and errors that say how to convert the rest.
+
+Anything that is not integer PCM WAV (MP3, AIFF, FLAC, floating-point or compressed WAV) is named from its first
+bytes and refused with an :class:`AudioFormatError` that carries an ffmpeg or sox command converting it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from metadj_bridge.errors import ConfigError
+
+__all__ = ["AudioFormatError", "read_wav"]
+
+
+class AudioFormatError(ConfigError):
+    """An audio file that metadj-bridge cannot read (not PCM WAV)."""
+
+
+_SUPPORTED = "PCM WAV (16- or 24-bit; 8- and 32-bit integer work too)"
+_FFMPEG = 'ffmpeg -i "{path}" -ar 44100 -ac 2 -c:a pcm_s16le out.wav'
+_SOX = 'sox "{path}" -b 16 out.wav'
+
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_WAV_CODECS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
+
+
+def _format_error(path: Path, what: str, tool: str = _FFMPEG) -> AudioFormatError:
+    return AudioFormatError(
+        f"{path}: {what}; metadj-bridge reads {_SUPPORTED}. Convert it with: {tool.format(path=path)}"
+    )
+
+
+def _sniff(path: Path, head: bytes) -> str | None:
+    """Name the kind of a file that is not a RIFF WAV, from its first bytes."""
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "an MP3 file"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "an AIFF file"
+    if head[:4] == b"fLaC":
+        return "a FLAC file"
+    if head[:4] == b"OggS":
+        return "an Ogg file"
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A file"
+    if head[:4] in (b"RF64", b"RIFX"):
+        return f"a {head[:4].decode()} WAV"
+    return None
+
+
+@dataclass(frozen=True)
+class _WavLayout:
+    tag: int  # format tag, with WAVE_FORMAT_EXTENSIBLE resolved to its sub-format
+    extensible: bool
+    channels: int
+    samplerate: int
+    bits: int
+    data_offset: int
+    data_size: int
+
+
+def _wav_layout(path: Path, f: BinaryIO, file_size: int) -> _WavLayout:
+    """Walk the RIFF chunks for ``fmt `` and ``data`` (the stdlib reader in 3.11 refuses EXTENSIBLE headers)."""
+    f.seek(12)
+    fmt: tuple[int, int, int, int, bool] | None = None
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            raise AudioFormatError(f"{path}: this WAV file has no audio data chunk (truncated or damaged)")
+        chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if chunk_id == b"fmt ":
+            body = f.read(size)
+            if len(body) < 16:
+                raise AudioFormatError(f"{path}: the WAV format chunk is damaged")
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            extensible = tag == _EXTENSIBLE
+            if extensible and len(body) >= 26:
+                tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the sub-format GUID
+            fmt = (tag, channels, rate, bits, extensible)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise AudioFormatError(f"{path}: the WAV data comes before its format chunk (damaged file)")
+            tag, channels, rate, bits, extensible = fmt
+            offset = f.tell()
+            return _WavLayout(tag, extensible, channels, rate, bits, offset, min(size, file_size - offset))
+        else:
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _decode_pcm(raw: bytes, width: int) -> np.ndarray:
+    """Little-endian PCM samples of ``width`` bytes to float32 in [-1, 1)."""
+    if width == 1:
+        return (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    if width == 2:
+        return np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    if width == 3:
+        # Put each 3-byte sample in the top of an int32, then shift back down: the sign comes along.
+        packed = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        wide = np.zeros((len(packed), 4), np.uint8)
+        wide[:, 1:] = packed
+        return (wide.view("<i4").reshape(-1) >> 8).astype(np.float32) / 8388608.0
+    return (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+
+
+def _open_audio_file(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such audio file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not an audio file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the audio file: {exc.strerror or exc}") from None
+
+
+def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Read a PCM WAV file as mono float32 in [-1, 1) (channels averaged) and its sample rate.
+
+    Raises :class:`ConfigError` for a missing file and :class:`AudioFormatError` for anything that is not
+    8/16/24/32-bit integer PCM WAV, with a command that converts it.
+    """
+    path = Path(path)
+    with _open_audio_file(path) as f:
+        file_size = os.fstat(f.fileno()).st_size
+        if file_size == 0:
+            raise AudioFormatError(f"{path}: the file is empty (0 bytes)")
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            kind = _sniff(path, head)
+            if kind is None:
+                raise _format_error(path, "this is not a WAV file")
+            raise _format_error(path, f"this is {kind}", _SOX if kind == "an AIFF file" else _FFMPEG)
+        layout = _wav_layout(path, f, file_size)
+        if layout.tag == _FLOAT:
+            raise _format_error(path, f"this is a {layout.bits}-bit floating-point WAV")
+        if layout.tag != _PCM:
+            codec = _WAV_CODECS.get(layout.tag, f"format {layout.tag:#06x}")
+            raise _format_error(path, f"this WAV holds {codec} audio")
+        if layout.bits not in (8, 16, 24, 32) or layout.channels < 1 or layout.samplerate < 1:
+            raise _format_error(path, f"this WAV is {layout.bits}-bit with {layout.channels} channels at "
+                                f"{layout.samplerate} Hz")
+        width = layout.bits // 8
+        frame_bytes = width * layout.channels
+        frames = layout.data_size // frame_bytes
+        if frames == 0:
+            raise AudioFormatError(f"{path}: the WAV file holds no audio (0 samples)")
+        out = np.empty(frames, np.float32)
+        reader = _wave_reader(f, layout)
+        step = 1 << 18  # frames per read: keeps the peak memory of a one-hour file near the output itself
+        for start in range(0, frames, step):
+            n = min(step, frames - start)
+            raw = reader(n * frame_bytes)
+            n = len(raw) // frame_bytes
+            samples = _decode_pcm(raw[: n * frame_bytes], width)
+            if layout.channels > 1:
+                samples = samples.reshape(n, layout.channels).mean(axis=1)
+            out[start : start + n] = samples
+            if n < step:
+                out = out[: start + n]
+                break
+        return out, layout.samplerate
+
+
+def _wave_reader(f: BinaryIO, layout: _WavLayout) -> Callable[[int], bytes]:
+    """A function that returns the next ``n`` bytes of sample data."""
+    if not layout.extensible:
+        try:
+            f.seek(0)
+            reader = wave.open(f, "rb")  # plain PCM headers: the stdlib reader
+            frame_bytes = reader.getsampwidth() * reader.getnchannels()
+            return lambda n: reader.readframes(n // frame_bytes)
+        except (wave.Error, EOFError):
+            pass  # WAVE_FORMAT_EXTENSIBLE before Python 3.12: read the data chunk found by _wav_layout
+    f.seek(layout.data_offset)
+    remaining = [layout.data_size]
+
+    def read(n: int) -> bytes:
+        data = f.read(min(n, remaining[0]))
+        remaining[0] -= len(data)
+        return bytes(data)
+
+    return read

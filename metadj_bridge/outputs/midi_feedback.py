@@ -1,0 +1,204 @@
+"""Controller feedback (MIDI out): pads lit for the active theme, LED rings and motor faders following values.
+
+Ports are found and matched as for MIDI in (:mod:`metadj_bridge.inputs.midi_ports`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Self
+
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.midi_ports import PortLister, close_port, mido_backend, no_match, port_matcher, unavailable
+from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+
+class MidiOutput:
+    """Controller feedback: pads lit, LED rings and motor faders following values.
+
+    ``send_cc``/``send_note`` only record the wanted value; a task sends the latest value of each control at
+    most ``rate_hz`` times a second, and only values that changed. A missing port is logged once and
+    looked for again every ``retry_interval``; the show goes on without feedback meanwhile.
+    """
+
+    def __init__(
+        self, pattern: str, *, backend: str | None = None, rate_hz: float = 30.0, retry_interval: float = 1.0
+    ) -> None:
+        if not 0.0 < rate_hz <= 1000.0:
+            raise ConfigError(f"MIDI output rate {rate_hz} Hz is not in (0, 1000]")
+        self.pattern = pattern
+        self._matches = port_matcher(pattern)
+        self.backend_name = backend
+        self.interval = 1.0 / rate_hz
+        self.retry_interval = retry_interval
+        self._life = Lifecycle("MidiOutput")
+        self._backend: Any = None
+        self._port: Any = None
+        self._lister: PortLister | None = None
+        self._pending: dict[tuple[str, int, int], int] = {}
+        self._sent: dict[tuple[str, int, int], int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._missing_logged = False
+        self._last_flush = -1e9
+        #: Batches flushed and MIDI messages sent.
+        self.flushes = 0
+        self.messages_sent = 0
+
+    @property
+    def port_name(self) -> str | None:
+        return getattr(self._port, "name", None)
+
+    async def start(self) -> None:
+        if not self._life.begin():
+            return
+        self._backend = mido_backend(self.backend_name)
+        try:
+            self._lister = await asyncio.to_thread(PortLister, self._backend, "output")
+        except Exception as exc:  # noqa: BLE001 - no MIDI at all: no feedback, the show goes on
+            log.warning("%s; controller feedback is off", unavailable(self._backend, exc))
+            return
+        await self._try_open()
+        self._task = asyncio.create_task(self._run(), name=f"midi-output:{self.pattern}")
+
+    async def aclose(self) -> None:
+        self._life.end()
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        port, self._port = self._port, None
+        if port is not None:
+            await asyncio.to_thread(close_port, port)
+        lister, self._lister = self._lister, None
+        if lister is not None:
+            await asyncio.to_thread(lister.close)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def send_cc(self, channel: int, cc: int, value01: float) -> None:
+        """Channel 1-16, controller 0-127, value 0..1 (clamped)."""
+        self._set("cc", channel, cc, value01)
+
+    def send_note(self, channel: int, note: int, velocity01: float) -> None:
+        """Velocity 0..1; 0 turns the pad off (note-on with velocity 0)."""
+        self._set("note", channel, note, velocity01)
+
+    def _set(self, kind: str, channel: int, number: int, value01: float) -> None:
+        if self._life.closed:
+            return
+        if not 1 <= channel <= 16:
+            raise ValueError(f"MIDI output: channel {channel} is not a MIDI channel (1-16)")
+        if not 0 <= number <= 127:
+            raise ValueError(f"MIDI output: {kind} {number} is not in 0-127")
+        value = round(min(1.0, max(0.0, float(value01))) * 127)
+        self._pending[(kind, channel, number)] = value
+        self._wake.set()
+
+    async def _try_open(self) -> None:
+        try:
+            assert self._lister is not None
+            names = await asyncio.to_thread(self._lister.names)
+            name = next((n for n in names if self._matches(n)), None)
+            if name is None:
+                if not self._missing_logged:
+                    self._missing_logged = True
+                    log.warning("%s; controller feedback is off until it appears", no_match("output", self.pattern, names))
+                return
+            self._port = await asyncio.to_thread(self._backend.open_output, name)
+            # A (re)attached device shows nothing yet: send every value again.
+            resend = dict(self._sent)
+            self._sent.clear()
+            self._pending = {**resend, **self._pending}
+            if self._pending:
+                self._wake.set()
+            if self._missing_logged:
+                log.info("MIDI output %r open; controller feedback is back", name)
+            else:
+                log.info("MIDI output %r open for controller feedback", name)
+            self._missing_logged = False
+        except Exception as exc:  # noqa: BLE001 - any backend failure means: no feedback for now
+            if not self._missing_logged:
+                self._missing_logged = True
+                log.warning("MIDI output %r cannot be opened: %s", self.pattern, exc)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_look = loop.time()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.retry_interval)
+                if loop.time() - last_look >= self.retry_interval:
+                    last_look = loop.time()
+                    if self._port is None:
+                        await self._try_open()
+                    else:
+                        await self._check_present()
+                if self._port is None:
+                    self._wake.clear()  # values stay pending until the port is back
+                    continue
+                if not self._wake.is_set():
+                    continue
+                due = self._last_flush + self.interval - loop.time()
+                if due > 0:
+                    await asyncio.sleep(due)
+                self._wake.clear()
+                self._flush()
+                self._last_flush = loop.time()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("MIDI output task stopped")
+
+    async def _check_present(self) -> None:
+        """Sending to an unplugged device does not fail with every backend: look at the port list."""
+        assert self._lister is not None
+        try:
+            names = await asyncio.to_thread(self._lister.names)
+        except Exception:
+            log.debug("listing MIDI outputs failed", exc_info=True)
+            return
+        if self.port_name in names:
+            return
+        log.warning("MIDI output %r disappeared; controller feedback resumes when it is back", self.port_name)
+        self._missing_logged = True
+        port, self._port = self._port, None
+        self._pending = {**self._sent, **self._pending}
+        self._sent.clear()
+        await asyncio.to_thread(close_port, port)
+
+    def _flush(self) -> None:
+        import mido
+
+        pending, self._pending = self._pending, {}
+        messages = []
+        for key, value in pending.items():
+            if self._sent.get(key) == value:
+                continue
+            kind, channel, number = key
+            if kind == "cc":
+                messages.append((key, value, mido.Message("control_change", channel=channel - 1, control=number, value=value)))
+            else:
+                messages.append((key, value, mido.Message("note_on", channel=channel - 1, note=number, velocity=value)))
+        if not messages:
+            return
+        self.flushes += 1
+        for key, value, message in messages:
+            try:
+                self._port.send(message)  # rtmidi queues the bytes; it does not wait for the device
+            except Exception as exc:  # noqa: BLE001 - a device gone mid-send raises whatever its backend raises
+                log.warning("MIDI output %r failed (%s); looking for it again", self.port_name, exc)
+                port, self._port = self._port, None
+                close_port(port)
+                self._pending.update({k: v for k, v, _ in messages})
+                return
+            self._sent[key] = value
+            self.messages_sent += 1

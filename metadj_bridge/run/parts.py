@@ -1,0 +1,215 @@
+"""The parts of a running bridge, each opened onto the bridge's exit stack so that it is closed in reverse order.
+
+Every ``open_*`` pushes the part's ``aclose`` before it starts it: a part that fails half-way is closed all the
+same, and so is every part opened before it (a MIDI port stays open otherwise when the OSC port is taken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from metadj_bridge.errors import VideoInputError
+from metadj_bridge.signals import SignalBoard, Trigger
+
+if TYPE_CHECKING:
+    from metadj_bridge.inputs.ableton_osc import AbletonListenRequests
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
+    from metadj_bridge.inputs.midi import MidiInput
+    from metadj_bridge.inputs.osc import OscInput
+    from metadj_bridge.inputs.tempo_link import LinkSource
+    from metadj_bridge.outputs.midi_feedback import MidiOutput
+    from metadj_bridge.run.plan import RunOptions, RunPlan
+    from metadj_bridge.scope.session import ScopeSession
+    from metadj_bridge.showlog.log import ShowLog
+    from metadj_bridge.video.clock import OutputClock
+
+log = logging.getLogger(__name__)
+
+#: Camera names that are our own kind of output: never taken as the avatar's input.
+_VIRTUAL_CAMERAS = ("metadj", "loopback", "obs virtual", "unity")
+
+
+async def open_audio(
+    stack: contextlib.AsyncExitStack, plan: RunPlan, on_update: Callable[[AudioUpdate], None]
+) -> AudioAnalyzer | None:
+    """The audio analysis of the profile's source (the demo track by default); None for no audio."""
+    if plan.audio == "none":
+        return None
+    from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer
+    from metadj_bridge.inputs.audio import WavFileSource
+    from metadj_bridge.inputs.audio_devices import find_input_device
+    from metadj_bridge.inputs.live_audio import LiveInputSource
+    from metadj_bridge.inputs.wav import read_wav
+
+    source: Any
+    if plan.audio == "device":
+        device = find_input_device(plan.audio_device)
+        rate = int(device.default_samplerate)
+        source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
+        label = f"audio input {device}"
+    else:
+        if plan.audio == "file" and plan.audio_path:
+            path = plan.audio_path
+        else:
+            from metadj_bridge.inputs.synth import demo_track_path
+
+            path = str(await asyncio.to_thread(demo_track_path))
+        samples, rate = await asyncio.to_thread(read_wav, path)
+        source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
+        label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
+    # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.
+    analysis = AnalysisConfig(energy_max=min(2.0, AnalysisConfig.energy_max / plan.audio_gain),
+                              auto_gain=plan.audio_normalise)
+    analyzer = AudioAnalyzer(source, analysis=analysis, on_update=on_update)
+    stack.push_async_callback(analyzer.aclose)
+    await analyzer.start()
+    log.info("listening to %s", label)
+    return analyzer
+
+
+@dataclass
+class Controls:
+    """The control inputs and the controller feedback that are open."""
+
+    midi: MidiInput | None = None
+    midi_out: MidiOutput | None = None
+    osc: OscInput | None = None
+    ableton: AbletonListenRequests | None = None
+    link: LinkSource | None = None
+
+
+async def _quietly_close(part: Any) -> None:
+    with contextlib.suppress(Exception):
+        await part.aclose()
+
+
+async def open_controls(stack: contextlib.AsyncExitStack, plan: RunPlan, board: SignalBoard) -> Controls:
+    """The MIDI, OSC and Link inputs (delivering into ``board``) and the MIDI feedback output the plan names."""
+    opened = Controls()
+    if plan.midi or plan.midi_virtual:
+        from metadj_bridge.inputs.midi import MidiInput
+
+        midi = opened.midi = MidiInput(plan.midi, virtual_name=plan.midi_virtual, sink=board,
+                                       controls=plan.midi_controls, wait_for_ports=True)
+        stack.push_async_callback(_quietly_close, midi)
+        await midi.start()
+        log.info("MIDI in: %s", ", ".join(midi.port_names) or "(virtual port only)")
+    if plan.midi_feedback:
+        from metadj_bridge.outputs.midi_feedback import MidiOutput
+
+        midi_out = opened.midi_out = MidiOutput(plan.midi_feedback)
+        stack.push_async_callback(_quietly_close, midi_out)
+        await midi_out.start()
+    if plan.osc_port is not None:
+        from metadj_bridge.inputs.osc import OscInput
+
+        if "ableton" in plan.profile.inputs.osc.presets:
+            from metadj_bridge.inputs.ableton_osc import AbletonListenRequests, listen_requests
+
+            ableton = opened.ableton = AbletonListenRequests(listen_requests(plan.profile.names_read()))
+            stack.push_async_callback(_quietly_close, ableton)
+
+            def on_trigger(trigger: Trigger) -> None:
+                if trigger.name == "osc./live/startup":
+                    ableton.again()  # Live reloaded AbletonOSC: it forgot what to report
+
+            board.on_trigger(on_trigger)
+        osc = opened.osc = OscInput(plan.osc_host, plan.osc_port, plan.osc_presets, sink=board)
+        stack.push_async_callback(_quietly_close, osc)
+        await osc.start()
+        if opened.ableton is not None:
+            await opened.ableton.start()
+    if plan.link:
+        from metadj_bridge.inputs.tempo_link import LinkSource
+
+        tempo = plan.profile.inputs.tempo
+        link = opened.link = LinkSource(board, beats_per_bar=tempo.beats_per_bar,
+                                        allow_tempo_changes=tempo.link_may_set_tempo)
+        stack.push_async_callback(_quietly_close, link)
+        await link.start()
+        log.info("Ableton Link: joined as a follower")
+    return opened
+
+
+async def open_avatar(stack: contextlib.AsyncExitStack, plan: RunPlan, url: str) -> Any:
+    """Avatar mode: the webcam or video file open and delivering, reference images uploaded."""
+    from metadj_bridge.scope.api import ScopeClient
+    from metadj_bridge.video.vace import AvatarSettings, open_avatar
+
+    source: str = plan.video_source if plan.video_source else await asyncio.to_thread(first_camera)
+    settings = AvatarSettings(source=source, width=plan.width, height=plan.height, ref_images=plan.ref_images)
+    async with ScopeClient(url) as client:
+        avatar = await open_avatar(settings, client, base_load_params={"width": plan.width, "height": plan.height})
+    stack.push_async_callback(avatar.aclose)
+    return avatar
+
+
+def first_camera() -> str:
+    """The first camera that is not a virtual one (our own output must not become our input)."""
+    from metadj_bridge.video.cameras import list_cameras
+
+    cameras = list_cameras()
+    real = [c for c in cameras if not any(word in str(c).lower() for word in _VIRTUAL_CAMERAS)]
+    if not real:
+        listed = ", ".join(str(c) for c in cameras) or "none"
+        raise VideoInputError(
+            f"avatar mode needs a webcam or a video file and none was found (cameras here: {listed}); "
+            "give one with video.source in the profile or --video-source (a device, or file:clip.mp4)"
+        )
+    return real[0].device
+
+
+def open_show_log(
+    stack: contextlib.AsyncExitStack, options: RunOptions, plan: RunPlan, initial: dict[str, Any]
+) -> ShowLog | None:
+    """Every parameter message sent, with its time, to a JSONL file (``export-timeline``, ``replay``)."""
+    if (options.show_log or "").lower() == "none":
+        return None
+    from metadj_bridge.showlog.log import ShowLog, default_show_log_path, show_log_header
+
+    header = show_log_header(profile=plan.profile.path, pipeline=plan.pipeline, width=plan.width, height=plan.height,
+                             input_mode=plan.input_mode, initial=initial, denoising_step_list=list(plan.denoising))
+    show_log = ShowLog(options.show_log or default_show_log_path(), header)
+
+    async def finish() -> None:
+        await show_log.aclose()
+        log.info("show log: %s (%d messages)", show_log.path, show_log.messages)
+
+    stack.push_async_callback(finish)
+    return show_log
+
+
+async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: ScopeSession) -> OutputClock | None:
+    """The output clock with the plan's sinks, fed by the session's frames; None without outputs."""
+    if not plan.video_outputs:
+        return None
+    from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.outputs import build_sinks
+    from metadj_bridge.video.slate import reason_from_session
+
+    sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
+                        preview_port=plan.preview_port)
+    width, height = plan.video_size
+    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
+                        reason=reason_from_session(session))
+    stack.push_async_callback(clock.aclose)
+    await clock.start()
+    session.add_frame_listener(clock.push)
+    return clock
+
+
+def preview_url(video: OutputClock | None) -> str | None:
+    """The preview's address, when one of the video outputs is the preview."""
+    if video is None:
+        return None
+    for sink in video.sinks:
+        url = getattr(getattr(sink, "active", sink), "url", None)
+        if url:
+            return str(url)
+    return None

@@ -1,0 +1,111 @@
+"""What the performer's views show: one snapshot of the running bridge.
+
+``BridgeStatus.snapshot()`` gathers the Scope session, the tempo, the audio meters, the show, the video outputs,
+the open inputs and the latest warnings into plain JSON-able data; the terminal view (:mod:`.view`) draws it and
+the HTTP endpoints (:mod:`.server`) serve it. ``RecentWarnings`` keeps the last few distinct warnings of the log,
+since a performer does not read the log on stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from metadj_bridge.inputs.analyzer import AudioUpdate, audio_values
+
+if TYPE_CHECKING:
+    from metadj_bridge.run.show import ShowRunner
+    from metadj_bridge.run.tempo_hub import TempoHub
+    from metadj_bridge.scope.session import ScopeSession
+    from metadj_bridge.video.clock import OutputClock
+
+__all__ = ["AUDIO_METERS", "BridgeStatus", "RecentWarnings"]
+
+#: The audio meters the views show, in their order (signal names without ``audio.``).
+AUDIO_METERS = ("energy", "low", "mid", "high", "centroid", "flatness")
+
+
+class RecentWarnings(logging.Handler):
+    """The last few distinct warnings, for the status view (a performer does not read the log on stage)."""
+
+    def __init__(self, keep: int = 5) -> None:
+        super().__init__(logging.WARNING)
+        self.keep = keep
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not break the view
+            return
+        text = text if len(text) <= 160 else text[:157] + "..."
+        if text in self.messages:
+            self.messages.remove(text)
+        self.messages.append(text)
+        del self.messages[: -self.keep]
+
+
+class BridgeStatus:
+    """What the performer's views show: one snapshot of the running bridge (statusview, GET /status)."""
+
+    def __init__(self, session: ScopeSession) -> None:
+        self.session = session
+        #: The newest audio analysis, if the bridge is listening.
+        self.audio: AudioUpdate | None = None
+        #: The tempo hub, for the arbitrated beat grid.
+        self.tempo: TempoHub | None = None
+        #: The ShowRunner, for the theme and the latest show event.
+        self.show: ShowRunner | None = None
+        #: The video output clock, for frames shown and repeats; avatar mode's webcam or file.
+        self.video: OutputClock | None = None
+        self.avatar: Any = None
+        #: What is open (MIDI ports, OSC address, Link) and the warnings a performer should see.
+        self.inputs: dict[str, Any] = {}
+        self.warnings = RecentWarnings()
+        self.preview_url: str | None = None
+        self.started = time.monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the performer's views show, as plain JSON-able data (the status view, ``GET /status``)."""
+        from metadj_bridge import __version__
+
+        st = self.session.status()
+        snap: dict[str, Any] = {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "profile": self.show.profile.path if self.show is not None else None,
+            "scope": {
+                "state": st["state"], "url": st["url"], "server_version": st["server_version"], "emulator": st["emulator"],
+                "pipeline": st["pipeline"], "load_progress": st["load_progress"], "fps_in": round(st["fps_in"], 2),
+                "frames_in": st["frames_in"], "sessions": st["sessions_started"], "last_error": st["last_error"],
+            },
+            "sender": {"sent": st["sent"], "merged": st["merged"]},
+            "tempo": None, "audio": None, "show": None, "video": None,
+            "inputs": dict(self.inputs),
+            "warnings": list(self.warnings.messages),
+        }
+        tempo = self.tempo.state if self.tempo is not None else None
+        if tempo is not None and tempo.source is not None:
+            snap["tempo"] = {"bpm": round(tempo.bpm, 2), "source": tempo.source, "beat": round(tempo.beat, 3),
+                             "phase": round(tempo.phase, 3), "bar_position": round(tempo.bar_position, 3),
+                             "beats_per_bar": tempo.beats_per_bar}
+        if self.audio is not None:
+            values = audio_values(self.audio)
+            snap["audio"] = {meter: round(values["audio." + meter], 3) for meter in AUDIO_METERS}
+        if self.show is not None:
+            engine = self.show.engine
+            prompts = self.show.sender.snapshot().get("prompts") or []
+            snap["show"] = {"theme": engine.theme, "focus": engine.focus, "prompts": prompts,
+                            "transition": self.show.transition_progress(time.monotonic()),
+                            "paused": engine.paused, "calm": engine.calm, "last_event": self.show.last_event or None,
+                            "last_control": self.show.last_control or None}
+        if self.video is not None:
+            v = self.video.stats()
+            snap["video"] = {"outputs": list(v.sinks), "frames_shown": v.frames_shown, "repeats": v.repeats,
+                             "slates": v.slates, "convert_ms": v.convert_ms, "delay_ms": v.delay_ms,
+                             "preview_url": self.preview_url}
+        return snap
+
+    def on_audio(self, update: AudioUpdate) -> None:
+        self.audio = update
