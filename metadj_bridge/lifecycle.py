@@ -103,9 +103,9 @@ class TaskGroupSet:
     reader, a watchdog, a timer) each end on their own.
     """
 
-    def __init__(self, owner: str, logger: logging.Logger | None = None) -> None:
+    def __init__(self, owner: str, logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
         self.owner = owner
-        self._log = logger or log
+        self._log: logging.Logger | logging.LoggerAdapter[Any] = logger or log
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:

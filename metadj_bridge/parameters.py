@@ -280,7 +280,7 @@ def _check_value(key: str, value: Any, spec: ParamSpec) -> Any:
             if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= 1000:
                 raise ParameterError(f"{key}: {step!r} is not a timestep between 0 and 1000")
             steps.append(step)
-        if any(a <= b for a, b in zip(steps, steps[1:])):
+        if any(a <= b for a, b in zip(steps, steps[1:], strict=False)):
             raise ParameterError(f"{key}: {steps} must be strictly descending, e.g. [1000, 750, 500, 250]")
         return steps
     if kind == "object":

@@ -35,5 +35,7 @@ async def test_a_failing_part_is_restarted_and_the_others_go_on(caplog: pytest.L
         await asyncio.sleep(0.05)
         assert ticks > before  # the other part never stopped
         other.cancel()
-    restarts = [r for r in caplog.records if r.levelno == logging.ERROR and "flaky stopped unexpectedly" in r.getMessage()]
+    restarts = [
+        r for r in caplog.records if r.levelno == logging.ERROR and "flaky stopped unexpectedly" in r.getMessage()
+    ]
     assert len(restarts) == 2 and "restarting it in" in restarts[0].getMessage()

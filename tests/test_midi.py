@@ -48,18 +48,27 @@ def test_notes_give_trigger_and_held_signal() -> None:
     on = d.decode(mido.Message("note_on", channel=9, note=36, velocity=127), 1.0)
     assert on == [Trigger("midi.note.10.36", 1.0, {"velocity": 1.0}), Signal("midi.note.10.36", 1.0, 1.0)]
     assert d.decode(mido.Message("note_off", channel=9, note=36), 2.0) == [Signal("midi.note.10.36", 0.0, 2.0)]
-    assert d.decode(mido.Message("note_on", channel=9, note=36, velocity=0), 3.0) == [Signal("midi.note.10.36", 0.0, 3.0)]
+    released = d.decode(mido.Message("note_on", channel=9, note=36, velocity=0), 3.0)
+    assert released == [Signal("midi.note.10.36", 0.0, 3.0)]
 
 
 def test_cc_pitchbend_program_aftertouch() -> None:
     d = MidiDecoder()
-    assert d.decode(mido.Message("control_change", channel=0, control=74, value=127), 1.0) == [Signal("midi.cc.1.74", 1.0, 1.0)]
-    assert d.decode(mido.Message("pitchwheel", channel=1, pitch=0), 1.0) == [Signal("midi.pitchbend.2", pytest.approx(0.5, abs=1e-4), 1.0)]
+    assert d.decode(mido.Message("control_change", channel=0, control=74, value=127), 1.0) == [
+        Signal("midi.cc.1.74", 1.0, 1.0)
+    ]
+    assert d.decode(mido.Message("pitchwheel", channel=1, pitch=0), 1.0) == [
+        Signal("midi.pitchbend.2", pytest.approx(0.5, abs=1e-4), 1.0)
+    ]
     assert d.decode(mido.Message("pitchwheel", channel=1, pitch=-8192), 1.0)[0].value == 0.0  # type: ignore[union-attr]
     assert d.decode(mido.Message("pitchwheel", channel=1, pitch=8191), 1.0)[0].value == 1.0  # type: ignore[union-attr]
-    assert d.decode(mido.Message("program_change", channel=15, program=5), 1.0) == [Trigger("midi.program.16", 1.0, {"program": 5})]
+    assert d.decode(mido.Message("program_change", channel=15, program=5), 1.0) == [
+        Trigger("midi.program.16", 1.0, {"program": 5})
+    ]
     assert d.decode(mido.Message("aftertouch", channel=2, value=127), 1.0) == [Signal("midi.aftertouch.3", 1.0, 1.0)]
-    assert d.decode(mido.Message("polytouch", channel=2, note=60, value=0), 1.0) == [Signal("midi.polytouch.3.60", 0.0, 1.0)]
+    assert d.decode(mido.Message("polytouch", channel=2, note=60, value=0), 1.0) == [
+        Signal("midi.polytouch.3.60", 0.0, 1.0)
+    ]
 
 
 def test_14bit_pair() -> None:
@@ -67,10 +76,13 @@ def test_14bit_pair() -> None:
     assert d.decode(mido.Message("control_change", control=1, value=64), 1.0)[0].value == pytest.approx(8192 / 16383)  # type: ignore[union-attr]
     out = d.decode(mido.Message("control_change", control=33, value=1), 1.0)
     assert out == [Signal("midi.cc.1.1", (64 * 128 + 1) / 16383, 1.0)]
-    assert d.decode(mido.Message("control_change", control=1, value=127), 1.0)[0].value == pytest.approx(127 * 128 / 16383)  # type: ignore[union-attr]
+    top = d.decode(mido.Message("control_change", control=1, value=127), 1.0)[0]
+    assert top.value == pytest.approx(127 * 128 / 16383)  # type: ignore[union-attr]
     assert d.decode(mido.Message("control_change", control=33, value=127), 1.0)[0].value == 1.0  # type: ignore[union-attr]
     # Unpaired channels stay 7-bit.
-    assert d.decode(mido.Message("control_change", channel=1, control=33, value=127), 1.0) == [Signal("midi.cc.2.33", 1.0, 1.0)]
+    assert d.decode(mido.Message("control_change", channel=1, control=33, value=127), 1.0) == [
+        Signal("midi.cc.2.33", 1.0, 1.0)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -193,10 +205,10 @@ class Sender:
             self.port.send(message)
 
 
-async def send_until(sender: Sender, message: Any, arrived: Any, what: str, timeout: float = 2.0) -> None:
+async def send_until(sender: Sender, message: Any, arrived: Any, what: str, limit: float = 2.0) -> None:
     """Send once, and again every 0.2 s until it shows: a non-realtime jackd on a saturated machine can drop
     an event before rtmidi sees it (never after, which is what the tests are about)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         sender.send(message)
         try:
@@ -315,7 +327,8 @@ async def test_virtual_input_and_several_patterns(midi_jack: Any) -> None:
 async def test_no_match_lists_the_inputs(midi_jack: Any) -> None:
     sender = Sender(midi_jack)
     try:
-        with pytest.raises(ConfigError, match=r"'nothing-like-this' matches no port; available inputs: .*" + sender.name):
+        expected = r"'nothing-like-this' matches no port; available inputs: .*" + sender.name
+        with pytest.raises(ConfigError, match=expected):
             await MidiInput(["nothing-like-this"], backend=JACK_BACKEND).start()
     finally:
         sender.close()
@@ -409,7 +422,10 @@ async def test_cc_latency_and_latest_wins(midi_jack: Any) -> None:
         assert lost_in_jack <= 2
         latencies.sort()
         median, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies))]
-        print(f"CC to signal on the loop: median {median * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms ({lost_in_jack} lost in JACK)")
+        print(
+            f"CC to signal on the loop: median {median * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms "
+            f"({lost_in_jack} lost in JACK)"
+        )
         assert median < 0.02
         # A burst while the loop is busy: no more than one signal per batch for that control, the last value last.
         got.events.clear()
@@ -431,7 +447,9 @@ async def test_cc_latency_and_latest_wins(midi_jack: Any) -> None:
 async def test_output_is_rate_limited_latest_wins(midi_jack: Any, caplog: pytest.LogCaptureFixture) -> None:
     received: list[tuple[float, Any]] = []
     name = f"feedback{next(_ids)}"
-    receiver = midi_jack.open_input("leds", virtual=True, client_name=name, callback=lambda m: received.append((time.monotonic(), m)))
+    receiver = midi_jack.open_input(
+        "leds", virtual=True, client_name=name, callback=lambda m: received.append((time.monotonic(), m))
+    )
     out = MidiOutput(f"{name}:leds", backend=JACK_BACKEND)
     missing = MidiOutput("no-such-output", backend=JACK_BACKEND)
     try:
@@ -521,7 +539,9 @@ async def test_unknown_backend_is_a_config_error() -> None:
         await MidiInput(["x"], backend="mido.backends.no_such_backend").start()
 
 
-async def test_a_controller_plugged_in_after_the_start_is_picked_up(midi_jack: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_controller_plugged_in_after_the_start_is_picked_up(
+    midi_jack: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     got = Collector()
     midi = MidiInput(["latecomer"], sink=got, backend=JACK_BACKEND, wait_for_ports=True, poll_interval=0.2)
     try:

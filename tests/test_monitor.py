@@ -67,7 +67,9 @@ def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
     knob.tick()
     assert knob.done.is_set()
     assert knob.learned.snippet("filter") == (
-        "filter:\n  source: midi.cc.1.74\n  transforms: [{range: {in: [0.050, 0.900], out: [0, 1]}}]\n  target: noise_scale\n"
+        "filter:\n  source: midi.cc.1.74\n"
+        "  transforms: [{range: {in: [0.050, 0.900], out: [0, 1]}}]\n"
+        "  target: noise_scale\n"
     )
 
 
@@ -125,7 +127,9 @@ async def test_learn_writes_the_moved_fader_into_a_profile(tmp_path: Path) -> No
         send=sweep, port=port,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("layer2:\n  source: osc./composition/layers/2/video/opacity\n  transforms: [{range: {in: [")
+    assert proc.stdout.startswith(
+        "layer2:\n  source: osc./composition/layers/2/video/opacity\n  transforms: [{range: {in: ["
+    )
     # What learn writes is a working mapping: the profile still loads, with the new mapping in it.
     from metadj_bridge.profile import load_profile
     from metadj_bridge.profile.model import Range, SignalSource

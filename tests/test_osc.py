@@ -150,7 +150,9 @@ def test_parse_bundles_give_delays_from_the_timetag() -> None:
     assert past[0].delay == 0.0
 
 
-@pytest.mark.parametrize("junk", [b"", b"hello", b"/a", b"/a\x00\x00\x00,f\x00\x00\x01", b"#bundle\x00\x00", b"\xff" * 16])
+@pytest.mark.parametrize(
+    "junk", [b"", b"hello", b"/a", b"/a\x00\x00\x00,f\x00\x00\x01", b"#bundle\x00\x00", b"\xff" * 16]
+)
 def test_parse_rejects_junk(junk: bytes) -> None:
     with pytest.raises(OscPacketError):
         parse_datagram(junk, wall_now=0.0)
@@ -174,7 +176,8 @@ def test_decoder_presets() -> None:
     assert ev.tempo is not None and ev.tempo.source == "osc" and ev.tempo.bpm == pytest.approx(128.0)
     ev = d.decode("/composition/layers/4/video/opacity", (0.3,), 1.0)
     assert ev.signals[0].name == "osc./composition/layers/4/video/opacity" and ev.normalised == pytest.approx(0.3)
-    assert d.decode("/composition/columns/2/connect", (1,), 1.0).triggers[0].name == "osc./composition/columns/2/connect"
+    connect = d.decode("/composition/columns/2/connect", (1,), 1.0)
+    assert connect.triggers[0].name == "osc./composition/columns/2/connect"
     assert d.decode("/composition/columns/2/connect", (0,), 1.0).triggers == ()  # the release
     ev = d.decode("/live/song/get/tempo", (126.0,), 2.0)
     assert ev.tempo == TempoReading("osc", 126.0, 2.0)
@@ -349,7 +352,8 @@ def _fuzz_packets(rng: random.Random, n: int) -> list[bytes]:
                 flipped[rng.randrange(len(flipped))] = rng.randrange(256)
             out.append(bytes(flipped))
         else:  # plausible headers with junk after them
-            out.append(rng.choice([b"#bundle\x00", b"/a\x00\x00,", b"/a\x00\x00,iiii"]) + rng.randbytes(rng.randrange(0, 24)))
+            header = rng.choice([b"#bundle\x00", b"/a\x00\x00,", b"/a\x00\x00,iiii"])
+            out.append(header + rng.randbytes(rng.randrange(0, 24)))
     return out
 
 
@@ -390,7 +394,9 @@ async def test_fuzz_over_udp_valid_messages_still_arrive(make_input: Callable[..
     assert osc_in.running
 
 
-async def test_flood_is_counted_and_logged_rarely(make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+async def test_flood_is_counted_and_logged_rarely(
+    make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     osc_in, rec, _ = await make_input()
     good = message("/composition/layers/1/video/opacity", 0.25)
     bad = b"/bad\x00\x00\x00\x00,i\x00\x00"  # truncated: the int is missing (python-osc pads a missing float)
@@ -422,7 +428,9 @@ async def test_flood_is_counted_and_logged_rarely(make_input: Callable[..., Any]
     assert osc_in.running
 
 
-async def test_broken_listener_does_not_stop_input(make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+async def test_broken_listener_does_not_stop_input(
+    make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     class Exploding(RecordingSink):
         def set(self, signal: Any) -> None:
             super().set(signal)
@@ -537,6 +545,7 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         osc = OscInput("127.0.0.1", port)
-        with pytest.raises(ConfigError, match=f"cannot listen for OSC on 127.0.0.1:{port}: .*pick another with --osc-port"):
+        expected = f"cannot listen for OSC on 127.0.0.1:{port}: .*pick another with --osc-port"
+        with pytest.raises(ConfigError, match=expected):
             await osc.start()
         assert not osc.running

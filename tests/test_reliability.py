@@ -83,15 +83,15 @@ async def last_prompts(url: str) -> list[dict[str, Any]] | None:
     return list(offers[-1]["prompts"]) if offers else None
 
 
-async def wait_async(check: Any, timeout: float, what: str, *, poke: Any = None) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_async(check: Any, limit: float, what: str, *, poke: Any = None) -> None:
+    deadline = time.monotonic() + limit
     while True:
         if poke is not None:
             poke()
         if await check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {limit} s waiting for {what}")
         await asyncio.sleep(0.1)
 
 
@@ -175,7 +175,10 @@ async def test_a_night_of_trouble(jack_server: Any, emulator_process: Any, tmp_p
             good = OscMessageBuilder("/show/solo").build().dgram
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 for i in range(10_000):
-                    packet = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))) if i % 2 else good[: rng.randint(1, len(good) - 1)]
+                    if i % 2:
+                        packet = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
+                    else:
+                        packet = good[: rng.randint(1, len(good) - 1)]
                     sock.sendto(packet, ("127.0.0.1", osc_port))
                     if i % 500 == 0:
                         await asyncio.sleep(0)  # let the bridge read: a flood, not a denial of the test's own loop

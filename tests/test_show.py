@@ -47,7 +47,9 @@ def jack_midi() -> Iterator[Any]:
                     os.environ[key] = value
 
 
-def write_profiles(folder: Path, url: str, controller: str, feedback: str | None = None, osc_port: int | None = None) -> Path:
+def write_profiles(
+    folder: Path, url: str, controller: str, feedback: str | None = None, osc_port: int | None = None
+) -> Path:
     feedback_line = f"    feedback: {feedback}\n" if feedback else ""
     osc_line = f"  osc: {{port: {osc_port}}}\n" if osc_port else ""
     show = folder / "show.yaml"
@@ -135,12 +137,16 @@ def weight_of(prompts: list[dict[str, Any]], text: str) -> float:
     return sum(p["weight"] for p in prompts if p["text"] == text) / total
 
 
-async def test_a_knob_sweep_crossfades_the_prompts_scope_applies(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+async def test_a_knob_sweep_crossfades_the_prompts_scope_applies(
+    jack_midi: Any, make_emulator: Any, tmp_path: Path
+) -> None:
     emulator = await make_emulator()
     controller = Sender(jack_midi)
     show = write_profiles(tmp_path, emulator.url, controller.name)
     async with running(show) as task:
-        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        await wait_for(
+            lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator"
+        )
         assert not task.done(), task.exception()
         start = await applied_prompts(emulator.url)
         for value in range(0, 128, 4):  # a knob turned over about 1.5 s
@@ -168,7 +174,9 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
     controller = Sender(jack_midi)
     show = write_profiles(tmp_path, emulator.url, controller.name)
     async with running(show) as task:
-        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        await wait_for(
+            lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator"
+        )
         assert not task.done(), task.exception()
         controller.send(mido.Message("program_change", channel=0, program=5))  # not the one the switch names
         await asyncio.sleep(0.5)
@@ -191,7 +199,9 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
     assert any("other.yaml" in event.text for event in recording.events)
 
 
-async def test_the_active_themes_pad_is_lit_on_the_controller(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+async def test_the_active_themes_pad_is_lit_on_the_controller(
+    jack_midi: Any, make_emulator: Any, tmp_path: Path
+) -> None:
     emulator = await make_emulator()
     controller = Sender(jack_midi)
     lights: list[Any] = []
@@ -200,8 +210,11 @@ async def test_the_active_themes_pad_is_lit_on_the_controller(jack_midi: Any, ma
     try:
         show = write_profiles(tmp_path, emulator.url, controller.name, feedback="padctl:pads")
         async with running(show) as task:
-            await wait_for(lambda: task.done() or any(m.type == "note_on" and m.note == 36 and m.velocity == 127 for m in lights),
-                           20.0, "the start theme's pad lit")
+            await wait_for(
+                lambda: task.done() or any(m.type == "note_on" and m.note == 36 and m.velocity == 127 for m in lights),
+                20.0,
+                "the start theme's pad lit",
+            )
             assert not task.done(), task.exception()
             controller.send(mido.Message("note_on", channel=0, note=37, velocity=100))
 
@@ -214,7 +227,9 @@ async def test_the_active_themes_pad_is_lit_on_the_controller(jack_midi: Any, ma
         pads.close()
 
 
-async def test_switch_command_reaches_a_running_bridge_over_osc(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+async def test_switch_command_reaches_a_running_bridge_over_osc(
+    jack_midi: Any, make_emulator: Any, tmp_path: Path
+) -> None:
     from metadj_bridge.cli import main
 
     emulator = await make_emulator()
@@ -222,7 +237,9 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(jack_midi: Any, 
     port = free_port()
     show = write_profiles(tmp_path, emulator.url, controller.name, osc_port=port)
     async with running(show) as task:
-        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        await wait_for(
+            lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator"
+        )
         assert not task.done(), task.exception()
         assert await asyncio.to_thread(main, ["switch", str(tmp_path / "other.yaml"), "--to", f"127.0.0.1:{port}"]) == 0
 
@@ -233,11 +250,11 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(jack_midi: Any, 
         assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == 1
 
 
-async def wait_for_async(check: Any, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for_async(check: Any, limit: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {limit} s waiting for {what}")
         await asyncio.sleep(0.1)
 
 
@@ -249,12 +266,16 @@ async def test_saving_the_profile_applies_it_and_a_broken_save_changes_nothing(
     controller = Sender(jack_midi)
     show = write_profiles(tmp_path, emulator.url, controller.name)
     async with running(show) as task:
-        await wait_for(lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator")
+        await wait_for(
+            lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator"
+        )
         assert not task.done(), task.exception()
         good = show.read_text(encoding="utf-8")
         show.write_text(good.replace("red desert at dusk", "golden dunes at noon"), encoding="utf-8")
 
-        await wait_for_async(lambda: alone(emulator.url, "golden dunes at noon"), 15.0, "the edited prompt applied by Scope")
+        await wait_for_async(
+            lambda: alone(emulator.url, "golden dunes at noon"), 15.0, "the edited prompt applied by Scope"
+        )
         assert any("profile show.yaml reloaded" in r.getMessage() for r in caplog.records)
 
         show.write_text(good.replace("target: prompt.mix", "target: prompt.mixx"), encoding="utf-8")

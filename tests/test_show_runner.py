@@ -26,7 +26,10 @@ def profile(input_mode: str = "text") -> ShowProfile:
         path="/shows/night.yaml",
         name="night",
         scope=ScopeSettings(input_mode=input_mode),  # type: ignore[arg-type]
-        themes=(Theme("duo", (PromptSpec("red desert"), PromptSpec("blue ice"))), Theme("solo", (PromptSpec("forest"),))),
+        themes=(
+            Theme("duo", (PromptSpec("red desert"), PromptSpec("blue ice"))),
+            Theme("solo", (PromptSpec("forest"),)),
+        ),
         mappings=(
             Mapping("mix", SignalSource("midi.cc.1.19"), (), Target("prompt_mix", "mix", (0, 1))),
             Mapping("next", TriggerSource("midi.note.1.36"), (), Target("theme", "next")),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +13,19 @@ import httpx
 import pytest
 
 from tests.helpers import wait_for
+
+
+async def finish(proc: asyncio.subprocess.Process) -> str:
+    """Wait (at most 30 s) for the show to end; what it wrote to stderr."""
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    return err.decode()
+
+
+async def kill_if_running(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -26,22 +39,21 @@ async def test_a_signal_ends_the_show_cleanly(make_emulator: object, tmp_path: P
         encoding="utf-8",
     )
     record = tmp_path / "show.mkv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", f"record:{record}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", f"record:{record}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
         await wait_for(lambda: emulator._records.counters.frames_sent > 20, 30, "the show streaming")
         async with httpx.AsyncClient() as http:
             assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 1
             proc.send_signal(sig)
-            _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            err = await finish(proc)
             assert proc.returncode == 0, err
             # The session was closed on Scope's side, not left for Scope to time out.
             assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        await kill_if_running(proc)
     assert "Traceback" not in err
     with av.open(str(record)) as container:
         frames = list(container.decode(container.streams.video[0]))
@@ -54,9 +66,9 @@ async def test_sighup_reloads_the_profile(make_emulator: object, tmp_path: Path)
     text = (f"scope: {{url: {emulator.url}, resolution: [256, 144], denoising: fast}}\n"
             "inputs: {audio: none}\nthemes: {neon: {prompts: [neon city at night]}}\n")
     profile.write_text(text, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", "none", "--no-watch"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output", "none", "--no-watch",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
         await wait_for(lambda: emulator._records.counters.frames_sent > 10, 30, "the show streaming")
@@ -68,8 +80,7 @@ async def test_sighup_reloads_the_profile(make_emulator: object, tmp_path: Path)
 
         await wait_for(storm, 15, "the reloaded prompt applied by Scope")
         proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        err = await finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        await kill_if_running(proc)
     assert proc.returncode == 0 and "profile show.yaml reloaded" in err

@@ -46,10 +46,10 @@ def max_steps(states):
     """Largest change of the beat advance between consecutive 10 ms samples (a jump shows up here as
     its own size; a smooth tempo change as a tiny value), and the largest step of the reported BPM."""
     beat_err = bpm_step = 0.0
-    advances = [b.beat - a.beat for (_, a), (_, b) in zip(states, states[1:])]
-    for da, db in zip(advances, advances[1:]):
+    advances = [b.beat - a.beat for (_, a), (_, b) in zip(states, states[1:], strict=False)]
+    for da, db in zip(advances, advances[1:], strict=False):
         beat_err = max(beat_err, abs(db - da))
-    for (_, a), (_, b) in zip(states, states[1:]):
+    for (_, a), (_, b) in zip(states, states[1:], strict=False):
         bpm_step = max(bpm_step, abs(b.bpm - a.bpm))
     return beat_err, bpm_step
 
@@ -141,7 +141,7 @@ def test_switch_up_keeps_phase_continuous_and_slews_bpm(caplog):
     assert end.bpm == pytest.approx(128, abs=1e-6)
     assert (end.beat - midi_beat + 0.5) % 1.0 - 0.5 == pytest.approx(0, abs=1e-6)
     # Beat positions only ever move forward.
-    assert all(b.beat > a.beat for (_, a), (_, b) in zip(states, states[1:]))
+    assert all(b.beat > a.beat for (_, a), (_, b) in zip(states, states[1:], strict=False))
 
 
 def test_switch_down_when_link_goes_away():
@@ -160,7 +160,10 @@ def test_switch_down_when_link_goes_away():
 def test_tempo_only_source_keeps_phase_and_glides():
     """OSC gives no beat position: the output keeps its own phase and only the tempo moves."""
     arb = TempoArbiter()
-    feeds = [lambda t: line("audio", 120, t) if t < 1.0 else None, lambda t: TempoReading("osc", 126.0, t) if t >= 1.0 else None]
+    feeds = [
+        lambda t: line("audio", 120, t) if t < 1.0 else None,
+        lambda t: TempoReading("osc", 126.0, t) if t >= 1.0 else None,
+    ]
     states = run(arb, 0.0, 6.0, feeds)
     beat_err, bpm_step = max_steps(states)
     assert beat_err < 1e-3 and bpm_step < 0.2
@@ -182,7 +185,7 @@ def test_bpm_change_of_the_active_source_is_slewed():
     # 20 BPM at no more than 2 BPM per beat: 10 beats (about 4.6 s), and never more than 2 BPM per beat.
     at = dict((round(t, 2), s) for t, s in states)
     assert at[3.4].bpm == pytest.approx(120 + 20 * 1.4 / 5.0, abs=0.1)
-    for (ta, a), (tb, b) in zip(states, states[1:]):
+    for (ta, a), (tb, b) in zip(states, states[1:], strict=False):
         assert b.bpm - a.bpm <= 2.0 * (tb - ta) * a.bpm / 60 + 1e-9
     assert at[10.0].bpm == pytest.approx(140, abs=1e-6)
 
@@ -316,9 +319,11 @@ def test_audio_bar_wrap_is_not_a_jump():
 
 # ---------------------------------------------------------------------- Ableton Link
 
+NO_AALINK = "aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed"
 
-async def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+
+async def wait_until(predicate, limit: float) -> bool:
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if predicate():
             return True
@@ -334,7 +339,7 @@ async def peer():
     older one wins, and sessions founded within about 0.5 s of each other are decided by their random ids (a
     one-second head start was seen to lose on a loaded machine).
     """
-    aalink = pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
+    aalink = pytest.importorskip("aalink", reason=NO_AALINK)
     link = aalink.Link(120.0)
     link.quantum = 4
     link.enabled = True
@@ -368,7 +373,7 @@ async def test_link_follower_sees_the_peers_tempo_and_never_changes_it(peer):
 
 
 async def test_link_source_alone_through_its_interface():
-    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
+    pytest.importorskip("aalink", reason=NO_AALINK)
     readings: list[TempoReading] = []
     source = LinkSource(tempo_sink(readings.append), bpm=128.0, require_peers=False, rate_hz=20.0)
     await source.start()
@@ -392,7 +397,7 @@ async def test_link_source_alone_through_its_interface():
 
 async def test_link_alone_reports_nothing_by_default():
     """Without peers Link is only our own clock: it must not outrank the music."""
-    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
+    pytest.importorskip("aalink", reason=NO_AALINK)
     readings: list[TempoReading] = []
     async with LinkSource(tempo_sink(readings.append)) as source:
         await asyncio.sleep(0.3)
@@ -412,7 +417,7 @@ async def test_link_may_lead_only_when_allowed(peer):
 
 
 async def test_link_feeds_the_arbiter_and_a_broken_listener_does_not_stop_it(caplog):
-    pytest.importorskip("aalink", reason="aalink (the link extra, pip install \"metadj-bridge[link]\") is not installed")
+    pytest.importorskip("aalink", reason=NO_AALINK)
     arb = TempoArbiter()
     calls = []
 

@@ -161,7 +161,8 @@ class AudioAnalyzer:
             self._latest = update
             self._beats.extend(beats)
             if features.onset:
-                self._onsets.append(Onset(features.onset_t if features.onset_t is not None else t, features.onset_strength))
+                onset_t = features.onset_t if features.onset_t is not None else t
+                self._onsets.append(Onset(onset_t, features.onset_strength))
             self._merged += 1
             if self._scheduled:
                 return

@@ -327,7 +327,9 @@ class MidiInput:
         self.received += len(batch)
         self.batches += 1
         if self.overflowed != self._overflow_reported:
-            log.warning("MIDI input: the event loop fell behind; %d messages lost", self.overflowed - self._overflow_reported)
+            log.warning(
+                "MIDI input: the event loop fell behind; %d messages lost", self.overflowed - self._overflow_reported
+            )
             self._overflow_reported = self.overflowed
         events: list[Event] = []
         clocked = False

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from metadj_bridge.signals import Signal, Trigger
@@ -32,7 +32,7 @@ from metadj_bridge.signals import Signal, Trigger
 Event = Signal | Trigger
 
 
-class RelativeMode(str, Enum):
+class RelativeMode(StrEnum):
     """How a relative (endless) encoder encodes a turn in one 7-bit value."""
 
     #: 1..63 clockwise, 127..65 anticlockwise (127 = -1). Most common (Ableton "Relative (2's Comp.)").
@@ -78,7 +78,9 @@ class Cc14Pair:
     def __post_init__(self) -> None:
         _check_channel(self.channel, "14-bit CC")
         if not 0 <= self.msb <= 31:
-            raise ValueError(f"14-bit CC on channel {self.channel}: MSB controller {self.msb} is not 0-31 (its LSB is MSB + 32)")
+            raise ValueError(
+                f"14-bit CC on channel {self.channel}: MSB controller {self.msb} is not 0-31 (its LSB is MSB + 32)"
+            )
 
     @property
     def lsb(self) -> int:
@@ -101,7 +103,9 @@ class MidiControlConfig:
                 seen.add((pair.channel, cc))
         for enc in self.relative:
             if (enc.channel, enc.cc) in seen:
-                raise ValueError(f"channel {enc.channel} CC {enc.cc} is configured twice (relative encoder and another role)")
+                raise ValueError(
+                    f"channel {enc.channel} CC {enc.cc} is configured twice (relative encoder and another role)"
+                )
             seen.add((enc.channel, enc.cc))
 
 

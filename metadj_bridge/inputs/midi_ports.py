@@ -139,7 +139,9 @@ class RawInput:
         self.name = name
 
     @classmethod
-    def open(cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str) -> RawInput:
+    def open(
+        cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str
+    ) -> RawInput:
         import rtmidi
 
         midi_in = rtmidi.MidiIn(rtapi=rtmidi_api(backend), name=client)

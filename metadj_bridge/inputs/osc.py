@@ -1,9 +1,9 @@
 """OSC in: DJ and VJ software (Resolume, Ableton Live through AbletonOSC, TouchOSC) over UDP.
 
 The pure half is :mod:`.osc_decode` (datagram bytes into timed messages, messages into signals, triggers and
-tempo readings). This thin edge, :class:`OscInput`, is an ``asyncio.DatagramProtocol``: every malformed packet is caught and counted,
-bundles timed in the future are scheduled with ``loop.call_at`` (python-osc's own async server sleeps on
-them), and problems are logged at most once per ``warn_interval`` so a bad sender cannot fill the disk.
+tempo readings). This thin edge, :class:`OscInput`, is an ``asyncio.DatagramProtocol``: every malformed packet is
+caught and counted, bundles timed in the future are scheduled with ``loop.call_at`` (python-osc's own async server
+sleeps on them), and problems are logged at most once per ``warn_interval`` so a bad sender cannot fill the disk.
 
 Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
 """
@@ -28,9 +28,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7001
-
-
-# --------------------------------------------------------------------------------------------- logging
 
 
 # --------------------------------------------------------------------------------------------- transport
@@ -58,8 +55,7 @@ class OscCounters:
     handler_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
-
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class OscInput(asyncio.DatagramProtocol):
@@ -186,7 +182,9 @@ class OscInput(asyncio.DatagramProtocol):
         assert self._loop is not None
         if msg.delay > self.max_delay:
             self.counters.dropped += 1
-            self._input_warning.note(f"{msg.address} timed {msg.delay:.0f} s ahead (limit {self.max_delay:g} s); dropped")
+            self._input_warning.note(
+                f"{msg.address} timed {msg.delay:.0f} s ahead (limit {self.max_delay:g} s); dropped"
+            )
             return
         if len(self._pending) >= self.max_pending:
             self.counters.dropped += 1

@@ -56,7 +56,8 @@ class ArbiterConfig:
         unknown = [name for name in self.priority if name not in SOURCE_PRIORITY]
         if unknown or not self.priority or len(set(self.priority)) != len(self.priority):
             raise ConfigError(
-                f"tempo sources {list(self.priority)}: list each of {', '.join(SOURCE_PRIORITY)} at most once, at least one"
+                f"tempo sources {list(self.priority)}: "
+                f"list each of {', '.join(SOURCE_PRIORITY)} at most once, at least one"
             )
         if not self.phase_slew_beats > 0:
             raise ConfigError(f"phase_slew_beats {self.phase_slew_beats}: must be > 0")

@@ -154,7 +154,8 @@ class MappingEngine:
         self._cycle = ThemeCycle(profile.cycle, self._deck.names)
         where = profile.where or profile.path
         self._scope_params = {
-            k: coerce_lasting(self._schema, k, v, f"{where}: scope.parameters") for k, v in profile.scope.parameters.items()
+            k: coerce_lasting(self._schema, k, v, f"{where}: scope.parameters")
+            for k, v in profile.scope.parameters.items()
         }
         self._theme_params = [
             {k: coerce_lasting(self._schema, k, v, f"{t.where or where}: themes.{t.name}.parameters")

@@ -70,7 +70,9 @@ def _spec(schema: ParameterSchema, name: str, where: str) -> ParamSpec:
     if spec is None:
         hint = difflib.get_close_matches(name, list(schema.specs) + ["denoising_steps"], n=1)
         did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(f"{where}: {name} is not a runtime parameter of pipeline {schema.pipeline_id!r}{did_you_mean}")
+        raise ConfigError(
+            f"{where}: {name} is not a runtime parameter of pipeline {schema.pipeline_id!r}{did_you_mean}"
+        )
     return spec
 
 
@@ -103,7 +105,9 @@ def value_coercer(schema: ParameterSchema, name: str, where: str) -> Callable[[f
         n = len(choices)
         return lambda x: choices[min(max(int(x * n), 0), n - 1)]
     if kind in _NOT_MAPPABLE or kind == "enum" or kind == "steps":
-        raise ConfigError(f"{where}: {name} takes {kind} values; a mapping can only drive numbers, switches and choices")
+        raise ConfigError(
+            f"{where}: {name} takes {kind} values; a mapping can only drive numbers, switches and choices"
+        )
     raise ConfigError(f"{where}: {name} ({kind}) cannot be driven by a mapping")
 
 

@@ -110,7 +110,9 @@ class MidiOutput:
             if name is None:
                 if not self._missing_logged:
                     self._missing_logged = True
-                    log.warning("%s; controller feedback is off until it appears", no_match("output", self.pattern, names))
+                    log.warning(
+                        "%s; controller feedback is off until it appears", no_match("output", self.pattern, names)
+                    )
                 return
             self._port = await asyncio.to_thread(self._backend.open_output, name)
             # A (re)attached device shows nothing yet: send every value again.
@@ -185,9 +187,10 @@ class MidiOutput:
                 continue
             kind, channel, number = key
             if kind == "cc":
-                messages.append((key, value, mido.Message("control_change", channel=channel - 1, control=number, value=value)))
+                message = mido.Message("control_change", channel=channel - 1, control=number, value=value)
             else:
-                messages.append((key, value, mido.Message("note_on", channel=channel - 1, note=number, velocity=value)))
+                message = mido.Message("note_on", channel=channel - 1, note=number, velocity=value)
+            messages.append((key, value, message))
         if not messages:
             return
         self.flushes += 1

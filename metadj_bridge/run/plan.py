@@ -106,7 +106,8 @@ ENVIRONMENT = {
     "METADJ_VIDEO_SOURCE": "video_source", "METADJ_AUDIO_FILE": "audio_file", "METADJ_AUDIO_DEVICE": "audio_device",
     "METADJ_NO_AUDIO": "no_audio", "METADJ_MIDI": "midi", "METADJ_MIDI_VIRTUAL": "midi_virtual",
     "METADJ_OSC_PORT": "osc_port", "METADJ_OSC_HOST": "osc_host", "METADJ_OSC_OUT": "osc_out", "METADJ_LINK": "link",
-    "METADJ_STATUS_PORT": "status_port", "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse", "METADJ_SHOW_LOG": "show_log",
+    "METADJ_STATUS_PORT": "status_port", "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse",
+    "METADJ_SHOW_LOG": "show_log",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -193,12 +194,16 @@ def _with_prompts(profile: ShowProfile, prompts: list[str], cycle_bars: int | No
         themes = tuple(Theme(name=f"prompt {i + 1}", prompts=(PromptSpec(text),)) for i, text in enumerate(prompts))
         cycle = profile.cycle or CycleSettings()
         profile = dataclasses.replace(
-            profile, themes=themes, start_theme=None, cycle=dataclasses.replace(cycle, themes=()) if len(themes) > 1 else None
+            profile,
+            themes=themes,
+            start_theme=None,
+            cycle=dataclasses.replace(cycle, themes=()) if len(themes) > 1 else None,
         )
     if cycle_bars is not None:
         if cycle_bars < 1:
             raise ConfigError(f"--cycle {cycle_bars}: must be at least 1 bar")
-        profile = dataclasses.replace(profile, cycle=dataclasses.replace(profile.cycle or CycleSettings(), every_bars=cycle_bars))
+        cycle = dataclasses.replace(profile.cycle or CycleSettings(), every_bars=cycle_bars)
+        profile = dataclasses.replace(profile, cycle=cycle)
     return profile
 
 
@@ -239,7 +244,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         from metadj_bridge.video.outputs import parse_outputs
 
         outputs = tuple(
-            "record:" + str(Path(o[7:]).resolve()) if o.startswith("record:") else o for o in parse_outputs(options.output)
+            "record:" + str(Path(o[7:]).resolve()) if o.startswith("record:") else o
+            for o in parse_outputs(options.output)
         )
     elif options.rehearse:
         outputs = ("preview",)  # rehearsal: watch it in a browser; the camera stays free for the real show

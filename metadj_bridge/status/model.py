@@ -76,7 +76,8 @@ class BridgeStatus:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "profile": self.show.profile.path if self.show is not None else None,
             "scope": {
-                "state": st["state"], "url": st["url"], "server_version": st["server_version"], "emulator": st["emulator"],
+                "state": st["state"], "url": st["url"], "server_version": st["server_version"],
+                "emulator": st["emulator"],
                 "pipeline": st["pipeline"], "load_progress": st["load_progress"], "fps_in": round(st["fps_in"], 2),
                 "frames_in": st["frames_in"], "sessions": st["sessions_started"], "last_error": st["last_error"],
             },
