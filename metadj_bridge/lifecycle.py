@@ -70,6 +70,15 @@ class Lifecycle:
         if self.state is State.RUNNING:
             self.state = State.NEW
 
+    @contextlib.contextmanager
+    def opening(self) -> Iterator[None]:
+        """Around a start's opening work: if it raises, the part is new again (:meth:`failed`) and it re-raises."""
+        try:
+            yield
+        except BaseException:
+            self.failed()
+            raise
+
     def end(self) -> bool:
         """True the first time (``aclose()`` has work to do), False after."""
         if self.state is State.CLOSED:

@@ -86,11 +86,8 @@ class ScopeEmulator:
         """Bind and serve. Raises ``ConfigError`` when the address cannot be used."""
         if not self._life.begin():  # raises ClosedError once closed
             return
-        try:
+        with self._life.opening():  # nothing served: start() may be tried again
             await self._serve()
-        except BaseException:
-            self._life.failed()  # nothing is served: start() may be tried again
-            raise
         logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
         self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
         self.server_start_time = time.time()

@@ -90,12 +90,8 @@ class BlockSourceBase:
         """Open the audio; RuntimeError when already started, ClosedError after ``close()``."""
         if not self._life.begin():  # ClosedError once closed
             raise RuntimeError(f"{type(self).__name__} is already started")
-        try:
+        with self._life.opening():  # nothing opened: start() may be tried again
             self._start()
-        except BaseException:
-            if self._life.running:
-                self._life.failed()  # nothing was opened: start() may be tried again
-            raise
 
     def _start(self) -> None:
         raise NotImplementedError

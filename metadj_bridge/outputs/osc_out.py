@@ -56,13 +56,10 @@ class OscOutput:
         if not self._life.begin():  # raises ClosedError once closed
             return
         self._loop = asyncio.get_running_loop()
-        try:
+        with self._life.opening():  # nothing opened: start() may be tried again
             transport, _ = await self._loop.create_datagram_endpoint(
                 lambda: _SendErrors(self), remote_addr=(self.host, self.port)
             )
-        except BaseException:
-            self._life.failed()  # nothing was opened: start() may be tried again
-            raise
         if self._life.closed:  # closed while opening
             transport.close()
             return

@@ -85,8 +85,11 @@ class Controls:
 
 
 async def _quietly_close(part: Any) -> None:
-    with contextlib.suppress(Exception):
+    """Close a control at the end of the run; a failure is logged and the other parts still close."""
+    try:
         await part.aclose()
+    except Exception:
+        log.warning("closing %s failed", type(part).__name__, exc_info=True)
 
 
 async def open_controls(stack: contextlib.AsyncExitStack, plan: RunPlan, board: SignalBoard) -> Controls:

@@ -190,11 +190,8 @@ class StatusServer:
     async def start(self) -> None:
         if not self._life.begin():  # raises ClosedError once closed
             return
-        try:
+        with self._life.opening():  # nothing served: start() may be tried again
             await self._serve()
-        except BaseException:
-            self._life.failed()  # nothing is served: start() may be tried again
-            raise
         if not _is_loopback(self.host):
             log.warning("status server: %s is reachable from other machines (it shows the Scope URL and profile)",
                         self.url)
