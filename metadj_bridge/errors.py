@@ -14,6 +14,7 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
           ├── ScopeNotFoundError     the URL answers, but the path is wrong (404)
           ├── ScopeNotScopeError     something answers that is not a Scope server
           ├── ScopeHTTPError         Scope answered with an unexpected status
+          ├── ScopeBadAnswerError    a redirect loop, a broken exchange, a corrupt or endless body  [transient]
           ├── PipelineLoadError      Scope could not load the pipeline
           │    └── PipelineLoadTimeout   the load did not finish in time
           ├── ScopeSessionError      the WebRTC session could not be set up or was lost
@@ -87,6 +88,13 @@ class ScopeHTTPError(ScopeError):
         self.transient = status is None or status >= 500 or status == 429
 
 
+class ScopeBadAnswerError(ScopeError):
+    """Scope, or a proxy in front of it, answered with something that cannot be used: a redirect loop, a body that
+    cannot be decoded or never ends. Worth retrying: a proxy or a booting server often heals."""
+
+    transient = True
+
+
 class PipelineLoadError(ScopeError):
     """Scope reported that the pipeline failed to load."""
 
@@ -155,21 +163,45 @@ class RateLimitedWarning:
 
 # ------------------------------------------------------------------------------------------ redaction
 
-#: user:password@ in a URL, and the values of query parameters that carry secrets.
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&](?:token|access_token|auth|key|api_key|apikey|secret|password|passwd|signature|sig|credential)=)"
-    r"(?P<value>[^&#\s'\"]+)",
-    re.IGNORECASE,
+#: user:password@ in a URL; the password may itself hold "@", so the user part runs to the authority's last "@".
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
+#: ``key=value`` where the key starts a query, a fragment, a parameter or a word; the value may be quoted, and
+#: a ":" or "." right after it belongs to the sentence ("...?token=abc: no answer").
+_PAIR = re.compile(
+    r"(?P<key>(?:^|(?<=[?&#;\s,(\[{'\"]))[A-Za-z0-9_.~-]+=)(?P<quote>['\"]?)"
+    r"(?P<value>[^&#\s'\";,)\]}]*[^&#\s'\";,)\]}:.])"
 )
+#: A key that names a secret when it contains one of these ...
+_SECRET_WORDS = ("token", "secret", "passw", "pwd", "auth", "credential", "apikey", "accesskey", "privatekey", "jwt")
+#: ... or when one of its parts (split at - _ . ~) is one of these.
+_SECRET_PARTS = frozenset({"key", "sig", "signature", "pass", "bearer", "session_key"})
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a ``key=`` names a secret: ``token``, ``x_token``, ``api-key``, ``auth_token``, ``X-Amz-Signature``,
+    ``client_secret``, ``password``, ``sig``..., written as one rule on the key's words, not a list of cases."""
+    low = key.lower()
+    if any(word in low for word in _SECRET_WORDS):
+        return True
+    return any(part in _SECRET_PARTS for part in re.split(r"[-_.~]", low))
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if not is_secret_key(match.group("key")[:-1]):
+        return match.group(0)
+    return f"{match.group('key')}{match.group('quote')}***"
 
 
 def redact_text(text: str) -> str:
-    """``text`` with URL credentials and secret query values replaced by ``***`` (for logs and error lines)."""
+    """``text`` with URL credentials and secret values replaced by ``***`` (for logs and error lines).
+
+    Covers ``user:pass@host`` (a password with ``@`` too) and every ``key=value`` whose key names a secret
+    (:func:`is_secret_key`), in a query, a fragment (``#token=``) or free text.
+    """
     if "://" not in text and "=" not in text:
         return text
     text = _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+    return _PAIR.sub(_redact_pair, text)
 
 
 class RedactingFilter(logging.Filter):

@@ -24,7 +24,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from metadj_bridge.errors import ClosedError
+from metadj_bridge.errors import ClosedError, RateLimitedWarning
 
 __all__ = ["ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "stop_signals", "supervised"]
 
@@ -147,11 +147,20 @@ class TaskGroupSet:
 
 
 async def supervised(
-    name: str, part: Callable[[], Awaitable[None]], *, first_delay: float = 1.0, max_delay: float = 30.0
+    name: str, part: Callable[[], Awaitable[None]], *, first_delay: float = 1.0, max_delay: float = 30.0,
+    quiet_interval: float = 60.0,
 ) -> None:
-    """Run ``part()`` and run it again when it fails, with a growing pause; a part that returns is done."""
+    """Run ``part()`` and run it again when it fails, with a growing pause; a part that returns is done.
+
+    Nothing that ``part`` raises ends this (only cancellation does): the first failure is logged with its
+    traceback, the next as one line, later ones as one line at most every ``quiet_interval`` seconds with a count,
+    so a part that keeps failing on bad input cannot fill the log.
+    """
     delay = first_delay
     loop = asyncio.get_running_loop()
+    repeats = RateLimitedWarning(log, f"{name} keeps failing (restarted each time; the rest of the show goes on)",
+                                 interval=quiet_interval)
+    first = True
     while True:
         began = loop.time()
         try:
@@ -159,11 +168,16 @@ async def supervised(
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             if loop.time() - began > 60.0:  # it ran well for a while: this is a new problem, start over
                 delay = first_delay
-            log.exception("%s stopped unexpectedly; restarting it in %.0f s (the rest of the show goes on)",
-                          name, delay)
+            if first:
+                first = False
+                log.error("%s stopped unexpectedly; restarting it in %.0f s (the rest of the show goes on; this "
+                          "traceback is logged once)", name, delay, exc_info=exc)
+            else:
+                text = str(exc).strip()
+                repeats.note(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
         await asyncio.sleep(delay)
         delay = min(max_delay, delay * 2)
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from metadj_bridge.errors import (
     ConfigError,
+    ScopeBadAnswerError,
     ScopeConnectionError,
     ScopeNotFoundError,
     ScopeNotScopeError,
@@ -187,7 +188,7 @@ async def test_https_to_a_plain_http_port_suggests_http(json_server: str) -> Non
 
 async def test_http_to_a_tls_port_suggests_https(tls_server: int) -> None:
     async with ScopeClient(f"http://127.0.0.1:{tls_server}") as scope:
-        with pytest.raises((ScopeNotScopeError, ScopeConnectionError), match="https"):
+        with pytest.raises((ScopeNotScopeError, ScopeConnectionError, ScopeBadAnswerError), match="https"):
             await scope.health()
 
 

@@ -26,6 +26,7 @@ from metadj_bridge.errors import (
     ConfigError,
     PipelineLoadError,
     PipelineLoadTimeout,
+    ScopeBadAnswerError,
     ScopeConnectionError,
     ScopeError,
     ScopeNotFoundError,
@@ -40,6 +41,7 @@ from metadj_bridge.scope.api import (
     normalise_url,
 )
 from metadj_bridge.scope.http_errors import exception_chain
+from metadj_bridge.scope.urls import endpoint, redact_url
 
 #: Prompts as Scope takes them: one text, or [{"text", "weight"}, ...].
 Prompts = str | list[dict[str, Any]]
@@ -77,12 +79,17 @@ _URL_SUFFIXES = ("/api/v1/health", "/health", "/api/v1")
 
 
 def url_root(url: str) -> str | None:
-    """The server root a URL with Scope's paths in it meant (``.../api/v1/health`` -> ``...``), else None."""
-    parts = urlsplit(url.strip())
+    """The server root a URL with Scope's paths in it meant (``.../api/v1/health`` -> ``...``, a query kept),
+    else None."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
     path = parts.path.rstrip("/")
     for suffix in _URL_SUFFIXES:
         if parts.scheme and parts.netloc and path.endswith(suffix):
-            return f"{parts.scheme}://{parts.netloc}{path[: -len(suffix)]}"
+            query = f"?{parts.query}" if parts.query else ""
+            return f"{parts.scheme}://{parts.netloc}{path[: -len(suffix)]}{query}"
     return None
 
 
@@ -112,9 +119,13 @@ def health_failure(exc: ScopeError, url: str) -> Finding:
     elif any(isinstance(c, ConnectionRefusedError) for c in chain):
         kind, action = "refused", ("nothing listens on that port: start Scope (daydream-scope --host 0.0.0.0 --port "
                                    "8000) or correct the port; on a fresh pod Scope takes 15-30 s to start")
-    elif any(isinstance(c, httpx.TimeoutException) for c in chain):
-        kind, action = "timeout", ("no answer in time: the server is overloaded, starting, or a firewall drops the "
-                                   "traffic; check the URL and that Scope is running")
+    elif any(isinstance(c, httpx.TimeoutException | TimeoutError) for c in chain):
+        kind, action = "timeout", ("no (complete) answer in time: the server is overloaded, starting, stalls half-way "
+                                   "or a firewall drops the traffic; check the URL and that Scope is running")
+    elif isinstance(exc, ScopeBadAnswerError):
+        kind, action = "bad-answer", ("the server, or a proxy in front of it, answers in a way no Scope does: open the "
+                                      "URL's /health in a browser, and check the URL and the proxy; `run` keeps "
+                                      "retrying such a server")
     elif isinstance(exc, (ScopeNotScopeError, ScopeNotFoundError)):
         kind, action = "not-scope", ("something answers at that address, but it is not a Scope server: check the host "
                                      "and port (Scope's default port is 8000) and any proxy in front of it")
@@ -161,7 +172,8 @@ def vace_loaded(pipeline_id: str | None, load_params: Mapping[str, Any] | None) 
 
 def _load_command(url: str, pipeline_id: str, load_params: Mapping[str, Any]) -> str:
     body = json.dumps({"pipeline_ids": [pipeline_id], "load_params": dict(load_params)})
-    return f"curl -X POST {url}/api/v1/pipeline/load -H 'Content-Type: application/json' -d '{body}'"
+    address = redact_url(endpoint(url, "/api/v1/pipeline/load"))
+    return f"curl -X POST '{address}' -H 'Content-Type: application/json' -d '{body}'"
 
 
 def stuck_action(url: str, pipeline_id: str, load_params: Mapping[str, Any]) -> str:
@@ -237,7 +249,7 @@ async def check_pipeline(
         return Finding("pipeline", Status.PROBLEM, f"{what}{reason}{await weights_note(url, pipeline_id)}",
                        "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
                        f"GPU has enough memory (try quantization fp8_e4m3fn or a smaller size); Scope's log: "
-                       f"{url}/api/v1/logs/current", {"status": "error", "log": line}), status
+                       f"{redact_url(endpoint(url, '/api/v1/logs/current'))}", {"status": "error", "log": line}), status
     reason, line = await _failure_reason(client, pipeline_id)
     summary = f"no pipeline loaded; run loads {describe_load(pipeline_id, load_params)}"
     if reason:
@@ -255,14 +267,14 @@ async def _failure_reason(client: ScopeClient, pipeline_id: str) -> tuple[str, s
 
 
 async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, wait_s: float = 3.0) -> Any:
-    """A GET of one of Scope's read-only endpoints (at most ``wait_s`` seconds); None when it fails or the server
-    has no such endpoint."""
+    """A GET of one of Scope's read-only endpoints (at most ``wait_s`` seconds all told, the answer size-limited as
+    every call to Scope); None when it fails or the server has no such endpoint."""
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=wait_s) as http:
-            response = await http.get(path, params=params)
-            return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        client = ScopeClient(url, timeout=wait_s, deadline=wait_s)
+    except ConfigError:
         return None
+    async with client:
+        return await client.get_json_or_none(path, params)
 
 
 async def weights_note(url: str, pipeline_id: str) -> str:
@@ -273,7 +285,8 @@ async def weights_note(url: str, pipeline_id: str) -> str:
     progress = data.get("progress")
     return (f"; the model weights of {pipeline_id} are not downloaded"
             + (f" (download: {progress})" if progress else "")
-            + f": start the download with POST {url}/api/v1/models/download {{\"pipeline_id\": \"{pipeline_id}\"}}")
+            + f": start the download with POST {redact_url(endpoint(url, '/api/v1/models/download'))} "
+            f"{{\"pipeline_id\": \"{pipeline_id}\"}}")
 
 
 # ------------------------------------------------------------------------------------------------ VACE and pause

@@ -23,6 +23,7 @@ from metadj_bridge.errors import (
 from metadj_bridge.scope.api import (
     ScopeClient,
 )
+from metadj_bridge.scope.http_errors import exception_reason
 
 # ------------------------------------------------------------------------------------------------ ICE / TURN
 
@@ -115,23 +116,26 @@ async def probe_ice(ice: IceUrl, wait_s: float = 2.0) -> tuple[bool, str]:
     kind = socket.SOCK_DGRAM if ice.transport == "udp" else socket.SOCK_STREAM
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(ice.host, ice.port, type=kind), wait_s)
-    except (socket.gaierror, TimeoutError) as exc:
-        return False, f"{ice.host} does not resolve ({exc or 'timeout'})"
+    except (OSError, TimeoutError, UnicodeError, ValueError) as exc:  # a host name from Scope may be anything
+        return False, f"{ice.host!r} does not resolve ({exception_reason(exc)})"
     family = infos[0][0]
     host, port = str(infos[0][4][0]), int(infos[0][4][1])
     if kind == socket.SOCK_STREAM:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
         except (OSError, TimeoutError) as exc:
-            return False, f"no TCP connection to {host}:{port} ({exc or 'timeout'})"
+            return False, f"no TCP connection to {host}:{port} ({exception_reason(exc)})"
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return True, f"TCP connect to {host}:{port}"
     transaction_id = os.urandom(12)
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: _StunClient(transaction_id), remote_addr=(host, port), family=family
-    )
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _StunClient(transaction_id), remote_addr=(host, port), family=family
+        )
+    except OSError as exc:
+        return False, f"UDP to {host}:{port} failed ({exception_reason(exc)})"
     try:
         request = stun_binding_request(transaction_id)
         for _ in range(2):  # UDP may lose one packet

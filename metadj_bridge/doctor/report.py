@@ -37,6 +37,7 @@ from metadj_bridge.doctor.ice import (
     check_ice,
 )
 from metadj_bridge.errors import ConfigError, redact_text
+from metadj_bridge.scope.http_errors import exception_reason
 
 if TYPE_CHECKING:
     import argparse
@@ -59,7 +60,10 @@ class DoctorOptions:
     #: How long the doctor's own load of the show's pipeline may take.
     load_timeout: float = 180.0
     connect_timeout: float = 15.0
+    #: Each wait for the network on a Scope HTTP call (connect, each read).
     http_timeout: float = 5.0
+    #: The longest one Scope HTTP call may take, all of it (a server that trickles its answer fails the check).
+    http_deadline: float = 15.0
     ice_timeout: float = 2.0
     #: Open a session and count frames (loads the show's pipeline on Scope, as ``run`` would).
     video: bool = True
@@ -247,7 +251,13 @@ async def run_doctor(options: DoctorOptions) -> Report:
             "rehearsal use the built-in emulator, so there is no Scope server to check",
             "give --scope URL to check a real Scope"))
         return report
-    await _scope_checks(options, url, plan, report)
+    try:
+        await _scope_checks(options, url, plan, report)
+    except Exception as exc:  # whatever a server answered, the doctor ends with its report
+        log.debug("the Scope checks stopped", exc_info=True)
+        report.findings.append(Finding(
+            "scope", Status.PROBLEM, f"the Scope checks stopped: {exception_reason(exc)}",
+            "run doctor with -v to see more, and check Scope's log"))
     return report
 
 
@@ -275,7 +285,7 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, 
         report.findings.append(Finding("scope", Status.SKIPPED, "Scope checks skipped: the URL cannot be used"))
         return
     pipeline_id, load_params, refs, show_params, prompts = show_needs(plan)
-    async with ScopeClient(url_to_check, timeout=options.http_timeout) as client:
+    async with ScopeClient(url_to_check, timeout=options.http_timeout, deadline=options.http_deadline) as client:
         health_finding, health = await check_health(client)
         report.findings.append(health_finding)
         if health is None:

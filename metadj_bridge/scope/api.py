@@ -1,20 +1,24 @@
 """Scope's HTTP API (``shared/scope-api.md`` §1-5), as an async client.
 
 Every failure becomes a ``ScopeError`` whose message a performer can act on: server down, wrong URL or
-path, TLS trouble, a server that is not Scope, a pipeline that fails or never finishes loading.
+path, TLS trouble, a server that is not Scope, a pipeline that fails or never finishes loading, a proxy that
+answers with a redirect loop or a corrupt body. Every exchange has an overall deadline (``deadline``, 15 s by
+default: connecting, sending, the headers and the whole body) and a size limit on the answer (``max_body``,
+4 MB: Scope's largest answer, the pipeline schemas, is some tens of KB). The Scope URL may carry a query (a
+proxy's ``?token=...``): paths are joined onto the URL's path and the query goes with every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,11 +32,30 @@ from metadj_bridge.errors import (
     ScopeNotScopeError,
 )
 from metadj_bridge.scope import protocol
-from metadj_bridge.scope.http_errors import detail, not_found, not_json, request_failed, safe_json
+from metadj_bridge.scope.http_errors import (
+    Reply,
+    detail,
+    exchange,
+    ice_entries,
+    not_found,
+    not_json,
+    preview,
+    safe_json,
+    text_of,
+    text_or_none,
+)
+from metadj_bridge.scope.urls import endpoint, normalise_url, redact_url
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str], Awaitable[None] | None]
+
+#: The longest one HTTP exchange with Scope may take, all of it: connecting, sending, the headers and the body.
+DEFAULT_DEADLINE = 15.0
+#: An upload (a reference image) over a slow uplink may take longer.
+UPLOAD_DEADLINE = 120.0
+#: The largest answer read from Scope, for every call (Scope's largest, the pipeline schemas, is tens of KB).
+MAX_BODY = 4 * 1024 * 1024
 
 #: The seed's "pipeline stuck loading" table, plus what scope-api.md adds.
 STUCK_LOADING_CAUSES = (
@@ -41,44 +64,6 @@ STUCK_LOADING_CAUSES = (
     "the model weights are still downloading or missing (GET /api/v1/models/status?pipeline_id=...)",
     "the pipeline does not fit in the GPU's memory (try quantization: fp8_e4m3fn, or a smaller resolution)",
 )
-
-
-def normalise_url(url: str) -> str:
-    """Check a Scope URL and return it without a trailing slash.
-
-    Scope's health endpoint sits at the root (``/health``), every other endpoint under ``/api/v1``;
-    a URL that already ends in ``/api/v1`` or ``/health`` is the seed's classic mistake.
-    """
-    raw = url.strip()
-    if not raw:
-        raise ConfigError("Scope URL is empty; use e.g. http://127.0.0.1:8000")
-    if "://" not in raw:
-        raise ConfigError(f"Scope URL {raw!r} has no scheme; did you mean http://{raw} ?")
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"Scope URL {raw!r}: scheme {parts.scheme!r} is not http or https")
-    if not parts.hostname:
-        raise ConfigError(f"Scope URL {raw!r} has no host name")
-    try:
-        _ = parts.port  # raises for a port that is not a number
-    except ValueError:
-        raise ConfigError(f"Scope URL {raw!r} has an invalid port") from None
-    path = parts.path.rstrip("/")
-    for suffix in ("/api/v1/health", "/health", "/api/v1"):
-        if path.endswith(suffix):
-            root = raw.split("://", 1)[0] + "://" + parts.netloc + path[: -len(suffix)]
-            raise ConfigError(
-                f"Scope URL {raw!r} ends in {suffix!r}; give the server's root instead: {root} "
-                "(the bridge adds /health and /api/v1/... itself)"
-            )
-    return raw.rstrip("/")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password and secret query values (token=, key=, ...) removed, for logs."""
-    from metadj_bridge.errors import redact_text
-
-    return redact_text(url)
 
 
 @dataclass(frozen=True)
@@ -100,13 +85,16 @@ class PipelineStatus:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PipelineStatus:
+        """Typed at the boundary: a field of the wrong type from the server becomes text or None."""
+        params = data.get("load_params")
         return cls(
             status=str(data.get("status", "unknown")),
-            pipeline_id=data.get("pipeline_id"),
-            load_params=data.get("load_params"),
-            loading_stage=data.get("loading_stage"),
-            error=data.get("error"),
+            pipeline_id=text_or_none(data.get("pipeline_id")),
+            load_params=dict(params) if isinstance(params, Mapping) else None,
+            loading_stage=text_or_none(data.get("loading_stage")),
+            error=text_or_none(data.get("error")),
         )
+
 
 
 @dataclass(frozen=True)
@@ -119,8 +107,9 @@ class Answer:
 class ScopeClient:
     """Async client for one Scope server.
 
-    ``transport`` lets tests plug in httpx's ``MockTransport``; by default it talks HTTP for real.
-    Use as ``async with ScopeClient(url) as scope:`` or call ``aclose()``.
+    ``timeout`` bounds each wait for the network (connect, each read); ``deadline`` bounds a whole exchange and
+    ``max_body`` the size of an answer. ``transport`` lets tests plug in httpx's ``MockTransport``; by default it
+    talks HTTP for real. Use as ``async with ScopeClient(url) as scope:`` or call ``aclose()``.
     """
 
     def __init__(
@@ -128,12 +117,15 @@ class ScopeClient:
         url: str,
         *,
         timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_body: int = MAX_BODY,
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = normalise_url(url)
+        self.deadline = deadline
+        self.max_body = max_body
         self._http = httpx.AsyncClient(
-            base_url=self.url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             verify=verify,
             transport=transport,
@@ -153,26 +145,42 @@ class ScopeClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            where = f"{method} {redact_url(self.url)}{path}"
-            raise request_failed(where, self.url, exc, self._http.timeout.read) from exc
+    def address(self, path: str) -> str:
+        """The full address of ``path`` on this server, for messages (secrets removed)."""
+        return redact_url(endpoint(self.url, path))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        """One exchange, read whole: within the deadline, up to ``max_body``; any failure is a ScopeError."""
+        url = endpoint(self.url, path, params)
+        return await exchange(
+            self._http, method, url, server=redact_url(self.url), max_body=self.max_body,
+            deadline=self.deadline if deadline is None else deadline, **kwargs,
+        )
 
     async def _json(self, method: str, path: str, *, ok: Sequence[int] = (200,), **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)
-        where = f"{method} {redact_url(self.url)}{path}"
+        where = f"{method} {self.address(path)}"
         if response.status_code == 404:
             raise not_found(where)
         if response.status_code not in ok:
             raise ScopeHTTPError(f"{where}: HTTP {response.status_code}: {detail(response)}", response.status_code)
         if response.status_code == 204 or not response.content:
             return None
+        return self._parse(where, response)
+
+    def _parse(self, where: str, response: Reply) -> Any:
         try:
             return response.json()
-        except ValueError:
-            raise not_json(where, response, redact_url(self.url)) from None
+        except ValueError as exc:  # also a body that is not text, and JSON nested too deeply to read
+            raise not_json(where, response, redact_url(self.url), exc) from None
 
     # ------------------------------------------------------------------ §1 health
 
@@ -180,21 +188,24 @@ class ScopeClient:
         data = await self._json("GET", "/health")
         if not isinstance(data, Mapping) or "server_start_time" not in data or "status" not in data:
             raise ScopeNotScopeError(
-                f"GET {redact_url(self.url)}/health answered {str(data)[:120]!r}, which is not Scope's health "
+                f"GET {self.address('/health')} answered {preview(data)!r}, which is not Scope's health "
                 "report (status, server_start_time, version); is this URL a Scope server?"
             )
         try:
             start = float(data["server_start_time"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            start = math.nan
+        if not math.isfinite(start):  # NaN would look like a restart at every health check
             raise ScopeNotScopeError(
-                f"GET {redact_url(self.url)}/health: server_start_time {data['server_start_time']!r} is not a number"
-            ) from None
+                f"GET {self.address('/health')}: server_start_time {preview(data['server_start_time'])} is not a "
+                "number"
+            )
         return HealthInfo(
-            status=str(data.get("status")),
-            version=str(data.get("version", "unknown")),
+            status=text_of(data.get("status")),
+            version=text_of(data.get("version", "unknown")),
             server_start_time=start,
-            git_commit=str(data.get("git_commit", "unknown")),
-            emulator=bool(data.get("emulator", False)),
+            git_commit=text_of(data.get("git_commit", "unknown")),
+            emulator=data.get("emulator") is True,
         )
 
     # ------------------------------------------------------------------ §2 pipeline
@@ -202,7 +213,9 @@ class ScopeClient:
     async def pipeline_status(self) -> PipelineStatus:
         data = await self._json("GET", "/api/v1/pipeline/status")
         if not isinstance(data, Mapping) or "status" not in data:
-            raise ScopeNotScopeError(f"GET /api/v1/pipeline/status answered {str(data)[:120]!r}, not a pipeline status")
+            raise ScopeNotScopeError(
+                f"GET {self.address('/api/v1/pipeline/status')} answered {preview(data)!r}, not a pipeline status"
+            )
         return PipelineStatus.from_json(data)
 
     async def load_pipeline(self, pipeline_ids: Sequence[str], load_params: Mapping[str, Any] | None = None) -> None:
@@ -229,7 +242,7 @@ class ScopeClient:
             )
         if response.status_code == 404:
             raise ScopeNotFoundError(
-                f"POST {redact_url(self.url)}/api/v1/pipeline/load: 404; this server has no pipeline API. "
+                f"POST {self.address('/api/v1/pipeline/load')}: 404; this server has no pipeline API. "
                 "Is the URL the Scope server's root?"
             )
         if response.status_code != 200:
@@ -275,7 +288,7 @@ class ScopeClient:
                 reason = await self._load_failure_reason(wanted)
                 raise PipelineLoadError(
                     f"Scope could not load pipeline {wanted!r}{reason}. Check Scope's log "
-                    f"({redact_url(self.url)}/api/v1/logs/current), that the model is downloaded, and that the GPU has "
+                    f"({self.address('/api/v1/logs/current')}), that the model is downloaded, and that the GPU has "
                     "enough memory"
                 )
             if time.monotonic() >= deadline:
@@ -342,14 +355,21 @@ class ScopeClient:
         pipelines = data.get("pipelines") if isinstance(data, Mapping) else None
         return dict(pipelines) if isinstance(pipelines, Mapping) else {}
 
+    async def get_json_or_none(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """A GET of one of Scope's read-only endpoints; None when it fails or the server has no such endpoint."""
+        try:
+            return await self._json("GET", path, params=params)
+        except ScopeError:
+            return None
+
     # ------------------------------------------------------------------ §4-5 WebRTC
 
     async def ice_servers(self) -> list[dict[str, Any]]:
         data = await self._json("GET", "/api/v1/webrtc/ice-servers")
         servers = data.get("iceServers") if isinstance(data, Mapping) else None
         if not isinstance(servers, list):
-            raise ScopeNotScopeError(f"GET /api/v1/webrtc/ice-servers answered {str(data)[:120]!r}")
-        return [dict(s) for s in servers if isinstance(s, Mapping) and s.get("urls")]
+            raise ScopeNotScopeError(f"GET {self.address('/api/v1/webrtc/ice-servers')} answered {preview(data)!r}")
+        return ice_entries(servers)
 
     async def offer(self, sdp: str, sdp_type: str, initial_parameters: Mapping[str, Any]) -> Answer:
         body = {"sdp": sdp, "type": sdp_type, "initialParameters": dict(initial_parameters)}
@@ -363,9 +383,10 @@ class ScopeClient:
                 f"Scope refused the WebRTC offer: HTTP {response.status_code}: {detail(response)}",
                 response.status_code,
             )
-        data = safe_json(response)
+        where = f"POST {self.address('/api/v1/webrtc/offer')}"
+        data = self._parse(where, response)
         if not isinstance(data, Mapping) or not all(k in data for k in ("sdp", "type", "sessionId")):
-            raise ScopeNotScopeError(f"the WebRTC offer's answer is not Scope's ({str(data)[:120]!r})")
+            raise ScopeNotScopeError(f"{where}: the WebRTC offer's answer is not Scope's ({preview(data)!r})")
         return Answer(sdp=str(data["sdp"]), type=str(data["type"]), session_id=str(data["sessionId"]))
 
     async def add_ice_candidates(self, session_id: str, candidates: Sequence[Mapping[str, Any]]) -> bool:
@@ -410,10 +431,11 @@ class ScopeClient:
             params={"filename": name},
             content=data,
             headers={"content-type": "application/octet-stream"},
+            deadline=max(self.deadline, UPLOAD_DEADLINE),
         )
         server_path = result.get("path") if isinstance(result, Mapping) else None
         if not isinstance(server_path, str):
-            raise ScopeNotScopeError(f"asset upload answered {str(result)[:120]!r}, without a server path")
+            raise ScopeNotScopeError(f"asset upload answered {preview(result)!r}, without a server path")
         return server_path
 
 

@@ -38,7 +38,8 @@ from metadj_bridge.errors import ConfigError, RateLimitedWarning, ScopeError, Sc
 from metadj_bridge.lifecycle import TaskGroupSet
 from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope import protocol
-from metadj_bridge.scope.api import HealthInfo, ScopeClient, redact_url
+from metadj_bridge.scope.api import DEFAULT_DEADLINE, HealthInfo, ScopeClient, redact_url
+from metadj_bridge.scope.http_errors import exception_reason
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
 
@@ -80,6 +81,8 @@ class SessionConfig:
     connect_timeout: float = 15.0
     load_timeout: float = 300.0
     health_interval: float = 2.0
+    #: The longest one HTTP exchange with Scope may take (a server that trickles its answer is given up on then).
+    http_deadline: float = DEFAULT_DEADLINE
     #: While Scope is unreachable, look at its health this often and reconnect as soon as it answers (0: never).
     reconnect_probe_interval: float = 0.5
     backoff: Backoff = field(default_factory=Backoff)
@@ -221,15 +224,20 @@ class ScopeConnection:
             if channel is self._channel:
                 self._mark_lost("data channel closed")
 
-        offer = await pc.createOffer()
-        await pc.setLocalDescription(offer)
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception as exc:  # an ICE server entry aioice cannot use (it comes from Scope or the profile)
+            raise ScopeSessionError(
+                f"could not make the WebRTC offer ({exception_reason(exc)}); check the ICE servers "
+                f"{[s.get('urls') for s in ice]} that Scope at {self.where} hands out"
+            ) from exc
         snapshot = self.sender.snapshot()
         initial = initial_parameters_for(cfg, snapshot)
         local = pc.localDescription
         answer = await self.client.offer(local.sdp, local.type, initial)
         self.session_id = answer.session_id
         self.sessions_started += 1
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+        await self._take_answer(pc, answer.sdp, answer.type)
         if self._pending_candidates:
             await self._flush_candidates()
 
@@ -239,6 +247,17 @@ class ScopeConnection:
         self.sender.attach(channel, snapshot)
         self._on_state(SessionState.STREAMING, "streaming")
         self.streaming.set()
+
+    async def _take_answer(self, pc: RTCPeerConnection, sdp: str, sdp_type: str) -> None:
+        """Scope's SDP answer into the peer connection; an answer aiortc cannot use (its parser raises ValueError,
+        AssertionError, ...) is a ScopeSessionError that names what was wrong."""
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
+        except Exception as exc:  # the answer is input from outside: any failure to take it means "try again"
+            raise ScopeSessionError(
+                f"Scope at {self.where} answered the WebRTC offer with an SDP answer that cannot be used "
+                f"({exception_reason(exc)}); a new session is tried"
+            ) from exc
 
     async def _wait_connected(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
         deadline = time.monotonic() + self.config.connect_timeout
@@ -274,10 +293,13 @@ class ScopeConnection:
             if now >= next_health:
                 next_health = now + cfg.health_interval
                 asked = time.monotonic()
+                within = max(1.0, cfg.health_interval)
                 try:
-                    health = await asyncio.wait_for(self.client.health(), timeout=max(1.0, cfg.health_interval))
-                except (ScopeError, TimeoutError) as exc:
-                    return f"Scope stopped answering ({exc or 'timeout'})"
+                    health = await asyncio.wait_for(self.client.health(), timeout=within)
+                except TimeoutError:
+                    return f"Scope stopped answering (no health answer within {within:g} s)"
+                except ScopeError as exc:
+                    return f"Scope stopped answering ({exception_reason(exc)})"
                 self.sender.pacer.set_rtt(time.monotonic() - asked)
                 assert self.health is not None
                 if health.server_start_time != self.health.server_start_time:
@@ -330,7 +352,7 @@ class ScopeConnection:
                 await asyncio.wait_for(self.client.delete_session(session_id), timeout=3)
             except (ScopeError, TimeoutError) as exc:
                 # Server gone: it will have dropped the session itself; a restart forgets it anyway.
-                log.debug("could not DELETE session %s: %s", session_id, exc or "timeout")
+                log.debug("could not DELETE session %s: %s", session_id, exception_reason(exc))
                 if not isinstance(exc, ScopeHTTPError):
                     return
             self._stale_session_ids.pop(0)

@@ -10,6 +10,8 @@ named task: open, watch until lost, close, wait, again, forever while the daemon
   (wrong URL, not a Scope server, TLS, a bad setting). Once a session has worked, everything is retried.
 - One WARNING when the session is lost (or unavailable at start-up), DEBUG for each failed attempt after that,
   one INFO when it is back.
+- Nothing unexpected ends it: an exception nobody foresaw (a library's surprise on what a server answered, a
+  bug) is logged with its traceback once, then as rate-limited one-liners, and the next attempt follows.
 - A lock keeps opening and tearing down one at a time, so ``stop()`` never closes a link half-way through an
   attempt's own teardown.
 """
@@ -25,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from metadj_bridge.errors import MetaDJError, ScopeConnectionError, ScopeError
+from metadj_bridge.errors import MetaDJError, RateLimitedWarning, ScopeConnectionError, ScopeError
 from metadj_bridge.lifecycle import cancel_and_wait
+from metadj_bridge.scope.http_errors import exception_reason
 
 __all__ = ["Backoff", "Link", "ReconnectLogic", "ReconnectState"]
 
@@ -119,6 +122,12 @@ class ReconnectLogic:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._tries = 0
+        self._ever_connected = False
+        self._lost_since: float | None = None
+        #: The fatal start-up error the policy ended with (it is raised from the task).
+        self._fatal: MetaDJError | None = None
+        self._traceback_logged = False
+        self._surprises = RateLimitedWarning(log, "Scope session: more unexpected errors (retrying)", interval=60.0)
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -137,74 +146,107 @@ class ReconnectLogic:
         """Stop retrying and tear the link down. Safe to call twice."""
         self.state = ReconnectState.STOPPED
         await cancel_and_wait(self._task)
-        async with self._lock:
-            await self._link.close()
+        await self._close_link()
 
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
-        ever_connected = False
-        lost_since: float | None = None
+        """Rounds until stopped. Only a fatal start-up error ends it early; anything unexpected (a bug, a library's
+        surprise on a server's answer) is logged with its traceback once and the next round follows a backoff."""
         while not self.stopped:
-            unreachable = True  # a lost session: the server may be restarting; look for it while waiting
             try:
-                async with self._lock:
-                    self.state = ReconnectState.CONNECTING
-                    await self._link.open()
-                self.state = ReconnectState.CONNECTED
-                ever_connected = True
-                if lost_since is not None:
-                    log.info(
-                        "Scope session restored after %.1f s (session %s)",
-                        time.monotonic() - lost_since,
-                        self._link.session_id,
-                    )
-                    lost_since = None
-                else:
-                    log.info("Scope session %s streaming from %s", self._link.session_id, self._link.where)
-                self._tries = 0
-                reason = await self._link.watch()
+                await self._round()
             except asyncio.CancelledError:
                 raise
-            except ScopeError as exc:
-                reason = str(exc)
-                unreachable = isinstance(exc, ScopeConnectionError)
-                if not ever_connected and self._fail_fast and not exc.transient:
-                    await self._give_up(reason)
+            except Exception as exc:
+                if exc is self._fatal:
                     raise
-            except MetaDJError as exc:  # a setting Scope refuses, say: waiting does not fix it
-                reason = str(exc)
-                unreachable = False
-                if not ever_connected:
-                    await self._give_up(reason)
-                    raise
-            except Exception as exc:  # an aiortc or network surprise: heal, and keep the traceback
-                log.debug("Scope session error", exc_info=True)
-                reason = f"{type(exc).__name__}: {exc}"
-                unreachable = False
-            self.last_error = reason
+                self.last_error = self._surprise(exc, "keeping the Scope session")
+                self.state = ReconnectState.WAITING
+                self._on_waiting(self.last_error)
+                await asyncio.sleep(self._backoff.delay(self._tries))
+                self._tries += 1
+
+    async def _round(self) -> None:
+        """One attempt: open, watch until lost, close; then wait for the next one."""
+        unreachable = True  # a lost session: the server may be restarting; look for it while waiting
+        try:
+            async with self._lock:
+                self.state = ReconnectState.CONNECTING
+                await self._link.open()
+            self.state = ReconnectState.CONNECTED
+            self._connected()
+            reason = await self._link.watch()
+        except asyncio.CancelledError:
+            raise
+        except ScopeError as exc:
+            reason = exception_reason(exc)
+            unreachable = isinstance(exc, ScopeConnectionError)
+            if not self._ever_connected and self._fail_fast and not exc.transient:
+                await self._give_up(exc)
+        except MetaDJError as exc:  # a setting Scope refuses, say: waiting does not fix it
+            reason = exception_reason(exc)
+            unreachable = False
+            if not self._ever_connected:
+                await self._give_up(exc)
+        except Exception as exc:  # an aiortc or network surprise: heal, and keep the traceback (once)
+            reason = self._surprise(exc, "connecting to Scope")
+            unreachable = False
+        self.last_error = reason
+        await self._close_link()
+        if self.stopped:
+            return
+        delay = self._backoff.delay(self._tries)
+        self._tries += 1
+        if self._lost_since is None:
+            self._lost_since = time.monotonic()
+            verb = "lost" if self._ever_connected else "unavailable"
+            log.warning("Scope session %s: %s; retrying in %.1f s, and for as long as it takes", verb, reason, delay)
+        else:
+            log.debug("Scope session attempt %d failed: %s; next in %.1f s", self._tries, reason, delay)
+        self.state = ReconnectState.WAITING
+        self._on_waiting(reason)
+        await self._wait_to_retry(delay, probe=unreachable)
+
+    def _connected(self) -> None:
+        self._ever_connected = True
+        if self._lost_since is not None:
+            log.info("Scope session restored after %.1f s (session %s)", time.monotonic() - self._lost_since,
+                     self._link.session_id)
+            self._lost_since = None
+        else:
+            log.info("Scope session %s streaming from %s", self._link.session_id, self._link.where)
+        self._tries = 0
+
+    async def _give_up(self, exc: MetaDJError) -> None:
+        """A fatal start-up error: tear down and end the policy with it."""
+        self.last_error = exception_reason(exc)
+        self._fatal = exc
+        await self._close_link()
+        raise exc
+
+    async def _close_link(self) -> None:
+        """Tear the link down; a link that fails at that is logged, never the end of the policy."""
+        try:
             async with self._lock:
                 await self._link.close()
-            if self.stopped:
-                return
-            delay = self._backoff.delay(self._tries)
-            self._tries += 1
-            if lost_since is None:
-                lost_since = time.monotonic()
-                verb = "lost" if ever_connected else "unavailable"
-                log.warning(
-                    "Scope session %s: %s; retrying in %.1f s, and for as long as it takes", verb, reason, delay
-                )
-            else:
-                log.debug("Scope session attempt %d failed: %s; next in %.1f s", self._tries, reason, delay)
-            self.state = ReconnectState.WAITING
-            self._on_waiting(reason)
-            await self._wait_to_retry(delay, probe=unreachable)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._surprise(exc, "closing the Scope session")
 
-    async def _give_up(self, reason: str) -> None:
-        self.last_error = reason
-        async with self._lock:
-            await self._link.close()
+    def _surprise(self, exc: BaseException, doing: str) -> str:
+        """An exception nobody expected: its traceback the first time, then rate-limited one-liners. Returns it as
+        a reason (never empty)."""
+        reason = exception_reason(exc)
+        if not self._traceback_logged:
+            self._traceback_logged = True
+            log.error("Scope session: unexpected %s while %s; retrying (the traceback is logged once)", reason, doing,
+                      exc_info=exc)
+            self._surprises.mark()
+        else:
+            self._surprises.note(f"{reason} while {doing}")
+        return reason
 
     async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
         """Wait out the backoff, looking at Scope's health meanwhile: retry at once when a Scope that was
@@ -228,6 +270,12 @@ class ReconnectLogic:
                 start = await self._link.probe(max(0.5, interval))
             except (ScopeError, TimeoutError):
                 probe = True  # unreachable now: retry as soon as it answers
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a surprise from the health check: as good as no answer
+                self._surprise(exc, "looking at Scope's health")
+                probe = True
                 continue
             if probe or start != known_start:
                 log.debug("Scope answers again (or restarted); reconnecting now")

@@ -54,7 +54,7 @@ class ScopeSession:
     ) -> None:
         self.config = config
         self.sender = sender
-        self.client = client or ScopeClient(config.url)
+        self.client = client or ScopeClient(config.url, deadline=config.http_deadline)
         self._owns_client = client is None
         self.state = SessionState.IDLE
         self._on_state = on_state
