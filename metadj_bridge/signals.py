@@ -6,15 +6,21 @@ small interface (:class:`InputSink`) into one store (:class:`SignalBoard`). The 
 readings into one :class:`TempoState`. The mapping engine knows nothing about devices; the inputs know nothing
 about Scope.
 
-Ground floor: pure, imports nothing of the project.
+Ground floor: pure; of the project it imports only the rate-limited warning (``errors``), for the one line a
+flood of new names can cause.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from metadj_bridge.errors import RateLimitedWarning
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,8 @@ class InputSink(Protocol):
 
 #: Signals and triggers under these prefixes come from the music, not from a performer's hands.
 _NOT_CONTROLS = ("audio.", "tempo.")
+#: How many signal values the board keeps by default; beyond that the oldest one nobody reads goes.
+MAX_VALUES = 4096
 
 
 class SignalBoard:
@@ -76,17 +84,33 @@ class SignalBoard:
     - tempo readings are passed to the ``on_tempo`` listeners (the tempo hub and its arbiter), and triggers to the
       ``on_trigger`` listeners as they arrive;
     - ``last_control``: the control a performer touched last, for the status view.
+
+    ``values`` holds at most ``max_values`` names, so a sender inventing OSC addresses (20,000 of them) cannot grow
+    memory: a new name then pushes out the oldest one that is neither read by the running profile (:meth:`keep`)
+    nor the bridge's own (``audio.``, ``tempo.``). ``dropped`` counts them, and a rate-limited line says so.
     """
 
-    def __init__(self, max_pending: int = 4096) -> None:
+    def __init__(self, max_pending: int = 4096, max_values: int = MAX_VALUES) -> None:
         self.values: dict[str, float] = {}
         self._pending: deque[Trigger] = deque(maxlen=max_pending)
         self._trigger_listeners: list[Callable[[Trigger], None]] = []
         self._tempo_listeners: list[Callable[[TempoReading], None]] = []
         self.last_control = ""
+        self.max_values = max_values
+        #: Values pushed out to make room for new names.
+        self.dropped = 0
+        self._kept: frozenset[str] = frozenset()
+        self._drop_warning = RateLimitedWarning(log, "signal values dropped (too many distinct names)")
+
+    def keep(self, names: Iterable[str]) -> None:
+        """The names the running profile reads: these are never pushed out (a new profile calls this again)."""
+        self._kept = frozenset(names)
 
     def set(self, signal: Signal) -> None:
-        self.values[signal.name] = signal.value
+        values = self.values
+        if signal.name not in values and len(values) >= self.max_values:
+            self._make_room(signal.name)
+        values[signal.name] = signal.value
         if not signal.name.startswith(_NOT_CONTROLS):
             self.last_control = f"{signal.name} {signal.value:.2f}"
 
@@ -103,6 +127,18 @@ class SignalBoard:
 
     def get(self, name: str, default: float = 0.0) -> float:
         return self.values.get(name, default)
+
+    def _make_room(self, incoming: str) -> None:
+        """Forget the oldest value that is neither kept nor the bridge's own (none such: the board grows)."""
+        kept = self._kept
+        victim = next((name for name in self.values if name not in kept and not name.startswith(_NOT_CONTROLS)),
+                      None)
+        if victim is None:
+            return
+        del self.values[victim]
+        self.dropped += 1
+        self._drop_warning.note(f"{self.dropped} so far, kept at most {self.max_values}; "
+                                f"{incoming[:80]!r} pushed out {victim[:80]!r}")
 
     def take_triggers(self) -> list[Trigger]:
         """The triggers that arrived since the last call, oldest first."""
@@ -124,6 +160,19 @@ class SignalBoard:
 
 #: Highest priority first.
 SOURCE_PRIORITY = ("link", "midi_clock", "osc", "audio")
+#: The tempos any source may report (Ableton Live's and Link's own range); others are refused where they are read.
+MIN_BPM, MAX_BPM = 20.0, 999.0
+#: Largest beat position a source may report: far beyond any set, small enough to keep the grid's precision.
+MAX_BEAT = 1e9
+
+
+def tempo_problem(bpm: float, beat: float | None = None) -> str | None:
+    """Why a reported tempo (and beat position) cannot be used, or None when it can."""
+    if not MIN_BPM <= bpm <= MAX_BPM:  # NaN fails this too
+        return f"{bpm:g} BPM is outside {MIN_BPM:g}-{MAX_BPM:g}"
+    if beat is not None and not abs(beat) <= MAX_BEAT:
+        return f"beat {beat:g} is not a beat position (at most {MAX_BEAT:g})"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -657,8 +658,122 @@ async def bench_midi_control(messages: int) -> None:
                 os.environ["JACK_DEFAULT_SERVER"] = old
 
 
+def _worst_packets() -> dict[str, Callable[[int], bytes]]:
+    """Hostile OSC packets (issue 12) and a normal one; each kind makes its ``i``-th packet."""
+    import struct
+
+    def pad(raw: bytes) -> bytes:
+        return raw + b"\x00" * (4 - len(raw) % 4)
+
+    def msg(address: str, tags: str, payload: bytes = b"") -> bytes:
+        return pad(address.encode()) + pad(b"," + tags.encode()) + payload
+
+    def bundle(*elements: bytes) -> bytes:
+        return b"#bundle\x00" + struct.pack(">Q", 1) + b"".join(struct.pack(">i", len(e)) + e for e in elements)
+
+    opacity = "/composition/layers/1/video/opacity"
+    normal = msg(opacity, "f", struct.pack(">f", 0.5))
+    deep = normal
+    for _ in range(3000):
+        deep = bundle(deep)
+    kinds: dict[str, Callable[[int], bytes]] = {
+        "normal: one float": lambda i: normal,
+        "60,000 unknown type tags": lambda i: msg("/x", "x" * 60_000),
+        "60,000 float tags, no data": lambda i: msg("/x", "f" * 60_000),
+        "30,000-deep arrays": lambda i: msg("/x", "[" * 30_000 + "]" * 30_000),
+        "bundles 3,000 deep": lambda i: deep,
+        "bundle of 1,000 messages": lambda i: bundle(*[normal] * 1000),
+        "bundle of 63 new addresses": lambda i: bundle(
+            *[msg(f"/composition/layers/{i}/clips/{j}/transport/position", "f", struct.pack(">f", 0.5))
+              for j in range(63)]),
+        "64 KB blob": lambda i: msg("/x", "b", struct.pack(">i", 65_000) + b"\x00" * 65_000),
+        "1,024 float args": lambda i: msg("/x", "f" * 1024, b"\x00" * 4096),
+        "2,048 args in a bundle": lambda i: bundle(msg("/a", "T" * 1024), msg("/b", "T" * 1024)),
+    }
+    return kinds
+
+
+def _python_osc_cost(packet: bytes, rounds: int = 3) -> float:
+    """Seconds python-osc's parser (what the bridge used before) takes for ``packet``, its log lines switched off."""
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.osc_message import OscMessage
+
+    best = float("inf")
+    logging.disable(logging.CRITICAL)  # it logs a WARNING per unknown type tag; writing them is not counted here
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            with contextlib.suppress(Exception):
+                OscBundle(packet) if OscBundle.dgram_is_bundle(packet) else OscMessage(packet)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        logging.disable(logging.NOTSET)
+    return best
+
+
+async def bench_osc_worst_packet(per_kind: int = 200) -> None:
+    """Event-loop cost of one OSC packet, hostile or normal, sent over real UDP into the bridge's OSC input."""
+    import socket as socket_mod
+
+    import numpy as np
+
+    from metadj_bridge.inputs.osc import OscInput
+    from metadj_bridge.run.tempo_hub import TempoHub
+    from metadj_bridge.signals import SignalBoard
+
+    costs: list[float] = []
+
+    class Timed(OscInput):
+        """The bridge's OSC input, timing the synchronous work of each datagram on the event loop."""
+
+        def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+            t0 = time.perf_counter()
+            super().datagram_received(data, addr)  # type: ignore[arg-type]
+            costs.append(time.perf_counter() - t0)
+
+    kinds = _worst_packets()
+    before = {name: _python_osc_cost(make(0)) for name, make in kinds.items()}  # while nothing else runs
+    board = SignalBoard()
+    TempoHub(board)
+    osc = Timed("127.0.0.1", 0, sink=board)
+    await osc.start()
+    lag = 0.0
+
+    async def heartbeat() -> None:
+        nonlocal lag
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.005)
+            lag = max(lag, time.monotonic() - t0 - 0.005)
+
+    beat = asyncio.get_running_loop().create_task(heartbeat(), name="bench-heartbeat")
+    print("\nOSC worst packet: event-loop cost of one packet over real UDP (parse, decode, dispatch into the board;")
+    print(f"  {per_kind} packets of each kind, 2 ms apart; python-osc = its parser alone on the same packet, before):")
+    print(f"  {'packet':30s} {'bytes':>6s} {'median ms':>10s} {'max ms':>8s} {'python-osc ms':>14s}  outcome")
+    with socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_DGRAM) as sock:
+        for name, make in kinds.items():
+            packets = [make(i) for i in range(per_kind)]
+            await asyncio.sleep(0.02)
+            costs.clear()
+            counted = (osc.counters.malformed, osc.counters.dispatched)
+            lag = 0.0
+            for packet in packets:
+                sock.sendto(packet, ("127.0.0.1", osc.port))
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.05)
+            malformed = osc.counters.malformed - counted[0]
+            outcome = f"refused {malformed}" if malformed else f"{osc.counters.dispatched - counted[1]} messages in"
+            arr = np.array(costs) * 1000
+            print(f"  {name:30s} {len(packets[0]):6d} {np.median(arr):10.3f} {arr.max():8.3f} "
+                  f"{before[name] * 1000:14.1f}  {outcome} (n={len(arr)}, loop lag max {lag * 1000:.1f} ms)")
+    beat.cancel()
+    await osc.aclose()
+    print(f"  board after the run: {len(board.values)} values kept, {board.dropped} dropped (cap {board.max_values})")
+
+
 async def bench_control(args: argparse.Namespace) -> None:
     bench_midi_clock()
+    await bench_osc_worst_packet()
     await bench_osc_control(args.messages)
     await bench_midi_control(args.messages)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import re
 import socket
 from typing import Any
@@ -161,3 +163,44 @@ async def test_a_failing_snapshot_answers_500_and_the_server_stays_up(caplog: py
         failing = False
         assert (await client.get("/status")).json()["scope"]["state"] == "streaming"
     assert any("engine gone" in r.getMessage() for r in caplog.records)
+
+
+#: What a port scanner, a confused client or an attacker sends to the status port.
+GARBAGE = [
+    b"GARBAGE\r\n\r\n",  # not a request line
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",  # a TLS hello to an http port
+    b"GET /status HTTP/1.1\r\nX-Huge: " + b"a" * 100_000 + b"\r\n\r\n",  # a header far beyond the limit
+    b"FOO BAR BAZ QUX\r\n\r\n",  # an invalid method and version
+    b"GET /status HTTP/9.9\r\n\r\n",
+    b"GE\x00T /status HTTP/1.1\r\n\r\n",
+    b"GET /status HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"GET /" + b"x" * 20_000 + b" HTTP/1.1\r\n\r\n",  # a request line far beyond the limit
+    b"GET /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET\r\n\r\n",  # no target, no version
+]
+
+
+async def _send_raw(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5.0)
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_give_one_line_naming_the_peer(caplog: pytest.LogCaptureFixture) -> None:
+    async with StatusServer(lambda: SNAPSHOT) as server:
+        with caplog.at_level(logging.DEBUG):
+            answers = [await _send_raw(server.port, payload) for payload in GARBAGE]
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/status")).status_code == 200  # the server is still up
+    assert all(answer.startswith(b"HTTP/1.0 400 Bad Request") for answer in answers), answers
+    assert all(r.exc_info is None for r in caplog.records), "a traceback for a request from outside"
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(problems) <= 2, [r.getMessage() for r in problems]
+    text = problems[0].getMessage()
+    assert "malformed HTTP requests" in text and "request from 127.0.0.1" in text and "\n" not in text

@@ -9,7 +9,8 @@ hand over a ``tempo`` reading), into one store: a running bridge's ``SignalBoard
   (``analyzer.py``); ``synth.py`` makes the demo track and test music, ``evaluation.py`` scores beat tracking.
 - MIDI: ports and patterns (``midi_ports.py``), decoding (``midi_decode.py``), MIDI clock (``midi_clock.py``),
   and the input with hot-plug (``midi.py``).
-- OSC: decoding (``osc_decode.py``, with the Resolume and Ableton tables in ``osc_presets.py``), the UDP input
+- OSC: the bounded wire-format reader (``osc_wire.py``), decoding (``osc_decode.py``, with the Resolume and
+  Ableton tables in ``osc_presets.py``), the UDP input
   (``osc.py``), and AbletonOSC's listen requests (``ableton_osc.py``).
 - Tempo: Ableton Link (``tempo_link.py``) and the arbiter that makes one beat grid of every source
   (``tempo_sources.py``).

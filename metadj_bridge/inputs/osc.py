@@ -3,7 +3,9 @@
 The pure half is :mod:`.osc_decode` (datagram bytes into timed messages, messages into signals, triggers and
 tempo readings). This thin edge, :class:`OscInput`, is an ``asyncio.DatagramProtocol``: every malformed packet is
 caught and counted, bundles timed in the future are scheduled with ``loop.call_at`` (python-osc's own async server
-sleeps on them), and problems are logged at most once per ``warn_interval`` so a bad sender cannot fill the disk.
+sleeps on them), and problems are logged at most once per ``warn_interval``, naming the sender (``ip:port``), so a
+bad sender cannot fill the disk. python-osc's parser is not used on input: :mod:`.osc_wire` reads the packets with
+limits on what one packet may cost, and logs nothing of its own.
 
 Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
 """
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7001
+#: Addresses that steer the bridge itself (``/metadj/profile``): their triggers carry ``sender`` (ip:port).
+CONTROL_PREFIX = "/metadj/"
 
 
 # --------------------------------------------------------------------------------------------- transport
@@ -149,23 +153,24 @@ class OscInput(asyncio.DatagramProtocol):
 
     # protocol ---------------------------------------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
         if not self._life.running:
             return
         t = self._clock()
         self.counters.received += 1
         try:
             messages = parse_datagram(data, self._wall_clock())
-        except OscPacketError as exc:
+        except Exception as exc:  # noqa: BLE001 - OscPacketError, or a bug in the reader: one line, never a traceback
             self.counters.malformed += 1
-            self._input_warning.note(f"malformed packet from {addr[0]}:{addr[1]}: {exc}")
+            reason = str(exc) if isinstance(exc, OscPacketError) else f"{type(exc).__name__}: {exc}"
+            self._input_warning.note(f"malformed packet from {_sender(addr)} ({len(data)} bytes): {_cut(reason)}")
             return
         for msg in messages:
             self.counters.messages += 1
             if msg.delay > 0.0:
-                self._schedule(msg)
+                self._schedule(msg, addr)
             else:
-                self._apply(msg.address, msg.args, t)
+                self._apply(msg.address, msg.args, t, addr)
 
     def error_received(self, exc: Exception) -> None:
         self._input_warning.note(f"socket error: {exc}")
@@ -178,36 +183,48 @@ class OscInput(asyncio.DatagramProtocol):
 
     # dispatch ---------------------------------------------------------------------------------------
 
-    def _schedule(self, msg: TimedOscMessage) -> None:
+    def _schedule(self, msg: TimedOscMessage, addr: tuple[Any, ...]) -> None:
         assert self._loop is not None
         if msg.delay > self.max_delay:
             self.counters.dropped += 1
-            self._input_warning.note(
-                f"{msg.address} timed {msg.delay:.0f} s ahead (limit {self.max_delay:g} s); dropped"
-            )
+            self._input_warning.note(f"{_cut(msg.address)} from {_sender(addr)} timed {msg.delay:.0f} s ahead "
+                                     f"(limit {self.max_delay:g} s); dropped")
             return
         if len(self._pending) >= self.max_pending:
             self.counters.dropped += 1
-            self._input_warning.note(f"more than {self.max_pending} timed messages waiting; dropped {msg.address}")
+            self._input_warning.note(
+                f"more than {self.max_pending} timed messages waiting; dropped {_cut(msg.address)} from {_sender(addr)}"
+            )
             return
         key = self._next_pending
         self._next_pending += 1
         self.counters.scheduled += 1
-        self._pending[key] = self._loop.call_at(self._loop.time() + msg.delay, self._apply_scheduled, key, msg)
+        self._pending[key] = self._loop.call_at(self._loop.time() + msg.delay, self._apply_scheduled, key, msg,
+                                                addr)
 
-    def _apply_scheduled(self, key: int, msg: TimedOscMessage) -> None:
+    def _apply_scheduled(self, key: int, msg: TimedOscMessage, addr: tuple[Any, ...]) -> None:
         self._pending.pop(key, None)
         if self._life.running:
-            self._apply(msg.address, msg.args, self._clock())
+            self._apply(msg.address, msg.args, self._clock(), addr)
 
-    def _apply(self, address: str, args: tuple[Any, ...], t: float) -> None:
-        event = self.decoder.decode(address, args, t)
+    def _apply(self, address: str, args: tuple[Any, ...], t: float, addr: tuple[Any, ...]) -> None:
+        """Decode one message and deliver it; ``addr`` is its sender, named (only) in the lines about it."""
+        try:
+            event = self.decoder.decode(address, args, t)
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on odd input: one line naming the sender
+            self.counters.bad_args += 1
+            reason = f"{type(exc).__name__}: {exc}"
+            self._input_warning.note(f"{_cut(address)} from {_sender(addr)} could not be read: {_cut(reason)}")
+            return
         if event.entry is None:
             self.counters.unknown += 1
         if event.error is not None:
             self.counters.bad_args += 1
-            self._input_warning.note(event.error)
+            self._input_warning.note(f"from {_sender(addr)}: {_cut(event.error)}")
             return
+        if address.startswith(CONTROL_PREFIX):
+            for trigger in event.triggers:  # a control request names its sender in the line that may refuse it
+                trigger.data["sender"] = _sender(addr)
         self._deliver(event)
         self.counters.dispatched += 1
 
@@ -228,3 +245,17 @@ class OscInput(asyncio.DatagramProtocol):
         except Exception as exc:  # one listener's bug must not starve the others or take the socket down
             self.counters.handler_errors += 1
             self._listener_warning.listener_failed(listener, exc)
+
+
+def _sender(addr: tuple[str | Any, ...]) -> str:
+    """``ip:port`` of a datagram's sender (``[ip]:port`` for IPv6), for the lines that name it."""
+    try:
+        host, port = str(addr[0]), addr[1]
+    except (IndexError, TypeError):
+        return str(addr)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A reason from outside cut to a length that fits one log line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

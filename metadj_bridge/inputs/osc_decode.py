@@ -1,8 +1,9 @@
 """OSC decoding, pure: datagram bytes into timed messages, messages into signals, triggers and tempo readings.
 
-:func:`parse_datagram` uses python-osc's parsers with our own error handling (depth and size limits, every
-malformed packet one :class:`OscPacketError`); :class:`OscDecoder` turns a message into what it means for the
-show, driven by the preset tables in ``osc_presets.py``. No sockets, clocks or threads: times come in.
+:func:`parse_datagram` (from :mod:`.osc_wire`, our own bounded reader of the wire format) turns bytes into
+messages, every malformed packet one :class:`OscPacketError`; :class:`OscDecoder` turns a message into what it
+means for the show, driven by the preset tables in ``osc_presets.py``. Numbers that are not finite, and tempos
+outside 20-999 BPM, are refused with a reason. No sockets, clocks or threads: times come in.
 
 Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
 """
@@ -10,17 +11,20 @@ Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
 from __future__ import annotations
 
 import functools
+import math
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
-from pythonosc.parsing import osc_types
-
 from metadj_bridge.inputs.osc_presets import OscAddress, OscPreset, get_preset
-from metadj_bridge.signals import Signal, TempoReading, Trigger
+from metadj_bridge.inputs.osc_wire import OscPacketError, TimedOscMessage, parse_datagram
+from metadj_bridge.signals import MIN_BPM, Signal, TempoReading, Trigger, tempo_problem
+
+__all__ = [
+    "OscDecoder", "OscEvent", "OscPacketError", "TimedOscMessage", "osc_pattern_matches", "parse_datagram",
+]
 
 # --------------------------------------------------------------------------------------------- patterns
 
@@ -73,56 +77,6 @@ def osc_pattern_matches(pattern: str, address: str) -> bool:
     return regex is not None and regex.match(address) is not None
 
 
-# --------------------------------------------------------------------------------------------- packets
-
-
-class OscPacketError(ValueError):
-    """A datagram that is not valid OSC."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOscMessage:
-    #: Seconds from now until the message applies (0.0: at once).
-    delay: float
-    address: str
-    args: tuple[Any, ...]
-
-
-def parse_datagram(data: bytes, wall_now: float, max_depth: int = 8) -> list[TimedOscMessage]:
-    """Every message in a datagram, with how long to wait before applying it.
-
-    ``wall_now`` is ``time.time()`` at arrival (OSC timetags are wall-clock times). Raises
-    :class:`OscPacketError` for anything python-osc cannot parse, whatever it raised inside.
-    """
-    try:
-        if OscBundle.dgram_is_bundle(data):
-            out: list[TimedOscMessage] = []
-            _walk_bundle(OscBundle(data), wall_now, out, max_depth)
-            out.sort(key=lambda m: m.delay)
-            return out
-        if OscMessage.dgram_is_message(data):
-            msg = OscMessage(data)
-            return [TimedOscMessage(0.0, msg.address, tuple(msg.params))]
-    except OscPacketError:
-        raise
-    # python-osc raises ParseError, but also struct, index and Unicode errors on junk
-    except Exception as exc:  # noqa: BLE001
-        raise OscPacketError(f"{type(exc).__name__}: {exc}") from None
-    raise OscPacketError(f"neither an OSC message nor a bundle ({len(data)} bytes)")
-
-
-def _walk_bundle(bundle: OscBundle, wall_now: float, out: list[TimedOscMessage], depth: int) -> None:
-    if depth <= 0:
-        raise OscPacketError("bundles nested too deeply")
-    ts = bundle.timestamp
-    delay = 0.0 if ts == osc_types.IMMEDIATELY else max(0.0, ts - wall_now)
-    for content in bundle:
-        if isinstance(content, OscBundle):
-            _walk_bundle(content, wall_now, out, depth - 1)
-        else:
-            out.append(TimedOscMessage(delay, content.address, tuple(content.params)))
-
-
 # --------------------------------------------------------------------------------------------- decoding
 
 
@@ -146,10 +100,32 @@ class OscEvent:
 
 
 def _number(value: Any) -> float | None:
-    # OSC True/False count as 1/0; strings, blobs, None, MIDI tuples do not count as numbers.
+    # OSC True/False count as 1/0; strings, blobs, None, MIDI tuples do not count as numbers, nor do NaN and inf.
     if isinstance(value, (int, float)):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else None
     return None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 40, 40
+
+
+def _short(value: Any) -> str:
+    """A short ``repr`` of arguments from outside (bounded in length and depth), for reasons in a log line."""
+    return _REPR.repr(value)
+
+
+def _not_finite(args: tuple[Any, ...]) -> Any:
+    """The first float argument that is NaN or infinite, or None."""
+    return next((v for v in args if isinstance(v, float) and not math.isfinite(v)), None)
+
+
+def _one_regex(entries: Sequence[OscAddress]) -> re.Pattern[str] | None:
+    """All the entries' patterns as one regex (group ``e<i>`` for entry ``i``): one match call finds the first
+    entry that matches, as trying them in order would, at a tenth of the cost for an address never seen."""
+    parts = [f"(?P<e{i}>{regex.pattern})" for i, e in enumerate(entries) if (regex := _pattern_regex(e.pattern))]
+    return re.compile("|".join(parts)) if parts else None
 
 
 class OscDecoder:
@@ -160,6 +136,7 @@ class OscDecoder:
         self.entries: tuple[OscAddress, ...] = tuple(e for p in self.presets for e in p.addresses)
         self._cache: dict[str, OscAddress | None] = {}
         self._cache_size = cache_size
+        self._any_entry = _one_regex(self.entries)
         #: Last BPM heard from a tempo address, so beat messages can carry a full TempoReading.
         self.last_bpm: float | None = None
         #: Last transport state heard (AbletonOSC ``is_playing``); carried on every tempo reading.
@@ -170,7 +147,8 @@ class OscDecoder:
             return self._cache[address]
         except KeyError:
             pass
-        found = next((e for e in self.entries if osc_pattern_matches(e.pattern, address)), None)
+        match = self._any_entry.match(address) if self._any_entry is not None else None
+        found = self.entries[int(match.lastgroup[1:])] if match is not None and match.lastgroup else None
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # a sender inventing addresses must not grow memory without bound
         self._cache[address] = found
@@ -184,11 +162,12 @@ class OscDecoder:
         name = "osc." + address
         if entry.index_args:
             if len(args) <= entry.index_args:
-                reason = f"{address}: expected {entry.index_args} indices and a value, got {args!r}"
+                reason = f"{address}: expected {entry.index_args} indices and a value, got {_short(args)}"
                 return OscEvent(address, args, t, entry, error=reason)
             indices = args[: entry.index_args]
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
-                return OscEvent(address, args, t, entry, error=f"{address}: indices must be ints, got {indices!r}")
+                reason = f"{address}: indices must be ints, got {_short(indices)}"
+                return OscEvent(address, args, t, entry, error=reason)
             name += "".join(f"/{i}" for i in indices)
         value_args = args[entry.index_args :]
 
@@ -197,14 +176,15 @@ class OscDecoder:
                 return OscEvent(address, args, t, entry, triggers=(Trigger(name, t),))
             value = _number(value_args[0])
             if value is None:
-                return OscEvent(address, args, t, entry, error=f"{address}: expected a number, got {value_args[0]!r}")
+                return OscEvent(address, args, t, entry,
+                                error=f"{address}: expected a finite number, got {_short(value_args[0])}")
             triggers = (Trigger(name, t, {"value": value}),) if value else ()  # 0 is the button's release
             return OscEvent(address, args, t, entry, triggers=triggers, raw=value)
 
         value = _number(value_args[0]) if value_args else None
         if value is None:
-            got = repr(value_args[0]) if value_args else "no argument"
-            return OscEvent(address, args, t, entry, error=f"{address}: expected a number, got {got}")
+            got = _short(value_args[0]) if value_args else "no argument"
+            return OscEvent(address, args, t, entry, error=f"{address}: expected a finite number, got {got}")
         normalised = None
         if entry.range is not None:
             lo, hi = entry.range
@@ -217,13 +197,17 @@ class OscDecoder:
                 bpm = lo + min(1.0, max(0.0, value)) * (hi - lo)
             else:
                 bpm = value
-            if not bpm > 0.0:
-                return OscEvent(address, args, t, entry, error=f"{address}: {value!r} is not a tempo")
+            problem = tempo_problem(bpm)
+            if problem is not None:
+                return OscEvent(address, args, t, entry, error=f"{address}: {problem}; tempo ignored")
             self.last_bpm = bpm
             reading = TempoReading(source="osc", bpm=bpm, t=t, playing=self.playing)
             return OscEvent(address, args, t, entry, signals=(signal,), tempo=reading, raw=value, normalised=normalised)
 
         if entry.kind == "beat":
+            problem = tempo_problem(self.last_bpm or MIN_BPM, value)
+            if problem is not None:
+                return OscEvent(address, args, t, entry, error=f"{address}: {problem}; ignored")
             trigger = Trigger(name, t, {"beat": value})
             beat_reading = (
                 TempoReading(source="osc", bpm=self.last_bpm, t=t, beat=value, playing=self.playing)
@@ -246,6 +230,9 @@ class OscDecoder:
     @staticmethod
     def _generic(address: str, args: tuple[Any, ...], t: float) -> OscEvent:
         name = "osc." + address
+        bad = _not_finite(args)
+        if bad is not None:
+            return OscEvent(address, args, t, error=f"{address}: {bad} is not a finite number; ignored")
         if not args:
             return OscEvent(address, args, t, triggers=(Trigger(name, t),))
         value = next((v for v in map(_number, args) if v is not None), None)

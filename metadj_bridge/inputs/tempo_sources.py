@@ -9,9 +9,11 @@ re-timing its beats) the output blends from where it is, beat position and tempo
 cubic Hermite curve: position and tempo are continuous at both ends. The new grid is aligned to the nearest
 whole beat of the output (at most half a beat to make up), and the blend lasts at least
 ``phase_slew_beats`` beats, longer when the tempo moves by more than ``max_bpm_step_per_beat`` per beat.
-A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own phase.
+A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own phase. A reading outside
+20-999 BPM, or with a beat position beyond ``MAX_BEAT``, is refused (one rate-limited line): it would otherwise
+stretch the grid beyond float precision and freeze it.
 
-Pure: readings and times in, state out. No clocks, threads or I/O; the caller passes ``now``.
+Pure: readings and times in, state out. No threads or I/O besides log lines; the caller passes ``now``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.signals import SOURCE_PRIORITY, TempoReading, TempoState
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.signals import SOURCE_PRIORITY, TempoReading, TempoState, tempo_problem
 
 __all__ = ["ArbiterConfig", "TempoArbiter"]
 
@@ -133,6 +135,7 @@ class TempoArbiter:
         self._bar_origin = 0.0
         self._beats_per_bar = self.config.beats_per_bar
         self._t = -math.inf
+        self._refused = RateLimitedWarning(log, "tempo readings refused")
 
     # ------------------------------------------------------------------ input
 
@@ -140,7 +143,9 @@ class TempoArbiter:
         """Take one reading; its ``t`` is the time it was true (and, for the arbiter, when it arrived)."""
         if reading.source not in SOURCE_PRIORITY:
             raise ValueError(f"tempo reading from unknown source {reading.source!r}")
-        if not (math.isfinite(reading.bpm) and reading.bpm > 0):
+        problem = tempo_problem(reading.bpm, reading.beat)
+        if problem is not None:  # one absurd reading (1e30 BPM) would otherwise freeze the grid until restart
+            self._refused.note(f"{reading.source}: {problem}; the beat grid keeps its tempo")
             return
         reading = self._unwrap(reading)
         self._latest[reading.source] = reading

@@ -100,7 +100,8 @@ class BridgeStatus:
             snap["show"] = {"theme": engine.theme, "focus": engine.focus, "prompts": prompts,
                             "transition": self.show.transition_progress(time.monotonic()),
                             "paused": engine.paused, "calm": engine.calm, "last_event": self.show.last_event or None,
-                            "last_control": self.show.last_control or None}
+                            "last_control": self.show.last_control or None,
+                            "signals_dropped": self.show.board.dropped}
         if self.video is not None:
             v = self.video.stats()
             snap["video"] = {"outputs": list(v.sinks), "frames_shown": v.frames_shown, "repeats": v.repeats,

@@ -14,10 +14,12 @@ import json
 import logging
 import math
 import socket
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from metadj_bridge.errors import ConfigError, RateLimitedWarning
 from metadj_bridge.lifecycle import Lifecycle
@@ -140,6 +142,8 @@ def prometheus_text(snapshot: Snapshot) -> str:
         out.gauge("metadj_show_paused", "1 when the show is paused.", bool(show.get("paused")))
         out.gauge("metadj_show_calm", "1 when the panic (calm) state is on.", bool(show.get("calm")))
         out.gauge("metadj_show_prompts", "Prompts in the current blend.", len(show.get("prompts") or []))
+        out.counter("metadj_signals_dropped_total", "Signal values forgotten to make room (too many distinct names).",
+                    show.get("signals_dropped"))
 
     video = _part(snapshot, "video")
     if video:
@@ -179,6 +183,7 @@ class StatusServer:
         self._runner: web.AppRunner | None = None
         self._life = Lifecycle("StatusServer")
         self._failures = RateLimitedWarning(log, "status server: the status snapshot failed")
+        self._requests = RequestProblems()
 
     @property
     def url(self) -> str:
@@ -209,7 +214,7 @@ class StatusServer:
         app = web.Application()
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=self._requests)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()
@@ -251,6 +256,52 @@ class StatusServer:
         if snap is None:
             return web.Response(status=500, text="# the status snapshot failed; see the bridge's log\n")
         return web.Response(body=prometheus_text(snap).encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+class RequestProblems(logging.Logger):
+    """aiohttp's per-connection logger for the status port: what a client can cause is one rate-limited line.
+
+    aiohttp logs a traceback for every malformed request (a garbage request line, headers too large, an invalid
+    method). Here each becomes a count in one rate-limited WARNING naming the peer and what was wrong. An error
+    in our own handlers keeps its traceback the first time, then is counted the same way; aiohttp's debug lines
+    (a client that went away) stay debug lines, without tracebacks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(f"{__name__}.requests")
+        self.parent = log  # anything else aiohttp says goes through the module's logger as usual
+        self.malformed = RateLimitedWarning(log, "status server: malformed HTTP requests")
+        self.errors = RateLimitedWarning(log, "status server: request errors")
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        self._problem(msg, args, exc_info, logging.ERROR)
+
+    def debug(self, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
+        self._problem(msg, args, exc_info, logging.DEBUG)
+
+    def _problem(self, msg: object, args: tuple[object, ...], exc_info: Any, level: int) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1] if exc_info else None
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = str(msg)
+        if isinstance(exc, HttpProcessingError):  # the peer sent something that is not a request we read
+            text = text.replace("Error handling request from", "request from")
+            self.malformed.note(f"{text}: {_one_line(exc.message or type(exc).__name__)}")
+        elif exc is None or level < logging.ERROR:
+            log.debug("%s", text)
+        elif self.errors.logged == 0:
+            log.error("status server: %s", text, exc_info=exc)
+            self.errors.logged += 1
+            self.errors.mark()
+        else:
+            self.errors.note(f"{text}: {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """What a peer's garbage made of an error message, on one line of bounded length."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_loopback(host: str) -> bool:
