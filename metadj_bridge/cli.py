@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="check show profiles for mistakes without connecting to anything",
         description="Load each show profile (and the files it extends) and report every mistake as "
-        "file:line:column. Exits 0 only when all profiles are good.",
+        "file:line:column: values the running bridge would fail on, files the show opens at the start, and the "
+        "profiles its switches lead to (each must load too). Exits 0 only when all profiles are good.",
     )
     check.add_argument("profiles", nargs="+", metavar="PROFILE", help="a YAML show profile")
 

@@ -5,12 +5,15 @@
 
 - :mod:`.model`: ``ShowProfile`` and its parts, frozen dataclasses; nothing deeper reads raw YAML.
 - :mod:`.loader`, :mod:`.yamlnodes`, :mod:`.fields`, :mod:`.sections`, :mod:`.themes`, :mod:`.mappings`,
-  :mod:`.names`, :mod:`.video`: YAML in, a checked model out, every mistake named by file, line and column.
-- :mod:`.check`: ``metadj-bridge check``. :mod:`.watch`: hot reload (``ProfileWatcher``).
+  :mod:`.names`, :mod:`.video`, :mod:`.addresses`: YAML in, a checked model out, every mistake named by file,
+  line and column; whatever a file holds or is, the only exception out is ``ProfileError``.
+- :mod:`.check`: ``metadj-bridge check`` (every mistake, and the profiles switches lead to).
+  :mod:`.watch`: hot reload (``ProfileWatcher``), which survives any bad save.
 
 Pure apart from reading files. Imports the ground floor (:mod:`metadj_bridge.signals`,
 :mod:`metadj_bridge.parameters`, :mod:`metadj_bridge.errors`, :mod:`metadj_bridge.lifecycle`), and the names of
-the OSC presets from the pure :mod:`metadj_bridge.inputs.osc_presets`; never :mod:`metadj_bridge.scope` or
+the OSC presets from the pure :mod:`metadj_bridge.inputs.osc_presets` (and httpx, lazily, to read the Scope URL as
+the bridge will); never :mod:`metadj_bridge.scope` or
 :mod:`metadj_bridge.mapping`.
 """
 

@@ -1,26 +1,98 @@
-"""``metadj-bridge check PROFILE...``: load each profile without connecting to anything and say what is wrong."""
+"""``metadj-bridge check PROFILE...``: load each profile without connecting to anything and say what is wrong.
+
+``check`` refuses what the running bridge would fail on, each mistake as ``file:line:column``: everything the
+loader checks (reported all at once where the file's structure allows it), and every profile a switch or a
+``profile:`` mapping can move to, which must load as a profile itself; their own switch targets are followed
+too, each file once, at most MAX_SWITCH_DEPTH switches away.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TextIO
 
-from metadj_bridge.profile.errors import ProfileError
-from metadj_bridge.profile.loader import load_profile
+from metadj_bridge.profile.errors import ProfileError, printable
+from metadj_bridge.profile.loader import check_profile
+from metadj_bridge.profile.model import ShowProfile
+
+MAX_SWITCH_DEPTH = 8
 
 
 def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``ok  <path> (<n> themes, <m> mappings)`` per good file, ``error: <message>`` per bad one; 0 when all good."""
+    """``ok  <path> (<n> themes, <m> mappings)`` per good file, ``error: <message>`` per mistake; 0 when all good."""
     out = out or sys.stdout
     err = err or sys.stderr
+    checker = _Checker()
     failed = 0
     for path in paths:
-        try:
-            profile = load_profile(path)
-        except ProfileError as exc:
+        profile, errors = checker.check(path)
+        if errors:
             failed += 1
-            print(f"error: {exc}", file=err)
+            for error in errors:
+                print(f"error: {error}", file=err)
             continue
-        print(f"ok  {path} ({len(profile.themes)} themes, {len(profile.mappings)} mappings)", file=out)
+        assert profile is not None
+        print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings)", file=out)
     return 1 if failed else 0
+
+
+@dataclass
+class _Checker:
+    """Checks profiles and what they switch to; each file is loaded once per run."""
+
+    loaded: dict[str, tuple[ShowProfile | None, list[ProfileError]]] = field(default_factory=dict)
+    #: Files whose own mistakes were already listed in this run: a switch to one of them says so in one line.
+    listed: set[str] = field(default_factory=set)
+
+    def check(self, path: str) -> tuple[ShowProfile | None, list[str]]:
+        """The profile and every error line for it: its own mistakes, then those of its switch targets."""
+        profile, errors = self._load(path)
+        lines = [str(e) for e in sorted(errors, key=_position)]
+        if lines:
+            self.listed.add(os.path.abspath(path))
+        if profile is not None:
+            lines += self._targets(profile, {os.path.abspath(path)}, 1)
+        return profile, lines
+
+    def _load(self, path: str) -> tuple[ShowProfile | None, list[ProfileError]]:
+        key = os.path.abspath(path)
+        if key not in self.loaded:
+            self.loaded[key] = check_profile(path)
+        return self.loaded[key]
+
+    def _targets(self, profile: ShowProfile, seen: set[str], depth: int) -> list[str]:
+        lines: list[str] = []
+        for target, where in switch_targets(profile):
+            if target in seen:
+                continue  # a switch back to a profile already checked (A -> B -> A is a fine show)
+            seen.add(target)
+            if depth > MAX_SWITCH_DEPTH:
+                lines.append(f"{where}: switches lead more than {MAX_SWITCH_DEPTH} profiles deep "
+                             f"(to {printable(target)}); not checked further")
+                continue
+            target_profile, errors = self._load(target)
+            if errors and target in self.listed:
+                lines.append(f"{where}: switches to {printable(target)}, which does not load as a profile "
+                             "(its mistakes are listed above)")
+            elif errors:
+                self.listed.add(target)
+                lines += [f"{e} (a switch target of {where})" for e in sorted(errors, key=_position)]
+            if target_profile is not None:
+                lines += self._targets(target_profile, seen, depth + 1)
+        return lines
+
+
+def switch_targets(profile: ShowProfile) -> Iterator[tuple[str, str]]:
+    """(absolute path, where it is named) of each profile the running show can switch to."""
+    for switch in profile.switches:
+        yield switch.path, switch.where
+    for mapping in profile.mappings:
+        if mapping.target.kind == "profile" and mapping.target.argument:
+            yield str(mapping.target.argument[0]), mapping.target.where
+
+
+def _position(error: ProfileError) -> tuple[str, int, int]:
+    return error.file, error.line, error.column

@@ -20,20 +20,51 @@ def join(path: str, key: str | int) -> str:
 
 
 def show(value: Any) -> str:
-    """A value as the performer wrote it (YAML-like), short."""
-    if value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = value if value.strip() == value and value else repr(value)
-    elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{k}: {show(v.value if isinstance(v, YNode) else v)}" for k, v in value.items()) + "}"
-    elif isinstance(value, list):
-        text = "[" + ", ".join(show(v.value if isinstance(v, YNode) else v) for v in value) + "]"
-    else:
-        text = str(value)
+    """A value as the performer wrote it (YAML-like), short.
+
+    Built piece by piece and cut at 80 characters, so a value that aliases share many times over (a "billion
+    laughs" document) costs no more to show than a short one.
+    """
+    parts: list[str] = []
+    _show_into(value, parts, [0])
+    text = "".join(parts)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _show_into(value: Any, parts: list[str], size: list[int]) -> None:
+    if size[0] > 80:
+        return
+    if isinstance(value, YNode):
+        value = value.value
+    if isinstance(value, (dict, list)):
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        parts.append("{" if isinstance(value, dict) else "[")
+        for i, (key, item) in enumerate(items):
+            if size[0] > 80:
+                break
+            prefix = (", " if i else "") + (f"{key}: " if key is not None else "")
+            parts.append(prefix)
+            size[0] += len(prefix)
+            _show_into(item, parts, size)
+        parts.append("}" if isinstance(value, dict) else "]")
+        return
+    text = _scalar_text(value)
+    parts.append(text)
+    size[0] += len(text)
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        value = value if len(value) <= 100 else value[:100]
+        return value if value.strip() == value and value else repr(value)
+    if isinstance(value, int) and abs(value) >= 10**30:
+        digits = len(str(abs(value)))
+        return f"{str(value)[:12]}... ({digits} digits)"
+    return str(value)
 
 
 def fail(node: YNode, path: str, message: str, value: Any = _NO_VALUE) -> NoReturn:
@@ -116,6 +147,25 @@ def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool
     return " and ".join(parts)
 
 
+#: Bound for numbers without a range of their own: large enough for any setting (a seed range, a scale), small
+#: enough that the mapping engine's arithmetic on them never overflows to infinity.
+LARGEST = 1e12
+
+
+def as_float(node: YNode, path: str, wanted: str = "a number") -> float:
+    """The node's number as a float; too large for one (an integer of 309+ digits), infinite or NaN is an error."""
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(node, path, f"expected {wanted}, got {type_name(value)}", value)
+    try:
+        result = float(value)
+    except OverflowError:
+        fail(node, path, f"too large to be a number the bridge can use (expected {wanted})", value)
+    if not math.isfinite(result):
+        fail(node, path, f"expected {wanted}, not infinite or NaN", value)
+    return result
+
+
 def number(
     node: YNode,
     path: str,
@@ -125,19 +175,18 @@ def number(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> float:
-    value = node.value
+    """A finite number in the range; without a range, within ±LARGEST."""
     allowed = _range_text(lo, hi, lo_open, hi_open)
     wanted = f"a number {allowed}" if allowed else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(node, path, f"expected {wanted}, got {type_name(value)}", value)
-    if not math.isfinite(value):
-        fail(node, path, f"expected {wanted}, not infinite or NaN", value)
+    value = as_float(node, path, wanted)
     if (
         (lo is not None and (value < lo or (lo_open and value == lo)))
         or (hi is not None and (value > hi or (hi_open and value == hi)))
     ):
-        fail(node, path, f"out of range (allowed: {allowed})", value)
-    return float(value)
+        fail(node, path, f"out of range (allowed: {allowed})", node.value)
+    if abs(value) > LARGEST and (lo is None or hi is None):
+        fail(node, path, f"too large (allowed: {_range_text(-LARGEST, LARGEST, False, False)})", node.value)
+    return value
 
 
 def integer(node: YNode, path: str, lo: int | None = None, hi: int | None = None, *, what: str = "") -> int:

@@ -3,20 +3,34 @@
 Loading happens in three steps: every file is parsed into position-carrying nodes (:mod:`yamlnodes`), the
 ``extends`` chain is merged at node level (so an error in a base still names the base file's line), and the
 merged tree is checked and turned into the model's dataclasses, one section at a time.
+
+Whatever the file holds, the only exception that comes out is :class:`ProfileError`: only regular files are
+opened (a FIFO or a device would block or never end), at most MAX_FILE_BYTES are read, an ``extends`` chain
+is at most MAX_EXTENDS_DEPTH files deep (and MAX_EXTENDS_FILES files in all), and anything unforeseen still
+becomes a ProfileError naming the file. :func:`check_profile` goes on after a mistake and returns them all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile import mappings as mapping_section
 from metadj_bridge.profile import sections, themes
 from metadj_bridge.profile import video as video_section
-from metadj_bridge.profile.errors import ProfileError
-from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.profile.errors import Findings, ProfileError
+from metadj_bridge.profile.model import (
+    InputSettings,
+    PanicSettings,
+    PulseSettings,
+    ScopeSettings,
+    ShowProfile,
+    TransitionSettings,
+    VideoSettings,
+)
 from metadj_bridge.profile.yamlnodes import YNode, decode_text, parse
 
 log = logging.getLogger(__name__)
@@ -28,31 +42,103 @@ BY_NAME = ("themes", "mappings")
 APPENDED = ("switches",)
 #: Never inherited: a profile's name is its own (the file name when it has none).
 OWN = ("name", "extends")
-MAX_FILE_BYTES = 4 * 1024 * 1024
+#: A profile is a few kilobytes; the largest bundled one is far below this.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_EXTENDS_DEPTH = 16
+MAX_EXTENDS_FILES = 64
 
 
 def load_profile(path: str | os.PathLike[str]) -> ShowProfile:
     """Load, merge and check a profile; any problem is one :class:`ProfileError` naming ``file:line:col``."""
-    display = os.fspath(path)
-    tree, bases = _load_tree(display, ())
-    profile = _build(tree, display, bases)
-    log.debug("loaded profile %s: %d themes, %d mappings", display, len(profile.themes), len(profile.mappings))
+    profile = _load(os.fspath(path), Findings())
+    log.debug("loaded profile %s: %d themes, %d mappings", profile.path, len(profile.themes), len(profile.mappings))
     return profile
+
+
+def check_profile(path: str | os.PathLike[str]) -> tuple[ShowProfile | None, list[ProfileError]]:
+    """Like :func:`load_profile`, but every mistake found: the profile and the errors.
+
+    After a syntax error or a broken ``extends`` nothing else can be checked (the profile is None); otherwise
+    each section, theme, mapping and switch is checked on its own, and the profile holds the parts without a
+    mistake (good enough to follow its switches, not to run).
+    """
+    findings = Findings(keep_going=True)
+    try:
+        profile = _load(os.fspath(path), findings)
+    except ProfileError as exc:
+        return None, [*findings.errors, exc]
+    return profile, findings.errors
+
+
+def _load(display: str, findings: Findings) -> ShowProfile:
+    try:
+        tree, bases = _load_tree(display, (), [0])
+        return _build(tree, display, bases, findings)
+    except ProfileError:
+        raise
+    except RecursionError:
+        raise ProfileError(f"{display}: nested too deeply to read; a profile needs only a few levels",
+                           file=display) from None
+    except Exception as exc:  # a gap in the checks: still one line naming the file, never a traceback
+        log.debug("unexpected error loading %s", display, exc_info=True)
+        raise ProfileError(f"{display}: cannot be read as a profile ({type(exc).__name__}: {exc}); please report "
+                           "this with the file, and fix or undo the last edit to go on", file=display) from None
+
+
+def read_bytes(display: str) -> bytes:
+    """At most MAX_FILE_BYTES + 1 bytes of a regular file; anything else is a ProfileError before it is opened.
+
+    A FIFO would block the reading thread for ever, a device might never end: they are refused from ``stat``,
+    and the file is opened without blocking (``O_NONBLOCK`` where the system has it) and checked again with
+    ``fstat``, in case it was swapped between the two.
+    """
+    try:
+        info = os.stat(display)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ProfileError(f"{display}: no such file", file=display) from None
+    except OSError as exc:
+        raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
+    except ValueError:
+        raise ProfileError(f"{display}: not a usable file name", file=display) from None
+    _check_regular(display, info.st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(display, flags)
+    except OSError as exc:
+        raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
+    try:
+        _check_regular(display, os.fstat(fd).st_mode)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _check_regular(display: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ProfileError(f"{display}: is a folder, not a profile file", file=display)
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise ProfileError(f"{display}: {kind}, not a profile file; a profile is a .yaml text file", file=display)
 
 
 def read_node(display: str) -> YNode:
     """One file parsed (no extends), its top checked to be a mapping of known sections."""
-    try:
-        with open(display, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ProfileError(f"{display}: no such file", file=display) from None
-    except IsADirectoryError:
-        raise ProfileError(f"{display}: is a folder, not a profile file", file=display) from None
-    except OSError as exc:
-        raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
+    data = read_bytes(display)
     if len(data) > MAX_FILE_BYTES:
-        raise ProfileError(f"{display}: larger than {MAX_FILE_BYTES // 1024 // 1024} MB; not a profile", file=display)
+        raise ProfileError(f"{display}:1:1: larger than {MAX_FILE_BYTES // 1024 // 1024} MB; a profile is a few "
+                           "kilobytes of text (is this the right file?)", file=display, line=1, column=1)
     node = parse(decode_text(data, display), display)
     if not node.is_map:
         f.fail(node, "", f"the top of a profile must be a mapping of sections ({', '.join(TOP_KEYS)}), "
@@ -61,8 +147,9 @@ def read_node(display: str) -> YNode:
     return node
 
 
-def _load_tree(display: str, stack: tuple[str, ...]) -> tuple[YNode, list[str]]:
+def _load_tree(display: str, stack: tuple[str, ...], reads: list[int]) -> tuple[YNode, list[str]]:
     """The file's nodes with every base merged under them, and the absolute paths of all bases, base first."""
+    reads[0] += 1
     node = read_node(display)
     chain = (*stack, display)
     merged: YNode | None = None
@@ -78,7 +165,13 @@ def _load_tree(display: str, stack: tuple[str, ...]) -> tuple[YNode, list[str]]:
                 start = [os.path.abspath(p) for p in chain].index(absolute)
                 cycle = " -> ".join(os.path.basename(p) for p in (*chain[start:], base_display))
                 f.fail(item, item_path, f"circular extends: {cycle}")
-            base_tree, base_bases = _load_tree(base_display, chain)
+            if len(chain) >= MAX_EXTENDS_DEPTH:
+                f.fail(item, item_path, f"more than {MAX_EXTENDS_DEPTH} files deep "
+                       f"({' -> '.join(os.path.basename(p) for p in chain[:3])} -> ...); flatten the chain")
+            if reads[0] >= MAX_EXTENDS_FILES:
+                f.fail(item, item_path, f"extends reads more than {MAX_EXTENDS_FILES} files in all; "
+                       "a profile needs a few bases")
+            base_tree, base_bases = _load_tree(base_display, chain, reads)
             merged = base_tree if merged is None else merge(merged, base_tree)
             for p in (*base_bases, absolute):
                 if p not in bases:
@@ -89,8 +182,10 @@ def _load_tree(display: str, stack: tuple[str, ...]) -> tuple[YNode, list[str]]:
 def _base_path(item: YNode, path: str, display: str) -> str:
     name = f.text(item, path)
     base = os.path.normpath(os.path.join(os.path.dirname(display), os.path.expanduser(name)))
-    if not os.path.isfile(base):
+    if not os.path.lexists(base):
         f.fail(item, path, f"{name}: no such file ({os.path.abspath(base)})")
+    if not os.path.isfile(base):
+        f.fail(item, path, f"{name}: not a regular file ({os.path.abspath(base)}); extends needs a .yaml file")
     return base
 
 
@@ -131,32 +226,37 @@ def _merge_map(base: YNode, child: YNode, *, deep: bool, section: str) -> YNode:
     return out
 
 
-def _build(tree: YNode, display: str, bases: list[str]) -> ShowProfile:
+def _build(tree: YNode, display: str, bases: list[str], findings: Findings) -> ShowProfile:
     m: dict[str, YNode] = tree.value
     name = Path(display).stem
     if "name" in m and m["name"].value is not None:
-        name = f.text(m["name"], "name")
-    theme_list = themes.themes(m.get("themes"))
-    if not theme_list:
-        f.fail(m.get("themes", tree), "themes", "a profile needs at least one theme (a file meant only as a base "
-               "for extends: cannot run on its own)")
-    names = tuple(t.name for t in theme_list)
-    start = themes.theme_name(m["start_theme"], "start_theme", names) if "start_theme" in m else None
-    facts = mapping_section.ThemeFacts(names, max(len(t.prompts) for t in theme_list))
-    return ShowProfile(
+        name = findings.attempt(f.text, m["name"], "name", default=name)
+    themes_node = m.get("themes")
+    theme_list = findings.attempt(themes.themes, themes_node, findings, default=())
+    # Theme names as written, even of a theme with a mistake, so references to it are not reported as well.
+    names = tuple(themes_node.value) if themes_node is not None and themes_node.is_map else ()
+    if not names and (themes_node is None or themes_node.value is None or themes_node.is_map):
+        findings.attempt(f.fail, m.get("themes", tree), "themes", "a profile needs at least one theme (a file meant "
+                         "only as a base for extends: cannot run on its own)", default=None)
+    start = findings.attempt(themes.theme_name, m["start_theme"], "start_theme", names,
+                             default=None) if "start_theme" in m else None
+    complete = bool(theme_list) and len(theme_list) == len(names)
+    facts = mapping_section.ThemeFacts(names, max(len(t.prompts) for t in theme_list) if complete else 10_000)
+    profile = ShowProfile(
         path=os.path.abspath(display),
         name=name,
-        scope=sections.scope_settings(m.get("scope")),
-        inputs=sections.input_settings(m.get("inputs")),
-        video=video_section.video_settings(m.get("video")),
+        scope=findings.attempt(sections.scope_settings, m.get("scope"), findings, default=ScopeSettings()),
+        inputs=findings.attempt(sections.input_settings, m.get("inputs"), findings, default=InputSettings()),
+        video=findings.attempt(video_section.video_settings, m.get("video"), default=VideoSettings()),
         themes=theme_list,
         start_theme=start,
-        transitions=themes.transitions(m.get("transitions")),
-        cycle=themes.cycle(m.get("cycle"), names),
-        pulse=themes.pulse(m.get("pulse")),
-        panic=themes.panic(m.get("panic")),
-        mappings=mapping_section.mappings(m.get("mappings"), facts),
-        switches=mapping_section.switches(m.get("switches")),
+        transitions=findings.attempt(themes.transitions, m.get("transitions"), default=TransitionSettings()),
+        cycle=findings.attempt(themes.cycle, m.get("cycle"), names, default=None),
+        pulse=findings.attempt(themes.pulse, m.get("pulse"), default=PulseSettings()),
+        panic=findings.attempt(themes.panic, m.get("panic"), default=PanicSettings()),
+        mappings=findings.attempt(mapping_section.mappings, m.get("mappings"), facts, findings, default=()),
+        switches=findings.attempt(mapping_section.switches, m.get("switches"), findings, default=()),
         extends=tuple(bases),
         where=tree.where,
     )
+    return profile

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.errors import Findings
 from metadj_bridge.profile.model import (
     ACTIONS,
     PROMPT_OPS,
@@ -64,12 +65,16 @@ class ThemeFacts:
     max_prompts: int
 
 
-def mappings(node: YNode | None, facts: ThemeFacts) -> tuple[Mapping, ...]:
+def mappings(node: YNode | None, facts: ThemeFacts, findings: Findings | None = None) -> tuple[Mapping, ...]:
+    """The mappings in order; with ``findings`` that keep going, a mapping with a mistake is left out."""
     if node is None or node.value is None:
         return ()
     if not node.is_map:
         f.fail_value(node, "mappings", "expected a mapping of mapping name -> {source, transforms, target}")
-    return tuple(_mapping(name, value, node.keys[name], facts) for name, value in node.value.items())
+    findings = findings or Findings()
+    built = (findings.attempt(_mapping, name, value, node.keys[name], facts, default=None)
+             for name, value in node.value.items())
+    return tuple(mapping for mapping in built if mapping is not None)
 
 
 def _mapping(name: str, node: YNode, key: YNode, facts: ThemeFacts) -> Mapping:
@@ -293,33 +298,45 @@ def _check_prompt_index(node: YNode, path: str, index: int, facts: ThemeFacts) -
                      f"{facts.max_prompts} prompt(s)")
 
 
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
 def existing_file(node: YNode, path: str, name: str) -> str:
-    """``name`` relative to the folder of the file it was written in, as an absolute path that must exist."""
+    """``name`` relative to the folder of the file it was written in, as an absolute path to an existing regular
+    ``.yaml``/``.yml`` file: a profile switch to a folder, a FIFO or a device would fail (or block) mid-show."""
     if not name:
         f.fail_value(node, path, "expected a file name")
     full = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(node.file)), os.path.expanduser(name)))
-    if not os.path.isfile(full):
+    if os.path.splitext(full)[1].lower() not in PROFILE_SUFFIXES:
+        f.fail(node, path, f"{name}: not a profile file (a profile ends in .yaml or .yml)")
+    if not os.path.lexists(full):
         f.fail(node, path, f"{name}: no such file ({full})")
+    if not os.path.isfile(full):
+        f.fail(node, path, f"{name}: not a regular file ({full}); a profile switch needs a .yaml file")
     return full
 
 
-def switches(node: YNode | None) -> tuple[ProfileSwitch, ...]:
+def switches(node: YNode | None, findings: Findings | None = None) -> tuple[ProfileSwitch, ...]:
+    """The profile switches in order; with ``findings`` that keep going, a switch with a mistake is left out."""
     if node is None or node.value is None:
         return ()
-    out = []
-    for i, item in enumerate(f.sequence(node, "switches", what="a list of {trigger, program, profile}")):
-        path = f"switches[{i}]"
-        m = f.mapping(item, path, ("trigger", "program", "profile"))
-        for needed in ("trigger", "profile"):
-            if needed not in m:
-                f.fail(item, path, f"a switch needs {needed}:")
-        trigger = signal_name(m["trigger"], f"{path}.trigger", "trigger")
-        program = None
-        if "program" in m and m["program"].value is not None:
-            if not trigger.startswith("midi.program."):
-                f.fail(m["program"], f"{path}.program",
-                       f"program: only applies to a midi.program.<ch> trigger, not {trigger}")
-            program = f.integer(m["program"], f"{path}.program", 0, 127, what="a MIDI program number")
-        target = existing_file(m["profile"], f"{path}.profile", f.text(m["profile"], f"{path}.profile"))
-        out.append(ProfileSwitch(trigger=trigger, path=target, program=program, where=item.where))
-    return tuple(out)
+    findings = findings or Findings()
+    items = f.sequence(node, "switches", what="a list of {trigger, program, profile}")
+    built = (findings.attempt(_switch, item, f"switches[{i}]", default=None) for i, item in enumerate(items))
+    return tuple(switch for switch in built if switch is not None)
+
+
+def _switch(item: YNode, path: str) -> ProfileSwitch:
+    m = f.mapping(item, path, ("trigger", "program", "profile"))
+    for needed in ("trigger", "profile"):
+        if needed not in m:
+            f.fail(item, path, f"a switch needs {needed}:")
+    trigger = signal_name(m["trigger"], f"{path}.trigger", "trigger")
+    program = None
+    if "program" in m and m["program"].value is not None:
+        if not trigger.startswith("midi.program."):
+            f.fail(m["program"], f"{path}.program",
+                   f"program: only applies to a midi.program.<ch> trigger, not {trigger}")
+        program = f.integer(m["program"], f"{path}.program", 0, 127, what="a MIDI program number")
+    target = existing_file(m["profile"], f"{path}.profile", f.text(m["profile"], f"{path}.profile"))
+    return ProfileSwitch(trigger=trigger, path=target, program=program, where=item.where)

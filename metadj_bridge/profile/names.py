@@ -8,6 +8,7 @@ Signals and triggers (``midi_decode``, ``signals``, ``osc``, the BeatClock):
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -115,14 +116,49 @@ def _check_grammar(node: YNode, path: str, name: str) -> None:
     fail_value(node, path, f"unknown signal{suggest(name, _WELL_KNOWN)} (names: {GRAMMAR})")
 
 
+#: Profile-side bounds tighter than Scope's schema. ``base_seed``: Scope declares only ``ge=0`` and hands
+#: ``base_seed + frame index`` to ``torch.Generator.manual_seed`` (a 64-bit integer; releases before the
+#: ``% 2**63`` fix fail every chunk above it), so a 400-digit seed fails every chunk; 0-2**31-1 is what the
+#: bundled emulator and common UIs use and leaves the frame index all the room it needs.
+PARAMETER_BOUNDS: dict[str, tuple[int, int]] = {"base_seed": (0, 2**31 - 1)}
+#: Largest integer anywhere in a free-form parameter value: what JSON numbers (doubles) carry exactly.
+LARGEST_INTEGER = 2**53
+
+
 def parameter_value(node: YNode, path: str, name: str) -> Any:
-    """A lasting parameter value, checked against Scope's ranges."""
+    """A lasting parameter value, checked against Scope's ranges (and PARAMETER_BOUNDS)."""
+    value = node.value
+    if name in PARAMETER_BOUNDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = PARAMETER_BOUNDS[name]
+        if not lo <= value <= hi:
+            fail(node, path, f"out of range (allowed: {lo}-{hi}; Scope seeds its noise with it)", value)
+    _check_numbers(node, path, set())
     try:
         return _SCHEMA.check(name, node.plain())
     except ParameterError as exc:
         message = str(exc)
         message = message[len(name) + 2 :] if message.startswith(name + ": ") else message
         fail(node, path, message)
+    except (OverflowError, ValueError, TypeError) as exc:
+        fail(node, path, f"not a value Scope can take ({exc})")
+
+
+def _check_numbers(node: YNode, path: str, seen: set[int]) -> None:
+    """Every number inside the value is finite and fits a JSON number; aliased parts are walked once."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    value = node.value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{path}.{key}", seen)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_numbers(item, f"{path}[{i}]", seen)
+    elif isinstance(value, float) and not math.isfinite(value):
+        fail(node, path, "must be a finite number (not infinite or NaN)", value)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
+        fail(node, path, f"too large (no parameter takes a number beyond ±2**53 = {LARGEST_INTEGER})", value)
 
 
 def parameters(node: YNode, path: str) -> dict[str, object]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit
 
 from metadj_bridge.inputs.osc_presets import PRESETS
 from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
+from metadj_bridge.profile import addresses
 from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.errors import Findings
 from metadj_bridge.profile.model import (
     AudioSettings,
     Cc14Settings,
@@ -33,17 +34,18 @@ TEMPO_SOURCES = ("link", "midi_clock", "osc", "audio")
 ENCODER_MODES = ("twos_complement", "offset64", "sign_magnitude")
 
 
-def scope_settings(node: YNode | None, path: str = "scope") -> ScopeSettings:
+def scope_settings(node: YNode | None, findings: Findings | None = None, path: str = "scope") -> ScopeSettings:
+    """The ``scope:`` section; with ``findings`` that keep going, the URL and the parameters are checked apart
+    from the rest, so one mistake does not hide another."""
     if node is None:
         return ScopeSettings()
+    findings = findings or Findings()
     m = f.mapping(node, path, SCOPE_KEYS)
     kw: dict[str, object] = {"where": node.where}
     if "url" in m and m["url"].value is not None:
-        url = f.text(m["url"], "scope.url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            f.fail_value(m["url"], "scope.url", "expected an http:// or https:// address such as http://gpu-box:8000")
-        kw["url"] = url.rstrip("/")
+        kw["url"] = findings.attempt(addresses.scope_url, m["url"], "scope.url", default=None)
+    if "parameters" in m:
+        kw["parameters"] = findings.attempt(parameters, m["parameters"], "scope.parameters", default={})
     if "pipeline" in m:
         pipeline = f.text(m["pipeline"], "scope.pipeline")
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", pipeline):
@@ -75,8 +77,6 @@ def scope_settings(node: YNode | None, path: str = "scope") -> ScopeSettings:
             f.fail(where, "scope.sender", f"min_interval {lo:g} is more than max_interval {hi:g}")
         kw["min_send_interval"] = lo
         kw["max_send_interval"] = hi
-    if "parameters" in m:
-        kw["parameters"] = parameters(m["parameters"], "scope.parameters")
     return ScopeSettings(**kw)  # type: ignore[arg-type]
 
 
@@ -108,15 +108,17 @@ def _denoising(node: YNode) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def input_settings(node: YNode | None, path: str = "inputs") -> InputSettings:
+def input_settings(node: YNode | None, findings: Findings | None = None, path: str = "inputs") -> InputSettings:
+    """The ``inputs:`` section; with ``findings`` that keep going, each of audio, midi, osc, tempo on its own."""
     if node is None:
         return InputSettings()
+    findings = findings or Findings()
     m = f.mapping(node, path, INPUT_KEYS)
     return InputSettings(
-        audio=_audio(m["audio"]) if "audio" in m else AudioSettings(),
-        midi=_midi(m["midi"]) if "midi" in m else MidiSettings(),
-        osc=_osc(m["osc"]) if "osc" in m else OscSettings(),
-        tempo=_tempo(m["tempo"]) if "tempo" in m else TempoSettings(),
+        audio=findings.attempt(_audio, m["audio"], default=AudioSettings()) if "audio" in m else AudioSettings(),
+        midi=findings.attempt(_midi, m["midi"], default=MidiSettings()) if "midi" in m else MidiSettings(),
+        osc=findings.attempt(_osc, m["osc"], default=OscSettings()) if "osc" in m else OscSettings(),
+        tempo=findings.attempt(_tempo, m["tempo"], default=TempoSettings()) if "tempo" in m else TempoSettings(),
     )
 
 
@@ -225,17 +227,13 @@ def _osc(node: YNode) -> OscSettings:
     if "port" in m and m["port"].value is not None:
         kw["port"] = f.integer(m["port"], f"{path}.port", 1, 65535, what="a UDP port")
     if "host" in m:
-        kw["host"] = f.text(m["host"], f"{path}.host")
+        kw["host"] = addresses.host(m["host"], f"{path}.host")
     if "presets" in m and m["presets"].value is not None:
         items = f.sequence(m["presets"], f"{path}.presets", single=True, what="a preset name or a list of them")
         names = tuple(f.choice(item, f"{path}.presets[{i}]", tuple(PRESETS)) for i, item in enumerate(items))
         kw["presets"] = tuple(dict.fromkeys(names))
     if "out" in m and m["out"].value is not None:
-        out = f.text(m["out"], f"{path}.out")
-        host, sep, port = out.rpartition(":")
-        if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
-            f.fail_value(m["out"], f"{path}.out", "expected HOST:PORT such as 127.0.0.1:9001 (port 1-65535)")
-        kw["out"] = out
+        kw["out"] = addresses.host_port(m["out"], f"{path}.out")
     return OscSettings(**kw)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metadj_bridge.profile import fields as f
+from metadj_bridge.profile.errors import Findings
 from metadj_bridge.profile.model import (
     CycleSettings,
     PanicSettings,
@@ -15,14 +16,21 @@ from metadj_bridge.profile.names import parameters
 from metadj_bridge.profile.yamlnodes import YNode
 
 THEME_KEYS = ("prompts", "blend", "parameters", "pad")
+#: Longest prompt text. Scope's text encoder (UMT5 for the Wan pipelines) reads at most 512 tokens and cuts the
+#: rest; a token is about four characters of English, so 2,000 characters is about all it can ever read (a
+#: generous bound: a real prompt is a sentence or two). Longer texts only cost memory and log space.
+MAX_PROMPT_CHARS = 2000
 
 
-def themes(node: YNode | None) -> tuple[Theme, ...]:
+def themes(node: YNode | None, findings: Findings | None = None) -> tuple[Theme, ...]:
+    """The themes in order; with ``findings`` that keep going, a theme with a mistake is left out."""
     if node is None or node.value is None:
         return ()
     if not node.is_map:
         f.fail_value(node, "themes", "expected a mapping of theme name -> {prompts, blend, parameters, pad}")
-    return tuple(_theme(name, value, node.keys[name]) for name, value in node.value.items())
+    findings = findings or Findings()
+    built = (findings.attempt(_theme, name, value, node.keys[name], default=None) for name, value in node.value.items())
+    return tuple(theme for theme in built if theme is not None)
 
 
 def _theme(name: str, node: YNode, key: YNode) -> Theme:
@@ -51,13 +59,21 @@ def _theme(name: str, node: YNode, key: YNode) -> Theme:
 
 def _prompt(node: YNode, path: str) -> PromptSpec:
     if not node.is_map:
-        return PromptSpec(text=f.text(node, path), where=node.where)
+        return PromptSpec(text=_prompt_text(node, path), where=node.where)
     m = f.mapping(node, path, ("text", "weight"), "a prompt text or {text, weight}")
     if "text" not in m:
         f.fail(node, path, "missing text: (the prompt)")
-    text = f.text(m["text"], f"{path}.text")
+    text = _prompt_text(m["text"], f"{path}.text")
     weight = f.number(m["weight"], f"{path}.weight", 0, 100) if "weight" in m else 1.0
     return PromptSpec(text=text, weight=weight, where=node.where)
+
+
+def _prompt_text(node: YNode, path: str) -> str:
+    text = f.text(node, path)
+    if len(text) > MAX_PROMPT_CHARS:
+        f.fail(node, path, f"a prompt of {len(text)} characters; Scope reads about the first {MAX_PROMPT_CHARS} "
+               "(512 tokens) and cuts the rest, so keep it shorter")
+    return text
 
 
 def _pad(node: YNode, path: str) -> tuple[str, int, int]:

@@ -4,6 +4,10 @@ Polling (mtime, size, inode and a CRC of the content; the stat runs in a worker 
 platform and notices editors that save by writing a new file and renaming it over the old one. A change is loaded
 once the files have stopped changing for one poll, so a save that lands in several writes is read whole; a broken
 save is reported once, and the running profile stays in the caller's hands until a good one arrives.
+
+The watcher survives anything a save can hold or be: only regular files are read (a FIFO or a device put in
+the profile's place is a broken save, never a blocked thread), and an unexpected exception is logged once
+with its traceback while the watcher goes on polling.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import zlib
 from collections.abc import Callable, Sequence
 
 from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 from metadj_bridge.profile.errors import ProfileError
-from metadj_bridge.profile.loader import MAX_FILE_BYTES, load_profile
+from metadj_bridge.profile.loader import load_profile, read_bytes
 from metadj_bridge.profile.model import ShowProfile
 
 log = logging.getLogger(__name__)
@@ -29,18 +34,23 @@ def snapshot(files: Sequence[str]) -> Snapshot:
     """(mtime_ns, size, inode, CRC of the content) of each file; None for a file that is missing right now.
 
     The CRC catches two saves within one mtime tick (coarse timestamps on some file systems) that keep the
-    size; profiles are small, so reading them a few times a second costs nothing.
+    size; profiles are small, so reading them a few times a second costs nothing. Something that is not a
+    regular file (a FIFO, a device, a folder) is never opened: its CRC is -1, and loading it says why.
     """
     out: Snapshot = {}
     for name in files:
         try:
             st = os.stat(name)
-            with open(name, "rb") as fh:
-                crc = zlib.crc32(fh.read(MAX_FILE_BYTES + 1))
-        except OSError:
+        except (OSError, ValueError):
             out[name] = None
-        else:
-            out[name] = (st.st_mtime_ns, st.st_size, st.st_ino, crc)
+            continue
+        crc = -1
+        if stat.S_ISREG(st.st_mode):
+            try:
+                crc = zlib.crc32(read_bytes(name))
+            except ProfileError:  # gone or unreadable between stat and read: the next poll sees it
+                crc = -2
+        out[name] = (st.st_mtime_ns, st.st_size, st.st_ino, crc)
     return out
 
 
@@ -67,6 +77,8 @@ class ProfileWatcher:
         self._seen: Snapshot = {}
         self._life = Lifecycle("ProfileWatcher")
         self._task: asyncio.Task[None] | None = None
+        #: Unexpected exceptions already logged with a traceback (by type and message): once each.
+        self._logged: set[tuple[str, str]] = set()
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -95,31 +107,38 @@ class ProfileWatcher:
         return [self.path, *(p for p in profile.extends if p != os.path.abspath(self.path))]
 
     async def _run(self) -> None:
-        missing_since: float | None = None
         loop = asyncio.get_running_loop()
-        try:
-            while True:
+        state: dict[str, float | None] = {"missing_since": None}
+        while True:
+            try:
+                await self._poll(loop, state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not end hot reload: log it once, poll on
+                self._log_once(exc, "profile watcher for %s failed; it goes on watching", self.path)
                 await asyncio.sleep(self._interval)
-                current = await asyncio.to_thread(snapshot, self._files)
-                if current == self._seen:
-                    missing_since = None
-                    continue
-                # Wait until the files hold still for one poll: a save in several writes is read whole.
-                await asyncio.sleep(self._interval)
-                settled = await asyncio.to_thread(snapshot, self._files)
-                if settled != current:
-                    continue
-                if any(stamp is None for stamp in settled.values()):
-                    missing_since = missing_since if missing_since is not None else loop.time()
-                    if loop.time() - missing_since < self.missing_grace:
-                        continue
-                missing_since = None
-                self._seen = settled
-                await self._reload(settled)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug here must not take the show down silently
-            log.exception("profile watcher for %s stopped", self.path)
+
+    async def _poll(self, loop: asyncio.AbstractEventLoop, state: dict[str, float | None]) -> None:
+        """One poll: wait, look, and once a change has held still for one poll, reload."""
+        await asyncio.sleep(self._interval)
+        current = await asyncio.to_thread(snapshot, self._files)
+        if current == self._seen:
+            state["missing_since"] = None
+            return
+        # Wait until the files hold still for one poll: a save in several writes is read whole.
+        await asyncio.sleep(self._interval)
+        settled = await asyncio.to_thread(snapshot, self._files)
+        if settled != current:
+            return
+        if any(stamp is None for stamp in settled.values()):
+            since = state["missing_since"]
+            since = since if since is not None else loop.time()
+            state["missing_since"] = since
+            if loop.time() - since < self.missing_grace:
+                return
+        state["missing_since"] = None
+        self._seen = settled
+        await self._reload(settled)
 
     async def _reload(self, before: Snapshot) -> None:
         try:
@@ -127,6 +146,11 @@ class ProfileWatcher:
         except ProfileError as exc:
             log.debug("profile %s not reloaded: %s", self.path, exc)
             self._call(self._on_error, exc)
+            return
+        except Exception as exc:  # load_profile promises ProfileError only; if that breaks, the show goes on
+            self._log_once(exc, "profile %s not reloaded: unexpected error", self.path)
+            self._call(self._on_error, ProfileError(f"{self.path}: cannot be read as a profile "
+                                                    f"({type(exc).__name__}: {exc})", file=self.path))
             return
         files = self._watch_list(profile)
         if files != self._files:
@@ -136,6 +160,15 @@ class ProfileWatcher:
             self._seen = {**(await asyncio.to_thread(snapshot, files)), **kept}
         log.debug("profile %s reloaded", self.path)
         self._call(self._on_change, profile)
+
+    def _log_once(self, exc: Exception, message: str, *args: object) -> None:
+        """ERROR with the traceback the first time this exception (type and text) is seen, DEBUG after."""
+        key = (type(exc).__name__, str(exc)[:200])
+        if key in self._logged or len(self._logged) >= 32:
+            log.debug(message + ": %s", *args, exc)
+            return
+        self._logged.add(key)
+        log.error(message, *args, exc_info=exc)
 
     def _call(self, callback: Callable[..., None], arg: object) -> None:
         try:

@@ -4,10 +4,19 @@ PyYAML's safe loader composes the document into nodes (which carry marks); this 
 plain values wrapped in ``YNode`` and refuses what the safe constructor would silently accept: a key written
 twice in one mapping (PyYAML keeps the last), keys that are not plain scalars and aliases that contain
 themselves. Merge keys (``<<: *base``) work as in YAML 1.1: explicit keys win over merged ones.
+
+Hostile files end in one :class:`ProfileError` too: nesting and the number of values are counted on the parser's
+event stream before anything recursive runs (libyaml's composer recurses in C and crashes the process on a
+100,000-deep ``[[[[``), and very long numbers are refused before they are converted. Lines and columns count only
+``\n`` as a line break, as an editor does: YAML 1.1 also breaks at U+2028, U+2029, U+0085 and a lone ``\r``,
+which stand for themselves here (as in YAML 1.2), so one of them in a comment neither breaks the file nor
+shifts the line numbers of the errors after it.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +31,15 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: A profile is a few hundred values; this bounds alias expansion ("billion laughs") and nesting.
 MAX_NODES = 200_000
 MAX_DEPTH = 60
+#: No setting needs a number written with more characters; longer ones are slow to convert (base-60 integers).
+MAX_NUMBER_CHARS = 1000
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+#: Line breaks to YAML 1.1 but not to an editor: parsed as ordinary characters (unassigned noncharacters stand in
+#: for them while the parser runs) and put back in every string.
+_STAND_INS = {"\u2028": "\ufdd0", "\u2029": "\ufdd1", "\x85": "\ufdd2", "\r": "\ufdd3"}
+_RESTORE = str.maketrans({v: k for k, v in _STAND_INS.items()})
+_LONE_BREAKS = re.compile("[\u2028\u2029\x85]|\r(?!\n)")
 
 
 @dataclass(eq=False)
@@ -72,11 +90,23 @@ class YNode:
         return self.value
 
 
-def _error(file: str, mark: Any, message: str) -> ProfileError:
-    line = getattr(mark, "line", -1) + 1 if mark is not None else 0
-    column = getattr(mark, "column", -1) + 1 if mark is not None else 0
-    if line <= 0:
+class Lines:
+    """Character index -> (line, column), both from 1, counting only ``\\n`` as a line break (as editors do)."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0, *(m.end() for m in re.finditer("\n", text))]
+
+    def at(self, index: int) -> tuple[int, int]:
+        row = bisect.bisect_right(self.starts, index) - 1
+        return row + 1, index - self.starts[row] + 1
+
+
+def _error(file: str, lines: Lines | None, mark: Any, message: str) -> ProfileError:
+    message = message.translate(_RESTORE)
+    index = getattr(mark, "index", None) if mark is not None else None
+    if lines is None or not isinstance(index, int) or index < 0:
         return ProfileError(f"{file}: {message}", file=file)
+    line, column = lines.at(index)
     return ProfileError(f"{file}:{line}:{column}: {message}", file=file, line=line, column=column)
 
 
@@ -97,55 +127,94 @@ def decode_text(data: bytes, file: str) -> str:
         ) from None
 
 
+def _yaml_text(text: str) -> str:
+    """The text the parser sees: YAML 1.1's extra line breaks swapped for stand-ins of the same length.
+
+    A file with only ``\\r`` line ends (classic Mac) keeps them as line ends, written as ``\\n``.
+    """
+    if "\n" not in text and "\r" in text:
+        return text.replace("\r", "\n")
+    if any(stand_in in text for stand_in in _STAND_INS.values()):
+        return text  # cannot be put back unambiguously; YAML 1.1's reading it is
+    return _LONE_BREAKS.sub(lambda m: _STAND_INS[m.group()], text)
+
+
 def parse(text: str, file: str) -> YNode:
     """Compose ``text`` and convert it; an empty document is an error (a profile needs at least themes)."""
     if "\x00" in text:
         pos = text.index("\x00")
-        line = text.count("\n", 0, pos) + 1
-        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line, column = Lines(text).at(pos)
         raise ProfileError(
             f"{file}:{line}:{column}: a NUL character; this is not a text file", file=file, line=line, column=column
         )
+    yaml_text = _yaml_text(text)
+    lines = Lines(yaml_text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        _check_shape(yaml_text, file, lines)
+        node = yaml.compose(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        start = exc.context_mark
-        if start is not None and mark is not None and exc.problem and start.line != mark.line:
-            context = f" ({exc.context} that started at line {start.line + 1})"
-        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
-            problem = "a tab character; YAML indents with spaces only"
-            context = ""
-        raise _error(file, mark, f"YAML syntax error: {problem}{context}") from None
+        raise _syntax_error(exc, yaml_text, file, lines) from None
+    except yaml.reader.ReaderError as exc:
+        mark = yaml.Mark("", exc.position, 0, 0, "", 0)
+        raise _error(file, lines, mark, f"character {chr(exc.character)!r} is not allowed in YAML text; "
+                     "remove it or write it as an escape inside double quotes") from None
     except yaml.YAMLError as exc:
-        raise _error(file, None, f"YAML error: {exc}") from None
+        raise _error(file, None, None, f"YAML error: {exc}") from None
     except RecursionError:
-        raise _error(file, None, "the YAML is nested too deeply") from None
+        raise _error(file, None, None, "the YAML is nested too deeply") from None
     if node is None:
         raise ProfileError(f"{file}:1:1: the profile is empty; it needs at least a themes: section",
                            file=file, line=1, column=1)
-    return _Converter(file).convert(node, 0, "")
+    return _Converter(file, lines).convert(node, 0, "")
 
 
-def _char_at(text: str, line: int, column: int) -> str:
-    lines = text.split("\n")
-    if 0 <= line < len(lines) and 0 <= column < len(lines[line]):
-        return lines[line][column]
-    return ""
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str, lines: Lines) -> ProfileError:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = f" ({exc.context})" if exc.context and exc.problem else ""
+    start = exc.context_mark
+    if start is not None and mark is not None and exc.problem:
+        start_line = lines.at(start.index)[0]
+        if start_line != lines.at(mark.index)[0]:
+            context = f" ({exc.context} that started at line {start_line})"
+    if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+        problem = "a tab character; YAML indents with spaces only"
+        context = ""
+    return _error(file, lines, mark, f"YAML syntax error: {problem}{context}")
+
+
+def _check_shape(text: str, file: str, lines: Lines) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH or with more than MAX_NODES values, from the event stream.
+
+    The parser is iterative, so this is safe on any input; only after it passes does the (recursive) composer run.
+    """
+    depth = 0
+    count = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent):
+            count += 1
+            if count > MAX_NODES:
+                raise _error(file, lines, event.start_mark, f"more than {MAX_NODES} values; not a show profile")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _error(file, lines, event.start_mark,
+                             f"nested more than {MAX_DEPTH} levels deep; a profile needs only a few levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Converter:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, lines: Lines) -> None:
         self.file = file
+        self.lines = lines
         self.constructor = yaml.SafeLoader("")  # only its scalar constructors are used
         self.done: dict[int, YNode] = {}
         self.active: set[int] = set()
         self.count = 0
 
     def fail(self, node: yaml.Node, message: str, path: str = "") -> ProfileError:
-        error = _error(self.file, node.start_mark, f"{path}: {message}" if path else message)
+        error = _error(self.file, self.lines, node.start_mark, f"{path}: {message}" if path else message)
         error.key_path = path
         return error
 
@@ -169,17 +238,23 @@ class _Converter:
         return out
 
     def _here(self, node: yaml.Node, value: Any) -> YNode:
-        return YNode(value, self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+        line, column = self.lines.at(node.start_mark.index)
+        return YNode(value, self.file, line, column)
 
     def _convert(self, node: yaml.Node, depth: int, path: str) -> YNode:
         if isinstance(node, yaml.ScalarNode):
+            if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+                raise self.fail(node, f"a number written with {len(node.value)} characters; no setting needs more "
+                                f"than {MAX_NUMBER_CHARS}", path)
             try:
                 value = self.constructor.construct_object(node)
             except yaml.YAMLError as exc:
                 problem = getattr(exc, "problem", None) or str(exc)
-                raise self.fail(node, f"cannot read {node.value!r}: {problem}", path) from None
+                raise self.fail(node, f"cannot read {node.value[:80]!r}: {problem}", path) from None
             except (ValueError, OverflowError, TypeError) as exc:
-                raise self.fail(node, f"cannot read {node.value!r}: {exc}", path) from None
+                raise self.fail(node, f"cannot read {node.value[:80]!r}: {str(exc)[:200]}", path) from None
+            if isinstance(value, str):
+                value = value.translate(_RESTORE)
             return self._here(node, value)
         if isinstance(node, yaml.SequenceNode):
             self._check_tag(node, "tag:yaml.org,2002:seq", path)
@@ -221,7 +296,7 @@ class _Converter:
         if node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
                             "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
             raise self.fail(node, f"unsupported key tag {node.tag!r}", path)
-        return str(node.value)
+        return str(node.value).translate(_RESTORE)
 
     def _merge_sources(self, node: yaml.Node, depth: int, path: str) -> list[YNode]:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
