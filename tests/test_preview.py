@@ -18,7 +18,7 @@ from PIL import Image
 
 from metadj_bridge.errors import VideoOutputError
 from metadj_bridge.video.clock import OutputClock
-from metadj_bridge.video.preview import BOUNDARY, PreviewSink
+from metadj_bridge.video.preview import BOUNDARY, PORT_TRIES, PreviewSink
 from metadj_bridge.video.sink import ShownFrame
 from tests.helpers import wait_for
 
@@ -212,16 +212,61 @@ def test_close_ends_open_streams_and_frees_the_port() -> None:
         sink.open(W, H, 30.0)
 
 
-def test_taken_port_is_an_error_naming_it() -> None:
+def test_taken_port_moves_the_preview_to_the_next_free_port_and_says_where(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        sink = PreviewSink(port=port)
-        with pytest.raises(VideoOutputError, match=f"port {port} on 127.0.0.1 is taken"):
+        sink = PreviewSink(port=port, fps=30)
+        with caplog.at_level("WARNING", logger="metadj_bridge.video.preview"):
             sink.open(W, H, 30.0)
-        assert sink.url is None
-        sink.close()
+        try:
+            assert sink.port != port
+            assert sink.url == f"http://127.0.0.1:{sink.port}/"
+            moved = [r.getMessage() for r in caplog.records if "was taken" in r.getMessage()]
+            assert moved == [f"video preview at {sink.url} ({port} was taken by another program or bridge; "
+                             "set video.preview_port or --preview-port to choose one)"]
+            with httpx.Client(base_url=sink.url, timeout=5) as client:
+                page = client.get("/")
+                assert page.status_code == 200
+                assert 'src="/stream.mjpg"' in page.text
+            with Feeder(sink), httpx.stream("GET", sink.url + "stream.mjpg", timeout=5) as reply:
+                assert reply.headers["content-type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+                [part] = parts_of(reply.iter_bytes(), 1)
+            assert Image.open(io.BytesIO(part)).size == (W, H)
+        finally:
+            sink.close()
+
+
+def test_every_near_port_taken_still_gives_a_preview_on_some_free_port() -> None:
+    held: list[socket.socket] = []
+    try:
+        start = None
+        while start is None:  # a run of PORT_TRIES + 1 ports all taken, by us
+            first = socket.create_server(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+            if base + PORT_TRIES > 65535:
+                first.close()
+                continue
+            run = [first]
+            for port in range(base + 1, base + PORT_TRIES + 1):
+                try:
+                    run.append(socket.create_server(("127.0.0.1", port)))
+                except OSError:
+                    break
+            held.extend(run)
+            if len(run) == PORT_TRIES + 1:
+                start = base
+        sink = PreviewSink(port=start)
+        sink.open(W, H, 30.0)
+        try:
+            assert not start <= sink.port <= start + PORT_TRIES
+            assert httpx.get(f"http://127.0.0.1:{sink.port}/", timeout=5).status_code == 200
+        finally:
+            sink.close()
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"fps": 0}, "frame rate"), ({"port": 70000}, "TCP port")])

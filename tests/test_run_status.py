@@ -7,6 +7,7 @@ import contextlib
 import io
 import logging
 import re
+import socket
 from pathlib import Path
 
 import httpx
@@ -54,3 +55,38 @@ async def test_status_and_metrics_of_a_running_show(make_emulator: object, tmp_p
         bridge.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await bridge
+
+
+async def test_a_taken_preview_port_moves_the_preview_and_the_status_says_where(
+    make_emulator: object, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="metadj_bridge")
+    emulator = await make_emulator()  # type: ignore[operator]
+    profile = tmp_path / "show.yaml"
+    profile.write_text(
+        f"scope: {{url: {emulator.url}, resolution: [256, 144], denoising: fast}}\n"
+        "inputs: {audio: none}\n"
+        "themes: {neon: {prompts: [neon city at night]}}\n",
+        encoding="utf-8",
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # another program on the preview's port
+        port = taken.getsockname()[1]
+        options = RunOptions(profile=str(profile), duration=60, output="preview", preview_port=port, status_port=0)
+        bridge = asyncio.create_task(run_bridge(options, status_stream=io.StringIO()))
+        try:
+            await wait_for(lambda: bridge.done() or "/metrics (Prometheus)" in caplog.text, 20, "the status server")
+            assert not bridge.done(), bridge.exception()
+            moved = re.search(rf"video preview at (http://127\.0\.0\.1:(\d+)/) \({port} was taken", caplog.text)
+            assert moved is not None, caplog.text
+            url, new_port = moved.group(1), int(moved.group(2))
+            assert new_port != port
+            base = re.search(r"status: (http://127\.0\.0\.1:\d+)/status", caplog.text).group(1)  # type: ignore[union-attr]
+            async with httpx.AsyncClient() as http:
+                status = (await http.get(base + "/status")).json()
+                assert status["video"]["preview_url"] == url and status["video"]["outputs"] == ["preview"]
+                page = await http.get(url)
+                assert page.status_code == 200 and "/stream.mjpg" in page.text
+        finally:
+            bridge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bridge

@@ -83,8 +83,9 @@ async def _open_scope_url(stack: contextlib.AsyncExitStack, plan: RunPlan) -> st
     return emulator.url
 
 
-def _follow_profile(options: RunOptions, controls: Controls, profile: ShowProfile) -> None:
+def _follow_profile(options: RunOptions, controls: Controls, profile: ShowProfile, board: SignalBoard) -> None:
     """A profile took over (switch or reload): the inputs that read it follow."""
+    board.keep(profile.names_read())  # what it reads is never pushed out of the board by a flood of new names
     if controls.ableton is not None:
         from metadj_bridge.inputs.ableton_osc import listen_requests
 
@@ -110,6 +111,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         chunk_frames=info.chunk_frames,
     ))
     board = SignalBoard()
+    board.keep(profile.names_read())  # a flood of new OSC addresses never pushes out what the profile reads
     osc_out = None
     if plan.osc_out is not None:
         from metadj_bridge.outputs.osc_out import OscOutput
@@ -168,7 +170,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
 
         controls = await open_controls(stack, plan, board)
         show.midi_out = controls.midi_out
-        show.on_profile = lambda new: _follow_profile(options, controls, new)
+        show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         await open_audio(stack, plan, on_audio)
         status.inputs = {
             "midi": controls.midi.port_names if controls.midi is not None else [],
@@ -206,7 +208,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     st = session.status()
     log.info(
         "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s), "
-        "%d engine steps, %d profile switch(es), %d reload(s)",
+        "%d engine steps, %d profile switch(es) (%d refused), %d reload(s)",
         time.monotonic() - started,
         st["frames_in"],
         st["sent"],
@@ -214,6 +216,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         st["sessions_started"],
         show.steps,
         show.switches,
+        show.switches_refused,
         show.reloads,
     )
     return 0

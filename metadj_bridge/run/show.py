@@ -11,8 +11,10 @@ with the show.
 
 Profiles change in three ways, and the stream goes on through each:
 
-- **switch**: a program change, an OSC message or ``metadj-bridge switch`` asks for another profile file; it is
-  loaded in a worker thread and the prompts move to its start theme through a theme transition;
+- **switch**: a program change, an OSC message or ``metadj-bridge switch`` asks for another profile file; if
+  the running profile allows that file (:mod:`.switching`: its own folder, ``mappings/``, the files its switches
+  name; a regular .yaml file) it is loaded on a thread of its own with a deadline, and the prompts move to its
+  start theme through a theme transition;
 - **hot reload**: the profile file (or a file it extends) is saved; the new version applies within a second,
   keeping the current theme if it still exists; a broken save is reported and the running profile stays;
 - in both cases settings that need a restart (the pipeline, the resolution, the inputs) are named in a
@@ -33,6 +35,7 @@ from typing import Any
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.run.switching import ProfileSwitcher, check_regular, load_with_deadline
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.signals import SignalBoard, TempoState, Trigger
 
@@ -104,7 +107,7 @@ class ShowRunner:
         self.board = board if board is not None else SignalBoard()
         self._feedback_due = 0.0
         self._last_theme: str | None = None
-        self._switching: asyncio.Task[None] | None = None
+        self._switcher = ProfileSwitcher(lambda: self.profile, lambda new: self.apply(new, switch=True))
         self._reloading: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._watch_interval: float | None = None
@@ -158,7 +161,7 @@ class ShowRunner:
                 if self.show_log is not None:
                     self.show_log.event(event, now)
         if out.profile_switch is not None:
-            self.request_switch(out.profile_switch)
+            self.request_switch(out.profile_switch, source=f"a switch of {Path(self.profile.path).name}")
         if now >= self._feedback_due:
             self._feedback_due = now + 1.0 / FEEDBACK_RATE_HZ
             self._feedback()
@@ -172,8 +175,9 @@ class ShowRunner:
                 rest.append(trigger)
                 continue
             args = trigger.data.get("args") or ()
-            if args and isinstance(args[0], str):
-                self.request_switch(args[0])
+            sender = trigger.data.get("sender")  # ip:port, when the OSC input says who sent it
+            source = f"OSC {SWITCH_ADDRESS}" + (f" from {sender}" if sender else "")
+            self.request_switch(args[0] if args else None, source=source)
         return rest
 
     def _hand_on(self, out: EngineOutput) -> None:
@@ -227,43 +231,38 @@ class ShowRunner:
                 await asyncio.sleep(max(0.0, delay))
         finally:
             await self._stop_watching()
-            if self._switching is not None:
-                self._switching.cancel()
+            self._switcher.close()
 
     # ------------------------------------------------------------------ profile changes
 
-    def request_switch(self, path: str) -> None:
-        """Load ``path`` (relative to the running profile's folder) in a worker thread and switch to it."""
-        target = Path(path)
-        if not target.is_absolute():
-            target = Path(self.profile.path).parent / target
-        if self._switching is not None and not self._switching.done():
-            self._switching.cancel()
-        self._switching = asyncio.get_running_loop().create_task(self._switch(str(target)), name="profile-switch")
+    def request_switch(self, path: object, source: str = "a switch request") -> None:
+        """Switch to ``path`` (relative to the running profile's folder) if the running profile allows it.
+
+        ``source`` names who asked, for the one line a refusal gets. The file is checked at once and loaded on
+        a thread of its own with a deadline; a request while one loads replaces the waiting one.
+        """
+        self._switcher.request(path, source)
+
+    @property
+    def switches_refused(self) -> int:
+        """Switch requests refused since the start (outside the allowed folders, not a profile, not loading)."""
+        return self._switcher.refused
 
     def request_reload(self, reason: str = "reload") -> None:
         """Read the running profile's file again (SIGHUP); a broken file is reported and the profile stays."""
         self._reloading = asyncio.get_running_loop().create_task(self._reload(reason), name="profile-reload")
 
     async def _reload(self, reason: str) -> None:
-        from metadj_bridge.profile import load_profile
-
         try:
-            profile = await asyncio.to_thread(load_profile, self.profile.path)
+            check_regular(self.profile.path)  # the file may have been replaced by a pipe: never block on it
+            profile = await load_with_deadline(self.profile.path)
         except MetaDJError as exc:
             log.error("%s: profile not reloaded, the running profile stays: %s", reason, exc)
             return
-        self.apply(profile, switch=False)
-
-    async def _switch(self, path: str) -> None:
-        from metadj_bridge.profile import load_profile
-
-        try:
-            profile = await asyncio.to_thread(load_profile, path)
-        except MetaDJError as exc:
-            log.error("profile switch refused, %s stays: %s", Path(self.profile.path).name, exc)
+        except Exception as exc:  # noqa: BLE001 - whatever the file does to the loader, the show goes on
+            log.error("%s: profile not reloaded (%s: %s), the running profile stays", reason, type(exc).__name__, exc)
             return
-        self.apply(profile, switch=True)
+        self.apply(profile, switch=False)
 
     def apply(self, profile: ShowProfile, *, switch: bool) -> None:
         """Make ``profile`` the running one: a switch moves to its start theme, a reload keeps the theme."""
@@ -325,7 +324,8 @@ _MISSING = object()
 def send_switch(path: str, to: str) -> int:
     """``metadj-bridge switch``: check the profile here, then ask the bridge at ``to`` (HOST:PORT) to switch to it.
 
-    OSC over UDP has no answer: the bridge's log and status line say whether the switch happened.
+    OSC over UDP has no answer: the bridge's log and status line say whether the switch happened. The bridge
+    only opens profiles beside its running one, in ``mappings/`` or named in the running profile's switches.
     """
     import socket
 
@@ -336,9 +336,11 @@ def send_switch(path: str, to: str) -> int:
     host, _, port = to.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--to {to!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+    check_regular(path)  # a pipe would block the read below for ever
     profile = load_profile(path)  # a broken profile is refused here, not on stage
     target = str(Path(profile.path).resolve())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(build_message(SWITCH_ADDRESS, (target,)), (host, int(port)))
-    print(f"asked the bridge at {host}:{port} to switch to {target}")
+    print(f"asked the bridge at {host}:{port} to switch to {target} (it refuses files outside its profile's folder, "
+          "mappings/ and the files its switches name; its log says)")
     return 0

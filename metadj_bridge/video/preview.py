@@ -38,6 +38,8 @@ BOUNDARY = "metadj-frame"
 JPEG_QUALITY = 80
 #: A viewer that stops reading for this long is dropped (its thread would otherwise wait forever).
 WRITE_TIMEOUT = 10.0
+#: A taken port: try this many ports after it, then any free port.
+PORT_TRIES = 20
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -65,6 +67,8 @@ class PreviewStats:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # SO_REUSEADDR on Windows lets a second server bind a port already in use (no "taken" error, no picture).
+    allow_reuse_address = sys.platform != "win32"
     preview: PreviewSink
 
     def server_bind(self) -> None:
@@ -118,9 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
 class PreviewSink:
     """A :class:`~metadj_bridge.video.sink.FrameSink` that serves the shown frames to browsers as MJPEG.
 
-    The server starts in :meth:`open` (a taken port is a :class:`VideoOutputError` naming it) and stops in
-    :meth:`close`, which also ends every open stream and frees the port. ``port=0`` picks a free port;
-    :attr:`url` says which once open.
+    The server starts in :meth:`open` and stops in :meth:`close`, which also ends every open stream and frees
+    the port. ``port=0`` picks a free port; a taken port moves the preview to the next free one (a WARNING says
+    where): a port clash must not leave the show without a picture. :attr:`url` says which once open.
     """
 
     name = "preview"
@@ -164,14 +168,8 @@ class PreviewSink:
             raise VideoOutputError("preview is closed and cannot be opened again")
         if self._server is not None:
             raise VideoOutputError(f"preview is already open at {self.url}")
-        try:
-            server_class = _Server6 if ":" in self.host else _Server
-            server = server_class((self.host, self.port), _Handler)
-        except OSError as exc:
-            reason = "is taken (another program, or another bridge, is using it)" if _in_use(exc) else exc.strerror
-            raise VideoOutputError(
-                f"preview: port {self.port} on {self.host} {reason or exc}; choose another port or 0 for any free one"
-            ) from exc
+        asked = self.port
+        server = self._bind()
         server.preview = self
         self.port = int(server.server_address[1])
         self._size = (width, height)
@@ -180,7 +178,32 @@ class PreviewSink:
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="preview-http", daemon=True
         )
         self._thread.start()
-        logger.info("preview at %s (%dx%d, up to %g fps)", self.url, width, height, self.fps)
+        if asked and self.port != asked:
+            # The show keeps its picture: say loudly where it went, the browser tab on the old port is stale.
+            logger.warning("video preview at %s (%d was taken by another program or bridge; set "
+                           "video.preview_port or --preview-port to choose one)", self.url, asked)
+        else:
+            logger.info("preview at %s (%dx%d, up to %g fps)", self.url, width, height, self.fps)
+
+    def _bind(self) -> _Server:
+        """A server on the asked port, or on the next free one when it is taken (the show needs its picture).
+
+        Tries ``port``, then the next :data:`PORT_TRIES` ports, then any free port; only errors other than
+        "taken" (no such address, not allowed) are a :class:`VideoOutputError`.
+        """
+        server_class = _Server6 if ":" in self.host else _Server
+        first = self.port
+        candidates = [first] if first == 0 else [*range(first, min(first + PORT_TRIES, 65535) + 1), 0]
+        for port in candidates:
+            try:
+                return server_class((self.host, port), _Handler)
+            except OSError as exc:
+                if not _in_use(exc):
+                    raise VideoOutputError(
+                        f"preview: cannot listen on {self.host} port {port}: {exc.strerror or exc}; "
+                        "choose another port (video.preview_port or --preview-port), or 0 for any free one"
+                    ) from exc
+        raise VideoOutputError(f"preview: no free port on {self.host} (tried from {first} on, then any port)")
 
     def show(self, shown: ShownFrame) -> None:
         with self._changed:
