@@ -131,7 +131,7 @@ BUILTIN_SPECS: dict[str, ParamSpec] = {
     "kv_cache_attention_bias": ParamSpec("number", 0.01, 1.0),
     "paused": ParamSpec("bool"),
     "input_mode": ParamSpec("enum", choices=("text", "video")),
-    "base_seed": ParamSpec("integer", 0, None),
+    "base_seed": ParamSpec("integer", 0, 2**31 - 1),  # Scope seeds torch with it: 32-bit
     "lora_scales": ParamSpec("list"),
     "vace_ref_images": ParamSpec("list"),
     "vace_context_scale": ParamSpec("number", 0.0, 2.0),

@@ -628,3 +628,22 @@ def test_the_first_touch_of_a_control_counts_as_a_move() -> None:
     d = Driver(engine)
     assert d.step().parameters["prompts"] == [{"text": "red", "weight": 1.0}]
     assert d.step({"midi.cc.1.19": 1.0}).parameters["prompts"] == [{"text": "blue", "weight": 1.0}]
+
+
+def test_a_chain_of_transforms_that_overflows_never_sends_inf_or_nan() -> None:
+    from metadj_bridge.profile.model import Scale
+
+    huge = (Scale(1e12),) * 30  # 1e12 ** 30 overflows to inf
+    profile = show(
+        sig("a", "base_seed", *huge, combine="sum"),
+        sig("n", "base_seed", *huge, Scale(-1.0), combine="sum", mname="minus"),
+        sig("b", "lookahead_ms", *huge),
+        sig("c", "noise_scale", *huge),
+    )
+    d = Driver(MappingEngine(profile))
+    p = d.step({"a": 1.0, "b": 1.0, "c": -1.0, "n": 1.0}).parameters
+    assert p["base_seed"] == 0 and isinstance(p["base_seed"], int)  # inf + (-inf) is NaN: the value nearest 0
+    assert p["lookahead_ms"] == 1e12  # no upper bound: held at 1e12
+    assert p["noise_scale"] == 0.0
+    p = d.step({"n": 0.0}).parameters  # inf + 0 = inf: held at the top of Scope's seed range
+    assert p["base_seed"] == 2**31 - 1

@@ -76,25 +76,32 @@ def _spec(schema: ParameterSchema, name: str, where: str) -> ParamSpec:
     return spec
 
 
+_FINITE = 1e12  # the largest magnitude a mapping can send where a parameter has no bound
+
+
 def value_coercer(schema: ParameterSchema, name: str, where: str) -> Callable[[float], Any]:
     """How a mapping's float becomes the value of parameter ``name``."""
     if name in ("denoising_steps", "denoising_step_list"):
         return lambda x: list(DENOISING_CHOICES[denoising_choice(x)])
     spec = _spec(schema, name, where)
     kind = spec.kind
-    lo = float(spec.minimum) if spec.minimum is not None else float("-inf")
-    hi = float(spec.maximum) if spec.maximum is not None else float("inf")
+    # A chain of transforms can overflow to inf or make NaN (inf - inf): such a value never reaches Scope. It is
+    # held inside the parameter's range, or inside +-1e12 where the parameter has no bound; NaN becomes the value
+    # nearest 0 the range allows.
+    lo = max(float(spec.minimum), -_FINITE) if spec.minimum is not None else -_FINITE
+    hi = min(float(spec.maximum), _FINITE) if spec.maximum is not None else _FINITE
+    nan_value = min(max(0.0, lo), hi)
     if kind == "number":
 
         def number(x: float) -> float:
-            x = lo if x < lo else hi if x > hi else x  # noqa: FURB136 - per step: no call
+            x = lo if x < lo else hi if x > hi else x if x == x else nan_value  # noqa: FURB136 - per step: no call
             return round(x, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
 
         return number
     if kind == "integer":
 
         def integer(x: float) -> int:
-            x = lo if x < lo else hi if x > hi else x  # noqa: FURB136 - per step: no call
+            x = lo if x < lo else hi if x > hi else x if x == x else nan_value  # noqa: FURB136 - per step: no call
             return round(x)
 
         return integer
