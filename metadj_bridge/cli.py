@@ -180,18 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export-timeline",
-        help="turn a show log into a Scope timeline (re-render the set in Scope's timeline editor)",
-        description="Write the prompts of a show log as time ranges, with the show's settings, in the timeline "
-        "format Scope's timeline editor imports (version 2.0).",
+        help="turn a show log into a Scope workflow file with its prompt timeline (re-render the set in Scope)",
+        description="Write the prompts of a show log as timeline entries, with the show's pipeline and settings, in "
+        "the workflow format Scope 0.2.4 imports (format scope-workflow; Scope's Import button).",
     )
     export.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
-    export.add_argument("-o", "--output", metavar="FILE", help="the timeline to write (default: SHOW.timeline.json)")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="the workflow to write (default: SHOW.scope-workflow.json)")
+    export.add_argument("--name", help="the workflow's name in Scope (default: the show log's file name)")
 
     replay = sub.add_parser(
         "replay",
         help="drive Scope from a show log with the original timing",
-        description="Load the log's pipeline, open a session and send every logged parameter message at its "
-        "time, paced like a live show. Without --scope the built-in Scope emulator is started in this process.",
+        description="Load the log's pipeline, open a session in the show's input mode and send every logged parameter "
+        "message at its time, paced like a live show. Without --scope the built-in Scope emulator is started in this "
+        "process. Exits 1 when the log cannot play (a video-mode show without --video-source, a pipeline or mode the "
+        "server does not offer) or no frame comes back.",
     )
     replay.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
     replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
@@ -199,12 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="play faster (2) or slower (0.5) than the show (default: 1)")
     replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS",
                         help="frame rate of the built-in emulator (default: 20)")
+    replay.add_argument("--video-source", metavar="SOURCE",
+                        help="a video-mode show's input video, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
+                        "(a show log does not hold the video; a video-mode show cannot replay without it)")
 
     doctor = sub.add_parser(
         "doctor",
         help="check Scope, the profile and this machine before a show, and say what to do",
         description="Check the profile, the audio input, MIDI controllers, the virtual camera and the Scope server "
-        "(health, pipeline, VACE, ICE/TURN, a short session's video). Exit status 0 only when nothing blocks a show.",
+        "(health, the pipelines it offers, the pipeline, VACE, ICE/TURN, a short session's video in the show's own "
+        "input mode). Exit status 0 only when nothing blocks a show.",
     )
     doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
     doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
@@ -215,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long loading the show's pipeline may take (default: 180)")
     doctor.add_argument("--no-video", action="store_true",
                         help="do not open a session (leaves Scope's pipeline as it is)")
+    doctor.add_argument("--video-source", metavar="SOURCE",
+                        help="a video-mode show's input, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
+                        "(default: the profile's video.source, else the first camera)")
     return parser
 
 
@@ -289,11 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return eventloop.run(run_from_args(args))
         if args.command == "export-timeline":
-            from metadj_bridge.showlog.export import export_timeline, timeline_path_for
+            from metadj_bridge.showlog.export import export_workflow, workflow_path_for
 
-            output = args.output or str(timeline_path_for(args.show_log))
-            timeline = export_timeline(args.show_log, output)
-            print(f"{output}: {len(timeline['prompts'])} prompt ranges")
+            output = args.output or str(workflow_path_for(args.show_log))
+            workflow = export_workflow(args.show_log, output, name=args.name)
+            entries = (workflow["timeline"] or {}).get("entries", [])
+            print(f"{output}: a Scope workflow for {workflow['pipelines'][0]['pipeline_id']} with {len(entries)} "
+                  "timeline entries (import it with Scope's Import button)")
             return 0
         if args.command == "replay":
             from metadj_bridge.showlog.replay import ReplayOptions, run_replay
@@ -301,13 +314,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.verbose:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
             replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed,
-                                   emulator_fps=args.emulator_fps)
+                                   emulator_fps=args.emulator_fps, video_source=args.video_source)
             return eventloop.run(run_replay(replay))
         if args.command == "doctor":
             from metadj_bridge.doctor.report import doctor_main, options_from_args
 
             if not args.verbose:
                 logging.getLogger("metadj_bridge.scope").setLevel(logging.WARNING)  # the report says it all
+                logging.getLogger("metadj_bridge.video").setLevel(logging.WARNING)
             return eventloop.run(doctor_main(options_from_args(args), as_json=args.json))
         parser.error(f"unknown command {args.command!r}")
     except MetaDJError as exc:

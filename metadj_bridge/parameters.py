@@ -67,6 +67,11 @@ KNOWN_PIPELINES: dict[str, PipelineInfo] = {
         PipelineInfo("passthrough", 4, (512, 512), ("video",), None, False),
         PipelineInfo("gray", 1, (512, 512), ("video",), None, False),
         PipelineInfo("controller-viz", 1, (512, 512), ("text",), None, False),
+        # The video filters of Scope 0.2.4: input video only (a text show gets no frame from them).
+        PipelineInfo("video-depth-anything", 4, (512, 512), ("video",), None, False),
+        PipelineInfo("rife", 12, (512, 512), ("video",), None, False),
+        PipelineInfo("scribble", 1, (512, 512), ("video",), None, False),
+        PipelineInfo("optical-flow", 2, (512, 512), ("video",), None, False),
     )
 }
 

@@ -87,7 +87,7 @@ async def test_asset_upload_returns_a_server_path(emulator: ScopeEmulator, tmp_p
 async def test_delete_of_an_unknown_session_is_harmless(emulator: ScopeEmulator) -> None:
     async with ScopeClient(emulator.url) as scope:
         await scope.delete_session("no-such-session")
-        metrics = await emulator_get(emulator.url, "/api/v1/session/metrics")
+        metrics = await emulator_get(emulator.url, "/_emulator/metrics")
     assert metrics["active_sessions"] == 0
 
 

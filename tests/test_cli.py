@@ -119,3 +119,23 @@ def test_rehearsal_of_a_controller_show_without_the_controller() -> None:
     assert len(said) == 1, proc.stderr
     assert "preview at http://127.0.0.1:" in proc.stderr
     assert "streaming from" in proc.stderr
+
+
+def test_run_refuses_a_text_show_on_a_video_only_pipeline_in_one_line() -> None:
+    """D1/D4: the built-in emulator offers passthrough for video input only, as Scope does: the run ends at once."""
+    proc = cli("run", "--pipeline", "passthrough", "--duration", "20", "--output", "none", "--no-audio",
+               "--show-log", "none")
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: pipeline 'passthrough' supports only video input, not text mode; "), proc.stderr
+    assert "this Scope server offers: " in last and "Traceback" not in proc.stderr
+
+
+def test_run_without_any_session_says_so_in_its_closing_line() -> None:
+    from tests.helpers import free_port
+
+    proc = cli("run", "--scope", f"http://127.0.0.1:{free_port()}", "--duration", "3", "--output", "none",
+               "--no-audio", "--show-log", "none")
+    assert proc.returncode == 0, proc.stderr  # a server that is down may come up: not a configuration error
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.search(r"WARNING stopped after [\d.]+ s: no Scope session was made \(last error: .+\)", last), last

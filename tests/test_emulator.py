@@ -159,8 +159,10 @@ async def test_health_has_scopes_shape_and_says_emulator(make_emu: EmulatorFacto
     assert (body["status"], body["version"], body["emulator"]) == ("healthy", "0.2.4", True)
     assert isinstance(body["server_start_time"], float) and abs(body["server_start_time"] - time.time()) < 60
     hw = (await http.get(emu.url + "/api/v1/hardware/info")).json()
-    assert hw["vram_gb"] is None and hw["ndi"]["available"] is False
-    assert (await http.get(emu.url + "/api/v1/webrtc/ice-servers")).json() == {"iceServers": []}
+    assert hw["vram_gb"] == 24.0 and hw["ndi"]["available"] is False  # a GPU server, as it offers longlive
+    # Scope without TURN credentials hands out Google's public STUN server (server/webrtc.py).
+    stun = {"urls": ["stun:stun.l.google.com:19302"], "username": None, "credential": None}
+    assert (await http.get(emu.url + "/api/v1/webrtc/ice-servers")).json() == {"iceServers": [stun]}
 
 
 async def test_schemas_list_live_and_load_params(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
@@ -168,11 +170,16 @@ async def test_schemas_list_live_and_load_params(make_emu: EmulatorFactory, http
     pipelines = (await http.get(emu.url + "/api/v1/pipelines/schemas")).json()["pipelines"]
     props = pipelines["longlive"]["config_schema"]["properties"]
     assert (props["noise_scale"]["minimum"], props["noise_scale"]["maximum"]) == (0.0, 1.0)
-    assert props["noise_scale"]["ui"]["is_load_param"] is False
-    assert props["kv_cache_attention_bias"]["minimum"] == 0.01 and props["vace_context_scale"]["maximum"] == 2.0
+    assert props["noise_scale"]["ui"]["is_load_param"] is False and props["noise_scale"]["ui"]["modes"] == ["video"]
+    assert props["vace_context_scale"]["maximum"] == 2.0
     assert props["base_seed"]["type"] == "integer" and props["base_seed"]["minimum"] == 0
     assert props["height"]["ui"]["is_load_param"] is True and props["width"]["ui"]["is_load_param"] is True
+    assert pipelines["longlive"]["mode_defaults"]["video"]["noise_scale"] == 0.7
     assert pipelines["passthrough"]["supported_modes"] == ["video"]
+    # A GPU server registers all twelve built-in pipelines (core/pipelines/registry.py).
+    assert sorted(pipelines) == sorted([
+        "streamdiffusionv2", "longlive", "krea-realtime-video", "reward-forcing", "memflow", "passthrough",
+        "video-depth-anything", "controller-viz", "rife", "scribble", "gray", "optical-flow"])
 
 
 async def test_old_single_id_load_body_is_refused_with_400(make_emu: EmulatorFactory, http: httpx.AsyncClient) -> None:
@@ -253,8 +260,9 @@ async def test_failed_load_shows_error_once_and_the_reason_only_in_the_log(
     assert after["status"] == "not_loaded"
     tail = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 50})).json()
     assert tail["offset"] >= len(tail["lines"]) > 0
-    reason = "Pipeline 'longlive' failed to load: emulated failure (fail_load fault switch)"
+    reason = "Failed to load pipeline longlive: the emulator's pipeline failed to load: emulated failure"
     assert any(reason in line for line in tail["lines"])
+    assert tail["lines"][-1].endswith("Some pipelines failed to load")
 
 
 async def test_offer_before_load_is_400_and_string_prompts_are_422(
@@ -274,7 +282,8 @@ async def test_offer_before_load_is_400_and_string_prompts_are_422(
     assert rejected.json()["detail"][0]["loc"] == ["body", "initialParameters", "prompts", 0]
     out_of_range = {**offer, "initialParameters": {**TEXT_OFFER, "noise_scale": 1.5}}
     assert (await http.post(emu.url + "/api/v1/webrtc/offer", json=out_of_range)).status_code == 422
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["sessions"] == 0
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["sessions"] == 0
+    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["sessions"] == {}
 
 
 # ---- WebRTC sessions ----------------------------------------------------------------------------
@@ -292,9 +301,12 @@ async def test_text_mode_streams_frames_at_the_loaded_size(
     assert mean_diff(frames[-2], frames[-1]) > 1.0  # something moves every frame
     log = await event_log(http, emu)
     assert log["offers"][-1] == {**TEXT_OFFER, "sessionId": session_id}
-    metrics = (await http.get(emu.url + "/api/v1/session/metrics")).json()
+    metrics = (await http.get(emu.url + "/_emulator/metrics")).json()
     assert metrics["sessions"] == 1 and metrics["active_sessions"] == 1 and metrics["frames_sent"] >= 6
     assert (metrics["chunk_frames"], metrics["fps"]) == (2, 20.0) and metrics["chunk_index"] >= 3
+    real_shape = (await http.get(emu.url + "/api/v1/session/metrics")).json()
+    assert set(real_shape) == {"sessions", "gpu"} and real_shape["sessions"][session_id]["frames_out"] >= 6
+    assert real_shape["gpu"]["vram_total_mb"] == 24.0 * 1024
 
 
 async def test_without_pipeline_ids_the_session_connects_but_never_sends_a_frame(
@@ -309,7 +321,7 @@ async def test_without_pipeline_ids_the_session_connects_but_never_sends_a_frame
     await asyncio.sleep(2.0)
     assert silent.frames == [] and unknown.frames == []
     assert silent.pc.connectionState == "connected" and unknown.pc.connectionState == "connected"
-    metrics = (await http.get(emu.url + "/api/v1/session/metrics")).json()
+    metrics = (await http.get(emu.url + "/_emulator/metrics")).json()
     assert metrics["messages_received"] == 1 and metrics["messages_applied"] == 0
     assert metrics["frames_sent"] == 0 and metrics["active_sessions"] == 2
 
@@ -326,7 +338,7 @@ async def test_video_mode_returns_the_input_at_its_own_size(
     assert frames[-1].shape == (96, 160, 3)
     mean = frames[-1].reshape(-1, 3).mean(axis=0)
     assert np.abs(mean - np.array(colour)).max() < 20, mean
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["chunk_frames"] == 4
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["chunk_frames"] == 4
 
 
 async def test_full_queue_drops_the_newest_message(
@@ -348,9 +360,12 @@ async def test_full_queue_drops_the_newest_message(
         lambda: _applied_count(http, emu, session_id, queued), 5, "the queued messages to be applied"
     )
     assert [e["message"]["seq"] for e in applied] == list(range(queued))
-    params = (await http.get(emu.url + "/api/v1/session/parameters")).json()
+    params = (await http.get(emu.url + "/_emulator/metrics")).json()["parameters"]  # as applied
     assert params["seq"] == queued - 1 and params["noise_scale"] == (queued - 1) / 100
-    metrics = (await http.get(emu.url + "/api/v1/session/metrics")).json()
+    # Scope's own answer holds what arrived, dropped messages included (FrameProcessor.parameters).
+    received = (await http.get(emu.url + "/api/v1/session/parameters")).json()["parameters"]
+    assert received["seq"] == 19 and received["pipeline_ids"] == ["longlive"]
+    metrics = (await http.get(emu.url + "/_emulator/metrics")).json()
     counts = (metrics["messages_received"], metrics["messages_dropped"], metrics["messages_applied"])
     assert counts == (20, 20 - queued, queued)
 
@@ -398,7 +413,7 @@ async def test_one_shot_keys_are_applied_once_and_do_not_persist(
     applied = await wait_for(lambda: _applied_count(http, emu, session_id, 1), 5, "the message to be applied")
     assert applied[0]["message"]["reset_cache"] is True
     await asyncio.sleep(0.3)  # the chunk that consumes the one-shots
-    params = (await http.get(emu.url + "/api/v1/session/parameters")).json()
+    params = (await http.get(emu.url + "/_emulator/metrics")).json()["parameters"]
     assert params["noise_scale"] == 0.25  # ordinary keys persist
     assert "reset_cache" not in params and "images" not in params
     # The cache reset shows as a white flash at the start of its chunk.
@@ -416,15 +431,17 @@ async def test_pause_freezes_the_picture_and_resume_moves_it_again(
     assert min(mean_diff(a, b) for a, b in pairwise(moving)) > 1.0
     peer.send({"paused": True})
     await asyncio.sleep(0.4)  # frames already in flight
-    chunk_paused = (await http.get(emu.url + "/api/v1/session/metrics")).json()["chunk_index"]
+    chunk_paused = (await http.get(emu.url + "/_emulator/metrics")).json()["chunk_index"]
     frozen = await peer.frames_after(6)  # the last frame is re-sent while paused
     assert max(mean_diff(a, b) for a, b in pairwise(frozen)) < 1.0
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["chunk_index"] == chunk_paused
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["chunk_index"] == chunk_paused
     peer.send({"paused": False})
     await asyncio.sleep(0.3)
     resumed = await peer.frames_after(4)
     assert min(mean_diff(a, b) for a, b in pairwise(resumed)) > 1.0
-    assert "paused" not in (await http.get(emu.url + "/api/v1/session/parameters")).json()
+    assert "paused" not in (await http.get(emu.url + "/_emulator/metrics")).json()["parameters"]
+    # Scope keeps what it received, so its answer says the session is no longer paused.
+    assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["parameters"]["paused"] is False
     assert len(await applied_for(http, emu, session_id)) == 2
 
 
@@ -462,7 +479,7 @@ async def test_stop_video_fault_stops_frames_but_not_the_connection(
     await asyncio.sleep(1.2)
     assert len(peer.frames) == count
     assert peer.pc.connectionState == "connected"
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["active_sessions"] == 1
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["active_sessions"] == 1
     # Only sessions that existed at the time are affected: a new one streams.
     fresh = peers()
     await fresh.connect(http, emu.url, TEXT_OFFER)
@@ -477,9 +494,9 @@ async def test_delete_closes_the_session_and_is_always_204(
     peer, other = peers(), peers()
     session_id = await peer.connect(http, emu.url, TEXT_OFFER)
     await other.connect(http, emu.url, TEXT_OFFER)  # a new offer does not close the old session
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["active_sessions"] == 2
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["active_sessions"] == 2
     assert (await http.delete(f"{emu.url}/api/v1/webrtc/offer/{session_id}")).status_code == 204
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["active_sessions"] == 1
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["active_sessions"] == 1
     await wait_for(lambda: peer.pc.connectionState in ("closed", "failed"), 10, "the client to see the close")
     assert (await http.delete(f"{emu.url}/api/v1/webrtc/offer/{session_id}")).status_code == 204
     assert (await http.delete(f"{emu.url}/api/v1/webrtc/offer/no-such-session")).status_code == 204
@@ -517,7 +534,7 @@ async def test_invalid_data_channel_messages_are_dropped_and_logged(
     peer.channel.send("[1, 2]")
     peer.send({"noise_scale": 0.5})
     await wait_for(lambda: _applied_count(http, emu, session_id, 1), 5, "the valid message")
-    assert (await http.get(emu.url + "/api/v1/session/metrics")).json()["messages_received"] == 1
+    assert (await http.get(emu.url + "/_emulator/metrics")).json()["messages_received"] == 1
     lines = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 100})).json()["lines"]
     assert sum("not JSON" in line for line in lines) == 1 and sum("not a JSON object" in line for line in lines) == 1
 
@@ -535,7 +552,7 @@ async def test_garbage_parameter_values_do_not_stop_the_stream(
     peer.send({"transition": {"target_prompts": [{"text": 3}], "num_steps": -2}, "ctrl_input": {"mouse": "left"}})
     await wait_for(lambda: _applied_count(http, emu, session_id, 2), 5, "the odd messages to be applied")
     await peer.frames_after(4)
-    assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["base_seed"] == "abc"
+    assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["parameters"]["base_seed"] == "abc"
 
 
 async def test_fault_switches_reject_unknown_keys_and_bad_values(
@@ -608,6 +625,7 @@ async def test_module_runs_standalone_and_stops_cleanly_on_sigterm(http: httpx.A
         assert await asyncio.to_thread(proc.wait, 10) == 0
         err = proc.stderr.read().decode() if proc.stderr else ""
         assert f"serving at http://127.0.0.1:{port}" in err and "Traceback" not in err
+        assert "imitates Scope 0.2.4 on a GPU server offering streamdiffusionv2, longlive" in err
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -670,7 +688,9 @@ def test_each_prompt_has_its_own_picture_and_weights_blend_them() -> None:
     assert np.array_equal(city, FrameRenderer().render(FrameSpec(256, 144, (("neon city", 1.0),), 3, 1)))
     half = draw((("neon city", 0.5), ("forest at dawn", 0.5)))
     assert mean_diff(half, city) < mean_diff(city, forest) and mean_diff(half, forest) < mean_diff(city, forest)
-    assert mean_diff(draw((("neon city", 1.0),), noise_scale=0.8), city) > 20
+    assert mean_diff(draw((("neon city", 1.0),), noise_scale=0.8), city) > 20  # grain (video mode)
+    ignored = draw((("neon city", 1.0),), noise_scale=None)  # text mode: the pipeline never sees it
+    assert np.array_equal(ignored[:-20], draw((("neon city", 1.0),), noise_scale=0.0)[:-20])
     assert draw((("neon city", 1.0),), flash=1.0)[:-20].mean() > 250
     assert mean_diff(draw((("neon city", 1.0),), frame_number=4), city) > 1.0  # motion
     assert mean_diff(draw((("neon city", 1.0),), base_seed=43), city) > 1.0

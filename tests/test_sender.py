@@ -54,6 +54,31 @@ def test_one_shots_go_once_and_never_into_the_snapshot() -> None:
     assert state.snapshot() == {"noise_scale": 0.3}
 
 
+def test_settle_repeats_each_sent_key_once_riding_along() -> None:
+    state = ParameterState()
+    state.set("noise_scale", 0.3)
+    assert state.take_message(settle=True) == {"noise_scale": 0.3}
+    state.set("base_seed", 4)
+    # The repeat of noise_scale rides with the next change...
+    assert state.take_message(settle=True) == {"base_seed": 4, "noise_scale": 0.3}
+    # ...and base_seed's goes alone once changes stop; then nothing.
+    assert state.has_settle and not state.has_pending
+    assert state.take_message(settle=True) == {"base_seed": 4}
+    assert state.take_message(settle=True) is None and not state.has_settle
+
+
+def test_settle_leaves_out_transitions_and_mouse_moves() -> None:
+    state = ParameterState()
+    state.set("prompts", [{"text": "a", "weight": 1.0}])
+    state.set("ctrl_input", {"button": [], "mouse": [3.0, 0.0]})  # Scope adds mouse moves up: never twice
+    state.take_message(settle=True)
+    # A transition's target becomes the prompts; repeating them would cut the transition short.
+    state.set("transition", {"target_prompts": [{"text": "b", "weight": 1.0}], "num_steps": 8})
+    message = state.take_message(settle=True)
+    assert message is not None and set(message) == {"transition"}
+    assert state.take_message(settle=True) is None
+
+
 def test_transition_target_becomes_lasting_prompts() -> None:
     state = ParameterState()
     state.set("prompts", [{"text": "a", "weight": 1.0}])
@@ -118,16 +143,60 @@ def test_pacer_aims_just_before_the_next_chunk_boundary() -> None:
     for i in range(31):  # 20 fps: chunks start arriving at 0.0, 0.6 and 1.2 s
         pacer.on_frame(i / 20)
     now = 1.5
-    # The next boundary is at 1.8 s; aim 0.2 x 0.6 s before it, unless that is too soon after the last send.
-    assert pacer.next_send_at(now, last_send=1.1) == pytest.approx(1.8 - 0.12)
-    assert pacer.next_send_at(now, last_send=1.45) == pytest.approx(2.4 - 0.12)
-    pacer.set_rtt(0.1)  # a remote Scope: send earlier by the round trip
+    # The next boundary is at 1.8 s; aim 0.2 x 0.6 s and the video delay (0.1 s) before it.
     assert pacer.next_send_at(now, last_send=1.1) == pytest.approx(1.8 - 0.22)
+    # Sent just before 1.8 s: the next message waits for the slot before 2.4 s.
+    assert pacer.next_send_at(now, last_send=1.45) == pytest.approx(2.4 - 0.22)
+    pacer.set_rtt(0.1)  # a remote Scope: send earlier by the round trip
+    assert pacer.next_send_at(1.4, last_send=1.1) == pytest.approx(1.8 - 0.32)
     # Without aiming the pacer only spaces messages a chunk apart.
     plain = SendPacer(PacerConfig(chunk_frames=12, align=False))
     for i in range(31):
         plain.on_frame(i / 20)
-    assert plain.next_send_at(now, last_send=1.45) == pytest.approx(2.05)
+    assert plain.next_send_at(now, last_send=1.1) == pytest.approx(1.7)
+
+
+def test_pacer_sends_an_isolated_change_at_once() -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=12))
+    for i in range(31):
+        pacer.on_frame(i / 20)
+    # A chunk had passed since the last message when the change came: no reason to wait for the aimed slot.
+    assert pacer.next_send_at(1.5, last_send=0.8, isolated=True) == 1.5
+    # Changes that kept coming wait for it (1.68 s), so the message carries the newest values.
+    assert pacer.next_send_at(1.5, last_send=0.8) == pytest.approx(1.8 - 0.22)
+
+
+def test_pacer_takes_the_chunk_size_from_the_offer_over_the_table() -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=4))  # the table says 4
+    for i in range(60):
+        pacer.on_frame(i / 20)
+    assert pacer.interval(59 / 20) == pytest.approx(0.2)
+    pacer.set_chunk_frames(12)  # the server says 12
+    assert (pacer.chunk_frames, pacer.chunk_source) == (12, "offer")
+    assert pacer.interval(59 / 20) == pytest.approx(0.6)
+    pacer.set_chunk_frames(None)  # an offer that does not say changes nothing
+    assert pacer.chunk_frames == 12
+    # Chunks are still counted from the session's first frame: 0.0, 0.6, 1.2, ... so the last boundary is 2.4 s.
+    assert pacer.next_send_at(2.7, last_send=2.45) == pytest.approx(3.0 - 0.22)
+
+
+def test_pacer_counts_chunks_again_after_a_silence() -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=12, restart_gap=1.0))
+    for i in range(17):  # 0.0 .. 0.8 s; boundary at 0.0 and (would be) 0.6
+        pacer.on_frame(i / 20)
+    start = 2.13  # the output ran dry for more than a second: the next frame starts a chunk
+    for i in range(40):
+        pacer.on_frame(start + i / 20)
+    now = start + 39 / 20  # boundaries at start + 0.6 k: the next one at start + 2.4
+    assert pacer.next_send_at(now, last_send=now - 0.1) == pytest.approx(start + 2.4 - 0.22)
+
+
+def test_pacer_forgets_the_session_on_reset() -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=12, assumed_fps=15))
+    for i in range(40):
+        pacer.on_frame(i / 20)
+    pacer.reset()
+    assert pacer.fps(2.0) is None and pacer.interval(2.0) == pytest.approx(12 / 15)
 
 
 def test_pacer_config_rejects_inverted_bounds() -> None:
@@ -144,7 +213,7 @@ async def test_sender_rejects_invalid_values_and_keeps_state() -> None:
     assert sender.stats().rejected == 1
 
 
-async def test_sender_paces_continuous_changes_and_rushes_actions(caplog: pytest.LogCaptureFixture) -> None:
+async def test_sender_budgets_actions_too_and_merges_them(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12))
     # assumed 12 fps / 12 frames = one message per 1.0 s of the sender's clock, which we control.
@@ -155,28 +224,78 @@ async def test_sender_paces_continuous_changes_and_rushes_actions(caplog: pytest
     try:
         sender.update(noise_scale=0.1)
         await asyncio.sleep(0.05)
-        assert channel.messages == [{"noise_scale": 0.1}]  # first message: nothing to wait for
+        assert channel.messages == [{"noise_scale": 0.1}]  # an isolated change: nothing to wait for
         for v in (0.2, 0.3, 0.4):
             sender.update(noise_scale=v)
+        sender.update(transition={"target_prompts": ["storm"], "num_steps": 8})
+        sender.action(reset_cache=True)
         await asyncio.sleep(0.05)
-        assert len(channel.messages) == 1  # held: the sender's clock has not advanced a chunk
+        assert len(channel.messages) == 1  # held, actions too: the sender's clock has not advanced a chunk
+        now[0] = 1.1  # a chunk, counted a little slow (the sender's model of Scope's queue)
         with caplog.at_level(logging.DEBUG, logger="metadj_bridge.scope.sender"):
-            sender.update(transition={"target_prompts": ["storm"], "num_steps": 8})
+            sender.update(base_seed=3)  # wakes the sender; its slot has come
             await asyncio.sleep(0.05)
-        # The action went out at once, with the merged continuous change.
-        assert channel.messages[-1]["noise_scale"] == 0.4
-        assert channel.messages[-1]["transition"]["target_prompts"] == [{"text": "storm", "weight": 1.0}]
-        assert "[Scope] Sending prompt: storm (1.00)" in caplog.text
-        sender.update(noise_scale=0.9)
-        await asyncio.sleep(0.05)
+        # One message: the merged knob, the transition and the reset.
         assert len(channel.messages) == 2
-        now[0] = 1.5  # a chunk later the held change goes out
-        sender.update(base_seed=3)
+        last = channel.messages[-1]
+        assert last["noise_scale"] == 0.4 and last["base_seed"] == 3 and last["reset_cache"] is True
+        assert last["transition"]["target_prompts"] == [{"text": "storm", "weight": 1.0}]
+        assert "[Scope] Sending prompt: storm (1.00)" in caplog.text
+        now[0] = 2.3
+        sender.update(base_seed=6)
         await asyncio.sleep(0.05)
-        assert channel.messages[-1] == {"noise_scale": 0.9, "base_seed": 3}
+        # The next message repeats the lasting values of the one before (the settle step), not its one-shots.
+        assert channel.messages[-1] == {"noise_scale": 0.4, "base_seed": 6}
     finally:
         await sender.aclose()
         await sender.aclose()  # closing twice is harmless
+
+
+async def test_sender_repeats_a_value_scope_dropped() -> None:
+    """A value Scope dropped (here: the stand-in channel loses it) reaches it with the repeat a chunk later."""
+    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=0.05, chunk_frames=1, assumed_fps=100))
+    lost: list[dict[str, object]] = []
+    channel = RecordingChannel()
+    applied: dict[str, object] = {}
+
+    def scope_receives(data: str) -> None:
+        message = json.loads(data)
+        if not lost:
+            lost.append(message)  # Scope's queue was full: dropped
+            return
+        channel.messages.append(message)
+        applied.update(message)
+
+    channel.send = scope_receives  # type: ignore[method-assign]
+    sender.attach(channel)
+    sender.start()
+    try:
+        sender.update(noise_scale=0.8, base_seed=5)
+        async with asyncio.timeout(5):
+            while applied != {"noise_scale": 0.8, "base_seed": 5}:  # noqa: ASYNC110 - a poll of the stand-in
+                await asyncio.sleep(0.01)
+        assert lost == [{"noise_scale": 0.8, "base_seed": 5}]
+        await asyncio.sleep(0.2)
+        assert len(channel.messages) == 1  # repeated once, not for ever
+    finally:
+        await sender.aclose()
+
+
+async def test_aclose_returns_when_update_ran_in_the_same_turn() -> None:
+    """Python 3.11's wait_for swallowed the cancellation when the sender woke in the same turn: aclose hung."""
+    for _ in range(5):
+        sender = ParameterSender(pacer=PacerConfig(chunk_frames=12, assumed_fps=12))
+        channel = RecordingChannel()
+        sender.attach(channel)
+        sender.start()
+        sender.update(noise_scale=0.1)
+        await asyncio.sleep(0.02)
+        sender.update(noise_scale=0.2)
+        await asyncio.sleep(0)  # the sender now waits for its slot
+        sender.update(noise_scale=0.3)  # wakes it in the turn aclose cancels it
+        async with asyncio.timeout(5):
+            await sender.aclose()
+        assert channel.messages == [{"noise_scale": 0.1}]
 
 
 async def test_sender_holds_changes_without_an_open_channel() -> None:
@@ -198,3 +317,25 @@ async def test_sender_holds_changes_without_an_open_channel() -> None:
         await sender.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         sender.start()
+
+
+def test_pacer_skips_a_slot_now_and_then_so_a_waiting_message_drains() -> None:
+    """Sending at every boundary keeps whatever waits in Scope's queue there; the model counts chunks 5% slow."""
+    pacer = SendPacer(PacerConfig(chunk_frames=12))
+    frame = 0
+    sends: list[float] = []
+    now, last, target = 1.0, -10.0, None
+    while now < 30.0:
+        while frame / 20 <= now:
+            pacer.on_frame(frame / 20)
+            frame += 1
+        if target is None:  # a knob that keeps moving: something is always pending
+            target = pacer.next_send_at(now, last)
+        if now >= target:
+            pacer.on_sent(now)
+            sends.append(now)
+            last, target = now, None
+        now = round(now + 0.005, 3)
+    gaps = [round((b - a) / 0.6) for a, b in zip(sends, sends[1:], strict=False)]
+    assert set(gaps) == {1, 2} and 1 <= gaps.count(2) <= len(gaps) // 5  # mostly every chunk, a few skipped
+    assert pacer.backlog(now) < 1.0

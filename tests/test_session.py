@@ -72,7 +72,7 @@ async def test_text_mode_handshake_streams_frames(emulator: ScopeEmulator) -> No
     finally:
         await session.aclose()
         await session.aclose()
-    metrics = await emulator_get(emulator.url, "/api/v1/session/metrics")
+    metrics = await emulator_get(emulator.url, "/_emulator/metrics")
     assert metrics["active_sessions"] == 0  # aclose DELETEd the session
 
 
@@ -170,17 +170,14 @@ async def test_sweep_60hz_for_30s_drops_nothing_and_lands_the_final_value(
             await asyncio.sleep(1 / 60)
         final = 0.123457
         sender.update(noise_scale=final)
-        chunk_at_end = (await emulator_get(emulator.url, "/api/v1/session/metrics"))["chunk_index"]
+        chunk_at_end = (await emulator_get(emulator.url, "/_emulator/metrics"))["chunk_index"]
 
-        async def applied_final() -> bool:
-            params = await emulator_get(emulator.url, "/api/v1/session/parameters")
-            return params.get("noise_scale") == final
+        async def applied_final() -> list[dict[str, Any]]:
+            log = await emulator_get(emulator.url, "/_emulator/log")
+            return [e for e in log["applied"] if e["message"].get("noise_scale") == final]
 
-        await wait_for(applied_final, 10, "the final knob value to be applied")
-        metrics = await emulator_get(emulator.url, "/api/v1/session/metrics")
-        log = await emulator_get(emulator.url, "/_emulator/log")
-        applied = [e for e in log["applied"] if e["message"].get("noise_scale") == final]
-        assert applied, "final value missing from the applied log"
+        applied = await wait_for(applied_final, 10, "the final knob value to be applied")
+        metrics = await emulator_get(emulator.url, "/_emulator/metrics")
         assert metrics["messages_dropped"] == 0
         assert applied[0]["chunk"] - chunk_at_end <= 2, (applied[0]["chunk"], chunk_at_end)
         stats = sender.stats()
@@ -261,19 +258,26 @@ async def test_heals_after_server_restart(emulator: ScopeEmulator, caplog: pytes
         assert len(warnings) == 1  # one WARNING on loss ...
         assert len(restored) == 1  # ... one INFO on recovery
         assert any(r.getMessage().startswith("Scope restarted") for r in caplog.records)
-        metrics = await emulator_get(emulator.url, "/api/v1/session/metrics")
+        metrics = await emulator_get(emulator.url, "/_emulator/metrics")
         assert metrics["active_sessions"] == 1  # exactly one session at a time
     finally:
         await session.aclose()
 
 
-async def test_heals_when_video_stops_while_connected(emulator: ScopeEmulator) -> None:
+async def test_heals_when_video_stops_while_connected(emulator: ScopeEmulator,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     session = make_session(emulator.url, no_frame_timeout=1.0)
     await session.start()
     try:
-        await _heal_and_check_state(emulator.url, session, lambda: emulator_fault(emulator.url, stop_video=True))
-        assert "no video frame" in (session.last_error or "")
-        metrics = await emulator_get(emulator.url, "/api/v1/session/metrics")
+        with caplog.at_level(logging.INFO, logger="metadj_bridge.scope"):
+            await _heal_and_check_state(emulator.url, session, lambda: emulator_fault(emulator.url, stop_video=True))
+            await wait_for(lambda: session.connection.last_frame, 10, "a frame of the new session")
+        lost = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(lost) == 1 and "no video frame" in lost[0]  # the reason stays in the log ...
+        assert session.last_error is None  # ... not on the status once frames flow again
+        assert session.status()["last_error"] is None
+        assert any("restored" in r.getMessage() for r in caplog.records)
+        metrics = await emulator_get(emulator.url, "/_emulator/metrics")
         assert metrics["active_sessions"] == 1  # the silent session was DELETEd before the new offer
     finally:
         await session.aclose()

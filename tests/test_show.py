@@ -110,7 +110,7 @@ async def applied_prompts(url: str) -> list[list[dict[str, Any]]]:
 
 async def metrics(url: str) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
-        return dict((await http.get(url + "/api/v1/session/metrics")).json())
+        return dict((await http.get(url + "/_emulator/metrics")).json())
 
 
 @contextlib.asynccontextmanager

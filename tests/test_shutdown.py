@@ -46,12 +46,12 @@ async def test_a_signal_ends_the_show_cleanly(make_emulator: object, tmp_path: P
     try:
         await wait_for(lambda: emulator._records.counters.frames_sent > 20, 30, "the show streaming")
         async with httpx.AsyncClient() as http:
-            assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 1
+            assert (await http.get(emulator.url + "/_emulator/metrics")).json()["active_sessions"] == 1
             proc.send_signal(sig)
             err = await finish(proc)
             assert proc.returncode == 0, err
             # The session was closed on Scope's side, not left for Scope to time out.
-            assert (await http.get(emulator.url + "/api/v1/session/metrics")).json()["active_sessions"] == 0
+            assert (await http.get(emulator.url + "/_emulator/metrics")).json()["active_sessions"] == 0
     finally:
         await kill_if_running(proc)
     assert "Traceback" not in err

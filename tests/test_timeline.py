@@ -1,4 +1,6 @@
-"""Timeline export: the structure of Scope's own timeline files, ranges that follow the show."""
+"""Timeline export: a Scope workflow with the structure of Scope's own workflow files, entries that follow the show.
+
+Whether Scope 0.2.4 would import it is ``tests/test_workflow_import.py``."""
 
 from __future__ import annotations
 
@@ -11,12 +13,12 @@ from typing import Any
 import pytest
 
 from metadj_bridge.cli import main
-from metadj_bridge.showlog.export import build_timeline
+from metadj_bridge.showlog.export import build_workflow
 from metadj_bridge.showlog.log import ShowLog, read_show_log, show_log_header
 
 FIXTURES = Path(__file__).parent / "fixtures" / "timeline"
-PANDA = json.loads((FIXTURES / "timeline-panda.json").read_text())
-MELT = json.loads((FIXTURES / "timeline-reward-forcing-melt.json").read_text())
+#: A workflow Scope itself made (its "Mythical Creature" starter), the reference for keys and types.
+STARTER = json.loads((FIXTURES / "starter-mythical-creature.scope-workflow.json").read_text())
 
 
 class FakeClock:
@@ -69,51 +71,68 @@ def shape(value: Any) -> Any:
     return type(value).__name__
 
 
-def test_export_has_the_keys_and_types_of_scopes_example(tmp_path: Path) -> None:
+def test_export_has_the_keys_and_types_of_scopes_own_workflows(tmp_path: Path) -> None:
     log = tmp_path / "show.jsonl"
     write_known_show(log)
-    timeline = build_timeline(read_show_log(log))
-    assert list(timeline) == list(PANDA)
-    assert timeline["version"] == PANDA["version"] == "2.0"
-    assert shape(timeline["settings"]) == shape(PANDA["settings"])
-    assert list(timeline["settings"]) == list(PANDA["settings"])
-    assert shape(timeline["exportedAt"]) == shape(PANDA["exportedAt"])
-    datetime.fromisoformat(timeline["exportedAt"])
-    panda_range = shape(PANDA["prompts"][0])
-    melt_range = shape(MELT["prompts"][0])
-    for item in timeline["prompts"]:
-        if "transitionSteps" in item:  # the optional fields, as Scope's later exports write them
-            assert shape(item) == melt_range
-        else:
-            assert shape(item) == panda_range
+    workflow = build_workflow(read_show_log(log))
+    assert workflow["format"] == STARTER["format"] == "scope-workflow"
+    assert workflow["format_version"] == STARTER["format_version"]
+    assert shape(workflow["metadata"]) == shape(STARTER["metadata"])
+    datetime.fromisoformat(workflow["metadata"]["created_at"])
+    main_pipeline, theirs = workflow["pipelines"][0], STARTER["pipelines"][0]
+    assert set(theirs) <= set(main_pipeline)
+    assert shape(main_pipeline["source"]) == shape(theirs["source"]) and main_pipeline["loras"] == []
+    params = main_pipeline["params"]
+    for key in set(params) & set(theirs["params"]):
+        assert shape(params[key]) == shape(theirs["params"][key]), key
+    assert shape(workflow["prompts"]) == shape(STARTER["prompts"])
+    for entry in workflow["timeline"]["entries"]:  # Scope's WorkflowTimelineEntry (workflowApi.ts)
+        assert {"start_time", "end_time", "prompts"} <= set(entry)
+        assert set(entry) <= {"start_time", "end_time", "prompts", "transition_steps", "temporal_interpolation_method"}
+        assert shape(entry["prompts"]) == shape(STARTER["prompts"])
 
 
-def test_ranges_follow_theme_switches_and_prompt_changes(tmp_path: Path) -> None:
+def test_entries_follow_theme_switches_and_prompt_changes(tmp_path: Path) -> None:
     log = tmp_path / "show.jsonl"
     write_known_show(log)
-    timeline = build_timeline(read_show_log(log), exported_at=datetime(2026, 11, 24, 21, 0, tzinfo=UTC))
-    ranges = timeline["prompts"]
-    assert [(r["startTime"], r["endTime"]) for r in ranges] == [(0, 10), (10, 20), (20, 30)]
-    assert ranges[0]["prompts"] == [{"text": "neon city", "weight": 100.0}]
-    assert "transitionSteps" not in ranges[0]
-    # The theme switch: a transition range, weights as the time-weighted blend (5 s at 50/50, 5 s at 90/10).
-    assert ranges[1]["transitionSteps"] == 8
-    assert ranges[1]["temporalInterpolationMethod"] == "slerp"
-    assert [p["text"] for p in ranges[1]["prompts"]] == ["forest", "neon city"]
-    assert [p["weight"] for p in ranges[1]["prompts"]] == pytest.approx([70.0, 30.0])
-    assert ranges[2]["prompts"] == [{"text": "desert", "weight": 100.0}]
-    # Settings: the show's start values, the load's denoising steps.
-    settings = timeline["settings"]
-    assert settings["pipelineId"] == "longlive"
-    assert settings["resolution"] == {"height": 576, "width": 1024}
-    assert settings["denoisingSteps"] == [1000, 500, 250]
-    assert settings["noiseScale"] == 0.55
-    assert settings["seed"] == 42
-    assert timeline["exportedAt"] == "2026-11-24T21:00:00.000Z"
+    workflow = build_workflow(read_show_log(log), exported_at=datetime(2026, 11, 24, 21, 0, tzinfo=UTC))
+    entries = workflow["timeline"]["entries"]
+    assert [(r["start_time"], r["end_time"]) for r in entries] == [(0, 10), (10, 20), (20, 30)]
+    assert entries[0]["prompts"] == [{"text": "neon city", "weight": 100.0}]
+    assert "transition_steps" not in entries[0]
+    # The theme switch: a transition entry, weights as the time-weighted blend (5 s at 50/50, 5 s at 90/10).
+    assert entries[1]["transition_steps"] == 8
+    assert entries[1]["temporal_interpolation_method"] == "slerp"
+    assert [p["text"] for p in entries[1]["prompts"]] == ["forest", "neon city"]
+    assert [p["weight"] for p in entries[1]["prompts"]] == pytest.approx([70.0, 30.0])
+    assert entries[2]["prompts"] == [{"text": "desert", "weight": 100.0}]
+    # The first entry's prompts are the prompt state Scope shows before the timeline plays.
+    assert workflow["prompts"] == entries[0]["prompts"]
+    assert (workflow["transition_steps"], workflow["temporal_interpolation_method"]) == (8, "slerp")
+    # Params: the show's start values (only those it set), the load's size and denoising steps.
+    pipeline = workflow["pipelines"][0]
+    assert (pipeline["pipeline_id"], pipeline["source"], pipeline["role"]) == ("longlive", {"type": "builtin"}, "main")
+    assert pipeline["params"] == {"width": 1024, "height": 576, "input_mode": "text", "vace_enabled": False,
+                                  "denoising_step_list": [1000, 500, 250], "noise_scale": 0.55,
+                                  "manage_cache": True}
+    assert workflow["metadata"]["created_at"] == "2026-11-24T21:00:00.000Z"
+
+
+def test_a_show_without_prompts_has_no_timeline(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = tmp_path / "quiet.jsonl"
+    show = ShowLog(log, show_log_header(pipeline="passthrough", width=512, height=512, input_mode="video",
+                                        initial={}), clock=clock)
+    show.record({"noise_scale": 0.4}, 1.0)
+    clock.now = 5.0
+    show.close()
+    workflow = build_workflow(read_show_log(log))
+    assert workflow["timeline"] is None and "prompts" not in workflow
+    assert workflow["pipelines"][0]["params"]["input_mode"] == "video"
 
 
 def test_ranges_end_where_every_range_starts_after_the_one_before(tmp_path: Path) -> None:
-    """Contiguous, ordered, non-empty ranges: what Scope's editor lays out without overlaps."""
+    """Contiguous, ordered, non-empty entries: what Scope's timeline lays out without overlaps."""
     clock = FakeClock()
     log = tmp_path / "many.jsonl"
     show = ShowLog(log, show_log_header(pipeline="longlive", width=832, height=480, initial={}), clock=clock)
@@ -121,29 +140,30 @@ def test_ranges_end_where_every_range_starts_after_the_one_before(tmp_path: Path
         show.record({"prompts": [{"text": f"theme {i % 3}", "weight": 1.0}]}, 1.0 + i * 0.5)
     clock.now = 12.0
     show.close()
-    ranges = build_timeline(read_show_log(log))["prompts"]
-    assert ranges[0]["startTime"] == 1
-    assert ranges[-1]["endTime"] == 12
-    assert all(r["endTime"] > r["startTime"] for r in ranges)
-    assert all(a["endTime"] == b["startTime"] for a, b in itertools.pairwise(ranges))
+    ranges = build_workflow(read_show_log(log))["timeline"]["entries"]
+    assert ranges[0]["start_time"] == 1
+    assert ranges[-1]["end_time"] == 12
+    assert all(r["end_time"] > r["start_time"] for r in ranges)
+    assert all(a["end_time"] == b["start_time"] for a, b in itertools.pairwise(ranges))
     assert len(ranges) == 20
 
 
-def test_cli_writes_the_timeline_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_the_workflow_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "show.jsonl"
     write_known_show(log)
-    out = tmp_path / "show.timeline.json"
-    assert main(["export-timeline", str(log), "-o", str(out)]) == 0
+    out = tmp_path / "set.scope-workflow.json"
+    assert main(["export-timeline", str(log), "-o", str(out), "--name", "Friday set"]) == 0
     written = json.loads(out.read_text())
-    assert len(written["prompts"]) == 3
-    assert str(out) in capsys.readouterr().out
+    assert len(written["timeline"]["entries"]) == 3 and written["metadata"]["name"] == "Friday set"
+    assert f"{out}: a Scope workflow for longlive with 3 timeline entries" in capsys.readouterr().out
 
 
 def test_cli_default_output_sits_beside_the_log(tmp_path: Path) -> None:
     log = tmp_path / "friday.jsonl"
     write_known_show(log)
     assert main(["export-timeline", str(log)]) == 0
-    assert json.loads((tmp_path / "friday.timeline.json").read_text())["version"] == "2.0"
+    written = json.loads((tmp_path / "friday.scope-workflow.json").read_text())
+    assert written["format"] == "scope-workflow" and written["metadata"]["name"] == "friday"
 
 
 def test_cli_reports_a_broken_log_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,18 +1,18 @@
 """``metadj-bridge doctor``'s Scope checks: each one looks at one thing and says what to do about it.
 
 A check returns :class:`Finding` objects (ok / warning / problem / skipped, a one-line summary and the
-action to take). The pure parts (URL advice, load params, VACE, pause, ICE URLs, STUN packets) take values
-and give findings, so they are tested without a server; the rest talk to Scope through :class:`ScopeClient`
-and :class:`ScopeSession`, exactly as ``run`` does. The causes and fixes come from the seed's troubleshooting
-table and ``shared/scope-api.md``.
+action to take). The pure parts (URL advice, load params, VACE, the load error in Scope's log) take values
+and give findings, so they are tested without a server; the rest talk to Scope through :class:`ScopeClient`,
+exactly as ``run`` does. The causes and fixes come from the seed's troubleshooting table and
+``shared/scope-api.md``. The short session's video and pause checks are :mod:`.video`; ICE is :mod:`.ice`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
+import re
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from metadj_bridge import parameters
 from metadj_bridge.errors import (
     ConfigError,
-    PipelineLoadError,
-    PipelineLoadTimeout,
     ScopeBadAnswerError,
     ScopeConnectionError,
     ScopeError,
@@ -247,9 +246,7 @@ async def check_pipeline(
         reason, line = await _failure_reason(client, pipeline_id)
         what = "the load that was under way failed" if watched else "Scope reports a failed load"
         return Finding("pipeline", Status.PROBLEM, f"{what}{reason}{await weights_note(url, pipeline_id)}",
-                       "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the "
-                       f"GPU has enough memory (try quantization fp8_e4m3fn or a smaller size); Scope's log: "
-                       f"{redact_url(endpoint(url, '/api/v1/logs/current'))}", {"status": "error", "log": line}), status
+                       load_failure_action(line, url), {"status": "error", "log": line}), status
     reason, line = await _failure_reason(client, pipeline_id)
     summary = f"no pipeline loaded; run loads {describe_load(pipeline_id, load_params)}"
     if reason:
@@ -259,11 +256,94 @@ async def check_pipeline(
                    "before the doors open", {"status": status.status, "log": line}), status
 
 
+async def check_offer(client: ScopeClient, pipeline_id: str, mode: str) -> Finding:
+    """Whether the server offers the show's pipeline in the show's input mode (GET /api/v1/pipelines/schemas), as
+    ``run`` checks before it loads anything; an older server without the list is judged by the bridge's table."""
+    from metadj_bridge.scope.offer import check_pipeline as check_offered
+    from metadj_bridge.scope.offer import read_offer
+
+    try:
+        offer = await read_offer(client)
+    except ScopeError as exc:
+        return Finding("offer", Status.WARNING, f"cannot read the pipelines Scope offers: {exc}",
+                       "the pipeline check below still tries the load; check Scope's log if it fails")
+    if offer is None:
+        known = parameters.KNOWN_PIPELINES.get(pipeline_id)
+        if known is not None and mode not in known.modes:
+            return Finding("offer", Status.PROBLEM,
+                           f"pipeline {pipeline_id!r} takes only {' and '.join(known.modes)} input, not {mode} mode "
+                           "(the bridge's table: this Scope does not list its pipelines)", _mode_action(mode),
+                           {"offered": None})
+        return Finding("offer", Status.SKIPPED, "this Scope does not list its pipelines (no GET "
+                       "/api/v1/pipelines/schemas: an older server); the load below tells whether it has "
+                       f"{pipeline_id}", "", {"offered": None})
+    offered = {p.pipeline_id: list(p.modes) for p in offer.pipelines.values()}
+    try:
+        check_offered(offer, pipeline_id, mode)
+    except ConfigError as exc:
+        found = offer.get(pipeline_id)
+        action = (_mode_action(mode) if found is not None else
+                  "a typo? Set scope.pipeline in the profile (or --pipeline) to one it offers; a pipeline that needs "
+                  "model weights or a GPU is offered only by a Scope that has them")
+        return Finding("offer", Status.PROBLEM, str(exc), action, {"offered": offered})
+    return Finding("offer", Status.OK, f"{pipeline_id} is offered, with {mode} input (this Scope offers: "
+                   f"{offer.summary()})", "", {"offered": offered})
+
+
+def _mode_action(mode: str) -> str:
+    if mode == "text":
+        return ("this pipeline transforms input video: set scope.input_mode: video with video.source (a webcam or "
+                "file:clip.mp4), or pick a pipeline that generates from prompts (text mode)")
+    return "this pipeline generates from prompts alone: set scope.input_mode: text, or pick a video pipeline"
+
+
 async def _failure_reason(client: ScopeClient, pipeline_id: str) -> tuple[str, str]:
-    """(" (Scope's log: LINE)" or "", LINE or ""): the log line ``run`` quotes for a failed load."""
-    reason = await client._load_failure_reason(pipeline_id)  # the same search run's error message uses
-    prefix = " (Scope's log: "
-    return reason, reason[len(prefix):-1] if reason.startswith(prefix) else ""
+    """(" (Scope's log: LINE)" or "", LINE or ""): the specific line of the last failed load in Scope's log."""
+    data = await client.get_json_or_none("/api/v1/logs/tail", {"lines": 80})
+    lines = data.get("lines") if isinstance(data, Mapping) else None
+    line = load_error_line([str(x) for x in lines] if isinstance(lines, list) else [], pipeline_id)
+    return (f" (Scope's log: {line})", line) if line else ("", "")
+
+
+def load_failure_action(line: str, url: str) -> str:
+    """What to do about a failed load, by what Scope's log says (the same advice ``run`` gives) (pure)."""
+    from metadj_bridge.scope.load_errors import GENERAL_ADVICE, advice_for
+
+    advice = advice_for(line)
+    if advice == GENERAL_ADVICE:
+        advice = ("check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that the GPU "
+                  "has enough memory (try quantization fp8_e4m3fn or a smaller size)")
+    return f"{advice}; Scope's log: {redact_url(endpoint(url, '/api/v1/logs/current'))}"
+
+
+#: Scope's own summary lines after a failed load: true, and of no help in telling why.
+_GENERIC_LOAD_ERRORS = (re.compile(r"some pipelines failed to load", re.I),
+                        re.compile(r"failed to load pipeline:?\s*[\w.\-]*\s*$", re.I))
+#: The line that starts a load in Scope's log ("Loading 1 pipeline(s): [('main', 'longlive')]").
+_LOAD_START = re.compile(r"loading \d+ pipeline\(s\)", re.I)
+#: Scope's log prefix ("2026-12-03 03:27:55,874 - scope.server.pipeline_manager - ERROR - ").
+_LOG_PREFIX = re.compile(r"^.*? - (?:ERROR|WARNING|CRITICAL|INFO) - ")
+
+
+def load_error_line(lines: Sequence[str], pipeline_id: str) -> str:
+    """The line of Scope's log that says why the latest load failed ("Failed to load pipeline longliv: Invalid
+    pipeline ID: longliv", "... No module named 'flash_attn'"), rather than the generic summary Scope adds after
+    it ("Some pipelines failed to load"); "" when the log holds no failure (pure).
+
+    Only the lines since the latest "Loading N pipeline(s)" count, whichever pipeline that load was for (Scope's
+    status says a load failed, not which: another client's load can be the one), unlike ``run``'s
+    :func:`metadj_bridge.scope.load_errors.specific_line`, which looks for its own pipeline. The log prefix and
+    Scope's advice about removing the models directory (wrong for a typo) are cut off.
+    """
+    start = max((i for i, line in enumerate(lines) if _LOAD_START.search(line)), default=0)
+    failed = [line.strip() for line in lines[start:]
+              if re.search(r"error|fail|exception|no module named", line, re.I)
+              and (pipeline_id in line or "pipeline" in line.lower() or "no module named" in line.lower())]
+    if not failed:
+        return ""
+    specific = [line for line in failed if not any(g.search(_LOG_PREFIX.sub("", line)) for g in _GENERIC_LOAD_ERRORS)]
+    line = _LOG_PREFIX.sub("", (specific or failed)[0])
+    return line.split(" If this error persists")[0].strip()[:300]
 
 
 async def get_json(url: str, path: str, params: Mapping[str, str] | None = None, wait_s: float = 3.0) -> Any:
@@ -316,134 +396,3 @@ def check_vace(
     if ref_images:
         return Finding("vace", Status.OK, f"VACE on with {len(ref_images)} reference image(s)")
     return Finding("vace", Status.OK, "VACE off (no reference images), as the show loads it")
-
-
-def check_paused(parameters: Mapping[str, Any] | None) -> Finding:
-    """The session's parameters as Scope reports them (GET /api/v1/session/parameters) (pure)."""
-    if parameters is None:
-        return Finding("paused", Status.SKIPPED, "Scope does not report session parameters")
-    if parameters.get("paused") is True:
-        return Finding("paused", Status.PROBLEM, "the session is paused (paused: true): Scope generates nothing",
-                       "send {\"paused\": false}; parameter updates from the REST API, OSC or another client reach "
-                       "every session, so look for who paused it (the bridge starts every session with paused: false)")
-    return Finding("paused", Status.OK, "not paused")
-
-
-# ------------------------------------------------------------------------------------------------ video
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What came back on Scope's video track while the doctor listened."""
-
-    frames: int
-    seconds: float
-    #: Seconds from the last frame to the end of listening (None: no frame at all).
-    since_last: float | None
-    size: tuple[int, int] | None = None
-
-
-def video_finding(probe: VideoProbe, *, stall: float = 1.5) -> Finding:
-    """Frames arriving, none at all, or stopped part way (pure)."""
-    details = {"frames": probe.frames, "seconds": round(probe.seconds, 2), "size": probe.size}
-    if probe.frames == 0:
-        return Finding("video", Status.PROBLEM,
-                       f"connected, but the video track stayed silent: no frame in {probe.seconds:.1f} s",
-                       "the seed's causes: the session is paused, VACE is on without reference images, the offer "
-                       "named no loaded pipeline (pipeline_ids), or the pipeline is still warming up on its first "
-                       "chunk; look at Scope's log, and restart Scope if it stays silent", details)
-    fps = probe.frames / probe.seconds if probe.seconds > 0 else 0.0
-    details["fps"] = round(fps, 1)
-    if probe.since_last is not None and probe.since_last > stall:
-        return Finding("video", Status.PROBLEM,
-                       f"the video stopped: {probe.frames} frame(s), then nothing for {probe.since_last:.1f} s",
-                       "Scope 0.2.4 can stop its video without telling the client (VP8 after a pause): run heals this "
-                       "with a new session, but if it keeps happening restart Scope", details)
-    size = f" at {probe.size[0]}x{probe.size[1]}" if probe.size else ""
-    return Finding("video", Status.OK, f"video arriving: {probe.frames} frames in {probe.seconds:.1f} s "
-                   f"({fps:.0f} fps){size}", "", details)
-
-
-async def session_parameters(url: str, wait_s: float = 3.0) -> dict[str, Any] | None:
-    """``GET /api/v1/session/parameters``: the newest session's parameters, or None where Scope has no such endpoint."""
-    data = await get_json(url, "/api/v1/session/parameters", wait_s=wait_s)
-    return dict(data) if isinstance(data, Mapping) else None
-
-
-async def check_video(
-    client: ScopeClient,
-    pipeline_id: str,
-    load_params: Mapping[str, Any],
-    prompts: Prompts,
-    *,
-    listen: float = 3.0,
-    first_frame_timeout: float = 15.0,
-    load_timeout: float = 180.0,
-    connect_timeout: float = 15.0,
-) -> list[Finding]:
-    """Load what the show needs (as ``run`` would), open a short text-mode session, wait for the first frame and
-    count the frames for ``listen`` seconds from there."""
-    from metadj_bridge.scope.sender import ParameterSender
-    from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
-
-    try:
-        await client.ensure_pipeline([pipeline_id], load_params, timeout=load_timeout)
-    except PipelineLoadTimeout as exc:
-        return [Finding("video", Status.PROBLEM, f"could not test the video: {exc}".split(". Likely causes")[0],
-                        stuck_action(client.url, pipeline_id, load_params), {"stage": "load"})]
-    except PipelineLoadError as exc:
-        return [Finding("video", Status.PROBLEM, f"could not test the video: {exc}",
-                        "check that the model is downloaded (GET /api/v1/models/status?pipeline_id=...) and that "
-                        "the GPU has enough memory (quantization fp8_e4m3fn or a smaller size help)",
-                        {"stage": "load"})]
-    except ScopeError as exc:
-        return [Finding("video", Status.PROBLEM, f"could not load the pipeline to test the video: {exc}",
-                        "check Scope's log", {"stage": "load"})]
-    legacy = client.api_generation == "legacy"
-    config = SessionConfig(url=client.url, pipeline_ids=[pipeline_id], load_params=dict(load_params), prompts=prompts,
-                           no_frame_timeout=listen + 30, first_frame_timeout=first_frame_timeout + listen + 30,
-                           connect_timeout=connect_timeout, load_timeout=load_timeout, reconnect_probe_interval=0)
-    session = ScopeSession(config, ParameterSender(), client=client)
-    times: list[float] = []
-    size: list[tuple[int, int]] = []
-    first_frame = asyncio.Event()
-
-    def on_frame(frame: Any) -> None:
-        times.append(time.monotonic())
-        if not size:
-            size.append((int(frame.width), int(frame.height)))
-        first_frame.set()
-
-    session.add_frame_listener(on_frame)
-    findings: list[Finding] = []
-    try:
-        await session.start()
-        deadline = time.monotonic() + connect_timeout + 5
-        while session.state is not SessionState.STREAMING and session.last_error is None:
-            supervisor = session.supervisor
-            if time.monotonic() > deadline or supervisor is None or supervisor.done():
-                break
-            await asyncio.sleep(0.05)
-        if session.state is not SessionState.STREAMING:
-            reason = session.last_error or f"no session within {connect_timeout:g} s"
-            return [Finding("video", Status.PROBLEM, f"the WebRTC session did not come up: {reason}",
-                            "for a remote Scope this usually means no ICE route: see the ice findings (a TURN server); "
-                            "otherwise check Scope's log", {"stage": "session"})]
-        # A GPU pipeline takes a while over its first chunk: wait for it, then listen from there.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first_frame.wait(), first_frame_timeout)
-        if times:
-            await asyncio.sleep(max(0.0, times[0] + listen - time.monotonic()))
-            end = time.monotonic()
-            probe = VideoProbe(len(times), end - times[0], end - times[-1], size[0] if size else None)
-        else:
-            probe = VideoProbe(0, first_frame_timeout, None)
-        findings.append(video_finding(probe, stall=min(1.5, listen / 2)))
-        if legacy:
-            findings.append(Finding("scope-api", Status.OK, "this Scope uses the older load API "
-                                    "({\"pipeline_id\": ...}); the bridge speaks it too"))
-        findings.append(check_paused(await session_parameters(client.url)))
-    finally:
-        with contextlib.suppress(Exception):
-            await session.aclose()
-    return findings

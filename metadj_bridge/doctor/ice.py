@@ -192,18 +192,24 @@ async def check_ice(client: ScopeClient, *, wait_s: float = 2.0, uptime: float |
         except ConfigError as exc:
             findings.append(Finding("ice", Status.WARNING, str(exc),
                                     "the bridge skips it; check Scope's TURN settings"))
+    host = urlsplit(client.url).hostname
+    remote = is_remote_host(host)
     results = await asyncio.gather(*(probe_ice(ice, wait_s) for ice in parsed))
     for ice, (ok, how) in zip(parsed, results, strict=True):
         if ok:
             findings.append(Finding("ice", Status.OK, f"{ice} reachable: {how}", "", {"url": str(ice)}))
+        elif not remote:
+            # Scope lists Google's public STUN server by default, even on loopback; on one machine or a LAN the
+            # host candidates connect without it.
+            findings.append(Finding("ice", Status.OK, f"{ice} unreachable from here ({how}); not needed: Scope at "
+                                    f"{host} is on this machine or network", "", {"url": str(ice), "needed": False}))
         else:
             findings.append(Finding("ice", Status.WARNING, f"{ice} unreachable: {how}",
                                     "a firewall here may block it (UDP 3478, TCP 443/5349); WebRTC falls back to the "
                                     "other servers", {"url": str(ice)}))
-    host = urlsplit(client.url).hostname
     turn = [ice for ice in parsed if ice.scheme.startswith("turn")]
     turn_ok = [ice for ice, (ok, _) in zip(parsed, results, strict=True) if ok and ice.scheme.startswith("turn")]
-    if is_remote_host(host):
+    if remote:
         if not turn:
             findings.append(Finding(
                 "ice", Status.WARNING, f"Scope at {host} is remote and offers no TURN server",
@@ -217,7 +223,7 @@ async def check_ice(client: ScopeClient, *, wait_s: float = 2.0, uptime: float |
             findings.append(stale_turn(turn_ok, uptime) or Finding(
                 "ice", Status.OK, f"Scope at {host} is remote; {len(turn_ok)} TURN server(s) reachable", "",
                 {"remote": True}))
-    elif not parsed:
+    else:
         findings.append(Finding("ice", Status.OK, f"Scope at {host} is on this machine or network: no STUN/TURN "
                                 "needed", "", {"remote": False}))
     return findings

@@ -28,14 +28,15 @@ from metadj_bridge.doctor.checks import (
     Prompts,
     Status,
     check_health,
+    check_offer,
     check_pipeline,
     check_url,
     check_vace,
-    check_video,
 )
 from metadj_bridge.doctor.ice import (
     check_ice,
 )
+from metadj_bridge.doctor.video import VideoNeeds, check_video
 from metadj_bridge.errors import ConfigError, redact_text
 from metadj_bridge.scope.http_errors import exception_reason
 
@@ -69,6 +70,8 @@ class DoctorOptions:
     video: bool = True
     #: The ``METADJ_*`` settings ``run`` would see (None: this process's environment).
     environ: Mapping[str, str] | None = None
+    #: --video-source: the video-mode show's webcam or ``file:...``, as ``run --video-source`` takes it.
+    video_source: str | None = None
 
 
 @dataclass
@@ -224,6 +227,15 @@ def show_needs(plan: RunPlan | None) -> tuple[str, dict[str, Any], tuple[str, ..
     return plan.pipeline, params, refs, dict(plan.profile.scope.parameters), prompts
 
 
+def video_needs(plan: RunPlan | None) -> VideoNeeds:
+    """The session ``run`` would open: the show's pipeline, input mode and (video mode) source and size."""
+    pipeline_id, load_params, refs, _, prompts = show_needs(plan)
+    if plan is None:
+        return VideoNeeds(pipeline_id, load_params, prompts)
+    return VideoNeeds(pipeline_id, load_params, prompts, input_mode=plan.input_mode, video_source=plan.video_source,
+                      ref_images=refs, size=(plan.width, plan.height))
+
+
 async def run_doctor(options: DoctorOptions) -> Report:
     report = Report()
     from metadj_bridge.run.plan import from_environment
@@ -236,6 +248,8 @@ async def run_doctor(options: DoctorOptions) -> Report:
     # As `run` settles them: a flag, else a METADJ_* variable, else the profile.
     profile_path = options.profile or settings.pop("profile", None)
     settings.pop("profile", None)
+    if options.video_source is not None:
+        settings["video_source"] = options.video_source
     env_url = settings.pop("scope_url", None)
     rehearse = settings.pop("rehearse", False)
     found, plan = await asyncio.to_thread(check_profile, profile_path, settings)
@@ -284,7 +298,7 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, 
     if url_to_check is None:
         report.findings.append(Finding("scope", Status.SKIPPED, "Scope checks skipped: the URL cannot be used"))
         return
-    pipeline_id, load_params, refs, show_params, prompts = show_needs(plan)
+    pipeline_id, load_params, refs, show_params, _ = show_needs(plan)
     async with ScopeClient(url_to_check, timeout=options.http_timeout, deadline=options.http_deadline) as client:
         health_finding, health = await check_health(client)
         report.findings.append(health_finding)
@@ -292,7 +306,15 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, 
             report.findings.append(Finding("pipeline", Status.SKIPPED, "pipeline, VACE, ICE and video checks skipped: "
                                            "Scope is not reachable"))
             return
-        pipeline_finding, status = await check_pipeline(client, pipeline_id, load_params, watch=options.watch)
+        needs = video_needs(plan)
+        offer_finding = await check_offer(client, pipeline_id, needs.input_mode)
+        report.findings.append(offer_finding)
+        if offer_finding.status is Status.PROBLEM:
+            status = None
+            pipeline_finding = Finding("pipeline", Status.SKIPPED, "pipeline check skipped: run refuses this "
+                                       "pipeline before loading it (see the offer finding)")
+        else:
+            pipeline_finding, status = await check_pipeline(client, pipeline_id, load_params, watch=options.watch)
         report.findings.append(pipeline_finding)
         loaded = status.pipeline_id if status is not None and status.status == "loaded" else None
         report.findings.append(check_vace(loaded, status.load_params if status else None, refs, show_params))
@@ -300,14 +322,16 @@ async def _scope_checks(options: DoctorOptions, url: str, plan: RunPlan | None, 
         report.findings.extend(await check_ice(client, wait_s=options.ice_timeout, uptime=uptime))
         if not options.video:
             report.findings.append(Finding("video", Status.SKIPPED, "video check skipped (--no-video)"))
+        elif offer_finding.status is Status.PROBLEM:
+            report.findings.append(Finding("video", Status.SKIPPED, "video check skipped: Scope does not offer what "
+                                           "the show needs (see the offer finding)"))
         elif pipeline_finding.status is Status.PROBLEM:
             report.findings.append(Finding("video", Status.SKIPPED, "video check skipped: the pipeline cannot be used "
                                            "(see the pipeline finding)"))
         else:
             report.findings.extend(await check_video(
-                client, pipeline_id, load_params, prompts, listen=options.listen,
-                first_frame_timeout=options.first_frame_timeout, load_timeout=options.load_timeout,
-                connect_timeout=options.connect_timeout))
+                client, needs, listen=options.listen, first_frame_timeout=options.first_frame_timeout,
+                load_timeout=options.load_timeout, connect_timeout=options.connect_timeout))
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -348,4 +372,4 @@ async def doctor_main(options: DoctorOptions, *, as_json: bool = False, out: Tex
 
 def options_from_args(args: argparse.Namespace) -> DoctorOptions:
     return DoctorOptions(scope_url=args.scope, profile=args.profile, listen=args.listen, video=not args.no_video,
-                         load_timeout=args.load_timeout)
+                         load_timeout=args.load_timeout, video_source=getattr(args, "video_source", None))

@@ -10,7 +10,14 @@ import argparse
 import asyncio
 import logging
 
-from metadj_bridge.emulator.config import DEFAULT_FPS, DEFAULT_PORT, DEFAULT_STALE_SECONDS, EmulatorConfig
+from metadj_bridge.emulator import catalogue
+from metadj_bridge.emulator.config import (
+    DEFAULT_FPS,
+    DEFAULT_LOAD_SECONDS,
+    DEFAULT_PORT,
+    DEFAULT_STALE_SECONDS,
+    EmulatorConfig,
+)
 from metadj_bridge.emulator.server import ScopeEmulator
 from metadj_bridge.lifecycle import stop_signals
 
@@ -30,12 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames per generated chunk, one parameter message applied per chunk "
         "(default: the loaded pipeline's, 12 for longlive, 4 for passthrough)",
     )
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
-                        help=f"frames per second of the output video (default: {DEFAULT_FPS:g})")
+    parser.add_argument("--fps", type=float, default=None,
+                        help=f"force this many frames per second for every pipeline (default: each pipeline's own "
+                        f"pace: {DEFAULT_FPS:g} for the Wan pipelines, 56 for controller-viz, the input's rate for "
+                        "passthrough and the other video filters)")
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="imitate a Scope without CUDA: only the weight-free pipelines are offered and the GPU "
+                        "ones fail to load as there (\"No module named 'flash_attn'\")")
     parser.add_argument("--legacy-api", action="store_true",
                         help="answer like Scope before 2026-01-14: the load body needs 'pipeline_id'")
-    parser.add_argument("--load-seconds", type=float, default=1.0, metavar="S",
-                        help="how long a pipeline load takes (default: 1)")
+    parser.add_argument("--load-seconds", type=float, default=DEFAULT_LOAD_SECONDS, metavar="S",
+                        help=f"how long a GPU pipeline's load takes; weight-free ones load at once "
+                        f"(default: {DEFAULT_LOAD_SECONDS:g})")
     parser.add_argument("--slow-load", type=float, default=0.0, metavar="S", help="fault: add S seconds to every load")
     parser.add_argument("--fail-load", action="store_true", help="fault: every pipeline load fails")
     parser.add_argument(
@@ -54,6 +67,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         port=args.port,
         chunk_frames=args.chunk_frames,
         fps=args.fps,
+        cpu_only=args.cpu_only,
         legacy_api=args.legacy_api,
         load_seconds=args.load_seconds,
         slow_load=args.slow_load,
@@ -68,12 +82,17 @@ async def run_from_args(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     with stop_signals(stop.set):  # none on Windows, or off the main thread
         async with ScopeEmulator(config) as emulator:
-            logger.info(
-                "Scope emulator serving at %s (Scope 0.2.4 API%s, %g fps); Ctrl+C to stop",
-                emulator.url,
-                ", legacy load body" if config.legacy_api else "",
-                config.fps,
-            )
+            logger.info("Scope emulator serving at %s; %s; Ctrl+C to stop", emulator.url, imitation(config))
             await stop.wait()
             logger.info("Scope emulator stopping")
     return 0
+
+
+def imitation(config: EmulatorConfig) -> str:
+    """What the emulator imitates, in one line: the server kind, its pipelines and their pace."""
+    kind = "a CPU-only server" if config.cpu_only else "a GPU server"
+    pace = f"{config.fps:g} fps for every pipeline" if config.fps else "each pipeline at its own pace"
+    chunk = f", {config.chunk_frames} frames per chunk" if config.chunk_frames else ""
+    legacy = ", legacy load body" if config.legacy_api else ""
+    return (f"imitates Scope {catalogue.VERSION} on {kind} offering {', '.join(catalogue.offered(config.cpu_only))} "
+            f"({pace}{chunk}{legacy}); each session logs the pipeline it imitates")

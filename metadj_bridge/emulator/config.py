@@ -11,8 +11,12 @@ from metadj_bridge.errors import ConfigError
 
 #: Scope's own default port (``daydream-scope --port``).
 DEFAULT_PORT = 8000
-#: Frames per second of generated video; a 4090 runs the Wan pipelines at roughly this rate.
+#: Frames per second the Wan pipelines make on a 4090, roughly; other pipelines have their own pace.
 DEFAULT_FPS = 20.0
+#: How long a GPU pipeline's emulated load takes (weight-free pipelines load at once, as on a real server).
+DEFAULT_LOAD_SECONDS = 0.5
+#: What a real Scope without TURN credentials hands out (``server/webrtc.py`` create_rtc_config).
+SCOPE_STUN = {"urls": ["stun:stun.l.google.com:19302"], "username": None, "credential": None}
 #: The status race (scope-api.md §2): how long polls keep showing the old pipeline after a load POST.
 DEFAULT_STALE_SECONDS = 0.2
 #: Entries kept in each of the /_emulator/log lists and in the log tail.
@@ -23,23 +27,27 @@ DEFAULT_LOG_LIMIT = 20_000
 class EmulatorConfig:
     """How the emulator binds and behaves.
 
-    ``chunk_frames=None`` takes the loaded pipeline's chunk size from
-    ``metadj_bridge.scope.protocol.KNOWN_PIPELINES`` (12 for the Wan pipelines, 4 for passthrough);
-    an integer forces that size for every pipeline. One data-channel message is applied per chunk,
-    every ``chunk_frames / fps`` seconds.
+    ``chunk_frames=None`` takes the loaded pipeline's chunk size from Scope's code (``catalogue``:
+    12 for the Wan pipelines, 4 for passthrough, 1 for gray and controller-viz); an integer forces
+    that size for every pipeline. ``fps=None`` lets each pipeline keep its own pace (20 fps for the
+    Wan pipelines, 56 for controller-viz, the input's rate for passthrough and the other video
+    filters); a number forces that pace for every pipeline. One data-channel message is applied per
+    generated chunk, and one every 10 ms while a pipeline waits for input or is paused.
     """
 
     host: str = "127.0.0.1"
     #: 0 picks a free port; read ``ScopeEmulator.port`` after ``start()``.
     port: int = DEFAULT_PORT
     chunk_frames: int | None = None
-    fps: float = DEFAULT_FPS
+    fps: float | None = None
+    #: Imitate a server without CUDA: only the weight-free pipelines are offered, GPU ones fail to load.
+    cpu_only: bool = False
     #: Imitate the server generation before 2026-01-14, which wants ``{"pipeline_id": ...}``.
     legacy_api: bool = False
-    #: How long a pipeline load takes once it has started.
-    load_seconds: float = 1.0
+    #: How long a GPU pipeline's load takes once it has started (weight-free pipelines take no time).
+    load_seconds: float = DEFAULT_LOAD_SECONDS
     #: Handed out by /api/v1/webrtc/ice-servers and used by the server's own peer connections.
-    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    ice_servers: list[dict[str, Any]] = field(default_factory=lambda: [dict(SCOPE_STUN)])
     stale_seconds: float = DEFAULT_STALE_SECONDS
     #: Fault switches at start-up (also settable at runtime through POST /_emulator/faults).
     slow_load: float = 0.0
@@ -49,7 +57,7 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"emulator port: {self.port} is not a TCP port (0-65535; 0 picks a free one)")
-        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 240):
             raise ConfigError(f"emulator fps: {self.fps} is outside the allowed range (more than 0, at most 240)")
         if self.chunk_frames is not None and not 1 <= self.chunk_frames <= 240:
             raise ConfigError(f"emulator chunk frames: {self.chunk_frames} is outside the allowed range (1-240)")

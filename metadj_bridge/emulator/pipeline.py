@@ -1,17 +1,22 @@
 """One session's pipeline: the parameter queue, the chunk loop and the frame buffers.
 
-Imitates Scope 0.2.4's ``PipelineProcessor.process_chunk`` (``scope-api.md`` §6, §7) on a clock
-instead of a GPU:
+Imitates Scope 0.2.4's ``PipelineProcessor.process_chunk`` (``server/pipeline_processor.py``,
+``scope-api.md`` §6, §7) on a clock instead of a GPU, for the pipeline ``catalogue.PIPELINES`` describes:
 
 - each loop iteration takes **at most one** message off the 8-message queue and merges it;
-- while paused, or in video mode while fewer than ``chunk_frames`` input frames are queued, an
-  iteration does nothing else and the next one follows 10 ms later (so messages drain at 100/s);
-- otherwise it "generates" a chunk: one-shot keys are consumed, a transition advances one step, and
-  after ``chunk_frames / fps`` seconds (the generation time) ``chunk_frames`` frames are appended to
-  the output buffer that the video track sends, paced at ``fps``.
+- while paused, or while the pipeline waits for input (video mode, or a video-only pipeline such as
+  passthrough in any mode) with fewer than a chunk's frames queued, an iteration does nothing else and
+  the next one follows 10 ms later (so messages drain at 100/s). A video-only pipeline in text mode
+  gets no input, so it never makes a frame, as on a real server;
+- otherwise it makes a chunk: one-shot keys are consumed, a transition advances one step, and a
+  generating pipeline takes ``chunk_frames / fps`` seconds for it; a filter (passthrough, gray, ...)
+  takes no time and its frames keep the input's pace.
 
-Text-mode frames are ``FrameSpec``s, drawn only when the track sends them. Video-mode frames are
-the client's own input frames, returned at their own size, as passthrough does.
+Frames show only what the pipeline reads in its mode: text-mode Wan frames are ``FrameSpec``s (noise is
+ignored in text mode, as ``defaults.py`` forces it to None), drawn when the track sends them;
+video-mode frames are the client's input frames, with ``noise_scale`` as grain for a Wan pipeline (which
+reads it there, 0.7 unless sent) and untouched for a filter (gray: in grey); controller-viz draws only
+``ctrl_input``.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from typing import Any
 
 import av
 
+from metadj_bridge.emulator.catalogue import PipelineFacts
 from metadj_bridge.emulator.params import ChunkSettings, ParameterQueue, SessionParameters
 from metadj_bridge.emulator.records import EventRecords, emulator_log
-from metadj_bridge.emulator.render import FrameRenderer, FrameSpec
+from metadj_bridge.emulator.render import ControllerState, FrameRenderer, FrameSpec
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +42,12 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.01
 #: Scope's source queue holds 30 frames and drops new ones when full.
 INPUT_QUEUE_FRAMES = 30
-#: Scope's output queue holds two chunks (``OUTPUT_QUEUE_MAX_SIZE_FACTOR``); new frames are dropped beyond that.
+#: Scope's output (sink) queue holds 30 frames (``DEFAULT_INPUT_QUEUE_MAXSIZE``), grown to two chunks
+#: (``OUTPUT_QUEUE_MAX_SIZE_FACTOR``) for larger chunks; new frames are dropped beyond that.
+OUTPUT_QUEUE_FRAMES = 30
 OUTPUT_QUEUE_CHUNKS = 2
+#: Pace of the repeated frame while a pipeline that follows its input is paused.
+PAUSED_INPUT_FPS = 30.0
 
 OutputItem = FrameSpec | av.VideoFrame
 
@@ -51,15 +61,18 @@ class SessionPipeline:
         initial_parameters: dict[str, Any],
         *,
         size: tuple[int, int],
-        chunk_frames: int,
-        fps: float,
+        facts: PipelineFacts,
+        chunk_frames: int | None,
+        fps: float | None,
         records: EventRecords,
         emulator_id: str,
     ) -> None:
         self.session_id = session_id
         self.width, self.height = size
-        self.chunk_frames = chunk_frames
-        self.fps = fps
+        self.facts = facts
+        self._chunk_override = chunk_frames
+        #: Frames per second it makes; None: it follows its input (a filter such as passthrough).
+        self.fps = fps if fps is not None else facts.native_fps
         self.params = SessionParameters(initial_parameters)
         self.queue = ParameterQueue()
         #: ``paused: true`` in the initial parameters starts the session paused (§5).
@@ -75,9 +88,30 @@ class SessionPipeline:
         self._log = emulator_log(logger, emulator_id)
         self._frame_number = 0
         self._messages = 0
-        self._input: deque[av.VideoFrame] = deque()
-        self._output: deque[OutputItem] = deque()
+        self._input: deque[tuple[av.VideoFrame, float]] = deque()
+        #: Frames ready to send, each with the arrival time of the input frame it came from (else None).
+        self._output: deque[tuple[OutputItem, float | None]] = deque()
         self._deadline = -math.inf
+        self._cursor = (self.width / 2.0, self.height / 2.0)
+
+    @property
+    def mode(self) -> str:
+        return "video" if self.params.video_mode else "text"
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames per chunk in the current mode (the configured size when one is forced)."""
+        return self._chunk_override or self.facts.chunk_frames(self.mode)
+
+    @property
+    def needs_input(self) -> bool:
+        """True when chunks are made from input frames: video mode, or a video-only pipeline in any mode."""
+        return self.params.video_mode or self.facts.video_only
+
+    @property
+    def paused_period(self) -> float:
+        """Seconds between repeats of the frozen frame while paused."""
+        return 1.0 / (self.fps or PAUSED_INPUT_FPS)
 
     # ---- inputs ------------------------------------------------------------------------------
 
@@ -109,13 +143,17 @@ class SessionPipeline:
     def push_input(self, frame: av.VideoFrame) -> None:
         """An input video frame; ignored in text mode, dropped when 30 are already waiting."""
         if self.params.video_mode and len(self._input) < INPUT_QUEUE_FRAMES:
-            self._input.append(frame)
+            self._input.append((frame, time.monotonic()))
 
     # ---- outputs -----------------------------------------------------------------------------
 
     def next_output(self) -> OutputItem | None:
         """The next frame for the track to send, or None when nothing is ready."""
-        return self._output.popleft() if self._output else None
+        return self._output.popleft()[0] if self._output else None
+
+    def next_arrival(self) -> float | None:
+        """When the input frame behind the next output frame arrived (None: a drawn frame, or nothing)."""
+        return self._output[0][1] if self._output else None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -126,7 +164,6 @@ class SessionPipeline:
 
     async def run(self) -> None:
         """The chunk loop; runs until cancelled."""
-        period = self.chunk_frames / self.fps
         while True:
             message = self.queue.take()
             if message is not None:
@@ -135,28 +172,33 @@ class SessionPipeline:
             if self.paused:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
                 continue
-            inputs: list[av.VideoFrame] | None = None
-            if self.params.video_mode:
-                if len(self._input) < self.chunk_frames:
+            chunk_frames = self.chunk_frames
+            inputs: list[tuple[av.VideoFrame, float]] | None = None
+            if self.needs_input:
+                if not self.params.video_mode or len(self._input) < chunk_frames:
                     await asyncio.sleep(IDLE_POLL_SECONDS)
                     continue
-                inputs = self._take_input_chunk()
+                inputs = self._take_input_chunk(chunk_frames)
             settings = self.params.next_chunk()
-            now = time.monotonic()
-            self._deadline += period
-            if self._deadline <= now:  # first chunk, or back from a pause or an input gap
-                self._deadline = now + period
-            await asyncio.sleep(self._deadline - now)
-            self._emit_chunk(settings, inputs)
+            if self.fps is None:
+                await asyncio.sleep(0)  # a filter takes no time; its frames keep the input's pace
+            else:
+                period = chunk_frames / self.fps
+                now = time.monotonic()
+                self._deadline += period
+                if self._deadline <= now:  # first chunk, or back from a pause or an input gap
+                    self._deadline = now + period
+                await asyncio.sleep(self._deadline - now)
+            self._emit_chunk(settings, inputs, chunk_frames)
 
-    def _take_input_chunk(self) -> list[av.VideoFrame]:
+    def _take_input_chunk(self, chunk_frames: int) -> list[tuple[av.VideoFrame, float]]:
         """Sample ``chunk_frames`` evenly from what is queued, consuming up to the last sample.
 
         Scope's ``prepare_chunk`` does the same, which keeps latency bounded when input arrives
         faster than the pipeline runs.
         """
-        step = len(self._input) / self.chunk_frames
-        indices = {round(i * step) for i in range(self.chunk_frames)}
+        step = len(self._input) / chunk_frames
+        indices = {round(i * step) for i in range(chunk_frames)}
         last = max(indices)
         chunk = []
         for i in range(last + 1):
@@ -165,25 +207,61 @@ class SessionPipeline:
                 chunk.append(frame)
         return chunk
 
-    def _emit_chunk(self, settings: ChunkSettings, inputs: list[av.VideoFrame] | None) -> None:
+    def _emit_chunk(self, settings: ChunkSettings, inputs: list[tuple[av.VideoFrame, float]] | None,
+                    chunk_frames: int) -> None:
         if settings.reset_cache:
             # Scope empties the output queue on reset_cache, so the flash is seen without delay.
             self._output.clear()
-        capacity = OUTPUT_QUEUE_CHUNKS * self.chunk_frames
-        items: list[OutputItem]
-        if inputs is not None:
-            items = list(inputs)
+        capacity = max(OUTPUT_QUEUE_FRAMES, OUTPUT_QUEUE_CHUNKS * chunk_frames)
+        items: list[tuple[OutputItem, float | None]]
+        if inputs is not None and self.facts.kind == "generate":
+            items = self._input_specs(settings, inputs)
+        elif inputs is not None:
+            gray = self.facts.kind == "gray"
+            items = [(frame.reformat(format="gray") if gray else frame, t) for frame, t in inputs]
             self._frame_number += len(items)
+        elif self.facts.kind == "controller":
+            items = [(spec, None) for spec in self._controller_specs(chunk_frames)]
         else:
-            items = list(self._chunk_specs(settings))
+            items = [(spec, None) for spec in self._chunk_specs(settings, chunk_frames)]
         for item in items:
             if len(self._output) < capacity:
                 self._output.append(item)
         self.chunk_index += 1
         self.changed.set()
 
-    def _chunk_specs(self, settings: ChunkSettings) -> list[FrameSpec]:
-        n = self.chunk_frames
+    def _input_specs(self, settings: ChunkSettings,
+                     inputs: list[tuple[av.VideoFrame, float]]) -> list[tuple[OutputItem, float | None]]:
+        """Video mode of a generating pipeline: each input frame with the noise it reads (default 0.7) on top."""
+        noise = settings.noise_scale if "noise_scale" in self.params.values else self.facts.video_noise_default
+        specs = self._chunk_specs(replace(settings, noise_scale=noise), len(inputs))
+        return [(replace(spec, width=frame.width, height=frame.height, source=frame), t)
+                for spec, (frame, t) in zip(specs, inputs, strict=True)]
+
+    def _controller_specs(self, n: int) -> list[FrameSpec]:
+        """controller-viz: the keys held and the cursor moved by the mouse deltas since the last call."""
+        ctrl = self.params.values.get("ctrl_input")
+        buttons: frozenset[str] = frozenset()
+        dx = dy = 0.0
+        if isinstance(ctrl, dict):
+            raw = ctrl.get("button", [])
+            buttons = frozenset(b for b in raw if isinstance(b, str)) if isinstance(raw, list) else frozenset()
+            dx, dy = _mouse(ctrl)
+            # Scope resets the mouse accumulator after each call and keeps the keys.
+            self.params.values["ctrl_input"] = {**ctrl, "mouse": [0.0, 0.0]}
+        dot = 5
+        x = max(dot, min(self.width - dot, self._cursor[0] + dx))
+        y = max(dot, min(self.height - dot, self._cursor[1] + dy))
+        self._cursor = (x, y)
+        state = ControllerState(cursor=(x, y), buttons=buttons)
+        specs = []
+        for _ in range(n):
+            specs.append(FrameSpec(width=self.width, height=self.height, prompts=(), frame_number=self._frame_number,
+                                   chunk_index=self.chunk_index, controller=state))
+            self._frame_number += 1
+        return specs
+
+    def _chunk_specs(self, settings: ChunkSettings, n: int) -> list[FrameSpec]:
         flash_frames = max(1, math.ceil(n / 2))
         step = settings.transition_step
         transition = f"transition {step[0]}/{step[1]}" if step else ""
@@ -193,9 +271,10 @@ class SessionPipeline:
             prompts=settings.prompts,
             frame_number=0,
             chunk_index=self.chunk_index,
-            noise_scale=settings.noise_scale,
+            # defaults.py: text mode sets noise_scale to None, so the pipeline never sees it there.
+            noise_scale=settings.noise_scale if self.params.video_mode else None,
             base_seed=settings.base_seed,
-            denoising_steps=settings.denoising_steps,
+            denoising_steps=settings.denoising_steps or self.facts.default_denoising,
             transition=transition,
         )
         specs = []
@@ -204,3 +283,11 @@ class SessionPipeline:
             specs.append(replace(base, frame_number=self._frame_number, flash=flash))
             self._frame_number += 1
         return specs
+
+
+def _mouse(ctrl: dict[str, Any]) -> tuple[float, float]:
+    mouse = ctrl.get("mouse", [0, 0])
+    try:
+        return float(mouse[0]), float(mouse[1])
+    except (TypeError, ValueError, IndexError):
+        return 0.0, 0.0

@@ -20,7 +20,7 @@ import fractions
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import numpy as np
@@ -39,8 +39,18 @@ SCROLL_PER_FRAME = 3
 BAR_FRACTION = 0.04
 #: Strongest noise blend, out of 256, reached at noise_scale 1.0 (the picture stays recognisable).
 MAX_NOISE_ALPHA = 200
+#: The same over an input frame (video mode), kept lower so the input stays recognisable at the default 0.7.
+MAX_INPUT_NOISE_ALPHA = 128
 
 _PATTERN_KINDS = ("stripes", "checker", "rings", "gradient")
+
+
+@dataclass(frozen=True)
+class ControllerState:
+    """What controller-viz draws: the cursor (accumulated mouse deltas) and the keys held."""
+
+    cursor: tuple[float, float]
+    buttons: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,8 @@ class FrameSpec:
     #: Running frame number of the session: drives the motion.
     frame_number: int
     chunk_index: int
-    noise_scale: float = 0.0
+    #: None where the pipeline ignores it (text mode): no grain, and the strip does not mention it.
+    noise_scale: float | None = 0.0
     #: 0..1 brightness of the cache-reset flash on this frame.
     flash: float = 0.0
     base_seed: int = 42
@@ -65,6 +76,10 @@ class FrameSpec:
     #: Short text describing a transition in progress, e.g. "transition 2/4".
     transition: str = ""
     paused: bool = False
+    #: Set for controller-viz, which draws only this (no prompt picture, no strip).
+    controller: ControllerState | None = None
+    #: Video mode of a generating pipeline: the input frame, drawn with grain, flash and strip on top.
+    source: av.VideoFrame | None = None
 
 
 def pattern_for(text: str, width: int, height: int) -> np.ndarray:
@@ -124,27 +139,41 @@ class FrameRenderer:
 
     def render(self, spec: FrameSpec) -> np.ndarray:
         """The frame as an (height, width, 3) uint8 RGB array."""
+        if spec.controller is not None:
+            return draw_controller(spec.width, spec.height, spec.controller)
+        if spec.source is not None:
+            return self._over_input(spec, spec.source)
         w, h = spec.width, spec.height
         shift = (spec.frame_number * SCROLL_PER_FRAME + spec.base_seed * 37) % w
-        noise_alpha = round(max(0.0, min(1.0, spec.noise_scale)) * MAX_NOISE_ALPHA)
+        noise_alpha = round(max(0.0, min(1.0, spec.noise_scale or 0.0)) * MAX_NOISE_ALPHA)
         layers = [(self._pattern(text, w, h)[:, shift : shift + w], wt) for text, wt in spec.prompts]
         if not layers:
             layers = [(self._pattern(None, w, h)[:, shift : shift + w], 1.0)]
         if noise_alpha:
             layers.append((self._grain(w, h, spec.frame_number), -1.0))
         out = _mix(layers, noise_alpha)
-        if spec.flash > 0:
-            alpha = np.uint16(min(256, round(spec.flash * 256)))
-            work = out.astype(np.uint16)
-            work += ((255 - work) * alpha) >> 8
-            out = work.astype(np.uint8)
+        out = _flash(out, spec.flash)
         self._draw_bar(out, spec.frame_number)
         if h > STRIP_HEIGHT * 2:
             out[h - STRIP_HEIGHT :] = self._strip_for(spec)
         return out
 
+    def _over_input(self, spec: FrameSpec, source: av.VideoFrame) -> np.ndarray:
+        """Video mode: the input picture, grained by ``noise_scale`` (which video mode reads), flash and strip."""
+        out = source.to_ndarray(format="rgb24")
+        h, w = out.shape[:2]
+        alpha = round(max(0.0, min(1.0, spec.noise_scale or 0.0)) * MAX_INPUT_NOISE_ALPHA)
+        if alpha:
+            out = _mix([(out, 1.0), (self._grain(w, h, spec.frame_number), -1.0)], alpha)
+        out = _flash(out, spec.flash)
+        if h > STRIP_HEIGHT * 2:
+            out[h - STRIP_HEIGHT :] = self._strip_for(replace(spec, width=w, height=h, source=None))
+        return out
+
     def has_patterns(self, spec: FrameSpec) -> bool:
         """True when every picture ``spec`` needs is cached (building one costs 3-50 ms)."""
+        if spec.controller is not None or spec.source is not None:
+            return True
         texts: list[str | None] = [text for text, _ in spec.prompts] or [None]
         return all((text, spec.width, spec.height) in self._patterns for text in texts)
 
@@ -204,13 +233,53 @@ def strip_text(spec: FrameSpec) -> str:
     else:
         prompt = "(no prompt)"
     steps = "-" if spec.denoising_steps is None else str(len(spec.denoising_steps))
-    parts = [prompt, f"noise {spec.noise_scale:.2f}", f"steps {steps}", f"seed {spec.base_seed}",
-             f"chunk {spec.chunk_index}"]
+    parts = [prompt]
+    if spec.noise_scale is not None:
+        parts.append(f"noise {spec.noise_scale:.2f}")
+    parts += [f"steps {steps}", f"seed {spec.base_seed}", f"chunk {spec.chunk_index}"]
     if spec.transition:
         parts.append(spec.transition)
     if spec.paused:
         parts.append("PAUSED")
     return " | ".join(parts)
+
+
+#: controller-viz's picture (``core/pipelines/controller_viz/pipeline.py``): grey levels out of 255.
+_CTRL_BACKGROUND, _CTRL_BORDER, _CTRL_PRESSED = 26, 77, 230
+_CTRL_KEYS = (((1, 0), {"KeyW", "ArrowUp"}), ((0, 1), {"KeyA", "ArrowLeft"}), ((1, 1), {"KeyS", "ArrowDown"}),
+              ((2, 1), {"KeyD", "ArrowRight"}))
+
+
+def draw_controller(width: int, height: int, state: ControllerState) -> np.ndarray:
+    """controller-viz's frame: four direction keys lower left (filled while held) and a red cursor dot."""
+    out = np.full((height, width, 3), _CTRL_BACKGROUND, dtype=np.uint8)
+    key, gap, margin, border = 30, 5, 20, 2
+    base_y = height - margin - key * 2 - gap
+    for (col, row), triggers in _CTRL_KEYS:
+        x, y = margin + col * (key + gap), base_y + row * (key + gap)
+        if y < 0 or x + key > width:
+            continue
+        if state.buttons & triggers:
+            out[y : y + key, x : x + key] = _CTRL_PRESSED
+        else:
+            out[y : y + border, x : x + key] = _CTRL_BORDER
+            out[y + key - border : y + key, x : x + key] = _CTRL_BORDER
+            out[y : y + key, x : x + border] = _CTRL_BORDER
+            out[y : y + key, x + key - border : x + key] = _CTRL_BORDER
+    dot = 5
+    cx, cy = int(state.cursor[0]), int(state.cursor[1])
+    out[max(0, cy - dot) : min(height, cy + dot), max(0, cx - dot) : min(width, cx + dot)] = (230, 26, 26)
+    return out
+
+
+def _flash(out: np.ndarray, flash: float) -> np.ndarray:
+    """Brighten towards white by ``flash`` (0..1): the cache-reset flash."""
+    if flash <= 0:
+        return out
+    alpha = np.uint16(min(256, round(flash * 256)))
+    work = out.astype(np.uint16)
+    work += ((255 - work) * alpha) >> 8
+    return work.astype(np.uint8)
 
 
 def to_video_frame(image: np.ndarray, pts: int = 0) -> av.VideoFrame:

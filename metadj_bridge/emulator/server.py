@@ -25,8 +25,9 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from metadj_bridge.emulator import catalogue, validation
+from metadj_bridge.emulator import answers, catalogue, validation
 from metadj_bridge.emulator.config import EmulatorConfig, Faults
+from metadj_bridge.emulator.encoder import use_scope_bitrate
 from metadj_bridge.emulator.loader import LoadedPipelines, PipelineLoader
 from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
@@ -34,7 +35,6 @@ from metadj_bridge.emulator.session import EmulatorSession
 from metadj_bridge.emulator.validation import RequestRejected, problem
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
-from metadj_bridge.parameters import pipeline_info
 
 logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "metadj_bridge.emulator"
@@ -53,7 +53,7 @@ class ScopeEmulator:
         self._faults = Faults(self.config.slow_load, self.config.fail_load, self.config.stale_seconds)
         self._records = EventRecords(self.config.log_limit)
         self._log_tail = LogTail(self._id, self.config.log_limit)
-        self._loader = PipelineLoader(self._faults, self.config.load_seconds, self._id)
+        self._loader = PipelineLoader(self._faults, self.config.load_seconds, self._id, cpu_only=self.config.cpu_only)
         self._sessions: dict[str, EmulatorSession] = {}
         # LoggerAdapter stands in for a Logger: failures keep this emulator's id, so its log tail shows them.
         self._tasks = TaskGroupSet(f"emulator {self._id}", cast(logging.Logger, self._log))
@@ -186,8 +186,10 @@ class ScopeEmulator:
         r.add_get("/api/v1/session/parameters", self._session_parameters)
         r.add_get("/api/v1/session/metrics", self._session_metrics)
         r.add_get("/api/v1/logs/tail", self._logs_tail)
+        r.add_get("/api/v1/models/status", self._models_status)
         r.add_post("/_emulator/faults", self._post_faults)
         r.add_get("/_emulator/log", self._event_log)
+        r.add_get("/_emulator/metrics", self._emulator_metrics)
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -231,7 +233,7 @@ class ScopeEmulator:
         )
 
     async def _hardware(self, request: web.Request) -> web.Response:
-        return web.json_response(catalogue.hardware_info())
+        return web.json_response(catalogue.hardware_info(self.config.cpu_only))
 
     async def _load(self, request: web.Request) -> web.Response:
         entries = validation.load_entries(await self._json(request), legacy=self.config.legacy_api)
@@ -242,7 +244,7 @@ class ScopeEmulator:
         return web.json_response(self._loader.status_info())
 
     async def _schemas(self, request: web.Request) -> web.Response:
-        return web.json_response(catalogue.pipeline_schemas())
+        return web.json_response(catalogue.pipeline_schemas(self.config.cpu_only))
 
     async def _ice_servers(self, request: web.Request) -> web.Response:
         return web.json_response({"iceServers": self.config.ice_servers})
@@ -264,7 +266,7 @@ class ScopeEmulator:
         session_id = str(uuid.uuid4())
         pipeline = self._make_pipeline(session_id, params, loaded)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))
-        session = EmulatorSession(session_id, pc, pipeline, fps=self.config.fps, records=self._records,
+        session = EmulatorSession(session_id, pc, pipeline, initial_parameters=params, records=self._records,
                                   emulator_id=self._id)
         # Added before the offer is applied, so it binds to the client's first video m-line.
         pc.addTrack(session.track)
@@ -273,6 +275,7 @@ class ScopeEmulator:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            use_scope_bitrate(pc, session.track)
         except asyncio.CancelledError:
             await session.aclose()
             raise
@@ -287,6 +290,9 @@ class ScopeEmulator:
         self._records.offer(session_id, raw_params if isinstance(raw_params, dict) else {})
         session.start()
         self._log.info("Session %s created (%d active)", session_id, len(self._sessions))
+        if pipeline is not None:
+            self._log.info("Session %s imitates %s", session_id, catalogue.describe(
+                pipeline.facts.pipeline_id, pipeline.mode, pipeline.chunk_frames, pipeline.fps))
         local = pc.localDescription
         return web.json_response({"sdp": local.sdp, "type": local.type, "sessionId": session_id})
 
@@ -305,12 +311,14 @@ class ScopeEmulator:
             return None
         main = entries[-1]
         assert main is not None
-        chunk_frames = self.config.chunk_frames or pipeline_info(main.pipeline_id).chunk_frames
+        facts = catalogue.facts(main.pipeline_id)
+        assert facts is not None  # only catalogued pipelines load
         return SessionPipeline(
             session_id,
             params,
             size=LoadedPipelines.frame_size(main),
-            chunk_frames=chunk_frames,
+            facts=facts,
+            chunk_frames=self.config.chunk_frames,
             fps=self.config.fps,
             records=self._records,
             emulator_id=self._id,
@@ -325,11 +333,17 @@ class ScopeEmulator:
         return servers
 
     def _on_connection_state(self, session: EmulatorSession) -> None:
+        """Scope's handler (``webrtc.py``): a closed or failed connection removes its session, once."""
         state = session.pc.connectionState
-        self._log.info("Session %s connection state: %s", session.session_id, state)
-        if state in ("closed", "failed") and self._sessions.get(session.session_id) is session:
+        self._log.info("Connection state changed to: %s for session %s", state, session.session_id)
+        if state not in ("closed", "failed"):
+            return
+        if self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
+            self._log.info("Removing session: Session(%s, state=%s)", session.session_id, state)
             self._tasks.spawn(session.aclose(), f"close-{session.session_id[:8]}")
+        elif session.removed_by_delete:  # Scope's own handler runs after the DELETE and warns at every such end
+            self._log.warning("Attempted to remove non-existent session: %s", session.session_id)
 
     async def _patch_offer(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
@@ -355,9 +369,10 @@ class ScopeEmulator:
         session_id = request.match_info["session_id"]
         session = self._sessions.pop(session_id, None)
         if session is None:
-            self._log.info("DELETE of unknown session %s", session_id)
+            self._log.warning("Attempted to remove non-existent session: %s", session_id)
         else:
-            self._log.info("Closing session %s", session_id)
+            self._log.info("Removing session: Session(%s, state=%s)", session_id, session.pc.connectionState)
+            session.removed_by_delete = True
             await session.aclose()
         return web.Response(status=204)
 
@@ -381,40 +396,34 @@ class ScopeEmulator:
         return None
 
     async def _session_parameters(self, request: web.Request) -> web.Response:
+        """Scope's answer: the newest session's parameters as received (``paused`` too, once sent)."""
         session = self._newest_session()
-        return web.json_response(session.parameters if session else {})
+        return web.json_response({"parameters": session.received_parameters if session else {}})
 
     async def _session_metrics(self, request: web.Request) -> web.Response:
+        """Scope's shape, ``{"sessions": {id: stats}, "gpu": {...}}``, for the newest session only.
+
+        The emulator's own counters are at ``GET /_emulator/metrics``, so no client comes to rely on them here.
+        """
         session = self._newest_session()
-        pipeline = session.pipeline if session else None
-        c = self._records.counters
-        return web.json_response(
-            {
-                "messages_received": c.messages_received,
-                "messages_applied": c.messages_applied,
-                "messages_dropped": c.messages_dropped,
-                "frames_sent": c.frames_sent,
-                "sessions": c.sessions,
-                "active_sessions": len(self._sessions),
-                "chunk_index": pipeline.chunk_index if pipeline else 0,
-                "fps": self.config.fps,
-                "chunk_frames": pipeline.chunk_frames if pipeline else self.config.chunk_frames,
-            }
-        )
+        stats = {session.session_id: session.frame_stats()} if session else {}
+        gpu = {} if self.config.cpu_only else catalogue.gpu_memory()
+        return web.json_response({"sessions": stats, "gpu": gpu})
+
+    def _metrics(self) -> dict[str, Any]:
+        return answers.emulator_metrics(self._records.counters, self._newest_session(), len(self._sessions),
+                                        self.config)
+
+    async def _models_status(self, request: web.Request) -> web.Response:
+        """``{"downloaded", "progress"}``: the emulator needs no weights, so every pipeline's are "there"."""
+        if "pipeline_id" not in request.query:
+            raise RequestRejected(
+                422, [{"type": "missing", "loc": ["query", "pipeline_id"], "msg": "Field required", "input": None}]
+            )
+        return web.json_response({"downloaded": True, "progress": None})
 
     async def _logs_tail(self, request: web.Request) -> web.Response:
-        try:
-            lines = int(request.query.get("lines", "100"))
-            since = request.query.get("since_offset")
-            since_offset = int(since) if since is not None else None
-        except ValueError as exc:
-            raise RequestRejected(
-                422, [{"type": "int_parsing", "loc": ["query"], "msg": str(exc), "input": None}]
-            ) from exc
-        if not 1 <= lines <= 1000:
-            raise RequestRejected(422, [
-                {"type": "less_than_equal", "loc": ["query", "lines"], "msg": "Input should be 1-1000", "input": lines}
-            ])
+        lines, since_offset = answers.tail_query(request.query)
         return web.json_response(self._log_tail.tail(lines, since_offset))
 
     # ---- emulator-only endpoints -------------------------------------------------------------
@@ -431,3 +440,7 @@ class ScopeEmulator:
 
     async def _event_log(self, request: web.Request) -> web.Response:
         return web.json_response(self._records.snapshot())
+
+    async def _emulator_metrics(self, request: web.Request) -> web.Response:
+        """The emulator's counters and the newest session's parameters as *applied* (one-shots gone)."""
+        return web.json_response(self._metrics())

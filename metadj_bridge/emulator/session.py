@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any, cast
 
 from aiortc import RTCDataChannel, RTCPeerConnection
@@ -23,6 +24,12 @@ from metadj_bridge.lifecycle import TaskGroupSet
 
 logger = logging.getLogger(__name__)
 
+#: Keys Scope's ``FrameProcessor.update_parameters`` consumes itself and never keeps in its parameters.
+_NOT_KEPT = frozenset({
+    "quantize_mode", "lookahead_ms", "output_sinks", "input_source", "modulations", "beat_cache_reset_rate",
+    "node_id", "bpm", "beat_phase", "bar_position", "beat_count", "is_playing",
+})
+
 
 class EmulatorSession:
     """Owns the peer connection and every task working for it; ``aclose`` ends them all."""
@@ -33,29 +40,57 @@ class EmulatorSession:
         pc: RTCPeerConnection,
         pipeline: SessionPipeline | None,
         *,
-        fps: float,
+        initial_parameters: dict[str, Any],
         records: EventRecords,
         emulator_id: str,
     ) -> None:
         self.session_id = session_id
+        #: Scope's ``FrameProcessor.parameters``: the offer's parameters with every message merged in as it
+        #: arrives (before the queue, so also what the queue dropped; one-shots and ``paused`` stay).
+        self.received_parameters = {k: v for k, v in initial_parameters.items() if k not in _NOT_KEPT}
+        #: Input video frames received (Scope's ``frames_in``).
+        self.frames_in = 0
+        self.started = time.monotonic()
         self.pc = pc
         self.pipeline = pipeline
         self.has_input_track = False
         self.closed = False
+        #: Ended by ``DELETE /api/v1/webrtc/offer/{id}`` (not by a restart fault or the server closing).
+        self.removed_by_delete = False
         self._records = records
         self._log = emulator_log(logger, emulator_id)
         # LoggerAdapter stands in for a Logger: failures keep the emulator's id, so its log tail shows them.
         self._tasks = TaskGroupSet(f"Session {session_id}", cast(logging.Logger, self._log))
         self._messages_ignored = 0
         self.track = EmulatedVideoTrack(
-            pipeline, fps=fps, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
+            pipeline, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
         )
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)
 
     @property
     def parameters(self) -> dict[str, Any]:
+        """The parameters as applied by the chunk loop (one-shots already consumed are gone)."""
         return self.pipeline.parameters if self.pipeline is not None else {}
+
+    def frame_stats(self) -> dict[str, Any]:
+        """One session's entry of ``GET /api/v1/session/metrics`` (``FrameProcessor.get_frame_stats``)."""
+        elapsed = time.monotonic() - self.started
+        frames_out = self.track.frames_out
+        fps = self.pipeline.fps if self.pipeline is not None else None
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": frames_out,
+            "elapsed_seconds": elapsed,
+            "fps_in": self.frames_in / elapsed if elapsed > 0 else 0,
+            "fps_out": frames_out / elapsed if elapsed > 0 else 0,
+            # Scope reports 60 until it has measured a batch; a filter's pace is its input's.
+            "pipeline_fps": fps if fps is not None else (frames_out / elapsed if frames_out and elapsed > 0 else 60.0),
+            "output_sinks": {},
+            "input_source_enabled": False,
+            "input_source_type": "",
+            "relay_mode": False,
+        }
 
     def start(self) -> None:
         """Start the chunk loop (after the answer has been created)."""
@@ -96,6 +131,7 @@ class EmulatorSession:
             self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r",
                               self.session_id, raw)
             return
+        self.received_parameters.update({k: v for k, v in message.items() if k not in _NOT_KEPT})
         if self.pipeline is None:
             # No processor was started for this session, so Scope discards the update unseen.
             self._records.message_received(self.session_id, self._messages_ignored, message, dropped=False)
@@ -116,5 +152,6 @@ class EmulatorSession:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            self.frames_in += 1
             if self.pipeline is not None:
                 self.pipeline.push_input(frame)  # type: ignore[arg-type]

@@ -3,6 +3,9 @@
 - Before the first frame, and whenever the pipeline has nothing new, ``recv`` simply waits, so
   no RTP is sent and the client's track is live but silent (as for an offer without
   ``pipeline_ids``).
+- A generating pipeline's frames go out at its ``fps``; a filter's (passthrough, gray, ...) keep the
+  spacing of the input frames they came from, delayed by the first frame's latency, as Scope paces
+  by the input's timestamps.
 - While paused it re-sends the last frame at ``fps`` (the picture freezes; the strip says PAUSED).
   Unlike Scope 0.2.4 the timestamps keep increasing, so VP8 survives a pause here.
 - With the ``stop_video`` fault it stops sending for good while the connection stays up.
@@ -33,7 +36,7 @@ THREAD_RENDER_PIXELS = 640 * 360
 
 
 class EmulatedVideoTrack(MediaStreamTrack):
-    """Sends what the session's pipeline produced, paced at ``fps``, on a 90 kHz clock."""
+    """Sends what the session's pipeline produced, paced like Scope's track, on a 90 kHz clock."""
 
     kind = "video"
 
@@ -41,14 +44,18 @@ class EmulatedVideoTrack(MediaStreamTrack):
         self,
         pipeline: SessionPipeline | None,
         *,
-        fps: float,
         records: EventRecords,
         has_input: Callable[[], bool],
         emulator_id: str,
     ) -> None:
         super().__init__()
         self._pipeline = pipeline
-        self._period = 1.0 / fps
+        #: Fixed spacing of frames (0: a filter, paced by its input frames' arrival times instead).
+        self._period = 1.0 / pipeline.fps if pipeline is not None and pipeline.fps else 0.0
+        #: Input-to-output delay of a filter, fixed at its first frame.
+        self._lag: float | None = None
+        #: Frames sent so far (Scope's ``frames_out``).
+        self.frames_out = 0
         self._records = records
         self._has_input = has_input
         self._log = emulator_log(logger, emulator_id)
@@ -85,7 +92,13 @@ class EmulatedVideoTrack(MediaStreamTrack):
                 if frame is None:  # paused before the first frame: nothing to repeat
                     await pipeline.changed.wait()
                     continue
+                if not self._period:  # a filter has no cadence of its own: repeat at the paused pace
+                    self._next_due = time.monotonic() + pipeline.paused_period
                 break
+            wait = self._input_pace_wait(pipeline.next_arrival())
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
             item = pipeline.next_output()
             if item is None:
                 await pipeline.changed.wait()
@@ -94,7 +107,17 @@ class EmulatedVideoTrack(MediaStreamTrack):
             break
         self._stamp(frame)
         self._records.frame_sent()
+        self.frames_out += 1
         return frame
+
+    def _input_pace_wait(self, arrival: float | None) -> float:
+        """Seconds until a filter's next frame is due: its input's arrival plus the first frame's lag."""
+        if arrival is None or self._period:
+            return 0.0
+        now = time.monotonic()
+        if self._lag is None:
+            self._lag = now - arrival
+        return arrival + self._lag - now
 
     async def _draw(self, item: FrameSpec | av.VideoFrame) -> av.VideoFrame:
         self._frozen_image = None

@@ -89,9 +89,10 @@ def load_entries(body: Any, *, legacy: bool) -> list[LoadEntry]:
     raise RequestRejected(400, "Either 'pipelines' or 'pipeline_ids' must be provided")
 
 
-def _load_params(value: Any, loc: list[str | int]) -> dict[str, Any]:
+def _load_params(value: Any, loc: list[str | int]) -> dict[str, Any] | None:
+    """The load params as sent (None when absent: Scope's status then shows null)."""
     if value is None:
-        return {}
+        return None
     if not isinstance(value, Mapping):
         raise RequestRejected(422, [problem("dict_type", loc, "Input should be a valid dictionary", value)])
     return dict(value)

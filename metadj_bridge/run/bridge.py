@@ -205,11 +205,23 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             pass
         except* MetaDJError as errors:
             raise errors.exceptions[0] from None  # a fatal startup error, for the CLI to print
-    st = session.status()
+    _closing_line(session.status(), show, time.monotonic() - started, session.reconnect.last_error)
+    return 0
+
+
+def _closing_line(st: dict[str, Any], show: ShowRunner, elapsed: float, last_error: str | None) -> None:
+    """What the run did, in one line; a WARNING saying so when no session was made or no frame ever came."""
+    if st["sessions_started"] == 0:
+        log.warning("stopped after %.1f s: no Scope session was made (last error: %s)", elapsed, last_error or "none")
+        return
+    if st["frames_in"] == 0:
+        log.warning("stopped after %.1f s: %d session(s) made, but no video frame came from Scope (last error: %s)",
+                    elapsed, st["sessions_started"], last_error or "none")
+        return
     log.info(
         "stopped after %.1f s: %d frames received, %d messages sent (%d changes merged), %d session(s), "
         "%d engine steps, %d profile switch(es) (%d refused), %d reload(s)",
-        time.monotonic() - started,
+        elapsed,
         st["frames_in"],
         st["sent"],
         st["merged"],
@@ -219,4 +231,3 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.switches_refused,
         show.reloads,
     )
-    return 0

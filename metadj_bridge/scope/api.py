@@ -44,6 +44,7 @@ from metadj_bridge.scope.http_errors import (
     text_of,
     text_or_none,
 )
+from metadj_bridge.scope.load_errors import load_failure, log_lines_since, log_offset
 from metadj_bridge.scope.urls import endpoint, normalise_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class ScopeClient:
         )
         #: "current" (pipeline_ids) or "legacy" (pipeline_id); learnt from the first load.
         self.api_generation = "current"
+        self._log_mark = 0  # the size of Scope's log before our last load: its failure is in what follows
 
     async def __aenter__(self) -> ScopeClient:
         return self
@@ -285,12 +287,8 @@ class ScopeClient:
                     last_stage = stage
                     await _call(on_progress, f"loading {wanted}: {stage}")
             elif status.status == "error" or (status.status == "not_loaded" and seen_loading):
-                reason = await self._load_failure_reason(wanted)
-                raise PipelineLoadError(
-                    f"Scope could not load pipeline {wanted!r}{reason}. Check Scope's log "
-                    f"({self.address('/api/v1/logs/current')}), that the model is downloaded, and that the GPU has "
-                    "enough memory"
-                )
+                lines = await log_lines_since(self, self._log_mark)
+                raise load_failure(wanted, lines, self.address("/api/v1/logs/current"))
             if time.monotonic() >= deadline:
                 now = f"status {last.status!r}" + (f" with pipeline {last.pipeline_id!r}" if last.pipeline_id else "")
                 if last.status == "loaded" and last.pipeline_id == wanted:
@@ -325,6 +323,7 @@ class ScopeClient:
             await _call(on_progress, f"another load is in progress on Scope ({other}); waiting")
             await self._wait_settled(timeout, poll_interval)
         await _call(on_progress, f"loading pipeline {pipeline_ids[0]}")
+        self._log_mark = await log_offset(self)
         await self.load_pipeline(pipeline_ids, load_params)
         return await self.wait_until_loaded(
             pipeline_ids, load_params or {}, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
@@ -336,19 +335,6 @@ class ScopeClient:
             if (await self.pipeline_status()).status != "loading":
                 return
             await asyncio.sleep(poll_interval)
-
-    async def _load_failure_reason(self, pipeline_id: str) -> str:
-        """Scope's status never carries the error text (§2); its log does. Best effort."""
-        try:
-            data = await self._json("GET", "/api/v1/logs/tail", params={"lines": 50})
-        except ScopeError:
-            return ""
-        lines = data.get("lines", []) if isinstance(data, Mapping) else []
-        for line in reversed([str(x) for x in lines]):
-            low = line.lower()
-            if ("error" in low or "fail" in low) and (pipeline_id in line or "pipeline" in low):
-                return f" (Scope's log: {line.strip()[:300]})"
-        return ""
 
     async def pipeline_schemas(self) -> dict[str, Any]:
         data = await self._json("GET", "/api/v1/pipelines/schemas")

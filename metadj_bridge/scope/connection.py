@@ -1,8 +1,9 @@
 """One connection attempt with a Scope server at a time (scope-api.md §5-7, §12).
 
-An attempt (:meth:`ScopeConnection.open`): Scope's health, the pipeline loaded, ICE servers, the sessions we
-left on the server DELETEd, then the peer connection with its ``parameters`` data channel, the offer (its
-``initialParameters`` carry the sender's last desired state, so a rebuilt session starts where the old one
+An attempt (:meth:`ScopeConnection.open`): Scope's health, what it offers (a pipeline it lacks or a mode the
+pipeline cannot play is refused in one line before loading, :mod:`.offer`), the pipeline loaded, ICE servers,
+the sessions we left on the server DELETEd, then the peer connection with its ``parameters`` data channel, the
+offer (its ``initialParameters`` carry the sender's last desired state, so a rebuilt session starts where the old one
 was) and the wait until WebRTC connects. :meth:`~ScopeConnection.watch` then receives frames and returns why
 the session has to be rebuilt: the peer or the data channel closed, the video track ended, Scope restarted or
 stopped answering, or the silent-video watchdog (connected, but no frame for a while). :meth:`~ScopeConnection.close`
@@ -39,9 +40,12 @@ from metadj_bridge.lifecycle import TaskGroupSet
 from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import DEFAULT_DEADLINE, HealthInfo, ScopeClient, redact_url
+from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
+from metadj_bridge.scope.offer import check_session, read_offer_or_none
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
+from metadj_bridge.scope.session_end import scope_dropped
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +141,8 @@ class ScopeConnection:
         self._connected_at = 0.0
         self._pending_candidates: list[dict[str, Any]] = []
         self._stale_session_ids: list[str] = []
+        #: Told of the first frame of each session (the retry policy counts a session as up only then).
+        self.on_first_frame: Callable[[], None] | None = None
 
     @property
     def pc(self) -> RTCPeerConnection | None:
@@ -177,16 +183,21 @@ class ScopeConnection:
             log.info("Scope restarted (server version %s)", health.version)
         self.health = health
 
+        # What the server offers, before loading: a pipeline it lacks or a mode the pipeline cannot play is a
+        # one-line ConfigError now, not a load retried for ever or a session without frames.
+        offer = await read_offer_or_none(self.client)
+        check_session(offer, cfg.pipeline_ids, cfg.input_mode)
+
         self._on_state(SessionState.LOADING, f"loading {cfg.pipeline_ids[0]}")
         await self.client.ensure_pipeline(
             cfg.pipeline_ids, cfg.load_params, timeout=cfg.load_timeout, on_progress=self._progress
         )
         self.load_progress = "loaded"
-        try:
-            schemas = await self.client.pipeline_schemas()
+        if offer is not None:
+            schemas = {pid: entry.schema for pid, entry in offer.pipelines.items()}
             self.sender.set_schema(ParameterSchema.from_server(cfg.pipeline_ids[-1], schemas))
-        except ScopeError as exc:
-            log.debug("pipeline schemas unavailable (%s); checking parameters against the built-in table", exc)
+            offered = offer.get(cfg.pipeline_ids[-1])
+            self.sender.set_chunk_frames(offered.chunk_frames if offered is not None else None)  # the server's word
 
         ice = cfg.ice_servers if cfg.ice_servers is not None else await self.client.ice_servers()
         await self._delete_stale_sessions()
@@ -245,6 +256,7 @@ class ScopeConnection:
         self._connected_at = time.monotonic()
         self.last_frame = 0.0
         self.sender.attach(channel, snapshot)
+        self._tasks.spawn(watch_drops(self.client, self.sender), "drop-watch")  # Scope's log: messages it dropped
         self._on_state(SessionState.STREAMING, "streaming")
         self.streaming.set()
 
@@ -311,7 +323,9 @@ class ScopeConnection:
                 frame = cast(av.VideoFrame, await track.recv())  # a video track's frames
                 now = time.monotonic()
                 self.frames_received += 1
-                self.last_frame = now
+                first, self.last_frame = not self.last_frame, now
+                if first and pc is self._pc and self.on_first_frame is not None:
+                    self.on_first_frame()
                 self.sender.on_frame(now)
                 for listener in self._listeners:
                     try:
@@ -327,7 +341,11 @@ class ScopeConnection:
             self._lost.set_result(reason)
 
     async def close(self) -> None:
-        """Close the current peer and DELETE its session on the server (best effort)."""
+        """Close the current peer, then DELETE its session unless Scope dropped it by itself (best effort).
+
+        A DELETE of a live session makes Scope 0.2.4 log "Attempted to remove non-existent session" (see
+        :mod:`.session_end`); closing the peer ends it on Scope's side without that.
+        """
         self.streaming.clear()
         self.sender.detach()
         pc, self._pc = self._pc, None
@@ -338,9 +356,9 @@ class ScopeConnection:
                 await asyncio.wait_for(pc.close(), timeout=5)
         session_id, self.session_id = self.session_id, None
         self._pending_candidates.clear()
-        if session_id is not None:
+        if session_id is not None and not (pc is not None and await scope_dropped(self.client, session_id)):
             self._stale_session_ids.append(session_id)
-            await self._delete_stale_sessions()
+        await self._delete_stale_sessions()
 
     # ------------------------------------------------------------------ server housekeeping
 

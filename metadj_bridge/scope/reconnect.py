@@ -9,7 +9,8 @@ named task: open, watch until lost, close, wait, again, forever while the daemon
 - It gives up only on a fatal start-up error: before anything has worked, an error that cannot heal by waiting
   (wrong URL, not a Scope server, TLS, a bad setting). Once a session has worked, everything is retried.
 - One WARNING when the session is lost (or unavailable at start-up), DEBUG for each failed attempt after that,
-  one INFO when it is back.
+  one INFO when it is back. With ``wait_frames`` a session counts as back only once its first video frame came:
+  a session that connects and gives no video is rebuilt with a WARNING (rate-limited), never "restored".
 - Nothing unexpected ends it: an exception nobody foresaw (a library's surprise on what a server answered, a
   bug) is logged with its traceback once, then as rate-limited one-liners, and the next attempt follows.
 - A lock keeps opening and tearing down one at a time, so ``stop()`` never closes a link half-way through an
@@ -109,6 +110,7 @@ class ReconnectLogic:
         fail_fast: bool,
         on_waiting: Callable[[str], None],
         name: str = "scope-session",
+        wait_frames: bool = False,
     ) -> None:
         self._link = link
         self._backoff = backoff
@@ -128,6 +130,11 @@ class ReconnectLogic:
         self._fatal: MetaDJError | None = None
         self._traceback_logged = False
         self._surprises = RateLimitedWarning(log, "Scope session: more unexpected errors (retrying)", interval=60.0)
+        #: Whether a session is "up" only once the link reports its first frame (:meth:`frames_flowing`).
+        self._wait_frames = wait_frames
+        #: Whether the current session has been announced (INFO: streaming, restored).
+        self._announced = False
+        self._no_video = RateLimitedWarning(log, "Scope sessions rebuilt because no video came", interval=60.0)
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -170,6 +177,7 @@ class ReconnectLogic:
     async def _round(self) -> None:
         """One attempt: open, watch until lost, close; then wait for the next one."""
         unreachable = True  # a lost session: the server may be restarting; look for it while waiting
+        self._announced = False
         try:
             async with self._lock:
                 self.state = ReconnectState.CONNECTING
@@ -193,12 +201,19 @@ class ReconnectLogic:
             reason = self._surprise(exc, "connecting to Scope")
             unreachable = False
         self.last_error = reason
+        # A session that connected but never gave a frame: not a loss that heals at once when Scope answers.
+        no_video = self.state is ReconnectState.CONNECTED and not self._announced
+        session_id = self._link.session_id
         await self._close_link()
         if self.stopped:
             return
         delay = self._backoff.delay(self._tries)
         self._tries += 1
-        if self._lost_since is None:
+        if no_video:
+            unreachable = False
+            self._lost_since = self._lost_since or time.monotonic()
+            self._no_video.note(f"session {session_id or '?'}: {reason}; rebuilding it in {delay:.1f} s")
+        elif self._lost_since is None:
             self._lost_since = time.monotonic()
             verb = "lost" if self._ever_connected else "unavailable"
             log.warning("Scope session %s: %s; retrying in %.1f s, and for as long as it takes", verb, reason, delay)
@@ -210,6 +225,19 @@ class ReconnectLogic:
 
     def _connected(self) -> None:
         self._ever_connected = True
+        if self._wait_frames and not self._announced:
+            log.debug("Scope session %s connected; waiting for its first video frame", self._link.session_id)
+            return
+        self._announce()
+
+    def frames_flowing(self) -> None:
+        """The link's current session gave its first video frame: only now is it up (with ``wait_frames``)."""
+        if self._wait_frames and not self._announced and self.state is ReconnectState.CONNECTED:
+            self._announce()
+
+    def _announce(self) -> None:
+        """The session is up: say so once (streaming, or restored after a loss) and start the backoff afresh."""
+        self._announced = True
         if self._lost_since is not None:
             log.info("Scope session restored after %.1f s (session %s)", time.monotonic() - self._lost_since,
                      self._link.session_id)

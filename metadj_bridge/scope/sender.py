@@ -1,38 +1,35 @@
-"""Flow-controlled parameter sending (design.md, scope-api.md §6).
+"""Flow-controlled parameter sending (design.md, scope-api.md §6): the asyncio driver.
 
 Scope applies one data-channel message per generated chunk and keeps at most 8 waiting; when the queue
 is full it drops the *newest* message. A sender at a fixed 30 Hz therefore builds up to 8 chunks of lag
-and loses the latest knob position. This sender keeps the desired state, merges every change since the
-last send into one message, and sends about one message per chunk that Scope consumes, estimated from
-the video frames coming back. Discrete actions (cache reset, a pulse, a theme switch) skip the wait and go
-out in the very next message.
-
-``ParameterState`` and ``SendPacer`` are pure (values and times in, values out); ``ParameterSender`` is
-the thin asyncio driver that owns a data channel.
+and loses the latest knob position. This sender keeps the desired state and sends at most one message per
+chunk, actions included: whatever changed meanwhile (knob values, a cache reset, a prompt transition, a
+pause) is merged into that one message. What is sent and when lives in :mod:`.pacing` (pure); this module
+owns the data channel and the one task that sends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from metadj_bridge import parameters
 from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
-from metadj_bridge.parameters import ONE_SHOT_KEYS, ParameterSchema
+from metadj_bridge.parameters import ParameterSchema
+from metadj_bridge.scope.pacing import DISCRETE_KEYS, PacerConfig, ParameterState, SendPacer
+
+__all__ = ["DISCRETE_KEYS", "Channel", "PacerConfig", "ParameterSender", "ParameterState", "SendPacer", "SenderStats"]
 
 log = logging.getLogger(__name__)
 
-#: Keys that act once and are not part of the lasting state: Scope's one-shots plus ``transition``,
-#: whose target becomes the current prompts once it completes.
-DISCRETE_KEYS = ONE_SHOT_KEYS | {"transition"}
+#: Messages Scope's parameter queue holds (§6).
+QUEUE_SLOTS = 8
 
 
 class Channel(Protocol):
@@ -47,188 +44,6 @@ class Channel(Protocol):
     def send(self, data: str) -> None: ...
 
 
-# ----------------------------------------------------------------------------------- pure parts
-
-
-class ParameterState:
-    """The desired parameter state and what has changed since the last message.
-
-    Continuous keys keep their latest value only; a value that returns to what Scope already has
-    is not sent again. Discrete keys (one-shots, transitions) go into the next message exactly once.
-    """
-
-    def __init__(self) -> None:
-        self.desired: dict[str, Any] = {}
-        self._sent: dict[str, Any] = {}
-        self._pending: dict[str, Any] = {}
-        self._discrete: dict[str, Any] = {}
-        self._changes_since_send = 0
-        self.changes = 0
-        self.merged = 0
-
-    def set(self, key: str, value: Any) -> None:
-        """Record a new desired value (already checked)."""
-        if key in DISCRETE_KEYS:
-            self._discrete[key] = value
-            if key == "transition":
-                # Scope makes the target current when the transition ends, so that is the lasting state.
-                target = value.get("target_prompts", [])
-                self.desired["prompts"] = target
-                self._sent["prompts"] = target
-                self._pending.pop("prompts", None)
-            self._count_change()
-            return
-        self.desired[key] = value
-        if key in self._sent and self._sent[key] == value:
-            self._pending.pop(key, None)
-        else:
-            self._pending[key] = value
-        if key == "prompts":
-            # Prompts without a transition cancel a pending transition on Scope's side (§6).
-            self._discrete.pop("transition", None)
-        self._count_change()
-
-    def _count_change(self) -> None:
-        self.changes += 1
-        self._changes_since_send += 1
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending or self._discrete)
-
-    def take_message(self) -> dict[str, Any] | None:
-        """Everything that changed since the last message, merged into one; None when nothing did."""
-        if not self.has_pending:
-            return None
-        message = dict(self._pending)
-        message.update(self._discrete)
-        self._sent.update(self._pending)
-        self._pending.clear()
-        self._discrete.clear()
-        self.merged += max(0, self._changes_since_send - 1)
-        self._changes_since_send = 0
-        return message
-
-    def snapshot(self) -> dict[str, Any]:
-        """The lasting state, for a new session's ``initialParameters``."""
-        return dict(self.desired)
-
-    def begin_session(self, initial: Mapping[str, Any]) -> None:
-        """A new session started from ``initial`` (an earlier ``snapshot()``).
-
-        Scope has that state; anything changed since the snapshot is still pending. Actions from before
-        the session are void: a cache reset or a pulse means nothing to a fresh session.
-        """
-        self._sent = dict(initial)
-        self._pending = {k: v for k, v in self.desired.items() if k not in self._sent or self._sent[k] != v}
-        self._discrete.clear()
-        self._changes_since_send = len(self._pending)
-
-
-@dataclass
-class PacerConfig:
-    """Bounds for the send interval, in seconds.
-
-    ``min_interval`` keeps the sender from exceeding the seed's 30 Hz even on a fast pipeline;
-    ``max_interval`` keeps a change from waiting too long when the estimate says Scope is slow or the
-    video has stopped.
-    """
-
-    min_interval: float = 1 / 30
-    max_interval: float = 2.0
-    chunk_frames: int = 12
-    #: Frame rate assumed until frames come back (a GPU pipeline typically gives 15-25 fps).
-    assumed_fps: float = 15.0
-    #: Window over which the returning frame rate is measured.
-    window: float = 3.0
-    #: Aim sends just before Scope's next chunk boundary (see ``SendPacer.next_send_at``).
-    align: bool = True
-    #: How early before the predicted boundary to send, as a fraction of the chunk period; the
-    #: measured round trip to Scope is added on top.
-    align_margin: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.max_interval:
-            raise ValueError(
-                f"sender rate bounds: min_interval {self.min_interval} must be > 0 "
-                f"and <= max_interval {self.max_interval}"
-            )
-        if self.chunk_frames < 1:
-            raise ValueError(f"chunk_frames {self.chunk_frames} must be >= 1")
-
-
-class SendPacer:
-    """Estimates when Scope takes its next message: once per chunk of ``chunk_frames`` frames.
-
-    Scope takes a message from its queue right after it hands a chunk's frames to the video track,
-    so the first frame of each chunk to arrive here marks a boundary (a little late, by the network
-    and the track's pacing). A change sent just before the next boundary is applied by the next chunk
-    with everything else that changed meanwhile; one sent just after a boundary waits a whole chunk.
-    If the frame count drifts from Scope's chunks, the phase is simply random, as without aiming.
-    """
-
-    def __init__(self, config: PacerConfig | None = None) -> None:
-        self.config = config or PacerConfig()
-        self._frames: deque[float] = deque()
-        self._count = 0
-        self._boundary: float | None = None
-        self.rtt = 0.0
-
-    def on_frame(self, now: float) -> None:
-        self._frames.append(now)
-        horizon = now - self.config.window
-        while self._frames and self._frames[0] < horizon:
-            self._frames.popleft()
-        if self._count % self.config.chunk_frames == 0:
-            self._boundary = now
-        self._count += 1
-
-    def reset(self) -> None:
-        self._frames.clear()
-        self._count = 0
-        self._boundary = None
-
-    def set_rtt(self, rtt: float) -> None:
-        """The latest measured round trip to Scope, in seconds (smoothed)."""
-        self.rtt = rtt if self.rtt == 0.0 else 0.8 * self.rtt + 0.2 * rtt
-
-    def next_send_at(self, now: float, last_send: float) -> float:
-        """When the next message should go out; never more than one per chunk period."""
-        interval = self.interval(now)
-        earliest = last_send + interval
-        fps = self.fps(now)
-        if not self.config.align or self._boundary is None or fps is None or interval >= self.config.max_interval:
-            return earliest
-        period = self.config.chunk_frames / fps
-        if period < self.config.min_interval * 2:
-            return earliest  # too fast to aim at; the floor rules
-        margin = min(0.6 * period, self.config.align_margin * period + self.rtt)
-        # The first aimed slot after now that keeps sends at least half a chunk apart: one per boundary.
-        floor = max(now, last_send + 0.5 * period)
-        first_slot = self._boundary - margin
-        k = max(0, math.ceil((floor - first_slot) / period))
-        return first_slot + k * period
-
-    def fps(self, now: float) -> float | None:
-        """Frames per second coming back, or None without enough recent evidence."""
-        frames = self._frames
-        if len(frames) < 3 or now - frames[-1] > max(1.0, 3 * (frames[-1] - frames[0]) / (len(frames) - 1)):
-            return None
-        span = frames[-1] - frames[0]
-        if span < 0.25:
-            return None
-        return (len(frames) - 1) / span
-
-    def interval(self, now: float) -> float:
-        """Seconds between messages: one chunk period, clamped to the configured bounds."""
-        cfg = self.config
-        fps = self.fps(now)
-        if fps is None:
-            fps = cfg.assumed_fps if not self._frames else cfg.chunk_frames / cfg.max_interval
-        period = cfg.chunk_frames / fps if fps > 0 else math.inf
-        return min(cfg.max_interval, max(cfg.min_interval, period))
-
-
 # ----------------------------------------------------------------------------------- async driver
 
 
@@ -239,14 +54,22 @@ class SenderStats:
     changes: int = 0
     rejected: int = 0
     interval: float = 0.0
+    #: Messages that only repeated values already sent (the settle step).
+    repeats: int = 0
+    #: Messages Scope said (in its log) it dropped.
+    drops_seen: int = 0
+    #: Frames per chunk in force, and whether the bridge's table, the server's offer or drops said so.
+    chunk_frames: int = 0
+    chunk_source: str = ""
 
 
 class ParameterSender:
     """Owns the desired state and pushes it over a data channel at Scope's pace.
 
     ``update()`` is cheap and may be called at any rate from the event loop (86 Hz analysis, 60 Hz
-    knobs). The session calls ``attach()`` when a data channel opens, ``detach()`` when it is lost and
-    ``on_frame()`` for every video frame that comes back.
+    knobs). The session calls ``attach()`` when a data channel opens, ``detach()`` when it is lost,
+    ``on_frame()`` for every video frame that comes back and ``set_chunk_frames()`` with what the server's
+    offer says of the pipeline's chunk.
     """
 
     def __init__(
@@ -265,9 +88,18 @@ class ParameterSender:
         self._clock = clock
         self._channel: Channel | None = None
         self._wake = asyncio.Event()
-        self._urgent = False
+        self._timer: asyncio.TimerHandle | None = None
         self._last_send = -math.inf
         self._task: asyncio.Task[None] | None = None
+        self._repeats = 0
+        self._drops_seen = 0
+        #: When the changes now pending began to wait (an isolated change goes at once, see ``_due``).
+        self._pending_since = -math.inf
+        #: When the next message goes, once fixed; and whether it is for changes (else a repeat only).
+        self._target: float | None = None
+        self._target_is_send = False
+        #: After a drop nothing is sent before this time, so Scope's queue can drain first.
+        self._hold_until = -math.inf
         self._life = Lifecycle("parameter sender")
         self._rejected = 0
         self.sent = 0
@@ -279,7 +111,8 @@ class ParameterSender:
     def update(self, params: Mapping[str, Any] | None = None, /, *, urgent: bool = False, **kwargs: Any) -> None:
         """Set desired values. Raises ``ParameterError`` (nothing applied) if any value is invalid.
 
-        ``urgent`` sends with the very next message instead of waiting for the next chunk.
+        Every change, ``urgent`` or not, goes out in the next message the budget allows (at once when a chunk
+        has passed since the last one); ``urgent`` is kept for callers that mark actions.
         """
         self.apply({**(params or {}), **kwargs}, urgent=urgent)
 
@@ -291,8 +124,10 @@ class ParameterSender:
         Values are checked once: the mapping engine's output was made valid against its schema, so when that
         schema's rules are the ones in force here it is taken as it is; anything else is checked now (a server
         whose own schema is narrower than the one the engine used, or a caller with raw values).
-        Raises ``ParameterError`` (nothing applied) if any value is invalid.
+        Raises ``ParameterError`` (nothing applied) if any value is invalid. ``urgent`` changes nothing: actions
+        wait for the next slot like everything else, so they never overfill Scope's queue.
         """
+        del urgent
         trusted = self._agreeing_keys(checked_by) if checked_by is not None else frozenset()
         if checked_by is not self.schema and not trusted.issuperset(params):
             checked: dict[str, Any] = {}
@@ -303,17 +138,43 @@ class ParameterSender:
                 self._rejected += 1
                 raise
             params = checked
+        was_pending = self.state.has_pending
         for key, value in params.items():
             self.state.set(key, value)
-            if key in DISCRETE_KEYS or key == "paused":
-                urgent = True
         if self.state.has_pending:
-            self._urgent = self._urgent or urgent
+            if not was_pending:
+                self._pending_since = self._clock()
             self._wake.set()
 
     def action(self, **kwargs: Any) -> None:
         """A discrete action, e.g. ``action(reset_cache=True)``: goes out in the next message."""
         self.update(kwargs, urgent=True)
+
+    def set_chunk_frames(self, frames: int | None, source: str = "offer") -> None:
+        """The server's offer says a chunk has ``frames`` frames (None: it does not say; the table stays)."""
+        before = (self.pacer.chunk_frames, self.pacer.chunk_source)
+        self.pacer.set_chunk_frames(frames, source)
+        if (self.pacer.chunk_frames, self.pacer.chunk_source) != before:
+            log.debug("chunk: %d frames (from the server's %s)", self.pacer.chunk_frames, source)
+
+    def on_dropped(self, count: int) -> None:
+        """Scope logged ``count`` dropped messages: slow down, let its queue drain, then repair.
+
+        The chunk is believed twice as long (once per drain: drops reported meanwhile were sent before), nothing
+        goes out for the 8 chunks Scope's queue may hold, and then everything lasting is sent again.
+        """
+        if count <= 0:
+            return
+        self._drops_seen += count
+        now = self._clock()
+        if now >= self._hold_until:
+            self.pacer.widen()
+            self._hold_until = now + QUEUE_SLOTS * self.pacer.interval(now)
+            self._target = None
+            log.info("Scope dropped %d parameter message(s); sending at most one per %d frames from now on",
+                     count, self.pacer.chunk_frames)
+        self.state.resettle()
+        self._wake.set()
 
     def set_schema(self, schema: ParameterSchema) -> None:
         self.schema = schema
@@ -336,15 +197,19 @@ class ParameterSender:
     def attach(self, channel: Channel, initial: Mapping[str, Any] | None = None) -> None:
         """A new session's channel is open; ``initial`` is the ``snapshot()`` its offer carried."""
         self._channel = channel
-        self.pacer.reset()
+        # The pacer is not reset here: this session's first frames may have arrived before its channel opened,
+        # and the first of them is where its chunks are counted from.
         if initial is not None:
             self.state.begin_session(initial)
         self._last_send = -math.inf
-        self._urgent = self.state.has_pending
+        self._hold_until = -math.inf  # a new session's queue is empty
+        self._target = None
         self._wake.set()
 
     def detach(self) -> None:
+        """The session is lost: its channel and its frames are done with."""
         self._channel = None
+        self.pacer.reset()
 
     def on_frame(self, now: float | None = None) -> None:
         self.pacer.on_frame(self._clock() if now is None else now)
@@ -358,6 +223,7 @@ class ParameterSender:
 
     async def aclose(self) -> None:
         self._life.end()
+        self._cancel_timer()
         task, self._task = self._task, None
         await cancel_and_wait(task)
 
@@ -368,29 +234,67 @@ class ParameterSender:
             changes=self.state.changes,
             rejected=self._rejected,
             interval=self.pacer.interval(self._clock()),
+            repeats=self._repeats,
+            drops_seen=self._drops_seen,
+            chunk_frames=self.pacer.chunk_frames,
+            chunk_source=self.pacer.chunk_source,
         )
 
     async def _run(self) -> None:
+        """Wake on a change (or the timer set for the next slot), send what is due, set the timer again.
+
+        Waiting is a plain ``Event.wait()`` with a loop timer to set it, never ``asyncio.wait_for``: on Python
+        3.11 that swallows a cancellation arriving in the same turn as the event, and ``aclose()`` would hang.
+        """
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                # Wait for the send slot, fixed once per message; an urgent update ends the wait early.
-                target = self.pacer.next_send_at(self._clock(), self._last_send)
-                while self.state.has_pending and self._channel_open() and not self._urgent:
-                    wait = target - self._clock()
-                    if wait <= 0:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                    self._wake.clear()
-                if self.state.has_pending and self._channel_open():
-                    self.send_now()
+                self._cancel_timer()
+                now = self._clock()
+                due = self._due(now)
+                if due is None:
+                    continue
+                if due <= now:
+                    self._target = None
+                    if self.send_now() is not None:
+                        self._wake.set()  # look again: a repeat may be due a chunk from now
+                else:
+                    self._timer = loop.call_later(due - now, self._wake.set)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("parameter sender stopped unexpectedly")
             raise
+
+    def _due(self, now: float) -> float | None:
+        """When the next message should go, or None when nothing is to be sent (or no channel is open).
+
+        The time for a message is fixed once (later changes ride along; recomputing it as the clock passes the
+        aimed slot would push it a chunk on each time); a change arriving while only a repeat waits sets it anew.
+        """
+        if not self._channel_open():
+            return None
+        if now < self._hold_until and (self.state.has_pending or self.state.has_settle):
+            return self._hold_until
+        if self.state.has_pending:
+            if self._target is None or not self._target_is_send:
+                isolated = self._pending_since >= self._last_send + self.pacer.interval(now)
+                self._target = self.pacer.next_send_at(now, self._last_send, isolated=isolated)
+                self._target_is_send = True
+            return self._target
+        if self.pacer.config.settle and self.state.has_settle:
+            if self._target is None:
+                self._target = max(now, self._last_send + self.pacer.interval(now))
+                self._target_is_send = False
+            return self._target
+        return None
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _channel_open(self) -> bool:
         return self._channel is not None and self._channel.readyState == "open"
@@ -400,16 +304,18 @@ class ParameterSender:
         channel = self._channel
         if channel is None or channel.readyState != "open":
             return None
-        message = self.state.take_message()
-        self._urgent = False
+        repeat = not self.state.has_pending
+        message = self.state.take_message(settle=self.pacer.config.settle)
         if message is None:
             return None
+        self._repeats += repeat
         now = self._clock()
-        if "prompts" in message or "transition" in message:
+        if not repeat and ("prompts" in message or "transition" in message):
             prompts = message.get("prompts") or message["transition"].get("target_prompts", [])
             log.debug("[Scope] Sending prompt: %s", parameters.describe_prompts(prompts))
         channel.send(json.dumps(message, separators=(",", ":")))
         self._last_send = now
+        self.pacer.on_sent(now)
         self.sent += 1
         if self.on_sent is not None:
             self.on_sent(message, now)

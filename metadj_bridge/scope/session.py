@@ -68,7 +68,9 @@ class ScopeSession:
             probe_interval=config.reconnect_probe_interval,
             fail_fast=config.fail_fast_on_permanent_errors,
             on_waiting=lambda reason: self._set_state(SessionState.RECONNECTING, reason),
+            wait_frames=True,
         )
+        self.connection.on_first_frame = self.reconnect.frames_flowing
 
     # ------------------------------------------------------------------ what the attempts found
 
@@ -94,6 +96,10 @@ class ScopeSession:
 
     @property
     def last_error(self) -> str | None:
+        """Why the last attempt failed or the last session was lost; None again once a session streams with frames
+        (the old reason stays in the log, not on the status line)."""
+        if self.state is SessionState.STREAMING and self.connection.last_frame:
+            return None
         return self.reconnect.last_error
 
     @property

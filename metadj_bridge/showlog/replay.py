@@ -1,10 +1,15 @@
 """``metadj-bridge replay``: drive Scope from a show log with the original timing.
 
-The log's pipeline is loaded with the header's size and denoising steps, a text-mode session opens (on the
-built-in emulator when no URL is given, as ``run`` does) with the show's initial parameters, and then every
-logged message goes to the ``ParameterSender`` at its time. The sender paces and merges exactly as in the live
-show, so Scope's queue stays short, and one-shot keys (``reset_cache``, a ``transition``) keep their meaning:
-each goes out once, in the next message. The replay ends after the last message, or on Ctrl-C.
+The log's pipeline is loaded with the header's size and denoising steps, and a session opens (on the built-in
+emulator when no URL is given, as ``run`` does) in the show's own input mode with the show's initial parameters;
+then every logged message goes to the ``ParameterSender`` at its time. The sender paces and merges exactly as in
+the live show, so Scope's queue stays short, and one-shot keys (``reset_cache``, a ``transition``) keep their
+meaning: each goes out once, in the next message. The replay ends after the last message, or on Ctrl-C.
+
+What cannot play is refused up front, in one line: a video-mode show without ``--video-source`` (its pipeline
+makes nothing without input video, and the log does not hold the video), and a pipeline the server does not
+offer, or not in the show's mode (``GET /api/v1/pipelines/schemas``). A replay that gets no frame back is an
+error, never "replay done".
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from metadj_bridge import parameters
-from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning
+from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning, ScopeError, ScopeSessionError
 from metadj_bridge.lifecycle import cancel_and_wait, stop_signals
-from metadj_bridge.scope.api import redact_url
+from metadj_bridge.scope.api import ScopeClient, redact_url
 from metadj_bridge.scope.sender import DISCRETE_KEYS, PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
 from metadj_bridge.showlog.log import SentMessage, ShowEvent, ShowRecording, read_show_log
@@ -51,6 +56,10 @@ class ReplayOptions:
     no_frame_timeout: float = 5.0
     #: How long to let the last message land before the session closes.
     settle: float = 0.5
+    #: A video-mode show's input: a webcam (``/dev/video0``) or ``file:clip.mp4``, as ``run --video-source``.
+    video_source: str | None = None
+    #: How long the first frame may take once the session is up (a GPU pipeline warms up on its first chunk).
+    first_frame_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -71,6 +80,8 @@ class ReplayReport:
     #: Seconds from the first message to the end of the replay.
     seconds: float
     interrupted: bool
+    #: Frames that came back from Scope during the replay.
+    frames: int = 0
 
 
 class _Rejected:
@@ -124,29 +135,99 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
 
 
+def refuse_unplayable(rec: ShowRecording, options: ReplayOptions) -> None:
+    """ConfigError, in one line, for a log that cannot play as given: a video-mode show without input video."""
+    header = rec.header
+    if header.input_mode == "video" and not options.video_source:
+        raise ConfigError(
+            f"{rec.path} was played in video mode ({header.pipeline} transformed the show's input video, which a "
+            "show log does not hold): give the replay its input with --video-source (a webcam such as /dev/video0, "
+            "or file:clip.mp4)"
+        )
+
+
+async def check_offered(url: str, rec: ShowRecording) -> None:
+    """Refuse, before loading, a pipeline the server does not offer or not in the show's input mode (ConfigError);
+    a server without the list is judged by the bridge's own table. A server not answering yet is left to the
+    session, which waits for it."""
+    from metadj_bridge.scope.offer import check_pipeline, read_offer
+
+    header = rec.header
+    try:
+        async with ScopeClient(url) as client:
+            offer = await read_offer(client)
+    except ScopeError as exc:
+        log.debug("could not read the server's pipelines: %s", exc)
+        return
+    try:
+        if offer is None:
+            known = parameters.KNOWN_PIPELINES.get(header.pipeline)
+            if known is not None and header.input_mode not in known.modes:
+                raise ConfigError(f"pipeline {header.pipeline!r} takes only {' and '.join(known.modes)} input, not "
+                                  f"{header.input_mode} mode")
+        check_pipeline(offer, header.pipeline, header.input_mode)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot replay {rec.path} ({header.input_mode} mode on {header.pipeline}): {exc}") from None
+
+
+async def _open_source(options: ReplayOptions, rec: ShowRecording, url: str) -> Any:
+    """Video mode: the show's input (``--video-source``) open and delivering, as ``run`` opens it."""
+    from metadj_bridge.video.vace import AvatarSettings, open_avatar
+
+    assert options.video_source is not None
+    header = rec.header
+    settings = AvatarSettings(source=options.video_source, width=header.width, height=header.height)
+    async with ScopeClient(url) as client:
+        return await open_avatar(settings, client, base_load_params={"width": header.width, "height": header.height})
+
+
 async def replay_show(
     options: ReplayOptions, *, recording: ShowRecording | None = None, stop: asyncio.Event | None = None,
     status_stream: TextIO | None = None,
 ) -> ReplayReport:
-    """Replay a show log against Scope; returns what was done. ``stop`` ends it early (Ctrl-C)."""
+    """Replay a show log against Scope; returns what was done. ``stop`` ends it early (Ctrl-C).
+
+    Raises ConfigError for a log that cannot play here, and ScopeSessionError when no frame came back.
+    """
     rec = recording if recording is not None else await asyncio.to_thread(read_show_log, options.show_log)
+    refuse_unplayable(rec, options)
     header = rec.header
     stop = stop or asyncio.Event()
-    if header.input_mode != "text":
-        log.warning("the show ran in %s input mode; the replay sends its parameters in text mode", header.input_mode)
     info = parameters.pipeline_info(header.pipeline)
     chunk_frames = options.chunk_frames or info.chunk_frames
     emulator: ScopeEmulator | None = None
+    avatar: Any = None
     url = options.scope_url
-    if url is None:
-        from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
+    try:
+        if url is None:
+            from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
-        emulator = ScopeEmulator(
-            EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps)
-        )
-        await emulator.start()
-        url = emulator.url
-        log.info("no Scope URL given: started the built-in Scope emulator at %s", url)
+            emulator = ScopeEmulator(
+                EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps)
+            )
+            await emulator.start()
+            url = emulator.url
+            log.info("no Scope URL given: started the built-in Scope emulator at %s", url)
+        await check_offered(url, rec)
+        fields: dict[str, Any] = {"input_mode": "text", "load_params": {"width": header.width,
+                                                                          "height": header.height,
+                                                                          "vace_enabled": False}}
+        if header.input_mode == "video":
+            avatar = await _open_source(options, rec, url)
+            fields = avatar.session_fields()
+        return await _replay_session(options, rec, url, fields, chunk_frames, stop, status_stream)
+    finally:
+        if avatar is not None:
+            await avatar.aclose()
+        if emulator is not None:
+            await emulator.aclose()
+
+
+async def _replay_session(
+    options: ReplayOptions, rec: ShowRecording, url: str, fields: dict[str, Any], chunk_frames: int,
+    stop: asyncio.Event, status_stream: TextIO | None,
+) -> ReplayReport:
+    header = rec.header
     rejected = _Rejected()
     sender = ParameterSender(pacer=PacerConfig(chunk_frames=chunk_frames))
     for key, value in _live_state(header.initial).items():
@@ -159,22 +240,26 @@ async def replay_show(
     config = SessionConfig(
         url=url,
         pipeline_ids=[header.pipeline],
-        load_params={"width": header.width, "height": header.height, "vace_enabled": False},
-        input_mode="text",
         prompts=initial_prompts,
         denoising_step_list=list(steps) if steps else None,
         no_frame_timeout=options.no_frame_timeout,
+        first_frame_timeout=options.first_frame_timeout,
+        **fields,
     )
     session = ScopeSession(config, sender)
+    first_frame = asyncio.Event()
+    session.add_frame_listener(lambda frame: first_frame.set())
     progress = _Progress(status_stream or sys.stderr, len(rec.sent), rec.duration)
     replayed = 0
     started = time.monotonic()
     interrupted = False
     try:
         await session.start()
-        log.info("replaying %s: %d messages over %s on %s (%s)", rec.path, len(rec.sent), _clock(rec.duration),
-                 redact_url(url), header.pipeline)
-        if not await _until(session.wait_streaming(), stop) or not await _until(_video_flowing(sender), stop):
+        log.info("replaying %s: %d messages over %s on %s (%s, %s mode)", rec.path, len(rec.sent),
+                 _clock(rec.duration), redact_url(url), header.pipeline, header.input_mode)
+        if not await _until(session.wait_streaming(), stop) or not await _until(
+            _first_frame(first_frame, options.first_frame_timeout, header.pipeline, header.input_mode), stop
+        ) or not await _until(_video_flowing(sender), stop):
             interrupted = True
         else:
             replayed, interrupted = await _play(rec, sender, options.speed, stop, progress, rejected)
@@ -183,14 +268,25 @@ async def replay_show(
         progress.show(replayed, rec.sent[replayed - 1].t if replayed else 0.0, sender.sent, force=True)
     finally:
         progress.finish()
+        frames = session.frames_received
         await session.aclose()
-        if emulator is not None:
-            await emulator.aclose()
     report = ReplayReport(replayed, len(rec.sent), sender.sent, rejected.count,
-                          time.monotonic() - started, interrupted)
-    log.info("replay %s: %d of %d logged messages replayed, %d sent", "stopped" if interrupted else "done",
-             report.replayed, report.total, report.sent)
+                          time.monotonic() - started, interrupted, frames)
+    log.info("replay %s: %d of %d logged messages replayed, %d sent, %d frames back", "stopped" if interrupted
+             else "done", report.replayed, report.total, report.sent, report.frames)
     return report
+
+
+async def _first_frame(arrived: asyncio.Event, limit: float, pipeline: str, mode: str) -> None:
+    """Wait for the first frame back; ScopeSessionError when none comes within ``limit`` seconds."""
+    try:
+        await asyncio.wait_for(arrived.wait(), limit)
+    except TimeoutError:
+        raise ScopeSessionError(
+            f"no frame came back from Scope within {limit:g} s of the session starting ({pipeline}, {mode} mode), "
+            "so nothing was replayed: check that the session is not paused and that the pipeline makes video in "
+            "this mode (run `metadj-bridge doctor` with the show's profile)"
+        ) from None
 
 
 async def _until(work: Awaitable[object], stop: asyncio.Event) -> bool:

@@ -1,0 +1,70 @@
+"""Hear from Scope's own log when it dropped one of our parameter messages (scope-api.md §6, §10).
+
+Scope says nothing on the data channel when its 8-message queue is full; it only logs, at INFO,
+``Parameter queue full for <pipeline>, dropping parameter update``. Its log is readable over HTTP
+(``GET /api/v1/logs/tail?since_offset=N`` answers the new lines and the offset to ask from next), so while a
+session streams this polls it about twice a second and tells the sender how many messages were dropped. The
+sender then repairs (sends the lasting state again once the queue has drained) and slows down: a drop means a
+chunk takes longer than the sender believed.
+
+A server without the endpoint, or one that fails to answer, simply gives no evidence: the watch goes on quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metadj_bridge.scope.api import ScopeClient
+    from metadj_bridge.scope.sender import ParameterSender
+
+#: What Scope 0.2.4 (``pipeline_processor.py``) and the emulator log when the parameter queue is full.
+DROP_LINE = "Parameter queue full"
+
+
+def count_drops(lines: Any) -> int:
+    """How many of ``lines`` (the tail endpoint's ``lines``) report a dropped parameter message."""
+    if not isinstance(lines, list):
+        return 0
+    return sum(1 for line in lines if isinstance(line, str) and DROP_LINE in line)
+
+
+def _offset(answer: Any) -> int | None:
+    offset = answer.get("offset") if isinstance(answer, Mapping) else None
+    return offset if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0 else None
+
+
+async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: float = 0.5) -> None:
+    """Until cancelled: every ``interval`` seconds, hand the sender the drops Scope logged since the last look.
+
+    Lines from before the session are skipped: the first look only learns where the log ends.
+    """
+    offset: int | None = None
+    while offset is None:
+        offset = _offset(await _tail(client, {"lines": 1}))
+        if offset is None:
+            await asyncio.sleep(10 * interval)  # no log endpoint (yet): look again now and then
+    while True:
+        await asyncio.sleep(interval)
+        answer = await _tail(client, {"lines": 1000, "since_offset": offset})
+        new_offset = _offset(answer)
+        if new_offset is None:
+            continue
+        if new_offset < offset:  # the log file was rotated or the server restarted: start from its end
+            offset = new_offset
+            continue
+        offset = new_offset
+        assert isinstance(answer, Mapping)
+        dropped = count_drops(answer.get("lines"))
+        if dropped:
+            sender.on_dropped(dropped)
+
+
+async def _tail(client: ScopeClient, params: Mapping[str, Any]) -> Any:
+    """The tail endpoint's answer, or None when there is none (any failure: the watch only looks for evidence)."""
+    try:
+        return await client.get_json_or_none("/api/v1/logs/tail", params)
+    except Exception:  # noqa: BLE001 - a server answering nonsense here must not end the session's tasks
+        return None
