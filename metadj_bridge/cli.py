@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video-source", metavar="CAMERA|FILE",
                      help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: "
                      "the profile's, else the first camera)")
-    run.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS",
-                     help="frame rate of the built-in emulator (default: 20)")
+    run.add_argument("--emulator-fps", type=float, default=None, metavar="FPS",
+                     help="frame rate of the built-in emulator (default: the imitated pipeline's own pace, "
+                     "20 fps for the text-to-video pipelines)")
 
     listen = sub.add_parser(
         "listen",
@@ -201,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
     replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR",
                         help="play faster (2) or slower (0.5) than the show (default: 1)")
-    replay.add_argument("--emulator-fps", type=float, default=20.0, metavar="FPS",
-                        help="frame rate of the built-in emulator (default: 20)")
+    replay.add_argument("--emulator-fps", type=float, default=None, metavar="FPS",
+                        help="frame rate of the built-in emulator (default: the imitated pipeline's own pace)")
     replay.add_argument("--video-source", metavar="SOURCE",
                         help="a video-mode show's input video, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
                         "(a show log does not hold the video; a video-mode show cannot replay without it)")

@@ -180,6 +180,40 @@ def test_pacer_takes_the_chunk_size_from_the_offer_over_the_table() -> None:
     assert pacer.next_send_at(2.7, last_send=2.45) == pytest.approx(3.0 - 0.22)
 
 
+def test_a_drop_makes_the_pacer_believe_the_chunk_its_sends_imply() -> None:
+    """Believing 4 frames where Scope makes 12 (20 fps): sends every 0.2 s fill Scope's queue; when the drop is
+    seen, the sends since the queue was empty say how long a chunk is, so the belief goes to 12 or a little
+    more in one step (doubling alone would give 8, still too short, and a second round of drops)."""
+    pacer = SendPacer(PacerConfig(chunk_frames=4))
+    waiting, first_drop = 0, None
+    for i in range(400):  # frames at 20 fps; from 10 s on a send every 4th frame; Scope takes one per 12 frames
+        t = i / 20
+        pacer.on_frame(t)
+        if i >= 200 and i % 12 == 6:
+            waiting = max(0, waiting - 1)
+        if i >= 200 and i % 4 == 0:
+            pacer.on_sent(t)
+            if waiting == 8:
+                first_drop = t if first_drop is None else first_drop
+            else:
+                waiting += 1
+        if first_drop is not None and t >= first_drop + 0.25:  # the next look at Scope's log shows one drop
+            break
+    pacer.widen(t, dropped=1)
+    assert pacer.chunk_source == "drops"
+    assert 12 <= pacer.chunk_frames <= 16
+
+
+def test_a_drop_without_a_run_of_sends_doubles_the_belief() -> None:
+    """Another client filled Scope's queue; our few sends say nothing of the chunk: the belief doubles."""
+    pacer = SendPacer(PacerConfig(chunk_frames=4))
+    for i in range(200):
+        pacer.on_frame(i / 20)
+    pacer.on_sent(9.0)
+    pacer.widen(9.5, dropped=1)
+    assert (pacer.chunk_frames, pacer.chunk_source) == (8, "drops")
+
+
 def test_pacer_counts_chunks_again_after_a_silence() -> None:
     pacer = SendPacer(PacerConfig(chunk_frames=12, restart_gap=1.0))
     for i in range(17):  # 0.0 .. 0.8 s; boundary at 0.0 and (would be) 0.6

@@ -73,10 +73,8 @@ async def _open_scope_url(stack: contextlib.AsyncExitStack, plan: RunPlan) -> st
         return plan.scope_url
     from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
-    info = parameters.pipeline_info(plan.pipeline)
-    emulator = ScopeEmulator(
-        EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=info.chunk_frames, fps=plan.emulator_fps)
-    )
+    # Chunk size and pace are the imitated pipeline's own (the emulator's catalogue, from Scope's code).
+    emulator = ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, fps=plan.emulator_fps))
     stack.push_async_callback(emulator.aclose)
     await emulator.start()
     log.info("no Scope URL given: started the built-in Scope emulator at %s", emulator.url)

@@ -55,7 +55,7 @@ class RunOptions:
     no_frame_timeout: float = 5.0
     min_send_interval: float | None = None
     max_send_interval: float | None = None
-    emulator_fps: float = 20.0
+    emulator_fps: float | None = None
     audio_file: str | None = None
     audio_device: str | None = None
     no_audio: bool = False
@@ -168,7 +168,7 @@ class RunPlan:
     link: bool
     duration: float | None
     no_frame_timeout: float
-    emulator_fps: float
+    emulator_fps: float | None
     watch: bool
     #: Video outputs ("vcam", "preview", "record:<path>"), the camera's size and rate, and the rest of ``video:``.
     video_outputs: tuple[str, ...]
@@ -211,8 +211,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     """Settle every setting: flag, else profile, else default. Raises ConfigError for impossible combinations."""
     if options.duration is not None and options.duration <= 0:
         raise ConfigError(f"--duration {options.duration:g}: must be more than 0 seconds")
-    if options.emulator_fps <= 0:
-        raise ConfigError(f"--emulator-fps {options.emulator_fps:g}: must be more than 0")
+    if options.emulator_fps is not None and not 0 < options.emulator_fps <= 240:
+        raise ConfigError(f"--emulator-fps {options.emulator_fps:g}: must be more than 0 and at most 240")
     if options.audio_file and options.audio_device is not None:
         raise ConfigError("give either --audio-file or --audio-device, not both")
     if options.osc_out is not None:

@@ -3,7 +3,7 @@
 Scope says nothing on the data channel when its 8-message queue is full; it only logs, at INFO,
 ``Parameter queue full for <pipeline>, dropping parameter update``. Its log is readable over HTTP
 (``GET /api/v1/logs/tail?since_offset=N`` answers the new lines and the offset to ask from next), so while a
-session streams this polls it about twice a second and tells the sender how many messages were dropped. The
+session streams this polls it four times a second and tells the sender how many messages were dropped. The
 sender then repairs (sends the lasting state again once the queue has drained) and slows down: a drop means a
 chunk takes longer than the sender believed.
 
@@ -36,7 +36,7 @@ def _offset(answer: Any) -> int | None:
     return offset if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0 else None
 
 
-async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: float = 0.5) -> None:
+async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: float = 0.25) -> None:
     """Until cancelled: every ``interval`` seconds, hand the sender the drops Scope logged since the last look.
 
     Lines from before the session are skipped: the first look only learns where the log ends.

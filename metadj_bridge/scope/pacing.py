@@ -7,7 +7,9 @@ everything it sends, one-shot actions included, and merges whatever changed mean
 - The chunk is learned from the server, not trusted from the bridge's table: the offer's ``chunk_frames``
   (``GET /api/v1/pipelines/schemas``) replaces the table's value when the server states it; the chunk's
   duration is that many of the frames that actually arrive (their measured rate); and when Scope's log says it
-  dropped a message (``dropwatch.py``) the chunk is believed twice as long (``SendPacer.widen``).
+  dropped a message (``dropwatch.py``) the chunk is believed as long as the sends since the queue was last
+  empty imply, and at least twice as long (``SendPacer.widen``). Nothing else a Scope 0.2.4 says reveals the
+  chunk: its schemas carry no chunk size and its video track paces frames evenly.
 - The chunk boundaries are counted from the first frame of the session (not from when the data channel
   opened, which may come after it), and counted again from the first frame after a silence.
 - A model of Scope's queue (one message in per send, one out per chunk, counted 5% slow) keeps the budget: a
@@ -43,6 +45,12 @@ NO_SETTLE_KEYS = frozenset({"ctrl_input", "input_mode"})
 
 #: The share of chunks the queue model counts as taking a message (see ``SendPacer.backlog``).
 DRAIN = 0.95
+
+#: Messages Scope's parameter queue holds (§6).
+QUEUE_SLOTS = 8
+
+#: Sends this many believed chunks apart begin a new run: Scope's queue had emptied in between.
+RUN_GAP_CHUNKS = 8
 
 
 class ParameterState:
@@ -222,6 +230,8 @@ class SendPacer:
         self._backlog = 0.0
         self._backlog_at = 0.0
         self.rtt = 0.0
+        #: When each message of the current run went (sends with no long gap between them; see ``widen``).
+        self._run: list[float] = []
 
     def set_chunk_frames(self, frames: int | None, source: str = "offer") -> None:
         """The server said how many frames a chunk has; ignored when it did not (None or < 1)."""
@@ -233,9 +243,29 @@ class SendPacer:
             back = (self._count - 1) % frames
             self._boundary = self._frames[-1 - back] if self._count and back < len(self._frames) else None
 
-    def widen(self) -> None:
-        """Scope dropped a message: its chunk takes longer than believed, so believe twice as many frames."""
-        self.set_chunk_frames(min(2 * self.chunk_frames, 1000), "drops")
+    def widen(self, now: float | None = None, dropped: int = 0) -> None:
+        """Scope dropped ``dropped`` messages, seen at ``now``: its chunk takes longer than believed.
+
+        Believed from then on: the chunk that the current run of sends implies, with a tenth to spare, and at
+        least twice the old belief. When the run began Scope's queue was empty; now it is full (8 waiting), so
+        Scope took (sent - dropped - 8) messages meanwhile, one per chunk. Drops Scope has not logged yet make
+        that count high and the estimate short, which the doubling covers. Without a run long enough to tell
+        (another client filled the queue, say), only the doubling. The run ends here: the sender holds back
+        until the queue has drained (``ParameterSender.on_dropped``).
+        """
+        frames = 2 * self.chunk_frames
+        implied = self._implied_chunk(now, dropped) if now is not None else None
+        if implied is not None:
+            frames = max(frames, implied)
+        self._run.clear()
+        self.set_chunk_frames(min(frames, 1000), "drops")
+
+    def _implied_chunk(self, now: float, dropped: int) -> int | None:
+        fps = self.fps(now)
+        taken = len(self._run) - dropped - QUEUE_SLOTS
+        if fps is None or taken < 2:
+            return None
+        return math.ceil(1.1 * fps * (now - self._run[0]) / taken)
 
     def on_frame(self, now: float) -> None:
         """A frame arrived at ``now``: the rate, and the chunk boundaries counted from the session's start."""
@@ -257,6 +287,7 @@ class SendPacer:
         self._boundary = None
         self._last_frame = None
         self._backlog = 0.0
+        self._run.clear()
 
     def set_rtt(self, rtt: float) -> None:
         """The latest measured round trip to Scope, in seconds (smoothed)."""
@@ -264,6 +295,10 @@ class SendPacer:
 
     def on_sent(self, now: float) -> None:
         """A message went out at ``now``: one more in the model of Scope's queue."""
+        if self._run and now - self._run[-1] > max(1.0, RUN_GAP_CHUNKS * self._take_period(now)):
+            self._run.clear()
+        if len(self._run) < 10_000:
+            self._run.append(now)
         if not self.config.queue_model:
             return
         self._backlog = self.backlog(now) + 1.0

@@ -22,14 +22,11 @@ from typing import Any, Protocol
 from metadj_bridge import parameters
 from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 from metadj_bridge.parameters import ParameterSchema
-from metadj_bridge.scope.pacing import DISCRETE_KEYS, PacerConfig, ParameterState, SendPacer
+from metadj_bridge.scope.pacing import DISCRETE_KEYS, QUEUE_SLOTS, PacerConfig, ParameterState, SendPacer
 
 __all__ = ["DISCRETE_KEYS", "Channel", "PacerConfig", "ParameterSender", "ParameterState", "SendPacer", "SenderStats"]
 
 log = logging.getLogger(__name__)
-
-#: Messages Scope's parameter queue holds (§6).
-QUEUE_SLOTS = 8
 
 
 class Channel(Protocol):
@@ -160,15 +157,16 @@ class ParameterSender:
     def on_dropped(self, count: int) -> None:
         """Scope logged ``count`` dropped messages: slow down, let its queue drain, then repair.
 
-        The chunk is believed twice as long (once per drain: drops reported meanwhile were sent before), nothing
-        goes out for the 8 chunks Scope's queue may hold, and then everything lasting is sent again.
+        The chunk is believed as long as the sends imply and at least twice as long (``SendPacer.widen``; once
+        per drain: drops reported meanwhile were sent before), nothing goes out for the 8 chunks Scope's queue
+        may hold, and then everything lasting is sent again.
         """
         if count <= 0:
             return
         self._drops_seen += count
         now = self._clock()
         if now >= self._hold_until:
-            self.pacer.widen()
+            self.pacer.widen(now, count)
             self._hold_until = now + QUEUE_SLOTS * self.pacer.interval(now)
             self._target = None
             log.info("Scope dropped %d parameter message(s); sending at most one per %d frames from now on",

@@ -50,7 +50,7 @@ class ReplayOptions:
     scope_url: str | None = None
     #: 2.0 plays twice as fast as the show was played.
     speed: float = 1.0
-    emulator_fps: float = 20.0
+    emulator_fps: float | None = None
     #: Frames per generated chunk, for the sender's pacing; None takes the pipeline's known value.
     chunk_frames: int | None = None
     no_frame_timeout: float = 5.0
@@ -203,7 +203,7 @@ async def replay_show(
             from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
             emulator = ScopeEmulator(
-                EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=chunk_frames, fps=options.emulator_fps)
+                EmulatorConfig(host="127.0.0.1", port=0, chunk_frames=options.chunk_frames, fps=options.emulator_fps)
             )
             await emulator.start()
             url = emulator.url
