@@ -11,9 +11,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from metadj_bridge import __version__
-from metadj_bridge.errors import MetaDJError, redact_text
+from metadj_bridge.errors import MetaDJError, ScopeError, redact_text
 from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
 from metadj_bridge.run import eventloop
 
@@ -124,9 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="check show profiles for mistakes without connecting to anything",
         description="Load each show profile (and the files it extends) and report every mistake as "
         "file:line:column: values the running bridge would fail on, files the show opens at the start, and the "
-        "profiles its switches lead to (each must load too). Exits 0 only when all profiles are good.",
+        "profiles its switches lead to (each must load too). Exits 0 only when all profiles are good. "
+        "A mapping on a key the profile's pipeline ignores in its input mode (noise_scale in text mode) is a "
+        "warning, from the bridge's catalogue of Scope, or from the server's own schemas with --scope.",
     )
     check.add_argument("profiles", nargs="+", metavar="PROFILE", help="a YAML show profile")
+    check.add_argument("--strict", action="store_true",
+                       help="a mapping on a key the pipeline ignores is an error, not a warning")
+    check.add_argument("--scope", metavar="URL",
+                       help="ask this Scope server which keys its pipelines read (default: the bridge's catalogue; "
+                       "nothing else is sent to it)")
 
     def control_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--midi", action="append", default=[], metavar="PATTERN",
@@ -248,6 +256,30 @@ def setup_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
 
+def _server_schemas(url: str | None) -> dict[str, Any] | None:
+    """``check --scope``: the server's pipeline schemas by id; None, said in a note, when it gives none."""
+    if url is None:
+        return None
+    from metadj_bridge.scope.api import ScopeClient
+    from metadj_bridge.scope.offer import read_offer
+    from metadj_bridge.scope.urls import redact_url
+
+    async def read() -> dict[str, Any] | None:
+        async with ScopeClient(url, timeout=5.0, deadline=10.0) as client:
+            offer = await read_offer(client)
+        return None if offer is None else {pid: p.schema for pid, p in offer.pipelines.items()}
+
+    try:
+        schemas = eventloop.run(read())
+    except ScopeError as exc:  # down, not Scope, a refusal: the check goes on without it (a bad URL is an error)
+        print(f"note: {redact_text(str(exc))}; checking against the bridge's catalogue instead", file=sys.stderr)
+        return None
+    if schemas is None:
+        print(f"note: {redact_url(url)} does not list its pipelines; checking against the bridge's catalogue instead",
+              file=sys.stderr)
+    return schemas
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -287,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             from metadj_bridge.profile.check import run_check
 
-            return run_check(args.profiles)
+            return run_check(args.profiles, strict=args.strict, schemas=_server_schemas(args.scope))
         if args.command == "devices":
             from metadj_bridge.soundcheck.listen import run_devices
 

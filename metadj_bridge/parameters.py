@@ -82,6 +82,50 @@ def pipeline_info(pipeline_id: str) -> PipelineInfo:
 
 
 # --------------------------------------------------------------------------------------------
+# Which runtime keys each pipeline reads, per input mode (Scope 0.2.4's code; §6, §9)
+
+#: Keys Scope's server acts on itself, whatever the pipeline reads: the frame processor (``paused``,
+#: ``reset_cache``, ``input_mode``, prompts and transitions), the scheduler, modulation and tempo sync (§9).
+SERVER_SIDE_KEYS = frozenset({
+    "prompts", "transition", "paused", "reset_cache", "input_mode", "node_id", "output_sinks", "input_source",
+    "_quantized", "quantize_mode", "lookahead_ms", "modulations", "beat_cache_reset_rate",
+    "bpm", "beat_phase", "bar_position", "beat_count", "is_playing",
+})
+
+#: Keys every Wan pipeline reads in text mode: ``wan2_1/blocks`` (embedding blending, set timesteps, setup
+#: caches, prepare latents: the block seed is ``base_seed`` + frame index), each pipeline's ``_generate``
+#: (``lora_scales``), ``wan2_1/vace`` and ``pipeline_processor.py`` (``reset_cache`` becomes ``init_cache``).
+_WAN_TEXT = frozenset({
+    "prompts", "transition", "spatial_interpolation_method", "denoising_step_list", "base_seed", "manage_cache",
+    "reset_cache", "lora_scales", "vace_ref_images", "vace_context_scale", "first_frame_image", "last_frame_image",
+    "images",
+})
+#: Video mode adds the noise controls, which text mode forces to None (``defaults.py``
+#: ``apply_mode_defaults_to_state``).
+_WAN_VIDEO = _WAN_TEXT | {"noise_scale", "noise_controller"}
+#: Only krea-realtime-video's model implements the KV-cache attention bias (``supports_kv_cache_bias``).
+_KV_BIAS = frozenset({"kv_cache_attention_bias"})
+_NOTHING = frozenset[str]()
+
+#: pipeline id -> input mode -> the runtime keys it reads there; any other key has no effect on the picture.
+PIPELINE_READS: dict[str, dict[str, frozenset[str]]] = {
+    "streamdiffusionv2": {"text": _WAN_TEXT, "video": _WAN_VIDEO},
+    "longlive": {"text": _WAN_TEXT, "video": _WAN_VIDEO},
+    "krea-realtime-video": {"text": _WAN_TEXT | _KV_BIAS, "video": _WAN_VIDEO | _KV_BIAS},
+    "reward-forcing": {"text": _WAN_TEXT, "video": _WAN_VIDEO},
+    "memflow": {"text": _WAN_TEXT, "video": _WAN_VIDEO},
+    "controller-viz": {"text": frozenset({"ctrl_input"})},
+    **{pid: {"video": _NOTHING} for pid in (
+        "passthrough", "video-depth-anything", "rife", "scribble", "gray", "optical-flow")},
+}
+
+
+def pipeline_reads(pipeline_id: str, mode: str) -> frozenset[str] | None:
+    """The runtime keys a built-in pipeline reads in ``mode``; None for a pipeline or mode the table lacks."""
+    return PIPELINE_READS.get(pipeline_id, {}).get(mode)
+
+
+# --------------------------------------------------------------------------------------------
 # Prompts and initial parameters (§5)
 
 

@@ -534,6 +534,8 @@ def test_fuzz_bundled_profiles_with_wrong_values(bundled_copy: Path, name: str, 
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     assert_clean(path)
     code, out, err = check(path)
-    assert (code == 0) == bool(out) and all(line.startswith("error: ") for line in err)
+    # A good profile may still warn (a mapping on a key its pipeline ignores in its mode); a bad one only errs.
+    assert (code == 0) == bool(out)
+    assert all(line.startswith("error: ") or (code == 0 and line.startswith("warning: ")) for line in err), err
     for line in err:
         assert_printable(line)

@@ -9,8 +9,9 @@ is byte-for-byte what a real CPU-only server answers on ``GET /api/v1/pipelines/
 - chunk sizes: ``prepare()`` of each pipeline (``Requirements(input_size=...)``) and, for the Wan
   pipelines, ``num_frame_per_block x 4`` (``src/scope/core/pipelines/defaults.py``);
 - the default size the pipeline manager uses when the load has none (``server/pipeline_manager.py``);
-- which runtime keys a pipeline reads in each mode: in text mode ``noise_scale`` and ``noise_controller``
-  are forced to None (``defaults.py`` ``apply_mode_defaults_to_state``);
+- which runtime keys a pipeline reads in each mode (:data:`metadj_bridge.parameters.PIPELINE_READS`, shared with
+  the bridge's own checks): in text mode ``noise_scale`` and ``noise_controller`` are forced to None
+  (``defaults.py`` ``apply_mode_defaults_to_state``);
 - what loading a GPU pipeline raises on a CPU-only server (seen on a real 0.2.4 without CUDA).
 
 A server with CUDA registers all twelve; one without registers only those without ``estimated_vram_gb``
@@ -25,18 +26,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from metadj_bridge.parameters import PIPELINE_READS
+
 VERSION = "0.2.4"
 #: Where a real server keeps its weights; quoted by its load errors.
 MODELS_DIR = "~/.daydream-scope/models"
 
-#: Keys every Wan pipeline reads in text mode (``wan2_1/blocks``, ``pipeline_processor.py``).
-_WAN_TEXT = frozenset({
-    "prompts", "transition", "spatial_interpolation_method", "denoising_step_list", "base_seed", "manage_cache",
-    "reset_cache", "lora_scales", "vace_ref_images", "vace_context_scale", "first_frame_image", "last_frame_image",
-    "images",
-})
-#: Video mode adds the noise controls, which text mode sets to None.
-_WAN_VIDEO = _WAN_TEXT | {"noise_scale", "noise_controller"}
 _FLASH_ATTN = "No module named 'flash_attn'"
 
 
@@ -90,14 +85,13 @@ class PipelineFacts:
         return sorted(keys - self.reads.get(mode, frozenset()))
 
 
-def _wan(pid: str, size: tuple[int, int], chunk: int, *, extra: frozenset[str] = frozenset(),
-         error: str = _FLASH_ATTN, denoising: tuple[int, ...] = (1000, 750, 500, 250)) -> PipelineFacts:
-    return PipelineFacts(pid, size, chunk, chunk, {"text": _WAN_TEXT | extra, "video": _WAN_VIDEO | extra},
-                         cpu_error=error, default_denoising=denoising)
+def _wan(pid: str, size: tuple[int, int], chunk: int, *, error: str = _FLASH_ATTN,
+         denoising: tuple[int, ...] = (1000, 750, 500, 250)) -> PipelineFacts:
+    return PipelineFacts(pid, size, chunk, chunk, PIPELINE_READS[pid], cpu_error=error, default_denoising=denoising)
 
 
 def _video(pid: str, chunk: int, kind: str = "input", *, gpu: bool = False, error: str = "") -> PipelineFacts:
-    return PipelineFacts(pid, (512, 512), None, chunk, {"video": frozenset()}, kind=kind, native_fps=None, gpu=gpu,
+    return PipelineFacts(pid, (512, 512), None, chunk, PIPELINE_READS[pid], kind=kind, native_fps=None, gpu=gpu,
                          cpu_error=error, default_denoising=None)
 
 
@@ -106,7 +100,7 @@ PIPELINES: dict[str, PipelineFacts] = {
     for f in (
         _wan("streamdiffusionv2", (512, 512), 4, denoising=(750, 250)),
         _wan("longlive", (576, 320), 12),
-        _wan("krea-realtime-video", (512, 512), 12, extra=frozenset({"kv_cache_attention_bias"}),
+        _wan("krea-realtime-video", (512, 512), 12,
              error="Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and installed "
                    "a driver from http://www.nvidia.com/Download/index.aspx"),
         _wan("reward-forcing", (576, 320), 12),
@@ -114,7 +108,7 @@ PIPELINES: dict[str, PipelineFacts] = {
         _video("passthrough", 4),
         _video("video-depth-anything", 4, gpu=True, error="[Errno 2] No such file or directory: "
                f"'{MODELS_DIR}/Video-Depth-Anything-Small/video_depth_anything_vits.pth'"),
-        PipelineFacts("controller-viz", (512, 512), 1, None, {"text": frozenset({"ctrl_input"})}, kind="controller",
+        PipelineFacts("controller-viz", (512, 512), 1, None, PIPELINE_READS["controller-viz"], kind="controller",
                       native_fps=56.0, gpu=False, cpu_error="", default_denoising=None),
         _video("rife", 12),
         _video("scribble", 1),

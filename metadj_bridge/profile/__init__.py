@@ -8,6 +8,7 @@
   :mod:`.names`, :mod:`.video`, :mod:`.addresses`: YAML in, a checked model out, every mistake named by file,
   line and column; whatever a file holds or is, the only exception out is ``ProfileError``.
 - :mod:`.check`: ``metadj-bridge check`` (every mistake, and the profiles switches lead to).
+  :mod:`.ignored`: mappings on keys the profile's pipeline ignores in its mode (warnings for check and run).
   :mod:`.watch`: hot reload (``ProfileWatcher``), which survives any bad save.
 
 Pure apart from reading files. Imports the ground floor (:mod:`metadj_bridge.signals`,

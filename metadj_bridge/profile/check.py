@@ -4,31 +4,48 @@
 loader checks (reported all at once where the file's structure allows it), and every profile a switch or a
 ``profile:`` mapping can move to, which must load as a profile itself; their own switch targets are followed
 too, each file once, at most MAX_SWITCH_DEPTH switches away.
+
+It also warns, as ``warning: file:line:column: ...``, about each mapping on a key the profile's pipeline ignores in
+its input mode (:mod:`.ignored`; from the server's schemas when the caller read them, else from the bridge's
+catalogue). The profile still counts as good, unless ``strict``: then each warning is an error.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from metadj_bridge.profile.errors import ProfileError, printable
+from metadj_bridge.profile.ignored import ignored_keys
 from metadj_bridge.profile.loader import check_profile
 from metadj_bridge.profile.model import ShowProfile
 
 MAX_SWITCH_DEPTH = 8
 
 
-def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``ok  <path> (<n> themes, <m> mappings)`` per good file, ``error: <message>`` per mistake; 0 when all good."""
+def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | None = None, *, strict: bool = False,
+              schemas: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+    """``ok  <path> (<n> themes, <m> mappings)`` per good file, ``error: <message>`` per mistake; 0 when all good.
+
+    ``schemas`` (pipeline id -> schema entry, as a server answered) decide which keys a pipeline ignores; without
+    them, or for a pipeline they lack, the bridge's catalogue does. ``strict`` makes those warnings errors.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     checker = _Checker()
     failed = 0
     for path in paths:
         profile, errors = checker.check(path)
+        if profile is not None and not errors:
+            warnings = _ignored(profile, schemas)
+            if strict:
+                errors = warnings
+            else:
+                for warning in warnings:
+                    print(f"warning: {warning}", file=err)
         if errors:
             failed += 1
             for error in errors:
@@ -37,6 +54,13 @@ def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | Non
         assert profile is not None
         print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings)", file=out)
     return 1 if failed else 0
+
+
+def _ignored(profile: ShowProfile, schemas: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """One line per mapping on a key the profile's pipeline ignores in its mode."""
+    scope = profile.scope
+    entry = (schemas or {}).get(scope.pipeline)
+    return [printable(str(w)) for w in ignored_keys(profile, scope.pipeline, scope.input_mode, entry)]
 
 
 @dataclass

@@ -22,6 +22,7 @@ from metadj_bridge.errors import MetaDJError
 from metadj_bridge.inputs.analyzer import AudioUpdate, deliver
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig
 from metadj_bridge.lifecycle import stop_signals, supervised
+from metadj_bridge.profile.ignored import IgnoredKeyLog
 from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.run.parts import (
     Controls,
@@ -35,6 +36,7 @@ from metadj_bridge.run.parts import (
 from metadj_bridge.run.plan import RunOptions, RunPlan, bundled_profile, make_plan
 from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
+from metadj_bridge.scope.offer import ServerOffer
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
 from metadj_bridge.signals import SignalBoard
@@ -94,6 +96,18 @@ def _follow_profile(options: RunOptions, controls: Controls, profile: ShowProfil
         controls.midi.decoder = MidiDecoder(make_plan(options, profile).midi_controls)
 
 
+def _warn_ignored_keys(session: ScopeSession, plan: RunPlan) -> None:
+    """Once, when the offer is first read: each mapping on a key the pipeline ignores in this input mode, from the
+    server's schema, or from the bridge's catalogue when the server does not list its pipelines."""
+    ignored = IgnoredKeyLog(plan.profile, plan.pipeline, plan.input_mode, log)
+
+    def on_offer(offer: ServerOffer | None) -> None:
+        found = offer.get(plan.pipeline) if offer is not None else None
+        ignored.report(found.schema if found is not None else None)
+
+    session.connection.on_offer = on_offer
+
+
 async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None) -> int:
     """``metadj-bridge run``: returns the exit status."""
     plan = make_plan(options, await load_show_profile(options.profile))
@@ -148,6 +162,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             **fields,
         ), sender)
         hub.scope_state = lambda: session.state.value
+        _warn_ignored_keys(session, plan)
         status = BridgeStatus(session)
         status.show, status.tempo, status.avatar = show, hub, avatar
         package_log = logging.getLogger("metadj_bridge")

@@ -42,7 +42,7 @@ from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import DEFAULT_DEADLINE, HealthInfo, ScopeClient, redact_url
 from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
-from metadj_bridge.scope.offer import check_session, read_offer_or_none
+from metadj_bridge.scope.offer import ServerOffer, check_session, read_offer_or_none
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.session_end import scope_dropped
@@ -143,6 +143,8 @@ class ScopeConnection:
         self._stale_session_ids: list[str] = []
         #: Told of the first frame of each session (the retry policy counts a session as up only then).
         self.on_first_frame: Callable[[], None] | None = None
+        #: Told of what the server offers (None: it does not say) on each attempt, once the offer is checked.
+        self.on_offer: Callable[[ServerOffer | None], None] | None = None
 
     @property
     def pc(self) -> RTCPeerConnection | None:
@@ -187,6 +189,8 @@ class ScopeConnection:
         # one-line ConfigError now, not a load retried for ever or a session without frames.
         offer = await read_offer_or_none(self.client)
         check_session(offer, cfg.pipeline_ids, cfg.input_mode)
+        if self.on_offer is not None:
+            self.on_offer(offer)
 
         self._on_state(SessionState.LOADING, f"loading {cfg.pipeline_ids[0]}")
         await self.client.ensure_pipeline(
