@@ -8,6 +8,12 @@ Imitates ``PipelineProcessor`` of Scope 0.2.4 (``scope-api.md`` §6):
   transition when ``prompts`` arrive without one, accumulates ``ctrl_input`` mouse deltas, and on
   each generated chunk removes the one-shot keys and advances a prompt transition by one step.
 
+Each chunk's ``ChunkSettings.digest`` is ``stamp.params_digest`` of the parameter dict as the chunk loop
+had merged it when the chunk started: every message applied so far, ``paused`` left out, the one-shot keys
+(``reset_cache``, ``lora_scales``, ...) included for the one chunk that consumes them, and a transition
+included until the chunk that completes it (after which ``prompts`` is its target). Frames carry it in
+their stamp, so a test can tell from a received frame which messages it shows.
+
 The chunk loop (``pipeline.py``) decides *when* these run; this module only says *what* happens.
 """
 
@@ -20,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from metadj_bridge.emulator.stamp import params_digest
 from metadj_bridge.parameters import ONE_SHOT_KEYS
 
 logger = logging.getLogger(__name__)
@@ -69,6 +76,8 @@ class ChunkSettings:
     transition_step: tuple[int, int] | None
     #: The one-shot keys consumed by this chunk, with their values.
     one_shots: dict[str, Any]
+    #: ``params_digest`` of the parameters this chunk used (see the module docstring).
+    digest: int = 0
 
 
 def normalise_blend(prompts: Any) -> Blend:
@@ -158,6 +167,7 @@ class SessionParameters:
 
     def next_chunk(self) -> ChunkSettings:
         """Settings for the chunk about to be generated; consumes one-shots and a transition step."""
+        digest = params_digest(self.values)
         one_shots = {key: self.values.pop(key) for key in sorted(ONE_SHOT_KEYS) if key in self.values}
         step: tuple[int, int] | None = None
         if self._steps > 0:
@@ -174,6 +184,7 @@ class SessionParameters:
             reset_cache=bool(one_shots.get("reset_cache")),
             transition_step=step,
             one_shots=one_shots,
+            digest=digest,
         )
 
     def _start_transition(self, transition: Any) -> None:

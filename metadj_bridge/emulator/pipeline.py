@@ -12,11 +12,19 @@ Imitates Scope 0.2.4's ``PipelineProcessor.process_chunk`` (``server/pipeline_pr
   generating pipeline takes ``chunk_frames / fps`` seconds for it; a filter (passthrough, gray, ...)
   takes no time and its frames keep the input's pace.
 
-Frames show only what the pipeline reads in its mode: text-mode Wan frames are ``FrameSpec``s (noise is
-ignored in text mode, as ``defaults.py`` forces it to None), drawn when the track sends them;
-video-mode frames are the client's input frames, with ``noise_scale`` as grain for a Wan pipeline (which
-reads it there, 0.7 unless sent) and untouched for a filter (gray: in grey); controller-viz draws only
-``ctrl_input``.
+Frames show only what the pipeline reads in its mode (``catalogue.PipelineFacts.reads``): a key the
+pipeline ignores there never reaches the picture. Text-mode Wan frames are drawn from prompts, transition,
+``base_seed``, ``denoising_step_list`` and ``reset_cache`` (no grain: ``defaults.py`` forces ``noise_scale``
+to None in text mode); video-mode frames are the client's input frames, with ``noise_scale`` as grain for
+a Wan pipeline (which reads it there, 0.7 unless sent) and untouched for a filter (gray: in grey);
+controller-viz draws only ``ctrl_input``. A cache reset also restarts the motion.
+
+Every output item is a ``FrameSpec``, drawn when the track sends it, and every frame of 128 x 32 pixels or
+more is stamped (``stamp.py``) with its chunk index and ``ChunkSettings.digest``: the ``params_digest`` of
+the parameter dict as this loop had merged it when the chunk started, one-shot keys included for the chunk
+that consumed them (``params.py``). The ``chunk`` of an ``applied`` entry in ``/_emulator/log`` is the
+index of the first chunk made after that message was merged, so the first frame stamped with that chunk
+index shows the message.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import av
 from metadj_bridge.emulator.catalogue import PipelineFacts
 from metadj_bridge.emulator.params import ChunkSettings, ParameterQueue, SessionParameters
 from metadj_bridge.emulator.records import EventRecords, emulator_log
-from metadj_bridge.emulator.render import ControllerState, FrameRenderer, FrameSpec
+from metadj_bridge.emulator.render import DEFAULT_SEED, ControllerState, FrameRenderer, FrameSpec
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +57,7 @@ OUTPUT_QUEUE_CHUNKS = 2
 #: Pace of the repeated frame while a pipeline that follows its input is paused.
 PAUSED_INPUT_FPS = 30.0
 
-OutputItem = FrameSpec | av.VideoFrame
+OutputItem = FrameSpec
 
 
 class SessionPipeline:
@@ -217,11 +225,10 @@ class SessionPipeline:
         if inputs is not None and self.facts.kind == "generate":
             items = self._input_specs(settings, inputs)
         elif inputs is not None:
-            gray = self.facts.kind == "gray"
-            items = [(frame.reformat(format="gray") if gray else frame, t) for frame, t in inputs]
-            self._frame_number += len(items)
+            kind = "gray" if self.facts.kind == "gray" else "input"
+            items = [(self._filter_spec(settings, frame, kind), t) for frame, t in inputs]
         elif self.facts.kind == "controller":
-            items = [(spec, None) for spec in self._controller_specs(chunk_frames)]
+            items = [(spec, None) for spec in self._controller_specs(chunk_frames, settings.digest)]
         else:
             items = [(spec, None) for spec in self._chunk_specs(settings, chunk_frames)]
         for item in items:
@@ -238,7 +245,18 @@ class SessionPipeline:
         return [(replace(spec, width=frame.width, height=frame.height, source=frame), t)
                 for spec, (frame, t) in zip(specs, inputs, strict=True)]
 
-    def _controller_specs(self, n: int) -> list[FrameSpec]:
+    def _filter_spec(self, settings: ChunkSettings, frame: av.VideoFrame, kind: str) -> FrameSpec:
+        """A filter's output frame: the input (in grey for gray), stamped."""
+        spec = FrameSpec(width=frame.width, height=frame.height, prompts=(), frame_number=self._frame_number,
+                         chunk_index=self.chunk_index, source=frame, filter_kind=kind, digest=settings.digest)
+        self._frame_number += 1
+        return spec
+
+    def _reads(self, key: str) -> bool:
+        """True when the pipeline reads ``key`` in the current mode (the catalogue's facts)."""
+        return not self.facts.ignored(self.mode, {key})
+
+    def _controller_specs(self, n: int, digest: int) -> list[FrameSpec]:
         """controller-viz: the keys held and the cursor moved by the mouse deltas since the last call."""
         ctrl = self.params.values.get("ctrl_input")
         buttons: frozenset[str] = frozenset()
@@ -257,29 +275,33 @@ class SessionPipeline:
         specs = []
         for _ in range(n):
             specs.append(FrameSpec(width=self.width, height=self.height, prompts=(), frame_number=self._frame_number,
-                                   chunk_index=self.chunk_index, controller=state))
+                                   chunk_index=self.chunk_index, controller=state, digest=digest))
             self._frame_number += 1
         return specs
 
     def _chunk_specs(self, settings: ChunkSettings, n: int) -> list[FrameSpec]:
+        """A generating pipeline's frames for one chunk, from the keys it reads in this mode only."""
         flash_frames = max(1, math.ceil(n / 2))
-        step = settings.transition_step
-        transition = f"transition {step[0]}/{step[1]}" if step else ""
+        reset = settings.reset_cache and self._reads("reset_cache")
+        if reset:
+            self._frame_number = 0  # the generation starts afresh: so does the motion
         base = FrameSpec(
             width=self.width,
             height=self.height,
-            prompts=settings.prompts,
+            prompts=settings.prompts if self._reads("prompts") else (),
             frame_number=0,
             chunk_index=self.chunk_index,
             # defaults.py: text mode sets noise_scale to None, so the pipeline never sees it there.
-            noise_scale=settings.noise_scale if self.params.video_mode else None,
-            base_seed=settings.base_seed,
-            denoising_steps=settings.denoising_steps or self.facts.default_denoising,
-            transition=transition,
+            noise_scale=settings.noise_scale if self._reads("noise_scale") else None,
+            base_seed=settings.base_seed if self._reads("base_seed") else DEFAULT_SEED,
+            denoising_steps=(settings.denoising_steps or self.facts.default_denoising)
+            if self._reads("denoising_step_list") else None,
+            transition=settings.transition_step if self._reads("transition") else None,
+            digest=settings.digest,
         )
         specs = []
         for j in range(n):
-            flash = max(0.0, 1.0 - j / flash_frames) if settings.reset_cache else 0.0
+            flash = max(0.0, 1.0 - j / flash_frames) if reset else 0.0
             specs.append(replace(base, frame_number=self._frame_number, flash=flash))
             self._frame_number += 1
         return specs

@@ -1,15 +1,26 @@
-"""Frame drawing for the emulator: pictures that visibly follow Scope parameters.
+"""Frame drawing for the emulator: pictures that visibly follow the parameters the pipeline reads.
 
 A performer rehearsing a mapping has to *see* each parameter take effect, and tests have to tell
-two prompts apart from the decoded video, so every prompt text gets its own colour and pattern
-(derived from a stable hash of the text), weights and transitions blend those pictures, noise and
-cache-reset flashes are drawn on top, something moves on every frame, and a strip at the bottom
-prints the prompt and the key values.
+the changes apart from the decoded video, so each kind of change has its own look:
+
+- a prompt is a colour pair and a pattern (from a stable hash of the text); weights blend those pictures;
+- a transition cross-fades them chunk by chunk, with a progress bar above the strip;
+- a ``base_seed`` step keeps the prompt's colours but changes the composition (pattern kind and offset);
+- ``denoising_step_list`` sets a texture level: dark scanlines, coarser with fewer steps and stronger for
+  higher timesteps (less refined), so any change to the list shows;
+- a cache reset flashes white and restarts the motion;
+- grain shows ``noise_scale`` only where the pipeline reads it (video mode; text mode forces it to None);
+- in video mode the input frame is the picture, with grain, flash and strip on top (no seed composition or
+  texture, so the input stays recognisable); a filter's frame is its input (in grey for gray) and the stamp.
+
+Something moves on every frame (a slow scroll and a sweeping bar), a strip at the bottom prints the
+prompt and the key values, and every frame large enough (128 x 32 pixels) carries ``stamp.draw_stamp``'s
+machine-readable stamp in its top-left corner, drawn last so neither the picture nor the strip covers it.
 
 The machine this runs on has two cores shared with the encoder and the client's decoder, so the
-drawing is cheap by construction: each prompt's pattern is built once per size (twice as wide as
-the frame, so scrolling is a slice rather than a copy), blends are uint16 integer arithmetic, the
-noise is one precomputed field sampled at a moving offset, and the text strip is drawn by Pillow
+drawing is cheap by construction: each prompt's pattern is built once per size and seed variant (twice
+as wide as the frame, so scrolling is a slice rather than a copy), blends are uint16 integer arithmetic,
+the noise is one precomputed field sampled at a moving offset, and the text strip is drawn by Pillow
 only when its text changes (once per chunk). No clocks, sockets or asyncio here.
 """
 
@@ -26,17 +37,28 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from metadj_bridge.emulator.stamp import CELL, COLS, ROWS, draw_stamp
+
 #: RTP video clock, as aiortc's VideoStreamTrack uses.
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 #: Height of the information strip, in pixels; frames lower than this get no strip.
 STRIP_HEIGHT = 14
-#: Patterns kept per renderer (one per prompt text and size).
+#: Patterns kept per renderer (one per prompt text, seed variant and size).
 PATTERN_CACHE_SIZE = 32
 #: Pixels the picture scrolls per frame, and the width of the sweeping bar (fractions of the width).
-SCROLL_PER_FRAME = 3
-BAR_FRACTION = 0.04
+SCROLL_PER_FRAME = 1
+BAR_FRACTION = 0.02
+#: Scope's ``base_seed`` when none is sent (also what a pipeline that does not read it shows).
+DEFAULT_SEED = 42
+#: Compositions per prompt: a seed picks one (``base_seed % SEED_VARIANTS``); neighbouring seeds always differ.
+SEED_VARIANTS = 8
+#: Darkening of the texture's scanlines, out of 256: the least (timesteps near 0) and the extra at timestep 1000.
+TEXTURE_BASE_ALPHA = 64
+TEXTURE_SPAN_ALPHA = 112
+#: Height of the transition progress bar drawn just above the strip.
+PROGRESS_HEIGHT = 4
 #: Strongest noise blend, out of 256, reached at noise_scale 1.0 (the picture stays recognisable).
 MAX_NOISE_ALPHA = 200
 #: The same over an input frame (video mode), kept lower so the input stays recognisable at the default 0.7.
@@ -71,28 +93,34 @@ class FrameSpec:
     noise_scale: float | None = 0.0
     #: 0..1 brightness of the cache-reset flash on this frame.
     flash: float = 0.0
-    base_seed: int = 42
+    base_seed: int = DEFAULT_SEED
+    #: None where the pipeline does not read it: no texture.
     denoising_steps: tuple[int, ...] | None = None
-    #: Short text describing a transition in progress, e.g. "transition 2/4".
-    transition: str = ""
+    #: (step, of) while a prompt transition is in progress.
+    transition: tuple[int, int] | None = None
     paused: bool = False
     #: Set for controller-viz, which draws only this (no prompt picture, no strip).
     controller: ControllerState | None = None
     #: Video mode of a generating pipeline: the input frame, drawn with grain, flash and strip on top.
     source: av.VideoFrame | None = None
+    #: A filter's output instead: "input" (``source`` as it is) or "gray" (``source`` in grey).
+    filter_kind: str = ""
+    #: ``params_digest`` of the parameters of the chunk, stamped with ``chunk_index``; None: no stamp.
+    digest: int | None = None
 
 
-def pattern_for(text: str, width: int, height: int) -> np.ndarray:
+def pattern_for(text: str, width: int, height: int, variant: int = 0) -> np.ndarray:
     """The picture of one prompt: (height, 2*width, 3) uint8, periodic with period ``width`` in x.
 
-    The same text always gives the same picture (blake2b of the text, not Python's salted hash),
-    so a performer learns which colour means which prompt.
+    The same text always gives the same colours (blake2b of the text, not Python's salted hash),
+    so a performer learns which colour means which prompt. ``variant`` (the seed's composition)
+    picks the pattern: neighbouring variants always have different pattern kinds.
     """
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
     hue = digest[0] / 255.0
-    kind = _PATTERN_KINDS[digest[1] % len(_PATTERN_KINDS)]
-    cycles = 2 + digest[2] % 5  # repetitions across the frame width
-    ycycles = 1 + digest[3] % 4
+    kind = _PATTERN_KINDS[(digest[1] + variant) % len(_PATTERN_KINDS)]
+    cycles = 2 + (digest[2] + 2 * (variant // len(_PATTERN_KINDS))) % 5  # repetitions across the frame width
+    ycycles = 1 + (digest[3] + variant) % 4
     base = np.array(colorsys.hsv_to_rgb(hue, 0.85, 1.0), dtype=np.float32)
     second = np.array(colorsys.hsv_to_rgb((hue + 0.5) % 1.0, 0.7, 0.45), dtype=np.float32)
 
@@ -131,30 +159,45 @@ class FrameRenderer:
     """
 
     def __init__(self) -> None:
-        self._patterns: OrderedDict[tuple[str | None, int, int], np.ndarray] = OrderedDict()
+        self._patterns: OrderedDict[tuple[str | None, int, int, int], np.ndarray] = OrderedDict()
         self._noise: dict[tuple[int, int], np.ndarray] = {}
         self._strip_key: tuple[str, int] | None = None
         self._strip: np.ndarray | None = None
         self._font = ImageFont.load_default()
 
     def render(self, spec: FrameSpec) -> np.ndarray:
-        """The frame as an (height, width, 3) uint8 RGB array."""
+        """The frame as an (height, width, 3) uint8 RGB array, stamped when ``spec.digest`` is set."""
         if spec.controller is not None:
-            return draw_controller(spec.width, spec.height, spec.controller)
-        if spec.source is not None:
-            return self._over_input(spec, spec.source)
+            out = draw_controller(spec.width, spec.height, spec.controller)
+        elif spec.source is not None and spec.filter_kind:
+            out = _filtered(spec.source, spec.filter_kind)
+        elif spec.source is not None:
+            out = self._over_input(spec, spec.source)
+        else:
+            out = self._drawn(spec)
+        h, w = out.shape[:2]
+        if spec.digest is not None and h >= ROWS * CELL and w >= COLS * CELL:
+            draw_stamp(out, spec.chunk_index, spec.digest)
+        return out
+
+    def _drawn(self, spec: FrameSpec) -> np.ndarray:
+        """A generating pipeline's own picture (text mode): prompts, seed, texture, flash, motion and strip."""
         w, h = spec.width, spec.height
-        shift = (spec.frame_number * SCROLL_PER_FRAME + spec.base_seed * 37) % w
+        variant = spec.base_seed % SEED_VARIANTS
+        shift = (spec.frame_number * SCROLL_PER_FRAME + variant * w // SEED_VARIANTS) % w
         noise_alpha = round(max(0.0, min(1.0, spec.noise_scale or 0.0)) * MAX_NOISE_ALPHA)
-        layers = [(self._pattern(text, w, h)[:, shift : shift + w], wt) for text, wt in spec.prompts]
+        layers = [(self._pattern(text, variant, w, h)[:, shift : shift + w], wt) for text, wt in spec.prompts]
         if not layers:
-            layers = [(self._pattern(None, w, h)[:, shift : shift + w], 1.0)]
+            layers = [(self._pattern(None, 0, w, h)[:, shift : shift + w], 1.0)]
         if noise_alpha:
             layers.append((self._grain(w, h, spec.frame_number), -1.0))
         out = _mix(layers, noise_alpha)
+        _texture(out, spec.denoising_steps)
         out = _flash(out, spec.flash)
         self._draw_bar(out, spec.frame_number)
         if h > STRIP_HEIGHT * 2:
+            if spec.transition:
+                _draw_progress(out, *spec.transition)
             out[h - STRIP_HEIGHT :] = self._strip_for(spec)
         return out
 
@@ -175,7 +218,8 @@ class FrameRenderer:
         if spec.controller is not None or spec.source is not None:
             return True
         texts: list[str | None] = [text for text, _ in spec.prompts] or [None]
-        return all((text, spec.width, spec.height) in self._patterns for text in texts)
+        variant = spec.base_seed % SEED_VARIANTS if spec.prompts else 0
+        return all((text, variant, spec.width, spec.height) in self._patterns for text in texts)
 
     def video_frame(self, spec: FrameSpec, pts: int = 0) -> av.VideoFrame:
         """``render`` wrapped as an rgb24 ``av.VideoFrame`` on the 90 kHz clock."""
@@ -183,13 +227,13 @@ class FrameRenderer:
 
     # ----------------------------------------------------------------------------------------
 
-    def _pattern(self, text: str | None, width: int, height: int) -> np.ndarray:
-        key = (text, width, height)
+    def _pattern(self, text: str | None, variant: int, width: int, height: int) -> np.ndarray:
+        key = (text, variant, width, height)
         cached = self._patterns.get(key)
         if cached is not None:
             self._patterns.move_to_end(key)
             return cached
-        image = _blank_pattern(width, height) if text is None else pattern_for(text, width, height)
+        image = _blank_pattern(width, height) if text is None else pattern_for(text, width, height, variant)
         self._patterns[key] = image
         while len(self._patterns) > PATTERN_CACHE_SIZE:
             self._patterns.popitem(last=False)
@@ -238,7 +282,7 @@ def strip_text(spec: FrameSpec) -> str:
         parts.append(f"noise {spec.noise_scale:.2f}")
     parts += [f"steps {steps}", f"seed {spec.base_seed}", f"chunk {spec.chunk_index}"]
     if spec.transition:
-        parts.append(spec.transition)
+        parts.append(f"transition {spec.transition[0]}/{spec.transition[1]}")
     if spec.paused:
         parts.append("PAUSED")
     return " | ".join(parts)
@@ -270,6 +314,48 @@ def draw_controller(width: int, height: int, state: ControllerState) -> np.ndarr
     cx, cy = int(state.cursor[0]), int(state.cursor[1])
     out[max(0, cy - dot) : min(height, cy + dot), max(0, cx - dot) : min(width, cx + dot)] = (230, 26, 26)
     return out
+
+
+def texture_level(steps: tuple[int, ...] | None) -> tuple[int, int]:
+    """(scanline band in pixels, darkening out of 256) for a denoising step list; (0, 0) for none.
+
+    Fewer steps give coarser bands (1 px at four or more steps, 8 px at one), higher timesteps
+    darker ones, so a change of count or of values shows as a change of texture.
+    """
+    if not steps:
+        return 0, 0
+    band = 2 ** max(0, 4 - len(steps))
+    mean = sum(max(0, min(1000, t)) for t in steps) / len(steps)
+    return band, TEXTURE_BASE_ALPHA + round(TEXTURE_SPAN_ALPHA * mean / 1000)
+
+
+def _texture(out: np.ndarray, steps: tuple[int, ...] | None) -> None:
+    """Darken every other band of rows, in place: the denoising texture."""
+    band, alpha = texture_level(steps)
+    if not band:
+        return
+    rows = (np.arange(out.shape[0]) // band) % 2 == 1
+    work = out[rows].astype(np.uint16)
+    work *= np.uint16(256 - alpha)
+    work >>= 8
+    out[rows] = work.astype(np.uint8)
+
+
+def _draw_progress(out: np.ndarray, step: int, of: int) -> None:
+    """A transition's progress: a bar just above the strip, white for the part done, black for the rest."""
+    h, w = out.shape[:2]
+    top = h - STRIP_HEIGHT - PROGRESS_HEIGHT
+    done = round(w * min(1.0, step / max(of, 1)))
+    out[top : top + PROGRESS_HEIGHT, :done] = 255
+    out[top : top + PROGRESS_HEIGHT, done:] = 0
+
+
+def _filtered(source: av.VideoFrame, kind: str) -> np.ndarray:
+    """A filter's frame: the input as it is, or in grey (the gray pipeline), as a fresh RGB array."""
+    if kind == "gray":
+        grey = source.to_ndarray(format="gray")
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.array(source.to_ndarray(format="rgb24"))
 
 
 def _flash(out: np.ndarray, flash: float) -> np.ndarray:

@@ -6,6 +6,9 @@
 - A generating pipeline's frames go out at its ``fps``; a filter's (passthrough, gray, ...) keep the
   spacing of the input frames they came from, delayed by the first frame's latency, as Scope paces
   by the input's timestamps.
+- Every frame is drawn here from the pipeline's ``FrameSpec`` (a filter's from its input frame), which
+  also stamps it with its chunk index and parameter digest (``stamp.py``; frames under 128 x 32 pixels
+  carry no stamp).
 - While paused it re-sends the last frame at ``fps`` (the picture freezes; the strip says PAUSED).
   Unlike Scope 0.2.4 the timestamps keep increasing, so VP8 survives a pause here.
 - With the ``stop_video`` fault it stops sending for good while the connection stays up.
@@ -63,7 +66,6 @@ class EmulatedVideoTrack(MediaStreamTrack):
         self._start: float | None = None
         self._last_pts = -1
         self._last_spec: FrameSpec | None = None
-        self._last_input: av.VideoFrame | None = None
         self._frozen_image: np.ndarray | None = None
         #: Never set: what a track without a pipeline waits on until it is stopped.
         self._forever = asyncio.Event()
@@ -119,13 +121,10 @@ class EmulatedVideoTrack(MediaStreamTrack):
             self._lag = now - arrival
         return arrival + self._lag - now
 
-    async def _draw(self, item: FrameSpec | av.VideoFrame) -> av.VideoFrame:
+    async def _draw(self, item: FrameSpec) -> av.VideoFrame:
         self._frozen_image = None
-        if isinstance(item, av.VideoFrame):
-            self._last_input, self._last_spec = item, None
-            return item
         image = await self._render(item)
-        self._last_input, self._last_spec = None, item
+        self._last_spec = item
         return to_video_frame(image)
 
     async def _render(self, spec: FrameSpec) -> np.ndarray:
@@ -137,9 +136,7 @@ class EmulatedVideoTrack(MediaStreamTrack):
         return renderer.render(spec)
 
     async def _frozen_frame(self) -> av.VideoFrame | None:
-        """The last frame again; drawn frames are redrawn once with PAUSED in the strip."""
-        if self._last_input is not None:
-            return self._last_input
+        """The last frame again, redrawn once (with PAUSED in the strip where there is one)."""
         if self._last_spec is None:
             return None
         if self._frozen_image is None:
