@@ -30,6 +30,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import random
 import socket
 import statistics
@@ -86,6 +87,8 @@ class Outcome:
     lag_p95: float
     wait_p50: float  # median time a message waited in Scope's queue, in chunks
     chunk_frames: str
+    #: Changes applied by the first chunk that began after them, of all changes (the isolated-move figure).
+    first_chunk: tuple[int, int] = (0, 0)
 
 
 def sender_class(kind: str) -> type[ParameterSender]:
@@ -282,7 +285,27 @@ async def outcome(url: str, kind: str, sender: Any, chunk_s: float) -> Outcome:
     stats = sender.stats()
     return Outcome(LABELS[kind], len(changes), stats.sent, len(log["dropped"]), final,
                    statistics.median(lag) if lag else float("nan"), _p95(lag), _queue_wait(log) / chunk_s,
-                   f"{stats.chunk_frames} ({stats.chunk_source})")
+                   f"{stats.chunk_frames} ({stats.chunk_source})", _first_chunk(changes, log))
+
+
+def _first_chunk(changes: list[tuple[float, str, str]], log: Mapping[str, list[dict[str, Any]]]) -> tuple[int, int]:
+    """How many changes the first chunk that began after them applied, of how many were applied at all.
+
+    The chunk starts come from the emulator's log (each applied message's chunk index and time): the period from
+    the first and last of them, the phase as their median. A change applied a chunk later than that missed a
+    chunk it could have made: the yardstick for isolated moves, free of where in the chunk each move fell.
+    """
+    applied = [e for e in log["applied"] if isinstance(e.get("chunk"), int)]
+    if len(applied) < 2 or applied[-1]["chunk"] == applied[0]["chunk"]:
+        return (0, 0)
+    period = (applied[-1]["t"] - applied[0]["t"]) / (applied[-1]["chunk"] - applied[0]["chunk"])
+    t0 = statistics.median(e["t"] - e["chunk"] * period for e in applied)
+    made = total = 0
+    for (t, _key, _value), lag in zip(changes, lags(changes, log), strict=False):
+        first = t0 + math.ceil((t - t0) / period) * period
+        total += 1
+        made += (t + lag) - first < 0.5 * period
+    return (made, total)
 
 
 def _queue_wait(log: Mapping[str, list[dict[str, Any]]]) -> float:
@@ -317,7 +340,10 @@ def _print(scenario: Scenario, rows: list[Outcome]) -> None:
     if scenario.drive == "isolated" and len(rows) == 2:
         a, b = rows
         print(f"  isolated move applied after (median): {a.sender} {a.lag_p50 * chunk_ms:.0f} ms, "
-              f"{b.sender} {b.lag_p50 * chunk_ms:.0f} ms")
+              f"{b.sender} {b.lag_p50 * chunk_ms:.0f} ms (where in the chunk each move fell differs per run)")
+        for r in rows:
+            print(f"  {r.sender}: applied by the first chunk that began after the move: "
+                  f"{r.first_chunk[0]} of {r.first_chunk[1]}")
 
 
 async def bench_scope(args: argparse.Namespace) -> None:
