@@ -134,7 +134,8 @@ async def test_noise_scale_changes_nothing_in_text_mode(scope_url: str, offered:
             count = len(peer.received.times)
             await asyncio.sleep(0.5)
             assert len(peer.received.times) > count, "frames stopped after a noise_scale message"
-            diff = float(np.abs(peer.received.latest.astype(np.int16) - before).mean())
+            # Below the top 32 rows: the emulator stamps each frame's chunk and parameters there (any far end may).
+            diff = float(np.abs(peer.received.latest.astype(np.int16) - before)[32:].mean())
             assert diff < 4, f"noise_scale {value} changed the text-mode picture (mean difference {diff:.1f})"
 
 
