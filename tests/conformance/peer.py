@@ -136,6 +136,10 @@ class Peer:
                 self.received.times.append(time.monotonic())
                 self.received.sizes.add((frame.width, frame.height))
                 self.received.latest = frame.to_ndarray(format="rgb24")
+                self.on_image(self.received.latest)
+
+    def on_image(self, image: np.ndarray) -> None:
+        """Each frame's picture as it arrives (a subclass reads more from it)."""
 
     def send(self, message: dict[str, Any]) -> None:
         """One JSON message (compact) on the data channel."""
