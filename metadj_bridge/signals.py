@@ -51,8 +51,9 @@ AUDIO_SIGNALS = (
     "audio.high",
     "audio.bpm",
     "audio.phase",
+    "audio.section",
 )
-AUDIO_TRIGGERS = ("audio.onset", "audio.beat")
+AUDIO_TRIGGERS = ("audio.onset", "audio.beat", "audio.drop", "audio.breakdown")
 
 
 class InputSink(Protocol):

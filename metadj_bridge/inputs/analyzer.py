@@ -5,7 +5,7 @@
 
 The worker never touches the loop except through ``call_soon_threadsafe``. Continuous values follow the
 "latest wins" rule: if the loop is busy, newer hops replace older ones and only one delivery is pending
-at a time, but no beat or onset is ever dropped, they are carried along with the latest values.
+at a time, but no beat, onset, drop or breakdown is ever lost, they are carried along with the latest values.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig
+from metadj_bridge.inputs.sections import SectionEvent, SectionTracker
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 from metadj_bridge.signals import AUDIO_SIGNALS, InputSink, Signal, TempoReading, Trigger
 
@@ -65,6 +66,10 @@ class AudioUpdate:
     #: Hops analysed so far and hops merged into this delivery.
     hops: int
     merged: int
+    #: 1.0 in a full section, 0.0 in a breakdown (``inputs.sections``), and every drop and breakdown since the
+    #: previous delivery.
+    section: float = 1.0
+    sections: tuple[SectionEvent, ...] = ()
 
 
 class AudioAnalyzer:
@@ -86,6 +91,7 @@ class AudioAnalyzer:
                 f"at {source.samplerate} Hz"
             )
         self.clock = BeatClock(source.hop_size / source.samplerate, tempo)
+        self.sections = SectionTracker(source.hop_size / source.samplerate)
         self.on_update = on_update
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,6 +100,7 @@ class AudioAnalyzer:
         self._latest: AudioUpdate | None = None
         self._beats: list[BeatEvent] = []
         self._onsets: list[Onset] = []
+        self._sections: list[SectionEvent] = []
         self._merged = 0
         self._scheduled = False
         self._hops = 0
@@ -143,6 +150,8 @@ class AudioAnalyzer:
         beats = self.clock.process(features)
         self._hops += 1
         t = features.t
+        sections = self.sections.process(t, features.flux_low, features.rms,
+                                         self.clock.bpm if self.clock.locked else 0.0)
         update = AudioUpdate(
             features=features,
             bpm=self.clock.bpm,
@@ -156,10 +165,12 @@ class AudioAnalyzer:
             analysed_at=time.monotonic(),
             hops=self._hops,
             merged=0,
+            section=self.sections.section,
         )
         with self._lock:
             self._latest = update
             self._beats.extend(beats)
+            self._sections.extend(sections)
             if features.onset:
                 onset_t = features.onset_t if features.onset_t is not None else t
                 self._onsets.append(Onset(onset_t, features.onset_strength))
@@ -189,11 +200,13 @@ class AudioAnalyzer:
             if latest is None:
                 return None
             update = dataclasses.replace(
-                latest, beats=tuple(self._beats), onsets=tuple(self._onsets), merged=self._merged
+                latest, beats=tuple(self._beats), onsets=tuple(self._onsets), merged=self._merged,
+                sections=tuple(self._sections),
             )
             self._latest = None
             self._beats.clear()
             self._onsets.clear()
+            self._sections.clear()
             self._merged = 0
             return update
 
@@ -217,13 +230,13 @@ class AudioAnalyzer:
 def audio_values(update: AudioUpdate) -> dict[str, float]:
     """One update's continuous values under their signal names (``signals.AUDIO_SIGNALS``, in that order)."""
     f = update.features
-    values = (f.energy, f.centroid, f.flatness_norm, f.low, f.mid, f.high, update.bpm, update.phase)
+    values = (f.energy, f.centroid, f.flatness_norm, f.low, f.mid, f.high, update.bpm, update.phase, update.section)
     return {name: float(value) for name, value in zip(AUDIO_SIGNALS, values, strict=True)}
 
 
 def deliver(update: AudioUpdate, sink: InputSink) -> None:
-    """Hand one update to ``sink`` in the mapping vocabulary (design.md): values, onsets and beats, and the
-    beat tracker's grid as a tempo reading once it has locked."""
+    """Hand one update to ``sink`` in the mapping vocabulary (design.md): values, onsets, beats, drops and
+    breakdowns, and the beat tracker's grid as a tempo reading once it has locked."""
     t = update.features.t
     for name, value in audio_values(update).items():
         sink.set(Signal(name, value, t))
@@ -235,6 +248,7 @@ def deliver(update: AudioUpdate, sink: InputSink) -> None:
                       {"bpm": b.bpm, "confidence": b.confidence, "index": b.index, "beat_in_bar": b.beat_in_bar}))
         for b in update.beats
     ]
+    events += [(s.t, Trigger(f"audio.{s.kind}", s.t, {"seconds": s.seconds})) for s in update.sections]
     for _, trigger in sorted(events, key=lambda e: e[0]):
         sink.fire(trigger)
     reading = audio_reading(update, time.monotonic())
