@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emulator-fps", type=float, default=None, metavar="FPS",
                      help="frame rate of the built-in emulator (default: the imitated pipeline's own pace, "
                      "20 fps for the text-to-video pipelines)")
+    run.add_argument("--emulator-delay-ms", type=float, default=None, metavar="MS",
+                     help="the built-in emulator imitates a far server: what it receives arrives MS ms late "
+                     "(rehearses the automatic quantize lookahead; default: 0)")
 
     listen = sub.add_parser(
         "listen",

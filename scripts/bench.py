@@ -2,6 +2,7 @@
 """Benchmarks for metadj-bridge.
 
     python scripts/bench.py scope [--seconds 240 | --quick] [--only WORD] [--seed N]
+    python scripts/bench.py align [--seconds 50] [--delay-ms 150]
     python scripts/bench.py audio [--live-seconds 20]
     python scripts/bench.py control [--messages 10000]
     python scripts/bench.py mapping [--mappings 100] [--seconds 60]
@@ -11,6 +12,10 @@ ParameterSender in one run, each scenario against its own emulator process (see 
 a 60 Hz sweep, the default show through ``run``, resets on every beat, a wrong chunk size both ways, a 56 fps
 pipeline, isolated knob moves against a send-on-change sender). Messages dropped, the final value's delay
 and the lag from a change to the chunk that applies it, in chunks, from the emulator's own log.
+
+``align``: bar-quantised changes at the virtual camera with 0.6 s chunks and a 150 ms added round trip, the
+measured ``lookahead_ms: auto`` beside a fixed 0 (scripts/bench_align.py): offset of each change's first camera
+frame from its bar, and the bridge's delay estimate beside the true delay.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bench_align  # noqa: E402 - the align section: scripts/bench_align.py
 import bench_scope  # noqa: E402 - the scope section: scripts/bench_scope.py
 
 
@@ -949,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="bench", required=True)
     scope = sub.add_parser("scope", help="flow control in every show: the seed's 30 Hz sender vs ParameterSender")
     bench_scope.add_arguments(scope)
+    align = sub.add_parser("align", help="bar-quantised changes at the virtual camera: lookahead auto vs 0")
+    bench_align.add_arguments(align)
     audio = sub.add_parser("audio", help="audio analysis cost, beat accuracy, live onset latency")
     audio.add_argument("--live-seconds", type=float, default=20.0)
     control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
@@ -968,6 +976,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.bench == "scope":
         asyncio.run(bench_scope.bench_scope(args))
+    elif args.bench == "align":
+        asyncio.run(bench_align.bench_align(args))
     elif args.bench == "audio":
         asyncio.run(bench_audio(args))
     elif args.bench == "control":

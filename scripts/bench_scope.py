@@ -134,11 +134,12 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def emulator(chunk: int, fps: float) -> Any:
+async def emulator(chunk: int, fps: float, *extra: str) -> Any:
+    """The emulator in its own process with that chunk and pace (and ``extra`` arguments); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "metadj_bridge.emulator", "--host", "127.0.0.1", "--port", str(port),
-           "--chunk-frames", str(chunk), "--fps", str(fps), "--load-seconds", "0.2"]
+           "--chunk-frames", str(chunk), "--fps", str(fps), "--load-seconds", "0.2", *extra]
     proc = await asyncio.to_thread(subprocess.Popen, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient() as http:

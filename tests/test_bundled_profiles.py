@@ -109,14 +109,35 @@ def test_default_profile_plays_the_music_alone() -> None:
     assert (p.transitions.theme_steps, p.transitions.prompt_steps, p.transitions.method) == (8, 3, "slerp")
 
 
-def test_default_profile_turns_energy_into_smoothed_noise_and_beats_into_pulses() -> None:
+def test_default_profile_moves_what_a_text_mode_pipeline_reads() -> None:
+    """Energy to the intense variant (smoothed), bars to seed steps, the drop to a reset."""
     p = load("default.yaml")
+    assert p.scope.input_mode == "text"
     energy = [m for m in p.mappings if isinstance(m.source, SignalSource) and m.source.name == "audio.energy"]
-    assert [m.target.name for m in energy] == ["noise_scale"]
+    assert [m.target.kind for m in energy] == ["prompt_intensity"]
     assert any(isinstance(t, Smooth) for t in energy[0].transforms)
-    pulses = [m for m in p.mappings if m.target.kind == "action" and m.target.name == "pulse_noise"]
-    assert pulses and all(isinstance(m.source, TriggerSource) and m.source.name in ("audio.beat", "tempo.beat")
-                          for m in pulses)
+    assert all(t.intense for t in p.themes), "every theme needs an intense variant for the energy to show"
+    by_action = {m.target.name: m.source for m in p.mappings if m.target.kind == "action"}
+    assert {"seed_step", "reset_cache"} <= set(by_action)
+    assert isinstance(by_action["seed_step"], TriggerSource) and by_action["seed_step"].name == "tempo.bar"
+    assert isinstance(by_action["reset_cache"], TriggerSource) and by_action["reset_cache"].name == "audio.drop"
+    assert not [m for m in p.mappings if m.target.name in ("noise_scale", "pulse_noise")]
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "ableton.yaml", "resolume.yaml", "controllers/midimix.yaml",
+                                  "midimix-show.yaml"])
+def test_text_mode_profiles_react_with_what_the_pipeline_reads(name: str) -> None:
+    """Every bundled text-mode profile passes ``check --strict`` (no key the pipeline ignores), drives the
+    intensity blend from the music, and has an intense variant for every theme that can be played."""
+    p = load(name)
+    assert p.scope.input_mode == "text"
+    proc = subprocess.run([sys.executable, "-m", "metadj_bridge", "check", "--strict", str(MAPPINGS / name)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    music = [m for m in p.mappings if isinstance(m.source, SignalSource) and m.source.name == "audio.energy"]
+    assert music and all(m.target.kind == "prompt_intensity" for m in music)
+    assert all(t.intense or all(pr.intense for pr in t.prompts) for t in p.themes)
+    assert {m.target.name for m in p.mappings if m.target.kind == "action"} & {"accent", "seed_step"}
 
 
 def test_avatar_is_video_to_video_at_the_seed_size() -> None:
@@ -154,10 +175,10 @@ def test_midimix_faders_drive_parameters_and_knobs_drive_prompts() -> None:
              if isinstance(m.source, SignalSource) and m.source.name.startswith("midi.cc.1.")}
     fader_targets = {by_cc[cc].target.kind for cc in (*MIDIMIX_FADERS, MIDIMIX_MASTER) if cc in by_cc}
     knob_targets = {by_cc[cc].target.kind for row in MIDIMIX_KNOB_ROWS for cc in row if cc in by_cc}
-    assert fader_targets == {"parameter"}
+    assert fader_targets == {"parameter", "prompt_intensity"}
     assert knob_targets == {"prompt_mix", "prompt_weight"}
     assert {by_cc[cc].target.name for cc in MIDIMIX_FADERS + (MIDIMIX_MASTER,) if cc in by_cc} >= {
-        "noise_scale", "kv_cache_attention_bias", "vace_context_scale"}
+        "intensity", "denoising_steps", "vace_context_scale", "base_seed"}
 
 
 @pytest.mark.parametrize("name", MIDIMIX_PROFILES)

@@ -28,9 +28,10 @@ from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.offer import read_offer
 from tests.helpers import free_port, wait_for
 
-WORKS = "what works instead: denoising_steps, prompt.weight.N or prompt.mix, base_seed"
-BEAT_WORKS = ("what works instead: an envelope on prompt.weight.N (a beat accent), an envelope on denoising_steps, "
-              "action.reset_cache (for drops)")
+WORKS = ("what works instead: prompt.intensity (a theme's intense variant), denoising_steps, "
+         "prompt.weight.N or prompt.mix")
+BEAT_WORKS = ("what works instead: action.accent (a beat accent on prompt.intensity), action.seed_step, "
+              "an envelope on denoising_steps")
 
 
 def show(tmp_path: Path, scope: str, extra: str = "", name: str = "show.yaml") -> Path:

@@ -154,9 +154,14 @@ def energy_series(samples: Sequence[tuple[float, Mapping[str, Any]]]) -> list[tu
     return out
 
 
-def chunk_energy(chunk_t: float, energy: Sequence[tuple[float, float]], window: float = 1.0) -> float | None:
+def chunk_energy(chunk_t: float, energy: Sequence[tuple[float, float]], window: float = 1.0,
+                 started: float | None = None) -> float | None:
     """The mean energy over the second before a chunk began (two beats at 124 BPM, so the kicks even out): what
-    the bridge heard while it sent what the chunk took. None when no sample falls there."""
+    the bridge heard while it sent what the chunk took. None when no sample falls there, or when that second
+    began before the audio did (``started``): a few samples of the first beat are no mean of two beats, and the
+    session's first chunks take the parameters the bridge made before it heard anything."""
+    if started is not None and chunk_t - window < started:
+        return None
     values = [e for t, e in energy if chunk_t - window <= t <= chunk_t]
     return statistics.fmean(values) if values else None
 
@@ -203,6 +208,8 @@ def test_the_figures_measure_what_they_say() -> None:
     assert reset_after(chunks, 2.0, 0.6) is None
     assert audio_start([(1.0, {"audio": None}), (1.1, {"audio": {"energy": 0.2}})]) == 1.1
     assert chunk_energy(2.0, [(0.5, 1.0), (1.2, 0.2), (1.9, 0.4), (2.1, 1.0)]) == pytest.approx(0.3)
+    assert chunk_energy(2.0, [(1.2, 0.2), (1.9, 0.4)], started=1.1) is None
+    assert chunk_energy(2.0, [(1.2, 0.2), (1.9, 0.4)], started=0.9) == pytest.approx(0.3)
 
 
 def test_the_probe_records_what_a_wan_pipeline_uses() -> None:
@@ -362,9 +369,10 @@ def test_the_default_show_moves_what_reaches_the_pipeline(probe_url: str, tmp_pa
     bars = bars_from_status(samples)
     changed, total = bar_change_share(bars, changes, (float(chunks[0]["t"]), float(chunks[-1]["t"])))
     energy = energy_series(samples)
-    pairs = [(e, accent_weight(c["used"])) for c in chunks if (e := chunk_energy(float(c["t"]), energy)) is not None]
-    rho = rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
     started = audio_start(samples)
+    pairs = [(e, accent_weight(c["used"])) for c in chunks
+             if (e := chunk_energy(float(c["t"]), energy, started=started)) is not None]
+    rho = rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
     t_drop = None if started is None else started + drop_in_audio
     delay = None if t_drop is None else reset_after(chunks, t_drop, period)
     accents = sorted({round(p[1], 3) for p in pairs})
@@ -380,6 +388,10 @@ def test_the_default_show_moves_what_reaches_the_pipeline(probe_url: str, tmp_pa
         f"ignored in text mode {ignored_keys}"
     )
     print(figures)
+    if os.environ.get("METADJ_PROBE_DUMP"):
+        Path(os.environ["METADJ_PROBE_DUMP"]).write_text(json.dumps(
+            {"pairs": pairs, "chunks": [(c["t"], accent_weight(c["used"]), c["reset"]) for c in chunks],
+             "t_drop": t_drop, "sent": sent, "bars": bars}), encoding="utf-8")
     failures = []
     if not total or changed / total < MIN_BAR_SHARE:
         failures.append(f"the parameters change on fewer than {MIN_BAR_SHARE:.0%} of bars")

@@ -13,6 +13,7 @@ import logging
 import pytest
 
 from metadj_bridge.errors import ParameterError
+from metadj_bridge.scope.pacing import carry_transition
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender, ParameterState, SendPacer
 
 
@@ -90,11 +91,34 @@ def test_transition_target_becomes_lasting_prompts() -> None:
     assert state.snapshot()["prompts"] == target
 
 
-def test_prompts_cancel_a_pending_transition() -> None:
+def test_prompts_retarget_a_pending_transition_instead_of_cancelling_it() -> None:
+    """Prompts alone would cancel the morph on Scope's side: the waiting transition heads for them instead."""
     state = ParameterState()
     state.set("transition", {"target_prompts": [{"text": "b", "weight": 1.0}], "num_steps": 8})
     state.set("prompts", [{"text": "c", "weight": 1.0}])
-    assert state.take_message() == {"prompts": [{"text": "c", "weight": 1.0}]}
+    assert state.take_message() == {"transition": {"target_prompts": [{"text": "c", "weight": 1.0}], "num_steps": 8}}
+    assert state.snapshot()["prompts"] == [{"text": "c", "weight": 1.0}]
+    state.set("prompts", [{"text": "d", "weight": 1.0}])
+    assert state.take_message() == {"prompts": [{"text": "d", "weight": 1.0}]}
+
+
+def test_prompts_sent_while_a_transition_runs_carry_it_on() -> None:
+    """A prompt change during a running morph goes out as a transition over the steps left; after it ends,
+    prompts go alone."""
+    morph = {"target_prompts": [{"text": "b", "weight": 1.0}], "num_steps": 8, "temporal_interpolation_method": "slerp"}
+    message, running = carry_transition({"transition": morph}, None, 10.0, 0.5)
+    assert message == {"transition": morph} and running == (14.0, morph)
+    calm = [{"text": "b", "weight": 0.7}, {"text": "b, intense", "weight": 0.3}]
+    message, running = carry_transition({"prompts": calm, "base_seed": 43}, running, 11.2, 0.5)
+    assert message["base_seed"] == 43 and message["prompts"] == calm
+    assert message["transition"] == {"target_prompts": calm, "num_steps": 6, "temporal_interpolation_method": "slerp"}
+    message, running = carry_transition({"base_seed": 44}, running, 12.0, 0.5)
+    assert message == {"base_seed": 44} and running is not None
+    message, running = carry_transition({"prompts": calm}, running, 13.9, 0.5)
+    assert message["transition"]["num_steps"] == 1
+    message, running = carry_transition({"prompts": calm}, running, 14.0, 0.5)
+    assert message == {"prompts": calm} and running is None
+    assert carry_transition({"transition": {**morph, "num_steps": 0}}, None, 1.0, 0.5)[1] is None
 
 
 def test_new_session_voids_stale_actions_and_keeps_later_changes() -> None:
@@ -373,3 +397,71 @@ def test_pacer_skips_a_slot_now_and_then_so_a_waiting_message_drains() -> None:
     gaps = [round((b - a) / 0.6) for a, b in zip(sends, sends[1:], strict=False)]
     assert set(gaps) == {1, 2} and 1 <= gaps.count(2) <= len(gaps) // 5  # mostly every chunk, a few skipped
     assert pacer.backlog(now) < 1.0
+
+
+def test_the_beat_state_goes_whole() -> None:
+    """Scope takes a client's beat state only with bpm and beat_phase together: one changed key brings the rest."""
+    state = ParameterState()
+    beat = {"bpm": 124.0, "beat_phase": 0.5, "bar_position": 1.5, "beat_count": 9, "is_playing": True}
+    for key, value in beat.items():
+        state.set(key, value)
+    assert state.take_message() == beat
+    state.set("beat_phase", 0.75)
+    state.set("bar_position", 1.75)
+    assert state.take_message() == {**beat, "beat_phase": 0.75, "bar_position": 1.75}
+    state.set("base_seed", 7)
+    assert state.take_message() == {"base_seed": 7}
+
+
+@pytest.mark.parametrize("gather", [0.0, 0.2])
+async def test_a_moment_s_changes_go_together_with_a_gather(gather: float) -> None:
+    """A bar's seed step and the drop's reset a few hops later: with a gather they go as one message; without
+    one, as two (in Scope's queue the second would wait a chunk behind the first)."""
+    now = [0.0]
+    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12,
+                                               gather=gather))
+    sender._clock = lambda: now[0]
+    channel = RecordingChannel()
+    sender.attach(channel)
+    sender.start()
+    try:
+        sender.update(base_seed=43)
+        await asyncio.sleep(0.02)
+        now[0] = 0.03
+        sender.action(reset_cache=True)
+        now[0] = 0.25
+        await asyncio.sleep(0.3)
+        if gather:
+            assert channel.messages == [{"base_seed": 43, "reset_cache": True}]
+        else:
+            assert channel.messages == [{"base_seed": 43}, {"base_seed": 43, "reset_cache": True}]  # + its repeat
+    finally:
+        await sender.aclose()
+
+
+async def test_an_action_does_not_wait_for_the_interval() -> None:
+    """Knob changes go once per chunk; a cache reset goes at once (Scope takes it with its next chunk), and the
+    changes after it wait for the budget again."""
+    now = [0.0]
+    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12))
+    sender._clock = lambda: now[0]
+    channel = RecordingChannel()
+    sender.attach(channel)
+    sender.start()
+    try:
+        sender.update(base_seed=1)
+        await asyncio.sleep(0.02)
+        now[0] = 0.3
+        sender.update(base_seed=2)
+        await asyncio.sleep(0.02)
+        assert channel.messages == [{"base_seed": 1}]  # a chunk is 1 s here: the knob waits
+        now[0] = 0.35
+        sender.action(reset_cache=True)
+        await asyncio.sleep(0.05)
+        assert channel.messages == [{"base_seed": 1}, {"base_seed": 2, "reset_cache": True}]
+        now[0] = 0.5
+        sender.update(base_seed=3)
+        await asyncio.sleep(0.02)
+        assert len(channel.messages) == 2
+    finally:
+        await sender.aclose()

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"how long status polls show the old pipeline after a load request (default: {DEFAULT_STALE_SECONDS:g})",
     )
+    parser.add_argument("--delay-ms", type=float, default=0.0, metavar="MS",
+                        help="imitate a far server: everything the server receives (data-channel messages, SACKs, "
+                        "RTCP) arrives MS milliseconds late, so the client's round trip grows by MS (default: 0)")
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -73,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         slow_load=args.slow_load,
         fail_load=args.fail_load,
         stale_seconds=args.stale_seconds,
+        delay_ms=args.delay_ms,
     )
 
 
@@ -94,5 +98,6 @@ def imitation(config: EmulatorConfig) -> str:
     pace = f"{config.fps:g} fps for every pipeline" if config.fps else "each pipeline at its own pace"
     chunk = f", {config.chunk_frames} frames per chunk" if config.chunk_frames else ""
     legacy = ", legacy load body" if config.legacy_api else ""
+    legacy += f", {config.delay_ms:g} ms added to what it receives" if config.delay_ms else ""
     return (f"imitates Scope {catalogue.VERSION} on {kind} offering {', '.join(catalogue.offered(config.cpu_only))} "
             f"({pace}{chunk}{legacy}); each session logs the pipeline it imitates")

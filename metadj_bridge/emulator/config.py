@@ -19,6 +19,8 @@ DEFAULT_LOAD_SECONDS = 0.5
 SCOPE_STUN = {"urls": ["stun:stun.l.google.com:19302"], "username": None, "credential": None}
 #: The status race (scope-api.md §2): how long polls keep showing the old pipeline after a load POST.
 DEFAULT_STALE_SECONDS = 0.2
+#: The longest emulated network delay, in ms.
+MAX_DELAY_MS = 5000
 #: Entries kept in each of the /_emulator/log lists and in the log tail.
 DEFAULT_LOG_LIMIT = 20_000
 
@@ -53,6 +55,9 @@ class EmulatorConfig:
     slow_load: float = 0.0
     fail_load: bool = False
     log_limit: int = DEFAULT_LOG_LIMIT
+    #: An emulated far network: everything the server receives arrives this many ms late (``netdelay``), so the
+    #: client's round trip grows by as much.
+    delay_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -65,6 +70,8 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be a number of seconds >= 0")
+        if not (math.isfinite(self.delay_ms) and 0 <= self.delay_ms <= MAX_DELAY_MS):
+            raise ConfigError(f"emulator delay: {self.delay_ms} ms is outside the allowed range (0-{MAX_DELAY_MS})")
         if self.log_limit < 1:
             raise ConfigError(f"emulator log limit: {self.log_limit} must be at least 1")
 

@@ -113,8 +113,9 @@ class SessionPipeline:
 
     @property
     def needs_input(self) -> bool:
-        """True when chunks are made from input frames: video mode, or a video-only pipeline in any mode."""
-        return self.params.video_mode or self.facts.video_only
+        """True when chunks are made from input frames: video mode of a pipeline that takes video (controller-viz
+        asked for video mode generates as in text mode, as on a real Scope), or a video-only pipeline."""
+        return (self.params.video_mode and self.facts.video_chunk is not None) or self.facts.video_only
 
     @property
     def paused_period(self) -> float:

@@ -1,9 +1,6 @@
-"""``ScopeEmulator``: an aiohttp + aiortc server that answers like Daydream Scope 0.2.4.
-
-Endpoints and their quirks follow ``shared/scope-api.md`` §1-7 and §12; ``/_emulator/...`` adds fault
-switches and an event log for tests. Lifecycle: ``start()`` binds, ``aclose()`` closes every peer
-connection and the HTTP server (safe twice); a closed emulator cannot be started again (``ClosedError``).
-"""
+"""``ScopeEmulator``: an aiohttp + aiortc server that answers like Daydream Scope 0.2.4 (scope-api.md §1-9, §12);
+``/_emulator/...`` adds fault switches and an event log for tests. ``start()`` binds, ``aclose()`` closes every
+peer connection and the HTTP server (safe twice); a closed emulator cannot be started again (``ClosedError``)."""
 
 from __future__ import annotations
 
@@ -29,9 +26,11 @@ from metadj_bridge.emulator import answers, catalogue, validation
 from metadj_bridge.emulator.config import EmulatorConfig, Faults
 from metadj_bridge.emulator.encoder import use_scope_bitrate
 from metadj_bridge.emulator.loader import LoadedPipelines, PipelineLoader
+from metadj_bridge.emulator.netdelay import delay_receive
 from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
 from metadj_bridge.emulator.session import EmulatorSession
+from metadj_bridge.emulator.tempo import EmulatedTempoSync, add_tempo_routes
 from metadj_bridge.emulator.validation import RequestRejected, problem
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
@@ -55,6 +54,7 @@ class ScopeEmulator:
         self._log_tail = LogTail(self._id, self.config.log_limit)
         self._loader = PipelineLoader(self._faults, self.config.load_seconds, self._id, cpu_only=self.config.cpu_only)
         self._sessions: dict[str, EmulatorSession] = {}
+        self.tempo = EmulatedTempoSync()
         # LoggerAdapter stands in for a Logger: failures keep this emulator's id, so its log tail shows them.
         self._tasks = TaskGroupSet(f"emulator {self._id}", cast(logging.Logger, self._log))
         self._runner: web.AppRunner | None = None
@@ -187,6 +187,7 @@ class ScopeEmulator:
         r.add_get("/api/v1/session/metrics", self._session_metrics)
         r.add_get("/api/v1/logs/tail", self._logs_tail)
         r.add_get("/api/v1/models/status", self._models_status)
+        add_tempo_routes(r, self.tempo)
         r.add_post("/_emulator/faults", self._post_faults)
         r.add_get("/_emulator/log", self._event_log)
         r.add_get("/_emulator/metrics", self._emulator_metrics)
@@ -271,8 +272,10 @@ class ScopeEmulator:
         # Added before the offer is applied, so it binds to the client's first video m-line.
         pc.addTrack(session.track)
         pc.on("connectionstatechange", lambda: self._on_connection_state(session))
+        session.on_beat_state = self.tempo.take_client_state
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+            session.net_delays = delay_receive(pc, self.config.delay_ms / 1000)  # a far server's network
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             use_scope_bitrate(pc, session.track)

@@ -12,11 +12,13 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from metadj_bridge.emulator.netdelay import DelayedReceiver
 from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, emulator_log
 from metadj_bridge.emulator.track import EmulatedVideoTrack
@@ -55,6 +57,8 @@ class EmulatorSession:
         self.pipeline = pipeline
         self.has_input_track = False
         self.closed = False
+        #: Scope's tempo sync, handed each message for the client's beat state (``emulator/tempo.py``).
+        self.on_beat_state: Callable[[dict[str, Any]], None] | None = None
         #: Ended by ``DELETE /api/v1/webrtc/offer/{id}`` (not by a restart fault or the server closing).
         self.removed_by_delete = False
         self._records = records
@@ -62,6 +66,8 @@ class EmulatorSession:
         # LoggerAdapter stands in for a Logger: failures keep the emulator's id, so its log tail shows them.
         self._tasks = TaskGroupSet(f"Session {session_id}", cast(logging.Logger, self._log))
         self._messages_ignored = 0
+        #: The receive delays of an emulated far network (``netdelay``), dropped on close.
+        self.net_delays: list[DelayedReceiver] = []
         self.track = EmulatedVideoTrack(
             pipeline, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
         )
@@ -106,6 +112,8 @@ class EmulatorSession:
         if self.closed:
             return
         self.closed = True
+        for delay in self.net_delays:
+            delay.cancel()
         await self._tasks.aclose()
         self.track.stop()
         # Shielded: aiortc may be closing this connection itself (remote DTLS close), and a
@@ -131,6 +139,8 @@ class EmulatorSession:
             self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r",
                               self.session_id, raw)
             return
+        if self.on_beat_state is not None:
+            self.on_beat_state(message)
         self.received_parameters.update({k: v for k, v in message.items() if k not in _NOT_KEPT})
         if self.pipeline is None:
             # No processor was started for this session, so Scope discards the update unseen.

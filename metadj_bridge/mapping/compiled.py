@@ -71,7 +71,8 @@ def trigger_value(trigger: Trigger) -> float:
 
 def is_continuous_target(mapping: Mapping) -> bool:
     kind, name = mapping.target.kind, mapping.target.name
-    return kind in ("parameter", "prompt_mix", "prompt_weight") or (kind in ("prompt", "theme") and name == "select")
+    return (kind in ("parameter", "prompt_mix", "prompt_weight", "prompt_intensity")
+            or (kind in ("prompt", "theme") and name == "select"))
 
 
 class MappingRuntime:

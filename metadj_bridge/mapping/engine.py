@@ -16,6 +16,9 @@ Rules where the profile format says nothing (the modules it uses document their 
 - ``pulse_noise`` adds ``amount * exp(-dt / decay)`` on top of noise_scale (Scope's 0.7 when nothing else sets
   it). A pulse while one is still decaying adds ``amount`` to the current level, so hits in quick succession
   build up (always clamped to noise_scale's range). Pulses are ignored while calm.
+- ``accent`` adds ``amount * exp(-dt / decay)`` to the ``prompt.intensity`` blend like the noise pulse, ``amount``
+  scaled by the intensity the mappings give at the hit (whole without such a mapping); ``seed_step`` adds 1 to
+  ``base_seed`` (the theme's, the profile's or Scope's 42) for good. Both are ignored while calm.
 - ``panic`` is a latch. Engaged: panic parameters, the start theme at its first prompt through a theme
   transition (always sent, even when already there), pulses stopped, pause released, parameter and prompt-weight
   mappings muted, the cycle held. Engaged again: released, the mappings take over. Theme, prompt and pause
@@ -57,6 +60,8 @@ __all__ = ["EngineOutput", "MappingEngine"]
 
 log = logging.getLogger(__name__)
 
+_SEED_SPAN = 2**31  # action.seed_step wraps base_seed here (Scope takes any int >= 0; this stays 32-bit)
+
 @dataclass(frozen=True, slots=True)
 class EngineOutput:
     #: The full lasting desired state after the step. Read-only: unchanged values (the prompt list) are the
@@ -83,6 +88,8 @@ class MappingEngine:
         self._paused = False
         self._calm = False
         self._pulse = NoisePulse()
+        self._accent = NoisePulse()
+        self._seed_steps = 0  # action.seed_step hits so far: added to base_seed
         #: Values for keys sent before that no source sets any more.
         self._fallback: dict[str, Any] = {}
         self._fired: Fired = []
@@ -139,6 +146,10 @@ class MappingEngine:
             if theme.pad is not None:
                 out[theme.pad] = 1.0 if index == self._deck.index else 0.0
         return out
+
+    def set_latency(self, seconds: float) -> None:  # the show's delay to the picture: quantize's lookahead auto
+        for stage in (stage for runtime in self._p.holding for _, stage in runtime.holds):
+            stage.auto_s = max(0.0, seconds)
 
     # ------------------------------------------------------------------ profiles
 
@@ -295,6 +306,15 @@ class MappingEngine:
             if not self._calm:
                 pulse = self._p.profile.pulse
                 self._pulse.hit(self._now, pulse.amount, pulse.decay)
+        elif name == "accent":
+            if not self._calm:
+                accent = self._p.profile.accent
+                slot = self._p.intensity_slot
+                scale = 1.0 if slot is None or slot.value is None else min(1.0, max(0.0, slot.value))
+                self._accent.hit(self._now, accent.amount * scale, accent.decay)
+        elif name == "seed_step":
+            if not self._calm:
+                self._seed_steps += 1
         elif name in ("pause", "resume", "toggle_pause"):
             paused = True if name == "pause" else False if name == "resume" else not self._paused
             self._set_paused(paused)
@@ -308,6 +328,7 @@ class MappingEngine:
                 self._calm = True
                 self._base = None
                 self._pulse.stop()
+                self._accent.stop()
                 self._set_paused(False)
                 self._change_theme(self._deck.start_index, "panic", force=True)
                 self._events.append("panic")
@@ -381,8 +402,11 @@ class MappingEngine:
             if pulse > 0.0:
                 noise = params.get("noise_scale", SCOPE_DEFAULTS["noise_scale"]) + pulse
                 params["noise_scale"] = self._p.noise_coercer(noise)
+            if self._seed_steps:
+                seed = params.get("base_seed", SCOPE_DEFAULTS["base_seed"])
+                params["base_seed"] = (int(seed) + self._seed_steps) % _SEED_SPAN
         params["paused"] = self._paused
-        params["prompts"] = self._prompt_list(step, calm)
+        params["prompts"] = self._prompt_list(step, calm, now)
         if self._theme_changed or (self._focus_changed and self._prompts_moved):
             steps = self._p.profile.transitions
             self._actions["transition"] = self._schema.check("transition", {
@@ -397,18 +421,28 @@ class MappingEngine:
                     self._base = None
         return params
 
-    def _prompt_list(self, step: int, calm: bool) -> list[dict[str, Any]]:
+    def _intensity(self, now: float) -> float:
+        """``prompt.intensity`` plus the accent, 0..1 in steps of 0.01 (finer would only resend the prompts)."""
+        slot = self._p.intensity_slot
+        value = slot.combine() if slot is not None else None
+        level = (value or 0.0) + self._accent.level(now)
+        return round(min(1.0, max(0.0, level)), 2)
+
+    def _prompt_list(self, step: int, calm: bool, now: float) -> list[dict[str, Any]]:
         deck = self._deck
         mix: tuple[int, int, float] | None = None
         overrides: dict[int, float] | None = None
+        intensity = 0.0
         if not calm:
             mix, overrides = prompt_controls(self._p.weight_slots, deck.theme.blend, self._theme_stamp,
                                              self._focus_stamp)
-        key = (deck.index, deck.focus, mix, None if overrides is None else tuple(sorted(overrides.items())))
+            intensity = self._intensity(now)
+        key = (deck.index, deck.focus, mix, None if overrides is None else tuple(sorted(overrides.items())),
+               intensity)
         self._prompts_moved = False
         if key != self._prompts_key:
             self._prompts_key = key
-            prompts = deck.prompts(mix, overrides)
+            prompts = deck.prompts(mix, overrides, intensity)
             if prompts != self._prompts:
                 self._prompts = self._schema.check("prompts", prompts)
                 self._prompts_moved = True

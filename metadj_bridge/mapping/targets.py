@@ -68,6 +68,8 @@ class CompiledProfile:
     param_slots: list[tuple[Slot, Callable[[float], Any], str]] = field(default_factory=list)
     #: (slot, target) per prompt mix / prompt weight.
     weight_slots: list[tuple[Slot, PromptTarget]] = field(default_factory=list)
+    #: The ``prompt.intensity`` slot (None: no mapping drives it).
+    intensity_slot: Slot | None = None
     feedback: list[tuple[tuple[str, int, int], SignalMapping]] = field(default_factory=list)
     noise_coercer: Callable[[float], Any] = float
 
@@ -130,6 +132,10 @@ def compile_profile(profile: ShowProfile, schema: ParameterSchema, rng: random.R
                 slot = slots[prompt] = Slot(prompt, mapping.combine)
                 out.weight_slots.append((slot, prompt))
             slot.members.append(runtime)
+        elif kind == "prompt_intensity":
+            if out.intensity_slot is None:
+                out.intensity_slot = Slot("prompt.intensity", mapping.combine)
+            out.intensity_slot.members.append(runtime)
         elif kind == "prompt":
             if target.name not in PROMPT_OPS:
                 raise ConfigError(f"{where}: prompt.{target.name}: not one of {', '.join(PROMPT_OPS)}")

@@ -8,6 +8,9 @@ Choices where the profile format says nothing:
   ``prompt.mix`` replaces it with the two mixed prompts at (1 - v, v).
 - A blend theme sends every prompt at its weight, with the weights the mappings set on top.
 - Prompts whose weight is 0 are left out; when nothing is left, the focus prompt goes at weight 1.
+- ``prompt.intensity`` (with the ``accent`` pulse on top) adds the focus prompt's intense variant (its own, else
+  the theme's) last, at that share of the total weight; the calm prompts keep their proportions in the rest. A
+  theme without a variant ignores it.
 - Weights are rounded to 4 decimals (a settling smoother does not resend the prompts for seconds).
 - The cycle counts bars as ``tempo.beat // beats_per_bar`` and only runs while a tempo plays. It counts from
   the last theme change (a manual change restarts the count), and the prompt count from the last focus move.
@@ -91,9 +94,22 @@ class ThemeDeck:
         self.focus = 0
 
     def prompts(self, mix: tuple[int, int, float] | None = None,
-                overrides: dict[int, float] | None = None) -> list[dict[str, Any]]:
+                overrides: dict[int, float] | None = None, intensity: float = 0.0) -> list[dict[str, Any]]:
         """The prompt list for the active theme: ``mix`` = (a, b, v) applies to a non-blend theme,
-        ``overrides`` = {index: weight} to a blend theme. Indices outside the theme are ignored."""
+        ``overrides`` = {index: weight} to a blend theme. Indices outside the theme are ignored. An
+        ``intensity`` above 0 adds the focus prompt's intense variant (when there is one) with that share of the
+        weight, the other prompts sharing the rest in their own proportions."""
+        out = self._calm_prompts(mix, overrides)
+        v = 0.0 if intensity < 0 else 1.0 if intensity > 1 else intensity
+        intense = self.theme.intense_of(self.focus) if v > 0 else None
+        if intense is None or round(v, 4) <= 0:
+            return out
+        total = sum(p["weight"] for p in out) or 1.0
+        scaled = [_prompt(p["text"], p["weight"] / total * (1.0 - v)) for p in out]
+        return [p for p in scaled if p["weight"] > 0] + [_prompt(intense, v)]
+
+    def _calm_prompts(self, mix: tuple[int, int, float] | None,
+                      overrides: dict[int, float] | None) -> list[dict[str, Any]]:
         theme = self.theme
         bank = theme.prompts
         focus = bank[self.focus]

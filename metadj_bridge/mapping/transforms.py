@@ -255,17 +255,27 @@ class QuantizeStage:
 
     Hits that wait for the same boundary merge into one (the latest value wins): a performer hammering a pad
     before the downbeat gets one change on the downbeat, not a burst.
+
+    The lookahead is fixed (``lookahead_ms`` a number) or ``auto`` (None): then it is ``auto_s``, the delay the
+    running show measured from sending a change to the frame that shows it (``MappingEngine.set_latency``),
+    0 until a show says (the engine on its own has no picture to be late for).
     """
 
-    __slots__ = ("due", "lookahead_s", "to", "value")
+    __slots__ = ("auto_s", "due", "fixed_s", "to", "value")
 
     def __init__(self, t: Quantize) -> None:
         if t.to not in ("beat", "bar"):
             raise ConfigError(f"{t.where or 'quantize'}: to {t.to!r} must be beat or bar")
         self.to = t.to
-        self.lookahead_s = max(0.0, float(t.lookahead_ms)) / 1000.0
+        self.fixed_s = None if t.lookahead_ms is None else max(0.0, float(t.lookahead_ms)) / 1000.0
+        self.auto_s = 0.0
         self.due: float | None = None
         self.value = 0.0
+
+    @property
+    def lookahead_s(self) -> float:
+        """The lookahead in force, in seconds: the fixed one, else the measured delay."""
+        return self.auto_s if self.fixed_s is None else self.fixed_s
 
     def push(self, value: float, now: float, tempo: TempoState | None) -> None:
         if self.due is None:

@@ -9,7 +9,7 @@ its capability flags, each field's ``ui.modes`` and the per-mode defaults; :func
 bridge's catalogue of Scope 0.2.4 otherwise (:data:`metadj_bridge.parameters.PIPELINE_READS`). Keys the server
 acts on itself (:data:`~metadj_bridge.parameters.SERVER_SIDE_KEYS`: prompts, transitions, cache resets, pause,
 modulations, quantised changes, beat state) and targets the bridge consumes (prompt and theme moves, actions
-other than ``pulse_noise``, profile switches) never warn.
+other than ``pulse_noise`` and ``seed_step``, profile switches) never warn.
 
 Pure: imports the ground floor and the profile model only.
 """
@@ -43,6 +43,7 @@ _DENOISING_KEYS = frozenset({"denoising_step_list", "base_seed", "noise_scale", 
 #: weights, the seed; for a beat (``action.pulse_noise``), their triggered forms; for a key no pipeline reads,
 #: the one they do read.
 _WORKS = (
+    ("prompt.intensity (a theme's intense variant)", "prompts"),
     ("denoising_steps", "denoising_step_list"),
     ("prompt.weight.N or prompt.mix", "prompts"),
     ("base_seed", "base_seed"),
@@ -51,7 +52,8 @@ _WORKS = (
     ("vace_context_scale", "vace_context_scale"),
 )
 _TRIGGER_WORKS = (
-    ("an envelope on prompt.weight.N (a beat accent)", "prompts"),
+    ("action.accent (a beat accent on prompt.intensity)", "prompts"),
+    ("action.seed_step", "base_seed"),
     ("an envelope on denoising_steps", "denoising_step_list"),
     ("action.reset_cache (for drops)", "manage_cache"),
 )
@@ -161,6 +163,8 @@ def driven_keys(profile: ShowProfile) -> Iterator[tuple[str, str, str]]:
             yield key, target.name, where
         elif target.kind == "action" and target.name == "pulse_noise":
             yield "noise_scale", "action.pulse_noise", where
+        elif target.kind == "action" and target.name == "seed_step":
+            yield "base_seed", "action.seed_step", where
 
 
 def ignored_keys(profile: ShowProfile, pipeline: str, mode: str,

@@ -23,6 +23,7 @@ from metadj_bridge.profile import sections, themes
 from metadj_bridge.profile import video as video_section
 from metadj_bridge.profile.errors import Findings, ProfileError
 from metadj_bridge.profile.model import (
+    AccentSettings,
     InputSettings,
     PanicSettings,
     PulseSettings,
@@ -36,7 +37,7 @@ from metadj_bridge.profile.yamlnodes import YNode, decode_text, parse
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("name", "extends", "scope", "inputs", "video", "themes", "start_theme", "transitions", "cycle", "pulse",
-            "panic", "mappings", "switches")
+            "accent", "panic", "mappings", "switches")
 #: Sections merged by entry name (a child entry replaces the base's), and sections that append.
 BY_NAME = ("themes", "mappings")
 APPENDED = ("switches",)
@@ -241,7 +242,9 @@ def _build(tree: YNode, display: str, bases: list[str], findings: Findings) -> S
     start = findings.attempt(themes.theme_name, m["start_theme"], "start_theme", names,
                              default=None) if "start_theme" in m else None
     complete = bool(theme_list) and len(theme_list) == len(names)
-    facts = mapping_section.ThemeFacts(names, max(len(t.prompts) for t in theme_list) if complete else 10_000)
+    facts = mapping_section.ThemeFacts(
+        names, max(len(t.prompts) for t in theme_list) if complete else 10_000,
+        intense=not complete or any(t.intense is not None or any(p.intense for p in t.prompts) for t in theme_list))
     profile = ShowProfile(
         path=os.path.abspath(display),
         name=name,
@@ -253,6 +256,7 @@ def _build(tree: YNode, display: str, bases: list[str], findings: Findings) -> S
         transitions=findings.attempt(themes.transitions, m.get("transitions"), default=TransitionSettings()),
         cycle=findings.attempt(themes.cycle, m.get("cycle"), names, default=None),
         pulse=findings.attempt(themes.pulse, m.get("pulse"), default=PulseSettings()),
+        accent=findings.attempt(themes.accent, m.get("accent"), default=AccentSettings()),
         panic=findings.attempt(themes.panic, m.get("panic"), default=PanicSettings()),
         mappings=findings.attempt(mapping_section.mappings, m.get("mappings"), facts, findings, default=()),
         switches=findings.attempt(mapping_section.switches, m.get("switches"), findings, default=()),

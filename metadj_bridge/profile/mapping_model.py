@@ -87,10 +87,14 @@ class Steps:
 
 @dataclass(frozen=True, slots=True)
 class Quantize:
-    """Hold a trigger until the next beat or bar, sent ``lookahead_ms`` early to make up for Scope's latency."""
+    """Hold a trigger until the next beat or bar, sent ``lookahead_ms`` early to make up for Scope's latency.
+
+    ``lookahead_ms`` None is ``auto`` (the default): the show's own measure of the delay from sending a change to
+    the frame that shows it (``scope/latency.py``); a number is a fixed lookahead (0: none).
+    """
 
     to: Literal["beat", "bar"] = "beat"
-    lookahead_ms: float = 0.0
+    lookahead_ms: float | None = None
     where: str = ""
 
 
@@ -160,6 +164,8 @@ ACTIONS = (
     "resume",
     "toggle_pause",
     "panic",  # a safe, calm state: first theme, calm parameters, pulses stopped, pause released
+    "accent",  # a short jump of the prompt intensity blend that decays: a beat accent a text-mode pipeline shows
+    "seed_step",  # base_seed + 1: the same scene with fresh detail (Scope takes it live)
 )
 
 #: Prompt targets within the active theme: ``prompt.next``, ``prompt.previous``, ``prompt.random`` (triggers),
@@ -182,13 +188,15 @@ class Target:
       - ``"prompt_mix"``: a 0..1 value crossfades prompt ``argument[0]`` and ``argument[1]`` of the active theme
         (default the first two).
       - ``"prompt_weight"``: ``argument`` = (index,): the weight of that prompt of the active theme.
+      - ``"prompt_intensity"``: a 0..1 value blends the focus prompt towards its intense variant.
       - ``"prompt"``: ``name`` is one of PROMPT_OPS (moves the focus within the active theme).
       - ``"theme"``: ``name`` is one of THEME_OPS; ``argument`` = (theme name,) for ``set``.
       - ``"action"``: ``name`` is one of ACTIONS.
       - ``"profile"``: switch to the profile file ``argument[0]`` (relative to this profile's file).
     """
 
-    kind: Literal["parameter", "prompt_mix", "prompt_weight", "prompt", "theme", "action", "profile"]
+    kind: Literal["parameter", "prompt_mix", "prompt_weight", "prompt_intensity", "prompt", "theme", "action",
+                  "profile"]
     name: str = ""
     argument: tuple[str | int, ...] = ()
     where: str = ""

@@ -47,9 +47,11 @@ TRANSFORMS = ("range", "curve", "smooth", "deadzone", "invert", "clamp", "steps"
 LFO_SHAPES = ("sine", "triangle", "saw", "square", "random")
 CURVES = ("linear", "exponential", "logarithmic", "s")
 SIGNAL_OPS = ("select",)
+#: Target kinds that take a continuous value.
+SIGNAL_KINDS = ("parameter", "prompt_mix", "prompt_weight", "prompt_intensity")
 TARGET_EXAMPLES = (
     *TARGET_PARAMETERS,
-    "prompt.mix", "prompt.weight.0",
+    "prompt.mix", "prompt.weight.0", "prompt.intensity",
     *(f"prompt.{op}" for op in PROMPT_OPS),
     *(f"theme.{op}" for op in THEME_OPS if op != "set"), "theme.set:<name>",
     *(f"action.{a}" for a in ACTIONS),
@@ -63,6 +65,8 @@ class ThemeFacts:
 
     names: tuple[str, ...]
     max_prompts: int
+    #: Whether some theme has an intense variant (for ``prompt.intensity``); True when the themes are unknown.
+    intense: bool = True
 
 
 def mappings(node: YNode | None, facts: ThemeFacts, findings: Findings | None = None) -> tuple[Mapping, ...]:
@@ -234,14 +238,24 @@ def _with_argument(name: str, arg: YNode, path: str) -> Transform:
         return Quantize(to=f.choice(arg, path, ("beat", "bar")), where=where)  # type: ignore[arg-type]
     m = f.mapping(arg, path, ("to", "lookahead_ms"), "beat, bar or {to, lookahead_ms}")
     to = f.choice(m["to"], f"{path}.to", ("beat", "bar")) if "to" in m else "beat"
-    lookahead = f.number(m["lookahead_ms"], f"{path}.lookahead_ms", 0, 10_000) if "lookahead_ms" in m else 0.0
+    lookahead = _lookahead(m["lookahead_ms"], f"{path}.lookahead_ms") if "lookahead_ms" in m else None
     return Quantize(to, lookahead, where=where)  # type: ignore[arg-type]
+
+
+def _lookahead(node: YNode, path: str) -> float | None:
+    """``auto`` (None: the show measures its delay to the picture) or a fixed number of ms (0: none)."""
+    if node.value == "auto":
+        return None
+    if isinstance(node.value, str):
+        f.fail_value(node, path, "expected auto (the bridge measures its delay to the picture) or a number of ms "
+                     "from 0 to 10000")
+    return f.number(node, path, 0, 10_000)
 
 
 def _target(node: YNode, path: str, facts: ThemeFacts, kind: str) -> Target:
     text = f.text(node, path)
     target = _parse_target(node, path, text, facts)
-    takes_signal = target.kind in ("parameter", "prompt_mix", "prompt_weight") or target.name in SIGNAL_OPS
+    takes_signal = target.kind in SIGNAL_KINDS or target.name in SIGNAL_OPS
     wants = "signal" if takes_signal else "trigger"
     if wants != kind:
         if wants == "trigger":
@@ -269,6 +283,11 @@ def _parse_target(node: YNode, path: str, text: str, facts: ThemeFacts) -> Targe
             f.fail_value(node, path, "prompt.mix needs two different prompts")
         _check_prompt_index(node, path, max(indices), facts)
         return Target("prompt_mix", "mix", indices, where=where)
+    if text == "prompt.intensity":
+        if not facts.intense:
+            f.fail_value(node, path, "no theme has an intense variant: give a theme `intense: <text>` (or a prompt "
+                         "`{text, intense}`), the same scene at full energy")
+        return Target("prompt_intensity", "intensity", where=where)
     if parts[0] == "prompt" and len(parts) >= 2 and parts[1] == "weight":
         (index,) = _indices(node, path, parts[2:], "prompt.weight.N", 1)
         _check_prompt_index(node, path, index, facts)
@@ -282,8 +301,8 @@ def _parse_target(node: YNode, path: str, text: str, facts: ThemeFacts) -> Targe
     if text in TARGET_PARAMETERS:
         return Target("parameter", text, where=where)
     f.fail_value(node, path, f"unknown target{f.suggest(text, TARGET_EXAMPLES)} (targets: a Scope parameter such as "
-                 "noise_scale, prompt.mix, prompt.weight.N, prompt.next, theme.next, theme.set:<name>, "
-                 "action.<name>, profile:<file>)")
+                 "noise_scale, prompt.mix, prompt.weight.N, prompt.intensity, prompt.next, theme.next, "
+                 "theme.set:<name>, action.<name>, profile:<file>)")
 
 
 def _indices(node: YNode, path: str, parts: list[str], pattern: str, count: int) -> tuple[int, ...]:

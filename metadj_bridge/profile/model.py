@@ -218,6 +218,8 @@ class VideoSettings:
 class PromptSpec:
     text: str
     weight: float = 1.0
+    #: The same scene at full intensity (``prompt.intensity`` blends towards it); None: the theme's ``intense``.
+    intense: str | None = None
     where: str = ""
 
 
@@ -234,7 +236,14 @@ class Theme:
     parameters: dict[str, object] = field(default_factory=dict)
     #: Feedback: a controller pad lit while this theme is active, e.g. ("note", 1, 36) or ("cc", 1, 64).
     pad: tuple[str, int, int] | None = None
+    #: The intense variant for prompts without their own (``prompt.intensity``); None: no variant.
+    intense: str | None = None
     where: str = ""
+
+    def intense_of(self, index: int) -> str | None:
+        """The intense variant of prompt ``index``: its own, else the theme's, else None."""
+        own = self.prompts[index].intense if 0 <= index < len(self.prompts) else None
+        return own if own is not None else self.intense
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +274,15 @@ class PulseSettings:
 
     amount: float = 0.25
     decay: float = 0.35
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccentSettings:
+    """The ``accent`` action: the intensity blend jumps by ``amount`` and decays back over ``decay`` seconds."""
+
+    amount: float = 0.2
+    decay: float = 0.3
     where: str = ""
 
 
@@ -303,6 +321,7 @@ class ShowProfile:
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     cycle: CycleSettings | None = None
     pulse: PulseSettings = field(default_factory=PulseSettings)
+    accent: AccentSettings = field(default_factory=AccentSettings)
     panic: PanicSettings = field(default_factory=PanicSettings)
     mappings: tuple[Mapping, ...] = ()
     switches: tuple[ProfileSwitch, ...] = ()

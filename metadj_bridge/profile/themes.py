@@ -1,10 +1,11 @@
-"""The ``themes:``, ``start_theme``, ``transitions:``, ``cycle:``, ``pulse:`` and ``panic:`` sections."""
+"""The ``themes:``, ``start_theme``, ``transitions:``, ``cycle:``, ``pulse:``, ``accent:`` and ``panic:`` sections."""
 
 from __future__ import annotations
 
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile.errors import Findings
 from metadj_bridge.profile.model import (
+    AccentSettings,
     CycleSettings,
     PanicSettings,
     PromptSpec,
@@ -15,7 +16,7 @@ from metadj_bridge.profile.model import (
 from metadj_bridge.profile.names import parameters
 from metadj_bridge.profile.yamlnodes import YNode
 
-THEME_KEYS = ("prompts", "blend", "parameters", "pad")
+THEME_KEYS = ("prompts", "blend", "parameters", "pad", "intense")
 #: Longest prompt text. Scope's text encoder (UMT5 for the Wan pipelines) reads at most 512 tokens and cuts the
 #: rest; a token is about four characters of English, so 2,000 characters is about all it can ever read (a
 #: generous bound: a real prompt is a sentence or two). Longer texts only cost memory and log space.
@@ -27,7 +28,7 @@ def themes(node: YNode | None, findings: Findings | None = None) -> tuple[Theme,
     if node is None or node.value is None:
         return ()
     if not node.is_map:
-        f.fail_value(node, "themes", "expected a mapping of theme name -> {prompts, blend, parameters, pad}")
+        f.fail_value(node, "themes", "expected a mapping of theme name -> {prompts, intense, blend, parameters, pad}")
     findings = findings or Findings()
     built = (findings.attempt(_theme, name, value, node.keys[name], default=None) for name, value in node.value.items())
     return tuple(theme for theme in built if theme is not None)
@@ -54,18 +55,23 @@ def _theme(name: str, node: YNode, key: YNode) -> Theme:
         kw["parameters"] = parameters(m["parameters"], f"{path}.parameters")
     if "pad" in m and m["pad"].value is not None:
         kw["pad"] = _pad(m["pad"], f"{path}.pad")
+    if "intense" in m and m["intense"].value is not None:
+        kw["intense"] = _prompt_text(m["intense"], f"{path}.intense")
     return Theme(**kw)  # type: ignore[arg-type]
 
 
 def _prompt(node: YNode, path: str) -> PromptSpec:
     if not node.is_map:
         return PromptSpec(text=_prompt_text(node, path), where=node.where)
-    m = f.mapping(node, path, ("text", "weight"), "a prompt text or {text, weight}")
+    m = f.mapping(node, path, ("text", "weight", "intense"), "a prompt text or {text, weight, intense}")
     if "text" not in m:
         f.fail(node, path, "missing text: (the prompt)")
     text = _prompt_text(m["text"], f"{path}.text")
     weight = f.number(m["weight"], f"{path}.weight", 0, 100) if "weight" in m else 1.0
-    return PromptSpec(text=text, weight=weight, where=node.where)
+    intense = None
+    if "intense" in m and m["intense"].value is not None:
+        intense = _prompt_text(m["intense"], f"{path}.intense")
+    return PromptSpec(text=text, weight=weight, intense=intense, where=node.where)
 
 
 def _prompt_text(node: YNode, path: str) -> str:
@@ -132,15 +138,24 @@ def cycle(node: YNode | None, names: tuple[str, ...]) -> CycleSettings | None:
 
 
 def pulse(node: YNode | None) -> PulseSettings:
+    return PulseSettings(**_jump(node, "pulse"))  # type: ignore[arg-type]
+
+
+def accent(node: YNode | None) -> AccentSettings:
+    return AccentSettings(**_jump(node, "accent"))  # type: ignore[arg-type]
+
+
+def _jump(node: YNode | None, section: str) -> dict[str, object]:
+    """The ``{amount, decay}`` of a section that jumps up and decays back (``pulse``, ``accent``)."""
     if node is None:
-        return PulseSettings()
-    m = f.mapping(node, "pulse", ("amount", "decay"))
+        return {}
+    m = f.mapping(node, section, ("amount", "decay"))
     kw: dict[str, object] = {"where": node.where}
     if "amount" in m:
-        kw["amount"] = f.number(m["amount"], "pulse.amount", 0, 1)
+        kw["amount"] = f.number(m["amount"], f"{section}.amount", 0, 1)
     if "decay" in m:
-        kw["decay"] = f.number(m["decay"], "pulse.decay", 0, 60, lo_open=True)
-    return PulseSettings(**kw)  # type: ignore[arg-type]
+        kw["decay"] = f.number(m["decay"], f"{section}.decay", 0, 60, lo_open=True)
+    return kw
 
 
 def panic(node: YNode | None) -> PanicSettings:

@@ -29,6 +29,7 @@ from metadj_bridge.run.parts import (
     open_audio,
     open_avatar,
     open_controls,
+    open_latency,
     open_show_log,
     open_video,
     preview_url,
@@ -37,8 +38,10 @@ from metadj_bridge.run.plan import RunOptions, RunPlan, bundled_profile, make_pl
 from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
 from metadj_bridge.scope.offer import ServerOffer
+from metadj_bridge.scope.pacing import GATHER
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
+from metadj_bridge.scope.tempo_feed import TempoSyncWatch
 from metadj_bridge.signals import SignalBoard
 from metadj_bridge.status.model import BridgeStatus
 
@@ -76,7 +79,8 @@ async def _open_scope_url(stack: contextlib.AsyncExitStack, plan: RunPlan) -> st
     from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 
     # Chunk size and pace are the imitated pipeline's own (the emulator's catalogue, from Scope's code).
-    emulator = ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, fps=plan.emulator_fps))
+    emulator = ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, fps=plan.emulator_fps,
+                                            delay_ms=plan.emulator_delay_ms))
     stack.push_async_callback(emulator.aclose)
     await emulator.start()
     log.info("no Scope URL given: started the built-in Scope emulator at %s", emulator.url)
@@ -121,6 +125,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         min_interval=plan.min_send_interval,
         max_interval=plan.max_send_interval,
         chunk_frames=info.chunk_frames,
+        gather=GATHER,
     ))
     board = SignalBoard()
     board.keep(profile.names_read())  # a flood of new OSC addresses never pushes out what the profile reads
@@ -171,6 +176,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
 
         # The video clock closes after the session (the recording ends with the last frame shown).
         video = status.video = await open_video(stack, plan, session)
+        show.latency = status.latency = open_latency(sender, session, video)  # quantize's lookahead auto
         status.preview_url = preview_url(video)
         stack.push_async_callback(session.aclose)
         if osc_out is not None:
@@ -191,6 +197,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             "link": controls.link is not None,
         }
         await session.start()
+        tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))
         if plan.watch:
             await show.watch()
         if plan.status_port is not None:
@@ -211,6 +218,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
                 group.create_task(supervised("status", view.run), name="status")
                 group.create_task(supervised("tempo", hub.run), name="tempo")
                 group.create_task(supervised("show", show.run), name="show")
+                group.create_task(supervised("tempo sync", tempo_sync.run), name="tempo-sync")
                 assert session.supervisor is not None
                 group.create_task(_session_part(session.supervisor), name="scope-session")
                 group.create_task(_until_stopped(stop, plan.duration), name="stop")

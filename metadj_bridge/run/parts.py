@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from metadj_bridge.inputs.tempo_link import LinkSource
     from metadj_bridge.outputs.midi_feedback import MidiOutput
     from metadj_bridge.run.plan import RunOptions, RunPlan
+    from metadj_bridge.scope.latency import ShowLatency
+    from metadj_bridge.scope.sender import ParameterSender
     from metadj_bridge.scope.session import ScopeSession
     from metadj_bridge.showlog.log import ShowLog
     from metadj_bridge.video.clock import OutputClock
@@ -205,6 +207,19 @@ async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: S
     await clock.start()
     session.add_frame_listener(clock.push)
     return clock
+
+
+def open_latency(sender: ParameterSender, session: ScopeSession, video: OutputClock | None) -> ShowLatency:
+    """The show's own measure of its delay from a sent change to the frame at the output (``scope/latency.py``),
+    the lookahead of every ``quantize`` with ``lookahead_ms: auto``."""
+    from metadj_bridge.scope.latency import ShowLatency
+
+    def output_delay() -> float | None:
+        ms = video.stats().delay_ms if video is not None else None
+        return None if ms is None else ms / 1000.0
+
+    prior = 0.5 * video.period if video is not None else 0.0  # half a tick: the wait for the next one
+    return ShowLatency(sender, lambda: session.connection.pc, output_delay, output_prior=prior)
 
 
 def preview_url(video: OutputClock | None) -> str | None:

@@ -56,6 +56,8 @@ class RunOptions:
     min_send_interval: float | None = None
     max_send_interval: float | None = None
     emulator_fps: float | None = None
+    #: The built-in emulator imitates a far server: what it receives arrives this many ms late.
+    emulator_delay_ms: float | None = None
     audio_file: str | None = None
     audio_device: str | None = None
     no_audio: bool = False
@@ -169,6 +171,7 @@ class RunPlan:
     duration: float | None
     no_frame_timeout: float
     emulator_fps: float | None
+    emulator_delay_ms: float
     watch: bool
     #: Video outputs ("vcam", "preview", "record:<path>"), the camera's size and rate, and the rest of ``video:``.
     video_outputs: tuple[str, ...]
@@ -213,6 +216,9 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         raise ConfigError(f"--duration {options.duration:g}: must be more than 0 seconds")
     if options.emulator_fps is not None and not 0 < options.emulator_fps <= 240:
         raise ConfigError(f"--emulator-fps {options.emulator_fps:g}: must be more than 0 and at most 240")
+    delay_ms = options.emulator_delay_ms or 0.0
+    if not 0 <= delay_ms <= 5000:
+        raise ConfigError(f"--emulator-delay-ms {delay_ms:g}: must be from 0 to 5000 ms")
     if options.audio_file and options.audio_device is not None:
         raise ConfigError("give either --audio-file or --audio-device, not both")
     if options.osc_out is not None:
@@ -299,6 +305,7 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         duration=options.duration,
         no_frame_timeout=options.no_frame_timeout,
         emulator_fps=options.emulator_fps,
+        emulator_delay_ms=delay_ms,
         watch=options.watch,
         video_outputs=outputs,
         video_size=video.size or (width, height),

@@ -37,6 +37,7 @@ from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.run.switching import ProfileSwitcher, check_regular, load_with_deadline
 from metadj_bridge.scope.sender import ParameterSender
+from metadj_bridge.scope.tempo_feed import beat_state
 from metadj_bridge.signals import SignalBoard, TempoState, Trigger
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,11 @@ class ShowRunner:
         self.steps = 0
         self.switches = 0
         self.reloads = 0
+        #: The measured delay from a sent change to its frame at the output, in seconds, asked every step for the
+        #: quantize lookahead ``auto`` (``scope/latency.ShowLatency``); None: no Scope output to be late for.
+        self.latency: Callable[[float], float] | None = None
+        #: Scope's tempo sync is on: every step hands the sender the BeatClock's beat (``scope/tempo_feed``).
+        self.feed_beat = False
 
     @property
     def last_control(self) -> str:
@@ -148,12 +154,17 @@ class ShowRunner:
         """One engine step with what arrived since the last one; hands the result on. Synchronous."""
         now = self._clock() if now is None else now
         state = self._tempo(now) if self._tempo is not None else None
+        if self.latency is not None:
+            self.engine.set_latency(self.latency(now))
         triggers = self.board.take_triggers()
         if triggers and any(t.name == _SWITCH_TRIGGER for t in triggers):
             triggers = self._take_switches(triggers)
         out = self.engine.step(self.board.values, triggers, now, state)
         self.steps += 1
         self._hand_on(out)
+        if self.feed_beat and state is not None:
+            # Projected to when it reaches Scope, which takes the phase as it arrives.
+            self.sender.apply(beat_state(state, self.sender.pacer.rtt / 2), checked_by=self.engine.schema)
         if out.events:
             self.last_event = out.events[-1]
             for event in out.events:

@@ -39,6 +39,9 @@ from metadj_bridge.parameters import ONE_SHOT_KEYS
 #: whose target becomes the current prompts once it completes.
 DISCRETE_KEYS = ONE_SHOT_KEYS | {"transition"}
 
+#: The client beat state Scope's tempo sync reads (§9): sent whole whenever one of them changes.
+BEAT_STATE_KEYS = frozenset({"bpm", "beat_phase", "bar_position", "beat_count", "is_playing"})
+
 #: Lasting keys never repeated by the settle step: Scope adds up ``ctrl_input`` mouse moves, and a mode switch
 #: resets the cache (§6).
 NO_SETTLE_KEYS = frozenset({"ctrl_input", "input_mode"})
@@ -49,8 +52,34 @@ DRAIN = 0.95
 #: Messages Scope's parameter queue holds (§6).
 QUEUE_SLOTS = 8
 
+#: The ``PacerConfig.gather`` a running bridge uses: a few analysis hops, far below Scope's wait for its next chunk.
+GATHER = 0.06
+
 #: Sends this many believed chunks apart begin a new run: Scope's queue had emptied in between.
 RUN_GAP_CHUNKS = 8
+
+
+def carry_transition(message: dict[str, Any], running: tuple[float, dict[str, Any]] | None, now: float,
+                     period: float) -> tuple[dict[str, Any], tuple[float, dict[str, Any]] | None]:
+    """Keep a prompt transition going through later prompt changes; returns (message, transition running).
+
+    ``running`` is (when it ends, the transition) for the last one sent. Scope moves a transition one step per
+    chunk and cancels it when prompts arrive without one (§6), so prompts sent before it ends go out as a
+    transition to them over the steps left (at least one): the morph carries on towards the new prompts from
+    where it is instead of snapping.
+    """
+    transition = message.get("transition")
+    if transition is not None:
+        steps = int(transition.get("num_steps", 0) or 0)
+        return message, ((now + steps * period, transition) if steps > 0 else None)
+    if running is None or now >= running[0]:
+        return message, None
+    prompts = message.get("prompts")
+    if prompts is None:
+        return message, running
+    left = max(1, math.ceil((running[0] - now) / period)) if period > 0 else 1
+    carried = {**running[1], "target_prompts": prompts, "num_steps": left}
+    return {**message, "transition": carried}, (running[0], carried)
 
 
 class ParameterState:
@@ -96,9 +125,16 @@ class ParameterState:
         else:
             self._pending[key] = value
         if key == "prompts":
-            # Prompts without a transition cancel a pending transition on Scope's side (§6).
-            self._discrete.pop("transition", None)
-            self._prompts_by_transition = False
+            pending = self._discrete.get("transition")
+            if pending is not None:
+                # Prompts alone would cancel the transition on Scope's side (§6): the morph waiting to go out
+                # heads for these prompts instead (an intensity or knob move during a theme change).
+                self._discrete["transition"] = {**pending, "target_prompts": value}
+                self._sent["prompts"] = value
+                self._pending.pop("prompts", None)
+                self._unsettled.pop("prompts", None)
+            else:
+                self._prompts_by_transition = False
         self._count_change()
 
     def _count_change(self) -> None:
@@ -109,6 +145,11 @@ class ParameterState:
     def has_pending(self) -> bool:
         """A change or an action waits to be sent."""
         return bool(self._pending or self._discrete)
+
+    @property
+    def has_action(self) -> bool:
+        """A one-shot (a cache reset, a transition, a pause switch ...) waits to be sent."""
+        return bool(self._discrete)
 
     @property
     def has_settle(self) -> bool:
@@ -130,6 +171,9 @@ class ParameterState:
         if not (self.has_pending or riders):
             return None
         message = {**riders, **self._pending, **self._discrete}
+        if not BEAT_STATE_KEYS.isdisjoint(message):
+            # Scope takes a client's beat state only whole (bpm and beat_phase at least): it goes together.
+            message.update({k: self.desired[k] for k in BEAT_STATE_KEYS if k in self.desired and k not in message})
         for key in riders:
             del self._unsettled[key]
         for key in self._pending:
@@ -198,6 +242,10 @@ class PacerConfig:
     queue_model: bool = True
     #: A frame after this many seconds without one starts a chunk (Scope's output had run dry).
     restart_gap: float = 1.0
+    #: An isolated change waits this long for companions of the same moment (a bar's seed step and the drop's
+    #: cache reset that the kick brings a few hops later), so they go as one message rather than two, the
+    #: second a chunk behind the first in Scope's queue. The bridge runs with ``GATHER``.
+    gather: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
@@ -324,7 +372,7 @@ class SendPacer:
         excess = self.backlog(now) - level
         return now if excess <= 0 else now + excess * self._take_period(now) / DRAIN
 
-    def next_send_at(self, now: float, last_send: float, *, isolated: bool = False) -> float:
+    def next_send_at(self, now: float, last_send: float, *, isolated: bool = False, urgent: bool = False) -> float:
         """When the next message may go.
 
         An ``isolated`` change (it came when a chunk had already passed since the last message) goes at once:
@@ -333,11 +381,18 @@ class SendPacer:
         (sooner than a whole interval after the last message, or later), so the message carries the newest
         values when Scope takes it. Without a boundary to aim at: one interval after the last message. Either
         way only while the model of Scope's queue (``backlog``) says the last message has been taken.
+
+        An ``urgent`` message (it carries an action: a cache reset, a transition) does not wait for the interval:
+        Scope takes it with the first chunk after it arrives unless the message before is still queued, which
+        waiting could not avoid either (Scope's chunks cannot be seen); it goes once the queue is believed to
+        hold at most one message.
         """
+        if urgent:
+            return max(now + self.config.gather, last_send + self.config.min_interval, self._free_at(now, 1.0))
         interval = self.interval(now)
         earliest = max(last_send + interval, self._free_at(now, 0.0))
         if isolated and now >= earliest:
-            return now
+            return now + self.config.gather
         aimed = self._aimed_slot(now, last_send, interval)
         return max(now, earliest) if aimed is None else aimed
 
@@ -357,6 +412,15 @@ class SendPacer:
         first_slot = self._boundary - margin
         k = max(0, math.ceil((floor - first_slot) / period))
         return first_slot + k * period
+
+    def next_boundary(self, at: float, now: float) -> float | None:
+        """The first chunk boundary (as its first frame arrives here) at or after ``at``, counted on from the latest
+        one seen; None before a boundary and a frame rate are known (``scope/latency.py`` reads this)."""
+        fps = self.fps(now)
+        if self._boundary is None or fps is None:
+            return None
+        period = self.chunk_frames / fps
+        return self._boundary + max(0, math.ceil((at - self._boundary) / period - 1e-9)) * period
 
     def fps(self, now: float) -> float | None:
         """Frames per second coming back, or None without enough recent evidence."""

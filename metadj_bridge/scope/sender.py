@@ -22,7 +22,14 @@ from typing import Any, Protocol
 from metadj_bridge import parameters
 from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 from metadj_bridge.parameters import ParameterSchema
-from metadj_bridge.scope.pacing import DISCRETE_KEYS, QUEUE_SLOTS, PacerConfig, ParameterState, SendPacer
+from metadj_bridge.scope.pacing import (
+    DISCRETE_KEYS,
+    QUEUE_SLOTS,
+    PacerConfig,
+    ParameterState,
+    SendPacer,
+    carry_transition,
+)
 
 __all__ = ["DISCRETE_KEYS", "Channel", "PacerConfig", "ParameterSender", "ParameterState", "SendPacer", "SenderStats"]
 
@@ -95,8 +102,11 @@ class ParameterSender:
         #: When the next message goes, once fixed; and whether it is for changes (else a repeat only).
         self._target: float | None = None
         self._target_is_send = False
+        self._target_urgent = False
         #: After a drop nothing is sent before this time, so Scope's queue can drain first.
         self._hold_until = -math.inf
+        #: The prompt transition last sent and when it ends (``pacing.carry_transition``).
+        self._transition: tuple[float, dict[str, Any]] | None = None
         self._life = Lifecycle("parameter sender")
         self._rejected = 0
         self.sent = 0
@@ -201,6 +211,7 @@ class ParameterSender:
             self.state.begin_session(initial)
         self._last_send = -math.inf
         self._hold_until = -math.inf  # a new session's queue is empty
+        self._transition = None
         self._target = None
         self._wake.set()
 
@@ -277,10 +288,14 @@ class ParameterSender:
         if now < self._hold_until and (self.state.has_pending or self.state.has_settle):
             return self._hold_until
         if self.state.has_pending:
-            if self._target is None or not self._target_is_send:
-                isolated = self._pending_since >= self._last_send + self.pacer.interval(now)
-                self._target = self.pacer.next_send_at(now, self._last_send, isolated=isolated)
-                self._target_is_send = True
+            urgent = self.state.has_action
+            if self._target is None or not self._target_is_send or (urgent and not self._target_urgent):
+                # An action goes as soon as the budget allows, not at the slot aimed for the changes before it.
+                isolated = urgent or self._pending_since >= self._last_send + self.pacer.interval(now)
+                target = self.pacer.next_send_at(now, self._last_send, isolated=isolated, urgent=urgent)
+                keep = self._target is not None and self._target_is_send
+                self._target = min(self._target, target) if keep and self._target is not None else target
+                self._target_is_send, self._target_urgent = True, urgent
             return self._target
         if self.pacer.config.settle and self.state.has_settle:
             if self._target is None:
@@ -308,6 +323,7 @@ class ParameterSender:
             return None
         self._repeats += repeat
         now = self._clock()
+        message, self._transition = carry_transition(message, self._transition, now, self.pacer.interval(now))
         if not repeat and ("prompts" in message or "transition" in message):
             prompts = message.get("prompts") or message["transition"].get("target_prompts", [])
             log.debug("[Scope] Sending prompt: %s", parameters.describe_prompts(prompts))

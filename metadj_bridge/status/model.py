@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["AUDIO_METERS", "BridgeStatus", "RecentWarnings"]
 
 #: The audio meters the views show, in their order (signal names without ``audio.``).
-AUDIO_METERS = ("energy", "low", "mid", "high", "centroid", "flatness")
+AUDIO_METERS = ("energy", "low", "mid", "high", "centroid", "flatness", "section")
 
 
 class RecentWarnings(logging.Handler):
@@ -64,6 +64,8 @@ class BridgeStatus:
         self.inputs: dict[str, Any] = {}
         self.warnings = RecentWarnings()
         self.preview_url: str | None = None
+        #: The show's measure of its delay to the picture (``scope/latency.ShowLatency``), or None.
+        self.latency: Any = None
         self.started = time.monotonic()
 
     def snapshot(self) -> dict[str, Any]:
@@ -86,6 +88,9 @@ class BridgeStatus:
             "inputs": dict(self.inputs),
             "warnings": list(self.warnings.messages),
         }
+        estimate = self.latency.estimate if self.latency is not None else None
+        if estimate is not None:  # seconds from a sent change to its frame at the output: quantize's auto lookahead
+            snap["sender"]["delay_to_picture"] = estimate.as_dict()
         tempo = self.tempo.state if self.tempo is not None else None
         if tempo is not None and tempo.source is not None:
             snap["tempo"] = {"bpm": round(tempo.bpm, 2), "source": tempo.source, "beat": round(tempo.beat, 3),
