@@ -57,7 +57,6 @@ __all__ = ["EngineOutput", "MappingEngine"]
 log = logging.getLogger(__name__)
 
 _SEED_SPAN = 2**31  # action.seed_step wraps base_seed here (Scope takes any int >= 0; this stays 32-bit)
-_INTENSITY_STEP = 0.025  # the smallest move of the intensity blend that is sent
 
 @dataclass(frozen=True, slots=True)
 class EngineOutput:
@@ -87,7 +86,6 @@ class MappingEngine:
         self._pulse = NoisePulse()
         self._accent = NoisePulse()
         self._seed_steps = 0  # action.seed_step hits so far: added to base_seed
-        self._shown = 0.0  # the intensity blend in the prompts
         #: Values for keys sent before that no source sets any more.
         self._fallback: dict[str, Any] = {}
         self._fired: Fired = []
@@ -420,14 +418,11 @@ class MappingEngine:
         return params
 
     def _intensity(self, now: float) -> float:
-        """``prompt.intensity`` plus the accent, 0..1, moving only by ``_INTENSITY_STEP`` or more (or to 0 or 1):
-        a drift too small to see would still cost a message, and Scope takes only one per chunk."""
+        """``prompt.intensity`` plus the accent, 0..1 in steps of 0.01 (finer would only resend the prompts)."""
         slot = self._p.intensity_slot
         value = slot.combine() if slot is not None else None
-        level = round(min(1.0, max(0.0, (value or 0.0) + self._accent.level(now))), 2)
-        if abs(level - self._shown) >= _INTENSITY_STEP or (level != self._shown and level in (0.0, 1.0)):
-            self._shown = level
-        return self._shown
+        level = (value or 0.0) + self._accent.level(now)
+        return round(min(1.0, max(0.0, level)), 2)
 
     def _prompt_list(self, step: int, calm: bool, now: float) -> list[dict[str, Any]]:
         deck = self._deck
