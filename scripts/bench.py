@@ -93,6 +93,47 @@ def bench_audio_cpu() -> None:
         )
 
 
+def bench_audio_sections() -> None:
+    """Breakdowns and drops on the generated tracks, through the analysis path the bridge runs (features, the
+    BeatClock, the section tracker): the delay from the truth, the events where there should be none, and the
+    tracker's own CPU per hop."""
+    import numpy as np
+
+    from metadj_bridge.inputs import synth
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.sections import SectionTracker
+    from metadj_bridge.inputs.tempo import BeatClock
+
+    specs = [synth.DEMO_SPEC, *(t.spec for t in synth.fixtures() if t.spec.name != synth.DEMO_SPEC.name)]
+    cost_us: list[float] = []
+    print("Breakdowns and drops (generated music, the bridge's analysis path):")
+    for spec in specs:
+        track = synth.render(spec)
+        fx = FeatureExtractor(track.samplerate)
+        clock = BeatClock(fx.hop_size / track.samplerate)
+        tracker = SectionTracker(fx.hop_size / track.samplerate)
+        hop, events = fx.hop_size, []
+        for i in range(0, len(track.samples) - hop, hop):
+            f = fx.process(track.samples[i : i + hop])
+            clock.process(f)
+            t0 = time.perf_counter()
+            events += tracker.process(f.t, f.flux_low, f.rms, clock.bpm if clock.locked else 0.0)
+            cost_us.append((time.perf_counter() - t0) * 1e6)
+        kinds = [e.kind for e in events]
+        if spec.breakdown is None:
+            print(f"  {spec.name:<24} no breakdown: events {kinds or 'none'}")
+            continue
+        first, bars = spec.breakdown
+        stop, back = float(track.downbeats[first]), float(track.downbeats[first + bars])
+        drop = next((e.t for e in events if e.kind == "drop"), None)
+        gone = next((e.t for e in events if e.kind == "breakdown"), None)
+        print(f"  {spec.name:<24} events {kinds}; breakdown "
+              f"{'missed' if gone is None else f'{gone - stop:.2f} s after the kick stopped'}, drop "
+              f"{'missed' if drop is None else f'{(drop - back) * 1000:+.0f} ms from the kick back'}")
+    arr = np.array(cost_us)
+    print(f"  section tracker CPU per hop: median {np.median(arr):.1f} us, p99 {np.percentile(arr, 99):.1f} us")
+
+
 def bench_audio_accuracy() -> None:
     """Beat F-measure (+-70 ms, after 5 s) and BPM error (after 8 s): aubio's raw tracker vs the BeatClock."""
     import numpy as np
@@ -640,6 +681,7 @@ async def bench_control(args: argparse.Namespace) -> None:
 
 async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_cpu()
+    bench_audio_sections()
     bench_audio_accuracy()
     await bench_audio_live(args.live_seconds)
 

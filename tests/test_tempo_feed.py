@@ -28,12 +28,30 @@ def test_the_beat_state_is_projected_to_when_it_arrives() -> None:
     assert beat_state(tempo) == {"bpm": 120.0, "beat_phase": 0.75, "bar_position": 1.75, "beat_count": 41,
                                  "is_playing": True}
     ahead = beat_state(tempo, 0.25)  # half a beat at 120 BPM: over the beat line
-    assert ahead["beat_count"] == 42 and ahead["beat_phase"] == pytest.approx(0.25)
+    assert ahead is not None and ahead["beat_count"] == 42 and ahead["beat_phase"] == pytest.approx(0.25)
     assert ahead["bar_position"] == pytest.approx(2.25)
     stopped = beat_state(TempoState(120.0, 41.75, 0.75, 1.75, 4, None, False), 0.25)
-    assert stopped["beat_count"] == 41 and stopped["is_playing"] is False
+    assert stopped is not None and stopped["beat_count"] == 41 and stopped["is_playing"] is False
     waltz = beat_state(TempoState(90.0, 8.5, 0.5, 2.5, 3, "link", True))
-    assert waltz["bar_position"] == pytest.approx(8.5 % 3)
+    assert waltz is not None and waltz["bar_position"] == pytest.approx(8.5 % 3)
+    # A tempo Scope's schema refuses is not sent at all (a stray OSC tempo of 0 or 5000, a grid gone wrong).
+    for bpm, beat in ((0.0, 4.0), (5000.0, 4.0), (float("nan"), 4.0), (120.0, float("inf"))):
+        assert beat_state(TempoState(bpm, beat, 0.0, 0.0, 4, "osc", True)) is None
+
+
+def test_a_beat_state_python_cannot_convert_is_refused_and_the_tempo_sync_goes_on() -> None:
+    """``beat_count`` 1e999 is infinity after JSON; a real Scope 0.2.4 logs "Error handling parameter update:
+    cannot convert float infinity to integer" and loses the message (the emulator's session does the same)."""
+    from metadj_bridge.emulator.tempo import EmulatedTempoSync
+
+    sync = EmulatedTempoSync()
+    sync.enable({"source": "link", "bpm": 124})
+    assert sync.take_client_state(json.loads('{"bpm": 130, "beat_phase": 0.5, "beat_count": 1e999}')) == (
+        "cannot convert float infinity to integer")
+    assert sync.take_client_state({"bpm": "fast", "beat_phase": 0.5}) is not None
+    assert sync.client_updates == 0 and sync.status()["beat_state"]["source"] == "link"
+    assert sync.take_client_state({"bpm": 130, "beat_phase": 0.5, "beat_count": 7}) is None
+    assert sync.client_updates == 1 and sync.status()["beat_state"]["bpm"] == 130.0
 
 
 @pytest.mark.parametrize(("answer", "source"), [

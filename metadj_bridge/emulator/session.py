@@ -58,7 +58,7 @@ class EmulatorSession:
         self.has_input_track = False
         self.closed = False
         #: Scope's tempo sync, handed each message for the client's beat state (``emulator/tempo.py``).
-        self.on_beat_state: Callable[[dict[str, Any]], None] | None = None
+        self.on_beat_state: Callable[[dict[str, Any]], str | None] | None = None
         #: Ended by ``DELETE /api/v1/webrtc/offer/{id}`` (not by a restart fault or the server closing).
         self.removed_by_delete = False
         self._records = records
@@ -139,8 +139,10 @@ class EmulatorSession:
             self._log.warning("Session %s: dropping data-channel message that is not a JSON object: %.200r",
                               self.session_id, raw)
             return
-        if self.on_beat_state is not None:
-            self.on_beat_state(message)
+        error = self.on_beat_state(message) if self.on_beat_state is not None else None
+        if error is not None:
+            self._log.error("Error handling parameter update: %s", error)  # Scope's words; the message is lost
+            return
         self.received_parameters.update({k: v for k, v in message.items() if k not in _NOT_KEPT})
         if self.pipeline is None:
             # No processor was started for this session, so Scope discards the update unseen.

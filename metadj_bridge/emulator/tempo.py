@@ -87,23 +87,25 @@ class EmulatedTempoSync:
                             "midi_clock": {"available": False, "name": "MIDI Clock",
                                            "install_hint": "uv sync --extra midi"}}}
 
-    def take_client_state(self, message: Mapping[str, Any]) -> None:
-        """A data-channel message's beat state, as Scope's ``update_client_beat_state`` keeps it."""
+    def take_client_state(self, message: Mapping[str, Any]) -> str | None:
+        """A data-channel message's beat state, as Scope's ``update_client_beat_state`` keeps it. Returns the error
+        when a value cannot be converted: Scope then loses the whole message ("Error handling parameter update")."""
         if "bpm" not in message or "beat_phase" not in message:
-            return
+            return None
         try:
             phase = float(message["beat_phase"])
-            self._client = {
+            state = {
                 "bpm": float(message["bpm"]),
                 "beat_phase": phase,
                 "bar_position": float(message.get("bar_position", phase)),
                 "beat_count": int(message.get("beat_count", 0)),
                 "is_playing": bool(message.get("is_playing", True)),
             }
-        except (TypeError, ValueError):
-            return  # Scope's own conversion would raise and lose the message; the emulator keeps serving
-        self._client_at = time.time()
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a beat_count of 1e999 (inf)
+            return str(exc)
+        self._client, self._client_at = state, time.time()
         self.client_updates += 1
+        return None
 
 
 def add_tempo_routes(router: web.UrlDispatcher, tempo: EmulatedTempoSync) -> None:

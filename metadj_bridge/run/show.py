@@ -164,7 +164,9 @@ class ShowRunner:
         self._hand_on(out)
         if self.feed_beat and state is not None:
             # Projected to when it reaches Scope, which takes the phase as it arrives.
-            self.sender.apply(beat_state(state, self.sender.pacer.rtt / 2), checked_by=self.engine.schema)
+            beat = beat_state(state, self.sender.pacer.rtt / 2)
+            if beat is not None:
+                self.sender.apply(beat, checked_by=self.engine.schema)
         if out.events:
             self.last_event = out.events[-1]
             for event in out.events:

@@ -23,7 +23,7 @@ from typing import Any
 from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.signals import TempoState
 
-__all__ = ["POLL_SECONDS", "TempoSyncWatch", "beat_state", "sync_source"]
+__all__ = ["BPM_RANGE", "POLL_SECONDS", "TempoSyncWatch", "beat_state", "sync_source"]
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
 
 
-def beat_state(tempo: TempoState, ahead: float = 0.0) -> dict[str, Any]:
-    """The data-channel beat state for ``tempo``, ``ahead`` seconds on (the grid runs at ``tempo.bpm``)."""
+#: The tempos Scope's schema takes for ``bpm``; a grid outside them (or not finite) is not sent.
+BPM_RANGE = (1.0, 999.0)
+
+
+def beat_state(tempo: TempoState, ahead: float = 0.0) -> dict[str, Any] | None:
+    """The data-channel beat state for ``tempo``, ``ahead`` seconds on (the grid runs at ``tempo.bpm``); None
+    when the tempo or the beat is not a number Scope takes (a source that says 0 BPM, or 5000)."""
+    if not (BPM_RANGE[0] <= tempo.bpm <= BPM_RANGE[1]) or not math.isfinite(tempo.beat):
+        return None
     beats = tempo.beat + (max(0.0, ahead) * tempo.bpm / 60.0 if tempo.playing else 0.0)
     per_bar = max(1, tempo.beats_per_bar)
     count = math.floor(beats)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conformance.conftest import require
 from tests.conformance.peer import ensure_loaded, session
+from tests.conformance.test_channel import PRESS, _until
 
 VIZ_SIZE = {"height": 256, "width": 256}
 
@@ -81,3 +82,18 @@ async def test_a_clients_beat_state_takes_over_while_fresh(scope_url: str, offer
         assert _status(scope_url)["beat_state"]["bpm"] == 131.5
         await asyncio.sleep(2.2)
         assert _status(scope_url)["beat_state"]["source"] == "link"
+
+
+async def test_a_beat_state_that_cannot_be_converted_loses_its_whole_message(
+        scope_url: str, offered: dict[str, Any], link_sync: dict[str, Any]) -> None:
+    """``beat_count`` 1e999 (infinity once parsed): Scope logs "Error handling parameter update" and drops the whole
+    message, the key press riding with it too; the next message goes through."""
+    require(offered, "controller-viz")
+    await ensure_loaded(scope_url, "controller-viz", VIZ_SIZE)
+    async with session(scope_url, "controller-viz", "text") as peer:
+        await peer.wait_frames(3, within=20)
+        assert peer.channel is not None
+        peer.channel.send('{"bpm": 130, "beat_phase": 0.5, "beat_count": 1e999, "ctrl_input": {"button": ["KeyW"]}}')
+        assert not await _until(peer, True, within=1.5), "the message with the broken beat state was applied"
+        peer.send(PRESS)
+        assert await _until(peer, True, within=5), "the next message was lost too"
