@@ -145,6 +145,7 @@ class RecordingClock(MidiClockTempo):
 
 async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
     import asyncio
+    import contextlib
     import os
     import threading
     import time
@@ -165,7 +166,14 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
         sender = backend.open_output("clock", virtual=True, client_name="clock-sender")
         clock = RecordingClock()
         readings: list = []
-        midi = MidiInput(["clock-sender:clock"], clock=clock, sink=tempo_sink(readings.append), backend=backend_name)
+        stopped = asyncio.Event()
+
+        def keep(reading) -> None:  # noqa: ANN001
+            readings.append(reading)
+            if reading.playing is False:
+                stopped.set()
+
+        midi = MidiInput(["clock-sender:clock"], clock=clock, sink=tempo_sink(keep), backend=backend_name)
         stop = threading.Event()
         late: list[float] = []  # how far each tick really went out from the steady grid
 
@@ -188,9 +196,8 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
             thread.start()
             await asyncio.to_thread(thread.join, seconds + 5)
             # A loaded machine can hold the last ticks back in the hand-over; Stop is the last message sent.
-            deadline = time.monotonic() + 5.0
-            while not (readings and readings[-1].playing is False) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), 5.0)
         finally:
             stop.set()
             thread.join(5)
