@@ -35,6 +35,7 @@ from typing import Any
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.run.dropguard import NO_SPAN, clear_span, reacts_to_drop
 from metadj_bridge.run.switching import ProfileSwitcher, check_regular, load_with_deadline
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.tempo_feed import beat_state
@@ -98,6 +99,10 @@ class ShowRunner:
         self.profile = profile
         self.sender = sender
         self.engine = MappingEngine(profile, sender.schema, seed=seed)
+        #: The profile reacts to drops: in a breakdown Scope's queue is kept clear around downbeats (``dropguard``).
+        self._guard_drops = reacts_to_drop(profile)
+        #: The clock time of the current breakdown's last kick (``dropguard``), None outside a breakdown.
+        self._breakdown_from: float | None = None
         self._tempo = tempo
         self.midi_out = midi_out
         self.osc_out = osc_out
@@ -162,6 +167,8 @@ class ShowRunner:
         out = self.engine.step(self.board.values, triggers, now, state)
         self.steps += 1
         self._hand_on(out)
+        if self._guard_drops:
+            self._guard_drop(now, state, triggers)
         if self.feed_beat and state is not None:
             # Projected to when it reaches Scope, which takes the phase as it arrives.
             beat = beat_state(state, self.sender.pacer.rtt / 2)
@@ -179,6 +186,19 @@ class ShowRunner:
             self._feedback_due = now + 1.0 / FEEDBACK_RATE_HZ
             self._feedback()
         return out
+
+    def _guard_drop(self, now: float, state: TempoState | None, triggers: list[Trigger]) -> None:
+        """In a breakdown, keep Scope's queue clear around each downbeat for the drop's reset (``dropguard``)."""
+        section = self.board.values.get("audio.section")
+        for trigger in triggers:
+            if trigger.name == "audio.breakdown":
+                gone = trigger.data.get("seconds")
+                self._breakdown_from = now - gone if isinstance(gone, (int, float)) and gone >= 0 else None
+        if section is None or section >= 0.5:
+            self._breakdown_from = None
+        pacer = self.sender.pacer
+        self.sender.keep_clear(*clear_span(now, state, section, chunk_s=pacer.interval(now), rtt=pacer.rtt,
+                                           anchor=self._breakdown_from))
 
     def _take_switches(self, triggers: list[Trigger]) -> list[Trigger]:
         """Profile switch requests (OSC ``/metadj/profile PATH``) go to the switcher, not to the engine."""
@@ -290,6 +310,9 @@ class ShowRunner:
             profile = dataclasses.replace(profile, start_theme=current)
         self.engine.switch_profile(profile, self._clock())
         self.profile = profile
+        self._guard_drops = reacts_to_drop(profile)
+        if not self._guard_drops:
+            self.sender.keep_clear(*NO_SPAN)
         if self.show_log is not None:
             self.show_log.event(f"profile {'switch' if switch else 'reload'}: {profile.path}", self._clock())
         if switch:

@@ -387,8 +387,8 @@ class SendPacer:
         waiting could not avoid either (Scope's chunks cannot be seen); it goes once the queue is believed to
         hold at most one message.
         """
-        if urgent:
-            return max(now + self.config.gather, last_send + self.config.min_interval, self._free_at(now, 1.0))
+        if urgent:  # no gather: what comes with an action was handed over in the same step
+            return max(now, last_send + self.config.min_interval, self._free_at(now, 1.0))
         interval = self.interval(now)
         earliest = max(last_send + interval, self._free_at(now, 0.0))
         if isolated and now >= earliest:

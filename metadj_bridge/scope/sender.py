@@ -105,6 +105,8 @@ class ParameterSender:
         self._target_urgent = False
         #: After a drop nothing is sent before this time, so Scope's queue can drain first.
         self._hold_until = -math.inf
+        #: (start, end): messages without an action do not go in this span; they wait for its end (``keep_clear``).
+        self._clear = (math.inf, math.inf)
         #: The prompt transition last sent and when it ends (``pacing.carry_transition``).
         self._transition: tuple[float, dict[str, Any]] | None = None
         self._life = Lifecycle("parameter sender")
@@ -156,6 +158,19 @@ class ParameterSender:
     def action(self, **kwargs: Any) -> None:
         """A discrete action, e.g. ``action(reset_cache=True)``: goes out in the next message."""
         self.update(kwargs, urgent=True)
+
+    def keep_clear(self, start: float, end: float) -> None:
+        """Send nothing but actions from ``start`` to ``end`` (clock times): changes and repeats wait for ``end``.
+
+        Scope's queue is then empty at ``end - chunk`` and later, so an action sent meanwhile (the drop's cache
+        reset) is taken by the first chunk after it arrives instead of waiting behind a message a chunk long.
+        A later call replaces the span; ``keep_clear(inf, inf)`` ends it.
+        """
+        old_start, old_end = self._clear
+        if (start, end) == self._clear or (abs(start - old_start) < 0.01 and abs(end - old_end) < 0.01):
+            return  # the same span as the beat grid sways: no need to look again
+        self._clear = (start, end)
+        self._wake.set()
 
     def set_chunk_frames(self, frames: int | None, source: str = "offer") -> None:
         """The server's offer says a chunk has ``frames`` frames (None: it does not say; the table stays)."""
@@ -296,13 +311,17 @@ class ParameterSender:
                 keep = self._target is not None and self._target_is_send
                 self._target = min(self._target, target) if keep and self._target is not None else target
                 self._target_is_send, self._target_urgent = True, urgent
-            return self._target
+            return self._target if urgent else self._cleared(self._target)
         if self.pacer.config.settle and self.state.has_settle:
             if self._target is None:
                 self._target = max(now, self._last_send + self.pacer.interval(now))
                 self._target_is_send = False
-            return self._target
+            return self._cleared(self._target)
         return None
+
+    def _cleared(self, target: float) -> float:
+        start, end = self._clear
+        return end if start <= target < end else target
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
