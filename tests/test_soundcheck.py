@@ -104,8 +104,15 @@ def test_listen_json_prints_beats_and_onsets(tmp_path: Path) -> None:
     proc = cli("listen", "--file", str(wav), "--json")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert records and all(set(r) == {"t", "event", "bpm", "confidence"} for r in records)
+    assert records and all(set(r) == {"t", "event", "bpm", "confidence"} for r in records if r["event"] == "onset")
+    assert all(set(r) == {"t", "event", "bpm", "confidence", "beat_in_bar"} for r in records if r["event"] == "beat")
     assert {r["event"] for r in records} == {"beat", "onset"}
+    # Each beat line carries the grid's tempo when that beat fell, not the state when the line was printed: a
+    # second run (where the hops come batched differently) prints the same beat lines.
+    again = cli("listen", "--file", str(wav), "--json")
+    assert [r for r in records if r["event"] == "beat"] == [
+        r for r in map(json.loads, again.stdout.splitlines()) if r["event"] == "beat"]
+    assert {r["beat_in_bar"] for r in records if r["event"] == "beat"} == {0, 1, 2, 3}
     for kind in ("beat", "onset"):  # each kind in time order (an onset is reported after aubio confirms it)
         times = [r["t"] for r in records if r["event"] == kind]
         assert times == sorted(times)

@@ -2,7 +2,8 @@
 
 ``listen`` shows live meters, beats and BPM in the terminal, or with ``--json`` prints one JSON object per
 line for every beat and onset: ``{"t": <s from the start of the audio>, "event": "beat"|"onset", "bpm",
-"confidence"}``. A ``--file`` is analysed faster than real time and the command ends with the file.
+"confidence"}``; a beat's ``bpm`` and ``confidence`` are the grid's when that beat fell, and it carries its
+``beat_in_bar`` (0 = the downbeat). A ``--file`` is analysed faster than real time and the command ends with the file.
 """
 
 from __future__ import annotations
@@ -110,10 +111,16 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
 
     def on_update(update: AudioUpdate) -> None:
         if options.json:
-            events = [(o.t, "onset") for o in update.onsets] + [(b.t, "beat") for b in update.beats]
-            for t, kind in sorted(events):
-                record = {"t": round(t, 4), "event": kind, "bpm": round(update.bpm, 2),
-                          "confidence": round(update.confidence, 3)}
+            # A beat carries the grid's own tempo when it fell (several hops may come in one update); an onset
+            # the tempo of the update that brought it.
+            now_bpm, now_conf = round(update.bpm, 2), round(update.confidence, 3)
+            records: list[tuple[float, dict[str, Any]]] = [
+                (o.t, {"t": round(o.t, 4), "event": "onset", "bpm": now_bpm, "confidence": now_conf})
+                for o in update.onsets]
+            records += [(b.t, {"t": round(b.t, 4), "event": "beat", "bpm": round(b.bpm, 2),
+                               "confidence": round(b.confidence, 3), "beat_in_bar": b.beat_in_bar})
+                        for b in update.beats]
+            for _, record in sorted(records, key=lambda r: r[0]):
                 out.write(json.dumps(record) + "\n")
             return
         levels = meters.update(update)
