@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -165,13 +166,23 @@ async def test_three_thousand_refused_requests_make_a_few_lines_with_a_count(
     applied: list[ShowProfile] = []
     switcher = ProfileSwitcher(lambda: profile, applied.append, interval=0.2)
     bad = [str(shows / "pipe.yaml"), "../elsewhere/other.yaml", "/etc/passwd", "nothing.yaml", 42]
+    began = time.monotonic()
     for i in range(3000):
         switcher.request(bad[i % len(bad)], f"OSC {SWITCH_ADDRESS}")
+    flood = time.monotonic() - began
     assert switcher.refused == 3000 and not switcher.busy and not applied
-    await wait_for(lambda: len(refusals(caplog)) >= 2, 5, "the count of the quiet ones")
+
+    def counted() -> int:
+        return sum(int(m.group(1)) for line in refusals(caplog)[1:]
+                   if (m := re.match(rf"{REFUSED}: (\d+) (?:more )?in the last", line)))
+
+    await wait_for(lambda: counted() >= 2999, 5, "the count of the quiet ones")
     lines = refusals(caplog)
-    assert len(lines) == 2, lines
-    assert lines[1].startswith(f"{REFUSED}: 2999 more in the last 0 s; last: ")
+    # The first at once, then one line per 0.2 s with a count: two lines when the flood took less than that (a
+    # loaded machine can take longer, and then a line comes each 0.2 s of it).
+    assert counted() == 2999 and 2 <= len(lines) <= 2 + int(flood / 0.2), (flood, lines)
+    if flood < 0.2:
+        assert lines[1].startswith(f"{REFUSED}: 2999 more in the last 0 s; last: ")
     switcher.close()
 
 

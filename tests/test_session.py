@@ -264,6 +264,25 @@ async def test_heals_after_server_restart(emulator: ScopeEmulator, caplog: pytes
         await session.aclose()
 
 
+async def test_a_data_channel_that_never_opens_is_given_up_in_seconds(
+    emulator: ScopeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection comes up but every SCTP packet to Scope is lost: the session is rebuilt once the channel
+    has had its few seconds, not after the whole connect timeout (a minute here), and the next one streams."""
+    await emulator_fault(emulator.url, lose_channel=1)
+    session = make_session(emulator.url, connect_timeout=60.0, channel_open_timeout=2.0)
+    await session.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="metadj_bridge.scope"):
+            await session.wait_streaming(timeout=30)
+        assert session.sessions_started == 2
+        assert any("the data channel did not open within 2.0 s of the WebRTC connection" in r.getMessage()
+                   for r in caplog.records)
+        assert (await emulator_get(emulator.url, "/_emulator/log"))["offers"][-1]["prompts"]  # the second took
+    finally:
+        await session.aclose()
+
+
 async def test_heals_when_video_stops_while_connected(emulator: ScopeEmulator,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     session = make_session(emulator.url, no_frame_timeout=1.0)

@@ -83,6 +83,16 @@ class Faults:
     slow_load: float = 0.0
     fail_load: bool = False
     stale_seconds: float = DEFAULT_STALE_SECONDS
+    #: The next this many sessions lose every SCTP packet the server receives: their data channel never opens
+    #: although the connection does (a data-channel handshake lost on the way).
+    lose_channel: int = 0
+
+    def take_lose_channel(self) -> bool:
+        """Whether the session now being made loses its data channel (counts one off ``lose_channel``)."""
+        if self.lose_channel <= 0:
+            return False
+        self.lose_channel -= 1
+        return True
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply the switches present in ``changes``; ValueError (and no change) for a bad value."""
@@ -97,7 +107,14 @@ class Faults:
             if not isinstance(changes["fail_load"], bool):
                 raise ValueError(f"fail_load: {changes['fail_load']!r} is not true or false")
             new["fail_load"] = changes["fail_load"]
+        if "lose_channel" in changes:
+            count = changes["lose_channel"]
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
+                raise ValueError(f"lose_channel: {count!r} is not a number of sessions (0-1000)")
+            new["lose_channel"] = count
         self.slow_load, self.fail_load, self.stale_seconds = new["slow_load"], new["fail_load"], new["stale_seconds"]
+        self.lose_channel = new["lose_channel"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"slow_load": self.slow_load, "fail_load": self.fail_load, "stale_seconds": self.stale_seconds}
+        return {"slow_load": self.slow_load, "fail_load": self.fail_load, "stale_seconds": self.stale_seconds,
+                "lose_channel": self.lose_channel}

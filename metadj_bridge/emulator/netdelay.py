@@ -69,11 +69,29 @@ def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
     return found
 
 
-def delay_receive(pc: RTCPeerConnection, delay: float) -> list[DelayedReceiver]:
+#: The first byte of a DTLS record carrying application data: under WebRTC, the SCTP of the data channel.
+DTLS_APPLICATION_DATA = 23
+
+
+def _lose(deliver: DataReceived) -> DataReceived:
+    """``deliver`` without the datagrams that carry SCTP: ICE, the DTLS handshake and media still arrive."""
+
+    def receive(data: bytes, component: int) -> None:
+        if not data or data[0] != DTLS_APPLICATION_DATA:
+            deliver(data, component)
+
+    return receive
+
+
+def delay_receive(pc: RTCPeerConnection, delay: float, *, lose_sctp: bool = False) -> list[DelayedReceiver]:
     """Make every datagram ``pc`` receives arrive ``delay`` seconds late; call after ``setRemoteDescription``.
 
     Returns the receivers, whose ``cancel()`` drops what still waits when the session closes. No delay: none.
+    ``lose_sctp``: the data channel's packets are lost on the way (the fault ``lose_channel``).
     """
+    if lose_sctp:
+        for connection in _ice_connections(pc):
+            connection.data_received = _lose(connection.data_received)
     if delay <= 0:
         return []
     receivers = []

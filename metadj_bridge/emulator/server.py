@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "metadj_bridge.emulator"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FAULT_KEYS = ("restart", "stop_video", "slow_load", "fail_load", "stale_seconds")
+FAULT_KEYS = ("restart", "stop_video", "slow_load", "fail_load", "stale_seconds", "lose_channel")
 
 
 class ScopeEmulator:
@@ -275,7 +275,8 @@ class ScopeEmulator:
         session.on_beat_state = self.tempo.take_client_state
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
-            session.net_delays = delay_receive(pc, self.config.delay_ms / 1000)  # a far server's network
+            lost = self._faults.take_lose_channel()  # a far server's network, and the fault lose_channel
+            session.net_delays = delay_receive(pc, self.config.delay_ms / 1000, lose_sctp=lost)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             use_scope_bitrate(pc, session.track)

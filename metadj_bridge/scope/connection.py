@@ -83,6 +83,10 @@ class SessionConfig:
     #: The first frame of a session may take longer (a GPU pipeline warms up on its first chunk).
     first_frame_timeout: float = 15.0
     connect_timeout: float = 15.0
+    #: Once the peer connection is up, the data channel has this long (plus six round trips) to open. Its SCTP
+    #: handshake resends a lost packet only after 3 s, so a handshake lost twice would hold the session for the
+    #: whole ``connect_timeout``; a new session is quicker (seen after restarts on a loaded machine).
+    channel_open_timeout: float = 4.0
     load_timeout: float = 300.0
     health_interval: float = 2.0
     #: The longest one HTTP exchange with Scope may take (a server that trickles its answer is given up on then).
@@ -277,10 +281,20 @@ class ScopeConnection:
 
     async def _wait_connected(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
         deadline = time.monotonic() + self.config.connect_timeout
+        channel_limit = self.config.channel_open_timeout + 6 * self.sender.pacer.rtt
+        connected_at: float | None = None
         while not (pc.connectionState == "connected" and channel.readyState == "open"):
             if self._lost is not None and self._lost.done():
                 raise ScopeSessionError(f"WebRTC setup failed: {self._lost.result()}")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if pc.connectionState == "connected" and connected_at is None:
+                connected_at = now
+            if connected_at is not None and now - connected_at > channel_limit:
+                raise ScopeSessionError(
+                    f"the data channel did not open within {channel_limit:.1f} s of the WebRTC connection (its "
+                    "SCTP handshake stalled); a new session is tried"
+                )
+            if now > deadline:
                 raise ScopeSessionError(
                     f"WebRTC did not connect within {self.config.connect_timeout:g} s (connection "
                     f"{pc.connectionState}, ICE {pc.iceConnectionState}, data channel {channel.readyState}); "
