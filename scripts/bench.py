@@ -3,7 +3,7 @@
 
     python scripts/bench.py scope [--seconds 240 | --quick] [--only WORD] [--seed N]
     python scripts/bench.py align [--seconds 50] [--delay-ms 150]
-    python scripts/bench.py audio [--live-seconds 20]
+    python scripts/bench.py audio [--live-seconds 20] [--real DIR] [--real-genres G ...] [--real-limit N]
     python scripts/bench.py control [--messages 10000]
     python scripts/bench.py mapping [--mappings 100] [--seconds 60]
 
@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_align  # noqa: E402 - the align section: scripts/bench_align.py
+import bench_realmusic  # noqa: E402 - real music in the audio section: scripts/bench_realmusic.py
 import bench_scope  # noqa: E402 - the scope section: scripts/bench_scope.py
 
 
@@ -683,6 +684,10 @@ async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_cpu()
     bench_audio_sections()
     bench_audio_accuracy()
+    bench_realmusic.bench_real_music(
+        (args.real or bench_realmusic.default_out()).expanduser(), args.real_genres, args.real_limit,
+        args.madmom_python, per_track=not args.real_summary_only,
+    )
     await bench_audio_live(args.live_seconds)
 
 
@@ -1001,6 +1006,12 @@ def main(argv: list[str] | None = None) -> int:
     bench_align.add_arguments(align)
     audio = sub.add_parser("audio", help="audio analysis cost, beat accuracy, live onset latency")
     audio.add_argument("--live-seconds", type=float, default=20.0)
+    audio.add_argument(
+        "--real", type=Path, default=None, metavar="DIR",
+        help="the real-music development set (scripts/devset.py; default $METADJ_DEVSET or "
+        "~/.cache/metadj-bridge/devset; the section is skipped if it is absent)",
+    )
+    bench_realmusic.add_arguments(audio, positional=False)
     control = sub.add_parser("control", help="MIDI and OSC in -> signal latency, CPU, MIDI clock steadiness")
     control.add_argument("--messages", type=int, default=10000)
     mapping = sub.add_parser(

@@ -1,0 +1,291 @@
+"""The pure parts of the real-music development set (scripts/devset.py, scripts/bench_realmusic.py): the .au
+and .wav readers, the annotation parser, the resampler, building from a local folder, and the scoring of
+downbeats and tempo octaves. No network and no real GTZAN data: every file is written here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import bench_realmusic  # noqa: E402
+import devset  # noqa: E402
+
+
+def au_bytes(samples: np.ndarray, samplerate: int, channels: int = 1, encoding: int = 3, pad: int = 4,
+             size_field: int | None = None) -> bytes:
+    """A Sun .au file: 24-byte header plus ``pad`` bytes of annotation, big-endian samples."""
+    offset = 24 + pad
+    if encoding == 3:
+        data = np.round(samples * 32767).astype(">i2").tobytes()
+    elif encoding == 6:
+        data = samples.astype(">f4").tobytes()
+    else:
+        raise AssertionError(encoding)
+    size = len(data) if size_field is None else size_field
+    header = b".snd" + b"".join(v.to_bytes(4, "big") for v in (offset, size, encoding, samplerate, channels))
+    return header + b"\0" * pad + data
+
+
+def wav_bytes(path: Path, samples: np.ndarray, samplerate: int, channels: int = 1) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(samplerate)
+        w.writeframes(np.round(samples * 32767).astype("<i2").tobytes())
+
+
+def dominant_hz(x: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    k = int(np.argmax(spectrum))
+    # parabolic interpolation of the peak
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / len(x)
+
+
+# ----------------------------------------------------------------------------------------------- readers
+
+
+def test_au_reader_16bit_mono_big_endian() -> None:
+    x = np.array([0.0, 0.5, -0.5, 0.25, -1.0, 0.999], np.float64)
+    audio = devset.read_au(au_bytes(x, 22050))
+    assert audio.samplerate == 22050
+    assert audio.samples.dtype == np.float32
+    np.testing.assert_allclose(audio.samples, np.round(x * 32767) / 32768, atol=1e-6)
+
+
+def test_au_reader_stereo_is_averaged_and_unknown_size_reads_to_end() -> None:
+    left = np.array([0.5, 0.5, 0.5, 0.5])
+    right = np.array([-0.5, 0.0, 0.5, 1.0])
+    interleaved = np.stack([left, right], axis=1).reshape(-1)
+    audio = devset.read_au(au_bytes(interleaved, 44100, channels=2, size_field=0xFFFFFFFF))
+    assert len(audio.samples) == 4
+    np.testing.assert_allclose(audio.samples, (left + right) / 2, atol=1e-4)
+
+
+def test_au_reader_float_encoding() -> None:
+    x = np.array([0.1, -0.2, 0.3], np.float64)
+    np.testing.assert_allclose(devset.read_au(au_bytes(x, 8000, encoding=6)).samples, x, atol=1e-7)
+
+
+def test_au_reader_refuses_lfs_pointers_and_other_files() -> None:
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1323631\n"
+    with pytest.raises(devset.DevsetError, match="LFS"):
+        devset.read_au(pointer)
+    with pytest.raises(devset.DevsetError, match="snd"):
+        devset.read_au(b"RIFF" + b"\0" * 40)
+    bad = bytearray(au_bytes(np.zeros(4), 22050))
+    bad[12:16] = (23).to_bytes(4, "big")  # G.723 ADPCM: not supported
+    with pytest.raises(devset.DevsetError, match="encoding 23"):
+        devset.read_au(bytes(bad))
+
+
+def test_wav_reader_stereo(tmp_path: Path) -> None:
+    x = np.array([[0.5, -0.5], [0.25, 0.25], [-1.0, 0.0]])
+    wav_bytes(tmp_path / "a.wav", x.reshape(-1), 22050, channels=2)
+    audio = devset.read_wav((tmp_path / "a.wav").read_bytes())
+    assert audio.samplerate == 22050
+    np.testing.assert_allclose(audio.samples, x.mean(axis=1), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- annotations
+
+
+def test_parse_beats_with_beat_in_bar() -> None:
+    text = "0.217\t3\n0.695\t4\n1.173\t1\n1.653\t2\n\n2.137\t3\n2.611\t4\n3.108\t1\n"
+    ann = devset.parse_beats(text)
+    assert ann.beats == [0.217, 0.695, 1.173, 1.653, 2.137, 2.611, 3.108]
+    assert ann.beat_in_bar == [3, 4, 1, 2, 3, 4, 1]
+    assert ann.downbeats == [1.173, 3.108]
+
+
+def test_parse_beats_times_only_has_no_downbeats() -> None:
+    ann = devset.parse_beats("# beats\n0.5\n1.0 \n1.5\n")
+    assert ann.beats == [0.5, 1.0, 1.5]
+    assert ann.beat_in_bar is None
+    assert ann.downbeats == []
+
+
+def test_parse_beats_errors_name_the_line() -> None:
+    with pytest.raises(devset.DevsetError, match="line 2"):
+        devset.parse_beats("0.5 1\nabc 2\n")
+    with pytest.raises(devset.DevsetError, match="increasing"):
+        devset.parse_beats("0.5 1\n0.4 2\n")
+
+
+def test_parse_bpm() -> None:
+    assert devset.parse_bpm("1.258700000000000045e+02\n") == pytest.approx(125.87)
+    assert devset.parse_bpm("") is None
+
+
+# ----------------------------------------------------------------------------------------------- resampler
+
+
+@pytest.mark.parametrize(
+    ("sr_in", "sr_out", "hz", "atol"),
+    # 9 kHz is 82% of 22050's Nyquist, in the filter's roll-off: within 2% there, 0.2% lower down.
+    [(22050, 44100, 1000.0, 2e-3), (22050, 44100, 9000.0, 0.02), (48000, 44100, 440.0, 2e-3),
+     (16000, 44100, 3000.0, 2e-3)],
+)
+def test_resample_keeps_a_sine_frequency_and_level(sr_in: int, sr_out: int, hz: float, atol: float) -> None:
+    seconds = 2.0
+    t_in = np.arange(int(seconds * sr_in)) / sr_in
+    y = devset.resample(np.sin(2 * np.pi * hz * t_in), sr_in, sr_out)
+    assert len(y) == int(np.ceil(len(t_in) * sr_out / sr_in))
+    assert dominant_hz(y, sr_out) == pytest.approx(hz, rel=1e-3)
+    # Away from the zero-padded edges it is the same sine sampled at the new rate.
+    t_out = np.arange(len(y)) / sr_out
+    middle = slice(len(y) // 10, -len(y) // 10)
+    np.testing.assert_allclose(y[middle], np.sin(2 * np.pi * hz * t_out[middle]), atol=atol)
+
+
+def test_resample_down_removes_what_the_new_rate_cannot_hold() -> None:
+    sr_in, sr_out = 44100, 22050
+    t = np.arange(sr_in) / sr_in
+    y = devset.resample(np.sin(2 * np.pi * 15000.0 * t), sr_in, sr_out)  # above the new Nyquist (11025 Hz)
+    assert np.sqrt(np.mean(y[1000:-1000] ** 2)) < 1e-3
+
+
+def test_resample_same_rate_is_identity() -> None:
+    x = np.random.default_rng(1).standard_normal(100)
+    np.testing.assert_allclose(devset.resample(x, 44100, 44100), x.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def make_sources(tmp_path: Path) -> tuple[Path, Path]:
+    gtzan = tmp_path / "gtzan" / "genres"
+    notes = tmp_path / "notes"
+    (notes / "beats").mkdir(parents=True)
+    (notes / "tempo").mkdir(parents=True)
+    sr = 22050
+    for genre, num in (("blues", "00000"), ("rock", "00001"), ("pop", "00000")):
+        folder = gtzan / genre
+        folder.mkdir(parents=True)
+        t = np.arange(4 * sr) / sr
+        (folder / f"{genre}.{num}.au").write_bytes(au_bytes(0.3 * np.sin(2 * np.pi * 220 * t), sr))
+        lines = [f"{0.5 * i:.3f}\t{i % 4 + 1}" for i in range(12)]  # runs past the 4 s of audio
+        (notes / "beats" / f"gtzan_{genre}_{num}.beats").write_text("\n".join(lines) + "\n")
+        (notes / "tempo" / f"gtzan_{genre}_{num}.bpm").write_text("1.2e+02\n")
+    (gtzan / "blues" / "blues.00009.au").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid x\n")
+    return tmp_path / "gtzan", notes
+
+
+def test_build_from_folders_converts_indexes_and_is_idempotent(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    gtzan, notes = make_sources(tmp_path)
+    out = tmp_path / "out"
+    (notes / "beats" / "gtzan_blues_00009.beats").write_text("0.5 1\n")
+    assert devset.main(["--gtzan", str(gtzan), "--annotations", str(notes), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "blues.00009.au" in err and "LFS" in err  # the pointer is reported, the rest converted
+    index = json.loads((out / "index.json").read_text())
+    assert [e["name"] for e in index["excerpts"]] == ["blues.00000", "rock.00001"]  # pop is held out
+    record = json.loads((out / "blues" / "blues.00000.json").read_text())
+    assert record["samplerate"] == 44100 and record["bpm"] == 120.0
+    assert record["beats"] == [0.5 * i for i in range(9)]  # 0..4 s: the beats past the audio are dropped
+    assert record["downbeats"] == [0.0, 2.0, 4.0]
+    with wave.open(str(out / "blues" / "blues.00000.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (44100, 1, 2, 4 * 44100)
+    stamp = (out / "blues" / "blues.00000.wav").stat().st_mtime_ns
+    assert devset.main(["--gtzan", str(gtzan), "--annotations", str(notes), "--out", str(out)]) == 0
+    assert (out / "blues" / "blues.00000.wav").stat().st_mtime_ns == stamp  # kept, not converted again
+    loaded = bench_realmusic.load_devset(out)
+    assert [e.name for e in loaded] == ["blues.00000", "rock.00001"]
+    assert loaded[0].downbeats is not None and loaded[0].downbeats.tolist() == [0.0, 2.0, 4.0]
+
+
+def test_build_refuses_held_out_genres_and_explains_empty_sources(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    gtzan, notes = make_sources(tmp_path)
+    assert devset.main(["--gtzan", str(gtzan), "--annotations", str(notes), "--out", str(tmp_path / "o"),
+                        "--genres", "pop"]) == 2
+    assert "held out" in capsys.readouterr().err
+    assert devset.main(["--gtzan", str(notes), "--annotations", str(notes), "--out", str(tmp_path / "o")]) == 2
+    assert "no GTZAN excerpt" in capsys.readouterr().err
+    assert devset.main(["--gtzan", str(tmp_path / "nope"), "--annotations", str(notes)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_build_from_a_bare_git_directory(tmp_path: Path) -> None:
+    gtzan, notes = make_sources(tmp_path)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], check=True, capture_output=True, env=env)
+
+    git("-C", str(notes), "init", "-q")
+    git("-C", str(notes), "add", ".")
+    git("-C", str(notes), "commit", "-q", "-m", "notes")
+    bare = tmp_path / "notes.git"
+    git("clone", "-q", "--bare", str(notes), str(bare))
+    out = tmp_path / "out"
+    assert devset.main(["--gtzan", str(gtzan), "--annotations", str(bare), "--out", str(out),
+                        "--genres", "rock"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [e["name"] for e in index["excerpts"]] == ["rock.00001"]
+    assert index["annotations"]["commit"] and len(index["annotations"]["commit"]) == 40
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def test_downbeat_scoring_counts_only_the_tracker_downbeats() -> None:
+    annotated = np.array([6.0, 8.0, 10.0, 12.0])
+    beats = [(5.5 + 0.5 * i, (i - 1) % 4) for i in range(16)]  # a beat every 0.5 s, downbeats at 6, 8, 10, 12
+    assert bench_realmusic.downbeat_f_measure(annotated, beats) == pytest.approx(1.0)
+    shifted = [(t, (b + 1) % 4) for t, b in beats]  # right beats, bar phase one beat off
+    assert bench_realmusic.downbeat_f_measure(annotated, shifted) == 0.0
+    late = [(t + 0.06, b) for t, b in beats]  # within +-70 ms
+    assert bench_realmusic.downbeat_f_measure(annotated, late) == pytest.approx(1.0)
+    early_only = [(t, b) for t, b in beats if t < 5.0]  # nothing after the 5 s skip
+    assert bench_realmusic.downbeat_f_measure(annotated, early_only) == 0.0
+
+
+def test_octave_classes() -> None:
+    assert bench_realmusic.octave_class(120.0, 120.0) == "1x"
+    assert bench_realmusic.octave_class(124.0, 120.0) == "1x"  # 3.3% off: still right
+    assert bench_realmusic.octave_class(240.0, 120.0) == "2x"
+    assert bench_realmusic.octave_class(61.0, 120.0) == "0.5x"
+    assert bench_realmusic.octave_class(180.0, 120.0) == "1.5x"
+    assert bench_realmusic.octave_class(80.0, 120.0) == "0.67x"
+    assert bench_realmusic.octave_class(131.0, 120.0) == "other"
+    assert bench_realmusic.octave_class(0.0, 120.0) == "none"
+
+
+def test_reference_bpm_follows_the_local_tempo() -> None:
+    beats = np.concatenate([np.arange(0, 10, 0.5), 10 + np.arange(0, 10, 0.4)])  # 120 then 150 BPM
+    assert bench_realmusic.reference_bpm(beats, 3.0) == pytest.approx(120.0)
+    assert bench_realmusic.reference_bpm(beats, 17.0) == pytest.approx(150.0)
+
+
+def test_score_of_a_perfect_tracker() -> None:
+    beats = np.arange(0.25, 20, 0.5)
+    excerpt = bench_realmusic.Excerpt("x", "rock", Path("x.wav"), 20.0, beats, beats[::4])
+    run = bench_realmusic.Run([(float(t), i % 4) for i, t in enumerate(beats)],
+                              tempo_t=[float(t) for t in beats], tempo_bpm=[120.0] * len(beats), first_bpm=120.0)
+    s = bench_realmusic.score(excerpt, run)
+    assert s.f == pytest.approx(1.0) and s.downbeat_f == pytest.approx(1.0)
+    assert s.first_beat == 0.25 and s.first_ok and s.after_ok and s.octave == "1x"
+    half = bench_realmusic.Run(run.beats, tempo_t=run.tempo_t, tempo_bpm=[60.0] * len(beats), first_bpm=60.0)
+    s = bench_realmusic.score(excerpt, half)
+    assert not s.first_ok and s.octave == "0.5x" and s.after_err == pytest.approx(0.5)
+
+
+def test_bench_section_says_how_to_build_when_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_realmusic.bench_real_music(tmp_path / "missing") is False
+    out = capsys.readouterr().out
+    assert "skipped" in out and "scripts/devset.py --gtzan" in out
