@@ -52,8 +52,9 @@ AUDIO_SIGNALS = (
     "audio.bpm",
     "audio.phase",
     "audio.section",
+    "audio.tension",
 )
-AUDIO_TRIGGERS = ("audio.onset", "audio.beat", "audio.drop", "audio.breakdown")
+AUDIO_TRIGGERS = ("audio.onset", "audio.beat", "audio.drop", "audio.breakdown", "audio.buildup")
 
 
 class InputSink(Protocol):

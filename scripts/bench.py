@@ -95,30 +95,35 @@ def bench_audio_cpu() -> None:
 
 
 def bench_audio_sections() -> None:
-    """Breakdowns and drops on the generated tracks, through the analysis path the bridge runs (features, the
-    BeatClock, the section tracker): the delay from the truth, the events where there should be none, and the
-    tracker's own CPU per hop."""
+    """Breakdowns, build-ups and drops on the generated tracks, through the analysis path the bridge runs
+    (features, the BeatClock, the section and build-up trackers): the delay from the truth, the events where there
+    should be none, and the trackers' own CPU per hop."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
     from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.buildup import BuildupTracker
     from metadj_bridge.inputs.sections import SectionTracker
     from metadj_bridge.inputs.tempo import BeatClock
 
-    specs = [synth.DEMO_SPEC, *(t.spec for t in synth.fixtures() if t.spec.name != synth.DEMO_SPEC.name)]
+    specs = [synth.DEMO_SPEC, *(t.spec for t in synth.fixtures() if t.spec.name != synth.DEMO_SPEC.name),
+             synth.TrackSpec("house-buildup-4", "house", 128, 28, breakdown=(10, 8), buildup_bars=4, seed=19),
+             synth.TrackSpec("techno-buildup-2", "techno", 132, 28, breakdown=(8, 8), buildup_bars=2, seed=23)]
     cost_us: list[float] = []
-    print("Breakdowns and drops (generated music, the bridge's analysis path):")
+    print("Breakdowns, build-ups and drops (generated music, the bridge's analysis path):")
     for spec in specs:
         track = synth.render(spec)
         fx = FeatureExtractor(track.samplerate)
         clock = BeatClock(fx.hop_size / track.samplerate)
         tracker = SectionTracker(fx.hop_size / track.samplerate)
+        buildup = BuildupTracker(fx.hop_size / track.samplerate)
         hop, events = fx.hop_size, []
         for i in range(0, len(track.samples) - hop, hop):
             f = fx.process(track.samples[i : i + hop])
             clock.process(f)
             t0 = time.perf_counter()
             events += tracker.process(f.t, f.flux_low, f.rms, clock.bpm if clock.locked else 0.0)
+            events += buildup.process(f.t, f.rms, f.centroid_hz, f.onset, tracker.section < 0.5)
             cost_us.append((time.perf_counter() - t0) * 1e6)
         kinds = [e.kind for e in events]
         if spec.breakdown is None:
@@ -128,11 +133,17 @@ def bench_audio_sections() -> None:
         stop, back = float(track.downbeats[first]), float(track.downbeats[first + bars])
         drop = next((e.t for e in events if e.kind == "drop"), None)
         gone = next((e.t for e in events if e.kind == "breakdown"), None)
+        build = next((e.t for e in events if e.kind == "buildup"), None)
+        built = ""
+        if spec.buildup_bars:
+            rise = float(track.downbeats[first + bars - spec.buildup_bars])
+            built = f", build-up {'missed' if build is None else f'{build - rise:.2f} s after it began'}"
         print(f"  {spec.name:<24} events {kinds}; breakdown "
-              f"{'missed' if gone is None else f'{gone - stop:.2f} s after the kick stopped'}, drop "
+              f"{'missed' if gone is None else f'{gone - stop:.2f} s after the kick stopped'}{built}, drop "
               f"{'missed' if drop is None else f'{(drop - back) * 1000:+.0f} ms from the kick back'}")
     arr = np.array(cost_us)
-    print(f"  section tracker CPU per hop: median {np.median(arr):.1f} us, p99 {np.percentile(arr, 99):.1f} us")
+    print(f"  section and build-up trackers CPU per hop: median {np.median(arr):.1f} us, "
+          f"p99 {np.percentile(arr, 99):.1f} us")
 
 
 def bench_audio_accuracy() -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig
+from metadj_bridge.inputs.buildup import BuildupTracker
 from metadj_bridge.inputs.sections import SectionEvent, SectionTracker
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 from metadj_bridge.signals import AUDIO_SIGNALS, InputSink, Signal, TempoReading, Trigger
@@ -66,10 +67,12 @@ class AudioUpdate:
     #: Hops analysed so far and hops merged into this delivery.
     hops: int
     merged: int
-    #: 1.0 in a full section, 0.0 in a breakdown (``inputs.sections``), and every drop and breakdown since the
-    #: previous delivery.
+    #: 1.0 in a full section, 0.0 in a breakdown (``inputs.sections``), and every drop, breakdown and build-up
+    #: since the previous delivery.
     section: float = 1.0
     sections: tuple[SectionEvent, ...] = ()
+    #: How far a build-up has risen, 0..1 (``inputs.buildup``; 0 outside one).
+    tension: float = 0.0
 
 
 class AudioAnalyzer:
@@ -92,6 +95,7 @@ class AudioAnalyzer:
             )
         self.clock = BeatClock(source.hop_size / source.samplerate, tempo)
         self.sections = SectionTracker(source.hop_size / source.samplerate)
+        self.buildup = BuildupTracker(source.hop_size / source.samplerate)
         self.on_update = on_update
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -152,6 +156,8 @@ class AudioAnalyzer:
         t = features.t
         sections = self.sections.process(t, features.flux_low, features.rms,
                                          self.clock.bpm if self.clock.locked else 0.0)
+        sections += self.buildup.process(t, features.rms, features.centroid_hz, features.onset,
+                                         self.sections.section < 0.5)
         update = AudioUpdate(
             features=features,
             bpm=self.clock.bpm,
@@ -166,6 +172,7 @@ class AudioAnalyzer:
             hops=self._hops,
             merged=0,
             section=self.sections.section,
+            tension=self.buildup.tension,
         )
         with self._lock:
             self._latest = update
@@ -230,7 +237,8 @@ class AudioAnalyzer:
 def audio_values(update: AudioUpdate) -> dict[str, float]:
     """One update's continuous values under their signal names (``signals.AUDIO_SIGNALS``, in that order)."""
     f = update.features
-    values = (f.energy, f.centroid, f.flatness_norm, f.low, f.mid, f.high, update.bpm, update.phase, update.section)
+    values = (f.energy, f.centroid, f.flatness_norm, f.low, f.mid, f.high, update.bpm, update.phase, update.section,
+              update.tension)
     return {name: float(value) for name, value in zip(AUDIO_SIGNALS, values, strict=True)}
 
 

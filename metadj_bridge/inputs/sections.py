@@ -13,9 +13,11 @@ one; a pad, a vocal, a drone or a held bass hardly rises) and the hop's RMS:
 - **breakdown**: no kick for 7 beats at the beat tracker's tempo (2.5 to 5 s; 3.5 s while it has none), so
   about 1.5 to 2 bars after the first missing kick. A fill of one bar without a kick stays shorter than that;
 - **drop**: the first strong kick after a breakdown, reported in the hop it arrives in: half the kick level
-  learnt before the breakdown, and a hit or twice the breakdown's own loudest recent low-band rise (so a riser
-  or a pad is not a drop). The kick level forgets slowly during a breakdown, so a kick that returns quieter
-  (the DJ turned the music down meanwhile) is still heard.
+  learnt before the breakdown, and 1.3 times the breakdown's own loudest low-band rise of the last 2 s (so a
+  riser, a pad or a build-up's snare roll, which grows hit by hit, is not a drop). During a breakdown the kick
+  level follows the music's own level down (never up): a kick that returns quieter because the DJ turned the
+  music down meanwhile is still heard, and a build-up, which gets louder, keeps the whole kick level, so the
+  loudest hits of its snare roll over a noise riser are no drop.
 
 Choices where music is ambiguous:
 
@@ -37,6 +39,7 @@ Pure and cheap (a few float operations per hop, no numpy): numbers in, :class:`S
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["SectionEvent", "SectionTracker"]
@@ -46,10 +49,10 @@ GAP_BEATS = 7.0
 GAP_MIN_S, GAP_MAX_S, GAP_DEFAULT_S = 2.5, 5.0, 3.5
 #: A hop is a kick when its low flux reaches this fraction of the learnt kick level.
 KICK_FRACTION = 0.5
-#: The drop: this fraction of the kick level from before the breakdown, and a hit or this many times the
-#: breakdown's own loudest recent low-band rise.
+#: The drop: this fraction of the kick level from before the breakdown, and this many times the breakdown's own
+#: loudest low-band rise of the last FLOOR_WINDOW_S.
 DROP_FRACTION = 0.5
-DROP_CONTRAST = 2.0
+DROP_CONTRAST = 1.3
 #: A low-band *hit*, whatever the level: low flux HIT_RATIO times the music's RMS of the last LOUDNESS_S and
 #: HIT_JUMP times its own mean over HIT_MEAN_S (a kick or a bass note; not a pad, a held bass or a riser). A hit
 #: keeps the section full too, if it reaches HIT_KICK_FRACTION of the kick level (-10 dB): a kick that got quieter
@@ -63,13 +66,15 @@ ARM_WINDOW_S = 2.5
 ARM_SPACING_S = 0.2
 #: The kick level follows the loudest low-band rise of each LEVEL_WINDOW_S (long enough to hold a kick in any
 #: dance pattern, so a held bass between kicks does not pull it down), by LEVEL_PER_WINDOW of the difference;
-#: during a breakdown it forgets over LEVEL_FORGET_S, so a DJ turning the music down still gets a drop when the
-#: kick returns at the lower level.
+#: during a breakdown it follows the music's level (over LEVEL_FOLLOW_S) down, to MIN_LEVEL_SCALE of it at most, so
+#: a DJ turning the music down still gets a drop when the kick returns at the lower level.
 LEVEL_WINDOW_S = 1.5
 LEVEL_PER_WINDOW = 0.5
-LEVEL_FORGET_S = 20.0
-#: The breakdown's low-band follower forgets over this long.
-FLOOR_RELEASE_S = 2.0
+LEVEL_FOLLOW_S = 1.0
+MIN_LEVEL_SCALE = 0.2
+#: The breakdown's loudest low-band rise is held this long (a peak hold: the hits of a build-up's snare roll read
+#: up to twice apart as they fall across the analysis hops, and the loudest of them sets the bar for the kick).
+FLOOR_WINDOW_S = 2.0
 #: Loudness: a follower over LOUDNESS_S; the music's running level over MUSIC_LEVEL_S.
 LOUDNESS_S = 0.25
 MUSIC_LEVEL_S = 10.0
@@ -114,10 +119,10 @@ class SectionTracker:
         self._loud_alpha = 1.0 - math.exp(-hop_s / LOUDNESS_S)
         self._mean_alpha = 1.0 - math.exp(-hop_s / HIT_MEAN_S)
         self._music_alpha = 1.0 - math.exp(-hop_s / MUSIC_LEVEL_S)
-        self._level_forget = math.exp(-hop_s / LEVEL_FORGET_S)
-        self._floor_release = math.exp(-hop_s / FLOOR_RELEASE_S)
+        self._follow_alpha = 1.0 - math.exp(-hop_s / LEVEL_FOLLOW_S)
         # Followers of the signal itself; they run on through a reset.
         self._loudness = 0.0
+        self._level = 0.0
         self._flux_mean = 0.0
         self._music = 0.0
         self._quiet_since: float | None = None
@@ -137,7 +142,8 @@ class SectionTracker:
         self._arm_flux = 0.0
         self._last_kick = 0.0
         self._since_kick_max = 0.0
-        self._floor = 0.0
+        self._floor: deque[tuple[float, float]] = deque()  # (time, rise), falling: the front is the window's max
+        self._breakdown_kick = self._breakdown_level = 0.0  # the kick level and the music's level as it began
         self._changed = -math.inf
         #: The last drop while no kick has confirmed it yet; the last kick before the breakdown.
         self._drop_t: float | None = None
@@ -152,6 +158,7 @@ class SectionTracker:
         loudness, mean = self._loudness, self._flux_mean
         hit = flux_low >= HIT_RATIO * loudness and flux_low >= HIT_JUMP * mean
         self._loudness = loudness + (rms - loudness) * self._loud_alpha
+        self._level += (rms - self._level) * self._follow_alpha
         self._flux_mean = mean + (flux_low - mean) * self._mean_alpha
         if self._quiet(t, rms):
             return ()
@@ -161,7 +168,7 @@ class SectionTracker:
             return ()
         if self.section > 0.5:
             return self._full(t, flux_low, hit, bpm)
-        return self._breakdown(t, flux_low, hit)
+        return self._breakdown(t, flux_low)
 
     # ------------------------------------------------------------------ states
 
@@ -219,7 +226,9 @@ class SectionTracker:
         self.section = 0.0
         self._changed = t
         self._drop_t = None
-        self._floor = self._since_kick_max
+        self._floor.clear()
+        self._floor.append((t, self._since_kick_max))
+        self._breakdown_kick, self._breakdown_level = self.kick_level, self._level
         return (SectionEvent("breakdown", t, gone),)
 
     def _confirm(self, t: float) -> tuple[SectionEvent, ...]:
@@ -233,9 +242,15 @@ class SectionTracker:
         self._drop_t = self._changed = t
         return (SectionEvent("drop", t, t - self._kickless_from),)
 
-    def _breakdown(self, t: float, flux_low: float, hit: bool) -> tuple[SectionEvent, ...]:
-        self.kick_level *= self._level_forget
-        if flux_low >= DROP_FRACTION * self.kick_level and (hit or flux_low >= DROP_CONTRAST * self._floor):
+    def _breakdown(self, t: float, flux_low: float) -> tuple[SectionEvent, ...]:
+        if self._breakdown_level > 0:
+            scale = self._level / self._breakdown_level
+            self.kick_level = self._breakdown_kick * min(1.0, max(MIN_LEVEL_SCALE, scale))
+        floor = self._floor
+        while floor and floor[0][0] < t - FLOOR_WINDOW_S:
+            floor.popleft()
+        loudest = floor[0][1] if floor else 0.0
+        if flux_low >= DROP_FRACTION * self.kick_level and flux_low >= DROP_CONTRAST * loudest:
             self._kickless_from = self._last_kick
             seconds = t - self._last_kick
             self.section = 1.0
@@ -244,8 +259,9 @@ class SectionTracker:
             self._since_kick_max = 0.0
             self._window_end, self._window_max, self._window_kick = t + LEVEL_WINDOW_S, flux_low, True
             return (SectionEvent("drop", t, seconds),)
-        floor = self._floor * self._floor_release
-        self._floor = flux_low if flux_low > floor else floor
+        while floor and floor[-1][1] <= flux_low:
+            floor.pop()
+        floor.append((t, flux_low))
         return ()
 
 

@@ -77,6 +77,17 @@ def bass_note(sr: int, seconds: float, freq: float = 55.0, *, attack: float = 0.
     return (0.5 * wave_ * env).astype(np.float32)
 
 
+def riser(sr: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A build-up's noise sweep: from -24 dB to full level, and from dull (a 2 ms moving average) to bright."""
+    n = int(seconds * sr)
+    x = rng.standard_normal(n).astype(np.float32)
+    width = max(1, int(0.002 * sr))
+    dull = np.convolve(x, np.ones(width, np.float32) / width, "same")
+    progress = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    gain = 0.3 * 10 ** ((-24.0 + 24.0 * progress) / 20.0)
+    return (gain * ((1.0 - progress) * dull + progress * x)).astype(np.float32)
+
+
 def pad(sr: int, seconds: float, freqs: Iterable[float] = (220.0, 261.63, 329.63)) -> np.ndarray:
     n = int(seconds * sr)
     t = np.arange(n) / sr
@@ -163,6 +174,9 @@ class TrackSpec:
     breakdown: tuple[int, int] | None = None
     #: Bars of intro with kick and hats only.
     intro_bars: int = 0
+    #: The last this many bars of the breakdown build up to the drop: a noise riser that grows louder and
+    #: brighter, and a snare roll that gets louder and denser (eighths, then sixteenths in the last bar).
+    buildup_bars: int = 0
     noise_db: float = -42.0
     seed: int = 1
 
@@ -259,6 +273,16 @@ def render(spec: TrackSpec, samplerate: int = SAMPLERATE) -> Track:
                         side[i:j] = np.minimum(side[i:j], duck)
         if in_breakdown:
             add(out, pad(samplerate, bpb * period), time_at(bar, 0), 1.0)
+    if spec.breakdown is not None and spec.buildup_bars > 0:
+        build_rng = np.random.default_rng(spec.seed + 1)  # its own: the rest of the track is as without it
+        first = spec.breakdown[0] + spec.breakdown[1] - min(spec.buildup_bars, spec.breakdown[1])
+        last = spec.breakdown[0] + spec.breakdown[1]
+        start, end = time_at(first, 0), time_at(last, 0)
+        add(out, riser(samplerate, end - start, build_rng), start, 1.0)
+        for bar in range(first, last):
+            for pos in np.arange(0.0, bpb, 0.25 if bar == last - 1 else 0.5):
+                t = time_at(bar, float(pos))
+                add(out, sounds["snare"], t, 0.2 + 0.6 * (t - start) / (end - start))
     out += bass_layer * side
     noise = rng.standard_normal(len(out)).astype(np.float32) * (10 ** (spec.noise_db / 20))
     out += noise
