@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["AUDIO_METERS", "BridgeStatus", "RecentWarnings"]
 
 #: The audio meters the views show, in their order (signal names without ``audio.``).
-AUDIO_METERS = ("energy", "low", "mid", "high", "centroid", "flatness", "section")
+AUDIO_METERS = ("energy", "low", "mid", "high", "centroid", "flatness", "section", "tension")
 
 
 class RecentWarnings(logging.Handler):
