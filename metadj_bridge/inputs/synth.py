@@ -327,6 +327,48 @@ HELDOUT_SPECS: tuple[TrackSpec, ...] = (
 DEMO_SPEC = TrackSpec("metadj-demo-124", "house", 124, 24, intro_bars=4, breakdown=(12, 4), seed=124)
 
 
+def crossfade(a: Track, b: Track, start: float, seconds: float) -> Track:
+    """A DJ's transition: ``b`` comes in at ``start`` s of ``a`` and they crossfade (equal power) over ``seconds``.
+
+    The beats are ``a``'s until the crossfade's midpoint and ``b``'s after it (the track a listener follows); the
+    tempo at each beat likewise. The mix ends where ``b`` ends. Both at the same sample rate.
+    """
+    if a.samplerate != b.samplerate:
+        raise ValueError(f"crossfade: sample rates differ ({a.samplerate} and {b.samplerate})")
+    sr = a.samplerate
+    i0, n = round(start * sr), round(seconds * sr)
+    if not (0 <= i0 and i0 + n <= len(a.samples) and n <= len(b.samples)):
+        raise ValueError(f"crossfade: {seconds:g} s from {start:g} s does not fit the tracks")
+    out = np.zeros(i0 + len(b.samples), np.float32)
+    x = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    out[:i0] = a.samples[:i0]
+    out[i0 : i0 + n] = a.samples[i0 : i0 + n] * np.cos(0.5 * np.pi * x)
+    out[i0:] += b.samples * np.concatenate([np.sin(0.5 * np.pi * x), np.ones(len(b.samples) - n, np.float32)])
+    middle = start + seconds / 2
+    keep_a, keep_b = a.beats < middle, b.beats + start >= middle
+    beats = np.concatenate([a.beats[keep_a], b.beats[keep_b] + start])
+    bpms = np.concatenate([a.bpms[keep_a], b.bpms[keep_b]])
+    downbeats = np.concatenate([a.downbeats[a.downbeats < middle], b.downbeats[b.downbeats + start >= middle] + start])
+    spec = TrackSpec(f"{a.name}>{b.name}", b.spec.style, b.spec.bpm, b.spec.bars, b.spec.beats_per_bar,
+                     seed=b.spec.seed)
+    return Track(spec, out, sr, beats, downbeats, bpms)
+
+
+#: DJ transitions the beat tracking is measured on: (from, to, the crossfade's start in s, its length in s).
+TRANSITIONS: tuple[tuple[TrackSpec, TrackSpec, float, float], ...] = (
+    (TrackSpec("house-124", "house", 124, 24, seed=61), TrackSpec("techno-138", "techno", 138, 24, seed=62), 24.0, 8.0),
+    (TrackSpec("techno-132", "techno", 132, 24, seed=63), TrackSpec("house-120", "house", 120, 24, seed=64), 24.0, 8.0),
+    (TrackSpec("house-126", "house", 126, 24, seed=65), TrackSpec("offbeat-116", "offbeat_bass", 116, 24, seed=66),
+     24.0, 8.0),
+)
+
+
+def transitions(samplerate: int = SAMPLERATE) -> list[tuple[Track, float, float]]:
+    """The ``TRANSITIONS`` mixed: each with its crossfade's start and length."""
+    return [(crossfade(render(a, samplerate), render(b, samplerate), start, seconds), start, seconds)
+            for a, b, start, seconds in TRANSITIONS]
+
+
 def fixtures(samplerate: int = SAMPLERATE, *, heldout: bool = False) -> list[Track]:
     return [render(spec, samplerate) for spec in (HELDOUT_SPECS if heldout else FIXTURE_SPECS)]
 
