@@ -57,6 +57,11 @@ class TempoFeatures(Protocol):
     def raw_bpm(self) -> float: ...
 
 
+#: The tempo estimate weighs the novelty of the last seconds most (a weight falling by e every RECENT_S back), so
+#: a DJ's transition to another tempo wins the window sooner.
+RECENT_S = 3.0
+
+
 @dataclass
 class TempoConfig:
     min_bpm: float = 70.0
@@ -208,7 +213,8 @@ class BeatClock:
     def _estimate(self) -> None:
         kick, snare, t0 = self._series()
         novelty = kick + 1.5 * snare
-        acf = autocorrelation(novelty)
+        recent = np.exp((np.arange(len(novelty)) - len(novelty)) * self.hop_s / RECENT_S)
+        acf = autocorrelation(novelty * recent)
         if acf is None:
             return
         period, strength = self._tempo(acf, snare, kick)
