@@ -60,6 +60,8 @@ class TempoFeatures(Protocol):
 #: The tempo estimate weighs the novelty of the last seconds most (a weight falling by e every RECENT_S back), so
 #: a DJ's transition to another tempo wins the window sooner.
 RECENT_S = 3.0
+#: Seconds of music before the first tempo estimate (the first lock waits for a second estimate that agrees).
+FIRST_ESTIMATE_S = 3.0
 
 
 @dataclass
@@ -173,7 +175,7 @@ class BeatClock:
         if f.raw_bpm > 0:
             self._raw_bpm = f.raw_bpm
         self._since_estimate += self.hop_s
-        if self._since_estimate >= self.config.estimate_every_s and self._filled * self.hop_s >= 4.5:
+        if self._since_estimate >= self.config.estimate_every_s and self._filled * self.hop_s >= FIRST_ESTIMATE_S:
             self._since_estimate = 0.0
             self._estimate()
         return self._emit_due()
