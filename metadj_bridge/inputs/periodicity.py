@@ -63,7 +63,12 @@ def strongest_period(acf: np.ndarray, hop_s: float, min_bpm: float, max_bpm: flo
     lags = np.arange(lo, hi, 0.25)
     score = comb_score(smooth, lags)
     assert isinstance(score, np.ndarray)
-    i = int(np.argmax(score))
+    # A peak, not an edge: a score still rising at the end of the range (the slope of the ACF's central lobe)
+    # names no period inside it.
+    inner = np.flatnonzero((score[1:-1] >= score[:-2]) & (score[1:-1] >= score[2:])) + 1
+    if len(inner) == 0:
+        return None, 0.0
+    i = int(inner[np.argmax(score[inner])])
     strength = float(score[i])
     if strength < 0.05:
         return None, strength
