@@ -183,7 +183,8 @@ async def test_a_program_change_switches_the_profile_without_a_new_session(
         controller.send(mido.Message("program_change", channel=0, program=2))
 
         await wait_for_async(lambda: alone(emulator.url, "lightning storm over the sea"), 15.0,
-                             "the other profile's prompt applied by Scope")
+                             "the other profile's prompt applied by Scope",
+                             poke=lambda: controller.send(mido.Message("program_change", channel=0, program=2)))
         async with httpx.AsyncClient() as http:
             log = (await http.get(emulator.url + "/_emulator/log")).json()
         transitions = [e["message"]["transition"] for e in log["applied"] if "transition" in e["message"]]
@@ -250,11 +251,18 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(
         assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == 1
 
 
-async def wait_for_async(check: Any, limit: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
+async def wait_for_async(check: Any, limit: float, what: str, poke: Any = None) -> None:
+    """Wait for ``check``; ``poke`` (if given) is called again every 2 s meanwhile: a loaded machine's JACK can
+    lose a MIDI message sent the moment a port connects, and the same message again must do the same."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    poked = loop.time()
     while not await check():
-        if asyncio.get_running_loop().time() > deadline:
+        if loop.time() > deadline:
             raise AssertionError(f"timed out after {limit} s waiting for {what}")
+        if poke is not None and loop.time() - poked >= 2.0:
+            poke()
+            poked = loop.time()
         await asyncio.sleep(0.1)
 
 
