@@ -80,3 +80,32 @@ def tempo_sink(listener: Callable[[Any], None]) -> Any:
     board = SignalBoard()
     board.on_tempo(listener)
     return board
+
+
+async def hear(samples: np.ndarray, samplerate: int, events: tuple[str, ...], signal: str,
+               analysis: Any = None) -> tuple[list[Any], list[tuple[float, float]]]:
+    """Play ``samples`` through the bridge's analysis path (a WAV-array source, the analyzer's worker thread,
+    ``deliver`` into a SignalBoard) as fast as it goes. Returns the triggers named in ``events``, in order, and
+    ``signal``'s value on the board after every delivery (with the audio time it carried)."""
+    from metadj_bridge.inputs.analysis_config import hop_size_for
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer, deliver
+    from metadj_bridge.inputs.audio import WavFileSource
+    from metadj_bridge.signals import SignalBoard
+
+    source = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), realtime=False)
+    board = SignalBoard()
+    fired: list[Any] = []
+    values: list[tuple[float, float]] = []
+    board.on_trigger(lambda trigger: fired.append(trigger) if trigger.name in events else None)
+
+    def on_update(update: Any) -> None:
+        deliver(update, board)
+        values.append((update.features.t, board.get(signal, -1.0)))
+
+    analyzer = AudioAnalyzer(source, analysis=analysis, on_update=on_update)
+    await analyzer.start()
+    assert analyzer.finished is not None
+    await asyncio.wait_for(analyzer.finished, 120)
+    await analyzer.aclose()
+    assert analyzer.error is None
+    return fired, values

@@ -7,7 +7,6 @@ noise riser that grows louder and brighter and a snare roll that gets denser (``
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, field
 
@@ -16,10 +15,9 @@ import pytest
 
 from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis_config import hop_size_for
-from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, deliver
-from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.buildup import BuildupTracker
-from metadj_bridge.signals import SignalBoard, Trigger
+from metadj_bridge.signals import Trigger
+from tests.helpers import hear
 
 SR = synth.SAMPLERATE
 HOP_S = hop_size_for(SR) / SR
@@ -43,22 +41,7 @@ class Heard:
 
 
 async def listen(samples: np.ndarray) -> Heard:
-    source = WavFileSource(samples, SR, hop_size=hop_size_for(SR), realtime=False)
-    board = SignalBoard()
-    heard = Heard()
-    board.on_trigger(lambda trigger: heard.events.append(trigger) if trigger.name in EVENTS else None)
-
-    def on_update(update: AudioUpdate) -> None:
-        deliver(update, board)
-        heard.tension.append((update.features.t, board.get("audio.tension", -1.0)))
-
-    analyzer = AudioAnalyzer(source, on_update=on_update)
-    await analyzer.start()
-    assert analyzer.finished is not None
-    await asyncio.wait_for(analyzer.finished, 120)
-    await analyzer.aclose()
-    assert analyzer.error is None
-    return heard
+    return Heard(*await hear(samples, SR, EVENTS, "audio.tension"))
 
 
 BUILDUPS = [

@@ -19,10 +19,9 @@ import pytest
 
 from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for
-from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, deliver
-from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.sections import SectionTracker
-from metadj_bridge.signals import AUDIO_SIGNALS, AUDIO_TRIGGERS, SignalBoard, Trigger
+from metadj_bridge.signals import AUDIO_SIGNALS, AUDIO_TRIGGERS, Trigger
+from tests.helpers import hear
 
 SR = synth.SAMPLERATE
 HOP_S = hop_size_for(SR) / SR
@@ -50,22 +49,7 @@ class Heard:
 
 async def listen(samples: np.ndarray, analysis: AnalysisConfig | None = None) -> Heard:
     """Play ``samples`` through the bridge's analysis path as fast as it goes; what reached the board."""
-    source = WavFileSource(samples, SR, hop_size=hop_size_for(SR), realtime=False)
-    board = SignalBoard()
-    heard = Heard([], [])
-    board.on_trigger(lambda trigger: heard.events.append(trigger) if trigger.name in SECTION_EVENTS else None)
-
-    def on_update(update: AudioUpdate) -> None:
-        deliver(update, board)
-        heard.section.append((update.features.t, board.get("audio.section", -1.0)))
-
-    analyzer = AudioAnalyzer(source, analysis=analysis, on_update=on_update)
-    await analyzer.start()
-    assert analyzer.finished is not None
-    await asyncio.wait_for(analyzer.finished, 120)
-    await analyzer.aclose()
-    assert analyzer.error is None
-    return heard
+    return Heard(*await hear(samples, SR, SECTION_EVENTS, "audio.section", analysis))
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,8 @@ from metadj_bridge.profile.model import (
 )
 from metadj_bridge.run.dropguard import NO_SPAN, clear_span, reacts_to_drop
 from metadj_bridge.run.show import ShowRunner
-from metadj_bridge.scope.pacing import PacerConfig
-from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.signals import Signal, TempoState, Trigger
-from tests.test_sender import RecordingChannel
+from tests.test_sender import clocked_sender
 
 BEAT = 0.5  # 120 BPM: a bar of 2 s
 
@@ -72,6 +70,10 @@ def test_the_breakdown_s_last_kick_says_where_the_bar_begins() -> None:
     assert (start, end) == pytest.approx((11.7 - BEAT - 0.45, 11.7 + BEAT))  # 9.7 + a beat is gone: the next
     start, end = clear_span(12.1, grid(0.2), 0.0, chunk_s=0.4, rtt=0.0, anchor=9.2)
     assert end == pytest.approx(11.7 + BEAT)
+    # An anchor that is no time at all leaves the grid's own bar in charge.
+    for nonsense in (-math.inf, math.nan):
+        assert clear_span(10.0, grid(0.0), 0.0, chunk_s=0.4, rtt=0.0, anchor=nonsense) == clear_span(
+            10.0, grid(0.0), 0.0, chunk_s=0.4, rtt=0.0)
 
 
 def test_only_a_profile_that_reacts_to_drops_is_guarded() -> None:
@@ -83,12 +85,7 @@ def test_only_a_profile_that_reacts_to_drops_is_guarded() -> None:
 
 async def test_the_sender_holds_changes_in_the_span_and_lets_an_action_through() -> None:
     now = [0.0]
-    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12,
-                                               assumed_fps=20, settle=False))
-    sender._clock = lambda: now[0]
-    channel = RecordingChannel()
-    sender.attach(channel)
-    sender.start()
+    sender, channel = clocked_sender(now, assumed_fps=20, settle=False)
     try:
         sender.keep_clear(1.0, 2.0)
         now[0] = 1.2
@@ -121,14 +118,9 @@ def drop_profile() -> ShowProfile:
 
 async def test_a_show_keeps_the_downbeat_after_a_breakdown_s_last_kick_clear() -> None:
     now = [100.0]
-    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12,
-                                               assumed_fps=20, settle=False))
-    sender._clock = lambda: now[0]
+    sender, channel = clocked_sender(now, assumed_fps=20, settle=False)
     # The beat grid's bar is two beats off the music's: its bar position says 0 at 100.0.
     runner = ShowRunner(drop_profile(), sender, lambda t: grid(((t - 100.0) / BEAT) % 4.0), clock=lambda: now[0])
-    channel = RecordingChannel()
-    sender.attach(channel)
-    sender.start()
     try:
         runner.board.set(Signal("audio.section", 0.0, 1.0))
         runner.board.fire(Trigger("audio.breakdown", 1.0, {"seconds": 3.6}))  # the last kick at 96.4

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,17 @@ class RecordingChannel:
 
     def send(self, data: str) -> None:
         self.messages.append(json.loads(data))
+
+
+def clocked_sender(now: list[float], **pacer: Any) -> tuple[ParameterSender, RecordingChannel]:
+    """A started sender on the test's own clock ``now[0]``, sending into a RecordingChannel. Unless ``pacer`` says
+    otherwise: 12-frame chunks at an assumed 12 fps, one message per second of that clock."""
+    config = PacerConfig(**{"min_interval": 0.01, "max_interval": 10.0, "chunk_frames": 12, "assumed_fps": 12, **pacer})
+    sender = ParameterSender(pacer=config, clock=lambda: now[0])
+    channel = RecordingChannel()
+    sender.attach(channel)
+    sender.start()
+    return sender, channel
 
 
 def test_state_merges_changes_into_one_message() -> None:
@@ -273,12 +285,7 @@ async def test_sender_rejects_invalid_values_and_keeps_state() -> None:
 
 async def test_sender_budgets_actions_too_and_merges_them(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12))
-    # assumed 12 fps / 12 frames = one message per 1.0 s of the sender's clock, which we control.
-    sender._clock = lambda: now[0]
-    channel = RecordingChannel()
-    sender.attach(channel)
-    sender.start()
+    sender, channel = clocked_sender(now)  # one message per 1.0 s of the sender's clock, which we control
     try:
         sender.update(noise_scale=0.1)
         await asyncio.sleep(0.05)
@@ -418,12 +425,7 @@ async def test_a_moment_s_changes_go_together_with_a_gather(gather: float) -> No
     """A bar's seed step and the drop's reset a few hops later: with a gather they go as one message; without
     one, as two (in Scope's queue the second would wait a chunk behind the first)."""
     now = [0.0]
-    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12,
-                                               gather=gather))
-    sender._clock = lambda: now[0]
-    channel = RecordingChannel()
-    sender.attach(channel)
-    sender.start()
+    sender, channel = clocked_sender(now, gather=gather)
     try:
         sender.update(base_seed=43)
         await asyncio.sleep(0.02)
@@ -443,11 +445,7 @@ async def test_an_action_does_not_wait_for_the_interval() -> None:
     """Knob changes go once per chunk; a cache reset goes at once (Scope takes it with its next chunk), and the
     changes after it wait for the budget again."""
     now = [0.0]
-    sender = ParameterSender(pacer=PacerConfig(min_interval=0.01, max_interval=10.0, chunk_frames=12, assumed_fps=12))
-    sender._clock = lambda: now[0]
-    channel = RecordingChannel()
-    sender.attach(channel)
-    sender.start()
+    sender, channel = clocked_sender(now)
     try:
         sender.update(base_seed=1)
         await asyncio.sleep(0.02)

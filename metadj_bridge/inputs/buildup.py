@@ -80,31 +80,33 @@ class BuildupTracker:
             self._onsets.append(t)
         while self._onsets and self._onsets[0] < t - DENSITY_S:
             self._onsets.popleft()
-        raw = (20.0 * math.log10(max(rms, 1e-6)) if math.isfinite(rms) else -120.0,
-               math.log2(max(centroid_hz, 20.0)) if math.isfinite(centroid_hz) else math.log2(20.0),
-               math.log2(1.0 + len(self._onsets) / DENSITY_S))
-        a = self._alpha
-        now = raw if self._now is None else tuple(p + a * (r - p) for p, r in zip(self._now, raw, strict=True))
-        self._now = now  # type: ignore[assignment]
-        self._history.append(self._now)  # type: ignore[arg-type]
+        raw: Measures = (20.0 * math.log10(max(rms, 1e-6)) if math.isfinite(rms) else -120.0,
+                         math.log2(max(centroid_hz, 20.0)) if math.isfinite(centroid_hz) else math.log2(20.0),
+                         math.log2(1.0 + len(self._onsets) / DENSITY_S))
+        prev, a = self._now, self._alpha
+        level: Measures = raw if prev is None else (prev[0] + a * (raw[0] - prev[0]),
+                                                    prev[1] + a * (raw[1] - prev[1]),
+                                                    prev[2] + a * (raw[2] - prev[2]))
+        self._now = level
+        self._history.append(level)
         if not in_breakdown:
             if self._floor is not None:
                 self._end()
             return ()
-        level = self._now
-        assert level is not None
-        floor = level if self._floor is None else tuple(min(f, n) for f, n in zip(self._floor, level, strict=True))
-        self._floor = floor  # type: ignore[assignment]
+        old = self._floor
+        floor: Measures = level if old is None else (min(old[0], level[0]), min(old[1], level[1]),
+                                                     min(old[2], level[2]))
+        self._floor = floor
         if self.building:
             self._peak = max(self._peak, level[0])
-            self.tension = max(self.tension, _tension(level, self._floor))  # type: ignore[arg-type]
+            self.tension = max(self.tension, _tension(level, floor))
             if level[0] < self._peak - FALL_DB:  # it fell back without a drop: not a build-up after all
                 self._end()
                 self._floor = level
             return ()
         if len(self._history) <= self._lookback:
             return ()
-        if not (_rises(level, self._history[0]) and _rises(level, self._floor)):  # type: ignore[arg-type]
+        if not (_rises(level, self._history[0]) and _rises(level, floor)):
             self._rising_since = None
             return ()
         if self._rising_since is None:
@@ -113,7 +115,7 @@ class BuildupTracker:
             return ()
         self.building = True
         self._peak = level[0]
-        self.tension = _tension(level, self._floor)  # type: ignore[arg-type]
+        self.tension = _tension(level, floor)
         return (SectionEvent("buildup", t, t - self._rising_since + LOOKBACK_S),)
 
 

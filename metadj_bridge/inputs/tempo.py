@@ -120,6 +120,7 @@ class BeatClock:
         self._snare = np.zeros(n, np.float32)
         self._pos = 0
         self._filled = 0
+        self._recent = np.zeros(0)  # the tempo estimate's weights, newest last (RECENT_S)
         self._t = 0.0
         self._means = [1e-9, 1e-9, 1e-9]
         self._long = [1e-9, 1e-9, 1e-9]
@@ -215,8 +216,9 @@ class BeatClock:
     def _estimate(self) -> None:
         kick, snare, t0 = self._series()
         novelty = kick + 1.5 * snare
-        recent = np.exp((np.arange(len(novelty)) - len(novelty)) * self.hop_s / RECENT_S)
-        acf = autocorrelation(novelty * recent)
+        if len(self._recent) != len(novelty):  # the weights change only while the window fills
+            self._recent = np.exp((np.arange(len(novelty)) - len(novelty)) * self.hop_s / RECENT_S)
+        acf = autocorrelation(novelty * self._recent)
         if acf is None:
             return
         period, strength = self._tempo(acf, snare, kick)

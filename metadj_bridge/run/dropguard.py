@@ -62,7 +62,7 @@ def clear_span(now: float, state: TempoState | None, section: float | None, *, c
     limit = MAX_SHARE * bar
     before = min(before, limit)
     after = min(after, limit - before)
-    if anchor is not None and anchor <= now:
+    if anchor is not None and math.isfinite(anchor) and anchor <= now:
         first = anchor + beat  # the downbeat the kick left off at
         downbeat = first + max(0, math.ceil((now - first) / bar)) * bar
     else:

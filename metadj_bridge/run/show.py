@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -193,7 +194,10 @@ class ShowRunner:
         for trigger in triggers:
             if trigger.name == "audio.breakdown":
                 gone = trigger.data.get("seconds")
-                self._breakdown_from = now - gone if isinstance(gone, (int, float)) and gone >= 0 else None
+                if isinstance(gone, (int, float)) and math.isfinite(gone) and gone >= 0:
+                    self._breakdown_from = now - gone
+                else:
+                    self._breakdown_from = None
         if section is None or section >= 0.5:
             self._breakdown_from = None
         pacer = self.sender.pacer
