@@ -152,7 +152,7 @@ def test_silence_never_locks_and_stays_finite() -> None:
         ({"min_bpm": 100, "max_bpm": 150}, "span nearly an octave"),
         ({"min_bpm": 10}, "20 <= min < max <= 400"),
         ({"beats_per_bar": 0}, "beats_per_bar 0"),
-        ({"phase_gain": 0}, "phase_gain 0"),
+        ({"onset_delay_s": -0.01}, "onset_delay_s -0.01"),
     ],
 )
 def test_tempo_config_errors_name_the_value(kwargs: dict[str, float], message: str) -> None:

@@ -54,6 +54,7 @@ from metadj_bridge.inputs.analysis_config import (
     hop_size_for,
     window_size_for,
 )
+from metadj_bridge.inputs.beat_activation import OnsetActivation
 
 __all__ = ["FeatureExtractor", "HopFeatures"]
 
@@ -110,6 +111,12 @@ class HopFeatures:
     """aubio's beat time; inside the current hop (aubio reports a beat in the hop it predicts it for)."""
     raw_bpm: float
     raw_confidence: float
+    beat_activation: float
+    """How much this hop sounds like a beat, 0..1 (``beat_activation``: log-frequency spectral flux)."""
+    beat_low: float
+    """The low-band (< 200 Hz) part of that flux, raw (>= 0): kicks and bass notes."""
+    chroma: np.ndarray
+    """The pitch classes sounding (12 values summing to 1, C first; all 0 in silence)."""
 
 
 class FeatureExtractor:
@@ -219,6 +226,7 @@ class FeatureExtractor:
         self._onset_mean = 0.0
         self._onset_quiet_until = 0
         self._tempo = aubio.tempo("default", n, hop, sr)
+        self._activation = OnsetActivation(sr, hop)
         self._samples = 0
         self._prev.fill(0.0)
         self._frame.fill(0.0)
@@ -324,6 +332,7 @@ class FeatureExtractor:
         if onset:
             self._onset_quiet_until = self._samples + self._onset_min_samples
             onset_t = t - self._half_hop_s  # the attack arrived with this hop's new samples
+        activation, beat_low = self._activation.process(hop)
         tempo = self._tempo
         beat = tempo(hop)[0] > 0.0
         beat_t = self._aubio_time(tempo.get_last(), t) if beat else None
@@ -352,6 +361,9 @@ class FeatureExtractor:
             beat_t,
             float(bpm) if 0.0 < bpm < 1000.0 else 0.0,
             float(confidence) if 0.0 < confidence < math.inf else 0.0,
+            activation,
+            beat_low,
+            self._activation.chroma,
         )
 
     def _aubio_time(self, samples: int, t: float) -> float:

@@ -1,0 +1,148 @@
+"""Where the beat is: a beat-pointer hidden Markov model, filtered forward one hop at a time (issue 15).
+
+The states are every beat interval ``tau`` in whole hops that the tempo range allows (60-190 BPM: 28-86 hops at
+44.1 kHz) times every position ``0..tau-1`` inside the beat, one flat vector (3477 states by default). From hop
+to hop the position advances by one, which is a shift of the whole vector; at the end of a beat the tempo may
+change, with probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats.
+The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a``. Every 8
+hops the autocorrelation of the last 5 s of activation weighs each tempo too, which settles the tempo of music
+whose onsets are not all beats (a walking bass, a strummed guitar).
+
+A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
+most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
+second and the tempi around it carry 60% of the probability. This is the online half of the bar-pointer models
+of Whiteley et al. (2006) and Krebs et al. (2015), without a neural network: the activation is spectral flux.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Tempo change at a beat: probability ~ exp(-LAMBDA * |relative change|).
+LAMBDA = 300.0
+#: The share of every beat that counts as "on the beat", as 1 / OBS_BEAT_SHARE of it.
+OBS_BEAT_SHARE = 10.0
+#: Beat states are weighted exp(OBS_K * activation).
+OBS_K = 6.0
+#: Autocorrelation tempo evidence: seconds of activation, every so many hops, and its exponent.
+ACF_S = 5.0
+ACF_EVERY = 8
+ACF_GAIN = 0.3
+#: The autocorrelation's tempo prior: a log-normal around ACF_PRIOR_BPM, ACF_PRIOR_OCTAVES wide (one sigma).
+ACF_PRIOR_BPM = 120.0
+ACF_PRIOR_OCTAVES = 1.0
+#: The lock: the best tempo holds (within LOCK_TOLERANCE) for LOCK_S, and the tempi within LOCK_WINDOW blocks
+#: of it carry LOCK_MASS of the probability.
+LOCK_S = 1.0
+LOCK_TOLERANCE = 0.04
+LOCK_MASS = 0.6
+LOCK_WINDOW = 2
+
+
+class BeatHMM:
+    """Feed ``step(activation)`` once per hop; it returns True in the hop where a beat falls."""
+
+    def __init__(self, fps: float, min_bpm: float, max_bpm: float) -> None:
+        self.fps = fps
+        lo = int(math.floor(60.0 * fps / max_bpm))
+        hi = int(math.ceil(60.0 * fps / min_bpm))
+        taus = np.arange(max(lo, 2), hi + 1)
+        self.taus = taus
+        self._starts = np.concatenate([[0], np.cumsum(taus)[:-1]]).astype(int)
+        self._ends = self._starts + taus - 1
+        n = int(taus.sum())
+        self._block = np.repeat(np.arange(len(taus)), taus)
+        pos = np.arange(n) - self._starts[self._block]
+        self._phase = pos / taus[self._block]
+        self._beat_states = np.nonzero(pos < np.maximum(1, taus[self._block] / OBS_BEAT_SHARE))[0]
+        ratio = taus[None, :] / taus[:, None]
+        transition = np.exp(-LAMBDA * np.abs(ratio - 1.0))
+        self._transition = transition / transition.sum(axis=1, keepdims=True)
+        init = (1.0 / taus)[self._block]
+        self._alpha = init / init.sum()
+        self._spare = np.empty(n)
+        self._acf_n = int(round(ACF_S * fps))
+        self._ring = np.zeros(self._acf_n)
+        self._ring_pos = 0
+        self._nfft = 1 << int(math.ceil(math.log2(2 * self._acf_n)))
+        self._acf_prior = np.exp(-0.5 * (np.log2(60.0 * fps / taus / ACF_PRIOR_BPM) / ACF_PRIOR_OCTAVES) ** 2)
+        self._lock_hops = int(round(LOCK_S * fps))
+        self.frames = 0
+        self.best_block = 0
+        self.locked = False
+        self._stable = 0
+        self._ref_tau = 0
+        self._previous_phase: float | None = None
+        self._last_beat_frame = -(10**9)
+
+    def step(self, a: float) -> bool:
+        alpha, new = self._alpha, self._spare
+        new[1:] = alpha[:-1]
+        new[self._starts] = alpha[self._ends] @ self._transition
+        self._ring[self._ring_pos] = a
+        self._ring_pos = (self._ring_pos + 1) % self._acf_n
+        if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1]:
+            self._weigh_by_autocorrelation(new)
+        new[self._beat_states] *= math.exp(OBS_K * a)
+        if self.frames % 8 == 0:
+            total = new.sum()
+            if not total > 0.0:  # cannot happen with finite input; start again rather than carry NaN
+                new[:] = 1.0 / len(new)
+            else:
+                new /= total
+        self._alpha, self._spare = new, alpha
+        self.frames += 1
+        best = int(new.argmax())
+        phase = float(self._phase[best])
+        block = int(self._block[best])
+        self.best_block = block
+        beat = False
+        if self._previous_phase is not None:
+            if not self.locked:
+                self._check_lock(block)
+            wrapped = phase < self._previous_phase and phase < 0.5
+            if wrapped and self.locked and self.frames - self._last_beat_frame >= 0.6 * self.taus[block]:
+                beat = True
+                self._last_beat_frame = self.frames
+        self._previous_phase = phase
+        return beat
+
+    def _weigh_by_autocorrelation(self, new: np.ndarray) -> None:
+        x = np.roll(self._ring, -self._ring_pos)
+        x = x - x.mean()
+        spectrum = np.fft.rfft(x, self._nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)[self.taus]
+        score = np.maximum(acf, 0.0) * self._acf_prior
+        top = score.max()
+        if top > 0.0:
+            new *= ((score / top + 0.05) ** ACF_GAIN)[self._block]
+
+    def _block_mass(self) -> np.ndarray:
+        mass = np.add.reduceat(self._alpha, self._starts)
+        return mass / max(float(mass.sum()), 1e-300)
+
+    def _check_lock(self, block: int) -> None:
+        tau = int(self.taus[block])
+        if self._ref_tau and abs(tau / self._ref_tau - 1.0) <= LOCK_TOLERANCE:
+            self._stable += 1
+        else:
+            self._stable, self._ref_tau = 0, tau
+        if self._stable < self._lock_hops:
+            return
+        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        if self._block_mass()[lo:hi].sum() >= LOCK_MASS:
+            self.locked = True
+
+    def tempo_bpm(self) -> float:
+        """The best state's tempo, refined by the probability of the tempi beside it (finer than whole hops)."""
+        block = self.best_block
+        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        mass = self._block_mass()[lo:hi]
+        tau = float((mass * self.taus[lo:hi]).sum() / max(float(mass.sum()), 1e-300))
+        return 60.0 * self.fps / tau
+
+    def confidence(self) -> float:
+        """The probability of the best tempo block (0..1)."""
+        return float(self._block_mass().max())
