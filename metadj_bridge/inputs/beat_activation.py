@@ -89,7 +89,7 @@ class OnsetActivation:
         self._release = math.exp(-1.0 / (PEAK_RELEASE_S * fps))
         self._mean = 0.0
         self._peak = 1e-3
-        self.chroma = np.zeros(12)
+        self.chroma: np.ndarray = np.zeros(12)
 
     def process(self, hop: np.ndarray) -> tuple[float, float]:
         """One hop of finite samples (the extractor cleans them first) in; (activation, low-band flux) out."""

@@ -52,6 +52,9 @@ BREAKDOWN_AFTER_S = 4.0
 #: Beats the BPM readout fits its line through, and how far (relative) it may stray from the model's tempo.
 READOUT_BEATS = 16
 READOUT_AGREEMENT = 0.04
+#: The line starts again when the model's tempo moves this far (relative), and needs READOUT_MIN_BEATS beats.
+READOUT_RESTART = 0.05
+READOUT_MIN_BEATS = 3
 #: A beat is measured at the activation's peak from MEASURE_BEFORE hops before the model's beat to
 #: MEASURE_AFTER of a beat after it (the model's "on the beat" states span its first tenth), once those hops
 #: have arrived, if the peak reaches MEASURE_MIN; the model's beats are placed on the line fitted through the
@@ -119,8 +122,9 @@ class BeatClock:
         #: The activation and the time of the last hops, by hop count.
         self._ring = np.zeros(MEASURE_BEFORE + int(MEASURE_AFTER * 60.0 / self.config.min_bpm / hop_s) + 8)
         self._times = np.zeros(len(self._ring))
-        #: (beat index, time) of the beats measured at the activation's peak, and the line through them.
-        self._measured: deque[tuple[int, float]] = deque(maxlen=READOUT_BEATS)
+        #: The beats measured at the activation's peak (beat index, time, the model's beat period then), and the
+        #: line through them.
+        self._measured: deque[tuple[int, float, float]] = deque(maxlen=READOUT_BEATS)
         self._fit: tuple[float, float] | None = None
         #: The newest model beat still to be measured: (beat index, the hops to look for its peak in).
         self._unmeasured: tuple[int, int, int] | None = None
@@ -236,20 +240,24 @@ class BeatClock:
         y0, y1, y2 = ring[(best - 1) % size], best_a, ring[(best + 1) % size]
         den = y0 - 2 * y1 + y2
         delta = 0.5 * (y0 - y2) / den if den < 0 else 0.0
-        self._measured.append((index, self._times[best % size] + delta * self.hop_s - self._delay))
+        when = self._times[best % size] + delta * self.hop_s - self._delay
+        self._measured.append((index, when, 60.0 / self._hmm.tempo_bpm()))
         self._refit()
 
     def _refit(self) -> None:
         points = self._measured
         expected = 60.0 / self._hmm.tempo_bpm()
-        # Only the beats since the last gap that does not fit the model's tempo (a re-lock, a tempo change).
+        # Only the beats measured since the model last changed tempo (a re-lock, a DJ's tempo change), and since
+        # the last interval that does not fit its beat.
         start = len(points) - 1
         while start > 0:
-            (i0, t0), (i1, t1) = points[start - 1], points[start]
-            if abs((t1 - t0) / (i1 - i0) / expected - 1.0) >= 0.25:
+            (i0, t0, _), (i1, t1, model) = points[start - 1], points[start]
+            if abs(model / expected - 1.0) >= READOUT_RESTART or abs((t1 - t0) / (i1 - i0) / expected - 1.0) >= 0.25:
                 break
             start -= 1
-        if len(points) - start < 4:
+        if abs(points[start][2] / expected - 1.0) >= READOUT_RESTART:
+            start += 1
+        if len(points) - start < READOUT_MIN_BEATS:
             self._fit = None
             return
         x = np.array([p[0] for p in list(points)[start:]], float)
@@ -266,7 +274,10 @@ class BeatClock:
         self.beat_index += 1
         self._beat_in_bar = self._bars.beat()
         model_bpm = self._hmm.tempo_bpm()
-        self.bpm = 60.0 / self._fit[1] if self._fit is not None else model_bpm
+        fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
+        # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the line
+        # has the beats to follow).
+        self.bpm = fitted if abs(fitted / model_bpm - 1.0) <= READOUT_AGREEMENT else model_bpm
         self.period = 60.0 / self.bpm
         self.confidence = self._hmm.confidence()
         return BeatEvent(t, self.beat_index, self._beat_in_bar, self.bpm, self.confidence)
