@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--loop", action="store_true", help="loop the file or demo track")
     listen.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     listen.add_argument("--auto-gain", action="store_true", help="normalise meters to the room level")
-    listen.add_argument("--min-bpm", type=float, default=70.0, help="tempo range, low end (default 70)")
-    listen.add_argument("--max-bpm", type=float, default=180.0, help="tempo range, high end (default 180)")
+    listen.add_argument("--min-bpm", type=float, default=60.0, help="tempo range, low end (default 60)")
+    listen.add_argument("--max-bpm", type=float, default=190.0, help="tempo range, high end (default 190)")
     listen.add_argument("--beats-per-bar", type=int, default=4, help="beats per bar (default 4)")
 
     sub.add_parser(

@@ -59,7 +59,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_audio_cpu() -> None:
-    """CPU per hop of the whole set: features, bands, onsets, aubio's tracker and the BeatClock."""
+    """CPU per hop of the whole set: features, bands, onsets, the beat activation and the BeatClock."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -85,7 +85,7 @@ def bench_audio_cpu() -> None:
             total_us.append((t2 - t0) * 1e6)
     hop_rate = 44100 / 512
     print(f"CPU per 512-sample hop at 44.1 kHz ({len(total_us)} hops of generated music):")
-    for name, values in (("features+onset+aubio tempo", feature_us), ("BeatClock", clock_us), ("whole set", total_us)):
+    for name, values in (("features+onsets+activation", feature_us), ("BeatClock", clock_us), ("whole set", total_us)):
         arr = np.array(values)
         print(
             f"  {name:<28} median {np.median(arr):6.1f} us  mean {arr.mean():6.1f} us  "
@@ -147,7 +147,8 @@ def bench_audio_sections() -> None:
 
 
 def bench_audio_accuracy() -> None:
-    """Beat F-measure (+-70 ms, after 5 s) and BPM error (after 8 s): aubio's raw tracker vs the BeatClock."""
+    """Beat F-measure (+-70 ms, after 5 s), BPM error (after 8 s), first beat and its tempo, downbeat F: the
+    BeatClock on the generated tracks (issue 15's targets: F 0.96, the first beat within 3 s at the right tempo)."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -157,38 +158,38 @@ def bench_audio_accuracy() -> None:
 
     for title, heldout in (("tuning set", False), ("held-out set", True)):
         print(f"\nBeat tracking, {title} (F-measure +-70 ms after 5 s; BPM error after 8 s, median/max):")
-        print(f"  {'track':<24} {'raw F':>6} {'clock F':>8} {'raw BPM err':>13} {'clock BPM err':>14}")
-        raw_f, clock_f = [], []
+        print(f"  {'track':<24} {'F':>6} {'BPM err':>12} {'first beat':>11} {'BPM@first':>10} {'true':>6} {'DB F':>6}")
+        fs, firsts, first_ok, dbs = [], [], [], []
         for track in synth.fixtures(heldout=heldout):
             fx = FeatureExtractor(track.samplerate)
             hop = fx.hop_size
             clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
-            raw: list[float] = []
-            beats: list[float] = []
-            t_raw: list[float] = []
-            b_raw: list[float] = []
+            events = []
             t_clock: list[float] = []
             b_clock: list[float] = []
             x = track.samples
             for i in range(0, len(x) - hop, hop):
                 f = fx.process(x[i : i + hop])
-                if f.raw_beat and f.raw_beat_t is not None:
-                    raw.append(f.raw_beat_t)
-                if f.raw_bpm > 0:
-                    t_raw.append(f.t)
-                    b_raw.append(f.raw_bpm)
-                beats.extend(b.t for b in clock.process(f))
+                events.extend(clock.process(f))
                 if clock.locked:
                     t_clock.append(f.t)
                     b_clock.append(clock.bpm)
-            rf = f_measure(track.beats, np.array(raw)).f_measure
-            cf = f_measure(track.beats, np.array(beats)).f_measure
-            rm, rx = bpm_error(np.array(t_raw), np.array(b_raw), track.beats, track.bpms)
+            cf = f_measure(track.beats, np.array([e.t for e in events])).f_measure
+            db = f_measure(track.downbeats, np.array([e.t for e in events if e.beat_in_bar == 0])).f_measure
             cm, cx = bpm_error(np.array(t_clock), np.array(b_clock), track.beats, track.bpms)
-            raw_f.append(rf)
-            clock_f.append(cf)
-            print(f"  {track.name:<24} {rf:6.3f} {cf:8.3f} {rm:6.2f}/{rx:<6.2f} {cm:7.2f}/{cx:<6.2f}")
-        print(f"  {'mean':<24} {np.mean(raw_f):6.3f} {np.mean(clock_f):8.3f}   (min clock F {np.min(clock_f):.3f})")
+            first = events[0] if events else None
+            after = first.t - track.beats[0] if first else float("nan")
+            true = float(track.bpms[min(np.searchsorted(track.beats, first.t - 0.1), len(track.bpms) - 1)]) if first \
+                else float("nan")
+            fs.append(cf)
+            dbs.append(db)
+            firsts.append(after)
+            first_ok.append(bool(first and abs(first.bpm / true - 1) <= 0.04))
+            print(f"  {track.name:<24} {cf:6.3f} {cm:5.2f}/{cx:<6.2f} {after:9.2f} s "
+                  f"{first.bpm if first else float('nan'):10.1f} {true:6.1f} {db:6.3f}")
+        print(f"  {'mean':<24} {np.mean(fs):6.3f}   (min F {np.min(fs):.3f}); first beat {np.mean(firsts):.2f} s after "
+              f"the music starts (max {np.max(firsts):.2f}); tempo right at the first beat "
+              f"{sum(first_ok)}/{len(first_ok)}; downbeat F {np.mean(dbs):.3f}")
 
 
 def bench_audio_transitions() -> None:

@@ -1,8 +1,9 @@
-"""The BeatClock on generated music with known beats, side by side with aubio's raw tracker.
+"""The BeatClock on generated music with known beats.
 
-The fixtures (metadj_bridge.inputs.synth) include every case design.md lists where the raw tracker goes
-wrong: off-beat bass with sidechain pumping, 174 BPM drum-and-bass, broken beats, swing, 3/4, a tempo ramp,
-and an 8-bar breakdown without a kick followed by a drop.
+The fixtures (metadj_bridge.inputs.synth) include every case design.md lists where a raw tracker goes wrong:
+off-beat bass with sidechain pumping, 174 BPM drum-and-bass, broken beats, swing, 3/4, a tempo ramp, and an
+8-bar breakdown without a kick followed by a drop; and a 64 BPM ballad whose eighth-note hats invite 128.
+Real music is measured by ``scripts/bench_realmusic.py`` (the development set is not shipped).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.evaluation import bpm_error, f_measure
-from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 
 
 @dataclass
 class Run:
     track: synth.Track
-    raw_beats: np.ndarray
+    events: list[BeatEvent]
     beats: np.ndarray
     report_times: np.ndarray
     report_bpms: np.ndarray
@@ -34,18 +35,18 @@ def track_run(track: synth.Track) -> Run:
     fx = FeatureExtractor(track.samplerate)
     hop = fx.hop_size
     clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
-    raw, beats, times, bpms, phases = [], [], [], [], []
+    events: list[BeatEvent] = []
+    times, bpms, phases = [], [], []
     x = track.samples
     for i in range(0, len(x) - hop, hop):
         f = fx.process(x[i : i + hop])
-        if f.raw_beat and f.raw_beat_t is not None:
-            raw.append(f.raw_beat_t)
-        beats.extend(b.t for b in clock.process(f))
+        events.extend(clock.process(f))
         if clock.locked:
             times.append(f.t)
             bpms.append(clock.bpm)
             phases.append(clock.phase(f.t))
-    return Run(track, np.array(raw), np.array(beats), np.array(times), np.array(bpms), clock.bpm, np.array(phases))
+    beats = np.array([e.t for e in events])
+    return Run(track, events, beats, np.array(times), np.array(bpms), clock.bpm, np.array(phases))
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +77,36 @@ def test_f_measure_matches_within_70_ms_one_to_one() -> None:
     assert f_measure(ref, np.array([])).f_measure == 0.0
 
 
-def test_beat_clock_beats_the_raw_tracker_on_the_whole_set(runs: dict[str, Run]) -> None:
-    raw = {name: f_measure(r.track.beats, r.raw_beats).f_measure for name, r in runs.items()}
+def test_beat_clock_tracks_the_whole_set(runs: dict[str, Run]) -> None:
     clock = {name: f_measure(r.track.beats, r.beats).f_measure for name, r in runs.items()}
-    assert np.mean(list(clock.values())) >= 0.95, clock
-    assert np.mean(list(clock.values())) > np.mean(list(raw.values())) + 0.15, (raw, clock)
-    assert min(clock.values()) >= 0.85, clock
+    assert np.mean(list(clock.values())) >= 0.96, clock
+    assert min(clock.values()) >= 0.9, clock
+
+
+def test_first_beat_within_3_s_at_the_right_tempo(runs: dict[str, Run]) -> None:
+    for r in runs.values():
+        first = r.events[0]
+        music = r.track.beats[0]  # a one-beat lead-in of silence comes first
+        assert first.t - music <= 3.0, (r.track.name, first.t)
+        true_bpm = r.track.bpms[np.searchsorted(r.track.beats, first.t - 0.1)]
+        assert first.bpm == pytest.approx(true_bpm, rel=0.04), (r.track.name, first.bpm, true_bpm)
+
+
+def test_every_beat_carries_its_own_tempo_and_bar_position(runs: dict[str, Run]) -> None:
+    r = runs["waltz-3-4-132"]
+    assert {e.beat_in_bar for e in r.events} == {0, 1, 2}  # 3/4 stays 3/4
+    assert [e.index for e in r.events] == list(range(len(r.events)))
+    late = [e for e in r.events if e.t > 8.0 and e.t < r.track.beats[-1]]
+    assert all(e.bpm == pytest.approx(132, abs=0.5) for e in late)
+    assert all(0.0 <= e.confidence <= 1.0 for e in r.events)
+
+
+@pytest.mark.parametrize(("bpm", "seed"), [(64, 31), (68, 32)])
+def test_a_slow_ballad_is_not_read_at_double_tempo(bpm: float, seed: int) -> None:
+    """Eighth-note hats over a kick and snare at 64 BPM: the beat is the kick-and-snare's, not the hats'."""
+    r = track_run(synth.render(synth.TrackSpec(f"ballad-{bpm}", "ballad", bpm, 12, seed=seed)))
+    assert f_measure(r.track.beats, r.beats).f_measure >= 0.95
+    assert r.final_bpm == pytest.approx(bpm, abs=0.5)
 
 
 def test_held_out_set_is_tracked_as_well(runs: dict[str, Run]) -> None:
@@ -103,8 +128,10 @@ def test_never_two_beats_within_half_a_beat(runs: dict[str, Run]) -> None:
 
 def test_off_beat_bass_does_not_drag_the_grid(runs: dict[str, Run]) -> None:
     r = runs["offbeat-bass-126"]
-    assert f_measure(r.track.beats, r.raw_beats).f_measure < 0.2  # the raw tracker sits on the off-beat
     assert f_measure(r.track.beats, r.beats).f_measure >= 0.95
+    # Within a few hops of the kicks, never on the off-beat.
+    late = r.beats[(r.beats > 5.0) & (r.beats < r.track.beats[-1])]
+    assert np.max([np.min(np.abs(r.track.beats - b)) for b in late]) < 0.05
 
 
 @pytest.mark.parametrize(("name", "bpm"), [("dnb-174", 174), ("techno-138", 138), ("broken-132", 132)])

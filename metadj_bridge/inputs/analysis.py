@@ -3,21 +3,23 @@
 """Audio features per hop: samples in, numbers out.
 
 This is where the music turns into numbers. ``FeatureExtractor.process`` takes one hop of mono float32
-samples and returns a ``HopFeatures``: loudness, brightness, noisiness, three band energies, per-band
-spectral flux (evidence for kicks, snares and hats), onsets, and aubio's raw beat tracker. It holds no
-threads, devices or clocks: the audio source calls it from its worker thread and time is the number of
-samples seen, so a file, a live device and a test signal give the same numbers. Its configuration and the
-hop and window sizes for a sample rate are in :mod:`~metadj_bridge.inputs.analysis_config`.
+samples and returns a ``HopFeatures``: loudness, brightness, noisiness, three band energies, per-band spectral
+flux (evidence for kicks, snares and hats), onsets, and the beat activation the BeatClock tracks
+(:mod:`~metadj_bridge.inputs.beat_activation`). It holds no threads, devices or clocks: the audio source calls
+it from its worker thread and time is the number of samples seen, so a file, a live device and a test signal
+give the same numbers. Its configuration and the hop and window sizes for a sample rate are in
+:mod:`~metadj_bridge.inputs.analysis_config`.
 
-One spectrum per hop: the last ``window_size`` samples, Hann-windowed (aubio's "hanningz", so the
-magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band energies and the band fluxes,
-all summed by one matrix product against precomputed columns (no Python loops over bins). The FFT is
+One spectrum per hop: the last ``window_size`` samples, Hann-windowed (periodic Hann, as aubio's "hanningz",
+so the magnitudes equal ``aubio.pvoc``'s), feed the centroid, the flatness, the band energies and the band
+fluxes, all summed by one matrix product against precomputed columns (no Python loops over bins). The FFT is
 numpy's rather than ``aubio.pvoc``: pvoc also computes a phase per bin with scalar ``atan2f``, which on
 real (changing) audio made it cost ~18 µs per hop against ~10 µs for ``numpy.fft.rfft`` plus ``abs``, and
-no feature here needs the phase. ``aubio.tempo`` runs its own analysis (aubio's Python API cannot hand it a
-spectrum) and is the largest single cost (:mod:`~metadj_bridge.inputs.analysis_cost` measures it). Onsets are
-picked from our own flux instead of ``aubio.onset``: aubio confirms an onset ~2.8 hops after the attack, too
-late for a trigger that should land on the kick, and its phase computation cost ~19 µs per hop.
+no feature here needs the phase. Onsets are picked from our own flux rather than ``aubio.onset``, which
+confirms an onset ~2.8 hops after the attack, too late for a trigger that should land on the kick. The beat
+activation needs a longer window and a log-frequency scale, so it takes its own FFT (the largest single cost;
+:mod:`~metadj_bridge.inputs.analysis_cost` measures it). It replaced ``aubio.tempo``, which cost ~19 µs per
+hop and tracked beats far worse than the BeatClock does now; aubio is no longer used.
 
 Scales (what the numbers mean):
 
@@ -33,8 +35,8 @@ Scales (what the numbers mean):
   ~2 s, with a floor so that quiet noise is not lifted to 1.
 
 Times: ``t`` is the end of the hop, ``samples_seen / samplerate``, counted from the first sample given to
-this extractor (or since ``reset``). aubio counts the same samples, so ``raw_beat_t`` is on the same axis;
-``onset_t`` is half a hop before ``t`` (the attack arrived with the hop's new samples).
+this extractor (or since ``reset``); ``onset_t`` is half a hop before ``t`` (the attack arrived with the
+hop's new samples).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-import aubio
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
@@ -75,8 +76,8 @@ _ONSET_FLOOR = 0.05
 _AUTO_GAIN_ATTACK_S = 0.05
 
 # Hops with an RMS above this (18 dB over full scale), or with NaN/inf (which fail every comparison), are
-# cleaned first: non-finite samples become 0 and everything is clipped to +-this, so aubio's float32
-# state can never overflow or turn to NaN. Ordinary overs (a hot mixer, +-1.5) pass untouched.
+# cleaned first: non-finite samples become 0 and everything is clipped to +-this, so no follower's state
+# can ever overflow or turn to NaN. Ordinary overs (a hot mixer, +-1.5) pass untouched.
 _SAMPLE_LIMIT = 8.0
 
 _TINY = 1e-20  # below this a sum of magnitudes or powers is silence
@@ -106,11 +107,6 @@ class HopFeatures:
     onset: bool
     onset_t: float | None
     """When the attack arrived (the middle of this hop's new samples), on the same axis as ``t``."""
-    raw_beat: bool
-    raw_beat_t: float | None
-    """aubio's beat time; inside the current hop (aubio reports a beat in the hop it predicts it for)."""
-    raw_bpm: float
-    raw_confidence: float
     beat_activation: float
     """How much this hop sounds like a beat, 0..1 (``beat_activation``: log-frequency spectral flux)."""
     beat_low: float
@@ -123,7 +119,7 @@ class FeatureExtractor:
     """Turns hops of mono float32 audio into ``HopFeatures``; one instance per audio stream.
 
     Not thread-safe: call ``process`` from one thread (the audio worker). ``reset`` starts a new stream
-    (a new file, a reopened device) so times and aubio's trackers begin again at zero. The config is read
+    (a new file, a reopened device) so times and followers begin again at zero. The config is read
     once, here; to change it, build a new extractor.
     """
 
@@ -220,13 +216,10 @@ class FeatureExtractor:
         )
 
     def reset(self) -> None:
-        """Start a new stream: time back to zero, fresh aubio trackers, followers emptied."""
-        n, hop, sr = self.window_size, self.hop_size, self.samplerate
-        # aubio objects have no reset in Python; new ones are cheap (~tens of µs) and reset everything.
+        """Start a new stream: time back to zero, followers emptied."""
         self._onset_mean = 0.0
         self._onset_quiet_until = 0
-        self._tempo = aubio.tempo("default", n, hop, sr)
-        self._activation = OnsetActivation(sr, hop)
+        self._activation = OnsetActivation(self.samplerate, self.hop_size)
         self._samples = 0
         self._prev.fill(0.0)
         self._frame.fill(0.0)
@@ -333,11 +326,6 @@ class FeatureExtractor:
             self._onset_quiet_until = self._samples + self._onset_min_samples
             onset_t = t - self._half_hop_s  # the attack arrived with this hop's new samples
         activation, beat_low = self._activation.process(hop)
-        tempo = self._tempo
-        beat = tempo(hop)[0] > 0.0
-        beat_t = self._aubio_time(tempo.get_last(), t) if beat else None
-        bpm = tempo.get_bpm()
-        confidence = tempo.get_confidence()
 
         # Positional, in field order (keywords cost ~25% more here); clipped to 0..1 inline.
         return HopFeatures(
@@ -357,28 +345,13 @@ class FeatureExtractor:
             (onset_strength if onset_strength < 1.0 else 1.0) if onset_strength > 0.0 else 0.0,
             bool(onset),
             onset_t,
-            bool(beat),
-            beat_t,
-            float(bpm) if 0.0 < bpm < 1000.0 else 0.0,
-            float(confidence) if 0.0 < confidence < math.inf else 0.0,
             activation,
             beat_low,
             self._activation.chroma,
         )
 
-    def _aubio_time(self, samples: int, t: float) -> float:
-        """aubio's unsigned sample position as seconds on our axis, clamped to [0, t].
-
-        aubio subtracts its delay from an unsigned count, which wraps to ~4.29e9 for an onset found in
-        the first hops; undo the wrap and clamp so a time is never in the future or before the start.
-        """
-        if samples >= 2**31:
-            samples -= 2**32
-        seconds = samples / self.samplerate
-        return 0.0 if seconds < 0.0 else min(seconds, t)
-
     def _clean(self, hop: np.ndarray) -> tuple[np.ndarray, float]:
-        """Replace NaN/inf with 0 and clip absurd levels, so one bad buffer cannot poison aubio's state."""
+        """Replace NaN/inf with 0 and clip absurd levels, so one bad buffer cannot poison the followers."""
         finite = np.isfinite(hop)
         bad = hop.size - int(np.count_nonzero(finite))
         cleaned = np.where(finite, hop, np.float32(0.0))

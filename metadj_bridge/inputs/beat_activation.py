@@ -72,7 +72,8 @@ class OnsetActivation:
         self._nlow = int(np.count_nonzero(centres < LOW_MAX_HZ))
         self._nbands = bank.shape[1]
         notes = (freqs > CHROMA_HZ[0]) & (freqs < CHROMA_HZ[1])
-        pitch_class = np.round(12 * np.log2(np.where(notes, freqs, 1.0) / 440.0)).astype(int) % 12
+        # Semitones from A4, moved so that C is 0 (A is 9).
+        pitch_class = (np.round(12 * np.log2(np.where(notes, freqs, 1.0) / 440.0)).astype(int) + 9) % 12
         chroma = np.zeros((nbins, 12))
         chroma[np.nonzero(notes)[0], pitch_class[notes]] = 1.0
         # One product gives the bands and the chroma; bins above the last one used are never computed on.

@@ -34,8 +34,8 @@ class ListenOptions:
     loop: bool = False
     duration: float | None = None
     auto_gain: bool = False
-    min_bpm: float = 70.0
-    max_bpm: float = 180.0
+    min_bpm: float = 60.0
+    max_bpm: float = 190.0
     beats_per_bar: int = 4
 
 
