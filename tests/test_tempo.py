@@ -185,3 +185,37 @@ def test_silence_never_locks_and_stays_finite() -> None:
 def test_tempo_config_errors_name_the_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TempoConfig(**kwargs)
+
+
+async def test_the_daemon_path_counts_the_profiles_bar() -> None:
+    """Analyzer thread -> deliver: a 3/4 profile's grid reaches the tempo arbiter as 3 beats a bar."""
+    import asyncio
+
+    from metadj_bridge.inputs.analysis_config import hop_size_for
+    from metadj_bridge.inputs.analyzer import AudioAnalyzer, deliver
+    from metadj_bridge.inputs.audio import WavFileSource
+
+    track = synth.render(synth.TrackSpec("waltz", "waltz", 120, 12, beats_per_bar=3, seed=5))
+    readings, beats = [], []
+
+    class Sink:
+        def set(self, signal: object) -> None:
+            pass
+
+        def fire(self, trigger: object) -> None:
+            if getattr(trigger, "name", "") == "audio.beat":
+                beats.append(trigger)
+
+        def tempo(self, reading: object) -> None:
+            readings.append(reading)
+
+    sink = Sink()
+    source = WavFileSource(track.samples, track.samplerate, hop_size=hop_size_for(track.samplerate), realtime=False)
+    analyzer = AudioAnalyzer(source, tempo=TempoConfig(beats_per_bar=3), on_update=lambda u: deliver(u, sink))
+    await analyzer.start()
+    assert analyzer.finished is not None
+    await asyncio.wait_for(analyzer.finished, 120)
+    await analyzer.aclose()
+    assert readings and {r.beats_per_bar for r in readings} == {3}
+    assert all(0.0 <= r.beat < 3.0 for r in readings)
+    assert {b.data["beat_in_bar"] for b in beats} == {0, 1, 2}

@@ -73,6 +73,8 @@ class AudioUpdate:
     sections: tuple[SectionEvent, ...] = ()
     #: How far a build-up has risen, 0..1 (``inputs.buildup``; 0 outside one).
     tension: float = 0.0
+    #: The bar the grid counts (``TempoConfig.beats_per_bar``).
+    beats_per_bar: int = 4
 
 
 class AudioAnalyzer:
@@ -173,6 +175,7 @@ class AudioAnalyzer:
             merged=0,
             section=self.sections.section,
             tension=self.buildup.tension,
+            beats_per_bar=self.clock.config.beats_per_bar,
         )
         with self._lock:
             self._latest = update
@@ -259,7 +262,7 @@ def deliver(update: AudioUpdate, sink: InputSink) -> None:
     events += [(s.t, Trigger(f"audio.{s.kind}", s.t, {"seconds": s.seconds})) for s in update.sections]
     for _, trigger in sorted(events, key=lambda e: e[0]):
         sink.fire(trigger)
-    reading = audio_reading(update, time.monotonic())
+    reading = audio_reading(update, time.monotonic(), update.beats_per_bar)
     if reading is not None:
         sink.tempo(reading)
 

@@ -190,7 +190,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         controls = await open_controls(stack, plan, board)
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
-        await open_audio(stack, plan, on_audio)
+        await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
         status.inputs = {
             "midi": controls.midi.port_names if controls.midi is not None else [],
             "osc": f"{plan.osc_host}:{controls.osc.port}" if controls.osc is not None else None,

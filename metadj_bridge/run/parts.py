@@ -37,9 +37,10 @@ _VIRTUAL_CAMERAS = ("metadj", "loopback", "obs virtual", "unity")
 
 
 async def open_audio(
-    stack: contextlib.AsyncExitStack, plan: RunPlan, on_update: Callable[[AudioUpdate], None]
+    stack: contextlib.AsyncExitStack, plan: RunPlan, on_update: Callable[[AudioUpdate], None], beats_per_bar: int = 4
 ) -> AudioAnalyzer | None:
-    """The audio analysis of the profile's source (the demo track by default); None for no audio."""
+    """The audio analysis of the profile's source (the demo track by default); None for no audio. The beat grid
+    counts ``beats_per_bar`` beats a bar (the profile's ``inputs.tempo.beats_per_bar``)."""
     if plan.audio == "none":
         return None
     from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for
@@ -47,6 +48,7 @@ async def open_audio(
     from metadj_bridge.inputs.audio import WavFileSource
     from metadj_bridge.inputs.audio_devices import find_input_device
     from metadj_bridge.inputs.live_audio import LiveInputSource
+    from metadj_bridge.inputs.tempo import TempoConfig
     from metadj_bridge.inputs.wav import read_wav
 
     source: Any
@@ -68,7 +70,8 @@ async def open_audio(
     # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.
     analysis = AnalysisConfig(energy_max=min(2.0, AnalysisConfig.energy_max / plan.audio_gain),
                               auto_gain=plan.audio_normalise)
-    analyzer = AudioAnalyzer(source, analysis=analysis, on_update=on_update)
+    analyzer = AudioAnalyzer(source, analysis=analysis, tempo=TempoConfig(beats_per_bar=beats_per_bar),
+                             on_update=on_update)
     stack.push_async_callback(analyzer.aclose)
     await analyzer.start()
     log.info("listening to %s", label)
