@@ -39,6 +39,9 @@ LOCK_S = 1.0
 LOCK_TOLERANCE = 0.04
 LOCK_MASS = 0.6
 LOCK_WINDOW = 2
+#: From this long after the music starts (the activation first above 0.1) the lock asks only for LOCK_MASS: the
+#: first beat must not wait for a tempo that keeps wavering between two readings.
+LOCK_DEADLINE_S = 3.0
 
 
 class BeatHMM:
@@ -69,6 +72,8 @@ class BeatHMM:
         self._nfft = 1 << int(math.ceil(math.log2(2 * self._acf_n)))
         self._acf_prior = np.exp(-0.5 * (np.log2(60.0 * fps / taus / ACF_PRIOR_BPM) / ACF_PRIOR_OCTAVES) ** 2)
         self._lock_hops = int(round(LOCK_S * fps))
+        self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
+        self._music_start: int | None = None
         self.frames = 0
         self.best_block = 0
         self.locked = False
@@ -78,6 +83,8 @@ class BeatHMM:
         self._last_beat_frame = -(10**9)
 
     def step(self, a: float) -> bool:
+        if self._music_start is None and a > 0.1:
+            self._music_start = self.frames
         alpha, new = self._alpha, self._spare
         new[1:] = alpha[:-1]
         new[self._starts] = alpha[self._ends] @ self._transition
@@ -129,7 +136,8 @@ class BeatHMM:
             self._stable += 1
         else:
             self._stable, self._ref_tau = 0, tau
-        if self._stable < self._lock_hops:
+        late = self._music_start is not None and self.frames - self._music_start >= self._deadline_hops
+        if self._stable < self._lock_hops and not late:
             return
         lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
         if self._block_mass()[lo:hi].sum() >= LOCK_MASS:
