@@ -159,14 +159,6 @@ PATTERNS: dict[str, dict[str, list[tuple[float, float]]]] = {
         "hat": [(i / 2, 0.4 if i % 2 else 0.3) for i in range(8)],
         "bass": [(0, 0.6), (2, 0.5)],
     },
-    # half-time drum and bass (170-176 BPM felt at half speed): kick on one, snare on three, so the drums alone
-    # say 86; the hats and the kick's ghost notes run at the real tempo
-    "halftime_dnb": {
-        "kick": [(0, 1.0), (2.5, 0.5)],
-        "snare": [(2, 1.0)],
-        "hat": [(i / 2, 0.5 if i % 2 == 0 else 0.3) for i in range(8)],
-        "bass": [(0, 0.6), (2, 0.4)],
-    },
     # 3/4: kick on one, hats on two and three
     "waltz": {
         "kick": [(0, 1.0)],
