@@ -6,7 +6,8 @@
 
 Each excerpt is fed to the BeatClock causally, one 512-sample hop at a time through the FeatureExtractor,
 exactly as the daemon does (and as ``bench_audio_accuracy`` does with generated music), with the daemon's
-default TempoConfig (70-180 BPM, 4 beats a bar): the tracker is not told the metre or the tempo.
+default TempoConfig (60-190 BPM, 4 beats a bar, metre detection on): the tracker is not told the metre or
+the tempo.
 
 Per excerpt and as means and medians:
 
@@ -222,26 +223,6 @@ def run_beatclock(x: np.ndarray, samplerate: int) -> Run:
     return run
 
 
-def run_candidate(x: np.ndarray, samplerate: int) -> Run:
-    """The candidate successor (``candidate_beats``: spectral-flux activation and a beat-pointer HMM), samples in."""
-    from candidate_beats.tracker import CausalBeatTracker
-
-    c0 = time.process_time()
-    tracker = CausalBeatTracker(samplerate)
-    hop = tracker.hop
-    run = Run([])
-    for i in range(0, len(x) - hop, hop):
-        for t, beat_in_bar, bpm in tracker.process(x[i : i + hop]):
-            if not run.beats:
-                run.first_bpm = bpm
-            run.beats.append((t, beat_in_bar))
-        if tracker.locked:
-            run.tempo_t.append(tracker.k * hop / samplerate)
-            run.tempo_bpm.append(tracker.tempo())
-    run.seconds = time.process_time() - c0
-    return run
-
-
 # Runs in the interpreter that has madmom (this one or --madmom-python): wav paths in (argv), JSON out.
 _MADMOM_RUNNER = r"""
 import importlib.metadata as md, json, sys, time
@@ -348,7 +329,7 @@ def summarise(title: str, scores: list[Score], genres: list[str]) -> None:
 
 
 def bench_real_music(directory: Path, genres: list[str] | None = None, limit: int | None = None,
-                     madmom: str | None = None, per_track: bool = True, with_candidate: bool = True) -> bool:
+                     madmom: str | None = None, per_track: bool = True) -> bool:
     """Prints the section; False when there is no development set."""
     print(f"\nBeat tracking on real music (GTZAN development set, {directory}):")
     if not (directory / "index.json").exists():
@@ -378,8 +359,6 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
         print(head)
     ours: list[Score] = []
     theirs: list[Score] = []
-    candidate: list[Score] = []
-    candidate_cpu = 0.0
     cpu = 0.0
     audio_s = 0.0
     for excerpt in excerpts:
@@ -389,10 +368,6 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
         audio_s += len(x) / sr
         s = score(excerpt, run)
         ours.append(s)
-        if with_candidate:
-            other = run_candidate(x, sr)
-            candidate_cpu += other.seconds
-            candidate.append(score(excerpt, other))
         true_first = reference_bpm(excerpt.beats, s.first_beat) if s.first_beat == s.first_beat else float("nan")
         line = (f"  {excerpt.name:<16} {excerpt.duration:5.1f} {s.f:6.3f} {_num(s.first_beat, '6.2f')} "
                 f"{_num(run.first_bpm, '8.1f')} {_num(true_first, '6.1f')} {_pct(s.first_err)} {_pct(s.after_err):>7} "
@@ -416,15 +391,12 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
               f"range in {len(outside)} of {len(excerpts)} excerpts (an octave is their best answer): "
               f"{', '.join(outside)}")
     summarise("BeatClock (the daemon's tracker, default TempoConfig)", ours, genres_of)
-    if candidate:
-        summarise("candidate_beats (spectral-flux activation + causal beat-pointer HMM; not the daemon's yet)",
-                  candidate, genres_of)
     if theirs and len(theirs) == len(ours):
         summarise("madmom online (RNNBeatProcessor + DBNBeatTrackingProcessor, online=True), for reference",
                   theirs, genres_of)
     wall = time.monotonic() - wall0
     print(f"  BeatClock path CPU {cpu:.1f} s for {audio_s:.0f} s of audio ({100 * cpu / max(audio_s, 1e-9):.1f}% of "
-          f"real time); candidate CPU {candidate_cpu:.1f} s; "
+          f"real time); "
           f"madmom CPU {sum(r.seconds for r in mm_runs.values()):.1f} s; section wall time {wall:.1f} s")
     return True
 

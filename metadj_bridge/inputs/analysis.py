@@ -113,6 +113,8 @@ class HopFeatures:
     """The low-band (< 200 Hz) part of that flux, raw (>= 0): kicks and bass notes."""
     chroma: np.ndarray
     """The pitch classes sounding (12 values summing to 1, C first; all 0 in silence)."""
+    beat_bands: np.ndarray
+    """The activation's compressed log-frequency spectrum (12 bands an octave from 30 Hz; the bar tracker's)."""
 
 
 class FeatureExtractor:
@@ -348,6 +350,7 @@ class FeatureExtractor:
             activation,
             beat_low,
             self._activation.chroma,
+            self._activation.bands,
         )
 
     def _clean(self, hop: np.ndarray) -> tuple[np.ndarray, float]:

@@ -73,7 +73,7 @@ class AudioUpdate:
     sections: tuple[SectionEvent, ...] = ()
     #: How far a build-up has risen, 0..1 (``inputs.buildup``; 0 outside one).
     tension: float = 0.0
-    #: The bar the grid counts (``TempoConfig.beats_per_bar``).
+    #: The bar the grid counts (``BeatClock.beats_per_bar``: the configured one, or the metre it hears).
     beats_per_bar: int = 4
 
 
@@ -175,7 +175,7 @@ class AudioAnalyzer:
             merged=0,
             section=self.sections.section,
             tension=self.buildup.tension,
-            beats_per_bar=self.clock.config.beats_per_bar,
+            beats_per_bar=self.clock.beats_per_bar,
         )
         with self._lock:
             self._latest = update

@@ -42,6 +42,8 @@ class TempoFeatures(Protocol):
     def beat_low(self) -> float: ...
     @property
     def chroma(self) -> np.ndarray: ...
+    @property
+    def beat_bands(self) -> np.ndarray: ...
 
 
 #: A breakdown: the low band's flux over about a second under BREAKDOWN_RATIO of its mean over about 8 s (and
@@ -70,6 +72,8 @@ class TempoConfig:
     min_bpm: float = 60.0
     max_bpm: float = 190.0
     beats_per_bar: int = 4
+    #: Hear a 3/4 piece in 3 when 4 is configured, and the other way round (the configured metre is preferred).
+    detect_metre: bool = True
     #: A delay to take off every beat: an input path that is known to be late.
     onset_delay_s: float = 0.0
 
@@ -111,7 +115,7 @@ class BeatClock:
         self.hop_s = hop_s
         fps = 1.0 / hop_s
         self._hmm = BeatHMM(fps, self.config.min_bpm, self.config.max_bpm)
-        self._bars = DownbeatTracker(self.config.beats_per_bar)
+        self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
         self._t = 0.0
         self._hops = 0
         self._delay = self.config.onset_delay_s
@@ -151,12 +155,16 @@ class BeatClock:
             return 0.0
         return ((t - self._last_beat) / self.period) % 1.0
 
+    @property
+    def beats_per_bar(self) -> int:
+        """The bar the music is heard in: the configured one, or 3 or 4 when ``detect_metre`` hears the other."""
+        return self._bars.beats_per_bar
+
     def bar_position(self, t: float) -> float:
         """Beats into the bar at ``t`` (0 <= x < beats_per_bar)."""
         if self.period is None or self._last_beat is None:
             return 0.0
-        bpb = self.config.beats_per_bar
-        return (self._beat_in_bar + self.phase(t)) % bpb
+        return (self._beat_in_bar + self.phase(t)) % self.beats_per_bar
 
     # ------------------------------------------------------------------ per hop
 
@@ -168,7 +176,7 @@ class BeatClock:
         low = f.beat_low
         if not (math.isfinite(a) and math.isfinite(low)):
             a = low = 0.0
-        self._bars.hop(low, f.chroma)
+        self._bars.hop(a, low, f.chroma, f.beat_bands)
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
         self.breakdown = (
