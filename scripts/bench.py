@@ -59,18 +59,22 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_audio_cpu() -> None:
-    """CPU per hop of the whole set: features, bands, onsets, the beat activation and the BeatClock."""
+    """CPU per hop of everything the audio worker does: features, onsets and the beat activation, the BeatClock
+    (beat HMM, readout, bar), and the section and build-up trackers (issue 15's budget: 150 us per hop)."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
     from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.buildup import BuildupTracker
+    from metadj_bridge.inputs.sections import SectionTracker
     from metadj_bridge.inputs.tempo import BeatClock
 
     tracks = synth.fixtures()[:4]
-    feature_us, clock_us, total_us = [], [], []
+    feature_us, clock_us, sections_us, total_us = [], [], [], []
     for track in tracks:
         fx = FeatureExtractor(track.samplerate)
-        clock = BeatClock(fx.hop_size / track.samplerate)
+        hop_s = fx.hop_size / track.samplerate
+        clock, sections, buildup = BeatClock(hop_s), SectionTracker(hop_s), BuildupTracker(hop_s)
         hop = fx.hop_size
         x = track.samples
         for i in range(0, len(x) - hop, hop):
@@ -80,12 +84,17 @@ def bench_audio_cpu() -> None:
             t1 = time.perf_counter()
             clock.process(f)
             t2 = time.perf_counter()
+            sections.process(f.t, f.flux_low, f.rms, clock.bpm if clock.locked else 0.0)
+            buildup.process(f.t, f.rms, f.centroid_hz, f.onset, sections.section < 0.5)
+            t3 = time.perf_counter()
             feature_us.append((t1 - t0) * 1e6)
             clock_us.append((t2 - t1) * 1e6)
-            total_us.append((t2 - t0) * 1e6)
+            sections_us.append((t3 - t2) * 1e6)
+            total_us.append((t3 - t0) * 1e6)
     hop_rate = 44100 / 512
     print(f"CPU per 512-sample hop at 44.1 kHz ({len(total_us)} hops of generated music):")
-    for name, values in (("features+onsets+activation", feature_us), ("BeatClock", clock_us), ("whole set", total_us)):
+    for name, values in (("features+onsets+activation", feature_us), ("BeatClock", clock_us),
+                         ("sections+build-ups", sections_us), ("whole set", total_us)):
         arr = np.array(values)
         print(
             f"  {name:<28} median {np.median(arr):6.1f} us  mean {arr.mean():6.1f} us  "

@@ -164,6 +164,18 @@ def test_phase_is_a_sawtooth_in_range(runs: dict[str, Run]) -> None:
     assert np.sum(np.diff(phases) < -0.5) > 50  # it wraps once per beat
 
 
+def test_a_held_tone_never_locks() -> None:
+    """A sine has no onsets: the autocorrelation of its activation's rounding noise must not become a tempo."""
+    fx = FeatureExtractor(44100)
+    clock = BeatClock(fx.hop_size / 44100)
+    n = 20 * 44100
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)
+    beats = []
+    for i in range(0, n - fx.hop_size, fx.hop_size):
+        beats += clock.process(fx.process(x[i : i + fx.hop_size]))
+    assert beats == [] and not clock.locked
+
+
 def test_silence_never_locks_and_stays_finite() -> None:
     fx = FeatureExtractor(44100)
     clock = BeatClock(fx.hop_size / 44100)

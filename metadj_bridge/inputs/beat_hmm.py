@@ -30,6 +30,9 @@ OBS_K = 6.0
 ACF_S = 5.0
 ACF_EVERY = 8
 ACF_GAIN = 0.3
+#: Below this mean square of the activation (an RMS of 0.01) the autocorrelation is only rounding noise, which
+#: its normalisation would blow up into tempo evidence (a held tone locked after 10 s without it).
+ACF_MIN_POWER = 1e-4
 #: The autocorrelation's tempo prior: a log-normal around ACF_PRIOR_BPM, ACF_PRIOR_OCTAVES wide (one sigma).
 ACF_PRIOR_BPM = 120.0
 ACF_PRIOR_OCTAVES = 1.0
@@ -120,7 +123,10 @@ class BeatHMM:
         x = np.roll(self._ring, -self._ring_pos)
         x = x - x.mean()
         spectrum = np.fft.rfft(x, self._nfft)
-        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)[self.taus]
+        full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
+        if full[0] < ACF_MIN_POWER * self._acf_n:  # no onsets worth the name (a held tone, a fade): no evidence
+            return
+        acf = full[self.taus]
         score = np.maximum(acf, 0.0) * self._acf_prior
         top = score.max()
         if top > 0.0:
