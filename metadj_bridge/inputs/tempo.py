@@ -202,7 +202,8 @@ class BeatClock:
         elif hit and self._last_beat is not None and period is not None and now - self._last_beat < 0.5 * period:
             hit = False
         if hit:
-            # Measured where the model put it (not where the grid snaps it): a wrong grid must not feed itself.
+            # The beat's peak is looked for near the grid's beat when the model agrees with the grid, else in the
+            # model's own "on the beat" states; the beat is reported on the grid (at its time, not before).
             when = self._on_grid(now)
             if when != now:  # near the grid: its peak is within a hop or two of the grid's beat
                 centre = self._hops + int(round((when - now) / self.hop_s))
