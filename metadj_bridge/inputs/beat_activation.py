@@ -81,11 +81,13 @@ class OnsetActivation:
         # One product gives the bands and the chroma; bins above the last one used are never computed on.
         used = int(np.nonzero(bank.any(axis=1) | chroma.any(axis=1))[0].max()) + 1
         self._nused = used
-        self._matrix = np.ascontiguousarray(np.hstack([bank[:used], chroma[:used]]), np.float32)
+        # GAMMA (the compression's gain) is folded in; the chroma is normalised, so it does not mind.
+        self._matrix = np.ascontiguousarray(GAMMA * np.hstack([bank[:used], chroma[:used]]), np.float32)
         # A full-scale sine centred on a bin gives magnitude 1 (the periodic Hann window sums to frame / 2).
         window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(frame) / frame)
         self._window = (window * (2.0 / (frame / 2))).astype(np.float32)
         self._buffer = np.zeros(frame, np.float32)
+        self._windowed = np.zeros(frame, np.float32)
         self._previous = np.zeros(self._nbands, np.float32)
         fps = samplerate / hop
         self._mean_alpha = 1.0 / max(1.0, MEAN_S * fps)
@@ -101,11 +103,13 @@ class OnsetActivation:
         buf = self._buffer
         buf[:-n] = buf[n:]
         buf[-n:] = hop
-        mag = np.abs(np.fft.rfft(buf * self._window)[: self._nused])
+        np.multiply(buf, self._window, out=self._windowed)
+        mag = np.abs(np.fft.rfft(self._windowed)[: self._nused])
         sums = mag @ self._matrix
         nbands = self._nbands
-        bands = np.log1p(GAMMA * sums[:nbands])
-        rise = np.maximum(bands - self._previous, 0.0)
+        bands = np.log1p(sums[:nbands])
+        rise = bands - self._previous
+        np.maximum(rise, 0.0, out=rise)
         self._previous = self.bands = bands
         low = float(rise[: self._nlow].sum())
         flux = float(rise.sum())
