@@ -9,7 +9,9 @@ line for every beat and onset: ``{"t": <s from the start of the audio>, "event":
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +110,18 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
     state = {"flash_until": -1.0, "last_draw": 0.0}
     meters = Meters()
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
 
     def on_update(update: AudioUpdate) -> None:
+        if stop.is_set():
+            return
+        try:
+            show(update)
+        except BrokenPipeError:  # the reader went away (`listen --json | head`): stop quietly
+            _quiet_broken_stdout(out)
+            stop.set()
+
+    def show(update: AudioUpdate) -> None:
         if options.json:
             # A beat carries the grid's own tempo when it fell (several hops may come in one update); an onset
             # the tempo of the update that brought it.
@@ -136,7 +148,6 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
                 out.write(f"beat {b.index:5d} at {b.t:8.3f} s  {b.bpm:6.1f} BPM  confidence {b.confidence:.2f}\n")
 
     analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)
-    stop = asyncio.Event()
     with stop_signals(stop.set):
         if not options.json:
             print(f"listening to {label}; Ctrl-C to stop", file=sys.stderr)
@@ -153,10 +164,22 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
                 analyzer.finished.result()
         finally:
             await analyzer.aclose()
-            if tty:
-                out.write("\n")
-            out.flush()
+            try:
+                if tty:
+                    out.write("\n")
+                out.flush()
+            except BrokenPipeError:
+                _quiet_broken_stdout(out)
     return 0
+
+
+def _quiet_broken_stdout(out: TextIO) -> None:
+    """After a broken pipe on standard output, point it at the null device, so that Python's own flush at exit
+    does not print a traceback either (the recipe in Python's signal documentation)."""
+    if out is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 def run_devices(out: TextIO | None = None) -> int:
