@@ -28,9 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in, Scope parameters out, Scope's video to a virtual webcam.",
     )
     parser.add_argument("--version", action="version", version=f"metadj-bridge {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="debug logs and tracebacks (-vv adds WebRTC internals)"
-    )
+    _add_verbosity(parser, default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -238,16 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--video-source", metavar="SOURCE",
                         help="a video-mode show's input, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
                         "(default: the profile's video.source, else the first camera)")
+    for command in sub.choices.values():  # -v / -q after the command too (`run -v`), as well as before it
+        _add_verbosity(command, default=argparse.SUPPRESS)
     return parser
 
 
+def _add_verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="debug logs and tracebacks (-vv adds WebRTC internals)")
+    parser.add_argument("-q", "--quiet", action="count", default=default, help="warnings and errors only")
+
+
 def setup_logging(verbosity: int) -> None:
-    level = logging.DEBUG if verbosity else logging.INFO
+    """Logging for a verbosity: below 0 (-q) warnings and errors, 0 the show's INFO lines, 1 (-v) debug."""
+    level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
     from metadj_bridge.errors import RedactingFilter
 
     logging.basicConfig(
         level=level,
-        format=("%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity
+        format=("%(asctime)s %(levelname)-7s %(name)s: %(message)s" if verbosity > 0
                 else "%(asctime)s %(levelname)s %(message)s"),
         datefmt="%H:%M:%S",
         stream=sys.stderr,
@@ -289,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    setup_logging(args.verbose)
+    verbosity = args.verbose - args.quiet
+    args.verbose = max(0, verbosity)
+    setup_logging(verbosity)
     try:
         if args.command == "run":
             from metadj_bridge.run.bridge import RunOptions, run_bridge

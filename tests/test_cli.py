@@ -139,3 +139,15 @@ def test_run_without_any_session_says_so_in_its_closing_line() -> None:
     assert proc.returncode == 0, proc.stderr  # a server that is down may come up: not a configuration error
     last = proc.stderr.strip().splitlines()[-1]
     assert re.search(r"WARNING stopped after [\d.]+ s: no Scope session was made \(last error: .+\)", last), last
+
+
+def test_verbose_and_quiet_anywhere_on_the_line() -> None:
+    from metadj_bridge.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "-v"]).verbose == 1
+    assert parser.parse_args(["-v", "run"]).verbose == 1
+    assert parser.parse_args(["listen", "-vv", "--json"]).verbose == 2
+    quiet = parser.parse_args(["monitor", "-q"])
+    assert (quiet.verbose, quiet.quiet) == (0, 1)
+    assert parser.parse_args(["-q", "doctor"]).quiet == 1
