@@ -38,6 +38,21 @@ async def analyse(source: Any, until: asyncio.Future[Any] | None = None) -> tupl
     return beats, onsets, last["bpm"]
 
 
+def _offsets_through_xruns(live: np.ndarray, ref: np.ndarray, offset: float) -> tuple[np.ndarray, int]:
+    """The live-to-file offset at each live onset, and how often it moved. On a loaded machine the JACK graph
+    can skip a period (an xrun: the player's or the capture's callback runs late), which moves the rest of the
+    live timeline by whole periods (5.8 ms each; a hop or so of onset time) and nothing else. A live onset
+    12-50 ms from its file onset is taken as such a move, and the offset follows it."""
+    out, moves = [], 0
+    for x in live:
+        d = float(x - offset - ref[np.argmin(np.abs(ref - (x - offset)))])
+        if 0.012 <= abs(d) < 0.05:
+            offset += d
+            moves += 1
+        out.append(offset)
+    return np.array(out), moves
+
+
 async def test_live_beats_match_the_file_path(jack_server: Any) -> None:
     from tests.jackrig import JackPlayer
 
@@ -68,12 +83,13 @@ async def test_live_beats_match_the_file_path(jack_server: Any) -> None:
     # music's first attack, which both paths find (later onsets repeat every eighth note and are ambiguous).
     live, ref = np.array(live_onsets), np.array(file_onsets)
     assert len(live) >= 0.9 * len(ref), (len(live), len(ref))
-    offset = float(live[0] - ref[0])
-    # With that offset most onsets coincide within a hop (capture starts anywhere in the hop grid, and soft
+    offsets, moves = _offsets_through_xruns(live, ref, float(live[0] - ref[0]))
+    assert moves <= 4, (moves, np.unique(np.round(offsets - offsets[0], 4)))  # a few xruns, not a drift
+    # With those offsets most onsets coincide within a hop (capture starts anywhere in the hop grid, and soft
     # hats near the onset threshold may be found on one path only).
-    coincide = np.array([np.min(np.abs(ref - (x - offset))) < 0.012 for x in live])
-    assert coincide.mean() >= 0.8
-    live_shifted = np.array(live_beats) - offset
+    coincide = np.array([np.min(np.abs(ref - (x - o))) < 0.012 for x, o in zip(live, offsets, strict=True)])
+    assert coincide.mean() >= 0.8, coincide
+    live_shifted = np.array([b - offsets[min(np.searchsorted(live, b), len(live) - 1)] for b in live_beats])
     assert f_measure(np.array(file_beats), live_shifted, skip=8.0).f_measure >= 0.9
     assert f_measure(track.beats, live_shifted, skip=8.0).f_measure >= 0.9
     assert live_bpm == pytest.approx(file_bpm, abs=0.5) and live_bpm == pytest.approx(126, abs=0.5)
