@@ -261,3 +261,16 @@ def test_a_waltz_is_heard_in_three_when_four_is_configured() -> None:
     for i in range(0, len(track.samples) - fx.hop_size, fx.hop_size):
         fixed.process(fx.process(track.samples[i : i + fx.hop_size]))
     assert fixed.beats_per_bar == 4
+
+
+def test_the_bar_tracker_keeps_bounded_memory_without_beats() -> None:
+    """Before a lock (or with no beats at all) every hop is recorded into the open span: it must not grow for
+    as long as the input runs, and the first beat after it still gets a position."""
+    from metadj_bridge.inputs.downbeats import MAX_SPAN_HOPS, DownbeatTracker
+
+    tracker = DownbeatTracker(44100 / 512)
+    chroma, bands = np.full(12, 1 / 12), np.zeros(93)
+    for i in range(10 * MAX_SPAN_HOPS):
+        tracker.hop(0.1 * (i % 7), 0.5, chroma, bands)
+    assert len(tracker.s_buf) <= MAX_SPAN_HOPS and tracker.s_n <= MAX_SPAN_HOPS
+    assert 0 <= tracker.beat() < tracker.beats_per_bar

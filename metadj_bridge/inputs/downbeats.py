@@ -93,6 +93,9 @@ STICK = 0.7
 STYLE_SWITCH = 0.01
 #: Besides each beat's z-scored features, their differences to the beats this many before.
 CONTEXT: tuple[int, ...] = ()
+#: A span keeps at most this many hops (12 s at 44.1 kHz, longer than any beat): without beats the per-hop
+#: record would otherwise grow for as long as the music plays without a lock.
+MAX_SPAN_HOPS = 1024
 #: The z-score's exponential window, per beat.
 Z_ALPHA = 0.05
 
@@ -211,8 +214,12 @@ class DownbeatTracker:
             g[:LOW_BANDS, 0] = g[LOW_BANDS:MID_BANDS, 1] = g[MID_BANDS:, 2] = 1.0
             self._g3 = g
         n = self.s_n
-        if n == len(self.s_buf):  # a long span (before the first beat, or no beats): grow
-            self.s_buf = np.vstack([self.s_buf, np.zeros_like(self.s_buf)])
+        if n == len(self.s_buf):
+            if n < MAX_SPAN_HOPS:
+                self.s_buf = np.vstack([self.s_buf, np.zeros_like(self.s_buf)])
+            else:  # no beat for a long while (before the lock, a stopped deck): keep the newest hops only
+                self.s_buf[:-1] = self.s_buf[1:]
+                n -= 1
         row = self.s_buf[n]
         row[0] = act
         row[1] = low
