@@ -1,8 +1,10 @@
 """The ``metadj-bridge`` command line.
 
-Errors a performer can act on print ``error: <message>`` and exit 1; the traceback appears only with
-``-v``. Subcommands import their heavy parts lazily, so ``--help`` is instant and never fails because an
-optional library is missing.
+Errors a performer can act on print ``error: <message>``; the traceback appears only with ``-v``. The exit
+code tells a supervisor what happened (:data:`metadj_bridge.errors.EXIT_CODES`): 0 done, 1 a runtime failure,
+2 a wrong command line, 78 a configuration that cannot work (starting again will not help), 70 a bug.
+Subcommands import their heavy parts lazily, so ``--help`` is instant and never fails because an optional library
+is missing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from metadj_bridge import __version__
-from metadj_bridge.errors import MetaDJError, ScopeError, redact_text
+from metadj_bridge.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_SOFTWARE,
+    ConfigError,
+    MetaDJError,
+    ScopeError,
+    redact_text,
+)
 from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
 from metadj_bridge.run import eventloop
 
@@ -38,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without --scope the built-in Scope emulator is started in this process.",
     )
     run.add_argument("--profile", metavar="FILE",
-                     help="the show profile (YAML); default: the bundled mappings/default.yaml")
+                     help="the show profile (a YAML file, or a bundled profile's name); default: the bundled default")
     run.add_argument("--rehearse", action="store_true", default=None,
                      help="rehearse the profile without a GPU: the built-in emulator at a GPU's pace, the demo track, "
                      "the browser preview")
@@ -168,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what the control drives, e.g. prompt.mix or action.pulse_noise (default: noise_scale for "
                        "a knob, theme.next for a pad)")
 
+    profiles = sub.add_parser(
+        "profiles",
+        help="list the bundled show profiles, or copy one to edit",
+        description="The show profiles that ship with metadj-bridge. Any of them can be played by name "
+        "(run --profile midimix-show); --copy makes a copy of your own to edit.",
+    )
+    profiles.add_argument("--copy", nargs=2, metavar=("NAME", "DEST"), help="copy bundled profile NAME to DEST")
+
+    service = sub.add_parser(
+        "service",
+        help="print a service file (systemd or launchd) for this install",
+        description="Print the systemd user unit (Linux) or the launchd agent (macOS) with this install's "
+        "metadj-bridge filled in; save it, set your profile, and enable it (the README says how).",
+    )
+    service.add_argument("kind", choices=["systemd", "launchd"], help="which service manager")
+
     switch = sub.add_parser(
         "switch",
         help="make a running bridge switch to another show profile",
@@ -290,6 +316,18 @@ def _server_schemas(url: str | None) -> dict[str, Any] | None:
     return schemas
 
 
+def _profiles(copy: list[str] | None) -> int:
+    from metadj_bridge.bundled import PROFILES_DIR, bundled_names, copy_profile
+
+    if copy:
+        target = copy_profile(*copy)
+        print(f"{target}: a copy of the bundled {copy[0]!r}; play it with `metadj-bridge run --profile {target}`")
+        return 0
+    for name in bundled_names():
+        print(f"{name:<24} {PROFILES_DIR / name}.yaml")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -340,6 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metadj_bridge.run.show import send_switch
 
             return send_switch(args.profile, args.to)
+        if args.command == "profiles":
+            return _profiles(args.copy)
+        if args.command == "service":
+            from metadj_bridge.bundled import service_file
+
+            sys.stdout.write(service_file(args.kind))
+            return 0
         if args.command == "emulate":
             from metadj_bridge.emulator.cli import run_from_args
 
@@ -373,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             log.exception("failed")
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug, not a performer's mistake: short message, traceback with -v
@@ -381,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("unexpected failure")
         print(f"error: unexpected {type(exc).__name__}: {redact_text(str(exc))} (run with -v for the traceback)",
               file=sys.stderr)
-        return 1
+        return EXIT_SOFTWARE
     return 0
 
 

@@ -1,7 +1,8 @@
 """The project's exception tree.
 
 Every error a performer can act on derives from ``MetaDJError`` and carries a message that says what
-happened, the value involved and what to do. The CLI prints ``error: <message>`` and exits 1.
+happened, the value involved and what to do. The CLI prints ``error: <message>`` and exits with one of the
+``EXIT_*`` codes below.
 
     MetaDJError
      ├── ConfigError                 bad command-line value, URL or setting
@@ -31,6 +32,16 @@ import logging
 import re
 import time
 from collections.abc import Callable
+
+#: Exit codes, for a supervisor (systemd's ``RestartPreventExitStatus=``, a script): what happened, and whether
+#: starting again can help. 78 and 70 are the BSD ``sysexits.h`` codes for the same cases.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the show could not go on, or a check found problems: starting again may help
+EXIT_USAGE = 2  # the command line itself is wrong (argparse)
+EXIT_SOFTWARE = 70  # a bug in the bridge
+EXIT_CONFIG = 78  # the profile, a setting or a missing extra: it cannot work until someone changes it
+EXIT_CODES = {EXIT_OK: "done", EXIT_FAILURE: "failed", EXIT_USAGE: "usage", EXIT_SOFTWARE: "bug",
+              EXIT_CONFIG: "configuration"}
 
 
 class MetaDJError(Exception):

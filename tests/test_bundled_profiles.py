@@ -1,5 +1,6 @@
-"""The bundled show profiles in ``mappings/``: they load, ``metadj-bridge check`` accepts them, and each one
-does what its header promises (no controller for the default show, the MIDImix's real factory layout, ...)."""
+"""The bundled show profiles (``metadj_bridge/bundled/profiles/``): they load, ``metadj-bridge check`` accepts
+them, and each one does what its header promises (no controller for the default show, the MIDImix's real factory
+layout, ...)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from metadj_bridge.bundled import PROFILES_DIR
 from metadj_bridge.inputs.osc_presets import ABLETON, RESOLUME
 from metadj_bridge.profile import load_profile
 from metadj_bridge.profile.model import (
@@ -22,11 +24,11 @@ from metadj_bridge.profile.model import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPINGS = ROOT / "mappings"
+MAPPINGS = PROFILES_DIR
 BUNDLED = sorted(MAPPINGS.rglob("*.yaml"))
 
 # The Akai MIDImix factory layout, all on MIDI channel 1, as Ableton Live's MIDI_Mix remote script and the
-# Zynthian MIDImix driver define it (sources cited in mappings/controllers/midimix.yaml).
+# Zynthian MIDImix driver define it (sources cited in controllers/midimix.yaml).
 MIDIMIX_KNOB_ROWS = (
     (16, 20, 24, 28, 46, 50, 54, 58),
     (17, 21, 25, 29, 47, 51, 55, 59),

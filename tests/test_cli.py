@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metadj_bridge import __version__
+from metadj_bridge.errors import EXIT_CONFIG
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -35,7 +36,7 @@ def test_version() -> None:
 
 def test_bad_option_value_is_an_error_line() -> None:
     proc = cli("run", "--duration", "-3")
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CONFIG
     assert proc.stderr.strip().splitlines()[-1] == "error: --duration -3: must be more than 0 seconds"
 
 
@@ -107,7 +108,7 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
 def test_rehearsal_of_a_controller_show_without_the_controller() -> None:
     """The MIDImix show rehearsed at home: no GPU, no controller, no MIDI at all on this machine; it still plays."""
     proc = subprocess.run(
-        [sys.executable, "-m", "metadj_bridge", "run", "--rehearse", "--profile", "mappings/midimix-show.yaml",
+        [sys.executable, "-m", "metadj_bridge", "run", "--rehearse", "--profile", "midimix-show",
          "--duration", "8", "--preview-port", "0"],
         capture_output=True, text=True, timeout=90, cwd=Path(__file__).resolve().parent.parent,
     )
@@ -125,7 +126,7 @@ def test_run_refuses_a_text_show_on_a_video_only_pipeline_in_one_line() -> None:
     """D1/D4: the built-in emulator offers passthrough for video input only, as Scope does: the run ends at once."""
     proc = cli("run", "--pipeline", "passthrough", "--duration", "20", "--output", "none", "--no-audio",
                "--show-log", "none")
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == EXIT_CONFIG, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: pipeline 'passthrough' supports only video input, not text mode; "), proc.stderr
     assert "this Scope server offers: " in last and "Traceback" not in proc.stderr

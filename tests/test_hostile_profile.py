@@ -19,6 +19,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metadj_bridge.bundled import PROFILES_DIR
 from metadj_bridge.profile import ProfileError, ProfileWatcher, load_profile
 from metadj_bridge.profile.check import run_check
 from metadj_bridge.profile.loader import MAX_EXTENDS_DEPTH, check_profile
@@ -26,7 +27,7 @@ from metadj_bridge.profile.model import ShowProfile
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).parent.parent
-BUNDLED = ROOT / "mappings"
+BUNDLED = PROFILES_DIR
 THEMES = "themes:\n  main:\n    prompts: [neon city]\n"
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo: named pipes are POSIX only")
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from metadj_bridge.bundled import PROFILES_DIR as BUNDLED_DIR
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.osc import OscInput
 from metadj_bridge.outputs.osc_out import build_message
 from metadj_bridge.profile import load_profile
 from metadj_bridge.profile.model import ShowProfile
-from metadj_bridge.run.plan import BUNDLED_DIR
 from metadj_bridge.run.show import SWITCH_ADDRESS, ShowRunner
 from metadj_bridge.run.switching import ProfileSwitcher, check_target, load_with_deadline
 from metadj_bridge.scope.sender import ParameterSender

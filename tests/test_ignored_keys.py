@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from metadj_bridge.emulator import catalogue
+from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.parameters import BUILTIN_SPECS, PIPELINE_READS, SERVER_SIDE_KEYS
 from metadj_bridge.profile import load_profile
 from metadj_bridge.profile.ignored import CATALOGUE, SCHEMA, IgnoredKeyLog, ignored_keys, schema_reads
@@ -198,7 +199,7 @@ def test_check_falls_back_to_the_catalogue_when_the_server_does_not_answer(tmp_p
     assert note.startswith("note: ") and note.endswith("; checking against the bridge's catalogue instead")
     assert warnings == [f"warning: {line}" for line in noise_lines(path)]
     typo = check("--scope", "gpu-box:8000", str(path))  # a URL that cannot be one is the performer's to fix
-    assert typo.returncode == 1 and typo.stderr.startswith("error: Scope URL 'gpu-box:8000'"), typo.stderr
+    assert typo.returncode == EXIT_CONFIG and typo.stderr.startswith("error: Scope URL 'gpu-box:8000'"), typo.stderr
 
 
 async def test_run_warns_at_start_from_the_servers_schema(make_emulator: Any, tmp_path: Path,

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from metadj_bridge.bundled import bundled_profile
 from metadj_bridge.cli import build_parser
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.profile.model import (
@@ -22,7 +23,7 @@ from metadj_bridge.profile.model import (
     TempoSettings,
     Theme,
 )
-from metadj_bridge.run.plan import RunOptions, bundled_profile, make_plan
+from metadj_bridge.run.plan import RunOptions, make_plan
 
 
 def profile(**changes: object) -> ShowProfile:
@@ -107,8 +108,8 @@ def test_impossible_settings_are_clear_errors(argv: tuple[str, ...], message: st
 
 def test_the_bundled_default_profile_is_found() -> None:
     path = bundled_profile("default")
-    assert path.name == "default.yaml" and path.parent.name == "mappings"
-    with pytest.raises(ConfigError, match="bundled profile 'nope' is not at"):
+    assert path.name == "default.yaml" and path.is_file()
+    with pytest.raises(ConfigError, match="no bundled profile 'nope'"):
         bundled_profile("nope")
 
 

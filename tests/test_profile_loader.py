@@ -16,6 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metadj_bridge.bundled import bundled_profile
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.profile import ProfileError, load_profile
 from metadj_bridge.profile.check import run_check
@@ -396,4 +397,4 @@ def test_the_video_section(tmp_path: Path) -> None:
     assert (video.size, video.fps, video.slate_after) == ((1280, 720), 60.0, 2.0)
     assert video.source == f"file:{tmp_path / 'clips' / 'dancer.mp4'}"
     assert video.ref_images == (str(tmp_path / "face.png"),)
-    assert load_profile(Path(__file__).parent.parent / "mappings" / "default.yaml").video.outputs == ("vcam",)
+    assert load_profile(bundled_profile("default")).video.outputs == ("vcam",)

@@ -1,27 +1,43 @@
-"""The service files in scripts/ parse, start `run` and reload with SIGHUP."""
+"""The service files shipped in the package parse, start `run` with this install's program and reload with SIGHUP;
+`metadj-bridge service` prints them ready to save."""
 
 from __future__ import annotations
 
 import configparser
+import io
 import plistlib
+import subprocess
+import sys
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+from metadj_bridge.bundled import service_file
 
 
 def test_systemd_unit() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.read(SCRIPTS / "metadj-bridge.service", encoding="utf-8")
+    unit.read_string(service_file("systemd"))
     assert unit.sections() == ["Unit", "Service", "Install"]
     exec_start = unit["Service"]["ExecStart"]
-    assert " run " in exec_start + " " and exec_start.split()[0].endswith("metadj-bridge")
+    program = exec_start.split()[0]
+    assert " run " in exec_start + " " and Path(program).name == "metadj-bridge" and Path(program).is_absolute()
+    assert "%h/.venvs" not in exec_start  # this install's program, not the placeholder
     assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["Restart"] == "on-failure"
 
 
 def test_launchd_agent() -> None:
-    with open(SCRIPTS / "com.metadj.bridge.plist", "rb") as f:
-        agent = plistlib.load(f)
+    agent = plistlib.load(io.BytesIO(service_file("launchd").encode()))
     assert agent["Label"] == "com.metadj.bridge"
-    assert agent["ProgramArguments"][0].endswith("/metadj-bridge") and agent["ProgramArguments"][1] == "run"
+    assert Path(agent["ProgramArguments"][0]).name == "metadj-bridge" and agent["ProgramArguments"][1] == "run"
+    assert not agent["ProgramArguments"][0].startswith("/Users/YOU")
     assert agent["KeepAlive"] == {"SuccessfulExit": False} and agent["RunAtLoad"] is True
+
+
+def test_service_command_prints_the_unit() -> None:
+    done = subprocess.run([sys.executable, "-m", "metadj_bridge", "service", "systemd"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "[Service]" in done.stdout and "ExecStart=" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "metadj_bridge", "service", "upstart"], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert bad.returncode != 0 and "upstart" in bad.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -162,14 +164,21 @@ async def test_unwritable_path_is_logged_once_and_the_show_goes_on(tmp_path: Pat
     assert show.lines_written == 0 and show.lines_lost == 52  # header + 50 messages + end
 
 
-def test_default_paths_per_os() -> None:
+def test_default_paths_per_os(monkeypatch: pytest.MonkeyPatch) -> None:
     when = datetime(2026, 11, 24, 21, 30, 5)
-    linux = default_show_log_path(when, platform="linux", env={"HOME": "/home/dj"})
+    monkeypatch.setenv("HOME", "/home/dj")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    linux = default_show_log_path(when, platform="linux")
     assert linux == Path("/home/dj/.local/state/metadj-bridge/shows/show-2026-11-24_21-30-05.jsonl")
-    xdg = default_show_log_path(when, platform="linux", env={"HOME": "/home/dj", "XDG_STATE_HOME": "/var/st"})
-    assert xdg.parent == Path("/var/st/metadj-bridge/shows")
-    mac = default_show_log_path(when, platform="darwin", env={"HOME": "/Users/dj"})
+    monkeypatch.setenv("XDG_STATE_HOME", "/var/st")
+    assert default_show_log_path(when, platform="linux").parent == Path("/var/st/metadj-bridge/shows")
+    monkeypatch.setenv("HOME", "/Users/dj")
+    mac = default_show_log_path(when, platform="darwin")
     assert mac.parent == Path("/Users/dj/Library/Logs/metadj-bridge/shows")
-    win = default_show_log_path(when, platform="win32", env={"LOCALAPPDATA": "C:/Users/dj/AppData/Local"})
-    assert win.parent == Path("C:/Users/dj/AppData/Local/metadj-bridge/shows")
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="platformdirs asks Windows itself for the folder")
+def test_default_path_on_windows() -> None:
+    win = default_show_log_path(datetime(2026, 11, 24, 21, 30, 5))
+    assert win.parent == Path(os.environ["LOCALAPPDATA"]) / "metadj-bridge" / "shows"
     assert win.name == "show-2026-11-24_21-30-05.jsonl"

@@ -5,7 +5,7 @@ It checks the profile, this machine (audio input, MIDI controllers, the virtual 
 line per finding with the action indented below, or JSON. The exit status is 0 only when no finding blocks
 a show; warnings are fine. The Scope checks live in :mod:`metadj_bridge.doctor.checks`.
 
-    report = await run_doctor(DoctorOptions(scope_url="http://pod:8000", profile="mappings/club.yaml"))
+    report = await run_doctor(DoctorOptions(scope_url="http://pod:8000", profile="shows/club.yaml"))
     print(format_report(report)); sys.exit(0 if report.ok else 1)
 """
 
@@ -112,11 +112,12 @@ def _redact(value: Any) -> Any:
 def check_profile(path: str | None, settings: Mapping[str, Any] | None = None) -> tuple[list[Finding], RunPlan | None]:
     """Load the profile (the bundled default without one) and settle its plan as ``run`` would, with ``settings``
     (``RunOptions`` fields, e.g. from ``METADJ_*`` variables) over it; returns (findings, plan or None)."""
+    from metadj_bridge.bundled import bundled_profile, resolve_profile
     from metadj_bridge.profile import ProfileError, load_profile
-    from metadj_bridge.run.plan import RunOptions, bundled_profile, make_plan
+    from metadj_bridge.run.plan import RunOptions, make_plan
 
     try:
-        target = path if path is not None else str(bundled_profile("default"))
+        target = resolve_profile(path) if path is not None else str(bundled_profile("default"))
         profile = load_profile(target)
     except ProfileError as exc:
         return [Finding("profile", Status.PROBLEM, str(exc),

@@ -11,7 +11,6 @@ Pure numpy and deterministic (a seed per track). Each instrument is rendered onc
 from __future__ import annotations
 
 import os
-import sys
 import wave
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -401,14 +400,10 @@ def write_wav(path: str | Path, samples: np.ndarray, samplerate: int, *, bits: i
 
 
 def cache_dir() -> Path:
-    """Where generated audio is kept: the platform's user cache folder."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "metadj-bridge"
+    """Where generated audio is kept: the platform's user cache folder (platformdirs)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("metadj-bridge", appauthor=False)
 
 
 def demo_track_path(samplerate: int = SAMPLERATE) -> Path:

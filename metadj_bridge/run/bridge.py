@@ -18,6 +18,7 @@ import time
 from typing import Any, TextIO
 
 from metadj_bridge import parameters
+from metadj_bridge.bundled import bundled_profile, resolve_profile
 from metadj_bridge.errors import MetaDJError
 from metadj_bridge.inputs.analyzer import AudioUpdate, deliver
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig
@@ -34,7 +35,7 @@ from metadj_bridge.run.parts import (
     open_video,
     preview_url,
 )
-from metadj_bridge.run.plan import RunOptions, RunPlan, bundled_profile, make_plan
+from metadj_bridge.run.plan import RunOptions, RunPlan, make_plan
 from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
 from metadj_bridge.scope.offer import ServerOffer
@@ -65,10 +66,10 @@ async def _session_part(supervisor: asyncio.Task[None]) -> None:
 
 
 async def load_show_profile(path: str | None) -> ShowProfile:
-    """The profile to run: the file given, or the bundled default."""
+    """The profile to run: the file given (or the bundled profile of that name), or the bundled default."""
     from metadj_bridge.profile import load_profile
 
-    target = path if path is not None else str(bundled_profile("default"))
+    target = resolve_profile(path) if path is not None else str(bundled_profile("default"))
     return await asyncio.to_thread(load_profile, target)
 
 

@@ -24,19 +24,6 @@ from metadj_bridge.inputs.midi_decode import (
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.scope.api import normalise_url
 
-#: The bundled profiles live in ``mappings/`` beside the package (a checkout or an editable install).
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "mappings"
-
-
-def bundled_profile(name: str = "default") -> Path:
-    path = BUNDLED_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"the bundled profile {name!r} is not at {path}; run from a checkout of metadj-bridge "
-            "(pip install -e .) or give a profile with --profile FILE"
-        )
-    return path
-
 
 @dataclass
 class RunOptions:

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from metadj_bridge.bundled import PROFILES_DIR as BUNDLED_DIR
 from metadj_bridge.errors import ConfigError, RateLimitedWarning
 from metadj_bridge.profile.model import ShowProfile
-from metadj_bridge.run.plan import BUNDLED_DIR
 
 log = logging.getLogger(__name__)
 

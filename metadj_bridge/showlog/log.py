@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from platformdirs.api import PlatformDirsABC
+
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 
 __all__ = [
@@ -88,26 +90,26 @@ def show_log_header(
     return header
 
 
-def default_show_log_path(
-    now: datetime | None = None, *, platform: str = sys.platform, env: Mapping[str, str] | None = None
-) -> Path:
+def user_dirs(platform: str = sys.platform) -> PlatformDirsABC:
+    """The bridge's per-user folders by platformdirs, for ``platform`` (this machine's by default)."""
+    from platformdirs.macos import MacOS
+    from platformdirs.unix import Unix
+    from platformdirs.windows import Windows
+
+    kind = MacOS if platform == "darwin" else Windows if platform.startswith("win") else Unix
+    return kind("metadj-bridge", appauthor=False)
+
+
+def default_show_log_path(now: datetime | None = None, *, platform: str = sys.platform) -> Path:
     """Where a show log goes by default: the user's state (Linux), logs (macOS) or local data (Windows) folder.
 
     Linux: ``$XDG_STATE_HOME/metadj-bridge/shows/`` (``~/.local/state/...`` without it); macOS:
     ``~/Library/Logs/metadj-bridge/shows/``; Windows: ``%LOCALAPPDATA%\\metadj-bridge\\shows\\``. The file is
     named after the local date and time the show started: ``show-2026-11-24_21-30-05.jsonl``.
     """
-    env = os.environ if env is None else env
     now = now or datetime.now()
-    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    if platform == "darwin":
-        base = home / "Library" / "Logs" / "metadj-bridge"
-    elif platform.startswith("win"):
-        local = env.get("LOCALAPPDATA")
-        base = (Path(local) if local else home / "AppData" / "Local") / "metadj-bridge"
-    else:
-        state = env.get("XDG_STATE_HOME")
-        base = (Path(state) if state and Path(state).is_absolute() else home / ".local" / "state") / "metadj-bridge"
+    dirs = user_dirs(platform)
+    base = dirs.user_log_path if platform == "darwin" else dirs.user_state_path
     return base / "shows" / f"show-{now:%Y-%m-%d_%H-%M-%S}.jsonl"
 
 

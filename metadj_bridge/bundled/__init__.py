@@ -1,0 +1,75 @@
+"""What ships inside the package: the show profiles (``profiles/``) and the service files (``service/``).
+
+They are package data, so a wheel, pipx or an editable install all find them here, from any working directory.
+A profile argument that names no file but a bundled profile (``midimix-show``, ``controllers/midimix``) means
+that profile::
+
+    metadj-bridge run --profile midimix-show
+    metadj-bridge profiles                      # the list, with where each file is
+    metadj-bridge profiles --copy midimix-show my-show.yaml   # a copy of your own to edit
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from metadj_bridge.errors import ConfigError
+
+HERE = Path(__file__).resolve().parent
+PROFILES_DIR = HERE / "profiles"
+SERVICE_DIR = HERE / "service"
+
+
+def bundled_names() -> list[str]:
+    """Every bundled profile by the name ``--profile`` takes: ``default``, ``controllers/midimix`` ..."""
+    return sorted(path.relative_to(PROFILES_DIR).with_suffix("").as_posix() for path in PROFILES_DIR.rglob("*.yaml"))
+
+
+def bundled_profile(name: str = "default") -> Path:
+    """The bundled profile called ``name`` (with or without ``.yaml``)."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    path = PROFILES_DIR / f"{stem}.yaml"
+    if stem not in bundled_names():
+        raise ConfigError(f"no bundled profile {name!r} (bundled: {', '.join(bundled_names())}); "
+                          "give a profile file with --profile FILE")
+    return path
+
+
+def resolve_profile(argument: str) -> str:
+    """A ``--profile`` argument as a path: an existing file as it is; else a bundled profile of that name; else the
+    argument unchanged (the loader then says the file is missing)."""
+    if os.path.exists(argument):
+        return argument
+    stem = argument[:-5] if argument.endswith(".yaml") else argument
+    if stem.replace("\\", "/") in bundled_names():
+        return str(PROFILES_DIR / f"{stem}.yaml")
+    return argument
+
+
+def copy_profile(name: str, destination: str) -> Path:
+    """Copy a bundled profile to ``destination`` (a file, or a folder to put it in); never overwrites."""
+    source = bundled_profile(name)
+    target = Path(destination)
+    if target.is_dir():
+        target = target / source.name
+    if target.exists():
+        raise ConfigError(f"{target} exists already; give another name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def service_file(kind: str) -> str:
+    """The service file for ``systemd`` (Linux) or ``launchd`` (macOS), with this install's ``metadj-bridge``
+    program filled in, so it can be saved as it is."""
+    names = {"systemd": "metadj-bridge.service", "launchd": "com.metadj.bridge.plist"}
+    if kind not in names:
+        raise ConfigError(f"no service file for {kind!r} (there is one for: {', '.join(names)})")
+    text = (SERVICE_DIR / names[kind]).read_text(encoding="utf-8")
+    program = shutil.which("metadj-bridge") or str(Path(sys.executable).with_name("metadj-bridge"))
+    if kind == "systemd":
+        return text.replace("%h/.venvs/metadj/bin/metadj-bridge", program)
+    return text.replace("/Users/YOU/.venvs/metadj/bin/metadj-bridge", program)
