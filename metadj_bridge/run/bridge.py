@@ -36,6 +36,7 @@ from metadj_bridge.run.parts import (
     preview_url,
 )
 from metadj_bridge.run.plan import RunOptions, RunPlan, make_plan
+from metadj_bridge.run.service import ServiceNotifier
 from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
 from metadj_bridge.scope.offer import ServerOffer
@@ -212,6 +213,10 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
 
         view = StatusView(status.snapshot, status_stream or sys.stderr)
         stack.callback(view.finish)
+        service = ServiceNotifier()
+        stack.callback(service.close)
+        stack.callback(service.stopping)
+        service.ready(_service_status(session.status(), plan.pipeline))
         try:
             # Every long-running part is a named task of one group. A part that fails is restarted on its own
             # (the others go on); the Scope session heals itself and only ends the run on a fatal startup error.
@@ -223,12 +228,20 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
                 assert session.supervisor is not None
                 group.create_task(_session_part(session.supervisor), name="scope-session")
                 group.create_task(_until_stopped(stop, plan.duration), name="stop")
+                group.create_task(supervised("service", lambda: service.run(
+                    lambda: _service_status(session.status(), plan.pipeline))), name="service")
         except* _Stopped:
             pass
         except* MetaDJError as errors:
             raise errors.exceptions[0] from None  # a fatal startup error, for the CLI to print
     _closing_line(session.status(), show, time.monotonic() - started, session.reconnect.last_error)
     return 0
+
+
+def _service_status(st: dict[str, Any], pipeline: str) -> str:
+    """One line for ``systemctl status``: the session's state and what comes back."""
+    line = f"Scope {st['state']} ({pipeline}), {st['fps_in']:.1f} fps in"
+    return line + (f"; last error: {st['last_error']}" if st.get("last_error") else "")
 
 
 def _closing_line(st: dict[str, Any], show: ShowRunner, elapsed: float, last_error: str | None) -> None:
