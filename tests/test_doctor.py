@@ -510,8 +510,14 @@ def test_virtual_camera_findings(profile: str) -> None:
     assert check_vcam(_plan(profile)).status is Status.SKIPPED
     register_capture_backend("capture")
     assert check_vcam(_plan(profile, video_outputs=("vcam",), video_backend="capture")).status is Status.OK
+    # A backend asked for by name that this machine lacks fails the doctor (the show would not be where OBS looks).
     absent = check_vcam(_plan(profile, video_outputs=("vcam",), video_backend="no-such-backend"))
-    assert absent.status is Status.WARNING and "preview" in absent.summary and "not available here" in absent.action
+    assert absent.status is Status.PROBLEM and "no-such-backend" in absent.summary
+    assert "not available here" in absent.action
+    # A device asked for by name is a camera asked for too. (With none named, a machine without a camera falls back
+    # to the preview, the default show's case: a warning, and the show goes on.)
+    named = check_vcam(_plan(profile, video_outputs=("vcam",), video_backend=None, video_device="/dev/video99"))
+    assert named.status is Status.PROBLEM and "/dev/video99" in named.summary
 
 
 @pytest.fixture(scope="module")

@@ -202,6 +202,9 @@ def check_vcam(plan: RunPlan) -> Finding:
         sink = VirtualCameraSink(device=plan.video_device, backend=plan.video_backend)
         sink.open(320, 180, 30.0)
     except (VideoOutputError, ValueError) as exc:
+        if plan.video_backend or plan.video_device:  # a camera asked for by name: the preview is not what was meant
+            return Finding("vcam", Status.PROBLEM, f"the virtual camera asked for "
+                           f"({plan.video_backend or plan.video_device}) cannot be opened", str(exc))
         return Finding("vcam", Status.WARNING,
                        "no virtual camera: the show's video goes to the browser preview instead",
                        f"{exc}" if backend_hint() in str(exc) else f"{exc}; {backend_hint()}")
@@ -279,7 +282,10 @@ async def run_doctor(options: DoctorOptions) -> Report:
 def _sync_local_checks(plan: RunPlan) -> list[Finding]:
     """This machine's checks; one that breaks unexpectedly becomes its own finding instead of ending the doctor."""
     findings: list[Finding] = []
-    for name, check in (("audio", check_audio), ("midi", check_midi), ("vcam", check_vcam)):
+    from metadj_bridge.doctor.needs import check_extras, check_ports
+
+    for name, check in (("audio", check_audio), ("midi", check_midi), ("vcam", check_vcam), ("extras", check_extras),
+                        ("ports", check_ports)):
         try:
             result = check(plan)
         except Exception as exc:  # a device library can fail in any way: report it, check the rest

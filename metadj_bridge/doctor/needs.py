@@ -1,0 +1,70 @@
+"""What a profile needs from this machine beyond its devices: the optional packages and the ports it listens on.
+
+``run`` stops at once when a profile asks for Ableton Link without aalink, or for OSC on a port another program
+holds; ``doctor`` says so before the show instead. A taken preview port is only a warning: the preview moves to
+the next free port (and says where), so the picture is never lost to it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from metadj_bridge.doctor.checks import Finding, Status
+from metadj_bridge.errors import ConfigError
+from metadj_bridge.run.plan import RunPlan
+
+
+def check_extras(plan: RunPlan) -> list[Finding]:
+    """Each optional package the profile needs: Ableton Link (aalink), and MIDI (python-rtmidi)."""
+    findings: list[Finding] = []
+    if plan.link:
+        from metadj_bridge.inputs.tempo_link import INSTALL_HINT, load_aalink
+
+        try:
+            load_aalink()
+            findings.append(Finding("extras", Status.OK, "Ableton Link: aalink is installed"))
+        except ConfigError as exc:
+            findings.append(Finding("extras", Status.PROBLEM, str(exc), f"install it: {INSTALL_HINT}; or turn Link "
+                                    "off (inputs.tempo.link: false, no --link)"))
+    return findings
+
+
+def _in_use(exc: OSError) -> bool:
+    return exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1))
+
+
+def _free(kind: socket.SocketKind, host: str, port: int) -> OSError | None:
+    """None when ``port`` can be bound on ``host`` now, else the error. The socket is closed at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def check_ports(plan: RunPlan) -> list[Finding]:
+    """The OSC port (a PROBLEM when taken: DJ software sends to that number) and the preview port (a WARNING)."""
+    findings: list[Finding] = []
+    if plan.osc_port:
+        error = _free(socket.SOCK_DGRAM, plan.osc_host, plan.osc_port)
+        where = f"{plan.osc_host}:{plan.osc_port}"
+        if error is None:
+            findings.append(Finding("ports", Status.OK, f"OSC port {where} (UDP) is free"))
+        elif _in_use(error):
+            findings.append(Finding("ports", Status.PROBLEM, f"OSC port {where} (UDP) is taken by another program",
+                                    "close the program that holds it (another bridge, a second OSC tool), or move "
+                                    "both ends to another port (inputs.osc.port and the DJ software's OSC out)"))
+        else:
+            findings.append(Finding("ports", Status.PROBLEM, f"cannot listen for OSC on {where}: {error.strerror}",
+                                    "set inputs.osc.host to an address of this machine (127.0.0.1, 0.0.0.0)"))
+    preview = "preview" in plan.video_outputs or "vcam" in plan.video_outputs  # vcam falls back to the preview
+    if preview and plan.preview_port:
+        error = _free(socket.SOCK_STREAM, "127.0.0.1", plan.preview_port)
+        if error is not None and _in_use(error):
+            findings.append(Finding("ports", Status.WARNING, f"preview port {plan.preview_port} is taken; the "
+                                    "preview will move to the next free port and the log will say which",
+                                    "set video.preview_port (or --preview-port) to a free port to keep one address"))
+    return findings
