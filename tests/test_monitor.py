@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
+import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.signals import Signal, Trigger
-from metadj_bridge.soundcheck.learn import Learner, insert_into_profile
-from metadj_bridge.soundcheck.monitor import MonitorPrinter
-from tests.helpers import free_port
+from metadj_bridge.soundcheck.learn import LEARN_MAX_S, LEARN_REST_S, Learner, run_learn
+from metadj_bridge.soundcheck.monitor import ControlOptions, MonitorPrinter
+from tests.helpers import free_port, wait_for
 
 
 class FakeClock:
@@ -61,7 +64,7 @@ def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
     knob.set(Signal("midi.cc.1.74", 0.10, 0.0))
     knob.set(Signal("midi.cc.1.74", 0.30, 0.0))
     assert knob.learned is not None and knob.learned.source == "midi.cc.1.74" and not knob.done.is_set()
-    for value in (0.6, 0.9, 0.05):  # its range is watched for a moment
+    for value in (0.6, 0.9, 0.05):  # its range is watched while it moves
         knob.set(Signal("midi.cc.1.74", value, 0.0))
     clock.now = 2.0
     knob.tick()
@@ -71,30 +74,43 @@ def test_learner_takes_a_pad_at_once_and_a_knob_after_it_travels() -> None:
         "  transforms: [{range: {in: [0.050, 0.900], out: [0, 1]}}]\n"
         "  target: noise_scale\n"
     )
+    assert knob.learned.mapping() == {"source": "midi.cc.1.74", "target": "noise_scale",
+                                      "transforms": [{"range": {"in": [0.05, 0.9], "out": [0, 1]}}]}
 
 
-def test_insert_into_profile_keeps_comments_and_refuses_duplicates(tmp_path: Path) -> None:
-    profile = tmp_path / "club.yaml"
-    profile.write_text("# my club night\nscope:\n  url: http://127.0.0.1:8000  # the GPU box\n", encoding="utf-8")
-    insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.74\n  target: noise_scale\n")
-    insert_into_profile(profile, "kick_pad", "kick_pad:\n  trigger: midi.note.10.36\n  target: theme.next\n")
-    text = profile.read_text(encoding="utf-8")
-    assert "# my club night" in text and "# the GPU box" in text
-    data = yaml.safe_load(text)
-    assert data["mappings"]["filter"] == {"source": "midi.cc.1.74", "target": "noise_scale"}
-    assert data["mappings"]["kick_pad"]["trigger"] == "midi.note.10.36"
-    with pytest.raises(ConfigError, match="mappings.filter already exists"):
-        insert_into_profile(profile, "filter", "filter:\n  source: midi.cc.1.75\n  target: noise_scale\n")
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("scope: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="is not valid YAML"):
-        insert_into_profile(broken, "x", "x:\n  trigger: a\n  target: theme.next\n")
+def test_learner_listens_until_the_knob_rests() -> None:
+    clock = FakeClock()
+    knob = Learner(clock)
+    for t, value in [(0.0, 0.0), (0.5, 0.2), (1.0, 0.4), (2.0, 0.5)]:  # a slow start
+        clock.now = t
+        knob.set(Signal("midi.cc.1.74", value, t))
+    clock.now = 2.0 + LEARN_REST_S - 0.1  # a pause shorter than the rest: still listening
+    knob.tick()
+    assert not knob.done.is_set()
+    for t, value in [(3.5, 0.8), (4.0, 1.0)]:
+        clock.now = t
+        knob.set(Signal("midi.cc.1.74", value, t))
+    for step in range(10):  # the last bit flickering is jitter, not a move: it does not hold learning open
+        clock.now = 4.0 + step * 0.2
+        knob.set(Signal("midi.cc.1.74", 1.0 - (step % 2) / 127, clock.now))
+    assert knob.done.is_set() and knob.learned is not None
+    assert (knob.learned.low, knob.learned.high) == (0.0, 1.0)
+
+    restless = Learner(clock)  # a control that never rests still ends
+    clock.now = 0.0
+    restless.set(Signal("midi.cc.1.1", 0.0, 0.0))
+    while not restless.done.is_set():
+        clock.now += 0.5
+        restless.set(Signal("midi.cc.1.1", 0.5 if restless.learned is None or clock.now % 1 else 0.0, clock.now))
+        assert clock.now <= LEARN_MAX_S + 0.5
+    assert clock.now >= LEARN_MAX_S
 
 
-async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int) -> subprocess.CompletedProcess[str]:
+async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "metadj_bridge", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
     )
     await asyncio.sleep(2.0)  # the command starts and binds
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -143,5 +159,107 @@ async def test_learn_writes_the_moved_fader_into_a_profile(tmp_path: Path) -> No
 async def test_learn_with_nothing_moving_says_so() -> None:
     port = free_port()
     proc = await _run_cli("learn", "--no-midi", "--osc-port", str(port), "--duration", "1", send=[], port=port)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CONFIG
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no control moved")
+
+
+# ---------------------------------------------------------------------- MIDI: a real port, and none at all
+
+JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def midi_jack() -> Iterator[Any]:
+    """A private JACK server for this module; rtmidi's JACK API finds it through JACK_DEFAULT_SERVER."""
+    import mido
+
+    from tests.jackrig import JackServer
+
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    with JackServer(period=256) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        try:
+            yield mido.Backend(JACK_BACKEND, load=True)
+        finally:
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+async def test_learn_hears_a_slow_sweep_with_pauses_to_its_end(
+    midi_jack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A knob swept over ~4 s, resting less than LEARN_REST_S half-way: the whole range is learned."""
+    import mido
+
+    monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
+    client = f"sweep{next(_ids)}"
+    knob = midi_jack.open_output("ctrl", virtual=True, client_name=client)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        learn = asyncio.create_task(run_learn(ControlOptions(midi=[client], no_osc=True, duration=30), "filter",
+                                              out=out, err=err))
+        await wait_for(lambda: "move the control" in err.getvalue() or learn.done(), 20, "learn listening")
+
+        def turn(value: int, times: int = 1) -> None:
+            for _ in range(times):  # the ends a few times: a non-realtime jackd may drop one event
+                knob.send(mido.Message("control_change", control=74, value=value))
+
+        turn(0, 3)
+        for value in range(4, 64, 4):  # up to the middle in ~1.5 s
+            await asyncio.sleep(0.1)
+            turn(value)
+        await asyncio.sleep(LEARN_REST_S - 0.7)  # a pause, shorter than the rest that ends learning
+        for value in range(64, 128, 4):  # on to the top in ~1.5 s
+            await asyncio.sleep(0.1)
+            turn(value)
+        turn(127, 3)
+        assert await asyncio.wait_for(learn, 30) == 0, err.getvalue()
+    finally:
+        knob.close()
+    snippet = yaml_snippet(out.getvalue())
+    assert snippet["source"] == "midi.cc.1.74"
+    low, high = snippet["transforms"][0]["range"]["in"]
+    assert low <= 0.02 and high >= 0.98, out.getvalue()
+
+
+def yaml_snippet(text: str) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict) and len(data) == 1
+    return dict(next(iter(data.values())))
+
+
+#: MIDI that cannot start for real: rtmidi's JACK API with no JACK server by that name (and none started for it).
+NO_MIDI = {"MIDO_BACKEND": JACK_BACKEND, "JACK_DEFAULT_SERVER": "metadj-test-no-such-server",
+           "JACK_NO_START_SERVER": "1"}
+
+
+async def test_monitor_goes_on_with_osc_when_midi_cannot_start() -> None:
+    port = free_port()
+    sends = [(0.05, "/composition/layers/1/video/opacity", 0.5)]
+    proc = await _run_cli("monitor", "--osc-port", str(port), "--duration", "4", send=sends, port=port, env=NO_MIDI)
+    assert proc.returncode == 0, proc.stderr
+    assert "signal  osc./composition/layers/1/video/opacity  0.500" in proc.stdout
+    said = [line for line in proc.stderr.splitlines() if line.startswith("MIDI is off")]
+    assert len(said) == 1 and "going on with OSC only" in said[0] and "cannot start" in said[0], proc.stderr
+
+
+async def test_learn_goes_on_with_osc_when_midi_cannot_start() -> None:
+    port = free_port()
+    sweep = [(0.02, "/composition/layers/2/video/opacity", v / 20) for v in range(21)]
+    proc = await _run_cli("learn", "--osc-port", str(port), "--duration", "8", "--name", "layer2",
+                          send=sweep, port=port, env=NO_MIDI)
+    assert proc.returncode == 0, proc.stderr
+    assert yaml_snippet(proc.stdout)["source"] == "osc./composition/layers/2/video/opacity"
+    assert "MIDI is off, going on with OSC only" in proc.stderr
+
+
+async def test_no_midi_and_no_osc_is_an_error() -> None:
+    proc = await _run_cli("monitor", "--no-osc", "--duration", "1", send=[], port=free_port(), env=NO_MIDI)
+    assert proc.returncode == EXIT_CONFIG
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: nothing to listen to: MIDI cannot start (") and "OSC is off" in last

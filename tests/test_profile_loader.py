@@ -20,6 +20,7 @@ from metadj_bridge.bundled import bundled_profile
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.profile import ProfileError, load_profile
 from metadj_bridge.profile.check import run_check
+from metadj_bridge.profile.loader import check_profile
 from metadj_bridge.profile.model import (
     Clamp,
     Curve,
@@ -398,3 +399,41 @@ def test_the_video_section(tmp_path: Path) -> None:
     assert video.source == f"file:{tmp_path / 'clips' / 'dancer.mp4'}"
     assert video.ref_images == (str(tmp_path / "face.png"),)
     assert load_profile(bundled_profile("default")).video.outputs == ("vcam",)
+
+
+def test_yaml_1_1_traps_get_a_hint_with_the_text_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "traps.yaml", "name: no\nscope:\n  aspect: 16:9\n  parameters: {base_seed: 0755}\n"
+                 "themes:\n  no:\n    prompts: [on]\n  calm: {prompts: [x]}\nstart_theme: off\n"
+                 "pulse: {amount: yes}\n")
+    _, errors = check_profile(str(path))
+    found = {e.key_path: str(e).split(": ", 2)[2] for e in errors}
+    assert found == {
+        "name": 'no was read as false (YAML 1.1 reads yes/no/on/off as true/false); write "no" in quotes',
+        "scope.aspect": '16:9 was read as the number 969 (YAML 1.1 reads a:b as base 60); write "16:9" in quotes',
+        "scope.parameters.base_seed": "0755 was read as the number 493 (YAML 1.1 reads a leading 0 as base 8); "
+                                      "write 755 without the leading 0, or 493 if you meant base 8",
+        "themes.no.prompts[0]": 'on was read as true (YAML 1.1 reads yes/no/on/off as true/false); '
+                                'write "on" in quotes',
+        "start_theme": 'off was read as false (YAML 1.1 reads yes/no/on/off as true/false); write "off" in quotes',
+        "pulse.amount": "yes: expected a number >= 0 and <= 1, got true/false; yes was read as true (YAML 1.1 reads "
+                        "yes/no/on/off as true/false)",
+    }, [str(e) for e in errors]
+    assert str(next(e for e in errors if e.key_path == "scope.aspect")).startswith(f"{path}:3:11: ")
+    # Quoted, each one is what it says; a key is always the text as written (a theme named no); true stays true.
+    fixed = write(tmp_path, "fixed.yaml", "name: 'no'\nscope:\n  aspect: \"16:9\"\n  parameters: {base_seed: 755}\n"
+                  "themes:\n  no:\n    prompts: ['on']\n  calm: {prompts: [x]}\nstart_theme: 'no'\n"
+                  "pulse: {amount: 1}\n")
+    profile = load_profile(str(fixed))
+    assert (profile.name, profile.scope.aspect, profile.start_theme) == ("no", "16:9", "no")
+    assert profile.scope.parameters["base_seed"] == 755 and profile.themes[0].prompts[0].text == "on"
+
+
+def test_check_lists_at_most_fifty_errors_a_file(tmp_path: Path) -> None:
+    themes = "".join(f"  t{i}:\n    prompts: [a]\n    colour: red\n" for i in range(70))
+    path = write(tmp_path, "many.yaml", "themes:\n" + themes)
+    err = io.StringIO()
+    assert run_check([str(path)], io.StringIO(), err) == 1
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 51 and all(line.startswith(f"error: {path}:") for line in lines)
+    assert "themes.t49.colour: unknown key" in lines[49] and lines[50] == f"error: {path}: ... and 20 more (fix " \
+        "these and check again)"

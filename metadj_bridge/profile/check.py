@@ -24,6 +24,8 @@ from metadj_bridge.profile.loader import check_profile
 from metadj_bridge.profile.model import ShowProfile
 
 MAX_SWITCH_DEPTH = 8
+#: Errors listed per file: past this many, the rest are counted (a file with a wrong indent can give hundreds).
+MAX_ERRORS = 50
 
 
 def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | None = None, *, strict: bool = False,
@@ -48,8 +50,11 @@ def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | Non
                     print(f"warning: {warning}", file=err)
         if errors:
             failed += 1
-            for error in errors:
+            for error in errors[:MAX_ERRORS]:
                 print(f"error: {error}", file=err)
+            if len(errors) > MAX_ERRORS:
+                print(f"error: {printable(path)}: ... and {len(errors) - MAX_ERRORS} more (fix these and check "
+                      "again)", file=err)
             continue
         assert profile is not None
         print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings)", file=out)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from metadj_bridge.profile.errors import ProfileError
-from metadj_bridge.profile.yamlnodes import YNode
+from metadj_bridge.profile.yamlnodes import YNode, misread
 
 _NO_VALUE = object()
 
@@ -67,8 +67,18 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def fail(node: YNode, path: str, message: str, value: Any = _NO_VALUE) -> NoReturn:
+def fail(node: YNode, path: str, message: str, value: Any = _NO_VALUE, *, quote: bool = True) -> NoReturn:
+    """Raise the ProfileError for ``node``: ``where: path: value: message``.
+
+    When the error is about the value of a YAML 1.1 trap (``16:9``, ``no``, ``0755`` written without quotes, see
+    ``misread``), the message says how it was read instead and how to write what was meant: in quotes
+    (``quote``), or, where a number is expected, how it was read after the message.
+    """
     shown = "" if value is _NO_VALUE else f"{show(value)}: "
+    if node.written is not None and quote and shown:
+        shown, message = "", f'{misread(node)}; write "{node.written}" in quotes'
+    elif node.written is not None and shown:
+        shown, message = f"{node.written}: ", f"{message}; {misread(node)}"
     prefix = f"{path}: " if path else ""
     raise ProfileError(
         f"{node.where}: {prefix}{shown}{message}", file=node.file, line=node.line, column=node.column, key_path=path
@@ -155,8 +165,9 @@ LARGEST = 1e12
 def as_float(node: YNode, path: str, wanted: str = "a number") -> float:
     """The node's number as a float; too large for one (an integer of 309+ digits), infinite or NaN is an error."""
     value = node.value
+    misread_number(node, path)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(node, path, f"expected {wanted}, got {type_name(value)}", value)
+        fail(node, path, f"expected {wanted}, got {type_name(value)}", value, quote=False)
     try:
         result = float(value)
     except OverflowError:
@@ -189,12 +200,28 @@ def number(
     return value
 
 
+def misread_number(node: YNode, path: str) -> None:
+    """A number YAML 1.1 read in base 8 or 60 (``0755`` is 493, ``1:30`` is 90) is refused: the performer meant
+    the digits as written, nearly always, and the show would silently use another number."""
+    text = node.written
+    if text is None or isinstance(node.value, bool):
+        return
+    if ":" in text:
+        fail(node, path, f"{misread(node)}; write {node.value} if that is what you meant", quote=False)
+    sign = text[0] if text[0] in "+-" else ""
+    digits = text[len(sign):].replace("_", "").lstrip("0") or "0"
+    fail(node, path, f"{misread(node)}; write {sign}{digits} without the leading 0, or {node.value} if you meant "
+         "base 8", quote=False)
+
+
 def integer(node: YNode, path: str, lo: int | None = None, hi: int | None = None, *, what: str = "") -> int:
     value = node.value
+    misread_number(node, path)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        fail(node, path, f"expected a whole number {_range_text(lo, hi, False, False)}".rstrip(), node.value)
+        fail(node, path, f"expected a whole number {_range_text(lo, hi, False, False)}".rstrip(), node.value,
+             quote=False)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         if what and lo is not None and hi is not None:
             fail(node, path, f"{value} is not {what} ({lo}-{hi})")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from metadj_bridge.errors import ParameterError
 from metadj_bridge.parameters import BUILTIN_SPECS, LOAD_ONLY_KEYS, ONE_SHOT_KEYS, ParameterSchema
-from metadj_bridge.profile.fields import fail, fail_value, suggest
+from metadj_bridge.profile.fields import fail, fail_value, misread_number, suggest
 from metadj_bridge.profile.model import ACTIONS, PROMPT_OPS, THEME_OPS
 from metadj_bridge.profile.yamlnodes import YNode
 from metadj_bridge.signals import AUDIO_SIGNALS, AUDIO_TRIGGERS
@@ -155,6 +155,8 @@ def _check_numbers(node: YNode, path: str, seen: set[int]) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_numbers(item, f"{path}[{i}]", seen)
+    elif node.written is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        misread_number(node, path)  # a seed written 0755 is not silently 493
     elif isinstance(value, float) and not math.isfinite(value):
         fail(node, path, "must be a finite number (not infinite or NaN)", value)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:

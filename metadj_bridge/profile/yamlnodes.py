@@ -55,6 +55,9 @@ class YNode:
     line: int
     column: int
     keys: dict[str, YNode] = field(default_factory=dict)
+    #: The text as written, for a plain scalar that YAML 1.1 reads as something the performer rarely means
+    #: (``16:9`` as 969, ``0755`` as 493, ``no`` as false): see :func:`misread`. None for everything else.
+    written: str | None = None
 
     @property
     def where(self) -> str:
@@ -88,6 +91,36 @@ class YNode:
         if isinstance(self.value, list):
             return [v._plain(budget) for v in self.value]
         return self.value
+
+
+#: YAML 1.1 readings that surprise: the words read as true/false, and integers with a leading 0 (base 8).
+_BOOL_WORDS = frozenset({"yes", "no", "on", "off"})
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+
+
+def _trap(node: yaml.ScalarNode, value: Any) -> str | None:
+    """The written text when a plain scalar's YAML 1.1 value is a trap (see :func:`misread`), else None."""
+    if node.style:  # quoted or a block scalar: the text is the value (plain is None, or "" from libyaml)
+        return None
+    text = str(node.value)
+    if isinstance(value, bool):
+        return text if text.lower() in _BOOL_WORDS else None
+    if isinstance(value, (int, float)) and (":" in text or _OCTAL.fullmatch(text)):
+        return text
+    return None
+
+
+def misread(node: YNode) -> str:
+    """How YAML 1.1 read a trapped scalar, in the file's own words: ``16:9 was read as the number 969 (YAML 1.1
+    reads a:b as base 60)``; empty for a node that is no trap."""
+    text = node.written
+    if text is None:
+        return ""
+    if isinstance(node.value, bool):
+        return (f"{text} was read as {'true' if node.value else 'false'} "
+                "(YAML 1.1 reads yes/no/on/off as true/false)")
+    why = "a:b as base 60" if ":" in text else "a leading 0 as base 8"
+    return f"{text} was read as the number {node.value} (YAML 1.1 reads {why})"
 
 
 class Lines:
@@ -257,7 +290,9 @@ class _Converter:
                 raise self.fail(node, f"cannot read {node.value[:80]!r}: {str(exc)[:200]}", path) from None
             if isinstance(value, str):
                 value = value.translate(_RESTORE)
-            return self._here(node, value)
+            out = self._here(node, value)
+            out.written = _trap(node, value)
+            return out
         if isinstance(node, yaml.SequenceNode):
             self._check_tag(node, "tag:yaml.org,2002:seq", path)
             return self._here(node,

@@ -1,7 +1,12 @@
 """``metadj-bridge learn``: move a control, get the YAML mapping for it.
 
 ``learn`` waits for one control to move and prints the snippet for it (a mapping with its source and the range
-it moved over), or inserts it into a profile under ``mappings:``, keeping the file's comments.
+it moved over), or adds it to a profile under ``mappings:`` through :mod:`metadj_bridge.profile.edit` (which
+keeps the file's comments and layout and refuses an edit that would not load).
+
+A knob or fader is watched until it rests: its range grows while it moves, and learning ends once it has not
+moved for LEARN_REST_S (a slow sweep with short pauses is heard whole), or LEARN_MAX_S after the first move
+for a control that never rests (a jittering fader).
 """
 
 from __future__ import annotations
@@ -12,20 +17,21 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
-
-import yaml
+from typing import Any, TextIO
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import stop_signals
 from metadj_bridge.signals import Signal, TempoReading, Trigger
 from metadj_bridge.soundcheck.monitor import ControlOptions, close_all, open_control_inputs
 
-#: How far a continuous control must move to count as "the one being moved", and how long its range is watched
-#: after that.
+#: How far a continuous control must move to count as "the one being moved".
 LEARN_MOVE = 0.15
-LEARN_WATCH_S = 1.5
+#: Learning ends when the control has not moved for this long ...
+LEARN_REST_S = 1.5
+#: ... or this long after its first move, whatever it does.
+LEARN_MAX_S = 20.0
+#: A change smaller than this is jitter (a fader's last bit flickering), not a move: it does not delay the end.
+LEARN_JITTER = 1.5 / 127
 
 
 #: What a learned control drives until the performer edits the profile.
@@ -40,9 +46,19 @@ class Learned:
     low: float = 0.0
     high: float = 1.0
 
+    def mapping(self, target: str | None = None) -> dict[str, Any]:
+        """The mapping as values for a profile's ``mappings:``. A continuous control's travel while learning
+        becomes its input range, so the part of the knob that moved covers the whole target range."""
+        if self.kind == "continuous":
+            return {
+                "source": self.source,
+                "transforms": [{"range": {"in": [round(self.low, 3), round(self.high, 3)], "out": [0, 1]}}],
+                "target": target or DEFAULT_CONTINUOUS_TARGET,
+            }
+        return {"trigger": self.source, "target": target or DEFAULT_TRIGGER_TARGET}
+
     def snippet(self, slot: str, target: str | None = None) -> str:
-        """A mapping for a show profile's ``mappings:``. A continuous control's travel while learning becomes its
-        input range, so the part of the knob that moved covers the whole target range."""
+        """The mapping as YAML text, to paste under ``mappings:``."""
         if self.kind == "continuous":
             lines = [
                 f"{slot}:",
@@ -57,13 +73,15 @@ class Learned:
 
 class Learner:
     """An input sink that finds the control being moved: a trigger at once, or a continuous value that travels
-    far enough (then its range is watched a little longer)."""
+    far enough; then that control's range is recorded until it rests."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._first: dict[str, float] = {}
         self.learned: Learned | None = None
-        self._watch_until = 0.0
+        self._started = 0.0
+        self._anchor = 0.0  # the value at the last move
+        self._moved = 0.0  # when the control last moved
         self.done = asyncio.Event()
 
     def set(self, item: Signal) -> None:
@@ -82,8 +100,10 @@ class Learner:
             if isinstance(item, Signal) and item.name == self.learned.source:
                 self.learned.low = min(self.learned.low, item.value)
                 self.learned.high = max(self.learned.high, item.value)
-            if self.clock() >= self._watch_until:
-                self.done.set()
+                if abs(item.value - self._anchor) >= LEARN_JITTER:
+                    self._anchor = item.value
+                    self._moved = self.clock()
+            self.tick()
             return
         if isinstance(item, Trigger):
             # Notes arrive as a trigger and a held-level signal; the trigger names the pad.
@@ -93,43 +113,16 @@ class Learner:
         first = self._first.setdefault(item.name, item.value)
         if abs(item.value - first) >= LEARN_MOVE:
             self.learned = Learned(item.name, "continuous", min(first, item.value), max(first, item.value))
-            self._watch_until = self.clock() + LEARN_WATCH_S
+            self._started = self._moved = self.clock()
+            self._anchor = item.value
 
     def tick(self) -> None:
-        if self.learned is not None and not self.done.is_set() and self.clock() >= self._watch_until:
+        """End learning once the control rests (or has moved for LEARN_MAX_S); called now and then."""
+        if self.learned is None or self.done.is_set():
+            return
+        now = self.clock()
+        if now - self._moved >= LEARN_REST_S or now - self._started >= LEARN_MAX_S:
             self.done.set()
-
-
-def insert_into_profile(path: Path, slot: str, snippet: str, section: str = "mappings") -> None:
-    """Put ``snippet`` under the profile's top-level ``mappings:``, keeping everything else as written."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    try:
-        data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: is not valid YAML ({exc}); fix it before learning into it") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
-    existing = (data or {}).get(section)
-    if existing is not None and not isinstance(existing, dict):
-        raise ConfigError(f"{path}: {section}: must be a mapping of named entries")
-    if existing and slot in existing:
-        raise ConfigError(f"{path}: {section}.{slot} already exists; choose another --name or remove it first")
-    block = "".join("  " + line + "\n" for line in snippet.splitlines())
-    lines = text.splitlines(keepends=True)
-    header = re.compile(rf"^{re.escape(section)}:\s*(#.*)?$")
-    for i, line in enumerate(lines):
-        if header.match(line.rstrip("\n")):
-            lines.insert(i + 1, block)
-            break
-    else:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        lines.append(("\n" if lines else "") + f"{section}:\n" + block)
-    new_text = "".join(lines)
-    check = yaml.safe_load(new_text)
-    if not isinstance(check, dict) or slot not in (check.get(section) or {}):
-        raise ConfigError(f"{path}: could not insert {section}.{slot} cleanly; add it by hand:\n{snippet}")
-    path.write_text(new_text, encoding="utf-8")
 
 
 async def run_learn(
@@ -144,6 +137,10 @@ async def run_learn(
     err = err or sys.stderr
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", slot):
         raise ConfigError(f"--name {slot!r}: use letters, digits, _ and - (a YAML key), e.g. filter_knob")
+    if write:
+        from metadj_bridge.profile.edit import editable_profile
+
+        editable_profile(write)  # before the performer moves anything
     learner = Learner()
     inputs = await open_control_inputs(options, learner, err)
     stop = asyncio.Event()
@@ -160,9 +157,13 @@ async def run_learn(
         await close_all(inputs)
     if learner.learned is None:
         raise ConfigError("no control moved; check `metadj-bridge monitor` to see what arrives")
-    snippet = learner.learned.snippet(slot, target)
     if write:
-        insert_into_profile(Path(write), slot, snippet)
+        from metadj_bridge.profile.edit import add_mapping
+
+        used = add_mapping(write, slot, learner.learned.mapping(target))
+        if used != slot:
+            err.write(f"mappings.{slot} is taken in {write}; named this one {used}\n")
+        slot = used
         err.write(f"written to {write} under mappings.{slot}; set its target, then `metadj-bridge check {write}`\n")
-    out.write(snippet)
+    out.write(learner.learned.snippet(slot, target))
     return 0

@@ -36,34 +36,74 @@ class ControlOptions:
 
 
 async def open_control_inputs(options: ControlOptions, sink: InputSink, err: TextIO) -> list[Any]:
-    """Start the MIDI and OSC inputs asked for; a missing MIDI setup is reported and skipped."""
-    opened: list[Any] = []
-    if not options.no_midi:
-        from metadj_bridge.inputs.midi import MidiInput
-        from metadj_bridge.inputs.midi_ports import list_midi_ports
+    """Start the MIDI and OSC inputs asked for.
 
-        patterns = options.midi
-        if not patterns and options.virtual is None:
-            inputs, _ = await asyncio.to_thread(list_midi_ports)
-            patterns = ["re:."] if inputs else []  # every input port there is
-        if patterns or options.virtual is not None:
-            midi = MidiInput(patterns, virtual_name=options.virtual, sink=sink)
-            await midi.start()
-            opened.append(midi)
-            ports = ", ".join(midi.port_names) or "(none)"
-            err.write(f"MIDI: {ports}" + (f" + virtual port {options.virtual!r}" if options.virtual else "") + "\n")
+    MIDI that cannot start here (no ALSA sequencer, no JACK server, a backend that fails to load) is said once,
+    with the reason, and the other inputs go on; only when nothing at all can listen is it an error. A ``--midi``
+    pattern that matches no port stays an error: the performer asked for that controller by name.
+    """
+    opened: list[Any] = []
+    midi_off = ""
+    if not options.no_midi:
+        try:
+            midi = await _open_midi(options, sink, err)
+        except MidiUnavailable as exc:
+            midi_off = str(exc)
         else:
-            err.write("MIDI: no input ports (plug a controller in, or use --virtual NAME)\n")
+            if midi is not None:
+                opened.append(midi)
     if not options.no_osc:
         from metadj_bridge.inputs.osc import OscInput
 
         osc = OscInput(options.osc_host, options.osc_port, sink=sink)
-        await osc.start()
+        try:
+            await osc.start()
+        except BaseException:
+            await close_all(opened)
+            raise
         opened.append(osc)
+        if midi_off:
+            err.write(f"MIDI is off, going on with OSC only: {midi_off}\n")
         err.write(f"OSC: listening on {options.osc_host}:{osc.port} (UDP)\n")
     if not opened:
-        raise ConfigError("nothing to listen to: both MIDI and OSC are off")
+        why = (f"MIDI cannot start ({midi_off})" if midi_off else "MIDI is off" if options.no_midi
+               else "there is no MIDI input port")
+        raise ConfigError(f"nothing to listen to: {why} and OSC is off")
     return opened
+
+
+class MidiUnavailable(Exception):
+    """MIDI cannot start on this machine (the message says why); the other inputs can still listen."""
+
+
+async def _open_midi(options: ControlOptions, sink: InputSink, err: TextIO) -> Any:
+    """The started MidiInput, or None when there is nothing to open; MidiUnavailable when MIDI cannot start."""
+    from metadj_bridge.inputs.midi import MidiInput
+    from metadj_bridge.inputs.midi_ports import list_midi_ports, no_match, port_matcher
+
+    try:
+        inputs, _ = await asyncio.to_thread(list_midi_ports)
+    except ConfigError as exc:
+        raise MidiUnavailable(str(exc)) from exc
+    patterns = options.midi
+    for pattern in patterns:
+        if not any(port_matcher(pattern)(name) for name in inputs):
+            raise no_match("input", pattern, inputs)
+    if not patterns and options.virtual is None:
+        patterns = ["re:."] if inputs else []  # every input port there is
+    if not patterns and options.virtual is None:
+        err.write("MIDI: no input ports (plug a controller in, or use --virtual NAME)\n")
+        return None
+    midi = MidiInput(patterns, virtual_name=options.virtual, sink=sink)
+    try:
+        await midi.start()
+    except ConfigError as exc:
+        # The ports were there a moment ago: a backend that cannot open a port or make a virtual one here.
+        await midi.aclose()
+        raise MidiUnavailable(str(exc)) from exc
+    ports = ", ".join(midi.port_names) or "(none)"
+    err.write(f"MIDI: {ports}" + (f" + virtual port {options.virtual!r}" if options.virtual else "") + "\n")
+    return midi
 
 
 async def close_all(inputs: list[Any]) -> None:
