@@ -85,6 +85,10 @@ def test_metrics_turn_the_snapshot_into_gauges_and_counters() -> None:
     assert value(samples, "metadj_video_output", output="camera") == 1
     assert value(samples, "metadj_video_convert_seconds") == pytest.approx(0.0004)
     assert value(samples, "metadj_inputs_midi_ports") == 1
+    assert ("metadj_inputs_midi_waiting", frozenset()) not in samples  # a snapshot without the field: no sample
+    waiting = copy.deepcopy(SNAPSHOT)
+    waiting["inputs"].update(midi=[], midi_waiting=["launch"])
+    assert value(parse_exposition(prometheus_text(waiting))[1], "metadj_inputs_midi_waiting") == 1
     assert value(samples, "metadj_warnings") == 2
     assert value(samples, "metadj_info", version="0.4.0") == 1
     for name, expected in (("metadj_sender_sent_total", 40), ("metadj_sender_merged_total", 1900),

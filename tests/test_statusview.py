@@ -235,3 +235,10 @@ async def test_a_failing_snapshot_does_not_end_the_view(caplog: pytest.LogCaptur
 def test_refresh_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="refresh_hz"):
         StatusView(lambda: SNAPSHOT, io.StringIO(), refresh_hz=0)
+
+
+def test_a_controller_still_awaited_is_named_on_the_inputs_row() -> None:
+    snap = copy.deepcopy(SNAPSHOT)
+    snap["inputs"].update(midi=[], midi_waiting=["Launch Control XL"])
+    assert "MIDI - (waiting for 'Launch Control XL')" in row(text_of(snap), "Inputs")
+    assert "waiting" not in row(text_of(SNAPSHOT), "Inputs")

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.mapping.engine import MappingEngine
 from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
-from metadj_bridge.profile.model import CycleSettings, PromptSpec, Theme
+from metadj_bridge.profile.model import (
+    CycleSettings,
+    Mapping,
+    PromptSpec,
+    ShowProfile,
+    SignalSource,
+    Smooth,
+    Target,
+    Theme,
+)
 from metadj_bridge.signals import TempoState
+from tests.test_engine import Driver, show, trig
 
 
 def theme(name: str, *texts: str, blend: bool = False, weights: tuple[float, ...] = ()) -> Theme:
@@ -110,3 +122,81 @@ def test_cycle_order_over_its_members() -> None:
     assert all(rnd.next_theme(2, rng) != 2 for _ in range(30))
     with pytest.raises(ConfigError, match="zzz"):
         ThemeCycle(CycleSettings(themes=("zzz",)), names)
+
+
+# ------------------------------------------------------------------ a control's value across theme changes
+
+DUO = Theme("duo", (PromptSpec("red desert"), PromptSpec("blue ice cave")))
+PAIR = Theme("pair", (PromptSpec("green forest"), PromptSpec("golden city")))
+BLEND = Theme("blend", (PromptSpec("moss", 1.0), PromptSpec("fog", 0.5)), blend=True)
+
+
+def crossfade_show(**kw: Any) -> ShowProfile:
+    """A crossfade knob on ``midi.cc.1.19`` (no default: nothing counts before it moves), theme and prompt buttons."""
+    return show(
+        Mapping("crossfade", SignalSource("midi.cc.1.19"), (), Target("prompt_mix", "mix", (0, 1))),
+        Mapping("fog", SignalSource("midi.cc.1.20"), (), Target("prompt_weight", "weight", (1,))),
+        trig("next", Target("theme", "next")), trig("prompt", Target("prompt", "next")),
+        themes=kw.pop("themes", (DUO, PAIR, BLEND)), **kw)
+
+
+def mixed(a: str, b: str, v: float) -> list[dict[str, Any]]:
+    return [{"text": a, "weight": 1.0 - v}, {"text": b, "weight": v}]
+
+
+def test_a_crossfade_held_through_a_theme_change_mixes_the_new_theme_at_once() -> None:
+    d = Driver(MappingEngine(crossfade_show()))
+    assert d.step({"midi.cc.1.19": 0.5}).parameters["prompts"] == mixed("red desert", "blue ice cave", 0.5)
+    out = d.step({"midi.cc.1.19": 0.5}, "next")  # the knob stays where it is
+    assert out.theme == "pair"
+    assert out.parameters["prompts"] == mixed("green forest", "golden city", 0.5)
+    # The theme's own transition already goes to the mixed prompts: Scope never shows "green forest" alone.
+    assert out.actions["transition"]["target_prompts"] == mixed("green forest", "golden city", 0.5)
+    assert d.step({"midi.cc.1.19": 0.5}).parameters["prompts"] == mixed("green forest", "golden city", 0.5)
+    out = d.step({"midi.cc.1.19": 0.5}, "next", "next", "next")  # blend, duo, pair: and back again
+    assert out.theme == "pair" and out.parameters["prompts"] == mixed("green forest", "golden city", 0.5)
+
+
+def test_a_prompt_weight_held_through_a_theme_change_applies_when_its_theme_comes() -> None:
+    d = Driver(MappingEngine(crossfade_show()))
+    d.step({"midi.cc.1.20": 0.25})  # moved in "duo" (not a blend theme: no effect there)
+    out = d.step({"midi.cc.1.20": 0.25}, "next", "next")
+    assert out.theme == "blend"
+    assert out.parameters["prompts"] == [{"text": "moss", "weight": 1.0}, {"text": "fog", "weight": 0.25}]
+
+
+def test_a_focus_move_still_takes_over_from_the_mix_until_the_mix_moves() -> None:
+    d = Driver(MappingEngine(crossfade_show()))
+    d.step({"midi.cc.1.19": 0.5})
+    assert d.step({"midi.cc.1.19": 0.5}, "prompt").parameters["prompts"] == [{"text": "blue ice cave", "weight": 1.0}]
+    # The button was pressed after the knob: a theme change does not bring the knob back.
+    out = d.step({"midi.cc.1.19": 0.5}, "next")
+    assert out.parameters["prompts"] == [{"text": "green forest", "weight": 1.0}]
+    assert d.step({"midi.cc.1.19": 0.75}).parameters["prompts"] == mixed("green forest", "golden city", 0.75)
+
+
+def test_an_untouched_knob_leaves_every_theme_alone() -> None:
+    d = Driver(MappingEngine(crossfade_show()))
+    assert d.step().parameters["prompts"] == [{"text": "red desert", "weight": 1.0}]
+    assert d.step({}, "next").parameters["prompts"] == [{"text": "green forest", "weight": 1.0}]
+
+
+def knob(default: float | None = None, *transforms: Any, where: str = "") -> Mapping:
+    return Mapping("crossfade", SignalSource("midi.cc.1.19", default, where=where), transforms,
+                   Target("prompt_mix", "mix", (0, 1)), where=where)
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (knob(), knob()),  # saved as it was
+    (knob(0.2, where="show.yaml:10:5"), knob(0.2, where="show.yaml:12:5")),  # lines added above it
+    (knob(0.2), knob(0.2, Smooth(0.01, 0.01))),  # a new transform
+    (knob(), knob(0.2)),  # a default added
+], ids=["same", "moved", "transforms", "default"])
+def test_a_reload_that_keeps_the_mapping_keeps_the_knob(before: Mapping, after: Mapping) -> None:
+    d = Driver(MappingEngine(show(before, themes=(DUO, PAIR))))
+    d.step({"midi.cc.1.19": 0.0})
+    assert d.step({"midi.cc.1.19": 0.5}).parameters["prompts"] == mixed("red desert", "blue ice cave", 0.5)
+    d.engine.switch_profile(show(after, themes=(DUO, PAIR), start_theme="duo"), d.now)
+    out = d.step({"midi.cc.1.19": 0.5})
+    assert out.parameters["prompts"] == mixed("red desert", "blue ice cave", 0.5)
+    assert out.actions["transition"]["target_prompts"] == mixed("red desert", "blue ice cave", 0.5)

@@ -15,6 +15,9 @@ Hot-plug: rtmidi does not report a disconnect, so a watcher polls the port list 
 in a worker thread: listing ports opens a short-lived backend client) and reattaches a port when its name
 reappears, with the decoder state and mappings untouched. One WARNING when a port is lost, one INFO when it
 is back. A device that is unplugged and replugged between two polls keeps its name and is not noticed.
+What is open and what is awaited is state (``port_names``, ``waiting``, ``problems()``), read by the performer's
+status view on every refresh; the warnings that describe it are tagged ``extra={"problem": ...}`` so the view
+shows the state instead of a log line that would outlive it.
 Not verified on macOS: CoreMIDI is reported to refresh its device list only in a process that runs a
 CFRunLoop (midir issue #78), which this daemon does not.
 
@@ -129,6 +132,26 @@ class MidiInput:
     def lost_ports(self) -> list[str]:
         return sorted(self._lost)
 
+    @property
+    def waiting(self) -> list[str]:
+        """The patterns no open port matches now: devices not plugged in yet, or unplugged (none once closed, or
+        when MIDI could not start: then nothing is waited for)."""
+        if not self._life.running:
+            return []
+        return [p for p, matches in self._matchers if not any(matches(n) for n in self._ports)]
+
+    def problems(self) -> list[str]:
+        """What is wrong now, in a performer's words (the status view): controllers that are gone or not there yet.
+        Empty once every pattern has its port open again."""
+        if not self._life.running:
+            return []
+        lost = sorted(self._lost)
+        out = [f"MIDI input {name!r} disappeared; waiting for it to come back" for name in lost]
+        for pattern, matches in self._matchers:
+            if not any(matches(n) for n in self._ports) and not any(matches(n) for n in lost):
+                out.append(f"MIDI input {pattern!r} matches no port; it is picked up when it is plugged in")
+        return out
+
     async def start(self) -> None:
         if not self._life.begin():
             return
@@ -150,10 +173,10 @@ class MidiInput:
                     raise no_match("input", pattern, names)
                 # On stage a controller may be plugged in after the show started: say so once, then attach it.
                 log.warning("%s; the show starts without it and picks it up when it is plugged in",
-                            no_match("input", pattern, names))
+                            no_match("input", pattern, names), extra={"problem": "midi input missing"})
         try:
             for name in self._wanted(names):
-                await asyncio.to_thread(self._open, name)
+                self._ports[name] = await asyncio.to_thread(self._open, name)
             if self.virtual_name is not None:
                 self._virtual = await asyncio.to_thread(self._open_virtual)
         except BaseException:
@@ -202,12 +225,15 @@ class MidiInput:
 
         return on_message
 
-    def _open(self, name: str) -> None:
+    def _open(self, name: str) -> Any:
+        """Open one port (a worker thread: backends may block); the caller files it on the loop, so the status
+        view reading ``port_names`` never sees the port table change under it."""
         if rtmidi_api(self._backend) is not None:
-            self._ports[name] = RawInput.open(self._backend, name, self._enqueue, self.client_name)
+            port = RawInput.open(self._backend, name, self._enqueue, self.client_name)
         else:
-            self._ports[name] = self._backend.open_input(name, callback=self._callback_for(name))
+            port = self._backend.open_input(name, callback=self._callback_for(name))
         log.debug("MIDI input %r open", name)
+        return port
 
     def _open_virtual(self) -> Any:
         assert self.virtual_name is not None
@@ -280,17 +306,22 @@ class MidiInput:
         for name in [n for n in self._ports if n not in present]:
             port = self._ports.pop(name)
             self._lost.add(name)
-            log.warning("MIDI input %r disappeared; waiting for it to come back", name)
+            log.warning("MIDI input %r disappeared; waiting for it to come back", name,
+                        extra={"problem": "midi input lost"})
             await asyncio.to_thread(close_port, port)
         for name in self._wanted(sorted(present)):
             if name in self._ports or not self._life.running:
                 continue
             try:
-                await asyncio.to_thread(self._open, name)
+                port = await asyncio.to_thread(self._open, name)
             except Exception as exc:  # noqa: BLE001 - backends raise OSError, RuntimeError or their own types
                 log.debug("MIDI input %r not ready: %s", name, exc)
                 self._retry = True
                 continue
+            if not self._life.running:  # closed while it opened: aclose() has already gone through the table
+                await asyncio.to_thread(close_port, port)
+                return
+            self._ports[name] = port
             same = next((lost for lost in sorted(self._lost) if device_key(lost) == device_key(name)), None)
             if same is not None:
                 self._lost.discard(same)

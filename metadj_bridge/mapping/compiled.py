@@ -19,6 +19,7 @@ Pure: the engine passes values, times and the tempo in; hits come out in the ``f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Mapping as MappingABC
@@ -73,6 +74,25 @@ def is_continuous_target(mapping: Mapping) -> bool:
     kind, name = mapping.target.kind, mapping.target.name
     return (kind in ("parameter", "prompt_mix", "prompt_weight", "prompt_intensity")
             or (kind in ("prompt", "theme") and name == "select"))
+
+
+def _unplaced(part: object) -> object:
+    """A profile part (a source, a transform, a tuple of them) without where it was written."""
+    if isinstance(part, tuple):
+        return tuple(_unplaced(p) for p in part)
+    if dataclasses.is_dataclass(part) and not isinstance(part, type) and hasattr(part, "where"):
+        return dataclasses.replace(part, where="")
+    return part
+
+
+def same_input(old: Mapping, new: Mapping) -> bool:
+    """Whether ``new`` reads what ``old`` read, so it takes over its state on a reload or switch: the same source
+    wherever it is written (an edit above a mapping moves its lines), and for a signal the same name whatever its
+    ``default`` (which only speaks before the control first moves)."""
+    a, b = old.source, new.source
+    if isinstance(a, SignalSource) and isinstance(b, SignalSource):
+        return a.name == b.name
+    return _unplaced(a) == _unplaced(b)
 
 
 class MappingRuntime:
@@ -189,11 +209,15 @@ class MappingRuntime:
             new_s.copy_state(old_s)
         for new_g, old_g in zip(self.gates, old.gates, strict=False):
             new_g.armed = old_g.armed
-        if self.mapping.transforms == old.mapping.transforms:
+        if _unplaced(self.mapping.transforms) == _unplaced(old.mapping.transforms):
             for (_, new_q), (_, old_q) in zip(self.holds, old.holds, strict=True):  # same source and transforms
                 new_q.due, new_q.value = old_q.due, old_q.value
             if self.latch == old.latch:
                 self.value, self.changed, self.sel_prev = old.value, old.changed, old.sel_prev
+        elif self.latch and old.latch and not self.select and old.changed >= 0:
+            # New transforms: the value is worked out afresh from the carried input, but a control that was moved
+            # stays moved (a default must not make a held crossfader count as untouched again).
+            self.changed = old.changed
 
 
 class SignalMapping(MappingRuntime):

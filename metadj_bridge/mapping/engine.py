@@ -19,9 +19,11 @@ Rules where the profile format says nothing (the modules it uses document their 
   transition (always sent, even when already there), pulses stopped, pause released, parameter and prompt-weight
   mappings muted, the cycle held. Engaged again: released, the mappings take over. Theme, prompt and pause
   controls keep working while calm. A profile switch keeps the latch as it is.
-- A ``prompt.mix`` (or, in a blend theme, a ``prompt.weight``) counts from its first change after the active
-  theme started; in a non-blend theme a focus move (``prompt.next``...) takes over from the mix until the mix
-  moves again. Whatever moved last is what the audience sees.
+- A ``prompt.mix`` (or, in a blend theme, a ``prompt.weight``) counts from its first change (a control moved; a
+  ``default`` does not count) and keeps counting through theme changes, profile switches and reloads that keep
+  its mapping: a crossfader held at 0.5 mixes the new theme's prompts at 0.5 from the theme's first message. In
+  a non-blend theme a focus move (``prompt.next``..., the cycle) takes over from the mix until the mix moves
+  again; a theme change is not a focus move. Whatever the performer moved last is what the audience sees.
 - A ``mapping`` on ``paused`` sets the pause state when its value changes, like the pause actions.
 - Hits are applied in the order they fired: triggers in the order given, then value mappings in profile order,
   then quantised hits that came due.
@@ -39,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metadj_bridge.mapping.compiled import Fired, MappingRuntime, trigger_value
+from metadj_bridge.mapping.compiled import Fired, MappingRuntime, same_input, trigger_value
 from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, coerce_lasting
 from metadj_bridge.mapping.sources import MotionClock, NoisePulse
 from metadj_bridge.mapping.targets import (
@@ -90,6 +92,8 @@ class MappingEngine:
         self._fallback: dict[str, Any] = {}
         self._fired: Fired = []
         self._switch_from: str | None = None
+        #: Step of the last focus move (-1: none yet): a prompt mix moved before it yields to the focus.
+        self._focus_stamp = -1
         # Per-step scratch, reset at the start of every step.
         self._now = 0.0
         self._actions: dict[str, Any] = {}
@@ -154,7 +158,7 @@ class MappingEngine:
         if old:
             for runtime in compiled.runtimes:
                 previous = old.get(runtime.name)
-                if previous is not None and previous.mapping.source == runtime.mapping.source:
+                if previous is not None and same_input(previous.mapping, runtime.mapping):
                     runtime.adopt(previous)
         self._p: CompiledProfile = compiled
         self._deck = ThemeDeck(profile.themes, profile.start_theme)
@@ -174,8 +178,6 @@ class MappingEngine:
             for k, v in profile.panic.parameters.items()
         }
         self._base: dict[str, Any] | None = None
-        self._theme_stamp = self._step
-        self._focus_stamp = self._step
         self._prompts_key: Any = None
         self._prompts: list[dict[str, Any]] = self._deck.prompts()
         self._coerced: list[tuple[float | None, Any]] = [(None, None)] * len(compiled.param_slots)
@@ -245,7 +247,6 @@ class MappingEngine:
             self._events.append(f"profile {self._switch_from} -> {p.profile.name}")
             self._switch_from = None
             self._theme_changed = True
-            self._theme_stamp = step
 
         return EngineOutput(self._parameters(step, now), self._actions, tuple(self._events), self._switch_to,
                             self._deck.name, self._deck.focus)
@@ -341,8 +342,6 @@ class MappingEngine:
         self._events.append(f"theme {deck.name} -> {deck.names[index]}")
         deck.set_theme(index)
         self._theme_changed = True
-        self._theme_stamp = self._step
-        self._focus_stamp = self._step
         self._base = None
         self._cycle.restart()
 
@@ -430,8 +429,7 @@ class MappingEngine:
         overrides: dict[int, float] | None = None
         intensity = 0.0
         if not calm:
-            mix, overrides = prompt_controls(self._p.weight_slots, deck.theme.blend, self._theme_stamp,
-                                             self._focus_stamp)
+            mix, overrides = prompt_controls(self._p.weight_slots, deck.theme.blend, self._focus_stamp)
             intensity = self._intensity(now)
         key = (deck.index, deck.focus, mix, None if overrides is None else tuple(sorted(overrides.items())),
                intensity)

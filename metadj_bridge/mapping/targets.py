@@ -158,17 +158,18 @@ def compile_profile(profile: ShowProfile, schema: ParameterSchema, rng: random.R
     return out
 
 
-def prompt_controls(weight_slots: list[tuple[Slot, PromptTarget]], blend: bool, theme_stamp: int,
+def prompt_controls(weight_slots: list[tuple[Slot, PromptTarget]], blend: bool,
                     focus_stamp: int) -> tuple[tuple[int, int, float] | None, dict[int, float] | None]:
     """The prompt mix (non-blend theme) or weight overrides (blend theme) in force.
 
-    A slot counts once it changed after the theme started (and, for a mix in a non-blend theme, after the
-    focus last moved): whatever the performer moved last is what shows. In a blend theme the overrides apply
-    oldest change first, so on a prompt two controls share the newer one wins.
+    A slot counts once it changed (a control moved), whatever theme is active: a control's last value applies to
+    every theme it is moved in or left at. For a mix in a non-blend theme it counts only if it changed after the
+    focus last moved (``focus_stamp``): whatever the performer moved last is what shows. In a blend theme the
+    overrides apply oldest change first, so on a prompt two controls share the newer one wins.
     """
     if blend:
         live = [(slot.changed, i, slot) for i, (slot, _) in enumerate(weight_slots)
-                if slot.combine() is not None and slot.changed > theme_stamp]
+                if slot.combine() is not None and slot.changed >= 0]
         if not live:
             return None, None
         overrides: dict[int, float] = {}
@@ -176,13 +177,12 @@ def prompt_controls(weight_slots: list[tuple[Slot, PromptTarget]], blend: bool, 
             for index, weight in weight_slots[i][1](slot.value):
                 overrides[index] = weight
         return None, overrides
-    newest = max(theme_stamp, focus_stamp)
     best: Slot | None = None
     best_target: PromptTarget | None = None
     for slot, target in weight_slots:
         if target.mix is None:
             continue
-        if slot.combine() is not None and slot.changed > newest and (best is None or slot.changed >= best.changed):
+        if slot.combine() is not None and slot.changed > focus_stamp and (best is None or slot.changed >= best.changed):
             best, best_target = slot, target
     if best is None or best.value is None or best_target is None or best_target.mix is None:
         return None, None

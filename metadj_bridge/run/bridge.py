@@ -193,11 +193,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
-        status.inputs = {
-            "midi": controls.midi.port_names if controls.midi is not None else [],
-            "osc": f"{plan.osc_host}:{controls.osc.port}" if controls.osc is not None else None,
-            "link": controls.link is not None,
-        }
+        status.controls = controls  # what is open and awaited, read live by every snapshot
         await session.start()
         tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))
         if plan.watch:

@@ -107,7 +107,9 @@ async def open_controls(stack: contextlib.AsyncExitStack, plan: RunPlan, board: 
                                        controls=plan.midi_controls, wait_for_ports=True)
         stack.push_async_callback(_quietly_close, midi)
         await midi.start()
-        log.info("MIDI in: %s", ", ".join(midi.port_names) or "(virtual port only)")
+        opened_now = ", ".join(midi.port_names) or ("none yet" if midi.waiting else "(virtual port only)")
+        waiting = ", ".join(repr(p) for p in midi.waiting)
+        log.info("MIDI in: %s%s", opened_now, f" (waiting for {waiting})" if waiting else "")
     if plan.midi_feedback:
         from metadj_bridge.outputs.midi_feedback import MidiOutput
 

@@ -13,6 +13,10 @@ named task: open, watch until lost, close, wait, again, forever while the daemon
   a session that connects and gives no video is rebuilt with a WARNING (rate-limited), never "restored".
 - Nothing unexpected ends it: an exception nobody foresaw (a library's surprise on what a server answered, a
   bug) is logged with its traceback once, then as rate-limited one-liners, and the next attempt follows.
+- What is wrong now is state, not a log line: :attr:`ReconnectLogic.problem` says it while the session is down or
+  gives no video, and is None again the moment the session is up (its warnings are tagged
+  ``extra={"problem": ...}`` so the performer's view shows the state instead). ``last_error`` and
+  ``last_error_at`` keep the newest reason as history.
 - A lock keeps opening and tearing down one at a time, so ``stop()`` never closes a link half-way through an
   attempt's own teardown.
 """
@@ -26,7 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning, ScopeConnectionError, ScopeError
 from metadj_bridge.lifecycle import cancel_and_wait
@@ -35,6 +39,9 @@ from metadj_bridge.scope.http_errors import exception_reason
 __all__ = ["Backoff", "Link", "ReconnectLogic", "ReconnectState"]
 
 log = logging.getLogger(__name__)
+
+#: Marks a log record as describing the session's state (see :attr:`ReconnectLogic.problem`).
+_PROBLEM = {"problem": "scope session"}
 
 
 @dataclass
@@ -119,8 +126,9 @@ class ReconnectLogic:
         self._on_waiting = on_waiting
         self._name = name
         self.state = ReconnectState.IDLE
-        #: Why the last attempt failed or the last session was lost (None while nothing went wrong).
-        self.last_error: str | None = None
+        self._last_error: str | None = None
+        #: Monotonic time at which ``last_error`` was set (None while nothing went wrong).
+        self.last_error_at: float | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._tries = 0
@@ -129,12 +137,40 @@ class ReconnectLogic:
         #: The fatal start-up error the policy ended with (it is raised from the task).
         self._fatal: MetaDJError | None = None
         self._traceback_logged = False
-        self._surprises = RateLimitedWarning(log, "Scope session: more unexpected errors (retrying)", interval=60.0)
+        # Tagged as state: the status view shows ``problem`` while it lasts, not these lines after it.
+        tagged = cast(logging.Logger, logging.LoggerAdapter(log, _PROBLEM))
+        self._surprises = RateLimitedWarning(tagged, "Scope session: more unexpected errors (retrying)",
+                                             interval=60.0)
         #: Whether a session is "up" only once the link reports its first frame (:meth:`frames_flowing`).
         self._wait_frames = wait_frames
         #: Whether the current session has been announced (INFO: streaming, restored).
         self._announced = False
-        self._no_video = RateLimitedWarning(log, "Scope sessions rebuilt because no video came", interval=60.0)
+        self._no_video = RateLimitedWarning(tagged, "Scope sessions rebuilt because no video came", interval=60.0)
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempt failed or the last session was lost (None while nothing went wrong). History: it
+        stays after the session is back; :attr:`problem` is what is wrong now."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, reason: str | None) -> None:
+        self._last_error = reason
+        self.last_error_at = time.monotonic() if reason is not None else None
+
+    @property
+    def up(self) -> bool:
+        """A session is connected and announced (with ``wait_frames``: its video flows)."""
+        return self.state is ReconnectState.CONNECTED and self._announced
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the session now, for the performer's status; None while it is up, before anything
+        failed, and once stopped."""
+        if self.up or self.stopped or self._last_error is None:
+            return None
+        verb = "lost" if self._ever_connected else "unavailable"
+        return f"Scope session {verb}: {self._last_error}; retrying for as long as it takes"
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -216,7 +252,8 @@ class ReconnectLogic:
         elif self._lost_since is None:
             self._lost_since = time.monotonic()
             verb = "lost" if self._ever_connected else "unavailable"
-            log.warning("Scope session %s: %s; retrying in %.1f s, and for as long as it takes", verb, reason, delay)
+            log.warning("Scope session %s: %s; retrying in %.1f s, and for as long as it takes", verb, reason, delay,
+                        extra=_PROBLEM)
         else:
             log.debug("Scope session attempt %d failed: %s; next in %.1f s", self._tries, reason, delay)
         self.state = ReconnectState.WAITING
@@ -270,7 +307,7 @@ class ReconnectLogic:
         if not self._traceback_logged:
             self._traceback_logged = True
             log.error("Scope session: unexpected %s while %s; retrying (the traceback is logged once)", reason, doing,
-                      exc_info=exc)
+                      exc_info=exc, extra=_PROBLEM)
             self._surprises.mark()
         else:
             self._surprises.note(f"{reason} while {doing}")

@@ -96,11 +96,23 @@ class ScopeSession:
 
     @property
     def last_error(self) -> str | None:
-        """Why the last attempt failed or the last session was lost; None again once a session streams with frames
-        (the old reason stays in the log, not on the status line)."""
-        if self.state is SessionState.STREAMING and self.connection.last_frame:
+        """Why the last attempt failed or the last session was lost; None again the moment a session streams with
+        frames (the old reason is then :attr:`previous_error`, and stays in the log)."""
+        return None if self.reconnect.up else self.reconnect.last_error
+
+    @property
+    def previous_error(self) -> tuple[str, float] | None:
+        """The reason the session was last lost or refused and its monotonic time, once it streams again (history,
+        not the live state); None while it is down (see :attr:`last_error`) or when nothing ever went wrong."""
+        reason, at = self.reconnect.last_error, self.reconnect.last_error_at
+        if not self.reconnect.up or reason is None or at is None:
             return None
-        return self.reconnect.last_error
+        return reason, at
+
+    def problems(self) -> list[str]:
+        """What is wrong with the session now, in a performer's words (the status view); empty while it streams."""
+        problem = self.reconnect.problem
+        return [problem] if problem else []
 
     @property
     def supervisor(self) -> asyncio.Task[None] | None:
@@ -146,7 +158,7 @@ class ScopeSession:
         now = time.monotonic()
         stats = self.sender.stats()
         health = self.health
-        return {
+        out: dict[str, Any] = {
             "state": self.state.value,
             "url": redact_url(self.config.url),
             "server_version": health.version if health else None,
@@ -162,6 +174,10 @@ class ScopeSession:
             "send_interval": stats.interval,
             "last_error": self.last_error,
         }
+        previous = self.previous_error
+        out["previous_error"] = previous[0] if previous else None
+        out["previous_error_ago_s"] = round(now - previous[1], 1) if previous else None
+        return out
 
     async def aclose(self) -> None:
         """Stop healing, DELETE the session on the server, close the peer. Safe to call twice."""

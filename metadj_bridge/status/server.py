@@ -163,6 +163,8 @@ def prometheus_text(snapshot: Snapshot) -> str:
     inputs = _part(snapshot, "inputs")
     if inputs:
         out.gauge("metadj_inputs_midi_ports", "MIDI input ports open.", len(inputs.get("midi") or []))
+        out.gauge("metadj_inputs_midi_waiting", "MIDI port patterns no open port matches (a controller is missing).",
+                  len(inputs.get("midi_waiting") or []) if "midi_waiting" in inputs else None)
         out.gauge("metadj_inputs_osc", "1 when the OSC input is listening.", inputs.get("osc") is not None)
         out.gauge("metadj_inputs_link", "1 when Ableton Link is on.", bool(inputs.get("link")))
     out.gauge("metadj_warnings", "Recent distinct warnings shown to the performer.",

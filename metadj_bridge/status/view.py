@@ -172,6 +172,9 @@ def _show_lines(show: dict[str, Any], narrow: bool, width: int) -> list[tuple[st
 def _inputs_line(inputs: dict[str, Any]) -> Text:
     midi = inputs.get("midi") or []
     line = Text("MIDI " + (", ".join(midi) if midi else "-"))
+    waiting = inputs.get("midi_waiting") or []
+    if waiting:  # a controller not plugged in yet, or pulled out: the show picks it up when it comes
+        line.append(" (waiting for " + ", ".join(repr(p) for p in waiting) + ")", style="yellow")
     line.append(f"   OSC {inputs.get('osc') or '-'}")
     line.append(f"   Link {'on' if inputs.get('link') else 'off'}")
     return line
