@@ -367,9 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return eventloop.run(run_monitor(control))
             return eventloop.run(run_learn(control, slot=args.name, write=args.write, target=args.target))
         if args.command == "check":
+            from metadj_bridge.bundled import resolve_profile
             from metadj_bridge.profile.check import run_check
 
-            return run_check(args.profiles, strict=args.strict, schemas=_server_schemas(args.scope))
+            paths = [resolve_profile(path) for path in args.profiles]  # a bundled profile by name, too
+            return run_check(paths, strict=args.strict, schemas=_server_schemas(args.scope))
         if args.command == "devices":
             from metadj_bridge.soundcheck.listen import run_devices
 

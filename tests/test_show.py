@@ -20,6 +20,7 @@ import httpx
 import mido
 import pytest
 
+from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.run.bridge import run_bridge
 from metadj_bridge.run.plan import RunOptions
 from tests.helpers import free_port, wait_for
@@ -248,7 +249,7 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(
                              "the other profile's prompt applied by Scope")
         broken = tmp_path / "broken.yaml"
         broken.write_text("themes: [\n", encoding="utf-8")
-        assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == 1
+        assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == EXIT_CONFIG
 
 
 async def wait_for_async(check: Any, limit: float, what: str, poke: Any = None) -> None:

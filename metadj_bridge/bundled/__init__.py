@@ -7,6 +7,9 @@ that profile::
     metadj-bridge run --profile midimix-show
     metadj-bridge profiles                      # the list, with where each file is
     metadj-bridge profiles --copy midimix-show my-show.yaml   # a copy of your own to edit
+
+This room holds files, not behaviour: it may import only the ground floor (``errors``), so the CLI, ``run``,
+``doctor`` and ``check`` can all find the bundled files without pulling anything else in.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Profiles change in three ways, and the stream goes on through each:
   keeping the current theme if it still exists; a broken save is reported and the running profile stays;
 - in both cases settings that need a restart (the pipeline, the resolution, the inputs) are named in a
   warning and keep their running values.
+
+What is wrong with the show now (an edit that could not be applied, settings waiting for a restart) is
+``problems()``, for the performer's status: it goes as soon as a good save is applied, or the settings match the
+running ones again. The log lines that say so are tagged ``extra={"problem": ...}``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from metadj_bridge.bundled import resolve_profile
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
@@ -50,6 +55,8 @@ ENGINE_RATE_HZ = 44100 / 512
 FEEDBACK_RATE_HZ = 30.0
 #: An OSC message to this address with a file path switches the profile (``metadj-bridge switch`` sends it).
 SWITCH_ADDRESS = "/metadj/profile"
+#: How long ``metadj-bridge switch`` waits for the machine to say that nothing listens on the port.
+SWITCH_WAIT_S = 0.5
 _SWITCH_TRIGGER = "osc." + SWITCH_ADDRESS
 
 
@@ -98,6 +105,10 @@ class ShowRunner:
         seed: int = 0,
     ) -> None:
         self.profile = profile
+        #: The profile whose restart-only settings (pipeline, resolution, inputs...) the bridge runs with.
+        self._started = profile
+        #: Why the newest edit or reload of the profile file was not applied (None once one is).
+        self._edit_error: str | None = None
         self.sender = sender
         self.engine = MappingEngine(profile, sender.schema, seed=seed)
         #: The profile reacts to drops: in a breakdown Scope's queue is kept clear around downbeats (``dropguard``).
@@ -150,6 +161,16 @@ class ShowRunner:
             return None
         progress = (now - started) / (steps * self.sender.pacer.interval(now))
         return None if progress >= 1.0 else round(max(0.0, progress), 2)
+
+    def problems(self) -> list[str]:
+        """What is wrong with the show now, in a performer's words (the status view); empty when all is well."""
+        out = []
+        if self._edit_error is not None:
+            out.append(f"profile edit not applied, the running profile stays: {self._edit_error}")
+        later = restart_only_changes(self._started, self.profile)
+        if later:
+            out.append(f"{Path(self.profile.path).name}: {', '.join(later)} change(s) apply when the bridge restarts")
+        return out
 
     def initial_parameters(self) -> dict[str, Any]:
         return self.engine.initial_parameters()
@@ -294,19 +315,24 @@ class ShowRunner:
             check_regular(self.profile.path)  # the file may have been replaced by a pipe: never block on it
             profile = await load_with_deadline(self.profile.path)
         except MetaDJError as exc:
-            log.error("%s: profile not reloaded, the running profile stays: %s", reason, exc)
+            self._edit_error = str(exc)
+            log.error("%s: profile not reloaded, the running profile stays: %s", reason, exc, extra=_PROBLEM)
             return
         except Exception as exc:  # noqa: BLE001 - whatever the file does to the loader, the show goes on
-            log.error("%s: profile not reloaded (%s: %s), the running profile stays", reason, type(exc).__name__, exc)
+            self._edit_error = f"{type(exc).__name__}: {exc}"
+            log.error("%s: profile not reloaded (%s: %s), the running profile stays", reason, type(exc).__name__, exc,
+                      extra=_PROBLEM)
             return
         self.apply(profile, switch=False)
 
     def apply(self, profile: ShowProfile, *, switch: bool) -> None:
         """Make ``profile`` the running one: a switch moves to its start theme, a reload keeps the theme."""
-        later = restart_only_changes(self.profile, profile)
-        if later:
+        # Against what runs, not the previous file: an edit undone takes its warning with it.
+        later = restart_only_changes(self._started, profile)
+        if later and later != restart_only_changes(self._started, self.profile):
             log.warning("%s: %s change(s) apply when the bridge restarts; running on with the current ones",
-                        Path(profile.path).name, ", ".join(later))
+                        Path(profile.path).name, ", ".join(later), extra=_PROBLEM)
+        self._edit_error = None
         old_path = self.profile.path
         current = self.engine.theme
         if not switch and any(t.name == current for t in profile.themes):
@@ -346,10 +372,14 @@ class ShowRunner:
         self._watcher = ProfileWatcher(
             self.profile.path,
             on_change=lambda p: self.apply(p, switch=False),
-            on_error=lambda exc: log.error("profile edit not applied, the running profile stays: %s", exc),
+            on_error=self._edit_failed,
             interval=self._watch_interval,
         )
         await self._watcher.start()
+
+    def _edit_failed(self, exc: Exception) -> None:
+        self._edit_error = str(exc)
+        log.error("profile edit not applied, the running profile stays: %s", exc, extra=_PROBLEM)
 
     async def _stop_watching(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -359,13 +389,16 @@ class ShowRunner:
 
 
 _MISSING = object()
+#: Marks a log record as describing the show's state (see :meth:`ShowRunner.problems`).
+_PROBLEM = {"problem": "show profile"}
 
 
 def send_switch(path: str, to: str) -> int:
     """``metadj-bridge switch``: check the profile here, then ask the bridge at ``to`` (HOST:PORT) to switch to it.
 
     OSC over UDP has no answer: the bridge's log and status line say whether the switch happened. The bridge
-    only opens profiles beside its running one, in ``mappings/`` or named in the running profile's switches.
+    only opens profiles beside its running one, the bundled ones or those named in the running profile's switches.
+    Where nothing listens on that port the machine says so (ICMP port unreachable): that is an error.
     """
     import socket
 
@@ -376,11 +409,27 @@ def send_switch(path: str, to: str) -> int:
     host, _, port = to.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--to {to!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+    path = resolve_profile(path)  # a bundled profile by name
     check_regular(path)  # a pipe would block the read below for ever
     profile = load_profile(path)  # a broken profile is refused here, not on stage
     target = str(Path(profile.path).resolve())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.sendto(build_message(SWITCH_ADDRESS, (target,)), (host, int(port)))
-    print(f"asked the bridge at {host}:{port} to switch to {target} (it refuses files outside its profile's folder, "
-          "mappings/ and the files its switches name; its log says)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+    except OSError as exc:
+        raise ConfigError(f"--to {to!r}: cannot resolve {host!r} ({exc})") from exc
+    with socket.socket(family, kind, proto) as sock:
+        # Connected, so the "port unreachable" a machine sends back when nothing listens there reaches us. OSC
+        # itself never answers: silence is what a listening bridge gives (or a firewall that drops the packet).
+        sock.connect(address)
+        sock.settimeout(SWITCH_WAIT_S)
+        try:
+            sock.send(build_message(SWITCH_ADDRESS, (target,)))
+            sock.recv(1)
+        except TimeoutError:
+            pass
+        except ConnectionRefusedError:
+            raise MetaDJError(f"nothing listens for OSC at {host}:{port}: is the bridge running, with OSC on that "
+                              "port (inputs.osc.port in its profile, or run --osc-port)?") from None
+    print(f"sent the switch to {target} to the bridge at {host}:{port} (it refuses files outside its profile's "
+          "folder, the bundled profiles and the files its switches name; its log and live view say)")
     return 0
