@@ -337,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity = args.verbose - args.quiet
     args.verbose = max(0, verbosity)
     setup_logging(verbosity)
+    from metadj_bridge.inputs.alsa_messages import route_alsa_messages
+
+    route_alsa_messages()  # ALSA's C error lines go to the log (-v), not across the live view
     try:
         if args.command == "run":
             from metadj_bridge.run.bridge import RunOptions, run_bridge
