@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--video-source", metavar="SOURCE",
                         help="a video-mode show's input video, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
                         "(a show log does not hold the video; a video-mode show cannot replay without it)")
+    replay.add_argument("--output", default="vcam", metavar="LIST",
+                        help="video outputs as for run: vcam, preview, record:FILE.mp4 (comma-separated), or none "
+                        "(default: vcam, the browser preview where there is no virtual camera)")
+    replay.add_argument("--preview-port", type=int, default=8765, metavar="PORT",
+                        help="port of the browser preview on 127.0.0.1 (the next free one if taken; default 8765)")
 
     doctor = sub.add_parser(
         "doctor",
@@ -408,8 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if not args.verbose:
                 logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
+            from metadj_bridge.video.outputs import parse_outputs
+
             replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed,
-                                   emulator_fps=args.emulator_fps, video_source=args.video_source)
+                                   emulator_fps=args.emulator_fps, video_source=args.video_source,
+                                   outputs=parse_outputs(args.output), preview_port=args.preview_port)
             return eventloop.run(run_replay(replay))
         if args.command == "doctor":
             from metadj_bridge.doctor.report import doctor_main, options_from_args

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from metadj_bridge.cli import main
+from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError, ScopeSessionError
 from metadj_bridge.scope.sender import DISCRETE_KEYS
@@ -136,7 +137,7 @@ def test_cli_replays_on_the_built_in_emulator(tmp_path: Path, capsys: pytest.Cap
 def test_cli_refuses_a_bad_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "short.jsonl"
     write_log(path, [{"noise_scale": 0.4}])
-    assert main(["replay", str(path), "--speed", "0"]) == 1
+    assert main(["replay", str(path), "--speed", "0"]) == EXIT_CONFIG
     assert "error: --speed: 0.0 must be a number > 0" in capsys.readouterr().err
 
 
@@ -151,7 +152,7 @@ def test_a_video_mode_log_without_input_video_is_refused_in_one_line(
 ) -> None:
     path = tmp_path / "avatar.jsonl"
     write_log(path, [{"noise_scale": 0.4}], pipeline="passthrough", input_mode="video")
-    assert main(["replay", str(path)]) == 1
+    assert main(["replay", str(path)]) == EXIT_CONFIG
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {path} was played in video mode")
     assert "--video-source" in err[0]
@@ -246,3 +247,21 @@ async def test_no_frame_back_is_an_error_not_replay_done(
                           status_stream=io.StringIO())
     assert "replay done" not in caplog.text
 
+
+
+async def test_replay_shows_its_picture_and_can_render_the_set(tmp_path: Path, emulator: ScopeEmulator) -> None:
+    """The video comes out of a replay as out of a show: here into a recording (the camera and the preview are
+    the same output clock's other sinks), at the logged show's size."""
+    import av
+
+    path = tmp_path / "show.jsonl"
+    write_log(path, MESSAGES)
+    clip = tmp_path / "again.mp4"
+    report = await replay_show(ReplayOptions(str(path), scope_url=emulator.url, chunk_frames=4,
+                                             outputs=(f"record:{clip}",)), status_stream=io.StringIO())
+    assert report.frames > 0 and not report.interrupted
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (stream.codec_context.width, stream.codec_context.height) == (SMALL["width"], SMALL["height"])
+    assert frames >= 10

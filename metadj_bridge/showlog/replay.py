@@ -60,6 +60,10 @@ class ReplayOptions:
     video_source: str | None = None
     #: How long the first frame may take once the session is up (a GPU pipeline warms up on its first chunk).
     first_frame_timeout: float = 20.0
+    #: Where the video goes, as ``run --output``: the virtual camera (the browser preview where there is none), the
+    #: preview, ``record:FILE.mp4`` to render the set again; () for none.
+    outputs: tuple[str, ...] = ("vcam",)
+    preview_port: int = 8765
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -247,6 +251,7 @@ async def _replay_session(
         **fields,
     )
     session = ScopeSession(config, sender)
+    video = await _open_video(options, rec, session)
     first_frame = asyncio.Event()
     session.add_frame_listener(lambda frame: first_frame.set())
     progress = _Progress(status_stream or sys.stderr, len(rec.sent), rec.duration)
@@ -270,11 +275,28 @@ async def _replay_session(
         progress.finish()
         frames = session.frames_received
         await session.aclose()
+        if video is not None:
+            await video.aclose()
     report = ReplayReport(replayed, len(rec.sent), sender.sent, rejected.count,
                           time.monotonic() - started, interrupted, frames)
     log.info("replay %s: %d of %d logged messages replayed, %d sent, %d frames back", "stopped" if interrupted
              else "done", report.replayed, report.total, report.sent, report.frames)
     return report
+
+
+async def _open_video(options: ReplayOptions, rec: ShowRecording, session: ScopeSession) -> Any:
+    """The output clock with the replay's sinks at the show's size, fed by the session; None without outputs."""
+    if not options.outputs:
+        return None
+    from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.outputs import build_sinks
+    from metadj_bridge.video.slate import reason_from_session
+
+    sinks = build_sinks(options.outputs, device=None, backend=None, preview_port=options.preview_port)
+    clock = OutputClock(rec.header.width, rec.header.height, 30.0, sinks, reason=reason_from_session(session))
+    await clock.start()
+    session.add_frame_listener(clock.push)
+    return clock
 
 
 async def _first_frame(arrived: asyncio.Event, limit: float, pipeline: str, mode: str) -> None:
