@@ -434,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `metadj-bridge profiles | head -1`, `monitor | grep -m1 cc`: the reader has enough
+        from metadj_bridge.soundcheck.listen import quiet_broken_stdout
+
+        quiet_broken_stdout(sys.stdout)
+        return 0
     except Exception as exc:  # a bug, not a performer's mistake: short message, traceback with -v
         if args.verbose:
             log.exception("unexpected failure")

@@ -180,3 +180,17 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_any_command_into_a_reader_that_goes_away_ends_quietly() -> None:
+    import os
+
+    # Unbuffered, so the write happens while the command runs (as a long listing or `monitor` would).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen([sys.executable, "-m", "metadj_bridge", "profiles"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # `| head -0`
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and err == ""

@@ -118,7 +118,7 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
         try:
             show(update)
         except BrokenPipeError:  # the reader went away (`listen --json | head`): stop quietly
-            _quiet_broken_stdout(out)
+            quiet_broken_stdout(out)
             stop.set()
 
     def show(update: AudioUpdate) -> None:
@@ -169,11 +169,11 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
                     out.write("\n")
                 out.flush()
             except BrokenPipeError:
-                _quiet_broken_stdout(out)
+                quiet_broken_stdout(out)
     return 0
 
 
-def _quiet_broken_stdout(out: TextIO) -> None:
+def quiet_broken_stdout(out: TextIO) -> None:
     """After a broken pipe on standard output, point it at the null device, so that Python's own flush at exit
     does not print a traceback either (the recipe in Python's signal documentation)."""
     if out is sys.stdout:
