@@ -17,9 +17,8 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from metadj_bridge.cli import main
-from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.emulator import ScopeEmulator
-from metadj_bridge.errors import ConfigError, ScopeSessionError
+from metadj_bridge.errors import EXIT_CONFIG, ConfigError, ScopeSessionError
 from metadj_bridge.scope.sender import DISCRETE_KEYS
 from metadj_bridge.showlog.log import ShowLog, read_show_log, show_log_header
 from metadj_bridge.showlog.replay import ReplayOptions, replay_show
