@@ -386,9 +386,15 @@ def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
             JackPlayer(jack_server) as player:
         player.connect_to_captures()
         read_for(source, 0.2)
+        assert source.problems() == []
         player.stall(1.2)
-        blocks = read_for(source, 2.0)
-        assert source.connected
+        blocks, problems_while_lost, end = [], [], time.monotonic() + 2.0
+        while time.monotonic() < end:
+            blocks.append(source.read(timeout=2.0))
+            if blocks[-1].lost and not problems_while_lost:
+                problems_while_lost = source.problems()  # the status shows the loss while it lasts
+        assert source.connected and source.problems() == []  # ... and not a moment after
+        assert len(problems_while_lost) == 1 and "lost" in problems_while_lost[0], problems_while_lost
         player.connect_to_captures()  # PortAudio's reopened stream has new ports
         clicks = np.array([2000, 9000])
         player.play(clicks_and_tone(11025, clicks))
@@ -402,6 +408,7 @@ def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
     assert not after[-1].lost and (np.concatenate([b.samples for b in after]) > 0.5).sum() == 2
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "lost" in warnings[0].getMessage()
+    assert getattr(warnings[0], "problem", None)  # a state's warning: the status's recent list leaves it out
     assert sum("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO) == 1
 
 

@@ -23,6 +23,7 @@ from metadj_bridge.video.cameras import (
     resolve_source,
 )
 from metadj_bridge.video.webcam import VIDEO_TIME_BASE, VideoSource, fill_crop, fit_frame
+from tests.helpers import wait_for
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
 
@@ -283,4 +284,37 @@ async def test_a_real_webcam_delivers_frames_at_the_avatar_size() -> None:
         assert (frame.width, frame.height, frame.format.name) == (320, 576, "yuv420p")
         assert source.stats().source_size is not None
     finally:
+        await source.aclose()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+async def test_a_source_that_breaks_after_working_shows_in_the_status_until_it_delivers_again(
+    tmp_path: Path,
+) -> None:
+    """A source that worked and then stops (as a webcam unplugged for a moment; here a named pipe whose writer is
+    done, so it cannot loop) says so in ``problems()``, which the live view and /status show, while it retries;
+    once frames flow again it is gone."""
+    # Larger than FFmpeg's read buffer (a clip that fits in it would loop from memory): a colour a frame.
+    colours = [(i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(90)]
+    clip = write_colour_video(tmp_path / "clip.mkv", colours, frames_each=1).read_bytes()
+    fifo = tmp_path / "camera.mkv"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as writer:  # blocks until the source opens the pipe
+            writer.write(clip)
+
+    feeding = asyncio.ensure_future(asyncio.to_thread(feed))
+    source = VideoSource(str(fifo), 160, 96)
+    try:
+        await source.wait_first_frame(10)
+        await feeding
+        await wait_for(lambda: bool(source.problems()), 15, "the stopped source in problems()")
+        assert "trying again" in source.problems()[0]
+        feeding = asyncio.ensure_future(asyncio.to_thread(feed))  # it is back
+        await wait_for(lambda: source.problems() == [], 15, "the problem gone once frames flow again")
+        await feeding
+    finally:
+        if not feeding.done():  # let the source out of a blocking open
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
         await source.aclose()

@@ -123,6 +123,11 @@ class AudioAnalyzer:
         self._thread = threading.Thread(target=self._work, name="audio-analysis", daemon=True)
         self._thread.start()
 
+    def problems(self) -> list[str]:
+        """The source's own (a live input that is lost), for the performer's status."""
+        problems = getattr(self.source, "problems", None)
+        return list(problems()) if callable(problems) else []
+
     async def aclose(self) -> None:
         """Stop the worker and close the source; safe to call twice."""
         self._stop.set()

@@ -55,6 +55,10 @@ _WAKE = object()  # queue marker: state changed or closing; look again
 _Chunk = tuple[int, int, np.ndarray, float]  # (stream generation, first frame in that stream, frames, captured_at)
 
 
+#: Marks the log lines that describe a lost input: the status shows :meth:`LiveInputSource.problems` instead.
+_PROBLEM = {"problem": "audio input lost"}
+
+
 class LiveInputSource(BlockSourceBase):
     """A microphone, line input or loopback device (BlackHole, VB-Cable, JACK) as an audio source.
 
@@ -196,6 +200,18 @@ class LiveInputSource(BlockSourceBase):
             self._dispose(self._stream)
             self._stream = None
 
+    def problems(self) -> list[str]:
+        """What is wrong now, for the performer's status: the input while it is lost (gone once it is back)."""
+        with self._lock:
+            lost = self._lost_since is not None
+        if not lost or not self._life.running:
+            return []
+        if self._jack_died:
+            return [f"audio input {self.device.name} lost: the JACK server stopped; restart metadj-bridge once it "
+                    "is back"]
+        return [f"audio input {self.device.name} lost: sending silence, looking for it every "
+                f"{self.reopen_interval:g} s"]
+
     def _declare_lost(self, reason: str) -> None:
         now = time.monotonic()
         with self._lock:
@@ -213,10 +229,10 @@ class LiveInputSource(BlockSourceBase):
             if jack_died:
                 log.warning("audio input %s lost: the JACK server stopped. Sending silence. PortAudio cannot reach a "
                             "restarted JACK server from a running process: restart metadj-bridge once JACK is back",
-                            self.device.name)
+                            self.device.name, extra=_PROBLEM)
             else:
                 log.warning("audio input %s lost (%s); sending silence and looking for it every %g s",
-                            self.device.name, reason, self.reopen_interval)
+                            self.device.name, reason, self.reopen_interval, extra=_PROBLEM)
         self._dispose(stream)
 
     def _dispose(self, stream: Any) -> None:

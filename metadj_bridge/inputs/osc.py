@@ -101,12 +101,17 @@ class OscInput(asyncio.DatagramProtocol):
         self._pending: dict[int, asyncio.TimerHandle] = {}
         self._next_pending = 0
         self._lost: asyncio.Future[None] | None = None
+        self._broken: str | None = None
 
     # lifecycle ------------------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
         return self._life.running
+
+    def problems(self) -> list[str]:
+        """What is wrong now, for the performer's status: a socket the system took away (it stays off)."""
+        return [self._broken] if self._broken and self._life.running else []
 
     async def start(self) -> None:
         if not self._life.begin():
@@ -179,7 +184,8 @@ class OscInput(asyncio.DatagramProtocol):
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         if exc is not None and self._life.running:
-            logger.warning("OSC socket on %s:%d lost: %s", self.host, self.port, exc)
+            self._broken = f"OSC socket on {self.host}:{self.port} lost ({exc}): OSC input is off until a restart"
+            logger.warning("%s", self._broken, extra={"problem": "osc socket"})
 
     # dispatch ---------------------------------------------------------------------------------------
 

@@ -192,7 +192,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         controls = await open_controls(stack, plan, board)
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
-        await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
+        status.audio_input = await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
         status.controls = controls  # what is open and awaited, read live by every snapshot
         await session.start()
         tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))

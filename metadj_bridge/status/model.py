@@ -81,6 +81,8 @@ class BridgeStatus:
         #: The video output clock, for frames shown and repeats; avatar mode's webcam or file.
         self.video: OutputClock | None = None
         self.avatar: Any = None
+        #: The audio analysis (its live input says when it is lost), or None.
+        self.audio_input: Any = None
         #: The control inputs (``run.parts.open_controls``): what is open and awaited now is read from them.
         self.controls: Controls | None = None
         #: What is open when no ``controls`` are given (MIDI ports, OSC address, Link): shown as it is.
@@ -155,7 +157,7 @@ class BridgeStatus:
     def _problems(self) -> list[str]:
         """What is wrong now, from every part that can say (``problems()``): a state that ends takes its warning
         with it."""
-        parts: list[Any] = [self.session, self.show, self.avatar, self.video]
+        parts: list[Any] = [self.session, self.show, self.avatar, self.video, self.audio_input]
         controls = self.controls
         if controls is not None:
             parts += [controls.midi, controls.midi_out, controls.osc, controls.ableton, controls.link]

@@ -180,6 +180,10 @@ class AvatarSetup:
     #: Shared with the session config (``session_fields``): ``update`` keeps it current for later sessions.
     offer_extra: dict[str, Any] = field(default_factory=dict)
 
+    def problems(self) -> list[str]:
+        """The picture source's (a webcam being reopened), for the performer's status."""
+        return self.source.problems()
+
     @property
     def vace_enabled(self) -> bool:
         return bool(self.load_params.get("vace_enabled"))

@@ -158,8 +158,15 @@ class VideoSource:
         self._last_pts = -1
         #: Frames handed on by the capture thread (its own count; the loop's counters live in ``_stats``).
         self._delivered = 0
+        #: Why the source is being reopened, while it is (a webcam unplugged for a moment); None when it delivers.
+        self._trouble: str | None = None
 
     # -------------------------------------------------------------- public
+
+    def problems(self) -> list[str]:
+        """What is wrong now, for the performer's status: the source while it is being reopened."""
+        trouble = self._trouble
+        return [f"{trouble}; trying again"] if trouble and self._life.running else []
 
     def start(self) -> None:
         """Open the source and start reading, in the capture thread; errors surface in ``wait_first_frame``."""
@@ -293,7 +300,8 @@ class VideoSource:
                     return
                 # It worked before: a webcam unplugged for a moment. Keep trying; the track waits meanwhile.
                 self._stats.reopens += 1
-                log.warning("%s; trying again in %.1f s", error, delay)
+                self._trouble = str(error)
+                log.warning("%s; trying again in %.1f s", error, delay, extra={"problem": "video source"})
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
             except Exception:
@@ -354,6 +362,7 @@ class VideoSource:
                 del samples[:60]
         self._stats.source_size = (frame.width, frame.height)
         self._delivered += 1
+        self._trouble = None
         self._to_loop(self._publish, out)
 
 
