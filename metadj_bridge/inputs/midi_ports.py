@@ -2,8 +2,9 @@
 
 The backend is mido's (``MIDO_BACKEND`` or the platform default: ALSA, CoreMIDI, WinMM); tests pass
 ``backend="mido.backends.rtmidi/UNIX_JACK"``. mido and python-rtmidi are imported only when a port is used.
-Where the backend is python-rtmidi, input ports are opened raw (:class:`RawInput`): the callback gets bytes,
-no mido ``Message`` per event.
+Where python-rtmidi has no wheel (Python 3.13+) the default is our backend on supriya-midi
+(:mod:`metadj_bridge.inputs.mido_supriya`). With either, input ports are opened raw (:class:`RawInput`): the
+callback gets bytes, no mido ``Message`` per event.
 
 Port patterns: a plain pattern matches every port whose name contains it, ignoring case (``"launch"``
 matches ``"Launchpad X:Launchpad X MIDI 1"``); ``re:<regex>`` matches with ``re.search``, ignoring case
@@ -32,6 +33,10 @@ def mido_backend(backend: str | None) -> Any:
     if backend is None:
         backend = os.environ.get("MIDO_BACKEND") or None
     if backend is None:
+        from metadj_bridge.inputs import mido_supriya
+
+        backend = mido_supriya.default_backend()  # supriya-midi where python-rtmidi has no wheel (3.13+)
+    if backend is None:
         return mido.backend
     try:
         return mido.Backend(backend, load=True)
@@ -52,7 +57,9 @@ class PortLister:
         self.kind = kind
         self._rt: Any = None
         module = getattr(backend, "module", None)
-        if getattr(module, "__name__", "") == "mido.backends.rtmidi":
+        if getattr(module, "__name__", "") == "metadj_bridge.inputs.mido_supriya":
+            self._rt = backend.module.Client(kind, getattr(backend, "api", None), "metadj-bridge-ports")
+        elif getattr(module, "__name__", "") == "mido.backends.rtmidi":
             import rtmidi
 
             api = getattr(backend, "api", None)
@@ -74,9 +81,10 @@ class PortLister:
 
 def unavailable(backend: Any, exc: BaseException) -> ConfigError:
     name = getattr(backend, "name", backend)
+    jack = name if name == "metadj_bridge.inputs.mido_supriya" else "mido.backends.rtmidi"
     return ConfigError(
         f"MIDI backend {name!r} cannot start: {exc}. Pick another one with MIDO_BACKEND, "
-        "e.g. MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK where only JACK runs"
+        f"e.g. MIDO_BACKEND={jack}/UNIX_JACK where only JACK runs"
     )
 
 
@@ -117,8 +125,10 @@ def device_key(name: str) -> str:
 
 
 def rtmidi_api(backend: Any) -> int | None:
-    """python-rtmidi's API number when ``backend`` is mido's rtmidi backend, else None."""
+    """RtMidi's API number when ``backend`` is mido's rtmidi backend or ours on supriya-midi, else None."""
     module = getattr(backend, "module", None)
+    if getattr(module, "__name__", "") == "metadj_bridge.inputs.mido_supriya":
+        return int(backend.module.api_number(getattr(backend, "api", None)))
     if getattr(module, "__name__", "") != "mido.backends.rtmidi":
         return None
     import rtmidi
@@ -142,6 +152,8 @@ class RawInput:
     def open(
         cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str
     ) -> RawInput:
+        if getattr(backend.module, "__name__", "") == "metadj_bridge.inputs.mido_supriya":
+            return cls(backend.module.open_raw_input(backend.api, name, enqueue, client, virtual=False), name)
         import rtmidi
 
         midi_in = rtmidi.MidiIn(rtapi=rtmidi_api(backend), name=client)
@@ -160,6 +172,8 @@ class RawInput:
     def open_virtual(
         cls, backend: Any, name: str, enqueue: Callable[[Sequence[int], float, str], None], client: str
     ) -> RawInput:
+        if getattr(backend.module, "__name__", "") == "metadj_bridge.inputs.mido_supriya":
+            return cls(backend.module.open_raw_input(backend.api, name, enqueue, client, virtual=True), name)
         import rtmidi
 
         midi_in = rtmidi.MidiIn(rtapi=rtmidi_api(backend), name=client)
