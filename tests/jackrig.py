@@ -334,3 +334,12 @@ class JackPlayer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def midi_backend(api: str = "UNIX_JACK") -> str:
+    """mido's backend name for MIDI tests on ``api``: python-rtmidi's where it is installed (Python 3.11/3.12), else
+    the bridge's own supriya-midi backend (3.13 and newer, where python-rtmidi has no wheel)."""
+    from importlib.util import find_spec
+
+    module = "mido.backends.rtmidi" if find_spec("rtmidi") is not None else "metadj_bridge.inputs.mido_supriya"
+    return f"{module}/{api}"

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.jackrig import midi_backend
+
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ALSA is Linux's"),
     pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="an ALSA sequencer is here: no error to route"),
@@ -15,7 +17,7 @@ pytestmark = [
 
 
 def devices(*flags: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MIDO_BACKEND": "mido.backends.rtmidi/LINUX_ALSA"}
+    env = {**os.environ, "MIDO_BACKEND": midi_backend("LINUX_ALSA")}
     return subprocess.run([sys.executable, "-m", "metadj_bridge", *flags, "devices"], capture_output=True, text=True,
                           timeout=60, env=env, check=False)
 

@@ -51,6 +51,7 @@ from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.scope.api import ScopeClient
 from tests.helpers import free_port, wait_for
+from tests.jackrig import midi_backend
 
 MakeEmulator = Callable[..., Awaitable[ScopeEmulator]]
 
@@ -532,7 +533,7 @@ def midi_jack() -> Iterator[Any]:
     with JackServer(period=256) as server:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         try:
-            yield mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
+            yield mido.Backend(midi_backend(), load=True)
         finally:
             if previous is None:
                 os.environ.pop("JACK_DEFAULT_SERVER", None)
@@ -541,7 +542,7 @@ def midi_jack() -> Iterator[Any]:
 
 
 def test_midi_controllers_present_or_not(profile: str, midi_jack: Any) -> None:
-    backend = "mido.backends.rtmidi/UNIX_JACK"
+    backend = midi_backend()
     assert check_midi(_plan(profile), backend)[0].status is Status.SKIPPED
     port = midi_jack.open_output("pads", virtual=True, client_name="doctorctl")
     try:

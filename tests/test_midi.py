@@ -35,8 +35,9 @@ from metadj_bridge.inputs.midi_ports import device_key, list_midi_ports, port_ma
 from metadj_bridge.outputs.midi_feedback import MidiOutput
 from metadj_bridge.signals import Signal, SignalBoard, Trigger
 from tests.helpers import wait_for
+from tests.jackrig import midi_backend
 
-JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+JACK_BACKEND = midi_backend()
 _ids = itertools.count()
 
 
@@ -522,7 +523,7 @@ def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.Log
 
 @pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="needs a machine whose ALSA has no sequencer")
 async def test_a_backend_that_cannot_start_is_a_config_error(caplog: pytest.LogCaptureFixture) -> None:
-    alsa = "mido.backends.rtmidi/LINUX_ALSA"
+    alsa = midi_backend("LINUX_ALSA")
     with pytest.raises(ConfigError, match="cannot start.*MIDO_BACKEND"):
         list_midi_ports(alsa)
     with pytest.raises(ConfigError, match="cannot start"):

@@ -14,6 +14,7 @@ from metadj_bridge.inputs.midi_clock import (
     ema_bpm,
     intervals_of,
 )
+from tests.jackrig import midi_backend
 
 
 def clock_times(bpm: float, beats: float, *, jitter: float = 0.0, t0: float = 100.0, seed: int = 1) -> list[float]:
@@ -161,7 +162,7 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     with JackServer(period=256) as server:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
-        backend_name = "mido.backends.rtmidi/UNIX_JACK"
+        backend_name = midi_backend()
         backend = mido.Backend(backend_name, load=True)
         sender = backend.open_output("clock", virtual=True, client_name="clock-sender")
         clock = RecordingClock()

@@ -21,6 +21,7 @@ from metadj_bridge.signals import Signal, Trigger
 from metadj_bridge.soundcheck.learn import LEARN_MAX_S, LEARN_REST_S, Learner, run_learn
 from metadj_bridge.soundcheck.monitor import ControlOptions, MonitorPrinter
 from tests.helpers import free_port, wait_for
+from tests.jackrig import midi_backend
 
 
 class FakeClock:
@@ -165,7 +166,7 @@ async def test_learn_with_nothing_moving_says_so() -> None:
 
 # ---------------------------------------------------------------------- MIDI: a real port, and none at all
 
-JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+JACK_BACKEND = midi_backend()
 _ids = itertools.count()
 
 
