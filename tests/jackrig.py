@@ -343,3 +343,19 @@ def midi_backend(api: str = "UNIX_JACK") -> str:
 
     module = "mido.backends.rtmidi" if find_spec("rtmidi") is not None else "metadj_bridge.inputs.mido_supriya"
     return f"{module}/{api}"
+
+
+@contextlib.contextmanager
+def jack_for_midi() -> Iterator[JackServer]:
+    """A private JACK server that MIDI opened in this process uses (both RtMidi bindings find it through
+    ``JACK_DEFAULT_SERVER``, set while it runs and put back after). For a module-scoped fixture."""
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    with JackServer(period=256) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        try:
+            yield server
+        finally:
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous

@@ -523,22 +523,12 @@ def test_virtual_camera_findings(profile: str) -> None:
 
 @pytest.fixture(scope="module")
 def midi_jack() -> Iterator[Any]:
-    import os
-
     import mido  # type: ignore[import-untyped]
 
-    from tests.jackrig import JackServer
+    from tests.jackrig import jack_for_midi
 
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    with JackServer(period=256) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        try:
-            yield mido.Backend(midi_backend(), load=True)
-        finally:
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
+    with jack_for_midi():
+        yield mido.Backend(midi_backend(), load=True)
 
 
 def test_midi_controllers_present_or_not(profile: str, midi_jack: Any) -> None:

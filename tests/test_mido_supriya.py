@@ -42,18 +42,10 @@ _ids = itertools.count()
 @pytest.fixture(scope="module")
 def jack_server() -> Iterator[str]:
     """A private JACK server for this module, found through JACK_DEFAULT_SERVER by both RtMidi bindings."""
-    from tests.jackrig import JackServer
+    from tests.jackrig import jack_for_midi
 
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    with JackServer(period=256) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        try:
-            yield server.name
-        finally:
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
+    with jack_for_midi() as server:
+        yield server.name
 
 
 @pytest.fixture()

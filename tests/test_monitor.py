@@ -175,18 +175,10 @@ def midi_jack() -> Iterator[Any]:
     """A private JACK server for this module; rtmidi's JACK API finds it through JACK_DEFAULT_SERVER."""
     import mido
 
-    from tests.jackrig import JackServer
+    from tests.jackrig import jack_for_midi
 
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    with JackServer(period=256) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        try:
-            yield mido.Backend(JACK_BACKEND, load=True)
-        finally:
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
+    with jack_for_midi():
+        yield mido.Backend(JACK_BACKEND, load=True)
 
 
 async def test_learn_hears_a_slow_sweep_with_pauses_to_its_end(
