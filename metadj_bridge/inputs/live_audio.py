@@ -132,8 +132,9 @@ class LiveInputSource(BlockSourceBase):
         self._generation += 1
         generation, frame, queued_end = self._generation, 0, 0
         put, max_backlog = self._queue.put, self._max_backlog_frames
+        channels = self._stream_channels
 
-        def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
             # Only copy and enqueue: anything heavier here makes PortAudio overflow (design.md).
             nonlocal frame, queued_end
             now = time.monotonic()
@@ -142,12 +143,15 @@ class LiveInputSource(BlockSourceBase):
                 self.overflows += 1
             read_generation, read_frame = self._expected
             if queued_end - (read_frame if read_generation == generation else 0) < max_backlog:
-                put((generation, frame, indata.copy(), now))
+                # A raw stream hands over PortAudio's buffer: copy it into an array of our own (sounddevice's
+                # numpy stream sets .shape on its array, which NumPy 2.5 deprecates, at every callback).
+                block = np.frombuffer(indata, dtype=np.float32).reshape(frames, channels).copy()
+                put((generation, frame, block, now))
                 queued_end = frame + frames
             frame += frames  # a skipped chunk leaves a gap that the reader sees, counts and jumps over
 
         finished = threading.Event()
-        stream = sd.InputStream(
+        stream = sd.RawInputStream(
             device=device.index, channels=self._stream_channels, samplerate=self.samplerate, dtype="float32",
             blocksize=0, latency="low", callback=callback, finished_callback=finished.set,
         )
