@@ -321,18 +321,6 @@ def _server_schemas(url: str | None) -> dict[str, Any] | None:
     return schemas
 
 
-def _profiles(copy: list[str] | None) -> int:
-    from metadj_bridge.bundled import PROFILES_DIR, bundled_names, copy_profile
-
-    if copy:
-        target = copy_profile(*copy)
-        print(f"{target}: a copy of the bundled {copy[0]!r}; play it with `metadj-bridge run --profile {target}`")
-        return 0
-    for name in bundled_names():
-        print(f"{name:<24} {PROFILES_DIR / name}.yaml")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return send_switch(args.profile, args.to)
         if args.command == "profiles":
-            return _profiles(args.copy)
+            from metadj_bridge.bundled import print_profiles
+
+            return print_profiles(args.copy)
         if args.command == "service":
             from metadj_bridge.bundled import service_file
 

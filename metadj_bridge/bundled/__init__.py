@@ -76,3 +76,14 @@ def service_file(kind: str) -> str:
     if kind == "systemd":
         return text.replace("%h/.venvs/metadj/bin/metadj-bridge", program)
     return text.replace("/Users/YOU/.venvs/metadj/bin/metadj-bridge", program)
+
+
+def print_profiles(copy: list[str] | None = None) -> int:
+    """``metadj-bridge profiles``: each bundled profile with its file, or ``--copy NAME DEST``."""
+    if copy:
+        target = copy_profile(*copy)
+        print(f"{target}: a copy of the bundled {copy[0]!r}; play it with `metadj-bridge run --profile {target}`")
+        return 0
+    for name in bundled_names():
+        print(f"{name:<24} {PROFILES_DIR / name}.yaml")
+    return 0
