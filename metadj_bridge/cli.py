@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cycle", type=int, metavar="BARS",
                      help="bars per theme when themes cycle by themselves (default: the profile's)")
     run.add_argument("--no-watch", action="store_true", help="do not reload the profile when its file is saved")
-    run.add_argument("--status-port", type=int, metavar="PORT",
-                     help="serve GET /status (JSON) and /metrics (Prometheus) on 127.0.0.1:PORT")
+    run.add_argument("--http-port", type=int, metavar="PORT", help="the web server's port (docs/web.md; 8765)")
+    run.add_argument("--http-host", metavar="HOST", help="e.g. 0.0.0.0: open it to the LAN, with an access token")
+    run.add_argument("--http-token", metavar="TOKEN", help="the access token for --http-host (default: random)")
+    run.add_argument("--status-port", type=int, metavar="PORT", help="deprecated alias of --http-port")
     run.add_argument("--show-log", metavar="FILE|none",
                      help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a "
                      "new file in the state folder")
@@ -92,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", metavar="LIST",
                      help="video outputs: vcam, preview, record:FILE.mp4 (comma-separated), or none (default: the "
                      "profile's, vcam)")
-    run.add_argument("--preview-port", type=int, metavar="PORT",
-                     help="port of the browser preview on 127.0.0.1 (default: the profile's, 8765)")
+    run.add_argument("--preview-port", type=int, metavar="PORT", help="deprecated alias of --http-port")
     run.add_argument("--video-source", metavar="CAMERA|FILE",
                      help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: "
                      "the profile's, else the first camera)")
@@ -197,13 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     switch = sub.add_parser(
         "switch",
         help="make a running bridge switch to another show profile",
-        description="Send the running bridge an OSC message that switches it to PROFILE; the stream continues "
-        "and the prompts move to the new profile's start theme. The bridge must listen for OSC (inputs.osc.port "
-        "in its profile, or run --osc-port).",
+        description="Ask the running bridge (POST /api/profile of its web server) to switch to PROFILE.",
     )
     switch.add_argument("profile", metavar="PROFILE", help="the profile file to switch to")
-    switch.add_argument("--to", default="127.0.0.1:7001", metavar="HOST:PORT",
-                        help="the bridge's OSC port (default 127.0.0.1:7001)")
+    switch.add_argument("--to", default="127.0.0.1:8765", metavar="HOST:PORT", help="the bridge's web server")
+    switch.add_argument("--token", metavar="TOKEN", help="the bridge's access token (a LAN bind, run --http-host)")
 
     emulate = sub.add_parser(
         "emulate",
@@ -374,8 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_devices()
         if args.command == "switch":
             from metadj_bridge.run.show import send_switch
-
-            return send_switch(args.profile, args.to)
+            return send_switch(args.profile, args.to, token=args.token)
         if args.command == "profiles":
             from metadj_bridge.bundled import print_profiles
 

@@ -154,32 +154,7 @@ def test_verbose_and_quiet_anywhere_on_the_line() -> None:
     assert parser.parse_args(["-q", "doctor"]).quiet == 1
 
 
-def test_switch_to_a_port_where_nothing_listens_fails(tmp_path: Path) -> None:
-    nobody = cli("switch", "default", "--to", f"127.0.0.1:{free_udp_port()}")
-    assert nobody.returncode == 1, nobody.stderr
-    assert "nothing listens for OSC at 127.0.0.1" in nobody.stderr.splitlines()[-1]
-
-
-def test_switch_to_a_listening_port_sends_the_bundled_profile_by_name() -> None:
-    import socket
-
-    from metadj_bridge.bundled import bundled_profile
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.settimeout(10)
-        sent = cli("switch", "resolume", "--to", f"127.0.0.1:{listener.getsockname()[1]}")
-        assert sent.returncode == 0, sent.stderr
-        packet = listener.recv(65536)
-    assert packet.startswith(b"/metadj/profile\0") and str(bundled_profile("resolume").resolve()).encode() in packet
-
-
-def free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# metadj-bridge switch (through the web server's API): tests/test_web_api.py.
 
 
 def test_any_command_into_a_reader_that_goes_away_ends_quietly() -> None:

@@ -1,4 +1,5 @@
-"""A running bridge answers GET /status and GET /metrics on 127.0.0.1 (real HTTP, the emulator as Scope)."""
+"""A running bridge's web server answers GET /status and GET /metrics on 127.0.0.1 (real HTTP, the emulator as
+Scope)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ async def test_status_and_metrics_of_a_running_show(make_emulator: object, tmp_p
             await bridge
 
 
-async def test_a_taken_preview_port_moves_the_preview_and_the_status_says_where(
+async def test_a_taken_port_moves_the_web_server_and_the_status_says_where(
     make_emulator: object, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="metadj_bridge")
@@ -69,23 +70,30 @@ async def test_a_taken_preview_port_moves_the_preview_and_the_status_says_where(
         "themes: {neon: {prompts: [neon city at night]}}\n",
         encoding="utf-8",
     )
-    with socket.create_server(("127.0.0.1", 0)) as taken:  # another program on the preview's port
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # another program on the web server's port
         port = taken.getsockname()[1]
-        options = RunOptions(profile=str(profile), duration=60, output="preview", preview_port=port, status_port=0)
+        # --preview-port: the deprecated alias of --http-port still works for one release, and says so.
+        options = RunOptions(profile=str(profile), duration=60, output="preview", preview_port=port)
         bridge = asyncio.create_task(run_bridge(options, status_stream=io.StringIO()))
         try:
-            await wait_for(lambda: bridge.done() or "/metrics (Prometheus)" in caplog.text, 20, "the status server")
+            await wait_for(lambda: bridge.done() or "/metrics (Prometheus)" in caplog.text, 20, "the web server")
             assert not bridge.done(), bridge.exception()
-            moved = re.search(rf"video preview at (http://127\.0\.0\.1:(\d+)/) \({port} was taken", caplog.text)
+            assert "--preview-port is deprecated" in caplog.text
+            moved = re.search(rf"web: control page at (http://127\.0\.0\.1:(\d+)/) \({port} was taken", caplog.text)
             assert moved is not None, caplog.text
             url, new_port = moved.group(1), int(moved.group(2))
             assert new_port != port
-            base = re.search(r"status: (http://127\.0\.0\.1:\d+)/status", caplog.text).group(1)  # type: ignore[union-attr]
-            async with httpx.AsyncClient() as http:
-                status = (await http.get(base + "/status")).json()
-                assert status["video"]["preview_url"] == url and status["video"]["outputs"] == ["preview"]
-                page = await http.get(url)
-                assert page.status_code == 200 and "/stream.mjpg" in page.text
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                status = (await http.get("/status")).json()
+                assert status["video"]["preview_url"] == url + "stream.mjpg"
+                assert status["video"]["outputs"] == ["preview"]
+                page = await http.get("/")
+                assert page.status_code == 200 and "<html" in page.text.lower()
+
+                async def a_frame() -> bool:
+                    return (await http.get("/frame.jpg")).status_code == 200
+
+                await wait_for(a_frame, 20, "the picture on /frame.jpg")
         finally:
             bridge.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,7 +20,6 @@ import httpx
 import mido
 import pytest
 
-from metadj_bridge.errors import EXIT_CONFIG
 from metadj_bridge.run.bridge import run_bridge
 from metadj_bridge.run.plan import RunOptions
 from tests.helpers import free_port, wait_for
@@ -229,10 +228,9 @@ async def test_the_active_themes_pad_is_lit_on_the_controller(
         pads.close()
 
 
-async def test_switch_command_reaches_a_running_bridge_over_osc(
-    jack_midi: Any, make_emulator: Any, tmp_path: Path
-) -> None:
-    from metadj_bridge.cli import main
+async def test_an_osc_switch_reaches_a_running_bridge(jack_midi: Any, make_emulator: Any, tmp_path: Path) -> None:
+    """OSC ``/metadj/profile PATH`` switches (``metadj-bridge switch`` uses the web API: tests/test_web_api.py)."""
+    from pythonosc.udp_client import SimpleUDPClient
 
     emulator = await make_emulator()
     controller = Sender(jack_midi)
@@ -243,13 +241,13 @@ async def test_switch_command_reaches_a_running_bridge_over_osc(
             lambda: task.done() or emulator._records.counters.frames_sent > 0, 20.0, "video from the emulator"
         )
         assert not task.done(), task.exception()
-        assert await asyncio.to_thread(main, ["switch", str(tmp_path / "other.yaml"), "--to", f"127.0.0.1:{port}"]) == 0
-
-        await wait_for_async(lambda: alone(emulator.url, "lightning storm over the sea"), 15.0,
-                             "the other profile's prompt applied by Scope")
-        broken = tmp_path / "broken.yaml"
-        broken.write_text("themes: [\n", encoding="utf-8")
-        assert await asyncio.to_thread(main, ["switch", str(broken), "--to", f"127.0.0.1:{port}"]) == EXIT_CONFIG
+        osc = SimpleUDPClient("127.0.0.1", port)
+        try:
+            await wait_for_async(lambda: alone(emulator.url, "lightning storm over the sea"), 15.0,
+                                 "the other profile's prompt applied by Scope",
+                                 poke=lambda: osc.send_message("/metadj/profile", str(tmp_path / "other.yaml")))
+        finally:
+            osc._sock.close()
 
 
 async def wait_for_async(check: Any, limit: float, what: str, poke: Any = None) -> None:

@@ -1,4 +1,5 @@
-"""GET /status and GET /metrics over real HTTP; the metrics text checked by a small exposition-format parser."""
+"""GET /status and GET /metrics of the web server over real HTTP; the metrics text checked by a small
+exposition-format parser."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import asyncio
 import copy
 import logging
 import re
-import socket
 from typing import Any
 
 import httpx
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.status.server import SCOPE_STATES, StatusServer, prometheus_text
+from metadj_bridge.status.server import SCOPE_STATES, prometheus_text
+from metadj_bridge.web.server import WebServer
 from tests.test_statusview import EMPTY, SNAPSHOT
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -125,7 +126,7 @@ def test_scope_states_match_the_session() -> None:
 
 async def test_status_and_metrics_over_http() -> None:
     snap = copy.deepcopy(SNAPSHOT)
-    async with StatusServer(lambda: snap) as server:
+    async with WebServer(lambda: snap, port=0) as server:
         assert server.url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient(base_url=server.url) as client:
             status = await client.get("/status")
@@ -144,13 +145,11 @@ async def test_status_and_metrics_over_http() -> None:
         await server.start()
 
 
-async def test_a_taken_port_is_a_config_error_naming_it() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        server = StatusServer(lambda: SNAPSHOT, port=port)
-        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
-            await server.start()
-        await server.aclose()
+async def test_an_address_not_of_this_machine_is_a_config_error_naming_it() -> None:
+    server = WebServer(lambda: SNAPSHOT, host="192.0.2.1", port=0)  # TEST-NET-1: never this machine's
+    with pytest.raises(ConfigError, match="192.0.2.1"):
+        await server.start()
+    await server.aclose()
 
 
 async def test_a_failing_snapshot_answers_500_and_the_server_stays_up(caplog: pytest.LogCaptureFixture) -> None:
@@ -161,7 +160,7 @@ async def test_a_failing_snapshot_answers_500_and_the_server_stays_up(caplog: py
             raise RuntimeError("engine gone")
         return SNAPSHOT
 
-    async with StatusServer(snapshot) as server, httpx.AsyncClient(base_url=server.url) as client:
+    async with WebServer(snapshot, port=0) as server, httpx.AsyncClient(base_url=server.url) as client:
         assert (await client.get("/status")).status_code == 500
         assert (await client.get("/metrics")).status_code == 500
         failing = False
@@ -197,7 +196,7 @@ async def _send_raw(port: int, payload: bytes) -> bytes:
 
 
 async def test_malformed_requests_give_one_line_naming_the_peer(caplog: pytest.LogCaptureFixture) -> None:
-    async with StatusServer(lambda: SNAPSHOT) as server:
+    async with WebServer(lambda: SNAPSHOT, port=0) as server:
         with caplog.at_level(logging.DEBUG):
             answers = [await _send_raw(server.port, payload) for payload in GARBAGE]
         async with httpx.AsyncClient(base_url=server.url) as client:

@@ -7,13 +7,12 @@ import io
 from pathlib import Path
 
 import av
-import httpx
 import pytest
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.run.bridge import run_bridge
 from metadj_bridge.run.plan import RunOptions
-from metadj_bridge.video.outputs import FallbackSink, parse_outputs
+from metadj_bridge.video.outputs import FallbackSink, build_sinks, parse_outputs
 from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.video.vcam import VirtualCameraSink
 
@@ -28,16 +27,23 @@ def test_output_lists() -> None:
 
 
 def test_no_virtual_camera_means_the_preview_instead(caplog: pytest.LogCaptureFixture) -> None:
-    sink = FallbackSink(VirtualCameraSink(backend="no-such-backend"), PreviewSink(port=0))
+    preview = PreviewSink()
+    sink = FallbackSink(VirtualCameraSink(backend="no-such-backend"), preview)
     sink.open(320, 180, 30.0)
     try:
-        assert sink.active is sink.fallback and sink.name == "preview"
-        url = sink.fallback.url  # type: ignore[attr-defined]
-        assert url is not None and httpx.get(url, timeout=5).status_code == 200
+        assert sink.active is preview and sink.name == "preview" and preview.size == (320, 180)
         warning = next(r.getMessage() for r in caplog.records if "instead" in r.getMessage())
         assert "no-such-backend" in warning and "preview" in warning
     finally:
         sink.close()
+    # The web page's preview is fed anyway (build_sinks(always_preview=True)): the camera only says so.
+    alone = FallbackSink(VirtualCameraSink(backend="no-such-backend"), None)
+    alone.open(320, 180, 30.0)
+    assert alone.active is None
+    assert any("the picture is in the web page" in r.getMessage() for r in caplog.records)
+    alone.close()
+    sinks = build_sinks(("vcam",), device=None, backend="no-such-backend", preview=preview, always_preview=True)
+    assert sinks[-1] is preview and len(sinks) == 2
 
 
 async def test_a_run_records_what_the_camera_showed(make_emulator: object, tmp_path: Path) -> None:

@@ -22,6 +22,10 @@ from metadj_bridge.inputs.osc_presets import OscAddress, OscPreset, get_preset
 from metadj_bridge.inputs.osc_wire import OscPacketError, TimedOscMessage, parse_datagram
 from metadj_bridge.signals import MIN_BPM, Signal, TempoReading, Trigger, tempo_problem
 
+#: The bridge's scene requests (``/metadj/scene/recall NAME BARS``) are triggers carrying their arguments, even
+#: with a number among them.
+SCENE_PREFIX = "/metadj/scene/"
+
 __all__ = [
     "OscDecoder", "OscEvent", "OscPacketError", "TimedOscMessage", "osc_pattern_matches", "parse_datagram",
 ]
@@ -236,6 +240,7 @@ class OscDecoder:
         if not args:
             return OscEvent(address, args, t, triggers=(Trigger(name, t),))
         value = next((v for v in map(_number, args) if v is not None), None)
-        if value is None:  # only strings, blobs and the like: an event carrying them
+        # Only strings, blobs and the like: an event carrying them; so is a scene request (NAME and BARS).
+        if value is None or address.startswith(SCENE_PREFIX):
             return OscEvent(address, args, t, triggers=(Trigger(name, t, {"args": args}),))
         return OscEvent(address, args, t, signals=(Signal(name, value, t),), raw=value)

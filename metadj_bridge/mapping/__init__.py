@@ -6,6 +6,7 @@
   and what a mapping reads besides named signals (beat-synced LFOs, triggered envelopes).
 - :mod:`.themes`: the active theme, the focused prompt and the prompt list Scope gets.
 - :mod:`.parameters`: values coerced into the pipeline's schema, mappings combined per key.
+- :mod:`.scenes`: the lasting state captured as a scene, and a scene recalled at once or morphed over bars.
 
 Pure: no sockets, threads, devices or clocks; time comes in as an argument. Imports the ground floor
 (:mod:`metadj_bridge.signals`, :mod:`metadj_bridge.parameters`, :mod:`metadj_bridge.errors`) and

@@ -43,6 +43,7 @@ from typing import Any
 
 from metadj_bridge.mapping.compiled import Fired, MappingRuntime, same_input, trigger_value
 from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, coerce_lasting
+from metadj_bridge.mapping.scenes import SceneControl
 from metadj_bridge.mapping.sources import MotionClock, NoisePulse
 from metadj_bridge.mapping.targets import (
     CompiledProfile,
@@ -100,6 +101,7 @@ class MappingEngine:
         self._events: list[str] = []
         self._switch_to: str | None = None
         self._theme_changed = self._focus_changed = self._prompts_moved = False
+        self.scenes = SceneControl(self)  # saved and recalled scenes (mapping/scenes.py)
         self._install(profile)
 
     # ------------------------------------------------------------------ public state
@@ -393,6 +395,7 @@ class MappingEngine:
                         self._set_paused(bool(last_out))
                     continue
                 params[name] = last_out
+            self.scenes.hold(params, step, now)
             pulse = self._pulse.level(now)
             if pulse > 0.0:
                 noise = params.get("noise_scale", SCOPE_DEFAULTS["noise_scale"]) + pulse
@@ -428,6 +431,8 @@ class MappingEngine:
         mix: tuple[int, int, float] | None = None
         overrides: dict[int, float] | None = None
         intensity = 0.0
+        if self.scenes.active and (held := self.scenes.prompt_list(step)) is not None:
+            return held
         if not calm:
             mix, overrides = prompt_controls(self._p.weight_slots, deck.theme.blend, self._focus_stamp)
             intensity = self._intensity(now)

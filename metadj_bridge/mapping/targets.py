@@ -151,6 +151,9 @@ def compile_profile(profile: ShowProfile, schema: ParameterSchema, rng: random.R
         elif kind == "profile":
             if not target.argument or not isinstance(target.argument[0], str) or not target.argument[0]:
                 raise ConfigError(f"{where}: profile target needs a file path")
+        elif kind == "scene":  # run by the show (mapping/scenes.py): the engine only lets the hit through
+            if target.name not in ("save", "recall") or len(target.argument) != 1:
+                raise ConfigError(f"{where}: scene.{target.name}: write scene.save:<name> or scene.recall:<name>")
         else:
             raise ConfigError(f"{where}: unknown target kind {kind!r}")
     for switch in profile.switches:

@@ -57,7 +57,9 @@ def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | Non
                       "again)", file=err)
             continue
         assert profile is not None
-        print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings)", file=out)
+        scenes = f", {len(profile.scenes)} scene{'s' if len(profile.scenes) > 1 else ''}" if profile.scenes else ""
+        print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings{scenes})",
+              file=out)
     return 1 if failed else 0
 
 

@@ -51,19 +51,12 @@ def add_entry(path: str | os.PathLike[str], section: str, name: str, entry: Mapp
 
     def change(data: Any, before: ShowProfile) -> str:
         taken = set(_taken(before, section))
-        top = [str(k) for k in data]
-        if section not in data or data[section] is None:
-            data[section] = _commented({}, 0)
-        elif not isinstance(data[section], dict):
+        existing = data.get(section) if section in data else None
+        if existing is not None and not isinstance(existing, dict):
             raise ValueError(f"{section}: is not a mapping of named entries")
-        taken |= {str(k) for k in data[section]}
+        taken |= {str(k) for k in existing or ()}
         used = free_name(name, taken)
-        previous = [str(k) for k in data[section]]
-        data[section][used] = _commented(dict(entry), 0)
-        if previous:
-            _follow_on(data[section], previous, used)
-        elif section not in top:  # a new section at the end of the file
-            _follow_on(data, top, section)
+        add_entry_into(data, section, used, entry)
         return used
 
     def expected(old: Any, used: str) -> Any:
@@ -72,6 +65,46 @@ def add_entry(path: str | os.PathLike[str], section: str, name: str, entry: Mapp
         return old
 
     return edit_profile(path, change, expected)
+
+
+def set_entry(path: str | os.PathLike[str], section: str, name: str, entry: Mapping[str, Any]) -> None:
+    """Write ``entry`` under the top-level mapping ``section`` as ``name``: an entry of that name in this file is
+    replaced where it stands (the comments and blank lines around it stay), else it is added as ``add_entry``
+    does. An entry of that name in a profile it extends is overridden (sections merge by name)."""
+
+    def change(data: Any, before: ShowProfile) -> None:
+        container = data.get(section) if section in data else None
+        if container is None or name not in container:
+            add_entry_into(data, section, name, entry)
+            return
+        if not isinstance(container, dict):
+            raise ValueError(f"{section}: is not a mapping of named entries")
+        trailing = _trailing(_deepest(container, name))  # the blank lines and comments after the old entry
+        container[name] = _commented(dict(entry), 0)
+        if trailing is not None and not _in_flow(container):
+            _set_trailing(_deepest(container, name), trailing)
+
+    def expected(old: Any, _: None) -> Any:
+        old = dict(old)
+        old[section] = {**(old.get(section) or {}), name: _plain(entry)}
+        return old
+
+    edit_profile(path, change, expected)
+
+
+def add_entry_into(data: Any, section: str, used: str, entry: Mapping[str, Any]) -> None:
+    """Add ``entry`` as ``used`` at the end of ``section`` of a round-trip tree, laid out as the entries before."""
+    top = [str(k) for k in data]
+    if section not in data or data[section] is None:
+        data[section] = _commented({}, 0)
+    elif not isinstance(data[section], dict):
+        raise ValueError(f"{section}: is not a mapping of named entries")
+    previous = [str(k) for k in data[section]]
+    data[section][used] = _commented(dict(entry), 0)
+    if previous:
+        _follow_on(data[section], previous, used)
+    elif section not in top:  # a new section at the end of the file
+        _follow_on(data, top, section)
 
 
 def free_name(name: str, taken: set[str]) -> str:
@@ -176,6 +209,8 @@ def _taken(profile: ShowProfile, section: str) -> list[str]:
         return [m.name for m in profile.mappings]
     if section == "themes":
         return [t.name for t in profile.themes]
+    if section == "scenes":
+        return [s.name for s in profile.scenes]
     return []
 
 
@@ -259,6 +294,10 @@ def _follow_on(container: Any, previous: list[str], new: str) -> None:
     _set_trailing(old_holder, kept)
     if move:
         _set_trailing(_deepest(container, new), CommentToken("\n" + move, CommentMark(0)))
+
+
+def _in_flow(container: Any) -> bool:
+    return bool(container.fa.flow_style())
 
 
 def _split_trailing(value: str, column: int) -> tuple[str, str]:

@@ -193,10 +193,11 @@ class Target:
       - ``"theme"``: ``name`` is one of THEME_OPS; ``argument`` = (theme name,) for ``set``.
       - ``"action"``: ``name`` is one of ACTIONS.
       - ``"profile"``: switch to the profile file ``argument[0]`` (relative to this profile's file).
+      - ``"scene"``: ``name`` is ``save`` or ``recall``; ``argument`` = (scene name,).
     """
 
     kind: Literal["parameter", "prompt_mix", "prompt_weight", "prompt_intensity", "prompt", "theme", "action",
-                  "profile"]
+                  "profile", "scene"]
     name: str = ""
     argument: tuple[str | int, ...] = ()
     where: str = ""
@@ -211,4 +212,6 @@ class Mapping:
     #: How several mappings on one parameter combine: "max", "sum" or "last" (the last one to change wins).
     combine: Literal["max", "sum", "last"] = "last"
     enabled: bool = True
+    #: For a ``scene.recall`` target: morph to the scene over this many bars (0: at once).
+    morph_bars: float = 0.0
     where: str = ""

@@ -38,10 +38,14 @@ from metadj_bridge.profile.model import (
     TriggerSource,
 )
 from metadj_bridge.profile.names import TARGET_PARAMETERS, signal_name
+from metadj_bridge.profile.scenes import scene_name_problem
 from metadj_bridge.profile.themes import theme_name
 from metadj_bridge.profile.yamlnodes import YNode
 
-MAPPING_KEYS = ("source", "trigger", "lfo", "envelope", "default", "transforms", "target", "combine", "enabled")
+MAPPING_KEYS = ("source", "trigger", "lfo", "envelope", "default", "transforms", "target", "combine", "enabled",
+                "morph_bars")
+#: The longest scene morph (``morph_bars``), in bars.
+MAX_MORPH_BARS = 64
 SOURCE_KEYS = ("source", "trigger", "lfo", "envelope")
 TRANSFORMS = ("range", "curve", "smooth", "deadzone", "invert", "clamp", "steps", "scale", "threshold", "quantize")
 LFO_SHAPES = ("sine", "triangle", "saw", "square", "random")
@@ -55,7 +59,7 @@ TARGET_EXAMPLES = (
     *(f"prompt.{op}" for op in PROMPT_OPS),
     *(f"theme.{op}" for op in THEME_OPS if op != "set"), "theme.set:<name>",
     *(f"action.{a}" for a in ACTIONS),
-    "profile:<file>",
+    "profile:<file>", "scene.save:<name>", "scene.recall:<name>",
 )
 
 
@@ -103,6 +107,10 @@ def _mapping(name: str, node: YNode, key: YNode, facts: ThemeFacts) -> Mapping:
         kw["combine"] = f.choice(m["combine"], f"{path}.combine", ("max", "sum", "last"))
     if "enabled" in m:
         kw["enabled"] = f.boolean(m["enabled"], f"{path}.enabled")
+    if "morph_bars" in m:
+        if (target.kind, target.name) != ("scene", "recall"):
+            f.fail(m["morph_bars"], f"{path}.morph_bars", "morph_bars: only applies to a scene.recall:<name> target")
+        kw["morph_bars"] = f.number(m["morph_bars"], f"{path}.morph_bars", 0, MAX_MORPH_BARS)
     return Mapping(**kw)  # type: ignore[arg-type]
 
 
@@ -270,6 +278,14 @@ def _parse_target(node: YNode, path: str, text: str, facts: ThemeFacts) -> Targe
     where = node.where
     if text.startswith("profile:"):
         return Target("profile", argument=(existing_file(node, path, text[8:].strip()),), where=where)
+    if text.startswith("scene."):
+        op, sep, name = text[6:].partition(":")
+        if op not in ("save", "recall") or not sep:
+            f.fail_value(node, path, "write scene.save:<name> or scene.recall:<name>, e.g. scene.recall:drop")
+        problem = scene_name_problem(name.strip())
+        if problem is not None:
+            f.fail(node, path, problem)
+        return Target("scene", op, (name.strip(),), where=where)
     if text.startswith("theme.set"):
         _, sep, name = text.partition(":")
         if not sep or not name.strip():
@@ -302,7 +318,7 @@ def _parse_target(node: YNode, path: str, text: str, facts: ThemeFacts) -> Targe
         return Target("parameter", text, where=where)
     f.fail_value(node, path, f"unknown target{f.suggest(text, TARGET_EXAMPLES)} (targets: a Scope parameter such as "
                  "noise_scale, prompt.mix, prompt.weight.N, prompt.intensity, prompt.next, theme.next, "
-                 "theme.set:<name>, action.<name>, profile:<file>)")
+                 "theme.set:<name>, action.<name>, profile:<file>, scene.recall:<name>)")
 
 
 def _indices(node: YNode, path: str, parts: list[str], pattern: str, count: int) -> tuple[int, ...]:

@@ -308,6 +308,18 @@ class ProfileSwitch:
 
 
 @dataclass(frozen=True, slots=True)
+class Scene:
+    """A saved lasting state (``scenes:``): the theme, the prompts Scope got with their weights, and the lasting
+    parameters. Recalled at once or morphed over some bars (``mapping/scenes.py``)."""
+
+    name: str
+    theme: str
+    prompts: tuple[PromptSpec, ...]
+    parameters: dict[str, object] = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowProfile:
     #: The file this profile came from (and the files it extends, base first).
     path: str
@@ -325,6 +337,7 @@ class ShowProfile:
     panic: PanicSettings = field(default_factory=PanicSettings)
     mappings: tuple[Mapping, ...] = ()
     switches: tuple[ProfileSwitch, ...] = ()
+    scenes: tuple[Scene, ...] = ()
     extends: tuple[str, ...] = ()
     where: str = ""
 

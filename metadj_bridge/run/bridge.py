@@ -25,6 +25,7 @@ from metadj_bridge.inputs.tempo_sources import ArbiterConfig
 from metadj_bridge.lifecycle import stop_signals, supervised
 from metadj_bridge.profile.ignored import IgnoredKeyLog
 from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.run.control import ShowControl
 from metadj_bridge.run.parts import (
     Controls,
     open_audio,
@@ -33,7 +34,6 @@ from metadj_bridge.run.parts import (
     open_latency,
     open_show_log,
     open_video,
-    preview_url,
 )
 from metadj_bridge.run.plan import RunOptions, RunPlan, make_plan
 from metadj_bridge.run.service import ServiceNotifier
@@ -46,6 +46,8 @@ from metadj_bridge.scope.session import ScopeSession, SessionConfig
 from metadj_bridge.scope.tempo_feed import TempoSyncWatch
 from metadj_bridge.signals import SignalBoard
 from metadj_bridge.status.model import BridgeStatus
+from metadj_bridge.video.preview import PreviewSink
+from metadj_bridge.web.server import WebServer
 
 __all__ = ["RunOptions", "load_show_profile", "run_bridge"]
 
@@ -177,9 +179,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         stack.callback(package_log.removeHandler, status.warnings)
 
         # The video clock closes after the session (the recording ends with the last frame shown).
-        video = status.video = await open_video(stack, plan, session)
+        preview = PreviewSink()  # the web page's picture, whatever the outputs
+        video = status.video = await open_video(stack, plan, session, preview)
         show.latency = status.latency = open_latency(sender, session, video)  # quantize's lookahead auto
-        status.preview_url = preview_url(video)
         stack.push_async_callback(session.aclose)
         if osc_out is not None:
             stack.push_async_callback(osc_out.aclose)
@@ -190,6 +192,13 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
             deliver(update, board)
 
         controls = await open_controls(stack, plan, board)
+        if controls.osc is not None:  # OSCQuery: TouchOSC, Chataigne, TouchDesigner find the addresses (docs/osc.md)
+            from metadj_bridge.web.oscquery import OscQueryService
+
+            oscquery = OscQueryService(lambda: show.profile, controls.osc.host, controls.osc.port,
+                                       presets=plan.osc_presets, values=board.values)
+            stack.push_async_callback(oscquery.aclose)
+            await oscquery.start()
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         status.audio_input = await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
@@ -198,13 +207,16 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))
         if plan.watch:
             await show.watch()
-        if plan.status_port is not None:
-            from metadj_bridge.status.server import StatusServer
-
-            status_server = StatusServer(status.snapshot, port=plan.status_port)
-            stack.push_async_callback(status_server.aclose)
-            await status_server.start()
-            log.info("status: %s/status (JSON) and %s/metrics (Prometheus)", status_server.url, status_server.url)
+        # One web server: the control page, the picture, /status, /metrics, the live state, the API (docs/web.md).
+        control = ShowControl(show, board, tempo=lambda: hub.state)
+        show.osc_control = control.take_osc  # the same requests over OSC: /metadj/theme, /prompt, /action
+        web_server = WebServer(status.snapshot, control=control,
+                               preview=preview if video is not None else None, host=plan.http_host,
+                               port=plan.http_port, token=plan.http_token)
+        stack.push_async_callback(web_server.aclose)
+        await web_server.start()
+        status.preview_url = preview.url if video is not None else None
+        log.info("status: %sstatus (JSON) and %smetrics (Prometheus)", web_server.url, web_server.url)
         from metadj_bridge.status.view import StatusView
 
         view = StatusView(status.snapshot, status_stream or sys.stderr)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from metadj_bridge.scope.session import ScopeSession
     from metadj_bridge.showlog.log import ShowLog
     from metadj_bridge.video.clock import OutputClock
+    from metadj_bridge.video.sink import FrameSink
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,10 @@ def open_show_log(
     return show_log
 
 
-async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: ScopeSession) -> OutputClock | None:
-    """The output clock with the plan's sinks, fed by the session's frames; None without outputs."""
+async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: ScopeSession,
+                     preview: FrameSink | None = None) -> OutputClock | None:
+    """The output clock with the plan's sinks, fed by the session's frames; None without outputs. ``preview``
+    (the web server's picture) is always one of the sinks when given."""
     if not plan.video_outputs:
         return None
     from metadj_bridge.video.clock import OutputClock
@@ -204,7 +207,7 @@ async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: S
     from metadj_bridge.video.slate import reason_from_session
 
     sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
-                        preview_port=plan.preview_port)
+                        preview=preview, always_preview=preview is not None)
     width, height = plan.video_size
     clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
                         reason=reason_from_session(session))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from metadj_bridge.inputs.midi_decode import (
 )
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.scope.api import normalise_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,8 +64,12 @@ class RunOptions:
     preview_port: int | None = None
     #: --video-source: avatar mode's webcam or video file.
     video_source: str | None = None
-    #: --status-port: serve GET /status and /metrics on 127.0.0.1 (0: any free port).
+    #: --status-port: deprecated alias of --http-port (kept for one release).
     status_port: int | None = None
+    #: --http-host, --http-port, --http-token: the web server (control page, preview, status, API; docs/web.md).
+    http_host: str | None = None
+    http_port: int | None = None
+    http_token: str | None = None
     #: --show-log: the JSONL show log's path, or "none"; default: a new file in the per-OS state folder.
     show_log: str | None = None
     #: --rehearse: the emulator with a GPU-like pace, the demo track and the preview, whatever the profile says.
@@ -96,7 +103,8 @@ ENVIRONMENT = {
     "METADJ_NO_AUDIO": "no_audio", "METADJ_MIDI": "midi", "METADJ_MIDI_VIRTUAL": "midi_virtual",
     "METADJ_OSC_PORT": "osc_port", "METADJ_OSC_HOST": "osc_host", "METADJ_OSC_OUT": "osc_out", "METADJ_LINK": "link",
     "METADJ_STATUS_PORT": "status_port", "METADJ_DURATION": "duration", "METADJ_REHEARSE": "rehearse",
-    "METADJ_SHOW_LOG": "show_log",
+    "METADJ_SHOW_LOG": "show_log", "METADJ_HTTP_HOST": "http_host", "METADJ_HTTP_PORT": "http_port",
+    "METADJ_HTTP_TOKEN": "http_token",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -169,6 +177,10 @@ class RunPlan:
     slate_after: float
     preview_port: int
     status_port: int | None
+    #: The web server: host, port (8765 by default; --status-port and --preview-port are its old names), token.
+    http_host: str
+    http_port: int
+    http_token: str | None
     #: Avatar mode: the webcam or "file:<video>" (None: the first real camera), and VACE reference images.
     video_source: str | None
     ref_images: tuple[str, ...]
@@ -244,8 +256,6 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         outputs = ("preview",)  # rehearsal: watch it in a browser; the camera stays free for the real show
     else:
         outputs = video.outputs
-    if options.preview_port is not None and not 0 <= options.preview_port < 65536:
-        raise ConfigError(f"--preview-port {options.preview_port}: must be 0-65535")
 
     audio = profile.inputs.audio
     if options.rehearse and not (options.no_audio or options.audio_file or options.audio_device is not None):
@@ -265,6 +275,7 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         relative=tuple(RelativeEncoder(e.channel, e.cc, e.mode, step=e.step) for e in midi.encoders),  # type: ignore[arg-type]
     )
     osc = profile.inputs.osc
+    http_port = _http_port(options, video.preview_port)
     return RunPlan(
         profile=profile,
         scope_url=url,
@@ -300,8 +311,26 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         video_device=video.device,
         video_backend=video.backend,
         slate_after=video.slate_after,
-        preview_port=options.preview_port if options.preview_port is not None else video.preview_port,
+        preview_port=http_port,  # the web server serves the preview
         status_port=options.status_port,
+        http_host=options.http_host or "127.0.0.1",
+        http_port=http_port,
+        http_token=options.http_token,
         video_source=options.video_source if options.video_source is not None else video.source,
         ref_images=video.ref_images,
     )
+
+
+def _http_port(options: RunOptions, profile_port: int) -> int:
+    """--http-port, else its deprecated aliases --status-port and --preview-port (one WARNING), else the profile's
+    ``video.preview_port`` (the port the preview had: the web server now serves it)."""
+    for old, value in (("--status-port", options.status_port), ("--preview-port", options.preview_port)):
+        if value is not None:
+            log.warning("%s is deprecated (one web server serves the preview, /status and /metrics now): use "
+                        "--http-port%s", old, "" if options.http_port is None else f"; {options.http_port} is used")
+    given = [(flag, p) for flag, p in (("--http-port", options.http_port), ("--status-port", options.status_port),
+                                        ("--preview-port", options.preview_port)) if p is not None]
+    flag, port = given[0] if given else ("video.preview_port", profile_port)
+    if not 0 <= port < 65536:
+        raise ConfigError(f"{flag} {port}: must be 0-65535 (0 picks a free port)")
+    return port

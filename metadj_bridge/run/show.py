@@ -41,7 +41,9 @@ from metadj_bridge.bundled import resolve_profile
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.run.control import with_controls
 from metadj_bridge.run.dropguard import NO_SPAN, clear_span, reacts_to_drop
+from metadj_bridge.run.scenes import SceneBook, SceneCommands
 from metadj_bridge.run.switching import ProfileSwitcher, check_regular, load_with_deadline
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.tempo_feed import beat_state
@@ -55,7 +57,7 @@ ENGINE_RATE_HZ = 44100 / 512
 FEEDBACK_RATE_HZ = 30.0
 #: An OSC message to this address with a file path switches the profile (``metadj-bridge switch`` sends it).
 SWITCH_ADDRESS = "/metadj/profile"
-#: How long ``metadj-bridge switch`` waits for the machine to say that nothing listens on the port.
+#: ``metadj-bridge switch`` waits ten times this for the bridge's answer.
 SWITCH_WAIT_S = 0.5
 _SWITCH_TRIGGER = "osc." + SWITCH_ADDRESS
 
@@ -82,7 +84,7 @@ def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
     return changed
 
 
-class ShowRunner:
+class ShowRunner(SceneCommands):
     """Runs a show profile: the inputs fill ``board``, ``run()`` steps the engine and feeds the sender.
 
     ``tempo`` returns the beat grid (a ``TempoState``) for a time, or None: a :meth:`TempoHub.tick`, which also
@@ -110,7 +112,8 @@ class ShowRunner:
         #: Why the newest edit or reload of the profile file was not applied (None once one is).
         self._edit_error: str | None = None
         self.sender = sender
-        self.engine = MappingEngine(profile, sender.schema, seed=seed)
+        # The control surface's own mappings ride along (``run/control.py``: the web page steers like a controller).
+        self.engine = MappingEngine(with_controls(profile), sender.schema, seed=seed)
         #: The profile reacts to drops: in a breakdown Scope's queue is kept clear around downbeats (``dropguard``).
         self._guard_drops = reacts_to_drop(profile)
         #: The clock time of the current breakdown's last kick (``dropguard``), None outside a breakdown.
@@ -146,6 +149,9 @@ class ShowRunner:
         self.latency: Callable[[float], float] | None = None
         #: Scope's tempo sync is on: every step hands the sender the BeatClock's beat (``scope/tempo_feed``).
         self.feed_beat = False
+        #: The control surface's OSC requests (``ShowControl.take_osc``), set by the bridge.
+        self.osc_control: Callable[[list[Trigger]], list[Trigger]] | None = None
+        self._scene_book = SceneBook()  # save_scene, recall_scene, scene_names: run/scenes.py
 
     @property
     def last_control(self) -> str:
@@ -184,9 +190,12 @@ class ShowRunner:
         if self.latency is not None:
             self.engine.set_latency(self.latency(now))
         triggers = self.board.take_triggers()
+        if triggers and self.osc_control is not None:  # /metadj/theme, /prompt, /action: run/control.py
+            triggers = self.osc_control(triggers)
         if triggers and any(t.name == _SWITCH_TRIGGER for t in triggers):
             triggers = self._take_switches(triggers)
         out = self.engine.step(self.board.values, triggers, now, state)
+        self._scene_step(now, state, triggers)
         self.steps += 1
         self._hand_on(out)
         if self._guard_drops:
@@ -338,7 +347,7 @@ class ShowRunner:
         if not switch and any(t.name == current for t in profile.themes):
             # An edit of the running show: stay on the theme being played.
             profile = dataclasses.replace(profile, start_theme=current)
-        self.engine.switch_profile(profile, self._clock())
+        self.engine.switch_profile(with_controls(profile), self._clock())
         self.profile = profile
         self._guard_drops = reacts_to_drop(profile)
         if not self._guard_drops:
@@ -393,43 +402,35 @@ _MISSING = object()
 _PROBLEM = {"problem": "show profile"}
 
 
-def send_switch(path: str, to: str) -> int:
-    """``metadj-bridge switch``: check the profile here, then ask the bridge at ``to`` (HOST:PORT) to switch to it.
-
-    OSC over UDP has no answer: the bridge's log and status line say whether the switch happened. The bridge
-    only opens profiles beside its running one, the bundled ones or those named in the running profile's switches.
-    Where nothing listens on that port the machine says so (ICMP port unreachable): that is an error.
-    """
-    import socket
+def send_switch(path: str, to: str, token: str | None = None) -> int:
+    """``metadj-bridge switch``: check the profile here, then ask the bridge's web server at ``to`` (HOST:PORT) to
+    switch to it (``POST /api/profile``). No answer, or a refusal, is an error naming what the bridge said."""
+    import httpx
 
     from metadj_bridge.errors import ConfigError
-    from metadj_bridge.outputs.osc_out import build_message
     from metadj_bridge.profile import load_profile
 
     host, _, port = to.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--to {to!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+        raise ConfigError(f"--to {to!r}: expected HOST:PORT of the bridge's web server, e.g. 127.0.0.1:8765")
     path = resolve_profile(path)  # a bundled profile by name
     check_regular(path)  # a pipe would block the read below for ever
     profile = load_profile(path)  # a broken profile is refused here, not on stage
     target = str(Path(profile.path).resolve())
+    url = f"http://{host}:{port}/api/profile"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
-    except OSError as exc:
-        raise ConfigError(f"--to {to!r}: cannot resolve {host!r} ({exc})") from exc
-    with socket.socket(family, kind, proto) as sock:
-        # Connected, so the "port unreachable" a machine sends back when nothing listens there reaches us. OSC
-        # itself never answers: silence is what a listening bridge gives (or a firewall that drops the packet).
-        sock.connect(address)
-        sock.settimeout(SWITCH_WAIT_S)
-        try:
-            sock.send(build_message(SWITCH_ADDRESS, (target,)))
-            sock.recv(1)
-        except TimeoutError:
-            pass
-        except ConnectionRefusedError:
-            raise MetaDJError(f"nothing listens for OSC at {host}:{port}: is the bridge running, with OSC on that "
-                              "port (inputs.osc.port in its profile, or run --osc-port)?") from None
-    print(f"sent the switch to {target} to the bridge at {host}:{port} (it refuses files outside its profile's "
-          "folder, the bundled profiles and the files its switches name; its log and live view say)")
+        answer = httpx.post(url, json={"path": target}, headers=headers, timeout=SWITCH_WAIT_S * 10)
+    except httpx.HTTPError as exc:
+        raise MetaDJError(f"no bridge answers at {host}:{port} ({type(exc).__name__}: {exc}): is it running, with "
+                          "its web server on that port (run --http-port)?") from None
+    try:
+        said = answer.json()
+    except ValueError:
+        said = {}
+    if answer.status_code >= 400:
+        error = said.get("error") if isinstance(said, dict) else None
+        raise MetaDJError(f"the bridge at {host}:{port} refused the switch to {target} (HTTP {answer.status_code}): "
+                          f"{error or answer.text[:200]}")
+    print(f"the bridge at {host}:{port} is switching to {target} (its log and live view say when it has)")
     return 0

@@ -290,13 +290,39 @@ async def _open_video(options: ReplayOptions, rec: ShowRecording, session: Scope
         return None
     from metadj_bridge.video.clock import OutputClock
     from metadj_bridge.video.outputs import build_sinks
+    from metadj_bridge.video.preview import PreviewSink
     from metadj_bridge.video.slate import reason_from_session
 
-    sinks = build_sinks(options.outputs, device=None, backend=None, preview_port=options.preview_port)
+    preview = PreviewSink()
+    sinks = build_sinks(options.outputs, device=None, backend=None, preview=preview)
     clock = OutputClock(rec.header.width, rec.header.height, 30.0, sinks, reason=reason_from_session(session))
     await clock.start()
     session.add_frame_listener(clock.push)
-    return clock
+    if not any(sink is preview or getattr(sink, "active", None) is preview for sink in sinks):
+        return clock
+    from metadj_bridge.web.server import WebServer
+
+    # The picture on the web server (no controls: a replay plays the log).
+    server = WebServer(lambda: {"replay": str(rec.path)}, preview=preview, port=options.preview_port)
+    try:
+        await server.start()
+    except BaseException:
+        await clock.aclose()
+        raise
+    return _ServedVideo(clock, server)
+
+
+class _ServedVideo:
+    """The replay's output clock and the web server showing its picture, closed together."""
+
+    def __init__(self, clock: Any, server: Any) -> None:
+        self.clock, self.server = clock, server
+
+    async def aclose(self) -> None:
+        try:
+            await self.clock.aclose()
+        finally:
+            await self.server.aclose()
 
 
 async def _first_frame(arrived: asyncio.Event, limit: float, pipeline: str, mode: str) -> None:

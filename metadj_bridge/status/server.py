@@ -1,30 +1,16 @@
-"""The status endpoints for dashboards: ``GET /status`` (the snapshot as JSON), ``GET /metrics`` (Prometheus).
+"""The status for dashboards in Prometheus' text format, served as ``GET /metrics`` by the web server (``web/``).
 
 ``prometheus_text`` is a pure function of the status snapshot (see ``status.model.BridgeStatus.snapshot``): numbers
 become gauges, figures that only grow (frames, messages sent and merged, sessions) become counters, and
 names and states become labels on a sample of 1 (``metadj_scope_state{state="streaming"} 1``). Fields that are
-None (a part that is not running) give no sample. The server binds to 127.0.0.1 unless told otherwise: the
-snapshot names the Scope URL and the profile path, which are nobody else's business.
+None (a part that is not running) give no sample.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import logging
 import math
-import socket
-import sys
-from collections.abc import Callable, Iterable
-from typing import Any, Self
-
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
-from metadj_bridge.errors import ConfigError, RateLimitedWarning
-from metadj_bridge.lifecycle import Lifecycle
-
-log = logging.getLogger(__name__)
+from collections.abc import Iterable
+from typing import Any
 
 Snapshot = dict[str, Any]
 
@@ -170,146 +156,3 @@ def prometheus_text(snapshot: Snapshot) -> str:
     out.gauge("metadj_warnings", "Recent distinct warnings shown to the performer.",
               len(snapshot.get("warnings") or []))
     return out.text()
-
-
-# ------------------------------------------------------------------------------------------ server
-
-
-class StatusServer:
-    """Serves ``GET /status`` and ``GET /metrics`` from ``snapshot()`` on the running event loop."""
-
-    def __init__(self, snapshot: Callable[[], Snapshot], host: str = "127.0.0.1", port: int = 0) -> None:
-        self.snapshot = snapshot
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-        self._life = Lifecycle("StatusServer")
-        self._failures = RateLimitedWarning(log, "status server: the status snapshot failed")
-        self._requests = RequestProblems()
-
-    @property
-    def url(self) -> str:
-        if self._runner is None:
-            raise RuntimeError("the status server is not started")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def start(self) -> None:
-        if not self._life.begin():  # raises ClosedError once closed
-            return
-        with self._life.opening():  # nothing served: start() may be tried again
-            await self._serve()
-        if not _is_loopback(self.host):
-            log.warning("status server: %s is reachable from other machines (it shows the Scope URL and profile)",
-                        self.url)
-        log.info("status: %s/status and %s/metrics", self.url, self.url)
-
-    async def _serve(self) -> None:
-        """Bind the listening socket and start the HTTP server on it (``ConfigError`` when it cannot bind)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        try:
-            sock = socket.create_server((self.host, self.port), family=family)
-        except OSError as exc:
-            raise ConfigError(f"status server: cannot listen on {self.host}:{self.port}: "
-                              f"{exc.strerror or exc} (choose another port, or 0 for any free one)") from exc
-        self.port = sock.getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/status", self._status)
-        app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=self._requests)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._runner = runner
-
-    async def aclose(self) -> None:
-        """Stop serving; harmless when called again."""
-        self._life.end()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def _take(self) -> Snapshot | None:
-        try:
-            return self.snapshot()
-        except Exception as exc:  # noqa: BLE001 - a broken snapshot answers 500, the server stays up
-            self._failures.note(f"{type(exc).__name__}: {exc}")
-            return None
-
-    async def _status(self, request: web.Request) -> web.Response:
-        snap = self._take()
-        if snap is None:
-            return web.json_response({"error": "the status snapshot failed; see the bridge's log"}, status=500)
-        return web.Response(text=json.dumps(snap, default=str), content_type="application/json")
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        snap = self._take()
-        if snap is None:
-            return web.Response(status=500, text="# the status snapshot failed; see the bridge's log\n")
-        return web.Response(body=prometheus_text(snap).encode(), headers={"Content-Type": CONTENT_TYPE})
-
-
-class RequestProblems(logging.Logger):
-    """aiohttp's per-connection logger for the status port: what a client can cause is one rate-limited line.
-
-    aiohttp logs a traceback for every malformed request (a garbage request line, headers too large, an invalid
-    method). Here each becomes a count in one rate-limited WARNING naming the peer and what was wrong. An error
-    in our own handlers keeps its traceback the first time, then is counted the same way; aiohttp's debug lines
-    (a client that went away) stay debug lines, without tracebacks.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(f"{__name__}.requests")
-        self.parent = log  # anything else aiohttp says goes through the module's logger as usual
-        self.malformed = RateLimitedWarning(log, "status server: malformed HTTP requests")
-        self.errors = RateLimitedWarning(log, "status server: request errors")
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        self._problem(msg, args, exc_info, logging.ERROR)
-
-    def debug(self, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
-        self._problem(msg, args, exc_info, logging.DEBUG)
-
-    def _problem(self, msg: object, args: tuple[object, ...], exc_info: Any, level: int) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1] if exc_info else None
-        try:
-            text = str(msg) % args if args else str(msg)
-        except (TypeError, ValueError):
-            text = str(msg)
-        if isinstance(exc, HttpProcessingError):  # the peer sent something that is not a request we read
-            text = text.replace("Error handling request from", "request from")
-            self.malformed.note(f"{text}: {_one_line(exc.message or type(exc).__name__)}")
-        elif exc is None or level < logging.ERROR:
-            log.debug("%s", text)
-        elif self.errors.logged == 0:
-            log.error("status server: %s", text, exc_info=exc)
-            self.errors.logged += 1
-            self.errors.mark()
-        else:
-            self.errors.note(f"{text}: {type(exc).__name__}: {_one_line(str(exc))}")
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    """What a peer's garbage made of an error message, on one line of bounded length."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

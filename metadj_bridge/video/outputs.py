@@ -1,7 +1,8 @@
 """The video outputs of one ``run``: the sinks the profile (or ``--output``) names, behind one output clock.
 
 ``vcam`` falls back to the preview when this computer has no virtual camera backend: the performer is told
-exactly how to get one, and still sees the picture in a browser. The slate
+exactly how to get one, and still sees the picture in the web page (the web server's ``/stream.mjpg``). The one
+:class:`~metadj_bridge.video.preview.PreviewSink` of a run is given by whoever serves it. The slate
 (:func:`metadj_bridge.video.slate.reason_from_session`) tells the audience-facing camera why there is no picture.
 """
 
@@ -34,9 +35,12 @@ def parse_outputs(text: str) -> tuple[str, ...]:
 
 
 class FallbackSink:
-    """``primary`` if it opens, else ``fallback`` (after saying why the primary could not)."""
+    """``primary`` if it opens, else ``fallback`` (after saying why the primary could not).
 
-    def __init__(self, primary: FrameSink, fallback: FrameSink) -> None:
+    ``fallback`` None: the picture is already elsewhere (the web page's preview is always fed); only say so.
+    """
+
+    def __init__(self, primary: FrameSink, fallback: FrameSink | None) -> None:
         self.primary = primary
         self.fallback = fallback
         self.active: FrameSink | None = None
@@ -47,6 +51,10 @@ class FallbackSink:
             self.primary.open(width, height, fps)
             self.active = self.primary
         except VideoOutputError as exc:
+            if self.fallback is None:
+                log.warning("%s; the picture is in the web page's preview", exc)
+                self.name = f"{self.primary.name} (not open)"
+                return
             log.warning("%s; showing the picture in the %s instead", exc, self.fallback.name)
             self.fallback.open(width, height, fps)
             self.active = self.fallback
@@ -62,12 +70,17 @@ class FallbackSink:
 
 
 def build_sinks(
-    outputs: Sequence[str], *, device: str | None, backend: str | None, preview_port: int
+    outputs: Sequence[str], *, device: str | None, backend: str | None, preview: FrameSink | None = None,
+    always_preview: bool = False,
 ) -> list[FrameSink]:
+    """The sinks of ``outputs`` (see :func:`parse_outputs`). ``preview`` is the run's one preview (the web server
+    serves it; a new one when None); ``always_preview`` adds it whatever the outputs, so the web page always has
+    the picture, and a ``vcam`` that cannot open then only says so."""
     from metadj_bridge.video.preview import PreviewSink
     from metadj_bridge.video.record import RecordingSink
     from metadj_bridge.video.vcam import VirtualCameraSink
 
+    shared = preview if preview is not None else PreviewSink()
     sinks: list[FrameSink] = []
     for item in outputs:
         kind, _, rest = item.partition(":")
@@ -76,9 +89,11 @@ def build_sinks(
             if "preview" in outputs:
                 sinks.append(camera)
             else:
-                sinks.append(FallbackSink(camera, PreviewSink(port=preview_port)))
+                sinks.append(FallbackSink(camera, None if always_preview else shared))
         elif kind == "preview":
-            sinks.append(PreviewSink(port=preview_port))
+            sinks.append(shared)
         else:
             sinks.append(RecordingSink(rest))
+    if always_preview and shared not in sinks:
+        sinks.append(shared)
     return sinks

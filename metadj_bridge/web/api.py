@@ -1,0 +1,102 @@
+"""The control API's routes (docs/web.md): each reads one JSON object, hands its fields to the show's controls
+(``run/control.py``, through the server's :class:`~metadj_bridge.web.server.Control`) and answers the live state.
+
+Only the shape of the body is checked here (JSON, an object, not too big); what a field must be is the controls'
+business, and their refusal names the field. Nothing here waits on the show: the engine applies the request at
+its next step, and the WebSocket shows the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from metadj_bridge.errors import MetaDJError
+
+if TYPE_CHECKING:
+    from metadj_bridge.web.server import Control, WebServer
+
+log = logging.getLogger(__name__)
+
+#: A refusal's kind -> the answer's status.
+STATUS = {"bad": 400, "unknown": 404, "forbidden": 403, "unavailable": 501}
+
+Body = dict[str, Any]
+Call = Callable[["Control", Body, str], Awaitable[Any] | Any]
+
+
+def add_api_routes(app: web.Application, server: WebServer) -> None:
+    from metadj_bridge.web.server import MAX_BODY, json_error
+
+    def answer(status: int = 200, **extra: Any) -> web.Response:
+        return web.json_response({"ok": True, **extra, "state": server.state()}, status=status,
+                                 headers={"Cache-Control": "no-store"}, dumps=_dumps)
+
+    async def read_body(request: web.Request) -> Body | web.Response:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return json_error(413, f"the body is over {MAX_BODY} bytes", "body")
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return json_error(400, f"the body is not JSON ({exc})", "body")
+        if not isinstance(body, dict):
+            return json_error(400, f"the body is JSON but not an object ({type(body).__name__})", "body")
+        return body
+
+    def route(path: str, call: Call, *, required: tuple[str, ...], status: int = 200) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            control = server.control
+            if control is None:
+                return json_error(503, "no show is running here (replay or start-up): nothing to control")
+            body = await read_body(request)
+            if isinstance(body, web.Response):
+                return body
+            for name in required:
+                if name not in body:
+                    return json_error(400, f"{name}: missing (docs/web.md: {path} takes "
+                                      f"{', '.join(required)})", name)
+            who = f"web from {request.remote or '?'}"
+            try:
+                result = call(control, body, who)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except MetaDJError as exc:
+                field = getattr(exc, "field", "body")
+                return json_error(STATUS.get(getattr(exc, "kind", "bad"), 400), str(exc), field)
+            extra = result if isinstance(result, dict) else {}
+            return answer(status, **extra)
+
+        app.router.add_post(path, handle)
+
+    async def profile(control: Control, body: Body, who: str) -> dict[str, Any]:
+        real = await asyncio.to_thread(control.switch_profile, body["path"], who)  # stats the file
+        control.request_switch(real, who)
+        return {"path": real}
+
+    route("/api/prompt", lambda c, b, who: c.type_prompt(b["text"], who), required=("text",))
+    route("/api/theme", lambda c, b, who: c.set_theme(b["name"], who), required=("name",))
+    route("/api/crossfade", lambda c, b, who: c.set_crossfade(b["value"], who), required=("value",))
+    route("/api/action", lambda c, b, who: c.action(b["name"], who), required=("name",))
+    route("/api/profile", profile, required=("path",), status=202)
+    route("/api/scene/save", lambda c, b, who: c.save_scene(b["name"], who), required=("name",))
+    route("/api/scene/recall", lambda c, b, who: c.recall_scene(b["name"], b.get("morph_bars"), who),
+          required=("name",))
+
+    async def state(request: web.Request) -> web.Response:
+        current = server.state()
+        if current is None:
+            return json_error(500, "the status snapshot failed; see the bridge's log")
+        return web.json_response(current, headers={"Cache-Control": "no-store"}, dumps=_dumps)
+
+    app.router.add_get("/api/state", state)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,121 @@
+"""The picture on the web server: ``GET /stream.mjpg`` (MJPEG) and ``GET /frame.jpg`` (the newest frame).
+
+One :class:`JpegFeed` per server makes the JPEGs for every viewer: only while someone watches, at most the
+preview's rate whatever the number of viewers, always of the newest frame, encoded on a worker thread (never on
+the event loop). A viewer that reads slowly gets fewer frames, never older ones: each part written is the newest
+JPEG at that moment, and a write that cannot finish within :data:`WRITE_TIMEOUT` ends that viewer's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+
+from aiohttp import web
+
+from metadj_bridge.video.preview import PreviewSink
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "metadj-frame"
+#: A viewer whose socket takes no part for this long is dropped.
+WRITE_TIMEOUT = 10.0
+
+
+class JpegFeed:
+    """The newest JPEG of ``preview`` and a condition viewers wait on for the next one."""
+
+    def __init__(self, preview: PreviewSink) -> None:
+        self.preview = preview
+        self.changed = asyncio.Condition()
+        self.jpeg: tuple[int, bytes] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def watching(self) -> None:
+        """A viewer came: start encoding if no one did yet."""
+        self.preview.viewers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="preview-jpeg")
+
+    def left(self) -> None:
+        self.preview.viewers = max(0, self.preview.viewers - 1)
+
+    async def once(self) -> tuple[int, bytes] | None:
+        """The newest frame as a JPEG now (``/frame.jpg``): the one made already, else one made on a thread."""
+        cached = self.preview.cached()
+        return cached if cached is not None else await asyncio.to_thread(self.preview.jpeg)
+
+    async def _run(self) -> None:
+        period = 1.0 / self.preview.fps
+        loop = asyncio.get_running_loop()
+        try:
+            while self.preview.viewers > 0:
+                started = loop.time()
+                index = self.preview.latest_index
+                if index is not None and (self.jpeg is None or self.jpeg[0] != index):
+                    jpeg = await asyncio.to_thread(self.preview.jpeg)
+                    if jpeg is not None:
+                        async with self.changed:
+                            self.jpeg = jpeg
+                            self.changed.notify_all()
+                await asyncio.sleep(max(period / 4, period - (loop.time() - started)))
+        except Exception:
+            log.exception("preview: making JPEGs failed; the picture stops until a viewer comes again")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def add_picture_routes(app: web.Application, preview: PreviewSink | None) -> None:
+    feed = JpegFeed(preview) if preview is not None else None
+
+    async def frame(request: web.Request) -> web.Response:
+        jpeg = await feed.once() if feed is not None else None
+        if jpeg is None:
+            why = "no frame yet" if feed is not None else "no picture: this run has no video output"
+            return web.json_response({"error": why}, status=503, headers={"Cache-Control": "no-store"})
+        return web.Response(body=jpeg[1], content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        if feed is None:
+            return web.json_response({"error": "no picture: this run has no video output"}, status=503)
+        response = web.StreamResponse(headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        peer = request.remote
+        log.info("preview: %s is watching", peer)
+        feed.watching()
+        sent = -1
+        try:
+            while True:
+                async with feed.changed:
+                    await feed.changed.wait_for(functools.partial(_news, feed, sent))
+                    assert feed.jpeg is not None
+                    sent, data = feed.jpeg
+                part = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                        .encode() + data + b"\r\n")
+                await asyncio.wait_for(response.write(part), WRITE_TIMEOUT)
+        except (ConnectionError, TimeoutError):
+            pass  # the browser left, or stopped reading
+        finally:
+            feed.left()
+            log.info("preview: %s stopped watching", peer)
+        return response
+
+    async def close_feed(app: web.Application) -> None:
+        if feed is not None:
+            await feed.aclose()
+
+    app.router.add_get("/frame.jpg", frame)
+    app.router.add_get("/stream.mjpg", stream)
+    app.on_cleanup.append(close_feed)
+
+
+def _news(feed: JpegFeed, sent: int) -> bool:
+    return feed.jpeg is not None and feed.jpeg[0] != sent
