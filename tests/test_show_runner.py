@@ -94,3 +94,27 @@ def test_transition_progress_follows_the_chunks() -> None:
     chunk = sender.pacer.interval(10.0)
     assert runner.transition_progress(10.0 + 4 * chunk) == pytest.approx(0.5, abs=0.01)
     assert runner.transition_progress(10.0 + 9 * chunk) is None  # done
+
+
+async def test_a_reload_keeps_the_prompt_being_played_and_a_switch_starts_afresh() -> None:
+    """A save of the running profile (by hand, a scene or a learned mapping written) must not jump the picture back
+    to the theme's first prompt."""
+    base = profile()
+    three = dataclasses.replace(base, mappings=(*base.mappings, Mapping(
+        "prompt", TriggerSource("midi.note.1.37"), (), Target("prompt", "next"))), themes=(
+        Theme("trio", (PromptSpec("red desert"), PromptSpec("blue ice"), PromptSpec("green moss"))),
+        *base.themes))
+    sender = ParameterSender()
+    runner = ShowRunner(three, sender)
+    sender.update(runner.initial_parameters())
+    for i in range(2):
+        runner.board.fire(Trigger("midi.note.1.37", 1.0 + i, {"velocity": 1.0}))
+        runner.step(1.0 + i)
+    assert runner.engine.focus == 2
+    runner.apply(dataclasses.replace(three, name="night (saved)"), switch=False)
+    runner.step(3.0)
+    assert runner.engine.theme == "trio" and runner.engine.focus == 2
+    assert sender.snapshot()["prompts"] == [{"text": "green moss", "weight": 1.0}]
+    runner.apply(three, switch=True)
+    runner.step(4.0)
+    assert runner.engine.focus == 0

@@ -184,12 +184,14 @@ class MappingEngine:
         self._prompts: list[dict[str, Any]] = self._deck.prompts()
         self._coerced: list[tuple[float | None, Any]] = [(None, None)] * len(compiled.param_slots)
 
-    def switch_profile(self, profile: ShowProfile, now: float) -> None:
+    def switch_profile(self, profile: ShowProfile, now: float, focus: int | None = None) -> None:
         """Let ``profile`` take over: same-named mappings on the same source keep their state; the next step
-        sends a theme transition to the new start theme."""
+        sends a theme transition to the new start theme, on prompt ``focus`` when given (a reload keeps its place)."""
         old_name = self._p.profile.name
         old = {r.name: r for r in self._p.runtimes}
         self._install(profile, old)
+        if focus is not None and 0 <= focus < len(self._deck.theme.prompts):
+            self._deck.focus = focus
         self._switch_from = old_name
         log.info("profile %s -> %s", old_name, profile.name)
 

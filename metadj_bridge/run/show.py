@@ -343,11 +343,11 @@ class ShowRunner(SceneCommands):
                         Path(profile.path).name, ", ".join(later), extra=_PROBLEM)
         self._edit_error = None
         old_path = self.profile.path
-        current = self.engine.theme
+        current, focus = self.engine.theme, None
         if not switch and any(t.name == current for t in profile.themes):
-            # An edit of the running show: stay on the theme being played.
-            profile = dataclasses.replace(profile, start_theme=current)
-        self.engine.switch_profile(with_controls(profile), self._clock())
+            # An edit of the running show (a save, a scene or a mapping written): stay on the theme and prompt played.
+            profile, focus = dataclasses.replace(profile, start_theme=current), self.engine.focus
+        self.engine.switch_profile(with_controls(profile), self._clock(), focus=focus)
         self.profile = profile
         self._guard_drops = reacts_to_drop(profile)
         if not self._guard_drops:
