@@ -1,4 +1,4 @@
-"""doctor checks what a profile needs beyond devices: the Ableton Link package, the OSC port, the preview port,
+"""doctor checks what a profile needs beyond devices: the Ableton Link package, the OSC port, the web port,
 and a virtual camera asked for by name. Real sockets hold the ports; aalink is made unimportable for real."""
 
 from __future__ import annotations
@@ -61,17 +61,17 @@ def test_a_taken_osc_port_is_a_problem(tmp_path: Path, udp_holder: int) -> None:
     from metadj_bridge.doctor.needs import check_ports
 
     plan = plan_of(str(bundled_profile("resolume")), osc_port=udp_holder, output="none")
-    findings = check_ports(plan)
+    findings = [f for f in check_ports(plan) if "OSC" in f.summary]  # the web port has its own test
     assert [f.status for f in findings] == [Status.PROBLEM]
     assert f"127.0.0.1:{udp_holder}" in findings[0].summary and "taken" in findings[0].summary
     free = plan_of(str(bundled_profile("resolume")), osc_port=free_port(), output="none")
-    assert [f.status for f in check_ports(free)] == [Status.OK]
+    assert [f.status for f in check_ports(free) if "OSC" in f.summary] == [Status.OK]
 
 
-def test_a_taken_preview_port_is_a_warning_that_says_it_moves(tcp_holder: int) -> None:
+def test_a_taken_web_port_is_a_warning_that_says_it_moves(tcp_holder: int) -> None:
     from metadj_bridge.doctor.needs import check_ports
 
-    plan = plan_of(str(bundled_profile("default")), preview_port=tcp_holder, output="preview")
+    plan = plan_of(str(bundled_profile("default")), http_port=tcp_holder, output="none")
     findings = check_ports(plan)
     assert [f.status for f in findings] == [Status.WARNING]
-    assert f"preview port {tcp_holder} is taken" in findings[0].summary and "next free port" in findings[0].summary
+    assert f"web port {tcp_holder} (the control page" in findings[0].summary and "next free port" in findings[0].summary

@@ -1,7 +1,8 @@
 """What a profile needs from this machine beyond its devices: the optional packages and the ports it listens on.
 
 ``run`` stops at once when a profile asks for Ableton Link without aalink, or for OSC on a port another program
-holds; ``doctor`` says so before the show instead. A taken preview port is only a warning: the preview moves to
+holds; ``doctor`` says so before the show instead. A taken web port (the control page and the picture) is only a
+warning: the web server moves to
 the next free port (and says where), so the picture is never lost to it.
 """
 
@@ -46,7 +47,7 @@ def _free(kind: socket.SocketKind, host: str, port: int) -> OSError | None:
 
 
 def check_ports(plan: RunPlan) -> list[Finding]:
-    """The OSC port (a PROBLEM when taken: DJ software sends to that number) and the preview port (a WARNING)."""
+    """The OSC port (a PROBLEM when taken: DJ software sends to that number) and the web port (a WARNING)."""
     findings: list[Finding] = []
     if plan.osc_port:
         error = _free(socket.SOCK_DGRAM, plan.osc_host, plan.osc_port)
@@ -60,11 +61,11 @@ def check_ports(plan: RunPlan) -> list[Finding]:
         else:
             findings.append(Finding("ports", Status.PROBLEM, f"cannot listen for OSC on {where}: {error.strerror}",
                                     "set inputs.osc.host to an address of this machine (127.0.0.1, 0.0.0.0)"))
-    preview = "preview" in plan.video_outputs or "vcam" in plan.video_outputs  # vcam falls back to the preview
-    if preview and plan.preview_port:
-        error = _free(socket.SOCK_STREAM, "127.0.0.1", plan.preview_port)
+    if plan.http_port:  # the one web server always runs: the page, the picture, /status
+        error = _free(socket.SOCK_STREAM, plan.http_host, plan.http_port)
         if error is not None and _in_use(error):
-            findings.append(Finding("ports", Status.WARNING, f"preview port {plan.preview_port} is taken; the "
-                                    "preview will move to the next free port and the log will say which",
-                                    "set video.preview_port (or --preview-port) to a free port to keep one address"))
+            findings.append(Finding("ports", Status.WARNING, f"web port {plan.http_port} (the control page and the "
+                                    "picture) is taken; the web server will move to the next free port and the log "
+                                    "will say which",
+                                    "set video.preview_port (or --http-port) to a free port to keep one address"))
     return findings
