@@ -105,10 +105,23 @@ class ShowControl:
         self._typed: tuple[str, str, ShowProfile] | None = None
         self._taps: list[float] = []
         self._profiles: tuple[float, str, list[str]] = (float("-inf"), "", [])
+        from metadj_bridge.soundcheck.live_learn import LiveLearn
+
+        #: MIDI learn from the page (``POST /api/learn``): writes the learned mapping into the profile file.
+        self.learner = LiveLearn(board, lambda: self.show.profile.path,
+                                 lambda: [t.name for t in self.show.profile.themes], clock=clock,
+                                 report=lambda line: self._record(line, "learn"))
         self._listing: asyncio.Task[None] | None = None
         self._refusals = RateLimitedWarning(log, "OSC control requests refused")
 
     # ------------------------------------------------------------------ requests
+
+    async def learn(self, target: object, name: object, who: str) -> None:
+        await self.learner.start(target, name)
+        self._record(f"learn {target}", who)
+
+    async def cancel_learn(self, who: str) -> None:
+        await self.learner.cancel()
 
     def set_theme(self, name: object, who: str) -> None:
         themes = [t.name for t in self.show.profile.themes]
@@ -239,6 +252,8 @@ class ShowControl:
             "profiles": self.profiles(),
             "scenes": self.scene_names(),
             "actions": list(ACTIONS),
+            "learn_targets": self.learner.targets(),
+            "learn": self.learner.state(),
         }
 
     def profiles(self) -> list[str]:

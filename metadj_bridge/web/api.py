@@ -89,6 +89,10 @@ def add_api_routes(app: web.Application, server: WebServer) -> None:
     route("/api/scene/recall", lambda c, b, who: c.recall_scene(b["name"], b.get("morph_bars"), who),
           required=("name",))
 
+    route("/api/learn", lambda c, b, who: c.learn(b["target"], b.get("name"), who), required=("target",),
+          status=202)
+    route("/api/learn/cancel", lambda c, b, who: c.cancel_learn(who), required=())
+
     async def state(request: web.Request) -> web.Response:
         current = server.state()
         if current is None:
