@@ -329,9 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity = args.verbose - args.quiet
     args.verbose = max(0, verbosity)
     setup_logging(verbosity)
-    from metadj_bridge.inputs.alsa_messages import route_alsa_messages
+    from metadj_bridge.inputs.native_messages import route_native_messages
 
-    route_alsa_messages()  # ALSA's C error lines go to the log (-v), not across the live view
+    route_native_messages()  # ALSA's and JACK's C lines go to the log (-v), not across the live view
     try:
         if args.command == "run":
             from metadj_bridge.run.bridge import RunOptions, run_bridge
