@@ -168,9 +168,11 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
         clock = RecordingClock()
         readings: list = []
         stopped = asyncio.Event()
+        heard = threading.Event()  # the input has the port: JACK connects it at a later cycle than open returns
 
         def keep(reading) -> None:  # noqa: ANN001
             readings.append(reading)
+            heard.set()
             if reading.playing is False:
                 stopped.set()
 
@@ -180,7 +182,10 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
 
         def send_clock() -> None:
             rng = random.Random(3)
-            sender.send(mido.Message("start"))
+            for _ in range(50):  # Start again until the input hears it (a loaded JACK connects late)
+                sender.send(mido.Message("start"))
+                if heard.wait(0.1):
+                    break
             t0 = time.monotonic() + 0.01
             for i in range(int(seconds / period)):
                 due = t0 + i * period + rng.uniform(-0.001, 0.001)
