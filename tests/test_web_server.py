@@ -425,3 +425,19 @@ def build_parser_args() -> Any:
     from metadj_bridge.cli import build_parser
 
     return build_parser().parse_args(["run"])
+
+
+async def test_a_frame_that_cannot_be_encoded_costs_that_frame_not_the_picture(
+        server: WebServer, preview: PreviewSink, caplog: pytest.LogCaptureFixture) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        async with http.stream("GET", "/stream.mjpg") as reply:
+            parts = reply.aiter_bytes()
+            preview.show(shown(1))
+            assert len(await parts_of(parts, 1)) == 1
+            broken = shown(2)
+            preview.show(ShownFrame(frame=None, index=2, t=broken.t, kind="live",  # type: ignore[arg-type]
+                                    arrived=broken.arrived))
+            await wait_for(lambda: "could not be made JPEGs" in caplog.text, 5, "the skipped frame said")
+            preview.show(shown(3, (20, 200, 40)))
+            (part,) = await parts_of(parts, 1)
+    assert centre_colour(part)[1] > 150  # the frame after the broken one: the picture went on

@@ -15,6 +15,7 @@ import logging
 
 from aiohttp import web
 
+from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.video.preview import PreviewSink
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class JpegFeed:
         self.changed = asyncio.Condition()
         self.jpeg: tuple[int, bytes] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failures = RateLimitedWarning(log, "preview: frames that could not be made JPEGs (skipped)")
 
     def watching(self) -> None:
         """A viewer came: start encoding if no one did yet."""
@@ -50,19 +52,22 @@ class JpegFeed:
     async def _run(self) -> None:
         period = 1.0 / self.preview.fps
         loop = asyncio.get_running_loop()
-        try:
-            while self.preview.viewers > 0:
-                started = loop.time()
-                index = self.preview.latest_index
-                if index is not None and (self.jpeg is None or self.jpeg[0] != index):
+        failed: int | None = None  # a frame that could not be made a JPEG is not tried again
+        while self.preview.viewers > 0:
+            started = loop.time()
+            index = self.preview.latest_index
+            if index is not None and index != failed and (self.jpeg is None or self.jpeg[0] != index):
+                try:
                     jpeg = await asyncio.to_thread(self.preview.jpeg)
-                    if jpeg is not None:
-                        async with self.changed:
-                            self.jpeg = jpeg
-                            self.changed.notify_all()
-                await asyncio.sleep(max(period / 4, period - (loop.time() - started)))
-        except Exception:
-            log.exception("preview: making JPEGs failed; the picture stops until a viewer comes again")
+                except Exception as exc:  # noqa: BLE001 - one frame lost; the picture goes on with the next
+                    failed = index
+                    self._failures.note(f"frame {index}: {type(exc).__name__}: {exc}")
+                    jpeg = None
+                if jpeg is not None:
+                    async with self.changed:
+                        self.jpeg = jpeg
+                        self.changed.notify_all()
+            await asyncio.sleep(max(period / 4, period - (loop.time() - started)))
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
