@@ -20,6 +20,7 @@ from pathlib import Path
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile import mappings as mapping_section
 from metadj_bridge.profile import scenes as scene_section
+from metadj_bridge.profile import screens as screen_section
 from metadj_bridge.profile import sections, themes
 from metadj_bridge.profile import video as video_section
 from metadj_bridge.profile.errors import Findings, ProfileError
@@ -38,9 +39,9 @@ from metadj_bridge.profile.yamlnodes import YNode, decode_text, parse
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("name", "extends", "scope", "inputs", "video", "themes", "start_theme", "transitions", "cycle", "pulse",
-            "accent", "panic", "mappings", "switches", "scenes")
+            "accent", "panic", "mappings", "switches", "scenes", "screens")
 #: Sections merged by entry name (a child entry replaces the base's), and sections that append.
-BY_NAME = ("themes", "mappings", "scenes")
+BY_NAME = ("themes", "mappings", "scenes", "screens")
 APPENDED = ("switches",)
 #: Never inherited: a profile's name is its own (the file name when it has none).
 OWN = ("name", "extends")
@@ -262,6 +263,8 @@ def _build(tree: YNode, display: str, bases: list[str], findings: Findings) -> S
         mappings=findings.attempt(mapping_section.mappings, m.get("mappings"), facts, findings, default=()),
         switches=findings.attempt(mapping_section.switches, m.get("switches"), findings, default=()),
         scenes=findings.attempt(scene_section.scenes, m.get("scenes"), names, findings, default=()),
+        screens=findings.attempt(screen_section.screens, m.get("screens"), m.get("scope"), names, findings,
+                                 default=()),
         extends=tuple(bases),
         where=tree.where,
     )

@@ -320,6 +320,19 @@ class Scene:
 
 
 @dataclass(frozen=True, slots=True)
+class ScreenSettings:
+    """One more screen of the show (``screens:``): its own Scope server, pipeline, size and outputs, driven by the
+    same music and controls as the main screen. Its ``prompts`` reword themes for this screen: theme name -> the
+    prompts it sends there instead of the theme's own (a theme left out sends its own)."""
+
+    name: str
+    scope: ScopeSettings = field(default_factory=ScopeSettings)
+    video: VideoSettings = field(default_factory=lambda: VideoSettings(outputs=()))
+    prompts: dict[str, tuple[PromptSpec, ...]] = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowProfile:
     #: The file this profile came from (and the files it extends, base first).
     path: str
@@ -338,6 +351,8 @@ class ShowProfile:
     mappings: tuple[Mapping, ...] = ()
     switches: tuple[ProfileSwitch, ...] = ()
     scenes: tuple[Scene, ...] = ()
+    #: More screens beyond the main one (``scope:`` and ``video:``), each on its own Scope server.
+    screens: tuple[ScreenSettings, ...] = ()
     extends: tuple[str, ...] = ()
     where: str = ""
 

@@ -43,38 +43,38 @@ def scope_settings(node: YNode | None, findings: Findings | None = None, path: s
     m = f.mapping(node, path, SCOPE_KEYS)
     kw: dict[str, object] = {"where": node.where}
     if "url" in m and m["url"].value is not None:
-        kw["url"] = findings.attempt(addresses.scope_url, m["url"], "scope.url", default=None)
+        kw["url"] = findings.attempt(addresses.scope_url, m["url"], f"{path}.url", default=None)
     if "parameters" in m:
-        kw["parameters"] = findings.attempt(parameters, m["parameters"], "scope.parameters", default={})
+        kw["parameters"] = findings.attempt(parameters, m["parameters"], f"{path}.parameters", default={})
     if "pipeline" in m:
-        pipeline = f.text(m["pipeline"], "scope.pipeline")
+        pipeline = f.text(m["pipeline"], f"{path}.pipeline")
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", pipeline):
-            f.fail_value(m["pipeline"], "scope.pipeline", "a pipeline id is one word such as longlive")
+            f.fail_value(m["pipeline"], f"{path}.pipeline", "a pipeline id is one word such as longlive")
         kw["pipeline"] = pipeline
     if "aspect" in m and "resolution" in m and m["aspect"].value is not None and m["resolution"].value is not None:
-        f.fail(m["resolution"], "scope.resolution", "aspect and resolution are both set; keep one of them")
+        f.fail(m["resolution"], f"{path}.resolution", "aspect and resolution are both set; keep one of them")
     if "aspect" in m and m["aspect"].value is not None:
-        kw["aspect"] = f.choice(m["aspect"], "scope.aspect", tuple(ASPECT_PRESETS))
+        kw["aspect"] = f.choice(m["aspect"], f"{path}.aspect", tuple(ASPECT_PRESETS))
     if "resolution" in m and m["resolution"].value is not None:
         kw["resolution"] = _resolution(m["resolution"])
         kw["aspect"] = None
     if "denoising" in m:
         kw["denoising"] = _denoising(m["denoising"])
     if "input_mode" in m:
-        kw["input_mode"] = f.choice(m["input_mode"], "scope.input_mode", ("text", "video"))
+        kw["input_mode"] = f.choice(m["input_mode"], f"{path}.input_mode", ("text", "video"))
     if "interpolation" in m:
-        kw["interpolation"] = f.choice(m["interpolation"], "scope.interpolation", ("linear", "slerp"))
+        kw["interpolation"] = f.choice(m["interpolation"], f"{path}.interpolation", ("linear", "slerp"))
     if "sender" in m:
-        sender = f.mapping(m["sender"], "scope.sender", ("min_interval", "max_interval"))
+        sender = f.mapping(m["sender"], f"{path}.sender", ("min_interval", "max_interval"))
         lo = ScopeSettings().min_send_interval
         hi = ScopeSettings().max_send_interval
         if "min_interval" in sender:
-            lo = f.number(sender["min_interval"], "scope.sender.min_interval", 0, 60, lo_open=True)
+            lo = f.number(sender["min_interval"], f"{path}.sender.min_interval", 0, 60, lo_open=True)
         if "max_interval" in sender:
-            hi = f.number(sender["max_interval"], "scope.sender.max_interval", 0, 3600, lo_open=True)
+            hi = f.number(sender["max_interval"], f"{path}.sender.max_interval", 0, 3600, lo_open=True)
         if lo > hi:
             where = sender.get("min_interval") or sender["max_interval"]
-            f.fail(where, "scope.sender", f"min_interval {lo:g} is more than max_interval {hi:g}")
+            f.fail(where, f"{path}.sender", f"min_interval {lo:g} is more than max_interval {hi:g}")
         kw["min_send_interval"] = lo
         kw["max_send_interval"] = hi
     return ScopeSettings(**kw)  # type: ignore[arg-type]

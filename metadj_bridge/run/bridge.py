@@ -36,6 +36,7 @@ from metadj_bridge.run.parts import (
     open_video,
 )
 from metadj_bridge.run.plan import RunOptions, RunPlan, make_plan
+from metadj_bridge.run.screens import open_screens
 from metadj_bridge.run.service import ServiceNotifier
 from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
@@ -203,6 +204,9 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         status.audio_input = await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
         status.controls = controls  # what is open and awaited, read live by every snapshot
+        # More screens, each on its own server, fed what the main screen is sent (run/screens.py).
+        status.screens = await open_screens(stack, plan.screens, sender, lambda: show.profile,
+                                            emulator_fps=plan.emulator_fps, no_frame_timeout=plan.no_frame_timeout)
         await session.start()
         tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))
         if plan.watch:
@@ -244,6 +248,10 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         except* MetaDJError as errors:
             raise errors.exceptions[0] from None  # a fatal startup error, for the CLI to print
     _closing_line(session.status(), show, time.monotonic() - started, session.reconnect.last_error)
+    for screen in status.screens:
+        st = screen.session.status()
+        log.info("screen %s: %d frames received, %d messages sent, %d session(s)%s", screen.name, st["frames_in"],
+                 st["sent"], st["sessions_started"], f"; last error: {st['last_error']}" if st["last_error"] else "")
     return 0
 
 

@@ -23,6 +23,7 @@ from metadj_bridge.inputs.midi_decode import (
     RelativeEncoder,
 )
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
+from metadj_bridge.run.screens import ScreenPlan, check_screens, screen_plans
 from metadj_bridge.scope.api import normalise_url
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ class RunPlan:
     #: Avatar mode: the webcam or "file:<video>" (None: the first real camera), and VACE reference images.
     video_source: str | None
     ref_images: tuple[str, ...]
+    #: The show's further screens (``screens:``), each on its own Scope server.
+    screens: tuple[ScreenPlan, ...] = ()
 
 
 def _check_send_bounds(lo: float, hi: float) -> None:
@@ -276,6 +279,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     )
     osc = profile.inputs.osc
     http_port = _http_port(options, video.preview_port)
+    screens = screen_plans(profile, options)
+    check_screens(url, screens)
     return RunPlan(
         profile=profile,
         scope_url=url,
@@ -318,6 +323,7 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         http_token=options.http_token,
         video_source=options.video_source if options.video_source is not None else video.source,
         ref_images=video.ref_images,
+        screens=screens,
     )
 
 

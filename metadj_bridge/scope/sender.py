@@ -51,6 +51,14 @@ class Channel(Protocol):
 # ----------------------------------------------------------------------------------- async driver
 
 
+class ParameterMirror(Protocol):
+    """Another sender that follows this one (a show's further screen)."""
+
+    def apply(self, params: Mapping[str, Any]) -> None: ...
+
+    def keep_clear(self, start: float, end: float) -> None: ...
+
+
 @dataclass
 class SenderStats:
     sent: int = 0
@@ -114,6 +122,8 @@ class ParameterSender:
         self.sent = 0
         #: Called with each message and its send time (the show log hooks in here).
         self.on_sent = on_sent
+        #: More screens' feeds (``run/screens.py``): each is given what this sender is given, once checked.
+        self.mirrors: list[ParameterMirror] = []
 
     # -------------------------------------------------------------- state in
 
@@ -150,6 +160,8 @@ class ParameterSender:
         was_pending = self.state.has_pending
         for key, value in params.items():
             self.state.set(key, value)
+        for mirror in self.mirrors:
+            mirror.apply(params)
         if self.state.has_pending:
             if not was_pending:
                 self._pending_since = self._clock()
@@ -171,6 +183,8 @@ class ParameterSender:
             return  # the same span as the beat grid sways: no need to look again
         self._clear = (start, end)
         self._wake.set()
+        for mirror in self.mirrors:
+            mirror.keep_clear(start, end)
 
     def set_chunk_frames(self, frames: int | None, source: str = "offer") -> None:
         """The server's offer says a chunk has ``frames`` frames (None: it does not say; the table stays)."""

@@ -91,6 +91,8 @@ class BridgeStatus:
         self.preview_url: str | None = None
         #: The show's measure of its delay to the picture (``scope/latency.ShowLatency``), or None.
         self.latency: Any = None
+        #: The show's further screens (``run/screens.py``), each with its own session and outputs.
+        self.screens: list[Any] = []
         self.started = time.monotonic()
 
     def snapshot(self) -> dict[str, Any]:
@@ -134,6 +136,13 @@ class BridgeStatus:
                             "paused": engine.paused, "calm": engine.calm, "last_event": self.show.last_event or None,
                             "last_control": self.show.last_control or None,
                             "signals_dropped": self.show.board.dropped}
+        if self.screens:  # every screen, the main one first (its details are also under scope and video)
+            from metadj_bridge.profile.screens import MAIN_SCREEN
+            from metadj_bridge.run.screens import screen_status
+
+            main = screen_status(MAIN_SCREEN, self.session, self.video, None)
+            main["preview_url"] = self.preview_url
+            snap["screens"] = [main, *(screen.status() for screen in self.screens)]
         if self.video is not None:
             v = self.video.stats()
             snap["video"] = {"outputs": list(v.sinks), "frames_shown": v.frames_shown, "repeats": v.repeats,
@@ -157,7 +166,7 @@ class BridgeStatus:
     def _problems(self) -> list[str]:
         """What is wrong now, from every part that can say (``problems()``): a state that ends takes its warning
         with it."""
-        parts: list[Any] = [self.session, self.show, self.avatar, self.video, self.audio_input]
+        parts: list[Any] = [self.session, self.show, self.avatar, self.video, self.audio_input, *self.screens]
         controls = self.controls
         if controls is not None:
             parts += [controls.midi, controls.midi_out, controls.osc, controls.ableton, controls.link]
