@@ -5,6 +5,7 @@ them killed and restarted while the other two go on."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.parameters import ASPECT_PRESETS, ParameterSchema
@@ -199,6 +201,11 @@ screens:
         assert await _prompt_on(main.url) == "blue sea waves"
         assert await _prompt_on(left.url) == "jellyfish in the deep"
         assert await _prompt_on(right.url) == "blue sea waves"
+        async with httpx.AsyncClient() as http:  # each screen's picture on the web server
+            frame = await http.get(f"http://127.0.0.1:{port}/screens/right/frame.jpg", timeout=5)
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(frame.content)) as picture:
+            assert picture.size == (192, 192)  # the right screen's own size, not the main one's
 
         left.kill()
         down = await _until(lambda s: _by_name(s)["left"]["state"] != "streaming", port, 20, "the left screen down")
@@ -229,3 +236,26 @@ screens:
         err.close()
     assert code == 0, log[-3000:]
     assert "screen left:" in log and "screen right:" in log
+
+
+async def test_doctor_checks_each_screens_server(
+        tmp_path: Path, emulator_process: Callable[..., EmulatorProcess]) -> None:
+    from metadj_bridge.doctor.report import DoctorOptions, run_doctor
+
+    server = emulator_process("--fps", "10")
+    await server.start()
+    path = _profile(tmp_path, THEMES + f"""
+screens:
+  left: {{scope: {{url: "{server.url}"}}}}
+  right: {{scope: {{url: "http://127.0.0.1:{free_port()}", pipeline: longlive}}}}
+  spare: {{}}
+""")
+    report = await run_doctor(DoctorOptions(profile=str(path), video=False, environ={}))
+    assert {f.check for f in report.findings if f.check.startswith("screen ")} == {
+        "screen left", "screen right", "screen spare"}
+    left = [f for f in report.findings if f.check == "screen left"]
+    assert len(left) == 2 and all(f.status.value == "ok" for f in left), left  # reachable, and it offers longlive
+    right = [f for f in report.findings if f.check == "screen right"]
+    assert right[0].status.value == "problem" and "screen right" in right[0].summary
+    spare = [f for f in report.findings if f.check == "screen spare"]
+    assert [f.status.value for f in spare] == ["skipped"] and "built-in emulator" in spare[0].summary

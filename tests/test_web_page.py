@@ -396,3 +396,31 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_each_screen_of_a_show_has_its_pill_and_its_picture(make_emulator: Any, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture,
+                                                                   browser: Any) -> None:
+    main, left = await make_emulator(), await make_emulator()
+    profile = write_profile(tmp_path / "show.yaml", main.url)
+    with profile.open("a", encoding="utf-8") as out:  # a second screen, square, on its own server
+        out.write(f"screens:\n  left:\n    scope: {{url: {left.url}, resolution: [192, 192]}}\n")
+    async with running_bridge(profile, caplog, output="preview") as base:
+        page = await browser()
+        await page.open(base + "/")
+        await page_ready(page)
+        await page.until("const pills = document.querySelectorAll('#screens .pill');"
+                         " return pills.length === 2 && Array.from(pills).every(p => p.dataset.state === 'streaming')",
+                         "a pill per screen, both streaming")
+        await page.until("const img = document.getElementById('picture');"
+                         " return img.complete && img.naturalWidth === 256", "the main screen's picture")
+        await page.click("#screens .pill[data-screen='left']")
+        await page.until("const img = document.getElementById('picture');"
+                         " return img.src.includes('/screens/left/stream.mjpg') && img.complete"
+                         " && img.naturalWidth === 192 && img.naturalHeight === 192", "the left screen's picture")
+        assert await page.js("return document.querySelector(\"#screens .pill[data-screen='left']\")"
+                             ".getAttribute('aria-pressed')") == "true"
+        await page.click("#screens .pill[data-screen='main']")
+        await page.until("const img = document.getElementById('picture');"
+                         " return img.complete && img.naturalWidth === 256", "back to the main screen's picture")
+        assert await page.errors() == []

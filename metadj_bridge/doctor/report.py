@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import argparse
 
     from metadj_bridge.run.plan import RunPlan
+    from metadj_bridge.run.screens import ScreenPlan
 
 log = logging.getLogger(__name__)
 
@@ -268,15 +269,39 @@ async def run_doctor(options: DoctorOptions) -> Report:
             "scope", Status.SKIPPED, "no Scope URL (--scope, METADJ_SCOPE or scope.url in the profile): run and "
             "rehearsal use the built-in emulator, so there is no Scope server to check",
             "give --scope URL to check a real Scope"))
-        return report
-    try:
-        await _scope_checks(options, url, plan, report)
-    except Exception as exc:  # whatever a server answered, the doctor ends with its report
-        log.debug("the Scope checks stopped", exc_info=True)
-        report.findings.append(Finding(
-            "scope", Status.PROBLEM, f"the Scope checks stopped: {exception_reason(exc)}",
-            "run doctor with -v to see more, and check Scope's log"))
+    else:
+        try:
+            await _scope_checks(options, url, plan, report)
+        except Exception as exc:  # whatever a server answered, the doctor ends with its report
+            log.debug("the Scope checks stopped", exc_info=True)
+            report.findings.append(Finding(
+                "scope", Status.PROBLEM, f"the Scope checks stopped: {exception_reason(exc)}",
+                "run doctor with -v to see more, and check Scope's log"))
+    if plan is not None and not rehearse:
+        for screen in plan.screens:
+            report.findings.extend(await _screen_checks(options, screen))
     return report
+
+
+async def _screen_checks(options: DoctorOptions, screen: ScreenPlan) -> list[Finding]:
+    """A further screen's server: reachable, a Scope, and offering the screen's pipeline in text mode."""
+    from metadj_bridge.scope.api import ScopeClient
+
+    name = f"screen {screen.name}"
+    if screen.scope_url is None:
+        return [Finding(name, Status.SKIPPED, f"{name} has no scope.url: run gives it a built-in emulator")]
+    problem, url = check_url(screen.scope_url)
+    if url is None:
+        return [dataclasses.replace(problem, check=name)] if problem is not None else []
+    try:
+        async with ScopeClient(url, timeout=options.http_timeout, deadline=options.http_deadline) as client:
+            health_finding, health = await check_health(client)
+            found = [health_finding]
+            if health is not None:
+                found.append(await check_offer(client, screen.pipeline, "text"))
+    except Exception as exc:  # noqa: BLE001 - one screen's server never ends the report
+        found = [Finding(name, Status.PROBLEM, f"the checks stopped: {exception_reason(exc)}")]
+    return [dataclasses.replace(f, check=name, summary=f"{name}: {f.summary}") for f in found]
 
 
 def _sync_local_checks(plan: RunPlan) -> list[Finding]:

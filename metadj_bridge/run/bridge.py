@@ -28,6 +28,7 @@ from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.run.control import ShowControl
 from metadj_bridge.run.parts import (
     Controls,
+    connect_recording_audio,
     open_audio,
     open_avatar,
     open_controls,
@@ -203,6 +204,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         status.audio_input = await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
+        connect_recording_audio([video], status.audio_input)  # recordings carry the music
         status.controls = controls  # what is open and awaited, read live by every snapshot
         # More screens, each on its own server, fed what the main screen is sent (run/screens.py).
         status.screens = await open_screens(stack, plan.screens, sender, lambda: show.profile,
@@ -217,7 +219,8 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.osc_control = control.take_osc  # the same requests over OSC: /metadj/theme, /prompt, /action
         web_server = WebServer(status.snapshot, control=control,
                                preview=preview if video is not None else None, host=plan.http_host,
-                               port=plan.http_port, token=plan.http_token)
+                               port=plan.http_port, token=plan.http_token,
+                               screens={screen.name: screen.preview for screen in status.screens})
         stack.push_async_callback(web_server.aclose)
         await web_server.start()
         status.preview_url = preview.url if video is not None else None

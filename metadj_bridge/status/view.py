@@ -112,6 +112,21 @@ def _video_line(video: dict[str, Any], narrow: bool) -> Text:
     return line
 
 
+def _screen_line(screen: dict[str, Any], narrow: bool) -> Text:
+    """A further screen in one line: its state, pipeline, frames in and out, and its error."""
+    state = screen.get("state") or "?"
+    line = Text()
+    line.append("● " + state, style=_STATE_STYLE.get(state, "bold red"))
+    line.append(f"  {screen.get('pipeline') or '?'}", style="bold")
+    line.append(f"  in {_fmt(screen.get('fps_in'))} fps ({screen.get('frames_in', 0)} frames)")
+    line.append(f"  out: {' + '.join(screen.get('outputs') or []) or 'none'}", style="dim")
+    if not narrow and screen.get("url"):
+        line.append(f"  {screen['url']}", style="dim")
+    if screen.get("last_error"):
+        line.append(f"  {_cut(str(screen['last_error']), 80)}", style="red")
+    return line
+
+
 def _beat_line(tempo: dict[str, Any]) -> Text:
     line = Text()
     line.append("●" if beat_lit(tempo) else "○", style="bold magenta" if beat_lit(tempo) else "dim")
@@ -194,6 +209,8 @@ def render(snapshot: Snapshot, width: int = 100) -> RenderableType:
         grid.add_row("Error", Text(_cut(str(scope["last_error"]), 3 * width), style="red"))
     if video:
         grid.add_row("Video", _video_line(video, narrow))
+    for screen in (snapshot.get("screens") or [])[1:]:  # the main screen is the two lines above
+        grid.add_row(_cut(f"· {screen.get('name')}", 14), _screen_line(screen, narrow))
     tempo = snapshot.get("tempo")
     grid.add_row("Beat", _beat_line(tempo) if tempo else Text("no tempo source", style="dim"))
     audio = snapshot.get("audio")
@@ -262,6 +279,10 @@ def plain_line(snapshot: Snapshot) -> str:
         if show.get("calm"):
             theme += " (calm)"
         parts.append(theme)
+    screens = (snapshot.get("screens") or [])[1:]
+    if screens:
+        parts.append("screens " + ", ".join(f"{sc.get('name')} {sc.get('state')} {_fmt(sc.get('fps_in'))} fps"
+                                            for sc in screens))
     warnings = snapshot.get("warnings") or []
     if warnings:
         parts.append(f"warnings {len(warnings)}")

@@ -77,7 +77,9 @@ class JpegFeed:
                 await task
 
 
-def add_picture_routes(app: web.Application, preview: PreviewSink | None) -> None:
+def add_picture_routes(app: web.Application, preview: PreviewSink | None, prefix: str = "") -> None:
+    """``{prefix}/frame.jpg`` and ``{prefix}/stream.mjpg`` of ``preview`` (a further screen's are under
+    ``/screens/NAME``)."""
     feed = JpegFeed(preview) if preview is not None else None
 
     async def frame(request: web.Request) -> web.Response:
@@ -117,8 +119,8 @@ def add_picture_routes(app: web.Application, preview: PreviewSink | None) -> Non
         if feed is not None:
             await feed.aclose()
 
-    app.router.add_get("/frame.jpg", frame)
-    app.router.add_get("/stream.mjpg", stream)
+    app.router.add_get(prefix + "/frame.jpg", frame)
+    app.router.add_get(prefix + "/stream.mjpg", stream)
     app.on_cleanup.append(close_feed)
 
 

@@ -21,7 +21,7 @@ import logging
 import secrets
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, Self, TextIO
@@ -94,12 +94,15 @@ class WebServer:
 
     def __init__(self, snapshot: Callable[[], Snapshot], *, control: Control | None = None,
                  preview: PreviewSink | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 token: str | None = None, out: TextIO | None = None) -> None:
+                 token: str | None = None, out: TextIO | None = None,
+                 screens: Mapping[str, PreviewSink] | None = None) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"--http-port {port}: not a TCP port (0-65535, 0 picks a free one)")
         self.snapshot = snapshot
         self.control = control
         self.preview = preview
+        #: The further screens' pictures, by screen name (``/screens/NAME/stream.mjpg``).
+        self.screens = dict(screens or {})
         self.host = host
         self.port = port
         self.lan = not is_loopback(host)
@@ -143,6 +146,8 @@ class WebServer:
         if self.preview is not None:
             self.preview.url = self.url + "stream.mjpg"
             log.info("preview at %s (and %sframe.jpg)", self.preview.url, self.url)
+        for name, sink in self.screens.items():
+            sink.url = f"{self.url}screens/{quote(name)}/stream.mjpg"
         if self.lan:
             log.warning("web: open to other machines on %s: requests need the access token (printed on the "
                         "terminal; --http-token to choose one)", self.host)
@@ -176,6 +181,8 @@ class WebServer:
         self.live = LiveState(self.state)
         app.router.add_get("/ws", self.live.handle)
         add_picture_routes(app, self.preview)
+        for name, sink in self.screens.items():
+            add_picture_routes(app, sink, f"/screens/{name}")  # matched decoded: a name may hold spaces
         add_api_routes(app, self)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=self._requests,
                                handler_cancellation=True)

@@ -325,7 +325,35 @@ function renderWarnings(warnings) {
 // --- the picture: the MJPEG stream; started again when it breaks (a bridge restart ends it) ----------------------
 let pictureRetry = null;
 
+// A show with several screens: a pill for each (its state; its error on hover); a click shows its picture.
+let pictureScreen = "main";
+
+function renderScreens(screens) {
+  const holder = $("screens");
+  holder.hidden = screens.length < 2;
+  if (!screens.some((sc) => sc.name === pictureScreen)) pictureScreen = "main";
+  const names = screens.map((sc) => sc.name);
+  Array.from(holder.children).forEach((el) => { if (!names.includes(el.dataset.screen)) el.remove(); });
+  for (const sc of screens) {
+    let pill = Array.from(holder.children).find((el) => el.dataset.screen === sc.name);
+    if (!pill) {  // kept from one message to the next, so a click is never lost to a redraw
+      pill = document.createElement("button");
+      pill.type = "button";
+      pill.className = "pill screen";
+      pill.dataset.screen = sc.name;
+      pill.addEventListener("click", () => { pictureScreen = sc.name; if (state) render(state); });
+      holder.append(pill);
+    }
+    const fps = typeof sc.fps_in === "number" && sc.state === "streaming" ? " · " + sc.fps_in.toFixed(1) + " fps" : "";
+    pill.textContent = sc.name + ": " + (sc.state || "-") + fps;
+    pill.dataset.state = sc.state || "";
+    pill.title = sc.last_error ? sc.name + ": " + sc.last_error : sc.pipeline + " at " + sc.url;
+    pill.setAttribute("aria-pressed", String(sc.name === pictureScreen));
+  }
+}
+
 function renderPicture(s, control) {
+  renderScreens(s.screens || []);
   const img = $("picture");
   if (!s.video) {  // no video output in this show: nothing to watch, nothing to retry
     clearTimeout(pictureRetry);
@@ -335,7 +363,8 @@ function renderPicture(s, control) {
       delete img.dataset.stream;
     }
   } else {
-    const stream = withToken(control.stream || "/stream.mjpg");
+    const stream = withToken(pictureScreen === "main" ? control.stream || "/stream.mjpg"
+      : "/screens/" + encodeURIComponent(pictureScreen) + "/stream.mjpg");
     if (img.dataset.stream !== stream && !pictureRetry) startPicture(stream);
   }
   const frames = s.video ? s.video.frames_shown : 0;
