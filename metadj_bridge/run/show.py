@@ -81,6 +81,11 @@ def restart_only_changes(old: ShowProfile, new: ShowProfile) -> list[str]:
             fields = [f for f in fields if f not in ("encoders", "cc14")]  # applied live to the decoder
         if any(getattr(x, f) != getattr(y, f) for f in fields):
             changed.append(f"inputs.{section}")
+    servers = {s.name: (s.scope.url, s.scope.pipeline, s.scope.resolution, s.scope.aspect, s.video.outputs)
+               for s in old.screens}
+    if servers != {s.name: (s.scope.url, s.scope.pipeline, s.scope.resolution, s.scope.aspect, s.video.outputs)
+                   for s in new.screens}:
+        changed.append("screens")  # their prompt banks follow at once; servers and outputs at the next start
     return changed
 
 
