@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig
+from metadj_bridge.inputs.audio_tap import AudioTap
 from metadj_bridge.inputs.buildup import BuildupTracker
 from metadj_bridge.inputs.sections import SectionEvent, SectionTracker
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
@@ -99,6 +100,8 @@ class AudioAnalyzer:
         self.sections = SectionTracker(source.hop_size / source.samplerate)
         self.buildup = BuildupTracker(source.hop_size / source.samplerate)
         self.on_update = on_update
+        #: Every block read, as it is heard (a recording subscribes to put the music beside the video).
+        self.tap = AudioTap(source.samplerate, source.hop_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -149,6 +152,7 @@ class AudioAnalyzer:
                     continue
                 if block is None:
                     break
+                self.tap.publish(block)
                 self._analyse(block)
         except BaseException as exc:  # reported on the loop; the thread must not die silently
             self.error = exc

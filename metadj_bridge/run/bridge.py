@@ -204,11 +204,13 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         show.midi_out = controls.midi_out
         show.on_profile = lambda new: _follow_profile(options, controls, new, board)
         status.audio_input = await open_audio(stack, plan, on_audio, tempo.beats_per_bar)
-        connect_recording_audio([video], status.audio_input)  # recordings carry the music
         status.controls = controls  # what is open and awaited, read live by every snapshot
         # More screens, each on its own server, fed what the main screen is sent (run/screens.py).
         status.screens = await open_screens(stack, plan.screens, sender, lambda: show.profile,
-                                            emulator_fps=plan.emulator_fps, no_frame_timeout=plan.no_frame_timeout)
+                                            emulator_fps=plan.emulator_fps, no_frame_timeout=plan.no_frame_timeout,
+                                            audio=plan.audio != "none")
+        # Recordings carry the music the analysis hears, on every screen.
+        connect_recording_audio([video, *(screen.video for screen in status.screens)], status.audio_input)
         await session.start()
         tempo_sync = TempoSyncWatch(session.client, on_change=lambda source: setattr(show, "feed_beat", bool(source)))
         if plan.watch:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +208,8 @@ async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: S
 
     sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
                         preview=preview, always_preview=preview is not None)
+    if plan.audio != "none":
+        expect_recording_audio(sinks)
     width, height = plan.video_size
     clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
                         reason=reason_from_session(session))
@@ -215,6 +217,28 @@ async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: S
     await clock.start()
     session.add_frame_listener(clock.push)
     return clock
+
+
+def expect_recording_audio(sinks: Iterable[FrameSink]) -> None:
+    """The recordings among ``sinks`` get an audio track (before their clock opens them); the music comes later,
+    from :func:`connect_recording_audio`."""
+    from metadj_bridge.video.record import RecordingSink
+
+    for sink in sinks:
+        if isinstance(sink, RecordingSink):
+            sink.expect_audio()
+
+
+def connect_recording_audio(clocks: Iterable[OutputClock | None], analyzer: AudioAnalyzer | None) -> None:
+    """Every recording on ``clocks`` records the music the analysis hears from now on (its tap)."""
+    if analyzer is None:
+        return
+    from metadj_bridge.video.record import RecordingSink
+
+    for clock in clocks:
+        for sink in clock.sinks if clock is not None else ():
+            if isinstance(sink, RecordingSink):
+                sink.attach_audio(analyzer.tap.subscribe(seconds=2.0))
 
 
 def open_latency(sender: ParameterSender, session: ScopeSession, video: OutputClock | None) -> ShowLatency:

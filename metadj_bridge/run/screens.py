@@ -232,19 +232,19 @@ def screen_status(name: str, session: ScopeSession, video: OutputClock | None,
 
 async def open_screens(stack: contextlib.AsyncExitStack, plans: tuple[ScreenPlan, ...], main: ParameterSender,
                        profile: Callable[[], ShowProfile], *, emulator_fps: float | None = None,
-                       no_frame_timeout: float = 5.0) -> list[Screen]:
+                       no_frame_timeout: float = 5.0, audio: bool = False) -> list[Screen]:
     """Every further screen opened onto ``stack`` and started, its feed on ``main``. A screen whose server is
     wrong or away does not stop the others: its session keeps trying while the show goes on."""
     screens = []
     for plan in plans:
-        screen = await _open_screen(stack, plan, main, profile, emulator_fps, no_frame_timeout)
+        screen = await _open_screen(stack, plan, main, profile, emulator_fps, no_frame_timeout, audio)
         screens.append(screen)
     return screens
 
 
 async def _open_screen(stack: contextlib.AsyncExitStack, plan: ScreenPlan, main: ParameterSender,
                        profile: Callable[[], ShowProfile], emulator_fps: float | None,
-                       no_frame_timeout: float) -> Screen:
+                       no_frame_timeout: float, audio: bool) -> Screen:
     from metadj_bridge.scope.pacing import GATHER
     from metadj_bridge.scope.sender import PacerConfig, ParameterSender
     from metadj_bridge.scope.session import ScopeSession, SessionConfig
@@ -266,7 +266,7 @@ async def _open_screen(stack: contextlib.AsyncExitStack, plan: ScreenPlan, main:
     ), sender)
     preview = PreviewSink()
     screen = Screen(plan=plan, sender=sender, session=session, feed=feed, preview=preview, url=url)
-    screen.video = await _open_screen_video(stack, plan, session, preview)
+    screen.video = await _open_screen_video(stack, plan, session, preview, audio)
     stack.push_async_callback(session.aclose)
     await session.start()
     main.mirrors.append(feed)
@@ -289,14 +289,18 @@ async def _own_emulator(stack: contextlib.AsyncExitStack, plan: ScreenPlan, fps:
 
 
 async def _open_screen_video(stack: contextlib.AsyncExitStack, plan: ScreenPlan, session: ScopeSession,
-                             preview: PreviewSink) -> OutputClock:
-    """The screen's output clock: its outputs and its preview (the web page's picture of this screen)."""
+                             preview: PreviewSink, audio: bool) -> OutputClock:
+    """The screen's output clock: its outputs and its preview (the web page's picture of this screen). With
+    ``audio`` its recordings get a sound track, the music joined once the analysis runs."""
+    from metadj_bridge.run.parts import expect_recording_audio
     from metadj_bridge.video.clock import OutputClock
     from metadj_bridge.video.outputs import build_sinks
     from metadj_bridge.video.slate import reason_from_session
 
     sinks = build_sinks(plan.outputs, device=plan.video_device, backend=plan.video_backend, preview=preview,
                         always_preview=True)
+    if audio:
+        expect_recording_audio(sinks)
     width, height = plan.video_size
     clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
                         reason=reason_from_session(session))

@@ -1,10 +1,16 @@
-"""Recording: exactly what the camera showed, frame for frame, into an MP4 or MKV file.
+"""Recording: exactly what the camera showed, frame for frame, with the music heard meanwhile, into an MP4 or MKV.
 
 The output clock hands every tick to :meth:`RecordingSink.show`, which only puts the frame on a bounded queue.
 An encoder thread of the sink's own takes frames off the queue, encodes them (H.264 through PyAV's
-``libx264`` where it exists, MPEG-4 Part 2 otherwise) and muxes them. Each frame's ``pts`` is its tick number
-since the recording began, at the clock's rate, so the file lasts exactly as long as the show did and a frame
-repeated by the clock is repeated in the file.
+``libx264`` where it exists, MPEG-4 Part 2 otherwise) and muxes them. Each frame's ``pts`` is its tick's place
+on the clock's grid since the recording began (:class:`TickGrid`): the tick number, plus the ticks the clock
+skipped after a stall, so the file lasts exactly as long as the show did, a frame repeated by the clock is
+repeated in the file, and the picture keeps time with the music.
+
+With :meth:`RecordingSink.expect_audio` (before open) the file gets an audio track, and
+:meth:`RecordingSink.attach_audio` hands it the audio as it is heard; the same encoder thread places each block
+beside the frame shown when it was heard and encodes it (:mod:`~metadj_bridge.video.record_audio`). Without an
+attached feed the track is silent.
 
 If the encoder falls so far behind that the queue is full, the newest frame is dropped, counted and logged
 (rate-limited); the gap in the ``pts`` keeps the picture in time with the show. :meth:`RecordingSink.close`
@@ -18,6 +24,7 @@ A recording never overwrites a file: if ``show.mp4`` exists the recording goes t
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -32,6 +39,7 @@ from av.container import OutputContainer
 from av.video.stream import VideoStream
 
 from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.video.record_audio import AudioFeed, AudioTrack, open_audio_track
 from metadj_bridge.video.sink import ShownFrame
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,13 @@ class RecordingStats:
     codec: str
     #: Mean time to encode one frame, in milliseconds (0 before the first frame).
     encode_ms: float
+    #: The audio track's codec ("aac" or "libopus"); empty without one.
+    audio_codec: str = ""
+    #: Seconds of audio in the file so far.
+    audio_seconds: float = 0.0
+    #: Seconds of silence written where the audio had gaps, and of audio cut where it overlapped or ran ahead.
+    audio_filled: float = 0.0
+    audio_cut: float = 0.0
 
 
 def pick_codec() -> str:
@@ -92,6 +107,32 @@ def free_path(path: Path) -> Path:
         n += 1
 
 
+class TickGrid:
+    """Each tick's place in the file, in frames, from its ``ShownFrame.t``.
+
+    The clock ticks on a grid (``start + n / fps``) and shows a tick at most one period after its deadline; after
+    a stall it skips the ticks it missed, and its indices then run on without a gap while its times jump. The
+    grid puts every tick at ``floor((t - origin) * fps)``, never on or before the previous one, with ``origin``
+    the earliest grid start the ticks seen so far allow. That slot is never later than the tick's own deadline,
+    so a late tick never takes the next one's place, and a skip leaves a gap (the previous frame shows on).
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        #: ``time.monotonic()`` of file time 0 (the first tick's time until a tick shows it was earlier).
+        self.origin: float | None = None
+        self._last = -1
+
+    def place(self, t: float) -> int:
+        if self.origin is None:
+            self.origin, self._last = t, 0
+            return 0
+        slot = max(self._last + 1, math.floor((t - self.origin) * self.fps))
+        self.origin = min(self.origin, t - slot / self.fps)
+        self._last = slot
+        return slot
+
+
 class RecordingSink:
     """A :class:`~metadj_bridge.video.sink.FrameSink` that records every shown frame to an MP4 or MKV file.
 
@@ -99,7 +140,7 @@ class RecordingSink:
     ``--output record:...`` is refused before anything starts). ``queue_seconds`` is how much the encoder may
     fall behind (in seconds of frames) before frames are dropped. ``codec`` forces one of :data:`CODECS`;
     by default :func:`pick_codec` chooses in :meth:`open`. ``preset`` is x264's speed preset (one of
-    :data:`PRESETS`; ignored by ``mpeg4``).
+    :data:`PRESETS`; ignored by ``mpeg4``). ``audio=True`` is :meth:`expect_audio`.
     """
 
     name = "record"
@@ -111,6 +152,7 @@ class RecordingSink:
         queue_seconds: float = 1.0,
         codec: str | None = None,
         preset: str = "veryfast",
+        audio: bool = False,
     ) -> None:
         self._requested = Path(path).expanduser()
         suffix = self._requested.suffix.lower()
@@ -134,7 +176,11 @@ class RecordingSink:
         self._thread: threading.Thread | None = None
         self._size = (0, 0)
         self._codec = ""
-        self._first_index: int | None = None
+        self._grid: TickGrid | None = None
+        self._end_pts = 0
+        self._audio_wanted = audio
+        self._audio: AudioTrack | None = None
+        self._feed: AudioFeed | None = None
         self._shown = 0
         self._written = 0
         self._dropped = 0
@@ -158,7 +204,30 @@ class RecordingSink:
             queued=self._queue.qsize(),
             codec=self._codec,
             encode_ms=1000.0 * self._encode_seconds / self._written if self._written else 0.0,
+            **(self._audio.stats() if self._audio is not None else {}),
         )
+
+    def expect_audio(self) -> None:
+        """Give the file an audio track (call before :meth:`open`): silent until :meth:`attach_audio`."""
+        if self._container is not None or self._closed:
+            raise VideoOutputError(f"recording {str(self.path)!r}: an audio track must be asked for before it opens")
+        self._audio_wanted = True
+
+    def attach_audio(self, feed: AudioFeed) -> None:
+        """The music heard from now on goes into the file's audio track (any thread, any time while recording).
+        Before :meth:`open` this also asks for the track. The sink closes ``feed`` when it closes."""
+        with self._lock:  # close() marks the sink closed under the same lock: no feed is attached after it
+            refused = self._closed or (self._container is not None and self._audio is None)
+            replaced = None
+            if not refused:
+                self._audio_wanted = True
+                replaced, self._feed = self._feed, feed
+        if replaced is not None:
+            replaced.close()
+        if refused:
+            feed.close()
+            if not self._closed and not self._audio_wanted:
+                raise VideoOutputError(f"recording {str(self.path)!r} was opened without an audio track")
 
     def open(self, width: int, height: int, fps: float) -> None:
         if self._closed:
@@ -193,6 +262,8 @@ class RecordingSink:
             container.close()
             _remove_quietly(path)
             raise VideoOutputError(f"cannot record to {str(path)!r} with {codec}: {_reason(exc)}") from exc
+        if self._audio_wanted:
+            self._audio = open_audio_track(container, path)
         self._path, self._container, self._stream = path, container, stream
         self._size, self._codec = (width, height), codec
         self._queue = queue.Queue(maxsize=max(2, round(float(rate) * self._queue_seconds)))
@@ -201,19 +272,23 @@ class RecordingSink:
         )
         self._thread.start()
         logger.info(
-            "recording %dx%d at %g fps to %s (%s, %s%s)", width, height, float(rate), path, self._format, codec,
+            "recording %dx%d at %g fps to %s (%s, %s%s%s)", width, height, float(rate), path, self._format, codec,
             f" {self._preset}" if codec == "libx264" else "",
+            f", sound {self._audio.codec}" if self._audio is not None else "",
         )
 
     def show(self, shown: ShownFrame) -> None:
         if self._container is None or self._closed or self._failed:
             return
-        if self._first_index is None:
-            self._first_index = shown.index
+        if self._grid is None:
+            assert self._stream is not None
+            self._grid = TickGrid(float(self._stream.codec_context.framerate or 30))
+        pts = self._grid.place(shown.t)
+        self._end_pts = pts + 1
         self._shown += 1
         try:
             # The pts goes with the frame: the clock may show the same frame object again with another pts.
-            self._queue.put_nowait((shown.frame, shown.index - self._first_index))
+            self._queue.put_nowait((shown.frame, pts, self._grid.origin))
         except queue.Full:
             self._dropped += 1
             self._log_drops()
@@ -229,21 +304,29 @@ class RecordingSink:
         if self._dropped > self._dropped_logged:
             self._last_drop_log = float("-inf")
             self._log_drops()
+        feed, self._feed = self._feed, None
         container, stream = self._container, self._stream
         if container is None or stream is None:
+            if feed is not None:
+                feed.close()
             return
         self._container = None
+        seconds = self._end_pts / float(stream.codec_context.framerate or 1)
         try:
             if not self._failed:
                 for packet in stream.encode(None):
                     container.mux(packet)
+            if self._audio is not None:  # the last sound heard, then silence to the end of the picture
+                self._audio.finish(feed, self._grid.origin if self._grid else None, seconds, ok=not self._failed)
+            elif feed is not None:
+                feed.close()
             container.close()
         except (OSError, av.FFmpegError) as exc:
             logger.error("recording %s could not be finished: %s", self._path, _reason(exc))
         else:
-            seconds = self._written / float(stream.codec_context.framerate or 1)
             logger.info(
-                "recording %s closed: %d frames (%.1f s), %d dropped", self._path, self._written, seconds, self._dropped
+                "recording %s closed: %d frames (%.1f s), %d dropped%s", self._path, self._written, seconds,
+                self._dropped, f", {self._audio.seconds:.1f} s of sound" if self._audio is not None else "",
             )
 
     def _claim(self) -> Path:
@@ -269,7 +352,7 @@ class RecordingSink:
                 return
             if self._failed:
                 continue  # keep draining so show() and close() never wait on a dead encoder
-            frame, pts = item
+            frame, pts, origin = item
             started = time.perf_counter()
             try:
                 own = _own_copy(frame, width, height)
@@ -282,6 +365,8 @@ class RecordingSink:
                 continue
             self._encode_seconds += time.perf_counter() - started
             self._written += 1
+            if self._audio is not None:
+                self._audio.pump(self._feed, origin, (pts + 1) / float(stream.codec_context.framerate or 1))
 
     def _log_drops(self) -> None:
         now = time.monotonic()
