@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="join Ableton Link as a follower (pip install \"metadj-bridge[link]\")")
     run.add_argument("--osc-out", metavar="HOST:PORT", help="send BPM and beats to a TouchOSC layout or another app")
     run.add_argument("--output", metavar="LIST",
-                     help="video outputs: vcam, preview, record:FILE.mp4 (comma-separated), or none (default: the "
+                     help="video outputs: vcam, preview, record:FILE.mp4, ndi:NAME, syphon:NAME (macOS), spout:NAME "
+                     "(Windows) (comma-separated), or none (default: the "
                      "profile's, vcam)")
     run.add_argument("--preview-port", type=int, metavar="PORT", help="deprecated alias of --http-port")
     run.add_argument("--video-source", metavar="CAMERA|FILE",

@@ -984,7 +984,8 @@ async def _video_delay(width: int, height: int, frames: list[object], seconds: f
 
 
 def bench_video(args: argparse.Namespace) -> None:
-    """Decode, convert and camera-send cost per frame; the clock's top rate on one core; the added delay."""
+    """Decode, convert and camera-send cost per frame; the clock's top rate on one core; the added delay; the cost
+    per frame of ndi:, syphon: and spout: (or why one is not available here)."""
     import os
 
     from metadj_bridge.video.capture import register_capture_backend
@@ -1020,6 +1021,121 @@ def bench_video(args: argparse.Namespace) -> None:
         delays, skipped = asyncio.run(_video_delay(width, height, frames, args.seconds))
         print(f"  {width}x{height}: median {ms(delays):.1f} ms  p95 {ms(delays, 0.95):.1f} ms  (one period is 33.3 ms;"
               f" {len(delays)} frames, {skipped} ticks skipped)")
+
+    print("video: named outputs, per frame at 30 fps (show = the clock thread's cost; NDI's compress and send run "
+          "in the sink's own thread, a receiver in this process connected)")
+    for width, height in VIDEO_SIZES:
+        for line in _video_named_outputs(width, height, clips[(width, height)]):
+            print(f"  {width}x{height} {line}")
+
+
+def _ndi_bench_receiver(source: str) -> Callable[[], None]:
+    """A cyndilib receiver of ``source`` on loopback, polled on a thread so that NDI really compresses and sends.
+    Returns what stops it."""
+    import threading
+
+    from cyndilib.finder import Finder
+    from cyndilib.receiver import Receiver
+    from cyndilib.video_frame import VideoFrameSync
+
+    finder = Finder()
+    finder.open()
+    deadline = time.monotonic() + 10
+    found = None
+    while found is None and time.monotonic() < deadline:
+        finder.wait_for_sources(0)  # cyndilib keeps the GIL while NDI waits: poll instead
+        time.sleep(0.05)
+        found = next((s for s in finder.iter_sources() if s.stream_name == source), None)
+    finder.close()
+    if found is None:
+        raise RuntimeError(f"NDI source {source} not found on loopback")
+    receiver = Receiver()
+    receiver.frame_sync.set_video_frame(VideoFrameSync())
+    receiver.connect_to(found)
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.003):
+            receiver.frame_sync.capture_video()
+        receiver.disconnect()
+
+    thread = threading.Thread(target=poll, name="bench-ndi-receiver", daemon=True)
+    thread.start()
+
+    def stop_receiver() -> None:
+        stop.set()
+        thread.join()
+
+    return stop_receiver
+
+
+def _video_named_outputs(width: int, height: int, frames: list[object]) -> list[str]:
+    """ndi:, syphon: and spout: fed the clip's frames at 30 fps: a line each with its cost, or why it is not here."""
+    import json
+    import os
+    import tempfile
+
+    from metadj_bridge.errors import VideoOutputError
+    from metadj_bridge.video.convert import FrameFitter, i420_frame
+    from metadj_bridge.video.ndi import NdiSink
+    from metadj_bridge.video.sink import ShownFrame
+    from metadj_bridge.video.texture_sharing import SpoutSink, SyphonSink, bgra
+
+    if "NDI_CONFIG_DIR" not in os.environ:  # NDI on loopback only: the benchmark advertises nothing on the LAN
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix="metadj-bench-ndi-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        Path(folder, "ndi-config.v1.json").write_text(json.dumps({"ndi": {
+            "networks": {"ips": "127.0.0.1", "discovery": ""}, "adapters": {"allowed": ["127.0.0.1"]},
+            "multicast": {"send": {"enable": False}, "recv": {"enable": False}}}}), encoding="utf-8")
+        os.environ["NDI_CONFIG_DIR"] = folder
+    fitter = FrameFitter(width, height)
+    shown = [ShownFrame(i420_frame(fitter.fit(f), width, height), i, 0.0, "live", 0.0)  # type: ignore[arg-type]
+             for i, f in enumerate(frames)]
+    lines = []
+    for sink in (NdiSink(f"metadj-bench-{os.getpid()}-{width}"), SyphonSink("metadj-bench"), SpoutSink("metadj-bench")):
+        try:
+            sink.open(width, height, 30)
+        except VideoOutputError as exc:
+            part = ""
+            if not isinstance(sink, NdiSink):  # the share itself needs its OS; the conversion before it runs anywhere
+                convert = []
+                for frame in shown:
+                    t0 = time.perf_counter()
+                    bgra(frame)
+                    convert.append(time.perf_counter() - t0)
+                part = f" (its I420 -> BGRA conversion, measured here: {percentile(convert, 0.5) * 1000:.2f} ms)"
+            lines.append(f"{sink.name.split(':')[0]}: not available here: {exc}{part}")
+            continue
+        stop_receiver = _ndi_bench_receiver(sink.source_name) if isinstance(sink, NdiSink) else None
+        if isinstance(sink, NdiSink):
+            deadline = time.monotonic() + 10
+            while sink.connections() == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        costs: list[float] = []
+        start = time.monotonic()
+        for n, frame in enumerate(shown):
+            t0 = time.perf_counter()
+            sink.show(frame)
+            costs.append(time.perf_counter() - t0)
+            time.sleep(max(0.0, start + (n + 1) / 30 - time.monotonic()))
+        time.sleep(0.2)
+        extra = ""
+        if isinstance(sink, NdiSink):
+            send = sink.send_ms()
+            extra = (f"  NDI compress+send {send:.2f} ms (sender thread), {sink.sent} sent, {sink.dropped} replaced "
+                     f"while sending, {sink.connections()} receiver(s)") if send is not None else "  nothing sent"
+        sink.close()
+        if stop_receiver is not None:
+            stop_receiver()
+            # NDI's Linux runtime leaves an empty marker file per source name; this name is this run's alone
+            Path(tempfile.gettempdir(), f"NTK_SEND_{sink.name.split(':', 1)[1]}").unlink(missing_ok=True)
+        lines.append(f"{sink.name.split(':')[0]}: show {percentile(costs, 0.5) * 1000:.2f} ms "
+                     f"(p95 {percentile(costs, 0.95) * 1000:.2f}){extra}")
+    return lines
 
 
 def bench_daemon(args: argparse.Namespace) -> None:
@@ -1074,7 +1190,8 @@ def main(argv: list[str] | None = None) -> int:
     mapping.add_argument("--mappings", type=int, default=100)
     mapping.add_argument("--seconds", type=float, default=60.0)
     video = sub.add_parser(
-        "video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay"
+        "video", help="virtual webcam: decode, convert and camera send per frame; top clock rate; added delay; "
+        "NDI, Syphon and Spout per frame"
     )
     video.add_argument("--seconds", type=float, default=3.0)
     daemon = sub.add_parser("daemon", help="whole-daemon CPU and RSS on the standard show (default 5 minutes)")

@@ -10,7 +10,9 @@ from metadj_bridge.profile.model import VideoSettings
 from metadj_bridge.profile.yamlnodes import YNode
 
 VIDEO_KEYS = ("outputs", "size", "fps", "device", "backend", "slate_after", "preview_port", "source", "ref_images")
-OUTPUT_KINDS = ("vcam", "preview", "record")
+OUTPUT_KINDS = ("vcam", "preview", "record", "ndi", "syphon", "spout")
+#: Outputs other programs find by name: ndi:NAME (any OS), syphon:NAME (macOS), spout:NAME (Windows).
+NAMED_KINDS = ("ndi", "syphon", "spout")
 RECORD_SUFFIXES = (".mp4", ".mkv")
 #: pyvirtualcam's backends, and "capture": a stand-in camera that takes the frames and shows them nowhere
 #: (benchmarks and soak tests on machines without a camera driver).
@@ -24,11 +26,19 @@ def _relative(node: YNode, value: str) -> str:
 
 
 def output(node: YNode, path: str) -> str:
-    """One output word: vcam, preview or record:<path> (the path made absolute, relative to the profile)."""
+    """One output word: vcam, preview, record:<path> (the path made absolute, relative to the profile), ndi:NAME,
+    syphon:NAME or spout:NAME."""
     word = f.text(node, path)
     kind, sep, rest = word.partition(":")
     if kind not in OUTPUT_KINDS:
-        f.fail_value(node, path, "expected vcam, preview or record:FILE.mp4" + f.suggest(kind, OUTPUT_KINDS))
+        f.fail_value(node, path, "expected vcam, preview, record:FILE.mp4, ndi:NAME, syphon:NAME or spout:NAME"
+                     + f.suggest(kind, OUTPUT_KINDS))
+    if kind in NAMED_KINDS:
+        name = rest.strip()
+        if not name or len(name) > 63 or any(not ch.isprintable() or ch == "," for ch in name):
+            f.fail_value(node, path, f"{kind} needs a name of 1-63 printable characters without commas: "
+                         f"{kind}:MetaDJ")
+        return f"{kind}:{name}"
     if kind == "record":
         target = rest.strip()
         if not sep or not target:

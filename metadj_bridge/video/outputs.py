@@ -22,16 +22,38 @@ def parse_outputs(text: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in text.split(",") if item.strip())
     if items == ("none",):
         return ()
+    named = []
     for item in items:
         kind, sep, rest = item.partition(":")
+        if kind in NAMED_OUTPUTS:
+            named.append(f"{kind}:{check_output_name(kind, rest, f'--output {item!r}')}")
+            continue
         if kind not in ("vcam", "preview", "record") or (kind == "record") != bool(sep and rest):
             raise ConfigError(
-                f"--output {item!r}: expected vcam, preview, record:FILE.mp4 (or .mkv), "
-                "several separated by commas, or none"
+                f"--output {item!r}: expected vcam, preview, record:FILE.mp4 (or .mkv), ndi:NAME, syphon:NAME, "
+                "spout:NAME, several separated by commas, or none"
             )
         if kind == "record" and not rest.lower().endswith((".mp4", ".mkv")):
             raise ConfigError(f"--output {item!r}: a recording is .mp4 or .mkv")
-    return tuple(dict.fromkeys(items))
+        named.append(item)
+    return tuple(dict.fromkeys(named))
+
+
+#: Outputs that other programs find by a name: an NDI source, a Syphon server (macOS), a Spout sender (Windows).
+NAMED_OUTPUTS = ("ndi", "syphon", "spout")
+#: The longest NAME accepted (NDI shows a source as "MACHINE (NAME)"; VJ software's source lists cut long names).
+MAX_OUTPUT_NAME = 63
+
+
+def check_output_name(kind: str, name: str, where: str) -> str:
+    """The NAME of ``ndi:NAME``, ``syphon:NAME`` or ``spout:NAME``, stripped; :class:`ConfigError` when unusable."""
+    stripped = name.strip()
+    if not stripped:
+        raise ConfigError(f"{where}: {kind} needs a name: {kind}:NAME, e.g. {kind}:MetaDJ")
+    if len(stripped) > MAX_OUTPUT_NAME or any(not ch.isprintable() or ch == "," for ch in stripped):
+        raise ConfigError(f"{where}: {kind} name {stripped!r} must be 1-{MAX_OUTPUT_NAME} printable characters "
+                          "without commas")
+    return stripped
 
 
 class FallbackSink:
@@ -92,8 +114,21 @@ def build_sinks(
                 sinks.append(FallbackSink(camera, None if always_preview else shared))
         elif kind == "preview":
             sinks.append(shared)
+        elif kind in NAMED_OUTPUTS:
+            sinks.append(_named_sink(kind, rest))
         else:
             sinks.append(RecordingSink(rest))
     if always_preview and shared not in sinks:
         sinks.append(shared)
     return sinks
+
+
+def _named_sink(kind: str, name: str) -> FrameSink:
+    """The sink of ``ndi:NAME``, ``syphon:NAME`` or ``spout:NAME``; its library loads only when it opens."""
+    if kind == "ndi":
+        from metadj_bridge.video.ndi import NdiSink
+
+        return NdiSink(name)
+    from metadj_bridge.video.texture_sharing import SpoutSink, SyphonSink
+
+    return SyphonSink(name) if kind == "syphon" else SpoutSink(name)
