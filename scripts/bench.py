@@ -26,6 +26,7 @@ import contextlib
 import logging
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -1027,6 +1028,13 @@ def bench_video(args: argparse.Namespace) -> None:
     for width, height in VIDEO_SIZES:
         for line in _video_named_outputs(width, height, clips[(width, height)]):
             print(f"  {width}x{height} {line}")
+
+    # The whole daemon with three screens, each on an emulator process of its own (scripts/bench_screens.py).
+    print("video: the whole daemon driving three screens at 1024x576 (target: under 60% of one core, 350 MB)")
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_screens.py")), "--screens", "3",
+                           "--size", "1024x576", "--seconds", str(max(20.0, args.seconds))],
+                          capture_output=True, text=True, check=False)
+    print("\n".join("  " + line for line in (done.stdout or done.stderr).strip().splitlines()))
 
 
 def _ndi_bench_receiver(source: str) -> Callable[[], None]:

@@ -185,3 +185,23 @@ async def test_a_spout_receiver_gets_the_picture() -> None:
         await clock.aclose()
     image = np.frombuffer(buffer, np.uint8).reshape(36, 64, 4)
     assert np.allclose(image[..., :3].mean(axis=(0, 1)), 191, atol=6)
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="checks the wrong-OS findings as Linux gives them")
+def test_doctor_says_which_named_outputs_can_open_here_on_every_screen(tmp_path: Path) -> None:
+    from metadj_bridge.doctor.needs import check_named_outputs
+    from metadj_bridge.profile import load_profile
+    from metadj_bridge.run.plan import RunOptions, make_plan
+    from metadj_bridge.video.ndi import unavailable_reason
+
+    path = tmp_path / "show.yaml"
+    path.write_text("themes: {a: {prompts: [x]}}\nvideo: {outputs: [vcam, 'ndi:Main', 'syphon:Main']}\n"
+                    "screens:\n  left: {video: {outputs: ['spout:Left']}}\n")
+    findings = check_named_outputs(make_plan(RunOptions(), load_profile(path)))
+    by_output = {f.summary.split(" ")[0].rstrip(":"): f for f in findings}
+    assert set(by_output) == {"ndi:Main", "syphon:Main", "spout:Left"}
+    ndi = by_output["ndi:Main"]
+    assert (ndi.status.value == "ok") == (unavailable_reason() is None)
+    assert by_output["syphon:Main"].status.value == "warning" and "macOS" in by_output["syphon:Main"].summary
+    spout = by_output["spout:Left"]
+    assert spout.status.value == "warning" and "(screen left)" in spout.summary and "Windows" in spout.summary

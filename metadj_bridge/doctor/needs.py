@@ -28,6 +28,33 @@ def check_extras(plan: RunPlan) -> list[Finding]:
         except ConfigError as exc:
             findings.append(Finding("extras", Status.PROBLEM, str(exc), f"install it: {INSTALL_HINT}; or turn Link "
                                     "off (inputs.tempo.link: false, no --link)"))
+    findings.extend(check_named_outputs(plan))
+    return findings
+
+
+def check_named_outputs(plan: RunPlan) -> list[Finding]:
+    """Each ``ndi:``, ``syphon:`` and ``spout:`` output of every screen: can it open on this computer? One that
+    cannot is a WARNING (the run goes on with the other outputs and says why once)."""
+    wanted = [(output, "") for output in plan.video_outputs]
+    wanted += [(output, f" (screen {screen.name})") for screen in plan.screens for output in screen.outputs]
+    findings: list[Finding] = []
+    for output, where in wanted:
+        kind, _, name = output.partition(":")
+        if kind not in ("ndi", "syphon", "spout"):
+            continue
+        if kind == "ndi":
+            from metadj_bridge.video.ndi import unavailable_reason
+
+            reason = unavailable_reason()
+        else:
+            from metadj_bridge.video import texture_sharing
+
+            reason = texture_sharing.unavailable_reason(kind)
+        if reason is None:
+            findings.append(Finding("outputs", Status.OK, f"{output}{where}: {kind} can open here"))
+        else:
+            findings.append(Finding("outputs", Status.WARNING, f"{output}{where} cannot open here: {reason}",
+                                    "install the extra it names, or take it out of the outputs on this computer"))
     return findings
 
 
