@@ -202,17 +202,28 @@ async def open_video(stack: contextlib.AsyncExitStack, plan: RunPlan, session: S
     (the web server's picture) is always one of the sinks when given."""
     if not plan.video_outputs:
         return None
+    return await open_output_clock(
+        stack, session, plan.video_outputs, size=plan.video_size, fps=plan.video_fps, slate_after=plan.slate_after,
+        device=plan.video_device, backend=plan.video_backend, preview=preview, always_preview=preview is not None,
+        audio=plan.audio != "none")
+
+
+async def open_output_clock(stack: contextlib.AsyncExitStack, session: ScopeSession, outputs: Iterable[str], *,
+                            size: tuple[int, int], fps: float, slate_after: float, device: str | None,
+                            backend: str | None, preview: FrameSink | None, always_preview: bool,
+                            audio: bool) -> OutputClock:
+    """One screen's output clock with the sinks of ``outputs``, fed by ``session``'s frames; with ``audio`` its
+    recordings get a sound track (the music joins with :func:`connect_recording_audio`)."""
     from metadj_bridge.video.clock import OutputClock
     from metadj_bridge.video.outputs import build_sinks
     from metadj_bridge.video.slate import reason_from_session
 
-    sinks = build_sinks(plan.video_outputs, device=plan.video_device, backend=plan.video_backend,
-                        preview=preview, always_preview=preview is not None)
-    if plan.audio != "none":
+    sinks = build_sinks(tuple(outputs), device=device, backend=backend, preview=preview,
+                        always_preview=always_preview)
+    if audio:
         expect_recording_audio(sinks)
-    width, height = plan.video_size
-    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
-                        reason=reason_from_session(session))
+    width, height = size
+    clock = OutputClock(width, height, fps, sinks, slate_after=slate_after, reason=reason_from_session(session))
     stack.push_async_callback(clock.aclose)
     await clock.start()
     session.add_frame_listener(clock.push)

@@ -292,22 +292,11 @@ async def _open_screen_video(stack: contextlib.AsyncExitStack, plan: ScreenPlan,
                              preview: PreviewSink, audio: bool) -> OutputClock:
     """The screen's output clock: its outputs and its preview (the web page's picture of this screen). With
     ``audio`` its recordings get a sound track, the music joined once the analysis runs."""
-    from metadj_bridge.run.parts import expect_recording_audio
-    from metadj_bridge.video.clock import OutputClock
-    from metadj_bridge.video.outputs import build_sinks
-    from metadj_bridge.video.slate import reason_from_session
+    from metadj_bridge.run.parts import open_output_clock
 
-    sinks = build_sinks(plan.outputs, device=plan.video_device, backend=plan.video_backend, preview=preview,
-                        always_preview=True)
-    if audio:
-        expect_recording_audio(sinks)
-    width, height = plan.video_size
-    clock = OutputClock(width, height, plan.video_fps, sinks, slate_after=plan.slate_after,
-                        reason=reason_from_session(session))
-    stack.push_async_callback(clock.aclose)
-    await clock.start()
-    session.add_frame_listener(clock.push)
-    return clock
+    return await open_output_clock(
+        stack, session, plan.outputs, size=plan.video_size, fps=plan.video_fps, slate_after=plan.slate_after,
+        device=plan.video_device, backend=plan.video_backend, preview=preview, always_preview=True, audio=audio)
 
 
 async def _watch(screen: Screen) -> None:
