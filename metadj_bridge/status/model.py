@@ -146,8 +146,8 @@ class BridgeStatus:
         if self.video is not None:
             v = self.video.stats()
             snap["video"] = {"outputs": list(v.sinks), "frames_shown": v.frames_shown, "repeats": v.repeats,
-                             "slates": v.slates, "convert_ms": v.convert_ms, "delay_ms": v.delay_ms,
-                             "preview_url": self.preview_url}
+                             "slates": v.slates, "skipped_ticks": v.skipped_ticks, "convert_ms": v.convert_ms,
+                             "delay_ms": v.delay_ms, "preview_url": self.preview_url}
         return snap
 
     def _inputs(self) -> dict[str, Any]:

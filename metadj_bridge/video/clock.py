@@ -124,6 +124,8 @@ class OutputClock:
         self._delay_s: deque[float] = deque(maxlen=STATS_WINDOW)
         self._show_warnings: dict[int, RateLimitedWarning] = {}
         self._bad_frames = RateLimitedWarning(log, "frames from Scope that could not be converted")
+        self._stalls = RateLimitedWarning(log, "video out: ticks missed while this computer was too busy (the last "
+                                               "picture held on, a recording holds it over them)")
 
     # ------------------------------------------------------------------ event loop side
 
@@ -164,6 +166,9 @@ class OutputClock:
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join)
+            st = self.stats()
+            log.info("video out closed: %d frames shown (%d live, %d repeats, %d slates), %d ticks missed while the "
+                     "computer was too busy", st.frames_shown, st.live, st.repeats, st.slates, st.skipped_ticks)
 
     def stats(self) -> ClockStats:
         with self._lock:
@@ -264,6 +269,7 @@ class OutputClock:
             if behind > 0:  # missed whole ticks: skip them rather than burst
                 self._skipped += behind
                 tick += behind
+                self._stalls.note(f"{behind} tick(s), {1000 * (now - deadline):.0f} ms late")
             kind: Literal["live", "repeat", "slate"]
             if fresh is not None:
                 shown_frame, kind, fresh = fresh, "live", None
