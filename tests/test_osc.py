@@ -81,6 +81,8 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self.max_lag = 0.0
+        #: Wake-ups so far: a loop frozen by the work under test would have almost none.
+        self.beats = 0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
@@ -88,6 +90,7 @@ class Heartbeat:
             start = time.monotonic()
             await asyncio.sleep(0.005)
             self.max_lag = max(self.max_lag, time.monotonic() - start - 0.005)
+            self.beats += 1
 
     def __enter__(self) -> Self:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
@@ -424,7 +427,11 @@ async def test_flood_is_counted_and_logged_rarely(
     assert c.received >= 1000, c
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert 1 <= len(warnings) <= 3
-    assert beat.max_lag < 0.5
+    # The loop kept running through the flood: it woke many times, never stalled for long. The bound is loose on
+    # purpose (a sender thread in this process shares the GIL on a loaded 2-core machine); a loop that handled the
+    # whole burst at once would stall for the whole drain and wake only a few times.
+    assert beat.beats >= 10, beat.beats
+    assert beat.max_lag < 1.0, beat.max_lag
     assert osc_in.running
 
 

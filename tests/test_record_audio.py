@@ -315,7 +315,7 @@ def answer_clicks(feed: TapQueue, clock: OutputClock, heard: list[float], stop: 
 async def test_each_click_and_the_frame_stamped_for_it_keep_their_live_distance_in_the_file(tmp_path: Path) -> None:
     fps, period = 30.0, 1 / 30.0
     intervals = [0.61, 0.83, 0.97, 0.71, 1.13, 0.77, 0.89]
-    clicks = [1.0 + sum(intervals[i % len(intervals)] for i in range(n)) for n in range(22)]
+    clicks = [1.0 + sum(intervals[i % len(intervals)] for i in range(n)) for n in range(12)]
     source = WavFileSource(click_track(clicks[-1] + 1.0, clicks), RATE, hop_size=hop_size_for(RATE), realtime=True)
     analyzer = AudioAnalyzer(source)
     log = StampLog()
