@@ -23,7 +23,7 @@ from metadj_bridge.inputs.midi_decode import (
     RelativeEncoder,
 )
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
-from metadj_bridge.run.screens import ScreenPlan, check_screens, screen_plans
+from metadj_bridge.run.screens import ScreenPlan, check_screens, scope_size, screen_plans
 from metadj_bridge.scope.api import normalise_url
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         url = normalise_url(url)
     if options.aspect is not None:
         width, height = parameters.ASPECT_PRESETS[options.aspect]
-    elif scope.resolution is not None:
-        width, height = scope.resolution
     else:
-        width, height = parameters.ASPECT_PRESETS[scope.aspect or "16:9"]
+        width, height = scope_size(scope)
     steps = tuple(parameters.DENOISING_PRESETS[options.denoise]) if options.denoise else tuple(scope.denoising)
     lo = options.min_send_interval if options.min_send_interval is not None else scope.min_send_interval
     hi = options.max_send_interval if options.max_send_interval is not None else scope.max_send_interval

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from metadj_bridge import parameters
 from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning
-from metadj_bridge.profile.model import PromptSpec, ShowProfile
+from metadj_bridge.profile.model import PromptSpec, ScopeSettings, ShowProfile
 from metadj_bridge.profile.screens import MAIN_SCREEN
 
 if TYPE_CHECKING:
@@ -63,10 +63,7 @@ def screen_plans(profile: ShowProfile, options: RunOptions) -> tuple[ScreenPlan,
     plans = []
     for screen in profile.screens:
         scope, video = screen.scope, screen.video
-        if scope.resolution is not None:
-            width, height = scope.resolution
-        else:
-            width, height = parameters.ASPECT_PRESETS[scope.aspect or "16:9"]
+        width, height = scope_size(scope)
         url = None if options.rehearse or scope.url is None else normalise_url(scope.url)
         plans.append(ScreenPlan(
             name=screen.name, scope_url=url, pipeline=scope.pipeline, width=width, height=height,
@@ -76,6 +73,14 @@ def screen_plans(profile: ShowProfile, options: RunOptions) -> tuple[ScreenPlan,
             video_backend=video.backend, slate_after=video.slate_after, prompts=dict(screen.prompts),
         ))
     return tuple(plans)
+
+
+def scope_size(scope: ScopeSettings) -> tuple[int, int]:
+    """The pipeline's load size a ``scope:`` section asks for: its resolution, else its aspect's preset (16:9)."""
+    if scope.resolution is not None:
+        return scope.resolution
+    width, height = parameters.ASPECT_PRESETS[scope.aspect or "16:9"]
+    return width, height
 
 
 def check_screens(main_url: str | None, plans: tuple[ScreenPlan, ...]) -> None:

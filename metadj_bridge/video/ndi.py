@@ -174,7 +174,10 @@ class NdiSink:
         with self._wake:
             old, self._sender = self._sender, None
             if old is not None:
-                old.close()
+                try:
+                    old.close()
+                except Exception as exc:  # noqa: BLE001 - the broken sender is dropped either way
+                    log.debug("closing the failed NDI sender %s: %s", self.name, exc)
             try:
                 self._sender = self._make_sender()
             except VideoOutputError as exc:
