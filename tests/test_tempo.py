@@ -2,7 +2,8 @@
 
 The fixtures (metadj_bridge.inputs.synth) include every case design.md lists where a raw tracker goes wrong:
 off-beat bass with sidechain pumping, 174 BPM drum-and-bass, broken beats, swing, 3/4, a tempo ramp, and an
-8-bar breakdown without a kick followed by a drop; and a 64 BPM ballad whose eighth-note hats invite 128.
+8-bar breakdown without a kick followed by a drop; a 64 BPM ballad whose eighth-note hats invite 128, and a
+half-time drum-and-bass track whose kick and snare invite 86.
 Real music is measured by ``scripts/bench_realmusic.py`` (the development set is not shipped).
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs import synth
+from metadj_bridge.inputs import beat_hmm, synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.evaluation import bpm_error, f_measure
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
@@ -107,6 +108,34 @@ def test_a_slow_ballad_is_not_read_at_double_tempo(bpm: float, seed: int) -> Non
     r = track_run(synth.render(synth.TrackSpec(f"ballad-{bpm}", "ballad", bpm, 12, seed=seed)))
     assert f_measure(r.track.beats, r.beats).f_measure >= 0.95
     assert r.final_bpm == pytest.approx(bpm, abs=0.5)
+
+
+def test_half_time_drum_and_bass_is_read_at_its_sixteenths_tempo(runs: dict[str, Run]) -> None:
+    """Kick on 1 and one snare on 3 of a 172 BPM bar sound like 86 BPM with a backbeat; the ghost notes and hats
+    move in 172's sixteenths, which would be 32nds at 86: the tatum rule reads 172, beat for beat."""
+    r = runs["dnb-halftime-172"]
+    assert r.final_bpm == pytest.approx(172, rel=0.02)
+    assert f_measure(r.track.beats, r.beats).f_measure >= 0.95
+    late = r.report_bpms[r.report_times > 8.0]
+    assert np.all(np.abs(late / 172 - 1) <= 0.02), (late.min(), late.max())
+
+
+def test_the_tatum_is_the_fastest_regular_pulse() -> None:
+    """``tatum_lag`` reads the sixteenths (7.5 hops at 172 BPM) from an activation's autocorrelation, and nothing
+    from eighth notes at a ballad's tempo (40 hops, no faster pulse): the tatum rule then leaves its tempo alone."""
+    hops = np.arange(430)
+
+    def acf(onsets: np.ndarray) -> np.ndarray:
+        x = np.zeros(len(hops))
+        x[np.round(onsets).astype(int) % len(hops)] = 1.0
+        x[np.round(onsets[::8]).astype(int) % len(hops)] = 3.0  # louder every half-time beat
+        x -= x.mean()
+        spectrum = np.fft.rfft(x, 1024)
+        return np.fft.irfft(np.abs(spectrum) ** 2, 1024)
+
+    sixteenths = acf(np.arange(0, 430, 7.5))
+    assert beat_hmm.tatum_lag(sixteenths, 5, 20) == pytest.approx(7.5, abs=0.5)
+    assert beat_hmm.tatum_lag(acf(np.arange(0, 430, 40.0)), 5, 20) is None
 
 
 def test_held_out_set_is_tracked_as_well(runs: dict[str, Run]) -> None:

@@ -2,8 +2,8 @@
 
 Two uses: the bundled demo track (no copyrighted audio; ``metadj-bridge run`` and ``listen`` play it by
 default) and the test and benchmark fixtures that measure the beat tracking, including the cases where a
-raw tracker goes wrong (design.md): off-beat bass with sidechain pumping, 170+ BPM drum-and-bass, broken
-beats, swing, 3/4, a tempo ramp, and a breakdown without a kick followed by a drop.
+raw tracker goes wrong (design.md): off-beat bass with sidechain pumping, 170+ BPM drum-and-bass (also
+half-time), broken beats, swing, 3/4, a tempo ramp, and a breakdown without a kick followed by a drop.
 
 Pure numpy and deterministic (a seed per track). Each instrument is rendered once and added at its hits.
 """
@@ -158,6 +158,16 @@ PATTERNS: dict[str, dict[str, list[tuple[float, float]]]] = {
         "hat": [(i / 2, 0.4 if i % 2 else 0.3) for i in range(8)],
         "bass": [(0, 0.6), (2, 0.5)],
     },
+    # half-time drum and bass at 170+: on the 172 grid the kick plays on 1 (a ghost kick on the and-of-2) and a
+    # single snare on 3, which alone sound like 86 BPM with a backbeat; the sixteenth-note hats, a ride on the
+    # beats and ghost snares move at 172's pace, and a sub bass holds under the bar
+    "dnb_halftime": {
+        "kick": [(0, 1.0), (1.75, 0.5)],
+        "snare": [(2, 1.0), (0.75, 0.2), (3.25, 0.2), (3.75, 0.25)],
+        "hat": [(i / 4, 0.3 if i % 2 else 0.45) for i in range(16)],
+        "open_hat": [(b, 0.35) for b in range(4)],
+        "bass": [(0, 0.7), (2.5, 0.4)],
+    },
     # 3/4: kick on one, hats on two and three
     "waltz": {
         "kick": [(0, 1.0)],
@@ -311,6 +321,7 @@ FIXTURE_SPECS: tuple[TrackSpec, ...] = (
     TrackSpec("ramp-120-128", "house", 120, 32, end_bpm=128, seed=18),
     TrackSpec("breakdown-drop-128", "house", 128, 28, breakdown=(10, 8), seed=19),
     TrackSpec("dnb-174", "dnb", 174, 28, seed=20),
+    TrackSpec("dnb-halftime-172", "dnb_halftime", 172, 28, seed=21),
 )
 
 #: A second set with other tempi, seeds and combinations, never used while tuning the BeatClock: the
@@ -328,6 +339,7 @@ HELDOUT_SPECS: tuple[TrackSpec, ...] = (
     TrackSpec("dnb-170", "dnb", 170, 28, seed=110),
     TrackSpec("dnb-178", "dnb", 178, 28, seed=111),
     TrackSpec("pumping-132", "offbeat_bass", 132, 20, seed=112),
+    TrackSpec("dnb-halftime-176", "dnb_halftime", 176, 28, seed=115),
 )
 
 #: The bundled demo track: 124 BPM, an intro, a groove, a breakdown and a drop, about 46 s.
