@@ -6,10 +6,12 @@ to hop the position advances by one, which is a shift of the whole vector; at th
 change, with probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats.
 The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a``. Every 8
 hops the autocorrelation of the last 5 s of activation weighs each tempo too, which settles the tempo of music
-whose onsets are not all beats (a walking bass, a strummed guitar). The same autocorrelation's first short peak
-is the tatum, the fastest regular pulse (the sixteenths): a beat is at most four of them, so a half-time reading
-(a 172 BPM drum-and-bass track's kick and snare alone sound like 86) loses its evidence to the tempo twice as fast,
-while a ballad with no pulse faster than its eighths keeps its slow tempo.
+whose onsets are not all beats (a walking bass, a strummed guitar). Until the first beat that autocorrelation
+is the one of every band apart (:mod:`~metadj_bridge.inputs.band_tempo`), when the bands are given. The
+activation's autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat
+is at most four of them, so a half-time reading (a 172 BPM drum-and-bass track's kick and snare alone sound like
+86) loses its evidence to the tempo twice as fast, while a ballad with no pulse faster than its eighths keeps its
+slow tempo.
 
 A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
 most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
@@ -22,6 +24,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from metadj_bridge.inputs.band_tempo import BandTempo
 
 #: Tempo change at a beat: probability ~ exp(-LAMBDA * |relative change|).
 LAMBDA = 300.0
@@ -86,6 +90,7 @@ class BeatHMM:
         self._ring = np.zeros(self._acf_n)
         self._ring_pos = 0
         self._nfft = 1 << int(math.ceil(math.log2(2 * self._acf_n)))
+        self._bands = BandTempo(self._acf_n, self._nfft, ACF_MIN_POWER)
         self._acf_prior = np.exp(-0.5 * (np.log2(60.0 * fps / taus / ACF_PRIOR_BPM) / ACF_PRIOR_OCTAVES) ** 2)
         self._lock_hops = int(round(LOCK_S * fps))
         self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
@@ -98,7 +103,12 @@ class BeatHMM:
         self._previous_phase: float | None = None
         self._last_beat_frame = -(10**9)
 
-    def step(self, a: float) -> bool:
+    def step(self, a: float, bands: np.ndarray | None = None) -> bool:
+        """``bands``: the activation's compressed spectrum this hop (``HopFeatures.beat_bands``), read until the
+        first beat for the tempo evidence of every band; without it the summed activation's is used throughout."""
+        before_first_beat = self._last_beat_frame < 0
+        if bands is not None and before_first_beat:
+            self._bands.push(bands)
         if self._music_start is None and a > 0.1:
             self._music_start = self.frames
         alpha, new = self._alpha, self._spare
@@ -107,7 +117,7 @@ class BeatHMM:
         self._ring[self._ring_pos] = a
         self._ring_pos = (self._ring_pos + 1) % self._acf_n
         if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1]:
-            self._weigh_by_autocorrelation(new)
+            self._weigh_by_autocorrelation(new, bands is not None and before_first_beat)
         new[self._beat_states] *= math.exp(OBS_K * a)
         if self.frames % 8 == 0:
             total = new.sum()
@@ -132,21 +142,22 @@ class BeatHMM:
         self._previous_phase = phase
         return beat
 
-    def _weigh_by_autocorrelation(self, new: np.ndarray) -> None:
+    def _weigh_by_autocorrelation(self, new: np.ndarray, by_band: bool = False) -> None:
         x = np.roll(self._ring, -self._ring_pos)
         x = x - x.mean()
         spectrum = np.fft.rfft(x, self._nfft)
         full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         if full[0] < ACF_MIN_POWER * self._acf_n:  # no onsets worth the name (a held tone, a fade): no evidence
             return
-        acf = full[self.taus]
-        score = np.maximum(acf, 0.0)
+        band_score = self._bands.score(self.taus) if by_band else None
+        score = np.maximum(full[self.taus] if band_score is None else band_score, 0.0)
         tatum, too_long = self._tatum(full), None
         if tatum is not None:  # the tatum rule; a half-time reading's evidence is its double's
             longest = TATUM_MAX_PER_BEAT * tatum
             too_long = self.taus > longest
-            halved = (2 * self.taus > longest) & ~too_long
-            score[halved] = np.maximum(score[halved], full[2 * self.taus[halved]])
+            if band_score is None:
+                halved = (2 * self.taus > longest) & ~too_long
+                score[halved] = np.maximum(score[halved], full[2 * self.taus[halved]])
             score[too_long] = 0.0
         score *= self._acf_prior
         top = score.max()

@@ -182,7 +182,7 @@ class BeatClock:
         self.breakdown = (
             self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops * self.hop_s > BREAKDOWN_AFTER_S
         )
-        hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a)
+        hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()
