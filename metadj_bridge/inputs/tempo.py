@@ -29,6 +29,7 @@ import numpy as np
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.downbeats import DownbeatTracker
+from metadj_bridge.inputs.tempo_change import TempoChangeDetector
 
 
 class TempoFeatures(Protocol):
@@ -115,6 +116,7 @@ class BeatClock:
         self.hop_s = hop_s
         fps = 1.0 / hop_s
         self._hmm = BeatHMM(fps, self.config.min_bpm, self.config.max_bpm)
+        self._changes = TempoChangeDetector(fps, int(self._hmm.taus[0]), int(self._hmm.taus[-1]))
         self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
         self._t = 0.0
         self._hops = 0
@@ -183,6 +185,8 @@ class BeatClock:
             self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops * self.hop_s > BREAKDOWN_AFTER_S
         )
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a)
+        if self._changes.push(a):
+            self._follow_tempo_change()
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()
@@ -219,6 +223,18 @@ class BeatClock:
         if not self.breakdown and self._last_beat is not None and self.period is not None:
             self._flywheel_next = self._last_beat + self.period
         return events
+
+    def _follow_tempo_change(self) -> None:
+        """A DJ's transition to another tempo (:mod:`~metadj_bridge.inputs.tempo_change`): the model moves to it, the
+        BPM reads the new tempo at once (the grid's period follows at the next beat) and the readout's line starts
+        again from the new track's beats."""
+        period = 60.0 * self._hmm.fps / self._hmm.tempo_bpm()
+        new = self._changes.check(period, self._hmm.locked and not self.breakdown)
+        if new is not None:
+            self._hmm.move_tempo(new)
+            self._measured.clear()
+            self._fit = None
+            self.bpm = 60.0 * self._hmm.fps / new
 
     # ------------------------------------------------------------------ the fitted grid
 

@@ -1,0 +1,148 @@
+"""A DJ's tempo change: the new track's tempo, heard in the last beats of activation (issue 15).
+
+The beat HMM (:mod:`~metadj_bridge.inputs.beat_hmm`) lets the tempo move only in small steps at beats, which holds
+the grid still on steady music and through fills, but across a crossfade to a track 10-20 BPM away it keeps the
+old tempo until the old track is all but gone. This detector looks at the last WINDOW_BEATS beats of activation
+every EVERY hops. The old track repeats itself from beat to beat, so the mean of the activation one and two beats
+earlier (PREDICT_BEATS) predicts it; what that prediction leaves over is the rest of the music, where a new
+track's beat stands out before it is the louder one. A tempo change is called when all of these hold:
+
+- the current tempo was clear: the activation's autocorrelation at the beat period (scaled to 1 at lag 0 and for
+  the overlap, so 1 is a perfect repeat) reached CLEAR within the last CLEAR_MEMORY_S, so music without a steady
+  pulse (rubato, a free intro) never calls one;
+- what is left over repeats at another tempo 5-25% away (no metrical relation of the current one: those are 2x,
+  1.5x, 4/3 and their inverses, which the HMM's own autocorrelation weighs), with an autocorrelation (on the same
+  scale) of at least NEW_MIN and at least DOMINANCE times the current tempo's;
+- and that holds, within HOLD_TOLERANCE, for HOLD_CHECKS checks in a row (about half a second).
+
+On steady music the prediction leaves only noise and fills, which do not repeat at a tempo of their own. The caller
+moves the HMM's probability to the new tempo (``BeatHMM.move_tempo``) and starts its readout again. Measured on the
+generated crossfades (``synth.TRANSITIONS``) and the GTZAN development set (it fires on none of its non-classical
+excerpts and on no generated track without a transition).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+#: Beats of activation the autocorrelations read, how many beats back predict the current one, and how often
+#: (in hops) the detector looks.
+WINDOW_BEATS = 4.0
+PREDICT_BEATS = 2
+EVERY = 8
+#: The current tempo's autocorrelation must have reached CLEAR within the last CLEAR_MEMORY_S.
+CLEAR = 0.7
+CLEAR_MEMORY_S = 4.0
+#: The new tempo: NEW_MIN_RATIO..NEW_MAX_RATIO away from the current one (relative, either way), with an
+#: autocorrelation of what is left over of at least NEW_MIN and DOMINANCE times the current tempo's.
+NEW_MIN_RATIO = 1.05
+NEW_MAX_RATIO = 1.25
+NEW_MIN = 0.4
+DOMINANCE = 0.75
+#: Checks in a row the new tempo must hold (within HOLD_TOLERANCE, relative) before the change is called.
+HOLD_CHECKS = 6
+HOLD_TOLERANCE = 0.03
+#: Below this mean square of the activation there is nothing to hear (as the HMM's ACF_MIN_POWER).
+MIN_POWER = 1e-4
+
+
+class TempoChangeDetector:
+    """Feed ``push(activation)`` once per hop; when it returns True, ``check(current_period_hops, active)`` returns
+    the new tempo's beat period in hops (fractional) when a tempo change is called, else None."""
+
+    def __init__(self, fps: float, min_period: int, max_period: int) -> None:
+        self.fps = fps
+        self._min_period = max(2, min_period)
+        self._max_period = max_period
+        self._size = int(math.ceil((WINDOW_BEATS + PREDICT_BEATS) * NEW_MAX_RATIO * max_period)) + 4
+        self._ring = np.zeros(self._size)
+        self._pos = 0
+        self._frames = 0
+        #: The current tempo's autocorrelation at the checks of the last CLEAR_MEMORY_S.
+        self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
+        self._run = 0
+        self._candidate = 0.0
+
+    def reset(self) -> None:
+        """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
+        self._clear.clear()
+        self._run = 0
+        self._candidate = 0.0
+
+    def push(self, a: float) -> bool:
+        """One hop's activation; True when a check is due (every EVERY hops)."""
+        self._ring[self._pos] = a
+        self._pos = (self._pos + 1) % self._size
+        self._frames += 1
+        return self._frames % EVERY == 0
+
+    def check(self, period: float, active: bool) -> float | None:
+        """``period``: the current beat period in hops; ``active``: the grid is locked and not in a breakdown."""
+        n = int(round(WINDOW_BEATS * period))
+        if not active or not self._min_period <= period <= self._max_period * 1.01:
+            self.reset()
+            return None
+        if self._frames < n + PREDICT_BEATS * period + 2:
+            return None
+        found = self._evidence(period, n)
+        if found is None:
+            self._run = 0
+            return None
+        current, lag, value = found
+        self._clear.append(current)
+        if lag <= 0.0 or max(self._clear) < CLEAR or value < NEW_MIN or value < DOMINANCE * current:
+            self._run = 0
+            return None
+        if self._run and abs(lag / self._candidate - 1.0) <= HOLD_TOLERANCE:
+            self._run += 1
+        else:
+            self._run = 1
+        self._candidate = lag
+        if self._run < HOLD_CHECKS:
+            return None
+        self.reset()
+        return lag
+
+    def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
+        """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
+        do not predict 5-25% away from it: (current, its lag refined between whole hops or 0, its value)."""
+        history = np.roll(self._ring, -self._pos)
+        m = len(history)
+        x = history[m - n :]
+        where = np.arange(m - n, m, dtype=float)
+        predicted = np.zeros(n)
+        for k in range(1, PREDICT_BEATS + 1):
+            back = where - k * period
+            i = back.astype(int)
+            frac = back - i
+            predicted += (1.0 - frac) * history[i] + frac * history[i + 1]
+        left = x - predicted / PREDICT_BEATS
+        x = x - x.mean()
+        left = left - left.mean()
+        nfft = 1 << int(math.ceil(math.log2(2 * n)))
+        top = min(self._max_period, n - 2)
+        both = np.fft.rfft(np.stack([x, left]), nfft)
+        acf = np.fft.irfft(both.real**2 + both.imag**2, nfft)[:, : top + 2]
+        power = acf[0, 0]
+        if power < MIN_POWER * n:
+            return None
+        overlap = n / (n - np.arange(top + 2))  # an unbiased scale: 1 is a perfect repeat at every lag
+        r = acf[0] / power * overlap
+        rest = acf[1] / power * overlap
+        lo = max(self._min_period, int(math.floor(period)) - 1)
+        hi = min(top, int(math.ceil(period)) + 1)
+        current = float(r[lo : hi + 1].max()) if lo <= hi else 0.0
+        best = (0.0, 0.0)
+        for lo_ratio, hi_ratio in ((1.0 / NEW_MAX_RATIO, 1.0 / NEW_MIN_RATIO), (NEW_MIN_RATIO, NEW_MAX_RATIO)):
+            lo = max(self._min_period, int(math.ceil(period * lo_ratio)))
+            hi = min(top, int(math.floor(period * hi_ratio)))
+            for lag in range(lo, hi + 1):
+                y0, y1, y2 = rest[lag - 1], rest[lag], rest[lag + 1]
+                if y1 < y0 or y1 < y2 or y1 <= best[1]:
+                    continue
+                den = y0 - 2 * y1 + y2
+                best = (lag + (0.5 * (y0 - y2) / den if den < 0 else 0.0), float(y1))
+        return current, best[0], best[1]
