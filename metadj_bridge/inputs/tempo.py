@@ -144,6 +144,8 @@ class BeatClock:
         self._beat_in_bar = 0
         self.bpm = 0.0
         self.confidence = 0.0
+        #: Tempo changes called by the detector (a DJ's transitions) since the start.
+        self.tempo_changes = 0
 
     # ------------------------------------------------------------------ public state
 
@@ -235,6 +237,7 @@ class BeatClock:
             self._measured.clear()
             self._fit = None
             self.bpm = 60.0 * self._hmm.fps / new
+            self.tempo_changes += 1
 
     # ------------------------------------------------------------------ the fitted grid
 

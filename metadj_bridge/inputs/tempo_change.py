@@ -13,7 +13,9 @@ track's beat stands out before it is the louder one. A tempo change is called wh
 - what is left over repeats at another tempo 5-25% away (no metrical relation of the current one: those are 2x,
   1.5x, 4/3 and their inverses, which the HMM's own autocorrelation weighs), with an autocorrelation (on the same
   scale) of at least NEW_MIN and at least DOMINANCE times the current tempo's;
-- and that holds, within HOLD_TOLERANCE, for HOLD_CHECKS checks in a row (about half a second).
+- and that holds, within HOLD_TOLERANCE, for HOLD_CHECKS checks in a row (about half a second);
+- and the last change was at least REFRACTORY_S ago: DJ transitions are far apart, and a change the music does not
+  confirm (the HMM wanders back) must not be called again and again.
 
 On steady music the prediction leaves only noise and fills, which do not repeat at a tempo of their own. The caller
 moves the HMM's probability to the new tempo (``BeatHMM.move_tempo``) and starts its readout again. Measured on the
@@ -45,6 +47,8 @@ DOMINANCE = 0.75
 #: Checks in a row the new tempo must hold (within HOLD_TOLERANCE, relative) before the change is called.
 HOLD_CHECKS = 6
 HOLD_TOLERANCE = 0.03
+#: No change is called within this long of the last one.
+REFRACTORY_S = 8.0
 #: Below this mean square of the activation there is nothing to hear (as the HMM's ACF_MIN_POWER).
 MIN_POWER = 1e-4
 
@@ -65,6 +69,8 @@ class TempoChangeDetector:
         self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
         self._run = 0
         self._candidate = 0.0
+        self._last_change = -(10**9)
+        self._refractory = int(round(REFRACTORY_S * fps))
 
     def reset(self) -> None:
         """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
@@ -82,7 +88,8 @@ class TempoChangeDetector:
     def check(self, period: float, active: bool) -> float | None:
         """``period``: the current beat period in hops; ``active``: the grid is locked and not in a breakdown."""
         n = int(round(WINDOW_BEATS * period))
-        if not active or not self._min_period <= period <= self._max_period * 1.01:
+        if (not active or not self._min_period <= period <= self._max_period * 1.01
+                or self._frames - self._last_change < self._refractory):
             self.reset()
             return None
         if self._frames < n + PREDICT_BEATS * period + 2:
@@ -104,6 +111,7 @@ class TempoChangeDetector:
         if self._run < HOLD_CHECKS:
             return None
         self.reset()
+        self._last_change = self._frames
         return lag
 
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
