@@ -117,7 +117,7 @@ class TempoChangeDetector:
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
         """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
         do not predict 5-25% away from it: (current, its lag refined between whole hops or 0, its value)."""
-        history = np.roll(self._ring, -self._pos)
+        history = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))  # oldest first
         m = len(history)
         x = history[m - n :]
         where = np.arange(m - n, m, dtype=float)
@@ -130,27 +130,29 @@ class TempoChangeDetector:
         left = x - predicted / PREDICT_BEATS
         x = x - x.mean()
         left = left - left.mean()
-        nfft = 1 << int(math.ceil(math.log2(2 * n)))
-        top = min(self._max_period, n - 2)
-        both = np.fft.rfft(np.stack([x, left]), nfft)
-        acf = np.fft.irfft(both.real**2 + both.imag**2, nfft)[:, : top + 2]
-        power = acf[0, 0]
+        power = float(x @ x)
         if power < MIN_POWER * n:
             return None
-        overlap = n / (n - np.arange(top + 2))  # an unbiased scale: 1 is a perfect repeat at every lag
-        r = acf[0] / power * overlap
-        rest = acf[1] / power * overlap
+        top = min(self._max_period, n - 2)
+        # The activation's autocorrelation only at the current period (a few dot products), what is left over at
+        # every lag (one FFT); both scaled to 1 at lag 0 and for the overlap (1 is a perfect repeat at every lag).
         lo = max(self._min_period, int(math.floor(period)) - 1)
         hi = min(top, int(math.ceil(period)) + 1)
-        current = float(r[lo : hi + 1].max()) if lo <= hi else 0.0
-        best = (0.0, 0.0)
-        for lo_ratio, hi_ratio in ((1.0 / NEW_MAX_RATIO, 1.0 / NEW_MIN_RATIO), (NEW_MIN_RATIO, NEW_MAX_RATIO)):
-            lo = max(self._min_period, int(math.ceil(period * lo_ratio)))
-            hi = min(top, int(math.floor(period * hi_ratio)))
-            for lag in range(lo, hi + 1):
-                y0, y1, y2 = rest[lag - 1], rest[lag], rest[lag + 1]
-                if y1 < y0 or y1 < y2 or y1 <= best[1]:
-                    continue
-                den = y0 - 2 * y1 + y2
-                best = (lag + (0.5 * (y0 - y2) / den if den < 0 else 0.0), float(y1))
-        return current, best[0], best[1]
+        current = max((float(x[lag:] @ x[:-lag]) * n / (n - lag) / power for lag in range(lo, hi + 1)), default=0.0)
+        nfft = 1 << int(math.ceil(math.log2(2 * n)))
+        spectrum = np.fft.rfft(left, nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, nfft)[: top + 2]
+        rest = acf / power * (n / (n - np.arange(top + 2)))
+        lags = np.concatenate([
+            np.arange(max(self._min_period, int(math.ceil(period * lo_ratio))),
+                      min(top, int(math.floor(period * hi_ratio))) + 1)
+            for lo_ratio, hi_ratio in ((1.0 / NEW_MAX_RATIO, 1.0 / NEW_MIN_RATIO), (NEW_MIN_RATIO, NEW_MAX_RATIO))
+        ])
+        y0, y1, y2 = rest[lags - 1], rest[lags], rest[lags + 1]
+        peaks = np.flatnonzero((y1 >= y0) & (y1 >= y2))
+        if len(peaks) == 0:
+            return current, 0.0, 0.0
+        i = int(peaks[np.argmax(y1[peaks])])
+        den = y0[i] - 2 * y1[i] + y2[i]
+        lag = float(lags[i]) + (0.5 * (y0[i] - y2[i]) / den if den < 0 else 0.0)
+        return current, lag, float(y1[i])
