@@ -152,7 +152,7 @@ class TempoChangeDetector:
         peaks = np.flatnonzero((y1 >= y0) & (y1 >= y2))
         if len(peaks) == 0:
             return current, 0.0, 0.0
-        i = int(peaks[np.argmax(y1[peaks])])
-        den = y0[i] - 2 * y1[i] + y2[i]
-        lag = float(lags[i]) + (0.5 * (y0[i] - y2[i]) / den if den < 0 else 0.0)
-        return current, lag, float(y1[i])
+        j = int(peaks[np.argmax(y1[peaks])])
+        den = y0[j] - 2 * y1[j] + y2[j]
+        lag = float(lags[j]) + (0.5 * (y0[j] - y2[j]) / den if den < 0 else 0.0)
+        return current, lag, float(y1[j])
