@@ -10,6 +10,8 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
 - **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
   beats run on at the last tempo, so pads and risers cannot re-time the grid; the model takes over again with
   the drop, never firing two beats closer than half a beat;
+- **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
+  (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
   holds still on steady music and each beat carries its own;
 - **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
