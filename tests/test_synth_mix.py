@@ -44,7 +44,9 @@ def test_a_crossfade_that_does_not_fit_is_refused() -> None:
         synth.crossfade(a, synth.render(B, 48000), 8.0, 4.0)
 
 
-def test_the_bundled_transitions_are_8_s_between_tempos_10_to_20_bpm_apart() -> None:
-    for (a, b, _, seconds), (mix, _, mixed_seconds) in zip(synth.TRANSITIONS, synth.transitions(), strict=True):
+@pytest.mark.parametrize("heldout", [False, True])
+def test_the_bundled_transitions_are_8_s_between_tempos_10_to_20_bpm_apart(heldout: bool) -> None:
+    specs = synth.HELDOUT_TRANSITIONS if heldout else synth.TRANSITIONS
+    for (a, b, _, seconds), (mix, _, mixed_seconds) in zip(specs, synth.transitions(heldout=heldout), strict=True):
         assert seconds == mixed_seconds == 8.0 and 10 <= abs(a.bpm - b.bpm) <= 20
         assert mix.bpms[0] == a.bpm and mix.bpms[-1] == b.bpm

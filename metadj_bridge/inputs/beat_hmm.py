@@ -62,6 +62,10 @@ LOCK_WINDOW = 2
 #: From this long after the music starts (the activation first above 0.1) the lock asks only for LOCK_MASS: the
 #: first beat must not wait for a tempo that keeps wavering between two readings.
 LOCK_DEADLINE_S = 3.0
+#: A tempo change called from outside (``move_tempo``): the tempi get a bell this wide (relative, one sigma).
+MOVE_WIDTH = 0.02
+#: ... and the phase in each is weighed by the activation of the last MOVE_BEATS beats.
+MOVE_BEATS = 4.0
 
 
 class BeatHMM:
@@ -102,6 +106,8 @@ class BeatHMM:
         self._ref_tau = 0
         self._previous_phase: float | None = None
         self._last_beat_frame = -(10**9)
+        #: After ``move_tempo`` the autocorrelation still hears the old tempo: it waits until its window has passed.
+        self._acf_resume = 0
 
     def step(self, a: float, bands: np.ndarray | None = None) -> bool:
         """``bands``: the activation's compressed spectrum this hop (``HopFeatures.beat_bands``), read until the
@@ -116,7 +122,7 @@ class BeatHMM:
         new[self._starts] = alpha[self._ends] @ self._transition
         self._ring[self._ring_pos] = a
         self._ring_pos = (self._ring_pos + 1) % self._acf_n
-        if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1]:
+        if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1] and self.frames >= self._acf_resume:
             self._weigh_by_autocorrelation(new, bands is not None and before_first_beat)
         new[self._beat_states] *= math.exp(OBS_K * a)
         if self.frames % 8 == 0:
@@ -195,6 +201,36 @@ class BeatHMM:
         lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
         if self._block_mass()[lo:hi].sum() >= LOCK_MASS:
             self.locked = True
+
+    def move_tempo(self, period: float) -> None:
+        """A tempo change called from outside (a DJ's transition, :mod:`~metadj_bridge.inputs.tempo_change`): the
+        tempi get a narrow bell around ``period`` hops (MOVE_WIDTH) as their probability, and inside each of them
+        the phase is weighed afresh by the last MOVE_BEATS beats of activation, as this model weighs every hop (the
+        old phase only knew the old tempo's beats). The autocorrelation, which still hears the old tempo, waits
+        until its window has passed."""
+        bell = np.exp(-0.5 * (np.log(self.taus / period) / MOVE_WIDTH) ** 2)
+        blocks = np.nonzero(bell > 1e-6)[0]
+        if len(blocks) == 0:
+            return
+        n = min(self._acf_n, int(round(MOVE_BEATS * period)), self.frames)
+        recent = np.roll(self._ring, -self._ring_pos)[::-1][:n]  # by age: recent[d] is d hops ago
+        ages = np.arange(n)
+        self._alpha[:] = 0.0
+        for b in blocks:
+            tau = int(self.taus[b])
+            on = np.arange(max(1, int(tau / OBS_BEAT_SHARE)))
+            # The state now at position p was at (p - d) mod tau d hops ago: on the beat when that is in ``on``.
+            where = ((on[:, None] + ages[None, :]) % tau).ravel()
+            score = np.bincount(where, np.tile(recent, len(on)), minlength=tau)
+            weight = np.exp(OBS_K * (score - score.max()))
+            start = self._starts[b]
+            self._alpha[start : start + tau] = bell[b] * weight / weight.sum()
+        self._alpha /= self._alpha.sum()
+        best = int(self._alpha.argmax())
+        self.best_block = int(self._block[best])
+        self._previous_phase = float(self._phase[best])
+        self._stable, self._ref_tau = 0, int(self.taus[self.best_block])
+        self._acf_resume = self.frames + self._acf_n
 
     def tempo_bpm(self) -> float:
         """The best state's tempo, refined by the probability of the tempi beside it (finer than whole hops)."""

@@ -10,6 +10,8 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
 - **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
   beats run on at the last tempo, so pads and risers cannot re-time the grid; the model takes over again with
   the drop, never firing two beats closer than half a beat;
+- **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
+  (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
   holds still on steady music and each beat carries its own;
 - **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
@@ -29,6 +31,7 @@ import numpy as np
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.downbeats import DownbeatTracker
+from metadj_bridge.inputs.tempo_change import TempoChangeDetector
 
 
 class TempoFeatures(Protocol):
@@ -115,6 +118,7 @@ class BeatClock:
         self.hop_s = hop_s
         fps = 1.0 / hop_s
         self._hmm = BeatHMM(fps, self.config.min_bpm, self.config.max_bpm)
+        self._changes = TempoChangeDetector(fps, int(self._hmm.taus[0]), int(self._hmm.taus[-1]))
         self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
         self._t = 0.0
         self._hops = 0
@@ -142,6 +146,8 @@ class BeatClock:
         self._beat_in_bar = 0
         self.bpm = 0.0
         self.confidence = 0.0
+        #: Tempo changes called by the detector (a DJ's transitions) since the start.
+        self.tempo_changes = 0
 
     # ------------------------------------------------------------------ public state
 
@@ -183,6 +189,8 @@ class BeatClock:
             self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops * self.hop_s > BREAKDOWN_AFTER_S
         )
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
+        if self._changes.push(a):
+            self._follow_tempo_change()
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()
@@ -219,6 +227,19 @@ class BeatClock:
         if not self.breakdown and self._last_beat is not None and self.period is not None:
             self._flywheel_next = self._last_beat + self.period
         return events
+
+    def _follow_tempo_change(self) -> None:
+        """A DJ's transition to another tempo (:mod:`~metadj_bridge.inputs.tempo_change`): the model moves to it, the
+        BPM reads the new tempo at once (the grid's period follows at the next beat) and the readout's line starts
+        again from the new track's beats."""
+        period = 60.0 * self._hmm.fps / self._hmm.tempo_bpm()
+        new = self._changes.check(period, self._hmm.locked and not self.breakdown)
+        if new is not None:
+            self._hmm.move_tempo(new)
+            self._measured.clear()
+            self._fit = None
+            self.bpm = 60.0 * self._hmm.fps / new
+            self.tempo_changes += 1
 
     # ------------------------------------------------------------------ the fitted grid
 

@@ -1,0 +1,161 @@
+"""A DJ's tempo change: the new track's tempo, heard in the last beats of activation (issue 15).
+
+The beat HMM (:mod:`~metadj_bridge.inputs.beat_hmm`) lets the tempo move only in small steps at beats, which holds
+the grid still on steady music and through fills, but across a crossfade to a track 10-20 BPM away it keeps the
+old tempo until the old track is all but gone. This detector looks at the last WINDOW_BEATS beats of activation
+every EVERY hops. The old track repeats itself from beat to beat, so the mean of the activation one and two beats
+earlier (PREDICT_BEATS) predicts it; what that prediction leaves over is the rest of the music, where a new
+track's beat stands out before it is the louder one. A tempo change is called when all of these hold:
+
+- the current tempo was clear: the activation's autocorrelation at the beat period (scaled to 1 at lag 0 and for
+  the overlap, so 1 is a perfect repeat) reached CLEAR within the last CLEAR_MEMORY_S, so music without a steady
+  pulse (rubato, a free intro) never calls one;
+- what is left over repeats at another tempo 5-25% away (no metrical relation of the current one: those are 2x,
+  1.5x, 4/3 and their inverses, which the HMM's own autocorrelation weighs), with an autocorrelation (on the same
+  scale) of at least NEW_MIN and at least DOMINANCE times the current tempo's;
+- and that holds, within HOLD_TOLERANCE, for HOLD_CHECKS checks in a row (about half a second);
+- and the last change was at least REFRACTORY_S ago: DJ transitions are far apart, and a change the music does not
+  confirm (the HMM wanders back) must not be called again and again.
+
+On steady music the prediction leaves only noise and fills, which do not repeat at a tempo of their own. The caller
+moves the HMM's probability to the new tempo (``BeatHMM.move_tempo``) and starts its readout again. Set on the
+generated crossfades (``synth.TRANSITIONS``: the BPM follows 0.5-1.5 s after the midpoint) and the GTZAN development
+set (it fires on one of its 151 excerpts, a classical one read at a wrong tempo before and after, and on no generated
+track without a transition). CLEAR is what keeps it quiet on real music, and it also keeps it quiet when the outgoing
+track's beat is syncopated (drum and bass, broken beats, swing: their beat-level repeat stays under CLEAR); there the
+HMM follows on its own, as before. A broken beat coming in can be called at 4/3 of its tempo, where its kicks repeat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+#: Beats of activation the autocorrelations read, how many beats back predict the current one, and how often
+#: (in hops) the detector looks.
+WINDOW_BEATS = 4.0
+PREDICT_BEATS = 2
+EVERY = 8
+#: The current tempo's autocorrelation must have reached CLEAR within the last CLEAR_MEMORY_S.
+CLEAR = 0.7
+CLEAR_MEMORY_S = 4.0
+#: The new tempo: NEW_MIN_RATIO..NEW_MAX_RATIO away from the current one (relative, either way), with an
+#: autocorrelation of what is left over of at least NEW_MIN and DOMINANCE times the current tempo's.
+NEW_MIN_RATIO = 1.05
+NEW_MAX_RATIO = 1.25
+NEW_MIN = 0.4
+DOMINANCE = 0.75
+#: Checks in a row the new tempo must hold (within HOLD_TOLERANCE, relative) before the change is called.
+HOLD_CHECKS = 6
+HOLD_TOLERANCE = 0.03
+#: No change is called within this long of the last one.
+REFRACTORY_S = 8.0
+#: Below this mean square of the activation there is nothing to hear (as the HMM's ACF_MIN_POWER).
+MIN_POWER = 1e-4
+
+
+class TempoChangeDetector:
+    """Feed ``push(activation)`` once per hop; when it returns True, ``check(current_period_hops, active)`` returns
+    the new tempo's beat period in hops (fractional) when a tempo change is called, else None."""
+
+    def __init__(self, fps: float, min_period: int, max_period: int) -> None:
+        self.fps = fps
+        self._min_period = max(2, min_period)
+        self._max_period = max_period
+        self._size = int(math.ceil((WINDOW_BEATS + PREDICT_BEATS) * NEW_MAX_RATIO * max_period)) + 4
+        self._ring = np.zeros(self._size)
+        self._pos = 0
+        self._frames = 0
+        #: The current tempo's autocorrelation at the checks of the last CLEAR_MEMORY_S.
+        self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
+        self._run = 0
+        self._candidate = 0.0
+        self._last_change = -(10**9)
+        self._refractory = int(round(REFRACTORY_S * fps))
+
+    def reset(self) -> None:
+        """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
+        self._clear.clear()
+        self._run = 0
+        self._candidate = 0.0
+
+    def push(self, a: float) -> bool:
+        """One hop's activation; True when a check is due (every EVERY hops)."""
+        self._ring[self._pos] = a
+        self._pos = (self._pos + 1) % self._size
+        self._frames += 1
+        return self._frames % EVERY == 0
+
+    def check(self, period: float, active: bool) -> float | None:
+        """``period``: the current beat period in hops; ``active``: the grid is locked and not in a breakdown."""
+        n = int(round(WINDOW_BEATS * period))
+        if (not active or not self._min_period <= period <= self._max_period * 1.01
+                or self._frames - self._last_change < self._refractory):
+            self.reset()
+            return None
+        if self._frames < n + PREDICT_BEATS * period + 2:
+            return None
+        found = self._evidence(period, n)
+        if found is None:
+            self._run = 0
+            return None
+        current, lag, value = found
+        self._clear.append(current)
+        if lag <= 0.0 or max(self._clear) < CLEAR or value < NEW_MIN or value < DOMINANCE * current:
+            self._run = 0
+            return None
+        if self._run and abs(lag / self._candidate - 1.0) <= HOLD_TOLERANCE:
+            self._run += 1
+        else:
+            self._run = 1
+        self._candidate = lag
+        if self._run < HOLD_CHECKS:
+            return None
+        self.reset()
+        self._last_change = self._frames
+        return lag
+
+    def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
+        """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
+        do not predict 5-25% away from it: (current, its lag refined between whole hops or 0, its value)."""
+        history = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))  # oldest first
+        m = len(history)
+        x = history[m - n :]
+        where = np.arange(m - n, m, dtype=float)
+        predicted = np.zeros(n)
+        for k in range(1, PREDICT_BEATS + 1):
+            back = where - k * period
+            i = back.astype(int)
+            frac = back - i
+            predicted += (1.0 - frac) * history[i] + frac * history[i + 1]
+        left = x - predicted / PREDICT_BEATS
+        x = x - x.mean()
+        left = left - left.mean()
+        power = float(x @ x)
+        if power < MIN_POWER * n:
+            return None
+        top = min(self._max_period, n - 2)
+        # The activation's autocorrelation only at the current period (a few dot products), what is left over at
+        # every lag (one FFT); both scaled to 1 at lag 0 and for the overlap (1 is a perfect repeat at every lag).
+        lo = max(self._min_period, int(math.floor(period)) - 1)
+        hi = min(top, int(math.ceil(period)) + 1)
+        current = max((float(x[lag:] @ x[:-lag]) * n / (n - lag) / power for lag in range(lo, hi + 1)), default=0.0)
+        nfft = 1 << int(math.ceil(math.log2(2 * n)))
+        spectrum = np.fft.rfft(left, nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, nfft)[: top + 2]
+        rest = acf / power * (n / (n - np.arange(top + 2)))
+        lags = np.concatenate([
+            np.arange(max(self._min_period, int(math.ceil(period * lo_ratio))),
+                      min(top, int(math.floor(period * hi_ratio))) + 1)
+            for lo_ratio, hi_ratio in ((1.0 / NEW_MAX_RATIO, 1.0 / NEW_MIN_RATIO), (NEW_MIN_RATIO, NEW_MAX_RATIO))
+        ])
+        y0, y1, y2 = rest[lags - 1], rest[lags], rest[lags + 1]
+        peaks = np.flatnonzero((y1 >= y0) & (y1 >= y2))
+        if len(peaks) == 0:
+            return current, 0.0, 0.0
+        j = int(peaks[np.argmax(y1[peaks])])
+        den = y0[j] - 2 * y1[j] + y2[j]
+        lag = float(lags[j]) + (0.5 * (y0[j] - y2[j]) / den if den < 0 else 0.0)
+        return current, lag, float(y1[j])

@@ -1,0 +1,121 @@
+"""DJ transitions (issue 15, item 3): after a crossfade to a track 10-20 BPM away the BeatClock's BPM and beats
+follow the new track, and on steady music the tempo-change detector (inputs/tempo_change.py) never fires.
+
+The crossfades are synth.TRANSITIONS (8 s, equal power); synth.HELDOUT_TRANSITIONS are left to the benchmark.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metadj_bridge.inputs import synth
+from metadj_bridge.inputs.analysis import FeatureExtractor
+from metadj_bridge.inputs.beat_hmm import BeatHMM
+from metadj_bridge.inputs.evaluation import f_measure
+from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+from metadj_bridge.inputs.tempo_change import TempoChangeDetector
+
+FPS = 44100 / 512
+#: The bound this test holds the tracker to: from this long after the crossfade's midpoint on, the BPM reads the new
+#: track's within 2% and the beats score F >= 0.95 (the benchmark prints how soon it gets there).
+FOLLOW_S = 2.5
+
+
+def play(track: synth.Track) -> tuple[BeatClock, np.ndarray, np.ndarray, np.ndarray]:
+    """The BeatClock over a track, hop by hop: (the clock, its beats, the hop times, the BPM at each hop)."""
+    fx = FeatureExtractor(track.samplerate)
+    hop = fx.hop_size
+    clock = BeatClock(hop / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
+    beats: list[float] = []
+    times, bpms = [], []
+    for i in range(0, len(track.samples) - hop, hop):
+        f = fx.process(track.samples[i : i + hop])
+        beats += [e.t for e in clock.process(f)]
+        times.append(f.t)
+        bpms.append(clock.bpm)
+    return clock, np.array(beats), np.array(times), np.array(bpms)
+
+
+@pytest.mark.parametrize("which", range(len(synth.TRANSITIONS)))
+def test_bpm_and_beats_follow_a_crossfade_to_the_new_track(which: int) -> None:
+    track, start, seconds = synth.transitions()[which]
+    clock, beats, times, bpms = play(track)
+    middle, new = start + seconds / 2, track.spec.bpm
+    after = times >= middle + FOLLOW_S
+    assert np.all(np.abs(bpms[after] / new - 1.0) < 0.02), f"BPM after the crossfade: {np.unique(bpms[after].round(1))}"
+    reference = track.beats[track.beats >= middle + FOLLOW_S]
+    score = f_measure(reference, beats[beats >= middle + FOLLOW_S], skip=0.0)
+    assert score.f_measure >= 0.95
+    # Before the crossfade the old track's tempo held, and it took one change to follow the new one.
+    old = synth.TRANSITIONS[which][0].bpm
+    before = (times > 10.0) & (times < start)
+    assert np.all(np.abs(bpms[before] / old - 1.0) < 0.02)
+    assert clock.tempo_changes == 1
+
+
+@pytest.mark.parametrize("name", ["house-124", "broken-132", "swing-92", "ramp-120-128", "breakdown-drop-128"])
+def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
+    track = next(t for t in synth.fixtures() if t.name == name)
+    clock, beats, _, _ = play(track)
+    assert clock.tempo_changes == 0
+    assert f_measure(track.beats, beats).f_measure >= 0.95
+
+
+def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:
+    """An activation of one-hop clicks every ``period`` hops."""
+    a = np.zeros(n)
+    a[np.round(np.arange(start, n, period)).astype(int)] = 1.0
+    return a
+
+
+def detector_run(a: np.ndarray, period: float) -> list[tuple[int, float]]:
+    """The detector over an activation, with the grid locked at ``period`` hops: (hop, new period) of every call."""
+    detector = TempoChangeDetector(FPS, 28, 86)
+    calls = []
+    for i, x in enumerate(a):
+        if detector.push(float(x)):
+            new = detector.check(period, True)
+            if new is not None:
+                calls.append((i, new))
+    return calls
+
+
+def test_the_detector_hears_a_crossfade_between_click_trains() -> None:
+    n, fade_start, fade = 3000, 1200, 600
+    old, new = clicks(n, 40.0), clicks(n, 35.0, start=7.0)
+    gain = np.clip((np.arange(n) - fade_start) / fade, 0.0, 1.0)
+    calls = detector_run(np.maximum(old * np.cos(0.5 * np.pi * gain), new * np.sin(0.5 * np.pi * gain)), 40.0)
+    assert len(calls) == 1
+    hop, period = calls[0]
+    assert fade_start < hop < fade_start + fade and period == pytest.approx(35.0, rel=0.02)
+
+
+@pytest.mark.parametrize("pattern", ["steady", "fill", "metrical"])
+def test_the_detector_ignores_steady_music_fills_and_metrical_relations(pattern: str) -> None:
+    n = 3000
+    a = clicks(n, 40.0)
+    if pattern == "fill":  # a bar of sixteenths now and then
+        for bar in range(400, n - 160, 640):
+            a[bar : bar + 160 : 10] = 0.8
+    if pattern == "metrical":  # the music moves to half time and then to a triplet feel: no DJ's tempo change
+        a[1000:2000] = clicks(1000, 80.0)
+        a[2000:] = clicks(1000, 40.0 * 2 / 3)
+    assert detector_run(a, 40.0) == []
+
+
+def test_moving_the_hmm_to_a_new_tempo_keeps_it_there_on_the_new_beat() -> None:
+    hmm = BeatHMM(FPS, 60.0, 190.0)
+    a = clicks(1500, 40.0)
+    for x in a[:900]:
+        hmm.step(float(x))
+    assert hmm.locked and hmm.tempo_bpm() == pytest.approx(60 * FPS / 40.0, rel=0.02)
+    b = clicks(900, 35.0, start=3.0)  # the new track has played a few beats already
+    for x in b[:300]:
+        hmm.step(float(x))
+    hmm.move_tempo(35.0)
+    beats = [i for i, x in enumerate(b[300:], start=300) if hmm.step(float(x))]
+    assert hmm.tempo_bpm() == pytest.approx(60 * FPS / 35.0, rel=0.02)
+    assert np.all(np.abs(np.diff(beats) - 35.0) <= 1.5)
+    # Every beat within a hop of a click of the new track (a beat is reported at most one hop after it).
+    assert all(np.min(np.abs(np.flatnonzero(b) - i)) <= 1 for i in beats)
