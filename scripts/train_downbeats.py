@@ -14,7 +14,13 @@ Deterministic, numpy only, about a minute (``--cv``: several). DEVSET is the GTZ
    generated tuning fixtures (``synth.fixtures()``; the held-out ones are never used).
 3. The HMM's gain on the logits and the slip probability: a small grid, best mean downbeat F at the annotated
    beats on GTZAN plus on the generated tuning fixtures.
-4. Prints WEIGHTS / GAIN / SLIP; ``--write`` puts them into downbeats.py. ``--cv``: leave-one-genre-out figures.
+4. Prints WEIGHTS / GAIN / SLIP; ``--write`` puts them into downbeats.py.
+
+``--cv``: the figures on excerpts not trained on: FOLDS folds (each genre's excerpts dealt round the folds), the
+model trained on the other folds, then the excerpt's downbeat F with the BeatClock's own beats (the daemon's
+path, as ``bench_realmusic.py`` scores it) and at the annotated beats; per genre, over the excerpts whose beat
+F is at least 0.9, and the share of those whose bar phase is right after 8 s (a few minutes: the BeatClock
+runs once per excerpt, then the bar HMM is replayed on the recorded features).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from devset import default_out  # noqa: E402
 
 from metadj_bridge.inputs import downbeats as dbm  # noqa: E402
 from metadj_bridge.inputs.beat_activation import OnsetActivation  # noqa: E402
+from metadj_bridge.inputs.evaluation import f_measure  # noqa: E402
 
 HOP = 512
 
@@ -53,8 +60,9 @@ def beat_hops(times: np.ndarray, fps: float, nhops: int) -> np.ndarray:
     return np.clip(np.round(np.asarray(times) * fps).astype(int) - 1, 0, nhops - 1)
 
 
-def drive(feats: list[Any], fps: float, hops: np.ndarray, **kw: Any) -> tuple[list[int], dbm.DownbeatTracker]:
-    db = dbm.DownbeatTracker(fps, **kw)
+def drive(feats: list[Any], fps: float, hops: np.ndarray, tracker: type[dbm.DownbeatTracker] = dbm.DownbeatTracker,
+          **kw: Any) -> tuple[list[int], dbm.DownbeatTracker]:
+    db = tracker(fps, **kw)
     pos = []
     j = 0
     for k, (a, low, c, b) in enumerate(feats):
@@ -65,15 +73,60 @@ def drive(feats: list[Any], fps: float, hops: np.ndarray, **kw: Any) -> tuple[li
     return pos, db
 
 
+class Recorder(dbm.DownbeatTracker):
+    """The tracker, keeping each beat's feature vector before the z-score (``raw``: beat index -> features)."""
+
+    def __init__(self, fps: float, **kw: Any) -> None:
+        super().__init__(fps, **kw)
+        self.raw: dict[int, np.ndarray] = {}
+
+    def _z(self, f: np.ndarray) -> np.ndarray:
+        self.raw[self.nbeats - self.delay] = f.copy()
+        return super()._z(f)
+
+
+class Replay(dbm.DownbeatTracker):
+    """The bar HMM alone on a Recorder's features: the positions the tracker gives when driven hop by hop (the
+    per-hop work is the same whatever the weights), so the grids and folds need not drive it again."""
+
+    def __init__(self, fps: float, raw: dict[int, np.ndarray], **kw: Any) -> None:
+        super().__init__(fps, **kw)
+        self._raw = raw
+
+    def _close_span(self) -> None:
+        pass
+
+    def _features(self) -> np.ndarray | None:
+        return self._raw.get(self.nbeats - self.delay)
+
+
+def record(feats: list[Any], fps: float, hops: np.ndarray) -> dict[int, np.ndarray]:
+    return drive(feats, fps, hops, tracker=Recorder)[1].raw  # type: ignore[attr-defined]
+
+
+def replay(d: dict[str, Any], weights: np.ndarray, gain: float, slip: float, which: str = "") -> list[int]:
+    """Positions of the excerpt's annotated beats (``which`` "") or the BeatClock's (``which`` "tb_")."""
+    db = Replay(d["fps"], d[which + "raw"], weights=weights, gain=gain, slip=slip)
+    return [db.beat() for _ in range(len(d[which + "hops"]))]
+
+
+def zscores(raw: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The z-scored features in beat order, as the tracker computes them, and their beat indices."""
+    t = dbm.DownbeatTracker(44100 / HOP)
+    beats = np.array(sorted(raw), int)
+    return np.array([t._z(raw[j]) for j in beats]).reshape(len(beats), -1), beats
+
+
 def collect(data: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per beat: z-scored features, class, genre index (the per-beat model's training set)."""
     X, y, g = [], [], []
     for d in data:
-        _, db = drive(d["feats"], d["fps"], d["hops"], record=True)
-        for r in db.recorded:
-            i = int(r[0])
-            X.append(r[1:])
-            y.append(d["cls"][i])
-            g.append(d["gi"])
+        z, beats = zscores(d["raw"])
+        for row, j in zip(z, beats, strict=True):
+            if j < len(d["cls"]):
+                X.append(row)
+                y.append(d["cls"][j])
+                g.append(d["gi"])
     return np.array(X), np.array(y, int), np.array(g)
 
 
@@ -108,15 +161,15 @@ def softmax_regression(X: np.ndarray, y: np.ndarray, ncls: int = 4, l2: float = 
     return W - W.mean(axis=0, keepdims=True)
 
 
-def evaluate(data: list[dict[str, Any]], **kw: Any) -> list[float]:
-    fs = []
-    for d in data:
-        pos, _ = drive(d["feats"], d["fps"], d["hops"], **kw)
-        fs.append(br.downbeat_f_measure(d["ann_down"], list(zip(d["times"], pos, strict=False))))
-    return fs
+def evaluate(data: list[dict[str, Any]], weights: np.ndarray, gain: float, slip: float, which: str = "") -> list[float]:
+    """Downbeat F per excerpt, at its annotated beats (``which`` "") or the BeatClock's (``which`` "tb_")."""
+    return [br.downbeat_f_measure(d["ann_down"], list(zip(d[which + "times"], replay(d, weights, gain, slip, which),
+                                                              strict=True)))
+            for d in data]
 
 
-def load(devset: Path) -> list[dict[str, Any]]:
+def load(devset: Path, clock: bool = False) -> list[dict[str, Any]]:
+    """The excerpts with downbeat annotations; with ``clock`` also the BeatClock's own beats (``tb_``)."""
     data = []
     genres = []
     for e in br.load_devset(devset):
@@ -131,9 +184,42 @@ def load(devset: Path) -> list[dict[str, Any]]:
         cls = np.where(bib == 1, 0, np.where(bib == M, 3, bib - 1))
         if e.genre not in genres:
             genres.append(e.genre)
-        data.append(dict(name=e.name, genre=e.genre, gi=genres.index(e.genre), feats=feats, fps=fps, hops=hops,
-                         times=e.beats, ann_down=e.downbeats, cls=cls))
+        d = dict(name=e.name, genre=e.genre, gi=genres.index(e.genre), feats=feats, fps=fps, hops=hops,
+                 times=e.beats, ann_down=e.downbeats, cls=cls, pos=bib - 1, ann_beats=e.beats)
+        d["raw"] = record(feats, fps, hops)
+        if clock:
+            d["tb_times"], d["tb_hops"] = clock_beats(x, sr)
+            d["tb_raw"] = record(feats, fps, d["tb_hops"])
+            d["beat_f"] = f_measure(e.beats, d["tb_times"]).f_measure
+        data.append(d)
     return data
+
+
+def clock_beats(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """The BeatClock's beats on an excerpt (the daemon's path): their times and the hops they come in."""
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+    fx = FeatureExtractor(sr)
+    clock = BeatClock(fx.hop_size / sr, TempoConfig())
+    times, hops = [], []
+    for k, i in enumerate(range(0, len(x) - fx.hop_size, fx.hop_size)):
+        for event in clock.process(fx.process(x[i : i + fx.hop_size])):
+            times.append(event.t)
+            hops.append(k)
+    return np.array(times, float), np.array(hops, int)
+
+
+def phase_right(d: dict[str, Any], positions: list[int], after: float = 8.0) -> bool:
+    """The bar phase is right after ``after`` s: the BeatClock's beats that match an annotated beat (+-70 ms)
+    have its position in the bar, nine times in ten or more."""
+    t = np.asarray(d["tb_times"], float)
+    ok = []
+    for ti, p in zip(t, positions, strict=True):
+        k = int(np.argmin(np.abs(d["ann_beats"] - ti)))
+        if ti >= after and abs(d["ann_beats"][k] - ti) <= br.TOLERANCE_S:
+            ok.append(p == d["pos"][k])
+    return bool(ok) and float(np.mean(ok)) >= 0.9
 
 
 def load_synth(heldout: bool = False) -> list[dict[str, Any]]:
@@ -146,8 +232,9 @@ def load_synth(heldout: bool = False) -> list[dict[str, Any]]:
         M = tr.spec.beats_per_bar
         i = np.arange(len(tr.beats)) % M
         cls = np.where(i == 0, 0, np.where(i == M - 1, 3, i))
-        data.append(dict(name=tr.name, genre="synth", gi=-1, feats=feats, fps=fps,
-                         hops=beat_hops(tr.beats, fps, len(feats)), times=tr.beats, ann_down=tr.downbeats, cls=cls))
+        hops = beat_hops(tr.beats, fps, len(feats))
+        data.append(dict(name=tr.name, genre="synth", gi=-1, feats=feats, fps=fps, hops=hops, times=tr.beats,
+                         ann_down=tr.downbeats, cls=cls, raw=record(feats, fps, hops)))
     return data
 
 
@@ -159,6 +246,8 @@ L2_A = 3.0
 L2_B = 0.01
 #: The second rhythm style's weights are the GTZAN + synthetic model's scaled by this (see downbeats.py).
 STYLE_B_SCALE = 0.25
+#: Folds of --cv (each genre's excerpts dealt round them in the development set's order).
+FOLDS = 5
 
 
 def fit(gtzan: list[dict[str, Any]], synthetic: list[dict[str, Any]]) -> tuple[np.ndarray, float, float]:
@@ -172,12 +261,44 @@ def fit(gtzan: list[dict[str, Any]], synthetic: list[dict[str, Any]]) -> tuple[n
     best: tuple[float, float, float] | None = None
     for gain in GAINS:
         for slip in SLIPS:
-            f = float(np.mean(evaluate(gtzan, weights=w, gain=gain, slip=slip)))
-            f += float(np.mean(evaluate(synthetic, weights=w, gain=gain, slip=slip)))
+            f = float(np.mean(evaluate(gtzan, w, gain, slip)))
+            f += float(np.mean(evaluate(synthetic, w, gain, slip)))
             if best is None or f > best[0] + 1e-9:
                 best = (f, gain, slip)
     assert best is not None
     return w, best[1], best[2]
+
+
+def cross_validate(data: list[dict[str, Any]], synthetic: list[dict[str, Any]]) -> None:
+    """Each excerpt scored by the model trained without its fold (see the module docstring)."""
+    rank: dict[str, int] = {}
+    fold = []
+    for d in data:
+        fold.append(rank.get(d["genre"], 0) % FOLDS)
+        rank[d["genre"]] = rank.get(d["genre"], 0) + 1
+    f_tb = [0.0] * len(data)
+    f_ann = [0.0] * len(data)
+    right = [False] * len(data)
+    for k in range(FOLDS):
+        w, gain, slip = fit([d for d, f in zip(data, fold, strict=True) if f != k], synthetic)
+        for i in [i for i, f in enumerate(fold) if f == k]:
+            d = data[i]
+            pos = replay(d, w, gain, slip, "tb_")
+            f_tb[i] = br.downbeat_f_measure(d["ann_down"], list(zip(d["tb_times"], pos, strict=True)))
+            f_ann[i] = evaluate([d], w, gain, slip)[0]
+            right[i] = phase_right(d, pos)
+        print(f"  fold {k}: gain {gain}, slip {slip}", flush=True)
+    genre = np.array([d["genre"] for d in data])
+    good = np.array([d["beat_f"] >= 0.9 for d in data])
+    fa, ft = np.array(f_ann), np.array(f_tb)
+    print(f"{FOLDS}-fold cross-validated downbeat F, BeatClock beats "
+          f"/ annotated beats:")
+    groups = [("ALL", genre == genre), ("non-classical", genre != "classical")]
+    groups += [(g, genre == g) for g in dict.fromkeys(genre)]
+    for name, m in groups:
+        print(f"  {name:<14} {ft[m].mean():.3f} / {fa[m].mean():.3f}   ({int(m.sum())} excerpts)")
+    print(f"  beat F >= 0.9  {ft[good].mean():.3f} / {fa[good].mean():.3f}   ({int(good.sum())} excerpts; bar "
+          f"phase right after 8 s on {int(np.sum(np.array(right)[good]))})")
 
 
 def constants(w: np.ndarray, gain: float, slip: float) -> str:
@@ -199,10 +320,10 @@ def main() -> None:
     devset = Path(args[0]) if args else default_out()
     if not (devset / "index.json").exists():
         sys.exit(br.how_to_build(devset))
-    data = load(devset)
+    data = load(devset, clock="--cv" in sys.argv)
     synthetic = load_synth()
     w, gain, slip = fit(data, synthetic)
-    fs = evaluate(data, weights=w, gain=gain, slip=slip)
+    fs = evaluate(data, w, gain, slip)
     block = constants(w, gain, slip)
     print(f"excerpts {len(data)} + {len(synthetic)} generated; features {dbm.FEATURES}")
     print(block)
@@ -216,19 +337,10 @@ def main() -> None:
     print(f"train downbeat F (annotated beats) mean {np.mean(fs):.3f}")
     for g in dict.fromkeys(d["genre"] for d in data):
         print(f"  {g:<10} {np.mean([f for f, d in zip(fs, data, strict=True) if d['genre'] == g]):.3f}")
-    fsyn = evaluate(synthetic, weights=w, gain=gain, slip=slip)
+    fsyn = evaluate(synthetic, w, gain, slip)
     print(f"  generated tuning fixtures {np.mean(fsyn):.3f}")
     if "--cv" in sys.argv:
-        print("leave-one-genre-out (the generated tuning fixtures always in training):")
-        allf = []
-        for g in dict.fromkeys(d["genre"] for d in data):
-            tr = [d for d in data if d["genre"] != g]
-            te = [d for d in data if d["genre"] == g]
-            wg, gg, sg = fit(tr, synthetic)
-            f = evaluate(te, weights=wg, gain=gg, slip=sg)
-            allf += f
-            print(f"  {g:<10} {np.mean(f):.3f}   (gain {gg}, slip {sg})", flush=True)
-        print(f"  mean {np.mean(allf):.3f}")
+        cross_validate(data, synthetic)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,15 @@ def test_training_features_on_a_generated_track_match_the_daemons_tracker() -> N
     positions, tracker = train_downbeats.drive(feats, fps, hops, beats_per_bar=3)
     assert len(positions) == len(track.beats)
     assert positions[-6:] == [0, 1, 2, 0, 1, 2] and tracker.beats_per_bar == 3
+
+
+def test_the_replayed_bar_hmm_gives_the_tracker_s_positions() -> None:
+    """Training and --cv replay the HMM on recorded features: the same positions as the tracker fed hop by hop."""
+    from metadj_bridge.inputs import synth
+
+    track = synth.render(synth.TrackSpec("four", "house", 124, 12, seed=3))
+    feats, fps = train_downbeats.hop_features(track.samples, track.samplerate)
+    hops = train_downbeats.beat_hops(track.beats, fps, len(feats))
+    positions, _ = train_downbeats.drive(feats, fps, hops)
+    d = dict(fps=fps, hops=hops, raw=train_downbeats.record(feats, fps, hops))
+    assert train_downbeats.replay(d, downbeats.WEIGHTS, downbeats.GAIN, downbeats.SLIP) == positions
