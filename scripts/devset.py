@@ -2,6 +2,7 @@
 """Build the real-music development set for the beat tracker (issue 15): GTZAN excerpts with beat annotations.
 
     python scripts/devset.py --gtzan SRC --annotations SRC [--out DIR] [--genres blues rock ...] [--limit N]
+    python scripts/devset.py --manifest scripts/devset_sources.tsv --repos DIR [--clone] [--out DIR] [...]
 
 Two public sources, each given as a local folder, a local git directory (bare or not, e.g. what a mirror
 or ``git clone --bare`` produced) or a git URL (cloned with ``git clone --depth 1`` into ``OUT/_sources``):
@@ -11,6 +12,12 @@ or ``git clone --bare`` produced) or a git URL (cloned with ``git clone --depth 
   audio must be the real files, not Git LFS pointers.
 - ``--annotations``: the ``gtzan_tempo_beat`` set (``beats/gtzan_<genre>_<nnnnn>.beats``: one beat a line,
   ``time<TAB>beat-in-bar``, the beat in the bar counted from 1 = downbeat; ``tempo/*.bpm`` optional).
+
+Or, with ``--manifest``, file by file: each excerpt is a file at a commit of a public git repository (the
+tab-separated ``scripts/devset_sources.tsv``: name, ``owner/name``, commit, path; its ``annotations`` row pins
+the annotations to a commit), read with ``git cat-file`` at that commit, so that files deleted since are found
+too. ``--repos DIR`` holds full clones of those repositories (``OWNER+NAME``, ``OWNER/NAME`` or ``NAME``, bare
+or not); ``--clone`` clones the missing ones there (``git clone --bare``, whole history).
 
 Only the development genres are used: blues, classical, country, jazz, metal, reggae and rock. Disco,
 hip-hop and pop are held out for judging and are refused here.
@@ -419,6 +426,39 @@ def convert_one(key: str, gtzan: Source, audio_name: str, annotation: Annotation
     return record
 
 
+def write_index(out: Path, records: Sequence[Mapping[str, Any]], gtzan: Mapping[str, Any],
+                annotations: Mapping[str, Any]) -> Path:
+    """Write ``index.json``: the excerpts converted now plus those an earlier run left in ``out``."""
+    entries: list[dict[str, Any]] = [
+        {k: r[k] for k in ("name", "genre", "wav", "duration", "bpm")} | {"json": f"{r['genre']}/{r['name']}.json"}
+        for r in records
+    ]
+    # Keep excerpts an earlier run converted (another --limit or --genres) in the index.
+    old_path = out / INDEX_NAME
+    if old_path.exists():
+        try:
+            old = json.loads(old_path.read_text())
+            have = {e["name"] for e in entries}
+            for e in old.get("excerpts", []):
+                if e["name"] not in have and (out / e["wav"]).exists() and e.get("genre") in DEV_GENRES:
+                    entries.append(e)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    entries.sort(key=lambda e: str(e["name"]))
+    index = {
+        "version": FORMAT_VERSION,
+        "samplerate": TARGET_SR,
+        "genres": sorted({str(e["genre"]) for e in entries}),
+        "gtzan": dict(gtzan),
+        "annotations": dict(annotations),
+        "excerpts": entries,
+    }
+    tmp = old_path.with_name(INDEX_NAME + ".part")
+    tmp.write_text(json.dumps(index, indent=1))
+    tmp.replace(old_path)
+    return old_path
+
+
 def build(gtzan_spec: str, annotations_spec: str, out: Path, genres: Sequence[str], limit: int | None = None) -> int:
     genres = check_genres(genres)
     out.mkdir(parents=True, exist_ok=True)
@@ -466,33 +506,7 @@ def build(gtzan_spec: str, annotations_spec: str, out: Path, genres: Sequence[st
             continue
         records.append(record)
         print(f"  {key}: {record['duration']:.1f} s, {len(record['beats'])} beats", flush=True)
-    entries: list[dict[str, Any]] = [
-        {k: r[k] for k in ("name", "genre", "wav", "duration", "bpm")} | {"json": f"{r['genre']}/{r['name']}.json"}
-        for r in records
-    ]
-    # Keep excerpts an earlier run converted (another --limit or --genres) in the index.
-    old_path = out / INDEX_NAME
-    if old_path.exists():
-        try:
-            old = json.loads(old_path.read_text())
-            have = {e["name"] for e in entries}
-            for e in old.get("excerpts", []):
-                if e["name"] not in have and (out / e["wav"]).exists() and e.get("genre") in DEV_GENRES:
-                    entries.append(e)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    entries.sort(key=lambda e: str(e["name"]))
-    index = {
-        "version": FORMAT_VERSION,
-        "samplerate": TARGET_SR,
-        "genres": sorted({str(e["genre"]) for e in entries}),
-        "gtzan": gtzan.describe(),
-        "annotations": notes.describe(),
-        "excerpts": entries,
-    }
-    tmp = old_path.with_name(INDEX_NAME + ".part")
-    tmp.write_text(json.dumps(index, indent=1))
-    tmp.replace(old_path)
+    old_path = write_index(out, records, gtzan.describe(), notes.describe())
     print(f"{len(records)} excerpts in {out} (index: {old_path})")
     if missing:
         print(f"{len(missing)} excerpts without annotations, skipped: {', '.join(missing)}")
@@ -501,15 +515,212 @@ def build(gtzan_spec: str, annotations_spec: str, out: Path, genres: Sequence[st
     return 1 if failed and not records else 0
 
 
+# ----------------------------------------------------------------------------------------------- manifest
+
+MANIFEST_HEADER = ("name", "repo", "commit", "path")
+#: The manifest row that pins the annotations: the whole tree of that repository at that commit.
+ANNOTATIONS_ROW = "annotations"
+DEFAULT_CLONE_FROM = "https://github.com"
+_NAME_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<num>\d{5})$")
+_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """Where one excerpt comes from: a file at a commit of a public git repository (``owner/name``)."""
+
+    name: str
+    repo: str
+    commit: str
+    path: str
+
+
+def read_manifest(path: Path) -> tuple[list[ManifestRow], ManifestRow | None]:
+    """The excerpt rows and the annotations row of a manifest: a tab-separated file with the header
+    ``name repo commit path``; blank lines and lines starting with ``#`` are ignored. A row of a held-out
+    genre makes the whole manifest refused, as ``--genres`` does."""
+    rows: list[ManifestRow] = []
+    notes: ManifestRow | None = None
+    header_seen = False
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DevsetError(f"{path}: cannot read the manifest ({exc.strerror})") from exc
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = tuple(f.strip() for f in line.split("\t"))
+        if not header_seen:
+            if fields != MANIFEST_HEADER:
+                raise DevsetError(f"{path}: the first line must be the header {' '.join(MANIFEST_HEADER)!r} "
+                                  "(tab-separated)")
+            header_seen = True
+            continue
+        if len(fields) != len(MANIFEST_HEADER) or not all(fields):
+            raise DevsetError(f"{path}, line {lineno}: expected 4 tab-separated fields, got {line!r}")
+        row = ManifestRow(*fields)
+        if not _REPO_RE.match(row.repo):
+            raise DevsetError(f"{path}, line {lineno}: {row.repo!r} is not a repository name 'owner/name'")
+        if not _COMMIT_RE.match(row.commit):
+            raise DevsetError(f"{path}, line {lineno}: {row.commit!r} is not a full 40-digit commit id")
+        if row.name == ANNOTATIONS_ROW:
+            notes = row
+            continue
+        m = _NAME_RE.match(row.name)
+        if not m:
+            raise DevsetError(f"{path}, line {lineno}: {row.name!r} is not an excerpt name '<genre>.<nnnnn>'")
+        if m["genre"] in HELD_OUT_GENRES:
+            raise DevsetError(f"{path}, line {lineno}: {row.name} is of a genre held out for judging, never "
+                              "part of the development set")
+        check_genres([m["genre"]])
+        rows.append(row)
+    if not header_seen:
+        raise DevsetError(f"{path}: empty manifest")
+    names = [r.name for r in rows]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DevsetError(f"{path}: listed more than once: {', '.join(twice)}")
+    return rows, notes
+
+
+def _git_dir_in(path: Path) -> Path | None:
+    """The git directory at ``path``: itself when bare, else its ``.git``; the fetch tool's mirrors keep
+    it in ``repo/`` or ``repo/.git``."""
+    for candidate in (path, path / ".git", path / "repo", path / "repo" / ".git"):
+        if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir():
+            return candidate
+    return None
+
+
+def find_repo(repos: Path, repo: str) -> Path | None:
+    """A local git directory of ``owner/name`` under ``repos``: ``owner+name`` (the fetch tool's mirrors
+    and ``--clone``), ``owner/name`` or ``name`` (what ``git clone URL`` in ``repos`` makes)."""
+    owner, name = repo.split("/", 1)
+    for folder in (repos / f"{owner}+{name}", repos / owner / name, repos / name):
+        found = _git_dir_in(folder) if folder.is_dir() else None
+        if found is not None:
+            return found
+    return None
+
+
+def clone_repo(repos: Path, repo: str, clone_from: str) -> Path:
+    """A full (bare) clone of ``owner/name`` into ``repos/owner+name``: every commit, since some of the
+    listed files exist only in a repository's history."""
+    dest = repos / repo.replace("/", "+")
+    url = f"{clone_from.rstrip('/')}/{repo}"
+    repos.mkdir(parents=True, exist_ok=True)
+    print(f"cloning {url} -> {dest}", flush=True)
+    _git(["clone", "--quiet", "--bare", url, str(dest)])
+    return dest
+
+
+def open_repos(names: Iterable[str], repos: Path, clone: bool, clone_from: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for repo in sorted(set(names)):
+        git_dir = find_repo(repos, repo)
+        if git_dir is None and clone:
+            git_dir = clone_repo(repos, repo, clone_from)
+        if git_dir is None:
+            missing.append(repo)
+        else:
+            found[repo] = git_dir
+    if missing:
+        raise DevsetError(f"no git directory under {repos} for {', '.join(missing)} (looked for OWNER+NAME, "
+                          "OWNER/NAME and NAME); clone them there with 'git clone' (a full clone, not --depth 1) "
+                          "or pass --clone")
+    return found
+
+
+def source_at(repo: str, git_dir: Path, commit: str, paths: Iterable[str] | None = None) -> Source:
+    """A :class:`Source` reading ``git_dir`` at ``commit``: the listed paths, or the whole tree."""
+    src = Source(repo, git_dir, git_dir=git_dir, commit=commit)
+    if paths is not None:
+        src._blobs.update({p: f"{commit}:{p}" for p in paths})
+        return src
+    for entry in _git(["--git-dir", str(git_dir), "ls-tree", "-r", "-z", commit]).split(b"\0"):
+        if entry:
+            meta, name = entry.split(b"\t", 1)
+            if meta.split()[1] == b"blob":
+                src._blobs[name.decode()] = f"{commit}:{name.decode()}"
+    return src
+
+
+def build_from_manifest(manifest: Path, repos: Path, out: Path, genres: Sequence[str], limit: int | None = None,
+                        annotations_spec: str | None = None, clone: bool = False,
+                        clone_from: str = DEFAULT_CLONE_FROM) -> int:
+    """Convert every excerpt the manifest lists, each read with ``git cat-file`` at its commit (so a file
+    deleted since is found as well), with the annotations of the manifest's ``annotations`` row (or of
+    ``annotations_spec``, read as in :func:`build`). Same outputs as :func:`build`."""
+    genres = check_genres(genres)
+    rows, notes_row = read_manifest(manifest)
+    rows = [r for r in rows if r.name.split(".")[0] in genres]
+    if limit is not None:
+        per_genre: dict[str, int] = {}
+        kept: list[ManifestRow] = []
+        for row in rows:
+            g = row.name.split(".")[0]
+            if per_genre.get(g, 0) < limit:
+                per_genre[g] = per_genre.get(g, 0) + 1
+                kept.append(row)
+        rows = kept
+    if annotations_spec is None and notes_row is None:
+        raise DevsetError(f"{manifest}: no '{ANNOTATIONS_ROW}' row; give --annotations SRC")
+    wanted = [r.repo for r in rows] + ([notes_row.repo] if annotations_spec is None and notes_row else [])
+    git_dirs = open_repos(wanted, repos, clone, clone_from)
+    out.mkdir(parents=True, exist_ok=True)
+    if annotations_spec is not None:
+        notes = Source.open(annotations_spec, out / "_sources")
+    else:
+        assert notes_row is not None
+        notes = source_at(notes_row.repo, git_dirs[notes_row.repo], notes_row.commit)
+    beats, tempi = find_annotations(notes, genres)
+    records: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for row in rows:
+        if row.name not in beats:
+            failed.append(f"{row.name}: no annotation in {notes.spec}")
+            continue
+        try:
+            annotation = parse_beats(notes.read(beats[row.name]).decode("utf-8", errors="replace"))
+            bpm = parse_bpm(notes.read(tempi[row.name]).decode(errors="replace")) if row.name in tempi else None
+            audio = source_at(row.repo, git_dirs[row.repo], row.commit, [row.path])
+            meta = {"gtzan_commit": row.commit, "annotations_commit": notes.commit}
+            record = convert_one(row.name, audio, row.path, annotation, bpm, out, meta)
+        except DevsetError as exc:
+            failed.append(f"{row.name} ({row.repo} {row.commit[:10]}:{row.path}): {exc}")
+            continue
+        records.append(record)
+        print(f"  {row.name}: {record['duration']:.1f} s, {len(record['beats'])} beats", flush=True)
+    gtzan = {"source": str(manifest), "path": str(repos), "commit": None,
+             "repositories": {repo: str(path) for repo, path in sorted(git_dirs.items())}}
+    index_path = write_index(out, records, gtzan, notes.describe())
+    print(f"{len(records)} excerpts in {out} (index: {index_path})")
+    for message in failed:
+        print(f"failed: {message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Build the real-music development set (GTZAN excerpts + gtzan_tempo_beat annotations).",
         epilog="Each SRC is a folder, a git directory or a git URL. Example: python scripts/devset.py "
         "--gtzan https://github.com/OWNER/gtzan-copy --annotations "
-        "https://github.com/TempoBeatDownbeat/gtzan_tempo_beat",
+        "https://github.com/TempoBeatDownbeat/gtzan_tempo_beat. Or, file by file from a manifest: "
+        "python scripts/devset.py --manifest scripts/devset_sources.tsv --repos DIR [--clone]",
     )
-    parser.add_argument("--gtzan", required=True, metavar="SRC", help="GTZAN audio: <genre>.<nnnnn>.au/.wav files")
-    parser.add_argument("--annotations", required=True, metavar="SRC", help="gtzan_tempo_beat: beats/*.beats")
+    parser.add_argument("--gtzan", metavar="SRC", help="GTZAN audio: <genre>.<nnnnn>.au/.wav files")
+    parser.add_argument("--annotations", metavar="SRC", help="gtzan_tempo_beat: beats/*.beats (with --manifest: "
+                        "instead of the manifest's annotations row)")
+    parser.add_argument("--manifest", type=Path, default=None, help="instead of --gtzan: a list of excerpts, each "
+                        "a file at a commit of a git repository (scripts/devset_sources.tsv)")
+    parser.add_argument("--repos", type=Path, default=None, help="with --manifest: the folder holding the git "
+                        "directories of the manifest's repositories (OWNER+NAME, OWNER/NAME or NAME)")
+    parser.add_argument("--clone", action="store_true", help="with --manifest: clone the repositories missing "
+                        "from --repos (full bare clones into --repos/OWNER+NAME)")
+    parser.add_argument("--clone-from", default=DEFAULT_CLONE_FROM, metavar="BASE",
+                        help=f"where --clone finds OWNER/NAME (default {DEFAULT_CLONE_FROM})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default $METADJ_DEVSET or "
                         "~/.cache/metadj-bridge/devset)")
     parser.add_argument("--genres", nargs="+", default=list(DEV_GENRES), metavar="GENRE",
@@ -517,7 +728,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most N excerpts per genre")
     args = parser.parse_args(argv)
     out = (args.out or default_out()).expanduser()
+    if args.manifest is None and (args.gtzan is None or args.annotations is None):
+        parser.error("give --gtzan SRC --annotations SRC, or --manifest FILE --repos DIR")
+    if args.manifest is not None and (args.gtzan is not None or args.repos is None):
+        parser.error("--manifest takes --repos DIR (and no --gtzan)")
     try:
+        if args.manifest is not None:
+            return build_from_manifest(args.manifest, args.repos.expanduser(), out, args.genres, args.limit,
+                                       args.annotations, args.clone, args.clone_from)
         return build(args.gtzan, args.annotations, out, args.genres, args.limit)
     except DevsetError as exc:
         print(f"devset: {exc}", file=sys.stderr)

@@ -240,6 +240,108 @@ def test_build_from_a_bare_git_directory(tmp_path: Path) -> None:
     assert index["annotations"]["commit"] and len(index["annotations"]["commit"]) == 40
 
 
+# ----------------------------------------------------------------------------------------------- manifest
+
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git_out(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, env=GIT_ENV, text=True).stdout.strip()
+
+
+def make_manifest_sources(tmp_path: Path) -> tuple[Path, Path, str, str]:
+    """Two git repositories under ``upstream/`` as GitHub would hold them: ``someone/songs``, whose blues
+    excerpt (a generated .wav) was committed and later deleted, and ``notes/beats``, the annotations. Returns
+    the upstream folder, the manifest, the commit holding the excerpt and the annotations' commit."""
+    upstream = tmp_path / "upstream"
+    songs, notes = upstream / "someone" / "songs", upstream / "notes" / "beats"
+    (songs / "uploads").mkdir(parents=True)
+    (notes / "beats").mkdir(parents=True)
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    wav_bytes(songs / "uploads" / "blues.00042.wav", 0.3 * np.sin(2 * np.pi * 330 * t), sr)
+    for repo in (songs, notes):
+        git_out("-C", str(repo), "init", "-q")
+    git_out("-C", str(songs), "add", ".")
+    git_out("-C", str(songs), "commit", "-q", "-m", "add a song")
+    holding = git_out("-C", str(songs), "rev-parse", "HEAD")
+    git_out("-C", str(songs), "rm", "-q", "uploads/blues.00042.wav")
+    (songs / "README").write_text("the songs are gone\n")
+    git_out("-C", str(songs), "add", ".")
+    git_out("-C", str(songs), "commit", "-q", "-m", "remove the song")
+    (notes / "beats" / "gtzan_blues_00042.beats").write_text("".join(f"{0.5 * i:.3f}\t{i % 4 + 1}\n"
+                                                                      for i in range(8)))
+    git_out("-C", str(notes), "add", ".")
+    git_out("-C", str(notes), "commit", "-q", "-m", "beats")
+    notes_commit = git_out("-C", str(notes), "rev-parse", "HEAD")
+    manifest = tmp_path / "sources.tsv"
+    manifest.write_text(
+        "# where the excerpts come from\n"
+        "name\trepo\tcommit\tpath\n"
+        f"annotations\tnotes/beats\t{notes_commit}\t.\n"
+        f"blues.00042\tsomeone/songs\t{holding}\tuploads/blues.00042.wav\n"
+    )
+    return upstream, manifest, holding, notes_commit
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_build_from_a_manifest_reads_files_deleted_since_and_clones_on_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    upstream, manifest, holding, notes_commit = make_manifest_sources(tmp_path)
+    # The excerpt is gone at HEAD: a build from the repository as it is now finds nothing.
+    assert devset.main(["--gtzan", str(upstream / "someone" / "songs"), "--annotations",
+                        str(upstream / "notes" / "beats"), "--out", str(tmp_path / "head")]) == 2
+    assert "no GTZAN excerpt" in capsys.readouterr().err
+
+    # Local clones as 'git clone' makes them (OWNER/NAME under --repos), then without them and --clone.
+    repos = tmp_path / "repos"
+    for repo in ("someone/songs", "notes/beats"):
+        git_out("clone", "-q", str(upstream / repo), str(repos / repo))
+    out = tmp_path / "out"
+    assert devset.main(["--manifest", str(manifest), "--repos", str(repos), "--out", str(out)]) == 0
+    record = json.loads((out / "blues" / "blues.00042.json").read_text())
+    assert record["source_file"] == "uploads/blues.00042.wav" and record["gtzan_commit"] == holding
+    assert record["annotations_commit"] == notes_commit
+    assert record["beats"] == [0.5 * i for i in range(7)]  # 0..3 s of audio
+    assert record["downbeats"] == [0.0, 2.0]
+    index = json.loads((out / "index.json").read_text())
+    assert [e["name"] for e in index["excerpts"]] == ["blues.00042"]
+    assert index["annotations"]["commit"] == notes_commit
+    with wave.open(str(out / "blues" / "blues.00042.wav")) as w:
+        assert (w.getframerate(), w.getnframes()) == (44100, 3 * 44100)
+
+    empty = tmp_path / "empty"
+    assert devset.main(["--manifest", str(manifest), "--repos", str(empty), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "someone/songs" in err and "--clone" in err
+    again = tmp_path / "again"
+    assert devset.main(["--manifest", str(manifest), "--repos", str(empty), "--out", str(again), "--clone",
+                        "--clone-from", upstream.as_uri()]) == 0
+    assert (empty / "someone+songs" / "HEAD").is_file()  # a full bare clone, history included
+    for name in ("blues/blues.00042.wav", "blues/blues.00042.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_manifest_refuses_held_out_genres_and_reports_missing_commits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    upstream, manifest, holding, _ = make_manifest_sources(tmp_path)
+    text = manifest.read_text()
+    held_out = tmp_path / "held_out.tsv"
+    held_out.write_text(text + f"pop.00001\tsomeone/songs\t{holding}\tuploads/pop.00001.wav\n")
+    assert devset.main(["--manifest", str(held_out), "--repos", str(upstream), "--out", str(tmp_path / "o")]) == 2
+    assert "held out" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # A commit the local copy does not have (e.g. a shallow clone): the excerpt fails and says which.
+    lost = tmp_path / "lost.tsv"
+    lost.write_text(text.replace(holding, "0" * 40))
+    assert devset.main(["--manifest", str(lost), "--repos", str(upstream), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "blues.00042" in err and "0000000000" in err
+
+
 # ----------------------------------------------------------------------------------------------- scoring
 
 
