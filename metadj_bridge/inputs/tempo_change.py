@@ -54,6 +54,18 @@ HOLD_TOLERANCE = 0.03
 REFRACTORY_S = 8.0
 #: Below this mean square of the activation there is nothing to hear (as the HMM's ACF_MIN_POWER).
 MIN_POWER = 1e-4
+#: After a change the new tempo is checked against its metrical relatives (RELATIVES times it) from RECHECK_FROM_S
+#: to RECHECK_UNTIL_S after the call, on the last RECHECK_WINDOW_S of activation: the mean autocorrelation at every
+#: multiple of a beat up to RECHECK_SPAN_S (a comb: the true beat repeats at the bar too, a pulse at 4/3 of it
+#: mostly not). A relative whose comb beats the new tempo's by RECHECK_MARGIN for RECHECK_CHECKS checks in a row is
+#: the tempo instead (a broken beat's kicks can repeat at 3/4 of its beat, which the first call may have heard).
+RELATIVES = (4.0 / 3.0, 3.0 / 4.0, 3.0 / 2.0, 2.0 / 3.0)
+RECHECK_FROM_S = 3.0
+RECHECK_UNTIL_S = 10.0
+RECHECK_WINDOW_S = 5.0
+RECHECK_SPAN_S = 2.5
+RECHECK_MARGIN = 0.1
+RECHECK_CHECKS = 3
 
 
 class TempoChangeDetector:
@@ -74,6 +86,12 @@ class TempoChangeDetector:
         self._candidate = 0.0
         self._last_change = -(10**9)
         self._refractory = int(round(REFRACTORY_S * fps))
+        #: The metrical check after a change: hops from the call it runs between, its window, and its count.
+        self._recheck = (int(round(RECHECK_FROM_S * fps)), int(round(RECHECK_UNTIL_S * fps)))
+        self._recheck_n = min(self._size - 2, int(round(RECHECK_WINDOW_S * fps)))
+        self._recheck_run = 0
+        self._rechecked = True
+        self._called = 0.0
 
     def reset(self) -> None:
         """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
@@ -91,8 +109,11 @@ class TempoChangeDetector:
     def check(self, period: float, active: bool) -> float | None:
         """``period``: the current beat period in hops; ``active``: the grid is locked and not in a breakdown."""
         n = int(round(WINDOW_BEATS * period))
+        since = self._frames - self._last_change
+        if not self._rechecked and active and self._recheck[0] <= since <= self._recheck[1]:
+            return self._metrical_check()
         if (not active or not self._min_period <= period <= self._max_period * 1.01
-                or self._frames - self._last_change < self._refractory):
+                or since < self._refractory):
             self.reset()
             return None
         if self._frames < n + PREDICT_BEATS * period + 2:
@@ -115,7 +136,44 @@ class TempoChangeDetector:
             return None
         self.reset()
         self._last_change = self._frames
+        self._rechecked, self._recheck_run, self._called = False, 0, lag
         return lag
+
+    def _metrical_check(self) -> float | None:
+        """After a change: a metrical relative of the called tempo whose comb (see RELATIVES) is clearly the better one,
+        held for RECHECK_CHECKS checks, else None."""
+        n = self._recheck_n
+        x = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))[-n:]
+        x = x - x.mean()
+        power = float(x @ x)
+        if power < MIN_POWER * n:
+            self._recheck_run = 0
+            return None
+        nfft = 1 << int(math.ceil(math.log2(2 * n)))
+        spectrum = np.fft.rfft(x, nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, nfft)[:n] / power * (n / (n - np.arange(n)))
+        span = RECHECK_SPAN_S * self.fps
+
+        def comb(lag: float) -> float:
+            lags = lag * np.arange(1, max(1, int(span / lag)) + 1)
+            return float(np.interp(lags, np.arange(n), acf).mean())
+
+        period = self._called
+        here = comb(period)
+        best, best_score = 0.0, here + RECHECK_MARGIN
+        for ratio in RELATIVES:
+            lag = period / ratio
+            if self._min_period <= lag <= self._max_period and (score := comb(lag)) >= best_score:
+                best, best_score = lag, score
+        if best == 0.0:
+            self._recheck_run = 0
+            return None
+        self._recheck_run += 1
+        if self._recheck_run < RECHECK_CHECKS:
+            return None
+        self._rechecked = True
+        self._last_change = self._frames
+        return best
 
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
         """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
