@@ -127,7 +127,7 @@ class TempoChangeDetector:
         if lag <= 0.0 or max(self._clear) < CLEAR or value < NEW_MIN or value < DOMINANCE * current:
             self._run = 0
             return None
-        if self._run and abs(lag / self._candidate - 1.0) <= HOLD_TOLERANCE:
+        if self._run and any(abs(lag / self._candidate / r - 1.0) <= HOLD_TOLERANCE for r in (1.0, *RELATIVES[:2])):
             self._run += 1
         else:
             self._run = 1
