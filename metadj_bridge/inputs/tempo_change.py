@@ -41,6 +41,12 @@ EVERY = 8
 #: The current tempo's autocorrelation must have reached CLEAR within the last CLEAR_MEMORY_S.
 CLEAR = 0.7
 CLEAR_MEMORY_S = 4.0
+#: ... or what the last beats leave over was quiet: its strongest peak 5-25% away stayed under QUIET for at least
+#: half of the QUIET_S before the last QUIET_GAP_S (the old track is predicted by its own last beats, even when its
+#: beat-level repeat is weak: a broken beat, swing, drum and bass), and a new one now reaches NEW_MIN.
+QUIET = 0.2
+QUIET_S = 8.0
+QUIET_GAP_S = 2.0
 #: The new tempo: NEW_MIN_RATIO..NEW_MAX_RATIO away from the current one (relative, either way), with an
 #: autocorrelation of what is left over of at least NEW_MIN and DOMINANCE times the current tempo's.
 NEW_MIN_RATIO = 1.05
@@ -82,6 +88,9 @@ class TempoChangeDetector:
         self._frames = 0
         #: The current tempo's autocorrelation at the checks of the last CLEAR_MEMORY_S.
         self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
+        #: The strongest peak of what is left over at the checks of the last QUIET_S + QUIET_GAP_S.
+        self._gap = int(round(QUIET_GAP_S * fps / EVERY))
+        self._levels: deque[float] = deque(maxlen=int(round(QUIET_S * fps / EVERY)) + self._gap)
         self._run = 0
         self._candidate = 0.0
         self._last_change = -(10**9)
@@ -96,6 +105,7 @@ class TempoChangeDetector:
     def reset(self) -> None:
         """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
         self._clear.clear()
+        self._levels.clear()
         self._run = 0
         self._candidate = 0.0
 
@@ -124,7 +134,10 @@ class TempoChangeDetector:
             return None
         current, lag, value = found
         self._clear.append(current)
-        if lag <= 0.0 or max(self._clear) < CLEAR or value < NEW_MIN or value < DOMINANCE * current:
+        before = list(self._levels)[: max(0, len(self._levels) - self._gap)]
+        self._levels.append(value)
+        quiet = 2 * len(before) >= self._levels.maxlen - self._gap and max(before) < QUIET
+        if lag <= 0.0 or not (max(self._clear) >= CLEAR or quiet) or value < NEW_MIN or value < DOMINANCE * current:
             self._run = 0
             return None
         if self._run and any(abs(lag / self._candidate / r - 1.0) <= HOLD_TOLERANCE for r in (1.0, *RELATIVES[:2])):
