@@ -63,6 +63,43 @@ def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
     assert f_measure(track.beats, beats).f_measure >= 0.95
 
 
+#: Crossfades the first tempo-change detector missed (development material, apart from synth.TRANSITIONS): a broken
+#: beat coming in, whose kicks repeat at 3/4 of its beat, and outgoing tracks whose beat-level repeat is weak.
+BROKEN_IN = (synth.TrackSpec("techno-128", "techno", 128, 24, seed=91),
+             synth.TrackSpec("broken-114", "broken", 114, 24, seed=92))
+SYNCOPATED_OUT = [
+    (synth.TrackSpec("swing-96", "swing", 96, 20, seed=95), synth.TrackSpec("hiphop-84", "hiphop", 84, 16, seed=96)),
+    (synth.TrackSpec("broken-124", "broken", 124, 24, seed=105),
+     synth.TrackSpec("techno-138", "techno", 138, 24, seed=106)),
+]
+
+
+def mixed(a: synth.TrackSpec, b: synth.TrackSpec) -> tuple[synth.Track, BeatClock, np.ndarray, np.ndarray, np.ndarray]:
+    """An 8 s crossfade from 24 s, played: (the mix, the clock, its beats, the hop times, the BPM at each hop)."""
+    track = synth.crossfade(synth.render(a), synth.render(b), 24.0, 8.0)
+    clock, beats, times, bpms = play(track)
+    return track, clock, beats, times, bpms
+
+
+def test_a_broken_beat_coming_in_is_followed_at_its_own_tempo_not_at_four_thirds() -> None:
+    track, clock, beats, times, bpms = mixed(*BROKEN_IN)
+    settled = 28.0 + 8.0  # the midpoint and the check after the change (3 s and more after it, on new material)
+    after = (times >= settled) & (times <= track.beats[-1])
+    assert np.all(np.abs(bpms[after] / 114 - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    assert f_measure(track.beats[track.beats >= settled], beats[beats >= settled], skip=0.0).f_measure >= 0.95
+
+
+@pytest.mark.parametrize("which", range(len(SYNCOPATED_OUT)))
+def test_a_change_is_heard_when_the_outgoing_beat_is_syncopated(which: int) -> None:
+    old, new = SYNCOPATED_OUT[which]
+    track, clock, beats, times, bpms = mixed(old, new)
+    assert clock.tempo_changes == 1
+    after = (times >= 28.0 + FOLLOW_S + 1.0) & (times <= track.beats[-1])
+    assert np.all(np.abs(bpms[after] / new.bpm - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    before = (times > 10.0) & (times < 24.0)
+    assert np.all(np.abs(bpms[before] / old.bpm - 1.0) < 0.02)
+
+
 def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:
     """An activation of one-hop clicks every ``period`` hops."""
     a = np.zeros(n)
