@@ -66,7 +66,7 @@ MIN_POWER = 1e-4
 #: mostly not). A relative whose comb beats the new tempo's by RECHECK_MARGIN for RECHECK_CHECKS checks in a row is
 #: the tempo instead (a broken beat's kicks can repeat at 3/4 of its beat, which the first call may have heard).
 RELATIVES = (4.0 / 3.0, 3.0 / 4.0, 3.0 / 2.0, 2.0 / 3.0)
-RECHECK_FROM_S = 3.0
+RECHECK_FROM_S = 1.5
 RECHECK_UNTIL_S = 10.0
 RECHECK_WINDOW_S = 5.0
 RECHECK_SPAN_S = 2.5
