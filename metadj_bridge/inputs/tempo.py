@@ -8,8 +8,9 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   beat falls, at most one hop after it; tempo and phase come out of the same model, 60-190 BPM, with the
   autocorrelation of the last seconds of activation deciding between octaves;
 - **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
-  beats run on at the last tempo, so pads and risers cannot re-time the grid; the model takes over again with
-  the drop, never firing two beats closer than half a beat;
+  beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders
+  when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
+  if it wandered off, never firing two beats closer than half a beat;
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading

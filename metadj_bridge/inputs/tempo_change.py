@@ -9,7 +9,9 @@ track's beat stands out before it is the louder one. A tempo change is called wh
 
 - the current tempo was clear: the activation's autocorrelation at the beat period (scaled to 1 at lag 0 and for
   the overlap, so 1 is a perfect repeat) reached CLEAR within the last CLEAR_MEMORY_S, so music without a steady
-  pulse (rubato, a free intro) never calls one;
+  pulse (rubato, a free intro) never calls one; or, for a beat that repeats less from beat to beat (drum and bass,
+  broken beats, swing), what the last beats leave over stayed quiet (no peak 5-25% away reached QUIET) for
+  seconds before the last QUIET_GAP_S: the old track was still predicted by its own beats;
 - what is left over repeats at another tempo 5-25% away (no metrical relation of the current one: those are 2x,
   1.5x, 4/3 and their inverses, which the HMM's own autocorrelation weighs), with an autocorrelation (on the same
   scale) of at least NEW_MIN and at least DOMINANCE times the current tempo's;
@@ -17,13 +19,20 @@ track's beat stands out before it is the louder one. A tempo change is called wh
 - and the last change was at least REFRACTORY_S ago: DJ transitions are far apart, and a change the music does not
   confirm (the HMM wanders back) must not be called again and again.
 
+A new tempo that jumps to 4/3 or 3/4 of itself from check to check still counts as held: a broken beat's kicks
+repeat at three quarters of its beat, and both readings stand out. So after every change, from RECHECK_FROM_S to
+RECHECK_UNTIL_S after it (the new track ever louder in the window), the called tempo is weighed against its
+metrical relatives by a comb of the activation's autocorrelation (at every multiple of the beat up to
+RECHECK_SPAN_S: the true beat repeats at the bar as well, a pulse at 4/3 of it mostly does not), and the HMM is
+moved once more when a relative is clearly better.
+
 On steady music the prediction leaves only noise and fills, which do not repeat at a tempo of their own. The caller
 moves the HMM's probability to the new tempo (``BeatHMM.move_tempo``) and starts its readout again. Set on the
 generated crossfades (``synth.TRANSITIONS``: the BPM follows 0.5-1.5 s after the midpoint) and the GTZAN development
 set (it fires on one of its 151 excerpts, a classical one read at a wrong tempo before and after, and on no generated
-track without a transition). CLEAR is what keeps it quiet on real music, and it also keeps it quiet when the outgoing
-track's beat is syncopated (drum and bass, broken beats, swing: their beat-level repeat stays under CLEAR); there the
-HMM follows on its own, as before. A broken beat coming in can be called at 4/3 of its tempo, where its kicks repeat.
+track without a transition). CLEAR is what keeps it quiet on real music, where the left-over is rarely quiet for long
+(QUIET and its gap were set on crossfades of other generated styles and tempi and add no call on the development
+set); a crossfade between two drum-and-bass tracks stays under both, and there the HMM follows on its own.
 """
 
 from __future__ import annotations
