@@ -99,7 +99,8 @@ class TempoChangeDetector:
         self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
         #: The strongest peak of what is left over at the checks of the last QUIET_S + QUIET_GAP_S.
         self._gap = int(round(QUIET_GAP_S * fps / EVERY))
-        self._levels: deque[float] = deque(maxlen=int(round(QUIET_S * fps / EVERY)) + self._gap)
+        self._quiet_checks = int(round(QUIET_S * fps / EVERY))
+        self._levels: deque[float] = deque(maxlen=self._quiet_checks + self._gap)
         self._run = 0
         self._candidate = 0.0
         self._last_change = -(10**9)
@@ -145,7 +146,7 @@ class TempoChangeDetector:
         self._clear.append(current)
         before = list(self._levels)[: max(0, len(self._levels) - self._gap)]
         self._levels.append(value)
-        quiet = 2 * len(before) >= self._levels.maxlen - self._gap and max(before) < QUIET
+        quiet = 2 * len(before) >= self._quiet_checks and max(before) < QUIET
         if lag <= 0.0 or not (max(self._clear) >= CLEAR or quiet) or value < NEW_MIN or value < DOMINANCE * current:
             self._run = 0
             return None
