@@ -1,7 +1,8 @@
 """DJ transitions (issue 15, item 3): after a crossfade to a track 10-20 BPM away the BeatClock's BPM and beats
 follow the new track, and on steady music the tempo-change detector (inputs/tempo_change.py) never fires.
 
-The crossfades are synth.TRANSITIONS (8 s, equal power); synth.HELDOUT_TRANSITIONS are left to the benchmark.
+The crossfades are synth.TRANSITIONS (8 s, equal power) and a few of synth.DEVELOPMENT_TRANSITIONS;
+synth.HELDOUT_TRANSITIONS are left to the benchmark.
 """
 
 from __future__ import annotations
@@ -63,15 +64,10 @@ def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
     assert f_measure(track.beats, beats).f_measure >= 0.95
 
 
-#: Crossfades the first tempo-change detector missed (development material, apart from synth.TRANSITIONS): a broken
-#: beat coming in, whose kicks repeat at 3/4 of its beat, and outgoing tracks whose beat-level repeat is weak.
-BROKEN_IN = (synth.TrackSpec("techno-128", "techno", 128, 24, seed=91),
-             synth.TrackSpec("broken-114", "broken", 114, 24, seed=92))
-SYNCOPATED_OUT = [
-    (synth.TrackSpec("swing-96", "swing", 96, 20, seed=95), synth.TrackSpec("hiphop-84", "hiphop", 84, 16, seed=96)),
-    (synth.TrackSpec("broken-124", "broken", 124, 24, seed=105),
-     synth.TrackSpec("techno-138", "techno", 138, 24, seed=106)),
-]
+#: Crossfades the first tempo-change detector missed (synth.DEVELOPMENT_TRANSITIONS): a broken beat coming in, whose
+#: kicks repeat at 3/4 of its beat, and outgoing tracks whose beat-level repeat is weak (swing, a broken beat).
+BROKEN_IN = synth.DEVELOPMENT_TRANSITIONS[0][:2]
+SYNCOPATED_OUT = [synth.DEVELOPMENT_TRANSITIONS[i][:2] for i in (2, 7)]
 
 
 def mixed(a: synth.TrackSpec, b: synth.TrackSpec) -> tuple[synth.Track, BeatClock, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,7 +81,7 @@ def test_a_broken_beat_coming_in_is_followed_at_its_own_tempo_not_at_four_thirds
     track, clock, beats, times, bpms = mixed(*BROKEN_IN)
     settled = 28.0 + 8.0  # the midpoint and the check after the change (3 s and more after it, on new material)
     after = (times >= settled) & (times <= track.beats[-1])
-    assert np.all(np.abs(bpms[after] / 114 - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    assert np.all(np.abs(bpms[after] / BROKEN_IN[1].bpm - 1.0) < 0.02), np.unique(bpms[after].round(1))
     assert f_measure(track.beats[track.beats >= settled], beats[beats >= settled], skip=0.0).f_measure >= 0.95
 
 
