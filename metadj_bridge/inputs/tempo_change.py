@@ -55,7 +55,7 @@ CLEAR_MEMORY_S = 4.0
 #: beat-level repeat is weak: a broken beat, swing, drum and bass), and a new one now reaches NEW_MIN.
 QUIET = 0.2
 QUIET_S = 8.0
-QUIET_GAP_S = 2.0
+QUIET_GAP_S = 3.0
 #: The new tempo: NEW_MIN_RATIO..NEW_MAX_RATIO away from the current one (relative, either way), with an
 #: autocorrelation of what is left over of at least NEW_MIN and DOMINANCE times the current tempo's.
 NEW_MIN_RATIO = 1.05
