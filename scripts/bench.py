@@ -203,9 +203,10 @@ def bench_audio_accuracy() -> None:
 
 
 def bench_audio_transitions() -> None:
-    """DJ transitions (``synth.TRANSITIONS``, and ``synth.HELDOUT_TRANSITIONS`` never tuned on: 8 s equal-power
-    crossfades between tracks 10-20 BPM apart): how long after the crossfade's midpoint the BeatClock's BPM holds
-    within 2% of the new track's (issue 15's target: 2 s), and the beat F-measure from 2 s after the midpoint on."""
+    """DJ transitions (``synth.TRANSITIONS``, ``synth.DEVELOPMENT_TRANSITIONS`` and ``synth.HELDOUT_TRANSITIONS``
+    never tuned on: 8 s equal-power crossfades between tracks 10-20 BPM apart): how long after the crossfade's midpoint
+    the BeatClock's BPM holds within 2% of the new track's (issue 15's target: 2 s), and the beat F-measure from 2 s
+    after the midpoint on."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -213,11 +214,14 @@ def bench_audio_transitions() -> None:
     from metadj_bridge.inputs.evaluation import f_measure
     from metadj_bridge.inputs.tempo import BeatClock
 
-    for title, heldout in (("tuning set", False), ("held-out set", True)):
+    sets = (("tuning set", synth.TRANSITIONS), ("development set", synth.DEVELOPMENT_TRANSITIONS),
+            ("held-out set", synth.HELDOUT_TRANSITIONS))
+    for title, specs in sets:
         print(f"\nDJ transitions, {title} (8 s crossfades; the new tempo held within 2% for 2 s, counted from the "
               "midpoint):")
         delays, fs = [], []
-        for track, start, seconds in synth.transitions(heldout=heldout):
+        for a, b, start, seconds in specs:
+            track = synth.crossfade(synth.render(a), synth.render(b), start, seconds)
             fx = FeatureExtractor(track.samplerate)
             clock = BeatClock(fx.hop_size / track.samplerate)
             hop, beats, bpms = fx.hop_size, [], []

@@ -9,6 +9,7 @@ Real music is measured by ``scripts/bench_realmusic.py`` (the development set is
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,6 +188,35 @@ def test_ramp_and_breakdown_are_followed(runs: dict[str, Run]) -> None:
     during = drop.beats[(drop.beats > start) & (drop.beats < end)]
     assert len(during) >= 8 * 4 - 2
     assert np.allclose(np.diff(during), 60 / 128, atol=0.02)
+
+
+@pytest.mark.parametrize("comes_back", [True, False])
+def test_the_grid_holds_its_tempo_when_the_music_stops(comes_back: bool) -> None:
+    """The music stops (only a noise floor is left) for 8 s, or for good: the flywheel's beats run on at the held
+    tempo on the old grid, though the model hears nothing to go by; when the music comes back on that grid, the
+    model takes it up from there."""
+    track = synth.render(synth.TrackSpec("techno-138", "techno", 138, 32 if comes_back else 20, seed=62))
+    sr, period = track.samplerate, 60 / 138
+    stop = float(track.beats[48]) - 0.05
+    back = stop + 8.0 if comes_back else len(track.samples) / sr
+    x = track.samples.copy()
+    i0, i1 = round(stop * sr), round(back * sr)
+    x[i0:i1] = 10 ** (-42 / 20) * np.random.default_rng(1).standard_normal(i1 - i0)
+    if not comes_back:
+        x = np.concatenate([x, 10 ** (-42 / 20) * np.random.default_rng(2).standard_normal(8 * sr)]).astype(np.float32)
+        back += 8.0
+    r = track_run(dataclasses.replace(track, samples=x))
+    quiet = (r.report_times > stop) & (r.report_times < back)
+    assert np.all(np.abs(r.report_bpms[quiet] - 138) <= 0.5), np.unique(r.report_bpms[quiet].round(2))
+    during = r.beats[(r.beats > stop + period) & (r.beats < back - period)]
+    assert len(during) >= (back - stop) / period - 4
+    grid = track.beats[0] + period * np.arange(int(back / period) + 2)
+    assert np.all(np.min(np.abs(during[:, None] - grid[None, :]), axis=1) <= 0.03)
+    if comes_back:
+        again = track.beats[track.beats > back + 2.0]
+        assert f_measure(again, r.beats[r.beats > back + 2.0], skip=0.0).f_measure >= 0.95
+        later = r.report_times > back + 4.0
+        assert np.all(np.abs(r.report_bpms[later] - 138) <= 1.0)
 
 
 def test_phase_is_a_sawtooth_in_range(runs: dict[str, Run]) -> None:

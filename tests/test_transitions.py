@@ -1,7 +1,8 @@
 """DJ transitions (issue 15, item 3): after a crossfade to a track 10-20 BPM away the BeatClock's BPM and beats
 follow the new track, and on steady music the tempo-change detector (inputs/tempo_change.py) never fires.
 
-The crossfades are synth.TRANSITIONS (8 s, equal power); synth.HELDOUT_TRANSITIONS are left to the benchmark.
+The crossfades are synth.TRANSITIONS (8 s, equal power) and a few of synth.DEVELOPMENT_TRANSITIONS;
+synth.HELDOUT_TRANSITIONS are left to the benchmark.
 """
 
 from __future__ import annotations
@@ -61,6 +62,38 @@ def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
     clock, beats, _, _ = play(track)
     assert clock.tempo_changes == 0
     assert f_measure(track.beats, beats).f_measure >= 0.95
+
+
+#: Crossfades the first tempo-change detector missed (synth.DEVELOPMENT_TRANSITIONS): a broken beat coming in, whose
+#: kicks repeat at 3/4 of its beat, and outgoing tracks whose beat-level repeat is weak (swing, a broken beat).
+BROKEN_IN = synth.DEVELOPMENT_TRANSITIONS[0][:2]
+SYNCOPATED_OUT = [synth.DEVELOPMENT_TRANSITIONS[i][:2] for i in (2, 7)]
+
+
+def mixed(a: synth.TrackSpec, b: synth.TrackSpec) -> tuple[synth.Track, BeatClock, np.ndarray, np.ndarray, np.ndarray]:
+    """An 8 s crossfade from 24 s, played: (the mix, the clock, its beats, the hop times, the BPM at each hop)."""
+    track = synth.crossfade(synth.render(a), synth.render(b), 24.0, 8.0)
+    clock, beats, times, bpms = play(track)
+    return track, clock, beats, times, bpms
+
+
+def test_a_broken_beat_coming_in_is_followed_at_its_own_tempo_not_at_four_thirds() -> None:
+    track, clock, beats, times, bpms = mixed(*BROKEN_IN)
+    settled = 28.0 + 8.0  # the midpoint and the check after the change (3 s and more after it, on new material)
+    after = (times >= settled) & (times <= track.beats[-1])
+    assert np.all(np.abs(bpms[after] / BROKEN_IN[1].bpm - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    assert f_measure(track.beats[track.beats >= settled], beats[beats >= settled], skip=0.0).f_measure >= 0.95
+
+
+@pytest.mark.parametrize("which", range(len(SYNCOPATED_OUT)))
+def test_a_change_is_heard_when_the_outgoing_beat_is_syncopated(which: int) -> None:
+    old, new = SYNCOPATED_OUT[which]
+    track, clock, beats, times, bpms = mixed(old, new)
+    assert clock.tempo_changes == 1
+    after = (times >= 28.0 + FOLLOW_S + 1.0) & (times <= track.beats[-1])
+    assert np.all(np.abs(bpms[after] / new.bpm - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    before = (times > 10.0) & (times < 24.0)
+    assert np.all(np.abs(bpms[before] / old.bpm - 1.0) < 0.02)
 
 
 def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:

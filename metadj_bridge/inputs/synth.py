@@ -394,6 +394,14 @@ HELDOUT_TRANSITIONS: tuple[tuple[TrackSpec, TrackSpec, float, float], ...] = (
     (TrackSpec("house-118", "house", 118, 24, seed=81), TrackSpec("techno-128", "techno", 128, 24, seed=82), 24.0, 8.0),
 )
 
+#: A third set to develop on while the held-out set stays unseen: (style, BPM) from and to, crossfades as above.
+DEVELOPMENT_TRANSITIONS = tuple(
+    (TrackSpec(f"{a}-{x}", a, x, 24, seed=91 + 2 * i), TrackSpec(f"{b}-{y}", b, y, 24, seed=92 + 2 * i), 24.0, 8.0)
+    for i, (a, x, b, y) in enumerate((
+        ("techno", 128, "broken", 114), ("broken", 118, "house", 132), ("swing", 96, "hiphop", 84),
+        ("hiphop", 92, "house", 106), ("dnb", 165, "dnb", 178), ("house", 122, "techno", 134),
+        ("offbeat_bass", 128, "house", 116), ("broken", 124, "techno", 138), ("techno", 140, "broken", 126),
+        ("swing", 104, "swing", 92), ("house", 126, "swing", 110), ("hiphop", 96, "hiphop", 84))))
 
 def transitions(samplerate: int = SAMPLERATE, *, heldout: bool = False) -> list[tuple[Track, float, float]]:
     """The ``TRANSITIONS`` (or ``HELDOUT_TRANSITIONS``) mixed: each with its crossfade's start and length."""

@@ -8,8 +8,9 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   beat falls, at most one hop after it; tempo and phase come out of the same model, 60-190 BPM, with the
   autocorrelation of the last seconds of activation deciding between octaves;
 - **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
-  beats run on at the last tempo, so pads and risers cannot re-time the grid; the model takes over again with
-  the drop, never firing two beats closer than half a beat;
+  beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders
+  when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
+  if it wandered off, never firing two beats closer than half a beat;
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
@@ -185,9 +186,12 @@ class BeatClock:
         self._bars.hop(a, low, f.chroma, f.beat_bands)
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
+        was_breakdown = self.breakdown
         self.breakdown = (
             self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops * self.hop_s > BREAKDOWN_AFTER_S
         )
+        if was_breakdown and not self.breakdown:
+            self._resume_held_tempo()
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
         if self._changes.push(a):
             self._follow_tempo_change()
@@ -204,7 +208,7 @@ class BeatClock:
             hit = False
         if self.breakdown and period is not None:
             if now >= self._flywheel_next - 0.5 * self.hop_s:
-                events.append(self._beat(self._flywheel_next))
+                events.append(self._beat(self._flywheel_next, held=True))
                 self._flywheel_next += period
             hit = False
         elif hit and self._last_beat is not None and period is not None and now - self._last_beat < 0.5 * period:
@@ -240,6 +244,16 @@ class BeatClock:
             self._fit = None
             self.bpm = 60.0 * self._hmm.fps / new
             self.tempo_changes += 1
+
+    def _resume_held_tempo(self) -> None:
+        """The music is back after a breakdown (or after it stopped): the model, which heard next to nothing while
+        the flywheel kept time and whose tempo may have wandered off, starts again from the held tempo when it is
+        not there; a new tempo is then found as from any other (the model's small steps, the change detector)."""
+        if self.period is None or not self._hmm.locked:
+            return
+        held = self.period / self.hop_s
+        if abs(60.0 * self._hmm.fps / self._hmm.tempo_bpm() / held - 1.0) > READOUT_AGREEMENT:
+            self._hmm.move_tempo(held)
 
     # ------------------------------------------------------------------ the fitted grid
 
@@ -299,15 +313,18 @@ class BeatClock:
             return
         self._fit = (float(y.mean()) - slope * xm, slope)
 
-    def _beat(self, t: float) -> BeatEvent:
+    def _beat(self, t: float, held: bool = False) -> BeatEvent:
+        """A beat at ``t``; ``held``: the flywheel's, which keeps the tempo it had (the model hears nothing to go by
+        in a breakdown or after the music stops, and its tempo wanders)."""
         self._last_beat = t
         self.beat_index += 1
         self._beat_in_bar = self._bars.beat()
-        model_bpm = self._hmm.tempo_bpm()
-        fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
-        # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the line
-        # has the beats to follow).
-        self.bpm = fitted if abs(fitted / model_bpm - 1.0) <= READOUT_AGREEMENT else model_bpm
-        self.period = 60.0 / self.bpm
+        if not held or self.period is None:
+            model_bpm = self._hmm.tempo_bpm()
+            fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
+            # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the
+            # line has the beats to follow).
+            self.bpm = fitted if abs(fitted / model_bpm - 1.0) <= READOUT_AGREEMENT else model_bpm
+            self.period = 60.0 / self.bpm
         self.confidence = self._hmm.confidence()
         return BeatEvent(t, self.beat_index, self._beat_in_bar, self.bpm, self.confidence)

@@ -9,7 +9,9 @@ track's beat stands out before it is the louder one. A tempo change is called wh
 
 - the current tempo was clear: the activation's autocorrelation at the beat period (scaled to 1 at lag 0 and for
   the overlap, so 1 is a perfect repeat) reached CLEAR within the last CLEAR_MEMORY_S, so music without a steady
-  pulse (rubato, a free intro) never calls one;
+  pulse (rubato, a free intro) never calls one; or, for a beat that repeats less from beat to beat (drum and bass,
+  broken beats, swing), what the last beats leave over stayed quiet (no peak 5-25% away reached QUIET) for
+  seconds before the last QUIET_GAP_S: the old track was still predicted by its own beats;
 - what is left over repeats at another tempo 5-25% away (no metrical relation of the current one: those are 2x,
   1.5x, 4/3 and their inverses, which the HMM's own autocorrelation weighs), with an autocorrelation (on the same
   scale) of at least NEW_MIN and at least DOMINANCE times the current tempo's;
@@ -17,13 +19,20 @@ track's beat stands out before it is the louder one. A tempo change is called wh
 - and the last change was at least REFRACTORY_S ago: DJ transitions are far apart, and a change the music does not
   confirm (the HMM wanders back) must not be called again and again.
 
+A new tempo that jumps to 4/3 or 3/4 of itself from check to check still counts as held: a broken beat's kicks
+repeat at three quarters of its beat, and both readings stand out. So after every change, from RECHECK_FROM_S to
+RECHECK_UNTIL_S after it (the new track ever louder in the window), the called tempo is weighed against its
+metrical relatives by a comb of the activation's autocorrelation (at every multiple of the beat up to
+RECHECK_SPAN_S: the true beat repeats at the bar as well, a pulse at 4/3 of it mostly does not), and the HMM is
+moved once more when a relative is clearly better.
+
 On steady music the prediction leaves only noise and fills, which do not repeat at a tempo of their own. The caller
 moves the HMM's probability to the new tempo (``BeatHMM.move_tempo``) and starts its readout again. Set on the
 generated crossfades (``synth.TRANSITIONS``: the BPM follows 0.5-1.5 s after the midpoint) and the GTZAN development
 set (it fires on one of its 151 excerpts, a classical one read at a wrong tempo before and after, and on no generated
-track without a transition). CLEAR is what keeps it quiet on real music, and it also keeps it quiet when the outgoing
-track's beat is syncopated (drum and bass, broken beats, swing: their beat-level repeat stays under CLEAR); there the
-HMM follows on its own, as before. A broken beat coming in can be called at 4/3 of its tempo, where its kicks repeat.
+track without a transition). CLEAR is what keeps it quiet on real music, where the left-over is rarely quiet for long
+(QUIET and its gap were set on crossfades of other generated styles and tempi and add no call on the development
+set); a crossfade between two drum-and-bass tracks stays under both, and there the HMM follows on its own.
 """
 
 from __future__ import annotations
@@ -41,6 +50,12 @@ EVERY = 8
 #: The current tempo's autocorrelation must have reached CLEAR within the last CLEAR_MEMORY_S.
 CLEAR = 0.7
 CLEAR_MEMORY_S = 4.0
+#: ... or what the last beats leave over was quiet: its strongest peak 5-25% away stayed under QUIET for at least
+#: half of the QUIET_S before the last QUIET_GAP_S (the old track is predicted by its own last beats, even when its
+#: beat-level repeat is weak: a broken beat, swing, drum and bass), and a new one now reaches NEW_MIN.
+QUIET = 0.2
+QUIET_S = 8.0
+QUIET_GAP_S = 3.0
 #: The new tempo: NEW_MIN_RATIO..NEW_MAX_RATIO away from the current one (relative, either way), with an
 #: autocorrelation of what is left over of at least NEW_MIN and DOMINANCE times the current tempo's.
 NEW_MIN_RATIO = 1.05
@@ -54,6 +69,18 @@ HOLD_TOLERANCE = 0.03
 REFRACTORY_S = 8.0
 #: Below this mean square of the activation there is nothing to hear (as the HMM's ACF_MIN_POWER).
 MIN_POWER = 1e-4
+#: After a change the new tempo is checked against its metrical relatives (RELATIVES times it) from RECHECK_FROM_S
+#: to RECHECK_UNTIL_S after the call, on the last RECHECK_WINDOW_S of activation: the mean autocorrelation at every
+#: multiple of a beat up to RECHECK_SPAN_S (a comb: the true beat repeats at the bar too, a pulse at 4/3 of it
+#: mostly not). A relative whose comb beats the new tempo's by RECHECK_MARGIN for RECHECK_CHECKS checks in a row is
+#: the tempo instead (a broken beat's kicks can repeat at 3/4 of its beat, which the first call may have heard).
+RELATIVES = (4.0 / 3.0, 3.0 / 4.0, 3.0 / 2.0, 2.0 / 3.0)
+RECHECK_FROM_S = 1.5
+RECHECK_UNTIL_S = 10.0
+RECHECK_WINDOW_S = 5.0
+RECHECK_SPAN_S = 2.5
+RECHECK_MARGIN = 0.1
+RECHECK_CHECKS = 3
 
 
 class TempoChangeDetector:
@@ -70,14 +97,25 @@ class TempoChangeDetector:
         self._frames = 0
         #: The current tempo's autocorrelation at the checks of the last CLEAR_MEMORY_S.
         self._clear: deque[float] = deque(maxlen=max(1, int(round(CLEAR_MEMORY_S * fps / EVERY))))
+        #: The strongest peak of what is left over at the checks of the last QUIET_S + QUIET_GAP_S.
+        self._gap = int(round(QUIET_GAP_S * fps / EVERY))
+        self._quiet_checks = int(round(QUIET_S * fps / EVERY))
+        self._levels: deque[float] = deque(maxlen=self._quiet_checks + self._gap)
         self._run = 0
         self._candidate = 0.0
         self._last_change = -(10**9)
         self._refractory = int(round(REFRACTORY_S * fps))
+        #: The metrical check after a change: hops from the call it runs between, its window, and its count.
+        self._recheck = (int(round(RECHECK_FROM_S * fps)), int(round(RECHECK_UNTIL_S * fps)))
+        self._recheck_n = min(self._size - 2, int(round(RECHECK_WINDOW_S * fps)))
+        self._recheck_run = 0
+        self._rechecked = True
+        self._called = 0.0
 
     def reset(self) -> None:
         """Forget the current tempo's clarity and any candidate (after a change, or when the grid is lost)."""
         self._clear.clear()
+        self._levels.clear()
         self._run = 0
         self._candidate = 0.0
 
@@ -91,8 +129,11 @@ class TempoChangeDetector:
     def check(self, period: float, active: bool) -> float | None:
         """``period``: the current beat period in hops; ``active``: the grid is locked and not in a breakdown."""
         n = int(round(WINDOW_BEATS * period))
+        since = self._frames - self._last_change
+        if not self._rechecked and active and self._recheck[0] <= since <= self._recheck[1]:
+            return self._metrical_check()
         if (not active or not self._min_period <= period <= self._max_period * 1.01
-                or self._frames - self._last_change < self._refractory):
+                or since < self._refractory):
             self.reset()
             return None
         if self._frames < n + PREDICT_BEATS * period + 2:
@@ -103,10 +144,13 @@ class TempoChangeDetector:
             return None
         current, lag, value = found
         self._clear.append(current)
-        if lag <= 0.0 or max(self._clear) < CLEAR or value < NEW_MIN or value < DOMINANCE * current:
+        before = list(self._levels)[: max(0, len(self._levels) - self._gap)]
+        self._levels.append(value)
+        quiet = 2 * len(before) >= self._quiet_checks and max(before) < QUIET
+        if lag <= 0.0 or not (max(self._clear) >= CLEAR or quiet) or value < NEW_MIN or value < DOMINANCE * current:
             self._run = 0
             return None
-        if self._run and abs(lag / self._candidate - 1.0) <= HOLD_TOLERANCE:
+        if self._run and any(abs(lag / self._candidate / r - 1.0) <= HOLD_TOLERANCE for r in (1.0, *RELATIVES[:2])):
             self._run += 1
         else:
             self._run = 1
@@ -115,7 +159,44 @@ class TempoChangeDetector:
             return None
         self.reset()
         self._last_change = self._frames
+        self._rechecked, self._recheck_run, self._called = False, 0, lag
         return lag
+
+    def _metrical_check(self) -> float | None:
+        """After a change: a metrical relative of the called tempo whose comb (see RELATIVES) is clearly the better one,
+        held for RECHECK_CHECKS checks, else None."""
+        n = self._recheck_n
+        x = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))[-n:]
+        x = x - x.mean()
+        power = float(x @ x)
+        if power < MIN_POWER * n:
+            self._recheck_run = 0
+            return None
+        nfft = 1 << int(math.ceil(math.log2(2 * n)))
+        spectrum = np.fft.rfft(x, nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, nfft)[:n] / power * (n / (n - np.arange(n)))
+        span = RECHECK_SPAN_S * self.fps
+
+        def comb(lag: float) -> float:
+            lags = lag * np.arange(1, max(1, int(span / lag)) + 1)
+            return float(np.interp(lags, np.arange(n), acf).mean())
+
+        period = self._called
+        here = comb(period)
+        best, best_score = 0.0, here + RECHECK_MARGIN
+        for ratio in RELATIVES:
+            lag = period / ratio
+            if self._min_period <= lag <= self._max_period and (score := comb(lag)) >= best_score:
+                best, best_score = lag, score
+        if best == 0.0:
+            self._recheck_run = 0
+            return None
+        self._recheck_run += 1
+        if self._recheck_run < RECHECK_CHECKS:
+            return None
+        self._rechecked = True
+        self._last_change = self._frames
+        return best
 
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
         """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
