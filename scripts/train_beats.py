@@ -25,8 +25,10 @@ genres are never in it.
    folds), written to ``--fold-dir`` with the names they never saw; ``scripts/bench_realmusic.py --beat-net
    DIR/fold*.npz`` then scores every excerpt with the network that did not see it.
 
-Reproduce the shipped weights: ``python scripts/train_beats.py --write --folds 0`` (about 5 minutes on one
-core of the development machine; two runs give the same arrays). Measured with ``--folds 3`` on the 151-excerpt
+Reproduce the shipped weights: ``python scripts/train_beats.py DEVSET --write --folds 0`` (about 5 minutes on
+one core of the development machine; two runs give the same arrays), where DEVSET is the 151-excerpt set the
+shipped network was trained on: what ``scripts/devset.py --gtzan SRC`` builds from muthu1993/InteliEQ and then
+from zenny126/py (the commits ``scripts/devset_sources.tsv`` names for them), not the larger set of the manifest. Measured with ``--folds 3`` on the 151-excerpt
 development set, the learned activation tracks worse than the hand-made one (beat F 0.530 against 0.590), so
 the daemon keeps the spectral flux unless ``AnalysisConfig.beat_activation`` is ``"net"``.
 """
