@@ -28,9 +28,10 @@ genres are never in it.
 Reproduce the shipped weights: ``python scripts/train_beats.py DEVSET --write --folds 0`` (about 5 minutes on
 one core of the development machine; two runs give the same arrays), where DEVSET is the 151-excerpt set the
 shipped network was trained on: what ``scripts/devset.py --gtzan SRC`` builds from muthu1993/InteliEQ and then
-from zenny126/py (the commits ``scripts/devset_sources.tsv`` names for them), not the larger set of the manifest. Measured with ``--folds 3`` on the 151-excerpt
-development set, the learned activation tracks worse than the hand-made one (beat F 0.530 against 0.590), so
-the daemon keeps the spectral flux unless ``AnalysisConfig.beat_activation`` is ``"net"``.
+from zenny126/py (the commits ``scripts/devset_sources.tsv`` names for them), not the larger set of the
+manifest. Measured with ``--folds 3`` on that set, the learned activation tracks worse than the hand-made one
+(beat F 0.530 against 0.590), so the daemon keeps the spectral flux unless
+``AnalysisConfig.beat_activation`` is ``"net"``.
 """
 
 from __future__ import annotations
