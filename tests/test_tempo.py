@@ -18,8 +18,7 @@ import pytest
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs import beat_hmm, synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
-from metadj_bridge.inputs.band_tempo import BandTempo
-from metadj_bridge.inputs.beat_hmm import ACF_MIN_POWER, BeatHMM
+from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.evaluation import bpm_error, f_measure
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 
@@ -244,51 +243,6 @@ def test_silence_never_locks_and_stays_finite() -> None:
     for _ in range(1500):
         assert clock.process(fx.process(silence)) == []
     assert not clock.locked and clock.bpm == 0.0 and np.isfinite(clock.confidence)
-
-
-def _cross_rhythm(bpm: float, hat_period: float, seed: int, seconds: float = 5.0) -> np.ndarray:
-    """Kick and snare in turn on the beats from 0.5 s, under closed hats five times louder every ``hat_period``
-    seconds: a loud part that is not the beat rules the summed activation."""
-    sr = 44100
-    rng = np.random.default_rng(seed)
-    x = np.zeros(int((seconds + 1.0) * sr), np.float32)
-    sounds = (synth.kick(sr, rng), synth.snare(sr, rng))
-    hat = synth.hat(sr, rng)
-
-    def add(sound: np.ndarray, t: float, gain: float) -> None:
-        i = int(t * sr)
-        n = min(len(sound), len(x) - i)
-        x[i : i + n] += gain * sound[:n]
-
-    for n, t in enumerate(np.arange(0.5, seconds, 60.0 / bpm)):
-        add(sounds[n % 2], t, 0.3)
-    for t in np.arange(0.5, seconds, hat_period):
-        add(hat, t, 5.0)
-    return 0.8 * x / np.max(np.abs(x))
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_band_has_its_say_in_the_early_tempo(seed: int) -> None:
-    """Before the first beat the HMM weighs tempi by every band's autocorrelation apart: hats louder than the
-    drums, every 0.405 s, rule the summed activation's autocorrelation (148 BPM), not the bands' (120)."""
-    sr = 44100
-    x = _cross_rhythm(120.0, 0.405, seed)
-    fx = FeatureExtractor(sr)
-    hop = fx.hop_size
-    hmm = BeatHMM(sr / hop, 60.0, 190.0)
-    bands = BandTempo(hmm._acf_n, hmm._nfft, ACF_MIN_POWER)
-    activation = []
-    for i in range(0, int(3.5 * sr), hop):  # 3 s of music
-        f = fx.process(x[i : i + hop])
-        bands.push(f.beat_bands)
-        activation.append(f.beat_activation)
-    band_score = bands.score(hmm.taus)
-    assert band_score is not None
-    a = np.array(activation[-hmm._acf_n :]) - np.mean(activation[-hmm._acf_n :])
-    summed = np.correlate(a, a, "full")[len(a) - 1 :][hmm.taus]
-    bpm = 60.0 * sr / hop / hmm.taus
-    assert bpm[np.argmax(summed * hmm._acf_prior)] == pytest.approx(148.0, rel=0.04)  # the hats
-    assert bpm[np.argmax(band_score * hmm._acf_prior)] == pytest.approx(120.0, rel=0.04)  # the drums
 
 
 def test_the_bands_are_read_only_until_the_first_beat() -> None:

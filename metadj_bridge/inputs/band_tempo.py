@@ -4,16 +4,15 @@ The beat HMM weighs every tempo by the autocorrelation of the last seconds of on
 first seconds of a track that sum is ruled by its loudest part: a strummed guitar or a hi-hat can hide the
 kick-and-snare pattern that carries the beat. Here the rise of the activation's compressed spectrum
 (``HopFeatures.beat_bands``) is summed in six groups (about < 100 Hz, 100-200 Hz, 200-500 Hz, 0.5-1.5 kHz,
-1.5-5 kHz and above; kicks, bass, snares and guitars, hats), each group's autocorrelation is normalised by its
-power, so a quiet band with a clear period counts as much as a loud one, and the groups are summed. Each lag
-also takes half the autocorrelation at twice that lag (a beat recurs at two beats as well), which keeps a
-pattern's own period ahead of its subdivisions.
+1.5-5 kHz and above; kicks, bass, snares and guitars, hats), and ``acfs`` gives each group's autocorrelation,
+which the learned tempo score (:mod:`~metadj_bridge.inputs.tempo_score`) reads relative to its power, so a
+quiet band with a clear period counts as much as a loud one.
 
-Measured on the GTZAN development set (``scripts/bench_realmusic.py``): used until the first beat, the tempo
-at the first beat is right on 35.8% of excerpts instead of 32.5% (55.0% instead of 51.7% without classical),
-and ahead at every lock deadline tried (2.5-4 s); beat F 0.591 (0.590; without classical 0.809, 0.814). Used
-all the way through it costs beat F (0.795 without classical), so the HMM goes back to the summed activation
-from its first beat on. numpy only: six values a hop, six FFTs every 8 hops, and nothing after the first beat.
+History, measured on the GTZAN development set (``scripts/bench_realmusic.py``): the hand-made rule these groups
+first fed (the normalised autocorrelations summed, each lag with half of twice its lag) raised the tempo right
+at the first beat from 32.5% to 35.8% of the 151-excerpt set; used all the way through it cost beat F (0.795
+against 0.814 without classical), and so does the learned score, so the HMM reads the bands only until its
+first beat. numpy only: six values a hop, six FFTs every 8 hops, and nothing after the first beat.
 """
 
 from __future__ import annotations
@@ -24,13 +23,11 @@ import numpy as np
 #: merged where they are narrower than an FFT bin, so these are about 100, 200, 500, 1500 and 5000 Hz at 44.1
 #: and 48 kHz (within two bands).
 GROUP_EDGES = (3, 8, 21, 40, 61)
-#: The share of the autocorrelation at twice the lag that a lag takes.
-DOUBLE_LAG_WEIGHT = 0.5
 
 
 class BandTempo:
-    """Feed ``push(bands)`` once per hop; ``score(taus)`` weighs beat intervals (in hops) by the groups'
-    autocorrelation over the last ``length`` hops, or returns None when no group has onsets worth the name."""
+    """Feed ``push(bands)`` once per hop; ``acfs(n)`` gives every group's autocorrelation over the last ``n``
+    (at most ``length``) hops."""
 
     def __init__(self, length: int, nfft: int, min_power: float) -> None:
         self.length = length
@@ -52,15 +49,11 @@ class BandTempo:
         self._ring[:, self._pos] = np.bincount(self._groups, rise, minlength=len(self._ring))[: len(self._ring)]
         self._pos = (self._pos + 1) % self.length
 
-    def score(self, taus: np.ndarray) -> np.ndarray | None:
-        x = np.roll(self._ring, -self._pos, axis=1)
+    def acfs(self, n: int) -> np.ndarray:
+        """The autocorrelation of every group over the last ``n`` hops (rows); a silent group's all zeros."""
+        x = np.roll(self._ring, -self._pos, axis=1)[:, -n:]
         x = x - x.mean(axis=1, keepdims=True)
         spectrum = np.fft.rfft(x, self._nfft, axis=1)
         full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft, axis=1)
-        double = np.minimum(2 * taus, self.length - 1)
-        total = np.zeros(len(taus))
-        for acf in full:
-            if acf[0] < self._min_power * self.length:  # this group is silent (or only rounding noise)
-                continue
-            total += (np.maximum(acf[taus], 0.0) + DOUBLE_LAG_WEIGHT * np.maximum(acf[double], 0.0)) / acf[0]
-        return total if total.any() else None
+        full[full[:, 0] < self._min_power * n] = 0.0
+        return full

@@ -6,12 +6,13 @@ to hop the position advances by one, which is a shift of the whole vector; at th
 change, with probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats.
 The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a``. Every 8
 hops the autocorrelation of the last 5 s of activation weighs each tempo too, which settles the tempo of music
-whose onsets are not all beats (a walking bass, a strummed guitar). Until the first beat that autocorrelation
-is the one of every band apart (:mod:`~metadj_bridge.inputs.band_tempo`), when the bands are given. The
-activation's autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat
-is at most four of them, so a half-time reading (a 172 BPM drum-and-bass track's kick and snare alone sound like
-86) loses its evidence to the tempo twice as fast, while a ballad with no pulse faster than its eighths keeps its
-slow tempo.
+whose onsets are not all beats (a walking bass, a strummed guitar). Until the first beat, when the bands are
+given, that evidence is a learned score instead (:mod:`~metadj_bridge.inputs.tempo_score`): the autocorrelations
+of the activation and of every band group at every metrical relative of each tempo. The activation's
+autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat is at most
+four of them, so a half-time reading (a 172 BPM drum-and-bass track's kick and snare alone sound like 86) loses
+its evidence to the tempo twice as fast, while a ballad with no pulse faster than its eighths keeps its slow
+tempo (the learned score reads the tatum as one of its features).
 
 A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
 most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
@@ -26,6 +27,7 @@ import math
 import numpy as np
 
 from metadj_bridge.inputs.band_tempo import BandTempo
+from metadj_bridge.inputs.tempo_score import tempo_score
 
 #: Tempo change at a beat: probability ~ exp(-LAMBDA * |relative change|).
 LAMBDA = 300.0
@@ -53,6 +55,9 @@ TATUM_MIN_S = 3.0
 TATUM_MIN_ACF = 0.15
 TATUM_MAX_PER_BEAT = 4.5
 TATUM_PENALTY = 0.3
+#: The learned score's evidence before the first beat: (probability relative to the best + floor) ** gain.
+LEARNED_FLOOR = 0.05
+LEARNED_GAIN = 0.3
 #: The lock: the best tempo holds (within LOCK_TOLERANCE) for LOCK_S, and the tempi within LOCK_WINDOW blocks
 #: of it carry LOCK_MASS of the probability.
 LOCK_S = 1.0
@@ -123,7 +128,10 @@ class BeatHMM:
         self._ring[self._ring_pos] = a
         self._ring_pos = (self._ring_pos + 1) % self._acf_n
         if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1] and self.frames >= self._acf_resume:
-            self._weigh_by_autocorrelation(new, bands is not None and before_first_beat)
+            if bands is not None and before_first_beat:
+                self._weigh_by_learned_score(new)
+            else:
+                self._weigh_by_autocorrelation(new)
         new[self._beat_states] *= math.exp(OBS_K * a)
         if self.frames % 8 == 0:
             total = new.sum()
@@ -148,22 +156,20 @@ class BeatHMM:
         self._previous_phase = phase
         return beat
 
-    def _weigh_by_autocorrelation(self, new: np.ndarray, by_band: bool = False) -> None:
+    def _weigh_by_autocorrelation(self, new: np.ndarray) -> None:
         x = np.roll(self._ring, -self._ring_pos)
         x = x - x.mean()
         spectrum = np.fft.rfft(x, self._nfft)
         full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         if full[0] < ACF_MIN_POWER * self._acf_n:  # no onsets worth the name (a held tone, a fade): no evidence
             return
-        band_score = self._bands.score(self.taus) if by_band else None
-        score = np.maximum(full[self.taus] if band_score is None else band_score, 0.0)
+        score = np.maximum(full[self.taus], 0.0)
         tatum, too_long = self._tatum(full), None
         if tatum is not None:  # the tatum rule; a half-time reading's evidence is its double's
             longest = TATUM_MAX_PER_BEAT * tatum
             too_long = self.taus > longest
-            if band_score is None:
-                halved = (2 * self.taus > longest) & ~too_long
-                score[halved] = np.maximum(score[halved], full[2 * self.taus[halved]])
+            halved = (2 * self.taus > longest) & ~too_long
+            score[halved] = np.maximum(score[halved], full[2 * self.taus[halved]])
             score[too_long] = 0.0
         score *= self._acf_prior
         top = score.max()
@@ -172,6 +178,24 @@ class BeatHMM:
             if too_long is not None:
                 weight[too_long] *= TATUM_PENALTY
             new *= weight[self._block]
+
+    def _weigh_by_learned_score(self, new: np.ndarray) -> None:
+        """Before the first beat: the learned score of :mod:`~metadj_bridge.inputs.tempo_score` from the music so
+        far (at most the last ACF_S), its probabilities relative to the best one's as the evidence."""
+        music = self.frames + 1 - self._music_start if self._music_start is not None else 0  # this hop's in
+        n = min(music, self._acf_n)
+        if n < 2 * self.taus[0]:
+            return
+        part = np.roll(self._ring, -self._ring_pos)[-n:]
+        spectrum = np.fft.rfft(part - part.mean(), self._nfft)
+        act = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
+        if act[0] < ACF_MIN_POWER * n:  # no onsets worth the name: no evidence
+            return
+        longest = int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1
+        tatum = tatum_lag(act, TATUM_MIN_LAG, longest) if music >= TATUM_MIN_S * self.fps else None
+        score = tempo_score(act, self._bands.acfs(n), n, self.taus, self.fps, tatum)
+        weight = (np.exp(score - score.max()) + LEARNED_FLOOR) ** LEARNED_GAIN
+        new *= weight[self._block]
 
     def _tatum(self, full: np.ndarray) -> float | None:
         """``tatum_lag`` of the window's autocorrelation ``full``, from TATUM_MIN_S of music on; until the music
