@@ -93,21 +93,18 @@ def features(
     live = band_acfs[:, 0] > 0.0
     bands = relative_acf(band_acfs, n) * live[:, None]
     t = taus.astype(float)
-    columns: list[np.ndarray] = []
-    for m in MULTIPLES:
-        inside = m * t < MAX_LAG_SHARE * n
-        columns.append(np.where(inside, np.maximum(_at(act, m * t), 0.0), 0.0))
-    per_band = {}
-    for m in MULTIPLES:
-        inside = m * t < MAX_LAG_SHARE * n
-        per_band[m] = np.where(inside, np.maximum(_at(bands, m * t), 0.0), 0.0)
-        columns.append(per_band[m].sum(axis=0))
-    for m in (1.0, 2.0):
-        columns.append(per_band[m].max(axis=0))
-        columns.append(per_band[m][:2].sum(axis=0))
+    lags = np.outer(MULTIPLES, t)  # (multiples, intervals)
+    inside = lags < MAX_LAG_SHARE * n
+    act_at = np.where(inside, np.maximum(_at(act, lags), 0.0), 0.0)
+    bands_at = np.where(inside, np.maximum(_at(bands, lags), 0.0), 0.0)  # (groups, multiples, intervals)
+    once, twice = MULTIPLES.index(1.0), MULTIPLES.index(2.0)
+    columns: list[np.ndarray] = [*act_at, *bands_at.sum(axis=0)]
+    for m in (once, twice):
+        columns.append(bands_at[:, m].max(axis=0))
+        columns.append(bands_at[:2, m].sum(axis=0))
     here = np.maximum(_at(act, t), 0.0)
     whole = t.astype(int)
-    nearby = np.array([act[max(1, k - 3) : k + 4].max() for k in whole])
+    nearby = np.lib.stride_tricks.sliding_window_view(act[: whole[-1] + 4], 7)[np.maximum(whole - 3, 1)].max(axis=1)
     columns.append(here - nearby)
     z = np.log2(60.0 * fps / t / PRIOR_BPM)
     columns += [z, z * z]
