@@ -404,6 +404,7 @@ function connect() {
   ws.addEventListener("open", () => {
     opened = true;
     backoff = 500;
+    $("token-banner").hidden = true;  // the bridge let this socket in: no token is missing
     link.dataset.state = "open";
     link.textContent = "live";
   });
@@ -427,9 +428,11 @@ function connect() {
 // A WebSocket refused at the handshake says nothing about why: ask the API once.
 async function checkToken() {
   try {
-    const headers = token ? { Authorization: "Bearer " + token } : {};
+    const asked = token;
+    const headers = asked ? { Authorization: "Bearer " + asked } : {};
     const response = await fetch("/api/state", { headers });
-    if (response.status === 401) wantToken();
+    // A token typed while this was under way is not the one refused.
+    if (response.status === 401 && token === asked) wantToken();
     else if (response.ok) render(await response.json());
   } catch (_) { /* the bridge is away: the reconnect goes on */ }
 }
