@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -59,6 +60,8 @@ from metadj_bridge.inputs.evaluation import SKIP_S, TOLERANCE_S, f_measure  # no
 #: The share of tempo error that still counts as right (the usual MIREX tempo tolerance is 4% or 8%).
 TEMPO_TOLERANCE = 0.04
 BPM_AFTER_S = 8.0
+#: Issue 15: the first beat within this long of the music starting (here: of the excerpt's start).
+FIRST_BEAT_S = 3.0
 LOCAL_TEMPO_WINDOW_S = 4.0
 OCTAVES: tuple[tuple[str, float], ...] = (
     ("1x", 1.0), ("2x", 2.0), ("0.5x", 0.5), ("1.5x", 1.5), ("0.67x", 2 / 3),
@@ -328,6 +331,8 @@ def summarise(title: str, scores: list[Score], genres: list[str]) -> None:
     print(f"    tempo after 8 s (median report vs truth): {fmt}")
     fmt = ", ".join(f"{k} {firsts[k]}" for k in order if k in firsts)
     print(f"    tempo at the first beat:                   {fmt}")
+    within = _mean([float(s.first_beat <= FIRST_BEAT_S) for s in scores if math.isfinite(s.first_beat)])
+    print(f"    first beat within {FIRST_BEAT_S:g} s of the excerpt's start on {_pct(within).strip()} of excerpts")
     print(f"    means: first beat {_num(_mean([s.first_beat for s in scores]), '.2f')} s, "
           f"|err| at first beat {_pct(_mean([s.first_err for s in scores])).strip()}, "
           f"|err| after 8 s {_pct(_mean([s.after_err for s in scores])).strip()}, "

@@ -391,3 +391,15 @@ def test_bench_section_says_how_to_build_when_missing(tmp_path: Path, capsys: py
     assert bench_realmusic.bench_real_music(tmp_path / "missing") is False
     out = capsys.readouterr().out
     assert "skipped" in out and "scripts/devset.py --gtzan" in out
+
+
+def test_the_summary_counts_first_beats_within_3_s(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15 asks for the first beat within 3 s: the summary says on what share of excerpts it came (an excerpt
+    without any beat is not counted either way)."""
+
+    def scored(first: float) -> bench_realmusic.Score:
+        return bench_realmusic.Score(0.9, first, 0.0, True, 0.0, 1.0, True, "1x", "1x", float("nan"))
+
+    scores = [scored(2.0), scored(2.9), scored(3.4), scored(float("nan"))]
+    bench_realmusic.summarise("test", scores, ["rock"] * len(scores))
+    assert "first beat within 3 s of the excerpt's start on 66.7% of excerpts" in capsys.readouterr().out
