@@ -84,9 +84,12 @@ async def running_bridge(profile: Path, caplog: pytest.LogCaptureFixture, **fiel
 
 
 async def scope_applied(emulator_url: str, text: str) -> bool:
-    """Whether the emulator has applied a message that carries ``text`` (a prompt, or a transition towards it)."""
+    """Whether the emulator has applied a message that carries ``text`` (a prompt, or a transition towards it), or
+    started a session with it in its ``initialParameters`` (a theme chosen while the session was still being set
+    up, such as after a restart, goes to Scope in the offer, and no message follows)."""
     log = await emulator_get(emulator_url, "/_emulator/log")
-    return any(text in json.dumps(entry["message"]) for entry in log["applied"])
+    return any(text in json.dumps(entry["message"]) for entry in log["applied"]) or any(
+        text in json.dumps(offer) for offer in log["offers"])
 
 
 async def page_ready(page: Browser) -> None:
