@@ -21,6 +21,10 @@ sys.path.insert(0, str(SCRIPTS))
 import bench_realmusic  # noqa: E402
 import devset  # noqa: E402
 
+#: The manifest build reads each excerpt out of a git repository at a pinned commit.
+NEEDS_GIT = pytest.mark.skipif(shutil.which("git") is None,
+                               reason="git is not installed: the manifest build reads excerpts out of git repositories")
+
 
 def au_bytes(samples: np.ndarray, samplerate: int, channels: int = 1, encoding: int = 3, pad: int = 4,
              size_field: int | None = None) -> bytes:
@@ -218,7 +222,7 @@ def test_build_refuses_held_out_genres_and_explains_empty_sources(tmp_path: Path
     assert "no such folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@NEEDS_GIT
 def test_build_from_a_bare_git_directory(tmp_path: Path) -> None:
     gtzan, notes = make_sources(tmp_path)
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
@@ -286,7 +290,7 @@ def make_manifest_sources(tmp_path: Path) -> tuple[Path, Path, str, str]:
     return upstream, manifest, holding, notes_commit
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@NEEDS_GIT
 def test_build_from_a_manifest_reads_files_deleted_since_and_clones_on_request(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     upstream, manifest, holding, notes_commit = make_manifest_sources(tmp_path)
@@ -324,7 +328,7 @@ def test_build_from_a_manifest_reads_files_deleted_since_and_clones_on_request(
         assert (again / name).read_bytes() == (out / name).read_bytes()
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@NEEDS_GIT
 def test_manifest_refuses_held_out_genres_and_reports_missing_commits(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     upstream, manifest, holding, _ = make_manifest_sources(tmp_path)

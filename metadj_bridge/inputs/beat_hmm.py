@@ -113,6 +113,8 @@ class BeatHMM:
         self._last_beat_frame = -(10**9)
         #: After ``move_tempo`` the autocorrelation still hears the old tempo: it waits until its window has passed.
         self._acf_resume = 0
+        #: Hops written into the activation ring (this hop's included, from the moment it is written).
+        self._written = 0
 
     def step(self, a: float, bands: np.ndarray | None = None) -> bool:
         """``bands``: the activation's compressed spectrum this hop (``HopFeatures.beat_bands``), read until the
@@ -127,6 +129,7 @@ class BeatHMM:
         new[self._starts] = alpha[self._ends] @ self._transition
         self._ring[self._ring_pos] = a
         self._ring_pos = (self._ring_pos + 1) % self._acf_n
+        self._written += 1
         if self.frames % ACF_EVERY == 0 and self.frames > 2 * self.taus[-1] and self.frames >= self._acf_resume:
             if bands is not None and before_first_beat:
                 self._weigh_by_learned_score(new)
@@ -182,20 +185,30 @@ class BeatHMM:
     def _weigh_by_learned_score(self, new: np.ndarray) -> None:
         """Before the first beat: the learned score of :mod:`~metadj_bridge.inputs.tempo_score` from the music so
         far (at most the last ACF_S), its probabilities relative to the best one's as the evidence."""
-        music = self.frames + 1 - self._music_start if self._music_start is not None else 0  # this hop's in
+        inputs = self.learned_inputs()
+        if inputs is None:
+            return
+        score = tempo_score(*inputs[:3], self.taus, self.fps, inputs[3])
+        weight = (np.exp(score - score.max()) + LEARNED_FLOOR) ** LEARNED_GAIN
+        new *= weight[self._block]
+
+    def learned_inputs(self) -> tuple[np.ndarray, np.ndarray, int, float | None] | None:
+        """What the learned tempo score reads from the hops heard so far: the autocorrelations of the activation
+        and of every band group over the music's last ``n`` hops (at most ACF_S), ``n``, and the tatum (from
+        TATUM_MIN_S of music on); None before enough music (or with too little in it). The bands are only kept
+        until the first beat. ``scripts/train_tempo.py`` computes the same from recorded features."""
+        music = self._written - self._music_start if self._music_start is not None else 0
         n = min(music, self._acf_n)
         if n < 2 * self.taus[0]:
-            return
+            return None
         part = np.roll(self._ring, -self._ring_pos)[-n:]
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         act = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         if act[0] < ACF_MIN_POWER * n:  # no onsets worth the name: no evidence
-            return
+            return None
         longest = int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1
         tatum = tatum_lag(act, TATUM_MIN_LAG, longest) if music >= TATUM_MIN_S * self.fps else None
-        score = tempo_score(act, self._bands.acfs(n), n, self.taus, self.fps, tatum)
-        weight = (np.exp(score - score.max()) + LEARNED_FLOOR) ** LEARNED_GAIN
-        new *= weight[self._block]
+        return act, self._bands.acfs(n), n, tatum
 
     def _tatum(self, full: np.ndarray) -> float | None:
         """``tatum_lag`` of the window's autocorrelation ``full``, from TATUM_MIN_S of music on; until the music
