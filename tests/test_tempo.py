@@ -224,6 +224,26 @@ def test_phase_is_a_sawtooth_in_range(runs: dict[str, Run]) -> None:
     assert np.sum(np.diff(phases) < -0.5) > 50  # it wraps once per beat
 
 
+@pytest.mark.parametrize("bpm", [84.0, 126.0])
+def test_the_first_beat_comes_before_the_deadline_when_the_tempo_is_clear_by_then(bpm: float) -> None:
+    """Clicks under 2.2 s of random onsets: the tempo holds too late for the 1 s lock, so the deadline decides.
+    A beat from 2.5 s on whose next one would come after 3 s is the first beat, not the beat after the deadline."""
+    fps = 44100 / 512
+    period = 60.0 * fps / bpm
+    n = int(8 * fps)
+    clicks = np.round(np.arange(0.0, n, period)).astype(int)
+    a = np.zeros(n)
+    a[clicks] = 1.0
+    noisy = int(2.2 * fps)
+    rng = np.random.default_rng(0)
+    a[:noisy] = np.maximum(a[:noisy], (rng.random(noisy) < 0.2) * rng.uniform(0.5, 1.0, noisy))
+    hmm = BeatHMM(fps, 60.0, 190.0)
+    first = next(k for k in range(n) if hmm.step(float(a[k])))
+    assert beat_hmm.LOCK_EARLY_S * fps <= first < beat_hmm.LOCK_DEADLINE_S * fps  # (the music starts at hop 0)
+    assert np.min(np.abs(clicks - first)) <= 1
+    assert abs(hmm.tempo_bpm() / bpm - 1.0) < 0.02
+
+
 def test_a_held_tone_never_locks() -> None:
     """A sine has no onsets: the autocorrelation of its activation's rounding noise must not become a tempo."""
     fx = FeatureExtractor(44100)

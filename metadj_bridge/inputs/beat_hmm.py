@@ -16,7 +16,9 @@ tempo (the learned score reads the tatum as one of its features).
 
 A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
 most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
-second and the tempi around it carry 60% of the probability. This is the online half of the bar-pointer models
+second and the tempi around it carry 60% of the probability. From 3 s after the music starts the 60% is enough,
+and from 2.5 s a beat whose next one would come after 3 s locks at once (with the 60%), so the first beat
+comes within 3 s whenever the tempo is that clear by then. This is the online half of the bar-pointer models
 of Whiteley et al. (2006) and Krebs et al. (2015), without a neural network: the activation is spectral flux.
 """
 
@@ -67,6 +69,9 @@ LOCK_WINDOW = 2
 #: From this long after the music starts (the activation first above 0.1) the lock asks only for LOCK_MASS: the
 #: first beat must not wait for a tempo that keeps wavering between two readings.
 LOCK_DEADLINE_S = 3.0
+#: A beat from this long after the music starts, whose next one would come after the deadline, locks at once
+#: (with LOCK_MASS): the first beat is then this one, not one up to a beat after the deadline.
+LOCK_EARLY_S = 2.5
 #: A tempo change called from outside (``move_tempo``): the tempi get a bell this wide (relative, one sigma).
 MOVE_WIDTH = 0.02
 #: ... and the phase in each is weighed by the activation of the last MOVE_BEATS beats.
@@ -103,6 +108,7 @@ class BeatHMM:
         self._acf_prior = np.exp(-0.5 * (np.log2(60.0 * fps / taus / ACF_PRIOR_BPM) / ACF_PRIOR_OCTAVES) ** 2)
         self._lock_hops = int(round(LOCK_S * fps))
         self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
+        self._early_hops = int(round(LOCK_EARLY_S * fps))
         self._music_start: int | None = None
         self.frames = 0
         self.best_block = 0
@@ -153,6 +159,8 @@ class BeatHMM:
             if not self.locked:
                 self._check_lock(block)
             wrapped = phase < self._previous_phase and phase < 0.5
+            if wrapped and not self.locked and self._beat_before_deadline(block):
+                self.locked = True
             if wrapped and self.locked and self.frames - self._last_beat_frame >= 0.6 * self.taus[block]:
                 beat = True
                 self._last_beat_frame = self.frames
@@ -238,6 +246,17 @@ class BeatHMM:
         lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
         if self._block_mass()[lo:hi].sum() >= LOCK_MASS:
             self.locked = True
+
+    def _beat_before_deadline(self, block: int) -> bool:
+        """A beat now, from LOCK_EARLY_S on, whose next one would come after the deadline, and the tempo has
+        LOCK_MASS: lock now, so that the first beat comes before the deadline, not up to a beat after it."""
+        if self._music_start is None:
+            return False
+        since = self.frames - self._music_start
+        if not self._early_hops <= since < self._deadline_hops or since + self.taus[block] <= self._deadline_hops:
+            return False
+        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        return bool(self._block_mass()[lo:hi].sum() >= LOCK_MASS)
 
     def move_tempo(self, period: float) -> None:
         """A tempo change called from outside (a DJ's transition, :mod:`~metadj_bridge.inputs.tempo_change`): the
