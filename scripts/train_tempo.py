@@ -152,7 +152,8 @@ def clock_cv(devset: Path, clips: list[dict[str, Any]], fold_of: list[int], weig
     for name, group in (*sorted(scores.items()), ("non-classical", rest), ("ALL", every)):
         ok = np.mean([s.first_ok for s in group])
         print(f"  {name:14s} n {len(group):3d}  tempo right at the first beat {ok:6.1%}  beat F "
-              f"{np.mean([s.f for s in group]):.3f}  first beat {np.median([s.first_beat for s in group]):.2f} s")
+              f"{np.mean([s.f for s in group]):.3f}  first beat {np.median([s.first_beat for s in group]):.2f} s, "
+              f"within 3 s on {np.mean([s.first_beat <= 3.0 for s in group]):.1%}")
 
 
 def report(clips: list[dict[str, Any]], clip: np.ndarray, music: np.ndarray, learned: np.ndarray,

@@ -17,9 +17,13 @@ tempo (the learned score reads the tatum as one of its features).
 A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
 most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
 second and the tempi around it carry 60% of the probability. From 3 s after the music starts the 60% is enough,
-and from 2.5 s a beat whose next one would come after 3 s locks at once (with the 60%), so the first beat
-comes within 3 s whenever the tempo is that clear by then. This is the online half of the bar-pointer models
-of Whiteley et al. (2006) and Krebs et al. (2015), without a neural network: the activation is spectral flux.
+and from 2.5 s a beat whose next one would come after 3 s locks at once (with the 60%, and when the learned
+score gives that tempo at least 15%), so the first beat comes within 3 s whenever the tempo is that clear by
+then. Without the learned score's say the tempo is right at the first beat less often: cross-validated on the
+development set 40.4% of excerpts against 42.5% with it (51.8% against 54.7% without classical).
+
+This is the online half of the bar-pointer models of Whiteley et al. (2006) and Krebs et al. (2015), without a
+neural network: the activation is spectral flux.
 """
 
 from __future__ import annotations
@@ -70,8 +74,10 @@ LOCK_WINDOW = 2
 #: first beat must not wait for a tempo that keeps wavering between two readings.
 LOCK_DEADLINE_S = 3.0
 #: A beat from this long after the music starts, whose next one would come after the deadline, locks at once
-#: (with LOCK_MASS): the first beat is then this one, not one up to a beat after the deadline.
+#: (with LOCK_MASS, and the learned score's probability of at least LOCK_EARLY_SCORE around the tempo when it is
+#: read): the first beat is then this one, not one up to a beat after the deadline.
 LOCK_EARLY_S = 2.5
+LOCK_EARLY_SCORE = 0.15
 #: A tempo change called from outside (``move_tempo``): the tempi get a bell this wide (relative, one sigma).
 MOVE_WIDTH = 0.02
 #: ... and the phase in each is weighed by the activation of the last MOVE_BEATS beats.
@@ -109,6 +115,8 @@ class BeatHMM:
         self._lock_hops = int(round(LOCK_S * fps))
         self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
         self._early_hops = int(round(LOCK_EARLY_S * fps))
+        #: The learned score's last probabilities per tempo (None until it has been read).
+        self._learned_p: np.ndarray | None = None
         self._music_start: int | None = None
         self.frames = 0
         self.best_block = 0
@@ -197,7 +205,9 @@ class BeatHMM:
         if inputs is None:
             return
         score = tempo_score(*inputs[:3], self.taus, self.fps, inputs[3])
-        weight = (np.exp(score - score.max()) + LEARNED_FLOOR) ** LEARNED_GAIN
+        relative = np.exp(score - score.max())
+        self._learned_p = relative / relative.sum()
+        weight = (relative + LEARNED_FLOOR) ** LEARNED_GAIN
         new *= weight[self._block]
 
     def learned_inputs(self) -> tuple[np.ndarray, np.ndarray, int, float | None] | None:
@@ -249,13 +259,16 @@ class BeatHMM:
 
     def _beat_before_deadline(self, block: int) -> bool:
         """A beat now, from LOCK_EARLY_S on, whose next one would come after the deadline, and the tempo has
-        LOCK_MASS: lock now, so that the first beat comes before the deadline, not up to a beat after it."""
+        LOCK_MASS (and LOCK_EARLY_SCORE of the learned score's probability, once it is read): lock now, so that the
+        first beat comes before the deadline, not up to a beat after it."""
         if self._music_start is None:
             return False
         since = self.frames - self._music_start
         if not self._early_hops <= since < self._deadline_hops or since + self.taus[block] <= self._deadline_hops:
             return False
         lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        if self._learned_p is not None and float(self._learned_p[lo:hi].sum()) < LOCK_EARLY_SCORE:
+            return False
         return bool(self._block_mass()[lo:hi].sum() >= LOCK_MASS)
 
     def move_tempo(self, period: float) -> None:

@@ -41,7 +41,15 @@ the drums' accents differ by style (reggae's one drop on beat 3). The 3/4 excerp
 in 4 (configured 3, 29 of the 30 stay in 3). A learned metre cue (the running similarity of the beats' onset
 pattern, chroma and bass 3 and 6 beats apart against 4 and 8) was tried: with annotated beats it tells 3/4 from
 4/4 on whole excerpts (37% of 3/4 found at 2% of 4/4 wrongly), but with the tracker's own beats on 2 of the 4
-well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. On the generated tracks 0.99
+well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. Also tried: each beat's features
+beside their differences to the 1, 2 and 3 beats before (CONTEXT), trained at the annotated beats and at the
+BeatClock's own beats within 70 ms of them (L2 0.3). Cross-validated it lifts GTZAN's downbeat F with the
+BeatClock's beats from 0.307 to 0.332 (0.413 to 0.449 without classical; reggae 0.40 to 0.62, metal 0.50 to 0.42),
+but on the generated held-out tracks it falls from 0.95 to 0.85: swing-100 is counted one beat late from the
+start (F 0.0) at every L2 tried (0.1-3, also with the generated style's weights without context), so it is not
+used; the context alone at the former L2 (3), or the tracker's beats alone, gain 0.01 or less.
+
+On the generated tracks 0.99
 (tuning) and 0.96 (held out); a waltz configured 3 counts 0 1 2 from its first beat, and configured 4 it is
 heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
 """
