@@ -49,9 +49,8 @@ but on the generated held-out tracks it falls from 0.95 to 0.85: swing-100 is co
 start (F 0.0) at every L2 tried (0.1-3, also with the generated style's weights without context), so it is not
 used; the context alone at the former L2 (3), or the tracker's beats alone, gain 0.01 or less.
 
-On the generated tracks 0.99
-(tuning) and 0.96 (held out); a waltz configured 3 counts 0 1 2 from its first beat, and configured 4 it is
-heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
+On the generated tracks 0.99 (tuning) and 0.96 (held out); a waltz configured 3 counts 0 1 2 from its first beat,
+and configured 4 it is heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
 """
 
 from __future__ import annotations
@@ -107,7 +106,8 @@ DELAY = 2
 STICK = 0.7
 #: The chance per beat of a switch between rhythm styles (weight sets), when there are several.
 STYLE_SWITCH = 0.01
-#: Besides each beat's z-scored features, their differences to the beats this many before.
+#: Besides each beat's z-scored features, their differences to the beats this many before. None: (1, 2, 3) was
+#: tried (see above) and is not used; train_downbeats.py trains without it.
 CONTEXT: tuple[int, ...] = ()
 #: A span keeps at most this many hops (12 s at 44.1 kHz, longer than any beat): without beats the per-hop
 #: record would otherwise grow for as long as the music plays without a lock.
