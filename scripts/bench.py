@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_align  # noqa: E402 - the align section: scripts/bench_align.py
+import bench_crossfades  # noqa: E402 - crossfades between real excerpts: scripts/bench_crossfades.py
 import bench_realmusic  # noqa: E402 - real music in the audio section: scripts/bench_realmusic.py
 import bench_scope  # noqa: E402 - the scope section: scripts/bench_scope.py
 
@@ -750,10 +751,10 @@ async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_sections()
     bench_audio_accuracy()
     bench_audio_transitions()
-    bench_realmusic.bench_real_music(
-        (args.real or bench_realmusic.default_out()).expanduser(), args.real_genres, args.real_limit,
-        args.madmom_python, per_track=not args.real_summary_only,
-    )
+    real = (args.real or bench_realmusic.default_out()).expanduser()
+    if bench_realmusic.bench_real_music(real, args.real_genres, args.real_limit, args.madmom_python,
+                                        per_track=not args.real_summary_only):
+        bench_crossfades.bench_crossfades(real, per_track=not args.real_summary_only)
     await bench_audio_live(args.live_seconds)
 
 

@@ -1,6 +1,7 @@
-"""The pure parts of the real-music development set (scripts/devset.py, scripts/bench_realmusic.py): the .au
-and .wav readers, the annotation parser, the resampler, building from a local folder, and the scoring of
-downbeats and tempo octaves. No network and no real GTZAN data: every file is written here."""
+"""The pure parts of the real-music development set (scripts/devset.py, scripts/bench_realmusic.py,
+scripts/bench_crossfades.py): the .au and .wav readers, the annotation parser, the resampler, building from a local
+folder, the scoring of downbeats and tempo octaves, and the crossfades between excerpts. No network and no real
+GTZAN data: every file is written here."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+import bench_crossfades  # noqa: E402
 import bench_realmusic  # noqa: E402
 import devset  # noqa: E402
 
@@ -407,3 +409,60 @@ def test_the_summary_counts_first_beats_within_3_s(capsys: pytest.CaptureFixture
     scores = [scored(2.0), scored(2.9), scored(3.4), scored(float("nan"))]
     bench_realmusic.summarise("test", scores, ["rock"] * len(scores))
     assert "first beat within 3 s of the excerpt's start on 66.7% of excerpts" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------- crossfades
+
+
+def steady_excerpt(name: str, bpm: float, duration: float = 30.0) -> bench_realmusic.Excerpt:
+    beats = np.arange(0.3, duration, 60.0 / bpm)
+    return bench_realmusic.Excerpt(name, "rock", Path(f"{name}.wav"), duration, beats, None)
+
+
+def test_crossfade_pairs_are_steady_excerpts_10_to_20_bpm_apart_each_at_most_twice_per_role() -> None:
+    speeding = np.cumsum(np.linspace(0.6, 0.4, 60))  # 100 BPM slowly becoming 150: not steady
+    excerpts = [
+        steady_excerpt("e100", 100.0), steady_excerpt("e112", 112.0), steady_excerpt("e125", 125.0),
+        steady_excerpt("e160", 160.0),
+        steady_excerpt("short", 110.0, duration=15.0),  # too short for the mix
+        steady_excerpt("fast", 200.0), steady_excerpt("fast2", 215.0),  # beyond the tracker's 190 BPM
+        bench_realmusic.Excerpt("speeding", "rock", Path("s.wav"), 30.0, speeding, None),
+    ]
+    pairs = {(a.name, b.name) for a, b in bench_crossfades.choose_pairs(excerpts)}
+    assert pairs == {("e100", "e112"), ("e112", "e100"), ("e112", "e125"), ("e125", "e112")}
+    many = [steady_excerpt(f"x{i}", 100.0 + 0.1 * i) for i in range(5)] + [steady_excerpt("y", 115.0)]
+    chosen = bench_crossfades.choose_pairs(many)
+    assert sum(b.name == "y" for _, b in chosen) == 2 and sum(a.name == "y" for a, _ in chosen) == 2
+    assert len(chosen) == 4
+
+
+def test_crossfade_mix_is_equal_power_between_the_two_excerpts() -> None:
+    sr = 1000
+    a, b = np.full(30 * sr, 0.5, np.float32), np.full(30 * sr, 0.25, np.float32)
+    x = bench_crossfades.mix(a, b, sr)
+    start, fade = bench_crossfades.START_S, bench_crossfades.FADE_S
+    assert len(x) == int((start + bench_crossfades.B_SECONDS) * sr)
+    assert x[int(start * sr) - 1] == pytest.approx(0.5)
+    middle = int((start + fade / 2) * sr)
+    assert x[middle] == pytest.approx((0.5 + 0.25) * np.sqrt(0.5), rel=1e-3)
+    assert x[int((start + fade) * sr) + 1] == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        bench_crossfades.mix(a[: 15 * sr], b, sr)
+
+
+def test_crossfade_follow_time_waits_for_the_bpm_to_stay_right() -> None:
+    start, middle = bench_crossfades.START_S, bench_crossfades.MIDPOINT_S
+    beats_b = np.arange(0.0, 18.0, 0.5)  # 120 BPM from the crossfade's start
+    times = np.arange(0.0, start + 18.0, 0.05)
+    bpms = np.where(times < middle + 1.0, 100.0, 120.0)
+    assert bench_crossfades.follow_time(times, bpms, beats_b) == pytest.approx(1.0, abs=0.06)
+    blip = bpms.copy()
+    blip[(times > middle + 2.0) & (times < middle + 2.3)] = 100.0  # back to the old tempo for a moment
+    assert bench_crossfades.follow_time(times, blip, beats_b) == pytest.approx(2.3, abs=0.06)
+    assert np.isnan(bench_crossfades.follow_time(times, np.full(len(times), 100.0), beats_b))
+
+
+def test_crossfade_section_is_skipped_without_a_development_set(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_crossfades.bench_crossfades(tmp_path / "missing") is False
+    assert "skipped: no development set" in capsys.readouterr().out

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""DJ crossfades between real tracks: does the beat follow the new track within 2 s of the midpoint? (issue 15)
+
+    python scripts/bench_crossfades.py [DIR] [--limit N] [--summary-only]
+    python scripts/bench.py audio --real DIR ...      (the same, after the real-music section)
+
+The generated crossfades (``synth.TRANSITIONS``) are drum machines at steady tempi; this mixes real excerpts of
+the development set that ``scripts/devset.py`` builds. The pairs are chosen from the annotations alone, never
+from how the tracker does on them:
+
+- an excerpt qualifies when it is at least MIN_DURATION_S long, its annotated tempo is within the default
+  TempoConfig's range, and its local tempo stays within 4% of its median at every STEADY_AT second (a DJ mixes
+  tracks with a steady beat; rubato cannot be followed);
+- a pair is A's tempo at the midpoint and B's at the same moment of B 10-20 BPM apart (the issue's "a track
+  10-20 BPM away"), shuffled with a fixed seed; each excerpt comes in at most twice as A and twice as B, up to
+  MAX_PAIRS pairs.
+
+The mix: A alone until START_S, then an equal-power crossfade of FADE_S seconds to B (which starts there from
+its own beginning), then B alone until B_SECONDS of it have played. Fed to the BeatClock one hop at a time as
+the daemon does. Per pair:
+
+- **follows**: the first moment from 2 s before the midpoint on after which the clock's BPM stays within 4% of
+  B's annotated local tempo for 2 s (read while the clock is locked); "never" when that does not happen;
+- **F after**: beat F-measure against B's annotated beats from 2 s after the midpoint to the end (+-70 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_realmusic import TEMPO_TOLERANCE, Excerpt, load_devset, reference_bpm  # noqa: E402
+from devset import default_out  # noqa: E402 - scripts/devset.py
+
+from metadj_bridge.inputs.evaluation import f_measure  # noqa: E402
+
+START_S = 12.0
+FADE_S = 8.0
+B_SECONDS = 18.0
+MIDPOINT_S = START_S + FADE_S / 2
+MIN_DURATION_S = 29.0
+STEADY_AT = (4.0, 10.0, 16.0, 22.0)
+BPM_APART = (10.0, 20.0)
+MAX_PAIRS = 40
+PER_ROLE = 2
+SEED = 7
+#: The issue's bound: beats and BPM follow the new track within this long of the crossfade's midpoint.
+FOLLOW_S = 2.0
+#: The BPM must then stay right this long.
+STAY_S = 2.0
+
+
+@dataclass
+class Result:
+    a: str
+    b: str
+    bpm_a: float
+    bpm_b: float
+    follows: float  # seconds after the midpoint (negative: before it); nan when never
+    f_after: float
+
+
+def steady(excerpt: Excerpt) -> bool:
+    """Long enough, in the tracker's tempo range, and the annotated local tempo within 4% of its median at every
+    STEADY_AT second."""
+    if excerpt.duration < MIN_DURATION_S or len(excerpt.beats) < 8:
+        return False
+    from metadj_bridge.inputs.tempo import TempoConfig
+
+    whole = 60.0 / float(np.median(np.diff(excerpt.beats)))
+    config = TempoConfig()
+    return config.min_bpm <= whole <= config.max_bpm and all(
+        abs(reference_bpm(excerpt.beats, t) / whole - 1.0) <= TEMPO_TOLERANCE for t in STEADY_AT)
+
+
+def choose_pairs(excerpts: list[Excerpt], max_pairs: int = MAX_PAIRS) -> list[tuple[Excerpt, Excerpt]]:
+    """Pairs (A, B) of steady excerpts whose tempi at the crossfade's midpoint are BPM_APART; see the docstring."""
+    ok = [e for e in excerpts if steady(e)]
+    candidates = []
+    for a in ok:
+        for b in ok:
+            if a.name == b.name:
+                continue
+            apart = abs(reference_bpm(a.beats, MIDPOINT_S) - reference_bpm(b.beats, MIDPOINT_S - START_S))
+            if BPM_APART[0] <= apart <= BPM_APART[1]:
+                candidates.append((a, b))
+    order = np.random.default_rng(SEED).permutation(len(candidates))
+    as_a: dict[str, int] = {}
+    as_b: dict[str, int] = {}
+    pairs = []
+    for i in order:
+        a, b = candidates[int(i)]
+        if as_a.get(a.name, 0) < PER_ROLE and as_b.get(b.name, 0) < PER_ROLE:
+            pairs.append((a, b))
+            as_a[a.name] = as_a.get(a.name, 0) + 1
+            as_b[b.name] = as_b.get(b.name, 0) + 1
+            if len(pairs) == max_pairs:
+                break
+    return pairs
+
+
+def mix(a: np.ndarray, b: np.ndarray, samplerate: int) -> np.ndarray:
+    """A alone until START_S, an equal-power crossfade over FADE_S to B (from its start), B until B_SECONDS."""
+    i0, n = int(round(START_S * samplerate)), int(round(FADE_S * samplerate))
+    b = b[: int(round(B_SECONDS * samplerate))]
+    if len(a) < i0 + n or len(b) < n:
+        raise ValueError("mix: the excerpts are too short for the crossfade")
+    out = np.zeros(i0 + len(b), np.float32)
+    x = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    out[:i0] = a[:i0]
+    out[i0 : i0 + n] = a[i0 : i0 + n] * np.cos(0.5 * np.pi * x)
+    out[i0:] += b * np.concatenate([np.sin(0.5 * np.pi * x), np.ones(len(b) - n, np.float32)])
+    return out
+
+
+def follow_time(times: np.ndarray, bpms: np.ndarray, beats_b: np.ndarray) -> float:
+    """Seconds from the midpoint to the first moment (from 2 s before it on) after which the BPM stays within 4% of
+    B's annotated local tempo for STAY_S; nan when it never does (``times`` in the mix's seconds, B's beats in
+    its own)."""
+    refs = np.array([reference_bpm(beats_b, max(t - START_S, 0.0)) for t in times])
+    right = np.abs(bpms / refs - 1.0) <= TEMPO_TOLERANCE
+    for i in np.flatnonzero((times >= MIDPOINT_S - 2.0) & right):
+        t = times[i]
+        if t + STAY_S > times[-1]:
+            break
+        if right[(times >= t) & (times <= t + STAY_S)].all():
+            return float(t - MIDPOINT_S)
+    return float("nan")
+
+
+def run_pair(a: Excerpt, b: Excerpt) -> Result:
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+    xa, sr = a.samples()
+    xb, srb = b.samples()
+    if sr != srb:
+        raise ValueError(f"{a.name} and {b.name}: sample rates differ ({sr} and {srb})")
+    x = mix(xa, xb, sr)
+    fx = FeatureExtractor(sr)
+    hop = fx.hop_size
+    clock = BeatClock(hop / sr, TempoConfig())
+    times, bpms, beats = [], [], []
+    for i in range(0, len(x) - hop, hop):
+        f = fx.process(x[i : i + hop])
+        beats.extend(event.t for event in clock.process(f))
+        if clock.locked:
+            times.append(f.t)
+            bpms.append(clock.bpm)
+    follows = follow_time(np.array(times), np.array(bpms), b.beats) if times else float("nan")
+    after = MIDPOINT_S + FOLLOW_S
+    ref = b.beats + START_S
+    ref = ref[(ref >= after) & (ref <= START_S + B_SECONDS)]
+    est = np.array([t for t in beats if t >= after])
+    f_after = f_measure(ref, est, skip=0.0).f_measure
+    return Result(a.name, b.name, reference_bpm(a.beats, MIDPOINT_S), reference_bpm(b.beats, MIDPOINT_S - START_S),
+                  follows, f_after)
+
+
+def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool = True) -> bool:
+    """Prints the section; False when there is no development set or no pair."""
+    print(f"\nDJ crossfades between real excerpts ({FADE_S:g} s equal power, tempi {BPM_APART[0]:g}-{BPM_APART[1]:g} "
+          f"BPM apart; from {directory}):")
+    if not (directory / "index.json").exists():
+        print("  skipped: no development set (scripts/devset.py builds it)")
+        return False
+    wall0 = time.monotonic()
+    pairs = choose_pairs(load_devset(directory), limit or MAX_PAIRS)
+    if not pairs:
+        print("  no two steady excerpts 10-20 BPM apart")
+        return False
+    results = []
+    for a, b in pairs:
+        r = run_pair(a, b)
+        results.append(r)
+        if per_track:
+            follows = "never" if r.follows != r.follows else f"{r.follows:+5.2f} s"
+            print(f"  {r.a:>16} {r.bpm_a:6.1f} > {r.b:<16} {r.bpm_b:6.1f}   follows {follows:>8}   "
+                  f"F after {r.f_after:.3f}")
+    n = len(results)
+    seen = [r.follows for r in results if r.follows == r.follows]
+    within = sum(1 for t in seen if t <= FOLLOW_S)
+    median = statistics.median([t if t == t else float("inf") for t in (r.follows for r in results)])
+    print(f"  BPM follows within {FOLLOW_S:g} s of the midpoint on {within}/{n} ({100 * within / n:.0f}%); median "
+          f"{median:.2f} s, never on {n - len(seen)}; F from midpoint + {FOLLOW_S:g} s "
+          f"{statistics.mean(r.f_after for r in results):.3f}   (section wall time {time.monotonic() - wall0:.0f} s)")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("dir", nargs="?", type=Path, default=None, help="the development set")
+    parser.add_argument("--limit", type=int, default=None, help=f"at most N pairs (default {MAX_PAIRS})")
+    parser.add_argument("--summary-only", action="store_true", help="no per-pair lines")
+    args = parser.parse_args(argv)
+    directory = (args.dir or default_out()).expanduser()
+    return 0 if bench_crossfades(directory, args.limit, per_track=not args.summary_only) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
