@@ -21,7 +21,10 @@ the daemon does. Per pair:
 
 - **follows**: the first moment from 2 s before the midpoint on after which the clock's BPM stays within 4% of
   B's annotated local tempo for 2 s (read while the clock is locked); "never" when that does not happen;
-- **F after**: beat F-measure against B's annotated beats from 2 s after the midpoint to the end (+-70 ms).
+- **F after**: beat F-measure against B's annotated beats from 2 s after the midpoint to the end (+-70 ms);
+- **alone**: whether the clock reads B's tempo right on B alone (the median hop from 8 s on within 4%): a
+  crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
+  pairs whose B it gets right.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ SEED = 7
 FOLLOW_S = 2.0
 #: The BPM must then stay right this long.
 STAY_S = 2.0
+#: B on its own: its tempo is read right when the median hop from this long in is within 4%.
+ALONE_AFTER_S = 8.0
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Result:
     bpm_b: float
     follows: float  # seconds after the midpoint (negative: before it); nan when never
     f_after: float
+    alone: bool  # B on its own: the tempo read right after ALONE_AFTER_S (the median hop within 4%)
 
 
 def steady(excerpt: Excerpt) -> bool:
@@ -137,18 +143,14 @@ def follow_time(times: np.ndarray, bpms: np.ndarray, beats_b: np.ndarray) -> flo
     return float("nan")
 
 
-def run_pair(a: Excerpt, b: Excerpt) -> Result:
+def clock_run(x: np.ndarray, samplerate: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The daemon's path, offline: the hops' times and BPM while the clock is locked, and the beats' times."""
     from metadj_bridge.inputs.analysis import FeatureExtractor
     from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
 
-    xa, sr = a.samples()
-    xb, srb = b.samples()
-    if sr != srb:
-        raise ValueError(f"{a.name} and {b.name}: sample rates differ ({sr} and {srb})")
-    x = mix(xa, xb, sr)
-    fx = FeatureExtractor(sr)
+    fx = FeatureExtractor(samplerate)
     hop = fx.hop_size
-    clock = BeatClock(hop / sr, TempoConfig())
+    clock = BeatClock(hop / samplerate, TempoConfig())
     times, bpms, beats = [], [], []
     for i in range(0, len(x) - hop, hop):
         f = fx.process(x[i : i + hop])
@@ -156,14 +158,28 @@ def run_pair(a: Excerpt, b: Excerpt) -> Result:
         if clock.locked:
             times.append(f.t)
             bpms.append(clock.bpm)
-    follows = follow_time(np.array(times), np.array(bpms), b.beats) if times else float("nan")
+    return np.array(times), np.array(bpms), beats
+
+
+def run_pair(a: Excerpt, b: Excerpt) -> Result:
+    xa, sr = a.samples()
+    xb, srb = b.samples()
+    if sr != srb:
+        raise ValueError(f"{a.name} and {b.name}: sample rates differ ({sr} and {srb})")
+    times, bpms, beats = clock_run(mix(xa, xb, sr), sr)
+    follows = follow_time(times, bpms, b.beats) if len(times) else float("nan")
     after = MIDPOINT_S + FOLLOW_S
     ref = b.beats + START_S
     ref = ref[(ref >= after) & (ref <= START_S + B_SECONDS)]
     est = np.array([t for t in beats if t >= after])
     f_after = f_measure(ref, est, skip=0.0).f_measure
+    # B on its own, as long as it plays in the mix: is its tempo read right from ALONE_AFTER_S on?
+    times, bpms, _ = clock_run(xb[: int(round(B_SECONDS * sr))], sr)
+    keep = times >= ALONE_AFTER_S
+    alone = bool(np.any(keep)) and float(np.median(np.abs(
+        bpms[keep] / np.array([reference_bpm(b.beats, t) for t in times[keep]]) - 1.0))) <= TEMPO_TOLERANCE
     return Result(a.name, b.name, reference_bpm(a.beats, MIDPOINT_S), reference_bpm(b.beats, MIDPOINT_S - START_S),
-                  follows, f_after)
+                  follows, f_after, alone)
 
 
 def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool = True) -> bool:
@@ -185,14 +201,21 @@ def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool 
         if per_track:
             follows = "never" if r.follows != r.follows else f"{r.follows:+5.2f} s"
             print(f"  {r.a:>16} {r.bpm_a:6.1f} > {r.b:<16} {r.bpm_b:6.1f}   follows {follows:>8}   "
-                  f"F after {r.f_after:.3f}")
+                  f"F after {r.f_after:.3f}   B alone {'right' if r.alone else 'wrong'}")
     n = len(results)
     seen = [r.follows for r in results if r.follows == r.follows]
     within = sum(1 for t in seen if t <= FOLLOW_S)
     median = statistics.median([t if t == t else float("inf") for t in (r.follows for r in results)])
     print(f"  BPM follows within {FOLLOW_S:g} s of the midpoint on {within}/{n} ({100 * within / n:.0f}%); median "
           f"{median:.2f} s, never on {n - len(seen)}; F from midpoint + {FOLLOW_S:g} s "
-          f"{statistics.mean(r.f_after for r in results):.3f}   (section wall time {time.monotonic() - wall0:.0f} s)")
+          f"{statistics.mean(r.f_after for r in results):.3f}")
+    right = [r for r in results if r.alone]
+    if right:
+        ok = sum(1 for r in right if r.follows <= FOLLOW_S)
+        med = statistics.median([r.follows if r.follows == r.follows else float("inf") for r in right])
+        print(f"  of the {len(right)} whose new track the clock reads right on its own: within {FOLLOW_S:g} s on {ok} "
+              f"({100 * ok / len(right):.0f}%), median {med:.2f} s")
+    print(f"  section wall time {time.monotonic() - wall0:.0f} s")
     return True
 
 
