@@ -41,10 +41,14 @@ LAMBDA = 300.0
 OBS_BEAT_SHARE = 10.0
 #: Beat states are weighted exp(OBS_K * activation).
 OBS_K = 6.0
-#: Autocorrelation tempo evidence: seconds of activation, every so many hops, and its exponent.
+#: Autocorrelation tempo evidence: seconds of activation, every so many hops, and its exponent; from the first
+#: beat on a smaller one (the tempo is found by then; the evidence then only settles it between octaves, and a
+#: lighter hand holds the grid steadier: on the development set the bar model's downbeat F rose from 0.298 to
+#: 0.317, cross-validated over ACF_GAIN_BEATING in 0-0.3, beat F unchanged).
 ACF_S = 5.0
 ACF_EVERY = 8
 ACF_GAIN = 0.3
+ACF_GAIN_BEATING = 0.15
 #: Below this mean square of the activation (an RMS of 0.01) the autocorrelation is only rounding noise, which
 #: its normalisation would blow up into tempo evidence (a held tone locked after 10 s without it).
 ACF_MIN_POWER = 1e-4
@@ -193,7 +197,7 @@ class BeatHMM:
         score *= self._acf_prior
         top = score.max()
         if top > 0.0:
-            weight = (score / top + 0.05) ** ACF_GAIN
+            weight = (score / top + 0.05) ** (ACF_GAIN if self._last_beat_frame < 0 else ACF_GAIN_BEATING)
             if too_long is not None:
                 weight[too_long] *= TATUM_PENALTY
             new *= weight[self._block]
