@@ -30,6 +30,7 @@ the daemon does. Per pair:
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -182,6 +183,12 @@ def run_pair(a: Excerpt, b: Excerpt) -> Result:
                   follows, f_after, alone)
 
 
+def _median_s(results: list[Result]) -> str:
+    """The median follow time, a crossfade never followed counting as the longest."""
+    median = statistics.median([r.follows if r.follows == r.follows else math.inf for r in results])
+    return "never" if math.isinf(median) else f"{median:.2f} s"
+
+
 def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool = True) -> bool:
     """Prints the section; False when there is no development set or no pair."""
     print(f"\nDJ crossfades between real excerpts ({FADE_S:g} s equal power, tempi {BPM_APART[0]:g}-{BPM_APART[1]:g} "
@@ -205,16 +212,14 @@ def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool 
     n = len(results)
     seen = [r.follows for r in results if r.follows == r.follows]
     within = sum(1 for t in seen if t <= FOLLOW_S)
-    median = statistics.median([t if t == t else float("inf") for t in (r.follows for r in results)])
     print(f"  BPM follows within {FOLLOW_S:g} s of the midpoint on {within}/{n} ({100 * within / n:.0f}%); median "
-          f"{median:.2f} s, never on {n - len(seen)}; F from midpoint + {FOLLOW_S:g} s "
+          f"{_median_s(results)}, never on {n - len(seen)}; F from midpoint + {FOLLOW_S:g} s "
           f"{statistics.mean(r.f_after for r in results):.3f}")
     right = [r for r in results if r.alone]
     if right:
         ok = sum(1 for r in right if r.follows <= FOLLOW_S)
-        med = statistics.median([r.follows if r.follows == r.follows else float("inf") for r in right])
         print(f"  of the {len(right)} whose new track the clock reads right on its own: within {FOLLOW_S:g} s on {ok} "
-              f"({100 * ok / len(right):.0f}%), median {med:.2f} s")
+              f"({100 * ok / len(right):.0f}%), median {_median_s(right)}")
     print(f"  section wall time {time.monotonic() - wall0:.0f} s")
     return True
 

@@ -466,3 +466,28 @@ def test_crossfade_section_is_skipped_without_a_development_set(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_crossfades.bench_crossfades(tmp_path / "missing") is False
     assert "skipped: no development set" in capsys.readouterr().out
+
+
+def test_crossfade_section_follows_generated_tracks_played_as_a_development_set(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two generated tracks 14 BPM apart, written as a development set: both crossfades are played through the
+    daemon's BeatClock, each new track is read right on its own, and the beat follows it after the midpoint."""
+    from metadj_bridge.inputs import synth
+
+    sr = 22050
+    entries = []
+    specs = (synth.TrackSpec("house-120", "house", 120, 16, seed=5),
+             synth.TrackSpec("techno-134", "techno", 134, 18, seed=6))
+    for spec in specs:
+        track = synth.render(spec, sr)
+        wav_bytes(tmp_path / f"{spec.name}.wav", np.clip(track.samples, -1.0, 1.0), sr)
+        record = {"duration": track.duration, "beats": track.beats.tolist(), "beat_in_bar": None}
+        (tmp_path / f"{spec.name}.json").write_text(json.dumps(record))
+        entries.append({"name": spec.name, "genre": "rock", "wav": f"{spec.name}.wav", "json": f"{spec.name}.json"})
+    (tmp_path / "index.json").write_text(json.dumps({"excerpts": entries}))
+    assert bench_crossfades.bench_crossfades(tmp_path) is True
+    lines = [line for line in capsys.readouterr().out.splitlines() if "follows" in line and ">" in line]
+    assert len(lines) == 2
+    for line in lines:
+        assert "B alone right" in line and "never" not in line, line
+        assert float(line.split("F after")[1].split()[0]) >= 0.9, line
