@@ -11,9 +11,9 @@ from how the tracker does on them:
 - an excerpt qualifies when it is at least MIN_DURATION_S long, its annotated tempo is within the default
   TempoConfig's range, and its local tempo stays within 4% of its median at every STEADY_AT second (a DJ mixes
   tracks with a steady beat; rubato cannot be followed);
-- a pair is A's tempo at the midpoint and B's at the same moment of B 10-20 BPM apart (the issue's "a track
-  10-20 BPM away"), shuffled with a fixed seed; each excerpt comes in at most twice as A and twice as B, up to
-  MAX_PAIRS pairs.
+- a pair is two such excerpts whose tempi at the crossfade's midpoint (A's at 16 s, B's 4 s into B) are 10-20
+  BPM apart (the issue's "a track 10-20 BPM away"); the pairs are shuffled with a fixed seed, and each excerpt
+  comes in at most twice as A and twice as B, up to MAX_PAIRS pairs.
 
 The mix: A alone until START_S, then an equal-power crossfade of FADE_S seconds to B (which starts there from
 its own beginning), then B alone until B_SECONDS of it have played. Fed to the BeatClock one hop at a time as
@@ -25,6 +25,10 @@ the daemon does. Per pair:
 - **alone**: whether the clock reads B's tempo right on B alone (the median hop from 8 s on within 4%): a
   crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
   pairs whose B it gets right.
+
+On the 228-excerpt development set: 40 pairs; the BPM follows within 2 s on 7 of them, after 5.6 s at the median,
+and never on 10 (on 3 of those the tracker reads B wrong on its own too). The detector in tempo_change.py seldom
+calls on real music; what was tried to change that is in its docstring.
 """
 
 from __future__ import annotations
