@@ -96,14 +96,14 @@ def steady(excerpt: Excerpt) -> bool:
 def choose_pairs(excerpts: list[Excerpt], max_pairs: int = MAX_PAIRS) -> list[tuple[Excerpt, Excerpt]]:
     """Pairs (A, B) of steady excerpts whose tempi at the crossfade's midpoint are BPM_APART; see the docstring."""
     ok = [e for e in excerpts if steady(e)]
-    candidates = []
-    for a in ok:
-        for b in ok:
-            if a.name == b.name:
-                continue
-            apart = abs(reference_bpm(a.beats, MIDPOINT_S) - reference_bpm(b.beats, MIDPOINT_S - START_S))
-            if BPM_APART[0] <= apart <= BPM_APART[1]:
-                candidates.append((a, b))
+    as_outgoing = [reference_bpm(e.beats, MIDPOINT_S) for e in ok]  # A's tempo at the midpoint
+    as_incoming = [reference_bpm(e.beats, MIDPOINT_S - START_S) for e in ok]  # B's, as far into B
+    candidates = [
+        (a, b)
+        for a, bpm_a in zip(ok, as_outgoing, strict=True)
+        for b, bpm_b in zip(ok, as_incoming, strict=True)
+        if a.name != b.name and BPM_APART[0] <= abs(bpm_a - bpm_b) <= BPM_APART[1]
+    ]
     order = np.random.default_rng(SEED).permutation(len(candidates))
     as_a: dict[str, int] = {}
     as_b: dict[str, int] = {}

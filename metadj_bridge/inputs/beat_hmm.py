@@ -244,6 +244,10 @@ class BeatHMM:
             full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         return tatum_lag(full, TATUM_MIN_LAG, int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1)
 
+    def _window(self, block: int) -> tuple[int, int]:
+        """The blocks within LOCK_WINDOW of ``block``, as a slice's bounds."""
+        return max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+
     def _block_mass(self) -> np.ndarray:
         mass = np.add.reduceat(self._alpha, self._starts)
         return mass / max(float(mass.sum()), 1e-300)
@@ -257,7 +261,7 @@ class BeatHMM:
         late = self._music_start is not None and self.frames - self._music_start >= self._deadline_hops
         if self._stable < self._lock_hops and not late:
             return
-        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        lo, hi = self._window(block)
         if self._block_mass()[lo:hi].sum() >= LOCK_MASS:
             self.locked = True
 
@@ -270,7 +274,7 @@ class BeatHMM:
         since = self.frames - self._music_start
         if not self._early_hops <= since < self._deadline_hops or since + self.taus[block] <= self._deadline_hops:
             return False
-        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        lo, hi = self._window(block)
         if self._learned_p is not None and float(self._learned_p[lo:hi].sum()) < LOCK_EARLY_SCORE:
             return False
         return bool(self._block_mass()[lo:hi].sum() >= LOCK_MASS)
@@ -308,7 +312,7 @@ class BeatHMM:
     def tempo_bpm(self) -> float:
         """The best state's tempo, refined by the probability of the tempi beside it (finer than whole hops)."""
         block = self.best_block
-        lo, hi = max(0, block - LOCK_WINDOW), min(len(self.taus), block + LOCK_WINDOW + 1)
+        lo, hi = self._window(block)
         mass = self._block_mass()[lo:hi]
         tau = float((mass * self.taus[lo:hi]).sum() / max(float(mass.sum()), 1e-300))
         return 60.0 * self.fps / tau
