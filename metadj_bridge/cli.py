@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-send-interval", type=float, metavar="SECONDS",
                      help="never hold a change longer than this (default: the profile's, 2 s)")
     audio = run.add_mutually_exclusive_group()
-    audio.add_argument("--audio-file", metavar="WAV", help="listen to this WAV file (looped) instead of the demo track")
+    audio.add_argument("--audio-file", metavar="FILE",
+                       help="listen to this audio file (looped) instead of the demo track: WAV, FLAC, MP3, Ogg, AIFF")
     audio.add_argument("--audio-device", metavar="NAME|INDEX",
                        help="listen to this audio input (see `metadj-bridge devices`)")
     audio.add_argument("--no-audio", action="store_true", help="do not listen to any audio")
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analysed faster than real time and the command ends with it.",
     )
     source = listen.add_mutually_exclusive_group()
-    source.add_argument("--file", metavar="WAV", help="a 16- or 24-bit PCM WAV file")
+    source.add_argument("--file", metavar="FILE", help="an audio file: WAV, FLAC, MP3, Ogg, AIFF")
     source.add_argument("--device", metavar="NAME|INDEX",
                         help="an audio input (see `metadj-bridge devices`); default: the system's default input")
     source.add_argument("--demo", action="store_true", help="play the bundled demo track in real time")

@@ -268,9 +268,9 @@ class JackPlayer:
     def play(self, audio: np.ndarray | str | Path) -> None:
         """Start playing from the next cycle; a WAV path is read with the project's reader."""
         if isinstance(audio, (str, Path)):
-            from metadj_bridge.inputs.wav import read_wav
+            from metadj_bridge.inputs.audio_file import read_audio
 
-            data, rate = read_wav(audio)
+            data, rate = read_audio(audio)
             if rate != self.samplerate:
                 raise ValueError(f"{audio}: {rate} Hz, but the JACK server runs at {self.samplerate} Hz")
         else:

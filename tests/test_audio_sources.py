@@ -1,4 +1,4 @@
-"""Audio sources: WAV reading, the file source's clock, and live capture through a real JACK server."""
+"""Audio sources: reading audio files, the file source's clock, and live capture through a real JACK server."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ import pytest
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.audio import AudioBlock, WavFileSource
 from metadj_bridge.inputs.audio_devices import InputDevice, find_input_device, list_input_devices, parse_channels
+from metadj_bridge.inputs.audio_file import AudioFormatError, read_audio
 from metadj_bridge.inputs.live_audio import LiveInputSource
-from metadj_bridge.inputs.wav import AudioFormatError, read_wav
 from tests.jackrig import JackPlayer, JackServer
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 HOP = 512
 
-# --------------------------------------------------------------------------------------------- WAV files
+# --------------------------------------------------------------------------------------------- audio files
 
 
 def write_pcm(path: Path, frames: np.ndarray, rate: int, width: int) -> None:
@@ -63,7 +63,7 @@ def test_read_wav_16_bit_stereo_is_downmixed(tmp_path: Path) -> None:
     left = np.array([0, 16384, -32768, 32767, 100], np.int32)
     right = np.array([0, -16384, -32768, 32767, 300], np.int32)
     write_pcm(tmp_path / "s.wav", np.stack([left, right], axis=1), 44100, 2)
-    samples, rate = read_wav(tmp_path / "s.wav")
+    samples, rate = read_audio(tmp_path / "s.wav")
     assert rate == 44100 and samples.dtype == np.float32
     np.testing.assert_allclose(samples, (left + right) / 2 / 32768, atol=1e-7)
 
@@ -71,7 +71,7 @@ def test_read_wav_16_bit_stereo_is_downmixed(tmp_path: Path) -> None:
 def test_read_wav_24_bit_at_48k_keeps_every_bit(tmp_path: Path) -> None:
     ints = np.array([0, 1, -1, 8388607, -8388608, 4194304, -123456], np.int32)
     write_pcm(tmp_path / "s24.wav", np.stack([ints, ints], axis=1), 48000, 3)
-    samples, rate = read_wav(tmp_path / "s24.wav")
+    samples, rate = read_audio(tmp_path / "s24.wav")
     assert rate == 48000
     np.testing.assert_array_equal(samples, (ints / 8388608).astype(np.float32))
     assert samples.min() == -1.0 and samples.max() < 1.0
@@ -81,7 +81,7 @@ def test_read_wav_24_bit_at_48k_keeps_every_bit(tmp_path: Path) -> None:
 def test_read_wav_8_and_32_bit_integers(tmp_path: Path, width: int, full_scale: int) -> None:
     ints = np.array([0, full_scale // 2, -full_scale], np.int64)
     write_pcm(tmp_path / "s.wav", ints, 22050, width)
-    samples, rate = read_wav(tmp_path / "s.wav")
+    samples, rate = read_audio(tmp_path / "s.wav")
     assert rate == 22050
     np.testing.assert_allclose(samples, [0.0, 0.5, -1.0], atol=1e-6)
 
@@ -91,42 +91,96 @@ def test_read_wav_extensible_pcm_header(tmp_path: Path) -> None:
     ints = np.array([0, 4194304, -8388608], "<i4")
     data = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     (tmp_path / "ext.wav").write_bytes(riff(extensible_fmt(1, 24), data))
-    samples, rate = read_wav(tmp_path / "ext.wav")
+    samples, rate = read_audio(tmp_path / "ext.wav")
     assert rate == 44100
     np.testing.assert_array_equal(samples, [0.0, 0.5, -1.0])
 
 
-FLOAT_FMT = struct.pack("<HHIIHH", 3, 1, 44100, 44100 * 4, 4, 32)
+def float_fmt(bits: int, channels: int = 1, rate: int = 44100) -> bytes:
+    block = channels * bits // 8
+    return struct.pack("<HHIIHH", 3, channels, rate, rate * block, block, bits)
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+def test_read_floating_point_wav_keeps_its_values(tmp_path: Path, dtype: str) -> None:
+    """DAWs export 32-bit float WAVs: read as stored, peaks over full scale and stereo included."""
+    frames = np.array([[0.25, -0.75], [1.5, 0.5], [-2.0, 0.0]], dtype)
+    bits = 8 * np.dtype(dtype).itemsize
+    (tmp_path / "plain.wav").write_bytes(riff(float_fmt(bits, 2), frames.tobytes()))
+    (tmp_path / "ext.wav").write_bytes(riff(extensible_fmt(3, bits, channels=2, rate=48000), frames.tobytes()))
+    for name, want_rate in (("plain.wav", 44100), ("ext.wav", 48000)):
+        samples, rate = read_audio(tmp_path / name)
+        assert rate == want_rate and samples.dtype == np.float32
+        np.testing.assert_allclose(samples, [-0.25, 1.0, -1.0])
+
+
+def _sine(seconds: float, rate: int, hz: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "says", "hint"),
+    ("name", "fmt", "subtype"),
+    [("s.flac", "FLAC", "PCM_16"), ("s.mp3", "MP3", None), ("s.ogg", "OGG", "VORBIS"), ("s.aiff", "AIFF", "PCM_24"),
+     ("adpcm.wav", "WAV", "MS_ADPCM"), ("s.opus", "OGG", "OPUS")],
+)
+def test_compressed_and_other_formats_are_decoded(tmp_path: Path, name: str, fmt: str, subtype: str | None) -> None:
+    """libsndfile (soundfile) writes each file, metadj-bridge reads it back: the rate, the length (an MP3
+    encoder pads a few frames) and the tone, its level and pitch, with the stereo channels averaged."""
+    import soundfile
+
+    rate = 48000 if subtype == "OPUS" else 44100
+    left = _sine(2.0, rate)
+    path = tmp_path / name
+    soundfile.write(path, np.stack([left, left], axis=1), rate, format=fmt, subtype=subtype)
+    samples, got_rate = read_audio(path)
+    assert got_rate == rate
+    assert abs(len(samples) - len(left)) <= 0.05 * rate
+    middle = samples[rate // 2 : rate // 2 + rate]
+    assert float(np.sqrt(np.mean(middle**2))) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+    peak_hz = float(np.argmax(np.abs(np.fft.rfft(middle)))) * rate / len(middle)
+    assert peak_hz == pytest.approx(440.0, abs=2.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
     [
-        ("float.wav", riff(FLOAT_FMT, np.zeros(4, "<f4").tobytes()), "32-bit floating-point WAV", "pcm_s16le"),
-        ("ext-float.wav", riff(extensible_fmt(3, 32), bytes(16)), "32-bit floating-point WAV", "pcm_s16le"),
-        ("track.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400), "MP3", "ffmpeg -i"),
-        ("track.aiff", b"FORM" + struct.pack(">I", 100) + b"AIFFCOMM" + bytes(92), "AIFF", "sox"),
-        ("track.flac", b"fLaC" + bytes(100), "FLAC", "ffmpeg -i"),
-        ("adpcm.wav", riff(struct.pack("<HHIIHH", 2, 1, 44100, 22000, 256, 4), bytes(256)), "MS ADPCM", "ffmpeg"),
-        ("empty.wav", b"", "empty", ""),
+        ("track.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400), "an MP3 file"),
+        ("track.aiff", b"FORM" + struct.pack(">I", 100) + b"AIFFCOMM" + bytes(92), "an AIFF file"),
+        ("track.flac", b"fLaC" + bytes(100), "a FLAC file"),
+        ("track.m4a", struct.pack(">I", 32) + b"ftypM4A " + bytes(200), "an MP4/M4A file"),
+        ("notes.wav", b"these are my set notes, not audio\n" * 4, "not an audio file"),
+        ("adpcm.wav", riff(struct.pack("<HHIIHH", 2, 1, 44100, 22000, 256, 4), b"\x07" * 7), "MS ADPCM"),
+        ("empty.wav", b"", "empty"),
     ],
 )
 def test_unreadable_files_say_what_they_are_and_how_to_convert(
-    tmp_path: Path, name: str, content: bytes, says: str, hint: str
+    tmp_path: Path, name: str, content: bytes, says: str
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(AudioFormatError) as caught:
-        read_wav(path)
+        read_audio(path)
     message = str(caught.value)
-    assert str(path) in message and says in message and hint in message
-    if hint:
-        assert "16- or 24-bit" in message
+    assert str(path) in message and says in message
+    if says != "empty":
+        assert "ffmpeg -i" in message and "FLAC, MP3" in message
+
+
+def test_without_libsndfile_a_flac_is_refused_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the soundfile package cannot be imported, WAVs still read and anything else says why it cannot."""
+    import soundfile
+
+    soundfile.write(tmp_path / "s.flac", _sine(0.5, 44100), 44100)
+    write_pcm(tmp_path / "s.wav", np.array([0, 16384, -32768]), 44100, 2)
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # what an absent package looks like to import
+    np.testing.assert_array_equal(read_audio(tmp_path / "s.wav")[0], [0.0, 0.5, -1.0])
+    with pytest.raises(AudioFormatError, match="a FLAC file, and libsndfile .* is not available"):
+        read_audio(tmp_path / "s.flac")
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such audio file"):
-        read_wav(tmp_path / "nope.wav")
+        read_audio(tmp_path / "nope.wav")
     with pytest.raises(ConfigError, match="no such audio file"):
         WavFileSource(tmp_path / "nope.wav", hop_size=HOP)
 

@@ -102,9 +102,9 @@ def test_demo_track_is_generated_once_into_the_cache(tmp_path: Path, monkeypatch
     assert path.exists() and path.is_relative_to(tmp_path)
     stamp = path.stat().st_mtime_ns
     assert synth.demo_track_path() == path and path.stat().st_mtime_ns == stamp  # reused, not rewritten
-    from metadj_bridge.inputs.wav import read_wav
+    from metadj_bridge.inputs.audio_file import read_audio
 
-    samples, rate = read_wav(path)
+    samples, rate = read_audio(path)
     assert rate == 44100 and 30 <= len(samples) / rate <= 60
     # What a performer hears: a steady 124 BPM, and a breakdown where the kick drops out before the drop.
     from metadj_bridge.inputs.analysis import FeatureExtractor

@@ -122,6 +122,20 @@ def test_listen_json_prints_beats_and_onsets(tmp_path: Path) -> None:
     assert records[-1]["bpm"] == pytest.approx(126, abs=0.5)
 
 
+def test_listen_reads_an_mp3(tmp_path: Path) -> None:
+    """A performer's MP3 plays like its WAV: the same tempo and beats (the encoder's delay is a few ms)."""
+    import soundfile
+
+    track = synth.render(synth.FIXTURE_SPECS[3])
+    path = tmp_path / "house.mp3"
+    soundfile.write(path, track.samples, track.samplerate, format="MP3")
+    proc = cli("listen", "--file", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    beats = [r for r in map(json.loads, proc.stdout.splitlines()) if r["event"] == "beat"]
+    assert f_measure(track.beats, np.array([r["t"] for r in beats])).f_measure >= 0.95
+    assert beats[-1]["bpm"] == pytest.approx(track.spec.bpm, abs=0.5)
+
+
 def test_listen_into_a_reader_that_goes_away_stops_quietly(tmp_path: Path) -> None:
     """`listen --json | head -1`: the broken pipe ends listen without a traceback, and it exits 0."""
     track = synth.render(synth.FIXTURE_SPECS[3])

@@ -21,7 +21,7 @@ samplerate``, the moment a live device would have delivered that hop. Scheduling
 a slow reader catches up exactly like it would drain a live queue, and there is no thread to leak and no event
 loop to tie a file to.
 
-Elsewhere: reading WAV files in :mod:`~metadj_bridge.inputs.wav`, finding input devices in
+Elsewhere: reading audio files in :mod:`~metadj_bridge.inputs.audio_file`, finding input devices in
 :mod:`~metadj_bridge.inputs.audio_devices`, the live device source in :mod:`~metadj_bridge.inputs.live_audio`.
 """
 
@@ -38,7 +38,7 @@ from typing import Self
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
-from metadj_bridge.inputs.wav import read_wav
+from metadj_bridge.inputs.audio_file import read_audio
 from metadj_bridge.lifecycle import Lifecycle, State
 
 __all__ = ["AudioBlock", "BlockSourceBase", "WavFileSource", "check_hop_size"]
@@ -145,7 +145,7 @@ class BlockSourceBase:
 
 
 class WavFileSource(BlockSourceBase):
-    """A WAV file (or an array) as an audio source: the seed's "demo track" and "upload" modes.
+    """An audio file (or an array) as an audio source: the seed's "demo track" and "upload" modes.
 
     ``realtime=True`` releases each hop when a live device would have delivered it; ``realtime=False`` hands
     them out as fast as they are read (``listen --file``, tests, benchmarks).
@@ -171,7 +171,7 @@ class WavFileSource(BlockSourceBase):
                 data = data.mean(axis=1, dtype=np.float32)
             self.name = "<array>"
         else:
-            data, rate = read_wav(path_or_array)
+            data, rate = read_audio(path_or_array)
             if samplerate is not None and samplerate != rate:
                 raise ConfigError(f"{path_or_array}: the file is {rate} Hz, not the {samplerate} Hz asked for")
             samplerate = rate

@@ -111,7 +111,8 @@ class ScopeSettings:
 class AudioSettings:
     #: "demo" (the bundled track), "file", "device" or "none".
     source: Literal["demo", "file", "device", "none"] = "demo"
-    #: A WAV path (source "file", relative to the profile) or a device name substring (source "device").
+    #: An audio file (WAV, FLAC, MP3, Ogg, AIFF; source "file", relative to the profile) or a device name substring
+    #: (source "device").
     path: str | None = None
     device: str | None = None
     #: Input gain applied before analysis (linear).

@@ -148,7 +148,7 @@ def _audio(node: YNode) -> AudioSettings:
     if "device" in m:
         kw["device"] = f.text(m["device"], f"{path}.device")
     if source == "file" and "path" not in kw:
-        f.fail(node, path, "source: file needs a path: (a WAV file)")
+        f.fail(node, path, "source: file needs a path: (an audio file: WAV, FLAC, MP3, Ogg, AIFF)")
     if source == "device" and "device" not in kw:
         f.fail(node, path, "source: device needs a device: (part of the input's name)")
     if "gain" in m:

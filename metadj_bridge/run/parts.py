@@ -48,9 +48,9 @@ async def open_audio(
     from metadj_bridge.inputs.analyzer import AudioAnalyzer
     from metadj_bridge.inputs.audio import WavFileSource
     from metadj_bridge.inputs.audio_devices import find_input_device
+    from metadj_bridge.inputs.audio_file import read_audio
     from metadj_bridge.inputs.live_audio import LiveInputSource
     from metadj_bridge.inputs.tempo import TempoConfig
-    from metadj_bridge.inputs.wav import read_wav
 
     source: Any
     if plan.audio == "device":
@@ -65,7 +65,7 @@ async def open_audio(
             from metadj_bridge.inputs.synth import demo_track_path
 
             path = str(await asyncio.to_thread(demo_track_path))
-        samples, rate = await asyncio.to_thread(read_wav, path)
+        samples, rate = await asyncio.to_thread(read_audio, path)
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
         label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
     # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.

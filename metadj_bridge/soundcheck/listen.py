@@ -78,8 +78,8 @@ def meter_line(update: AudioUpdate, beat_flash: bool, levels: dict[str, float] |
 def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
     from metadj_bridge.inputs.audio import WavFileSource
     from metadj_bridge.inputs.audio_devices import find_input_device
+    from metadj_bridge.inputs.audio_file import read_audio
     from metadj_bridge.inputs.live_audio import LiveInputSource
-    from metadj_bridge.inputs.wav import read_wav
 
     if options.file and options.device is not None:
         raise ConfigError("give either --file or --device, not both")
@@ -90,7 +90,7 @@ def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
             path = demo_track_path()
         else:
             path = Path(options.file or "")
-        samples, samplerate = read_wav(path)
+        samples, samplerate = read_audio(path)
         realtime = options.realtime if options.realtime is not None else options.demo
         wav = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop,
                             realtime=realtime)

@@ -1,11 +1,16 @@
-"""Reading WAV files: PCM WAV of 8, 16, 24 or 32 bits to mono float32, and errors that say how to convert the rest.
+"""Reading audio files: any common format to mono float32, and errors that say what a file is and how to convert it.
 
-Anything that is not integer PCM WAV (MP3, AIFF, FLAC, floating-point or compressed WAV) is named from its first
-bytes and refused with an :class:`AudioFormatError` that carries an ffmpeg or sox command converting it.
+WAV of 8, 16, 24 or 32-bit integer PCM or 32/64-bit floating point is read here (numpy, chunk by chunk, so a long
+file costs little more memory than its samples). Everything else (FLAC, MP3, Ogg Vorbis and Opus, AIFF, ADPCM and
+other compressed WAV, RF64, W64, CAF) goes through libsndfile, which the soundfile package bundles in its wheels
+for Linux, macOS and Windows. A file neither can read (an MP4/M4A, a damaged file, something that is not audio)
+is named from its first bytes and refused with an :class:`AudioFormatError` that carries an ffmpeg command
+converting it to a WAV.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import wave
@@ -18,24 +23,25 @@ import numpy as np
 
 from metadj_bridge.errors import ConfigError
 
-__all__ = ["AudioFormatError", "read_wav"]
+__all__ = ["AudioFormatError", "read_audio"]
+
+log = logging.getLogger(__name__)
 
 
 class AudioFormatError(ConfigError):
-    """An audio file that metadj-bridge cannot read (not PCM WAV)."""
+    """An audio file that metadj-bridge cannot read: not audio, damaged, or in a format libsndfile does not know."""
 
 
-_SUPPORTED = "PCM WAV (16- or 24-bit; 8- and 32-bit integer work too)"
+_SUPPORTED = "WAV, FLAC, MP3, Ogg, AIFF and the other formats of libsndfile"
 _FFMPEG = 'ffmpeg -i "{path}" -ar 44100 -ac 2 -c:a pcm_s16le out.wav'
-_SOX = 'sox "{path}" -b 16 out.wav'
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _WAV_CODECS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
 
 
-def _format_error(path: Path, what: str, tool: str = _FFMPEG) -> AudioFormatError:
+def _format_error(path: Path, what: str) -> AudioFormatError:
     return AudioFormatError(
-        f"{path}: {what}; metadj-bridge reads {_SUPPORTED}. Convert it with: {tool.format(path=path)}"
+        f"{path}: {what}; metadj-bridge reads {_SUPPORTED}. Convert it with: {_FFMPEG.format(path=path)}"
     )
 
 
@@ -121,11 +127,12 @@ def _open_audio_file(path: Path) -> BinaryIO:
         raise ConfigError(f"{path}: cannot open the audio file: {exc.strerror or exc}") from None
 
 
-def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Read a PCM WAV file as mono float32 in [-1, 1) (channels averaged) and its sample rate.
+def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32 (channels averaged) and its sample rate.
 
-    Raises :class:`ConfigError` for a missing file and :class:`AudioFormatError` for anything that is not
-    8/16/24/32-bit integer PCM WAV, with a command that converts it.
+    Integer PCM comes out in [-1, 1); floating-point audio as it is stored (it may exceed 1). Raises
+    :class:`ConfigError` for a missing file and :class:`AudioFormatError` for a file that cannot be decoded,
+    with a command that converts it.
     """
     path = Path(path)
     with _open_audio_file(path) as f:
@@ -133,40 +140,71 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         if file_size == 0:
             raise AudioFormatError(f"{path}: the file is empty (0 bytes)")
         head = f.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        kind: str | None
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            layout = _wav_layout(path, f, file_size)
+            readable_bits = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}.get(layout.tag, ())
+            if layout.bits in readable_bits and layout.channels >= 1 and layout.samplerate >= 1:
+                return _read_wav_data(path, f, layout), layout.samplerate
+            codec = {_PCM: "PCM", _FLOAT: "floating-point", **_WAV_CODECS}.get(layout.tag, f"format {layout.tag:#06x}")
+            kind = f"a WAV of {layout.bits}-bit {codec} audio"  # libsndfile reads ADPCM, A-law, mu-law and more
+        else:
             kind = _sniff(path, head)
-            if kind is None:
-                raise _format_error(path, "this is not a WAV file")
-            raise _format_error(path, f"this is {kind}", _SOX if kind == "an AIFF file" else _FFMPEG)
-        layout = _wav_layout(path, f, file_size)
+    return _read_with_libsndfile(path, kind)
+
+
+def _read_wav_data(path: Path, f: BinaryIO, layout: _WavLayout) -> np.ndarray:
+    width = layout.bits // 8
+    frame_bytes = width * layout.channels
+    frames = layout.data_size // frame_bytes
+    if frames == 0:
+        raise AudioFormatError(f"{path}: the WAV file holds no audio (0 samples)")
+    out = np.empty(frames, np.float32)
+    reader = _wave_reader(f, layout)
+    step = 1 << 18  # frames per read: keeps the peak memory of a one-hour file near the output itself
+    for start in range(0, frames, step):
+        n = min(step, frames - start)
+        raw = reader(n * frame_bytes)
+        n = len(raw) // frame_bytes
+        raw = raw[: n * frame_bytes]
         if layout.tag == _FLOAT:
-            raise _format_error(path, f"this is a {layout.bits}-bit floating-point WAV")
-        if layout.tag != _PCM:
-            codec = _WAV_CODECS.get(layout.tag, f"format {layout.tag:#06x}")
-            raise _format_error(path, f"this WAV holds {codec} audio")
-        if layout.bits not in (8, 16, 24, 32) or layout.channels < 1 or layout.samplerate < 1:
-            raise _format_error(path, f"this WAV is {layout.bits}-bit with {layout.channels} channels at "
-                                f"{layout.samplerate} Hz")
-        width = layout.bits // 8
-        frame_bytes = width * layout.channels
-        frames = layout.data_size // frame_bytes
-        if frames == 0:
-            raise AudioFormatError(f"{path}: the WAV file holds no audio (0 samples)")
-        out = np.empty(frames, np.float32)
-        reader = _wave_reader(f, layout)
-        step = 1 << 18  # frames per read: keeps the peak memory of a one-hour file near the output itself
-        for start in range(0, frames, step):
-            n = min(step, frames - start)
-            raw = reader(n * frame_bytes)
-            n = len(raw) // frame_bytes
-            samples = _decode_pcm(raw[: n * frame_bytes], width)
-            if layout.channels > 1:
-                samples = samples.reshape(n, layout.channels).mean(axis=1)
-            out[start : start + n] = samples
-            if n < step:
-                out = out[: start + n]
-                break
-        return out, layout.samplerate
+            samples = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
+        else:
+            samples = _decode_pcm(raw, width)
+        if layout.channels > 1:
+            samples = samples.reshape(n, layout.channels).mean(axis=1)
+        out[start : start + n] = samples
+        if n < step:
+            out = out[: start + n]
+            break
+    return out
+
+
+def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (the soundfile package), block by block; ``kind`` names the file in errors (None:
+    its first bytes say nothing)."""
+    try:
+        import soundfile
+    except (ImportError, OSError) as exc:  # OSError: the package is there but its libsndfile cannot be loaded
+        log.debug("soundfile unavailable: %s", exc)
+        raise _format_error(path, f"this is {kind or 'not a WAV file'}, and libsndfile (the soundfile package) "
+                            "is not available here to decode it") from None
+    blocks: list[np.ndarray] = []
+    try:
+        with soundfile.SoundFile(path) as snd:
+            samplerate = int(snd.samplerate)
+            for block in snd.blocks(1 << 18, dtype="float32", always_2d=True):
+                blocks.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy())
+    except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        log.debug("libsndfile cannot read %s: %s", path, exc)
+        if kind is None:
+            raise _format_error(path, "this is not an audio file (or one in a format it does not know)") from None
+        raise _format_error(path, f"this is {kind}, and it cannot be decoded (damaged, truncated, or an encoding "
+                            "libsndfile does not read)") from None
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if len(samples) == 0:
+        raise AudioFormatError(f"{path}: the file holds no audio (0 samples)")
+    return samples, samplerate
 
 
 def _wave_reader(f: BinaryIO, layout: _WavLayout) -> Callable[[int], bytes]:
