@@ -189,21 +189,29 @@ def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int
         log.debug("soundfile unavailable: %s", exc)
         raise _format_error(path, f"this is {kind or 'not a WAV file'}, and libsndfile (the soundfile package) "
                             "is not available here to decode it") from None
-    blocks: list[np.ndarray] = []
     try:
         with soundfile.SoundFile(path) as snd:
             samplerate = int(snd.samplerate)
+            # Into one array of the length the header gives (a one-hour set is 600 MB of float32: no second copy),
+            # grown if a compressed stream turns out longer, cut if it ends early. A header that promises more
+            # than 64 frames a byte (Opus at 6 kbit/s) is not believed.
+            samples = np.empty(min(max(0, int(snd.frames)), 64 * os.path.getsize(path)), np.float32)
+            filled = 0
             for block in snd.blocks(1 << 18, dtype="float32", always_2d=True):
-                blocks.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy())
+                n = len(block)
+                if filled + n > len(samples):
+                    samples = np.concatenate([samples[:filled], np.empty(max(n, len(samples) // 8), np.float32)])
+                np.mean(block, axis=1, out=samples[filled : filled + n])
+                filled += n
     except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
         log.debug("libsndfile cannot read %s: %s", path, exc)
         if kind is None:
             raise _format_error(path, "this is not an audio file (or one in a format it does not know)") from None
         raise _format_error(path, f"this is {kind}, and it cannot be decoded (damaged, truncated, or an encoding "
                             "libsndfile does not read)") from None
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    if len(samples) == 0:
+    if filled == 0:
         raise AudioFormatError(f"{path}: the file holds no audio (0 samples)")
+    samples = samples[:filled]
     return samples, samplerate
 
 
