@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from devset import DEV_GENRES, default_out  # noqa: E402 - scripts/devset.py
 
 from metadj_bridge.inputs.evaluation import SKIP_S, TOLERANCE_S, f_measure  # noqa: E402
+from metadj_bridge.inputs.tempo import TempoConfig  # noqa: E402
 
 #: The share of tempo error that still counts as right (the usual MIREX tempo tolerance is 4% or 8%).
 TEMPO_TOLERANCE = 0.04
@@ -175,6 +176,7 @@ class Score:
     octave: str
     first_octave: str
     downbeat_f: float  # nan: no downbeat annotation (or the tracker has no bars)
+    true_bpm: float = float("nan")  # the annotated tempo: 60 / the median beat interval
 
 
 def score(excerpt: Excerpt, run: Run) -> Score:
@@ -201,8 +203,9 @@ def score(excerpt: Excerpt, run: Run) -> Score:
     has_bars = any(bib >= 0 for _, bib in run.beats)
     dbf = (downbeat_f_measure(excerpt.downbeats, run.beats)
            if excerpt.downbeats is not None and len(excerpt.downbeats) and has_bars else float("nan"))
+    true_bpm = 60.0 / float(np.median(np.diff(excerpt.beats))) if len(excerpt.beats) > 1 else float("nan")
     return Score(f, first, first_err, bool(first_err <= TEMPO_TOLERANCE), after_err, after_share,
-                 bool(after_err <= TEMPO_TOLERANCE), octave, first_octave, dbf)
+                 bool(after_err <= TEMPO_TOLERANCE), octave, first_octave, dbf, true_bpm)
 
 
 # ----------------------------------------------------------------------------------------------- trackers
@@ -333,6 +336,14 @@ def summarise(title: str, scores: list[Score], genres: list[str]) -> None:
     print(f"    tempo at the first beat:                   {fmt}")
     within = _mean([float(s.first_beat <= FIRST_BEAT_S) for s in scores if math.isfinite(s.first_beat)])
     print(f"    first beat within {FIRST_BEAT_S:g} s of the excerpt's start on {_pct(within).strip()} of excerpts")
+    lo, hi = TempoConfig.min_bpm, TempoConfig.max_bpm
+    for label, pick in (("", lambda g: True), (" without classical", lambda g: g != "classical")):
+        group = [s for s, g in zip(scores, genres, strict=True) if pick(g) and lo <= s.true_bpm <= hi]
+        if group:
+            print(f"    annotated in the tracker's {lo:g}-{hi:g} BPM{label} ({len(group)} of "
+                  f"{sum(1 for g in genres if pick(g))}): F {_mean([s.f for s in group]):.3f}, tempo right at the "
+                  f"first beat {_pct(_mean([float(s.first_ok) for s in group])).strip()}, after 8 s "
+                  f"{_pct(_mean([float(s.after_ok) for s in group])).strip()}")
     print(f"    means: first beat {_num(_mean([s.first_beat for s in scores]), '.2f')} s, "
           f"|err| at first beat {_pct(_mean([s.first_err for s in scores])).strip()}, "
           f"|err| after 8 s {_pct(_mean([s.after_err for s in scores])).strip()}, "

@@ -411,6 +411,22 @@ def test_the_summary_counts_first_beats_within_3_s(capsys: pytest.CaptureFixture
     assert "first beat within 3 s of the excerpt's start on 66.7% of excerpts" in capsys.readouterr().out
 
 
+def test_the_summary_gives_the_figures_of_excerpts_annotated_in_the_tracker_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An excerpt annotated at 215 BPM cannot be read right by a 60-190 BPM tracker: the summary also gives the
+    figures of the excerpts it could read, with and without classical."""
+
+    def scored(f: float, ok: bool, true_bpm: float) -> bench_realmusic.Score:
+        return bench_realmusic.Score(f, 2.0, 0.0, ok, 0.0, 1.0, ok, "1x", "1x", float("nan"), true_bpm)
+
+    scores = [scored(1.0, True, 120.0), scored(0.5, False, 215.0), scored(0.6, False, 70.0), scored(0.2, True, 55.0)]
+    bench_realmusic.summarise("test", scores, ["rock", "rock", "rock", "classical"])
+    out = capsys.readouterr().out
+    assert "annotated in the tracker's 60-190 BPM (2 of 4): F 0.800, tempo right at the first beat 50.0%" in out
+    assert "60-190 BPM without classical (2 of 3): F 0.800" in out
+
+
 # ----------------------------------------------------------------------------------------------- crossfades
 
 
