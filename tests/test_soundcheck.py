@@ -136,6 +136,25 @@ def test_listen_reads_an_mp3(tmp_path: Path) -> None:
     assert beats[-1]["bpm"] == pytest.approx(track.spec.bpm, abs=0.5)
 
 
+def test_listen_prints_a_line_per_beat_with_its_place_in_the_bar(tmp_path: Path) -> None:
+    """Without --json (and not on a terminal): one line per beat, its BPM and where it falls in the bar, the one
+    every fourth beat of a 4/4 track (here read from a FLAC)."""
+    import soundfile
+
+    track = synth.render(synth.FIXTURE_SPECS[3])
+    path = tmp_path / "house.flac"
+    soundfile.write(path, track.samples, track.samplerate)
+    proc = cli("listen", "--file", str(path))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if line.startswith("beat ")]
+    assert len(lines) >= 0.9 * len(track.beats)
+    places = [int(line[line.index("bar") + 2]) for line in lines]
+    assert set(places) == {1, 2, 3, 4}
+    late = places[len(places) // 2 :]  # the bar count settled: 1, 2, 3, 4 in turn
+    assert all(b == a % 4 + 1 for a, b in zip(late, late[1:], strict=False))
+    assert float(lines[-1][lines[-1].index("BPM") - 1]) == pytest.approx(track.spec.bpm, abs=0.5)
+
+
 def test_listen_into_a_reader_that_goes_away_stops_quietly(tmp_path: Path) -> None:
     """`listen --json | head -1`: the broken pipe ends listen without a traceback, and it exits 0."""
     track = synth.render(synth.FIXTURE_SPECS[3])

@@ -145,7 +145,8 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
             out.flush()
         elif not tty:
             for b in update.beats:
-                out.write(f"beat {b.index:5d} at {b.t:8.3f} s  {b.bpm:6.1f} BPM  confidence {b.confidence:.2f}\n")
+                out.write(f"beat {b.index:5d} at {b.t:8.3f} s  {b.bpm:6.1f} BPM  bar beat {b.beat_in_bar + 1}  "
+                          f"confidence {b.confidence:.2f}\n")
 
     analyzer = AudioAnalyzer(source, analysis=analysis, tempo=tempo, on_update=on_update)
     with stop_signals(stop.set):
