@@ -206,7 +206,7 @@ def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int
     except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
         log.debug("libsndfile cannot read %s: %s", path, exc)
         if kind is None:
-            raise _format_error(path, "this is not an audio file (or one in a format it does not know)") from None
+            raise _format_error(path, "this is not an audio file, or not in a format libsndfile knows") from None
         raise _format_error(path, f"this is {kind}, and it cannot be decoded (damaged, truncated, or an encoding "
                             "libsndfile does not read)") from None
     if filled == 0:
