@@ -153,6 +153,18 @@ def test_listen_prints_a_line_per_beat_with_its_place_in_the_bar(tmp_path: Path)
     late = places[len(places) // 2 :]  # the bar count settled: 1, 2, 3, 4 in turn
     assert all(b == a % 4 + 1 for a, b in zip(late, late[1:], strict=False))
     assert float(lines[-1][lines[-1].index("BPM") - 1]) == pytest.approx(track.spec.bpm, abs=0.5)
+    # and at the end, what it heard in one line
+    first = float(lines[0][3])
+    assert proc.stdout.splitlines()[-1] == (f"heard {len(lines)} beats from {first:.2f} s; "
+                                            f"{float(lines[-1][5]):.1f} BPM at the last one, 4 beats a bar")
+
+
+def test_listen_says_when_it_heard_no_beat(tmp_path: Path) -> None:
+    path = tmp_path / "quiet.wav"
+    synth.write_wav(path, np.zeros(44100 * 3, np.float32), 44100)
+    proc = cli("listen", "--file", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["heard no beat"]
 
 
 def test_listen_into_a_reader_that_goes_away_stops_quietly(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,6 +39,29 @@ class ListenOptions:
     min_bpm: float = 60.0
     max_bpm: float = 190.0
     beats_per_bar: int = 4
+
+
+@dataclass
+class BeatSummary:
+    """What a listen heard, said at the end: beats, the first one, the tempo and the bar at the last one."""
+
+    beats: int = 0
+    first: float | None = None
+    bpm: float = 0.0
+    downbeats: list[int] = field(default_factory=list)  # the beat counts at the last two downbeats
+
+    def add(self, t: float, bpm: float, beat_in_bar: int) -> None:
+        self.beats += 1
+        self.first = t if self.first is None else self.first
+        self.bpm = bpm
+        if beat_in_bar == 0:
+            self.downbeats = [*self.downbeats[-1:], self.beats]
+
+    def line(self) -> str:
+        if self.first is None:
+            return "heard no beat"
+        bar = f", {self.downbeats[1] - self.downbeats[0]} beats a bar" if len(self.downbeats) == 2 else ""
+        return f"heard {self.beats} beats from {self.first:.2f} s; {self.bpm:.1f} BPM at the last one{bar}"
 
 
 def _bar(value: float) -> str:
@@ -109,6 +132,7 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
     tty = out.isatty() and not options.json
     state = {"flash_until": -1.0, "last_draw": 0.0}
     meters = Meters()
+    heard = BeatSummary()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -135,6 +159,8 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
             for _, record in sorted(records, key=lambda r: r[0]):
                 out.write(json.dumps(record) + "\n")
             return
+        for b in update.beats:
+            heard.add(b.t, b.bpm, b.beat_in_bar)
         levels = meters.update(update)
         now = loop.time()
         if update.beats:
@@ -168,6 +194,8 @@ async def run_listen(options: ListenOptions, out: TextIO | None = None) -> int:
             try:
                 if tty:
                     out.write("\n")
+                if not options.json:
+                    out.write(heard.line() + "\n")
                 out.flush()
             except BrokenPipeError:
                 quiet_broken_stdout(out)
