@@ -20,6 +20,7 @@ from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate, deliver
 from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.evaluation import f_measure
 from metadj_bridge.signals import AUDIO_SIGNALS, SignalBoard, Trigger
+from metadj_bridge.soundcheck.listen import BeatSummary
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,22 @@ def test_listen_prints_a_line_per_beat_with_its_place_in_the_bar(tmp_path: Path)
     first = float(lines[0][3])
     assert proc.stdout.splitlines()[-1] == (f"heard {len(lines)} beats from {first:.2f} s; "
                                             f"{float(lines[-1][5]):.1f} BPM at the last one, 4 beats a bar")
+
+
+def test_the_closing_line_gives_the_bar_most_bars_had() -> None:
+    """One bar the tracker corrected (5 beats, then 3) is not the metre; a waltz after the last 4/4 bars is, once
+    most of the last eight bars are in 3."""
+
+    def heard(places: list[int]) -> str:
+        summary = BeatSummary()
+        for i, place in enumerate(places):
+            summary.add(2.0 + 0.5 * i, 120.0, place)
+        return summary.line()
+
+    assert heard([0, 1, 2, 3] * 4 + [0, 1, 2, 3, 4, 0, 1, 2] + [0, 1, 2, 3] * 3) == (
+        "heard 36 beats from 2.00 s; 120.0 BPM at the last one, 4 beats a bar")
+    assert heard([0, 1, 2, 3] * 3 + [0, 1, 2] * 6).endswith(", 3 beats a bar")
+    assert heard([1, 2, 3, 0, 1]) == "heard 5 beats from 2.00 s; 120.0 BPM at the last one"  # no whole bar yet
 
 
 def test_listen_says_when_it_heard_no_beat(tmp_path: Path) -> None:

@@ -43,24 +43,30 @@ class ListenOptions:
 
 @dataclass
 class BeatSummary:
-    """What a listen heard, said at the end: beats, the first one, the tempo and the bar at the last one."""
+    """What a listen heard, said at the end: beats, the first one, the tempo at the last one and the bar (the most
+    common length of the last BARS bars: one bar the tracker corrected is not the metre)."""
+
+    BARS = 8
 
     beats: int = 0
     first: float | None = None
     bpm: float = 0.0
-    downbeats: list[int] = field(default_factory=list)  # the beat counts at the last two downbeats
+    last_downbeat: int | None = None  # the beat count at the last downbeat
+    bars: list[int] = field(default_factory=list)  # the lengths of the last BARS bars, in beats
 
     def add(self, t: float, bpm: float, beat_in_bar: int) -> None:
         self.beats += 1
         self.first = t if self.first is None else self.first
         self.bpm = bpm
         if beat_in_bar == 0:
-            self.downbeats = [*self.downbeats[-1:], self.beats]
+            if self.last_downbeat is not None:
+                self.bars = [*self.bars[1 - self.BARS :], self.beats - self.last_downbeat]
+            self.last_downbeat = self.beats
 
     def line(self) -> str:
         if self.first is None:
             return "heard no beat"
-        bar = f", {self.downbeats[1] - self.downbeats[0]} beats a bar" if len(self.downbeats) == 2 else ""
+        bar = f", {max(self.bars[::-1], key=self.bars.count)} beats a bar" if self.bars else ""
         return f"heard {self.beats} beats from {self.first:.2f} s; {self.bpm:.1f} BPM at the last one{bar}"
 
 
