@@ -166,6 +166,39 @@ def test_unreadable_files_say_what_they_are_and_how_to_convert(
         assert "ffmpeg -i" in message and "FLAC, MP3" in message
 
 
+def test_a_long_quiet_flac_is_read_whole(tmp_path: Path) -> None:
+    """Two minutes of silence and then a tone make a FLAC of more than 64 frames a byte, past what the reader
+    first believes of a header: it grows the array and keeps every sample, the tone at the end included."""
+    import soundfile
+
+    rate = 44100
+    samples = np.zeros(120 * rate, np.float32)
+    samples[-rate:] = _sine(1.0, rate)
+    path = tmp_path / "quiet.flac"
+    soundfile.write(path, samples, rate)
+    assert len(samples) > 64 * path.stat().st_size
+    read, got_rate = read_audio(path)
+    assert got_rate == rate and len(read) == len(samples)
+    np.testing.assert_allclose(read, samples, atol=1e-4)
+
+
+def test_a_flac_whose_header_claims_a_day_of_audio_is_refused_at_once(tmp_path: Path) -> None:
+    """A hostile header (2^36 - 1 frames in STREAMINFO for one second of audio) ends in a clear error; the reader
+    never allocates what it promises (at most 64 frames a byte of file at first)."""
+    import soundfile
+
+    path = tmp_path / "liar.flac"
+    soundfile.write(path, _sine(1.0, 44100), 44100)
+    data = bytearray(path.read_bytes())
+    data[21] |= 0x0F  # STREAMINFO's total samples: the low 4 bits of byte 21 and bytes 22-25
+    data[22:26] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    with soundfile.SoundFile(path) as snd:
+        assert snd.frames == 2**36 - 1
+    with pytest.raises(AudioFormatError, match="a FLAC file, and it cannot be decoded"):
+        read_audio(path)
+
+
 def test_without_libsndfile_a_flac_is_refused_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the soundfile package cannot be imported, WAVs still read and anything else says why it cannot."""
     import soundfile

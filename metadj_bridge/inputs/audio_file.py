@@ -193,8 +193,9 @@ def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int
         with soundfile.SoundFile(path) as snd:
             samplerate = int(snd.samplerate)
             # Into one array of the length the header gives (a one-hour set is 600 MB of float32: no second copy),
-            # grown if a compressed stream turns out longer, cut if it ends early. A header that promises more
-            # than 64 frames a byte (Opus at 6 kbit/s) is not believed.
+            # cut if the stream ends early. A header that promises more than 64 frames a byte (Opus at 6 kbit/s) is
+            # not believed at first: the array starts there and grows by an eighth at a time (a long FLAC of near
+            # silence really is that small).
             samples = np.empty(min(max(0, int(snd.frames)), 64 * os.path.getsize(path)), np.float32)
             filled = 0
             for block in snd.blocks(1 << 18, dtype="float32", always_2d=True):
