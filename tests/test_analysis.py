@@ -366,11 +366,32 @@ def test_bad_config_values_are_named_in_the_error(field: str, value: object) -> 
     assert repr(value) in str(info.value)
 
 
-def test_bands_must_fit_the_sample_rate() -> None:
-    with pytest.raises(ConfigError, match=r"12000.*Nyquist"):
-        FeatureExtractor(22050, AnalysisConfig(high_min_hz=12000.0))
+def test_a_rate_below_the_sample_rate_range_is_refused() -> None:
     with pytest.raises(ConfigError, match="1000"):
         FeatureExtractor(1000)
+
+
+@pytest.mark.parametrize(("samplerate", "high_min_hz", "expected"), [(8000, 4000.0, 3000.0), (22050, 12000.0, 8268.75)])
+def test_a_high_band_above_what_the_source_carries_moves_down_with_a_warning(
+    samplerate: int, high_min_hz: float, expected: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A headset microphone at 8 kHz has nothing above 4 kHz: the high band becomes its top quarter.
+    with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.analysis"):
+        fx = FeatureExtractor(samplerate, AnalysisConfig(high_min_hz=high_min_hz))
+    assert fx.high_min_hz == pytest.approx(expected)
+    assert f"{samplerate} Hz" in caplog.text and f"{expected:g} Hz" in caplog.text
+    hop = fx.hop_size
+    t = np.arange(hop * 40) / samplerate
+    tone = (0.5 * np.sin(2 * np.pi * (expected + 200.0) * t)).astype(np.float32)
+    last = [fx.process(tone[i : i + hop]) for i in range(0, len(tone), hop)][-1]
+    assert last.high > 10 * max(last.low, last.mid)
+
+
+def test_a_high_band_that_fits_is_kept_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.analysis"):
+        fx = FeatureExtractor(16000)
+    assert fx.high_min_hz == 4000.0
+    assert not caplog.records
 
 
 def test_config_defaults_are_the_seeds() -> None:

@@ -137,6 +137,25 @@ def test_listen_reads_an_mp3(tmp_path: Path) -> None:
     assert beats[-1]["bpm"] == pytest.approx(track.spec.bpm, abs=0.5)
 
 
+def test_listen_follows_a_recording_at_8khz(tmp_path: Path) -> None:
+    """A phone or headset recording at 8 kHz (nothing above 4 kHz) is heard: the high band moves down, with a
+    warning that says so, and the beats are the track's."""
+    import soundfile
+
+    track = synth.render(synth.HELDOUT_SPECS[4])  # offbeat bass: the kick alone says where the beat is
+    spectrum = np.fft.rfft(track.samples.astype(np.float64))
+    n = len(track.samples) * 8000 // track.samplerate
+    samples = np.fft.irfft(spectrum[: n // 2 + 1], n) * n / len(track.samples)  # band-limited to 4 kHz
+    path = tmp_path / "phone.wav"
+    soundfile.write(path, samples.astype(np.float32), 8000, subtype="PCM_16")
+    proc = cli("listen", "--file", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "8000 Hz" in proc.stderr and "high band starts at 3000 Hz" in proc.stderr
+    beats = [r for r in map(json.loads, proc.stdout.splitlines()) if r["event"] == "beat"]
+    assert f_measure(track.beats, np.array([r["t"] for r in beats])).f_measure >= 0.95
+    assert beats[-1]["bpm"] == pytest.approx(track.spec.bpm, abs=0.5)
+
+
 def test_listen_prints_a_line_per_beat_with_its_place_in_the_bar(tmp_path: Path) -> None:
     """Without --json (and not on a terminal): one line per beat, its BPM and where it falls in the bar, the one
     every fourth beat of a 4/4 track (here read from a FLAC)."""

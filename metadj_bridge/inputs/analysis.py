@@ -62,6 +62,9 @@ __all__ = ["FeatureExtractor", "HopFeatures"]
 
 logger = logging.getLogger(__name__)
 
+#: The high band never starts above this share of the Nyquist frequency.
+HIGH_BAND_MAX_SHARE = 0.75
+
 # The onset trigger: the flux must rise above (1 + _ONSET_GAIN * onset_threshold) times its recent mean
 # (which forgets over _ONSET_MEAN_S) and above _ONSET_FLOOR. It fires in the hop in which the attack
 # arrives, not after a look-ahead peak picker (aubio's confirms an onset ~2.8 hops, ~31 ms, after it).
@@ -148,21 +151,25 @@ class FeatureExtractor:
         nbins = n // 2 + 1
         self._nbins = nbins
         nyquist = samplerate / 2
-        if cfg.high_min_hz >= nyquist:
-            raise ConfigError(
-                f"analysis.high_min_hz: {cfg.high_min_hz!r} must be below the Nyquist frequency "
-                f"({nyquist:g} Hz at {samplerate} Hz)"
+        # A source at a low rate (a headset's 8 kHz microphone, a phone recording) has no room above the
+        # configured high band's edge: the band becomes the top quarter of what the source carries.
+        self.high_min_hz = cfg.high_min_hz
+        if self.high_min_hz > HIGH_BAND_MAX_SHARE * nyquist:
+            self.high_min_hz = HIGH_BAND_MAX_SHARE * nyquist
+            logger.warning(
+                "audio at %d Hz carries nothing above %g Hz: the high band starts at %g Hz instead of "
+                "analysis.high_min_hz %g", samplerate, nyquist, self.high_min_hz, cfg.high_min_hz,
             )
 
         freqs = np.arange(nbins, dtype=np.float64) * samplerate / n
         low = freqs < cfg.low_max_hz
-        high = freqs >= cfg.high_min_hz
+        high = freqs >= self.high_min_hz
         mid = ~low & ~high
         for band, mask in (("low", low), ("mid", mid), ("high", high)):
             if not mask.any():
                 raise ConfigError(
                     f"analysis band {band}: no FFT bin between its edges (low_max_hz={cfg.low_max_hz:g}, "
-                    f"high_min_hz={cfg.high_min_hz:g}; bins are {samplerate / n:.1f} Hz apart)"
+                    f"high_min_hz={self.high_min_hz:g}; bins are {samplerate / n:.1f} Hz apart)"
                 )
 
         # Periodic Hann, the same as aubio's "hanningz", so magnitudes equal aubio.pvoc's.
@@ -219,8 +226,8 @@ class FeatureExtractor:
             self.hop_size,
             self.window_size,
             cfg.low_max_hz,
-            cfg.high_min_hz,
-            cfg.high_min_hz,
+            self.high_min_hz,
+            self.high_min_hz,
             cfg.onset_method,
         )
 
