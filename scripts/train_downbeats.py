@@ -46,12 +46,12 @@ HOP = 512
 
 
 def hop_features(x: np.ndarray, sr: int) -> tuple[list[Any], float]:
-    """Per hop (act, low, chroma, bands) as the daemon's OnsetActivation gives them."""
+    """Per hop (act, low, chroma, bass, bands) as the daemon's OnsetActivation gives them."""
     on = OnsetActivation(sr, HOP)
     out = []
     for i in range(0, len(x) - HOP, HOP):
         a, low = on.process(x[i : i + HOP])
-        out.append((a, low, on.chroma.copy(), on.bands.copy()))
+        out.append((a, low, on.chroma.copy(), on.bass.copy(), on.bands.copy()))
     return out, sr / HOP
 
 
@@ -65,8 +65,8 @@ def drive(feats: list[Any], fps: float, hops: np.ndarray, tracker: type[dbm.Down
     db = tracker(fps, **kw)
     pos = []
     j = 0
-    for k, (a, low, c, b) in enumerate(feats):
-        db.hop(a, low, c, b)
+    for k, (a, low, c, bass, b) in enumerate(feats):
+        db.hop(a, low, c, bass, b)
         while j < len(hops) and hops[j] == k:
             pos.append(db.beat())
             j += 1

@@ -339,6 +339,16 @@ def test_chroma_names_the_pitch_class_c_first() -> None:
         assert float(last.chroma.sum()) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("samplerate", [44100, 48000, 22050])
+def test_bass_notes_a_semitone_apart_get_their_own_pitch_class(samplerate: int) -> None:
+    """G2 (98 Hz) against G#2 (103.8 Hz): 5.8 Hz apart, closer than the onset frame's bins (21.5 Hz), so the
+    bar tracker's bass chroma reads a frame four times as long, each note weighed alike."""
+    for freq, pitch_class in ((98.0, 7), (103.83, 8), (65.41, 0), (69.3, 1)):
+        last = run(FeatureExtractor(samplerate), tone(freq, 0.5, amp=0.3, sr=samplerate))[-1]
+        assert int(np.argmax(last.bass)) == pitch_class, freq
+        assert float(last.bass.sum()) == pytest.approx(1.0)
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 

@@ -116,7 +116,10 @@ class HopFeatures:
     beat_low: float
     """The low-band (< 200 Hz) part of that flux, raw (>= 0): kicks and bass notes."""
     chroma: np.ndarray
-    """The pitch classes sounding (12 values summing to 1, C first; all 0 in silence)."""
+    """The pitch classes sounding, 100 Hz-4 kHz, over the last 186 ms (12 values summing to 1, C first; all 0 in
+    silence), updated every 4 hops."""
+    bass: np.ndarray
+    """The same for the bass, 50-300 Hz."""
     beat_bands: np.ndarray
     """The activation's compressed log-frequency spectrum (12 bands an octave from 30 Hz; the bar tracker's)."""
 
@@ -364,6 +367,7 @@ class FeatureExtractor:
             activation,
             beat_low,
             self._activation.chroma,
+            self._activation.bass,
             self._activation.bands,
         )
 

@@ -47,6 +47,8 @@ class TempoFeatures(Protocol):
     @property
     def chroma(self) -> np.ndarray: ...
     @property
+    def bass(self) -> np.ndarray: ...
+    @property
     def beat_bands(self) -> np.ndarray: ...
 
 
@@ -183,7 +185,7 @@ class BeatClock:
         low = f.beat_low
         if not (math.isfinite(a) and math.isfinite(low)):
             a = low = 0.0
-        self._bars.hop(a, low, f.chroma, f.beat_bands)
+        self._bars.hop(a, low, f.chroma, f.bass, f.beat_bands)
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
         was_breakdown = self.breakdown
