@@ -193,6 +193,10 @@ def test_the_closing_line_gives_the_bar_most_bars_had() -> None:
         "heard 36 beats from 2.00 s; 120.0 BPM at the last one, 4 beats a bar")
     assert heard([0, 1, 2, 3] * 3 + [0, 1, 2] * 6).endswith(", 3 beats a bar")
     assert heard([1, 2, 3, 0, 1]) == "heard 5 beats from 2.00 s; 120.0 BPM at the last one"  # no whole bar yet
+    # one whole bar, or bars that all differ, say nothing of the metre
+    assert heard([0, 1, 2, 3, 2, 3, 0]).endswith("BPM at the last one, the bar not settled")
+    assert heard([0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 4, 0]).endswith(", the bar not settled")
+    assert heard([0, 1, 2, 3, 0, 1, 2, 3, 0]).endswith(", 4 beats a bar")
 
 
 def test_listen_says_when_it_heard_no_beat(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ class ListenOptions:
 @dataclass
 class BeatSummary:
     """What a listen heard, said at the end: beats, the first one, the tempo at the last one and the bar (the most
-    common length of the last BARS bars: one bar the tracker corrected is not the metre)."""
+    common length of the last BARS bars: one bar the tracker corrected is not the metre; a length seen once is
+    not a metre either, so a short file says the bar is not settled)."""
 
     BARS = 8
 
@@ -66,7 +67,10 @@ class BeatSummary:
     def line(self) -> str:
         if self.first is None:
             return "heard no beat"
-        bar = f", {max(self.bars[::-1], key=self.bars.count)} beats a bar" if self.bars else ""
+        bar = ""
+        if self.bars:
+            common = max(self.bars[::-1], key=self.bars.count)
+            bar = f", {common} beats a bar" if self.bars.count(common) >= 2 else ", the bar not settled"
         return f"heard {self.beats} beats from {self.first:.2f} s; {self.bpm:.1f} BPM at the last one{bar}"
 
 
