@@ -13,7 +13,8 @@ The bar tracker reads harmonic change: every HARMONY_EVERY hops, a frame four ti
 12-bin chroma (100 Hz-4 kHz) and a 12-bin bass chroma (50-300 Hz, each note weighed alike however many bins it
 spans) of the log-compressed magnitudes. The 2048-sample frame's chroma (bins 21.5 Hz apart: a semitone only
 above ~370 Hz) and its low bands in place of the bass chroma gave downbeat F 0.319 cross-validated with the
-BeatClock's beats (0.560 at the annotated beats); these give 0.349 (0.609). Within 0.01 of that: the notes of
+BeatClock's beats (0.560 at the annotated beats); these give 0.349 (0.609; both with downbeats.STICK 0.7, as
+every figure here). Within 0.01 of that: the notes of
 the bass summed by bins (0.352 / 0.614), every note weighed alike in the chroma too (0.345 / 0.608), a
 4096-sample frame (0.345 / 0.572), plain magnitudes (0.343 / 0.602), chroma from 60 Hz (0.348 / 0.599); a
 16384-sample frame 0.329 / 0.578. Updates every 8 hops instead of 4 give 0.353 / 0.583 (the annotated beats'
