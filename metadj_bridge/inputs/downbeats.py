@@ -40,37 +40,38 @@ The weights are learned from the development set by ``scripts/train_downbeats.py
 ``--write`` puts them between the markers below), here from the 224 excerpts with downbeats of the set that
 ``scripts/devset.py --manifest scripts/devset_sources.tsv`` builds, and the generated tuning fixtures. With the
 BeatClock's own beats, as ``scripts/bench_realmusic.py`` scores them, downbeat F on excerpts not trained on
-(``train_downbeats.py DIR --cv``, 5 folds) is 0.37, 0.50 without classical and 0.63 where the beats are right (beat F
->= 0.9; the bar phase is right after 8 s on 38 of those 74); with annotated beats 0.59. The chroma and bass chroma
-of a 186 ms frame (beat_activation.HARMONY_FRAMES) brought it from 0.32 (0.42, 0.55; annotated 0.56) with the
-onset frame's chroma and low bands to 0.35 (0.48, 0.62; annotated 0.61), a stickier count (STICK 0.4 instead of
-0.7) to 0.37: with the clearer evidence the pointer moved too often, and 14.8% of the bars after 8 s of the 4/4
-excerpts were not 4 beats long (12.1% before the longer frame, 10.4% now). STICK 0.25 and 0.55 gave 0.353 and
-0.355 (annotated 0.559 and 0.600: the stickier, the lower with annotated beats). The loss is in the bar, not
-the beats: with each of the BeatClock's beats given the annotated position of the nearest beat, downbeat F would be
-0.75 (0.84 without classical, 0.99 where the beats are right).
-Most errors take beat 3 for beat 1: a beat's evidence tells them apart weakly (harmonic change the most), and
-the drums' accents differ by style (reggae's one drop on beat 3). The 3/4 excerpts (classical, jazz) are heard
-in 4 (configured 3, 29 of the 30 stay in 3). A learned metre cue (the running similarity of the beats' onset
-pattern, chroma and bass 3 and 6 beats apart against 4 and 8) was tried: with annotated beats it tells 3/4 from
-4/4 on whole excerpts (37% of 3/4 found at 2% of 4/4 wrongly), but with the tracker's own beats on 2 of the 4
-well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. Also tried: each beat's features
-beside their differences to the 1, 2 and 3 beats before (CONTEXT), trained at the annotated beats and at the
-BeatClock's own beats within 70 ms of them (L2 0.3), measured before the beat HMM's lighter autocorrelation
-after the first beat (beat_hmm.ACF_GAIN_BEATING). Cross-validated it lifts GTZAN's downbeat F with the
-BeatClock's beats from 0.307 to 0.332 (0.413 to 0.449 without classical; reggae 0.40 to 0.62, metal 0.50 to 0.42),
-but on the generated held-out tracks it falls from 0.95 to 0.85: swing-100 is counted one beat late from the
-start (F 0.0) at every L2 tried (0.1-3, also with the generated style's weights without context), so it is not
-used; the context alone at the former L2 (3), or the tracker's beats alone, gain 0.01 or less. Tried later, each
-within 0.01 of the figures above with the BeatClock's beats (cross-validated, the half-bar contrast in): a small
-GRU over the beats' features in place of style A (more often right per beat, 0.44 against 0.36 on held-out folds,
-but 0.30-0.31 in the bar HMM; generated held-out 0.89-0.95); the logistic model trained at the BeatClock's beats
-too; the onset at the beat read over 6 or 9 hops; the chroma change at a beat against its neighbours' (generated
-held-out 0.91), the dominant bass bin's change, onsets against the 2 or 3 beats before; DELAY 3 or 4, STICK 0.5
-or 0.85, L2 1 or 10 for style A (at 1: generated held-out 0.85), style B's scale 0.1 or 0.5. With the 186 ms harmony
-frame (0.349 / 0.609 at STICK 0.7): its first 4 or 8 hops of a span left out of the span's chroma, which still
-hear the beat before (0.354 / 0.609, 0.355 / 0.587); DELAY 3 or 4 (0.347 / 0.594, 0.342 / 0.572); the chroma and
-bass change across the beat itself, the frame at the beat against 8 or 16 hops later (0.348-0.350 / 0.601-0.602).
+(``train_downbeats.py DIR --cv``, 5 folds) is 0.37, 0.50 without classical and 0.63 where the beats are right (beat
+F >= 0.9; the bar phase is right after 8 s on 38 of those 74); with annotated beats 0.59. The chroma and bass chroma
+of a 186 ms frame (beat_activation.HARMONY_FRAMES) brought it from 0.32 (0.42, 0.55; annotated 0.56) with the onset
+frame's chroma and low bands to 0.35 (0.48, 0.62; annotated 0.61), a stickier count (STICK 0.4 instead of 0.7) to
+0.37: with the clearer evidence the pointer moved too often, and 14.8% of the bars after 8 s of the 4/4 excerpts
+were not 4 beats long (12.1% before the longer frame, 10.4% now). STICK 0.25 and 0.55 gave 0.353 and 0.355
+(annotated 0.559 and 0.600: the stickier, the lower with annotated beats). The loss is in the bar, not the beats:
+with each of the BeatClock's beats given the annotated position of the nearest beat, downbeat F would be 0.75 (0.84
+without classical, 0.99 where the beats are right). Most errors take beat 3 for beat 1: a beat's evidence tells them
+apart weakly (harmonic change the most), and the drums' accents differ by style (reggae's one drop on beat 3). The
+3/4 excerpts (classical, jazz) are heard in 4 (configured 3, 29 of the 30 stay in 3). A learned metre cue (the
+running similarity of the beats' onset pattern, chroma and bass 3 and 6 beats apart against 4 and 8) was tried: with
+annotated beats it tells 3/4 from 4/4 on whole excerpts (37% of 3/4 found at 2% of 4/4 wrongly), but with the
+tracker's own beats on 2 of the 4 well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. With the
+186 ms harmony frame, a METRE_PRIOR of 0.5 hears 14 of the 30 in 3, but also 50 of the 188 4/4 excerpts (at 0.8:
+none and 1). Also tried: each beat's features beside their differences to the 1, 2 and 3 beats before (CONTEXT),
+trained at the annotated beats and at the BeatClock's own beats within 70 ms of them (L2 0.3), measured before the
+beat HMM's lighter autocorrelation after the first beat (beat_hmm.ACF_GAIN_BEATING). Cross-validated it lifts
+GTZAN's downbeat F with the BeatClock's beats from 0.307 to 0.332 (0.413 to 0.449 without classical; reggae 0.40 to
+0.62, metal 0.50 to 0.42), but on the generated held-out tracks it falls from 0.95 to 0.85: swing-100 is counted one
+beat late from the start (F 0.0) at every L2 tried (0.1-3, also with the generated style's weights without context),
+so it is not used; the context alone at the former L2 (3), or the tracker's beats alone, gain 0.01 or less. Tried
+later, each within 0.01 of the figures above with the BeatClock's beats (cross-validated, the half-bar contrast in):
+a small GRU over the beats' features in place of style A (more often right per beat, 0.44 against 0.36 on held-out
+folds, but 0.30-0.31 in the bar HMM; generated held-out 0.89-0.95); the logistic model trained at the BeatClock's
+beats too; the onset at the beat read over 6 or 9 hops; the chroma change at a beat against its neighbours'
+(generated held-out 0.91), the dominant bass bin's change, onsets against the 2 or 3 beats before; DELAY 3 or 4,
+STICK 0.5 or 0.85, L2 1 or 10 for style A (at 1: generated held-out 0.85), style B's scale 0.1 or 0.5. With the 186
+ms harmony frame (0.349 / 0.609 at STICK 0.7): its first 4 or 8 hops of a span left out of the span's chroma, which
+still hear the beat before (0.354 / 0.609, 0.355 / 0.587); DELAY 3 or 4 (0.347 / 0.594, 0.342 / 0.572); the chroma
+and bass change across the beat itself, the frame at the beat against 8 or 16 hops later (0.348-0.350 /
+0.601-0.602).
 
 On the generated tracks 0.98 (tuning) and 0.98 (held out); a waltz configured 3 counts 0 1 2 from its first beat,
 and configured 4 it is heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
