@@ -73,7 +73,7 @@ still hear the beat before (0.354 / 0.609, 0.355 / 0.587); DELAY 3 or 4 (0.347 /
 and bass change across the beat itself, the frame at the beat against 8 or 16 hops later (0.348-0.350 /
 0.601-0.602).
 
-On the generated tracks 0.98 (tuning) and 0.98 (held out); a waltz configured 3 counts 0 1 2 from its first beat,
+On the generated tracks 0.98 (tuning) and 0.97 (held out); a waltz configured 3 counts 0 1 2 from its first beat,
 and configured 4 it is heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
 """
 
