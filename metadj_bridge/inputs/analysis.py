@@ -116,7 +116,7 @@ class HopFeatures:
     beat_low: float
     """The low-band (< 200 Hz) part of that flux, raw (>= 0): kicks and bass notes."""
     chroma: np.ndarray
-    """The pitch classes sounding, 100 Hz-4 kHz, over the last 186 ms (12 values summing to 1, C first; all 0 in
+    """The pitch classes sounding, 100 Hz-4 kHz, over about the last 186 ms (12 values summing to 1, C first; all 0 in
     silence), updated every 4 hops."""
     bass: np.ndarray
     """The same for the bass, 50-300 Hz."""

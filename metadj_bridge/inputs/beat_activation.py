@@ -8,19 +8,18 @@ well as a kick. A causal local mean (0.2 s) is subtracted and a slow peak follow
 result into 0..1. The same matrix product gives the low-band (< 200 Hz) part of the flux, which tells a
 breakdown from the groove.
 
-The bar tracker reads harmonic change: every HARMONY_EVERY hops, a frame four times as long (8192 samples at
-44.1 kHz, 186 ms: bins 5.4 Hz apart, so notes a semitone apart are told apart from about 90 Hz up) gives a
-12-bin chroma (100 Hz-4 kHz) and a 12-bin bass chroma (50-300 Hz, each note weighed alike however many bins it
-spans) of the log-compressed magnitudes. The 2048-sample frame's chroma (bins 21.5 Hz apart: a semitone only
-above ~370 Hz) and its low bands in place of the bass chroma gave downbeat F 0.319 cross-validated with the
-BeatClock's beats (0.560 at the annotated beats); these give 0.349 (0.609; both with downbeats.STICK 0.7, as
-every figure here). Within 0.01 of that: the notes of
-the bass summed by bins (0.352 / 0.614), every note weighed alike in the chroma too (0.345 / 0.608), a
-4096-sample frame (0.345 / 0.572), plain magnitudes (0.343 / 0.602), chroma from 60 Hz (0.348 / 0.599); a
-16384-sample frame 0.329 / 0.578. Updates every 8 hops instead of 4 give 0.353 / 0.583 (the annotated beats'
-figure is lower in both variants tried) for half the cost. One 8192-point FFT every 4 hops adds about 15 us a
-hop to the mean and 3-5 us to the median (side by side: whole set median 116 against 120 us, mean 158 against
-180 us on a slow day of this machine).
+The bar tracker reads harmonic change: every HARMONY_EVERY hops, a frame four times as long (8192 samples at 44.1
+kHz, 186 ms: bins 5.4 Hz apart, so notes a semitone apart are told apart from about 90 Hz up) gives a 12-bin
+chroma (100 Hz-4 kHz) and a 12-bin bass chroma (50-300 Hz, each note weighed alike however many bins it spans) of
+the log-compressed magnitudes. The 2048-sample frame's chroma (bins 21.5 Hz apart: a semitone only above ~370 Hz)
+and its low bands in place of the bass chroma gave downbeat F 0.319 cross-validated with the BeatClock's beats
+(0.560 at the annotated beats); these give 0.349 (0.609; both with downbeats.STICK 0.7, as every figure here).
+Within 0.01 of that: the notes of the bass summed by bins (0.352 / 0.614), every note weighed alike in the chroma
+too (0.345 / 0.608), a 4096-sample frame (0.345 / 0.572), plain magnitudes (0.343 / 0.602), chroma from 60 Hz
+(0.348 / 0.599); a 16384-sample frame 0.329 / 0.578. Updates every 8 hops instead of 4 give 0.353 / 0.583 (the
+annotated beats' figure is lower in both variants tried) for half the cost. One 8192-point FFT every 4 hops adds
+about 15 us a hop to the mean and 3-5 us to the median (side by side: whole set median 116 against 120 us, mean
+158 against 180 us on a slow day of this machine).
 
 Measured on the GTZAN development set (``scripts/bench_realmusic.py``): this activation with the beat HMM
 scores beat F 0.77 against the old kick-and-snare novelty's 0.58; a 1024-sample frame loses 0.05 and 24 bands
