@@ -8,8 +8,8 @@ well as a kick. A causal local mean (0.2 s) is subtracted and a slow peak follow
 result into 0..1. The same matrix product gives the low-band (< 200 Hz) part of the flux, which tells a
 breakdown from the groove.
 
-The bar tracker reads harmonic change: every HARMONY_EVERY hops, a frame four times as long (8192 samples at 44.1
-kHz, 186 ms: bins 5.4 Hz apart, so notes a semitone apart are told apart from about 90 Hz up) gives a 12-bin
+The bar tracker reads harmonic change: every HARMONY_EVERY hops, a frame four times as long (8192 samples at
+44.1 kHz, 186 ms: bins 5.4 Hz apart, so notes a semitone apart are told apart from about 90 Hz up) gives a 12-bin
 chroma (100 Hz-4 kHz) and a 12-bin bass chroma (50-300 Hz, each note weighed alike however many bins it spans) of
 the log-compressed magnitudes. The 2048-sample frame's chroma (bins 21.5 Hz apart: a semitone only above ~370 Hz)
 and its low bands in place of the bass chroma gave downbeat F 0.319 cross-validated with the BeatClock's beats
