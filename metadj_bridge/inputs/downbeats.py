@@ -67,8 +67,8 @@ a small GRU over the beats' features in place of style A (more often right per b
 folds, but 0.30-0.31 in the bar HMM; generated held-out 0.89-0.95); the logistic model trained at the BeatClock's
 beats too; the onset at the beat read over 6 or 9 hops; the chroma change at a beat against its neighbours'
 (generated held-out 0.91), the dominant bass bin's change, onsets against the 2 or 3 beats before; DELAY 3 or 4,
-STICK 0.5 or 0.85, L2 1 or 10 for style A (at 1: generated held-out 0.85), style B's scale 0.1 or 0.5. With the 186
-ms harmony frame (0.349 / 0.609 at STICK 0.7): its first 4 or 8 hops of a span left out of the span's chroma, which
+STICK 0.5 or 0.85, L2 1 or 10 for style A (at 1: generated held-out 0.85), style B's scale 0.1 or 0.5. With the
+186 ms harmony frame (0.349 / 0.609 at STICK 0.7): its first 4 or 8 hops of a span left out of the span's chroma, which
 still hear the beat before (0.354 / 0.609, 0.355 / 0.587); DELAY 3 or 4 (0.347 / 0.594, 0.342 / 0.572); the chroma
 and bass change across the beat itself, the frame at the beat against 8 or 16 hops later (0.348-0.350 /
 0.601-0.602).
