@@ -141,7 +141,7 @@ def make_session(url: str, states: list[tuple[SessionState, str]], **overrides: 
     fields: dict[str, Any] = {
         "url": url, "pipeline_ids": ["longlive"], "load_params": dict(SMALL), "prompts": "neon rain",
         "ice_servers": [], "backoff": Backoff(base=0.2, cap=1.0), "no_frame_timeout": 3.0, "load_timeout": 20.0,
-        "http_deadline": 3.0, "health_interval": 0.5,
+        "http_deadline": 1.5, "health_interval": 0.5,
     }
     fields.update(overrides)
     sender = ParameterSender(pacer=PacerConfig(chunk_frames=4))
@@ -156,12 +156,12 @@ def our_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("metadj_bridge")]
 
 
-#: mode -> what the reason for waiting says (a 3 s deadline in the session).
+#: mode -> what the reason for waiting says (a 1.5 s deadline in the session).
 AT_START_UP = {
     "redirect-loop": "answered with a redirect loop",
     "corrupt-gzip": "cannot be decoded (corrupt gzip",
-    "trickle": "no complete answer within 3 s",
-    "slow-headers": "no complete answer within 3 s",
+    "trickle": "no complete answer within 1.5 s",
+    "slow-headers": "no complete answer within 1.5 s",
     "endless": "larger than 4 MB",
     "garbage-status": "broke the HTTP exchange",
     "huge-json": "larger than 4 MB",
@@ -194,7 +194,8 @@ async def test_at_start_up_the_session_keeps_trying_and_heals_when_the_server_tu
     assert not any(r.levelno >= logging.ERROR for r in caplog.records if r.name.startswith("metadj_bridge"))
 
 
-#: mode -> what the loss says (a 0.5 s health interval: the health check waits at most 1 s).
+#: mode -> what the loss says (a 0.5 s health interval: the health check waits at most 1 s, less than the 1.5 s
+#: HTTP deadline).
 MID_SHOW = {
     "redirect-loop": "Scope stopped answering (GET",
     "corrupt-gzip": "Scope stopped answering (GET",
