@@ -67,27 +67,31 @@ def test_only_a_clear_yes_turns_the_feed_on(answer: Any, source: str | None) -> 
     assert sync_source(answer) == source
 
 
-async def _run_bridge(url: str, log: Path, seconds: float) -> list[dict[str, Any]]:
+async def _run_bridge(url: str, log: Path, seconds: float) -> tuple[list[dict[str, Any]], str]:
+    """The messages a run of ``seconds`` sent, and what it logged."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "metadj_bridge", "run", "--scope", url, "--duration", str(seconds), "--output", "none",
         "--no-watch", "--show-log", str(log), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    said = err.decode(errors="replace")
+    assert proc.returncode == 0, said[-2000:]
     text = await asyncio.to_thread(log.read_text, encoding="utf-8")
     events = [json.loads(line) for line in text.splitlines()]
-    return [e["message"] for e in events if e.get("type") == "sent"]
+    return [e["message"] for e in events if e.get("type") == "sent"], said
 
 
 async def test_the_bridge_feeds_the_beat_only_while_scopes_tempo_sync_is_on(
         make_emulator: Callable[..., Awaitable[ScopeEmulator]], tmp_path: Path) -> None:
     emulator = await make_emulator(chunk_frames=12, fps=20.0)
-    off = await _run_bridge(emulator.url, tmp_path / "off.jsonl", 8)
+    off, said = await _run_bridge(emulator.url, tmp_path / "off.jsonl", 5)
+    # The bridge had the music's beat (the demo track's tempo locked in the run), and kept it from Scope.
+    assert "tempo source: none -> audio" in said, said[-2000:]
     assert off and not [m for m in off if BEAT_KEYS & set(m)], "beat state sent to a Scope whose tempo sync is off"
     assert emulator.tempo.client_updates == 0
 
     async with httpx.AsyncClient() as http:
         (await http.post(emulator.url + "/api/v1/tempo/enable", json={"source": "link", "bpm": 100})).raise_for_status()
-    on = await _run_bridge(emulator.url, tmp_path / "on.jsonl", 10)
+    on, _ = await _run_bridge(emulator.url, tmp_path / "on.jsonl", 8)
     beats = [m for m in on if BEAT_KEYS <= set(m)]
     assert len(beats) >= len(on) // 2, f"{len(beats)} of {len(on)} messages carried the beat"
     # The demo track is 124 BPM: once the bridge has its beat, that is what Scope hears (not Link's 100).
