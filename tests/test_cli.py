@@ -54,7 +54,9 @@ def test_run_on_the_built_in_emulator_streams_and_exits_cleanly() -> None:
 
 def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     """Audio (the demo track) gives the tempo until Resolume's tempo controller speaks up over OSC."""
+    import signal
     import socket
+    import threading
     import time
 
     from pythonosc.osc_message import OscMessage
@@ -68,31 +70,48 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     listener.settimeout(0.05)
     out_port = listener.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "14", "--osc-port", str(port),
+        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "60", "--osc-port", str(port),
          "--osc-out", f"127.0.0.1:{out_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    stderr = proc.stderr
+    assert stderr is not None
+    lines: list[str] = []  # what the run logs, as it logs it
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
+    reader.start()
     received: dict[str, list[object]] = {}
 
-    def drain(seconds: float) -> None:
+    def drain(seconds: float, until: str | None = None) -> None:
+        """Keep what arrives at --osc-out for ``seconds``, or until the run logs ``until`` (then it must)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            if until is not None and any(until in line for line in list(lines)):
+                return
             try:
                 message = OscMessage(listener.recv(4096))
             except TimeoutError:
                 continue
             received.setdefault(message.address, []).append(message.params[0])
+        assert until is None, f"no {until!r} within {seconds:g} s: {''.join(lines)[-3000:]}"
 
-    drain(8.0)  # started, streaming, and the audio clock locked on the demo track
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _ in range(20):
-            builder = OscMessageBuilder("/composition/tempocontroller/tempo")
-            builder.add_arg((130 - 20) / 480)  # Resolume sends 20..500 BPM as 0..1
-            sock.sendto(builder.build().dgram, ("127.0.0.1", port))
-            drain(0.1)
-    drain(1.0)
-    _, err = proc.communicate(timeout=60)
-    listener.close()
+    try:
+        drain(30.0, until="tempo source: none -> audio")  # started, streaming, and the audio clock locked
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(20):
+                builder = OscMessageBuilder("/composition/tempocontroller/tempo")
+                builder.add_arg((130 - 20) / 480)  # Resolume sends 20..500 BPM as 0..1
+                sock.sendto(builder.build().dgram, ("127.0.0.1", port))
+                drain(0.1)
+        drain(30.0, until="tempo source: osc -> audio")  # Resolume went quiet: the audio has the tempo again
+        drain(1.0)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # the performer's Ctrl-C
+        proc.wait(timeout=60)
+        reader.join(10)
+        stderr.close()
+        listener.close()
+    err = "".join(lines)
     assert "streaming" in received.get("/metadj/scope/state", []), received.keys()
     assert received.get("/metadj/theme", [None])[0] == "neon_city"  # the bundled default show's start theme
     assert any(abs(float(v) - 130.0) < 0.01 for v in received.get("/metadj/bpm", []))  # type: ignore[arg-type]
