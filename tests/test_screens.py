@@ -176,8 +176,7 @@ def _all_streaming(status: dict[str, Any]) -> bool:
 async def test_three_screens_on_three_servers_one_killed_and_restarted(
         tmp_path: Path, emulator_process: Callable[..., EmulatorProcess]) -> None:
     servers = [emulator_process("--fps", "10", "--load-seconds", "0.1") for _ in range(3)]
-    for server in servers:
-        await server.start()
+    await asyncio.gather(*(server.start() for server in servers))
     main, left, right = servers
     path = _profile(tmp_path, THEMES + f"""
 scope: {{url: "{main.url}", resolution: [256, 144]}}
@@ -210,13 +209,20 @@ screens:
         left.kill()
         down = await _until(lambda s: _by_name(s)["left"]["state"] != "streaming", port, 20, "the left screen down")
         before = {name: s["frames_in"] for name, s in _by_name(down).items()}
-        await asyncio.sleep(5)
-        during = _by_name(await _status(port))
+
+        def going_on(status: dict[str, Any]) -> bool:
+            screens = _by_name(status)
+            return (screens["main"]["frames_in"] - before["main"] >= 20
+                    and screens["right"]["frames_in"] - before["right"] >= 20
+                    and any("screen left" in w for w in status["warnings"]))
+
         # The other two go on at their pace while the left server is away (10 fps each: 50 frames in 5 s).
+        status = await _until(going_on, port, 5, "the other two screens going on and a warning for the left one")
+        during = _by_name(status)
         assert during["main"]["frames_in"] - before["main"] >= 20, during["main"]
         assert during["right"]["frames_in"] - before["right"] >= 20, during["right"]
         assert during["left"]["state"] != "streaming" and during["left"]["frames_shown"] > 0  # its slate goes on
-        assert any("screen left" in w for w in (await _status(port))["warnings"])
+        assert any("screen left" in w for w in status["warnings"])
 
         await left.start()  # the same port, a fresh server: the screen heals on its own
         healed = await _until(lambda s: _by_name(s)["left"]["state"] == "streaming"
