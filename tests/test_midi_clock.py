@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 
 import pytest
 
@@ -138,17 +139,22 @@ class RecordingClock(MidiClockTempo):
     def __init__(self) -> None:
         super().__init__()
         self.arrivals: list[float] = []
+        #: The input heard a Start (no reading comes of it: a reading needs ticks).
+        self.started = threading.Event()
 
     def tick(self, t: float) -> None:
         self.arrivals.append(t)
         super().tick(t)
+
+    def start(self, t: float) -> None:
+        super().start(t)
+        self.started.set()
 
 
 async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
     import asyncio
     import contextlib
     import os
-    import threading
     import time
 
     import mido
@@ -168,11 +174,10 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
         clock = RecordingClock()
         readings: list = []
         stopped = asyncio.Event()
-        heard = threading.Event()  # the input has the port: JACK connects it at a later cycle than open returns
+        heard = clock.started  # the input has the port: JACK connects it at a later cycle than open returns
 
         def keep(reading) -> None:  # noqa: ANN001
             readings.append(reading)
-            heard.set()
             if reading.playing is False:
                 stopped.set()
 
