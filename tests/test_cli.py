@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from metadj_bridge import __version__
@@ -15,6 +18,39 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "metadj_bridge", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+class LiveRun:
+    """``metadj-bridge run`` in a subprocess whose log the test reads while it runs; ``stop()`` is the performer's
+    Ctrl-C (the run must still exit 0), so a test ends it once it saw what it waits for instead of at a fixed
+    duration."""
+
+    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "metadj_bridge", "run", *args], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, cwd=cwd)
+        stderr = self.proc.stderr
+        assert stderr is not None
+        self._stderr = stderr
+        #: What the run logged so far, line by line.
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(stderr.readline, "")), daemon=True)
+        self._reader.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def stop(self) -> int:
+        """Ctrl-C (unless it ended already); its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=60)
+        self._reader.join(10)
+        self._stderr.close()
+        return code
 
 
 def test_help_lists_the_commands() -> None:
@@ -54,10 +90,7 @@ def test_run_on_the_built_in_emulator_streams_and_exits_cleanly() -> None:
 
 def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     """Audio (the demo track) gives the tempo until Resolume's tempo controller speaks up over OSC."""
-    import signal
     import socket
-    import threading
-    import time
 
     from pythonosc.osc_message import OscMessage
     from pythonosc.osc_message_builder import OscMessageBuilder
@@ -69,30 +102,21 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(0.05)
     out_port = listener.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metadj_bridge", "run", "--duration", "60", "--osc-port", str(port),
-         "--osc-out", f"127.0.0.1:{out_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    stderr = proc.stderr
-    assert stderr is not None
-    lines: list[str] = []  # what the run logs, as it logs it
-    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
-    reader.start()
+    run = LiveRun("--duration", "60", "--osc-port", str(port), "--osc-out", f"127.0.0.1:{out_port}")
     received: dict[str, list[object]] = {}
 
     def drain(seconds: float, until: str | None = None) -> None:
         """Keep what arrives at --osc-out for ``seconds``, or until the run logs ``until`` (then it must)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if until is not None and any(until in line for line in list(lines)):
+            if until is not None and run.said(until):
                 return
             try:
                 message = OscMessage(listener.recv(4096))
             except TimeoutError:
                 continue
             received.setdefault(message.address, []).append(message.params[0])
-        assert until is None, f"no {until!r} within {seconds:g} s: {''.join(lines)[-3000:]}"
+        assert until is None, f"no {until!r} within {seconds:g} s: {run.log[-3000:]}"
 
     try:
         drain(30.0, until="tempo source: none -> audio")  # started, streaming, and the audio clock locked
@@ -105,19 +129,15 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
         drain(30.0, until="tempo source: osc -> audio")  # Resolume went quiet: the audio has the tempo again
         drain(1.0)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # the performer's Ctrl-C
-        proc.wait(timeout=60)
-        reader.join(10)
-        stderr.close()
+        code = run.stop()
         listener.close()
-    err = "".join(lines)
+    err = run.log
     assert "streaming" in received.get("/metadj/scope/state", []), received.keys()
     assert received.get("/metadj/theme", [None])[0] == "neon_city"  # the bundled default show's start theme
     assert any(abs(float(v) - 130.0) < 0.01 for v in received.get("/metadj/bpm", []))  # type: ignore[arg-type]
     beats = [int(v) for v in received.get("/metadj/beat", [])]  # type: ignore[call-overload]
     assert len(beats) > 5 and beats == sorted(beats)
-    assert proc.returncode == 0, err
+    assert code == 0, err
     switches = [line.split("INFO ", 1)[1] for line in err.splitlines() if "tempo source:" in line]
     assert switches[0].startswith("tempo source: none -> audio (12")
     assert "tempo source: audio -> osc (130.0 BPM)" in switches
@@ -126,19 +146,24 @@ def test_run_hands_the_tempo_to_osc_from_resolume_and_back() -> None:
 
 def test_rehearsal_of_a_controller_show_without_the_controller() -> None:
     """The MIDImix show rehearsed at home: no GPU, no controller, no MIDI at all on this machine; it still plays."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "metadj_bridge", "run", "--rehearse", "--profile", "midimix-show",
-         "--duration", "8", "--preview-port", "0"],
-        capture_output=True, text=True, timeout=90, cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "rehearsal: the built-in emulator" in proc.stderr
+    run = LiveRun("--rehearse", "--profile", "midimix-show", "--duration", "60", "--preview-port", "0",
+                  cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 60
+        while not run.said("streaming from"):  # it plays: then the performer stops it
+            assert run.proc.poll() is None and time.monotonic() < deadline, run.log[-3000:]
+            time.sleep(0.05)
+    finally:
+        code = run.stop()
+    err = run.log
+    assert code == 0, err
+    assert "rehearsal: the built-in emulator" in err
     # The missing controller (or, on a machine without an ALSA sequencer, MIDI itself), said once:
-    said = [line for line in proc.stderr.splitlines()
+    said = [line for line in err.splitlines()
             if "picks it up when it is plugged in" in line or "the show goes on without MIDI input" in line]
-    assert len(said) == 1, proc.stderr
-    assert "preview at http://127.0.0.1:" in proc.stderr
-    assert "streaming from" in proc.stderr
+    assert len(said) == 1, err
+    assert "preview at http://127.0.0.1:" in err
+    assert "streaming from" in err
 
 
 def test_run_refuses_a_text_show_on_a_video_only_pipeline_in_one_line() -> None:
