@@ -371,7 +371,7 @@ async def test_a_run_with_an_ndi_output(ndi_loopback: Path, make_emulator: Any, 
         encoding="utf-8",
     )
     receiver = NdiReceiver(name)
-    run = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=8.0), status_stream=io.StringIO()))
+    run = asyncio.create_task(run_bridge(RunOptions(profile=str(profile), duration=4.0), status_stream=io.StringIO()))
     try:
         await asyncio.to_thread(receiver.find_and_connect)
         await wait_for(lambda: sum(f.stamp is not None for f in receiver.frames) >= 10, 30, "frames from the run")
