@@ -36,7 +36,9 @@ async def session_log(url: str, session_id: str | None) -> dict[str, list[dict[s
 async def test_sweep_with_resets_on_every_beat_drops_nothing_and_lands_the_final_value(
     make_emulator: Callable[..., Awaitable[ScopeEmulator]],
 ) -> None:
-    """A 60 Hz knob plus reset_cache at 124 BPM on 0.3 s chunks: the resets ride in the budgeted messages."""
+    """A 60 Hz knob plus reset_cache at 124 BPM on 0.3 s chunks for 4 s (eight beats): the resets ride in the
+    budgeted messages."""
+    seconds = 4.0
     emulator = await make_emulator(chunk_frames=6, fps=20.0)
     session = make_session(emulator.url, chunk_frames=6)
     await session.start()
@@ -45,7 +47,7 @@ async def test_sweep_with_resets_on_every_beat_drops_nothing_and_lands_the_final
         await wait_for(lambda: session.frames_received >= 12, 20, "two chunks of frames")
         sender = session.sender
         rng = random.Random(3)
-        end, next_beat = time.monotonic() + 6.0, time.monotonic()
+        end, next_beat = time.monotonic() + seconds, time.monotonic()
         while time.monotonic() < end:
             sender.update(noise_scale=round(rng.random(), 6))
             if time.monotonic() >= next_beat:
@@ -65,7 +67,7 @@ async def test_sweep_with_resets_on_every_beat_drops_nothing_and_lands_the_final
         assert log["dropped"] == []
         resets = [e for e in log["received"] if e["message"].get("reset_cache") is True]
         assert resets and all("noise_scale" in e["message"] for e in resets)  # merged, not sent on their own
-        assert len(log["received"]) < 6.0 / 0.3 + 8  # about one message per chunk, repeats included
+        assert len(log["received"]) < seconds / 0.3 + 8  # about one message per chunk, repeats included
     finally:
         await session.aclose()
 
