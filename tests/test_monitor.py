@@ -113,7 +113,15 @@ async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int,
         sys.executable, "-m", "metadj_bridge", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
     )
-    await asyncio.sleep(2.0)  # the command starts and binds
+    assert proc.stderr is not None
+    said = b""  # what the command logged before the controls were sent
+    if send:
+        # The command listens (OSC bound, the monitor or learner in place) once it asks for a control: "move a
+        # control" (monitor), "move the control to learn" (learn).
+        while not said.endswith(b"\n") or not said.splitlines()[-1].startswith(b"move "):
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, f"the command ended before it listened: {said.decode(errors='replace')}"
+            said += line
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for delay, address, value in send:
             await asyncio.sleep(delay)
@@ -122,7 +130,7 @@ async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int,
             sock.sendto(builder.build().dgram, ("127.0.0.1", port))
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), (said + err).decode())
 
 
 async def test_monitor_prints_osc_under_its_mapping_names() -> None:
