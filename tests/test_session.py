@@ -150,10 +150,10 @@ async def test_offer_path_on_a_non_scope_prefix_is_a_404(emulator: ScopeEmulator
             await scope.health()
 
 
-async def test_sweep_60hz_for_15s_drops_nothing_and_lands_the_final_value(
+async def test_sweep_60hz_for_10s_drops_nothing_and_lands_the_final_value(
     make_emulator: Callable[..., Awaitable[ScopeEmulator]],
 ) -> None:
-    """12 frames per chunk at 20 fps (0.6 s chunks, a GPU-like pace), a knob moved at 60 Hz for 15 s."""
+    """12 frames per chunk at 20 fps (0.6 s chunks, a GPU-like pace), a knob moved at 60 Hz for 10 s."""
     emulator = await make_emulator(chunk_frames=12, fps=20.0)
     session = make_session(emulator.url, chunk_frames=12)
     await session.start()
@@ -162,7 +162,7 @@ async def test_sweep_60hz_for_15s_drops_nothing_and_lands_the_final_value(
         await wait_for(lambda: session.frames_received >= 24, 20, "two chunks of frames")
         sender = session.sender
         rng = random.Random(7)
-        end = time.monotonic() + 15.0
+        end = time.monotonic() + 10.0
         value = 0.0
         while time.monotonic() < end:
             value = round(rng.random(), 6)
@@ -181,8 +181,8 @@ async def test_sweep_60hz_for_15s_drops_nothing_and_lands_the_final_value(
         assert metrics["messages_dropped"] == 0
         assert applied[0]["chunk"] - chunk_at_end <= 2, (applied[0]["chunk"], chunk_at_end)
         stats = sender.stats()
-        # 900 changes were merged into about one message per 0.6 s chunk (25 chunks).
-        assert stats.changes > 750 and stats.sent < 40, stats
+        # 600 changes were merged into about one message per 0.6 s chunk (17 chunks).
+        assert stats.changes > 500 and stats.sent < 27, stats
     finally:
         await session.aclose()
 
