@@ -64,6 +64,25 @@ def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
     assert f_measure(track.beats, beats).f_measure >= 0.95
 
 
+#: Crossfades of synth.DEVELOPMENT_TRANSITIONS whose new beat grows in what the old track's beats leave over for a
+#: second or more before it stands out (swing to hip-hop, hip-hop to house, house to swing): the detector calls on
+#: that persistence, so the BPM follows within the issue's 2 s of the midpoint (six strong checks in a row took
+#: 2.0-2.1 s on two of them).
+GROWING_IN = [synth.DEVELOPMENT_TRANSITIONS[i] for i in (2, 3, 10)]
+
+
+@pytest.mark.parametrize("which", range(len(GROWING_IN)))
+def test_a_new_beat_that_grows_steadily_is_followed_within_2_s_of_the_midpoint(which: int) -> None:
+    a, b, start, seconds = GROWING_IN[which]
+    track = synth.crossfade(synth.render(a), synth.render(b), start, seconds)
+    clock, beats, times, bpms = play(track)
+    settled = start + seconds / 2 + 2.0
+    after = times >= settled
+    assert np.all(np.abs(bpms[after] / b.bpm - 1.0) < 0.02), f"BPM: {np.unique(bpms[after].round(1))}"
+    assert f_measure(track.beats[track.beats >= settled], beats[beats >= settled], skip=0.0).f_measure >= 0.95
+    assert clock.tempo_changes == 1
+
+
 #: Crossfades the first tempo-change detector missed (synth.DEVELOPMENT_TRANSITIONS): a broken beat coming in, whose
 #: kicks repeat at 3/4 of its beat, and outgoing tracks whose beat-level repeat is weak (swing, a broken beat).
 BROKEN_IN = synth.DEVELOPMENT_TRANSITIONS[0][:2]
