@@ -137,12 +137,10 @@ async def test_a_night_of_trouble(jack_server: Any, emulator_process: Any, tmp_p
 
             await wait_async(blended, 20, "the crossfade applied", poke=crossfade)
 
-            # 1. The emulator crashes and comes back ten times in about half a minute. Each time it is away for
-            # longer than the bridge's 2 s health interval (its start-up adds half a second), so the bridge finds
-            # it gone, not just restarted.
+            # 1. The emulator crashes and comes back ten times in about two minutes.
             for _ in range(KILLS):
                 proc.kill()
-                await asyncio.sleep(random.uniform(1.5, 3.0))
+                await asyncio.sleep(random.uniform(1.5, 4.0))
                 await proc.start()  # returns once /health answers
                 healthy = time.monotonic()
 
