@@ -230,7 +230,7 @@ async def test_a_run_against_a_redirect_loop_keeps_going_until_its_duration(host
     server = await hostile("redirect-loop")
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "metadj_bridge", "run", "--scope", f"{server.url}/?token={SECRET}", "--duration", "4",
+        [sys.executable, "-m", "metadj_bridge", "run", "--scope", f"{server.url}/?token={SECRET}", "--duration", "2",
          "--output", "none", "--no-audio"],
         capture_output=True, text=True, timeout=120,
     )
