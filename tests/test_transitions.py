@@ -123,7 +123,8 @@ def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:
 
 
 def detector_run(a: np.ndarray, period: float) -> list[tuple[int, float]]:
-    """The detector over an activation, with the grid locked at ``period`` hops: (hop, new period) of every call."""
+    """The detector over an activation, with the grid locked at ``period`` hops and moved to each called one, as the
+    BeatClock does: (hop, new period) of every call."""
     detector = TempoChangeDetector(FPS, 28, 86)
     calls = []
     for i, x in enumerate(a):
@@ -131,6 +132,7 @@ def detector_run(a: np.ndarray, period: float) -> list[tuple[int, float]]:
             new = detector.check(period, True)
             if new is not None:
                 calls.append((i, new))
+                period = new
     return calls
 
 
@@ -142,6 +144,30 @@ def test_the_detector_hears_a_crossfade_between_click_trains() -> None:
     assert len(calls) == 1
     hop, period = calls[0]
     assert fade_start < hop < fade_start + fade and period == pytest.approx(35.0, rel=0.02)
+
+
+def with_stray_onsets(a: np.ndarray, seed: int) -> np.ndarray:
+    """Clicks with about two stray onsets a beat (0.5-0.9): the beat never repeats clearly enough for CLEAR, and what
+    its last beats leave over is never quiet: like much real music."""
+    rng = np.random.default_rng(seed)
+    a = a.copy()
+    stray = rng.integers(0, len(a), len(a) // 20)
+    a[stray] = np.maximum(a[stray], rng.uniform(0.5, 0.9, len(stray)))
+    return a
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_a_new_beat_is_called_after_a_long_hold_when_the_old_one_was_never_clear(seed: int) -> None:
+    n, fade_start, fade = 4000, 1600, 600
+    old, new = with_stray_onsets(clicks(n, 40.0), seed), with_stray_onsets(clicks(n, 35.0, start=7.0), seed + 100)
+    gain = np.clip((np.arange(n) - fade_start) / fade, 0.0, 1.0)
+    steady = detector_run(old, 40.0)
+    calls = detector_run(np.maximum(old * np.cos(0.5 * np.pi * gain), new * np.sin(0.5 * np.pi * gain)), 40.0)
+    assert steady == []
+    # One call, at least LONG_CHECKS checks after the new beat starts to show and within 6 s of the midpoint.
+    assert len(calls) == 1
+    hop, period = calls[0]
+    assert fade_start + fade / 2 < hop < fade_start + fade / 2 + 6.0 * FPS and period == pytest.approx(35.0, rel=0.02)
 
 
 @pytest.mark.parametrize("pattern", ["steady", "fill", "metrical"])
