@@ -44,7 +44,9 @@ left over (9 of 21 within 2 s instead of 10, 9 calls without a transition); a se
 tempo that beats the current one's autocorrelation outright (a swing-to-hip-hop crossfade called at 0.8 s instead of
 2.1 s, but 10-14 calls without a transition); and choosing among the called tempo's metrical relatives at the call, by
 a comb on what is left over (a broken beat's 4/3 reading scores 0.34 against its true tempo's 0.25 there, so the later
-recheck stays the one that finds it).
+recheck stays the one that finds it). Later, with the holds below: calling the tempo 3/4 as fast when what is left over
+repeats there at 0.6 of the candidate's value or more (techno to broken beat followed after 2.7 s instead of 4.4, no
+other crossfade or call changed), but a swing track coming in scores 0.55 there against its true tempo, too close.
 
 The hold asks for persistence more than for strength since it replaced six strong checks in a row (HOLD_CHECKS 6 at
 SUPPORT = NEW_MIN): on the generated crossfades of ``synth.DEVELOPMENT_TRANSITIONS`` the BPM follows within 2 s on 6
