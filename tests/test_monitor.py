@@ -113,15 +113,25 @@ async def _run_cli(*args: str, send: list[tuple[float, str, float]], port: int,
         sys.executable, "-m", "metadj_bridge", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
     )
-    assert proc.stderr is not None
-    said = b""  # what the command logged before the controls were sent
-    if send:
-        # The command listens (OSC bound, the monitor or learner in place) once it asks for a control: "move a
-        # control" (monitor), "move the control to learn" (learn).
+    stderr = proc.stderr
+    assert stderr is not None
+
+    async def listening() -> bytes:
+        """What the command logged until it listens (OSC bound, the monitor or learner in place): it then asks for a
+        control, "move a control" (monitor), "move the control to learn" (learn)."""
+        said = b""
         while not said.endswith(b"\n") or not said.splitlines()[-1].startswith(b"move "):
-            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            line = await stderr.readline()
             assert line, f"the command ended before it listened: {said.decode(errors='replace')}"
             said += line
+        return said
+
+    try:
+        said = await asyncio.wait_for(listening(), 30) if send else b""
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for delay, address, value in send:
             await asyncio.sleep(delay)
