@@ -47,7 +47,12 @@ class LiveRun:
         """Ctrl-C (unless it ended already); its exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=60)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # a run that ignores Ctrl-C fails the test, and does not outlive it
+            self.proc.wait()
+            raise
         self._reader.join(10)
         self._stderr.close()
         return code
