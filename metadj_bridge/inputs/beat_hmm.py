@@ -87,6 +87,14 @@ LOCK_WINDOW = 2
 LOCK_DEADLINE_S = 2.9
 LOCK_FIRST_MASS = 0.2
 LOCK_FIRST_RHYTHM = 0.02
+#: The BPM the clock reads before its beats have a line of their own (``refined_bpm``): the autocorrelation's peak
+#: within REFINE_WIDTH (relative) of the model's tempo, once REFINE_BEATS of its beats are heard. The model's own
+#: (its blocks' mean around the best) was 4-8% off at the first beat on 12 of the development set's 228 excerpts:
+#: with the peak the tempo is right at the first beat on 39.0% of them instead of 37.7%, beat F unchanged. Width
+#: 3.5% or 7%: 38.6% and 36.4%. Only until the line first exists: after a DJ's crossfade the autocorrelation
+#: still hears the old track, and two real crossfades were followed a second or more later.
+REFINE_WIDTH = 0.05
+REFINE_BEATS = 2.0
 #: A tempo change called from outside (``move_tempo``): the tempi get a bell this wide (relative, one sigma).
 MOVE_WIDTH = 0.02
 #: ... and the phase in each is weighed by the activation of the last MOVE_BEATS beats.
@@ -322,6 +330,30 @@ class BeatHMM:
         mass = self._block_mass()[lo:hi]
         tau = float((mass * self.taus[lo:hi]).sum() / max(float(mass.sum()), 1e-300))
         return 60.0 * self.fps / tau
+
+    def refined_bpm(self) -> float:
+        """``tempo_bpm`` made precise by the autocorrelation of the activation heard at it: the interval of its
+        highest peak within REFINE_WIDTH of the model's (between whole hops, from the parabola through the peak and
+        its neighbours), over the last ACF_S of music since the last ``move_tempo``; the model's own tempo when no
+        peak lies inside that range or there are fewer than REFINE_BEATS of its beats to read."""
+        model = self.tempo_bpm()
+        tau = 60.0 * self.fps / model
+        start = self._music_start if self._music_start is not None else self._written
+        heard = min(self._written - max(start, self._acf_resume - self._acf_n), self._acf_n)
+        if heard < REFINE_BEATS * tau:
+            return model
+        part = np.roll(self._ring, -self._ring_pos)[-heard:]
+        spectrum = np.fft.rfft(part - part.mean(), self._nfft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)[: int(tau * (1 + REFINE_WIDTH)) + 2]
+        acf /= heard - np.arange(len(acf))  # each lag's mean product, not its sum: no slope towards lag 0
+        lo, hi = int(math.floor(tau * (1 - REFINE_WIDTH))), int(math.ceil(tau * (1 + REFINE_WIDTH)))
+        k = lo + int(np.argmax(acf[lo : hi + 1]))
+        if not lo < k < hi or acf[k] <= 0.0:
+            return model
+        y0, y1, y2 = acf[k - 1], acf[k], acf[k + 1]
+        den = y0 - 2.0 * y1 + y2
+        peak = k + (0.5 * (y0 - y2) / den if den < 0.0 else 0.0)
+        return 60.0 * self.fps / peak
 
     def confidence(self) -> float:
         """The probability of the best tempo block (0..1)."""

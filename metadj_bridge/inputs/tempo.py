@@ -149,6 +149,8 @@ class BeatClock:
         self._beat_in_bar = 0
         self.bpm = 0.0
         self.confidence = 0.0
+        #: Whether the readout's line has existed yet: until then the BPM is the model's refined one.
+        self._lined = False
         #: Tempo changes called by the detector (a DJ's transitions) since the start.
         self.tempo_changes = 0
 
@@ -326,6 +328,10 @@ class BeatClock:
             fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
             # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the
             # line has the beats to follow).
+            if self._fit is not None:
+                self._lined = True
+            # Until the line first exists, the model's tempo made precise by the autocorrelation at it.
+            model_bpm = model_bpm if self._lined else self._hmm.refined_bpm()
             self.bpm = fitted if abs(fitted / model_bpm - 1.0) <= READOUT_AGREEMENT else model_bpm
             self.period = 60.0 / self.bpm
         self.confidence = self._hmm.confidence()
