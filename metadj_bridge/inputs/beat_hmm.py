@@ -134,7 +134,8 @@ class BeatHMM:
         #: The learned score's last probabilities per tempo (None until it has been read).
         self._learned_p: np.ndarray | None = None
         #: How rhythmic the activation is, as last read for tempo evidence: its autocorrelation at the best beat
-        #: interval relative to its power (0 until read; about 0 for a held tone, 0.1-0.6 for music).
+        #: interval relative to its power (0 until read; about 0 for a held tone after its first onset, 0.17 at
+        #: the median of the development set's excerpts at their first beat).
         self._rhythm = 0.0
         self._music_start: int | None = None
         self.frames = 0
@@ -283,9 +284,9 @@ class BeatHMM:
             self.locked = True
 
     def _beat_before_deadline(self, block: int) -> bool:
-        """A beat now whose next one would come after the deadline (or a beat after it), once the onsets have given
-        tempo evidence and the tempo has LOCK_FIRST_MASS: lock now, so that the first beat comes before the
-        deadline, not up to a beat after it."""
+        """A beat now whose next one would come after the deadline (or a beat after it), when the activation is
+        rhythmic (LOCK_FIRST_RHYTHM) and the tempo has LOCK_FIRST_MASS: lock now, so that the first beat comes
+        before the deadline, not up to a beat after it."""
         if self._music_start is None or self._rhythm < LOCK_FIRST_RHYTHM:
             return False
         if self.frames - self._music_start + self.taus[block] <= self._deadline_hops:

@@ -15,8 +15,9 @@ of windows against 36.9% for the rule it replaced (59.9% against 48.2% without c
 the tempo is right at the first beat on 43.0% of excerpts against 38.6% (56.9% against 48.9% without
 classical), beat F unchanged (0.651); with the beat HMM's lock before the 3 s deadline (then LOCK_EARLY_S), 42.5%
 (54.7%) and the first beat within 3 s on 78.1% of excerpts (86.9%) instead of about half. The deadline now always
-holds (beat_hmm.LOCK_DEADLINE_S): 37.7% right at the first beat, which comes within 3 s on 99.1%. Read after the first
-beat too it cost beat F (0.636), so the HMM goes back to the plain autocorrelation from its first beat on.
+holds (beat_hmm.LOCK_DEADLINE_S): 37.7% right at the first beat, which comes within 3 s on 99.1%; 39.0% with the
+first beats' BPM read from the autocorrelation's peak near the model's tempo (beat_hmm.REFINE_WIDTH). Read after
+the first beat too it cost beat F (0.636), so the HMM goes back to the plain autocorrelation from its first beat on.
 
 Tried and not kept (same set, same bench; in-sample weights unless said): the score's evidence with gain 0.6
 or 0.15 instead of 0.3 (39.9% and 41.7% right at the first beat against 42.5%); the score setting the HMM's
