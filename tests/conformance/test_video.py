@@ -85,7 +85,12 @@ async def test_passthrough_echoes_the_input_at_its_size_and_pace(scope_url: str,
 async def test_the_encoder_bitrate_is_raised_well_above_aiortcs_default(
     scope_url: str, offered: dict[str, Any]
 ) -> None:
-    """Scope patches aiortc's encoders to 5-10 Mbit/s (src/scope/server/webrtc.py); noise needs all of it."""
+    """Scope patches aiortc's encoders to 5-10 Mbit/s (src/scope/server/webrtc.py); noise needs all of it.
+
+    Read per frame received: a loaded machine encodes fewer frames and receives fewer bits a second (2.7 Mbit/s in
+    one CI run, 7.5 idle here), but the bits a frame hold (250 kbit idle here, 238 with four busy loops beside it).
+    aiortc's encoders budget a frame for 30 fps: at their default no frame gets more than AIORTC_MAX_BITS / 30 on
+    average (with a fifth of room here for the RTP and SRTP headers and the encoder's overshoot)."""
     require(offered, "passthrough")
     await ensure_loaded(scope_url, "passthrough")
     pictures = [np.random.default_rng(seed).integers(0, 256, (240, 320, 3), dtype=np.uint8) for seed in range(15)]
@@ -93,10 +98,17 @@ async def test_the_encoder_bitrate_is_raised_well_above_aiortcs_default(
     async with session(scope_url, "passthrough", "video", track=track) as peer:
         await peer.wait_frames(5, within=10)
         await asyncio.sleep(0.5)
-        before, start = await _bytes_received(peer), time.monotonic()
-        await asyncio.sleep(2.5)
-        bits = (await _bytes_received(peer) - before) * 8 / (time.monotonic() - start)
-    assert bits > AIORTC_MAX_BITS, f"{bits / 1e6:.2f} Mbit/s received: the encoder runs at aiortc's default"
+        before, frames_before, start = await _bytes_received(peer), len(peer.received.times), time.monotonic()
+        await asyncio.sleep(3.0)
+        bits = (await _bytes_received(peer) - before) * 8
+        frames = len(peer.received.times) - frames_before
+        seconds = time.monotonic() - start
+    assert frames >= 10, f"{frames} frames in {seconds:.1f} s"
+    per_frame = bits / frames
+    assert per_frame > 1.2 * AIORTC_MAX_BITS / 30, (
+        f"{per_frame / 1e3:.0f} kbit a frame received ({frames} frames, {bits / seconds / 1e6:.2f} Mbit/s): the "
+        "encoder runs at aiortc's default"
+    )
 
 
 async def _bytes_received(peer: Any) -> int:
