@@ -196,13 +196,11 @@ class BeatHMM:
         return beat
 
     def _weigh_by_autocorrelation(self, new: np.ndarray) -> None:
-        x = np.roll(self._ring, -self._ring_pos)
-        x = x - x.mean()
-        spectrum = np.fft.rfft(x, self._nfft)
-        full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
+        full = self._acf_of_last(self._acf_n)
         if full[0] < ACF_MIN_POWER * self._acf_n:  # no onsets worth the name (a held tone, a fade): no evidence
             return
-        self._rhythm = float(full[self.taus].max() / full[0])
+        if not self.locked:  # read by the first lock only
+            self._rhythm = float(full[self.taus].max() / full[0])
         score = np.maximum(full[self.taus], 0.0)
         tatum, too_long = self._tatum(full), None
         if tatum is not None:  # the tatum rule; a half-time reading's evidence is its double's
@@ -241,9 +239,7 @@ class BeatHMM:
         n = min(music, self._acf_n)
         if n < 2 * self.taus[0]:
             return None
-        part = np.roll(self._ring, -self._ring_pos)[-n:]
-        spectrum = np.fft.rfft(part - part.mean(), self._nfft)
-        act = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
+        act = self._acf_of_last(n)
         if act[0] < ACF_MIN_POWER * n:  # no onsets worth the name: no evidence
             return None
         longest = int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1
@@ -257,10 +253,14 @@ class BeatHMM:
         if music < TATUM_MIN_S * self.fps:
             return None
         if music < self._acf_n:
-            part = np.roll(self._ring, -self._ring_pos)[-music:]
-            spectrum = np.fft.rfft(part - part.mean(), self._nfft)
-            full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
+            full = self._acf_of_last(music)
         return tatum_lag(full, TATUM_MIN_LAG, int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1)
+
+    def _acf_of_last(self, n: int) -> np.ndarray:
+        """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed."""
+        part = np.roll(self._ring, -self._ring_pos)[-n:]
+        spectrum = np.fft.rfft(part - part.mean(), self._nfft)
+        return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
 
     def _window(self, block: int) -> tuple[int, int]:
         """The blocks within LOCK_WINDOW of ``block``, as a slice's bounds."""
@@ -343,9 +343,7 @@ class BeatHMM:
         heard = min(self._written - max(start, self._acf_resume - self._acf_n), self._acf_n)
         if heard < REFINE_BEATS * tau:
             return model
-        part = np.roll(self._ring, -self._ring_pos)[-heard:]
-        spectrum = np.fft.rfft(part - part.mean(), self._nfft)
-        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)[: int(tau * (1 + REFINE_WIDTH)) + 2]
+        acf = self._acf_of_last(heard)[: int(tau * (1 + REFINE_WIDTH)) + 2]
         acf /= heard - np.arange(len(acf))  # each lag's mean product, not its sum: no slope towards lag 0
         lo, hi = int(math.floor(tau * (1 - REFINE_WIDTH))), int(math.ceil(tau * (1 + REFINE_WIDTH)))
         k = lo + int(np.argmax(acf[lo : hi + 1]))
