@@ -424,3 +424,25 @@ def test_the_readout_before_the_line_is_the_autocorrelation_peak_near_the_models
         assert abs(hmm.tempo_bpm() / model - 1.0) < 0.02
         expected = 100.0 if model < 110.0 else hmm.tempo_bpm()
         assert abs(hmm.refined_bpm() / expected - 1.0) < 0.005, (model, hmm.refined_bpm())
+
+
+
+@pytest.mark.parametrize(("style", "bpm", "within_s"), [("house", 124, 7.5), ("hiphop", 92, 18.0)])
+def test_the_beat_after_a_beatless_intro_wins_though_the_clock_locked_on_the_intro(
+    style: str, bpm: float, within_s: float
+) -> None:
+    """8 s of swelling noise (a riser, wind) before the first kick: the clock finds a "tempo" in the noise and
+    locks on it, as it must lock within 3 s of sound. When the beat comes in, its tempo wins within ``within_s``
+    for each of four noises (the tempo floor leaves it some probability to grow from; without the floor the
+    house beat took up to 8.7 s, and the hip-hop beat 20-22 s or never)."""
+    sr, intro_s = synth.SAMPLERATE, 8.0
+    t = np.arange(int(intro_s * sr)) / sr
+    track = synth.render(synth.TrackSpec(f"{style}-{bpm}", style, bpm, 16, seed=3))
+    for seed in range(4):
+        swell = (t / intro_s) ** 2 * (0.05 + 0.05 * np.sin(2 * np.pi * (0.2 + 0.05 * seed) * t))
+        noise = (swell * np.random.default_rng(seed).standard_normal(len(t))).astype(np.float32)
+        r = track_run(dataclasses.replace(track, samples=np.concatenate([noise, track.samples])))
+        assert np.count_nonzero(r.beats < intro_s) >= 8  # the noise was taken for a beat
+        wrong = (r.report_times >= intro_s) & (np.abs(r.report_bpms / bpm - 1.0) > 0.04)
+        settled = r.report_times[wrong].max() - intro_s if wrong.any() else 0.0
+        assert settled <= within_s, (seed, settled)
