@@ -26,9 +26,9 @@ the daemon does. Per pair:
   crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
   pairs whose B it gets right.
 
-On the 228-excerpt development set: 40 pairs; the BPM follows within 2 s on 10 of them, after 5.2 s at the median,
-and never on 10 (on 3 of those the tracker reads B wrong on its own too). The detector in tempo_change.py seldom
-calls on real music; what was tried to change that is in its docstring.
+On the 228-excerpt development set: 40 pairs; the BPM follows within 2 s on 9 of them, after 4.85 s at the median,
+and never on 8 (5.55 s and 10 before the beat HMM's floor under every tempo, beat_hmm.TEMPO_FLOOR). The detector
+in tempo_change.py seldom calls on real music; what was tried to change that is in its docstring.
 """
 
 from __future__ import annotations

@@ -74,15 +74,16 @@ these separate a crossfade from a call on steady real music either: the band spe
 the whole activation's autocorrelation at the new tempo over the last 2-3 s, a fall of the current tempo's, or the
 HMM's own confidence in place of CLEAR (about 0.97 on most excerpts).
 
-On 10 of those 40 the BPM never follows: the clock keeps the old track's tempo long after it is gone (on 7 of them
-the new track alone is read right). The new track's own evidence is ambiguous there: the autocorrelation of the
-last 5 s, and the learned first-tempo score read on them, prefer a tempo near the old one or another relative as
-often as the new track's. Tried and not kept: a challenger (a copy of the beat HMM moved to a candidate from what
-is left over, without CLEAR) that takes over when it predicts the activation better (the likelihood ratio of the
-two over up to 1.5 s: crossfades and steady music reach the same ratios, 13 false changes at 8 nats, none of the
-crossfades at 15); a move when the autocorrelation of the last 5 s has preferred another tempo 5-30% away for 3 s
-(never met on these crossfades); the same with the learned score read every 0.5 s after the first beat (median 5.2
-s instead of 5.6, never on 11, no false change, but the bands read all the time).
+On 10 of those 40 the BPM never followed (8 since beat_hmm.TEMPO_FLOOR, after 4.85 s at the median): the clock kept
+the old track's tempo long after it was gone (on 7 of them the new track alone is read right). The new track's own
+evidence is ambiguous there: the autocorrelation of the last 5 s, and the learned first-tempo score read on them,
+prefer a tempo near the old one or another relative as often as the new track's. Tried and not kept: a challenger (a
+copy of the beat HMM moved to a candidate from what is left over, without CLEAR) that takes over when it predicts
+the activation better (the likelihood ratio of the two over up to 1.5 s: crossfades and steady music reach the same
+ratios, 13 false changes at 8 nats, none of the crossfades at 15); a move when the autocorrelation of the last 5 s
+has preferred another tempo 5-30% away for 3 s (never met on these crossfades); the same with the learned score read
+every 0.5 s after the first beat (median 5.2 s instead of 5.6, never on 11, no false change, but the bands read all
+the time).
 """
 
 from __future__ import annotations
