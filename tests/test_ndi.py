@@ -309,8 +309,8 @@ async def test_the_ndi_source_goes_on_through_a_scope_restart(ndi_loopback: Path
     assert session.sessions_started >= 2
     body = "".join("L" if f.stamp is not None else "S" for f in receiver.frames)
     assert "LS" in body and "SL" in body[body.index("LS"):], body  # live, the slate, live again
-    # One connection all along: the receiver never had to reconnect.
-    assert all(connected), [i for i, c in enumerate(connected) if not c]
+    # One connection all along: the receiver never had to reconnect (a sample per frame it took, 10 or more).
+    assert len(connected) >= 10 and all(connected), [i for i, c in enumerate(connected) if not c]
     # The slate the receiver saw is the one the clock showed: dark, with the reason in it.
     slates = [f for f in receiver.frames if f.stamp is None]
     lives = [f for f in receiver.frames if f.stamp is not None]
