@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_realmusic as br  # noqa: E402 - scripts/bench_realmusic.py
 from devset import default_out  # noqa: E402
 
+from metadj_bridge.inputs import beat_activation  # noqa: E402
 from metadj_bridge.inputs.beat_activation import OnsetActivation  # noqa: E402
 from metadj_bridge.inputs.beat_net import WEIGHTS_NAME, BeatNet, BeatNetWeights, band_centres  # noqa: E402
 
@@ -96,7 +97,9 @@ def beat_targets(beats: np.ndarray, nhops: int, fps: float) -> np.ndarray:
 def load_clips(devset: Path) -> list[dict[str, Any]]:
     """Every excerpt's bands and targets, computed once and cached in DEVSET/_beatnet_features.npz."""
     excerpts = br.load_devset(devset)
-    key = hashlib.sha1(json.dumps([(e.name, e.duration) for e in excerpts]).encode()).hexdigest()[:12]
+    # The key names the excerpts and the code that computes the features: a changed activation is computed afresh.
+    code = Path(beat_activation.__file__).read_bytes()
+    key = hashlib.sha1(json.dumps([(e.name, e.duration) for e in excerpts]).encode() + code).hexdigest()[:12]
     cache = devset / f"_beatnet_features_{key}.npz"
     fps = SR / HOP
     if cache.exists():
