@@ -372,10 +372,57 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
     return per_name, default, note
 
 
+#: Other ways the music can begin, each scored like the plain start (the excerpt from the stream's first sample):
+#: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), and a 0.2 s fade-in.
+#: How the first seconds sound moves the first beat's tempo more than most settings do.
+STARTS = (("starts 256 samples into a hop", 256, 0.0), ("starts 448 samples into a hop", 448, 0.0),
+          ("fades in over 0.2 s", 0, 0.2))
+
+
+def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float) -> np.ndarray:
+    """The excerpt begun another way: faded in over ``fade_s``, after ``offset`` samples of digital silence."""
+    y = np.array(x, np.float32)
+    n = min(len(y), int(round(fade_s * samplerate)))
+    if n:
+        y[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
+    return np.concatenate([np.zeros(offset, np.float32), y])
+
+
+def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float) -> Run:
+    """``run_beatclock`` on the excerpt begun another way, its times counted from the excerpt's own start."""
+    run = run_beatclock(started(x, samplerate, offset, fade_s), samplerate)
+    lag = offset / samplerate
+    run.beats = [(t - lag, b) for t, b in run.beats]
+    run.tempo_t = [t - lag for t in run.tempo_t]
+    return run
+
+
+def summarise_starts(label: str, scores: list[Score], genres: list[str]) -> None:
+    """One line: beat F, the tempo at the first beat, the first beat in time, both, and the downbeat F; then the
+    same without classical, in range."""
+    lo, hi = TempoConfig.min_bpm, TempoConfig.max_bpm
+    parts = []
+    beating = [s for s, g in zip(scores, genres, strict=True) if g != "classical" and lo <= s.true_bpm <= hi]
+    for group in (scores, beating):
+        if not group:
+            continue
+        in_time = [float(s.first_beat <= FIRST_BEAT_S) for s in group]
+        both = [float(s.first_ok and s.first_beat <= FIRST_BEAT_S) for s in group]
+        parts.append(f"F {_mean([s.f for s in group]):.3f}, tempo right at the first beat "
+                     f"{_pct(_mean([float(s.first_ok) for s in group])).strip()}, in 3 s "
+                     f"{_pct(_mean(in_time)).strip()}, both {_pct(_mean(both)).strip()}, "
+                     f"DB F {_num(_mean([s.downbeat_f for s in group]), '.3f')}")
+    print(f"    {label:<31} {parts[0]}")
+    if len(parts) > 1:
+        print(f"    {'':<31} without classical, in range: {parts[1]}")
+
+
 def bench_real_music(directory: Path, genres: list[str] | None = None, limit: int | None = None,
-                     madmom: str | None = None, per_track: bool = True, beat_nets: list[Path] | None = None) -> bool:
+                     madmom: str | None = None, per_track: bool = True, beat_nets: list[Path] | None = None,
+                     starts: bool = True) -> bool:
     """Prints the section; False when there is no development set. With ``beat_nets`` (weights files) the
-    BeatClock runs a second time on the learned activation, side by side."""
+    BeatClock runs a second time on the learned activation, side by side; with ``starts`` once more for each of
+    STARTS."""
     print(f"\nBeat tracking on real music (GTZAN development set, {directory}):")
     if not (directory / "index.json").exists():
         print("  skipped: " + how_to_build(directory))
@@ -412,6 +459,7 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
             head += f" | {'net F':>6} {'first':>6} {'err@1st':>7} {'err>8s':>7} {'oct':>5} {'DB F':>6}"
         print(head)
     ours: list[Score] = []
+    other_starts: list[list[Score]] = [[] for _ in STARTS] if starts else []
     theirs: list[Score] = []
     learned: list[Score] = []
     cpu = net_cpu = 0.0
@@ -435,6 +483,8 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
             line += (f" | {m.f:6.3f} {_num(m.first_beat, '6.2f')} {_pct(m.first_err):>7} {_pct(m.after_err):>7} "
                      f"{m.octave:>5}")
         hops += (len(x) - 1) // 512
+        for (_, offset, fade_s), group in zip(STARTS, other_starts, strict=False):
+            group.append(score(excerpt, run_started(x, sr, offset, fade_s)))
         if beat_nets:
             net_run = run_beatclock(x, sr, net_for.get(excerpt.name, net_default))
             net_cpu += net_run.seconds
@@ -455,6 +505,11 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
               f"range in {len(outside)} of {len(excerpts)} excerpts (an octave is their best answer): "
               f"{', '.join(outside)}")
     summarise("BeatClock (the daemon's tracker, default TempoConfig)", ours, genres_of)
+    if other_starts:
+        print("\n  BeatClock, the music begun another way (times from the excerpt's own start):")
+        summarise_starts("from the stream's first sample", ours, genres_of)
+        for (label, _, _), group in zip(STARTS, other_starts, strict=True):
+            summarise_starts(label, group, genres_of)
     if learned:
         summarise("BeatClock on the learned activation (beat_net)", learned, genres_of)
         print(f"  CPU per hop, FeatureExtractor + BeatClock: spectral flux {1e6 * cpu / max(hops, 1):.1f} us, "

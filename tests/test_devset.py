@@ -507,3 +507,26 @@ def test_crossfade_section_follows_generated_tracks_played_as_a_development_set(
     for line in lines:
         assert "B alone right" in line and "never" not in line, line
         assert float(line.split("F after")[1].split()[0]) >= 0.9, line
+
+
+def test_a_start_variant_is_the_excerpt_after_digital_silence_or_faded_in() -> None:
+    x = np.ones(1000, np.float32)
+    y = bench_realmusic.started(x, 1000, 300, 0.1)
+    assert len(y) == 1300 and not y[:300].any()
+    assert y[300] == 0.0 and 0.4 < y[350] < 0.6 and np.all(y[400:] == 1.0)
+    assert np.array_equal(bench_realmusic.started(x, 1000, 0, 0.0), x)
+
+
+def test_a_start_variant_counts_its_beats_from_the_excerpts_own_start() -> None:
+    """The same generated track begun 448 samples (10 ms) into a hop: its beats land where the plain run's do (within
+    a hop's rounding), not 10 ms late."""
+    from metadj_bridge.inputs import synth
+
+    track = synth.render(synth.TrackSpec("h", "house", 124, 6, seed=3))
+    plain = np.array([t for t, _ in bench_realmusic.run_beatclock(track.samples, track.samplerate).beats])
+    run = bench_realmusic.run_started(track.samples, track.samplerate, 448, 0.0)
+    beats = np.array([t for t, _ in run.beats])
+    late = beats[beats > 5.0]
+    error = late - plain[np.abs(late[:, None] - plain[None, :]).argmin(axis=1)]
+    assert len(late) >= 8 and abs(float(np.median(error))) < 0.004, error
+    assert min(run.tempo_t) < 3.0
