@@ -11,9 +11,9 @@ of evidence, or never.
 The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a`` (more lightly
 until just after the first beat: OBS_K_EARLY). Every 8 hops the autocorrelation of the last 5 s of activation
 weighs each tempo too, which settles the tempo of music whose onsets are not all beats (a walking bass, a strummed
-guitar). Until the first beat, when the bands are
-given, that evidence is a learned score instead (:mod:`~metadj_bridge.inputs.tempo_score`): the autocorrelations
-of the activation and of every band group at every metrical relative of each tempo. The activation's
+guitar). Until the first beat, when the bands are given, that evidence is a learned score instead
+(:mod:`~metadj_bridge.inputs.tempo_score`): the autocorrelations of the activation and of every band group at every
+metrical relative of each tempo. The activation's
 autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat is at most
 four of them, so a half-time reading (a 172 BPM drum-and-bass track's kick and snare alone sound like 86) loses
 its evidence to the tempo twice as fast, while a ballad with no pulse faster than its eighths keeps its slow
@@ -57,26 +57,27 @@ LAMBDA = 300.0
 TEMPO_FLOOR = 1e-14
 #: The share of every beat that counts as "on the beat", as 1 / OBS_BEAT_SHARE of it.
 OBS_BEAT_SHARE = 10.0
-#: Beat states are weighted exp(OBS_K * activation); before the first beat exp(OBS_K_EARLY * activation), rising
-#: to OBS_K over the OBS_RAMP_S after it. The first second or two of onsets fits beat grids at many tempi, and at full
+#: Beat states are weighted exp(OBS_K * activation); before the first beat exp(OBS_K_EARLY * activation), rising to
+#: OBS_K over the OBS_RAMP_S after it. The first second or two of onsets fits beat grids at many tempi, and at full
 #: weight they outvoted the tempo evidence (the learned score) with whichever grid they happened to fit. How much
 #: depended on how the music began, as the development set showed when it was played beginning other ways
-#: (``scripts/bench_realmusic.py``, "the music begun another way"): a stream that starts mid-song opens with a rise
-#: in every band while the first frame fills, and the activation's peak follower, set by it, weighed the music's own
-#: onsets at a third or less for seconds. So the tempo was right at the first beat on 39.0% of the 228 excerpts from
-#: the stream's first sample, but on 34.6% and 28.9% when they began 256 or 448 samples into a hop after digital
-#: silence (a DJ pressing play) and on 32.0% when they faded in over 0.2 s. With the lighter weight: 39.5%, 37.3%,
-#: 38.2% and 33.3%; without classical, in range, 63.8% instead of 59.5% from the first sample, 55.2% and 56.9%
-#: instead of 50.0% and 41.4% mid-hop; beat F 0.651 instead of 0.652 from the first sample, 0.650 and 0.653
-#: instead of 0.653 and 0.644 mid-hop; downbeat F 0.357, 0.351 and 0.357 instead of 0.359, 0.340 and 0.321. On the
-#: generated tracks the tempo stays right at every first beat, which comes 0.1 s later (1.51 s after the music
-#: starts instead of 1.38 s at the median). Tried without the rise after the first beat, averaged over the first
-#: sample's start and the two mid-hop ones: 1.0, 1.5 and 2.0 give the tempo right at the first beat on 39.6%, 38.5%
-#: and 36.4%, but at 1.0 a generated held-out track's first beat comes at double tempo and downbeat F falls to 0.334
-#: (0.352 at 1.5); the full weight at once after the first beat lets a generated hip-hop and a half-time drum-and-bass
-#: track flip to the other octave for two to four beats after it; rising over 2 s: downbeat F 0.345 (0.355 over 4 s).
-#: Not kept either: ignoring the rise while the first frame fills (tempo right at the first beat 33% from every
-#: start, and a loop's first kick is lost with it: 3 of the 11 generated tracks right at their first beat).
+#: (``scripts/bench_realmusic.py``, "the music begun another way"): a stream that starts mid-song opens with a rise in
+#: every band while the first frame fills, an onset of its own (the activation at its top for two or three hops) whose
+#: size and timing depend on where in a hop the music began. So the tempo was right at the first beat on 39.0% of the
+#: 228 excerpts from the stream's first sample, but on 34.6% and 28.9% when they began 256 or 448 samples into a hop
+#: after digital silence (a DJ pressing play) and on 32.0% when they faded in over 0.2 s. With the lighter weight:
+#: 39.5%, 37.3%, 38.2% and 33.3%; without classical, in range, 63.8% instead of 59.5% from the first sample, 55.2% and
+#: 56.9% instead of 50.0% and 41.4% mid-hop. Beat F 0.651, 0.650, 0.653 and 0.638 instead of 0.652, 0.653, 0.644 and
+#: 0.647; downbeat F 0.357, 0.351, 0.357 and 0.331 instead of 0.359, 0.340, 0.321 and 0.354 (faded in, the light
+#: weight costs beat and downbeat F). On the generated tracks the tempo stays right at
+#: every first beat, which comes 0.1 s later (1.51 s after the music starts instead of 1.38 s at the median). Tried
+#: without the rise after the first beat, averaged over the first sample's start and the two mid-hop ones: 1.0, 1.5 and
+#: 2.0 give the tempo right at the first beat on 39.6%, 38.5% and 36.4%, but at 1.0 a generated held-out track's first
+#: beat comes at double tempo and downbeat F falls to 0.334 (0.352 at 1.5); the full weight at once after the first beat
+#: lets a generated hip-hop and a half-time drum-and-bass track flip to the other octave for two to four beats after it;
+#: rising over 2 s: downbeat F 0.345 (0.355 over 4 s), faded in beat F 0.639. Not kept either: ignoring the rise while
+#: the first frame fills (tempo right at the first beat 33% from every start, and a loop's first kick is lost with it: 3
+#: of the 11 generated tracks right at their first beat).
 OBS_K = 6.0
 OBS_K_EARLY = 1.5
 OBS_RAMP_S = 4.0
