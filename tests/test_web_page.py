@@ -122,14 +122,42 @@ async def test_a_theme_button_and_a_typed_prompt_reach_scope(make_emulator: Any,
         assert await page.errors() == []
 
 
-async def scope_count(emulator_url: str, check: Callable[[dict[str, Any]], bool]) -> int:
+async def scope_count(emulator_url: str, check: Callable[[dict[str, Any]], bool], offers: bool = False) -> int:
+    """Messages Scope applied that pass ``check``; with ``offers`` also sessions whose offer carried it (a change made
+    while the pipeline still loads goes in the offer's initialParameters, not in a message)."""
     log = await emulator_get(emulator_url, "/_emulator/log")
-    return sum(1 for entry in log["applied"] if check(entry["message"]))
+    applied = sum(1 for entry in log["applied"] if check(entry["message"]))
+    return applied + (sum(1 for offer in log["offers"] if check(offer)) if offers else 0)
 
 
 def weight_of(message: dict[str, Any], text: str) -> float:
     prompts = message["prompts"] if isinstance(message.get("prompts"), list) else []
     return next((float(p["weight"]) for p in prompts if isinstance(p, dict) and p.get("text") == text), 0.0)
+
+
+async def test_the_fader_moved_while_the_pipeline_loads_reaches_scope_in_the_offer(make_emulator: Any, tmp_path: Path,
+                                                                                  caplog: pytest.LogCaptureFixture,
+                                                                                  browser: Any) -> None:
+    """The page is up before Scope's pipeline has loaded: the fader moved then is not lost, the session's offer
+    carries it (initialParameters), and no message repeats it."""
+    from selenium.webdriver.common.keys import Keys
+
+    emulator = await make_emulator(load_seconds=6.0)
+    profile = write_profile(tmp_path / "show.yaml", emulator.url)
+    async with running_bridge(profile, caplog) as base:
+        page = await browser()
+        await page.open(base + "/")
+        await page_ready(page)
+        await page.until("return !document.getElementById('crossfade').disabled", "the crossfader")
+
+        def second_only(message: dict[str, Any]) -> bool:
+            return weight_of(message, "rain on glass") > 0.95 and weight_of(message, "neon city at night") < 0.05
+
+        await page.type("#crossfade", Keys.END)
+        await wait_for(lambda: scope_count(emulator.url, second_only, offers=True), 20, "the crossfade at Scope")
+        log = await emulator_get(emulator.url, "/_emulator/log")
+        assert [second_only(offer) for offer in log["offers"]] == [True]
+        assert await scope_count(emulator.url, second_only) == 0
 
 
 async def test_the_fader_the_show_buttons_and_a_scene_reach_scope(make_emulator: Any, tmp_path: Path,
@@ -149,9 +177,9 @@ async def test_the_fader_the_show_buttons_and_a_scene_reach_scope(make_emulator:
         def second_only(message: dict[str, Any]) -> bool:
             return weight_of(message, "rain on glass") > 0.95 and weight_of(message, "neon city at night") < 0.05
 
-        assert await scope_count(emulator.url, second_only) == 0
+        assert await scope_count(emulator.url, second_only, offers=True) == 0
         await page.type("#crossfade", Keys.END)
-        await wait_for(lambda: scope_count(emulator.url, second_only), 20, "the crossfade at Scope")
+        await wait_for(lambda: scope_count(emulator.url, second_only, offers=True), 20, "the crossfade at Scope")
 
         # Pause lights up and freezes Scope; the same button resumes.
         await page.click("#pause")
