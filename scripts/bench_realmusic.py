@@ -409,7 +409,7 @@ def summarise_starts(label: str, scores: list[Score], genres: list[str]) -> None
         in_time = [float(s.first_beat <= FIRST_BEAT_S) for s in group]
         both = [float(s.first_ok and s.first_beat <= FIRST_BEAT_S) for s in group]
         parts.append(f"F {_mean([s.f for s in group]):.3f}, tempo right at the first beat "
-                     f"{_pct(_mean([float(s.first_ok) for s in group])).strip()}, in 3 s "
+                     f"{_pct(_mean([float(s.first_ok) for s in group])).strip()}, in {FIRST_BEAT_S:g} s "
                      f"{_pct(_mean(in_time)).strip()}, both {_pct(_mean(both)).strip()}, "
                      f"DB F {_num(_mean([s.downbeat_f for s in group]), '.3f')}")
     print(f"    {label:<31} {parts[0]}")
