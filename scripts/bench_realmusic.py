@@ -53,7 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devset import DEV_GENRES, default_out  # noqa: E402 - scripts/devset.py
+from devset import DEV_GENRES, default_out, resample  # noqa: E402 - scripts/devset.py
 
 from metadj_bridge.inputs.evaluation import SKIP_S, TOLERANCE_S, f_measure  # noqa: E402
 from metadj_bridge.inputs.tempo import TempoConfig  # noqa: E402
@@ -375,23 +375,28 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
 #: Other ways the music can begin, each scored like the plain start (the excerpt from the stream's first sample):
 #: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), and a 0.2 s fade-in.
 #: How the first seconds sound moves the first beat's tempo more than most settings do.
-STARTS = (("starts 256 samples into a hop", 256, 0.0), ("starts 448 samples into a hop", 448, 0.0),
-          ("fades in over 0.2 s", 0, 0.2))
+STARTS = (("starts 256 samples into a hop", 256, 0.0, 0), ("starts 448 samples into a hop", 448, 0.0, 0),
+          ("fades in over 0.2 s", 0, 0.2, 0), ("played at 48 kHz", 0, 0.0, 48000),
+          ("at 48 kHz, 256 samples into a hop", 256, 0.0, 48000))
 
 
-def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float) -> np.ndarray:
-    """The excerpt begun another way: faded in over ``fade_s``, after ``offset`` samples of digital silence."""
-    y = np.array(x, np.float32)
-    n = min(len(y), int(round(fade_s * samplerate)))
+def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> np.ndarray:
+    """The excerpt begun another way: resampled to ``rate`` (when given), faded in over ``fade_s``, after
+    ``offset`` samples (at the new rate) of digital silence."""
+    y = resample(x, samplerate, rate) if rate and rate != samplerate else np.array(x, np.float32)
+    n = min(len(y), int(round(fade_s * (rate or samplerate))))
     if n:
         y[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
     return np.concatenate([np.zeros(offset, np.float32), y])
 
 
-def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float) -> Run:
-    """``run_beatclock`` on the excerpt begun another way, its times counted from the excerpt's own start."""
-    run = run_beatclock(started(x, samplerate, offset, fade_s), samplerate)
-    lag = offset / samplerate
+def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> Run:
+    """``run_beatclock`` on the excerpt begun another way, its times counted from the excerpt's own start. Most
+    audio interfaces run at 48 kHz: the hop is then 557 samples, and the onset frame, still 2048, spans 3.7 hops
+    instead of 4."""
+    rate = rate or samplerate
+    run = run_beatclock(started(x, samplerate, offset, fade_s, rate), rate)
+    lag = offset / rate
     run.beats = [(t - lag, b) for t, b in run.beats]
     run.tempo_t = [t - lag for t in run.tempo_t]
     return run
@@ -483,8 +488,8 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
             line += (f" | {m.f:6.3f} {_num(m.first_beat, '6.2f')} {_pct(m.first_err):>7} {_pct(m.after_err):>7} "
                      f"{m.octave:>5}")
         hops += (len(x) - 1) // 512
-        for (_, offset, fade_s), group in zip(STARTS, other_starts, strict=False):
-            group.append(score(excerpt, run_started(x, sr, offset, fade_s)))
+        for (_, offset, fade_s, rate), group in zip(STARTS, other_starts, strict=False):
+            group.append(score(excerpt, run_started(x, sr, offset, fade_s, rate)))
         if beat_nets:
             net_run = run_beatclock(x, sr, net_for.get(excerpt.name, net_default))
             net_cpu += net_run.seconds
@@ -508,7 +513,7 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
     if other_starts:
         print("\n  BeatClock, the music begun another way (times from the excerpt's own start):")
         summarise_starts("from the stream's first sample", ours, genres_of)
-        for (label, _, _), group in zip(STARTS, other_starts, strict=True):
+        for (label, *_), group in zip(STARTS, other_starts, strict=True):
             summarise_starts(label, group, genres_of)
     if learned:
         summarise("BeatClock on the learned activation (beat_net)", learned, genres_of)

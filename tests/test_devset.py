@@ -6,6 +6,7 @@ GTZAN data: every file is written here."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -515,6 +516,8 @@ def test_a_start_variant_is_the_excerpt_after_digital_silence_or_faded_in() -> N
     assert len(y) == 1300 and not y[:300].any()
     assert y[300] == 0.0 and 0.4 < y[350] < 0.6 and np.all(y[400:] == 1.0)
     assert np.array_equal(bench_realmusic.started(x, 1000, 0, 0.0), x)
+    z = bench_realmusic.started(np.sin(np.arange(44100) * 0.01).astype(np.float32), 44100, 0, 0.0, 48000)
+    assert len(z) == 48000 and abs(float(z[24000]) - math.sin(22050 * 0.01)) < 1e-3
 
 
 def test_a_start_variant_counts_its_beats_from_the_excerpts_own_start() -> None:
@@ -530,3 +533,18 @@ def test_a_start_variant_counts_its_beats_from_the_excerpts_own_start() -> None:
     error = late - plain[np.abs(late[:, None] - plain[None, :]).argmin(axis=1)]
     assert len(late) >= 8 and abs(float(np.median(error))) < 0.004, error
     assert min(run.tempo_t) < 3.0
+
+
+def test_a_start_variant_at_48_khz_keeps_the_excerpts_times() -> None:
+    """The same generated track resampled to 48 kHz (a hop of 557 samples) and begun 256 samples into a hop: its
+    beats land where the plain run's do at 44.1 kHz (within a few ms), counted on the excerpt's own clock."""
+    from metadj_bridge.inputs import synth
+
+    track = synth.render(synth.TrackSpec("h", "house", 124, 8, seed=5))
+    plain = np.array([t for t, _ in bench_realmusic.run_beatclock(track.samples, track.samplerate).beats])
+    run = bench_realmusic.run_started(track.samples, track.samplerate, 256, 0.0, 48000)
+    beats = np.array([t for t, _ in run.beats])
+    late = beats[(beats > 5.0) & (beats < plain[-1] + 0.1)]
+    error = late - plain[np.abs(late[:, None] - plain[None, :]).argmin(axis=1)]
+    assert len(late) >= 12 and float(np.max(np.abs(error))) < 0.005, error
+    assert bench_realmusic.STARTS[-1][3] == 48000
