@@ -373,7 +373,8 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
 
 
 #: Other ways the music can begin, each scored like the plain start (the excerpt from the stream's first sample):
-#: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), and a 0.2 s fade-in.
+#: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), a 0.2 s fade-in,
+#: and resampled to 48 kHz (most audio interfaces' rate; label, offset, fade-in, rate or 0 for the excerpt's own).
 #: How the first seconds sound moves the first beat's tempo more than most settings do.
 STARTS = (("starts 256 samples into a hop", 256, 0.0, 0), ("starts 448 samples into a hop", 448, 0.0, 0),
           ("fades in over 0.2 s", 0, 0.2, 0), ("played at 48 kHz", 0, 0.0, 48000),
