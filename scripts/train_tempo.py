@@ -10,7 +10,8 @@ generated tracks it adds (27, every style of ``inputs/synth.py`` at tempi and se
 not use) join the training set.
 
 1. Windows: every 16 hops from 2 s of music on, the last 5 s of music (less at the start) as the beat HMM sees
-   them: the autocorrelation of the summed activation and of every band group (``band_tempo``), and the tatum.
+   them: the autocorrelation of the summed activation and of every band group (``band_tempo``), the music's
+   entry capped (``beat_hmm.ENTRY_S``, ``band_tempo.within_entry``), and the tatum.
    The window's tempo is the median interval of the annotated beats from 6 s before its end to 2 s after.
 2. The model: one score per beat interval, linear in ``tempo_score.FEATURES``; the softmax over the intervals
    is fitted to the intervals within 4% of the annotated tempo (a window whose tempo is outside the range is
@@ -40,8 +41,8 @@ import train_beats as tb  # noqa: E402 - scripts/train_beats.py
 from devset import default_out  # noqa: E402
 
 from metadj_bridge.inputs import tempo_score  # noqa: E402
-from metadj_bridge.inputs.band_tempo import GROUP_EDGES  # noqa: E402
-from metadj_bridge.inputs.beat_hmm import ACF_S, TATUM_MAX_PER_BEAT, TATUM_MIN_LAG, TATUM_MIN_S, tatum_lag  # noqa: E402
+from metadj_bridge.inputs.band_tempo import GROUP_EDGES, within_entry  # noqa: E402
+from metadj_bridge.inputs.beat_hmm import ACF_S, ENTRY_S, TATUM_MAX_PER_BEAT, TATUM_MIN_LAG, TATUM_MIN_S, tatum_lag  # noqa: E402
 
 FPS = tb.SR / tb.HOP
 STEP = 16
@@ -68,19 +69,29 @@ def group_rise(bands: np.ndarray) -> np.ndarray:
     return np.stack([rise[:, groups == g].sum(axis=1) for g in range(len(edges) + 1)], axis=1)
 
 
-def window_features(act: np.ndarray, groups: np.ndarray, start: int, end: int) -> np.ndarray | None:
+def window_features(
+    act: np.ndarray, groups: np.ndarray, start: int, end: int, entry: np.ndarray | None = None
+) -> np.ndarray | None:
     """The features of the window that ends before hop ``end`` of music that started at hop ``start``, from
     the activation and the band groups' rise (``group_rise``), as the beat HMM scores it; None when it is too
     quiet to score."""
     lo = max(end - int(round(ACF_S * FPS)), start)
-    a, n = acf(act[lo:end]), end - lo
+    heard = np.zeros(end - lo, bool) if entry is None else entry[lo:end]
+    a, n = acf(within_entry(act[lo:end], heard)), end - lo
     if a[0] < 1e-4 * n:
         return None
-    g = acf(groups[lo:end].T)
+    g = acf(within_entry(groups[lo:end].T, heard))
     g[g[:, 0] < 1e-4 * n] = 0.0
     longest = int(TAUS[-1] / TATUM_MAX_PER_BEAT) + 1
     tatum = tatum_lag(a, TATUM_MIN_LAG, longest) if end - start >= TATUM_MIN_S * FPS else None
     return tempo_score.features(a, g, n, TAUS, FPS, tatum)
+
+
+def entry_hops(n: int, start: int) -> np.ndarray:
+    """Which of ``n`` hops are the entry of music that starts at hop ``start`` (beat_hmm.ENTRY_S)."""
+    entry = np.zeros(n, bool)
+    entry[start : start + int(round(ENTRY_S * FPS))] = True
+    return entry
 
 
 def windows(clip: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -93,10 +104,11 @@ def windows(clip: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, float]]:
     if len(loud) == 0:
         return out
     start = int(loud[0])
+    entry = entry_hops(len(act), start)
     for end in range(start + int(MIN_MUSIC_S * FPS), len(act), STEP):
         t = end / FPS
         near = beats[(beats > t - 6.0) & (beats < t + 2.0)]
-        x = window_features(act, groups, start, end) if len(near) >= 3 else None
+        x = window_features(act, groups, start, end, entry) if len(near) >= 3 else None
         if x is not None:
             period = float(np.median(np.diff(near))) * FPS
             out.append((x, np.abs(TAUS / period - 1.0) <= TOLERANCE, (end - start) / FPS))

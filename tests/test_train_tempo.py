@@ -53,7 +53,7 @@ def test_training_windows_are_what_the_beat_hmm_scores() -> None:
         inputs = hmm.learned_inputs()
         if inputs is None:
             continue
-        trained = train_tempo.window_features(act, groups, start, hmm.frames)
+        trained = train_tempo.window_features(act, groups, start, hmm.frames, train_tempo.entry_hops(len(act), start))
         assert trained is not None
         np.testing.assert_allclose(tempo_score.features(*inputs[:3], hmm.taus, hmm.fps, inputs[3]), trained,
                                    rtol=1e-5, atol=1e-6)

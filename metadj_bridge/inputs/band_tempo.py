@@ -23,6 +23,9 @@ import numpy as np
 #: merged where they are narrower than an FFT bin, so these are about 100, 200, 500, 1500 and 5000 Hz at 44.1
 #: and 48 kHz (within two bands).
 GROUP_EDGES = (3, 8, 21, 40, 61)
+#: The music's entry (beat_hmm.ENTRY_S) is heard by the autocorrelations at most this share of the highest other
+#: hop in the window (``within_entry``).
+ENTRY_CAP = 0.5
 
 
 class BandTempo:
@@ -34,11 +37,13 @@ class BandTempo:
         self._nfft = nfft
         self._min_power = min_power
         self._ring = np.zeros((len(GROUP_EDGES) + 1, length))
+        self._entry = np.zeros(length, bool)
         self._pos = 0
         self._previous: np.ndarray | None = None
         self._groups: np.ndarray | None = None
 
-    def push(self, bands: np.ndarray) -> None:
+    def push(self, bands: np.ndarray, counted: bool = True) -> None:
+        """One hop's bands; ``counted`` False: their rise is heard as none (the music's entry, see beat_hmm)."""
         if self._groups is None or len(self._groups) != len(bands):
             edges = [e for e in GROUP_EDGES if e < len(bands)]
             self._groups = np.searchsorted(np.array(edges), np.arange(len(bands)), side="right")
@@ -47,13 +52,24 @@ class BandTempo:
         rise = np.maximum(bands - previous, 0.0)
         self._previous = np.array(bands, float)
         self._ring[:, self._pos] = np.bincount(self._groups, rise, minlength=len(self._ring))[: len(self._ring)]
+        self._entry[self._pos] = not counted
         self._pos = (self._pos + 1) % self.length
 
     def acfs(self, n: int) -> np.ndarray:
         """The autocorrelation of every group over the last ``n`` hops (rows); a silent group's all zeros."""
         x = np.roll(self._ring, -self._pos, axis=1)[:, -n:]
+        entry = np.roll(self._entry, -self._pos)[-n:]
+        x = within_entry(x, entry)
         x = x - x.mean(axis=1, keepdims=True)
         spectrum = np.fft.rfft(x, self._nfft, axis=1)
         full = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft, axis=1)
         full[full[:, 0] < self._min_power * n] = 0.0
         return full
+
+
+def within_entry(x: np.ndarray, entry: np.ndarray) -> np.ndarray:
+    """``x`` (hops on the last axis) with its ``entry`` hops no higher than the highest of the others (per row)."""
+    if not entry.any():
+        return x
+    top = ENTRY_CAP * np.where(entry, 0.0, x).max(axis=-1, keepdims=True)
+    return np.where(entry, np.minimum(x, top), x)
