@@ -290,7 +290,8 @@ def test_a_loud_entry_does_not_hide_the_tempo_of_the_clicks_after_it() -> None:
     fills (the activation at its top for a few hops), much louder than the beats after it. Heard by the
     autocorrelation, that one onset outweighed the beats' repeat at every tempo, and the prior chose: clicks at
     seven tempi after such an entry, three seeds each, were at the right tempo at the first beat 1 time in 21. The
-    autocorrelation now hears the entry's first hops (beat_hmm.ENTRY_S) as silence; the beats still weigh them."""
+    autocorrelation now hears the entry (beat_hmm.ENTRY_S) capped below the beats after it; the beats still weigh
+    it in full."""
     fps = 44100 / 512
     right = 0
     for bpm in (70.0, 84.0, 100.0, 116.0, 130.0, 150.0, 170.0):
