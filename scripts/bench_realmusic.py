@@ -378,7 +378,7 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
 #: How the first seconds sound moves the first beat's tempo more than most settings do.
 STARTS = (("starts 256 samples into a hop", 256, 0.0, 0), ("starts 448 samples into a hop", 448, 0.0, 0),
           ("fades in over 0.2 s", 0, 0.2, 0), ("played at 48 kHz", 0, 0.0, 48000),
-          ("at 48 kHz, 256 samples into a hop", 256, 0.0, 48000))
+          ("48 kHz, 256 samples into a hop", 256, 0.0, 48000))
 
 
 def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> np.ndarray:

@@ -74,8 +74,9 @@ these separate a crossfade from a call on steady real music either: the band spe
 the whole activation's autocorrelation at the new tempo over the last 2-3 s, a fall of the current tempo's, or the
 HMM's own confidence in place of CLEAR (about 0.97 on most excerpts).
 
-On 10 of those 40 the BPM never followed (8 since beat_hmm.TEMPO_FLOOR, 9 since beat_hmm.OBS_K_EARLY): the clock kept
-the old track's tempo long after it was gone (on 7 of them the new track alone is read right). The new track's own
+On 10 of those 40 the BPM never followed (8 since beat_hmm.TEMPO_FLOOR, 9 since beat_hmm.OBS_K_EARLY, 10 since
+beat_hmm.ENTRY_S): the clock kept the old track's tempo long after it was gone (on 7 of them the new track alone is
+read right). The new track's own
 evidence is ambiguous there: the autocorrelation of the last 5 s, and the learned first-tempo score read on them,
 prefer a tempo near the old one or another relative as often as the new track's. Tried and not kept: a challenger (a
 copy of the beat HMM moved to a candidate from what is left over, without CLEAR) that takes over when it predicts
