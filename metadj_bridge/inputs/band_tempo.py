@@ -43,7 +43,7 @@ class BandTempo:
         self._groups: np.ndarray | None = None
 
     def push(self, bands: np.ndarray, counted: bool = True) -> None:
-        """One hop's bands; ``counted`` False: their rise is heard as none (the music's entry, see beat_hmm)."""
+        """One hop's bands; ``counted`` False: the music's entry (beat_hmm.ENTRY_S), capped in ``acfs``."""
         if self._groups is None or len(self._groups) != len(bands):
             edges = [e for e in GROUP_EDGES if e < len(bands)]
             self._groups = np.searchsorted(np.array(edges), np.arange(len(bands)), side="right")
@@ -68,7 +68,8 @@ class BandTempo:
 
 
 def within_entry(x: np.ndarray, entry: np.ndarray) -> np.ndarray:
-    """``x`` (hops on the last axis) with its ``entry`` hops no higher than the highest of the others (per row)."""
+    """``x`` (hops on the last axis) with its ``entry`` hops no higher than ENTRY_CAP of the highest of the others
+    (per row)."""
     if not entry.any():
         return x
     top = ENTRY_CAP * np.where(entry, 0.0, x).max(axis=-1, keepdims=True)
