@@ -305,7 +305,7 @@ def test_a_loud_entry_does_not_hide_the_tempo_of_the_clicks_after_it() -> None:
             first = next((k for k in range(len(a)) if hmm.step(float(a[k]))), None)
             assert first is not None and first < 3.0 * fps
             right += abs(hmm.refined_bpm() / bpm - 1.0) <= 0.04
-    assert right >= 18, right
+    assert right >= 15, right  # 18 at the time of writing
 
 
 def _two_pulses_and_noise(seed: int) -> np.ndarray:
