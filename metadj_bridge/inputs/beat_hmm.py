@@ -122,11 +122,10 @@ LOCK_WINDOW = 2
 #: the first beat comes within 3 s on 99.1% instead of 77.2% (when such a beat also needed LOCK_MASS and a share
 #: of the learned score's probability, from 2.5 s on); the tempo at it is right on 37.7% instead of 42.5%, but the
 #: first beat is both in time and at the right tempo on 36.8% instead of 34.6%, and beat F is unchanged (0.654).
-#: Not kept: the rule only from 2.4 s on (96.5% in time, 39.0% right, 37.3% both; with a LOCK_FIRST_MASS of 0.35
-#: or 0.5 there, 93% and 91% in time and no more right). Two exceptions since: a beat whose next one would come
-#: after LOCK_LAST_S (the issue's 3 s) locks whatever the mass (the best tempo can change from beat to beat up to
-#: then), and an activation that is not rhythmic locks when the model is as sure as the 1 s lock asks (LOCK_MASS):
-#: a jazz excerpt whose first seconds repeat little was 97% sure of its tempo from 2.5 s and beat at 3.15 s.
+#: Not kept: the rule only from 2.4 s on (96.5% in time, 39.0% right, 37.3% both; LOCK_FIRST_MASS 0.35 or 0.5
+#: there, 93% and 91% in time, no more right). Since: a beat whose next one would come after LOCK_LAST_S locks
+#: whatever the mass (the best tempo can change from beat to beat until then), and an unrhythmic start locks at
+#: LOCK_MASS (a jazz excerpt, 97% sure of its tempo from 2.5 s, beat at 3.15 s).
 LOCK_DEADLINE_S = 2.9
 LOCK_FIRST_MASS = 0.2
 LOCK_FIRST_RHYTHM = 0.02
@@ -139,9 +138,8 @@ LOCK_LAST_S = 3.0
 #: hop; the beats still weigh them in full (a loop's first kick is its first beat). On the development set's 228
 #: excerpts, three starts each (the stream's first sample, 256 and 448 samples into a hop), with the tempo score
 #: learned again on the same hearing: the tempo right at the first beat on 43.0% instead of 38.3% (non-classical
-#: in range 64.1% instead of 58.6%), beat F 0.653 (0.652), downbeat F 0.349 (0.355). Heard as silence: 44.3%, but a
-#: generated hip-hop track read at 168 instead of 84; a cap of 0.25: 44.6%, but a generated waltz's first beat at
-#: double tempo; no cap but the highest other hop: 40.5%.
+#: in range 64.1% instead of 58.6%), beat F 0.653 (0.652), downbeat F 0.349 (0.355). Silenced: 44.3%, a generated
+#: hip-hop track read at 168 not 84; capped at 0.25: 44.6%, a generated waltz at double; at 1: 40.5%.
 ENTRY_S = 0.07
 #: The BPM the clock reads before its beats have a line of their own (``refined_bpm``): the autocorrelation's peak
 #: within REFINE_WIDTH (relative) of the model's tempo, once REFINE_BEATS of its beats are heard. The model's own
@@ -329,7 +327,9 @@ class BeatHMM:
 
     def _acf_of_last(self, n: int) -> np.ndarray:
         """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed."""
-        part = within_entry(np.roll(self._ring, -self._ring_pos)[-n:], np.roll(self._entry, -self._ring_pos)[-n:])
+        part = np.roll(self._ring, -self._ring_pos)[-n:]
+        if self._music_start is not None and self.frames - self._music_start < self._acf_n + self._entry_hops:
+            part = within_entry(part, np.roll(self._entry, -self._ring_pos)[-n:])  # the entry may be in the window
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
 
