@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house
         threads.add(threading.current_thread().name)
         updates.append(update)
         deliver(update, board)
+        if len(updates) % 50 == 1:
+            time.sleep(0.05)  # a slow listener: the worker runs ahead and its updates must merge
 
     analyzer = AudioAnalyzer(source, on_update=on_update)
     await analyzer.start()
