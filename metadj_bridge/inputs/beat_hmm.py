@@ -9,9 +9,9 @@ from the held one sank to 1e-20-1e-40 of the probability (traced on real crossfa
 there (a DJ's next track, the beat after a beatless intro the clock had locked on) it won only after many seconds
 of evidence, or never.
 The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a`` (more lightly
-until just after the first beat: OBS_K_EARLY). Every 8 hops the autocorrelation of the last 5 s of activation
-weighs each tempo too, which settles the tempo of music whose onsets are not all beats (a walking bass, a strummed
-guitar). Until the first beat, when the bands are given, that evidence is a learned score instead
+until just after the first beat: OBS_K_FIRST, OBS_K_EARLY). Every 8 hops the autocorrelation of the last 5 s of
+activation weighs each tempo too, which settles the tempo of music whose onsets are not all beats (a walking bass,
+a strummed guitar). Until the first beat, when the bands are given, that evidence is a learned score instead
 (:mod:`~metadj_bridge.inputs.tempo_score`): the autocorrelations of the activation and of every band group at every
 metrical relative of each tempo. The activation's
 autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat is at most
@@ -57,28 +57,23 @@ LAMBDA = 300.0
 TEMPO_FLOOR = 1e-14
 #: The share of every beat that counts as "on the beat", as 1 / OBS_BEAT_SHARE of it.
 OBS_BEAT_SHARE = 10.0
-#: Beat states are weighted exp(OBS_K * activation); before the first beat exp(OBS_K_EARLY * activation), rising to
-#: OBS_K over the OBS_RAMP_S after it. The first second or two of onsets fits beat grids at many tempi, and at full
-#: weight they outvoted the tempo evidence (the learned score) with whichever grid they happened to fit. How much
-#: depended on how the music began, as the development set showed when it was played beginning other ways
-#: (``scripts/bench_realmusic.py``, "the music begun another way"): a stream that starts mid-song opens with a rise in
-#: every band while the first frame fills, an onset of its own (the activation at its top for two or three hops) whose
-#: size and timing depend on where in a hop the music began. So the tempo was right at the first beat on 39.0% of the
-#: 228 excerpts from the stream's first sample, but on 34.6% and 28.9% when they began 256 or 448 samples into a hop
-#: after digital silence (a DJ pressing play) and on 32.0% when they faded in over 0.2 s. With the lighter weight:
-#: 39.5%, 37.3%, 38.2% and 33.3%; without classical, in range, 63.8% instead of 59.5% from the first sample, 55.2% and
-#: 56.9% instead of 50.0% and 41.4% mid-hop. Beat F 0.651, 0.650, 0.653 and 0.638 instead of 0.652, 0.653, 0.644 and
-#: 0.647; downbeat F 0.357, 0.351, 0.357 and 0.331 instead of 0.359, 0.340, 0.321 and 0.354 (faded in, the light
-#: weight costs beat and downbeat F). On the generated tracks the tempo stays right at
-#: every first beat, which comes 0.1 s later (1.51 s after the music starts instead of 1.38 s at the median). Tried
-#: without the rise after the first beat, averaged over the first sample's start and the two mid-hop ones: 1.0, 1.5 and
-#: 2.0 give the tempo right at the first beat on 39.6%, 38.5% and 36.4%, but at 1.0 a generated held-out track's first
-#: beat comes at double tempo and downbeat F falls to 0.334 (0.352 at 1.5); the full weight at once after the first beat
-#: lets a generated hip-hop and a half-time drum-and-bass track flip to the other octave for two to four beats after it;
-#: rising over 2 s: downbeat F 0.345 (0.355 over 4 s), faded in beat F 0.639. Not kept either: ignoring the rise while
-#: the first frame fills (tempo right at the first beat 33% from every start, and a loop's first kick is lost with it: 3
-#: of the 11 generated tracks right at their first beat).
+#: Beat states are weighted exp(OBS_K * activation); before the first beat exp(OBS_K_FIRST * activation), then rising
+#: from OBS_K_EARLY to OBS_K over the OBS_RAMP_S after it. The first second or two of onsets fits beat grids at many
+#: tempi, and at full weight they outvoted the tempo evidence (the learned score) with whichever grid they happened to
+#: fit, the more so the more the start of the stream stood out (``scripts/bench_realmusic.py``, "the music begun another
+#: way": from the stream's first sample, 256 or 448 samples into a hop after digital silence, a 0.2 s fade-in). At full
+#: weight the tempo was right at the first beat on 39.0%, 34.6%, 28.9% and 32.0% of the 228 development excerpts; at 1.5
+#: throughout on 39.5%, 37.3%, 38.2% and 33.3%, beat F 0.651-0.653 and 0.638 faded in. Tried then: 1.0 or 2.0 throughout
+#: (39.6%, 36.4%; at 1.0 a generated held-out track's first beat at double tempo), no rise after the first beat (a
+#: generated hip-hop and half-time drum-and-bass track flip octave for a few beats), a rise over 2 or 4 s (downbeat F
+#: 0.345, 0.355 against 0.352). Since the entry is capped (ENTRY_S), 1.0 before the first beat and the rise from 1.5:
+#: the tempo right at the first beat from the first sample and 256 samples in 46.3% instead of 42.8% (the mean of the
+#: two), 448 in 45.2% instead of 43.4%; faded in 36.6% instead of 34.0%; at 48 kHz 44.7% instead of 42.1%; beat F within
+#: 0.002 of before on each; downbeat F 0.362 instead of 0.349 (first sample and 256 in). On the generated tracks the
+#: tempo is right at 12 of 13 first beats as before, the first beat 1.75 s after the music starts at the median instead
+#: of 1.50 s. 1.25: 43.9%; 0.75: 45.2%, beat F 0.650.
 OBS_K = 6.0
+OBS_K_FIRST = 1.0
 OBS_K_EARLY = 1.5
 OBS_RAMP_S = 4.0
 #: Autocorrelation tempo evidence: seconds of activation, every so many hops, and its exponent; from the first
@@ -231,7 +226,7 @@ class BeatHMM:
             else:
                 self._weigh_by_autocorrelation(new)
         if before_first_beat:
-            k = OBS_K_EARLY
+            k = OBS_K_FIRST
         else:
             since = (self.frames - self._first_beat_frame) / self.fps
             k = OBS_K if since >= OBS_RAMP_S else OBS_K_EARLY + (OBS_K - OBS_K_EARLY) * since / OBS_RAMP_S
