@@ -153,6 +153,8 @@ class BeatClock:
         self._lined = False
         #: Tempo changes called by the detector (a DJ's transitions) since the start.
         self.tempo_changes = 0
+        #: The tempo the detector last called, read until the new track's beats draw a line of their own (0: none).
+        self._called_bpm = 0.0
 
     # ------------------------------------------------------------------ public state
 
@@ -246,7 +248,7 @@ class BeatClock:
             self._hmm.move_tempo(new)
             self._measured.clear()
             self._fit = None
-            self.bpm = 60.0 * self._hmm.fps / new
+            self.bpm = self._called_bpm = 60.0 * self._hmm.fps / new
             self.tempo_changes += 1
 
     def _resume_held_tempo(self) -> None:
@@ -330,8 +332,13 @@ class BeatClock:
             # line has the beats to follow).
             if self._fit is not None:
                 self._lined = True
-            # Until the line first exists, the model's tempo made precise by the autocorrelation at it.
+                self._called_bpm = 0.0
+            # Until the line first exists, the model's tempo made precise by the autocorrelation at it; after a called
+            # tempo change, until the new track's beats draw a line, the called tempo while the model stays near it
+            # (the model, moved there with a bell of MOVE_WIDTH, can rest a few percent off for a second).
             model_bpm = model_bpm if self._lined else self._hmm.refined_bpm()
+            if self._called_bpm and abs(model_bpm / self._called_bpm - 1.0) < READOUT_RESTART:
+                model_bpm = self._called_bpm
             self.bpm = fitted if abs(fitted / model_bpm - 1.0) <= READOUT_AGREEMENT else model_bpm
             self.period = 60.0 / self.bpm
         self.confidence = self._hmm.confidence()
