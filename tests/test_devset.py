@@ -548,6 +548,9 @@ def test_a_start_variant_at_48_khz_keeps_the_excerpts_times() -> None:
     beats = np.array([t for t, _ in run.beats])
     late = beats[(beats > 5.0) & (beats < plain[-1] + 0.1)]
     error = late - plain[np.abs(late[:, None] - plain[None, :]).argmin(axis=1)]
+    # Nearly every beat within 5 ms of the plain run's (one of 27 is 37 ms off: the two runs' grids snap at
+    # different beats), and no offset between the two clocks.
     assert len(late) >= 12 and abs(float(np.median(error))) < 0.004, error
+    assert float(np.mean(np.abs(error) < 0.005)) >= 0.9, error
     assert f_measure(track.beats, beats).f_measure >= 0.95
     assert bench_realmusic.STARTS[-1][3] == 48000

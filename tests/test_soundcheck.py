@@ -46,7 +46,10 @@ async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house
         updates.append(update)
         deliver(update, board)
         if len(updates) % 50 == 1:
-            time.sleep(0.05)  # a slow listener: the worker runs ahead and its updates must merge
+            # A slow listener (a heavy mapping): it holds the loop on purpose, as such a listener would, so the
+            # worker runs ahead and its updates must merge. Without it a fast machine's loop keeps up and nothing
+            # merges, which is not the case under test.
+            time.sleep(0.05)
 
     analyzer = AudioAnalyzer(source, on_update=on_update)
     await analyzer.start()
