@@ -115,6 +115,37 @@ def test_a_change_is_heard_when_the_outgoing_beat_is_syncopated(which: int) -> N
     assert np.all(np.abs(bpms[before] / old.bpm - 1.0) < 0.02)
 
 
+def without_bass(track: synth.Track, below_hz: float = 250.0) -> synth.Track:
+    """The track with nothing under ``below_hz`` (no kick, no bass line): hats, snares, claps and pads."""
+    spectrum = np.fft.rfft(track.samples.astype(np.float64))
+    spectrum[np.fft.rfftfreq(len(track.samples), 1.0 / track.samplerate) < below_hz] = 0.0
+    samples = np.fft.irfft(spectrum, len(track.samples)).astype(np.float32)
+    return synth.Track(track.spec, samples, track.samplerate, track.beats, track.downbeats, track.bpms)
+
+
+#: Crossfades into a track without kick or bass, 14-18 BPM slower: its low band falls away as in a breakdown,
+#: where the clock holds the old tempo (BeatClock's flywheel), but what is left repeats at another beat.
+LESS_BASS = [
+    (synth.TrackSpec("house-124", "house", 124, 24, seed=201),
+     synth.TrackSpec("house-106", "house", 106, 16, seed=202)),
+    (synth.TrackSpec("offbeat-126", "offbeat_bass", 126, 24, seed=203),
+     synth.TrackSpec("hiphop-110", "hiphop", 110, 16, seed=204)),
+]
+
+
+@pytest.mark.parametrize("which", range(len(LESS_BASS)))
+def test_a_crossfade_into_a_track_without_bass_is_followed_not_held_as_a_breakdown(which: int) -> None:
+    old, new = LESS_BASS[which]
+    track = synth.crossfade(synth.render(old), without_bass(synth.render(new)), 24.0, 8.0)
+    clock, beats, times, bpms = play(track)
+    # The new beat is heard when it fills the last seconds: within 4 s of the crossfade's end (32 s).
+    settled = 36.0
+    after = (times >= settled) & (times <= track.beats[-1])
+    assert np.all(np.abs(bpms[after] / new.bpm - 1.0) < 0.02), np.unique(bpms[after].round(1))
+    assert f_measure(track.beats[track.beats >= settled], beats[beats >= settled], skip=0.0).f_measure >= 0.95
+    assert clock.tempo_changes == 1
+
+
 def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:
     """An activation of one-hop clicks every ``period`` hops."""
     a = np.zeros(n)

@@ -10,7 +10,8 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
 - **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
   beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders
   when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
-  if it wandered off, never firing two beats closer than half a beat;
+  if it wandered off, never firing two beats closer than half a beat; when the bass fell away because the DJ mixed
+  in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
@@ -57,6 +58,21 @@ class TempoFeatures(Protocol):
 BREAKDOWN_RATIO = 0.4
 BREAKDOWN_DAMPING = 0.3
 BREAKDOWN_AFTER_S = 4.0
+#: ... unless another beat is heard in it (a DJ's crossfade into a track with less bass, which would otherwise be
+#: held at the old tempo for as long as its low band stays low): the activation of the last NEW_BEAT_S repeats at a
+#: beat period 5-25% from the held one with at least NEW_BEAT_SUPPORT (1 is a perfect repeat) and NEW_BEAT_MARGIN
+#: more than at the held period, at NEW_BEAT_CHECKS checks in a row (one every NEW_BEAT_EVERY hops) within
+#: NEW_BEAT_TOLERANCE. The model then moves there as for a called tempo change, the low band heard now is the new
+#: normal, and for NEW_BEAT_GRACE_S no breakdown is heard (the old track's bass is still fading from the low band's
+#: mean, and the tempo change detector's metrical check runs then). A breakdown of the same track still repeats at
+#: its beat (hats, a snare roll), or at none.
+NEW_BEAT_S = 3.0
+NEW_BEAT_SUPPORT = 0.4
+NEW_BEAT_MARGIN = 0.2
+NEW_BEAT_CHECKS = 6
+NEW_BEAT_EVERY = 8
+NEW_BEAT_TOLERANCE = 0.03
+NEW_BEAT_GRACE_S = 8.0
 #: Beats the BPM readout fits its line through, and how far (relative) it may stray from the model's tempo.
 READOUT_BEATS = 16
 READOUT_AGREEMENT = 0.04
@@ -143,6 +159,11 @@ class BeatClock:
         self._flywheel_next = 0.0
         #: The low band has fallen away (a breakdown): the grid runs on at the held tempo.
         self.breakdown = False
+        #: Another beat heard in a breakdown: its period in hops, and the checks in a row it held (NEW_BEAT_CHECKS).
+        self._new_beat_lag = 0.0
+        self._new_beat_run = 0
+        #: The hop from which a breakdown can be heard (not in the first seconds, nor just after a new beat).
+        self._breakdown_from = int(BREAKDOWN_AFTER_S / hop_s) + 1
         self.period: float | None = None
         self._last_beat: float | None = None
         self.beat_index = -1
@@ -194,9 +215,15 @@ class BeatClock:
         self._low_long += self._long_alpha * (low - self._low_long)
         was_breakdown = self.breakdown
         self.breakdown = (
-            self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops * self.hop_s > BREAKDOWN_AFTER_S
+            self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops >= self._breakdown_from
         )
-        if was_breakdown and not self.breakdown:
+        if self.breakdown and self._hops % NEW_BEAT_EVERY == 0 and (new := self._new_beat()) is not None:
+            self._low_long = self._low_recent
+            self.breakdown = False
+            self._breakdown_from = self._hops + int(round(NEW_BEAT_GRACE_S / self.hop_s))
+            self._changes.changed(new)
+            self._move_to(new)
+        elif was_breakdown and not self.breakdown:
             self._resume_held_tempo()
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
         if self._changes.push(a):
@@ -245,11 +272,31 @@ class BeatClock:
         period = 60.0 * self._hmm.fps / self._hmm.tempo_bpm()
         new = self._changes.check(period, self._hmm.locked and not self.breakdown)
         if new is not None:
-            self._hmm.move_tempo(new)
-            self._measured.clear()
-            self._fit = None
-            self.bpm = self._called_bpm = 60.0 * self._hmm.fps / new
-            self.tempo_changes += 1
+            self._move_to(new)
+
+    def _move_to(self, period: float) -> None:
+        """The model moves to a new tempo (``period`` hops) and the readout starts again from it."""
+        self._hmm.move_tempo(period)
+        self._measured.clear()
+        self._fit = None
+        self.bpm = self._called_bpm = 60.0 * self._hmm.fps / period
+        self.tempo_changes += 1
+
+    def _new_beat(self) -> float | None:
+        """In a breakdown: the beat period (hops) of another beat that has held NEW_BEAT_CHECKS checks, else None."""
+        if self.period is None or not self._hmm.locked:
+            return None
+        here, lag, value = self._changes.other_beat(self.period / self.hop_s, int(round(NEW_BEAT_S / self.hop_s)))
+        if lag <= 0.0 or value < NEW_BEAT_SUPPORT or value < here + NEW_BEAT_MARGIN:
+            self._new_beat_run = 0
+            return None
+        held = self._new_beat_run and abs(lag / self._new_beat_lag - 1.0) <= NEW_BEAT_TOLERANCE
+        self._new_beat_run = self._new_beat_run + 1 if held else 1
+        self._new_beat_lag = lag
+        if self._new_beat_run < NEW_BEAT_CHECKS:
+            return None
+        self._new_beat_run = 0
+        return lag
 
     def _resume_held_tempo(self) -> None:
         """The music is back after a breakdown (or after it stopped): the model, which heard next to nothing while

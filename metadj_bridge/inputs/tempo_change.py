@@ -225,10 +225,15 @@ class TempoChangeDetector:
         if not ((self._run >= HOLD_CHECKS and self._strong >= STRONG_CHECKS)
                 or (self._long >= LONG_CHECKS and self._long_strong >= STRONG_CHECKS)):
             return None
+        self.changed(lag)
+        return lag
+
+    def changed(self, lag: float) -> None:
+        """The tempo was moved to ``lag`` hops (called here, or a new beat heard in a breakdown): the refractory
+        time and the metrical check start from now."""
         self.reset()
         self._last_change = self._frames
         self._rechecked, self._recheck_run, self._called = False, 0, lag
-        return lag
 
     def _metrical_check(self) -> float | None:
         """After a change: a metrical relative of the called tempo whose comb (see RELATIVES) is clearly the better one,
@@ -266,6 +271,14 @@ class TempoChangeDetector:
         self._last_change = self._frames
         return best
 
+    def other_beat(self, period: float, n: int) -> tuple[float, float, float]:
+        """How well the last ``n`` hops of activation repeat at ``period`` hops, and the strongest repeat 5-25% away
+        from it: (at period, that lag refined between whole hops or 0, its value), scaled like ``_evidence``'s."""
+        n = min(n, self._frames, self._size)
+        x = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))[-n:]
+        found = self._repeats(x, x, period)
+        return found if found is not None else (0.0, 0.0, 0.0)
+
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
         """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
         do not predict 5-25% away from it: (current, its lag refined between whole hops or 0, its value)."""
@@ -279,7 +292,11 @@ class TempoChangeDetector:
             i = back.astype(int)
             frac = back - i
             predicted += (1.0 - frac) * history[i] + frac * history[i + 1]
-        left = x - predicted / PREDICT_BEATS
+        return self._repeats(x, x - predicted / PREDICT_BEATS, period)
+
+    def _repeats(self, x: np.ndarray, left: np.ndarray, period: float) -> tuple[float, float, float] | None:
+        """``x``'s autocorrelation at ``period`` and the strongest peak of ``left``'s 5-25% away; None in silence."""
+        n = len(x)
         x = x - x.mean()
         left = left - left.mean()
         power = float(x @ x)
@@ -300,6 +317,8 @@ class TempoChangeDetector:
                       min(top, int(math.floor(period * hi_ratio))) + 1)
             for lo_ratio, hi_ratio in ((1.0 / NEW_MAX_RATIO, 1.0 / NEW_MIN_RATIO), (NEW_MIN_RATIO, NEW_MAX_RATIO))
         ])
+        if len(lags) == 0:
+            return current, 0.0, 0.0
         y0, y1, y2 = rest[lags - 1], rest[lags], rest[lags + 1]
         peaks = np.flatnonzero((y1 >= y0) & (y1 >= y2))
         if len(peaks) == 0:
