@@ -109,3 +109,11 @@ async def hear(samples: np.ndarray, samplerate: int, events: tuple[str, ...], si
     await analyzer.aclose()
     assert analyzer.error is None
     return fired, values
+
+
+def without_bass(samples: np.ndarray, samplerate: int, below_hz: float = 250.0) -> np.ndarray:
+    """Audio with nothing under ``below_hz`` (no kick, no bass line): what is left of a track is its hats, snares,
+    claps and pads."""
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    spectrum[np.fft.rfftfreq(len(samples), 1.0 / samplerate) < below_hz] = 0.0
+    return np.fft.irfft(spectrum, len(samples)).astype(np.float32)

@@ -21,6 +21,7 @@ from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.evaluation import bpm_error, f_measure
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
+from tests.helpers import without_bass
 
 
 @dataclass
@@ -216,6 +217,27 @@ def test_the_grid_holds_its_tempo_when_the_music_stops(comes_back: bool) -> None
         assert f_measure(again, r.beats[r.beats > back + 2.0], skip=0.0).f_measure >= 0.95
         later = r.report_times > back + 4.0
         assert np.all(np.abs(r.report_bpms[later] - 138) <= 1.0)
+
+
+@pytest.mark.parametrize(("style", "bpm", "shift"), [("hiphop", 90, 0.0), ("house", 124, 0.25)])
+def test_after_a_pause_the_next_song_without_bass_is_followed_not_the_old_grid(style: str, bpm: float,
+                                                                              shift: float) -> None:
+    """A performer's next song after 3 s of silence has no kick or bass (an intro, an acoustic song): its low band
+    never comes back, which alone would hold the old grid as a breakdown for as long as it plays. Music back after
+    a silence is a new start, and the next song's own beat is followed: another tempo, or the old one a quarter of
+    a beat off the old grid."""
+    old = synth.render(synth.TrackSpec("house-124", "house", 124, 12, seed=301))
+    new = synth.render(synth.TrackSpec("next", style, bpm, 16, seed=302))
+    sr = new.samplerate
+    pause = np.zeros(round((3.0 + shift * 60 / bpm) * sr), np.float32)
+    x = np.concatenate([old.samples, pause, without_bass(new.samples, sr)])
+    start = (len(old.samples) + len(pause)) / sr
+    r = track_run(dataclasses.replace(new, samples=x))
+    settled = start + 6.0
+    beats = new.beats + start
+    assert f_measure(beats[beats > settled], r.beats[r.beats > settled], skip=0.0).f_measure >= 0.95
+    later = (r.report_times > settled) & (r.report_times < beats[-1])
+    assert np.all(np.abs(r.report_bpms[later] / bpm - 1.0) < 0.02), np.unique(r.report_bpms[later].round(1))
 
 
 def test_phase_is_a_sawtooth_in_range(runs: dict[str, Run]) -> None:

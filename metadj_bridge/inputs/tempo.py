@@ -11,11 +11,12 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders
   when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
   if it wandered off, never firing two beats closer than half a beat; when the bass fell away because the DJ mixed
-  in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*);
+  in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*), and music back after a second
+  of silence is a new start whose bass, if any, is learnt afresh (SILENCE_*: a performer's next song);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
-  holds still on steady music and each beat carries its own;
+  holds still on steady music and each beat carries its own; it starts again when the beats move to another phase;
 - **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
 
 Pure: feature values and their times in, beats out. No clocks, threads or I/O.
@@ -73,12 +74,22 @@ NEW_BEAT_CHECKS = 6
 NEW_BEAT_EVERY = 8
 NEW_BEAT_TOLERANCE = 0.03
 NEW_BEAT_GRACE_S = 8.0
+#: Music back after a silence (the compressed spectrum's sum under SILENCE_RATIO of its 8 s mean for SILENCE_S) is
+#: a new start: a performer's next song, which need not have the last one's bass. The low band's followers start
+#: again from it and no breakdown is heard in its first BREAKDOWN_AFTER_S, as at the stream's start: the model, not the
+#: flywheel, times the beats (the grid held through the silence).
+SILENCE_RATIO = 0.05
+SILENCE_S = 1.0
 #: Beats the BPM readout fits its line through, and how far (relative) it may stray from the model's tempo.
 READOUT_BEATS = 16
 READOUT_AGREEMENT = 0.04
 #: The line starts again when the model's tempo moves this far (relative), and needs READOUT_MIN_BEATS beats.
 READOUT_RESTART = 0.05
 READOUT_MIN_BEATS = 3
+#: ... and again from the last READOUT_MIN_BEATS beats when they all lie more than READOUT_JUMP of a beat to the same
+#: side of the line through the ones before them (the model moved to another phase: a line through both would read
+#: a tempo a few percent off for 16 beats).
+READOUT_JUMP = 0.12
 #: A beat is measured at the activation's peak from MEASURE_BEFORE hops before the model's beat to
 #: MEASURE_AFTER of a beat after it (the model's "on the beat" states span its first tenth), once those hops
 #: have arrived, if the peak reaches MEASURE_MIN; the model's beats are placed on the line fitted through the
@@ -144,6 +155,9 @@ class BeatClock:
         self._delay = self.config.onset_delay_s
         self._low_recent = 0.0
         self._low_long = 1e-9
+        #: The compressed spectrum's sum over about 8 s of music, and the hops in a row under SILENCE_RATIO of it.
+        self._level_long = 0.0
+        self._silent = 0
         self._recent_alpha = hop_s / 1.0
         self._long_alpha = hop_s / 8.0
         #: The activation and the time of the last hops, by hop count.
@@ -153,6 +167,8 @@ class BeatClock:
         #: line through them.
         self._measured: deque[tuple[int, float, float]] = deque(maxlen=READOUT_BEATS)
         self._fit: tuple[float, float] | None = None
+        #: The first beat index the line may go through (the beats moved to another phase there).
+        self._line_from = 0
         #: The newest model beat still to be measured: (beat index, the hops to look for its peak in).
         self._unmeasured: tuple[int, int, int] | None = None
         self._pending: float | None = None
@@ -211,6 +227,18 @@ class BeatClock:
         if not (math.isfinite(a) and math.isfinite(low)):
             a = low = 0.0
         self._bars.hop(a, low, f.chroma, f.bass, f.beat_bands)
+        level = float(f.beat_bands.sum())
+        if not math.isfinite(level):
+            level = 0.0
+        if level < SILENCE_RATIO * self._level_long:
+            self._silent += 1
+        else:
+            if self._silent >= SILENCE_S / self.hop_s:  # a new start: learn its low band afresh
+                self._low_recent = self._low_long = 0.0
+                grace = self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s))
+                self._breakdown_from = max(self._breakdown_from, grace)
+            self._silent = 0
+            self._level_long += self._long_alpha * (level - self._level_long)  # held through a silence
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
         was_breakdown = self.breakdown
@@ -354,17 +382,28 @@ class BeatClock:
             start -= 1
         if abs(points[start][2] / expected - 1.0) >= READOUT_RESTART:
             start += 1
+        while start < len(points) and points[start][0] < self._line_from:
+            start += 1
         if len(points) - start < READOUT_MIN_BEATS:
             self._fit = None
             return
         x = np.array([p[0] for p in list(points)[start:]], float)
         y = np.array([p[1] for p in list(points)[start:]], float)
-        xm = x.mean()
-        slope = float((x - xm) @ (y - y.mean()) / ((x - xm) @ (x - xm)))
+        fit = _line(x, y)
+        # The last beats left the line through the ones before them (the model took another phase): the line starts
+        # again from where they are.
+        k = READOUT_MIN_BEATS
+        if len(x) >= 2 * k:
+            before = _line(x[:-k], y[:-k])
+            off = y[-k:] - (before[0] + before[1] * x[-k:])
+            if np.all(off > READOUT_JUMP * expected) or np.all(off < -READOUT_JUMP * expected):
+                fit = _line(x[-k:], y[-k:])
+                self._line_from = int(x[-k])
+        slope = fit[1]
         if not slope > 0 or abs(slope / expected - 1.0) > READOUT_AGREEMENT:
             self._fit = None
             return
-        self._fit = (float(y.mean()) - slope * xm, slope)
+        self._fit = fit
 
     def _beat(self, t: float, held: bool = False) -> BeatEvent:
         """A beat at ``t``; ``held``: the flywheel's, which keeps the tempo it had (the model hears nothing to go by
@@ -390,3 +429,10 @@ class BeatClock:
             self.period = 60.0 / self.bpm
         self.confidence = self._hmm.confidence()
         return BeatEvent(t, self.beat_index, self._beat_in_bar, self.bpm, self.confidence)
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The least-squares line through the points: (intercept, slope)."""
+    xm = x.mean()
+    slope = float((x - xm) @ (y - y.mean()) / ((x - xm) @ (x - xm)))
+    return float(y.mean()) - slope * xm, slope
