@@ -16,7 +16,7 @@ from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.evaluation import f_measure
-from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+from metadj_bridge.inputs.tempo import NEW_BEAT_MARGIN, NEW_BEAT_SUPPORT, BeatClock, TempoConfig
 from metadj_bridge.inputs.tempo_change import TempoChangeDetector
 from tests.helpers import without_bass
 
@@ -172,6 +172,21 @@ def test_the_detector_hears_a_crossfade_between_click_trains() -> None:
     assert len(calls) == 1
     hop, period = calls[0]
     assert fade_start < hop < fade_start + fade and period == pytest.approx(35.0, rel=0.02)
+
+
+@pytest.mark.parametrize(("new_period", "found"), [(35.0, True), (40.0, False), (20.0, False), (53.3, False)])
+def test_other_beat_hears_a_beat_5_to_25_percent_away_and_no_metrical_relative(new_period: float, found: bool) -> None:
+    """What the clock reads in a breakdown: the held beat (40 hops) gone, clicks at another period in the last 3 s.
+    35 hops is another beat; 40 is the held one, 20 its double and 53.3 its 3/4: none of those is a new beat."""
+    detector = TempoChangeDetector(FPS, 28, 86)
+    a = np.concatenate([clicks(1000, 40.0), clicks(400, new_period, start=3.0)])
+    for x in a:
+        detector.push(float(x))
+    here, lag, value = detector.other_beat(40.0, 258)
+    if found:
+        assert lag == pytest.approx(new_period, rel=0.02) and value >= 0.9 and here < 0.3
+    else:
+        assert value < NEW_BEAT_SUPPORT or value < here + NEW_BEAT_MARGIN
 
 
 def with_stray_onsets(a: np.ndarray, seed: int) -> np.ndarray:
