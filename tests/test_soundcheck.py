@@ -48,7 +48,8 @@ async def test_worker_hands_every_beat_to_the_loop_even_when_updates_merge(house
         if len(updates) % 50 == 1:
             # A slow listener (a heavy mapping): it holds the loop on purpose, as such a listener would, so the
             # worker runs ahead and its updates must merge. Without it a fast machine's loop keeps up and nothing
-            # merges, which is not the case under test.
+            # merges, which is not the case under test. Keeping the loop busy with many short tasks instead holds
+            # the GIL, and the worker starves (tried: the file was not analysed within 60 s); a sleep lets it run.
             time.sleep(0.05)
 
     analyzer = AudioAnalyzer(source, on_update=on_update)
