@@ -90,15 +90,13 @@ class AudioAnalyzer:
         on_update: Callable[[AudioUpdate], None] | None = None,
     ) -> None:
         self.source = source
-        self.extractor = FeatureExtractor(source.samplerate, analysis)
+        self._configs = (analysis, tempo)
+        self._fresh_analysis()
         if self.extractor.hop_size != source.hop_size:
             raise ValueError(
                 f"source hop {source.hop_size} does not match the analysis hop {self.extractor.hop_size} "
                 f"at {source.samplerate} Hz"
             )
-        self.clock = BeatClock(source.hop_size / source.samplerate, tempo)
-        self.sections = SectionTracker(source.hop_size / source.samplerate)
-        self.buildup = BuildupTracker(source.hop_size / source.samplerate)
         self.on_update = on_update
         #: Every block read, as it is heard (a recording subscribes to put the music beside the video).
         self.tap = AudioTap(source.samplerate, source.hop_size)
@@ -116,6 +114,16 @@ class AudioAnalyzer:
         self.finished: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self._listener_warning = RateLimitedWarning(log, "audio update listener errors")
+        self._fault_warning = RateLimitedWarning(log, "audio analysis faults (it started afresh each time)")
+
+    def _fresh_analysis(self) -> None:
+        """The analysis from its first hop: features, beat clock, sections and build-up."""
+        analysis, tempo = self._configs
+        hop_s = self.source.hop_size / self.source.samplerate
+        self.extractor = FeatureExtractor(self.source.samplerate, analysis)
+        self.clock = BeatClock(hop_s, tempo)
+        self.sections = SectionTracker(hop_s)
+        self.buildup = BuildupTracker(hop_s)
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -153,7 +161,11 @@ class AudioAnalyzer:
                 if block is None:
                     break
                 self.tap.publish(block)
-                self._analyse(block)
+                try:
+                    self._analyse(block)
+                except Exception as exc:  # a fault in the analysis itself: it starts afresh, the show goes on
+                    self._fault_warning.listener_failed(self._analyse, exc)
+                    self._fresh_analysis()
         except BaseException as exc:  # reported on the loop; the thread must not die silently
             self.error = exc
             log.error("audio analysis stopped: %s", exc, exc_info=True)

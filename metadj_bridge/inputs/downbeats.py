@@ -153,6 +153,21 @@ MAX_SPAN_HOPS = 1024
 Z_ALPHA = 0.05
 
 
+def bar_class(metre: int, position: int) -> int:
+    """The evidence class (beat 1, 2, 3 or 4 of a 4/4 bar) that position ``position`` of a ``metre``-beat count
+    is heard as. 4/4 is itself; a 3/4 bar is 1, 2 and the last beat (4). A longer count is bars of the music
+    counted together (8 or 16: two or four 4/4 bars, a phrase; 6 or 9: 3/4 bars), so its positions repeat the
+    bar's classes and the count's one falls on a bar's one; any other (5, 7, ...) is heard as one bar with its
+    first beat 1, its last 4 and the others 2 and 3 in turn."""
+    if metre % 4 == 0:
+        return position % 4
+    if metre % 3 == 0:
+        return (0, 1, 3)[position % 3]
+    if position == 0:
+        return 0
+    return 3 if position == metre - 1 else 1 + (position - 1) % 2
+
+
 class DownbeatTracker:
     """``hop(...)`` every hop, ``beat()`` at every beat (its position in the bar, 0 = downbeat).
 
@@ -197,9 +212,7 @@ class DownbeatTracker:
                     T[o + p, o + (p + step) % M] += pr
         if len(metres) > 1:
             T = (1.0 - ms) * T + ms * self._switch(T, metres)
-        # the class of each state: 4/4 positions are classes 0..3; a 3/4 bar is 0, 1 and the last beat (3)
-        self.cls = np.array([p if M >= 4 else (p if p < M - 1 else 3) for M, p in
-                             zip(np.array(metres)[self.midx], self.pos, strict=True)])
+        self.cls = np.array([bar_class(M, p) for M, p in zip(np.array(metres)[self.midx], self.pos, strict=True)])
         T = T / T.sum(axis=1, keepdims=True)
         # rhythm styles (one weight set each; the style persists, a rare switch): states style x (metre, pos)
         K = self.K
