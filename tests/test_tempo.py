@@ -613,3 +613,22 @@ def test_a_count_longer_than_a_bar_runs_over_the_musics_bars(count: int) -> None
     if count % 4 == 0:  # (a count of 5 or 6 on music in 4 is corrected now and then: its bars are not the music's)
         assert all((b - a) % count == 1 for a, b in zip(late, late[1:], strict=False))
         assert [p % 4 for p in late] == [e.beat_in_bar for e in events4 if e.t > 8.0]
+
+
+@pytest.mark.parametrize("name", ["hiphop-84", "broken-132", "waltz-3-4-132", "techno-145"])
+def test_a_fade_in_is_no_beat_and_the_first_beat_has_the_tracks_tempo(name: str) -> None:
+    """Music faded in over 0.2 s (a player's or a mixer's fade): its rise is one long onset that beat grids at
+    many tempi fit, not the first beat. The first beat still comes within 3 s, at the track's tempo."""
+    spec = next(s for s in (*synth.FIXTURE_SPECS, *synth.HELDOUT_SPECS) if s.name == name)
+    track = synth.render(spec)
+    x = track.samples.copy()
+    n = int(0.2 * track.samplerate)
+    x[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
+    fx = FeatureExtractor(track.samplerate)
+    clock = BeatClock(fx.hop_size / track.samplerate, TempoConfig())
+    events: list[BeatEvent] = []
+    for i in range(0, len(x) - fx.hop_size, fx.hop_size):
+        events += clock.process(fx.process(x[i : i + fx.hop_size]))
+    first = events[0]
+    assert first.t <= 3.0 and abs(first.bpm / track.bpms[0] - 1.0) <= 0.04, (first.t, first.bpm)
+    assert f_measure(track.beats, np.array([e.t for e in events])).f_measure >= 0.95

@@ -26,6 +26,8 @@ GROUP_EDGES = (3, 8, 21, 40, 61)
 #: The music's entry (beat_hmm.ENTRY_S) is heard by the autocorrelations at most this share of the highest other
 #: hop in the window (``within_entry``).
 ENTRY_CAP = 0.5
+#: The tatum (``tatum_lag``): the first autocorrelation peak that reaches this share of the zero lag.
+TATUM_MIN_ACF = 0.15
 
 
 class BandTempo:
@@ -74,3 +76,19 @@ def within_entry(x: np.ndarray, entry: np.ndarray) -> np.ndarray:
         return x
     top = ENTRY_CAP * np.where(entry, 0.0, x).max(axis=-1, keepdims=True)
     return np.where(entry, np.minimum(x, top), x)
+
+
+def tatum_lag(acf: np.ndarray, lo: int, hi: int) -> float | None:
+    """The fastest regular pulse: the first peak of the autocorrelation ``acf`` (zero lag first) between lags
+    ``lo`` and ``hi`` that reaches TATUM_MIN_ACF of the zero lag, in hops (between whole hops, from the parabola
+    through the peak and its neighbours); None when no pulse is that regular.
+
+    Shorter lags are the width of one onset, not a pulse; a sixteenth note at 172 BPM is 7.5 hops at 44.1 kHz.
+    """
+    floor = TATUM_MIN_ACF * acf[0]
+    for lag in range(max(lo, 1), min(hi, len(acf) - 2) + 1):
+        left, mid, right = acf[lag - 1], acf[lag], acf[lag + 1]
+        if mid >= floor and mid > left and mid >= right:
+            curve = left - 2.0 * mid + right
+            return lag + (0.5 * (left - right) / curve if curve < 0.0 else 0.0)
+    return None

@@ -37,7 +37,8 @@ import math
 
 import numpy as np
 
-from metadj_bridge.inputs.band_tempo import BandTempo, within_entry
+from metadj_bridge.inputs.band_tempo import BandTempo, tatum_lag, within_entry
+from metadj_bridge.inputs.beat_activation import FADE_MAX_S
 from metadj_bridge.inputs.tempo_score import tempo_score
 
 #: Tempo change at a beat: probability ~ exp(-LAMBDA * |relative change|).
@@ -94,13 +95,12 @@ ACF_MIN_POWER = 1e-4
 ACF_PRIOR_BPM = 120.0
 ACF_PRIOR_OCTAVES = 1.0
 #: The tatum rule: the fastest regular pulse in the activation (the first autocorrelation peak from TATUM_MIN_LAG
-#: hops that reaches TATUM_MIN_ACF of the zero lag, read from TATUM_MIN_S of music on) divides a beat at most
+#: hops that reaches band_tempo.TATUM_MIN_ACF of the zero lag, read from TATUM_MIN_S of music on) divides a beat at most
 #: TATUM_MAX_PER_BEAT times (sixteenths, with room for a hop's rounding). A longer beat, whose sixteenths would be
 #: 32nds (a half-time reading), lends its evidence to its double and is weighted TATUM_PENALTY on top of the
 #: weakest evidence.
 TATUM_MIN_LAG = 5
 TATUM_MIN_S = 3.0
-TATUM_MIN_ACF = 0.15
 TATUM_MAX_PER_BEAT = 4.5
 TATUM_PENALTY = 0.3
 #: The learned score's evidence before the first beat: (probability relative to the best + floor) ** gain.
@@ -139,6 +139,8 @@ LOCK_LAST_S = 3.0
 #: in range 64.1% instead of 58.6%), beat F 0.653 (0.652), downbeat F 0.349 (0.355). Silenced: 44.3%, a generated
 #: hip-hop track read at 168 not 84; capped at 0.25: 44.6%, a generated waltz at double; at 1: 40.5%.
 ENTRY_S = 0.07
+#: ... and a fade-in (the beat bands' sum rising every hop from the music's start, at most
+#: beat_activation.FADE_MAX_S: the figures are there) is an entry too, and its hops are not weighed as beats.
 #: The BPM the clock reads before its beats have a line of their own (``refined_bpm``): the autocorrelation's peak
 #: within REFINE_WIDTH (relative) of the model's tempo, once REFINE_BEATS of its beats are heard. The model's own
 #: (its blocks' mean around the best) was 4-8% off at the first beat on 12 of the development set's 228 excerpts:
@@ -187,6 +189,7 @@ class BeatHMM:
         self._lock_hops = int(round(LOCK_S * fps))
         self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
         self._entry_hops = int(round(ENTRY_S * fps))
+        self._fade_hops = int(round(FADE_MAX_S * fps))
         #: The learned score's last probabilities per tempo (None until it has been read).
         self._learned_p: np.ndarray | None = None
         #: How rhythmic the activation is, as last read for tempo evidence: its autocorrelation at the best beat
@@ -194,6 +197,9 @@ class BeatHMM:
         #: the median of the development set's excerpts at their first beat).
         self._rhythm = 0.0
         self._music_start: int | None = None
+        #: A fade-in so far (the beat bands' sum has risen every hop since the music started), and that sum.
+        self._fading = True
+        self._level = 0.0
         self.frames = 0
         self.best_block = 0
         self.locked = False
@@ -213,7 +219,13 @@ class BeatHMM:
         before_first_beat = self._last_beat_frame < 0
         if self._music_start is None and a > 0.1:
             self._music_start = self.frames
-        entering = self._music_start is not None and self.frames - self._music_start < self._entry_hops
+        since = self.frames - self._music_start if self._music_start is not None else -1
+        if self._fading and since >= 0:
+            level = float(bands.sum()) if bands is not None else 0.0
+            self._fading = level > self._level and since < self._fade_hops
+            self._level = level
+        fading = self._fading and since >= self._entry_hops
+        entering = 0 <= since < self._entry_hops or fading
         if bands is not None and before_first_beat:
             self._bands.push(bands, counted=not entering)
         alpha, new = self._alpha, self._spare
@@ -231,9 +243,10 @@ class BeatHMM:
         if before_first_beat:
             k = OBS_K_FIRST
         else:
-            since = (self.frames - self._first_beat_frame) / self.fps
-            k = OBS_K if since >= OBS_RAMP_S else OBS_K_EARLY + (OBS_K - OBS_K_EARLY) * since / OBS_RAMP_S
-        new[self._beat_states] *= math.exp(k * a)
+            beating = (self.frames - self._first_beat_frame) / self.fps
+            k = OBS_K if beating >= OBS_RAMP_S else OBS_K_EARLY + (OBS_K - OBS_K_EARLY) * beating / OBS_RAMP_S
+        if not fading:
+            new[self._beat_states] *= math.exp(k * a)
         if self.frames % 8 == 0:
             total = new.sum()
             if not total > 0.0:  # cannot happen with finite input; start again rather than carry NaN
@@ -431,18 +444,3 @@ class BeatHMM:
         """The probability of the best tempo block (0..1)."""
         return float(self._block_mass().max())
 
-
-def tatum_lag(acf: np.ndarray, lo: int, hi: int) -> float | None:
-    """The fastest regular pulse: the first peak of the autocorrelation ``acf`` (zero lag first) between lags
-    ``lo`` and ``hi`` that reaches TATUM_MIN_ACF of the zero lag, in hops (between whole hops, from the parabola
-    through the peak and its neighbours); None when no pulse is that regular.
-
-    Shorter lags are the width of one onset, not a pulse; a sixteenth note at 172 BPM is 7.5 hops at 44.1 kHz.
-    """
-    floor = TATUM_MIN_ACF * acf[0]
-    for lag in range(max(lo, 1), min(hi, len(acf) - 2) + 1):
-        left, mid, right = acf[lag - 1], acf[lag], acf[lag + 1]
-        if mid >= floor and mid > left and mid >= right:
-            curve = left - 2.0 * mid + right
-            return lag + (0.5 * (left - right) / curve if curve < 0.0 else 0.0)
-    return None
