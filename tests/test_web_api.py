@@ -212,6 +212,28 @@ async def test_malformed_bodies_are_refused_and_the_show_goes_on(bridge: Bridge)
     await bridge.until_received(lambda m: "a misty forest" in prompts_of(m), "the theme after the garbage")
 
 
+async def test_text_with_half_a_character_is_refused_and_the_show_goes_on(bridge: Bridge) -> None:
+    http, json_type = bridge.http, {"Content-Type": "application/json"}
+    for body, field in ((b'{"text": "neon \\ud800 city"}', "text"), (b'{"name": ["x", {"y": "\\udfff"}]}', "name"),
+                        (b'{"text": "ok", "\\ud800": 1}', "body")):
+        answer = await http.post("/api/prompt", content=body, headers=json_type)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == field and "surrogate" in answer.json()["error"]
+    assert (await http.post("/api/prompt", json={"text": "a golden desert"})).status_code == 200
+    await bridge.until_received(lambda m: prompts_of(m) == ["a golden desert"], "the next prompt at the emulator")
+    assert (await http.get("/api/state")).json()["control"]["typed_prompt"] == "a golden desert"
+
+
+async def test_a_body_nested_too_deeply_is_not_json_and_the_show_goes_on(bridge: Bridge) -> None:
+    deep = b"[" * 30_000 + b"]" * 30_000
+    answer = await bridge.http.post("/api/theme", content=deep, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": "the body is not JSON: nested too deeply", "field": "body"}
+    assert "RecursionError" not in bridge.caplog.text
+    assert (await bridge.http.post("/api/theme", json={"name": "forest"})).status_code == 200
+    await bridge.until_received(lambda m: "a misty forest" in prompts_of(m), "the theme after the deep body")
+
+
 async def test_a_profile_switch_through_the_api(bridge: Bridge) -> None:
     answer = await bridge.http.post("/api/profile", json={"path": "other.yaml"})
     assert answer.status_code == 202, answer.text

@@ -365,6 +365,15 @@ async def test_fifty_idle_websocket_clients_cost_one_state_per_tick() -> None:
         await wait_for(lambda: not web.live.clients, 5, "the clients gone")
 
 
+async def test_a_websocket_message_nested_too_deeply_is_no_ping_and_the_client_stays(server: WebServer) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(server.url + "ws") as live:
+        assert (await live.receive_json(timeout=5))["type"] == "state"
+        await live.send_str("[" * 2_000 + "]" * 2_000)  # within the 4 KiB a message may have
+        await live.send_json({"type": "ping"})
+        while (answer := await live.receive_json(timeout=5))["type"] != "pong":
+            assert answer["type"] == "state"
+
+
 def _raw_websocket(port: int) -> socket.socket:
     """A WebSocket client that shakes hands and then never reads a byte (a small receive buffer, too)."""
     sock = socket.socket()

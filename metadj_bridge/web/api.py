@@ -1,9 +1,9 @@
 """The control API's routes (docs/web.md): each reads one JSON object, hands its fields to the show's controls
 (``run/control.py``, through the server's :class:`~metadj_bridge.web.server.Control`) and answers the live state.
 
-Only the shape of the body is checked here (JSON, an object, not too big); what a field must be is the controls'
-business, and their refusal names the field. Nothing here waits on the show: the engine applies the request at
-its next step, and the WebSocket shows the result.
+Only the shape of the body is checked here (JSON, an object, not too big, no half characters in its text); what a
+field must be is the controls' business, and their refusal names the field. Nothing here waits on the show: the
+engine applies the request at its next step, and the WebSocket shows the result.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,10 @@ STATUS = {"bad": 400, "unknown": 404, "forbidden": 403, "unavailable": 501}
 Body = dict[str, Any]
 Call = Callable[["Control", Body, str], Awaitable[Any] | Any]
 
+#: Half of a UTF-16 surrogate pair: JSON's ``"\\ud800"`` escape reads as one, yet it is no character, and the show
+#: log and Scope's data channel (both UTF-8) cannot carry it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def add_api_routes(app: web.Application, server: WebServer) -> None:
     from metadj_bridge.web.server import MAX_BODY, json_error
@@ -46,8 +51,16 @@ def add_api_routes(app: web.Application, server: WebServer) -> None:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             return json_error(400, f"the body is not JSON ({exc})", "body")
+        except RecursionError:
+            return json_error(400, "the body is not JSON: nested too deeply", "body")
         if not isinstance(body, dict):
             return json_error(400, f"the body is JSON but not an object ({type(body).__name__})", "body")
+        for name, value in body.items():
+            field = "body" if _SURROGATE.search(name) else name  # a key that is not text names no field
+            bad = _surrogate_in(name if field == "body" else value)
+            if bad is not None:
+                return json_error(400, f"{field}: {bad!r} is half of a UTF-16 surrogate pair, not a character; "
+                                  "send the whole character", field)
         return body
 
     def route(path: str, call: Call, *, required: tuple[str, ...], status: int = 200) -> None:
@@ -100,6 +113,23 @@ def add_api_routes(app: web.Application, server: WebServer) -> None:
         return web.json_response(current, headers={"Cache-Control": "no-store"}, dumps=_dumps)
 
     app.router.add_get("/api/state", state)
+
+
+def _surrogate_in(value: Any) -> str | None:
+    """The first lone surrogate in the strings of a JSON value (keys too, at any depth), or None."""
+    stack = [value]
+    while stack:  # not recursive: the decoder allowed nesting almost as deep as Python's own limit
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _dumps(value: Any) -> str:

@@ -149,7 +149,7 @@ def _abort(client: _Client) -> None:
 def _is_ping(data: str) -> bool:
     try:
         message = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: not a ping either
         return False
     return isinstance(message, dict) and message.get("type") == "ping"
 
