@@ -131,6 +131,7 @@ def test_a_crashed_show_is_read_up_to_its_cut_off_line(tmp_path: Path) -> None:
         ('{"type": "header", "version": 1, "pipeline": "longlive", "width": 0, "height": 576}\n', ":1: header 'width'"),
         ('{"type": "header", "version": 9, "pipeline": "longlive", "width": 1, "height": 1}\n', "newer metadj-bridge"),
         ('HEADER\nnot json\n{"type": "end", "t": 2}\n', ":2: not JSON"),
+        ("HEADER\n" + "[" * 100_000 + "]" * 100_000 + '\n{"type": "end", "t": 2}\n', ":2: not JSON .nested too deeply"),
         ('HEADER\n{"type": "sent", "t": -1, "message": {}}\n', ":2: 't' must be a number"),
         ('HEADER\n{"type": "sent", "t": 1, "message": [1]}\n', ":2: 'message' must be an object"),
         ('HEADER\n\nHEADER\n', ":3: a second header"),
@@ -142,6 +143,24 @@ def test_bad_logs_name_file_and_line(tmp_path: Path, content: str, expected: str
     with pytest.raises(ShowLogError, match=expected.replace("'", ".")) as err:
         read_show_log(path)
     assert str(path) in str(err.value)
+
+
+def test_text_that_utf8_cannot_hold_is_written_escaped_and_the_log_goes_on(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    show = ShowLog(tmp_path / "show.jsonl", HEADER, flush_interval=0.01)
+    with caplog.at_level(logging.WARNING, logger="metadj_bridge.showlog.log"):
+        show.record({"prompts": [{"text": "neon \ud800 city", "weight": 1.0}]}, show.t0 + 1)
+        show.event("prompt '\udfff' (typed)")
+        show.record({"noise_scale": 0.5}, show.t0 + 2)
+        show.close()
+    assert show.lines_written == 5 and show.lines_lost == 0  # header, sent, event, sent, end
+    rec = read_show_log(show.path)
+    assert [s.message for s in rec.sent] == [{"prompts": [{"text": "neon \ud800 city", "weight": 1.0}]},
+                                             {"noise_scale": 0.5}]
+    assert rec.events[0].text == "prompt '\udfff' (typed)" and not rec.truncated
+    assert "\\ud800" in show.path.read_text(encoding="utf-8")
+    warnings = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
+    assert len(warnings) == 1 and "a sent entry" in warnings[0]
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

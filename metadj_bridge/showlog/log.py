@@ -11,7 +11,9 @@ A show log lets a set be looked at, re-rendered (``metadj-bridge export-timeline
 
 ``ShowLog.record(message, t)`` has the signature of ``ParameterSender.on_sent`` and runs on the event loop:
 it only encodes and appends a line; a background thread writes the lines about once a second. A full disk or
-an unwritable path is logged (rate-limited) and the show goes on without its log.
+an unwritable path is logged (rate-limited) and the show goes on without its log. Text that UTF-8 cannot hold
+(half of a UTF-16 surrogate pair, as JSON's ``"\\ud800"`` reads) is written as JSON escapes, so its line still
+reads back as what was sent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: The ``version`` in the header this code writes and reads.
 FORMAT_VERSION = 1
+#: Half of a UTF-16 surrogate pair: a str may hold one, a UTF-8 file cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ShowLogError(MetaDJError):
@@ -156,6 +161,8 @@ class ShowLog:
         self._file: IO[str] | None = None
         self._open_failed = False
         self._warning = RateLimitedWarning(log, f"show log {self.path} cannot be written", interval=60.0)
+        self._escaped = RateLimitedWarning(log, f"show log {self.path}: entries with text that is not UTF-8, "
+                                           "written escaped", interval=60.0)
         #: Lines handed to the file, and lines lost to a full disk or an unwritable path.
         self.lines_written = 0
         self.lines_lost = 0
@@ -190,6 +197,9 @@ class ShowLog:
             self.lines_lost += 1
             self._warning.note(f"an entry could not be encoded ({exc})")
             return
+        if not line.isascii() and _SURROGATE.search(line):
+            line = json.dumps(entry, separators=(",", ":"), allow_nan=False)  # every character outside ASCII escaped
+            self._escaped.note(f"a {entry.get('type')} entry")
         with self._lock:
             self._lines.append(line)
 
@@ -235,7 +245,7 @@ class ShowLog:
             out.write("".join(line + "\n" for line in lines))
             out.flush()
             self.lines_written += len(lines)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: text the file cannot encode, should any get past _append
             self.lines_lost += len(lines)
             self._warning.note(f"{exc}; the show goes on without these {len(lines)} lines")
 
@@ -329,6 +339,8 @@ def read_show_log(path: str | os.PathLike[str]) -> ShowRecording:
                 truncated = True
                 break
             raise ShowLogError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from exc
+        except RecursionError:
+            raise ShowLogError(f"{where}: not JSON (nested too deeply to read)") from None
         if not isinstance(entry, dict):
             raise ShowLogError(f"{where}: expected a JSON object, got {type(entry).__name__}")
         kind = entry.get("type")
