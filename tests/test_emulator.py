@@ -534,11 +534,22 @@ async def test_invalid_data_channel_messages_are_dropped_and_logged(
     session_id = await peer.connect(http, emu.url, TEXT_OFFER)
     peer.channel.send("{not json")
     peer.channel.send("[1, 2]")
+    peer.channel.send("[" * 30_000 + "]" * 30_000)  # deeper than Python's JSON reader goes
     peer.send({"noise_scale": 0.5})
     await wait_for(lambda: _applied_count(http, emu, session_id, 1), 5, "the valid message")
     assert (await http.get(emu.url + "/_emulator/metrics")).json()["messages_received"] == 1
     lines = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 100})).json()["lines"]
-    assert sum("not JSON" in line for line in lines) == 1 and sum("not a JSON object" in line for line in lines) == 1
+    assert sum("not JSON" in line for line in lines) == 2 and sum("not a JSON object" in line for line in lines) == 1
+
+
+async def test_bodies_nested_too_deeply_are_a_json_decode_error(make_emu: EmulatorFactory,
+                                                                http: httpx.AsyncClient) -> None:
+    emu = await make_emu()
+    deep = "[" * 30_000 + "]" * 30_000
+    for path in ("/api/v1/pipeline/load", "/api/v1/tempo/enable"):
+        answer = await http.post(emu.url + path, content=deep, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, (path, answer.text)
+        assert "JSON decode error" in answer.text
 
 
 async def test_garbage_parameter_values_do_not_stop_the_stream(
@@ -552,7 +563,8 @@ async def test_garbage_parameter_values_do_not_stop_the_stream(
     garbage = {"prompts": 5, "transition": "soon", "base_seed": "abc", "noise_scale": None, "denoising_step_list": "x"}
     peer.send(garbage)
     peer.send({"transition": {"target_prompts": [{"text": 3}], "num_steps": -2}, "ctrl_input": {"mouse": "left"}})
-    await wait_for(lambda: _applied_count(http, emu, session_id, 2), 5, "the odd messages to be applied")
+    peer.send({"prompts": [{"text": "neon \ud800 city", "weight": 1.0}]})  # half a character: no UTF-8 for it
+    await wait_for(lambda: _applied_count(http, emu, session_id, 3), 5, "the odd messages to be applied")
     await peer.frames_after(4)
     assert (await http.get(emu.url + "/api/v1/session/parameters")).json()["parameters"]["base_seed"] == "abc"
 
@@ -696,6 +708,14 @@ def test_each_prompt_has_its_own_picture_and_weights_blend_them() -> None:
     assert draw((("neon city", 1.0),), flash=1.0)[:-20].mean() > 250
     assert mean_diff(draw((("neon city", 1.0),), frame_number=4), city) > 1.0  # motion
     assert mean_diff(draw((("neon city", 1.0),), base_seed=43), city) > 1.0
+
+
+def test_a_prompt_with_half_a_character_is_drawn_as_a_prompt_of_its_own() -> None:
+    renderer = FrameRenderer()
+    odd, city = ((("neon \ud800 city", 1.0),), (("neon city", 1.0),))
+    drawn = renderer.render(FrameSpec(256, 144, odd, 3, 1))
+    assert mean_diff(drawn, renderer.render(FrameSpec(256, 144, city, 3, 1))) > 20
+    assert np.array_equal(drawn, FrameRenderer().render(FrameSpec(256, 144, odd, 3, 1)))
 
 
 async def test_a_recvonly_offer_gets_no_video_as_in_scope(

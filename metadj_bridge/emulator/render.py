@@ -114,9 +114,10 @@ def pattern_for(text: str, width: int, height: int, variant: int = 0) -> np.ndar
 
     The same text always gives the same colours (blake2b of the text, not Python's salted hash),
     so a performer learns which colour means which prompt. ``variant`` (the seed's composition)
-    picks the pattern: neighbouring variants always have different pattern kinds.
+    picks the pattern: neighbouring variants always have different pattern kinds. Half of a UTF-16 surrogate pair
+    (JSON's ``"\\ud800"`` on the data channel reads as one) is hashed as it came rather than failing the frame.
     """
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     hue = digest[0] / 255.0
     kind = _PATTERN_KINDS[(digest[1] + variant) % len(_PATTERN_KINDS)]
     cycles = 2 + (digest[2] + 2 * (variant // len(_PATTERN_KINDS))) % 5  # repetitions across the frame width

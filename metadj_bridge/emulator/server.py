@@ -214,7 +214,7 @@ class ScopeEmulator:
             return None
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RequestRejected(
                 422, [problem("json_invalid", [0], "JSON decode error", {"error": str(exc)})]
             ) from exc

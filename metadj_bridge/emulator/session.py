@@ -131,7 +131,7 @@ class EmulatorSession:
             return
         try:
             message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
             self._log.warning("Session %s: dropping data-channel message that is not JSON (%s): %.200r",
                               self.session_id, exc, raw)
             return

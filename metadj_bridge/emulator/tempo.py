@@ -117,7 +117,7 @@ def add_tempo_routes(router: web.UrlDispatcher, tempo: EmulatedTempoSync) -> Non
     async def enable(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RequestRejected(422, "JSON decode error") from None
         return web.json_response(tempo.enable(body))
 
