@@ -249,6 +249,16 @@ def test_terminal_escapes_from_the_file_are_never_echoed_raw(tmp_path: Path) -> 
     assert str(caught.value).startswith(str(tmp_path / "we\\x1bird.yaml:4:17: "))
 
 
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+def test_half_a_character_written_as_an_escape_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         loader: str) -> None:
+    if not hasattr(yaml, loader):
+        pytest.skip(f"this PyYAML has no {loader} (built without libyaml)")
+    monkeypatch.setattr("metadj_bridge.profile.yamlnodes._Loader", getattr(yaml, loader))
+    error = refused(write(tmp_path, "half.yaml", 'themes:\n  main:\n    prompts: ["neon \\ud800 city"]\n'))
+    assert error.line == 3
+
+
 def test_a_prompt_longer_than_scope_reads_is_refused(tmp_path: Path) -> None:
     error = refused(write(tmp_path, "p.yaml", f"themes:\n  main:\n    prompts: ['{'neon ' * 500}']\n"))
     at(error, 3, 15)

@@ -224,7 +224,7 @@ class _Packet:
         if after > end:
             raise OscPacketError(f"the {what} lacks its padding")
         try:
-            text = data[i:nul].decode("utf-8")
+            text = data[i:nul].decode("utf-8")  # strict: the bytes of half a surrogate pair (ED A0 80) are refused too
         except UnicodeDecodeError:
             raise OscPacketError(f"the {what} is not UTF-8 text") from None
         if len(text) > limit:

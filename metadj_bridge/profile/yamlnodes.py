@@ -34,6 +34,8 @@ MAX_DEPTH = 60
 #: No setting needs a number written with more characters; longer ones are slow to convert (base-60 integers).
 MAX_NUMBER_CHARS = 1000
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+#: What ``"\\ud800"`` in a double-quoted string gives: no character, and nothing a UTF-8 message or log can carry.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: Line breaks to YAML 1.1 but not to an editor: parsed as ordinary characters (unassigned noncharacters stand in
 #: for them while the parser runs) and put back in every string.
@@ -290,6 +292,9 @@ class _Converter:
                 raise self.fail(node, f"cannot read {node.value[:80]!r}: {str(exc)[:200]}", path) from None
             if isinstance(value, str):
                 value = value.translate(_RESTORE)
+                if half := _SURROGATE.search(value):  # libyaml refuses the escape; the pure-Python loader reads it
+                    raise self.fail(node, f"{half.group()!r} is half of a UTF-16 surrogate pair, not a character",
+                                    path)
             out = self._here(node, value)
             out.written = _trap(node, value)
             return out

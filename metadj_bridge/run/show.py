@@ -431,7 +431,7 @@ def send_switch(path: str, to: str, token: str | None = None) -> int:
                           "its web server on that port (run --http-port)?") from None
     try:
         said = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         said = {}
     if answer.status_code >= 400:
         error = said.get("error") if isinstance(said, dict) else None
