@@ -16,16 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import EXIT_CONFIG, ConfigError
 from metadj_bridge.inputs.audio import AudioBlock, WavFileSource
 from metadj_bridge.inputs.audio_devices import InputDevice, find_input_device, list_input_devices, parse_channels
-from metadj_bridge.inputs.audio_file import AudioFormatError, read_audio
+from metadj_bridge.inputs.audio_file import AudioFormatError, read_audio, read_audio_header
 from metadj_bridge.inputs.live_audio import LiveInputSource
 from tests.jackrig import JackPlayer, JackServer
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 HOP = 512
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo: named pipes are POSIX only")
 
 # --------------------------------------------------------------------------------------------- audio files
 
@@ -216,6 +217,99 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         read_audio(tmp_path / "nope.wav")
     with pytest.raises(ConfigError, match="no such audio file"):
         WavFileSource(tmp_path / "nope.wav", hop_size=HOP)
+
+
+def listen(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metadj_bridge", "listen", "--json", "--file", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@needs_fifo
+def test_a_fifo_or_a_device_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer for ever; /dev/zero never ends. Both are refused from stat."""
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    proc = listen(fifo)
+    assert proc.returncode == EXIT_CONFIG, proc.stderr
+    assert proc.stderr.strip() == f"error: {fifo}: a named pipe (FIFO), not an audio file; give a file saved on " \
+                                  "disk (WAV, FLAC, MP3, Ogg, AIFF and the other formats of libsndfile)"
+    for read in (read_audio, read_audio_header):
+        with pytest.raises(ConfigError, match="a named pipe"):
+            read(fifo)
+        with pytest.raises(ConfigError, match="is a folder, not an audio file"):
+            read(tmp_path)
+        if os.path.exists("/dev/zero"):
+            with pytest.raises(ConfigError, match="^/dev/zero: a device, not an audio file"):
+                read("/dev/zero")
+    with pytest.raises(ConfigError, match="a named pipe"):
+        WavFileSource(fifo, hop_size=HOP)
+
+
+def test_a_file_name_the_system_refuses_is_a_config_error(tmp_path: Path) -> None:
+    """A NUL byte (from a profile's "\\0") and a name longer than the system allows: one line each, the NUL shown."""
+    for read in (read_audio, read_audio_header):
+        with pytest.raises(ConfigError, match=r"a\\x00b\.wav: not a usable file name \(embedded null byte\)$"):
+            read(tmp_path / "a\0b.wav")
+        with pytest.raises(ConfigError, match="cannot open the audio file: File name too long"):
+            read(tmp_path / ("x" * 5000 + ".wav"))
+
+
+@pytest.mark.parametrize("rate", [1, 100, 4000, 10_000_000])
+@pytest.mark.parametrize("kind", ["wav", "aiff"])
+def test_a_sample_rate_the_analysis_cannot_use_names_the_file(tmp_path: Path, rate: int, kind: str) -> None:
+    """A header that says 100 Hz or 10 MHz: the error names the file and the rates that work, before the samples
+    are read, from read_audio, read_audio_header and listen --file alike."""
+    import soundfile
+
+    path = tmp_path / f"rate{rate}.{kind}"
+    if kind == "wav":
+        path.write_bytes(riff(struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16), bytes(2000)))
+    else:
+        soundfile.write(path, np.zeros(1000, np.float32), rate, format="AIFF")
+    expected = f"{path}: the file's sample rate is {rate} Hz; metadj-bridge analyses audio at 8000-384000 Hz"
+    for read in (read_audio, read_audio_header):
+        with pytest.raises(AudioFormatError) as caught:
+            read(path)
+        assert str(caught.value).startswith(expected) and "ffmpeg -i" in str(caught.value)
+    if rate == 100:
+        proc = listen(path)
+        assert proc.returncode == EXIT_CONFIG
+        assert proc.stderr.strip().startswith(f"error: {expected}"), proc.stderr
+
+
+def test_the_header_is_read_without_the_samples(tmp_path: Path) -> None:
+    """read_audio_header gives the rate of a good file (WAV and libsndfile formats) and the errors read_audio gives
+    before it decodes: an empty file, a WAV without samples, a file that is not audio."""
+    import soundfile
+
+    write_pcm(tmp_path / "s.wav", np.zeros((4410, 2), np.int16), 48000, 2)
+    soundfile.write(tmp_path / "s.flac", _sine(0.5, 22050, amplitude=0.2), 22050)
+    assert read_audio_header(tmp_path / "s.wav") == 48000
+    assert read_audio_header(tmp_path / "s.flac") == 22050
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "silent.wav").write_bytes(riff(struct.pack("<HHIIHH", 1, 1, 44100, 88200, 2, 16), b""))
+    (tmp_path / "notes.wav").write_bytes(b"these are my set notes, not audio\n" * 4)
+    for name, says in (("empty.wav", "the file is empty"), ("silent.wav", "holds no audio"),
+                       ("notes.wav", "not an audio file")):
+        for read in (read_audio, read_audio_header):
+            with pytest.raises(AudioFormatError, match=says):
+                read(tmp_path / name)
+
+
+def test_float_samples_beyond_float32_become_infinite_without_numpy_warnings(tmp_path: Path) -> None:
+    """64-bit float WAVs hold values float32 cannot (1e300), and a stereo float32 file at its largest overflows
+    the downmix: they read as infinite (the analysis counts and silences them, with its own warning), and numpy's
+    RuntimeWarnings never reach the terminal (warnings are errors in these tests)."""
+    big = np.zeros(2000)
+    big[100:110] = 1e300
+    big[200] = -1e300
+    (tmp_path / "f64.wav").write_bytes(riff(float_fmt(64), big.astype("<f8").tobytes()))
+    loud = np.full((1000, 2), 3.4e38, np.float32)
+    (tmp_path / "f32.wav").write_bytes(riff(float_fmt(32, channels=2), loud.astype("<f4").tobytes()))
+    samples, _ = read_audio(tmp_path / "f64.wav")
+    assert np.isposinf(samples[100:110]).all() and np.isneginf(samples[200]) and samples[300] == 0.0
+    samples, _ = read_audio(tmp_path / "f32.wav")
+    assert np.isinf(samples).all()
 
 
 # --------------------------------------------------------------------------------------------- file source

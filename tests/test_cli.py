@@ -218,3 +218,26 @@ def test_any_command_into_a_reader_that_goes_away_ends_quietly() -> None:
         err = proc.stderr.read().decode()
         proc.wait(timeout=60)
     assert proc.returncode == 0 and err == ""
+
+
+def test_run_names_where_an_address_or_a_file_the_system_refuses_was_given(tmp_path: Path) -> None:
+    """An OSC out address the system cannot send to (fe80::1 without its interface, on Linux) and an audio file name
+    it refuses (a NUL byte) end the run at the start in one line naming the profile's line or the flag: a setting
+    to change (78), never a bug (70)."""
+    themes = "themes:\n  main:\n    prompts: [neon city]\n"
+    osc = tmp_path / "osc.yaml"
+    osc.write_text(themes + "inputs:\n  audio: none\n  osc:\n    out: 'fe80::1:9000'\n", encoding="utf-8")
+    audio = tmp_path / "audio.yaml"
+    audio.write_text(themes + 'inputs:\n  audio: "file:a\\0b.wav"\n', encoding="utf-8")
+    refused = "cannot send OSC to fe80::1:9000: Invalid argument (check the address, and that this computer is on " \
+              "that network)"
+    runs = [(("--profile", str(audio)), f"{audio}:5:10: inputs.audio: {tmp_path}/a\\x00b.wav: not a usable file name "
+                                        "(embedded null byte)")]
+    if sys.platform == "linux":
+        runs += [(("--profile", str(osc)), f"{osc}:7:10: inputs.osc.out: {refused}"),
+                 (("--osc-out", "fe80::1:9000", "--no-audio"), f"--osc-out: {refused}")]
+    for args, message in runs:
+        proc = cli("run", *args, "--duration", "20", "--output", "none", "--show-log", "none", "--http-port", "0")
+        assert proc.returncode == EXIT_CONFIG, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == f"error: {message}"
+        assert "Traceback" not in proc.stderr

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -359,6 +360,34 @@ def test_check_never_prints_raw_escapes(tmp_path: Path) -> None:
     assert code == 1 and len(err) == 1
     assert_printable(err[0])
     assert "\\x1b[2J" in err[0]
+
+
+def test_check_reads_the_header_of_the_audio_file_the_show_opens(tmp_path: Path) -> None:
+    """``run`` opens ``inputs.audio``'s file at the start: ``check`` reads its header the same way (never a FIFO,
+    which would block it) and names the profile's line, so what check passes, run can open."""
+    from metadj_bridge.inputs.synth import write_wav
+
+    write_wav(tmp_path / "set.wav", np.zeros(4410, np.float32), 44100)
+    write_wav(tmp_path / "slow.wav", np.zeros(100, np.float32), 100)
+    write(tmp_path, "notes.txt", "these are my set notes, not audio\n" * 4)
+    cases = [("gone.wav", "no such audio file"), ("notes.txt", "this is not an audio file"),
+             ("slow.wav", "the file's sample rate is 100 Hz; metadj-bridge analyses audio at 8000-384000 Hz"),
+             (".", "is a folder, not an audio file")]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.wav")
+        cases.append(("pipe.wav", "a named pipe (FIFO), not an audio file"))
+    for name, says in cases:
+        path = write(tmp_path, "show.yaml", THEMES + f'inputs:\n  audio: "file:{name}"\n')
+        code, out, err = check(path)
+        assert code == 1 and out == [], err
+        assert len(err) == 1 and err[0].startswith(f"error: {path}:5:10: inputs.audio: "
+                                                   f"{os.path.normpath(tmp_path / name)}: {says}"), err
+    nul = write(tmp_path, "nul.yaml", THEMES + 'inputs:\n  audio: "file:a\\0b.wav"\n')
+    assert check(nul)[2] == [f"error: {nul}:5:10: inputs.audio: {tmp_path}/a\\x00b.wav: not a usable file name "
+                             "(embedded null byte)"]
+    for audio in ('"file:set.wav"', "{source: file, path: set.wav, gain: 2}"):
+        good = write(tmp_path, "good.yaml", THEMES + f"inputs:\n  audio: {audio}\n")
+        assert check(good) == (0, [f"ok  {good} (1 themes, 0 mappings)"], [])
 
 
 # ------------------------------------------------------------------------------------------------ hot reload

@@ -8,6 +8,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -539,6 +540,49 @@ async def test_osc_out_without_a_listener_and_after_close(caplog: pytest.LogCapt
     with pytest.raises(RuntimeError, match="closed"):
         await out.start()
     assert build_message("/metadj/bpm", (120.0,)) == message("/metadj/bpm", 120.0)
+
+
+only_linux = pytest.mark.skipif(sys.platform != "linux", reason="Linux's loopback addresses and errors")
+
+
+@only_linux
+async def test_osc_out_to_a_broadcast_address_arrives_and_a_send_error_does_not_stop_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Performers send OSC to a whole LAN (192.168.1.255): the socket must be allowed to broadcast. Linux gives the
+    loopback the broadcast address 127.255.255.255, and a socket bound to it hears what is sent there."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(Listener, local_addr=("127.255.255.255", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        async with OscOutput("127.255.255.255", port) as out:
+            out.set_bpm(124.0)
+            await wait_for(lambda: len(proto.messages) == 1, 2.0, "the broadcast BPM")
+            with caplog.at_level(logging.WARNING, logger="metadj_bridge.outputs.osc_out"):
+                out.set_theme("x" * 70_000)  # larger than a UDP datagram: the system refuses to send it
+                out.set_scope_state("connected")
+                await wait_for(lambda: len(proto.messages) == 2, 2.0, "the state after the refused theme")
+    finally:
+        transport.close()
+    assert [(a, args) for _, a, args in proto.messages] == [("/metadj/bpm", (124.0,)),
+                                                           ("/metadj/scope/state", ("connected",))]
+    assert out.errors == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"OSC out to 127.255.255.255:{port} failed: [Errno 90] Message too long (further errors at DEBUG)"]
+
+
+@only_linux
+async def test_osc_out_to_an_address_the_system_refuses_is_a_clear_error() -> None:
+    """fe80::1 is link-local: without its interface (fe80::1%eth0) the system cannot send there. The start says so,
+    naming where the address was given, and the output can be closed as usual."""
+    out = OscOutput("fe80::1", 9000, where="show.yaml:7:10: inputs.osc.out")
+    with pytest.raises(ConfigError) as caught:
+        await out.start()
+    assert str(caught.value) == ("show.yaml:7:10: inputs.osc.out: cannot send OSC to fe80::1:9000: Invalid argument "
+                                 "(check the address, and that this computer is on that network)")
+    out.set_bpm(120.0)  # not started: ignored
+    await out.aclose()
+    await out.aclose()
 
 
 def test_struct_sanity() -> None:

@@ -256,10 +256,12 @@ class FeatureExtractor:
 
         # The window's newest samples, in float64: numpy's FFT computes in float64 anyway (a float32
         # input costs an extra cast), and no finite float32 input can overflow the sum of squares
-        # (numpy would warn). NaN/inf show up in that sum, which sends the hop to be cleaned.
+        # (numpy would warn). NaN/inf show up in that sum, which sends the hop to be cleaned. Widening a signalling
+        # NaN (a damaged float file) makes numpy warn as well: quiet here, as _clean counts and reports it.
         newest = self._frame_newest
         np.copyto(self._frame_older, self._frame_old)
-        np.copyto(newest, hop)
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.copyto(newest, hop)
         sum_sq = float(np.dot(newest, newest))
         if not sum_sq <= self._hop_limit:  # also true for NaN
             hop, sum_sq = self._clean(hop)

@@ -5,13 +5,18 @@ file costs little more memory than its samples). Everything else (FLAC, MP3, Ogg
 other compressed WAV, RF64, W64, CAF) goes through libsndfile, which the soundfile package bundles in its wheels
 for Linux, macOS and Windows. A file neither can read (an MP4/M4A, a damaged file, something that is not audio)
 is named from its first bytes and refused with an :class:`AudioFormatError` that carries an ffmpeg command
-converting it to a WAV.
+converting it to a WAV, and so is a file whose sample rate the analysis cannot work at.
+
+Only regular files are opened: a FIFO would block ``open`` for ever and a device might never end, so both are
+refused from ``stat`` first. :func:`read_audio_header` makes every check :func:`read_audio` makes before it reads
+the samples (``check`` uses it on a profile's audio file), without reading the whole file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import struct
 import wave
 from collections.abc import Callable
@@ -22,8 +27,9 @@ from typing import BinaryIO
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.analysis_config import SAMPLERATE_RANGE
 
-__all__ = ["AudioFormatError", "read_audio"]
+__all__ = ["AudioFormatError", "read_audio", "read_audio_header"]
 
 log = logging.getLogger(__name__)
 
@@ -116,49 +122,104 @@ def _decode_pcm(raw: bytes, width: int) -> np.ndarray:
     return (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
 
 
+def _shown(path: Path) -> str:
+    """The path for an error line: control characters and NUL bytes escaped."""
+    text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{_shown(path)}: is a folder, not an audio file")
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise ConfigError(f"{_shown(path)}: {kind}, not an audio file; give a file saved on disk ({_SUPPORTED})")
+
+
 def _open_audio_file(path: Path) -> BinaryIO:
+    """The file open for reading, once ``stat`` says it is a regular file; opened without blocking and checked
+    again with ``fstat``, in case it was swapped between the two."""
     try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such audio file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not an audio file") from None
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{_shown(path)}: no such audio file") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise ConfigError(f"{_shown(path)}: not a usable file name ({exc})") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot open the audio file: {exc.strerror or exc}") from None
+        raise ConfigError(f"{_shown(path)}: cannot open the audio file: {exc.strerror or exc}") from None
+    _check_regular(path, info.st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ConfigError(f"{_shown(path)}: cannot open the audio file: {exc.strerror or exc}") from None
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_samplerate(path: Path, samplerate: int) -> None:
+    lo, hi = SAMPLERATE_RANGE
+    if not lo <= samplerate <= hi:
+        raise AudioFormatError(f"{path}: the file's sample rate is {samplerate} Hz; metadj-bridge analyses audio at "
+                               f"{lo}-{hi} Hz (44100 or 48000 are usual). Convert it with: {_FFMPEG.format(path=path)}")
+
+
+def _identify(path: Path, f: BinaryIO) -> tuple[_WavLayout | None, str | None]:
+    """A WAV numpy reads (its layout, checked), or None and what the first bytes say the file is (for libsndfile)."""
+    file_size = os.fstat(f.fileno()).st_size
+    if file_size == 0:
+        raise AudioFormatError(f"{path}: the file is empty (0 bytes)")
+    head = f.read(12)
+    if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        return None, _sniff(path, head)
+    layout = _wav_layout(path, f, file_size)
+    readable_bits = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}.get(layout.tag, ())
+    if layout.bits in readable_bits and layout.channels >= 1:
+        _check_samplerate(path, layout.samplerate)
+        if layout.data_size // (layout.bits // 8 * layout.channels) == 0:
+            raise AudioFormatError(f"{path}: the WAV file holds no audio (0 samples)")
+        return layout, None
+    codec = {_PCM: "PCM", _FLOAT: "floating-point", **_WAV_CODECS}.get(layout.tag, f"format {layout.tag:#06x}")
+    return None, f"a WAV of {layout.bits}-bit {codec} audio"  # libsndfile reads ADPCM, A-law, mu-law and more
 
 
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """Read an audio file as mono float32 (channels averaged) and its sample rate.
 
-    Integer PCM comes out in [-1, 1); floating-point audio as it is stored (it may exceed 1). Raises
-    :class:`ConfigError` for a missing file and :class:`AudioFormatError` for a file that cannot be decoded,
-    with a command that converts it.
+    Integer PCM comes out in [-1, 1); floating-point audio as it is stored (it may exceed 1; what float32 cannot
+    hold becomes infinite, and the analysis counts and silences it). Raises :class:`ConfigError` for a missing
+    file, a name the system refuses or something that is not a regular file, and :class:`AudioFormatError` for a
+    file that cannot be decoded or has a sample rate the analysis cannot use, with a command that converts it.
     """
     path = Path(path)
     with _open_audio_file(path) as f:
-        file_size = os.fstat(f.fileno()).st_size
-        if file_size == 0:
-            raise AudioFormatError(f"{path}: the file is empty (0 bytes)")
-        head = f.read(12)
-        kind: str | None
-        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            layout = _wav_layout(path, f, file_size)
-            readable_bits = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}.get(layout.tag, ())
-            if layout.bits in readable_bits and layout.channels >= 1 and layout.samplerate >= 1:
-                return _read_wav_data(path, f, layout), layout.samplerate
-            codec = {_PCM: "PCM", _FLOAT: "floating-point", **_WAV_CODECS}.get(layout.tag, f"format {layout.tag:#06x}")
-            kind = f"a WAV of {layout.bits}-bit {codec} audio"  # libsndfile reads ADPCM, A-law, mu-law and more
-        else:
-            kind = _sniff(path, head)
+        layout, kind = _identify(path, f)
+        if layout is not None:
+            return _read_wav_data(f, layout), layout.samplerate
     return _read_with_libsndfile(path, kind)
 
 
-def _read_wav_data(path: Path, f: BinaryIO, layout: _WavLayout) -> np.ndarray:
+def read_audio_header(path: str | os.PathLike[str]) -> int:
+    """The sample rate of an audio file, after the checks :func:`read_audio` makes before it reads the samples
+    (libsndfile formats: the header and a first block decoded); raises the same errors."""
+    path = Path(path)
+    with _open_audio_file(path) as f:
+        layout, kind = _identify(path, f)
+        if layout is not None:
+            return layout.samplerate
+    return _read_with_libsndfile(path, kind, first_block_only=True)[1]
+
+
+def _read_wav_data(f: BinaryIO, layout: _WavLayout) -> np.ndarray:
     width = layout.bits // 8
     frame_bytes = width * layout.channels
     frames = layout.data_size // frame_bytes
-    if frames == 0:
-        raise AudioFormatError(f"{path}: the WAV file holds no audio (0 samples)")
     out = np.empty(frames, np.float32)
     reader = _wave_reader(f, layout)
     step = 1 << 18  # frames per read: keeps the peak memory of a one-hour file near the output itself
@@ -167,12 +228,15 @@ def _read_wav_data(path: Path, f: BinaryIO, layout: _WavLayout) -> np.ndarray:
         raw = reader(n * frame_bytes)
         n = len(raw) // frame_bytes
         raw = raw[: n * frame_bytes]
-        if layout.tag == _FLOAT:
-            samples = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
-        else:
-            samples = _decode_pcm(raw, width)
-        if layout.channels > 1:
-            samples = samples.reshape(n, layout.channels).mean(axis=1)
+        # Floating-point samples beyond float32 (or summing beyond it) become infinite without numpy's warning:
+        # the analysis counts them and says so once.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if layout.tag == _FLOAT:
+                samples = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
+            else:
+                samples = _decode_pcm(raw, width)
+            if layout.channels > 1:
+                samples = samples.reshape(n, layout.channels).mean(axis=1)
         out[start : start + n] = samples
         if n < step:
             out = out[: start + n]
@@ -180,9 +244,9 @@ def _read_wav_data(path: Path, f: BinaryIO, layout: _WavLayout) -> np.ndarray:
     return out
 
 
-def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int]:
+def _read_with_libsndfile(path: Path, kind: str | None, *, first_block_only: bool = False) -> tuple[np.ndarray, int]:
     """Decode with libsndfile (the soundfile package), block by block; ``kind`` names the file in errors (None:
-    its first bytes say nothing)."""
+    its first bytes say nothing). ``first_block_only``: the header and one block, to check the file."""
     try:
         import soundfile
     except (ImportError, OSError) as exc:  # OSError: the package is there but its libsndfile cannot be loaded
@@ -192,6 +256,12 @@ def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int
     try:
         with soundfile.SoundFile(path) as snd:
             samplerate = int(snd.samplerate)
+            _check_samplerate(path, samplerate)
+            if first_block_only:
+                first = snd.read(1024, dtype="float32", always_2d=True)
+                if len(first) == 0:
+                    raise AudioFormatError(f"{path}: the file holds no audio (0 samples)")
+                return first.mean(axis=1), samplerate
             # Into one array of the length the header gives (a one-hour set is 600 MB of float32: no second copy),
             # cut if the stream ends early. A header that promises more than 64 frames a byte (Opus at 6 kbit/s) is
             # not believed at first: the array starts there and grows by an eighth at a time (a long FLAC of near
@@ -202,7 +272,8 @@ def _read_with_libsndfile(path: Path, kind: str | None) -> tuple[np.ndarray, int
                 n = len(block)
                 if filled + n > len(samples):
                     samples = np.concatenate([samples[:filled], np.empty(max(n, len(samples) // 8), np.float32)])
-                np.mean(block, axis=1, out=samples[filled : filled + n])
+                with np.errstate(over="ignore", invalid="ignore"):  # see _read_wav_data
+                    np.mean(block, axis=1, out=samples[filled : filled + n])
                 filled += n
     except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
         log.debug("libsndfile cannot read %s: %s", path, exc)

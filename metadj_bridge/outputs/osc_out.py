@@ -3,18 +3,24 @@
 Addresses (``docs/osc.md``): ``/metadj/theme`` (string), ``/metadj/bpm`` (float), ``/metadj/beat``
 (int beat index, float bar position), ``/metadj/scope/state`` (string). Continuous values are rate-limited per
 address (about 30 Hz by default) and the latest value wins: a value set while its address is waiting replaces
-the waiting one and goes out when the interval ends. Sending never blocks (a UDP datagram transport);
-send errors are counted and logged once at WARNING, then at DEBUG.
+the waiting one and goes out when the interval ends. Sending never blocks (a UDP datagram transport).
+
+The target may be a broadcast address (``192.168.1.255``, ``255.255.255.255``): performers send OSC to every
+tablet on a LAN, so the socket may broadcast. A target the system refuses at the start (no route to that network,
+a firewall, a name that does not resolve) is a :class:`ConfigError` naming the address and where it was given;
+send errors while the show runs are counted and logged once at WARNING, then at DEBUG, and the show goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any, Self
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
@@ -34,13 +40,19 @@ def build_message(address: str, args: tuple[Any, ...]) -> bytes:
 
 
 class OscOutput:
-    """Sends the bridge's state to ``host:port``; ``start()`` before use, ``aclose()`` when done."""
+    """Sends the bridge's state to ``host:port``; ``start()`` before use, ``aclose()`` when done.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9000, *, max_rate_hz: float = 30.0) -> None:
+    ``where`` says where the address was given (``--osc-out``, or a profile's ``file:line:column: inputs.osc.out``)
+    for the error a target that cannot be used raises at the start.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9000, *, max_rate_hz: float = 30.0,
+                 where: str = "OSC out") -> None:
         if max_rate_hz <= 0:
             raise ValueError(f"max_rate_hz must be > 0, got {max_rate_hz!r}")
         self.host = host
         self.port = port
+        self.where = where
         self.min_interval = 1.0 / max_rate_hz
         self.sent = 0
         self.errors = 0
@@ -57,13 +69,42 @@ class OscOutput:
             return
         self._loop = asyncio.get_running_loop()
         with self._life.opening():  # nothing opened: start() may be tried again
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _SendErrors(self), remote_addr=(self.host, self.port)
-            )
+            try:
+                sock = await self._open_socket()
+            except OSError as exc:  # socket.gaierror too: a name that does not resolve
+                raise ConfigError(
+                    f"{self.where}: cannot send OSC to {self.host}:{self.port}: {exc.strerror or exc} (check the "
+                    "address, and that this computer is on that network)"
+                ) from None
+            try:
+                transport, _ = await self._loop.create_datagram_endpoint(lambda: _SendErrors(self), sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         if self._life.closed:  # closed while opening
             transport.close()
             return
         self._transport = transport
+
+    async def _open_socket(self) -> socket.socket:
+        """A UDP socket connected to the target, allowed to broadcast: connecting finds out at once whether the
+        system can reach the address at all (a network it has no route to, a firewall)."""
+        assert self._loop is not None
+        infos = await self._loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        error: OSError = OSError(f"no address found for {self.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                if family == socket.AF_INET:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                sock.connect(address)  # UDP: no packet goes out, the system only picks the route
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error
 
     async def aclose(self) -> None:
         if not self._life.end():

@@ -13,9 +13,9 @@
 
 Pure apart from reading files. Imports the ground floor (:mod:`metadj_bridge.signals`,
 :mod:`metadj_bridge.parameters`, :mod:`metadj_bridge.errors`, :mod:`metadj_bridge.lifecycle`), and the names of
-the OSC presets from the pure :mod:`metadj_bridge.inputs.osc_presets` (and httpx, lazily, to read the Scope URL as
-the bridge will); never :mod:`metadj_bridge.scope` or
-:mod:`metadj_bridge.mapping`.
+the OSC presets from the pure :mod:`metadj_bridge.inputs.osc_presets` (and, lazily, httpx to read the Scope URL as
+the bridge will, and :mod:`metadj_bridge.inputs.audio_file` for ``check`` to read the start-up audio file's
+header); never :mod:`metadj_bridge.scope` or :mod:`metadj_bridge.mapping`.
 """
 
 from __future__ import annotations

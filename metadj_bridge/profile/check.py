@@ -1,9 +1,10 @@
 """``metadj-bridge check PROFILE...``: load each profile without connecting to anything and say what is wrong.
 
 ``check`` refuses what the running bridge would fail on, each mistake as ``file:line:column``: everything the
-loader checks (reported all at once where the file's structure allows it), and every profile a switch or a
-``profile:`` mapping can move to, which must load as a profile itself; their own switch targets are followed
-too, each file once, at most MAX_SWITCH_DEPTH switches away.
+loader checks (reported all at once where the file's structure allows it), the audio file the show opens at the
+start (``inputs.audio: file:...``, its header read as ``run`` reads it, not the whole file), and every profile a
+switch or a ``profile:`` mapping can move to, which must load as a profile itself; their own switch targets are
+followed too, each file once, at most MAX_SWITCH_DEPTH switches away.
 
 It also warns, as ``warning: file:line:column: ...``, about each mapping on a key the profile's pipeline ignores in
 its input mode (:mod:`.ignored`; from the server's schemas when the caller read them, else from the bridge's
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from metadj_bridge.errors import ConfigError
 from metadj_bridge.profile.errors import ProfileError, printable
 from metadj_bridge.profile.ignored import ignored_keys
 from metadj_bridge.profile.loader import check_profile
@@ -85,6 +87,7 @@ class _Checker:
         if lines:
             self.listed.add(os.path.abspath(path))
         if profile is not None:
+            lines += start_file_problems(profile)
             lines += self._targets(profile, {os.path.abspath(path)}, 1)
         return profile, lines
 
@@ -114,6 +117,21 @@ class _Checker:
             if target_profile is not None:
                 lines += self._targets(target_profile, seen, depth + 1)
         return lines
+
+
+def start_file_problems(profile: ShowProfile) -> list[str]:
+    """What ``run`` would refuse in the files the show opens at the start that loading does not read: the audio
+    file's header (missing, not a regular file, not audio, a sample rate the analysis cannot use)."""
+    audio = profile.inputs.audio
+    if audio.source != "file" or not audio.path:
+        return []
+    from metadj_bridge.inputs.audio_file import read_audio_header
+
+    try:
+        read_audio_header(audio.path)
+    except ConfigError as exc:
+        return [printable(f"{audio.where}: inputs.audio: {exc}" if audio.where else f"inputs.audio: {exc}")]
+    return []
 
 
 def switch_targets(profile: ShowProfile) -> Iterator[tuple[str, str]]:

@@ -163,6 +163,8 @@ class OscSettings:
     #: "host:port" for OSC out (theme, BPM, beat, connection state), or None.
     out: str | None = None
     where: str = ""
+    #: Where ``out`` is written (the run names it when the system refuses that address).
+    out_where: str = ""
 
 
 @dataclass(frozen=True, slots=True)

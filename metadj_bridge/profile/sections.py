@@ -234,6 +234,7 @@ def _osc(node: YNode) -> OscSettings:
         kw["presets"] = tuple(dict.fromkeys(names))
     if "out" in m and m["out"].value is not None:
         kw["out"] = addresses.host_port(m["out"], f"{path}.out")
+        kw["out_where"] = m["out"].where
     return OscSettings(**kw)  # type: ignore[arg-type]
 
 

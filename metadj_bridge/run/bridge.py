@@ -140,7 +140,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         from metadj_bridge.outputs.osc_out import OscOutput
 
         host, _, port = plan.osc_out.rpartition(":")
-        osc_out = OscOutput(host, int(port))
+        osc_out = OscOutput(host, int(port), where=plan.osc_out_where)
     tempo = profile.inputs.tempo
     hub = TempoHub(board, ArbiterConfig(beats_per_bar=tempo.beats_per_bar, priority=tuple(tempo.prefer)),
                    osc_out=osc_out)

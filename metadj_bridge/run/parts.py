@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from metadj_bridge.errors import VideoInputError
+from metadj_bridge.errors import ConfigError, VideoInputError
+from metadj_bridge.profile.errors import printable
 from metadj_bridge.signals import SignalBoard, Trigger
 
 if TYPE_CHECKING:
@@ -65,7 +66,12 @@ async def open_audio(
             from metadj_bridge.inputs.synth import demo_track_path
 
             path = str(await asyncio.to_thread(demo_track_path))
-        samples, rate = await asyncio.to_thread(read_audio, path)
+        try:
+            samples, rate = await asyncio.to_thread(read_audio, path)
+        except ConfigError as exc:
+            if plan.audio != "file" or not plan.audio_where:
+                raise
+            raise ConfigError(printable(f"{plan.audio_where}: {exc}")) from None
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
         label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
     # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.

@@ -187,6 +187,10 @@ class RunPlan:
     ref_images: tuple[str, ...]
     #: The show's further screens (``screens:``), each on its own Scope server.
     screens: tuple[ScreenPlan, ...] = ()
+    #: Where the audio file and the OSC out address were given, for the errors a file or an address the system
+    #: refuses gives at the start: the profile's ``file:line:column: key``, else "" and "--osc-out".
+    audio_where: str = ""
+    osc_out_where: str = "--osc-out"
 
 
 def _check_send_bounds(lo: float, hi: float) -> None:
@@ -269,6 +273,7 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         kind, path, device = "device", None, options.audio_device
     else:
         kind, path, device = audio.source, audio.path, audio.device
+    audio_where = "" if options.audio_file else _profile_where(audio.where, "inputs.audio")
 
     midi = profile.inputs.midi
     controls = MidiControlConfig(
@@ -276,6 +281,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         relative=tuple(RelativeEncoder(e.channel, e.cc, e.mode, step=e.step) for e in midi.encoders),  # type: ignore[arg-type]
     )
     osc = profile.inputs.osc
+    osc_out_where = "--osc-out" if options.osc_out is not None else _profile_where(osc.out_where or osc.where,
+                                                                                  "inputs.osc.out")
     http_port = _http_port(options, video.preview_port)
     screens = screen_plans(profile, options)
     check_screens(url, screens)
@@ -322,7 +329,14 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
         video_source=options.video_source if options.video_source is not None else video.source,
         ref_images=video.ref_images,
         screens=screens,
+        audio_where=audio_where,
+        osc_out_where=osc_out_where,
     )
+
+
+def _profile_where(where: str, key: str) -> str:
+    """``file:line:column: key`` for a setting of the profile (only the key for one built without a file)."""
+    return f"{where}: {key}" if where else key
 
 
 def _http_port(options: RunOptions, profile_port: int) -> int:
