@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from metadj_bridge import __version__
+from metadj_bridge.cli_types import number
 from metadj_bridge.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -70,12 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--show-log", metavar="FILE|none",
                      help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a "
                      "new file in the state folder")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="run this long, then exit cleanly")
-    run.add_argument("--no-frame-timeout", type=float, default=5.0, metavar="SECONDS",
+    run.add_argument("--duration", type=number, metavar="SECONDS", help="run this long, then exit cleanly")
+    run.add_argument("--no-frame-timeout", type=number, default=5.0, metavar="SECONDS",
                      help="rebuild the session when no frame arrives for this long (default: 5)")
-    run.add_argument("--min-send-interval", type=float, metavar="SECONDS",
+    run.add_argument("--min-send-interval", type=number, metavar="SECONDS",
                      help="never send parameters faster than this (default: the profile's, 1/30 s)")
-    run.add_argument("--max-send-interval", type=float, metavar="SECONDS",
+    run.add_argument("--max-send-interval", type=number, metavar="SECONDS",
                      help="never hold a change longer than this (default: the profile's, 2 s)")
     audio = run.add_mutually_exclusive_group()
     audio.add_argument("--audio-file", metavar="FILE",
@@ -100,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video-source", metavar="CAMERA|FILE",
                      help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: "
                      "the profile's, else the first camera)")
-    run.add_argument("--emulator-fps", type=float, default=None, metavar="FPS",
+    run.add_argument("--emulator-fps", type=number, default=None, metavar="FPS",
                      help="frame rate of the built-in emulator (default: the imitated pipeline's own pace, "
                      "20 fps for the text-to-video pipelines)")
-    run.add_argument("--emulator-delay-ms", type=float, default=None, metavar="MS",
+    run.add_argument("--emulator-delay-ms", type=number, default=None, metavar="MS",
                      help="the built-in emulator imitates a far server: what it receives arrives MS ms late "
                      "(rehearses the automatic quantize lookahead; default: 0)")
 
@@ -122,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='one JSON object per beat or onset: {"t", "event", "bpm", "confidence"}')
     listen.add_argument("--realtime", action="store_true", default=None, help="play --file at its real speed")
     listen.add_argument("--loop", action="store_true", help="loop the file or demo track")
-    listen.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    listen.add_argument("--duration", type=number, metavar="SECONDS", help="stop after this long")
     listen.add_argument("--auto-gain", action="store_true", help="normalise meters to the room level")
-    listen.add_argument("--min-bpm", type=float, default=60.0, help="tempo range, low end (default 60)")
-    listen.add_argument("--max-bpm", type=float, default=190.0, help="tempo range, high end (default 190)")
+    listen.add_argument("--min-bpm", type=number, default=60.0, help="tempo range, low end (default 60)")
+    listen.add_argument("--max-bpm", type=number, default=190.0, help="tempo range, high end (default 190)")
     listen.add_argument("--beats-per-bar", type=int, default=4, help="beats per bar (default 4)")
 
     sub.add_parser(
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
         p.add_argument("--osc-port", type=int, default=7001, help="OSC listen port (default 7001)")
         p.add_argument("--no-osc", action="store_true", help="do not listen to OSC")
-        p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+        p.add_argument("--duration", type=number, metavar="SECONDS", help="stop after this long")
 
     monitor = sub.add_parser(
         "monitor",
@@ -236,9 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("show_log", metavar="SHOW.jsonl", help="a show log written by `run`")
     replay.add_argument("--scope", metavar="URL", help="Scope server root (default: the built-in emulator)")
-    replay.add_argument("--speed", type=float, default=1.0, metavar="FACTOR",
+    replay.add_argument("--speed", type=number, default=1.0, metavar="FACTOR",
                         help="play faster (2) or slower (0.5) than the show (default: 1)")
-    replay.add_argument("--emulator-fps", type=float, default=None, metavar="FPS",
+    replay.add_argument("--emulator-fps", type=number, default=None, metavar="FPS",
                         help="frame rate of the built-in emulator (default: the imitated pipeline's own pace)")
     replay.add_argument("--video-source", metavar="SOURCE",
                         help="a video-mode show's input video, as for run: a webcam (/dev/video0, 0) or file:clip.mp4 "
@@ -259,9 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
     doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
     doctor.add_argument("--json", action="store_true", help="the findings as JSON")
-    doctor.add_argument("--listen", type=float, default=3.0, metavar="SECONDS",
+    doctor.add_argument("--listen", type=number, default=3.0, metavar="SECONDS",
                         help="how long to watch the video (default: 3)")
-    doctor.add_argument("--load-timeout", type=float, default=180.0, metavar="SECONDS",
+    doctor.add_argument("--load-timeout", type=number, default=180.0, metavar="SECONDS",
                         help="how long loading the show's pipeline may take (default: 180)")
     doctor.add_argument("--no-video", action="store_true",
                         help="do not open a session (leaves Scope's pipeline as it is)")

@@ -241,3 +241,20 @@ def test_run_names_where_an_address_or_a_file_the_system_refuses_was_given(tmp_p
         assert proc.returncode == EXIT_CONFIG, proc.stderr
         assert proc.stderr.strip().splitlines()[-1] == f"error: {message}"
         assert "Traceback" not in proc.stderr
+
+
+def test_a_number_option_that_is_not_finite_is_a_usage_error() -> None:
+    """NaN or infinity for seconds or milliseconds is argparse's one-line usage error (2), as a word is, from both
+    command lines; an OSC out host name too long to be one is a setting to change (78), not a bug."""
+    for args in (("run", "--duration", "nan"), ("listen", "--duration", "inf"), ("run", "--no-frame-timeout=-inf")):
+        proc = cli(*args)
+        assert proc.returncode == 2 and "is not a finite number" in proc.stderr.splitlines()[-1], proc.stderr
+    emulator = subprocess.run([sys.executable, "-m", "metadj_bridge.emulator", "--delay-ms", "nan"],
+                              capture_output=True, text=True, timeout=60)
+    assert emulator.returncode == 2 and "--delay-ms: 'nan' is not a finite number" in emulator.stderr
+    host = "a" * 300
+    proc = cli("run", "--osc-out", f"{host}:9000", "--no-audio", "--duration", "5", "--output", "none",
+               "--show-log", "none", "--http-port", "0")
+    assert proc.returncode == EXIT_CONFIG, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --osc-out: cannot send OSC to {host}:9000: ")
+    assert "Traceback" not in proc.stderr

@@ -172,6 +172,15 @@ def test_folder_that_is_a_file_is_an_error_at_open(tmp_path: Path) -> None:
     assert str(target) in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["x" * 300 + ".mp4", "a\0b.mp4"])
+def test_a_name_the_system_refuses_is_an_error_at_open(tmp_path: Path, name: str) -> None:
+    """A file name too long for the file system, or with a NUL byte: refused by ``stat`` itself while the free name
+    is looked for, it is the recording's own error (the output is off, the show goes on), not an OSError."""
+    with pytest.raises(VideoOutputError, match="cannot record to") as err:
+        RecordingSink(tmp_path / name).open(W, H, 30.0)
+    assert ("File name too long" if "\0" not in name else "embedded null byte") in str(err.value)
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write into a read-only folder")
 def test_folder_without_permission_is_an_error_at_open(tmp_path: Path) -> None:
     locked = tmp_path / "locked"

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 
+from metadj_bridge.cli_types import number
 from metadj_bridge.emulator import catalogue
 from metadj_bridge.emulator.config import (
     DEFAULT_FPS,
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames per generated chunk, one parameter message applied per chunk "
         "(default: the loaded pipeline's, 12 for longlive, 4 for passthrough)",
     )
-    parser.add_argument("--fps", type=float, default=None,
+    parser.add_argument("--fps", type=number, default=None,
                         help=f"force this many frames per second for every pipeline (default: each pipeline's own "
                         f"pace: {DEFAULT_FPS:g} for the Wan pipelines, 56 for controller-viz, the input's rate for "
                         "passthrough and the other video filters)")
@@ -46,19 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ones fail to load as there (\"No module named 'flash_attn'\")")
     parser.add_argument("--legacy-api", action="store_true",
                         help="answer like Scope before 2026-01-14: the load body needs 'pipeline_id'")
-    parser.add_argument("--load-seconds", type=float, default=DEFAULT_LOAD_SECONDS, metavar="S",
+    parser.add_argument("--load-seconds", type=number, default=DEFAULT_LOAD_SECONDS, metavar="S",
                         help=f"how long a GPU pipeline's load takes; weight-free ones load at once "
                         f"(default: {DEFAULT_LOAD_SECONDS:g})")
-    parser.add_argument("--slow-load", type=float, default=0.0, metavar="S", help="fault: add S seconds to every load")
+    parser.add_argument("--slow-load", type=number, default=0.0, metavar="S", help="fault: add S seconds to every load")
     parser.add_argument("--fail-load", action="store_true", help="fault: every pipeline load fails")
     parser.add_argument(
         "--stale-seconds",
-        type=float,
+        type=number,
         default=DEFAULT_STALE_SECONDS,
         metavar="S",
         help=f"how long status polls show the old pipeline after a load request (default: {DEFAULT_STALE_SECONDS:g})",
     )
-    parser.add_argument("--delay-ms", type=float, default=0.0, metavar="MS",
+    parser.add_argument("--delay-ms", type=number, default=0.0, metavar="MS",
                         help="imitate a far server: everything the server receives (data-channel messages, SACKs, "
                         "RTCP) arrives MS milliseconds late, so the client's round trip grows by MS (default: 0)")
 

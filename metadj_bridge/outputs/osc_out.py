@@ -71,9 +71,9 @@ class OscOutput:
         with self._life.opening():  # nothing opened: start() may be tried again
             try:
                 sock = await self._open_socket()
-            except OSError as exc:  # socket.gaierror too: a name that does not resolve
+            except (OSError, UnicodeError) as exc:  # a name that does not resolve, or cannot be a host name
                 raise ConfigError(
-                    f"{self.where}: cannot send OSC to {self.host}:{self.port}: {exc.strerror or exc} (check the "
+                    f"{self.where}: cannot send OSC to {self.host}:{self.port}: {_reason(exc)} (check the "
                     "address, and that this computer is on that network)"
                 ) from None
             try:
@@ -184,3 +184,9 @@ class _SendErrors(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable when nothing listens yet: normal while TouchOSC is not running.
         self._output.note_error(exc)
+
+
+def _reason(exc: OSError | UnicodeError) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

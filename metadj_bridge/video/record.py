@@ -332,12 +332,13 @@ class RecordingSink:
     def _claim(self) -> Path:
         """Create the file (never an existing one) so that two recordings cannot pick the same free name."""
         while True:
-            path = free_path(self._requested)
+            path = self._requested
             try:
+                path = free_path(self._requested)  # (stat itself refuses a name too long, or with a NUL byte)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 continue
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise VideoOutputError(f"cannot record to {str(path)!r}: {_reason(exc)}") from exc
             os.close(fd)
             if path != self._requested:
