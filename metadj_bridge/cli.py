@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from metadj_bridge import __version__
-from metadj_bridge.cli_types import number
+from metadj_bridge.cli_types import number, port, prompt, seconds
 from metadj_bridge.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -59,15 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="resolution preset: 16:9 = 1024x576, 9:16 = 480x832 (default: the profile's)")
     run.add_argument("--denoise", choices=sorted(DENOISING_PRESETS),
                      help="denoising steps preset (default: the profile's, quality)")
-    run.add_argument("--prompt", action="append", metavar="TEXT",
+    run.add_argument("--prompt", action="append", type=prompt, metavar="TEXT",
                      help="prompt; replaces the profile's themes (give several to cycle through them)")
     run.add_argument("--cycle", type=int, metavar="BARS",
                      help="bars per theme when themes cycle by themselves (default: the profile's)")
     run.add_argument("--no-watch", action="store_true", help="do not reload the profile when its file is saved")
-    run.add_argument("--http-port", type=int, metavar="PORT", help="the web server's port (docs/web.md; 8765)")
+    run.add_argument("--http-port", type=port, metavar="PORT", help="the web server's port (docs/web.md; 8765)")
     run.add_argument("--http-host", metavar="HOST", help="e.g. 0.0.0.0: open it to the LAN, with an access token")
     run.add_argument("--http-token", metavar="TOKEN", help="the access token for --http-host (default: random)")
-    run.add_argument("--status-port", type=int, metavar="PORT", help="deprecated alias of --http-port")
+    run.add_argument("--status-port", type=port, metavar="PORT", help="deprecated alias of --http-port")
     run.add_argument("--show-log", metavar="FILE|none",
                      help="the show log (every parameter message, JSONL; for export-timeline and replay); default: a "
                      "new file in the state folder")
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi", action="append", default=[], metavar="PATTERN",
                      help="MIDI inputs (name part or re:REGEX) for clock and controls (default: the profile's)")
     run.add_argument("--midi-virtual", metavar="NAME", help="open a virtual MIDI input that DAWs can send to")
-    run.add_argument("--osc-port", type=int, metavar="PORT",
+    run.add_argument("--osc-port", type=port, metavar="PORT",
                      help="listen for OSC from Resolume/Ableton on this UDP port")
     run.add_argument("--osc-host", help="OSC listen address (default: the profile's, 127.0.0.1)")
     run.add_argument("--link", action="store_true",
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="video outputs: vcam, preview, record:FILE.mp4, ndi:NAME, syphon:NAME (macOS), spout:NAME "
                      "(Windows) (comma-separated), or none (default: the "
                      "profile's, vcam)")
-    run.add_argument("--preview-port", type=int, metavar="PORT", help="deprecated alias of --http-port")
+    run.add_argument("--preview-port", type=port, metavar="PORT", help="deprecated alias of --http-port")
     run.add_argument("--video-source", metavar="CAMERA|FILE",
                      help="avatar mode (a profile in video input mode): the webcam to send, or a video file (default: "
                      "the profile's, else the first camera)")
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='one JSON object per beat or onset: {"t", "event", "bpm", "confidence"}')
     listen.add_argument("--realtime", action="store_true", default=None, help="play --file at its real speed")
     listen.add_argument("--loop", action="store_true", help="loop the file or demo track")
-    listen.add_argument("--duration", type=number, metavar="SECONDS", help="stop after this long")
+    listen.add_argument("--duration", type=seconds, metavar="SECONDS", help="stop after this long")
     listen.add_argument("--auto-gain", action="store_true", help="normalise meters to the room level")
     listen.add_argument("--min-bpm", type=number, default=60.0, help="tempo range, low end (default 60)")
     listen.add_argument("--max-bpm", type=number, default=190.0, help="tempo range, high end (default 190)")
@@ -158,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-midi", action="store_true", help="do not listen to MIDI")
         p.add_argument("--osc-host", default="127.0.0.1",
                        help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
-        p.add_argument("--osc-port", type=int, default=7001, help="OSC listen port (default 7001)")
+        p.add_argument("--osc-port", type=port, default=7001, help="OSC listen port (default 7001)")
         p.add_argument("--no-osc", action="store_true", help="do not listen to OSC")
-        p.add_argument("--duration", type=number, metavar="SECONDS", help="stop after this long")
+        p.add_argument("--duration", type=seconds, metavar="SECONDS", help="stop after this long")
 
     monitor = sub.add_parser(
         "monitor",
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", default="vcam", metavar="LIST",
                         help="video outputs as for run: vcam, preview, record:FILE.mp4 (comma-separated), or none "
                         "(default: vcam, the browser preview where there is no virtual camera)")
-    replay.add_argument("--preview-port", type=int, default=8765, metavar="PORT",
+    replay.add_argument("--preview-port", type=port, default=8765, metavar="PORT",
                         help="port of the browser preview on 127.0.0.1 (the next free one if taken; default 8765)")
 
     doctor = sub.add_parser(
@@ -260,9 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
     doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
     doctor.add_argument("--json", action="store_true", help="the findings as JSON")
-    doctor.add_argument("--listen", type=number, default=3.0, metavar="SECONDS",
+    doctor.add_argument("--listen", type=seconds, default=3.0, metavar="SECONDS",
                         help="how long to watch the video (default: 3)")
-    doctor.add_argument("--load-timeout", type=number, default=180.0, metavar="SECONDS",
+    doctor.add_argument("--load-timeout", type=seconds, default=180.0, metavar="SECONDS",
                         help="how long loading the show's pipeline may take (default: 180)")
     doctor.add_argument("--no-video", action="store_true",
                         help="do not open a session (leaves Scope's pipeline as it is)")

@@ -13,3 +13,30 @@ def number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def port(text: str) -> int:
+    """A port option's value, 0-65535 (0: the system picks a free one); a number past it is refused rather than
+    wrapped round by the socket layer (70000 would listen on 4464)."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
+
+
+def prompt(text: str) -> str:
+    """A prompt given on the command line: as long as a profile's may be (``themes.MAX_PROMPT_CHARS``)."""
+    from metadj_bridge.profile.themes import MAX_PROMPT_CHARS
+
+    if len(text) > MAX_PROMPT_CHARS:
+        raise argparse.ArgumentTypeError(f"a prompt of {len(text)} characters; Scope reads about the first "
+                                         f"{MAX_PROMPT_CHARS} (512 tokens) and cuts the rest, so keep it shorter")
+    return text
+
+
+def seconds(text: str) -> float:
+    """A length of time: a finite number more than 0 (``number`` with a floor)."""
+    value = number(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    return value

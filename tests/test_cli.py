@@ -258,3 +258,34 @@ def test_a_number_option_that_is_not_finite_is_a_usage_error() -> None:
     assert proc.returncode == EXIT_CONFIG, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --osc-out: cannot send OSC to {host}:9000: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_ports_prompts_and_times_out_of_range_are_usage_errors() -> None:
+    """A port past 65535 (the socket layer would wrap 70000 round to 4464), a prompt longer than a profile may hold,
+    and a time that is not more than 0 are argparse's one-line usage errors (2), naming the option."""
+    cases = [
+        (("run", "--osc-port", "70000"), "argument --osc-port: 70000 is not a port (0-65535)"),
+        (("monitor", "--osc-port", "70000"), "argument --osc-port: 70000 is not a port (0-65535)"),
+        (("run", "--http-port=-1"), "argument --http-port: -1 is not a port (0-65535)"),
+        (("run", "--prompt", "p" * 3000), "argument --prompt: a prompt of 3000 characters"),
+        (("listen", "--duration=-1"), "argument --duration: '-1': must be more than 0 seconds"),
+        (("doctor", "--listen", "0"), "argument --listen: '0': must be more than 0 seconds"),
+    ]
+    for args, message in cases:
+        proc = cli(*args)
+        assert proc.returncode == 2 and message in proc.stderr.splitlines()[-1], (args, proc.stderr[-300:])
+
+
+def test_files_and_hosts_the_system_refuses_are_one_line_errors(tmp_path: Path) -> None:
+    """A profile copied to a name too long for the file system, a switch sent to a host name too long to be one,
+    and a show log with such a name: the first two end in one line (never a bug's 70), the show goes on without
+    its log."""
+    long_name = str(tmp_path / ("x" * 300 + ".yaml"))
+    proc = cli("profiles", "--copy", "default", long_name)
+    assert proc.returncode == EXIT_CONFIG and "cannot copy the profile to" in proc.stderr.splitlines()[-1]
+    proc = cli("switch", "default", "--to", "a" * 300 + ":8765")
+    assert proc.returncode not in (0, 70) and "no bridge answers at" in proc.stderr.splitlines()[-1], proc.stderr
+    proc = cli("run", "--show-log", str(tmp_path / ("s" * 300 + ".jsonl")), "--duration", "3", "--output", "none",
+               "--no-audio", "--http-port", "0")
+    assert proc.returncode == 0 and "the show goes on without a log" in proc.stderr, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr

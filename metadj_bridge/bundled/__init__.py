@@ -56,12 +56,16 @@ def copy_profile(name: str, destination: str) -> Path:
     """Copy a bundled profile to ``destination`` (a file, or a folder to put it in); never overwrites."""
     source = bundled_profile(name)
     target = Path(destination)
-    if target.is_dir():
-        target = target / source.name
-    if target.exists():
-        raise ConfigError(f"{target} exists already; give another name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    try:
+        if target.is_dir():
+            target = target / source.name
+        if target.exists():
+            raise ConfigError(f"{target} exists already; give another name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except (OSError, ValueError) as exc:  # a read-only disk, a name too long, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot copy the profile to {str(target)!r}: {reason}") from None
     return target
 
 

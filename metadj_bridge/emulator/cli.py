@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import logging
 
-from metadj_bridge.cli_types import number
+from metadj_bridge.cli_types import number, port
 from metadj_bridge.emulator import catalogue
 from metadj_bridge.emulator.config import (
     DEFAULT_FPS,
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options; every one maps to an ``EmulatorConfig`` field."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, as Scope)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT,
                         help=f"TCP port; 0 picks a free one (default: {DEFAULT_PORT})")
     parser.add_argument(
         "--chunk-frames",

@@ -426,7 +426,7 @@ def send_switch(path: str, to: str, token: str | None = None) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         answer = httpx.post(url, json={"path": target}, headers=headers, timeout=SWITCH_WAIT_S * 10)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, UnicodeError) as exc:  # UnicodeError: a host name too long to be one
         raise MetaDJError(f"no bridge answers at {host}:{port} ({type(exc).__name__}: {exc}): is it running, with "
                           "its web server on that port (run --http-port)?") from None
     try:

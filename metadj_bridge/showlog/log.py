@@ -120,12 +120,15 @@ def default_show_log_path(now: datetime | None = None, *, platform: str = sys.pl
 
 def _unused(path: Path) -> Path:
     """``path``, or ``name-2.jsonl``, ``name-3.jsonl``... when a show log is already there: one show per file."""
-    if not path.exists():
-        return path
-    for n in range(2, 10_000):
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
-            return candidate
+    try:
+        if not path.exists():
+            return path
+        for n in range(2, 10_000):
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+            if not candidate.exists():
+                return candidate
+    except (OSError, ValueError):  # a name the system refuses: opening it says so, and the show goes on without
+        pass
     return path
 
 
