@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import itertools
+import logging
 import socket
 import threading
 import time
@@ -137,6 +138,17 @@ async def test_local_by_default_with_the_page_status_and_no_token(server: WebSer
         assert no_show.status_code == 503 and "error" in no_show.json()
         missing = await http.get("/static/no-such-file.js")
         assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "a" * 300 + "/x.js", "x/" + "b" * 5000, "a%00b.js", "%00",
+                                  "..%2f..%2fetc%2fpasswd", "a" * 255 + ".js", "%2e%2e/%2e%2e/", "%ff%fe.js"])
+async def test_a_static_name_the_file_system_refuses_is_not_found(server: WebServer, name: str,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        answer = await http.get("/static/" + name)
+        assert answer.status_code in (400, 403, 404), answer.text
+        assert (await http.get("/static/no-such-file.js")).status_code == 404  # the server goes on
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 async def test_a_taken_port_moves_to_the_next_free_one_and_says_where(caplog: pytest.LogCaptureFixture) -> None:

@@ -252,6 +252,10 @@ class WebServer:
                               f"{request.content_type or 'nothing'}", "body")
         try:
             return await handler(request)
+        except OSError as exc:  # a /static/ name the file system refuses (too long, ...) names no file of ours
+            if not path.startswith("/static/"):
+                raise
+            return json_error(404, f"Not Found: {request.method} {path[:200]} ({exc.strerror or 'no such file'})")
         except web.HTTPException as exc:
             if exc.status < 400 or exc.content_type == "application/json":
                 raise
