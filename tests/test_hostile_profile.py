@@ -312,6 +312,18 @@ def check(*paths: Path) -> tuple[int, list[str], list[str]]:
     return code, out.getvalue().splitlines(), err.getvalue().splitlines()
 
 
+def test_check_refuses_two_screens_on_one_scope_server_as_run_does(tmp_path: Path) -> None:
+    shared = write(tmp_path, "shared.yaml", 'scope: {url: "http://127.0.0.1:1"}\n' + THEMES
+                   + 'screens:\n  left:\n    scope: {url: "http://127.0.0.1:1/"}\n  right: {}\n')
+    code, out, err = check(shared)
+    assert code == 1 and out == []
+    assert err == [f"error: {shared}:7:12: screens.left.scope.url: screens 'main' and 'left' both use the Scope "
+                   "server http://127.0.0.1:1; a server runs one pipeline at a time: give each screen its own"]
+    apart = write(tmp_path, "apart.yaml", 'scope: {url: "http://127.0.0.1:1"}\n' + THEMES
+                  + 'screens:\n  left:\n    scope: {url: "http://127.0.0.1:2"}\n  right: {}\n')
+    assert check(apart)[0] == 0
+
+
 def test_check_reports_every_mistake_of_a_file(tmp_path: Path) -> None:
     path = write(tmp_path, "many.yaml", (
         "scope:\n"

@@ -87,7 +87,7 @@ class _Checker:
         if lines:
             self.listed.add(os.path.abspath(path))
         if profile is not None:
-            lines += start_file_problems(profile)
+            lines += start_file_problems(profile) + shared_server_problems(profile)
             lines += self._targets(profile, {os.path.abspath(path)}, 1)
         return profile, lines
 
@@ -131,6 +131,27 @@ def start_file_problems(profile: ShowProfile) -> list[str]:
         read_audio_header(audio.path)
     except ConfigError as exc:
         return [printable(f"{audio.where}: inputs.audio: {exc}" if audio.where else f"inputs.audio: {exc}")]
+    return []
+
+
+def shared_server_problems(profile: ShowProfile) -> list[str]:
+    """What ``run`` would refuse in ``screens:`` that loading does not: two screens on one Scope server, at the
+    screen that takes a server already taken (``run``'s own rule: :func:`metadj_bridge.run.screens.check_screens`)."""
+    from metadj_bridge.run.plan import RunOptions
+    from metadj_bridge.run.screens import check_screens, screen_plans
+    from metadj_bridge.scope.api import normalise_url
+
+    try:
+        main = normalise_url(profile.scope.url) if profile.scope.url is not None else None
+        plans = screen_plans(profile, RunOptions())
+    except ConfigError:
+        return []  # a URL loading let through but run refuses: run says so itself
+    for count, screen in enumerate(profile.screens, 1):
+        try:
+            check_screens(main, plans[:count])
+        except ConfigError as exc:
+            where = screen.scope.where or screen.where
+            return [printable(f"{where}: screens.{screen.name}.scope.url: {exc}" if where else str(exc))]
     return []
 
 
