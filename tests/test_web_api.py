@@ -126,6 +126,24 @@ async def test_a_typed_prompt_reaches_the_emulator_through_the_themes_transition
     assert state["control"]["typed_prompt"] is None
 
 
+async def test_a_flood_of_requests_is_a_few_log_lines_and_the_last_request_wins(bridge: Bridge) -> None:
+    bridge.caplog.clear()
+    count = 300
+    for i in range(count):
+        path, body = [("/api/prompt", {"text": f"flood {i}"}), ("/api/theme", {"name": "neon"}),
+                      ("/api/action", {"name": "resume"})][i % 3]
+        assert (await bridge.http.post(path, json=body)).status_code == 200
+    answer = await bridge.http.post("/api/prompt", json={"text": "the last one"})
+    assert answer.status_code == 200
+    await wait_for(lambda: "control: prompt 'the last one'" in bridge.caplog.text, 5, "the latest request logged")
+    lines = [r.getMessage() for r in bridge.caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) < count / 10, lines
+    assert not [line for line in lines if "Default" in line or "profile" in line], lines  # no profile changed
+    assert "requests in the last 1 s" in bridge.caplog.text
+    state = (await bridge.http.get("/api/state")).json()
+    assert state["control"]["typed_prompt"] == "the last one" and state["show"]["theme"] == "neon"
+
+
 async def test_the_crossfade_mixes_the_themes_first_two_prompts(bridge: Bridge) -> None:
     answer = await bridge.http.post("/api/crossfade", json={"value": 0.25})
     assert answer.status_code == 200, answer.text

@@ -184,16 +184,16 @@ class MappingEngine:
         self._prompts: list[dict[str, Any]] = self._deck.prompts()
         self._coerced: list[tuple[float | None, Any]] = [(None, None)] * len(compiled.param_slots)
 
-    def switch_profile(self, profile: ShowProfile, now: float, focus: int | None = None) -> None:
+    def switch_profile(self, profile: ShowProfile, now: float, focus: int | None = None, event: bool = True) -> None:
         """Let ``profile`` take over: same-named mappings on the same source keep their state; the next step
-        sends a theme transition to the new start theme, on prompt ``focus`` when given (a reload keeps its place)."""
+        sends a theme transition to the new start theme, on prompt ``focus`` when given (a reload keeps its place).
+        ``event``: whether that step says ``profile OLD -> NEW`` (not for a typed prompt: no profile changed)."""
         old_name = self._p.profile.name
         old = {r.name: r for r in self._p.runtimes}
         self._install(profile, old)
         if focus is not None and 0 <= focus < len(self._deck.theme.prompts):
             self._deck.focus = focus
-        self._switch_from = old_name
-        log.info("profile %s -> %s", old_name, profile.name)
+        self._switch_from = old_name if event else ""  # the caller logs the reload or switch itself
 
     # ------------------------------------------------------------------ the step
 
@@ -248,7 +248,7 @@ class MappingEngine:
                 self._move_focus(pick_index("next", self._deck.focus, count, self._rng))
                 self._cycle.restart(theme=False)
         if self._switch_from is not None:
-            self._events.append(f"profile {self._switch_from} -> {p.profile.name}")
+            self._events += [f"profile {self._switch_from} -> {p.profile.name}"] if self._switch_from else []
             self._switch_from = None
             self._theme_changed = True
 

@@ -17,7 +17,9 @@ event), and a crossfade counts like a fader on ``prompt.mix``. Two requests have
 - tap tempo and nudge are tempo readings (source ``osc``: Link and MIDI clock, when present, lead; the audio
   tracker follows), as a DJ program's tempo over OSC would be.
 
-Every request is one INFO line and one show-log event naming who asked (``web from 192.168.1.20``).
+Every request is one show-log event naming who asked (``web from 192.168.1.20``), and one INFO line: at once when
+the last came a second or more before, else the latest of the second a second later, with the count (a script or a
+stuck button sending thousands a second must not fill the log).
 """
 
 from __future__ import annotations
@@ -75,6 +77,43 @@ class ControlRefused(MetaDJError):
         self.kind = kind
 
 
+class RequestLines:
+    """The ``control:`` INFO lines: a request after a quiet ``interval`` is logged at once; those that follow within
+    it are counted, and the latest is logged with the count when the interval ends."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._quiet_from = float("-inf")
+        self._held: tuple[str, int] | None = None
+        self.logged = 0
+
+    def add(self, line: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        now = loop.time() if loop is not None else time.monotonic()
+        if now >= self._quiet_from or loop is None:
+            self._log(line)
+            self._quiet_from = now + self.interval
+        elif self._held is None:
+            self._held = (line, 1)
+            loop.call_at(self._quiet_from, self._flush)
+        else:
+            self._held = (line, self._held[1] + 1)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            line, count = held
+            self._log(line if count == 1 else f"{line}; {count} requests in the last {self.interval:g} s")
+            self._quiet_from = asyncio.get_running_loop().time() + self.interval
+
+    def _log(self, line: str) -> None:
+        log.info("control: %s", line)
+        self.logged += 1
+
+
 def with_controls(profile: ShowProfile) -> ShowProfile:
     """``profile`` with the control surface's own mappings added (the module's docstring lists them)."""
     extra = [Mapping(f"{PREFIX}theme.{t.name}", TriggerSource(f"{PREFIX}theme.{t.name}"),
@@ -113,6 +152,7 @@ class ShowControl:
                                  report=lambda line: self._record(line, "learn"))
         self._listing: asyncio.Task[None] | None = None
         self._refusals = RateLimitedWarning(log, "OSC control requests refused")
+        self._lines = RequestLines()
 
     # ------------------------------------------------------------------ requests
 
@@ -165,7 +205,7 @@ class ShowControl:
         # As a reload of the running profile: same theme, its prompts replaced; the next step sends the transition.
         typed = dataclasses.replace(profile, themes=themes, start_theme=theme)
         show.profile = typed
-        show.engine.switch_profile(with_controls(typed), self._clock())
+        show.engine.switch_profile(with_controls(typed), self._clock(), event=False)  # this request's line says it
         self._typed = (text, theme, typed)
         self._record(f"prompt {text!r} (theme {theme})", who)
 
@@ -285,7 +325,7 @@ class ShowControl:
         self._record(what, who, now)
 
     def _record(self, what: str, who: str, now: float | None = None) -> None:
-        log.info("control: %s (%s)", what, who)
+        self._lines.add(f"{what} ({who})")
         show_log = self.show.show_log
         if show_log is not None:
             show_log.event(f"control: {what} ({who})", self._clock() if now is None else now)
