@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from metadj_bridge import __version__
-from metadj_bridge.cli_types import number, port, prompt, seconds
 from metadj_bridge.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -27,6 +26,7 @@ from metadj_bridge.errors import (
     redact_text,
 )
 from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
+from metadj_bridge.profile.options import number, port, prompt, seconds
 from metadj_bridge.run import eventloop
 
 log = logging.getLogger("metadj_bridge")

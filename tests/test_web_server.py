@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import itertools
 import logging
@@ -436,8 +437,10 @@ def test_http_flags_their_old_names_and_variables(caplog: pytest.LogCaptureFixtu
         assert [r.getMessage() for r in caplog.records] == [
             f"{flag} is deprecated (one web server serves the preview, /status and /metrics now): use --http-port"]
     assert make_plan(options("--status-port", "8800", "--http-port", "8801"), profile()).http_port == 8801
-    with pytest.raises(ConfigError, match="--preview-port 70000: must be 0-65535"):
-        make_plan(options("--preview-port", "70000"), profile())
+    with pytest.raises(SystemExit):  # the command line refuses it first (profile.options.port) ...
+        options("--preview-port", "70000")
+    with pytest.raises(ConfigError, match="--preview-port 70000: must be 0-65535"):  # ... and the plan, from anywhere
+        make_plan(dataclasses.replace(options(), preview_port=70000), profile())
     env = RunOptions.from_args(build_parser_args(), {"METADJ_HTTP_PORT": "8123", "METADJ_HTTP_HOST": "::"})
     assert (make_plan(env, profile()).http_port, env.http_host) == (8123, "::")
 

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 
-from metadj_bridge.cli_types import number, port
 from metadj_bridge.emulator import catalogue
 from metadj_bridge.emulator.config import (
     DEFAULT_FPS,
@@ -21,6 +20,7 @@ from metadj_bridge.emulator.config import (
 )
 from metadj_bridge.emulator.server import ScopeEmulator
 from metadj_bridge.lifecycle import stop_signals
+from metadj_bridge.profile.options import number, port
 
 logger = logging.getLogger(__name__)
 

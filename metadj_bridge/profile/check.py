@@ -136,23 +136,16 @@ def start_file_problems(profile: ShowProfile) -> list[str]:
 
 def shared_server_problems(profile: ShowProfile) -> list[str]:
     """What ``run`` would refuse in ``screens:`` that loading does not: two screens on one Scope server, at the
-    screen that takes a server already taken (``run``'s own rule: :func:`metadj_bridge.run.screens.check_screens`)."""
-    from metadj_bridge.run.plan import RunOptions
-    from metadj_bridge.run.screens import check_screens, screen_plans
-    from metadj_bridge.scope.api import normalise_url
+    screen that takes a server already taken (``run``'s own rule: :func:`metadj_bridge.run.screens.shared_server`)."""
+    from metadj_bridge.run.screens import shared_server
 
-    try:
-        main = normalise_url(profile.scope.url) if profile.scope.url is not None else None
-        plans = screen_plans(profile, RunOptions())
-    except ConfigError:
-        return []  # a URL loading let through but run refuses: run says so itself
-    for count, screen in enumerate(profile.screens, 1):
-        try:
-            check_screens(main, plans[:count])
-        except ConfigError as exc:
-            where = screen.scope.where or screen.where
-            return [printable(f"{where}: screens.{screen.name}.scope.url: {exc}" if where else str(exc))]
-    return []
+    found = shared_server(profile)
+    if found is None:
+        return []
+    name, exc = found
+    screen = next(s for s in profile.screens if s.name == name)
+    where = screen.scope.where or screen.where
+    return [printable(f"{where}: screens.{name}.scope.url: {exc}" if where else str(exc))]
 
 
 def switch_targets(profile: ShowProfile) -> Iterator[tuple[str, str]]:

@@ -98,6 +98,25 @@ def check_screens(main_url: str | None, plans: tuple[ScreenPlan, ...]) -> None:
         seen[plan.scope_url] = plan.name
 
 
+def shared_server(profile: ShowProfile) -> tuple[str, ConfigError] | None:
+    """The first screen of ``profile`` that ``run`` would refuse for a Scope server another screen (or the main
+    one) already uses, and the error run gives, for ``check``; None when every screen has its own."""
+    from metadj_bridge.run.plan import RunOptions
+    from metadj_bridge.scope.api import normalise_url
+
+    try:
+        main = normalise_url(profile.scope.url) if profile.scope.url is not None else None
+        plans = screen_plans(profile, RunOptions())
+    except ConfigError:
+        return None  # a URL loading let through but run refuses: run says so itself
+    for count, screen in enumerate(profile.screens, 1):
+        try:
+            check_screens(main, plans[:count])
+        except ConfigError as exc:
+            return screen.name, exc
+    return None
+
+
 class PromptBank:
     """Rewords the show's prompts for one screen: each theme's prompt texts -> the screen's, by position."""
 

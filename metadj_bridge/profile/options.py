@@ -1,4 +1,5 @@
-"""Option types shared by the command lines (``metadj-bridge`` and ``metadj-scope-emulator``)."""
+"""The command lines' option types (``metadj-bridge`` and ``metadj-scope-emulator``): numbers, ports, prompts and
+lengths of time checked as a profile's values are, each refused with argparse's own one-line usage error."""
 
 from __future__ import annotations
 
