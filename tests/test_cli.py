@@ -289,3 +289,21 @@ def test_files_and_hosts_the_system_refuses_are_one_line_errors(tmp_path: Path) 
                "--no-audio", "--http-port", "0")
     assert proc.returncode == 0 and "the show goes on without a log" in proc.stderr, proc.stderr[-500:]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_scope_url_on_the_command_line_is_held_to_the_profiles_rule() -> None:
+    """``--scope`` that a profile's ``scope.url`` would refuse (port 0, spaces in the host, a 10 KB host, an IPv6
+    address without brackets) ends the run at the start in one line (78), instead of a show that reconnects for
+    ever to a server that cannot exist."""
+    cases = [
+        ("http://127.0.0.1:0", "port 0 is out of range (1-65535)"),
+        ("http://127 0 0 1:1", "not an IP address or a host name"),
+        ("http://" + "a" * 10000 + ":8000", "not an IP address or a host name"),
+        ("http://::1:8000", "an IPv6 address goes in brackets, with the port after them: http://[::1]:8000"),
+    ]
+    for url, message in cases:
+        proc = cli("run", "--scope", url, "--duration", "20", "--output", "none", "--show-log", "none", "--no-audio",
+                   "--http-port", "0")
+        assert proc.returncode == EXIT_CONFIG, proc.stderr[-300:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: --scope {url!r}: ") and message in last, last[-300:]

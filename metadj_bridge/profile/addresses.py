@@ -67,42 +67,52 @@ def host_port(node: YNode, path: str) -> str:
 def scope_url(node: YNode, path: str) -> str:
     """Scope's root URL, checked as the bridge and httpx will read it; returned without a trailing slash."""
     url = f.text(node, path).strip()
+    problem = scope_url_problem(url)
+    if problem:
+        f.fail_value(node, path, problem)
+    return url.rstrip("/")
+
+
+def scope_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be Scope's root URL (as the bridge and httpx will read it), or None when it can; the
+    profile's ``scope.url`` and the command line's ``--scope`` are held to the same rule."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
         hint = " (an IPv6 address goes in brackets: http://[::1]:8000)" if "IPv6" in str(exc) else ""
-        f.fail_value(node, path, f"not a usable address: {exc}{hint}; e.g. {URL_EXAMPLE}")
+        return f"not a usable address: {exc}{hint}; e.g. {URL_EXAMPLE}"
     try:
         port = parts.port
     except ValueError:
+        if parts.netloc.count(":") > 1 and "[" not in parts.netloc:
+            return "an IPv6 address goes in brackets, with the port after them: http://[::1]:8000"
         written = parts.netloc.rpartition(":")[2]
-        f.fail_value(node, path, f"port {written!r} is not a port number (1-65535)")
+        return f"port {written!r} is not a port number (1-65535)"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        f.fail_value(node, path, f"expected an http:// or https:// address such as {URL_EXAMPLE}")
-    hostname = parts.hostname or ""
-    problem = host_problem(hostname)
+        return f"expected an http:// or https:// address such as {URL_EXAMPLE}"
+    problem = host_problem(parts.hostname or "")
     if problem:
-        f.fail_value(node, path, f"{problem}; e.g. {URL_EXAMPLE}")
+        return f"{problem}; e.g. {URL_EXAMPLE}"
     if port is not None and not 1 <= port <= 65535:
-        f.fail_value(node, path, f"port {port} is out of range (1-65535)")
+        return f"port {port} is out of range (1-65535)"
     if parts.netloc.endswith(":"):
-        f.fail_value(node, path, "a colon without a port; write the port (http://host:8000) or drop the colon")
+        return "a colon without a port; write the port (http://host:8000) or drop the colon"
     route = parts.path.rstrip("/")
     for suffix in _ADDED_PATHS:
         if route.endswith(suffix):
-            f.fail_value(node, path, f"ends in {suffix}; give the server's root instead (the bridge adds /health "
-                         "and /api/v1/... itself)")
-    _check_with_httpx(node, path, url)
-    return url.rstrip("/")
+            return (f"ends in {suffix}; give the server's root instead (the bridge adds /health and /api/v1/... "
+                    "itself)")
+    return _httpx_problem(url)
 
 
-def _check_with_httpx(node: YNode, path: str, url: str) -> None:
+def _httpx_problem(url: str) -> str | None:
     """httpx refuses some URLs urllib accepts (control characters, odd ports); the bridge talks through httpx."""
     try:
         import httpx
     except ImportError:  # pragma: no cover - a dependency of the package
-        return
+        return None
     try:
         httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        f.fail_value(node, path, f"not a usable address: {exc}")
+        return f"not a usable address: {exc}"
+    return None

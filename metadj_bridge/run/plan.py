@@ -22,6 +22,7 @@ from metadj_bridge.inputs.midi_decode import (
     MidiControlConfig,
     RelativeEncoder,
 )
+from metadj_bridge.profile.addresses import scope_url_problem
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.run.screens import ScreenPlan, check_screens, scope_size, screen_plans
 from metadj_bridge.scope.api import normalise_url
@@ -234,6 +235,8 @@ def make_plan(options: RunOptions, profile: ShowProfile) -> RunPlan:
     profile = _with_prompts(profile, options.prompts, options.cycle_bars)
     scope = profile.scope
     url = options.scope_url if options.scope_url is not None else scope.url
+    if options.scope_url is not None and (problem := scope_url_problem(options.scope_url.strip())):
+        raise ConfigError(f"--scope {options.scope_url!r}: {problem}")  # held to the profile's rule
     if options.rehearse:
         if options.scope_url is not None:
             raise ConfigError("--rehearse plays against the built-in emulator; leave out --scope")
