@@ -542,7 +542,10 @@ async def test_osc_out_without_a_listener_and_after_close(caplog: pytest.LogCapt
     assert build_message("/metadj/bpm", (120.0,)) == message("/metadj/bpm", 120.0)
 
 
-only_linux = pytest.mark.skipif(sys.platform != "linux", reason="Linux's loopback addresses and errors")
+only_linux = pytest.mark.skipif(
+    sys.platform != "linux",
+    reason="needs Linux: broadcast to 127.255.255.255 on loopback, and fe80::1 without an interface refused at connect",
+)
 
 
 @only_linux

@@ -31,7 +31,7 @@ from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
 from metadj_bridge.emulator.session import EmulatorSession
 from metadj_bridge.emulator.tempo import EmulatedTempoSync, add_tempo_routes
-from metadj_bridge.emulator.validation import RequestRejected, problem
+from metadj_bridge.emulator.validation import BODY_UNPARSED, RequestRejected, problem
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
 
@@ -214,10 +214,10 @@ class ScopeEmulator:
             return None
         try:
             return json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise RequestRejected(
-                422, [problem("json_invalid", [0], "JSON decode error", {"error": str(exc)})]
-            ) from exc
+        except RecursionError:  # Scope's Starlette cannot parse it either, and says so
+            raise RequestRejected(400, BODY_UNPARSED) from None
+        except ValueError as e:
+            raise RequestRejected(422, [problem("json_invalid", [0], "JSON decode error", {"error": str(e)})]) from e
 
     # ---- Scope endpoints ---------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from metadj_bridge.emulator.validation import RequestRejected
+from metadj_bridge.emulator.validation import BODY_UNPARSED, RequestRejected
 
 __all__ = ["BEAT_STATE_KEYS", "EmulatedTempoSync", "add_tempo_routes"]
 
@@ -117,7 +117,9 @@ def add_tempo_routes(router: web.UrlDispatcher, tempo: EmulatedTempoSync) -> Non
     async def enable(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except (ValueError, RecursionError):
+        except RecursionError:  # as Scope's Starlette answers a body nested too deeply
+            raise RequestRejected(400, BODY_UNPARSED) from None
+        except ValueError:
             raise RequestRejected(422, "JSON decode error") from None
         return web.json_response(tempo.enable(body))
 

@@ -32,6 +32,10 @@ _ENUMS: dict[str, tuple[str, ...]] = {
 _BOOLS = ("noise_controller", "manage_cache", "reset_cache", "vace_enabled", "vace_use_input_video", "recording")
 
 
+#: Scope's answer (400, Starlette's) to a body it cannot parse at all, such as JSON nested too deeply to decode.
+BODY_UNPARSED = "There was an error parsing the body"
+
+
 class RequestRejected(Exception):
     """An HTTP error answer: ``status`` and the JSON ``detail`` (a string or FastAPI's list)."""
 
