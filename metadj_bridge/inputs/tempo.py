@@ -15,6 +15,8 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   of silence is a new start whose bass, if any, is learnt afresh (SILENCE_*: a performer's next song);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
+  so it does when a beat comes in after a beatless stretch the clock had locked on, at another tempo than the one
+  it found there (:mod:`~metadj_bridge.inputs.beat_entry`);
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
   holds still on steady music and each beat carries its own; it starts again when the beats move to another phase;
 - **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
@@ -32,6 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs.beat_entry import BeatEntry
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.downbeats import DownbeatTracker
 from metadj_bridge.inputs.tempo_change import TempoChangeDetector
@@ -149,6 +152,7 @@ class BeatClock:
         fps = 1.0 / hop_s
         self._hmm = BeatHMM(fps, self.config.min_bpm, self.config.max_bpm)
         self._changes = TempoChangeDetector(fps, int(self._hmm.taus[0]), int(self._hmm.taus[-1]))
+        self._entry = BeatEntry(fps, self._hmm.taus)
         self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
         self._t = 0.0
         self._hops = 0
@@ -256,6 +260,9 @@ class BeatClock:
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
         if self._changes.push(a):
             self._follow_tempo_change()
+        if self._entry.push(a, f.beat_bands, self._hmm.locked and not self.breakdown):
+            if (new_beat := self._entry.decide(60.0 * self._hmm.fps / self._hmm.tempo_bpm())) is not None:
+                self._move_to(new_beat)
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()

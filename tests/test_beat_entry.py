@@ -1,0 +1,71 @@
+"""The beat that comes in after a beatless intro is heard at its own tempo (inputs/beat_entry.py).
+
+The clock locks on a noise intro (it must lock within 3 s of sound); the generated beat that follows is the far
+end. Without the entry a hip-hop beat after faded-in noise was read at twice its tempo for 16 s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metadj_bridge.inputs import synth
+from metadj_bridge.inputs.analysis import FeatureExtractor
+from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+INTRO_S = 8.0
+
+
+def _noise(kind: str) -> np.ndarray:
+    sr = synth.SAMPLERATE
+    n = int(INTRO_S * sr)
+    rng = np.random.default_rng(5)
+    if kind == "white":
+        x = 0.1 * rng.standard_normal(n)
+    else:  # pink: the spectrum falls 3 dB an octave
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        spectrum[1:] /= np.sqrt(np.fft.rfftfreq(n, 1 / sr)[1:])
+        spectrum[0] = 0.0
+        pink = np.fft.irfft(spectrum, n)
+        x = 0.3 * pink / np.abs(pink).max()
+    fade = (np.arange(n) / n) ** 2
+    return (fade * x).astype(np.float32)
+
+
+def _play(x: np.ndarray, bpm: float) -> tuple[BeatClock, np.ndarray, np.ndarray]:
+    fx = FeatureExtractor(synth.SAMPLERATE)
+    clock = BeatClock(fx.hop_size / synth.SAMPLERATE, TempoConfig())
+    times, right = [], []
+    for i in range(0, len(x) - fx.hop_size, fx.hop_size):
+        f = fx.process(x[i : i + fx.hop_size])
+        clock.process(f)
+        if clock.locked:
+            times.append(f.t)
+            right.append(abs(clock.bpm / bpm - 1.0) <= 0.04)
+    return clock, np.array(times), np.array(right)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_a_hip_hop_beat_after_a_noise_intro_is_read_at_its_own_tempo_within_5_s(kind: str) -> None:
+    """8 s of noise faded in, then a generated 92 BPM hip-hop beat: the clock locked on the noise at 150-190 BPM,
+    and the beat fits twice its tempo. Its rise in rhythm is the beat coming in: the learned tempo score decides
+    afresh, and from 5 s after the entry the BPM is the beat's."""
+    track = synth.render(synth.TrackSpec("hiphop-92", "hiphop", 92, 16, seed=3))
+    clock, times, right = _play(np.concatenate([_noise(kind), track.samples]), 92.0)
+    assert times[0] < INTRO_S  # the noise was locked on
+    assert not right[times < INTRO_S].all()  # ... at another tempo
+    wrong_after = times[(times >= INTRO_S) & ~right]
+    settled = wrong_after.max() - INTRO_S if len(wrong_after) else 0.0
+    assert settled <= 5.0, settled
+    assert clock._entry.calls == 1
+
+
+@pytest.mark.parametrize("name", ["hiphop-84", "swing-92", "breakdown-drop-128", "dnb-halftime-172", "pumping-132"])
+def test_steady_music_and_its_breakdowns_are_no_entry(name: str) -> None:
+    """A track heard from its start, its breakdown and drop: no tempo decided afresh."""
+    spec = next(s for s in (*synth.FIXTURE_SPECS, *synth.HELDOUT_SPECS) if s.name == name)
+    track = synth.render(spec)
+    clock, times, right = _play(track.samples, track.bpms[0])
+    assert clock._entry.calls == 0
+    assert clock.tempo_changes == 0
+    assert right[times >= 8.0].mean() >= 0.9
