@@ -22,8 +22,9 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
           └── ParameterError         a parameter value the pipeline would not accept
 
 The rest of this module is how errors reach the performer without harm: ``RateLimitedWarning`` keeps a flood
-of bad input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, and ``redact_text`` /
-``RedactingFilter`` keep credentials and tokens in URLs out of every log and error line.
+of bad input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``printable`` keeps text
+from outside (a profile's device name, a file name) from echoing control characters into a log or a terminal,
+and ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in URLs out of every log and error line.
 """
 
 from __future__ import annotations
@@ -128,6 +129,24 @@ class ParameterError(MetaDJError, ValueError):
 
 class ClosedError(MetaDJError, RuntimeError):
     """A closed part was asked to start again: make a new one."""
+
+
+# ------------------------------------------------------------------------------------------ outside text
+
+#: Characters that join emoji and scripts; format characters, but harmless on a terminal.
+_HARMLESS_FORMAT = frozenset("\u200c\u200d")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one log or terminal line: control characters (NUL, ESC, CR, LF, C1 codes), line and
+    paragraph separators and invisible format characters (bidi overrides, BOM) become ``\\x1b``-style escapes.
+
+    Text from outside (a profile's key or string, YAML's ``"\\e[31m"``, a device name) can hold any of these;
+    echoed raw, they would recolour the terminal, move the cursor or split one line into several.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in _HARMLESS_FORMAT else repr(c)[1:-1] for c in text)
 
 
 # ------------------------------------------------------------------------------------------ rate limiting

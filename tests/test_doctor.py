@@ -519,6 +519,12 @@ def test_virtual_camera_findings(profile: str) -> None:
     # to the preview, the default show's case: a warning, and the show goes on.)
     named = check_vcam(_plan(profile, video_outputs=("vcam",), video_backend=None, video_device="/dev/video99"))
     assert named.status is Status.PROBLEM and "/dev/video99" in named.summary
+    # A device name with a NUL and a terminal escape (a profile's "\\0", "\\e") is shown escaped, opened or not.
+    odd = "/dev/video\x00\x1b[31m"
+    for backend in (None, "capture"):
+        finding = check_vcam(_plan(profile, video_outputs=("vcam",), video_backend=backend, video_device=odd))
+        text = f"{finding.summary} {finding.action}"
+        assert "/dev/video\\x00\\x1b[31m" in text and text.isprintable(), finding
 
 
 @pytest.fixture(scope="module")

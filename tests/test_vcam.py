@@ -4,6 +4,7 @@ WebRTC session with the emulator; the advice without a camera backend; a real v4
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import re
 from collections.abc import Callable
@@ -16,11 +17,14 @@ import pytest
 
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.profile import load_profile
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import Backoff, ScopeSession, SessionConfig
 from metadj_bridge.video.capture import CaptureBackend, register_capture_backend
 from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.convert import FrameFitter, i420_planes
+from metadj_bridge.video.outputs import FallbackSink
+from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.video.slate import (
     RECONNECTING,
     STOPPED,
@@ -236,6 +240,30 @@ def test_an_auto_camera_prefers_i420_and_a_busy_device_is_refused() -> None:
     again = VirtualCameraSink(device="cam-busy", backend="capture")
     again.open(64, 36, 30)  # free again once closed
     again.close()
+
+
+def test_a_device_name_with_control_characters_never_reaches_the_log_raw(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A profile's video.device holding a NUL, a terminal escape and a line break (YAML's double-quoted escapes) is
+    logged escaped, in one line, whether the camera opens (the capture backend echoes the device) or not."""
+    profile = tmp_path / "show.yaml"
+    profile.write_text('video: {outputs: vcam, device: "cam\\0one\\e[31m\\nX"}\nthemes: {a: {prompts: [red]}}\n',
+                       encoding="utf-8")
+    device = load_profile(profile).video.device
+    assert device == "cam\x00one\x1b[31m\nX"
+    escaped = "cam\\x00one\\x1b[31m\\nX"
+    caplog.set_level(logging.INFO, logger="metadj_bridge.video")
+    sink = VirtualCameraSink(device=device, backend="capture")
+    sink.open(64, 36, 30)
+    sink.close()
+    backends = ["v4l2loopback"] if platform.system() == "Linux" else []  # the NUL makes it fail, device or not
+    for backend in backends:
+        FallbackSink(VirtualCameraSink(device=device, backend=backend), PreviewSink()).open(64, 36, 30)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 + len(backends), lines
+    assert all(escaped in line for line in lines), lines
+    assert not [line for line in lines if not line.isprintable()], lines
 
 
 def test_an_unknown_backend_names_the_available_ones() -> None:

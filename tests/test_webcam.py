@@ -131,6 +131,14 @@ def test_source_settings_that_cannot_work_say_why() -> None:
         resolve_source("  ", platform="linux")
 
 
+def test_names_from_outside_are_shown_escaped() -> None:
+    """A source setting or a name a device gives itself can hold a NUL or a terminal escape: every message that
+    names them (the label, the camera list) shows them escaped, and what PyAV opens stays as written."""
+    spec = resolve_source("/dev/video\x00\x1b[31m", platform="linux")
+    assert spec.url == "/dev/video\x00\x1b[31m" and spec.label == "webcam /dev/video\\x00\\x1b[31m"
+    assert str(Camera("/dev/video0", "Cam\x1b[2J\n")) == "/dev/video0 (Cam\\x1b[2J\\n)"
+
+
 def test_linux_cameras_are_the_video_nodes_with_their_sysfs_names(tmp_path: Path) -> None:
     dev, sysfs = tmp_path / "dev", tmp_path / "sys"
     for node in ("video10", "video0", "video2", "vhci"):

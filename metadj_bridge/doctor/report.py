@@ -196,7 +196,7 @@ def check_midi(plan: RunPlan, backend: str | None = None) -> list[Finding]:
 def check_vcam(plan: RunPlan) -> Finding:
     if "vcam" not in plan.video_outputs:
         return Finding("vcam", Status.SKIPPED, "the profile sends no video to the virtual camera")
-    from metadj_bridge.errors import VideoOutputError
+    from metadj_bridge.errors import VideoOutputError, printable
     from metadj_bridge.video.vcam import VirtualCameraSink, backend_hint
 
     try:
@@ -205,12 +205,12 @@ def check_vcam(plan: RunPlan) -> Finding:
     except (VideoOutputError, ValueError) as exc:
         if plan.video_backend or plan.video_device:  # a camera asked for by name: the preview is not what was meant
             return Finding("vcam", Status.PROBLEM, f"the virtual camera asked for "
-                           f"({plan.video_backend or plan.video_device}) cannot be opened", str(exc))
+                           f"({printable(plan.video_backend or plan.video_device or '')}) cannot be opened", str(exc))
         return Finding("vcam", Status.WARNING,
                        "no virtual camera: the show's video goes to the browser preview instead",
                        f"{exc}" if backend_hint() in str(exc) else f"{exc}; {backend_hint()}")
     try:
-        device = str(getattr(sink.camera, "device", "") or plan.video_device or "")
+        device = printable(str(getattr(sink.camera, "device", "") or plan.video_device or ""))
     finally:
         sink.close()
     return Finding("vcam", Status.OK, f"virtual camera {device} opens", "", {"device": device})

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from metadj_bridge.errors import ConfigError
-from metadj_bridge.profile.errors import ProfileError, printable
+from metadj_bridge.errors import ConfigError, printable
+from metadj_bridge.profile.errors import ProfileError
 from metadj_bridge.profile.ignored import ignored_keys
 from metadj_bridge.profile.loader import check_profile
 from metadj_bridge.profile.model import ShowProfile

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from metadj_bridge.profile.errors import ProfileError, printable
+from metadj_bridge.errors import printable
+from metadj_bridge.profile.errors import ProfileError
 from metadj_bridge.profile.loader import load_profile, read_bytes
 from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.profile.yamlnodes import decode_text, parse

@@ -5,25 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, printable
 
 T = TypeVar("T")
-
-#: Characters that join emoji and scripts; format characters, but harmless on a terminal.
-_HARMLESS_FORMAT = frozenset("\u200c\u200d")
-
-
-def printable(text: str) -> str:
-    """``text`` safe for one terminal line: control characters (ESC, CR, LF, C1 codes), line and paragraph
-    separators and invisible format characters (bidi overrides, BOM) become ``\\x1b``-style escapes.
-
-    A profile can hold any of these in a key or a string (YAML's ``"\\e[31m"``); echoed raw, they would
-    recolour the terminal, move the cursor or split one error into several lines.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in _HARMLESS_FORMAT else repr(c)[1:-1] for c in text)
-
 
 #: A message longer than this (a key or a value of thousands of characters echoed back) keeps its start (the
 #: file, line and key) and its end (what is wrong) and loses the middle.

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from metadj_bridge.errors import ConfigError, VideoInputError
-from metadj_bridge.profile.errors import printable
+from metadj_bridge.errors import ConfigError, VideoInputError, printable
 from metadj_bridge.signals import SignalBoard, Trigger
 
 if TYPE_CHECKING:

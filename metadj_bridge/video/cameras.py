@@ -16,7 +16,7 @@ from pathlib import Path
 
 import av
 
-from metadj_bridge.errors import ConfigError, VideoInputError
+from metadj_bridge.errors import ConfigError, VideoInputError, printable
 
 __all__ = [
     "VIDEO_FILE_SUFFIXES",
@@ -45,8 +45,9 @@ class Camera:
     device: str
     name: str = ""
 
-    def __str__(self) -> str:
-        return f"{self.device} ({self.name})" if self.name and self.name != self.device else self.device
+    def __str__(self) -> str:  # for messages: a name the device gives itself may hold control characters
+        text = f"{self.device} ({self.name})" if self.name and self.name != self.device else self.device
+        return printable(text)
 
 
 def list_cameras(
@@ -154,7 +155,7 @@ class SourceSpec:
 
     @property
     def label(self) -> str:
-        return f"video file {self.url}" if self.is_file else f"webcam {self.url}"
+        return f"video file {printable(self.url)}" if self.is_file else f"webcam {printable(self.url)}"
 
 
 def resolve_source(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.errors import VideoOutputError, printable
 from metadj_bridge.video.convert import i420_to_nv12
 from metadj_bridge.video.sink import ShownFrame
 
@@ -120,7 +120,7 @@ class VirtualCameraSink:
                         width, height, fps, fmt=PixelFormat[fmt], device=self.device, backend=backend
                     )
                 except Exception as exc:  # noqa: BLE001 - backends raise RuntimeError, ValueError or their own types
-                    message = str(exc).strip().removeprefix(f"'{backend}' backend: ")
+                    message = printable(str(exc).strip().removeprefix(f"'{backend}' backend: "))
                     if "format" in message.lower() and fmt != wanted[-1]:
                         continue  # the device is there but wants another pixel format
                     errors.append(f"{backend}: {message}")
@@ -131,10 +131,10 @@ class VirtualCameraSink:
                 self._format = camera.fmt.name
                 self._size = (width, height)
                 self._nv12 = np.empty(width * height * 3 // 2, np.uint8) if self._format == "NV12" else None
-                log.info("virtual camera %s (%s) open at %dx%d, %g fps, %s", camera.device, backend, width, height, fps,
-                         self._format)
+                log.info("virtual camera %s (%s) open at %dx%d, %g fps, %s", printable(str(camera.device)), backend,
+                         width, height, fps, self._format)
                 return
-        where = f" {self.device}" if self.device else ""
+        where = f" {printable(self.device)}" if self.device else ""  # the profile's text: never raw in the log
         raise VideoOutputError(
             f"virtual camera{where} could not be opened ({'; '.join(errors)}); {backend_hint(system)}"
         )
@@ -146,7 +146,7 @@ class VirtualCameraSink:
             return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.NV12, device=self.device,
                                        backend=backend)
         except Exception as exc:  # noqa: BLE001 - as above: any refusal means "not NV12"
-            log.debug("%s does not take NV12 (%s); sending I420", backend, exc)
+            log.debug("%s does not take NV12 (%s); sending I420", backend, printable(str(exc)))
             return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.I420, device=self.device,
                                        backend=backend)
 
