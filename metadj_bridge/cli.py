@@ -26,7 +26,7 @@ from metadj_bridge.errors import (
     redact_text,
 )
 from metadj_bridge.parameters import ASPECT_PRESETS, DENOISING_PRESETS
-from metadj_bridge.profile.options import number, port, prompt, seconds
+from metadj_bridge.profile.options import number, port, prompt, seconds, text
 from metadj_bridge.run import eventloop
 
 log = logging.getLogger("metadj_bridge")
@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the profile's video.source, else the first camera)")
     for command in sub.choices.values():  # -v / -q after the command too (`run -v`), as well as before it
         _add_verbosity(command, default=argparse.SUPPRESS)
+        command.register("type", None, text)  # every option given as text refuses an empty value
     return parser
 
 

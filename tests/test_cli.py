@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import subprocess
@@ -10,8 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from metadj_bridge import __version__
+from metadj_bridge.cli import build_parser
 from metadj_bridge.errors import EXIT_CONFIG
+from metadj_bridge.profile.options import prompt, text
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -274,6 +279,41 @@ def test_ports_prompts_and_times_out_of_range_are_usage_errors() -> None:
     for args, message in cases:
         proc = cli(*args)
         assert proc.returncode == 2 and message in proc.stderr.splitlines()[-1], (args, proc.stderr[-300:])
+
+
+def test_empty_text_is_a_usage_error_for_every_option_that_takes_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty value (a script's unset variable: ``--output "$OUT"``) or one of spaces is never a name, a path, an
+    address or a prompt: every option and argument of every command that takes text refuses it with argparse's
+    one-line usage error (2) naming it, instead of quietly meaning no video, the default log or an empty prompt."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    checked = []
+    for name, command in commands.items():
+        takes_text = [a for a in command._actions if a.nargs != 0 and a.type in (None, text, prompt)]
+        for action in takes_text:
+            argv = [name]
+            for other in (a for a in command._actions if not a.option_strings):
+                filler = next(iter(other.choices)) if other.choices else "x"
+                argv += ["" if other is action else filler]
+            if action.option_strings:
+                argv += [action.option_strings[-1], " " if len(checked) % 2 else ""] + ["x"] * (action.nargs == 2)
+            with pytest.raises(SystemExit) as exit_:
+                parser.parse_args(argv)
+            last = capsys.readouterr().err.strip().splitlines()[-1]
+            shown = "/".join(action.option_strings) or action.metavar or action.dest
+            assert exit_.value.code == 2 and f"error: argument {shown}: " in last, (argv, last)
+            assert "must not be empty" in last or "an empty prompt" in last, (argv, last)
+            checked.append(f"{name} {shown}")
+    assert {"run --prompt", "run --output", "run --show-log", "emulate --host", "check PROFILE"} <= set(checked)
+    assert len(checked) > 40, checked
+    # As a performer meets it: one line, exit 2, from both command lines.
+    for args in (("run", "--prompt", ""), ("run", "--output", "")):
+        proc = cli(*args)
+        assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("metadj-bridge run: error: argument"), \
+            proc.stderr
+    emulator = subprocess.run([sys.executable, "-m", "metadj_bridge.emulator", "--host", ""],
+                              capture_output=True, text=True, timeout=60)
+    assert emulator.returncode == 2 and "argument --host: '': must not be empty" in emulator.stderr
 
 
 def test_files_and_hosts_the_system_refuses_are_one_line_errors(tmp_path: Path) -> None:

@@ -128,6 +128,12 @@ def test_environment_variables_sit_between_flags_and_the_profile() -> None:
         RunOptions.from_args(args, {"METADJ_OSC_PORT": "seven"})
     with pytest.raises(ConfigError, match="METADJ_LINK='maybe'"):
         RunOptions.from_args(args, {"METADJ_LINK": "maybe"})
+    # Empty text is refused as on the command line (an empty METADJ_OUTPUT would have meant no video at all); an
+    # empty list or flag still means none.
+    for variable in ("METADJ_OUTPUT", "METADJ_SCOPE", "METADJ_SHOW_LOG", "METADJ_HTTP_TOKEN"):
+        with pytest.raises(ConfigError, match=f"{variable}=' ': must not be empty"):
+            RunOptions.from_args(args, {variable: " "})
+    assert RunOptions.from_args(args, {"METADJ_MIDI": "", "METADJ_LINK": ""}).link is False
 
 
 def test_rehearsal_uses_the_emulator_the_demo_track_and_the_preview() -> None:

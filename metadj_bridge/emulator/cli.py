@@ -20,14 +20,15 @@ from metadj_bridge.emulator.config import (
 )
 from metadj_bridge.emulator.server import ScopeEmulator
 from metadj_bridge.lifecycle import stop_signals
-from metadj_bridge.profile.options import number, port
+from metadj_bridge.profile.options import number, port, text
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options; every one maps to an ``EmulatorConfig`` field."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, as Scope)")
+    parser.add_argument("--host", type=text, default="127.0.0.1",
+                        help="address to bind (default: 127.0.0.1, as Scope)")
     parser.add_argument("--port", type=port, default=DEFAULT_PORT,
                         help=f"TCP port; 0 picks a free one (default: {DEFAULT_PORT})")
     parser.add_argument(

@@ -1,5 +1,5 @@
-"""The command lines' option types (``metadj-bridge`` and ``metadj-scope-emulator``): numbers, ports, prompts and
-lengths of time checked as a profile's values are, each refused with argparse's own one-line usage error."""
+"""The command lines' option types (``metadj-bridge`` and ``metadj-scope-emulator``): numbers, ports, prompts,
+lengths of time and text checked as a profile's values are, each refused with argparse's own one-line usage error."""
 
 from __future__ import annotations
 
@@ -25,10 +25,23 @@ def port(text: str) -> int:
     return value
 
 
+def text(value: str) -> str:
+    """A name, a path, an address or a pattern given as text: empty, or only spaces, is refused as a profile refuses
+    an empty string. A script's unset variable (``--output "$OUT"``) must not quietly mean "none" or the default;
+    ``none`` says that where it is meant. Every option of the command lines without a type of its own gets this
+    one (``ArgumentParser.register("type", None, text)``)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r}: must not be empty")
+    return value
+
+
 def prompt(text: str) -> str:
-    """A prompt given on the command line: as long as a profile's may be (``themes.MAX_PROMPT_CHARS``)."""
+    """A prompt given on the command line: not empty, and as long as a profile's may be
+    (``themes.MAX_PROMPT_CHARS``)."""
     from metadj_bridge.profile.themes import MAX_PROMPT_CHARS
 
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty prompt; give the words Scope should paint")
     if len(text) > MAX_PROMPT_CHARS:
         raise argparse.ArgumentTypeError(f"a prompt of {len(text)} characters; Scope reads about the first "
                                          f"{MAX_PROMPT_CHARS} (512 tokens) and cuts the rest, so keep it shorter")

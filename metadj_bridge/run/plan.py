@@ -131,6 +131,8 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 out[name] = float(raw)
             elif kind.startswith("list"):
                 out[name] = [item.strip() for item in raw.split(",") if item.strip()]
+            elif not raw.strip():  # as on the command line: empty is never a name, a path or an address
+                raise ValueError("must not be empty (unset it for the default)")
             else:
                 out[name] = raw
         except ValueError as exc:
