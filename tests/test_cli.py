@@ -275,10 +275,16 @@ def test_ports_prompts_and_times_out_of_range_are_usage_errors() -> None:
         (("run", "--prompt", "p" * 3000), "argument --prompt: a prompt of 3000 characters"),
         (("listen", "--duration=-1"), "argument --duration: '-1': must be more than 0 seconds"),
         (("doctor", "--listen", "0"), "argument --listen: '0': must be more than 0 seconds"),
+        # Past a day: doctor --listen 1e300 watched the video for ever, listen --duration 1e300 never stopped.
+        (("doctor", "--listen", "1e300"), "argument --listen: '1e300': at most 86400 seconds (a day)"),
+        (("doctor", "--load-timeout", "86401"), "argument --load-timeout: '86401': at most 86400 seconds (a day)"),
+        (("listen", "--duration", "1e300"), "argument --duration: '1e300': at most 86400 seconds (a day)"),
+        (("monitor", "--duration", "1e300"), "argument --duration: '1e300': at most 86400 seconds (a day)"),
     ]
     for args, message in cases:
         proc = cli(*args)
         assert proc.returncode == 2 and message in proc.stderr.splitlines()[-1], (args, proc.stderr[-300:])
+    assert build_parser().parse_args(["doctor", "--listen", "86400"]).listen == 86400  # a day is still allowed
 
 
 def test_empty_text_is_a_usage_error_for_every_option_that_takes_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -99,6 +99,9 @@ def test_prompt_flags_replace_the_themes_and_cycle_sets_the_bars() -> None:
         (("--min-send-interval", "3"), "minimum 3 s must be > 0 and <= the maximum 1.5 s"),
         (("--osc-out", "nowhere"), "expected HOST:PORT"),
         (("--cycle", "0"), "--cycle 0: must be at least 1 bar"),
+        # Held to the profile's scope.sender bounds: a change could wait that long when Scope seems slow.
+        (("--max-send-interval", "1e300"), "the maximum 1e\\+300 s at most 3600 s"),
+        (("--min-send-interval", "61", "--max-send-interval", "100"), "the minimum 61 s may be at most 60 s"),
     ],
 )
 def test_impossible_settings_are_clear_errors(argv: tuple[str, ...], message: str) -> None:

@@ -48,9 +48,17 @@ def prompt(text: str) -> str:
     return text
 
 
+#: The longest length of time a command's option takes (a day): past it, a value is a slip (``doctor --listen
+#: 1e300`` watched the video for ever, ``listen --duration 1e300`` never stopped), and a timeout handed to a thread
+#: or a socket overflows long before 1e300 (``threading.Event.wait``: "timestamp out of range").
+MAX_SECONDS = 24 * 3600
+
+
 def seconds(text: str) -> float:
-    """A length of time: a finite number more than 0 (``number`` with a floor)."""
+    """A length of time: a finite number more than 0 and at most a day (``number`` with bounds)."""
     value = number(text)
     if not value > 0.0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SECONDS} seconds (a day)")
     return value

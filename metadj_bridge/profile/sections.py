@@ -32,6 +32,8 @@ OSC_KEYS = ("port", "host", "presets", "out")
 TEMPO_KEYS = ("link", "link_may_set_tempo", "prefer", "beats_per_bar")
 TEMPO_SOURCES = ("link", "midi_clock", "osc", "audio")
 ENCODER_MODES = ("twos_complement", "offset64", "sign_magnitude")
+#: The longest ``scope.sender.min_interval`` and ``max_interval`` (s); ``run --min/max-send-interval`` too.
+MAX_MIN_SEND_INTERVAL, MAX_MAX_SEND_INTERVAL = 60.0, 3600.0
 
 
 def scope_settings(node: YNode | None, findings: Findings | None = None, path: str = "scope") -> ScopeSettings:
@@ -69,9 +71,11 @@ def scope_settings(node: YNode | None, findings: Findings | None = None, path: s
         lo = ScopeSettings().min_send_interval
         hi = ScopeSettings().max_send_interval
         if "min_interval" in sender:
-            lo = f.number(sender["min_interval"], f"{path}.sender.min_interval", 0, 60, lo_open=True)
+            lo = f.number(sender["min_interval"], f"{path}.sender.min_interval", 0, MAX_MIN_SEND_INTERVAL,
+                          lo_open=True)
         if "max_interval" in sender:
-            hi = f.number(sender["max_interval"], f"{path}.sender.max_interval", 0, 3600, lo_open=True)
+            hi = f.number(sender["max_interval"], f"{path}.sender.max_interval", 0, MAX_MAX_SEND_INTERVAL,
+                          lo_open=True)
         if lo > hi:
             where = sender.get("min_interval") or sender["max_interval"]
             f.fail(where, f"{path}.sender", f"min_interval {lo:g} is more than max_interval {hi:g}")

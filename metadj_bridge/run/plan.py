@@ -24,6 +24,7 @@ from metadj_bridge.inputs.midi_decode import (
 )
 from metadj_bridge.profile.addresses import scope_url_problem
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
+from metadj_bridge.profile.sections import MAX_MAX_SEND_INTERVAL, MAX_MIN_SEND_INTERVAL
 from metadj_bridge.run.screens import ScreenPlan, check_screens, scope_size, screen_plans
 from metadj_bridge.scope.api import normalise_url
 
@@ -199,6 +200,9 @@ class RunPlan:
 def _check_send_bounds(lo: float, hi: float) -> None:
     if not 0 < lo <= hi:
         raise ConfigError(f"send interval bounds: the minimum {lo:g} s must be > 0 and <= the maximum {hi:g} s")
+    if lo > MAX_MIN_SEND_INTERVAL or hi > MAX_MAX_SEND_INTERVAL:  # held to the profile's scope.sender rule
+        raise ConfigError(f"send interval bounds: the minimum {lo:g} s may be at most {MAX_MIN_SEND_INTERVAL:g} s and "
+                          f"the maximum {hi:g} s at most {MAX_MAX_SEND_INTERVAL:g} s")
 
 
 def _with_prompts(profile: ShowProfile, prompts: list[str], cycle_bars: int | None) -> ShowProfile:
