@@ -144,6 +144,43 @@ async def test_a_flood_of_requests_is_a_few_log_lines_and_the_last_request_wins(
     assert state["control"]["typed_prompt"] == "the last one" and state["show"]["theme"] == "neon"
 
 
+async def flood(http: httpx.AsyncClient, requests: list[tuple[str, dict[str, Any]]], workers: int = 8) -> float:
+    """``requests`` sent by ``workers`` clients at once, each answered 200; the seconds the flood took."""
+    waiting = list(reversed(requests))
+
+    async def worker() -> None:
+        while waiting:
+            path, body = waiting.pop()
+            answer = await http.post(path, json=body)
+            assert answer.status_code == 200, answer.text
+
+    began = asyncio.get_running_loop().time()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return asyncio.get_running_loop().time() - began
+
+
+async def test_a_flood_of_theme_changes_logs_a_show_line_a_second(bridge: Bridge) -> None:
+    """Theme buttons flooded between two themes change the theme at nearly every engine step: the show's INFO
+    lines ("show: theme ...") come as the control lines do, the first at once and then the latest of each second with
+    the count, and the last request still wins."""
+    bridge.caplog.clear()
+    seconds = await flood(bridge.http, [("/api/theme", {"name": ("forest", "neon")[i % 2]}) for i in range(1500)])
+    assert (await bridge.http.post("/api/theme", json={"name": "forest"})).status_code == 200
+
+    def show_lines() -> list[str]:
+        return [r.getMessage() for r in bridge.caplog.records if r.getMessage().startswith("show: theme")]
+
+    await wait_for(lambda: any("events in the last 1 s" in line for line in show_lines()), 5, "a counted line")
+    await asyncio.sleep(1.5)  # the held line of the last second
+    lines = show_lines()
+    # The first at once, a line a second while the flood lasts (and a little after: the engine's last steps), the last.
+    assert 2 <= len(lines) <= 4 + seconds, (seconds, lines)
+    counted = [int(m.group(1)) if (m := re.search(r"; (\d+) events in the last 1 s$", line)) else 1 for line in lines]
+    assert sum(counted) > 500, lines  # the lines carry the count of the theme changes they stand for
+    assert lines[-1].startswith("show: theme neon -> forest"), lines
+    assert (await bridge.http.get("/api/state")).json()["show"]["theme"] == "forest"
+
+
 async def test_the_crossfade_mixes_the_themes_first_two_prompts(bridge: Bridge) -> None:
     answer = await bridge.http.post("/api/crossfade", json={"value": 0.25})
     assert answer.status_code == 200, answer.text

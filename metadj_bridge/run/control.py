@@ -19,7 +19,8 @@ event), and a crossfade counts like a fader on ``prompt.mix``. Two requests have
 
 Every request is one show-log event naming who asked (``web from 192.168.1.20``), and one INFO line: at once when
 the last came a second or more before, else the latest of the second a second later, with the count (a script or a
-stuck button sending thousands a second must not fill the log).
+stuck button sending thousands a second must not fill the log). What the requests make the show do (``show: theme
+neon -> forest``) is logged the same way (:class:`RequestLines`, used by the show runner too).
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ class ControlRefused(MetaDJError):
 
 
 class RequestLines:
-    """The ``control:`` INFO lines: a request after a quiet ``interval`` is logged at once; those that follow within
-    it are counted, and the latest is logged with the count when the interval ends."""
+    """INFO lines that outside input can flood (``control:`` for the requests, ``show:`` for what they make the show
+    do): a line after a quiet ``interval`` is logged at once; those that follow within it are counted, and the latest
+    is logged with the count when the interval ends."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, *, logger: logging.Logger = log, label: str = "control",
+                 what: str = "requests") -> None:
         self.interval = interval
+        self._logger, self._label, self._what = logger, label, what
         self._quiet_from = float("-inf")
         self._held: tuple[str, int] | None = None
         self.logged = 0
@@ -106,11 +110,11 @@ class RequestLines:
         held, self._held = self._held, None
         if held is not None:
             line, count = held
-            self._log(line if count == 1 else f"{line}; {count} requests in the last {self.interval:g} s")
+            self._log(line if count == 1 else f"{line}; {count} {self._what} in the last {self.interval:g} s")
             self._quiet_from = asyncio.get_running_loop().time() + self.interval
 
     def _log(self, line: str) -> None:
-        log.info("control: %s", line)
+        self._logger.info("%s: %s", self._label, line)
         self.logged += 1
 
 

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metadj_bridge.bundled import PROFILES_DIR
 from metadj_bridge.errors import ConfigError, MetaDJError, RateLimitedWarning
@@ -30,6 +30,9 @@ from metadj_bridge.profile.mappings import MAX_MORPH_BARS
 from metadj_bridge.profile.model import Scene, ShowProfile
 from metadj_bridge.profile.scenes import MAX_SCENES, scene_entry, scene_name_problem
 from metadj_bridge.signals import TempoState, Trigger
+
+if TYPE_CHECKING:
+    from metadj_bridge.run.control import RequestLines
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class SceneCommands:
     latency: Callable[[float], float] | None
     _clock: Callable[[], float]
     _scene_book: SceneBook
+    _event_lines: RequestLines
 
     def scene_names(self) -> list[str]:
         """The scenes the running profile has (its ``scenes:``, then those saved since), in that order."""
@@ -180,7 +184,7 @@ class SceneCommands:
         return dataclasses.replace(state, beat=beat, bar_position=(beat - origin) % bpb)
 
     def _scene_event(self, event: str) -> None:
-        log.info("show: %s", event)
+        self._event_lines.add(event)
         self.last_event = event
         if self.show_log is not None:
             self.show_log.event(event, self._clock())

@@ -41,7 +41,7 @@ from metadj_bridge.bundled import resolve_profile
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
 from metadj_bridge.mapping.engine import EngineOutput, MappingEngine
 from metadj_bridge.profile.model import ShowProfile
-from metadj_bridge.run.control import with_controls
+from metadj_bridge.run.control import RequestLines, with_controls
 from metadj_bridge.run.dropguard import NO_SPAN, clear_span, reacts_to_drop
 from metadj_bridge.run.scenes import SceneBook, SceneCommands
 from metadj_bridge.run.switching import ProfileSwitcher, check_regular, load_with_deadline
@@ -132,6 +132,8 @@ class ShowRunner(SceneCommands):
         #: What the inputs said: the latest value of every signal and the triggers since the last step.
         self.board = board if board is not None else SignalBoard()
         self._feedback_due = 0.0
+        #: The "show:" INFO lines, a line a second at most: a flood of theme buttons changes the theme at each step.
+        self._event_lines = RequestLines(logger=log, label="show", what="events")
         self._last_theme: str | None = None
         self._switcher = ProfileSwitcher(lambda: self.profile, lambda new: self.apply(new, switch=True))
         self._reloading: asyncio.Task[None] | None = None
@@ -213,7 +215,7 @@ class ShowRunner(SceneCommands):
         if out.events:
             self.last_event = out.events[-1]
             for event in out.events:
-                log.info("show: %s", event)
+                self._event_lines.add(event)
                 if self.show_log is not None:
                     self.show_log.event(event, now)
         if out.profile_switch is not None:
