@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from metadj_bridge.scope.sender import ParameterSender
+from metadj_bridge.showlog.folding import event_kind
 from metadj_bridge.showlog.log import (
     ShowLog,
     ShowLogError,
@@ -21,6 +22,7 @@ from metadj_bridge.showlog.log import (
     read_show_log,
     show_log_header,
 )
+from tests.helpers import wait_for
 
 HEADER = show_log_header(
     profile="mappings/default.yaml", pipeline="longlive", width=1024, height=576,
@@ -161,6 +163,77 @@ def test_text_that_utf8_cannot_hold_is_written_escaped_and_the_log_goes_on(tmp_p
     assert "\\ud800" in show.path.read_text(encoding="utf-8")
     warnings = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
     assert len(warnings) == 1 and "a sent entry" in warnings[0]
+
+
+def test_events_at_a_performers_pace_are_each_an_entry(tmp_path: Path) -> None:
+    clock = FakeClock()
+    show = ShowLog(tmp_path / "show.jsonl", HEADER, clock=clock)
+    texts = ["control: theme forest (web from 10.0.0.2)", "theme neon -> forest", "control: theme neon (web)",
+             "theme forest -> neon", "scene drop recalled at once (theme neon)"]
+    for i, text in enumerate(texts):  # two kinds a moment apart are two entries; one kind every 2 s, each its own
+        clock.now = 100.0 + 2 * (i // 2) + 0.01 * (i % 2)
+        show.event(text)
+    show.close()
+    rec = read_show_log(show.path)
+    assert [(e.text, e.count) for e in rec.events] == [(text, 1) for text in texts]
+    assert "count" not in show.path.read_text(encoding="utf-8")
+
+
+def test_a_flood_of_events_folds_into_a_few_entries_a_second_per_kind_each_counted(tmp_path: Path) -> None:
+    """3000 control requests a second, half themes and half prompts, and the engine's theme change for each theme:
+    each kind writes its first at once and then the latest of each quarter of a second with its count; kinds never
+    fold into each other, every event is counted, and the last of each kind is what the log ends with."""
+    clock = FakeClock()
+    show = ShowLog(tmp_path / "show.jsonl", HEADER, clock=clock)
+    for i in range(3000):
+        clock.now = 100.0 + i / 3000
+        if i % 2:
+            show.event(f"control: prompt 'flood {i}' (theme neon) (web from 127.0.0.1)")
+        else:
+            show.event(f"control: theme {('neon', 'forest')[i % 4 // 2]} (web from 127.0.0.1)")
+            show.event(f"theme {('forest', 'neon')[i % 4 // 2]} -> {('neon', 'forest')[i % 4 // 2]}")
+    clock.now = 130.0
+    show.event("control: theme neon (web from 127.0.0.1)")  # after a quiet spell: at once, on its own
+    show.close()
+    rec = read_show_log(show.path)
+    kinds = {"control: theme": 1501, "control: prompt": 1500, "theme": 1500}
+    for kind, total in kinds.items():
+        entries = [e for e in rec.events if e.text.startswith(kind + " ")]
+        assert sum(e.count for e in entries) == total, kind
+        assert len(entries) <= 1 + 4 + 1 + (kind == "control: theme"), [(e.t, e.count) for e in entries]
+    prompts = [e for e in rec.events if e.text.startswith("control: prompt")]
+    assert prompts[0].count == 1
+    assert prompts[-1].text == "control: prompt 'flood 2999' (theme neon) (web from 127.0.0.1)"
+    assert [(e.t, e.count) for e in rec.events][-1] == (30.0, 1)
+    assert show.folder.folded == sum(e.count - 1 for e in rec.events)
+    assert show.path.stat().st_size < 5000  # unfolded: about 400 KB
+
+
+async def test_a_held_event_is_written_when_its_interval_ends(tmp_path: Path) -> None:
+    """The latest of a burst waits for its quarter of a second, then the writer thread writes it, with no further
+    event needed; a log that never reaches its end marker still has it."""
+    show = ShowLog(tmp_path / "show.jsonl", HEADER, flush_interval=0.05)
+    for i in range(5):
+        show.event(f"control: theme {i} (web)")
+    try:
+        def written() -> list[tuple[str, int]]:
+            return [(e.text, e.count) for e in read_show_log(show.path).events] if show.path.exists() else []
+
+        await wait_for(lambda: len(written()) == 2, 5, "the held event written")
+        assert written() == [("control: theme 0 (web)", 1), ("control: theme 4 (web)", 4)]
+    finally:
+        await show.aclose()
+
+
+def test_event_kinds_and_a_count_read_back_leniently(tmp_path: Path) -> None:
+    assert event_kind("control: theme forest (web from 10.0.0.2)") == "control: theme"
+    assert event_kind("theme neon -> forest") == "theme" and event_kind("panic") == "panic" and event_kind("") == ""
+    path = tmp_path / "show.jsonl"
+    header = json.dumps({"type": "header", "version": 1, **HEADER})
+    lines = [{"type": "event", "t": 1, "text": "a", "count": 7}, {"type": "event", "t": 2, "text": "b", "count": "x"},
+             {"type": "event", "t": 3, "text": "c", "count": True}, {"type": "event", "t": 4, "text": "d"}]
+    path.write_text(header + "\n" + "\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    assert [e.count for e in read_show_log(path).events] == [7, 1, 1, 1]
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from metadj_bridge.run.bridge import run_bridge
 from metadj_bridge.run.plan import RunOptions
+from metadj_bridge.showlog.log import ShowEvent, read_show_log
 from tests.conftest import emulator_get
 from tests.helpers import wait_for
 
@@ -35,6 +36,8 @@ themes:
 class Bridge:
     def __init__(self, http: httpx.AsyncClient, emulator_url: str, profile: Path, caplog: pytest.LogCaptureFixture):
         self.http, self.emulator_url, self.profile, self.caplog = http, emulator_url, profile, caplog
+        #: The run's show log (written about once a second).
+        self.show_log: Path | None = None
 
     async def received(self) -> list[dict[str, Any]]:
         log = await emulator_get(self.emulator_url, "/_emulator/log")
@@ -60,7 +63,8 @@ async def bridge(make_emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFi
     profile = tmp_path / "show.yaml"
     profile.write_text(PROFILE.format(url=emulator.url), encoding="utf-8")
     (tmp_path / "other.yaml").write_text(PROFILE.format(url=emulator.url).replace("neon", "dusk"), encoding="utf-8")
-    options = RunOptions(profile=str(profile), duration=90, output="none", http_port=0, show_log="none")
+    show_log = tmp_path / "show.jsonl"
+    options = RunOptions(profile=str(profile), duration=90, output="none", http_port=0, show_log=str(show_log))
     task = asyncio.create_task(run_bridge(options, status_stream=io.StringIO()))
     try:
         await wait_for(lambda: task.done() or "/metrics (Prometheus)" in caplog.text, 20, "the web server")
@@ -68,6 +72,7 @@ async def bridge(make_emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFi
         base = re.search(r"status: (http://127\.0\.0\.1:\d+/)status", caplog.text).group(1)  # type: ignore[union-attr]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             b = Bridge(http, emulator.url, profile, caplog)
+            b.show_log = show_log
             await wait_for(lambda: _streaming(http), 20, "the session streaming")
             yield b
     finally:
@@ -179,6 +184,37 @@ async def test_a_flood_of_theme_changes_logs_a_show_line_a_second(bridge: Bridge
     assert sum(counted) > 500, lines  # the lines carry the count of the theme changes they stand for
     assert lines[-1].startswith("show: theme neon -> forest"), lines
     assert (await bridge.http.get("/api/state")).json()["show"]["theme"] == "forest"
+
+
+async def test_a_flood_of_requests_is_folded_in_the_show_log_and_a_normal_pace_is_not(bridge: Bridge) -> None:
+    """A show log took every control request: 3000 a second wrote about 0.36 MB a second. Now requests of one kind
+    closer than a quarter of a second fold into one entry with their count, so a flood writes a few entries a second
+    (every request still counted), while requests at a performer's pace are each an entry of their own."""
+    assert bridge.show_log is not None
+    paced = ["forest", "neon", "forest"]
+    for name in paced:
+        assert (await bridge.http.post("/api/theme", json={"name": name})).status_code == 200
+        await asyncio.sleep(0.4)
+    count = 2000
+    seconds = await flood(bridge.http, [("/api/theme", {"name": ("neon", "forest")[i % 2]}) for i in range(count)])
+    controls = "control: theme {} (web from 127.0.0.1)"
+
+    def themes() -> list[ShowEvent]:
+        return [e for e in read_show_log(bridge.show_log).events if e.text.startswith("control: theme")]
+
+    await wait_for(lambda: sum(e.count for e in themes()) >= len(paced) + count, 10, "every request in the show log")
+    events = themes()
+    assert sum(e.count for e in events) == len(paced) + count  # each one counted, none lost
+    assert [(e.text, e.count) for e in events[:3]] == [(controls.format(name), 1) for name in paced]
+    flooded = events[3:]
+    # The first at once, then one entry per quarter of a second of the flood, the last held one after it.
+    assert 1 <= len(flooded) <= 3 + 4 * seconds, (seconds, [(e.t, e.count) for e in flooded])
+    assert max(e.count for e in flooded) > 10
+    assert {e.text for e in flooded} <= {controls.format("neon"), controls.format("forest")}
+    # The engine's own events ("theme neon -> forest", a change at nearly every step) fold the same way.
+    engine = [e for e in read_show_log(bridge.show_log).events if e.text.startswith("theme ")]
+    assert len(engine) <= 12 + 4 * seconds and sum(e.count for e in engine) > count / 4, len(engine)
+    assert bridge.show_log.stat().st_size < 100_000
 
 
 async def test_the_crossfade_mixes_the_themes_first_two_prompts(bridge: Bridge) -> None:

@@ -6,8 +6,11 @@ A show log lets a set be looked at, re-rendered (``metadj-bridge export-timeline
     {"type": "header", "version": 1, "started": ISO wall time, "profile": path, "pipeline": id,
      "width": w, "height": h, "input_mode": "text", "initial": {initial parameters}, ...}
     {"type": "sent", "t": seconds since start, "wall": ISO wall time, "message": {...}}
-    {"type": "event", "t": seconds since start, "text": "theme 2 (neon)"}
+    {"type": "event", "t": seconds since start, "text": "theme 2 (neon)"}   (+ "count": n, the latest of n)
     {"type": "end", "t": seconds since start}                      (written by close())
+
+Events of one kind closer than a quarter of a second fold into one entry, the latest with the count of those it
+stands for (:mod:`.folding`): a flood of control requests writes a few entries a second, not one per request.
 
 ``ShowLog.record(message, t)`` has the signature of ``ParameterSender.on_sent`` and runs on the event loop:
 it only encodes and appends a line; a background thread writes the lines about once a second. A full disk or
@@ -35,6 +38,7 @@ from typing import IO, Any
 from platformdirs.api import PlatformDirsABC
 
 from metadj_bridge.errors import MetaDJError, RateLimitedWarning
+from metadj_bridge.showlog.folding import Entry, EventFolder, event_kind
 
 __all__ = [
     "FORMAT_VERSION",
@@ -170,6 +174,7 @@ class ShowLog:
         self.lines_written = 0
         self.lines_lost = 0
         self.messages = 0
+        self.folder = EventFolder()
         full = {"type": "header", "version": FORMAT_VERSION, "started": _iso(self._wall0), **header}
         full["type"], full["version"] = "header", FORMAT_VERSION
         self._append(full)
@@ -187,11 +192,18 @@ class ShowLog:
         self._append({"type": "sent", "t": round(rel, 4), "wall": _iso(self._wall0 + rel), "message": message})
 
     def event(self, text: str, t: float | None = None) -> None:
-        """Something worth seeing in the log next to the messages: a theme change, a switch, a reconnect."""
+        """Something worth seeing in the log next to the messages: a theme change, a switch, a reconnect. Events of
+        one kind closer than :data:`~.folding.FOLD_INTERVAL` fold into one entry (written later, with a count)."""
         if self._closed:
             return
-        rel = (self._clock() if t is None else t) - self.t0
-        self._append({"type": "event", "t": round(rel, 4), "text": str(text)})
+        rel, text = round((self._clock() if t is None else t) - self.t0, 4), str(text)
+        with self._lock:
+            ready = self.folder.add(rel, text, event_kind(text))
+        self._append_events(ready)
+
+    def _append_events(self, entries: list[Entry]) -> None:
+        for t, text, count in entries:
+            self._append({"type": "event", "t": t, "text": text, **({"count": count} if count > 1 else {})})
 
     def _append(self, entry: Mapping[str, Any]) -> None:
         try:
@@ -210,6 +222,9 @@ class ShowLog:
         """Write everything recorded, an end marker, and close the file. Blocks until written."""
         if self._closed:
             return
+        with self._lock:
+            held = self.folder.drain()
+        self._append_events(held)
         self._append({"type": "end", "t": round(self._clock() - self.t0, 4)})
         self._closed = True
         self._wake.set()
@@ -224,6 +239,9 @@ class ShowLog:
         try:
             while True:
                 stopping = self._wake.wait(self.flush_interval)
+                with self._lock:
+                    due = self.folder.due(self._clock() - self.t0)
+                self._append_events(due)
                 self._write_pending()
                 if stopping and self._closed:
                     break
@@ -294,6 +312,8 @@ class SentMessage:
 class ShowEvent:
     t: float
     text: str
+    #: How many events of its kind this entry stands for (they came too close together; this is the latest).
+    count: int = 1
 
 
 @dataclass
@@ -360,8 +380,9 @@ def read_show_log(path: str | os.PathLike[str]) -> ShowRecording:
             t = _time(entry, where)
             sent.append(SentMessage(t, wall if isinstance(wall, str) else None, message))
         elif kind == "event":
-            t = _time(entry, where)
-            events.append(ShowEvent(t, str(entry.get("text", ""))))
+            t, count = _time(entry, where), entry.get("count", 1)
+            count = count if isinstance(count, int) and not isinstance(count, bool) and count > 1 else 1
+            events.append(ShowEvent(t, str(entry.get("text", "")), count))
         elif kind == "end":
             t = end = _time(entry, where)
         elif kind == "header":

@@ -388,7 +388,8 @@ async def _play(
                 return replayed, True
             progress.show(replayed, first + (loop.time() - t0) * speed, sender.sent)
         if isinstance(item, ShowEvent):
-            log.info("show event at %s: %s", _clock(t), item.text)
+            log.info("show event at %s: %s%s", _clock(t), item.text,
+                     f" (the latest of {item.count})" if item.count > 1 else "")
             continue
         _hand_over(sender, item.message, rejected)
         replayed += 1
