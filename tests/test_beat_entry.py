@@ -11,6 +11,7 @@ import pytest
 
 from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
+from metadj_bridge.inputs.beat_entry import BeatEntry
 from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
 
 INTRO_S = 8.0
@@ -74,3 +75,28 @@ def test_steady_music_and_its_breakdowns_are_no_entry(name: str) -> None:
     assert clock._entry.calls == 0
     assert clock.tempo_changes == 0
     assert right[times >= 8.0].mean() >= 0.9
+
+
+def _pulses(seconds: float, bpm: float, fps: float) -> np.ndarray:
+    a = np.zeros(int(seconds * fps))
+    a[np.round(np.arange(0.0, len(a) - 1, 60.0 * fps / bpm)).astype(int)] = 1.0
+    return a
+
+
+def test_the_rise_is_heard_after_seconds_of_noise_and_never_on_a_steady_beat() -> None:
+    """The entry itself, on an activation made by hand: 10 s of noise (random onsets, no period) and then pulses at
+    92 BPM are heard as the beat coming in within 3 s; pulses from the start, for a minute, never are. Its memory of
+    the earlier windows stays bounded however long the show runs."""
+    fps = 44100 / 512
+    taus = np.arange(27, 87)
+    bands = np.zeros(81)
+    noise = np.random.default_rng(1).uniform(0.0, 0.4, int(10 * fps))
+    entry = BeatEntry(fps, taus)
+    heard = [i for i, a in enumerate(np.concatenate([noise, _pulses(10.0, 92.0, fps)])) if entry.push(a, bands, True)]
+    assert heard and len(noise) < heard[0] <= len(noise) + 3 * fps, heard[:1]
+    steady = BeatEntry(fps, taus)
+    assert not any(steady.push(a, bands, True) for a in _pulses(60.0, 92.0, fps))
+    long_show = BeatEntry(fps, taus)
+    for a in np.random.default_rng(2).uniform(0.0, 0.4, int(600 * fps)):
+        long_show.push(a, bands, True)
+    assert len(long_show._quiet) == long_show._quiet.maxlen
