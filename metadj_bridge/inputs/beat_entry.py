@@ -94,9 +94,12 @@ class BeatEntry:
         self._bands = BandTempo(self._n, self._nfft, ACF_MIN_POWER)
         self._hops = 0
         #: The rhythm of the windows since the lock (or the last call) up to WINDOW_S ago, the last QUIET_MAX_S.
-        self._quiet: deque[tuple[float, float]] = deque(maxlen=int(QUIET_MAX_S * fps / EVERY))
+        #: (rows: rhythm, sharpness; a ring of columns, ``_quiet_n`` of them filled).
+        self._quiet = np.zeros((2, int(QUIET_MAX_S * fps / EVERY)))
+        self._quiet_n = 0
+        self._quiet_pos = 0
         #: The rhythm and sharpness of the windows of the last WINDOW_S, not yet among the earlier ones (hop, both).
-        self._recent: list[tuple[int, tuple[float, float]]] = []
+        self._recent: deque[tuple[int, tuple[float, float]]] = deque()
         self._acf = np.zeros(self._nfft)
         #: The tempi given by ``decide`` so far.
         self.calls = 0
@@ -127,16 +130,18 @@ class BeatEntry:
         total = float(part.sum())
         sharp = float(np.partition(part, self._n - top)[-top:].sum() / total) if total > 0.0 else 0.0
         while self._recent and self._recent[0][0] <= self._hops - self._n:
-            self._quiet.append(self._recent.pop(0)[1])
+            self._quiet[:, self._quiet_pos] = self._recent.popleft()[1]
+            self._quiet_pos = (self._quiet_pos + 1) % self._quiet.shape[1]
+            self._quiet_n = min(self._quiet_n + 1, self._quiet.shape[1])
         self._recent.append((self._hops, (rhythm, sharp)))
         self._acf = acf
         if self._hops <= self._deciding_until:
             return bands is not None
-        if bands is None or len(self._quiet) * EVERY < QUIET_MIN_S * self.fps:
+        if bands is None or self._quiet_n * EVERY < QUIET_MIN_S * self.fps:
             return False
-        before = np.median(np.array(self._quiet), axis=0)
-        rose = rhythm >= RISE_MIN and before[0] <= RISE_SHARE * rhythm
-        sharpened = sharp >= SHARP_MIN and before[1] <= SHARP_QUIET
+        quiet = self._quiet[:, : self._quiet_n]  # (the medians only when this window could be a rise)
+        rose = rhythm >= RISE_MIN and float(np.median(quiet[0])) <= RISE_SHARE * rhythm
+        sharpened = sharp >= SHARP_MIN and float(np.median(quiet[1])) <= SHARP_QUIET
         if not (rose or sharpened):
             return False
         self._restart()
@@ -167,5 +172,5 @@ class BeatEntry:
         return new
 
     def _restart(self) -> None:
-        self._quiet.clear()
+        self._quiet_n = self._quiet_pos = 0
         self._recent.clear()
