@@ -26,13 +26,13 @@ the daemon does. Per pair:
   crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
   pairs whose B it gets right.
 
-On the 228-excerpt development set: 40 pairs; the BPM follows within 2 s on 7 of them, after 4.93 s at the median,
-and never on 8 (10 before another beat heard in a breakdown was followed, tempo.NEW_BEAT_SUPPORT: two new tracks
-with less bass were held at the old tempo as breakdowns; on 9, after 4.85 s and never on 8 before the onsets before
-the first beat weighed lightly, beat_hmm.OBS_K_EARLY: the first track's octave settles at another moment, and a
-change is called seconds later or sooner; 5.55 s and 10 never before the beat HMM's floor under every tempo,
-beat_hmm.TEMPO_FLOOR). With the mixes begun 256 or 448 samples into a hop: within 2 s on 7 and 7 (9 and 8 before),
-after 5.39 and 4.31 s (5.08 and 4.31).
+On the 228-excerpt development set: 40 pairs; the BPM follows within 2 s on 8 of them, after 4.85 s at the median,
+and never on 7 (7, 4.93 s and 8 before the beat's entry was heard, beat_entry; 10 before another beat heard in a
+breakdown was followed, tempo.NEW_BEAT_SUPPORT: two new tracks with less bass were held at the old tempo as
+breakdowns; on 9, after 4.85 s and never on 8 before the onsets before the first beat weighed lightly,
+beat_hmm.OBS_K_EARLY: the first track's octave settles at another moment, and a change is called seconds later or
+sooner; 5.55 s and 10 never before the beat HMM's floor under every tempo, beat_hmm.TEMPO_FLOOR). With the mixes
+begun 256 or 448 samples into a hop: within 2 s on 7 and 7 (9 and 8 before), after 5.39 and 4.31 s (5.08 and 4.31).
 The detector in tempo_change.py seldom calls on real music; what was tried to change that is in its docstring.
 """
 
