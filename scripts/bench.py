@@ -252,7 +252,7 @@ def bench_audio_intros() -> None:
     """Beatless intros: 8 s of noise, pink noise, swelling wind (noise under a slow swell) or a vibrato pad, faded in
     or not, then a generated house, techno or hip-hop beat. The clock must lock within 3 s of sound and so finds a
     "tempo" in the intro; the figures are how long after the beat comes in its tempo wins (the BPM within 4% from
-    then on) and the beat F-measure from the beat's entry on."""
+    then on), the beat F-measure from the beat's entry on and the downbeat F-measure from 4 s after it."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -276,19 +276,23 @@ def bench_audio_intros() -> None:
                                   for f in (220.0, 277.2, 329.6, 440.0)),
     }
     print(f"\nBeatless intros ({intro_s:g} s of each of {', '.join(intros)}, faded in or not, then a generated beat):")
-    wins_all, fs_all = [], []
+    wins_all, fs_all, dbs_all = [], [], []
     for style, bpm in (("house", 124), ("techno", 132), ("hiphop", 92)):
         track = synth.render(synth.TrackSpec(f"{style}-{bpm}", style, bpm, 16, seed=3))
-        wins, fs = [], []
+        wins, fs, dbs = [], [], []
+        downbeats = track.downbeats[track.downbeats >= 4.0] + intro_s
         for intro in intros.values():
             for fade in ((t / intro_s) ** 2, 1.0):
                 x = np.concatenate([(fade * intro).astype(np.float32), track.samples])
                 fx = FeatureExtractor(sr)
                 clock = BeatClock(fx.hop_size / sr)
-                hop, beats, reads = fx.hop_size, [], []
+                hop, beats, ones, reads = fx.hop_size, [], [], []
                 for i in range(0, len(x) - hop, hop):
                     f = fx.process(x[i : i + hop])
-                    beats += [b.t for b in clock.process(f)]
+                    for b in clock.process(f):
+                        beats.append(b.t)
+                        if b.beat_in_bar == 0 and b.t >= intro_s + 4.0:
+                            ones.append(b.t)
                     if f.t >= intro_s:
                         reads.append((f.t, abs(clock.bpm / bpm - 1.0) <= 0.04))
                 wrong = [t_ for t_, good in reads if not good]
@@ -296,13 +300,16 @@ def bench_audio_intros() -> None:
                 wins.append(math.inf if not reads[-1][1] else wrong[-1] - intro_s if wrong else 0.0)
                 fs.append(f_measure(track.beats + intro_s, np.array([b for b in beats if b >= intro_s]),
                                     skip=0.0).f_measure)
+                dbs.append(f_measure(downbeats, np.array(ones), skip=0.0).f_measure)
         wins_all += wins
         fs_all += fs
+        dbs_all += dbs
         print(f"  {track.name:<12} tempo wins after {_seconds(float(np.median(wins)))} at the median (max "
               f"{_seconds(max(wins))}, within 4 s on {sum(w <= 4.0 for w in wins)}/{len(wins)}); beat F from the "
-              f"entry {np.mean(fs):.3f}")
+              f"entry {np.mean(fs):.3f}, downbeat F from 4 s after it {np.mean(dbs):.3f}")
     print(f"  {'all':<12} tempo wins after {_seconds(float(np.median(wins_all)))} at the median (within 4 s on "
-          f"{sum(w <= 4.0 for w in wins_all)}/{len(wins_all)}); beat F from the entry {np.mean(fs_all):.3f}")
+          f"{sum(w <= 4.0 for w in wins_all)}/{len(wins_all)}); beat F from the entry {np.mean(fs_all):.3f}, "
+          f"downbeat F from 4 s after it {np.mean(dbs_all):.3f}")
 
 
 def bench_audio_seams() -> None:

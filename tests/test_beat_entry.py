@@ -12,7 +12,8 @@ import pytest
 from metadj_bridge.inputs import synth
 from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.beat_entry import BeatEntry
-from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+from metadj_bridge.inputs.evaluation import f_measure
+from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 
 INTRO_S = 8.0
 
@@ -37,13 +38,15 @@ def _noise(kind: str) -> np.ndarray:
     return (fade * x).astype(np.float32)
 
 
-def _play(x: np.ndarray, bpm: float) -> tuple[BeatClock, np.ndarray, np.ndarray]:
+def _play(x: np.ndarray, bpm: float, events: list[BeatEvent] | None = None) -> tuple[BeatClock, np.ndarray, np.ndarray]:
     fx = FeatureExtractor(synth.SAMPLERATE)
     clock = BeatClock(fx.hop_size / synth.SAMPLERATE, TempoConfig())
     times, right = [], []
     for i in range(0, len(x) - fx.hop_size, fx.hop_size):
         f = fx.process(x[i : i + fx.hop_size])
-        clock.process(f)
+        beats = clock.process(f)
+        if events is not None:
+            events += beats
         if clock.locked:
             times.append(f.t)
             right.append(abs(clock.bpm / bpm - 1.0) <= 0.04)
@@ -55,15 +58,20 @@ def test_a_hip_hop_beat_after_a_beatless_intro_is_read_at_its_own_tempo_within_5
     """8 s of noise or a vibrato pad faded in, then a generated 92 BPM hip-hop beat: the clock locked on the intro
     at 150-190 BPM, and the beat fits twice its tempo. Its rise in rhythm (the noise) or in the onsets' sharpness
     (the pad, whose activation repeats too) is the beat coming in: the learned tempo score decides afresh, and from
-    5 s after the entry the BPM is the beat's."""
+    5 s after the entry the BPM is the beat's, and the bar is counted afresh from the new beat."""
     track = synth.render(synth.TrackSpec("hiphop-92", "hiphop", 92, 16, seed=3))
-    clock, times, right = _play(np.concatenate([_noise(kind), track.samples]), 92.0)
+    events: list[BeatEvent] = []
+    clock, times, right = _play(np.concatenate([_noise(kind), track.samples]), 92.0, events)
     assert times[0] < INTRO_S  # the noise was locked on
     assert not right[times < INTRO_S].all()  # ... at another tempo
     wrong_after = times[(times >= INTRO_S) & ~right]
     settled = wrong_after.max() - INTRO_S if len(wrong_after) else 0.0
     assert settled <= 5.0, settled
     assert clock._entry.calls >= 1
+    # The bars counted in the intro were not the music's: from 4 s after the entry the ones are the beat's.
+    ones = np.array([e.t for e in events if e.beat_in_bar == 0 and e.t >= INTRO_S + 4.0])
+    reference = track.downbeats + INTRO_S
+    assert f_measure(reference[reference >= INTRO_S + 4.0], ones, skip=0.0).f_measure >= 0.9
 
 
 @pytest.mark.parametrize("name", ["hiphop-84", "swing-92", "breakdown-drop-128", "dnb-halftime-172", "pumping-132"])

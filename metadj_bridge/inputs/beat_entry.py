@@ -6,26 +6,28 @@ and every other one has sunk to its floor (beat_hmm.TEMPO_FLOOR): a beat at a me
 (a hip-hop beat at 92 BPM after an intro read at 170-190) then fits well enough to be read at the relative's tempo
 for a dozen seconds before the autocorrelation's small per-check evidence has moved the tempo across.
 
-This watches the last WINDOW_S of activation, every EVERY hops, in two ways: how rhythmic it is (the
-autocorrelation at the best beat interval relative to its power, the beat HMM's ``rhythm``) and how sharp its onsets
-are (the share of the activation in its loudest tenth of hops: 0.2-0.55 for noise, wind or a pad, 0.9-0.95 for a
-generated beat; on the development set a median of 0.70, 0.87 at the 95th percentile). The beat has come in when
-the window's rhythm reaches RISE_MIN and the earlier windows of the locked time (up to WINDOW_S before, at least
-QUIET_MIN_S of them) were at the median under RISE_SHARE of it, or when its sharpness reaches SHARP_MIN and theirs
-was at the median at most SHARP_QUIET (a pad's vibrato or the swell of wind repeat on their own, a rhythm of
-0.3-0.6, which hides the first rise). Then for DECIDE_S the learned tempo score that decides the tempo before the
-first beat (:mod:`~metadj_bridge.inputs.tempo_score`) reads the last WINDOW_S of music at every check, and when it
-gives another tempo (more than CHANGE away from the held one) at least DOMINANCE times the held tempo's
-probability, the caller moves the HMM there (``BeatHMM.move_tempo``); after that only to a metrical relative of
-the called tempo (the window, still half intro at the first call, may have heard the new beat at twice its
-tempo). Then it waits for another beatless stretch.
+This watches the last WINDOW_S of activation, every EVERY hops, in two ways: how rhythmic it is (the autocorrelation
+at the best beat interval relative to its power, the beat HMM's ``rhythm``) and how sharp its onsets are (the share
+of the activation in its loudest tenth of hops: 0.2-0.55 for noise, wind or a pad, 0.9-0.95 for a generated beat; on
+the development set a median of 0.70, 0.87 at the 95th percentile). The beat has come in when the window's rhythm
+reaches RISE_MIN and the earlier windows of the locked time (up to WINDOW_S before, at least QUIET_MIN_S of them)
+were at the median under RISE_SHARE of it, or when its sharpness reaches SHARP_MIN and theirs was at the median at
+most SHARP_QUIET (a pad's vibrato or the swell of wind repeat on their own, a rhythm of 0.3-0.6, which hides the
+first rise). Then for DECIDE_S the learned tempo score that decides the tempo before the first beat
+(:mod:`~metadj_bridge.inputs.tempo_score`) reads the last WINDOW_S of music at every check, and when it gives
+another tempo (more than CHANGE away from the held one) at least DOMINANCE times the held tempo's probability, the
+caller moves the HMM there (``BeatHMM.move_tempo``); after that only to a metrical relative of the called tempo (the
+window, still half intro at the first call, may have heard the new beat at twice its tempo). At a call the BeatClock
+also counts the bar afresh (a new DownbeatTracker): the bars it counted in the intro were not the music's. Then it
+waits for another beatless stretch.
 
 Measured with ``scripts/bench.py audio`` ("Beatless intros": 8 s of white or pink noise, wind or a vibrato pad,
 faded in or not, before a generated house, techno and hip-hop beat; 24 cases): the beat's tempo wins 2.8 s after it
 comes in at the median instead of 5.1 s, within 4 s on all 24 instead of 10, beat F from the entry 0.944 instead of
-0.896; the hip-hop beat after 2.8 s instead of 16.3 s. With the rhythm's rise alone: 2.9 s, 16 of 24 (the wind and
-pad intros stayed as they were); deciding from 0.5 or 1 s after the rise on, when more of the window is the new
-beat: 3.1 s and 3.7 s; further calls at any tempo: the same on the intros, but a classical excerpt's tempo moved
+0.896; the hip-hop beat after 2.8 s instead of 16.3 s. Downbeat F from 4 s after the entry: 0.960 instead of 0.781
+(0.923 with the tempo decided afresh but the bar counted on). With the rhythm's rise alone: 2.9 s, 16 of 24 (the
+wind and pad intros stayed as they were); deciding from 0.5 or 1 s after the rise on, when more of the window is the
+new beat: 3.1 s and 3.7 s; further calls at any tempo: the same on the intros, but a classical excerpt's tempo moved
 four times in 2 s.
 
 On the 228 excerpts of the GTZAN development set a quarter of the 3 s windows have a rhythm under 0.19, half under

@@ -262,7 +262,9 @@ class BeatClock:
             self._follow_tempo_change()
         if self._entry.push(a, f.beat_bands, self._hmm.locked and not self.breakdown):
             if (new_beat := self._entry.decide(60.0 * self._hmm.fps / self._hmm.tempo_bpm())) is not None:
-                self._move_to(new_beat)
+                self._move_to(new_beat)  # and the bars heard in the beatless stretch were not the music's:
+                fps, bar = 1.0 / self.hop_s, self.config.beats_per_bar
+                self._bars = DownbeatTracker(fps, bar, detect_metre=self.config.detect_metre)
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()
