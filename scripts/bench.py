@@ -208,8 +208,8 @@ def bench_audio_accuracy() -> None:
 def bench_audio_transitions() -> None:
     """DJ transitions (``synth.TRANSITIONS``, ``synth.DEVELOPMENT_TRANSITIONS`` and ``synth.HELDOUT_TRANSITIONS``
     never tuned on: 8 s equal-power crossfades between tracks 10-20 BPM apart): how long after the crossfade's midpoint
-    the BeatClock's BPM holds within 2% of the new track's (issue 15's target: 2 s), and the beat F-measure from 2 s
-    after the midpoint on."""
+    the BeatClock's BPM holds within 2% of the new track's (issue 15's target: 2 s), the beat F-measure from 2 s
+    after the midpoint on, and the downbeat F-measure from 4 s after it (the new track's bars)."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -222,15 +222,18 @@ def bench_audio_transitions() -> None:
     for title, specs in sets:
         print(f"\nDJ transitions, {title} (8 s crossfades; the new tempo held within 2% for 2 s, counted from the "
               "midpoint):")
-        delays, fs = [], []
+        delays, fs, bars = [], [], []
         for a, b, start, seconds in specs:
             track = synth.crossfade(synth.render(a), synth.render(b), start, seconds)
             fx = FeatureExtractor(track.samplerate)
             clock = BeatClock(fx.hop_size / track.samplerate)
-            hop, beats, bpms = fx.hop_size, [], []
+            hop, beats, ones, bpms = fx.hop_size, [], [], []
             for i in range(0, len(track.samples) - hop, hop):
                 f = fx.process(track.samples[i : i + hop])
-                beats += [b.t for b in clock.process(f)]
+                for b in clock.process(f):
+                    beats.append(b.t)
+                    if b.beat_in_bar == 0:
+                        ones.append(b.t)
                 bpms.append((f.t, clock.bpm))
             middle, target = start + seconds / 2, track.spec.bpm
             times = np.array([t for t, _ in bpms])
@@ -239,13 +242,17 @@ def bench_audio_transitions() -> None:
                             and ok[(times >= t) & (times <= t + 2.0)].all()), None)
             ref = track.beats[track.beats >= middle + 2.0]
             after = f_measure(ref, np.array([b for b in beats if b >= middle + 2.0]), skip=0.0).f_measure
+            ref_ones = track.downbeats[track.downbeats >= middle + 4.0]
+            bar = f_measure(ref_ones, np.array([t for t in ones if t >= middle + 4.0]), skip=0.0).f_measure
             delays.append(float("inf") if follows is None else follows - middle)
             fs.append(after)
+            bars.append(bar)
             print(f"  {track.name:<24} BPM follows "
                   f"{'never' if follows is None else f'{follows - middle:.1f} s after the midpoint'}; "
-                  f"F from midpoint + 2 s {after:.3f}")
+                  f"F from midpoint + 2 s {after:.3f}, downbeat F from + 4 s {bar:.3f}")
         print(f"  {'all':<24} BPM follows within 2 s on {sum(d <= 2.0 for d in delays)}/{len(delays)} (median "
-              f"{np.median(delays):.1f} s, max {max(delays):.1f} s); F from midpoint + 2 s {np.mean(fs):.3f}")
+              f"{np.median(delays):.1f} s, max {max(delays):.1f} s); F from midpoint + 2 s {np.mean(fs):.3f}, "
+              f"downbeat F from + 4 s {np.mean(bars):.3f}")
 
 
 def bench_audio_intros() -> None:

@@ -59,6 +59,23 @@ def test_bpm_and_beats_follow_a_crossfade_to_the_new_track(which: int) -> None:
     assert clock.tempo_changes == 1
 
 
+@pytest.mark.parametrize("which", range(len(synth.TRANSITIONS)))
+def test_the_bar_is_the_new_tracks_after_a_crossfade(which: int) -> None:
+    """The new track's bars have nothing to do with the old one's: when the clock follows it, it counts the bar
+    afresh, and from 4 s after the midpoint its ones are the new track's (on two of these three the old count ran on
+    half a bar or a beat off: downbeat F 0.45 and 0.65)."""
+    track, start, seconds = synth.transitions()[which]
+    fx = FeatureExtractor(track.samplerate)
+    clock = BeatClock(fx.hop_size / track.samplerate, TempoConfig(beats_per_bar=track.spec.beats_per_bar))
+    ones = []
+    for i in range(0, len(track.samples) - fx.hop_size, fx.hop_size):
+        ones += [e.t for e in clock.process(fx.process(track.samples[i : i + fx.hop_size])) if e.beat_in_bar == 0]
+    settled = start + seconds / 2 + 4.0
+    reference = track.downbeats[track.downbeats >= settled]
+    assert len(reference) >= 4
+    assert f_measure(reference, np.array([t for t in ones if t >= settled]), skip=0.0).f_measure >= 0.85
+
+
 @pytest.mark.parametrize("name", ["house-124", "broken-132", "swing-92", "ramp-120-128", "breakdown-drop-128"])
 def test_steady_music_never_calls_a_tempo_change(name: str) -> None:
     track = next(t for t in synth.fixtures() if t.name == name)

@@ -18,8 +18,8 @@ first rise). Then for DECIDE_S the learned tempo score that decides the tempo be
 another tempo (more than CHANGE away from the held one) at least DOMINANCE times the held tempo's probability, the
 caller moves the HMM there (``BeatHMM.move_tempo``); after that only to a metrical relative of the called tempo (the
 window, still half intro at the first call, may have heard the new beat at twice its tempo). At a call the BeatClock
-also counts the bar afresh (a new DownbeatTracker): the bars it counted in the intro were not the music's. Then it
-waits for another beatless stretch.
+also counts the bar afresh (as at every tempo it moves to): the bars it counted in the intro were not the music's.
+Then it waits for another beatless stretch.
 
 Measured with ``scripts/bench.py audio`` ("Beatless intros": 8 s of white or pink noise, wind or a vibrato pad,
 faded in or not, before a generated house, techno and hip-hop beat; 24 cases): the beat's tempo wins 2.8 s after it

@@ -262,9 +262,7 @@ class BeatClock:
             self._follow_tempo_change()
         if self._entry.push(a, f.beat_bands, self._hmm.locked and not self.breakdown):
             if (new_beat := self._entry.decide(60.0 * self._hmm.fps / self._hmm.tempo_bpm())) is not None:
-                self._move_to(new_beat)  # and the bars heard in the beatless stretch were not the music's:
-                fps, bar = 1.0 / self.hop_s, self.config.beats_per_bar
-                self._bars = DownbeatTracker(fps, bar, detect_metre=self.config.detect_metre)
+                self._move_to(new_beat)
         self._ring[self._hops % len(self._ring)] = a
         self._times[self._hops % len(self._ring)] = t
         self._measure()
@@ -312,8 +310,11 @@ class BeatClock:
             self._move_to(new)
 
     def _move_to(self, period: float) -> None:
-        """The model moves to a new tempo (``period`` hops) and the readout starts again from it."""
+        """The model moves to a new tempo (``period`` hops), the readout starts again from it, and the bar is counted
+        afresh: the new beat is another track's (a DJ's next one, a beat after an intro), its bars are not the old."""
         self._hmm.move_tempo(period)
+        fps, bar = 1.0 / self.hop_s, self.config.beats_per_bar
+        self._bars = DownbeatTracker(fps, bar, detect_metre=self.config.detect_metre)
         self._measured.clear()
         self._fit = None
         self.bpm = self._called_bpm = 60.0 * self._hmm.fps / period
