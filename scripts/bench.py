@@ -324,7 +324,7 @@ def bench_audio_seams() -> None:
     filtered out: its hats, snares, claps and pads are left), and a 3 s pause before a next song without them. Its
     low band never comes in, which alone looks like a breakdown, where the grid holds the old tempo. The figures:
     how long after the crossfade's end or the song's start the BPM reads the new tempo (within 2% from then on, held
-    3 s at least), and beat F from 6 s after."""
+    3 s at least), and beat and downbeat F from 6 s after."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -337,20 +337,25 @@ def bench_audio_seams() -> None:
         spectrum[np.fft.rfftfreq(len(track.samples), 1.0 / track.samplerate) < 250.0] = 0.0
         return np.fft.irfft(spectrum, len(track.samples)).astype(np.float32)
 
-    def play(x: np.ndarray, bpm: float, start: float, beats: np.ndarray) -> tuple[float, float]:
+    def play(x: np.ndarray, bpm: float, start: float, beats: np.ndarray,
+             downbeats: np.ndarray) -> tuple[float, float, float]:
         fx = FeatureExtractor(synth.SAMPLERATE)
         clock, hop = BeatClock(fx.hop_size / synth.SAMPLERATE), fx.hop_size
-        found, times, right = [], [], []
+        found, ones, times, right = [], [], [], []
         for i in range(0, len(x) - hop, hop):
             f = fx.process(x[i : i + hop])
-            found += [b.t for b in clock.process(f)]
+            for b in clock.process(f):
+                found.append(b.t)
+                if b.beat_in_bar == 0:
+                    ones.append(b.t)
             if f.t >= start:
                 times.append(f.t)
                 right.append(abs(clock.bpm / bpm - 1.0) <= 0.02)
         wrong = [t for t, good in zip(times, right, strict=True) if not good]
         follows = math.inf if wrong and wrong[-1] > times[-1] - 3.0 else (wrong[-1] - start if wrong else 0.0)
         est = np.array([t for t in found if t >= start + 6.0])
-        return follows, f_measure(beats[beats >= start + 6.0], est, skip=0.0).f_measure
+        bar = f_measure(downbeats[downbeats >= start + 6.0], np.array([t for t in ones if t >= start + 6.0]), skip=0.0)
+        return follows, f_measure(beats[beats >= start + 6.0], est, skip=0.0).f_measure, bar.f_measure
 
     print("\nSeams of a set (generated; the new track without kick or bass):")
     cases = []
@@ -359,18 +364,19 @@ def bench_audio_seams() -> None:
         old = synth.render(synth.TrackSpec(f"{a}-{x}", a, x, 24, seed=401))
         new = synth.render(synth.TrackSpec(f"{b}-{y}", b, y, 24, seed=402))
         mix = synth.crossfade(old, dataclasses.replace(new, samples=without_bass(new)), 24.0, 8.0)
-        cases.append((f"crossfade {old.name} > {new.name}", play(mix.samples, y, 32.0, mix.beats)))
+        cases.append((f"crossfade {old.name} > {new.name}", play(mix.samples, y, 32.0, mix.beats, mix.downbeats)))
     old = synth.render(synth.TrackSpec("house-124", "house", 124, 12, seed=403))
     for b, y, late in (("hiphop", 90, 0.0), ("house", 124, 0.25), ("techno", 150, 0.0), ("swing", 100, 0.0)):
         new = synth.render(synth.TrackSpec(f"{b}-{y}", b, y, 16, seed=404))
         pause = np.zeros(round((3.0 + late * 60.0 / y) * synth.SAMPLERATE), np.float32)
         start = (len(old.samples) + len(pause)) / synth.SAMPLERATE
         what = f"pause > {new.name}" + (f" {late:g} beat late" if late else "")
-        cases.append((what, play(np.concatenate([old.samples, pause, without_bass(new)]), y, start, new.beats + start)))
-    for what, (follows, f) in cases:
-        print(f"  {what:<42} BPM follows after {_seconds(follows)}; beat F from 6 s on {f:.3f}")
+        cases.append((what, play(np.concatenate([old.samples, pause, without_bass(new)]), y, start, new.beats + start,
+                                 new.downbeats + start)))
+    for what, (follows, f, bar) in cases:
+        print(f"  {what:<42} BPM follows after {_seconds(follows)}; beat F from 6 s on {f:.3f}, downbeat F {bar:.3f}")
     print(f"  {'all':<42} followed on {sum(not math.isinf(c[1][0]) for c in cases)}/{len(cases)}; mean beat F "
-          f"{np.mean([c[1][1] for c in cases]):.3f}")
+          f"{np.mean([c[1][1] for c in cases]):.3f}, downbeat F {np.mean([c[1][2] for c in cases]):.3f}")
 
 
 def _seconds(value: float) -> str:

@@ -160,6 +160,26 @@ def test_a_crossfade_into_a_track_without_bass_is_followed_not_held_as_a_breakdo
     assert clock.tempo_changes == 1
 
 
+@pytest.mark.parametrize(("style", "bpm", "late"), [("techno", 138, 0.0), ("house", 124, 0.25)])
+def test_the_next_song_after_a_pause_is_counted_in_its_own_bars(style: str, bpm: int, late: float) -> None:
+    """A performer's next song after 3 s of silence (another tempo, or the same tempo a quarter beat off the old
+    grid): its bars are counted afresh, so from 4 s in its ones are its own (the old count ran on: downbeat F 0.23
+    and 0)."""
+    old = synth.render(synth.TrackSpec("house-124", "house", 124, 16, seed=3))
+    new = synth.render(synth.TrackSpec(f"{style}-{bpm}", style, bpm, 16, seed=4))
+    gap = np.zeros(int((3.0 + late * 60.0 / bpm) * old.samplerate), np.float32)
+    x = np.concatenate([old.samples, gap, new.samples])
+    start = (len(old.samples) + len(gap)) / old.samplerate
+    fx = FeatureExtractor(old.samplerate)
+    clock = BeatClock(fx.hop_size / old.samplerate)
+    ones = []
+    for i in range(0, len(x) - fx.hop_size, fx.hop_size):
+        ones += [e.t for e in clock.process(fx.process(x[i : i + fx.hop_size])) if e.beat_in_bar == 0]
+    reference = new.downbeats + start
+    reference = reference[reference >= start + 4.0]
+    assert f_measure(reference, np.array([t for t in ones if t >= start + 4.0]), skip=0.0).f_measure >= 0.85
+
+
 def clicks(n: int, period: float, start: float = 0.0) -> np.ndarray:
     """An activation of one-hop clicks every ``period`` hops."""
     a = np.zeros(n)

@@ -12,11 +12,11 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
   if it wandered off, never firing two beats closer than half a beat; when the bass fell away because the DJ mixed
   in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*), and music back after a second
-  of silence is a new start whose bass, if any, is learnt afresh (SILENCE_*: a performer's next song);
+  of silence is a new start whose bass and bars, if any, are learnt afresh (SILENCE_*: a performer's next song);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
-  (:mod:`~metadj_bridge.inputs.tempo_change`); the model moves to the new tempo and the readout starts again;
-  so it does when a beat comes in after a beatless stretch the clock had locked on, at another tempo than the one
-  it found there (:mod:`~metadj_bridge.inputs.beat_entry`);
+  (:mod:`~metadj_bridge.inputs.tempo_change`), and a beat that comes in after a beatless stretch the clock had locked
+  on is heard at its own tempo (:mod:`~metadj_bridge.inputs.beat_entry`): the model moves to the new tempo, and the
+  readout and the bar count start again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
   holds still on steady music and each beat carries its own; it starts again when the beats move to another phase;
 - **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
@@ -237,8 +237,9 @@ class BeatClock:
         if level < SILENCE_RATIO * self._level_long:
             self._silent += 1
         else:
-            if self._silent >= SILENCE_S / self.hop_s:  # a new start: learn its low band afresh
+            if self._silent >= SILENCE_S / self.hop_s:  # a new start: learn its low band and its bars afresh
                 self._low_recent = self._low_long = 0.0
+                self._restart_bars()
                 grace = self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s))
                 self._breakdown_from = max(self._breakdown_from, grace)
             self._silent = 0
@@ -310,15 +311,16 @@ class BeatClock:
             self._move_to(new)
 
     def _move_to(self, period: float) -> None:
-        """The model moves to a new tempo (``period`` hops), the readout starts again from it, and the bar is counted
-        afresh: the new beat is another track's (a DJ's next one, a beat after an intro), its bars are not the old."""
+        """The model moves to a new tempo (``period`` hops); the readout and the bar count start again from it."""
         self._hmm.move_tempo(period)
-        fps, bar = 1.0 / self.hop_s, self.config.beats_per_bar
-        self._bars = DownbeatTracker(fps, bar, detect_metre=self.config.detect_metre)
+        self._restart_bars()
         self._measured.clear()
         self._fit = None
         self.bpm = self._called_bpm = 60.0 * self._hmm.fps / period
         self.tempo_changes += 1
+
+    def _restart_bars(self) -> None:  # another track's (a DJ's next one, a beat after an intro): not the old bars
+        self._bars = DownbeatTracker(1.0 / self.hop_s, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
 
     def _new_beat(self) -> float | None:
         """In a breakdown: the beat period (hops) of another beat that has held NEW_BEAT_CHECKS checks, else None."""
