@@ -21,10 +21,11 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
           ├── ScopeSessionError      the WebRTC session could not be set up or was lost
           └── ParameterError         a parameter value the pipeline would not accept
 
-The rest of this module is how errors reach the performer without harm: ``RateLimitedWarning`` keeps a flood
-of bad input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``printable`` keeps text
-from outside (a profile's device name, a file name) from echoing control characters into a log or a terminal,
-and ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in URLs out of every log and error line.
+The rest of this module is how errors reach the performer without harm: ``RateLimitedWarning`` keeps a flood of bad
+input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``printable`` keeps text from
+outside (a profile's device name, a file name) from echoing control characters into a log or a terminal, ``reason``
+gives an error's own words for one line, and ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in
+URLs out of every log and error line.
 """
 
 from __future__ import annotations
@@ -147,6 +148,14 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() or c in _HARMLESS_FORMAT else repr(c)[1:-1] for c in text)
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, for one error line: an OS error's own words (``No space left on device``), else the
+    exception's text (a name too long for IDNA, an embedded NUL), else its type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------ rate limiting

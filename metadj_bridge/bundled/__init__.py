@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, reason
 
 HERE = Path(__file__).resolve().parent
 PROFILES_DIR = HERE / "profiles"
@@ -64,8 +64,7 @@ def copy_profile(name: str, destination: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     except (OSError, ValueError) as exc:  # a read-only disk, a name too long, a NUL byte
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot copy the profile to {str(target)!r}: {reason}") from None
+        raise ConfigError(f"cannot copy the profile to {str(target)!r}: {reason(exc)}") from None
     return target
 
 

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, reason
 from metadj_bridge.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class OscOutput:
                 sock = await self._open_socket()
             except (OSError, UnicodeError) as exc:  # a name that does not resolve, or cannot be a host name
                 raise ConfigError(
-                    f"{self.where}: cannot send OSC to {self.host}:{self.port}: {_reason(exc)} (check the "
+                    f"{self.where}: cannot send OSC to {self.host}:{self.port}: {reason(exc)} (check the "
                     "address, and that this computer is on that network)"
                 ) from None
             try:
@@ -184,9 +184,3 @@ class _SendErrors(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable when nothing listens yet: normal while TouchOSC is not running.
         self._output.note_error(exc)
-
-
-def _reason(exc: OSError | UnicodeError) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

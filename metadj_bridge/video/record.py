@@ -38,7 +38,7 @@ import av
 from av.container import OutputContainer
 from av.video.stream import VideoStream
 
-from metadj_bridge.errors import VideoOutputError
+from metadj_bridge.errors import VideoOutputError, reason
 from metadj_bridge.video.record_audio import AudioFeed, AudioTrack, open_audio_track
 from metadj_bridge.video.sink import ShownFrame
 
@@ -245,7 +245,7 @@ class RecordingSink:
             container = av.open(str(path), mode="w", format=self._format)
         except (OSError, av.FFmpegError) as exc:
             _remove_quietly(path)
-            raise VideoOutputError(f"cannot record to {str(path)!r}: {_reason(exc)}") from exc
+            raise VideoOutputError(f"cannot record to {str(path)!r}: {reason(exc)}") from exc
         try:
             options = {"preset": self._preset, "tune": "zerolatency"} if codec == "libx264" else {}
             stream = container.add_stream(codec, rate=rate, options=options)
@@ -261,7 +261,7 @@ class RecordingSink:
         except (OSError, ValueError, av.FFmpegError) as exc:
             container.close()
             _remove_quietly(path)
-            raise VideoOutputError(f"cannot record to {str(path)!r} with {codec}: {_reason(exc)}") from exc
+            raise VideoOutputError(f"cannot record to {str(path)!r} with {codec}: {reason(exc)}") from exc
         if self._audio_wanted:
             self._audio = open_audio_track(container, path)
         self._path, self._container, self._stream = path, container, stream
@@ -322,7 +322,7 @@ class RecordingSink:
                 feed.close()
             container.close()
         except (OSError, av.FFmpegError) as exc:
-            logger.error("recording %s could not be finished: %s", self._path, _reason(exc))
+            logger.error("recording %s could not be finished: %s", self._path, reason(exc))
         else:
             logger.info(
                 "recording %s closed: %d frames (%.1f s), %d dropped%s", self._path, self._written, seconds,
@@ -339,7 +339,7 @@ class RecordingSink:
             except FileExistsError:
                 continue
             except (OSError, ValueError) as exc:
-                raise VideoOutputError(f"cannot record to {str(path)!r}: {_reason(exc)}") from exc
+                raise VideoOutputError(f"cannot record to {str(path)!r}: {reason(exc)}") from exc
             os.close(fd)
             if path != self._requested:
                 logger.warning("%s exists; recording to %s instead", self._requested, path)
@@ -386,12 +386,6 @@ def _own_copy(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     if frame.format.name != "yuv420p" or frame.width != width or frame.height != height:
         return frame.reformat(width=width, height=height, format="yuv420p")
     return av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _remove_quietly(path: Path) -> None:
