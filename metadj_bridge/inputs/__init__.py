@@ -6,9 +6,9 @@ hand over a ``tempo`` reading), into one store: a running bridge's ``SignalBoard
 - Audio: WAV files (``wav.py``), input devices (``audio_devices.py``), block sources for files and live input
   (``audio.py``, ``live_audio.py``), the feature maths (``analysis.py``, ``analysis_config.py``), the audio
   BeatClock (``tempo.py``: the onset activation in ``beat_activation.py``, the beat HMM in ``beat_hmm.py``, the
-  bar in ``downbeats.py``), song sections (``sections.py``, ``buildup.py``), and the worker thread that runs them
-  and delivers the results (``analyzer.py``); ``synth.py`` makes the demo track and test music,
-  ``evaluation.py`` scores beat tracking.
+  bar in ``downbeats.py``, its first guess in ``music_entry.py``), song sections (``sections.py``,
+  ``buildup.py``), and the worker thread that runs them and delivers the results (``analyzer.py``); ``synth.py``
+  makes the demo track and test music, ``evaluation.py`` scores beat tracking.
 - MIDI: ports and patterns (``midi_ports.py``), decoding (``midi_decode.py``), MIDI clock (``midi_clock.py``),
   and the input with hot-plug (``midi.py``).
 - OSC: the bounded wire-format reader (``osc_wire.py``), decoding (``osc_decode.py``, with the Resolume and

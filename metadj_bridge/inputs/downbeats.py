@@ -59,7 +59,7 @@ running similarity of the beats' onset pattern, chroma and bass 3 and 6 beats ap
 annotated beats it tells 3/4 from 4/4 on whole excerpts (37% of 3/4 found at 2% of 4/4 wrongly), but with the
 tracker's own beats on 2 of the 4 well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. With the
 186 ms harmony frame, a METRE_PRIOR of 0.5 hears 14 of the 30 in 3, but also 50 of the 188 4/4 excerpts (at 0.8:
-none and 1). Also tried: each beat's features beside their differences to the 1, 2 and 3 beats before (CONTEXT),
+none and 1). Also tried: each beat's features beside their differences to the 1, 2 and 3 beats before,
 trained at the annotated beats and at the BeatClock's own beats within 70 ms of them (L2 0.3), measured before the
 beat HMM's lighter autocorrelation after the first beat (beat_hmm.ACF_GAIN_BEATING). Cross-validated it lifts
 GTZAN's downbeat F with the BeatClock's beats from 0.307 to 0.332 (0.413 to 0.449 without classical; reggae 0.40 to
@@ -143,12 +143,11 @@ DELAY = 2
 STICK = 0.4
 #: The chance per beat of a switch between rhythm styles (weight sets), when there are several.
 STYLE_SWITCH = 0.01
-#: Besides each beat's z-scored features, their differences to the beats this many before. None: (1, 2, 3) was
-#: tried (see above) and is not used; train_downbeats.py trains without it.
-CONTEXT: tuple[int, ...] = ()
 #: A span keeps at most this many hops (12 s at 44.1 kHz, longer than any beat): without beats the per-hop
 #: record would otherwise grow for as long as the music plays without a lock.
 MAX_SPAN_HOPS = 1024
+#: Music heard to begin (after silence) begins on its one, ENTRY_WEIGHT believes (``anchor``).
+ENTRY_WEIGHT = 0.5
 #: The z-score's exponential window, per beat.
 Z_ALPHA = 0.05
 
@@ -240,13 +239,28 @@ class DownbeatTracker:
         self.prev_hops: list[tuple[float, float]] = []  # (act, low) of the last hops of the previous span
         self.chg2: list[np.ndarray] = []  # chroma_chg2, bass_chg2 of the last 3 beats (the half-bar contrast)
         self.zm: np.ndarray | None = None
-        self.zhist: list[np.ndarray] = []
         self.zv = np.zeros(0)
         self.zn = 0
         self.record = record
         self.recorded: list[np.ndarray] = []
         self.last_pos = 0
         self.last_metre = self.configured
+        self._unheld = False
+
+    def anchor(self, beats_since: int | None) -> None:
+        """The next beat is ``beats_since`` beats after the music began on its one (None: not known), as
+        ENTRY_WEIGHT believes (the rest spread over the other positions of each metre). Before its ``beat()``."""
+        if beats_since is None:
+            return
+        ahead = self.nbeats - max(self.nbeats - self.delay, 0)  # from the beat alpha is about to the next one
+        alpha = self.alpha.reshape(self.K, self.base).copy()
+        for M, o in zip(self.metres, self.offs, strict=True):
+            block = alpha[:, o : o + M]
+            prior = np.full(M, (1.0 - ENTRY_WEIGHT) / max(M - 1, 1))
+            prior[(beats_since - ahead) % M] = ENTRY_WEIGHT
+            alpha[:, o : o + M] = block * prior
+        self.alpha = alpha.ravel() / alpha.sum()
+        self._unheld = True  # the count so far had nothing to go by: the next beat is not held to it (STICK)
 
     @staticmethod
     def _switch(T: np.ndarray, metres: list[int]) -> np.ndarray:
@@ -403,13 +417,6 @@ class DownbeatTracker:
             f = self._features()
             if f is not None:
                 z = self._z(f)
-                if CONTEXT:  # contrasts with the beats 1 and 2 before (the half bar: beat 1 against beat 3)
-                    h = self.zhist
-                    zc = [z - (h[-k] if len(h) >= k else z) for k in CONTEXT]
-                    self.zhist.append(z)
-                    if len(self.zhist) > max(CONTEXT):
-                        del self.zhist[0]
-                    z = np.concatenate([z, *zc])
                 if self.record:
                     self.recorded.append(np.concatenate([[j], z]))
                 if self.w.shape[2] != len(z) + 1:  # (training: recording features before there are weights)
@@ -428,11 +435,11 @@ class DownbeatTracker:
         m = int(np.argmax(mass))
         o, M = self.offs[m], self.metres[m]
         p = int(np.argmax(pb[o : o + M]))
-        if self.nbeats > 1 and M == self.last_metre:  # hysteresis: keep counting unless clearly wrong
+        if self.nbeats > 1 and M == self.last_metre and not self._unheld:  # hysteresis: keep counting unless wrong
             cont = (self.last_pos + 1) % M
             if pb[o + cont] >= self.stick * pb[o + p]:
                 p = cont
-        self.last_pos, self.last_metre = p, M
+        self.last_pos, self.last_metre, self._unheld = p, M, False
         return p
 
     @property

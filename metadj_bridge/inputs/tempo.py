@@ -19,7 +19,8 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
   readout and the bar count start again;
 - **BPM readout**: a line fitted through the recent beats (the model's tempo is whole hops), so the reading
   holds still on steady music and each beat carries its own; it starts again when the beats move to another phase;
-- **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`).
+- **bar**: each beat's position in the bar from the music (:mod:`~metadj_bridge.inputs.downbeats`), counted from
+  the music's first onset when it is heard to begin (:mod:`~metadj_bridge.inputs.music_entry`).
 
 Pure: feature values and their times in, beats out. No clocks, threads or I/O.
 """
@@ -37,6 +38,7 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.beat_entry import BeatEntry
 from metadj_bridge.inputs.beat_hmm import BeatHMM
 from metadj_bridge.inputs.downbeats import DownbeatTracker
+from metadj_bridge.inputs.music_entry import MusicEntry
 from metadj_bridge.inputs.tempo_change import TempoChangeDetector
 
 
@@ -154,7 +156,7 @@ class BeatClock:
         self._changes = TempoChangeDetector(fps, int(self._hmm.taus[0]), int(self._hmm.taus[-1]))
         self._entry = BeatEntry(fps, self._hmm.taus)
         self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
-        self._t = 0.0
+        self._music = MusicEntry(hop_s)
         self._hops = 0
         self._delay = self.config.onset_delay_s
         self._low_recent = 0.0
@@ -180,8 +182,7 @@ class BeatClock:
         #: The low band has fallen away (a breakdown): the grid runs on at the held tempo.
         self.breakdown = False
         #: Another beat heard in a breakdown: its period in hops, and the checks in a row it held (NEW_BEAT_CHECKS).
-        self._new_beat_lag = 0.0
-        self._new_beat_run = 0
+        self._new_beat_lag, self._new_beat_run = 0.0, 0
         #: The hop from which a breakdown can be heard (not in the first seconds, nor just after a new beat).
         self._breakdown_from = int(BREAKDOWN_AFTER_S / hop_s) + 1
         self.period: float | None = None
@@ -224,10 +225,8 @@ class BeatClock:
 
     def process(self, f: TempoFeatures) -> list[BeatEvent]:
         """Feed one hop; returns the beats that fall in it (usually none, sometimes one)."""
-        self._t = t = f.t
         self._hops += 1
-        a = f.beat_activation
-        low = f.beat_low
+        t, a, low = f.t, f.beat_activation, f.beat_low
         if not (math.isfinite(a) and math.isfinite(low)):
             a = low = 0.0
         self._bars.hop(a, low, f.chroma, f.bass, f.beat_bands)
@@ -240,10 +239,12 @@ class BeatClock:
             if self._silent >= SILENCE_S / self.hop_s:  # a new start: learn its low band and its bars afresh
                 self._low_recent = self._low_long = 0.0
                 self._restart_bars()
+                self._music.silence(self._silent)
                 grace = self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s))
                 self._breakdown_from = max(self._breakdown_from, grace)
             self._silent = 0
             self._level_long += self._long_alpha * (level - self._level_long)  # held through a silence
+        self._music.hop(t - self._delay, a, level)
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
         was_breakdown = self.breakdown
@@ -303,10 +304,8 @@ class BeatClock:
 
     def _follow_tempo_change(self) -> None:
         """A DJ's transition to another tempo (:mod:`~metadj_bridge.inputs.tempo_change`): the model moves to it, the
-        BPM reads the new tempo at once (the grid's period follows at the next beat) and the readout's line starts
-        again from the new track's beats."""
-        period = 60.0 * self._hmm.fps / self._hmm.tempo_bpm()
-        new = self._changes.check(period, self._hmm.locked and not self.breakdown)
+        BPM reads it at once (the grid's period at the next beat), the line starts again from the new track's beats."""
+        new = self._changes.check(60.0 * self._hmm.fps / self._hmm.tempo_bpm(), self._hmm.locked and not self.breakdown)
         if new is not None:
             self._move_to(new)
 
@@ -321,6 +320,7 @@ class BeatClock:
 
     def _restart_bars(self) -> None:  # another track's (a DJ's next one, a beat after an intro): not the old bars
         self._bars = DownbeatTracker(1.0 / self.hop_s, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
+        self._music.restarted()
 
     def _new_beat(self) -> float | None:
         """In a breakdown: the beat period (hops) of another beat that has held NEW_BEAT_CHECKS checks, else None."""
@@ -339,9 +339,8 @@ class BeatClock:
         return lag
 
     def _resume_held_tempo(self) -> None:
-        """The music is back after a breakdown (or after it stopped): the model, which heard next to nothing while
-        the flywheel kept time and whose tempo may have wandered off, starts again from the held tempo when it is
-        not there; a new tempo is then found as from any other (the model's small steps, the change detector)."""
+        """The music is back after a breakdown (or after it stopped): the model, whose tempo may have wandered while it
+        heard next to nothing, starts again from the held tempo; a new one is then found as from any other."""
         if self.period is None or not self._hmm.locked:
             return
         held = self.period / self.hop_s
@@ -422,6 +421,7 @@ class BeatClock:
         in a breakdown or after the music stops, and its tempo wanders)."""
         self._last_beat = t
         self.beat_index += 1
+        self._bars.anchor(self._music.beats_since(t, self.beat_index, self._fit, self._measured))
         self._beat_in_bar = self._bars.beat()
         if not held or self.period is None:
             model_bpm = self._hmm.tempo_bpm()
