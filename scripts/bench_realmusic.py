@@ -376,9 +376,32 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
 #: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), a 0.2 s fade-in,
 #: and resampled to 48 kHz (most audio interfaces' rate; label, offset, fade-in, rate or 0 for the excerpt's own).
 #: How the first seconds sound moves the first beat's tempo more than most settings do.
+#: ENTRIES: the music heard to begin (inputs/music_entry.py) on its one, or on another beat (a pickup): the excerpt
+#: from its first annotated downbeat (or first other beat) after ENTRY_FROM_S, after ENTRY_LEAD_S of silence.
 STARTS = (("starts 256 samples into a hop", 256, 0.0, 0), ("starts 448 samples into a hop", 448, 0.0, 0),
           ("fades in over 0.2 s", 0, 0.2, 0), ("played at 48 kHz", 0, 0.0, 48000),
           ("48 kHz, 256 samples into a hop", 256, 0.0, 48000))
+ENTRIES = (("begins on its one after silence", True), ("begins on another beat after silence", False))
+ENTRY_FROM_S = 1.0
+ENTRY_LEAD_S = 0.5
+
+
+def run_entered(excerpt: Excerpt, x: np.ndarray, samplerate: int, on_one: bool) -> Run | None:
+    """``run_beatclock`` on the excerpt cut at a beat (ENTRIES) after silence, its times on the excerpt's own
+    clock; None without downbeat annotations."""
+    if excerpt.downbeats is None or not len(excerpt.downbeats):
+        return None
+    ones = np.round(excerpt.downbeats, 3)
+    at = [b for b in (excerpt.downbeats if on_one else excerpt.beats)
+          if b >= ENTRY_FROM_S and (on_one or round(float(b), 3) not in ones)]
+    if not at:
+        return None
+    cut, lead = int(round((at[0] - 0.01) * samplerate)), int(round(ENTRY_LEAD_S * samplerate))
+    run = run_beatclock(np.concatenate([np.zeros(lead, np.float32), x[cut:]]), samplerate)
+    shift = (cut - lead) / samplerate
+    run.beats = [(t + shift, b) for t, b in run.beats]
+    run.tempo_t = [t + shift for t in run.tempo_t]
+    return run
 
 
 def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> np.ndarray:
@@ -466,6 +489,7 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
         print(head)
     ours: list[Score] = []
     other_starts: list[list[Score]] = [[] for _ in STARTS] if starts else []
+    entered: list[list[tuple[Score, str]]] = [[] for _ in ENTRIES] if starts else []
     theirs: list[Score] = []
     learned: list[Score] = []
     cpu = net_cpu = 0.0
@@ -491,6 +515,9 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
         hops += (len(x) - 1) // 512
         for (_, offset, fade_s, rate), group in zip(STARTS, other_starts, strict=False):
             group.append(score(excerpt, run_started(x, sr, offset, fade_s, rate)))
+        for (_, on_one), done in zip(ENTRIES, entered, strict=False):
+            if (entry_run := run_entered(excerpt, x, sr, on_one)) is not None:
+                done.append((score(excerpt, entry_run), excerpt.genre))
         if beat_nets:
             net_run = run_beatclock(x, sr, net_for.get(excerpt.name, net_default))
             net_cpu += net_run.seconds
@@ -516,6 +543,12 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
         summarise_starts("from the stream's first sample", ours, genres_of)
         for (label, *_), group in zip(STARTS, other_starts, strict=True):
             summarise_starts(label, group, genres_of)
+        for (label, _), done in zip(ENTRIES, entered, strict=True):
+            every = [d for d, _ in done]
+            beating = [d for d, g in done if g != "classical" and config.min_bpm <= d.true_bpm <= config.max_bpm]
+            print(f"    {label:<31} F {_mean([d.f for d in every]):.3f}, DB F "
+                  f"{_num(_mean([d.downbeat_f for d in every]), '.3f')}; without classical, in range: DB F "
+                  f"{_num(_mean([d.downbeat_f for d in beating]), '.3f')} ({len(every)} excerpts with downbeats)")
     if learned:
         summarise("BeatClock on the learned activation (beat_net)", learned, genres_of)
         print(f"  CPU per hop, FeatureExtractor + BeatClock: spectral flux {1e6 * cpu / max(hops, 1):.1f} us, "

@@ -5,6 +5,7 @@ GTZAN data: every file is written here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -554,3 +555,24 @@ def test_a_start_variant_at_48_khz_keeps_the_excerpts_times() -> None:
     assert float(np.mean(np.abs(error) < 0.005)) >= 0.9, error
     assert f_measure(track.beats, beats).f_measure >= 0.95
     assert bench_realmusic.STARTS[-1][3] == 48000
+
+
+@pytest.mark.parametrize("on_one", [True, False])
+def test_an_entry_variant_cuts_at_a_beat_and_keeps_the_excerpts_times(on_one: bool) -> None:
+    """The generated track cut at its first downbeat (or first other beat) after 1 s and played after silence: the
+    beats are counted on the excerpt's own clock (they score against its annotation), and the count's ones are the
+    track's when the cut is on one."""
+    from metadj_bridge.inputs import synth
+
+    track = synth.render(synth.TrackSpec("h", "house", 124, 8, seed=5))
+    excerpt = bench_realmusic.Excerpt("h", "synth", Path("h.wav"), len(track.samples) / track.samplerate,
+                                      track.beats, track.downbeats)
+    run = bench_realmusic.run_entered(excerpt, track.samples, track.samplerate, on_one)
+    assert run is not None
+    beats = np.array([t for t, _ in run.beats])
+    assert beats[0] > bench_realmusic.ENTRY_FROM_S and f_measure(track.beats, beats).f_measure >= 0.95
+    if on_one:
+        ones = np.array([t for t, b in run.beats if b == 0])
+        assert f_measure(track.downbeats, ones).f_measure >= 0.9
+    no_bars = dataclasses.replace(excerpt, downbeats=None)
+    assert bench_realmusic.run_entered(no_bars, track.samples, track.samplerate, on_one) is None
