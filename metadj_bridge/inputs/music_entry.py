@@ -46,8 +46,8 @@ MIN_BEATS = 3
 
 
 class MusicEntry:
-    """``hop(t, a, level)`` every hop; ``silence(hops)`` when music comes back after the clock's silence;
-    ``restarted()`` when the bar count starts again; ``beats_since(...)`` at each beat."""
+    """``hop(t, a, level)`` every hop (True at the music's first onset); ``silence(hops)`` when music comes back
+    after the clock's silence; ``restarted()`` when the bar count starts again; ``beats_since(...)`` at each beat."""
 
     def __init__(self, hop_s: float) -> None:
         self.hop_s = hop_s
@@ -62,15 +62,17 @@ class MusicEntry:
     def restarted(self) -> None:
         self._placed = False
 
-    def hop(self, t: float, a: float, level: float) -> None:
+    def hop(self, t: float, a: float, level: float) -> bool:
+        """True at the music's first onset (after the stream's start or a silence)."""
         if self._quiet is None:
-            return
+            return False
         hops, loudest, rising = self._quiet
         if a > ONSET:
             heard = hops * self.hop_s >= QUIET_S and loudest < QUIET_RATIO * level
             self.t, self._quiet, self._placed = (t if heard else None), None, False
-        else:
-            self._quiet = (hops + 1, max(loudest, rising[0]), (*rising[1:], level))
+            return True
+        self._quiet = (hops + 1, max(loudest, rising[0]), (*rising[1:], level))
+        return False
 
     def beats_since(self, t: float, index: int, line: tuple[float, float] | None,
                     measured: Sequence[tuple[int, float, float]]) -> int | None:

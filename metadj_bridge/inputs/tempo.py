@@ -240,11 +240,10 @@ class BeatClock:
                 self._low_recent = self._low_long = 0.0
                 self._restart_bars()
                 self._music.silence(self._silent)
-                grace = self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s))
-                self._breakdown_from = max(self._breakdown_from, grace)
             self._silent = 0
             self._level_long += self._long_alpha * (level - self._level_long)  # held through a silence
-        self._music.hop(t - self._delay, a, level)
+        if self._music.hop(t - self._delay, a, level):  # the music begins: no breakdown in its first seconds
+            self._breakdown_from = max(self._breakdown_from, self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s)))
         self._low_recent += self._recent_alpha * (low - self._low_recent)
         self._low_long += self._long_alpha * (low - self._low_long)
         was_breakdown = self.breakdown

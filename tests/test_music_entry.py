@@ -1,5 +1,6 @@
-"""Music heard to begin begins on its one (issue 15, item 4): the bar count of music that starts out of silence is
-counted from its first onset, and the music's own bar evidence can still overrule it (a pickup before the one)."""
+"""The music's start (issue 15): the clock hears music the same however long the silence before it, and music heard
+to begin begins on its one (item 4): the bar count of music that starts out of silence is counted from its first
+onset, and the music's own bar evidence can still overrule it (a pickup before the one)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,27 @@ def kicks(bpm: float, lead: float, seconds: float) -> tuple[np.ndarray, np.ndarr
         i = int(round(t * SR))
         x[i : i + len(kick)] += kick[: len(x) - i]
     return x, times
+
+
+@pytest.mark.parametrize(("style", "bpm"), [("house", 124), ("swing", 100), ("broken", 110), ("dnb", 172)])
+def test_the_clock_hears_music_the_same_however_long_the_silence_before_it(style: str, bpm: int) -> None:
+    """A tenth of a second or ten seconds of silence before the track (the bridge started before the set): the same
+    beats, bar positions and BPM, counted from the music's start. Before, the tempo evidence began 2 s after the
+    stream's start, so after a long silence it weighed the music's first second, and the first beat came up to 1.3 s
+    earlier on less evidence."""
+    track = synth.render(synth.TrackSpec(f"{style}-{bpm}", style, bpm, 6, seed=7))
+    hop = FeatureExtractor(SR).hop_size
+
+    def heard(silent_hops: int) -> list[tuple[float, int, float]]:
+        x = np.concatenate([np.zeros(silent_hops * hop, np.float32), track.samples])
+        fx = FeatureExtractor(SR)
+        clock = BeatClock(hop / SR)
+        lead = silent_hops * hop / SR
+        return [(round(e.t - lead, 6), e.beat_in_bar, round(e.bpm, 3))
+                for i in range(0, len(x) - hop, hop) for e in clock.process(fx.process(x[i : i + hop]))]
+
+    short, long = heard(9), heard(861)
+    assert len(short) >= 20 and short == long
 
 
 @pytest.mark.parametrize("bpm", [110, 150, 170])
