@@ -98,7 +98,9 @@ def test_prompt_flags_replace_the_themes_and_cycle_sets_the_bars() -> None:
         (("--duration", "-3"), "--duration -3: must be more than 0"),
         (("--min-send-interval", "3"), "minimum 3 s must be > 0 and <= the maximum 1.5 s"),
         (("--osc-out", "nowhere"), "expected HOST:PORT"),
-        (("--cycle", "0"), "--cycle 0: must be at least 1 bar"),
+        (("--cycle", "0"), "--cycle 0: must be 1-10000 bars"),
+        # Held to the profile's cycle.every_bars: a cycle that long never turns over in a show.
+        (("--cycle", "99999999999999999999"), "--cycle 99999999999999999999: must be 1-10000 bars"),
         # Held to the profile's scope.sender bounds: a change could wait that long when Scope seems slow.
         (("--max-send-interval", "1e300"), "the maximum 1e\\+300 s at most 3600 s"),
         (("--min-send-interval", "61", "--max-send-interval", "100"), "the minimum 61 s may be at most 60 s"),

@@ -21,6 +21,8 @@ THEME_KEYS = ("prompts", "blend", "parameters", "pad", "intense")
 #: rest; a token is about four characters of English, so 2,000 characters is about all it can ever read (a
 #: generous bound: a real prompt is a sentence or two). Longer texts only cost memory and log space.
 MAX_PROMPT_CHARS = 2000
+#: A theme cycle's length in bars (``cycle.every_bars``, ``cycle.prompt_every_bars``, ``run --cycle``).
+MAX_CYCLE_BARS = 10_000
 
 
 def themes(node: YNode | None, findings: Findings | None = None) -> tuple[Theme, ...]:
@@ -121,11 +123,11 @@ def cycle(node: YNode | None, names: tuple[str, ...]) -> CycleSettings | None:
     m = f.mapping(node, "cycle", ("every_bars", "order", "themes", "prompt_every_bars"))
     kw: dict[str, object] = {"where": node.where}
     if "every_bars" in m:
-        kw["every_bars"] = f.integer(m["every_bars"], "cycle.every_bars", 1, 10_000)
+        kw["every_bars"] = f.integer(m["every_bars"], "cycle.every_bars", 1, MAX_CYCLE_BARS)
     if "order" in m:
         kw["order"] = f.choice(m["order"], "cycle.order", ("sequence", "random"))
     if "prompt_every_bars" in m and m["prompt_every_bars"].value is not None:
-        kw["prompt_every_bars"] = f.integer(m["prompt_every_bars"], "cycle.prompt_every_bars", 1, 10_000)
+        kw["prompt_every_bars"] = f.integer(m["prompt_every_bars"], "cycle.prompt_every_bars", 1, MAX_CYCLE_BARS)
     if "themes" in m and m["themes"].value is not None:
         chosen: list[str] = []
         for i, item in enumerate(f.sequence(m["themes"], "cycle.themes", single=True, what="a list of theme names")):

@@ -25,6 +25,7 @@ from metadj_bridge.inputs.midi_decode import (
 from metadj_bridge.profile.addresses import scope_url_problem
 from metadj_bridge.profile.model import CycleSettings, PromptSpec, ShowProfile, Theme
 from metadj_bridge.profile.sections import MAX_MAX_SEND_INTERVAL, MAX_MIN_SEND_INTERVAL
+from metadj_bridge.profile.themes import MAX_CYCLE_BARS
 from metadj_bridge.run.screens import ScreenPlan, check_screens, scope_size, screen_plans
 from metadj_bridge.scope.api import normalise_url
 
@@ -216,8 +217,8 @@ def _with_prompts(profile: ShowProfile, prompts: list[str], cycle_bars: int | No
             cycle=dataclasses.replace(cycle, themes=()) if len(themes) > 1 else None,
         )
     if cycle_bars is not None:
-        if cycle_bars < 1:
-            raise ConfigError(f"--cycle {cycle_bars}: must be at least 1 bar")
+        if not 1 <= cycle_bars <= MAX_CYCLE_BARS:  # as the profile's cycle.every_bars
+            raise ConfigError(f"--cycle {cycle_bars}: must be 1-{MAX_CYCLE_BARS} bars")
         cycle = dataclasses.replace(profile.cycle or CycleSettings(), every_bars=cycle_bars)
         profile = dataclasses.replace(profile, cycle=cycle)
     return profile
