@@ -578,6 +578,8 @@ async def test_fault_switches_reject_unknown_keys_and_bad_values(
     url = emu.url + "/_emulator/faults"
     assert (await http.post(url, json={"explode": True})).status_code == 422
     assert (await http.post(url, json={"slow_load": -1, "fail_load": True})).status_code == 422
+    too_long = await http.post(url, json={"stale_seconds": 1e300})  # every status poll stale for ever
+    assert too_long.status_code == 422 and "0-86400" in too_long.text
     state = (await http.post(url, json={"slow_load": 0.5})).json()
     assert (state["slow_load"], state["fail_load"], state["stale_seconds"]) == (0.5, False, 0.2)
 
@@ -611,6 +613,8 @@ async def test_aclose_twice_is_harmless_and_a_closed_emulator_refuses_to_start(h
 async def test_bad_settings_and_busy_ports_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="fps"):
         EmulatorConfig(fps=0)
+    with pytest.raises(ConfigError, match="slow load: 1e.300 must be 0-86400 seconds"):
+        EmulatorConfig(slow_load=1e300)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

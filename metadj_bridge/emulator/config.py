@@ -23,6 +23,9 @@ DEFAULT_STALE_SECONDS = 0.2
 MAX_DELAY_MS = 5000
 #: Entries kept in each of the /_emulator/log lists and in the log tail.
 DEFAULT_LOG_LIMIT = 20_000
+#: The longest a load, a stale status or a fault's delay may be set to: a day (the command line's lengths of time
+#: stop there too); longer only hangs the emulator's caller.
+MAX_SECONDS = 86400.0
 
 
 @dataclass
@@ -68,8 +71,8 @@ class EmulatorConfig:
             raise ConfigError(f"emulator chunk frames: {self.chunk_frames} is outside the allowed range (1-240)")
         for name in ("load_seconds", "stale_seconds", "slow_load"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be a number of seconds >= 0")
+            if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+                raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be 0-{MAX_SECONDS:g} seconds")
         if not (math.isfinite(self.delay_ms) and 0 <= self.delay_ms <= MAX_DELAY_MS):
             raise ConfigError(f"emulator delay: {self.delay_ms} ms is outside the allowed range (0-{MAX_DELAY_MS})")
         if self.log_limit < 1:
@@ -100,8 +103,8 @@ class Faults:
         for key in ("slow_load", "stale_seconds"):
             if key in changes:
                 value = changes[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                    raise ValueError(f"{key}: {value!r} is not a number of seconds >= 0")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+                    raise ValueError(f"{key}: {value!r} is not a number of seconds (0-{MAX_SECONDS:g})")
                 new[key] = float(value)
         if "fail_load" in changes:
             if not isinstance(changes["fail_load"], bool):
