@@ -32,6 +32,7 @@ MODES = (
     "huge-json",
     "deep-json",
     "bad-sdp",
+    "escapes",
 )
 
 HEALTH = {"status": "healthy", "version": "0.2.4", "server_start_time": 1.0, "git_commit": "hostile"}
@@ -137,6 +138,9 @@ class HostileServer:
             await _send(writer, 200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         elif mode == "huge-json":
             await self._huge_json(writer)
+        elif mode == "escapes":  # an error whose words would clear the terminal and forge a log line
+            detail = {"detail": "\x1b[2J\x1b[31mGPU on fire\r\n12:00:00 INFO all good\x07"}
+            await _send(writer, 500, json.dumps(detail).encode(), "application/json")
         elif mode == "deep-json":
             await _send(writer, 200, b"[" * 200_000 + b"]" * 200_000, "application/json")
         else:

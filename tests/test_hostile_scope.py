@@ -92,6 +92,21 @@ async def test_every_hostile_answer_is_our_own_error_with_a_sentence(hostile: Ma
         assert SECRET not in message and "token=***" in message
 
 
+async def test_an_error_whose_words_hold_terminal_escapes_is_one_escaped_line(hostile: MakeHostile) -> None:
+    """The server's error text could clear the terminal, recolour it, ring its bell or forge a log line of its own:
+    the error shows it on one line, every control character escaped as errors.printable does everywhere."""
+    server = await hostile("escapes")
+    async with ScopeClient(server.url, deadline=1.0) as scope:
+        with pytest.raises(ScopeError) as health:
+            await scope.health()
+        with pytest.raises(ScopeError) as offer:
+            await scope.offer("v=0", "offer", {"prompts": "x"})
+    for caught in (health, offer):
+        message = str(caught.value)
+        assert r"HTTP 500: \x1b[2J\x1b[31mGPU on fire 12:00:00 INFO all good\x07" in message
+        assert message.isprintable()
+
+
 async def test_an_endless_body_stops_at_the_cap(hostile: MakeHostile) -> None:
     server = await hostile("endless")
     async with ScopeClient(server.url) as scope:

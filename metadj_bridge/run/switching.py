@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metadj_bridge.bundled import PROFILES_DIR as BUNDLED_DIR
-from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.errors import ConfigError, RateLimitedWarning, printable
 from metadj_bridge.profile.model import ShowProfile
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ def allowed_places(profile: ShowProfile) -> AllowedPlaces:
 
 def shown(text: str, limit: int = 200) -> str:
     """``text`` safe for one log line: no control characters or terminal escapes, at most ``limit`` characters."""
-    clipped = text if len(text) <= limit else text[:limit] + "..."
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in clipped)
+    return printable(text if len(text) <= limit else text[:limit] + "...")
 
 
 def file_kind(mode: int) -> str:

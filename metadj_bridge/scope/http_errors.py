@@ -33,6 +33,7 @@ from metadj_bridge.errors import (
     ScopeNotScopeError,
     ScopeTLSError,
 )
+from metadj_bridge.errors import printable as escaped
 
 __all__ = [
     "Reply",
@@ -247,9 +248,8 @@ def preview(data: Any) -> str:
 
 def printable(text: str) -> str:
     """``text`` for one log or error line: newlines become spaces, other control characters (terminal escape
-    sequences a server could send) become ``?``."""
-    text = text.replace("\r\n", " ").replace("\n", " ")
-    return "".join(c if c.isprintable() else "?" for c in text)
+    sequences a server could send) escapes (``errors.printable``)."""
+    return escaped(text.replace("\r\n", " ").replace("\n", " "))
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
