@@ -339,7 +339,7 @@ class BeatClock:
 
     def _resume_held_tempo(self) -> None:
         """The music is back after a breakdown (or after it stopped): the model, whose tempo may have wandered while it
-        heard next to nothing, starts again from the held tempo; a new one is then found as from any other."""
+        heard next to nothing, starts again from the held tempo if it did; a new one is then found as from any other."""
         if self.period is None or not self._hmm.locked:
             return
         held = self.period / self.hop_s
