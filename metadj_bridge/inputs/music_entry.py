@@ -54,25 +54,26 @@ class MusicEntry:
         self.t: float | None = None  # when the music was heard to begin
         self._quiet: tuple[int, float, tuple[float, ...]] | None = (0, 0.0, (0.0,) * RISE_HOPS)
         self._placed = False
+        self._begun = False
 
     def silence(self, hops: int) -> None:
         """Music back after ``hops`` of silence: the next onset begins it."""
-        self.t, self._quiet = None, (hops, 0.0, (0.0,) * RISE_HOPS)
+        self.t, self._quiet, self._begun = None, (hops, 0.0, (0.0,) * RISE_HOPS), False
 
     def restarted(self) -> None:
         self._placed = False
 
     def hop(self, t: float, a: float, level: float) -> bool:
-        """True at the music's first onset (after the stream's start or a silence)."""
-        if self._quiet is None:
-            return False
-        hops, loudest, rising = self._quiet
-        if a > ONSET:
-            heard = hops * self.hop_s >= QUIET_S and loudest < QUIET_RATIO * level
-            self.t, self._quiet, self._placed = (t if heard else None), None, False
-            return True
-        self._quiet = (hops + 1, max(loudest, rising[0]), (*rising[1:], level))
-        return False
+        """True at the music's first onset (after the stream's start or a silence). An onset in a quiet lead-in
+        (noise, a pad's tail: the activation is relative) is not yet the music's entry, which is still awaited."""
+        first, self._begun = a > ONSET and not self._begun, self._begun or a > ONSET
+        if self._quiet is not None:
+            hops, loudest, rising = self._quiet
+            if a > ONSET and hops * self.hop_s >= QUIET_S and loudest < QUIET_RATIO * level:
+                self.t, self._quiet, self._placed = t, None, False
+            else:
+                self._quiet = (hops + 1, max(loudest, rising[0]), (*rising[1:], level))
+        return first
 
     def beats_since(self, t: float, index: int, line: tuple[float, float] | None,
                     measured: Sequence[tuple[int, float, float]]) -> int | None:
