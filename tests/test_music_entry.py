@@ -74,7 +74,7 @@ def test_music_heard_to_begin_is_counted_from_its_first_beat(bpm: int) -> None:
 
 
 def test_the_demo_tracks_bars_are_its_own_after_its_quiet_lead_in() -> None:
-    """The bundled demo track begins with a beat of near-silence (a riser's tail, about -56 dBFS RMS), whose onsets the
+    """The bundled demo track begins with a beat of its noise floor only (about -56 dBFS RMS), whose onsets the
     relative activation hears as loud: its first downbeat is still heard as the music's entry, so from its second
     bar the ones are the track's (before: a beat early until the drums came in, 8 s in)."""
     track = synth.render(synth.DEMO_SPEC)
