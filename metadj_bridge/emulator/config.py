@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.profile.options import MAX_SECONDS  # a day: a load, a stale status or a fault's delay at most
 
 #: Scope's own default port (``daydream-scope --port``).
 DEFAULT_PORT = 8000
@@ -23,9 +24,6 @@ DEFAULT_STALE_SECONDS = 0.2
 MAX_DELAY_MS = 5000
 #: Entries kept in each of the /_emulator/log lists and in the log tail.
 DEFAULT_LOG_LIMIT = 20_000
-#: The longest a load, a stale status or a fault's delay may be set to: a day (the command line's lengths of time
-#: stop there too); longer only hangs the emulator's caller.
-MAX_SECONDS = 86400.0
 
 
 @dataclass
@@ -72,7 +70,7 @@ class EmulatorConfig:
         for name in ("load_seconds", "stale_seconds", "slow_load"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
-                raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be 0-{MAX_SECONDS:g} seconds")
+                raise ConfigError(f"emulator {name.replace('_', ' ')}: {value} must be 0-{MAX_SECONDS} seconds")
         if not (math.isfinite(self.delay_ms) and 0 <= self.delay_ms <= MAX_DELAY_MS):
             raise ConfigError(f"emulator delay: {self.delay_ms} ms is outside the allowed range (0-{MAX_DELAY_MS})")
         if self.log_limit < 1:
@@ -104,7 +102,7 @@ class Faults:
             if key in changes:
                 value = changes[key]
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
-                    raise ValueError(f"{key}: {value!r} is not a number of seconds (0-{MAX_SECONDS:g})")
+                    raise ValueError(f"{key}: {value!r} is not a number of seconds (0-{MAX_SECONDS})")
                 new[key] = float(value)
         if "fail_load" in changes:
             if not isinstance(changes["fail_load"], bool):
