@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from metadj_bridge.errors import MetaDJError
-from metadj_bridge.showlog.log import ShowRecording, read_show_log
+from metadj_bridge.showlog.reading import ShowRecording, read_show_log
 
 __all__ = ["WORKFLOW_FORMAT", "build_workflow", "export_workflow", "workflow_path_for"]
 

@@ -16,7 +16,8 @@ stands for (:mod:`.folding`): a flood of control requests writes a few entries a
 it only encodes and appends a line; a background thread writes the lines about once a second. A full disk or
 an unwritable path is logged (rate-limited) and the show goes on without its log. Text that UTF-8 cannot hold
 (half of a UTF-16 surrogate pair, as JSON's ``"\\ud800"`` reads) is written as JSON escapes, so its line still
-reads back as what was sent.
+reads back as what was sent. Reading one back (``read_show_log``, a typed :class:`ShowRecording`) is
+:mod:`.reading`'s; its names are here too.
 """
 
 from __future__ import annotations
@@ -30,15 +31,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from platformdirs.api import PlatformDirsABC
 
-from metadj_bridge.errors import MetaDJError, RateLimitedWarning
+from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.showlog.folding import Entry, EventFolder, event_kind
+from metadj_bridge.showlog.reading import (
+    FORMAT_VERSION,
+    SentMessage,
+    ShowEvent,
+    ShowHeader,
+    ShowLogError,
+    ShowRecording,
+    read_show_log,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,14 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The ``version`` in the header this code writes and reads.
-FORMAT_VERSION = 1
 #: Half of a UTF-16 surrogate pair: a str may hold one, a UTF-8 file cannot.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class ShowLogError(MetaDJError):
-    """A show log that cannot be read: the message names the file and line."""
 
 
 def _iso(ts: float) -> str:
@@ -282,166 +285,3 @@ class ShowLog:
             return None
         log.info("show log: %s", self.path)
         return self._file
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-@dataclass(frozen=True)
-class ShowHeader:
-    started: str
-    profile: str | None
-    pipeline: str
-    width: int
-    height: int
-    input_mode: str
-    initial: dict[str, Any]
-    denoising_step_list: list[int] | None = None
-    #: Any other header fields, as written.
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    t: float
-    wall: str | None
-    message: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ShowEvent:
-    t: float
-    text: str
-    #: How many events of its kind this entry stands for (they came too close together; this is the latest).
-    count: int = 1
-
-
-@dataclass
-class ShowRecording:
-    """A show log as read back."""
-
-    path: Path
-    header: ShowHeader
-    sent: list[SentMessage]
-    events: list[ShowEvent]
-    #: Seconds from the start to the end marker (a finished show) or to the last entry (a crashed one).
-    duration: float
-    #: The show did not end cleanly: no end marker, or a last line cut short.
-    truncated: bool
-
-
-_HEADER_KEYS = {"type", "version", "started", "profile", "pipeline", "width", "height", "input_mode", "initial",
-                "denoising_step_list"}
-
-
-def read_show_log(path: str | os.PathLike[str]) -> ShowRecording:
-    """Read a show log. A cut-off last line (a crash mid-write) is tolerated; anything else wrong raises
-    ``ShowLogError`` naming ``file:line``."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ShowLogError(f"{p}: cannot read the show log ({exc.strerror or exc})") from exc
-    lines = text.split("\n")
-    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
-    if not numbered:
-        raise ShowLogError(f"{p}: empty file, not a show log")
-    header: ShowHeader | None = None
-    sent: list[SentMessage] = []
-    events: list[ShowEvent] = []
-    end: float | None = None
-    truncated = False
-    last_t = 0.0
-    for index, (lineno, line) in enumerate(numbered):
-        where = f"{p}:{lineno}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if index == len(numbered) - 1 and header is not None:
-                log.warning("%s: the last line is cut short (the show did not end cleanly); read up to it", where)
-                truncated = True
-                break
-            raise ShowLogError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from exc
-        except RecursionError:
-            raise ShowLogError(f"{where}: not JSON (nested too deeply to read)") from None
-        if not isinstance(entry, dict):
-            raise ShowLogError(f"{where}: expected a JSON object, got {type(entry).__name__}")
-        kind = entry.get("type")
-        if header is None:
-            if kind != "header":
-                raise ShowLogError(f"{where}: a show log starts with a header line, found type {kind!r}")
-            header = _header(entry, where)
-            continue
-        if kind == "sent":
-            message = entry.get("message")
-            if not isinstance(message, dict):
-                raise ShowLogError(f"{where}: 'message' must be an object, got {message!r}")
-            wall = entry.get("wall")
-            t = _time(entry, where)
-            sent.append(SentMessage(t, wall if isinstance(wall, str) else None, message))
-        elif kind == "event":
-            t, count = _time(entry, where), entry.get("count", 1)
-            count = count if isinstance(count, int) and not isinstance(count, bool) and count > 1 else 1
-            events.append(ShowEvent(t, str(entry.get("text", "")), count))
-        elif kind == "end":
-            t = end = _time(entry, where)
-        elif kind == "header":
-            raise ShowLogError(f"{where}: a second header (two shows in one file?)")
-        else:
-            log.debug("%s: skipping an entry of unknown type %r", where, kind)
-            continue
-        last_t = max(last_t, t)
-    assert header is not None
-    sent.sort(key=lambda s: s.t)
-    events.sort(key=lambda e: e.t)
-    duration = end if end is not None else last_t
-    return ShowRecording(p, header, sent, events, duration, truncated or end is None)
-
-
-def _time(entry: Mapping[str, Any], where: str) -> float:
-    t = entry.get("t")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0:
-        raise ShowLogError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
-    return float(t)
-
-
-def _header(entry: Mapping[str, Any], where: str) -> ShowHeader:
-    version = entry.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ShowLogError(f"{where}: header 'version' must be a whole number, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise ShowLogError(
-            f"{where}: show log version {version} was written by a newer metadj-bridge (this one reads "
-            f"version {FORMAT_VERSION}); upgrade to read it"
-        )
-    pipeline = entry.get("pipeline")
-    if not isinstance(pipeline, str) or not pipeline:
-        raise ShowLogError(f"{where}: header 'pipeline' must be a pipeline id, got {pipeline!r}")
-    size = []
-    for key in ("width", "height"):
-        value = entry.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ShowLogError(f"{where}: header '{key}' must be a whole number of pixels > 0, got {value!r}")
-        size.append(value)
-    initial = entry.get("initial", {})
-    if not isinstance(initial, dict):
-        raise ShowLogError(f"{where}: header 'initial' must be an object of parameters, got {initial!r}")
-    input_mode = entry.get("input_mode", "text")
-    if input_mode not in ("text", "video"):
-        raise ShowLogError(f"{where}: header 'input_mode' must be 'text' or 'video', got {input_mode!r}")
-    steps = entry.get("denoising_step_list")
-    if steps is not None and not (isinstance(steps, list) and all(isinstance(s, int) for s in steps)):
-        raise ShowLogError(f"{where}: header 'denoising_step_list' must be a list of timesteps, got {steps!r}")
-    profile = entry.get("profile")
-    return ShowHeader(
-        started=str(entry.get("started", "")),
-        profile=profile if isinstance(profile, str) else None,
-        pipeline=pipeline,
-        width=size[0],
-        height=size[1],
-        input_mode=input_mode,
-        initial=initial,
-        denoising_step_list=steps,
-        extra={k: v for k, v in entry.items() if k not in _HEADER_KEYS},
-    )
-

@@ -25,12 +25,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from metadj_bridge import parameters
-from metadj_bridge.errors import ConfigError, ParameterError, RateLimitedWarning, ScopeError, ScopeSessionError
+from metadj_bridge.errors import (
+    ConfigError,
+    ParameterError,
+    RateLimitedWarning,
+    ScopeError,
+    ScopeSessionError,
+    printable,
+)
 from metadj_bridge.lifecycle import cancel_and_wait, stop_signals
 from metadj_bridge.scope.api import ScopeClient, redact_url
 from metadj_bridge.scope.sender import DISCRETE_KEYS, PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig
-from metadj_bridge.showlog.log import SentMessage, ShowEvent, ShowRecording, read_show_log
+from metadj_bridge.showlog.reading import SentMessage, ShowEvent, ShowRecording, read_show_log
 
 if TYPE_CHECKING:
     from metadj_bridge.emulator import ScopeEmulator
@@ -388,7 +395,7 @@ async def _play(
                 return replayed, True
             progress.show(replayed, first + (loop.time() - t0) * speed, sender.sent)
         if isinstance(item, ShowEvent):
-            log.info("show event at %s: %s%s", _clock(t), item.text,
+            log.info("show event at %s: %s%s", _clock(t), printable(item.text),
                      f" (the latest of {item.count})" if item.count > 1 else "")
             continue
         _hand_over(sender, item.message, rejected)
