@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from metadj_bridge.errors import ConfigError, ScopeError, ScopeNotFoundError
+from metadj_bridge.errors import ConfigError, RateLimitedWarning, ScopeError, ScopeNotFoundError, printable
 from metadj_bridge.parameters import KNOWN_PIPELINES
 
 if TYPE_CHECKING:
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 _CHUNK_KEYS = ("chunk_frames", "num_frame_per_block", "frames_per_chunk")
 #: The most pipelines named in one refusal line; the rest are counted.
 _MAX_LISTED = 12
+#: The longest chunk a schema is believed about: ten seconds at 24 fps (Scope's own pipelines make 1 to 12
+#: frames a chunk). A schema that says more is a broken plugin or not Scope, and believing it would hold every
+#: parameter message back for as many chunks' time.
+MAX_OFFERED_CHUNK = 240
+_unbelieved = RateLimitedWarning(log, "Scope's pipeline schemas: chunk sizes not believed (the bridge's own are "
+                                 "kept)", interval=600.0)
 
 
 @dataclass(frozen=True)
@@ -87,20 +93,24 @@ def _pipeline(pipeline_id: str, entry: Mapping[str, Any]) -> OfferedPipeline:
         pipeline_id=pipeline_id,
         modes=modes,
         default_mode=str(default) if isinstance(default, str) else None,
-        chunk_frames=_chunk_frames(entry),
+        chunk_frames=_chunk_frames(pipeline_id, entry),
         schema=entry,
     )
 
 
-def _chunk_frames(entry: Mapping[str, Any]) -> int | None:
+def _chunk_frames(pipeline_id: str, entry: Mapping[str, Any]) -> int | None:
     config = entry.get("config_schema")
     props = config.get("properties") if isinstance(config, Mapping) else None
     for key in _CHUNK_KEYS:
         value = entry.get(key)
         if value is None and isinstance(props, Mapping) and isinstance(props.get(key), Mapping):
             value = props[key].get("default")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 < value <= MAX_OFFERED_CHUNK:
+                return value
+            shown = str(value) if abs(value) < 10**12 else f"a number of {len(str(abs(value)))} digits"
+            _unbelieved.note(f"{printable(pipeline_id[:100])}: {key} {shown} (a chunk is 1 to {MAX_OFFERED_CHUNK} "
+                             "frames)")
     return None
 
 

@@ -58,6 +58,10 @@ GATHER = 0.06
 #: Sends this many believed chunks apart begin a new run: Scope's queue had emptied in between.
 RUN_GAP_CHUNKS = 8
 
+#: The longest chunk ever believed, in frames, whoever says so (a server's schema, the drops): a longer one would
+#: hold every message back for minutes (a billion frames: years), and beyond a float's range it cannot be counted.
+MAX_CHUNK_FRAMES = 1000
+
 
 def carry_transition(message: dict[str, Any], running: tuple[float, dict[str, Any]] | None, now: float,
                      period: float) -> tuple[dict[str, Any], tuple[float, dict[str, Any]] | None]:
@@ -282,8 +286,11 @@ class SendPacer:
         self._run: list[float] = []
 
     def set_chunk_frames(self, frames: int | None, source: str = "offer") -> None:
-        """The server said how many frames a chunk has; ignored when it did not (None or < 1)."""
-        if frames is not None and frames >= 1 and (frames != self.chunk_frames or source != self.chunk_source):
+        """The server said how many frames a chunk has; ignored when it did not (None), or said a number no chunk
+        has (below 1, above :data:`MAX_CHUNK_FRAMES`)."""
+        if frames is None or not 1 <= frames <= MAX_CHUNK_FRAMES:
+            return
+        if frames != self.chunk_frames or source != self.chunk_source:
             # Frames are still counted from the same chunk start, which begins a chunk of any size; the
             # latest boundary is the frame that began the current chunk of the new size.
             self.chunk_frames = frames
@@ -306,7 +313,7 @@ class SendPacer:
         if implied is not None:
             frames = max(frames, implied)
         self._run.clear()
-        self.set_chunk_frames(min(frames, 1000), "drops")
+        self.set_chunk_frames(min(frames, MAX_CHUNK_FRAMES), "drops")
 
     def _implied_chunk(self, now: float, dropped: int) -> int | None:
         fps = self.fps(now)

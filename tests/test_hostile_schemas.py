@@ -1,0 +1,82 @@
+"""A Scope server's pipeline schemas (``GET /api/v1/pipelines/schemas``) of the right shape but with values no
+pipeline has: what the bridge believes of them must never stop the parameters from going out.
+
+The schemas are served over real HTTP and read with the bridge's own client; what the session does with them
+(``scope/connection.py``: the offer's chunk to the sender, the schema's rules to the sender's checks) is done here
+to a real :class:`ParameterSender`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from metadj_bridge.scope.api import ScopeClient
+from metadj_bridge.scope.offer import read_offer
+from metadj_bridge.scope.pacing import PacerConfig, SendPacer
+from metadj_bridge.scope.sender import ParameterSender
+from tests.helpers import free_port
+
+
+@pytest.fixture
+async def schemas() -> AsyncIterator[list[Any]]:
+    """A real HTTP server answering the schemas with ``served[0]``; ``served[1]`` is its URL."""
+    served: list[Any] = [{}, ""]
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(text=served[0])
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pipelines/schemas", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    served[1] = f"http://127.0.0.1:{port}"
+    yield served
+    await runner.cleanup()
+
+
+async def offered(served: list[Any], entry: str) -> Any:
+    served[0] = '{"pipelines": {"odd": ' + entry + "}}"
+    async with ScopeClient(served[1]) as scope:
+        offer = await read_offer(scope)
+    assert offer is not None
+    return offer
+
+
+def paced(pacer: SendPacer) -> float:
+    """Seconds from one message to the next a steady 15 fps session allows, once a chunk's changes keep coming."""
+    for i in range(75):
+        pacer.on_frame(i / 15)
+    pacer.on_sent(5.0)
+    return pacer.next_send_at(5.1, 5.0) - 5.0
+
+
+@pytest.mark.parametrize("claimed", ["1" + "0" * 400, "1000000000", "241", "0", "-3"],
+                         ids=["400 digits", "1e9", "241", "0", "-3"])
+async def test_a_chunk_no_pipeline_makes_is_not_believed_and_parameters_keep_going_out(
+    schemas: list[Any], claimed: str
+) -> None:
+    offer = await offered(schemas, '{"supported_modes": ["text"], "chunk_frames": ' + claimed + "}")
+    chunk = offer.get("odd").chunk_frames
+    assert chunk is None
+    sender = ParameterSender(pacer=PacerConfig(chunk_frames=12))
+    sender.set_chunk_frames(chunk)
+    assert sender.pacer.chunk_frames == 12
+    assert paced(sender.pacer) < 2.0
+
+
+@pytest.mark.parametrize("claimed", [10**400, 10**9, 1001], ids=["400 digits", "1e9", "1001"])
+def test_the_pacer_itself_refuses_a_chunk_longer_than_it_ever_believes(claimed: int) -> None:
+    pacer = SendPacer(PacerConfig(chunk_frames=12))
+    pacer.set_chunk_frames(claimed)
+    assert (pacer.chunk_frames, pacer.chunk_source) == (12, "table")
+    assert paced(pacer) < 2.0
+
+
+async def test_a_plausible_chunk_from_the_schema_is_still_believed(schemas: list[Any]) -> None:
+    offer = await offered(schemas, '{"supported_modes": ["text"], "chunk_frames": 24}')
+    assert offer.get("odd").chunk_frames == 24
