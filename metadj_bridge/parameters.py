@@ -260,8 +260,8 @@ def _spec_from_json_schema(prop: Mapping[str, Any], fallback: ParamSpec | None) 
         for option in prop["anyOf"]:
             if isinstance(option, Mapping) and option.get("type") not in (None, "null"):
                 return _spec_from_json_schema({**prop, **option, "anyOf": None}, fallback)
-    lo = prop.get("minimum", prop.get("exclusiveMinimum"))
-    hi = prop.get("maximum", prop.get("exclusiveMaximum"))
+    lo = _bound(prop.get("minimum", prop.get("exclusiveMinimum")))
+    hi = _bound(prop.get("maximum", prop.get("exclusiveMaximum")))
     if types == "number":
         return ParamSpec("number", lo, hi)
     if types == "integer":
@@ -278,7 +278,18 @@ def _spec_from_json_schema(prop: Mapping[str, Any], fallback: ParamSpec | None) 
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON reads 400 digits as one)
+        return False
+
+
+def _bound(value: Any) -> float | None:
+    """A server schema's minimum or maximum when it is a number a value can be compared with, else no bound: a
+    bound of text or of an object would make every check of the key fail with a TypeError, not a refusal."""
+    return value if _is_number(value) else None
 
 
 def _range_text(spec: ParamSpec) -> str:

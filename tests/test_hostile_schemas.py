@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from metadj_bridge.errors import ParameterError
+from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.offer import read_offer
 from metadj_bridge.scope.pacing import PacerConfig, SendPacer
 from metadj_bridge.scope.sender import ParameterSender
 from tests.helpers import free_port
+
+PROMPTS = [{"text": "neon city", "weight": 1.0}]
 
 
 @pytest.fixture
@@ -80,3 +84,32 @@ def test_the_pacer_itself_refuses_a_chunk_longer_than_it_ever_believes(claimed: 
 async def test_a_plausible_chunk_from_the_schema_is_still_believed(schemas: list[Any]) -> None:
     offer = await offered(schemas, '{"supported_modes": ["text"], "chunk_frames": 24}')
     assert offer.get("odd").chunk_frames == 24
+
+
+@pytest.mark.parametrize("bound", ['"0"', '{"a": 1}', "[0]", "true", "1" + "0" * 400, "NaN", "-Infinity"],
+                         ids=["text", "object", "list", "true", "400 digits", "NaN", "-Infinity"])
+async def test_a_bound_that_is_no_number_is_ignored_and_values_are_still_checked(
+    schemas: list[Any], bound: str
+) -> None:
+    offer = await offered(schemas, '{"config_schema": {"properties": {'
+                          '"noise_scale": {"type": "number", "minimum": ' + bound + ', "maximum": 1}, '
+                          '"base_seed": {"type": "integer", "minimum": 0, "maximum": ' + bound + "}}}}")
+    schema = ParameterSchema.from_server("odd", {k: p.schema for k, p in offer.pipelines.items()})
+    assert schema.check("noise_scale", 0.5) == 0.5
+    with pytest.raises(ParameterError, match="outside the allowed range"):
+        schema.check("noise_scale", 5.0)
+    assert schema.check("base_seed", 7) == 7
+    with pytest.raises(ParameterError, match="outside the allowed range"):
+        schema.check("base_seed", -1)
+    sender = ParameterSender()
+    sender.set_schema(schema)
+    sender.update({"prompts": PROMPTS, "noise_scale": 0.25})  # what the show's engine hands on at each step
+    assert sender.snapshot()["noise_scale"] == 0.25
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["400 digits", "minus 400 digits"])
+def test_a_number_too_large_for_a_float_is_a_parameter_error(value: int) -> None:
+    """A show log replays whatever a line holds: an integer of 400 digits is refused like any other bad value."""
+    sender = ParameterSender()
+    with pytest.raises(ParameterError, match="is not a number"):
+        sender.update({"noise_scale": value})
