@@ -216,6 +216,7 @@ class Collector:
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.arrived: list[float] = []
+        self.tempos: list[Any] = []
 
     # An input sink: MIDI delivers signals and triggers here.
     def set(self, event: Any) -> None:
@@ -225,7 +226,7 @@ class Collector:
     fire = set
 
     def tempo(self, reading: Any) -> None:
-        pass
+        self.tempos.append(reading)
 
     def last(self, name: str, kind: type = Signal) -> Any:
         for event in reversed(self.events):
@@ -517,10 +518,59 @@ def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.Log
     limit = midi_module._QUEUE_LIMIT
     for i in range(limit + 5):  # what rtmidi's thread does while the loop is stuck
         midi._enqueue([0x90, i % 128, 1], float(i), "unused")
-    midi._deliver()
+    while midi.received < limit:  # a slice of the queue per turn of the loop
+        midi._deliver()
     assert midi.received == limit and midi.overflowed == 5
     assert got.events[0].t == 5.0  # the oldest went
     assert sum("5 messages lost" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_clock_flood_is_taken_a_slice_per_turn_of_the_loop_and_its_losses_are_one_line(
+    midi_jack: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MIDI clock at 10 kHz (a feedback loop, a DAW gone wild): each tick refits the tempo, so a full queue taken in
+    one go held the event loop for half a second, again and again, and every round logged its losses."""
+    from metadj_bridge.inputs import midi as midi_module
+
+    got = Collector()
+    name = f"metadj-in-{next(_ids)}"
+    midi = MidiInput(virtual_name=name, sink=got, backend=JACK_BACKEND)
+    await midi.start()
+    turns = 0
+
+    async def other_work() -> None:  # the sender, the engine, the web page: anything else on the loop
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.get_running_loop().create_task(other_work())
+    try:
+        flood = 20_000
+        for i in range(flood):  # what rtmidi's thread queues while the loop is busy elsewhere
+            midi._enqueue([0xF8], 100.0 + i * 1e-4, name)
+        turns = 0
+        await asyncio.sleep(0)  # one turn of the loop
+        assert 0 < midi.received <= midi_module._BATCH
+        await wait_for(lambda: midi.received == flood, 60.0, "the whole flood")
+        assert turns >= flood // midi_module._BATCH - 1  # other work had its turn between the slices
+        assert midi.received <= midi.batches * midi_module._BATCH
+        assert got.tempos and got.tempos[-1].bpm == 400.0  # read, and held to the clock's range
+
+        limit = midi_module._QUEUE_LIMIT
+        with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.midi"):
+            for _ in range(3):  # a flood the loop cannot keep up with, round after round
+                target = midi.received + limit
+                for i in range(limit + 5):
+                    midi._enqueue([0xB0, 1, i % 128], 200.0 + i * 1e-4, name)
+                await wait_for(lambda target=target: midi.received == target, 60.0, "a full queue")
+        assert midi.overflowed == 15
+        lost = [r.getMessage() for r in caplog.records if "messages lost" in r.getMessage()]
+        assert len(lost) == 1, lost
+        assert "5 messages lost" in lost[0]
+    finally:
+        worker.cancel()
+        await midi.aclose()
 
 
 @pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="needs a machine whose ALSA has no sequencer")

@@ -4,8 +4,9 @@
 
 The rtmidi callback only stamps each message with ``time.monotonic()`` and appends it to a queue; one delivery
 is pending at a time. The loop decodes everything in arrival order (so no relative-encoder step, note,
-program change or clock tick is lost) and then hands over the events, keeping only the newest value of each
-continuous signal in a batch (latest wins when the loop is busy).
+program change or clock tick is lost), a slice of at most ``_BATCH`` messages per turn so that a flood never holds
+it, and then hands over the events, keeping only the newest value of each continuous signal in a batch (latest
+wins when the loop is busy).
 
 Port patterns: a plain pattern matches every port whose name contains it, ignoring case (``"launch"``
 matches ``"Launchpad X:Launchpad X MIDI 1"``); ``re:<regex>`` matches with ``re.search``, ignoring case
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 _CLOCK_STATUS = frozenset({0xF8, 0xFA, 0xFB, 0xFC})
 #: Messages waiting for the loop; beyond this the oldest go (a loop stalled for seconds under a flood).
 _QUEUE_LIMIT = 20000
+#: Messages decoded in one turn of the event loop; the rest wait for the next turn. A flood (MIDI clock from a
+#: feedback loop or a DAW gone wild: each tick refits the tempo, ~25 us) must not hold the loop for more than a few
+#: milliseconds: a full queue taken at once held it for half a second, again and again.
+_BATCH = 512
 
 
 class MidiInput:
@@ -120,6 +125,7 @@ class MidiInput:
         #: Messages lost because the loop did not take them for a long time (the queue holds _QUEUE_LIMIT).
         self.overflowed = 0
         self._overflow_reported = 0
+        self._overflow_warning = RateLimitedWarning(log, "MIDI input: messages lost, the event loop fell behind")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -349,18 +355,21 @@ class MidiInput:
             pass
 
     def _deliver(self) -> None:
+        """The loop: decode at most _BATCH messages, in arrival order; what is left is taken on the next turn."""
+        queue = self._queue
         with self._lock:
-            batch = list(self._queue)
-            self._queue.clear()
-            self._scheduled = False
+            batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
+            more = bool(queue) and self._loop is not None and not self._life.closed
+            self._scheduled = more
+        if more:
+            assert self._loop is not None
+            self._loop.call_soon(self._deliver)
         if not batch or self._life.closed:
             return
         self.received += len(batch)
         self.batches += 1
         if self.overflowed != self._overflow_reported:
-            log.warning(
-                "MIDI input: the event loop fell behind; %d messages lost", self.overflowed - self._overflow_reported
-            )
+            self._overflow_warning.note(f"{self.overflowed - self._overflow_reported} messages lost")
             self._overflow_reported = self.overflowed
         events: list[Event] = []
         clocked = False
