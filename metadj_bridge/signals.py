@@ -13,6 +13,7 @@ flood of new names can cause.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -207,3 +208,18 @@ class TempoState:
     #: The steering source, or None when no source is live (the grid then runs on at the last tempo).
     source: str | None
     playing: bool
+
+    @property
+    def bar_beat(self) -> float:
+        """The beat counted so that every bar begins on a multiple of ``beats_per_bar``, where ``bar_position`` says
+        (the music's one, as the source hears it). ``beat`` runs on without a jump when a source moves its count (the
+        audio tracker hears the bar begin a beat later, a new track, a switch of source), so its own multiples of the
+        bar are not the bars: count bars from this."""
+        per_bar = max(1, self.beats_per_bar)
+        began = self.beat - self.bar_position
+        return per_bar * math.floor(began / per_bar + 0.5) + self.bar_position
+
+    @property
+    def bar(self) -> int:
+        """Bars counted on the grid, each beginning where ``bar_position`` is 0."""
+        return math.floor(self.bar_beat / max(1, self.beats_per_bar))

@@ -12,7 +12,8 @@ Choices where the profile format says nothing:
   the theme's) last, at that share of the total weight; the calm prompts keep their proportions in the rest. A
   theme without a variant ignores it.
 - Weights are rounded to 4 decimals (a settling smoother does not resend the prompts for seconds).
-- The cycle counts bars as ``tempo.beat // beats_per_bar`` and only runs while a tempo plays. It counts from
+- The cycle counts bars where the tempo's ``bar_position`` begins them (``TempoState.bar``: the music's one
+  when the source hears it) and only runs while a tempo plays. It counts from
   the last theme change (a manual change restarts the count), and the prompt count from the last focus move.
 
 Pure: the engine owns the seeded random generator and passes it in.
@@ -156,7 +157,7 @@ class ThemeCycle:
         """(theme change due, prompt move due) at this step."""
         if self.settings is None or tempo is None or not tempo.playing or tempo.beats_per_bar < 1:
             return False, False
-        bar = int(tempo.beat // tempo.beats_per_bar)
+        bar = tempo.bar
         self.bar = bar
         if self._theme_anchor is None or bar < self._theme_anchor:
             self._theme_anchor = bar

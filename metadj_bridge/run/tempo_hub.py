@@ -48,9 +48,12 @@ class TempoHub:
         board.on_tempo(self.reading)
         #: The grid at the latest tick or publication (None before the first).
         self.state: TempoState | None = None
-        #: Whole beats and bars counted so far on the output grid (None before the first).
+        #: Whole beats counted so far on the output grid, and bars begun (None before the first). A bar begins where
+        #: the source says (``TempoState.bar``): when it moves its count, the next bar begins on its new one, and the
+        #: bars go on counting up by one.
         self.beat: int | None = None
         self.bar: int | None = None
+        self._grid_bar: int | None = None
         #: When the latest beat was counted (monotonic), for the status view's beat light.
         self.beat_at = -1.0
         self._last_scope_state: str | None = None
@@ -67,15 +70,18 @@ class TempoHub:
         board.set(Signal("tempo.bpm", float(state.bpm), now))
         board.set(Signal("tempo.phase", float(state.phase), now))
         beat = math.floor(state.beat)
-        bar = math.floor(state.beat / max(1, state.beats_per_bar))
+        bar = state.bar
         if self.beat is not None and beat > self.beat:
             board.fire(Trigger("tempo.beat", now, {"beat": beat}))
-            if self.bar is not None and bar > self.bar:
-                board.fire(Trigger("tempo.bar", now, {"bar": bar}))
+            if self.bar is not None and self._grid_bar is not None and bar > self._grid_bar:
+                self.bar += 1
+                board.fire(Trigger("tempo.bar", now, {"bar": self.bar}))
             self.beat_at = now
             if self.osc_out is not None:
                 self.osc_out.set_beat(beat, state.bar_position)
-        self.beat, self.bar = beat, bar
+        self.beat, self._grid_bar = beat, bar
+        if self.bar is None:
+            self.bar = bar
         return state
 
     async def run(self) -> None:

@@ -40,7 +40,8 @@ def beat_state(tempo: TempoState, ahead: float = 0.0) -> dict[str, Any] | None:
     when the tempo or the beat is not a number Scope takes (a source that says 0 BPM, or 5000)."""
     if not (BPM_RANGE[0] <= tempo.bpm <= BPM_RANGE[1]) or not math.isfinite(tempo.beat):
         return None
-    beats = tempo.beat + (max(0.0, ahead) * tempo.bpm / 60.0 if tempo.playing else 0.0)
+    # Counted from the bar's start: Scope quantises to bars by beat_count % beats_per_bar (parameter_scheduler.py).
+    beats = tempo.bar_beat + (max(0.0, ahead) * tempo.bpm / 60.0 if tempo.playing else 0.0)
     per_bar = max(1, tempo.beats_per_bar)
     count = math.floor(beats)
     return {
