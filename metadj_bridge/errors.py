@@ -161,12 +161,15 @@ def reason(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------ rate limiting
 
 class RateLimitedWarning:
-    """Counts problems; logs the first at once, then at most one WARNING per ``interval`` with the count."""
+    """Counts problems; logs the first at once, then at most one WARNING per ``interval`` with the count.
+
+    ``level`` makes it a rate-limited line of another level (INFO for comings and goings a client can flood)."""
 
     def __init__(self, log: logging.Logger, what: str, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, level: int = logging.WARNING) -> None:
         self._log = log
         self._what = what
+        self._level = level
         self.interval = interval
         self._clock = clock
         self._last_log: float | None = None
@@ -184,7 +187,7 @@ class RateLimitedWarning:
         self._last_reason = reason
         now = self._clock()
         if self._last_log is None or now - self._last_log >= self.interval:
-            self._log.warning("%s: %d in the last %.0f s; last: %s", self._what, self._count,
+            self._log.log(self._level, "%s: %d in the last %.0f s; last: %s", self._what, self._count,
                               self.interval if self._last_log is not None else 0.0, reason)
             self._last_log = now
             self._count = 0

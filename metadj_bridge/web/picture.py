@@ -4,6 +4,10 @@ One :class:`JpegFeed` per server makes the JPEGs for every viewer: only while so
 preview's rate whatever the number of viewers, always of the newest frame, encoded on a worker thread (never on
 the event loop). A viewer that reads slowly gets fewer frames, never older ones: each part written is the newest
 JPEG at that moment, and a write that cannot finish within :data:`WRITE_TIMEOUT` ends that viewer's stream.
+
+A client on the LAN may open streams by the hundred (a script, a page reloading in a loop): one server serves at
+most :data:`MAX_VIEWERS` streams over all its screens, and answers the next one 503 with a sentence, and viewers
+coming, going and refused are rate-limited log lines.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 
 from aiohttp import web
 
-from metadj_bridge.errors import RateLimitedWarning
+from metadj_bridge.errors import RateLimitedWarning, printable
 from metadj_bridge.video.preview import PreviewSink
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,42 @@ log = logging.getLogger(__name__)
 BOUNDARY = "metadj-frame"
 #: A viewer whose socket takes no part for this long is dropped.
 WRITE_TIMEOUT = 10.0
+#: The most streams one web server serves at once, all screens together. Each costs a socket, a task and a copy
+#: of every part: at 15 fps a 720p JPEG of ~100 KB is ~1.5 MB/s a viewer, so 8 are ~100 Mbit/s, about what stage
+#: Wi-Fi carries beside Scope's own video; enough for the performer's phone, a tablet, a laptop and a few crew.
+MAX_VIEWERS = 8
+#: What a viewer over the cap is told to wait before trying again (the page tries again every 2 s anyway).
+RETRY_AFTER = 10
+
+
+class Viewers:
+    """The streams one web server serves, over all its screens, and the rate-limited lines they make."""
+
+    def __init__(self, limit: int = MAX_VIEWERS) -> None:
+        self.limit = limit
+        self.count = 0
+        self.refused = 0
+        self._moves = RateLimitedWarning(log, "preview: viewers coming and going", level=logging.INFO)
+        self._refusals = RateLimitedWarning(log, f"preview: viewers refused (at most {limit} at once)")
+
+    def take(self, peer: str | None) -> bool:
+        """A viewer asks for a stream: True, and counted, when there is room (no await between the check and
+        the count, so a burst of requests never overshoots)."""
+        if self.count >= self.limit:
+            self.refused += 1
+            self._refusals.note(f"{printable(peer or '?')} asked for stream {self.count + 1}")
+            return False
+        self.count += 1
+        self._moves.note(f"{printable(peer or '?')} is watching ({self.count} watching)")
+        return True
+
+    def give_back(self, peer: str | None) -> None:
+        self.count = max(0, self.count - 1)
+        self._moves.note(f"{printable(peer or '?')} stopped watching ({self.count} watching)")
+
+
+#: The server's one :class:`Viewers`, shared by the main picture's routes and every screen's.
+VIEWERS = web.AppKey("preview_viewers", Viewers)
 
 
 class JpegFeed:
@@ -81,6 +121,9 @@ def add_picture_routes(app: web.Application, preview: PreviewSink | None, prefix
     """``{prefix}/frame.jpg`` and ``{prefix}/stream.mjpg`` of ``preview`` (a further screen's are under
     ``/screens/NAME``)."""
     feed = JpegFeed(preview) if preview is not None else None
+    if VIEWERS not in app:
+        app[VIEWERS] = Viewers()
+    viewers = app[VIEWERS]
 
     async def frame(request: web.Request) -> web.Response:
         jpeg = await feed.once() if feed is not None else None
@@ -92,11 +135,19 @@ def add_picture_routes(app: web.Application, preview: PreviewSink | None, prefix
     async def stream(request: web.Request) -> web.StreamResponse:
         if feed is None:
             return web.json_response({"error": "no picture: this run has no video output"}, status=503)
+        peer = request.remote
+        if not viewers.take(peer):
+            return web.json_response(
+                {"error": f"the picture already has {viewers.count} viewers, the most this bridge serves at once; "
+                          "close a picture open elsewhere, or use /frame.jpg", "field": "viewers"},
+                status=503, headers={"Cache-Control": "no-store", "Retry-After": str(RETRY_AFTER)})
         response = web.StreamResponse(headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store"})
-        await response.prepare(request)
-        peer = request.remote
-        log.info("preview: %s is watching", peer)
+        try:
+            await response.prepare(request)
+        except BaseException:
+            viewers.give_back(peer)
+            raise
         feed.watching()
         sent = -1
         try:
@@ -112,7 +163,7 @@ def add_picture_routes(app: web.Application, preview: PreviewSink | None, prefix
             pass  # the browser left, or stopped reading
         finally:
             feed.left()
-            log.info("preview: %s stopped watching", peer)
+            viewers.give_back(peer)
         return response
 
     async def close_feed(app: web.Application) -> None:
