@@ -1,11 +1,12 @@
 """A real HTTP server on loopback that misbehaves on purpose, as a broken proxy in front of a rented GPU would.
 
 :class:`HostileServer` speaks raw HTTP/1.1 over an asyncio socket server, so it can do what no well-behaved
-framework lets it: a redirect loop, a corrupt gzip body, an answer that trickles a byte at a time, slow headers,
-an endless body, a garbage status line, HTML or huge or deeply nested JSON instead of Scope's answers, and a
-WebRTC answer whose SDP is nonsense. In mode ``good`` it forwards every request to a real upstream (the project's
-Scope emulator), so a test can turn it good and watch the bridge heal. It records every request target (path and
-query) it was sent. One request per connection (``Connection: close``) keeps it simple.
+framework lets it: a redirect loop, a corrupt gzip body, an answer that trickles a byte at a time, slow headers, an
+endless body, a garbage status line, HTML or huge or deeply nested JSON instead of Scope's answers, and a WebRTC
+answer whose SDP is nonsense, or whose session id is a path of its own (``session-id``: the upstream's answer, or a
+made-up one, with :attr:`HostileServer.session_id` in it). In mode ``good`` it forwards every request to a real
+upstream (the project's Scope emulator), so a test can turn it good and watch the bridge heal. It records every
+request target (path and query) it was sent. One request per connection (``Connection: close``) keeps it simple.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MODES = (
     "deep-json",
     "bad-sdp",
     "escapes",
+    "session-id",
 )
 
 HEALTH = {"status": "healthy", "version": "0.2.4", "server_start_time": 1.0, "git_commit": "hostile"}
@@ -53,6 +55,8 @@ class HostileServer:
         self.trickle_interval = trickle_interval
         #: Every request target received ("/health?token=abc"), in order.
         self.targets: list[str] = []
+        #: The session id mode ``session-id`` puts into the offer's answer.
+        self.session_id: object = "../../hostile/steered"
         #: Bytes of endless body written, over all connections.
         self.endless_sent = 0
         self._server: asyncio.Server | None = None
@@ -113,6 +117,16 @@ class HostileServer:
         if mode == "bad-sdp":
             if method == "POST" and target.split("?")[0].endswith("/api/v1/webrtc/offer"):
                 answer = {"sdp": "v=0\r\nthis is not an SDP answer\r\n", "type": "answer", "sessionId": "hostile"}
+                await _send(writer, 200, json.dumps(answer).encode(), "application/json")
+                return
+            mode = "good"
+        if mode == "session-id":
+            if method == "POST" and target.split("?")[0].endswith("/api/v1/webrtc/offer"):
+                answer: dict[str, Any] = {"sdp": "v=0\r\n", "type": "answer"}
+                if self.upstream is not None:
+                    answer = (await self._http.post(self.upstream + target, content=body,
+                                                    headers={"content-type": "application/json"})).json()
+                answer["sessionId"] = self.session_id
                 await _send(writer, 200, json.dumps(answer).encode(), "application/json")
                 return
             mode = "good"

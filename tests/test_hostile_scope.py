@@ -149,6 +149,40 @@ async def test_a_url_with_a_query_or_fragment_keeps_its_query_on_every_request(h
     )
 
 
+#: Session ids a server may answer with that would steer the bridge's PATCH and DELETE elsewhere, or are no id.
+HOSTILE_SESSION_IDS = ["../../hostile/steered", "..", ".", "x?token=stolen", "a/b", "x#y", "%2e%2e", "", " x",
+                       "x" * 129, 42, None, {"id": "x"}, ["x"]]
+
+
+@pytest.mark.parametrize("session_id", HOSTILE_SESSION_IDS, ids=repr)
+async def test_a_session_id_that_is_not_a_plain_token_is_refused_and_never_a_path(
+        hostile: MakeHostile, session_id: object) -> None:
+    server = await hostile("session-id")
+    server.session_id = session_id
+    async with ScopeClient(f"{server.url}/?token={SECRET}", deadline=2.0) as scope:
+        with pytest.raises(ScopeBadAnswerError, match="which is not a session id") as caught:
+            await scope.offer("v=0", "offer", {"prompts": "x"})
+        assert str(caught.value).startswith(f"POST {server.url}/api/v1/webrtc/offer")
+        assert str(caught.value).isprintable()
+        if isinstance(session_id, str):  # an id from elsewhere (a caller, a list of sessions) is refused as well
+            with pytest.raises(ScopeBadAnswerError, match="which is not a session id"):
+                await scope.delete_session(session_id)
+            with pytest.raises(ScopeBadAnswerError, match="which is not a session id"):
+                await scope.add_ice_candidates(session_id, [{"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}])
+    assert server.targets == [f"/api/v1/webrtc/offer?token={SECRET}"]
+
+
+async def test_a_plain_session_id_goes_into_the_path_as_it_is(hostile: MakeHostile) -> None:
+    server = await hostile("session-id")
+    server.session_id = "3f1c2a4e-9b7d-4c1e-8f00-0123456789ab"
+    async with ScopeClient(server.url, deadline=2.0) as scope:
+        answer = await scope.offer("v=0", "offer", {"prompts": "x"})
+        assert answer.session_id == server.session_id
+        server.mode = "healthy"  # 200 to anything
+        await scope.delete_session(answer.session_id)
+    assert server.targets[-1] == f"/api/v1/webrtc/offer/{server.session_id}"
+
+
 # ---------------------------------------------------------------------------------------------- the session
 
 
@@ -207,6 +241,23 @@ async def test_at_start_up_the_session_keeps_trying_and_heals_when_the_server_tu
     assert any("Scope session unavailable" in line and AT_START_UP[mode] in line for line in lines)
     assert not any(SECRET in line for line in lines)
     assert not any(r.levelno >= logging.ERROR for r in caplog.records if r.name.startswith("metadj_bridge"))
+
+
+async def test_a_session_whose_server_names_a_hostile_session_id_keeps_trying_and_heals(
+    hostile: MakeHostile, emulator: ScopeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await hostile("session-id", emulator.url)
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(proxy.url, states)
+    await session.start()
+    try:
+        await wait_for(lambda: len(waits(states)) >= 2, 40, "two refused answers")
+        proxy.mode = "good"
+        await session.wait_streaming(timeout=40)
+    finally:
+        await session.aclose()
+    assert all("which is not a session id" in reason for reason in waits(states)[:2]), waits(states)
+    assert not any("hostile" in target for target in proxy.targets), proxy.targets
 
 
 #: mode -> what the loss says (a 0.5 s health interval: the health check waits at most 1 s, less than the 1.5 s

@@ -26,6 +26,7 @@ from metadj_bridge.errors import (
     ConfigError,
     PipelineLoadError,
     PipelineLoadTimeout,
+    ScopeBadAnswerError,
     ScopeError,
     ScopeHTTPError,
     ScopeNotFoundError,
@@ -45,7 +46,7 @@ from metadj_bridge.scope.http_errors import (
     text_or_none,
 )
 from metadj_bridge.scope.load_errors import load_failure, log_lines_since, log_offset
-from metadj_bridge.scope.urls import endpoint, normalise_url, redact_url
+from metadj_bridge.scope.urls import endpoint, normalise_url, redact_url, session_path
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,11 @@ class ScopeClient:
         data = self._parse(where, response)
         if not isinstance(data, Mapping) or not all(k in data for k in ("sdp", "type", "sessionId")):
             raise ScopeNotScopeError(f"{where}: the WebRTC offer's answer is not Scope's ({preview(data)!r})")
-        return Answer(sdp=str(data["sdp"]), type=str(data["type"]), session_id=str(data["sessionId"]))
+        try:
+            session_path(data["sessionId"])
+        except ScopeBadAnswerError as exc:
+            raise ScopeBadAnswerError(f"{where}: {exc}") from None
+        return Answer(sdp=str(data["sdp"]), type=str(data["type"]), session_id=data["sessionId"])
 
     async def add_ice_candidates(self, session_id: str, candidates: Sequence[Mapping[str, Any]]) -> bool:
         """Trickle candidates (PATCH). Returns False when Scope no longer knows the session (404)."""
@@ -381,7 +386,7 @@ class ScopeClient:
         if not cands:
             return True
         response = await self._request(
-            "PATCH", f"/api/v1/webrtc/offer/{session_id}", json={"candidates": [dict(c) for c in cands]}
+            "PATCH", session_path(session_id), json={"candidates": [dict(c) for c in cands]}
         )
         if response.status_code == 404:
             return False
@@ -392,7 +397,7 @@ class ScopeClient:
         return True
 
     async def delete_session(self, session_id: str) -> None:
-        response = await self._request("DELETE", f"/api/v1/webrtc/offer/{session_id}")
+        response = await self._request("DELETE", session_path(session_id))
         if response.status_code not in (200, 204, 404):
             raise ScopeHTTPError(
                 f"DELETE session: HTTP {response.status_code}: {detail(response)}", response.status_code

@@ -1,5 +1,6 @@
 """The Scope URL: checked once (:func:`normalise_url`), joined with each endpoint's path (:func:`endpoint`), and
-shown in logs without its secrets (:func:`redact_url`).
+shown in logs without its secrets (:func:`redact_url`). A session's id, which the server chose, goes into a path
+only as a plain token (:func:`session_path`).
 
 A Scope URL may sit behind a proxy that wants a token in the query (``https://gpu.example/scope?token=...``):
 paths are joined onto the URL's path and the query goes with every request; the fragment never leaves this
@@ -9,15 +10,20 @@ the fragment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from metadj_bridge.errors import ConfigError, redact_text
+from metadj_bridge.errors import ConfigError, ScopeBadAnswerError, printable, redact_text
 
-__all__ = ["endpoint", "normalise_url", "redact_url"]
+__all__ = ["endpoint", "normalise_url", "redact_url", "session_path"]
+
+#: What a session id may be: Scope's are uuid4 text; letters, digits and ``-._~`` (RFC 3986's unreserved
+#: characters), at most 128 of them.
+SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
 
 def normalise_url(url: str) -> str:
@@ -76,3 +82,19 @@ def redact_url(url: str) -> str:
     query = "&".join(p if "=" in p else "***" for p in parts.query.split("&")) if parts.query else ""
     fragment = "***" if parts.fragment and "=" not in parts.fragment else parts.fragment
     return redact_text(urlunsplit((parts.scheme, parts.netloc, parts.path, query, fragment)))
+
+
+def session_path(session_id: object) -> str:
+    """``/api/v1/webrtc/offer/{session_id}``, for an id that is a plain token; else a ScopeBadAnswerError.
+
+    The id comes from the server's answer to the offer. Put into a path as it is, ``../../pipeline/load`` would
+    send the bridge's PATCH and DELETE to another endpoint, ``x?y=`` would cut the URL's token off, ``..`` would
+    name the parent: a server (or a proxy in front of it) must not steer the bridge's requests that way.
+    """
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id) or not session_id.strip("."):
+        shown = printable(repr(session_id)[:80]) + ("..." if len(repr(session_id)) > 80 else "")
+        raise ScopeBadAnswerError(
+            f"the WebRTC offer's answer names session {shown}, which is not a session id (at most 128 letters, "
+            "digits and -._~; not only dots)"
+        )
+    return f"/api/v1/webrtc/offer/{session_id}"
