@@ -62,7 +62,7 @@ def test_a_picture_size_no_pipeline_makes_is_refused(tmp_path: Path, size: int) 
 
 def test_a_huge_or_odd_value_is_shown_short_and_escaped(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
-    path.write_text(f"{HEADER}\n" + json.dumps({"type": "sent", "t": 1, "message": "\x1b[2J" + "A" * 5_000_000}))
+    path.write_text(f"{HEADER}\n" + json.dumps({"type": "sent", "t": 1, "message": "\x1b[2J" + "A" * 500_000}))
     message = refused(path)
     assert ":2: 'message' must be an object" in message
     assert "\\x1b[2J" in message
@@ -100,3 +100,31 @@ def test_bytes_that_are_not_text_are_not_json_with_their_line(tmp_path: Path) ->
     path = tmp_path / "binary.jsonl"
     path.write_bytes(HEADER.encode() + b"\n\x00\xff\xfe\x1b[31m garbage\n" + PROMPT.encode() + b"\n")
     assert ":2: not JSON" in refused(path)
+
+
+#: The longest line a show log may have (showlog.reading.MAX_LINE_BYTES).
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def test_a_line_longer_than_the_limit_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    prompt = "x" * MAX_LINE_BYTES  # valid JSON, a prompt no show writes
+    long = json.dumps({"type": "sent", "t": 1.0, "message": {"prompts": [{"text": prompt, "weight": 1.0}]}})
+    path.write_text(f"{HEADER}\n{PROMPT}\n{long}\n{PROMPT}\n", encoding="utf-8")
+    message = refused(path)
+    assert f"{path}:3: a line longer than 1024 KB" in message and len(message) < 300
+    # A line of exactly the limit (its end of line not counted) is read.
+    fits = json.dumps({"type": "event", "t": 2.0, "text": ""})
+    fits = fits[:-2] + "y" * (MAX_LINE_BYTES - len(fits)) + fits[-2:]
+    path.write_text(f"{HEADER}\n{fits}\n", encoding="utf-8")
+    assert len(read_show_log(path).events[0].text) == MAX_LINE_BYTES - len(json.dumps({"type": "event", "t": 2.0,
+                                                                                           "text": ""}))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a sparse file of gigabytes needs a file system that makes one")
+def test_a_line_of_gigabytes_without_an_end_is_refused_after_its_first_megabyte(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.jsonl"
+    with path.open("wb") as f:
+        f.write(HEADER.encode() + b"\n")
+        f.truncate(4 * 1024**3)  # 4 GB of NUL bytes on one line, taking no room on the disk
+    assert f"{path}:2: a line longer than 1024 KB" in refused(path)

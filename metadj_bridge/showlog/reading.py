@@ -6,7 +6,9 @@ comes out is one :class:`ShowLogError` line naming ``file:line``:
 
 - only a regular file is opened (a FIFO would block the command for ever, a device might never end), without
   blocking, and checked again once open;
-- the file is read a line at a time, text that is not UTF-8 read as replacement characters;
+- the file is read a line at a time, at most :data:`MAX_LINE_BYTES` of a line (a line of gigabytes, or a file
+  with no line end at all, would cost that much memory before anything could refuse it), text that is not UTF-8
+  read as replacement characters;
 - a time is a number of seconds from 0 to a year (``Infinity`` or ``1e400`` would make a replay wait for ever and
   an export write a timeline no one can import), a picture side is 1 to 4096 pixels;
 - the values an error line quotes are shortened and escaped: a line of megabytes, or one holding terminal
@@ -41,6 +43,9 @@ FORMAT_VERSION = 1
 MAX_SECONDS = 366 * 24 * 3600.0
 #: The widest and tallest picture a header may give (a profile allows at most 2048).
 MAX_SIDE = 4096
+#: The longest line read. A show writes lines of a few KB at most (a header with every parameter, prompts of at
+#: most 2000 characters); 1 MiB leaves room for hundreds of those.
+MAX_LINE_BYTES = 1024 * 1024
 
 
 class ShowLogError(MetaDJError):
@@ -135,12 +140,20 @@ def _check_regular(p: Path, mode: int) -> None:
 def _lines(p: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of every line that is not blank; lines end at ``\\n`` only, as the log writes them."""
     with _open(p) as f:
-        try:
-            for lineno, raw in enumerate(f, 1):
-                if raw.strip():
-                    yield lineno, raw.decode("utf-8", errors="replace")
-        except OSError as exc:
-            raise ShowLogError(f"{p}: cannot read the show log ({exc.strerror or exc})") from None
+        lineno = 0
+        while True:
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise ShowLogError(f"{p}: cannot read the show log ({exc.strerror or exc})") from None
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise ShowLogError(f"{p}:{lineno}: a line longer than {MAX_LINE_BYTES // 1024} KB (a show writes a "
+                                   "few KB a line): not a show log, or a damaged one")
+            if raw.strip():
+                yield lineno, raw.decode("utf-8", errors="replace")
 
 
 def _decode(line: str, where: str) -> tuple[Any, ShowLogError | None]:
