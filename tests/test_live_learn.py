@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from metadj_bridge.bundled import PROFILES_DIR
 from metadj_bridge.profile.loader import load_profile
 from metadj_bridge.signals import Signal, SignalBoard, Trigger
-from metadj_bridge.soundcheck.live_learn import LEARN_TIMEOUT_S, LearnRefused, LiveLearn
+from metadj_bridge.soundcheck import learn as learn_module
+from metadj_bridge.soundcheck import live_learn as live_learn_module
+from metadj_bridge.soundcheck.live_learn import LEARN_TIMEOUT_S, POLL_S, LearnRefused, LiveLearn
 from tests.helpers import wait_for
 
 PROFILE = (
@@ -103,3 +106,34 @@ async def test_bad_requests_are_refused_with_the_field(tmp_path: Path) -> None:
         await bundled.start("noise_scale")
     assert read_only.value.kind == "forbidden"
     assert learn.state() is None and path.read_text(encoding="utf-8") == PROFILE
+
+
+async def test_a_flood_of_invented_names_keeps_memory_bounded_and_the_knob_is_still_learned(tmp_path: Path) -> None:
+    """A sender inventing controller names (OSC addresses by the hundred thousand) while a learn waits: the learn
+    kept the first value of every name it ever saw (and the values it had read), 65,000 names in 1 s, held until
+    the next learn; now it keeps as many as the board does, and the knob moved after the flood is learned."""
+    learn, board, path = make_learn(tmp_path)
+    await learn.start("noise_scale", "after_flood")
+    learner = learn._learner
+    assert learner is not None
+    files = [tracemalloc.Filter(True, learn_module.__file__), tracemalloc.Filter(True, live_learn_module.__file__)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(files)
+        for batch in range(16):
+            for n in range(board.max_values):
+                board.set(Signal(f"osc./flood/{batch}/{n}", 0.5, 0.0))
+            await asyncio.sleep(POLL_S * 1.5)
+        grown = tracemalloc.take_snapshot().filter_traces(files).compare_to(before, "filename")
+    finally:
+        tracemalloc.stop()
+    assert learn.state()["state"] == "waiting"  # type: ignore[index]
+    assert sum(stat.size_diff for stat in grown) < 1_000_000, grown
+    assert learner.candidates <= learn_module.MAX_CANDIDATES
+    for step in range(11):
+        board.set(Signal("midi.cc.1.74", 0.2 + step * 0.06, 0.0))
+        await asyncio.sleep(0.06)
+    await wait_for(lambda: learn.state()["state"] == "written", 10, "the mapping written")  # type: ignore[index]
+    assert learn.state()["source"] == "midi.cc.1.74"  # type: ignore[index]
+    assert any(m.name == "after_flood" for m in load_profile(str(path)).mappings)
+    await learn.aclose()

@@ -32,6 +32,10 @@ LEARN_REST_S = 1.5
 LEARN_MAX_S = 20.0
 #: A change smaller than this is jitter (a fader's last bit flickering), not a move: it does not delay the end.
 LEARN_JITTER = 1.5 / 127
+#: The most controls whose first value a learn keeps (as many as the signal board keeps values). A sender inventing
+#: names (OSC addresses by the hundred thousand) pushes out the oldest: memory stays bounded, and the control the
+#: performer moves now is still heard.
+MAX_CANDIDATES = 4096
 
 
 #: What a learned control drives until the performer edits the profile.
@@ -84,6 +88,11 @@ class Learner:
         self._moved = 0.0  # when the control last moved
         self.done = asyncio.Event()
 
+    @property
+    def candidates(self) -> int:
+        """How many controls' first values are kept (at most MAX_CANDIDATES)."""
+        return len(self._first)
+
     def set(self, item: Signal) -> None:
         self._event(item)
 
@@ -110,7 +119,11 @@ class Learner:
             self.learned = Learned(item.name, "trigger")
             self.done.set()
             return
-        first = self._first.setdefault(item.name, item.value)
+        first = self._first.get(item.name)
+        if first is None:
+            if len(self._first) >= MAX_CANDIDATES:
+                del self._first[next(iter(self._first))]  # the oldest
+            first = self._first[item.name] = item.value
         if abs(item.value - first) >= LEARN_MOVE:
             self.learned = Learned(item.name, "continuous", min(first, item.value), max(first, item.value))
             self._started = self._moved = self.clock()

@@ -160,11 +160,14 @@ class LiveLearn:
         try:
             while not learner.done.is_set():
                 now = self.clock()
-                for key, value in list(self.board.values.items()):
+                values = self.board.values
+                for key, value in list(values.items()):
                     if key.startswith(NOT_HANDS) or seen.get(key) == value:
                         continue
                     seen[key] = value
                     learner.set(Signal(key, value, now))
+                if len(seen) > 2 * len(values):  # names the board let go of (a flood of invented ones)
+                    seen = {key: value for key, value in seen.items() if key in values}
                 learner.tick()
                 if learner.learned is None and now > deadline:
                     self._finish("timeout", None, f"no control moved in {LEARN_TIMEOUT_S:g} s")
