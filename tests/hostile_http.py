@@ -35,6 +35,7 @@ MODES = (
     "bad-sdp",
     "escapes",
     "session-id",
+    "ice-servers",
 )
 
 HEALTH = {"status": "healthy", "version": "0.2.4", "server_start_time": 1.0, "git_commit": "hostile"}
@@ -57,6 +58,8 @@ class HostileServer:
         self.targets: list[str] = []
         #: The session id mode ``session-id`` puts into the offer's answer.
         self.session_id: object = "../../hostile/steered"
+        #: The ``iceServers`` mode ``ice-servers`` hands out (the rest is forwarded).
+        self.ice_servers: object = [{"urls": "foo:bar"}]
         #: Bytes of endless body written, over all connections.
         self.endless_sent = 0
         self._server: asyncio.Server | None = None
@@ -118,6 +121,12 @@ class HostileServer:
             if method == "POST" and target.split("?")[0].endswith("/api/v1/webrtc/offer"):
                 answer = {"sdp": "v=0\r\nthis is not an SDP answer\r\n", "type": "answer", "sessionId": "hostile"}
                 await _send(writer, 200, json.dumps(answer).encode(), "application/json")
+                return
+            mode = "good"
+        if mode == "ice-servers":
+            if target.split("?")[0].endswith("/api/v1/webrtc/ice-servers"):
+                body = json.dumps({"iceServers": self.ice_servers}).encode()
+                await _send(writer, 200, body, "application/json")
                 return
             mode = "good"
         if mode == "session-id":

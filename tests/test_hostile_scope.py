@@ -260,6 +260,28 @@ async def test_a_session_whose_server_names_a_hostile_session_id_keeps_trying_an
     assert not any("hostile" in target for target in proxy.targets), proxy.targets
 
 
+async def test_ice_server_urls_aiortc_cannot_use_are_skipped_with_one_warning_and_the_session_streams(
+    hostile: MakeHostile, emulator: ScopeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Scope (or proxy) handing out an ICE URL aiortc cannot parse made every attempt fail with ValueError
+    ("malformed uri") for as long as the show ran; the other entries, or none at all on one machine, would do."""
+    proxy = await hostile("ice-servers", emulator.url)
+    proxy.ice_servers = [{"urls": "foo:bar"}, {"urls": ["stun:", "stun:h:x\x1b[2J"]}, {"urls": "stun:[::1"}]
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(proxy.url, states, ice_servers=None)  # the ones Scope hands out
+    with caplog.at_level(logging.WARNING):
+        await session.start()
+        try:
+            await session.wait_streaming(timeout=30)
+        finally:
+            await session.aclose()
+    assert not waits(states), waits(states)
+    warnings = [line for line in our_log_lines(caplog) if "ICE server URL" in line]
+    assert len(warnings) == 1, warnings
+    assert "'foo:bar'" in warnings[0] and "\\x1b[2J" in warnings[0] and warnings[0].isprintable()
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records if r.name.startswith("metadj_bridge"))
+
+
 #: mode -> what the loss says (a 0.5 s health interval: the health check waits at most 1 s, less than the 1.5 s
 #: HTTP deadline).
 MID_SHOW = {

@@ -26,7 +26,6 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -42,6 +41,7 @@ from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import DEFAULT_DEADLINE, HealthInfo, ScopeClient, redact_url
 from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
+from metadj_bridge.scope.ice import usable_ice_servers
 from metadj_bridge.scope.offer import ServerOffer, check_session, read_offer_or_none
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
@@ -138,6 +138,7 @@ class ScopeConnection:
         self._on_state = on_state
         self._listeners: list[FrameListener] = []
         self._listener_warning = RateLimitedWarning(log, "frame listener errors")
+        self._ice_warning = RateLimitedWarning(log, "ICE server URLs aiortc cannot read, left out")
         self._tasks = TaskGroupSet("scope-connection", log)
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
@@ -211,7 +212,7 @@ class ScopeConnection:
         await self._delete_stale_sessions()
 
         self._on_state(SessionState.NEGOTIATING, "negotiating WebRTC")
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[_ice_server(s) for s in ice]))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=usable_ice_servers(ice, self._ice_warning)))
         self._pc = pc
         self._lost = asyncio.get_running_loop().create_future()
 
@@ -409,10 +410,6 @@ class ScopeConnection:
     async def _progress(self, message: str) -> None:
         self.load_progress = message
         self._on_state(SessionState.LOADING, message)
-
-
-def _ice_server(spec: Mapping[str, Any]) -> RTCIceServer:
-    return RTCIceServer(urls=spec["urls"], username=spec.get("username"), credential=spec.get("credential"))
 
 
 def _prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
