@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from metadj_bridge.doctor.checks import Status
+from metadj_bridge.doctor.ice import check_ice
 from metadj_bridge.doctor.report import DoctorOptions, Report, format_report, run_doctor
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import (
@@ -529,3 +530,20 @@ def test_the_logging_filter_redacts_arguments_too() -> None:
 def test_a_url_that_httpx_cannot_use_is_a_config_error() -> None:
     with pytest.raises(MetaDJError, match="cannot be used|invalid port"):
         ScopeClient("http://[::1:8000/?token=abc")
+
+
+async def test_doctor_checks_a_few_of_thousands_of_ice_urls_and_prints_their_hosts_escaped(
+        hostile: MakeHostile) -> None:
+    """A Scope listing 2,000 ICE URLs made doctor open 2,000 sockets at once and print a line for each; a host name
+    holding a terminal escape and a line end went to the terminal raw (it cleared the screen and forged a line)."""
+    server = await hostile("ice-servers")
+    forged = "stun:evil\x1b[2J\r\nOK       ice   all fine:3478"
+    server.ice_servers = [{"urls": [forged, *(f"stun:127.0.0.1:{port}" for port in range(20000, 22000))]}]
+    async with ScopeClient(server.url) as client:
+        findings = await check_ice(client, wait_s=0.3)
+    assert len(findings) < 30
+    assert any(f.status is Status.WARNING and "hands out 2001 ICE server URLs; the first 16" in f.summary
+               for f in findings)
+    text = format_report(Report(findings))
+    assert all(line.isprintable() for line in text.splitlines())
+    assert "evil\\x1b[2J\\r\\nOK" in text

@@ -27,6 +27,10 @@ from metadj_bridge.scope.http_errors import exception_reason
 
 # ------------------------------------------------------------------------------------------------ ICE / TURN
 
+#: The most ICE server URLs checked: aiortc uses only the first STUN and the first TURN server, and a Scope that lists
+#: thousands must not make doctor open thousands of sockets and print thousands of lines.
+MAX_ICE_URLS = 16
+
 STUN_MAGIC = 0x2112A442
 BINDING_REQUEST, BINDING_SUCCESS = 0x0001, 0x0101
 
@@ -186,6 +190,11 @@ async def check_ice(client: ScopeClient, *, wait_s: float = 2.0, uptime: float |
         urls.extend([listed] if isinstance(listed, str) else [str(u) for u in listed or ()])
     parsed: list[IceUrl] = []
     findings: list[Finding] = []
+    if len(urls) > MAX_ICE_URLS:
+        findings.append(Finding("ice", Status.WARNING, f"Scope hands out {len(urls)} ICE server URLs; the first "
+                                f"{MAX_ICE_URLS} are checked", "the bridge uses only the first STUN and the first TURN "
+                                "server; check Scope's TURN settings", {"urls": len(urls)}))
+        urls = urls[:MAX_ICE_URLS]
     for url in urls:
         try:
             parsed.append(parse_ice_url(url))

@@ -37,7 +37,7 @@ from metadj_bridge.doctor.ice import (
     check_ice,
 )
 from metadj_bridge.doctor.video import VideoNeeds, check_video
-from metadj_bridge.errors import ConfigError, redact_text
+from metadj_bridge.errors import ConfigError, printable, redact_text
 from metadj_bridge.scope.http_errors import exception_reason
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def check_midi(plan: RunPlan, backend: str | None = None) -> list[Finding]:
 def check_vcam(plan: RunPlan) -> Finding:
     if "vcam" not in plan.video_outputs:
         return Finding("vcam", Status.SKIPPED, "the profile sends no video to the virtual camera")
-    from metadj_bridge.errors import VideoOutputError, printable
+    from metadj_bridge.errors import VideoOutputError
     from metadj_bridge.video.vcam import VirtualCameraSink, backend_hint
 
     try:
@@ -376,9 +376,10 @@ def format_report(report: Report) -> str:
     width = max((len(f.check) for f in report.findings), default=5)
     lines = []
     for finding in map(redact_finding, report.findings):
-        lines.append(f"{_LABELS[finding.status]:<8} {finding.check:<{width}}  {finding.summary}")
+        # A finding quotes what servers said (a host name from Scope's ICE list, an error text): one line each.
+        lines.append(f"{_LABELS[finding.status]:<8} {finding.check:<{width}}  {printable(finding.summary)}")
         if finding.action:
-            lines.append(f"{'':<8} {'':<{width}}  -> {finding.action}")
+            lines.append(f"{'':<8} {'':<{width}}  -> {printable(finding.action)}")
     problems, warnings = report.count(Status.PROBLEM), report.count(Status.WARNING)
     if problems:
         verdict = f"{problems} problem(s) block the show, {warnings} warning(s): fix the problems first"
