@@ -14,7 +14,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiortc import RTCIceServer
-from aiortc.rtcicetransport import parse_stun_turn_uri
+
+try:  # the parser aiortc itself applies to these URLs (aiortc 1.9-1.16); without it every URL is passed on
+    from aiortc.rtcicetransport import parse_stun_turn_uri
+except ImportError:  # pragma: no cover - a later aiortc that moved it
+    def parse_stun_turn_uri(uri: str) -> dict[str, Any]:
+        return {}
 
 from metadj_bridge.errors import RateLimitedWarning, printable
 
