@@ -216,8 +216,8 @@ class TempoState:
         audio tracker hears the bar begin a beat later, a new track, a switch of source), so its own multiples of the
         bar are not the bars: count bars from this."""
         per_bar = max(1, self.beats_per_bar)
-        began = self.beat - self.bar_position
-        return per_bar * math.floor(began / per_bar + 0.5) + self.bar_position
+        began = round(self.beat - self.bar_position)  # whole: the grid aligns a source's beats to its own
+        return per_bar * (began // per_bar) + self.bar_position
 
     @property
     def bar(self) -> int:

@@ -8,6 +8,10 @@ import math
 
 import pytest
 
+from metadj_bridge.inputs import synth
+from metadj_bridge.inputs.analysis import FeatureExtractor
+from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
 from metadj_bridge.mapping.themes import ThemeCycle
 from metadj_bridge.profile.model import CycleSettings
 from metadj_bridge.run.tempo_hub import TempoHub
@@ -101,9 +105,80 @@ def test_a_bar_turns_over_once_when_the_count_moves() -> None:
 
 def test_the_bar_of_a_state_is_where_its_bar_position_began() -> None:
     state = TempoState(BPM, beat=9.5, phase=0.5, bar_position=2.5, beats_per_bar=4, source="audio", playing=True)
-    assert state.bar_beat == pytest.approx(10.5)  # bars on multiples of 4: this one began at 8 on this count
-    assert math.floor(state.bar_beat / 4) == state.bar == 2
+    assert state.bar_beat == pytest.approx(6.5)  # this bar began on the grid's beat 7: bars at 4 + 3, 8 + 3 ...
+    assert math.floor(state.bar_beat / 4) == state.bar == 1
     later = TempoState(BPM, beat=11.0, phase=0.0, bar_position=0.0, beats_per_bar=4, source="audio", playing=True)
-    assert later.bar == 3 and later.bar_beat == pytest.approx(12.0)
+    assert later.bar == 2 and later.bar_beat == pytest.approx(8.0)
     waltz = TempoState(BPM, beat=7.25, phase=0.25, bar_position=1.25, beats_per_bar=3, source="audio", playing=True)
-    assert waltz.bar_beat % 3 == pytest.approx(1.25) and waltz.bar == 2
+    assert waltz.bar_beat == pytest.approx(7.25) and waltz.bar == 2
+
+
+@pytest.mark.parametrize("origin", [0, 1, 2, 3])
+def test_the_bar_count_holds_still_within_a_bar_whatever_its_origin(origin: int) -> None:
+    """Half a bar off the grid's count is no tie: the bar does not flicker between two counts from one tick to the
+    next (each flicker would be a bar trigger)."""
+    bars = set()
+    for i in range(1, 400):
+        beat = 8.0 + origin + i * 0.01  # within one bar of 4, which began on beat 8 + origin
+        for wobble in (-1e-9, 0.0, 1e-9):
+            position = (beat + wobble - origin) % 4
+            state = TempoState(BPM, beat=beat, phase=beat % 1.0, bar_position=position, beats_per_bar=4,
+                               source="audio", playing=True)
+            bars.add(state.bar)
+    assert len(bars) == 1
+
+
+def _jumps_between_beats(spec: synth.TrackSpec) -> tuple[int, int]:
+    """The BeatClock over a generated track, hop by hop as the daemon reads it (``bar_position`` for the tempo
+    reading): how many hops without a beat reported move the bar position by half a beat or more from where the
+    last hop's position and the beat period put it, and how many hops there were."""
+    track = synth.render(spec)
+    fx = FeatureExtractor(track.samplerate)
+    hop = fx.hop_size
+    clock = BeatClock(hop / track.samplerate, TempoConfig())
+    previous: float | None = None
+    jumps = hops = 0
+    for i in range(0, len(track.samples) - hop, hop):
+        features = fx.process(track.samples[i : i + hop])
+        beats = clock.process(features)
+        if not clock.locked or clock.period is None:
+            continue
+        position = clock.bar_position(features.t)
+        if previous is not None and not beats:
+            hops += 1
+            moved = (position - previous - hop / track.samplerate / clock.period) % clock.beats_per_bar
+            jumps += min(moved, clock.beats_per_bar - moved) >= 0.5
+        previous = position
+    return jumps, hops
+
+
+@pytest.mark.parametrize("spec", [synth.TrackSpec("hiphop-84", "hiphop", 84, 16, seed=11),
+                                  synth.TrackSpec("house-124", "house", 124, 16, seed=12)], ids=lambda s: s.name)
+def test_the_bar_position_runs_on_between_beats_when_a_beat_is_late_or_early(spec: synth.TrackSpec) -> None:
+    """The tracker's bar position, read every hop for the tempo reading, moves by whole beats only where a beat is
+    reported (a corrected bar count): a beat a few milliseconds later than the grid's period put it once wrapped its
+    phase to 0 while the count still said the last beat, a whole beat back for a few hops, and the grid took it as the
+    bar moving."""
+    jumps, hops = _jumps_between_beats(spec)
+    assert hops > 500
+    assert jumps == 0
+
+
+def test_the_beats_are_on_a_new_tempo_after_the_blend_while_the_reported_tempo_still_ramps() -> None:
+    """A source's tempo moves a long way at once (an octave corrected, a DJ's next track): the grid's beats are on
+    the new line after ``phase_slew_beats``, not after the reported tempo's ramp of ``max_bpm_step_per_beat`` a beat
+    (which also smooths the BPM the show reads)."""
+    arbiter = TempoArbiter(ArbiterConfig(phase_slew_beats=1.0, max_bpm_step_per_beat=4.0))
+    change = 4.0
+    for i in range(int(12.0 / 0.01)):
+        t = i * 0.01
+        if t < change:
+            arbiter.update(TempoReading("link", 80.0, t, beat=t * 80.0 / 60.0))
+        else:
+            arbiter.update(TempoReading("link", 160.0, t, beat=change * 80.0 / 60.0 + (t - change) * 160.0 / 60.0))
+        arbiter.state(t)
+    after = change + 2 * 60.0 / 160.0  # two beats of the new tempo: the blend (one) is over
+    state = arbiter.state(after)
+    new_line = change * 80.0 / 60.0 + (after - change) * 160.0 / 60.0
+    assert (state.beat - new_line + 0.5) % 1.0 - 0.5 == pytest.approx(0.0, abs=1e-6)
+    assert state.bpm < 100.0  # 80 -> 160 at 4 BPM a beat: the reported tempo is still ramping

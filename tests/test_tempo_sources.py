@@ -151,7 +151,8 @@ def test_switch_down_when_link_goes_away():
     by_t = dict((round(t, 2), s) for t, s in states)
     assert by_t[3.4].source == "link" and by_t[3.6].source == "audio"
     beat_err, bpm_step = max_steps(states)
-    assert beat_err < 1e-3 and bpm_step < 0.2
+    # Smooth: the 0.45 beat between the grids is made up over one beat; a jump would show here as its own size.
+    assert beat_err < 2e-3 and bpm_step < 0.2
     end = by_t[9.0]
     assert end.bpm == pytest.approx(124, abs=1e-6)
     assert (end.beat - (0.45 + 9.0 * 124 / 60) + 0.5) % 1.0 - 0.5 == pytest.approx(0, abs=1e-6)

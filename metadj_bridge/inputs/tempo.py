@@ -216,10 +216,11 @@ class BeatClock:
         return self._bars.beats_per_bar
 
     def bar_position(self, t: float) -> float:
-        """Beats into the bar at ``t`` (0 <= x < beats_per_bar)."""
+        """Beats into the bar at ``t`` (0 <= x < beats_per_bar), counted on from the last beat: not a beat back while
+        the next one is a little late, nor one on while it is reported ahead of its time."""
         if self.period is None or self._last_beat is None:
             return 0.0
-        return (self._beat_in_bar + self.phase(t)) % self.beats_per_bar
+        return (self._beat_in_bar + (t - self._last_beat) / self.period) % self.beats_per_bar
 
     # ------------------------------------------------------------------ per hop
 

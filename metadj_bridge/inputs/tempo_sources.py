@@ -7,8 +7,12 @@ highest-priority live source (``SOURCE_PRIORITY``) steers the output.
 The output never jumps. Each time the steering grid changes (a switch of source, a tempo change, a source
 re-timing its beats) the output blends from where it is, beat position and tempo, onto the new grid with a
 cubic Hermite curve: position and tempo are continuous at both ends. The new grid is aligned to the nearest
-whole beat of the output (at most half a beat to make up), and the blend lasts at least
-``phase_slew_beats`` beats, longer when the tempo moves by more than ``max_bpm_step_per_beat`` per beat.
+whole beat of the output (at most half a beat to make up), and the blend lasts ``phase_slew_beats`` beats. The
+reported tempo ramps apart from it, at most ``max_bpm_step_per_beat`` per beat: the beats are on the new grid after
+the blend, however far the tempo moved. Measured with the audio tracker's readings hop by hop on the development set
+(228 GTZAN excerpts; ``tempo.beat`` against the annotated beats, +-70 ms after 5 s), beat F 0.638 against the
+tracker's own 0.659; 0.621 with a blend of 2 beats, and 0.586 when the blend lasted as long as the tempo's ramp (an
+octave corrected from 80 to 160 BPM kept the beats between the two grids for 20 beats).
 A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own phase. A reading outside
 20-999 BPM, or with a beat position beyond ``MAX_BEAT``, is refused (one rate-limited line): it would otherwise
 stretch the grid beyond float precision and freeze it.
@@ -36,8 +40,8 @@ DEFAULT_FRESHNESS = {"link": 0.5, "midi_clock": 0.5, "osc": 3.0, "audio": 2.0}
 @dataclass
 class ArbiterConfig:
     freshness: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
-    #: Shortest blend onto a new grid, in beats.
-    phase_slew_beats: float = 2.0
+    #: How long a blend onto a new grid lasts, in beats.
+    phase_slew_beats: float = 1.0
     #: Largest tempo change per beat during a blend (BPM per beat).
     max_bpm_step_per_beat: float = 4.0
     #: Bar length until a source says otherwise.
@@ -300,8 +304,8 @@ class TempoArbiter:
         bpm0 = blend.bpm(now)
         ramp_beats = abs(bpm0 - reading.bpm) / self.config.max_bpm_step_per_beat
         ramp_s = ramp_beats * 60.0 / min(bpm0, reading.bpm)  # beats at the slower end: never too steep
-        beats = max(self.config.phase_slew_beats, ramp_beats)
-        self._blend = _Blend(now, beats * 60.0 / reading.bpm, target, offset, r0, v0, bpm0, ramp_s)
+        blend_s = self.config.phase_slew_beats * 60.0 / reading.bpm
+        self._blend = _Blend(now, blend_s, target, offset, r0, v0, bpm0, ramp_s)
         self._t = max(self._t, now)
 
     def _same_line(self, blend: _Blend, target: _Grid, offset: float, now: float) -> bool:
