@@ -162,6 +162,9 @@ class Run:
     tempo_bpm: list[float] = field(default_factory=list)
     first_bpm: float = float("nan")  # tempo reported with the first beat
     seconds: float = 0.0  # CPU time
+    #: The show's grid (the tempo hub fed the tracker's readings hop by hop): its tempo.beat triggers, 0 where a
+    #: tempo.bar fired with the beat, else 1 (empty for trackers the show does not run).
+    show: list[tuple[float, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -177,6 +180,8 @@ class Score:
     first_octave: str
     downbeat_f: float  # nan: no downbeat annotation (or the tracker has no bars)
     true_bpm: float = float("nan")  # the annotated tempo: 60 / the median beat interval
+    show_f: float = float("nan")  # the show's grid: F of tempo.beat, downbeat F of tempo.bar
+    show_downbeat_f: float = float("nan")
 
 
 def score(excerpt: Excerpt, run: Run) -> Score:
@@ -204,8 +209,13 @@ def score(excerpt: Excerpt, run: Run) -> Score:
     dbf = (downbeat_f_measure(excerpt.downbeats, run.beats)
            if excerpt.downbeats is not None and len(excerpt.downbeats) and has_bars else float("nan"))
     true_bpm = 60.0 / float(np.median(np.diff(excerpt.beats))) if len(excerpt.beats) > 1 else float("nan")
+    show_f = show_dbf = float("nan")
+    if run.show:
+        show_f = f_measure(excerpt.beats, np.array([t for t, _ in run.show], float)).f_measure
+        if excerpt.downbeats is not None and len(excerpt.downbeats):
+            show_dbf = downbeat_f_measure(excerpt.downbeats, run.show)
     return Score(f, first, first_err, bool(first_err <= TEMPO_TOLERANCE), after_err, after_share,
-                 bool(after_err <= TEMPO_TOLERANCE), octave, first_octave, dbf, true_bpm)
+                 bool(after_err <= TEMPO_TOLERANCE), octave, first_octave, dbf, true_bpm, show_f, show_dbf)
 
 
 # ----------------------------------------------------------------------------------------------- trackers
@@ -216,11 +226,15 @@ def run_beatclock(x: np.ndarray, samplerate: int, beat_net: Any = None) -> Run:
     ``beat_net`` weights the learned activation instead of the spectral flux."""
     from metadj_bridge.inputs.analysis import FeatureExtractor
     from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+    from metadj_bridge.run.tempo_hub import TempoHub
+    from metadj_bridge.signals import SignalBoard, TempoReading
 
     c0 = time.process_time()
     fx = FeatureExtractor(samplerate, beat_net=beat_net)
     hop = fx.hop_size
     clock = BeatClock(hop / samplerate, TempoConfig())
+    board = SignalBoard()
+    hub = TempoHub(board)  # the show's grid: the tracker's readings as analyzer.audio_reading makes them
     run = Run([])
     for i in range(0, len(x) - hop, hop):
         f = fx.process(x[i : i + hop])
@@ -231,6 +245,12 @@ def run_beatclock(x: np.ndarray, samplerate: int, beat_net: Any = None) -> Run:
         if clock.locked:
             run.tempo_t.append(f.t)
             run.tempo_bpm.append(clock.bpm)
+            board.tempo(TempoReading("audio", clock.bpm, f.t, beat=clock.bar_position(f.t),
+                                     beats_per_bar=clock.beats_per_bar))
+        hub.tick(f.t)
+        fired = {trigger.name for trigger in board.take_triggers()}
+        if "tempo.beat" in fired:
+            run.show.append((f.t, 0 if "tempo.bar" in fired else 1))
     run.seconds = time.process_time() - c0
     return run
 
@@ -348,6 +368,12 @@ def summarise(title: str, scores: list[Score], genres: list[str]) -> None:
           f"|err| at first beat {_pct(_mean([s.first_err for s in scores])).strip()}, "
           f"|err| after 8 s {_pct(_mean([s.after_err for s in scores])).strip()}, "
           f"share of hops within 4% after 8 s {_pct(_mean([s.after_share for s in scores])).strip()}")
+    if any(math.isfinite(s.show_f) for s in scores):
+        inside = [s for s, g in zip(scores, genres, strict=True) if g != "classical" and lo <= s.true_bpm <= hi]
+        print(f"    the show's grid (the tempo hub's tempo.beat and tempo.bar, what the show acts on): F "
+              f"{_mean([s.show_f for s in scores]):.3f}, DB F {_mean([s.show_downbeat_f for s in scores]):.3f}; "
+              f"without classical, in range: F {_mean([s.show_f for s in inside]):.3f}, DB F "
+              f"{_mean([s.show_downbeat_f for s in inside]):.3f}")
 
 
 def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
