@@ -22,6 +22,8 @@ the daemon does. Per pair:
 - **follows**: the first moment from 2 s before the midpoint on after which the clock's BPM stays within 4% of
   B's annotated local tempo for 2 s (read while the clock is locked); "never" when that does not happen;
 - **F after**: beat F-measure against B's annotated beats from 2 s after the midpoint to the end (+-70 ms);
+- **show**: the same for the show's BPM, the tempo hub's fed the clock's readings hop by hop (it glides onto a new
+  tempo, tempo_sources.ArbiterConfig.max_bpm_step_per_beat), in the summary;
 - **alone**: whether the clock reads B's tempo right on B alone (the median hop from 8 s on within 4%): a
   crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
   pairs whose B it gets right.
@@ -83,6 +85,7 @@ class Result:
     follows: float  # seconds after the midpoint (negative: before it); nan when never
     f_after: float
     alone: bool  # B on its own: the tempo read right after ALONE_AFTER_S (the median hop within 4%)
+    show_follows: float = float("nan")  # the same for the show's BPM (the tempo hub's, which glides)
 
 
 def steady(excerpt: Excerpt) -> bool:
@@ -153,14 +156,20 @@ def follow_time(times: np.ndarray, bpms: np.ndarray, beats_b: np.ndarray) -> flo
     return float("nan")
 
 
-def clock_run(x: np.ndarray, samplerate: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """The daemon's path, offline: the hops' times and BPM while the clock is locked, and the beats' times."""
+def clock_run(x: np.ndarray, samplerate: int, show: list[float] | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                       list[float]]:
+    """The daemon's path, offline: the hops' times and BPM while the clock is locked, and the beats' times; with
+    ``show``, the show's BPM at those hops is appended to it (the tempo hub fed the clock's readings hop by hop)."""
     from metadj_bridge.inputs.analysis import FeatureExtractor
     from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+    from metadj_bridge.run.tempo_hub import TempoHub
+    from metadj_bridge.signals import SignalBoard, TempoReading
 
     fx = FeatureExtractor(samplerate)
     hop = fx.hop_size
     clock = BeatClock(hop / samplerate, TempoConfig())
+    board = SignalBoard()
+    hub = TempoHub(board)
     times, bpms, beats = [], [], []
     for i in range(0, len(x) - hop, hop):
         f = fx.process(x[i : i + hop])
@@ -168,6 +177,12 @@ def clock_run(x: np.ndarray, samplerate: int) -> tuple[np.ndarray, np.ndarray, l
         if clock.locked:
             times.append(f.t)
             bpms.append(clock.bpm)
+            board.tempo(TempoReading("audio", clock.bpm, f.t, beat=clock.bar_position(f.t),
+                                     beats_per_bar=clock.beats_per_bar))
+        state = hub.tick(f.t)
+        board.take_triggers()
+        if clock.locked and show is not None:
+            show.append(state.bpm)
     return np.array(times), np.array(bpms), beats
 
 
@@ -176,8 +191,10 @@ def run_pair(a: Excerpt, b: Excerpt) -> Result:
     xb, srb = b.samples()
     if sr != srb:
         raise ValueError(f"{a.name} and {b.name}: sample rates differ ({sr} and {srb})")
-    times, bpms, beats = clock_run(mix(xa, xb, sr), sr)
+    show: list[float] = []
+    times, bpms, beats = clock_run(mix(xa, xb, sr), sr, show)
     follows = follow_time(times, bpms, b.beats) if len(times) else float("nan")
+    show_follows = follow_time(times, np.array(show), b.beats) if len(times) else float("nan")
     after = MIDPOINT_S + FOLLOW_S
     ref = b.beats + START_S
     ref = ref[(ref >= after) & (ref <= START_S + B_SECONDS)]
@@ -189,7 +206,7 @@ def run_pair(a: Excerpt, b: Excerpt) -> Result:
     alone = bool(np.any(keep)) and float(np.median(np.abs(
         bpms[keep] / np.array([reference_bpm(b.beats, t) for t in times[keep]]) - 1.0))) <= TEMPO_TOLERANCE
     return Result(a.name, b.name, reference_bpm(a.beats, MIDPOINT_S), reference_bpm(b.beats, MIDPOINT_S - START_S),
-                  follows, f_after, alone)
+                  follows, f_after, alone, show_follows)
 
 
 def _median_s(results: list[Result]) -> str:
@@ -224,6 +241,11 @@ def bench_crossfades(directory: Path, limit: int | None = None, per_track: bool 
     print(f"  BPM follows within {FOLLOW_S:g} s of the midpoint on {within}/{n} ({100 * within / n:.0f}%); median "
           f"{_median_s(results)}, never on {n - len(seen)}; F from midpoint + {FOLLOW_S:g} s "
           f"{statistics.mean(r.f_after for r in results):.3f}")
+    shown = [r.show_follows for r in results if r.show_follows == r.show_follows]
+    within = sum(1 for t in shown if t <= FOLLOW_S)
+    show_median = statistics.median([t if t == t else math.inf for t in (r.show_follows for r in results)])
+    print(f"  the show's BPM (the tempo hub's, which glides): within {FOLLOW_S:g} s on {within}/{n}; median "
+          f"{'never' if math.isinf(show_median) else f'{show_median:.2f} s'}, never on {n - len(shown)}")
     right = [r for r in results if r.alone]
     if right:
         ok = sum(1 for r in right if r.follows <= FOLLOW_S)
