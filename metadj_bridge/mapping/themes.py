@@ -12,9 +12,9 @@ Choices where the profile format says nothing:
   the theme's) last, at that share of the total weight; the calm prompts keep their proportions in the rest. A
   theme without a variant ignores it.
 - Weights are rounded to 4 decimals (a settling smoother does not resend the prompts for seconds).
-- The cycle counts bars where the tempo's ``bar_position`` begins them (``TempoState.bar``: the music's one
-  when the source hears it) and only runs while a tempo plays. It counts from
-  the last theme change (a manual change restarts the count), and the prompt count from the last focus move.
+- The cycle counts bars where the tempo's ``bar_position`` begins them (``TempoState.bar``: the music's one when
+  the source hears it) and only runs while a tempo plays. It counts from the last theme change (a manual change
+  restarts the count), and the prompt count from the last focus move.
 
 Pure: the engine owns the seeded random generator and passes it in.
 """
