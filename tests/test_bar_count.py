@@ -182,3 +182,56 @@ def test_the_beats_are_on_a_new_tempo_after_the_blend_while_the_reported_tempo_s
     new_line = change * 80.0 / 60.0 + (after - change) * 160.0 / 60.0
     assert (state.beat - new_line + 0.5) % 1.0 - 0.5 == pytest.approx(0.0, abs=1e-6)
     assert state.bpm < 100.0  # 80 -> 160 at 4 BPM a beat: the reported tempo is still ramping
+
+
+def _pinned_run(shift_at: float, bpm_after: float = BPM) -> list[tuple[float, TempoState]]:
+    """An audio tracker's readings at 120 BPM whose bars begin on beats 0, 4, 8 ... and from ``shift_at`` on beat 1,
+    5, 9 ... (at ``bpm_after`` from then on); a performer presses "one" at 3.0 s, on the grid's beat 6."""
+    arbiter = TempoArbiter()
+    states = []
+    for i in range(int(14.0 / HOP_S)):
+        t = i * HOP_S
+        if t < shift_at:
+            reading = TempoReading("audio", BPM, t, beat=_position(t, 0), beats_per_bar=4)
+        else:
+            beat = (shift_at * BPM / 60.0 + (t - shift_at) * bpm_after / 60.0 - 1) % 4
+            reading = TempoReading("audio", bpm_after, t, beat=beat, beats_per_bar=4)
+        arbiter.update(reading)
+        if abs(t - 3.0) < HOP_S / 2:
+            assert arbiter.pin_downbeat(t)
+        states.append((t, arbiter.state(t)))
+    return states
+
+
+def test_the_one_pressed_by_hand_holds_against_the_source_moving_its_bars() -> None:
+    states = _pinned_run(shift_at=6.0)
+    for t, state in states:
+        if 3.1 <= t:  # from the press on, bars begin on the grid's beats 6, 10, 14 ... (the press was on beat 6)
+            assert (state.beat - 6.0 - state.bar_position + 0.5) % 4 - 0.5 == pytest.approx(0.0, abs=1e-6), t
+        elif t < 2.9:  # before it, the source's bars: beats 0, 4, 8
+            assert (state.beat - state.bar_position + 0.5) % 4 - 0.5 == pytest.approx(0.0, abs=1e-6), t
+
+
+def test_the_one_pressed_by_hand_is_let_go_when_the_tempo_moves(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="metadj_bridge.inputs.tempo_sources"):
+        states = _pinned_run(shift_at=6.0, bpm_after=128.0)  # another track, 1 beat off: the source's bars again
+    assert "the downbeat set by hand is let go (the tempo moved to 128.0 BPM)" in caplog.text
+    t, last = states[-1]
+    source_position = (6.0 * BPM / 60.0 + (t - 6.0) * 128.0 / 60.0 - 1) % 4
+    moved = (last.bar_position - source_position) % 4
+    assert min(moved, 4 - moved) < 0.05
+
+
+def test_the_one_pressed_by_hand_is_let_go_when_another_source_steers() -> None:
+    arbiter = TempoArbiter()
+    arbiter.update(TempoReading("audio", BPM, 0.0, beat=0.0, beats_per_bar=4))
+    assert arbiter.pin_downbeat(0.76)  # nearest beat: the grid's 2 (1.5 beats in), a bar begins there
+    assert arbiter.state(1.0).bar_position == pytest.approx(0.0)
+    assert arbiter.quantize(1.1, "bar") == pytest.approx(3.0)  # bar-quantised changes land on the pressed one
+    arbiter.update(TempoReading("link", BPM, 1.2, beat=2.4, beats_per_bar=4))
+    assert arbiter.state(1.2).source == "link"
+    assert arbiter.state(1.2).bar_position == pytest.approx(2.4)  # Link's bars
+
+
+def test_there_is_no_one_to_press_before_a_grid() -> None:
+    assert not TempoArbiter().pin_downbeat(1.0)

@@ -258,6 +258,24 @@ async def test_tap_tempo_sets_the_tempo_and_nudge_moves_the_grid(bridge: Bridge)
     await wait_for(lambda: "control: nudge back" in bridge.caplog.text, 5, "the nudge in the log")
 
 
+async def test_the_one_pressed_on_a_beat_begins_the_bars_there(bridge: Bridge) -> None:
+    one = await bridge.http.post("/api/action", json={"name": "downbeat"})
+    assert one.status_code == 400 and one.json()["field"] == "name"  # no beat to count from yet (no audio here)
+    for _ in range(4):  # a tapped tempo: a grid whose bars the press can move
+        assert (await bridge.http.post("/api/action", json={"name": "tap"})).status_code == 200
+        await asyncio.sleep(0.5)
+    for delay in (0.0, 0.2, 0.35):  # pressed at different places in the beat: the bar begins on the nearest beat
+        await asyncio.sleep(delay)
+        t0 = asyncio.get_running_loop().time()
+        assert (await bridge.http.post("/api/action", json={"name": "downbeat"})).status_code == 200
+        await asyncio.sleep(0.05)  # the state is the grid at the show's latest step: one after the press
+        tempo = (await bridge.http.get("/api/state")).json()["tempo"]
+        elapsed = (asyncio.get_running_loop().time() - t0) * tempo["bpm"] / 60.0  # beats since the press, at most
+        off = min(tempo["bar_position"], tempo["beats_per_bar"] - tempo["bar_position"])
+        assert off <= 0.5 + elapsed, tempo
+    await wait_for(lambda: "control: downbeat: the bar begins on this beat" in bridge.caplog.text, 5, "the log line")
+
+
 @pytest.mark.parametrize(("path", "body", "status", "field"), [
     ("/api/theme", {"name": "nowhere"}, 404, "name"),
     ("/api/theme", {"name": 3}, 400, "name"),

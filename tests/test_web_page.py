@@ -223,6 +223,8 @@ async def test_the_fader_the_show_buttons_and_a_scene_reach_scope(make_emulator:
         await page.click("#nudge-forward")
         await page.click("#nudge-back")
         await wait_for(lambda: "nudge" in caplog.text, 10, "the nudges at the bridge")
+        await page.click("#downbeat")  # "one": the bar begins on the beat nearest the press
+        await wait_for(lambda: "downbeat: the bar begins on this beat" in caplog.text, 10, "the one at the bridge")
     show_log = profile.with_suffix(".jsonl").read_text(encoding="utf-8")  # what the page did is in the show log
     for event in ("control: pause", "control: theme storm", "control: scene recalled: opener", "control: tap tempo"):
         assert event in show_log and "web from 127.0.0.1" in show_log, (event, show_log[-2000:])

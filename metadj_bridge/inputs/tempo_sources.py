@@ -16,9 +16,11 @@ blend lasted as long as the tempo's ramp (an octave corrected from 80 to 160 BPM
 grids for 20 beats). The show's BPM follows the 40 real crossfades of ``scripts/bench_crossfades.py`` within 2 s
 of the midpoint on 5 (after 5.8 s at the median, never on 8), against 4 (6.9 s, never on 12) at 4 BPM a beat; the
 tracker's own BPM on 8 (4.85 s, never on 7).
-A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own phase. A reading outside
-20-999 BPM, or with a beat position beyond ``MAX_BEAT``, is refused (one rate-limited line): it would otherwise
-stretch the grid beyond float precision and freeze it.
+A performer can say where the one is (``pin_downbeat``, the control page's and OSC's ``downbeat``): the bars
+then begin on that beat, whatever the source's own bars say, until another source steers or the tempo moves by
+more than PIN_RELEASE. A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own
+phase. A reading outside 20-999 BPM, or with a beat position beyond ``MAX_BEAT``, is refused (one rate-limited
+line): it would otherwise stretch the grid beyond float precision and freeze it.
 
 Pure: readings and times in, state out. No threads or I/O besides log lines; the caller passes ``now``.
 """
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds without a reading after which a source stops counting as live.
 DEFAULT_FRESHNESS = {"link": 0.5, "midi_clock": 0.5, "osc": 3.0, "audio": 2.0}
+
+#: The performer's one (``TempoArbiter.pin_downbeat``) holds until the steering tempo moves by more than this share
+#: (another track; a tracker's readout wanders by a percent or two).
+PIN_RELEASE = 0.04
 
 
 @dataclass
@@ -140,6 +146,8 @@ class TempoArbiter:
         self._source: str | None = None
         self._blend: _Blend | None = None
         self._bar_origin = 0.0
+        #: The performer's one: an output beat where a bar begins, and the tempo then (None: the source's bars).
+        self._pin: tuple[float, float] | None = None
         self._beats_per_bar = self.config.beats_per_bar
         self._t = -math.inf
         self._refused = RateLimitedWarning(log, "tempo readings refused")
@@ -191,7 +199,7 @@ class TempoArbiter:
             bpm=blend.bpm(now),
             beat=beat,
             phase=beat % 1.0,
-            bar_position=(beat - self._bar_origin) % bpb,
+            bar_position=(beat - self._origin()) % bpb,
             beats_per_bar=bpb,
             source=self._source,
             playing=self._source is not None,
@@ -250,8 +258,27 @@ class TempoArbiter:
             target = float(math.ceil(b - eps))
         else:
             bpb = self._beats_per_bar
-            target = self._bar_origin + math.ceil((b - self._bar_origin - eps) / bpb) * bpb
+            origin = self._origin()
+            target = origin + math.ceil((b - origin - eps) / bpb) * bpb
         return max(now, self.time_at_beat(target, land) - lookahead_s)
+
+    def pin_downbeat(self, now: float) -> bool:
+        """A performer says where the one is: the whole beat of the output nearest ``now`` begins a bar, whatever the
+        source's bars say, until another source steers or the tempo moves by more than PIN_RELEASE (another track).
+        False when there is no grid yet."""
+        self._select(now)
+        if self._blend is None:
+            return False
+        self._pin = (float(round(self._blend.beat(now))), self._blend.target.bpm)
+        return True
+
+    def _origin(self) -> float:
+        return self._pin[0] if self._pin is not None else self._bar_origin
+
+    def _release_pin(self, why: str) -> None:
+        if self._pin is not None:
+            self._pin = None
+            log.info("tempo: the downbeat set by hand is let go (%s); the bars are the source's again", why)
 
     # ------------------------------------------------------------------ switching
 
@@ -270,12 +297,15 @@ class TempoArbiter:
             return
         reading = self._latest[chosen]
         log.info("tempo source: %s -> %s (%.1f BPM)", old or "none", chosen, reading.bpm)
+        self._release_pin(f"{chosen} steers")
         self._follow(reading, max(now, reading.t), force=True)
 
     def _follow(self, reading: TempoReading, now: float, force: bool = False) -> None:
         """Blend the output onto the grid ``reading`` describes, starting at ``now``."""
         if reading.beats_per_bar:
             self._beats_per_bar = reading.beats_per_bar
+        if self._pin is not None and abs(reading.bpm / self._pin[1] - 1.0) > PIN_RELEASE:
+            self._release_pin(f"the tempo moved to {reading.bpm:.1f} BPM")
         blend = self._blend
         if blend is None:
             # The very first grid: nothing to be continuous with.

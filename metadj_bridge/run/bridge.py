@@ -216,7 +216,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
         if plan.watch:
             await show.watch()
         # One web server: the control page, the picture, /status, /metrics, the live state, the API (docs/web.md).
-        control = ShowControl(show, board, tempo=lambda: hub.state)
+        control = ShowControl(show, board, tempo=lambda: hub.state, downbeat=hub.pin_downbeat)
         stack.push_async_callback(control.learner.aclose)  # a learn still waiting ends with the show
         show.osc_control = control.take_osc  # the same requests over OSC: /metadj/theme, /prompt, /action
         web_server = WebServer(status.snapshot, control=control,

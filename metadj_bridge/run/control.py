@@ -16,6 +16,8 @@ event), and a crossfade counts like a fader on ``prompt.mix``. Two requests have
   lets the engine take the changed profile as it takes a reload: the next step sends a theme transition to it;
 - tap tempo and nudge are tempo readings (source ``osc``: Link and MIDI clock, when present, lead; the audio
   tracker follows), as a DJ program's tempo over OSC would be.
+- downbeat says the beat nearest the request is the one: the grid's bars (``tempo.bar``, bar-quantised changes, the
+  beat state Scope is told) begin there until another source steers or the tempo moves (``TempoHub.pin_downbeat``).
 
 Every request is one show-log event naming who asked (``web from 192.168.1.20``), and one INFO line: at once when
 the last came a second or more before, else the latest of the second a second later, with the count (a script or a
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "control."
 #: What ``POST /api/action`` takes.
-ACTIONS = ("panic", "pause", "resume", "reset_cache", "tap", "nudge_forward", "nudge_back")
+ACTIONS = ("panic", "pause", "resume", "reset_cache", "tap", "nudge_forward", "nudge_back", "downbeat")
 _ENGINE_ACTIONS = ("panic", "pause", "resume", "reset_cache")
 CROSSFADE = PREFIX + "crossfade"
 #: ``/metadj/crossfade f`` (0..1) from any OSC sender is a fader on the same ``prompt.mix``.
@@ -138,10 +140,12 @@ class ShowControl:
 
     def __init__(self, show: ShowRunner, board: SignalBoard,
                  tempo: Callable[[], TempoState | None] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 downbeat: Callable[[float], bool] = lambda now: False) -> None:
         self.show = show
         self.board = board
         self._tempo = tempo
+        self._pin_downbeat = downbeat
         self._clock = clock
         self.crossfade: float | None = None
         #: The typed prompt and the profile object that carries it (it shows while that profile runs).
@@ -184,6 +188,8 @@ class ShowControl:
             self._fire(f"action.{name}", name.replace("_", " "), who)
         elif name == "tap":
             self._tap(who)
+        elif name == "downbeat":
+            self._downbeat(who)
         else:
             self._nudge(NUDGE_BEATS if name == "nudge_forward" else -NUDGE_BEATS, who)
 
@@ -356,6 +362,12 @@ class ShowControl:
             return
         self.board.tempo(TempoReading("osc", round(bpm, 2), now, beat=float(len(taps) - 1)))
         self._record(f"tap tempo {bpm:.1f} BPM", who, now)
+
+    def _downbeat(self, who: str) -> None:
+        now = self._clock()
+        if not self._pin_downbeat(now):
+            raise ControlRefused("no beat to count the bar from yet (tap the tempo first, or play some music)", "name")
+        self._record("downbeat: the bar begins on this beat", who, now)
 
     def _nudge(self, beats: float, who: str) -> None:
         now = self._clock()

@@ -61,6 +61,10 @@ class TempoHub:
     def reading(self, reading: TempoReading) -> None:
         self.arbiter.update(reading)
 
+    def pin_downbeat(self, now: float) -> bool:
+        """The beat nearest ``now`` begins a bar (a performer's "this is the one"); False without a beat grid yet."""
+        return self.arbiter.pin_downbeat(now)
+
     def tick(self, now: float) -> TempoState:
         """The grid at ``now``; counts a new beat and bar, firing them on the board. Called once per show step."""
         state = self.state = self.arbiter.state(now)

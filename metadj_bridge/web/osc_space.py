@@ -40,7 +40,7 @@ from metadj_bridge.profile.model import (
 #: ACCESS bits (OSCQuery): the value may be read, written.
 READ, WRITE = 1, 2
 #: What ``/metadj/action`` accepts: the web API's actions (docs/web.md).
-CONTROL_ACTIONS = ("panic", "pause", "resume", "reset_cache", "tap", "nudge_forward", "nudge_back")
+CONTROL_ACTIONS = ("panic", "pause", "resume", "reset_cache", "tap", "nudge_forward", "nudge_back", "downbeat")
 #: Attributes this server answers with ``?NAME`` (beside ``HOST_INFO``), and the OSCQuery ones it does not offer.
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "DESCRIPTION", "OVERLOADS", "VALUE")
 UNSUPPORTED = ("TAGS", "EXTENDED_TYPE", "UNIT", "CRITICAL", "CLIPMODE", "HTML", "LISTEN", "IGNORE", "PATH_CHANGED")
@@ -106,7 +106,7 @@ CONTROL_ADDRESSES: tuple[ControlAddress, ...] = (
     ControlAddress("/metadj/crossfade", (Arg("f", 0.0, 1.0),), "crossfade between the theme's first two prompts"),
     ControlAddress("/metadj/action", (Arg("s", vals=CONTROL_ACTIONS),),
                    "panic (again releases it), pause, resume, reset_cache, tap (tap tempo), nudge_forward and "
-                   "nudge_back (the beat grid by 1/16 beat)"),
+                   "nudge_back (the beat grid by 1/16 beat), downbeat (the bar begins on the beat nearest now)"),
     ControlAddress("/metadj/scene/save", (Arg("s"),), "save the lasting state (theme, prompts, parameters) as a scene"),
     ControlAddress("/metadj/scene/recall", (Arg("s"),),
                    "recall a scene at once; with a second argument, morph to it over that many bars (0-64)",

@@ -457,17 +457,20 @@ function wire() {
     button.addEventListener("click", () => send("/api/action", { name: button.dataset.action }));
   }
 
-  // Tap tempo counts the moment the finger lands, not when it lifts.
-  const tap = $("tap");
-  const tapNow = () => {
-    tap.classList.add("flash");
-    setTimeout(() => tap.classList.remove("flash"), 90);
-    send("/api/action", { name: "tap" });
+  // Tap tempo and "one" count the moment the finger lands, not when it lifts.
+  const onLanding = (button, action) => {
+    const now = () => {
+      button.classList.add("flash");
+      setTimeout(() => button.classList.remove("flash"), 90);
+      send("/api/action", { name: action });
+    };
+    button.addEventListener("pointerdown", (event) => { event.preventDefault(); now(); });
+    button.addEventListener("keydown", (event) => {
+      if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); now(); }
+    });
   };
-  tap.addEventListener("pointerdown", (event) => { event.preventDefault(); tapNow(); });
-  tap.addEventListener("keydown", (event) => {
-    if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); tapNow(); }
-  });
+  onLanding($("tap"), "tap");
+  onLanding($("downbeat"), "downbeat");
 
   $("scene-form").addEventListener("submit", async (event) => {
     event.preventDefault();
