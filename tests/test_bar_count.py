@@ -13,10 +13,12 @@ from metadj_bridge.inputs.analysis import FeatureExtractor
 from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig, TempoArbiter
 from metadj_bridge.mapping.themes import ThemeCycle
-from metadj_bridge.profile.model import CycleSettings
+from metadj_bridge.profile.model import CycleSettings, Mapping, PromptSpec, ShowProfile, Target, Theme, TriggerSource
+from metadj_bridge.run.show import ShowRunner
 from metadj_bridge.run.tempo_hub import TempoHub
+from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.tempo_feed import beat_state
-from metadj_bridge.signals import SignalBoard, TempoReading, TempoState
+from metadj_bridge.signals import SignalBoard, TempoReading, TempoState, Trigger
 
 BPM = 120.0
 HOP_S = 512 / 44100
@@ -235,3 +237,27 @@ def test_the_one_pressed_by_hand_is_let_go_when_another_source_steers() -> None:
 
 def test_there_is_no_one_to_press_before_a_grid() -> None:
     assert not TempoArbiter().pin_downbeat(1.0)
+
+
+def test_a_pad_mapped_to_the_downbeat_begins_the_bars_where_it_is_pressed() -> None:
+    """A controller's pad on ``action.downbeat``: through the show's engine to the beat grid, and into the show's
+    events; the bars then begin on the beat nearest the press (the grid's beat 6 here; the tracker said 4, 8 ...)."""
+    profile = ShowProfile(path="one.yaml", name="one", themes=(Theme("a", (PromptSpec("red desert"),)),),
+                          mappings=(Mapping("one", TriggerSource("midi.note.1.36"), (), Target("action", "downbeat")),))
+    board = SignalBoard()
+    hub = TempoHub(board)
+    runner = ShowRunner(profile, ParameterSender(), tempo=hub.tick, board=board, downbeat=hub.pin_downbeat)
+    bars: list[float] = []
+    events: list[str] = []
+    for t, reading in _tracker_readings(shift=0, seconds=10.0):
+        board.tempo(reading)
+        if abs(t - 3.02) < HOP_S / 2:
+            board.fire(Trigger("midi.note.1.36", t, {"velocity": 100}))
+        counted = hub.bar
+        out = runner.step(t)  # ticks the hub, whose tempo.bar the engine takes from the board
+        events += out.events
+        if counted is not None and hub.bar != counted and hub.state is not None:
+            bars.append(round(hub.state.beat))
+    assert "downbeat: the bar begins on this beat" in events
+    assert [b for b in bars if b <= 6] == [4]  # the tracker's bars until the press
+    assert [b for b in bars if b > 6] == [10, 14, 18]  # from the pad's one

@@ -25,6 +25,7 @@ Rules where the profile format says nothing (the modules it uses document their 
   a non-blend theme a focus move (``prompt.next``..., the cycle) takes over from the mix until the mix moves
   again; a theme change is not a focus move. Whatever the performer moved last is what the audience sees.
 - A ``mapping`` on ``paused`` sets the pause state when its value changes, like the pause actions.
+- ``downbeat`` (pressed on the one) goes out as ``EngineOutput.downbeat``, for the beat grid's bars (``run/show``).
 - Hits are applied in the order they fired: triggers in the order given, then value mappings in profile order,
   then quantised hits that came due.
 
@@ -45,11 +46,7 @@ from metadj_bridge.mapping.compiled import Fired, MappingRuntime, same_input, tr
 from metadj_bridge.mapping.parameters import SCOPE_DEFAULTS, coerce_lasting
 from metadj_bridge.mapping.scenes import SceneControl
 from metadj_bridge.mapping.sources import MotionClock, NoisePulse
-from metadj_bridge.mapping.targets import (
-    CompiledProfile,
-    compile_profile,
-    prompt_controls,
-)
+from metadj_bridge.mapping.targets import CompiledProfile, compile_profile, prompt_controls
 from metadj_bridge.mapping.themes import ThemeCycle, ThemeDeck, pick_index, select_index
 from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.profile.model import ShowProfile
@@ -74,6 +71,7 @@ class EngineOutput:
     profile_switch: str | None
     theme: str
     focus: int
+    downbeat: bool = False  # ``action.downbeat`` fired this step: the bars begin on the beat nearest now
 
 
 class MappingEngine:
@@ -209,7 +207,7 @@ class MappingEngine:
         self._now = now
         self._actions = {}
         self._events = []
-        self._switch_to = None
+        self._switch_to, self._downbeat = None, False
         self._theme_changed = self._focus_changed = False
 
         for trig in triggers:
@@ -253,7 +251,7 @@ class MappingEngine:
             self._theme_changed = True
 
         return EngineOutput(self._parameters(step, now), self._actions, tuple(self._events), self._switch_to,
-                            self._deck.name, self._deck.focus)
+                            self._deck.name, self._deck.focus, self._downbeat)
 
     # ------------------------------------------------------------------ hits
 
@@ -316,6 +314,8 @@ class MappingEngine:
         elif name == "seed_step":
             if not self._calm:
                 self._seed_steps += 1
+        elif name == "downbeat":
+            self._downbeat = True
         elif name in ("pause", "resume", "toggle_pause"):
             paused = True if name == "pause" else False if name == "resume" else not self._paused
             self._set_paused(paused)

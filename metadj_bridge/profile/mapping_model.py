@@ -166,6 +166,7 @@ ACTIONS = (
     "panic",  # a safe, calm state: first theme, calm parameters, pulses stopped, pause released
     "accent",  # a short jump of the prompt intensity blend that decays: a beat accent a text-mode pipeline shows
     "seed_step",  # base_seed + 1: the same scene with fresh detail (Scope takes it live)
+    "downbeat",  # pressed on the one: the beat grid's bars begin on the beat nearest now
 )
 
 #: Prompt targets within the active theme: ``prompt.next``, ``prompt.previous``, ``prompt.random`` (triggers),

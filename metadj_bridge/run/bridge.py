@@ -144,7 +144,7 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
     tempo = profile.inputs.tempo
     hub = TempoHub(board, ArbiterConfig(beats_per_bar=tempo.beats_per_bar, priority=tuple(tempo.prefer)),
                    osc_out=osc_out)
-    show = ShowRunner(profile, sender, tempo=hub.tick, board=board, osc_out=osc_out)
+    show = ShowRunner(profile, sender, tempo=hub.tick, board=board, osc_out=osc_out, downbeat=hub.pin_downbeat)
     initial = show.initial_parameters()
     sender.update(initial)
     started = time.monotonic()

@@ -110,8 +110,11 @@ class ShowRunner(SceneCommands):
         rate_hz: float = ENGINE_RATE_HZ,
         clock: Callable[[], float] = time.monotonic,
         seed: int = 0,
+        downbeat: Callable[[float], bool] | None = None,
     ) -> None:
         self.profile = profile
+        #: A performer's one (``action.downbeat``) goes to the beat grid (``TempoHub.pin_downbeat``).
+        self._downbeat = downbeat
         #: The profile whose restart-only settings (pipeline, resolution, inputs...) the bridge runs with.
         self._started = profile
         #: Why the newest edit or reload of the profile file was not applied (None once one is).
@@ -205,6 +208,8 @@ class ShowRunner(SceneCommands):
         self._scene_step(now, state, triggers)
         self.steps += 1
         self._hand_on(out)
+        if out.downbeat and self._downbeat is not None and self._downbeat(now):
+            out = dataclasses.replace(out, events=(*out.events, "downbeat: the bar begins on this beat"))
         if self._guard_drops:
             self._guard_drop(now, state, triggers)
         if self.feed_beat and state is not None:
