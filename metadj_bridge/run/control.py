@@ -10,12 +10,12 @@ signal on the board:
 - ``control.crossfade`` (signal 0..1) -> ``prompt.mix`` of the theme's first two prompts.
 
 So a theme button moves the theme as a pad mapped to ``theme.set`` does (the theme's transition, the show log's
-event), and a crossfade counts like a fader on ``prompt.mix``. Two requests have no mapping to ride:
+event), and a crossfade counts like a fader on ``prompt.mix``. Three requests have no mapping to ride:
 
 - a typed prompt replaces the playing theme's prompts (in memory, until the profile is reloaded or switched) and
   lets the engine take the changed profile as it takes a reload: the next step sends a theme transition to it;
 - tap tempo and nudge are tempo readings (source ``osc``: Link and MIDI clock, when present, lead; the audio
-  tracker follows), as a DJ program's tempo over OSC would be.
+  tracker follows), as a DJ program's tempo over OSC would be;
 - downbeat says the beat nearest the request is the one: the grid's bars (``tempo.bar``, bar-quantised changes, the
   beat state Scope is told) begin there until another source steers or the tempo moves (``TempoHub.pin_downbeat``).
 
