@@ -24,14 +24,17 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
 The rest of this module is how errors reach the performer without harm: ``RateLimitedWarning`` keeps a flood of bad
 input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``printable`` keeps text from
 outside (a profile's device name, a file name) from echoing control characters into a log or a terminal, ``reason``
-gives an error's own words for one line, and ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in
-URLs out of every log and error line.
+gives an error's own words for one line, ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in
+URLs out of every log and error line, and ``open_regular`` opens a file someone named without hanging on a FIFO or a
+device (``NotRegularFile`` says what the path is instead).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Callable
 
@@ -136,6 +139,38 @@ class ClosedError(MetaDJError, RuntimeError):
 
 #: Characters that join emoji and scripts; format characters, but harmless on a terminal.
 _HARMLESS_FORMAT = frozenset("\u200c\u200d")
+
+
+class NotRegularFile(Exception):
+    """A path that names no regular file; ``kind`` says what it is ("a folder", "a named pipe (FIFO)" ...). Internal:
+    callers turn it into their own error, worded for what they expected to read."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _check_regular(mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    raise NotRegularFile("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                         else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                         else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A descriptor open for reading on ``path``, once ``stat`` says it is a regular file: opened without blocking (a
+    FIFO would hold the reader for ever, a device might never end) and checked again with ``fstat``, in case it was
+    swapped between the two. Raises NotRegularFile, or OSError / ValueError (a NUL in the name) as ``os`` does."""
+    _check_regular(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_regular(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def printable(text: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import struct
 import wave
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, NotRegularFile, open_regular
 from metadj_bridge.inputs.analysis_config import SAMPLERATE_RANGE
 
 __all__ = ["AudioFormatError", "read_audio", "read_audio_header"]
@@ -128,39 +127,21 @@ def _shown(path: Path) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _check_regular(path: Path, mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        raise ConfigError(f"{_shown(path)}: is a folder, not an audio file")
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    raise ConfigError(f"{_shown(path)}: {kind}, not an audio file; give a file saved on disk ({_SUPPORTED})")
-
-
 def _open_audio_file(path: Path) -> BinaryIO:
-    """The file open for reading, once ``stat`` says it is a regular file; opened without blocking and checked
-    again with ``fstat``, in case it was swapped between the two."""
+    """The file open for reading, once it is known to be a regular file (``errors.open_regular``)."""
     try:
-        info = os.stat(path)
+        return os.fdopen(open_regular(path), "rb")
+    except NotRegularFile as exc:
+        if exc.kind == "a folder":
+            raise ConfigError(f"{_shown(path)}: is a folder, not an audio file") from None
+        raise ConfigError(f"{_shown(path)}: {exc.kind}, not an audio file; give a file saved on disk ({_SUPPORTED})"
+                          ) from None
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{_shown(path)}: no such audio file") from None
     except ValueError as exc:  # a NUL byte in the name
         raise ConfigError(f"{_shown(path)}: not a usable file name ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{_shown(path)}: cannot open the audio file: {exc.strerror or exc}") from None
-    _check_regular(path, info.st_mode)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ConfigError(f"{_shown(path)}: cannot open the audio file: {exc.strerror or exc}") from None
-    try:
-        _check_regular(path, os.fstat(fd).st_mode)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _check_samplerate(path: Path, samplerate: int) -> None:

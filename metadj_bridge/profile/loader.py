@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
+from metadj_bridge.errors import NotRegularFile, open_regular
 from metadj_bridge.profile import fields as f
 from metadj_bridge.profile import mappings as mapping_section
 from metadj_bridge.profile import scenes as scene_section
@@ -89,28 +89,22 @@ def _load(display: str, findings: Findings) -> ShowProfile:
 
 
 def read_bytes(display: str) -> bytes:
-    """At most MAX_FILE_BYTES + 1 bytes of a regular file; anything else is a ProfileError before it is opened.
-
-    A FIFO would block the reading thread for ever, a device might never end: they are refused from ``stat``,
-    and the file is opened without blocking (``O_NONBLOCK`` where the system has it) and checked again with
-    ``fstat``, in case it was swapped between the two.
-    """
+    """At most MAX_FILE_BYTES + 1 bytes of a regular file; anything else is a ProfileError before it is read (a FIFO
+    would block the reading thread for ever, a device might never end: ``errors.open_regular``)."""
     try:
-        info = os.stat(display)
+        fd = open_regular(display)
+    except NotRegularFile as exc:
+        if exc.kind == "a folder":
+            raise ProfileError(f"{display}: is a folder, not a profile file", file=display) from None
+        raise ProfileError(f"{display}: {exc.kind}, not a profile file; a profile is a .yaml text file",
+                           file=display) from None
     except (FileNotFoundError, NotADirectoryError):
         raise ProfileError(f"{display}: no such file", file=display) from None
     except OSError as exc:
         raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
     except ValueError:
         raise ProfileError(f"{display}: not a usable file name", file=display) from None
-    _check_regular(display, info.st_mode)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(display, flags)
-    except OSError as exc:
-        raise ProfileError(f"{display}: cannot read: {exc.strerror or exc}", file=display) from None
-    try:
-        _check_regular(display, os.fstat(fd).st_mode)
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_FILE_BYTES:
@@ -124,16 +118,6 @@ def read_bytes(display: str) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
-
-
-def _check_regular(display: str, mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        raise ProfileError(f"{display}: is a folder, not a profile file", file=display)
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    raise ProfileError(f"{display}: {kind}, not a profile file; a profile is a .yaml text file", file=display)
 
 
 def read_node(display: str) -> YNode:

@@ -23,14 +23,13 @@ import json
 import logging
 import os
 import reprlib
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from metadj_bridge.errors import MetaDJError, printable
+from metadj_bridge.errors import MetaDJError, NotRegularFile, open_regular, printable
 
 __all__ = ["FORMAT_VERSION", "SentMessage", "ShowEvent", "ShowHeader", "ShowLogError", "ShowRecording",
            "read_show_log"]
@@ -108,33 +107,17 @@ def _shown(value: Any) -> str:
 
 
 def _open(p: Path) -> BinaryIO:
-    """The show log open for reading, once ``stat`` says it is a regular file (opened without blocking and checked
-    again with ``fstat``, in case it was swapped between the two)."""
+    """The show log open for reading, once it is known to be a regular file (``errors.open_regular``)."""
     try:
-        mode = os.stat(p).st_mode
-        _check_regular(p, mode)
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(p, flags)
+        return os.fdopen(open_regular(p), "rb")
+    except NotRegularFile as exc:
+        if exc.kind == "a folder":
+            raise ShowLogError(f"{p}: is a folder, not a show log") from None
+        raise ShowLogError(f"{p}: {exc.kind}, not a show log; give the .jsonl file a show wrote") from None
     except OSError as exc:
         raise ShowLogError(f"{p}: cannot read the show log ({exc.strerror or exc})") from None
     except ValueError as exc:  # a NUL byte in the name
         raise ShowLogError(f"{p}: not a usable file name ({exc})") from None
-    try:
-        _check_regular(p, os.fstat(fd).st_mode)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _check_regular(p: Path, mode: int) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        raise ShowLogError(f"{p}: is a folder, not a show log")
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    raise ShowLogError(f"{p}: {kind}, not a show log; give the .jsonl file a show wrote")
 
 
 def _lines(p: Path) -> Iterator[tuple[int, str]]:
