@@ -152,3 +152,29 @@ def jack_server() -> Iterator[Any]:
 
     with JackServer() as server, portaudio_on(server):
         yield server
+
+
+@pytest.fixture
+async def schemas_server() -> AsyncIterator[list[Any]]:
+    """A real HTTP server for ``GET /api/v1/pipelines/schemas``: it answers whatever the test puts in ``answer[0]``
+    (None: 404; a string: that JSON text as it is, for numbers no encoder writes); ``answer[1]`` is its URL."""
+    from aiohttp import web
+
+    answer: list[Any] = [{"pipelines": {}}, ""]
+
+    async def schemas(request: web.Request) -> web.Response:
+        if answer[0] is None:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        if isinstance(answer[0], str):
+            return web.json_response(text=answer[0])
+        return web.json_response(answer[0])
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pipelines/schemas", schemas)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    answer[1] = f"http://127.0.0.1:{port}"
+    yield answer
+    await runner.cleanup()

@@ -1,17 +1,15 @@
 """A Scope server's pipeline schemas (``GET /api/v1/pipelines/schemas``) of the right shape but with values no
 pipeline has: what the bridge believes of them must never stop the parameters from going out.
 
-The schemas are served over real HTTP and read with the bridge's own client; what the session does with them
-(``scope/connection.py``: the offer's chunk to the sender, the schema's rules to the sender's checks) is done here
-to a real :class:`ParameterSender`."""
+The schemas are served over real HTTP (``schemas_server``, conftest.py) and read with the bridge's own client;
+what the session does with them (``scope/connection.py``: the offer's chunk to the sender, the schema's rules to the
+sender's checks) is done here to a real :class:`ParameterSender`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from metadj_bridge.errors import ParameterError
 from metadj_bridge.parameters import ParameterSchema
@@ -19,28 +17,8 @@ from metadj_bridge.scope.api import ScopeClient
 from metadj_bridge.scope.offer import read_offer
 from metadj_bridge.scope.pacing import PacerConfig, SendPacer
 from metadj_bridge.scope.sender import ParameterSender
-from tests.helpers import free_port
 
 PROMPTS = [{"text": "neon city", "weight": 1.0}]
-
-
-@pytest.fixture
-async def schemas() -> AsyncIterator[list[Any]]:
-    """A real HTTP server answering the schemas with ``served[0]``; ``served[1]`` is its URL."""
-    served: list[Any] = [{}, ""]
-
-    async def answer(request: web.Request) -> web.Response:
-        return web.json_response(text=served[0])
-
-    app = web.Application()
-    app.router.add_get("/api/v1/pipelines/schemas", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    served[1] = f"http://127.0.0.1:{port}"
-    yield served
-    await runner.cleanup()
 
 
 async def offered(served: list[Any], entry: str) -> Any:
@@ -62,9 +40,9 @@ def paced(pacer: SendPacer) -> float:
 @pytest.mark.parametrize("claimed", ["1" + "0" * 400, "1000000000", "241", "0", "-3"],
                          ids=["400 digits", "1e9", "241", "0", "-3"])
 async def test_a_chunk_no_pipeline_makes_is_not_believed_and_parameters_keep_going_out(
-    schemas: list[Any], claimed: str
+    schemas_server: list[Any], claimed: str
 ) -> None:
-    offer = await offered(schemas, '{"supported_modes": ["text"], "chunk_frames": ' + claimed + "}")
+    offer = await offered(schemas_server, '{"supported_modes": ["text"], "chunk_frames": ' + claimed + "}")
     chunk = offer.get("odd").chunk_frames
     assert chunk is None
     sender = ParameterSender(pacer=PacerConfig(chunk_frames=12))
@@ -81,17 +59,17 @@ def test_the_pacer_itself_refuses_a_chunk_longer_than_it_ever_believes(claimed: 
     assert paced(pacer) < 2.0
 
 
-async def test_a_plausible_chunk_from_the_schema_is_still_believed(schemas: list[Any]) -> None:
-    offer = await offered(schemas, '{"supported_modes": ["text"], "chunk_frames": 24}')
+async def test_a_plausible_chunk_from_the_schema_is_still_believed(schemas_server: list[Any]) -> None:
+    offer = await offered(schemas_server, '{"supported_modes": ["text"], "chunk_frames": 24}')
     assert offer.get("odd").chunk_frames == 24
 
 
 @pytest.mark.parametrize("bound", ['"0"', '{"a": 1}', "[0]", "true", "1" + "0" * 400, "NaN", "-Infinity"],
                          ids=["text", "object", "list", "true", "400 digits", "NaN", "-Infinity"])
 async def test_a_bound_that_is_no_number_is_ignored_and_values_are_still_checked(
-    schemas: list[Any], bound: str
+    schemas_server: list[Any], bound: str
 ) -> None:
-    offer = await offered(schemas, '{"config_schema": {"properties": {'
+    offer = await offered(schemas_server, '{"config_schema": {"properties": {'
                           '"noise_scale": {"type": "number", "minimum": ' + bound + ', "maximum": 1}, '
                           '"base_seed": {"type": "integer", "minimum": 0, "maximum": ' + bound + "}}}}")
     schema = ParameterSchema.from_server("odd", {k: p.schema for k, p in offer.pipelines.items()})

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.errors import ConfigError, ScopeConnectionError
@@ -35,28 +33,8 @@ REAL_SHAPED = {
 }
 
 
-@pytest.fixture
-async def schemas_server() -> AsyncIterator[list[Any]]:
-    """A real HTTP server whose schemas answer is whatever the test puts in ``answer[0]`` (None: 404)."""
-    answer: list[Any] = [REAL_SHAPED, ""]
-
-    async def schemas(request: web.Request) -> web.Response:
-        if answer[0] is None:
-            return web.json_response({"detail": "Not Found"}, status=404)
-        return web.json_response(answer[0])
-
-    app = web.Application()
-    app.router.add_get("/api/v1/pipelines/schemas", schemas)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    answer[1] = f"http://127.0.0.1:{port}"
-    yield answer
-    await runner.cleanup()
-
-
 async def test_read_offer_parses_real_shaped_schemas(schemas_server: list[Any]) -> None:
+    schemas_server[0] = REAL_SHAPED
     async with ScopeClient(schemas_server[1]) as scope:
         offer = await read_offer(scope)
     assert offer is not None
