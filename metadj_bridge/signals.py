@@ -195,7 +195,7 @@ class TempoReading:
 
 @dataclass(frozen=True, slots=True)
 class TempoState:
-    #: The tempo to show and to drive tempo-synced motion: it ramps at most ``max_bpm_step_per_beat``.
+    #: The tempo to show and to drive tempo-synced motion: it glides onto a new tempo over the beats' blend.
     #: While a blend makes up phase, the beat position briefly runs a little faster or slower than this.
     bpm: float
     #: Continuous beat position of the output grid (whole numbers are beats).

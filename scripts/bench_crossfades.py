@@ -23,7 +23,7 @@ the daemon does. Per pair:
   B's annotated local tempo for 2 s (read while the clock is locked); "never" when that does not happen;
 - **F after**: beat F-measure against B's annotated beats from 2 s after the midpoint to the end (+-70 ms);
 - **show**: the same for the show's BPM, the tempo hub's fed the clock's readings hop by hop (it glides onto a new
-  tempo, tempo_sources.ArbiterConfig.max_bpm_step_per_beat), in the summary;
+  tempo over the beats' blend, tempo_sources.ArbiterConfig.phase_slew_beats), in the summary;
 - **alone**: whether the clock reads B's tempo right on B alone (the median hop from 8 s on within 4%): a
   crossfade to a track the tracker gets wrong on its own cannot be followed, so the summary also counts the
   pairs whose B it gets right.

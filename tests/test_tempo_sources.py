@@ -485,3 +485,27 @@ def test_a_profile_can_reorder_or_leave_out_tempo_sources() -> None:
     for bad in ((), ("audio", "audio"), ("ableton",)):
         with pytest.raises(ConfigError, match="list each of"):
             ArbiterConfig(priority=bad)
+
+
+def test_by_default_the_reported_tempo_reaches_a_far_new_tempo_with_the_beats():
+    """A DJ's next track (or an octave corrected): 152 -> 77 BPM. The reported tempo glides over the beats' blend (one
+    beat of the new tempo) in a straight line, instead of seconds through tempi nobody plays."""
+    arb = TempoArbiter()
+    change = 3.0
+
+    def audio(t):
+        if t < change:
+            return line("audio", 152, t)
+        return TempoReading("audio", 77.0, t, change * 152 / 60 + (t - change) * 77 / 60)
+
+    states = run(arb, 0.0, 6.0, [audio])
+    at = dict((round(t, 2), s) for t, s in states)
+    blend_end = change + 60.0 / 77.0
+    assert at[round(change - 0.01, 2)].bpm == pytest.approx(152, abs=1e-6)
+    assert at[round(blend_end + 0.02, 2)].bpm == pytest.approx(77, abs=1e-6)
+    middle = at[round(change + 0.5 * 60.0 / 77.0, 2)].bpm
+    assert 100 < middle < 130  # half way through the blend, half way between the tempi
+    gliding = [s.bpm for t, s in states if change <= t <= blend_end + 0.02]
+    assert all(b <= a + 1e-9 for a, b in zip(gliding, gliding[1:], strict=False))
+    beat_err, _ = max_steps(states)
+    assert beat_err < 2e-2  # the beats stay continuous: no jump of their own size

@@ -8,14 +8,16 @@ The output never jumps. Each time the steering grid changes (a switch of source,
 re-timing its beats) the output blends from where it is, beat position and tempo, onto the new grid with a
 cubic Hermite curve: position and tempo are continuous at both ends. The new grid is aligned to the nearest
 whole beat of the output (at most half a beat to make up), and the blend lasts ``phase_slew_beats`` beats. The
-reported tempo glides apart from it, over the blend at least and at most ``max_bpm_step_per_beat`` per beat: the
-beats are on the new grid after the blend, however far the tempo moved. Measured with the audio tracker's readings
-hop by hop on the 224 development excerpts with downbeats (GTZAN; ``tempo.beat`` against the annotated beats,
-+-70 ms after 5 s), beat F 0.638 against the tracker's own 0.659; 0.621 with a blend of 2 beats, 0.586 when the
-blend lasted as long as the tempo's ramp (an octave corrected from 80 to 160 BPM kept the beats between the two
-grids for 20 beats). The show's BPM follows the 40 real crossfades of ``scripts/bench_crossfades.py`` within 2 s
-of the midpoint on 5 (after 5.8 s at the median, never on 8), against 4 (6.9 s, never on 12) at 4 BPM a beat; the
-tracker's own BPM on 8 (4.85 s, never on 7).
+reported tempo glides over the same blend, in a straight line: the beats and the BPM are on the new grid together,
+however far the tempo moved. Measured with the audio tracker's readings hop by hop on the 224 development excerpts
+with downbeats (GTZAN; ``tempo.beat`` against the annotated beats, +-70 ms after 5 s), beat F 0.638 against the
+tracker's own 0.659; 0.621 with a blend of 2 beats, 0.586 when the blend lasted as long as the tempo's ramp at
+4 BPM a beat (an octave corrected from 80 to 160 BPM kept the beats between the two grids for 20 beats). The
+show's BPM follows the 40 real crossfades of ``scripts/bench_crossfades.py`` within 2 s of the midpoint on 6
+(after 5.3 s at the median, never on 7), against 5 (5.8 s, never on 8) when it glided at most 16 BPM a beat, which
+took seconds through tempi nobody played after a jump of an octave or between two tracks, and 4 (6.9 s, never on
+12) at 4 BPM a beat; the tracker's own BPM on 8 (4.85 s, never on 7). ``max_bpm_step_per_beat`` still slews a
+source's tempo changes when a caller asks for it.
 A performer can say where the one is (``pin_downbeat``, the control page's and OSC's ``downbeat``): the bars
 then begin on that beat, whatever the source's own bars say, until another source steers or the tempo moves by
 more than PIN_RELEASE. A source without beat positions (OSC tempo) only sets the tempo; the output keeps its own
@@ -51,8 +53,9 @@ class ArbiterConfig:
     freshness: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
     #: How long a blend onto a new grid lasts, in beats.
     phase_slew_beats: float = 1.0
-    #: Largest change of the reported tempo per beat (BPM per beat); it glides over the blend at least.
-    max_bpm_step_per_beat: float = 16.0
+    #: Largest change of the reported tempo per beat (BPM per beat), gliding over the blend at least; None: it
+    #: glides over the blend, with the beats.
+    max_bpm_step_per_beat: float | None = None
     #: Bar length until a source says otherwise.
     beats_per_bar: int = 4
     #: A reading that moves the steering grid by less than this (in beats, now) is not a change.
@@ -76,7 +79,7 @@ class ArbiterConfig:
             )
         if not self.phase_slew_beats > 0:
             raise ConfigError(f"phase_slew_beats {self.phase_slew_beats}: must be > 0")
-        if not self.max_bpm_step_per_beat > 0:
+        if self.max_bpm_step_per_beat is not None and not self.max_bpm_step_per_beat > 0:
             raise ConfigError(f"max_bpm_step_per_beat {self.max_bpm_step_per_beat}: must be > 0")
         if not 1 <= self.beats_per_bar <= 16:
             raise ConfigError(f"beats_per_bar {self.beats_per_bar}: must be 1-16")
@@ -105,7 +108,7 @@ class _Blend:
     offset: float
     r0: float
     v0: float
-    #: The reported tempo ramps from bpm0 to the target's over ramp_s (at most max_bpm_step_per_beat).
+    #: The reported tempo ramps from bpm0 to the target's over ramp_s (the blend, or max_bpm_step_per_beat's).
     bpm0: float
     ramp_s: float
 
@@ -335,10 +338,12 @@ class TempoArbiter:
         r0 = out_beat - (target.beat(now) + offset)
         v0 = out_rate - reading.bpm / 60.0
         bpm0 = blend.bpm(now)
-        ramp_beats = abs(bpm0 - reading.bpm) / self.config.max_bpm_step_per_beat
         blend_s = self.config.phase_slew_beats * 60.0 / reading.bpm
-        # beats at the slower end: never too steep; and never faster than the beats move onto the new grid
-        ramp_s = max(ramp_beats * 60.0 / min(bpm0, reading.bpm), blend_s)
+        step = self.config.max_bpm_step_per_beat
+        ramp_s = blend_s
+        if step is not None:
+            # beats at the slower end: never too steep; and never faster than the beats move onto the new grid
+            ramp_s = max(abs(bpm0 - reading.bpm) / step * 60.0 / min(bpm0, reading.bpm), blend_s)
         self._blend = _Blend(now, blend_s, target, offset, r0, v0, bpm0, ramp_s)
         self._t = max(self._t, now)
 
