@@ -1,5 +1,6 @@
 """What a web client can make aiohttp log, as rate-limited lines: a show's log must not fill with a stranger's
-garbage. Also the one rule for which hosts count as this machine only (:func:`is_loopback`)."""
+garbage. Also the one rule for which hosts count as this machine only (:func:`is_loopback`, and for a request's
+``Host`` header :func:`names_this_machine`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ipaddress
 import logging
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -68,3 +70,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def names_this_machine(host_header: str) -> bool:
+    """Whether a request's ``Host`` (``localhost:8765``, ``[::1]:8765``) names this machine only: ``localhost`` and
+    the names under it (RFC 6761 keeps them on the loopback) or a loopback address. Any other name reached a loopback
+    port through a DNS answer someone else controls: a page of another site, rebinding its own name to 127.0.0.1."""
+    try:
+        name = (urlsplit("//" + host_header).hostname or "").rstrip(".")
+    except ValueError:  # a bracket that does not close: no name at all
+        return False
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)

@@ -7,6 +7,10 @@ port moves to the next free one and the log says where), and the guard every req
   (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``), compared in constant time;
 - a POST or WebSocket from a page of another site (its ``Origin`` is not the host asked) is refused, and a POST
   must say ``Content-Type: application/json``, so a web page open in the same browser cannot drive the show;
+- on a loopback bind, a request for a host that is not this machine (``Host: rebind.example:8765``) is refused: a
+  page of another site that points its own name at 127.0.0.1 (DNS rebinding) is "same origin" with itself, so only
+  the ``Host`` tells it from the performer's page, and without it that page could read the state and the picture
+  and drive the show;
 - every refusal and failure is a JSON answer ``{"error": ..., "field": ...}``; what a client can make aiohttp
   log is rate-limited (:mod:`.problems`).
 """
@@ -29,11 +33,11 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from metadj_bridge.errors import ConfigError, RateLimitedWarning
+from metadj_bridge.errors import ConfigError, RateLimitedWarning, printable
 from metadj_bridge.lifecycle import Lifecycle
 from metadj_bridge.status.server import CONTENT_TYPE, prometheus_text
 from metadj_bridge.video.preview import PreviewSink
-from metadj_bridge.web.problems import RequestProblems, is_loopback
+from metadj_bridge.web.problems import RequestProblems, is_loopback, names_this_machine
 
 __all__ = ["DEFAULT_PORT", "Control", "WebServer", "json_error"]
 
@@ -112,6 +116,7 @@ class WebServer:
         self._life = Lifecycle("WebServer")
         self._failures = RateLimitedWarning(log, "web server: the status snapshot failed")
         self._requests = RequestProblems()
+        self._foreign = RateLimitedWarning(log, "web: requests for another host refused (DNS rebinding?)")
         self.live: Any = None  # the WebSocket hub (.live.LiveState), once started
 
     @property
@@ -241,6 +246,11 @@ class WebServer:
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
+        host = request.headers.get("Host")
+        if not self.lan and host is not None and not names_this_machine(host):
+            self._foreign.note(f"{request.remote or '?'} asked for {printable(host[:100])}")
+            return json_error(403, f"Host {host[:100]!r}: this bridge serves this machine only (open "
+                              f"http://127.0.0.1:{self.port}/, or --http-host for other machines)", "host")
         origin = request.headers.get("Origin")
         if (request.method == "POST" or path == "/ws") and origin and urlsplit(origin).netloc != request.host:
             return json_error(403, f"requests from a page of another site ({origin[:100]}) are refused", "origin")
