@@ -9,6 +9,10 @@ local. It advertises ``_oscjson._tcp`` (the HTTP port) and ``_osc._udp`` (the OS
 the interfaces the OSC input listens on, and withdraws both on close. A failure to advertise is one WARNING: the
 show goes on, and clients can still be pointed at :attr:`OscQueryService.url`.
 
+It holds at most :data:`MAX_CONNECTIONS` connections and closes one that sends no request for a while
+(:mod:`.connections`): on a LAN, a client opening connections by the hundred cannot take the descriptors the show
+needs.
+
 The tree follows the running profile: :meth:`OscQueryService.refresh` rebuilds it now, and every request rebuilds
 it first when ``profile_getter()`` returns another profile than the one it was built from (a reload or a switch).
 """
@@ -31,6 +35,7 @@ from metadj_bridge.errors import RateLimitedWarning
 from metadj_bridge.inputs.osc_presets import OscPreset
 from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
 from metadj_bridge.profile.model import ShowProfile
+from metadj_bridge.web import connections
 from metadj_bridge.web.osc_space import ATTRIBUTES, OscNode, answer, build_space
 from metadj_bridge.web.problems import RequestProblems
 
@@ -40,6 +45,8 @@ OSCJSON_TYPE = "_oscjson._tcp.local."
 OSC_TYPE = "_osc._udp.local."
 #: How many ports above the OSC port's neighbour to try before taking any free one.
 PORT_TRIES = 10
+#: The most connections the OSCQuery server holds: its clients are a few OSC programs, each asking now and then.
+MAX_CONNECTIONS = 20
 #: Longest wait for mDNS goodbyes on close: shutting down never hangs on the network.
 CLOSE_TIMEOUT = 3.0
 _JSON = "application/json"
@@ -152,10 +159,11 @@ class OscQueryService:
         self.http_port = sock.getsockname()[1]
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=RequestProblems())
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=RequestProblems(),
+                               keepalive_timeout=connections.IDLE_TIMEOUT)
         try:
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await connections.CappedSite(runner, sock, limit=MAX_CONNECTIONS, what="OSCQuery").start()
         except BaseException:
             sock.close()
             await runner.cleanup()

@@ -12,7 +12,9 @@ port moves to the next free one and the log says where), and the guard every req
   the ``Host`` tells it from the performer's page, and without it that page could read the state and the picture
   and drive the show;
 - every refusal and failure is a JSON answer ``{"error": ..., "field": ...}``; what a client can make aiohttp
-  log is rate-limited (:mod:`.problems`).
+  log is rate-limited (:mod:`.problems`);
+- it holds at most ``connections.MAX_CONNECTIONS`` connections, and closes one that sends no request for
+  ``connections.IDLE_TIMEOUT`` seconds (:mod:`.connections`): a client cannot take the descriptors the show needs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from metadj_bridge.errors import ConfigError, RateLimitedWarning, printable
 from metadj_bridge.lifecycle import Lifecycle
 from metadj_bridge.status.server import CONTENT_TYPE, prometheus_text
 from metadj_bridge.video.preview import PreviewSink
+from metadj_bridge.web import connections
 from metadj_bridge.web.problems import RequestProblems, is_loopback, names_this_machine
 
 __all__ = ["DEFAULT_PORT", "Control", "WebServer", "json_error"]
@@ -190,10 +193,10 @@ class WebServer:
             add_picture_routes(app, sink, f"/screens/{name}")  # matched decoded: a name may hold spaces
         add_api_routes(app, self)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=self._requests,
-                               handler_cancellation=True)
+                               handler_cancellation=True, keepalive_timeout=connections.IDLE_TIMEOUT)
         try:
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await connections.CappedSite(runner, sock).start()
             await self.live.start()
         except BaseException:
             sock.close()
