@@ -1,5 +1,6 @@
 """Hostile clients of what the bridge serves on the network (round 3 of the hostile-input audit): a page of another
-site that rebinds its name to 127.0.0.1, a client that opens connections by the hundred and never asks anything.
+site that rebinds its name to 127.0.0.1, a client that opens connections by the hundred and never asks anything, an
+OSC display that answers every message with an ICMP "port unreachable".
 
 Real parts only: a whole running bridge with the emulator as Scope (``tests/test_web_api.py``'s fixture), the web
 server and the OSCQuery service on loopback, httpx, aiohttp and raw TCP sockets as the clients.
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from metadj_bridge.bundled import bundled_profile
+from metadj_bridge.outputs.osc_out import OscOutput
 from metadj_bridge.profile import load_profile
 from metadj_bridge.web import connections
 from metadj_bridge.web.oscquery import OscQueryService
@@ -141,3 +144,25 @@ async def test_the_oscquery_server_refuses_connections_over_its_own_cap(caplog: 
         await wait_for(served, 10, "HOST_INFO once the connections closed")
     assert lines_of(caplog) == [f"OSCQuery: connections refused (at most {MAX_CONNECTIONS} at once): 1 in the last "
                                 f"0 s; last: 127.0.0.1 opened connection {MAX_CONNECTIONS + 1}"]
+
+
+# ------------------------------------------------------------------------------------------ OSC out
+
+
+async def test_a_port_unreachable_storm_is_counted_in_a_few_lines_and_osc_out_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens where OSC out sends (TouchOSC not started): every message comes back as an ICMP "port
+    unreachable". One WARNING says so; the rest are counted, not logged one by one, even in a debug log."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound then closed: nobody listens there
+    caplog.set_level(logging.DEBUG, logger="metadj_bridge.outputs.osc_out")
+    async with OscOutput("127.0.0.1", port, max_rate_hz=1000.0) as out:
+        for beat in range(200):
+            out.set_beat(beat, beat % 4)
+            await wait_for(lambda b=beat: out.errors > b, 5, f"the ICMP answer to beat {beat}", interval=0.001)
+        assert out.sent == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "metadj_bridge.outputs.osc_out"]
+    assert lines[0].startswith(f"OSC out to 127.0.0.1:{port} failed: ")
+    assert lines[0].endswith("(further errors at DEBUG)")
+    assert len(lines) <= 2, lines  # the 199 later ones: at most one line with their count

@@ -8,7 +8,9 @@ the waiting one and goes out when the interval ends. Sending never blocks (a UDP
 The target may be a broadcast address (``192.168.1.255``, ``255.255.255.255``): performers send OSC to every
 tablet on a LAN, so the socket may broadcast. A target the system refuses at the start (no route to that network,
 a firewall, a name that does not resolve) is a :class:`ConfigError` naming the address and where it was given;
-send errors while the show runs are counted and logged once at WARNING, then at DEBUG, and the show goes on.
+send errors while the show runs are counted and logged once at WARNING, then as a rate-limited DEBUG line with the
+count (an ICMP "port unreachable" comes back for every message while nothing listens: a debug log must not fill
+with them), and the show goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Self
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from metadj_bridge.errors import ConfigError, reason
+from metadj_bridge.errors import ConfigError, RateLimitedWarning, reason
 from metadj_bridge.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class OscOutput:
         self._waiting: dict[str, tuple[Any, ...]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._warned = False
+        self._later = RateLimitedWarning(logger, f"OSC out to {host}:{port} failed", level=logging.DEBUG)
 
     async def start(self) -> None:
         if not self._life.begin():  # raises ClosedError once closed
@@ -173,8 +176,9 @@ class OscOutput:
         if not self._warned:
             self._warned = True
             logger.warning("OSC out to %s:%d failed: %s (further errors at DEBUG)", self.host, self.port, exc)
+            self._later.mark()
         else:
-            logger.debug("OSC out to %s:%d failed: %s", self.host, self.port, exc)
+            self._later.note(str(exc))
 
 
 class _SendErrors(asyncio.DatagramProtocol):
