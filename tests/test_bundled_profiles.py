@@ -233,3 +233,30 @@ def test_ableton_follows_link_and_abletonosc() -> None:
     osc = [n for n in input_names(p) if n.startswith("osc.")]
     assert osc and all(n.startswith("osc./live/") for n in osc)
     assert any(isinstance(m.source, Lfo) for m in p.mappings)
+
+
+@pytest.mark.parametrize("name", [p.relative_to(MAPPINGS).with_suffix("").as_posix() for p in BUNDLED])
+def test_a_copy_of_each_bundled_profile_loads_where_it_lands(name: str, tmp_path: Path) -> None:
+    """README: `profiles --copy midimix-show my-show.yaml`, then `check my-show.yaml`. The copy must load in the
+    folder it was copied to: the bundled profiles it extends (controllers/midimix.yaml) come along beside it."""
+    result = subprocess.run([sys.executable, "-m", "metadj_bridge", "profiles", "--copy", name, "my-show.yaml"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    copy = load_profile(tmp_path / "my-show.yaml")
+    assert [t.name for t in copy.themes] == [t.name for t in load_profile(MAPPINGS / f"{name}.yaml").themes]
+
+
+def test_a_second_copy_keeps_the_controller_layout_already_there(tmp_path: Path) -> None:
+    """A performer's edited controllers/midimix.yaml is never overwritten by copying another show beside it;
+    `--copy NAME folder/` puts the copy into that folder."""
+    from metadj_bridge.bundled import copy_bases, copy_profile
+
+    first = copy_profile("midimix-show", str(tmp_path / "shows") + "/")
+    assert first == tmp_path / "shows" / "midimix-show.yaml"
+    copied, kept = copy_bases("midimix-show", first)
+    assert copied == [tmp_path / "shows" / "controllers" / "midimix.yaml"] and not kept
+    copied[0].write_text(copied[0].read_text(encoding="utf-8") + "\n# mine\n", encoding="utf-8")
+    second = copy_profile("midimix-show", str(tmp_path / "shows" / "other.yaml"))
+    assert copy_bases("midimix-show", second) == ([], copied)
+    assert copied[0].read_text(encoding="utf-8").endswith("# mine\n")
+    assert load_profile(second).themes

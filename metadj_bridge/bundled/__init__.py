@@ -15,6 +15,7 @@ This room holds files, not behaviour: it may import only the ground floor (``err
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -53,11 +54,12 @@ def resolve_profile(argument: str) -> str:
 
 
 def copy_profile(name: str, destination: str) -> Path:
-    """Copy a bundled profile to ``destination`` (a file, or a folder to put it in); never overwrites."""
+    """Copy a bundled profile to ``destination`` (a file, or a folder to put it in); never overwrites.
+    The profiles it extends follow with :func:`copy_bases`."""
     source = bundled_profile(name)
     target = Path(destination)
     try:
-        if target.is_dir():
+        if target.is_dir() or destination.endswith(("/", os.sep)):  # `--copy NAME shows/`: a folder, made if need be
             target = target / source.name
         if target.exists():
             raise ConfigError(f"{target} exists already; give another name")
@@ -66,6 +68,50 @@ def copy_profile(name: str, destination: str) -> Path:
     except (OSError, ValueError) as exc:  # a read-only disk, a name too long, a NUL byte
         raise ConfigError(f"cannot copy the profile to {str(target)!r}: {reason(exc)}") from None
     return target
+
+
+#: ``extends: a.yaml`` or ``extends: [a.yaml, b.yaml]`` at the top of a bundled profile (the bundled files are ours).
+_EXTENDS = re.compile(r"^extends:[ \t]*\[?([^\]#\n]*)", re.MULTILINE)
+
+
+def bundled_bases(path: Path) -> list[str]:
+    """The bundled profiles ``path`` (a bundled profile) extends, as relative paths, bases of bases included."""
+    found: list[str] = []
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        match = _EXTENDS.search(current.read_text(encoding="utf-8"))
+        for item in (match.group(1).split(",") if match else []):
+            rel = item.strip().strip("'\"")
+            base = (current.parent / rel).resolve()
+            if rel and base.is_file() and PROFILES_DIR in base.parents:
+                name = base.relative_to(PROFILES_DIR).as_posix()
+                if name not in found:
+                    found.append(name)
+                    todo.append(base)
+    return found
+
+
+def copy_bases(name: str, target: Path) -> tuple[list[Path], list[Path]]:
+    """Put the bundled profiles that ``name`` extends beside its copy ``target``, at the same relative paths
+    (``midimix-show`` brings ``controllers/midimix.yaml``), so the copy loads where it lands; a base already there
+    is kept as it is (your own edited controller layout). Returns (copied, kept)."""
+    source = bundled_profile(name)
+    copied: list[Path] = []
+    kept: list[Path] = []
+    for base in bundled_bases(source):
+        rel = os.path.relpath(PROFILES_DIR / base, source.parent)
+        dest = target.parent / rel
+        try:
+            if dest.exists():
+                kept.append(dest)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(PROFILES_DIR / base, dest)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot copy {base}, which {name} extends, to {str(dest)!r}: {reason(exc)}") from None
+        copied.append(dest)
+    return copied, kept
 
 
 def service_file(kind: str) -> str:
@@ -85,7 +131,12 @@ def print_profiles(copy: list[str] | None = None) -> int:
     """``metadj-bridge profiles``: each bundled profile with its file, or ``--copy NAME DEST``."""
     if copy:
         target = copy_profile(*copy)
+        copied, kept = copy_bases(copy[0], target)
         print(f"{target}: a copy of the bundled {copy[0]!r}; play it with `metadj-bridge run --profile {target}`")
+        for base in copied:
+            print(f"{base}: a copy of the bundled profile it extends")
+        for base in kept:
+            print(f"{base}: already there, kept as it is (the profile extends it)")
         return 0
     for name in bundled_names():
         print(f"{name:<24} {PROFILES_DIR / name}.yaml")
