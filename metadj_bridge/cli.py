@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="a mapping on a key the pipeline ignores is an error, not a warning")
     check.add_argument("--scope", metavar="URL",
-                       help="ask this Scope server which keys its pipelines read (default: the bridge's catalogue; "
-                       "nothing else is sent to it)")
+                       help="ask this Scope server whether it offers the profile's pipeline in its input mode and "
+                       "which keys its pipelines read (default: the bridge's catalogue; nothing else is sent to it)")
 
     def control_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--midi", action="append", default=[], metavar="PATTERN",

@@ -223,3 +223,22 @@ async def test_run_warns_at_start_from_the_servers_schema(make_emulator: Any, tm
         with contextlib.suppress(asyncio.CancelledError):
             await bridge
     assert warnings() == noise_lines(path, why="Scope sets it to None there, says the server's schema")
+
+
+async def test_check_with_scope_refuses_a_pipeline_that_server_does_not_offer(make_emulator: Any,
+                                                                              tmp_path: Path) -> None:
+    """README: `check --strict --scope URL my-show.yaml`. A CPU-only Scope does not offer longlive, and gray takes
+    only video: `run` refuses both before loading, so `check --scope` must not answer ok (strict or not)."""
+    emulator = await make_emulator(cpu_only=True)
+    longlive = show(tmp_path, "pipeline: longlive, input_mode: text", name="longlive.yaml")
+    code, out, err = await check_async("--scope", emulator.url, str(longlive))
+    assert code == 1 and out == "", out
+    assert err.startswith(f"error: {longlive}:1:8: scope.pipeline: 'longlive' is not offered by that Scope server"), err
+    assert "controller-viz (text)" in err
+    gray = show(tmp_path, "pipeline: gray, input_mode: text", name="gray.yaml")
+    code, out, err = await check_async("--strict", "--scope", emulator.url, str(gray))
+    assert code == 1 and err.splitlines() == [f"error: {gray}:1:8: scope.input_mode: 'gray' takes only video input "
+                                              "on that Scope server, not text mode (run would refuse it)"], err
+    viz = show(tmp_path, "pipeline: controller-viz, input_mode: text", name="viz.yaml")
+    code, out, err = await check_async("--scope", emulator.url, str(viz))
+    assert code == 0 and out.startswith(f"ok  {viz}"), err

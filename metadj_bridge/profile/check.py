@@ -44,6 +44,8 @@ def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | Non
     for path in paths:
         profile, errors = checker.check(path)
         if profile is not None and not errors:
+            errors = offer_problems(profile, schemas)
+        if profile is not None and not errors:
             warnings = _ignored(profile, schemas)
             if strict:
                 errors = warnings
@@ -63,6 +65,29 @@ def run_check(paths: Sequence[str], out: TextIO | None = None, err: TextIO | Non
         print(f"ok  {printable(path)} ({len(profile.themes)} themes, {len(profile.mappings)} mappings{scenes})",
               file=out)
     return 1 if failed else 0
+
+
+def offer_problems(profile: ShowProfile, schemas: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """With a server's schemas (``check --scope``): the profile's pipeline not offered there, or not in the
+    profile's input mode. ``run`` refuses both before loading, so ``check`` says so too, strict or not."""
+    if schemas is None:
+        return []
+    scope = profile.scope
+    where = f"{scope.where}: " if scope.where else ""
+
+    def modes(entry: Any) -> list[str]:
+        raw = entry.get("supported_modes") if isinstance(entry, Mapping) else None
+        return [str(m) for m in raw] if isinstance(raw, (list, tuple)) and raw else ["text", "video"]
+
+    offered = ", ".join(f"{pid} ({', '.join(modes(entry))})" for pid, entry in schemas.items())
+    entry = schemas.get(scope.pipeline)
+    if entry is None:
+        return [printable(f"{where}scope.pipeline: {scope.pipeline!r} is not offered by that Scope server (run would "
+                          f"refuse it before loading); it offers: {offered}")]
+    if scope.input_mode not in modes(entry):
+        return [printable(f"{where}scope.input_mode: {scope.pipeline!r} takes only {' and '.join(modes(entry))} "
+                          f"input on that Scope server, not {scope.input_mode} mode (run would refuse it)")]
+    return []
 
 
 def _ignored(profile: ShowProfile, schemas: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
