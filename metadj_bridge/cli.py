@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--scope", metavar="URL", help="Scope server root (default: the profile's scope.url)")
     doctor.add_argument("--profile", metavar="FILE", help="the show profile (default: the bundled default)")
+    doctor.add_argument("--pipeline", metavar="ID", help="the pipeline, as for run (default: the profile's)")
     doctor.add_argument("--json", action="store_true", help="the findings as JSON")
     doctor.add_argument("--listen", type=seconds, default=3.0, metavar="SECONDS",
                         help="how long to watch the video (default: 3)")

@@ -147,6 +147,23 @@ async def test_metadj_variables_settle_what_is_checked_as_for_run(make_emulator:
     assert environment.status is Status.PROBLEM and "METADJ_OSC_PORT" in environment.summary
 
 
+async def test_pipeline_flag_checks_the_pipeline_run_would_play(make_emulator: MakeEmulator, profile: str) -> None:
+    """doctor's offer finding says "Set scope.pipeline in the profile (or --pipeline)": doctor takes --pipeline as
+    run does, so a CPU-only Scope is checked with the pipeline the show will play there."""
+    from metadj_bridge.cli import build_parser
+    from metadj_bridge.doctor.report import options_from_args
+
+    emu = await make_emulator(cpu_only=True)
+    refused = await run_doctor(DoctorOptions(scope_url=emu.url, profile=profile, video=False, **FAST))
+    assert only(refused, "offer").status is Status.PROBLEM and "--pipeline" in only(refused, "offer").action
+    args = build_parser().parse_args(["doctor", "--scope", emu.url, "--profile", profile, "--pipeline",
+                                      "controller-viz"])
+    options = dataclasses.replace(options_from_args(args), **FAST)
+    report = await run_doctor(options)
+    assert only(report, "offer").status is Status.OK and "controller-viz" in only(report, "offer").summary
+    assert only(report, "video").status is Status.OK, only(report, "video")
+
+
 # ------------------------------------------------------------------------------------------------ the URL and health
 
 

@@ -73,6 +73,8 @@ class DoctorOptions:
     environ: Mapping[str, str] | None = None
     #: --video-source: the video-mode show's webcam or ``file:...``, as ``run --video-source`` takes it.
     video_source: str | None = None
+    #: --pipeline: the pipeline ``run --pipeline`` would play instead of the profile's.
+    pipeline: str | None = None
 
 
 @dataclass
@@ -255,6 +257,8 @@ async def run_doctor(options: DoctorOptions) -> Report:
     settings.pop("profile", None)
     if options.video_source is not None:
         settings["video_source"] = options.video_source
+    if options.pipeline is not None:
+        settings["pipeline"] = options.pipeline
     env_url = settings.pop("scope_url", None)
     rehearse = settings.pop("rehearse", False)
     found, plan = await asyncio.to_thread(check_profile, profile_path, settings)
@@ -405,4 +409,5 @@ async def doctor_main(options: DoctorOptions, *, as_json: bool = False, out: Tex
 
 def options_from_args(args: argparse.Namespace) -> DoctorOptions:
     return DoctorOptions(scope_url=args.scope, profile=args.profile, listen=args.listen, video=not args.no_video,
-                         load_timeout=args.load_timeout, video_source=getattr(args, "video_source", None))
+                         load_timeout=args.load_timeout, video_source=getattr(args, "video_source", None),
+                         pipeline=getattr(args, "pipeline", None))
