@@ -85,6 +85,27 @@ def test_advice_follows_the_cause() -> None:
     assert "Check Scope's log (http://scope/api/v1/logs/current)" in str(nothing)
 
 
+#: What a real CPU-only Scope 0.2.4 logs when RIFE's weights are missing (its own words).
+REAL_RIFE_LOAD = (
+    "2026-12-07 02:24:46,274 - scope.server.pipeline_manager - ERROR - Failed to load pipeline rife: Failed to load "
+    "RIFE model: RIFE HDv3 model weights (flownet.pkl) not found. Please download RIFE HDv3 model from "
+    "https://github.com/hzwer/arXiv2020-RIFE and place flownet.pkl in ~/.daydream-scope/models/RIFE/ directory. See "
+    "docs/rife.md for installation instructions.. Please ensure RIFE is properly installed. See docs/rife.md for "
+    "installation instructions.. If this error persists, consider removing the models directory "
+    "'/tmp/realscope/home/.daydream-scope/models' and re-downloading models."
+)
+
+
+def test_missing_rife_weights_are_named_and_the_long_quote_ends_on_a_word() -> None:
+    """`run --pipeline rife` on a Scope without RIFE's weights: the advice is the download, not GPU memory, and
+    Scope's long line is cut at a word, marked, not in the middle of one ("instructions.. P")."""
+    message = str(load_failure("rife", [REAL_RIFE_LOAD], "http://scope/api/v1/logs/current"))
+    assert "weights are missing" in message and "GPU has enough memory" not in message
+    quote = message.split("(Scope's log: ", 1)[1].split("); ", 1)[0]
+    assert quote.startswith("Failed to load pipeline rife: Failed to load RIFE model") and quote.endswith(" ...")
+    assert len(quote) <= 304 and not quote.endswith(". P ...")
+
+
 async def test_an_unknown_pipeline_id_fails_with_scopes_words(emulator: ScopeEmulator) -> None:
     async with ScopeClient(emulator.url) as scope:
         with pytest.raises(PipelineLoadError) as caught:

@@ -42,7 +42,7 @@ _ADVICE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Name or service not known|urlopen error|getaddrinfo|Temporary failure in name resolution", re.I),
      "the pipeline tried to download its model and the Scope machine has no internet access: download the "
      "model there once (POST /api/v1/models/download) or give it network access"),
-    (re.compile(r"No such file or directory|\.safetensors|\.pth|\.pt\b|\.ckpt", re.I),
+    (re.compile(r"No such file or directory|\.safetensors|\.pth|\.pt\b|\.ckpt|\.pkl\b|weights\b.*\bnot found", re.I),
      "the model weights are missing: download them (GET /api/v1/models/status?pipeline_id=..., "
      "POST /api/v1/models/download)"),
 )
@@ -95,7 +95,12 @@ def specific_line(lines: Iterable[str], pipeline_id: str) -> str | None:
 
 def _clean(line: str) -> str:
     text = _SCOPE_SUFFIX.sub("", _PREFIX.sub("", line, count=1)).strip()
-    return text[:_MAX_QUOTE]
+    if len(text) <= _MAX_QUOTE:
+        return text
+    # Cut at a word's end, marked: RIFE's line (~450 characters) ended "instructions.. P" when cut mid-word.
+    cut = text[:_MAX_QUOTE]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > _MAX_QUOTE // 2 else cut).rstrip(" .,;:") + " ..."
 
 
 def cause_of(line: str, pipeline_id: str) -> str:
