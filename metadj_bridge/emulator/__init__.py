@@ -27,6 +27,7 @@ Endpoints (Scope's, see ``shared/scope-api.md``)::
     DELETE /api/v1/webrtc/offer/{id}      204 always
     POST   /api/v1/assets?filename=x.png  raw body -> {path, filename, size_bytes}; files live until aclose()
     GET    /api/v1/session/parameters     {parameters: newest session's offer + messages as received, paused too}
+    POST   /api/v1/session/parameters     {...} -> {status, applied_parameters}: to every session, paused at once
     GET    /api/v1/session/metrics        {sessions: {id: {frames_in, frames_out, fps_in, fps_out, pipeline_fps, ...}},
                                            gpu: {vram_*_mb} ({} if cpu_only)}
     GET    /api/v1/logs/tail?lines=N[&since_offset=K]   {lines, offset}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+
+from aiohttp import web
 
 from metadj_bridge.emulator.config import EmulatorConfig
 from metadj_bridge.emulator.records import Counters
 from metadj_bridge.emulator.session import EmulatorSession
-from metadj_bridge.emulator.validation import RequestRejected
+from metadj_bridge.emulator.validation import RequestRejected, initial_parameters
 
 
 def emulator_metrics(counters: Counters, session: EmulatorSession | None, active: int,
@@ -50,3 +52,21 @@ def tail_query(query: Mapping[str, str]) -> tuple[int, int | None]:
             {"type": "less_than_equal", "loc": ["query", "lines"], "msg": "Input should be 1-1000", "input": lines}
         ])
     return lines, since_offset
+
+
+def add_session_routes(router: web.UrlDispatcher, sessions: Callable[[], Iterable[EmulatorSession]],
+                       read_json: Callable[[web.Request], Awaitable[Any]]) -> None:
+    """``POST /api/v1/session/parameters`` as Scope answers it (``mcp_router.py``): the body checked as Scope's
+    ``Parameters`` model checks it (its defaults added: every call also sends ``vace_context_scale`` 1.0 and
+    ``prompt_interpolation_method`` linear), then applied to every open session as a data-channel message would be
+    (``paused`` at once)."""
+
+    async def post(request: web.Request) -> web.Response:
+        body = await read_json(request)
+        params = initial_parameters(body if body is not None else {})
+        for session in list(sessions()):
+            if not session.closed and session.pc.connectionState not in ("closed", "failed"):
+                session.apply(dict(params))
+        return web.json_response({"status": "ok", "applied_parameters": params})
+
+    router.add_post("/api/v1/session/parameters", post)

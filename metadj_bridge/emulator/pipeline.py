@@ -140,8 +140,8 @@ class SessionPipeline:
         return queued
 
     def set_paused(self, paused: bool) -> None:
-        if paused != self.paused:
-            self._log.info("Session %s %s", self.session_id, "paused" if paused else "resumed")
+        # Scope's words (tracks.py), on every pause message whether it changes anything or not.
+        self._log.info("Video track %s", "paused" if paused else "resumed")
         self.paused = paused
         self.changed.set()
 

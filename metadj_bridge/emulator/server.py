@@ -184,6 +184,7 @@ class ScopeEmulator:
         r.add_delete("/api/v1/webrtc/offer/{session_id}", self._delete_offer)
         r.add_post("/api/v1/assets", self._upload_asset)
         r.add_get("/api/v1/session/parameters", self._session_parameters)
+        answers.add_session_routes(r, self._sessions.values, self._json)
         r.add_get("/api/v1/session/metrics", self._session_metrics)
         r.add_get("/api/v1/logs/tail", self._logs_tail)
         r.add_get("/api/v1/models/status", self._models_status)
@@ -218,8 +219,6 @@ class ScopeEmulator:
             raise RequestRejected(400, BODY_UNPARSED) from None
         except ValueError as e:
             raise RequestRejected(422, [problem("json_invalid", [0], "JSON decode error", {"error": str(e)})]) from e
-
-    # ---- Scope endpoints ---------------------------------------------------------------------
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -143,6 +143,12 @@ class EmulatorSession:
         if error is not None:
             self._log.error("Error handling parameter update: %s", error)  # Scope's words; the message is lost
             return
+        self.apply(message)
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """A parameter update, from the data channel or broadcast by ``POST /api/v1/session/parameters``."""
+        if self.closed:
+            return
         self.received_parameters.update({k: v for k, v in message.items() if k not in _NOT_KEPT})
         if self.pipeline is None:
             # No processor was started for this session, so Scope discards the update unseen.

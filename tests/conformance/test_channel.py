@@ -171,3 +171,28 @@ async def test_paused_freezes_the_picture_and_a_change_made_while_paused_shows_a
         peer.send({"paused": False})
         assert await _until(peer, True, within=3), "the W key sent while paused was not drawn within 3 s of resuming"
         assert await peer.frames_during(0.5) >= 5
+
+
+async def test_a_rest_pause_reaches_every_session_and_is_logged_in_scopes_words(
+    scope_url: str, offered: dict[str, Any]
+) -> None:
+    """``POST /api/v1/session/parameters {"paused": true}`` (another tool, an MCP client) pauses the bridge's session
+    too, and says so only in Scope's log ("Video track paused"): the bridge reads that line to notice."""
+    import httpx
+
+    require(offered, "controller-viz")
+    await ensure_loaded(scope_url, "controller-viz", VIZ_SIZE)
+    async with session(scope_url, "controller-viz", "text") as peer, httpx.AsyncClient(timeout=10) as http:
+        await peer.wait_frames(3, within=10)
+        _, offset = await log_lines(scope_url)
+        answer = await http.post(scope_url + "/api/v1/session/parameters", json={"paused": True})
+        assert answer.status_code == 200 and answer.json()["applied_parameters"]["paused"] is True, answer.text
+        await asyncio.sleep(0.3)
+        peer.send(PRESS)
+        assert not await _until(peer, True, within=1.5), "a session paused over REST drew the W key"
+        lines, offset = await log_lines(scope_url, offset)
+        assert any("Video track paused" in line for line in lines), lines[-5:]
+        peer.send({"paused": False})
+        assert await _until(peer, True, within=3), "the W key was not drawn within 3 s of the client's resume"
+        lines, _ = await log_lines(scope_url, offset)
+        assert any("Video track resumed" in line for line in lines), lines[-5:]
