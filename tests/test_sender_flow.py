@@ -123,3 +123,44 @@ async def _arrived(fate: Awaitable[tuple[bool, bool]]) -> tuple[bool, bool] | No
     """(dropped, applied) once the value reached Scope (dropped or applied), else None."""
     dropped, applied = await fate
     return (dropped, applied) if dropped or applied else None
+
+
+async def test_a_pause_from_elsewhere_is_undone_and_said_once(
+    make_emulator: Callable[..., Awaitable[ScopeEmulator]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The seed's "connected but no generation: paused": Scope's REST API (or OSC /scope/paused) pauses every session,
+    the bridge's too, and tells it nothing; the picture freezes while frames keep coming. The show is not paused,
+    so the bridge reads Scope's 'Video track paused' line, sends paused: false again and says so in one warning.
+    The show's own pause is left alone."""
+    import httpx
+
+    caplog.set_level(logging.INFO)
+    emulator = await make_emulator(chunk_frames=2, fps=20.0)
+    session = make_session(emulator.url, chunk_frames=2)
+    session.sender.update(paused=False)  # the engine's lasting state always holds the show's pause
+    await session.start()
+    try:
+        await session.wait_streaming(timeout=20)
+        await wait_for(lambda: session.frames_received >= 6, 20, "a few chunks of frames")
+
+        async def paused_on_scope() -> bool:
+            return bool((await emulator_get(emulator.url, "/api/v1/session/parameters"))["parameters"].get("paused"))
+
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(emulator.url + "/api/v1/session/parameters", json={"paused": True})
+        assert answer.status_code == 200, answer.text
+        await wait_for(lambda: _is(paused_on_scope(), False), 10, "the bridge to send paused: false again")
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.levelno == logging.WARNING and "paused by something other than this show" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        # The show's own pause stays: no warning, nothing undone.
+        session.sender.update(paused=True)
+        await wait_for(lambda: _is(paused_on_scope(), True), 10, "the show's own pause to reach Scope")
+        await asyncio.sleep(1.0)
+        assert await paused_on_scope() is True
+    finally:
+        await session.aclose()
+
+
+async def _is(value: Awaitable[bool], wanted: bool) -> bool:
+    return await value is wanted

@@ -7,14 +7,22 @@ session streams this polls it four times a second and tells the sender how many 
 sender then repairs (sends the lasting state again once the queue has drained) and slows down: a drop means a
 chunk takes longer than the sender believed.
 
+The same lines tell when something else paused the stream: Scope logs ``Video track paused`` for every pause,
+whoever sent it (its REST API and OSC ``/scope/paused`` reach every session, the bridge's too), and says nothing on
+the data channel. When the newest pause line says paused and the show is not paused, the sender sends
+``paused: false`` again and one warning (rate-limited) says what happened.
+
 A server without the endpoint, or one that fails to answer, simply gives no evidence: the watch goes on quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from metadj_bridge.errors import RateLimitedWarning
 
 if TYPE_CHECKING:
     from metadj_bridge.scope.api import ScopeClient
@@ -22,6 +30,15 @@ if TYPE_CHECKING:
 
 #: What Scope 0.2.4 (``pipeline_processor.py``) and the emulator log when the parameter queue is full.
 DROP_LINE = "Parameter queue full"
+#: What Scope 0.2.4 (``tracks.py``) and the emulator log on every pause and resume message, from any client.
+PAUSE_LINE = "Video track paused"
+RESUME_LINE = "Video track resumed"
+
+log = logging.getLogger(__name__)
+_paused_elsewhere = RateLimitedWarning(
+    log, "Scope's video was paused by something other than this show (Scope's REST API, OSC /scope/paused or "
+    "another client; its log says 'Video track paused'); the bridge sent paused: false to play on (pause from the "
+    "control page or a mapping instead)", interval=60.0)
 
 
 def count_drops(lines: Any) -> int:
@@ -29,6 +46,19 @@ def count_drops(lines: Any) -> int:
     if not isinstance(lines, list):
         return 0
     return sum(1 for line in lines if isinstance(line, str) and DROP_LINE in line)
+
+
+def paused_last(lines: Any) -> bool | None:
+    """What the newest pause or resume line among ``lines`` says: True paused, False resumed, None neither."""
+    if not isinstance(lines, list):
+        return None
+    for line in reversed(lines):
+        if isinstance(line, str):
+            if PAUSE_LINE in line:
+                return True
+            if RESUME_LINE in line:
+                return False
+    return None
 
 
 def _offset(answer: Any) -> int | None:
@@ -57,9 +87,12 @@ async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: fl
             continue
         offset = new_offset
         assert isinstance(answer, Mapping)
-        dropped = count_drops(answer.get("lines"))
+        lines = answer.get("lines")
+        dropped = count_drops(lines)
         if dropped:
             sender.on_dropped(dropped)
+        if paused_last(lines) and sender.on_paused_elsewhere():
+            _paused_elsewhere.note("paused: false sent again")
 
 
 async def _tail(client: ScopeClient, params: Mapping[str, Any]) -> Any:

@@ -108,8 +108,8 @@ class ParameterState:
         self.changes = 0
         self.merged = 0
 
-    def set(self, key: str, value: Any) -> None:
-        """Record a new desired value (already checked)."""
+    def set(self, key: str, value: Any, *, again: bool = False) -> None:
+        """Record a new desired value (already checked); ``again`` sends it even when Scope was sent it already."""
         if key in DISCRETE_KEYS:
             self._discrete[key] = value
             if key == "transition":
@@ -124,7 +124,7 @@ class ParameterState:
             self._count_change()
             return
         self.desired[key] = value
-        if key in self._sent and self._sent[key] == value:
+        if key in self._sent and self._sent[key] == value and not again:
             self._pending.pop(key, None)
         else:
             self._pending[key] = value

@@ -119,6 +119,8 @@ class ParameterSender:
         self._transition: tuple[float, dict[str, Any]] | None = None
         self._life = Lifecycle("parameter sender")
         self._rejected = 0
+        #: The ``paused`` value Scope was last told (the offer's, then each message's): None before any.
+        self._paused_sent: Any = None
         self.sent = 0
         #: Called with each message and its send time (the show log hooks in here).
         self.on_sent = on_sent
@@ -136,13 +138,15 @@ class ParameterSender:
         self.apply({**(params or {}), **kwargs}, urgent=urgent)
 
     def apply(
-        self, params: Mapping[str, Any], *, urgent: bool = False, checked_by: ParameterSchema | None = None
+        self, params: Mapping[str, Any], *, urgent: bool = False, checked_by: ParameterSchema | None = None,
+        again: bool = False,
     ) -> None:
         """Set desired values; ``checked_by`` is the schema they were already checked against, if any.
 
         Values are checked once: the mapping engine's output was made valid against its schema, so when that
         schema's rules are the ones in force here it is taken as it is; anything else is checked now (a server
         whose own schema is narrower than the one the engine used, or a caller with raw values).
+        ``again`` sends the values even where Scope was sent them already (someone else changed them there).
         Raises ``ParameterError`` (nothing applied) if any value is invalid. ``urgent`` changes nothing: actions
         wait for the next slot like everything else, so they never overfill Scope's queue.
         """
@@ -159,7 +163,7 @@ class ParameterSender:
             params = checked
         was_pending = self.state.has_pending
         for key, value in params.items():
-            self.state.set(key, value)
+            self.state.set(key, value, again=again)
         for mirror in self.mirrors:
             mirror.apply(params)
         if self.state.has_pending:
@@ -213,6 +217,15 @@ class ParameterSender:
         self.state.resettle()
         self._wake.set()
 
+    def on_paused_elsewhere(self) -> bool:
+        """Scope logged a pause this show did not ask for (Scope's REST API, OSC ``/scope/paused``, another client):
+        the show is not paused, so ``paused: false`` goes again in the next message (the seed's rule: keep
+        ``paused: false`` in the updates). True when it was queued."""
+        if self.state.desired.get("paused") is not False or self._paused_sent is not False:
+            return False  # the show is paused, or its resume still waits to go (that is the answer)
+        self.apply({"paused": False}, checked_by=self.schema, again=True)
+        return True
+
     def set_schema(self, schema: ParameterSchema) -> None:
         self.schema = schema
 
@@ -238,6 +251,7 @@ class ParameterSender:
         # and the first of them is where its chunks are counted from.
         if initial is not None:
             self.state.begin_session(initial)
+            self._paused_sent = initial.get("paused")
         self._last_send = -math.inf
         self._hold_until = -math.inf  # a new session's queue is empty
         self._transition = None
@@ -361,6 +375,7 @@ class ParameterSender:
             prompts = message.get("prompts") or message["transition"].get("target_prompts", [])
             log.debug("[Scope] Sending prompt: %s", parameters.describe_prompts(prompts))
         channel.send(json.dumps(message, separators=(",", ":")))
+        self._paused_sent = message.get("paused", self._paused_sent)
         self._last_send = now
         self.pacer.on_sent(now)
         self.sent += 1
