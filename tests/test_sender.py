@@ -463,3 +463,32 @@ async def test_an_action_does_not_wait_for_the_interval() -> None:
         assert len(channel.messages) == 2
     finally:
         await sender.aclose()
+
+
+async def test_a_pause_line_just_after_the_shows_own_pause_is_not_taken_for_someone_elses() -> None:
+    """Scope's log is read four times a second over the network: the line of the show's own pause can arrive after
+    the show's resume went out. It is not undone as a pause from elsewhere (a second paused: false and a warning
+    that someone else paused Scope); a pause logged seconds later is."""
+    now = [0.0]
+    sender, channel = clocked_sender(now)
+    try:
+        sender.update(paused=False)
+        assert sender.send_now() is not None
+        now[0] = 5.0
+        assert sender.on_paused_elsewhere()  # nobody here paused: undone
+        assert sender.send_now() == {"paused": False}
+        now[0] = 10.0
+        sender.update(paused=True)
+        assert sender.send_now() == {"paused": True}
+        now[0] = 10.5
+        sender.update(paused=False)
+        assert sender.send_now() == {"paused": False}
+        now[0] = 10.8  # the show's own pause line arrives now
+        assert not sender.on_paused_elsewhere()
+        now[0] = 14.0  # a pause from elsewhere, later
+        assert sender.on_paused_elsewhere()
+        assert sender.send_now() == {"paused": False}
+        assert [m for m in channel.messages if "paused" in m] == [{"paused": False}, {"paused": False},
+                                                                 {"paused": True}, {"paused": False}, {"paused": False}]
+    finally:
+        await sender.aclose()

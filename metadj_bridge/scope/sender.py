@@ -35,6 +35,10 @@ __all__ = ["DISCRETE_KEYS", "Channel", "PacerConfig", "ParameterSender", "Parame
 
 log = logging.getLogger(__name__)
 
+#: Seconds after this show's own ``paused: true`` during which a pause in Scope's log is taken for that one: the log
+#: is read four times a second over the network, so the line can arrive after the show's resume went out.
+OWN_PAUSE_ECHO_S = 2.0
+
 
 class Channel(Protocol):
     """The part of aiortc's RTCDataChannel the sender uses."""
@@ -121,6 +125,8 @@ class ParameterSender:
         self._rejected = 0
         #: The ``paused`` value Scope was last told (the offer's, then each message's): None before any.
         self._paused_sent: Any = None
+        #: When this show last sent ``paused: true`` (Scope logs it as any other pause).
+        self._own_pause_at = -math.inf
         self.sent = 0
         #: Called with each message and its send time (the show log hooks in here).
         self.on_sent = on_sent
@@ -223,6 +229,8 @@ class ParameterSender:
         ``paused: false`` in the updates). True when it was queued."""
         if self.state.desired.get("paused") is not False or self._paused_sent is not False:
             return False  # the show is paused, or its resume still waits to go (that is the answer)
+        if self._clock() - self._own_pause_at < OWN_PAUSE_ECHO_S:
+            return False  # the line may be the show's own pause, read after the resume that followed it went out
         self.apply({"paused": False}, checked_by=self.schema, again=True)
         return True
 
@@ -376,6 +384,8 @@ class ParameterSender:
             log.debug("[Scope] Sending prompt: %s", parameters.describe_prompts(prompts))
         channel.send(json.dumps(message, separators=(",", ":")))
         self._paused_sent = message.get("paused", self._paused_sent)
+        if self._paused_sent is True:
+            self._own_pause_at = now
         self._last_send = now
         self.pacer.on_sent(now)
         self.sent += 1
