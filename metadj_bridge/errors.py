@@ -196,7 +196,8 @@ def reason(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------ rate limiting
 
 class RateLimitedWarning:
-    """Counts problems; logs the first at once, then at most one WARNING per ``interval`` with the count.
+    """Counts problems; logs the first at once (``what: reason``), then at most one WARNING per ``interval`` with the
+    count (``what: 40 in the last 10 s; last: reason``).
 
     ``level`` makes it a rate-limited line of another level (INFO for comings and goings a client can flood)."""
 
@@ -221,9 +222,14 @@ class RateLimitedWarning:
         self._count += 1
         self._last_reason = reason
         now = self._clock()
-        if self._last_log is None or now - self._last_log >= self.interval:
+        if self._last_log is None:  # the first: what it was, nothing to count yet
+            self._log.log(self._level, "%s: %s", self._what, reason)
+            self._last_log = now
+            self._count = 0
+            self.logged += 1
+        elif now - self._last_log >= self.interval:
             self._log.log(self._level, "%s: %d in the last %.0f s; last: %s", self._what, self._count,
-                              self.interval if self._last_log is not None else 0.0, reason)
+                          self.interval, reason)
             self._last_log = now
             self._count = 0
             self.logged += 1

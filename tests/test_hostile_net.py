@@ -52,7 +52,7 @@ async def test_a_page_of_another_site_rebound_to_this_machine_can_neither_see_no
         assert refused.value.status == 403
     refusals = [r.getMessage() for r in bridge.caplog.records if r.name == "metadj_bridge.web.server"
                 and r.levelno == logging.WARNING]
-    assert refusals == [f"web: requests for another host refused (DNS rebinding?): 1 in the last 0 s; last: "
+    assert refusals == [f"web: requests for another host refused (DNS rebinding?): "
                         f"127.0.0.1 asked for {REBOUND}:{port}"]
     # The show did not move; this machine's own names still reach it, and the performer's request works.
     assert (await http.get("/api/state")).json()["control"]["theme"] == "neon"
@@ -111,8 +111,8 @@ async def test_connections_over_the_cap_are_refused_and_the_server_answers_again
                 return False
 
             await wait_for(served, 10, "the status once ten idle connections closed")
-    assert lines_of(caplog) == [f"web server: connections refused (at most {cap} at once): 1 in the last 0 s; "
-                                f"last: 127.0.0.1 opened connection {cap + 1}"]
+    assert lines_of(caplog) == [f"web server: connections refused (at most {cap} at once): "
+                                f"127.0.0.1 opened connection {cap + 1}"]
 
 
 async def test_a_connection_that_asks_nothing_is_closed_and_a_stream_is_not(
@@ -142,8 +142,8 @@ async def test_the_oscquery_server_refuses_connections_over_its_own_cap(caplog: 
                 return answer.status == 200
 
         await wait_for(served, 10, "HOST_INFO once the connections closed")
-    assert lines_of(caplog) == [f"OSCQuery: connections refused (at most {MAX_CONNECTIONS} at once): 1 in the last "
-                                f"0 s; last: 127.0.0.1 opened connection {MAX_CONNECTIONS + 1}"]
+    assert lines_of(caplog) == [f"OSCQuery: connections refused (at most {MAX_CONNECTIONS} at once): "
+                                f"127.0.0.1 opened connection {MAX_CONNECTIONS + 1}"]
 
 
 # ------------------------------------------------------------------------------------------ OSC out

@@ -65,5 +65,5 @@ async def test_streams_over_the_cap_are_refused_with_a_sentence_and_a_few_log_li
     lines = picture_lines(caplog)
     # 121 viewers came, 112 were refused and 9 left: one line for the comings and goings, one for the refusals.
     assert len(lines) == 2, lines
-    assert lines[0].startswith("preview: viewers coming and going: 1 in the last 0 s; last: 127.0.0.1 is watching")
-    assert lines[1].startswith(f"preview: viewers refused (at most {MAX_VIEWERS} at once): 1 in the last 0 s")
+    assert lines[0].startswith("preview: viewers coming and going: 127.0.0.1 is watching")
+    assert lines[1].startswith(f"preview: viewers refused (at most {MAX_VIEWERS} at once): ")

@@ -267,8 +267,8 @@ def test_rate_limited_warning(caplog: pytest.LogCaptureFixture) -> None:
             now[0] = i * 0.25  # 25 s of trouble
             warn.note(f"reason {i}")
     assert warn.logged == 3
-    assert "last: reason 0" in caplog.records[0].getMessage()
-    assert "40 in the last 10 s" in caplog.records[1].getMessage()
+    assert caplog.records[0].getMessage() == "bad: reason 0"  # the first as it is: nothing to count yet
+    assert caplog.records[1].getMessage() == "bad: 40 in the last 10 s; last: reason 40"
 
 
 # --------------------------------------------------------------------------------------------- UDP
