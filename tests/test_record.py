@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +18,8 @@ from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.record import RecordingSink, pick_codec
 from metadj_bridge.video.sink import ShownFrame
 from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 W, H = 160, 96
 U, V = 90, 170  # a fixed colour (chroma) under a brightness that says which tick it was
@@ -192,6 +197,53 @@ def test_folder_without_permission_is_an_error_at_open(tmp_path: Path) -> None:
         assert str(locked / "show.mp4") in str(err.value)
     finally:
         locked.chmod(0o700)
+
+
+FULL_DISK = """
+import json, logging, resource, sys
+import numpy as np
+from tests.test_record_audio import H, HOP, RATE, W, click_track, grey_frame, publish_audio
+from metadj_bridge.inputs.audio_tap import AudioTap
+from metadj_bridge.video.record import RecordingSink
+
+lines = []
+class Collect(logging.Handler):
+    def emit(self, record):
+        lines.append([record.levelname, record.getMessage(), record.exc_info is not None])
+logging.getLogger("metadj_bridge").addHandler(Collect())
+logging.getLogger("metadj_bridge").setLevel(logging.INFO)
+
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))  # the file may grow to 30 KB: a disk that fills up
+tap = AudioTap(RATE, HOP)
+sink = RecordingSink(sys.argv[1], queue_seconds=20)
+sink.attach_audio(tap.subscribe(60.0))
+sink.open(W, H, 25.0)
+noise = np.random.default_rng(1)
+publish_audio(tap, click_track(8.0, [0.5]) + noise.normal(0, 0.1, 8 * RATE).astype(np.float32), 1000.0)
+for n in range(200):
+    frame = grey_frame(n, 1000.0 + n / 25)
+    frame.frame.planes[0].update(noise.integers(0, 255, W * H, dtype=np.uint8).tobytes())  # does not compress
+    sink.show(frame)
+sink.close()
+print(json.dumps({"lines": lines, "written": sink.stats().written, "failure": str(getattr(sink, "failure", None))}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE (resource) is POSIX only")
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_disk_that_fills_up_stops_the_recording_with_one_line_and_no_traceback(tmp_path: Path, suffix: str) -> None:
+    """In a subprocess that may write files of 30 KB at most (Python ignores SIGXFSZ: writes fail with EFBIG)."""
+    path = tmp_path / f"show{suffix}"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    said = [(level, text) for level, text, traceback in result["lines"] if level != "INFO" or traceback]
+    expected = f"recording {path} stopped after {result['written']} frames: File too large; the show goes on without it"
+    assert said == [("ERROR", expected)], said
+    assert result["failure"] == expected and 0 < result["written"] < 200
 
 
 def test_odd_size_is_refused_at_open(tmp_path: Path) -> None:

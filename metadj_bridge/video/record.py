@@ -188,6 +188,8 @@ class RecordingSink:
         self._last_drop_log = float("-inf")
         self._encode_seconds = 0.0
         self._failed = False
+        #: Why the recording stopped writing (a full disk, a file that cannot grow); None while it writes.
+        self.failure: VideoOutputError | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -321,8 +323,9 @@ class RecordingSink:
             elif feed is not None:
                 feed.close()
             container.close()
-        except (OSError, av.FFmpegError) as exc:
-            logger.error("recording %s could not be finished: %s", self._path, reason(exc))
+        except (OSError, av.FFmpegError) as exc:  # after a failure already said, the same error again
+            (logger.debug if self.failure is not None else logger.error)(
+                "recording %s could not be finished: %s", self._path, reason(exc))
         else:
             logger.info(
                 "recording %s closed: %d frames (%.1f s), %d dropped%s", self._path, self._written, seconds,
@@ -360,7 +363,13 @@ class RecordingSink:
                 own.pts = pts
                 for packet in stream.encode(own):
                     container.mux(packet)
-            except Exception:  # a full disk or a codec error must not kill the clock
+            except (OSError, av.FFmpegError) as exc:  # a full disk, a file that cannot grow: one line, no traceback
+                self._failed = True
+                self.failure = VideoOutputError(f"recording {self._path} stopped after {self._written} frames: "
+                                                f"{reason(exc)}; the show goes on without it")
+                logger.error("%s", self.failure)
+                continue
+            except Exception:  # a bug must not kill the clock either
                 self._failed = True
                 logger.exception("recording %s stopped after %d frames", self._path, self._written)
                 continue

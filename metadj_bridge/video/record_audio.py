@@ -224,6 +224,9 @@ class AudioTrack:
                     break
             self.add(blocks, origin)
             self.keep_up(until - SILENCE_LAG)
+        except (OSError, av.FFmpegError) as exc:  # a full disk: the picture's next write says so, in one line
+            self.failed = True
+            log.debug("recording %s: the sound stopped after %.1f s: %s", self.name, self.seconds, exc)
         except Exception:  # the picture goes on without sound rather than stopping
             self.failed = True
             log.exception("recording %s: the sound stopped after %.1f s", self.name, self.seconds)
