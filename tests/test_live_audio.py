@@ -4,6 +4,9 @@ thread finds the beats, and they match what the same music gives when read from 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from metadj_bridge.inputs.analyzer import AudioAnalyzer, AudioUpdate
 from metadj_bridge.inputs.audio import WavFileSource
 from metadj_bridge.inputs.evaluation import f_measure
 from metadj_bridge.inputs.live_audio import LiveInputSource
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def analyse(source: Any, until: asyncio.Future[Any] | None = None) -> tuple[list[float], list[float], float]:
@@ -93,6 +98,26 @@ async def test_live_beats_match_the_file_path(jack_server: Any) -> None:
     assert f_measure(np.array(file_beats), live_shifted, skip=8.0).f_measure >= 0.9
     assert f_measure(track.beats, live_shifted, skip=8.0).f_measure >= 0.9
     assert live_bpm == pytest.approx(file_bpm, abs=0.5) and live_bpm == pytest.approx(126, abs=0.5)
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_a_warning_and_the_show_runs_on_the_demo_track(
+    tmp_path: Path,
+) -> None:
+    """A read-only home or a service user without one: the demo track is made for the run, the show starts. (A
+    file where the folders should be is unwritable for root too.)"""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(blocked), "LOCALAPPDATA": str(blocked / "local"),
+           "XDG_CACHE_HOME": str(blocked / "cache"), "XDG_STATE_HOME": str(blocked / "state")}
+    profile = tmp_path / "show.yaml"
+    profile.write_text("themes:\n  main:\n    prompts: [neon]\n")
+    done = subprocess.run([sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--output",
+                           "none", "--http-port", "0", "--duration", "2"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line and "demo track" in line]
+    assert len(warnings) == 1 and "it is generated for this run only" in warnings[0], done.stderr[-2000:]
+    assert "listening to the bundled demo track (looping)" in done.stderr
 
 
 def test_demo_track_is_generated_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,10 +25,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from metadj_bridge.errors import ConfigError, NotRegularFile, open_regular
+from metadj_bridge.errors import ConfigError, NotRegularFile, open_regular, printable, reason
 from metadj_bridge.inputs.analysis_config import SAMPLERATE_RANGE
 
-__all__ = ["AudioFormatError", "read_audio", "read_audio_header"]
+__all__ = ["AudioFormatError", "read_audio", "read_audio_header", "read_demo_track"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,20 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         if layout is not None:
             return _read_wav_data(f, layout), layout.samplerate
     return _read_with_libsndfile(path, kind)
+
+
+def read_demo_track() -> tuple[np.ndarray, int]:
+    """The bundled demo track's samples and rate: generated into the user's cache folder on first use and read from
+    there. A cache folder that cannot be written (a read-only home, a service user without one, a file in its
+    place) costs one warning: the track is generated for this run only, and the show starts anyway."""
+    from metadj_bridge.inputs import synth
+
+    try:
+        return read_audio(synth.demo_track_path())
+    except OSError as exc:
+        log.warning("the demo track cannot be kept in %s (%s); it is generated for this run only",
+                    printable(str(synth.cache_dir())), reason(exc))
+    return synth.render(synth.DEMO_SPEC).samples, synth.SAMPLERATE
 
 
 def read_audio_header(path: str | os.PathLike[str]) -> int:

@@ -48,7 +48,7 @@ async def open_audio(
     from metadj_bridge.inputs.analyzer import AudioAnalyzer
     from metadj_bridge.inputs.audio import WavFileSource
     from metadj_bridge.inputs.audio_devices import find_input_device
-    from metadj_bridge.inputs.audio_file import read_audio
+    from metadj_bridge.inputs.audio_file import read_audio, read_demo_track
     from metadj_bridge.inputs.live_audio import LiveInputSource
     from metadj_bridge.inputs.tempo import TempoConfig
 
@@ -59,20 +59,18 @@ async def open_audio(
         source = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
         label = f"audio input {device}"
     else:
-        if plan.audio == "file" and plan.audio_path:
-            path = plan.audio_path
-        else:
-            from metadj_bridge.inputs.synth import demo_track_path
-
-            path = str(await asyncio.to_thread(demo_track_path))
+        path = plan.audio_path if plan.audio == "file" and plan.audio_path else None
         try:
-            samples, rate = await asyncio.to_thread(read_audio, path)
+            if path is None:
+                samples, rate = await asyncio.to_thread(read_demo_track)
+            else:
+                samples, rate = await asyncio.to_thread(read_audio, path)
         except ConfigError as exc:
             if plan.audio != "file" or not plan.audio_where:
                 raise
             raise ConfigError(printable(f"{plan.audio_where}: {exc}")) from None
         source = WavFileSource(samples, rate, hop_size=hop_size_for(rate), loop=True, realtime=True)
-        label = f"audio file {path} (looping)" if plan.audio == "file" else "the bundled demo track (looping)"
+        label = f"audio file {path} (looping)" if path else "the bundled demo track (looping)"
     # Gain scales the level that reads as full energy (RMS 0.15 at gain 1); normalise follows the room instead.
     analysis = AnalysisConfig(energy_max=min(2.0, AnalysisConfig.energy_max / plan.audio_gain),
                               auto_gain=plan.audio_normalise)

@@ -111,23 +111,23 @@ def meter_line(update: AudioUpdate, beat_flash: bool, levels: dict[str, float] |
 def _open_source(options: ListenOptions) -> tuple[BlockSource, str]:
     from metadj_bridge.inputs.audio import WavFileSource
     from metadj_bridge.inputs.audio_devices import find_input_device
-    from metadj_bridge.inputs.audio_file import read_audio
+    from metadj_bridge.inputs.audio_file import read_audio, read_demo_track
     from metadj_bridge.inputs.live_audio import LiveInputSource
 
     if options.file and options.device is not None:
         raise ConfigError("give either --file or --device, not both")
     if options.file or options.demo:
         if options.demo:
-            from metadj_bridge.inputs.synth import demo_track_path
-
-            path = demo_track_path()
+            samples, samplerate = read_demo_track()
+            name = "the demo track"
         else:
             path = Path(options.file or "")
-        samples, samplerate = read_audio(path)
+            samples, samplerate = read_audio(path)
+            name = path.name
         realtime = options.realtime if options.realtime is not None else options.demo
         wav = WavFileSource(samples, samplerate, hop_size=hop_size_for(samplerate), loop=options.loop,
                             realtime=realtime)
-        return wav, f"{path.name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
+        return wav, f"{name} ({len(samples) / samplerate:.1f} s, {samplerate} Hz)"
     device = find_input_device(options.device)
     rate = int(device.default_samplerate)
     live = LiveInputSource(device.index, hop_size=hop_size_for(rate), samplerate=rate)
