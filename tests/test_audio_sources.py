@@ -593,6 +593,26 @@ def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
     assert sum("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO) == 1
 
 
+def test_a_device_that_overflows_block_after_block_is_one_warning_naming_it(
+    jack_server: JackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each stall of the JACK graph is an xrun, which PortAudio reports to the next callback as an input overflow:
+    audio was lost. Said once, with the device and the count, however many blocks overflow."""
+    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.live_audio")
+    with LiveInputSource("system", hop_size=HOP) as source, JackPlayer(jack_server) as player:
+        player.connect_to_captures()
+        read_for(source, 0.2)
+        for _ in range(8):
+            player.stall(0.05)
+            read_for(source, 0.1)
+        assert source.connected  # an overflow is no loss of the device
+    assert source.overflows >= 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("audio input system is losing audio: 1 in the last 0 s; last: input overflow "
+                                  "(1 since the start"), warnings
+
+
 SERVER_LOSS = """
 import json, logging, os, sys, time
 import numpy as np

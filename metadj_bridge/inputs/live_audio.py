@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, RateLimitedWarning, printable
 from metadj_bridge.inputs.audio import AudioBlock, BlockSourceBase, check_hop_size
 from metadj_bridge.inputs.audio_devices import (
     InputDevice,
@@ -118,6 +118,9 @@ class LiveInputSource(BlockSourceBase):
         self._pos = 0
         self._expected: tuple[int, int] = (0, 0)
         self._pending_at = 0.0
+        self._losses_said = (0, 0)  # (overflows, dropped) already counted into _loss_warning
+        self._loss_warning = RateLimitedWarning(
+            log, f"audio input {printable(self.device.name)} is losing audio", interval=warn_interval)
 
     @property
     def connected(self) -> bool:
@@ -312,6 +315,8 @@ class LiveInputSource(BlockSourceBase):
             self._pos += gap
             self._pending, self._pending_len = [], 0
         self._expected = (generation, frame + len(data))
+        if (self.overflows, self.dropped) != self._losses_said:
+            self._say_losses()
         if len(self._selected) == 1:
             mono = data[:, self._selected[0]].copy()
         else:
@@ -319,6 +324,17 @@ class LiveInputSource(BlockSourceBase):
         self._pending.append(mono)
         self._pending_len += len(mono)
         self._pending_at = captured_at
+
+    def _say_losses(self) -> None:
+        """Input overflows (PortAudio or the driver lost audio: an overloaded machine, a buffer too small) and audio
+        skipped because the analysis fell behind: one rate-limited WARNING, never a line per block."""
+        overflows, dropped = self._losses_said
+        if self.overflows != overflows:
+            self._loss_warning.note(f"input overflow ({self.overflows} since the start: the system did not keep up)")
+        if self.dropped != dropped:
+            self._loss_warning.note(f"{(self.dropped - dropped) / self.samplerate:.2f} s skipped (the analysis fell "
+                                    "behind)")
+        self._losses_said = (self.overflows, self.dropped)
 
     def _take(self, hop: int, captured_at: float, lost: bool) -> AudioBlock:
         joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
