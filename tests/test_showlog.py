@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import re
+import subprocess
 import sys
 from datetime import datetime
 from itertools import pairwise
@@ -23,6 +25,8 @@ from metadj_bridge.showlog.log import (
     show_log_header,
 )
 from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = show_log_header(
     profile="mappings/default.yaml", pipeline="longlive", width=1024, height=576,
@@ -254,6 +258,25 @@ async def test_unwritable_path_is_logged_once_and_the_show_goes_on(tmp_path: Pat
     warnings = [r for r in caplog.records if "cannot be written" in r.getMessage()]
     assert len(warnings) == 1
     assert show.lines_written == 0 and show.lines_lost == 52  # header + 50 messages + end
+
+
+def test_a_show_whose_log_could_not_be_written_does_not_end_by_naming_a_file(tmp_path: Path) -> None:
+    """The last lines of a show are where a performer looks for the log afterwards: they must not name a file that
+    was never written."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    target = blocker / "show.jsonl"
+    profile = tmp_path / "show.yaml"
+    profile.write_text("themes:\n  main:\n    prompts: [neon]\n")
+    done = subprocess.run([sys.executable, "-m", "metadj_bridge", "run", "--profile", str(profile), "--no-audio",
+                           "--output", "none", "--http-port", "0", "--duration", "1", "--show-log", str(target)],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ending = [line for line in done.stderr.splitlines() if "show log" in line][-1]
+    assert re.search(rf"INFO no show log: {re.escape(str(target))} could not be written \(\d+ messages not logged\)$",
+                     ending), done.stderr[-2000:]
+    assert not target.exists()
 
 
 def test_default_paths_per_os(monkeypatch: pytest.MonkeyPatch) -> None:

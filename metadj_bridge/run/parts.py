@@ -193,7 +193,11 @@ def open_show_log(
 
     async def finish() -> None:
         await show_log.aclose()
-        log.info("show log: %s (%d messages)", show_log.path, show_log.messages)
+        if show_log.lines_written == 0:  # it could not be written (said when it happened): no file to look for
+            log.info("no show log: %s could not be written (%d messages not logged)", show_log.path,
+                     show_log.messages)
+        else:
+            log.info("show log: %s (%d messages)", show_log.path, show_log.messages)
 
     stack.push_async_callback(finish)
     return show_log
