@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.profile.options import MAX_SECONDS  # a day: a load, a stale status or a fault's delay at most
+
+if TYPE_CHECKING:
+    from metadj_bridge.emulator.hostile import HostileMedia
 
 #: Scope's own default port (``daydream-scope --port``).
 DEFAULT_PORT = 8000
@@ -59,6 +62,8 @@ class EmulatorConfig:
     #: An emulated far network: everything the server receives arrives this many ms late (``netdelay``), so the
     #: client's round trip grows by as much.
     delay_ms: float = 0.0
+    #: Test-only: what a broken or hostile server sends back (``hostile.py``). None: the emulator as always.
+    hostile: HostileMedia | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

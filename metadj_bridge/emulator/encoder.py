@@ -64,8 +64,11 @@ class ScopeH264Encoder(H264Encoder):
         self._H264Encoder__target_bitrate = _clamp(bitrate)
 
 
-def use_scope_bitrate(pc: RTCPeerConnection, track: MediaStreamTrack) -> Any | None:
-    """Give the sender of ``track`` Scope's encoder; call after the answer is set. Returns the encoder or None."""
+def use_scope_bitrate(pc: RTCPeerConnection, track: MediaStreamTrack, *, garble: bool = False) -> Any | None:
+    """Give the sender of ``track`` Scope's encoder; call after the answer is set. Returns the encoder or None.
+    ``garble`` (test-only, ``hostile.py``): one whose packets carry no picture that decodes."""
+    from metadj_bridge.emulator.hostile import GarblingH264Encoder, GarblingVp8Encoder
+
     for transceiver in pc.getTransceivers():
         sender = transceiver.sender
         codecs = getattr(transceiver, "_codecs", None)
@@ -74,9 +77,9 @@ def use_scope_bitrate(pc: RTCPeerConnection, track: MediaStreamTrack) -> Any | N
         mime = codecs[0].mimeType.lower()
         encoder: Any
         if mime == "video/vp8":
-            encoder = ScopeVp8Encoder()
+            encoder = GarblingVp8Encoder() if garble else ScopeVp8Encoder()
         elif mime == "video/h264":
-            encoder = ScopeH264Encoder()
+            encoder = GarblingH264Encoder() if garble else ScopeH264Encoder()
         else:
             return None
         sender._RTCRtpSender__encoder = encoder

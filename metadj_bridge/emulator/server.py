@@ -267,7 +267,7 @@ class ScopeEmulator:
         pipeline = self._make_pipeline(session_id, params, loaded)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers()))
         session = EmulatorSession(session_id, pc, pipeline, initial_parameters=params, records=self._records,
-                                  emulator_id=self._id)
+                                  emulator_id=self._id, hostile=self.config.hostile)
         # Added before the offer is applied, so it binds to the client's first video m-line.
         pc.addTrack(session.track)
         pc.on("connectionstatechange", lambda: self._on_connection_state(session))
@@ -278,7 +278,7 @@ class ScopeEmulator:
             session.net_delays = delay_receive(pc, self.config.delay_ms / 1000, lose_sctp=lost)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-            use_scope_bitrate(pc, session.track)
+            use_scope_bitrate(pc, session.track, garble=session.garbles_video)
         except asyncio.CancelledError:
             await session.aclose()
             raise

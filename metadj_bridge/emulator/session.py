@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -23,6 +23,9 @@ from metadj_bridge.emulator.pipeline import SessionPipeline
 from metadj_bridge.emulator.records import EventRecords, emulator_log
 from metadj_bridge.emulator.track import EmulatedVideoTrack
 from metadj_bridge.lifecycle import TaskGroupSet
+
+if TYPE_CHECKING:
+    from metadj_bridge.emulator.hostile import HostileMedia
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class EmulatorSession:
         initial_parameters: dict[str, Any],
         records: EventRecords,
         emulator_id: str,
+        hostile: HostileMedia | None = None,
     ) -> None:
         self.session_id = session_id
         #: Scope's ``FrameProcessor.parameters``: the offer's parameters with every message merged in as it
@@ -68,11 +72,18 @@ class EmulatorSession:
         self._messages_ignored = 0
         #: The receive delays of an emulated far network (``netdelay``), dropped on close.
         self.net_delays: list[DelayedReceiver] = []
+        self._hostile = hostile  # test-only (hostile.py)
         self.track = EmulatedVideoTrack(
-            pipeline, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id
+            pipeline, records=records, has_input=lambda: self.has_input_track, emulator_id=emulator_id,
+            rewrite_frame=hostile.frames if hostile is not None else None,
         )
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)
+
+    @property
+    def garbles_video(self) -> bool:
+        """Test-only (``hostile.py``): whether this session's video packets carry no picture that decodes."""
+        return self._hostile is not None and self._hostile.garble_video
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -125,6 +136,8 @@ class EmulatorSession:
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         self._log.info("Session %s: data channel %r opened", self.session_id, channel.label)
         channel.on("message", self._on_message)
+        if self._hostile is not None and self._hostile.on_channel is not None:
+            self._hostile.on_channel(channel)
 
     def _on_message(self, raw: str | bytes) -> None:
         if self.closed:

@@ -50,8 +50,11 @@ class EmulatedVideoTrack(MediaStreamTrack):
         records: EventRecords,
         has_input: Callable[[], bool],
         emulator_id: str,
+        rewrite_frame: Callable[[av.VideoFrame, int], av.VideoFrame] | None = None,
     ) -> None:
         super().__init__()
+        #: Test-only (``hostile.py``): each frame as drawn and stamped -> the frame actually sent.
+        self._rewrite_frame = rewrite_frame
         self._pipeline = pipeline
         #: Fixed spacing of frames (0: a filter, paced by its input frames' arrival times instead).
         self._period = 1.0 / pipeline.fps if pipeline is not None and pipeline.fps else 0.0
@@ -108,9 +111,10 @@ class EmulatedVideoTrack(MediaStreamTrack):
             frame = await self._draw(item)
             break
         self._stamp(frame)
+        sent = frame if self._rewrite_frame is None else self._rewrite_frame(frame, self.frames_out)
         self._records.frame_sent()
         self.frames_out += 1
-        return frame
+        return sent
 
     def _input_pace_wait(self, arrival: float | None) -> float:
         """Seconds until a filter's next frame is due: its input's arrival plus the first frame's lag."""
