@@ -43,6 +43,7 @@ from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
 from metadj_bridge.scope.ice import usable_ice_servers
 from metadj_bridge.scope.offer import ServerOffer, check_session, read_offer_or_none
+from metadj_bridge.scope.peer_guard import guard_data_channel
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.session_end import scope_dropped
@@ -139,6 +140,7 @@ class ScopeConnection:
         self._listeners: list[FrameListener] = []
         self._listener_warning = RateLimitedWarning(log, "frame listener errors")
         self._ice_warning = RateLimitedWarning(log, "ICE server URLs aiortc cannot read, left out")
+        self._message_warning = RateLimitedWarning(log, "data-channel messages from Scope dropped")
         self._tasks = TaskGroupSet("scope-connection", log)
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
@@ -226,6 +228,7 @@ class ScopeConnection:
             _prefer_codec(transceiver, cfg.prefer_codec)
         channel = pc.createDataChannel("parameters", ordered=True)  # before the offer (§6)
         self._channel = channel
+        guard_data_channel(pc, self.where, self._message_warning)
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:

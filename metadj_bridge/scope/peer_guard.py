@@ -1,0 +1,81 @@
+"""What Scope's side of the WebRTC connection may get wrong, said in one sentence, without ending the show.
+
+- **Its answer sends no video** (its video m-line ``recvonly`` or ``inactive``): the session would connect and wait
+  for a first frame that cannot come. :func:`check_answer_sends_video` refuses it at once.
+- **The connection fails**: aiortc only says "failed". :func:`failure_reason` says which layer: ICE (no address in
+  the answer answered) or DTLS (the certificate does not match the answer's fingerprint, or the handshake broke off).
+- **The data channel**: Scope's server-to-client messages (scope-api.md §6: ``stream_stopped``,
+  ``parameters_updated``, ``tempo_update``, ``change_scheduled``, ``change_applied``) are JSON text the bridge does
+  not act on: a stopped stream shows in its frames, Scope's pace in its frames and its log. But aiortc decodes every
+  text message as UTF-8 and believes every channel-control (DCEP) message, inside the task that reads the whole
+  connection: a text message that is not UTF-8, or an ACK for a channel nobody opened, raises there, which ends the
+  DTLS transport and the video with it, a traceback in the log (aiortc 1.16). :func:`guard_data_channel` catches
+  such a message where aiortc hands it over, drops it and says so rate-limited, and the session goes on.
+
+The guard needs aiortc internals (the SCTP transport's ``_data_channel_receive``); if they change, it is left out
+and a debug line says so.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+
+from metadj_bridge.errors import RateLimitedWarning, ScopeBadAnswerError, ScopeSessionError
+from metadj_bridge.scope.http_errors import exception_reason
+
+log = logging.getLogger(__name__)
+
+#: Our side's direction after the answer -> what Scope's answer said of its video.
+_ANSWERED = {"sendonly": "recvonly", "inactive": "inactive"}
+
+
+def check_answer_sends_video(transceiver: RTCRtpTransceiver, where: str) -> None:
+    """ScopeSessionError when Scope's answer, now applied to ``transceiver``, says it will send no video."""
+    direction = transceiver.currentDirection
+    if direction in ("sendrecv", "recvonly"):
+        return
+    answered = _ANSWERED.get(direction or "", "missing")
+    raise ScopeSessionError(
+        f"Scope at {where} answered the WebRTC offer with its video {answered} (it would send no picture); "
+        "a new session is tried"
+    )
+
+
+def failure_reason(pc: RTCPeerConnection) -> str:
+    """Why ``pc`` failed, by layer, for the one line that says the session was lost."""
+    if pc.iceConnectionState == "failed":
+        return ("WebRTC connection failed: ICE found no route to Scope (no address in its answer answered; for a "
+                "remote Scope this usually means a TURN server is needed)")
+    transports = [t.sender.transport for t in pc.getTransceivers() if t.sender.transport is not None]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    if any(t.state == "failed" for t in transports):
+        return ("WebRTC connection failed: the DTLS handshake with Scope failed (its certificate does not match the "
+                "fingerprint in its answer, or it broke the handshake off)")
+    return "WebRTC connection failed"
+
+
+def guard_data_channel(pc: RTCPeerConnection, where: str, warning: RateLimitedWarning) -> bool:
+    """Make what Scope sends on ``pc``'s data channels unable to end the connection (call after
+    ``createDataChannel``): a message aiortc cannot take is dropped and noted on ``warning``. False if aiortc's
+    internals have changed and nothing is guarded."""
+    sctp = pc.sctp
+    receive = getattr(sctp, "_data_channel_receive", None)
+    if sctp is None or receive is None:
+        log.debug("the data channel is not guarded against messages aiortc cannot read (aiortc internals changed?)")
+        return False
+
+    async def guarded(stream_id: int, pp_id: int, data: bytes) -> None:
+        try:
+            await receive(stream_id, pp_id, data)
+        except Exception as exc:  # noqa: BLE001 - anything the far end sends: a bad message must not end the session
+            error = ScopeBadAnswerError(
+                f"Scope at {where} sent a data-channel message the bridge cannot read ({len(data)} bytes, "
+                f"{exception_reason(exc)}); dropped"
+            )
+            warning.note(str(error))
+
+    sctp._data_channel_receive = guarded  # type: ignore[method-assign]
+    return True
