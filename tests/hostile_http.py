@@ -3,7 +3,8 @@
 :class:`HostileServer` speaks raw HTTP/1.1 over an asyncio socket server, so it can do what no well-behaved
 framework lets it: a redirect loop, a corrupt gzip body, an answer that trickles a byte at a time, slow headers, an
 endless body, a garbage status line, HTML or huge or deeply nested JSON instead of Scope's answers, and a WebRTC
-answer whose SDP is nonsense, or whose session id is a path of its own (``session-id``: the upstream's answer, or a
+answer whose SDP is nonsense, or is the upstream's rewritten by :attr:`HostileServer.rewrite_sdp` (``rewrite-sdp``:
+valid HTTP, hostile WebRTC), or whose session id is a path of its own (``session-id``: the upstream's answer, or a
 made-up one, with :attr:`HostileServer.session_id` in it). In mode ``good`` it forwards every request to a real
 upstream (the project's Scope emulator), so a test can turn it good and watch the bridge heal. It records every
 request target (path and query) it was sent. One request per connection (``Connection: close``) keeps it simple.
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ MODES = (
     "huge-json",
     "deep-json",
     "bad-sdp",
+    "rewrite-sdp",
     "escapes",
     "session-id",
     "ice-servers",
@@ -58,6 +61,8 @@ class HostileServer:
         self.targets: list[str] = []
         #: The session id mode ``session-id`` puts into the offer's answer.
         self.session_id: object = "../../hostile/steered"
+        #: What mode ``rewrite-sdp`` does to the upstream's SDP answer (valid HTTP, a WebRTC answer that misbehaves).
+        self.rewrite_sdp: Callable[[str], str] = lambda sdp: sdp
         #: The ``iceServers`` mode ``ice-servers`` hands out (the rest is forwarded).
         self.ice_servers: object = [{"urls": "foo:bar"}]
         #: Bytes of endless body written, over all connections.
@@ -127,6 +132,15 @@ class HostileServer:
             if target.split("?")[0].endswith("/api/v1/webrtc/ice-servers"):
                 body = json.dumps({"iceServers": self.ice_servers}).encode()
                 await _send(writer, 200, body, "application/json")
+                return
+            mode = "good"
+        if mode == "rewrite-sdp":
+            if method == "POST" and target.split("?")[0].endswith("/api/v1/webrtc/offer"):
+                assert self.upstream is not None, "mode rewrite-sdp needs an upstream"
+                answer = (await self._http.post(self.upstream + target, content=body,
+                                                headers={"content-type": "application/json"})).json()
+                answer["sdp"] = self.rewrite_sdp(answer["sdp"])
+                await _send(writer, 200, json.dumps(answer).encode(), "application/json")
                 return
             mode = "good"
         if mode == "session-id":

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -26,8 +27,25 @@ from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
 from tests.conftest import SMALL, emulator_get
 from tests.helpers import wait_for
+from tests.hostile_http import HostileServer
 
 MakeEmulator = Callable[..., Any]
+MakeHostile = Callable[..., Awaitable[HostileServer]]
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[MakeHostile]:
+    made: list[HostileServer] = []
+
+    async def make(mode: str, upstream: str | None = None) -> HostileServer:
+        server = HostileServer(mode, upstream)
+        await server.start()
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        await server.aclose()
 
 
 def make_session(url: str, states: list[tuple[SessionState, str]], **overrides: Any) -> ScopeSession:
@@ -100,3 +118,55 @@ async def test_data_channel_messages_from_scope_cannot_end_the_session(
 async def _scope_has(url: str, key: str, value: Any) -> bool:
     answer = await emulator_get(url, "/api/v1/session/parameters")
     return bool(answer["parameters"].get(key) == value)
+
+
+# ---------------------------------------------------------------------------------------------- the SDP answer
+
+
+def _without_video(sdp: str) -> str:
+    sections = re.split(r"(?m)^(?=m=)", sdp)
+    return "".join(s for s in sections if not s.startswith("m=video")).replace("BUNDLE 0 1", "BUNDLE 1")
+
+
+#: case -> (what the answer's SDP becomes, what the reason to try again says).
+SDP_ANSWERS: dict[str, tuple[Callable[[str], str], str]] = {
+    "no video m-line": (_without_video, "SDP answer that cannot be used (ValueError: Media sections in answer do "
+                                        "not match offer)"),
+    "a codec aiortc cannot decode": (lambda sdp: re.sub(r"a=rtpmap:(\d+) (VP8|H264)/90000", r"a=rtpmap:\1 AV1/90000",
+                                                        sdp), "SDP answer that cannot be used"),
+    "video inactive": (lambda sdp: sdp.replace("a=sendrecv", "a=inactive"),
+                       "answered the WebRTC offer with its video inactive (it would send no picture)"),
+    "video recvonly": (lambda sdp: sdp.replace("a=sendrecv", "a=recvonly"),
+                       "answered the WebRTC offer with its video recvonly (it would send no picture)"),
+    "no ICE candidates": (lambda sdp: "".join(line for line in sdp.splitlines(keepends=True)
+                                              if not line.startswith("a=candidate")),
+                          "WebRTC connection failed (ICE found no route to Scope"),
+    "a certificate that is not the fingerprint": (
+        lambda sdp: re.sub(r"(?m)^a=fingerprint:sha-256 .*$", "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), sdp),
+        "WebRTC connection failed (the DTLS handshake with Scope failed: its certificate does not match"),
+}
+
+
+@pytest.mark.parametrize("case", list(SDP_ANSWERS))
+async def test_a_webrtc_answer_that_cannot_work_is_one_sentence_and_the_session_keeps_its_state(
+    hostile: MakeHostile, emulator: ScopeEmulator, case: str
+) -> None:
+    """An answer that sends no video waited for a first frame that could not come ("is pipeline_ids right?"); a
+    connection that failed said only "WebRTC connection failed", whichever layer failed."""
+    rewrite, sentence = SDP_ANSWERS[case]
+    proxy = await hostile("rewrite-sdp", emulator.url)
+    proxy.rewrite_sdp = rewrite
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(proxy.url, states, first_frame_timeout=20.0)
+    session.sender.update(base_seed=1234)  # the show's state before the session: it must survive the failures
+    await session.start()
+    try:
+        await wait_for(lambda: len(waits(states)) >= 2, 30, "two failed attempts")
+        assert session.supervisor is not None and not session.supervisor.done()
+        proxy.mode = "good"
+        await session.wait_streaming(timeout=30)
+        await wait_for(lambda: _scope_has(emulator.url, "base_seed", 1234), 10, "the state in the new session")
+    finally:
+        await session.aclose()
+    reasons = waits(states)
+    assert all(sentence in reason and "\n" not in reason for reason in reasons[:2]), reasons

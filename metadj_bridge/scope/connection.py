@@ -43,7 +43,7 @@ from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
 from metadj_bridge.scope.ice import usable_ice_servers
 from metadj_bridge.scope.offer import ServerOffer, check_session, read_offer_or_none
-from metadj_bridge.scope.peer_guard import guard_data_channel
+from metadj_bridge.scope.peer_guard import check_answer_sends_video, failure_reason, guard_data_channel
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.session_end import scope_dropped
@@ -240,7 +240,7 @@ class ScopeConnection:
             state = pc.connectionState
             log.debug("peer connection state: %s", state)
             if state in ("failed", "closed") and pc is self._pc:
-                self._mark_lost(f"WebRTC connection {state}")
+                self._mark_lost(failure_reason(pc) if state == "failed" else f"WebRTC connection {state}")
 
         @channel.on("close")
         def _on_channel_close() -> None:
@@ -261,6 +261,7 @@ class ScopeConnection:
         self.session_id = answer.session_id
         self.sessions_started += 1
         await self._take_answer(pc, answer.sdp, answer.type)
+        check_answer_sends_video(transceiver, self.where)
         if self._pending_candidates:
             await self._flush_candidates()
 

@@ -46,13 +46,13 @@ def check_answer_sends_video(transceiver: RTCRtpTransceiver, where: str) -> None
 def failure_reason(pc: RTCPeerConnection) -> str:
     """Why ``pc`` failed, by layer, for the one line that says the session was lost."""
     if pc.iceConnectionState == "failed":
-        return ("WebRTC connection failed: ICE found no route to Scope (no address in its answer answered; for a "
+        return ("WebRTC connection failed (ICE found no route to Scope: no address in its answer answered; for a "
                 "remote Scope this usually means a TURN server is needed)")
     transports = [t.sender.transport for t in pc.getTransceivers() if t.sender.transport is not None]
     if pc.sctp is not None:
         transports.append(pc.sctp.transport)
     if any(t.state == "failed" for t in transports):
-        return ("WebRTC connection failed: the DTLS handshake with Scope failed (its certificate does not match the "
+        return ("WebRTC connection failed (the DTLS handshake with Scope failed: its certificate does not match the "
                 "fingerprint in its answer, or it broke the handshake off)")
     return "WebRTC connection failed"
 
