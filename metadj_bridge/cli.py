@@ -285,7 +285,7 @@ def _add_verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
 def setup_logging(verbosity: int) -> None:
     """Logging for a verbosity: below 0 (-q) warnings and errors, 0 the show's INFO lines, 1 (-v) debug."""
     level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
-    from metadj_bridge.errors import RedactingFilter
+    from metadj_bridge.errors import LibraryLogLimiter, RedactingFilter
 
     logging.basicConfig(
         level=level,
@@ -294,8 +294,10 @@ def setup_logging(verbosity: int) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    limiter = LibraryLogLimiter()  # aiortc logs a line per frame it cannot decode: a hostile server's flood
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # a RunPod URL with a token or user:password never reaches a log
+        handler.addFilter(limiter)
     # WebRTC and HTTP internals are noisy (httpx logs every request at INFO); show them only with -vv.
     for name in ("aiortc", "aioice", "av", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)

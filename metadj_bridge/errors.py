@@ -22,7 +22,8 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
           └── ParameterError         a parameter value the pipeline would not accept
 
 The rest of this module is how errors reach the performer without harm: ``RateLimitedWarning`` keeps a flood of bad
-input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``printable`` keeps text from
+input (a broken OSC sender, a failing listener at 86 Hz) from filling the disk, ``LibraryLogLimiter`` does the same
+for the libraries' own warnings (aiortc's line per frame it cannot decode), ``printable`` keeps text from
 outside (a profile's device name, a file name) from echoing control characters into a log or a terminal, ``reason``
 gives an error's own words for one line, ``redact_text`` / ``RedactingFilter`` keep credentials and tokens in
 URLs out of every log and error line, and ``open_regular`` opens a file someone named without hanging on a FIFO or a
@@ -35,7 +36,9 @@ import logging
 import os
 import re
 import stat
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 #: Exit codes, for a supervisor (systemd's ``RestartPreventExitStatus=``, a script): what happened, and whether
@@ -242,6 +245,58 @@ class RateLimitedWarning:
             self.mark()
         else:
             self.note(f"{type(exc).__name__}: {exc}")
+
+
+class LibraryLogLimiter(logging.Filter):
+    """Rate-limits the warnings of libraries that log once per packet or frame, as ``RateLimitedWarning`` does for the
+    bridge's own: aiortc says "failed to decode VP8 frame" for every frame a broken or hostile server sends, 30 lines
+    a second for as long as the show runs. The first line of each kind (logger and message template) passes at once,
+    then at most one per ``interval`` seconds, saying how many like it were held back meanwhile. Lines below WARNING
+    (``-vv``) and the bridge's own pass untouched.
+
+    One instance goes on every handler (the CLI's), so each record is decided once; it is thread-safe (aiortc's
+    decoder logs from its own thread)."""
+
+    #: Kinds of line remembered; a library that logs changing text (a traceback) cannot grow this without end.
+    MAX_KINDS = 256
+
+    def __init__(self, libraries: tuple[str, ...] = ("aiortc", "aioice", "av"), interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.libraries = libraries
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kinds: OrderedDict[tuple[str, str], list[float]] = OrderedDict()  # kind -> [last shown, held back]
+        self._decided: tuple[logging.LogRecord, bool] | None = None  # the record the handlers are going through
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            if self._decided is not None and self._decided[0] is record:
+                return self._decided[1]
+            shown = self._decide(record)
+            self._decided = (record, shown)
+            return shown
+
+    def _decide(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if record.levelno < logging.WARNING or not any(name == lib or name.startswith(f"{lib}.")
+                                                       for lib in self.libraries):
+            return True
+        key, now = (name, str(record.msg)), self._clock()
+        kind = self._kinds.get(key)
+        if kind is not None and now - kind[0] < self.interval:
+            kind[1] += 1
+            return False
+        held = int(kind[1]) if kind is not None else 0
+        self._kinds[key] = [now, 0]
+        self._kinds.move_to_end(key)
+        while len(self._kinds) > self.MAX_KINDS:
+            self._kinds.popitem(last=False)
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like this in the last {self.interval:g} s)"
+            record.args = None
+        return True
 
 
 # ------------------------------------------------------------------------------------------ redaction

@@ -13,7 +13,10 @@ import json
 import logging
 import re
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from aiortc.rtcsctptransport import DATA_CHANNEL_OPEN, WEBRTC_DCEP, WEBRTC_STRIN
 
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.emulator.hostile import HostileMedia
+from metadj_bridge.errors import LibraryLogLimiter
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
@@ -170,3 +174,82 @@ async def test_a_webrtc_answer_that_cannot_work_is_one_sentence_and_the_session_
         await session.aclose()
     reasons = waits(states)
     assert all(sentence in reason and "\n" not in reason for reason in reasons[:2]), reasons
+
+
+# ---------------------------------------------------------------------------------------------- the video
+
+
+SMALL_SHOW = """\
+name: hostile video test
+scope:
+  pipeline: longlive
+  resolution: [256, 144]
+inputs:
+  audio: none
+themes:
+  one:
+    prompts: [a red square on black]
+"""
+
+
+async def test_video_that_never_decodes_is_a_few_log_lines_not_one_per_frame(
+    make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """aiortc logs "failed to decode VP8 frame" for every frame it cannot decode, from its decoder thread: a server
+    sending video that never decodes wrote about 30 lines a second to the performer's log for the whole show."""
+    emulator: ScopeEmulator = await make_emulator(fps=30.0, hostile=HostileMedia(garble_video=True))
+    show = tmp_path / "show.yaml"
+    show.write_text(SMALL_SHOW)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "metadj_bridge", "run", "--profile", str(show), "--scope", emulator.url,
+         "--duration", "6", "--output", "none", "--no-audio", "--show-log", "none", "--http-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stderr + proc.stdout
+    assert proc.returncode == 0, out[-2000:]
+    frames_sent = (await emulator_get(emulator.url, "/_emulator/metrics"))["frames_sent"]
+    assert frames_sent >= 60, frames_sent  # seconds of video went out, and none of it decoded
+    failures = [line for line in out.splitlines() if "failed to decode" in line]
+    assert 1 <= len(failures) <= 2, failures[:5] + [f"... {len(failures)} in all"]
+    assert "more like this in the last 10 s" in failures[-1] or len(failures) == 1
+    assert "Traceback" not in out
+
+
+def test_the_library_limiter_shows_the_first_line_then_one_per_interval_with_the_count() -> None:
+    now = [0.0]
+    limiter = LibraryLogLimiter(interval=10.0, clock=lambda: now[0])
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handlers = [Keep(), Keep()]  # the CLI puts one limiter on every handler: each record is decided once
+    for handler in handlers:
+        handler.addFilter(limiter)
+    decoder = logging.getLogger("aiortc.test_limiter")
+    ours = logging.getLogger("metadj_bridge.test_limiter")
+    for logger in (decoder, ours):
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        for handler in handlers:
+            logger.addHandler(handler)
+    try:
+        for second in range(25):  # 30 frames a second that fail to decode, for 25 s
+            now[0] = float(second)
+            for _ in range(30):
+                decoder.warning("failed to decode %s frame: %s", "VP8", "Invalid data")
+            ours.warning("the bridge's own line %d", second)
+            decoder.debug("a packet (-vv)")
+    finally:
+        for logger in (decoder, ours):
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+            for handler in handlers:
+                logger.removeHandler(handler)
+    failures = [line for line in lines if "failed to decode" in line]
+    held = "failed to decode VP8 frame: Invalid data (299 more like this in the last 10 s)"
+    assert failures == 2 * ["failed to decode VP8 frame: Invalid data"] + 4 * [held]  # at 0, 10 and 20 s, twice each
+    assert len([line for line in lines if "own line" in line]) == 2 * 25
+    assert len([line for line in lines if "a packet" in line]) == 2 * 25

@@ -7,7 +7,7 @@ flag for it): while it is None, as by default, the emulator sends exactly what i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -15,9 +15,12 @@ from aiortc import RTCDataChannel
 
 from metadj_bridge.emulator.encoder import ScopeH264Encoder, ScopeVp8Encoder
 
-#: Bytes of each encoded packet left as they are: VP8's payload descriptor (4 with aiortc's picture id) and the
-#: start of its frame header; H264's NAL and FU-A headers. What follows is garbled.
-_KEEP = {"vp8": 6, "h264": 2}
+#: Bytes of each VP8 packet left as they are: its payload descriptor (4 with aiortc's picture id) and the start of the
+#: frame header. What follows is garbled.
+_VP8_KEEP = 6
+#: H264 NAL unit types that carry a picture (non-IDR and IDR slices): garbled past their header byte. The parameter
+#: sets stay intact, so the decoder starts and fails on every picture.
+_H264_SLICES = (1, 5)
 
 
 @dataclass
@@ -33,8 +36,8 @@ class HostileMedia:
     on_channel: Callable[[RTCDataChannel], None] | None = None
 
 
-def _garble(payloads: list[bytes], keep: int) -> list[bytes]:
-    return [p[:keep] + os.urandom(max(0, len(p) - keep)) for p in payloads]
+def _garble(data: bytes, keep: int) -> bytes:
+    return data[:keep] + os.urandom(max(0, len(data) - keep))
 
 
 class GarblingVp8Encoder(ScopeVp8Encoder):
@@ -42,12 +45,12 @@ class GarblingVp8Encoder(ScopeVp8Encoder):
 
     def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         payloads, timestamp = super().encode(frame, force_keyframe)
-        return _garble(payloads, _KEEP["vp8"]), timestamp
+        return [_garble(p, _VP8_KEEP) for p in payloads], timestamp
 
 
 class GarblingH264Encoder(ScopeH264Encoder):
     """Scope's H264 encoder whose packets keep their headers and lose their picture."""
 
-    def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        payloads, timestamp = super().encode(frame, force_keyframe)
-        return _garble(payloads, _KEEP["h264"]), timestamp
+    def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
+        for nal in super()._encode_frame(frame, force_keyframe):
+            yield _garble(nal, 1) if nal and nal[0] & 0x1F in _H264_SLICES else nal
