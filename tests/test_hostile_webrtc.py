@@ -179,6 +179,36 @@ async def test_a_webrtc_answer_that_cannot_work_is_one_sentence_and_the_session_
 # ---------------------------------------------------------------------------------------------- the video
 
 
+@pytest.mark.parametrize("when", ["from the first frame", "mid-show"])
+async def test_video_that_arrives_but_never_decodes_is_named_as_broken_and_heals(
+    make_emulator: MakeEmulator, when: str
+) -> None:
+    """Packets that decode into no picture were reported as missing video: "no first video frame ... (is
+    pipeline_ids right ...?)" or "no video frame for 3 s", sending the performer to the wrong place."""
+    hostile = HostileMedia(garble_video=when == "from the first frame")
+    emulator: ScopeEmulator = await make_emulator(fps=30.0, hostile=hostile)
+    states: list[tuple[SessionState, str]] = []
+    # VP8: libavcodec's H264 decoder conceals some garbled pictures and hands them out as frames.
+    session = make_session(emulator.url, states, first_frame_timeout=3.0, prefer_codec="video/VP8")
+    await session.start()
+    try:
+        await session.wait_streaming(timeout=30)
+        if when == "mid-show":
+            await wait_for(lambda: session.frames_received >= 10, 20, "frames")
+            hostile.garble_video = True
+        await wait_for(lambda: waits(states), 30, "the session given up")
+        hostile.garble_video = False
+        frames = session.frames_received
+        await wait_for(lambda: session.frames_received >= frames + 10, 30, "pictures from a new session")
+    finally:
+        await session.aclose()
+    lost = waits(states)[0]
+    seconds = "no first video frame for 3 s" if when == "from the first frame" else "no video frame for 3 s"
+    assert lost.startswith(f"connected, but {seconds}: the "), lost
+    assert lost.endswith("video packets Scope sent meanwhile decode into no picture (its video is broken, or in a "
+                         "form aiortc cannot decode)"), lost
+
+
 SMALL_SHOW = """\
 name: hostile video test
 scope:

@@ -13,6 +13,7 @@ aiortc's default encoder and a debug line says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -64,9 +65,11 @@ class ScopeH264Encoder(H264Encoder):
         self._H264Encoder__target_bitrate = _clamp(bitrate)
 
 
-def use_scope_bitrate(pc: RTCPeerConnection, track: MediaStreamTrack, *, garble: bool = False) -> Any | None:
+def use_scope_bitrate(
+    pc: RTCPeerConnection, track: MediaStreamTrack, *, garble: Callable[[], bool] | None = None
+) -> Any | None:
     """Give the sender of ``track`` Scope's encoder; call after the answer is set. Returns the encoder or None.
-    ``garble`` (test-only, ``hostile.py``): one whose packets carry no picture that decodes."""
+    ``garble`` (test-only, ``hostile.py``): one whose packets carry no picture that decodes while it says so."""
     from metadj_bridge.emulator.hostile import GarblingH264Encoder, GarblingVp8Encoder
 
     for transceiver in pc.getTransceivers():
@@ -77,9 +80,9 @@ def use_scope_bitrate(pc: RTCPeerConnection, track: MediaStreamTrack, *, garble:
         mime = codecs[0].mimeType.lower()
         encoder: Any
         if mime == "video/vp8":
-            encoder = GarblingVp8Encoder() if garble else ScopeVp8Encoder()
+            encoder = GarblingVp8Encoder(garble) if garble else ScopeVp8Encoder()
         elif mime == "video/h264":
-            encoder = GarblingH264Encoder() if garble else ScopeH264Encoder()
+            encoder = GarblingH264Encoder(garble) if garble else ScopeH264Encoder()
         else:
             return None
         sender._RTCRtpSender__encoder = encoder

@@ -30,7 +30,7 @@ class HostileMedia:
     #: ``frames(frame, index)`` -> the frame to send instead of the index-th one (another size, pixel format, pts),
     #: after the track has drawn and stamped it.
     frames: Callable[[av.VideoFrame, int], av.VideoFrame] | None = None
-    #: Garble every encoded video packet past its headers: the packets arrive, no picture decodes.
+    #: While true, garble every encoded video packet past its headers: the packets arrive, no picture decodes.
     garble_video: bool = False
     #: Told of each session's data channel as it opens, to send whatever a hostile server would on it.
     on_channel: Callable[[RTCDataChannel], None] | None = None
@@ -41,16 +41,27 @@ def _garble(data: bytes, keep: int) -> bytes:
 
 
 class GarblingVp8Encoder(ScopeVp8Encoder):
-    """Scope's VP8 encoder whose packets keep their headers and lose their picture."""
+    """Scope's VP8 encoder whose packets keep their headers and lose their picture while ``garble()`` says so."""
+
+    def __init__(self, garble: Callable[[], bool]) -> None:
+        super().__init__()
+        self._garble = garble
 
     def encode(self, frame: av.frame.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         payloads, timestamp = super().encode(frame, force_keyframe)
+        if not self._garble():
+            return payloads, timestamp
         return [_garble(p, _VP8_KEEP) for p in payloads], timestamp
 
 
 class GarblingH264Encoder(ScopeH264Encoder):
-    """Scope's H264 encoder whose packets keep their headers and lose their picture."""
+    """Scope's H264 encoder whose pictures are garbled past their NAL header while ``garble()`` says so."""
+
+    def __init__(self, garble: Callable[[], bool]) -> None:
+        super().__init__()
+        self._garble = garble
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
+        garble = self._garble()
         for nal in super()._encode_frame(frame, force_keyframe):
-            yield _garble(nal, 1) if nal and nal[0] & 0x1F in _H264_SLICES else nal
+            yield _garble(nal, 1) if garble and nal and nal[0] & 0x1F in _H264_SLICES else nal

@@ -278,7 +278,7 @@ class ScopeEmulator:
             session.net_delays = delay_receive(pc, self.config.delay_ms / 1000, lose_sctp=lost)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-            use_scope_bitrate(pc, session.track, garble=session.garbles_video)
+            use_scope_bitrate(pc, session.track, garble=session.video_garbler)
         except asyncio.CancelledError:
             await session.aclose()
             raise

@@ -81,9 +81,11 @@ class EmulatorSession:
         pc.on("track", self._on_track)
 
     @property
-    def garbles_video(self) -> bool:
-        """Test-only (``hostile.py``): whether this session's video packets carry no picture that decodes."""
-        return self._hostile is not None and self._hostile.garble_video
+    def video_garbler(self) -> Callable[[], bool] | None:
+        """Test-only (``hostile.py``): tells, for each video frame, whether its packets are garbled; None without
+        ``EmulatorConfig.hostile``."""
+        hostile = self._hostile
+        return None if hostile is None else lambda: hostile.garble_video
 
     @property
     def parameters(self) -> dict[str, Any]:

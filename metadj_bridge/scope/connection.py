@@ -43,7 +43,13 @@ from metadj_bridge.scope.dropwatch import watch_drops
 from metadj_bridge.scope.http_errors import exception_reason
 from metadj_bridge.scope.ice import usable_ice_servers
 from metadj_bridge.scope.offer import ServerOffer, check_session, read_offer_or_none
-from metadj_bridge.scope.peer_guard import check_answer_sends_video, failure_reason, guard_data_channel
+from metadj_bridge.scope.peer_guard import (
+    UndecodedVideo,
+    check_answer_sends_video,
+    failure_reason,
+    guard_data_channel,
+    silent_video,
+)
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
 from metadj_bridge.scope.session_end import scope_dropped
@@ -313,18 +319,18 @@ class ScopeConnection:
         assert self._lost is not None
         next_health = time.monotonic() + cfg.health_interval
         first_limit = max(cfg.no_frame_timeout, cfg.first_frame_timeout)
+        undecoded = UndecodedVideo()
         while True:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(self._lost), timeout=0.25)
             now = time.monotonic()
+            broken = await undecoded.sample(self._pc, self.last_frame)
             if self.last_frame:
                 if now - self.last_frame > cfg.no_frame_timeout:
-                    return f"connected, but no video frame for {cfg.no_frame_timeout:g} s"
+                    return silent_video(f"no video frame for {cfg.no_frame_timeout:g} s", broken)
             elif now - self._connected_at > first_limit:
-                return (
-                    f"connected, but no first video frame for {first_limit:g} s (is pipeline_ids right, "
-                    "and is the pipeline producing output?)"
-                )
+                return silent_video(f"no first video frame for {first_limit:g} s", broken,
+                                    "(is pipeline_ids right, and is the pipeline producing output?)")
             if now >= next_health:
                 next_health = now + cfg.health_interval
                 asked = time.monotonic()

@@ -4,6 +4,9 @@
   for a first frame that cannot come. :func:`check_answer_sends_video` refuses it at once.
 - **The connection fails**: aiortc only says "failed". :func:`failure_reason` says which layer: ICE (no address in
   the answer answered) or DTLS (the certificate does not match the answer's fingerprint, or the handshake broke off).
+- **Video that arrives but never decodes** (garbage, or a form aiortc cannot decode): the watchdog's "no video frame"
+  would blame the pipeline. :class:`UndecodedVideo` counts the video packets since the newest decoded frame, and
+  :func:`silent_video` says the video is broken when packets kept coming.
 - **The data channel**: Scope's server-to-client messages (scope-api.md §6: ``stream_stopped``,
   ``parameters_updated``, ``tempo_update``, ``change_scheduled``, ``change_applied``) are JSON text the bridge does
   not act on: a stopped stream shows in its frames, Scope's pace in its frames and its log. But aiortc decodes every
@@ -26,6 +29,10 @@ from metadj_bridge.errors import RateLimitedWarning, ScopeBadAnswerError, ScopeS
 from metadj_bridge.scope.http_errors import exception_reason
 
 log = logging.getLogger(__name__)
+
+#: Video packets since the newest frame from which on the video counts as arriving but broken (the last frame's own
+#: packets may trail it; a real stream sends dozens a second).
+BROKEN_VIDEO_PACKETS = 10
 
 #: Our side's direction after the answer -> what Scope's answer said of its video.
 _ANSWERED = {"sendonly": "recvonly", "inactive": "inactive"}
@@ -55,6 +62,39 @@ def failure_reason(pc: RTCPeerConnection) -> str:
         return ("WebRTC connection failed (the DTLS handshake with Scope failed: its certificate does not match the "
                 "fingerprint in its answer, or it broke the handshake off)")
     return "WebRTC connection failed"
+
+
+async def video_packets(pc: RTCPeerConnection | None) -> int:
+    """RTP packets of video ``pc`` has received so far (aiortc's inbound-rtp statistics)."""
+    total = 0
+    for receiver in pc.getReceivers() if pc is not None else ():
+        if receiver.track is not None and receiver.track.kind == "video":
+            report = await receiver.getStats()
+            total += sum(getattr(s, "packetsReceived", 0) for s in report.values() if s.type == "inbound-rtp")
+    return total
+
+
+class UndecodedVideo:
+    """The video packets received since the newest decoded frame, sampled by the session's watchdog."""
+
+    def __init__(self) -> None:
+        self._frame = 0.0  # the newest frame's time when last sampled
+        self._packets_then = 0
+
+    async def sample(self, pc: RTCPeerConnection | None, last_frame: float) -> int:
+        packets = await video_packets(pc)
+        if last_frame != self._frame:
+            self._frame, self._packets_then = last_frame, packets
+        return packets - self._packets_then
+
+
+def silent_video(what: str, undecoded: int, hint: str = "") -> str:
+    """The watchdog's reason to rebuild a session without frames: ``what`` (e.g. "no video frame for 5 s"), and
+    whether Scope's video kept arriving without decoding (then the video is broken, not missing)."""
+    if undecoded >= BROKEN_VIDEO_PACKETS:
+        return (f"connected, but {what}: the {undecoded} video packets Scope sent meanwhile decode into no picture "
+                "(its video is broken, or in a form aiortc cannot decode)")
+    return f"connected, but {what}{f' {hint}' if hint else ''}"
 
 
 def guard_data_channel(pc: RTCPeerConnection, where: str, warning: RateLimitedWarning) -> bool:
