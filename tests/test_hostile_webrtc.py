@@ -9,6 +9,7 @@ it cannot.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -16,19 +17,29 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 from aiortc import RTCDataChannel
 from aiortc.rtcsctptransport import DATA_CHANNEL_OPEN, WEBRTC_DCEP, WEBRTC_STRING
+from PIL import Image
 
 from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.emulator.hostile import HostileMedia
 from metadj_bridge.errors import LibraryLogLimiter
+from metadj_bridge.scope.peer_guard import UndecodedVideo
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
 from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
+from metadj_bridge.video.capture import CaptureBackend, register_capture_backend
+from metadj_bridge.video.clock import OutputClock
+from metadj_bridge.video.preview import PreviewSink
+from metadj_bridge.video.record import RecordingSink
+from metadj_bridge.video.vcam import VirtualCameraSink
 from tests.conftest import SMALL, emulator_get
 from tests.helpers import wait_for
 from tests.hostile_http import HostileServer
@@ -207,6 +218,95 @@ async def test_video_that_arrives_but_never_decodes_is_named_as_broken_and_heals
     assert lost.startswith(f"connected, but {seconds}: the "), lost
     assert lost.endswith("video packets Scope sent meanwhile decode into no picture (its video is broken, or in a "
                          "form aiortc cannot decode)"), lost
+
+
+async def test_video_that_stops_is_missing_not_broken(make_emulator: MakeEmulator) -> None:
+    """The packets of the last frame before Scope's video stops wait in aiortc's jitter buffer for a next frame that
+    never comes: tens of packets that decode into nothing, then silence. That is video gone missing (the reason a
+    real Scope 0.2.4 gives when its pipeline stops), not broken video."""
+    noise = np.random.default_rng(7)
+
+    def big(frame: av.VideoFrame, index: int) -> av.VideoFrame:  # noise at Scope's bitrate: tens of packets each
+        out = av.VideoFrame.from_ndarray(noise.integers(0, 256, (768, 512), np.uint8), format="yuv420p")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+    emulator: ScopeEmulator = await make_emulator(hostile=HostileMedia(frames=big))
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(emulator.url, states)
+    await session.start()
+    try:
+        await wait_for(lambda: session.frames_received >= 10, 30, "frames")
+        await emulator.apply_faults({"stop_video": True})
+        await wait_for(lambda: waits(states), 30, "the session given up")
+    finally:
+        await session.aclose()
+    assert waits(states)[0] == "connected, but no video frame for 3 s"
+
+
+def test_packets_count_as_undecoded_only_while_they_keep_coming() -> None:
+    undecoded = UndecodedVideo()
+    assert undecoded.sample(40, 10.0, 10.0) == 0  # a frame at 10 s: its packets are behind it
+    assert undecoded.sample(70, 10.0, 10.5) == 30  # the next frame's packets, and no frame from them yet
+    assert undecoded.sample(70, 10.0, 12.4) == 30  # nothing new for 1.9 s: still counted
+    assert undecoded.sample(70, 10.0, 12.6) == 0  # nothing new for 2.1 s: the video stopped mid-frame, not broken
+    assert undecoded.sample(90, 10.0, 13.0) == 50  # coming again, still no picture
+    assert undecoded.sample(95, 13.0, 13.1) == 0  # a frame decoded
+
+
+#: What a misbehaving server's video does, a few frames each: a reload to a square, HD, a frame of 2x2 and of one
+#: pixel, odd sizes, absurd aspect ratios.
+SIZES = [(512, 512), (1280, 720), (2, 2), (511, 333), (1, 1), (4000, 2), (2, 4000), (64, 36)]
+
+
+def hostile_frame(frame: av.VideoFrame, index: int) -> av.VideoFrame:
+    width, height = SIZES[index // 6 % len(SIZES)]
+    out = frame.reformat(width=width, height=height, format="yuv420p")
+    # Timestamps in a strange time base that leap ahead by hours: on the 90 kHz RTP clock they wrap around 2**32
+    # and land anywhere, behind the last one too. (Only the RTP clock: aiortc's encoder refuses a pts going back.)
+    out.pts, out.time_base = index**3 * 10**6 + index, Fraction(1, 1000)
+    return out
+
+
+async def test_frames_of_any_size_and_timestamp_keep_the_camera_recording_and_preview_at_their_size(
+    make_emulator: MakeEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What OBS sees when Scope's frames change size mid-stream (down to 1x1, odd, 4000x2) with timestamps that jump
+    and go backwards: the camera stays open at its size, every tick, the pictures letterboxed into it; the
+    recording and the preview keep that size too, and the session is never rebuilt."""
+    register_capture_backend("capture-hostile", keep_pixels=400)
+    emulator: ScopeEmulator = await make_emulator(fps=30.0, hostile=HostileMedia(frames=hostile_frame))
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(emulator.url, states, prefer_codec="video/VP8")  # libx264 refuses odd sizes to encode
+    recording, preview = RecordingSink(tmp_path / "show.mkv"), PreviewSink()
+    camera_sink = VirtualCameraSink(device="hostile-sizes", backend="capture-hostile")
+    clock = OutputClock(320, 180, 25, [camera_sink, recording, preview], slate_after=2.0)
+    sizes: set[tuple[int, int]] = set()
+    session.add_frame_listener(lambda frame: sizes.add((frame.width, frame.height)))
+    session.add_frame_listener(clock.push)
+    await clock.start()
+    with caplog.at_level(logging.WARNING):
+        await session.start()
+        try:
+            await wait_for(lambda: len(sizes) == len(SIZES), 40, "frames of every size")
+            jpeg = await asyncio.to_thread(preview.jpeg)
+        finally:
+            await session.aclose()
+            await clock.aclose()
+    assert session.sessions_started == 1 and not waits(states), waits(states)
+    camera = CaptureBackend.named("hostile-sizes")
+    records = camera.frames()
+    assert (camera.width, camera.height) == (320, 180)
+    assert [r.index for r in records] == list(range(camera.frames_sent))
+    assert all(r.data is None or r.data.size == 320 * 180 * 3 // 2 for r in records)
+    assert clock.stats().live >= len(SIZES)
+    assert jpeg is not None and Image.open(io.BytesIO(jpeg[1])).size == (320, 180)
+    with av.open(str(recording.path)) as container:
+        pictures = [(f.width, f.height) for f in container.decode(video=0)]
+    assert len(pictures) == recording.stats().written > 0 and set(pictures) == {(320, 180)}
+    problems = [r.getMessage() for r in caplog.records if r.name.startswith("metadj_bridge.video")
+                and "ticks missed" not in r.getMessage()]
+    assert not problems, problems
 
 
 SMALL_SHOW = """\

@@ -49,6 +49,7 @@ from metadj_bridge.scope.peer_guard import (
     failure_reason,
     guard_data_channel,
     silent_video,
+    video_packets,
 )
 from metadj_bridge.scope.reconnect import Backoff
 from metadj_bridge.scope.sender import ParameterSender
@@ -324,7 +325,7 @@ class ScopeConnection:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(self._lost), timeout=0.25)
             now = time.monotonic()
-            broken = await undecoded.sample(self._pc, self.last_frame)
+            broken = undecoded.sample(await video_packets(self._pc), self.last_frame, now)
             if self.last_frame:
                 if now - self.last_frame > cfg.no_frame_timeout:
                     return silent_video(f"no video frame for {cfg.no_frame_timeout:g} s", broken)

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: packets may trail it; a real stream sends dozens a second).
 BROKEN_VIDEO_PACKETS = 10
 
+#: Packets count as still arriving when the last came this recently (seconds; a stream sends some with every frame).
+STILL_ARRIVING = 2.0
+
 #: Our side's direction after the answer -> what Scope's answer said of its video.
 _ANSWERED = {"sendonly": "recvonly", "inactive": "inactive"}
 
@@ -75,17 +78,22 @@ async def video_packets(pc: RTCPeerConnection | None) -> int:
 
 
 class UndecodedVideo:
-    """The video packets received since the newest decoded frame, sampled by the session's watchdog."""
+    """The video packets received since the newest decoded frame, sampled by the session's watchdog, as long as they
+    are still arriving (the packets of a last frame that never completed, then silence, are missing video)."""
 
     def __init__(self) -> None:
         self._frame = 0.0  # the newest frame's time when last sampled
         self._packets_then = 0
+        self._packets = 0
+        self._grew_at = float("-inf")
 
-    async def sample(self, pc: RTCPeerConnection | None, last_frame: float) -> int:
-        packets = await video_packets(pc)
+    def sample(self, packets: int, last_frame: float, now: float) -> int:
+        """``packets`` received so far (:func:`video_packets`) and the newest frame's time, at ``now``."""
         if last_frame != self._frame:
             self._frame, self._packets_then = last_frame, packets
-        return packets - self._packets_then
+        if packets > self._packets:
+            self._packets, self._grew_at = packets, now
+        return packets - self._packets_then if now - self._grew_at < STILL_ARRIVING else 0
 
 
 def silent_video(what: str, undecoded: int, hint: str = "") -> str:
