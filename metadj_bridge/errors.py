@@ -15,7 +15,8 @@ happened, the value involved and what to do. The CLI prints ``error: <message>``
           ├── ScopeNotFoundError     the URL answers, but the path is wrong (404)
           ├── ScopeNotScopeError     something answers that is not a Scope server
           ├── ScopeHTTPError         Scope answered with an unexpected status
-          ├── ScopeBadAnswerError    a redirect loop, a broken exchange, a corrupt or endless body  [transient]
+          ├── ScopeBadAnswerError    a redirect loop, a broken exchange, a corrupt or endless body, a data-channel
+          │                          message that cannot be read  [transient]
           ├── PipelineLoadError      Scope could not load the pipeline
           │    └── PipelineLoadTimeout   the load did not finish in time
           ├── ScopeSessionError      the WebRTC session could not be set up or was lost
@@ -109,7 +110,8 @@ class ScopeHTTPError(ScopeError):
 
 class ScopeBadAnswerError(ScopeError):
     """Scope, or a proxy in front of it, answered with something that cannot be used: a redirect loop, a body that
-    cannot be decoded or never ends. Worth retrying: a proxy or a booting server often heals."""
+    cannot be decoded or never ends, a data-channel message aiortc cannot read (dropped; the session goes on). Worth
+    retrying: a proxy or a booting server often heals."""
 
     transient = True
 
