@@ -609,8 +609,7 @@ def test_a_device_that_overflows_block_after_block_is_one_warning_naming_it(
     assert source.overflows >= 2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("audio input system is losing audio: 1 in the last 0 s; last: input overflow "
-                                  "(1 since the start"), warnings
+    assert warnings[0].startswith("audio input system is losing audio: input overflow (1 since the start"), warnings
 
 
 SERVER_LOSS = """
