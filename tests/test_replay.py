@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from metadj_bridge.cli import main
 from metadj_bridge.emulator import ScopeEmulator
@@ -179,6 +179,15 @@ async def test_a_mode_the_pipeline_lacks_is_refused_before_loading(tmp_path: Pat
     assert not events["offers"]
 
 
+class _SilentTrack(MediaStreamTrack):
+    """Video that never has a frame: a pipeline that makes nothing."""
+
+    kind = "video"
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
 @pytest.fixture
 async def silent_scope() -> AsyncIterator[str]:
     """A Scope far end that connects (real aiortc WebRTC, data channel open) and never sends a frame: what a real
@@ -210,7 +219,8 @@ async def silent_scope() -> AsyncIterator[str]:
         pc = RTCPeerConnection()
         peers.append(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
-        await pc.setLocalDescription(await pc.createAnswer())  # no track added: the video stays silent
+        pc.addTrack(_SilentTrack())  # Scope's answer always sends video; this video never has a frame
+        await pc.setLocalDescription(await pc.createAnswer())
         return web.json_response({"sdp": pc.localDescription.sdp, "type": "answer", "sessionId": str(uuid.uuid4())})
 
     async def delete(request: web.Request) -> web.Response:
