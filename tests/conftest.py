@@ -18,6 +18,18 @@ import pytest
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 from tests.helpers import free_port, wait_for  # noqa: F401 - re-exported for tests
 
+#: Test processes at most (pytest-xdist's ``-n auto``, set in pyproject.toml): every test file starts its own
+#: emulators, JACK servers and ports, so files run side by side, one process per core up to this many.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """One process against a real Scope (``METADJ_TEST_SCOPE``): it is one server, and the tests load its pipelines
+    one after another. Else one per core, at most MAX_WORKERS."""
+    if os.environ.get("METADJ_TEST_SCOPE"):
+        return 0
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _show_logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
