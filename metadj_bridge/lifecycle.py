@@ -10,6 +10,7 @@
 - :func:`supervised`: run a long-running part again when it fails, with a growing pause, while the others go on.
 - :func:`stop_signals`: SIGINT and SIGTERM end a command cleanly, SIGHUP reloads (POSIX); on Windows, where the
   loop cannot take signal handlers, Ctrl+C arrives as KeyboardInterrupt instead.
+- :class:`AwayWatch`: was the process away between two looks (frozen, or the computer asleep), and for how long.
 
 Ground floor: imports nothing of the project but :mod:`metadj_bridge.errors`.
 """
@@ -21,12 +22,15 @@ import contextlib
 import enum
 import logging
 import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from metadj_bridge.errors import ClosedError, RateLimitedWarning
 
-__all__ = ["ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "stop_signals", "supervised"]
+__all__ = ["AwayWatch", "ClosedError", "Lifecycle", "State", "TaskGroupSet", "cancel_and_wait", "sleep_clock",
+           "stop_signals", "supervised"]
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +209,44 @@ def stop_signals(on_stop: Callable[[], None], on_reload: Callable[[], None] | No
         for sig in installed:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
+
+
+#: A look this much later than expected means the process was away (frozen or asleep), not busy: a loaded 2-core
+#: machine holds the event loop up for tenths of a second, not for seconds.
+AWAY_AFTER = 2.0
+
+
+def sleep_clock() -> Callable[[], float]:
+    """A clock that also counts the time the computer sleeps, which :func:`time.monotonic` does not on Linux and
+    macOS: CLOCK_BOOTTIME on Linux, CLOCK_MONOTONIC on macOS (there it counts sleep; ``time.monotonic`` stops), the
+    wall clock elsewhere (a wall-clock step forward then reads as time away too)."""
+    if sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME"):
+        return lambda: time.clock_gettime(time.CLOCK_BOOTTIME)
+    if sys.platform == "darwin":
+        return lambda: time.clock_gettime(time.CLOCK_MONOTONIC)
+    return time.time
+
+
+class AwayWatch:
+    """Says when the process was away between two looks, taken every ``expected`` seconds: frozen (SIGSTOP, a
+    debugger: ``time.monotonic`` ran on, every timer is due at once) or asleep (a closed lid: on Linux and macOS
+    ``time.monotonic`` stood still, :func:`sleep_clock` did not). ``look()`` returns the seconds since the previous
+    look when they exceed ``expected + threshold`` on either clock, else None. The clocks are arguments for tests.
+    """
+
+    def __init__(self, expected: float, *, threshold: float = AWAY_AFTER, clock: Callable[[], float] = time.monotonic,
+                 asleep: Callable[[], float] | None = None) -> None:
+        self.expected = expected
+        self.threshold = threshold
+        self._clock = clock
+        self._asleep = asleep or sleep_clock()
+        self._last: tuple[float, float] | None = None
+
+    def look(self) -> float | None:
+        now, slept = self._clock(), self._asleep()
+        last, self._last = self._last, (now, slept)
+        if last is None:
+            return None
+        ran = now - last[0]
+        away = ran + max(0.0, (slept - last[1]) - ran)  # what only the sleep clock saw (a wall step back: nothing)
+        return away if away > self.expected + self.threshold else None

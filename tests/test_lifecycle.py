@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from metadj_bridge.errors import ClosedError
-from metadj_bridge.lifecycle import Lifecycle, State, TaskGroupSet, cancel_and_wait, stop_signals
+from metadj_bridge.lifecycle import AwayWatch, Lifecycle, State, TaskGroupSet, cancel_and_wait, stop_signals
 
 
 def test_states_start_once_close_twice_and_refuse_reuse() -> None:
@@ -97,3 +97,24 @@ async def test_stop_signals_reach_their_handlers_and_are_removed_after() -> None
     assert stops == ["stop"] and reloads == ["reload"]
     assert loop.remove_signal_handler(signal.SIGTERM) is False  # no handler of ours is left behind
     assert loop.remove_signal_handler(signal.SIGHUP) is False
+
+
+def test_away_watch_tells_a_freeze_and_a_sleep_from_a_busy_loop() -> None:
+    """Looks every 0.25 s. A busy loop is late by tenths: nothing. SIGSTOP for 30 s: the monotonic clock ran on. A
+    closed lid for 30 min: on Linux and macOS the monotonic clock stood still and only the sleep clock saw it. A
+    wall clock set back an hour (the sleep clock where there is no other): nothing."""
+    mono, asleep = [100.0], [5000.0]
+    watch = AwayWatch(0.25, clock=lambda: mono[0], asleep=lambda: asleep[0])
+
+    def after(ran: float, slept: float) -> float | None:
+        mono[0] += ran
+        asleep[0] += ran + slept
+        return watch.look()
+
+    assert watch.look() is None  # the first look has nothing to compare with
+    assert after(0.25, 0.0) is None
+    assert after(0.9, 0.0) is None  # a busy machine
+    assert after(30.0, 0.0) == pytest.approx(30.0)  # frozen
+    assert after(0.25, 1800.0) == pytest.approx(1800.25)  # asleep
+    assert after(0.25, -3600.0) is None  # the wall clock set back
+    assert after(0.25, 0.0) is None
