@@ -22,7 +22,7 @@ from metadj_bridge.bundled import bundled_profile, resolve_profile
 from metadj_bridge.errors import MetaDJError
 from metadj_bridge.inputs.analyzer import AudioUpdate, deliver
 from metadj_bridge.inputs.tempo_sources import ArbiterConfig
-from metadj_bridge.lifecycle import stop_signals, supervised
+from metadj_bridge.lifecycle import AwayWatch, stop_signals, supervised
 from metadj_bridge.profile.ignored import IgnoredKeyLog
 from metadj_bridge.profile.model import ShowProfile
 from metadj_bridge.run.control import ShowControl
@@ -44,7 +44,7 @@ from metadj_bridge.run.tempo_hub import TempoHub
 from metadj_bridge.scope.offer import ServerOffer
 from metadj_bridge.scope.pacing import GATHER
 from metadj_bridge.scope.sender import PacerConfig, ParameterSender
-from metadj_bridge.scope.session import ScopeSession, SessionConfig
+from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
 from metadj_bridge.scope.tempo_feed import TempoSyncWatch
 from metadj_bridge.signals import SignalBoard
 from metadj_bridge.status.model import BridgeStatus
@@ -68,6 +68,21 @@ async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
 
 async def _session_part(supervisor: asyncio.Task[None]) -> None:
     await supervisor  # returns only when the session is closed; raises a fatal startup error
+
+
+async def _say_freezes(session: ScopeSession, show: ShowRunner, rebuild_after: float) -> None:
+    """One line when the bridge was frozen or the computer slept; a streaming session frozen for ``rebuild_after``
+    or longer is rebuilt, and its own line says why."""
+    away = AwayWatch(0.5)
+    while True:
+        await asyncio.sleep(0.5)
+        frozen = away.look()
+        if frozen is None:
+            continue
+        if show.show_log is not None:
+            show.show_log.event(f"the bridge was frozen for {frozen:.0f} s")
+        if frozen < rebuild_after or session.state is not SessionState.STREAMING:
+            log.info("the bridge was frozen for %.0f s (the computer slept?); the show goes on", frozen)
 
 
 async def load_show_profile(path: str | None) -> ShowProfile:
@@ -246,6 +261,8 @@ async def run_bridge(options: RunOptions, *, status_stream: TextIO | None = None
                 assert session.supervisor is not None
                 group.create_task(_session_part(session.supervisor), name="scope-session")
                 group.create_task(_until_stopped(stop, plan.duration), name="stop")
+                group.create_task(supervised("freezes", lambda: _say_freezes(session, show, plan.no_frame_timeout)),
+                                  name="freezes")
                 group.create_task(supervised("service", lambda: service.run(
                     lambda: _service_status(session.status(), plan.pipeline))), name="service")
         except* _Stopped:

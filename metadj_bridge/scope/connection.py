@@ -6,8 +6,8 @@ the sessions we left on the server DELETEd, then the peer connection with its ``
 offer (its ``initialParameters`` carry the sender's last desired state, so a rebuilt session starts where the old one
 was) and the wait until WebRTC connects. :meth:`~ScopeConnection.watch` then receives frames and returns why
 the session has to be rebuilt: the peer or the data channel closed, the video track ended, Scope restarted or
-stopped answering, or the silent-video watchdog (connected, but no frame for a while). :meth:`~ScopeConnection.close`
-tears it down. When to try again is not decided here: that is :mod:`metadj_bridge.scope.reconnect`.
+stopped answering, the silent-video watchdog (connected, but no frame for a while; or the bridge frozen that long).
+:meth:`~ScopeConnection.close` tears it down. When to try again is not decided here: :mod:`.reconnect` does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from metadj_bridge import parameters
 from metadj_bridge.errors import ConfigError, RateLimitedWarning, ScopeError, ScopeHTTPError, ScopeSessionError
-from metadj_bridge.lifecycle import TaskGroupSet
+from metadj_bridge.lifecycle import AwayWatch, TaskGroupSet
 from metadj_bridge.parameters import ParameterSchema
 from metadj_bridge.scope import protocol
 from metadj_bridge.scope.api import DEFAULT_DEADLINE, HealthInfo, ScopeClient, redact_url
@@ -320,11 +320,15 @@ class ScopeConnection:
         assert self._lost is not None
         next_health = time.monotonic() + cfg.health_interval
         first_limit = max(cfg.no_frame_timeout, cfg.first_frame_timeout)
-        undecoded = UndecodedVideo()
+        undecoded, away = UndecodedVideo(), AwayWatch(0.25)
         while True:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(self._lost), timeout=0.25)
-            now = time.monotonic()
+            now, frozen = time.monotonic(), away.look()
+            if frozen is not None and frozen >= cfg.no_frame_timeout:
+                return f"the bridge was frozen for {frozen:.0f} s (the computer slept?)"
+            if frozen is not None:  # no frame could come meanwhile, whatever Scope did: the timers start again
+                self._connected_at, self.last_frame = now, now if self.last_frame else 0.0
             broken = undecoded.sample(await video_packets(self._pc), self.last_frame, now)
             if self.last_frame:
                 if now - self.last_frame > cfg.no_frame_timeout:

@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from metadj_bridge.errors import RateLimitedWarning, VideoError
-from metadj_bridge.lifecycle import Lifecycle, State
+from metadj_bridge.lifecycle import AWAY_AFTER, Lifecycle, State
 from metadj_bridge.video.convert import FrameFitter, check_output_size, i420_frame
 from metadj_bridge.video.sink import FrameSink, ShownFrame
 from metadj_bridge.video.slate import STOPPED, WAITING, slate_i420
@@ -269,7 +269,10 @@ class OutputClock:
             if behind > 0:  # missed whole ticks: skip them rather than burst
                 self._skipped += behind
                 tick += behind
-                self._stalls.note(f"{behind} tick(s), {1000 * (now - deadline):.0f} ms late")
+                if now - deadline < AWAY_AFTER:
+                    self._stalls.note(f"{behind} tick(s), {1000 * (now - deadline):.0f} ms late")
+                else:  # not a busy computer: the bridge was frozen or asleep, which the run says once
+                    log.debug("video out: %d ticks skipped over %.1f s away", behind, now - deadline)
             kind: Literal["live", "repeat", "slate"]
             if fresh is not None:
                 shown_frame, kind, fresh = fresh, "live", None
