@@ -108,7 +108,22 @@ def test_cycle_waits_without_tempo_and_restarts_on_a_jump_back() -> None:
     assert cycle.advance(at_beat(40.0, playing=False)) == (False, False)
     cycle.advance(at_beat(40.0))
     assert cycle.advance(at_beat(4.0)) == (False, False)  # the grid jumped back: count from here
+    assert cycle.advance(at_beat(8.0)) == (False, False)
     assert cycle.advance(at_beat(12.0)) == (True, False)
+
+
+def test_bars_that_went_by_while_the_show_stood_still_do_not_move_the_cycle_on() -> None:
+    """The bridge frozen or the computer asleep for 20 bars: the next step sees the grid 20 bars on. The theme and
+    the prompt stay; the cycle counts on from where it was (1 bar since the last change: the prompt's second bar
+    is the next one, the theme's fourth the one after the prompt's next change)."""
+    cycle = ThemeCycle(CycleSettings(every_bars=4, prompt_every_bars=2), ("a", "b"))
+    steps = [cycle.advance(at_beat(beat)) for beat in (0.5, 2.0, 4.5)]  # bar 0, then bar 1
+    assert steps == [(False, False)] * 3
+    assert cycle.advance(at_beat(84.5)) == (False, False)  # bar 21, a step after bar 1: frozen in between
+    assert cycle.advance(at_beat(88.5)) == (False, True)  # bar 22: the prompt's 2 bars (bar 1, then this one)
+    cycle.restart(theme=False)
+    assert cycle.advance(at_beat(92.5)) == (False, False)
+    assert cycle.advance(at_beat(96.5)) == (True, True)  # bar 24: the theme's 4 bars (and the prompt's 2)
 
 
 def test_cycle_order_over_its_members() -> None:

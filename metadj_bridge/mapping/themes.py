@@ -158,6 +158,12 @@ class ThemeCycle:
         if self.settings is None or tempo is None or not tempo.playing or tempo.beats_per_bar < 1:
             return False, False
         bar = tempo.bar
+        if self.bar is not None and bar - self.bar > 1:
+            # Bars that went by between two steps went by while the show stood still (the bridge frozen, the
+            # computer asleep): none counts, the cycle goes on from where it was instead of moving on at once.
+            skipped = bar - self.bar
+            self._theme_anchor = None if self._theme_anchor is None else self._theme_anchor + skipped
+            self._prompt_anchor = None if self._prompt_anchor is None else self._prompt_anchor + skipped
         self.bar = bar
         if self._theme_anchor is None or bar < self._theme_anchor:
             self._theme_anchor = bar
