@@ -95,3 +95,30 @@ def test_values_checked_against_the_schema_in_force_are_not_checked_again() -> N
         sender.apply({"noise_scale": 0.5}, checked_by=schema)
     sender.apply({"base_seed": 7}, checked_by=schema)  # same rule on both sides: taken as it is
     assert sender.state.desired["base_seed"] == 7
+
+
+def test_beats_that_went_by_while_the_show_stood_still_are_not_fired_late() -> None:
+    """The bridge frozen (or the computer asleep) for 10.25 s at 120 BPM: the first step after it finds the grid 20.5
+    beats on, half-way through a beat. No beat is fired there, off the beat; the next beat comes on its time."""
+    board = SignalBoard()
+    hub = TempoHub(board)
+    fired: list[tuple[float, float]] = []  # (time, phase then) of each tempo.beat
+
+    def step(t: float) -> None:
+        state = hub.tick(t)  # the show steps first; the audio's next reading follows
+        board.tempo(TempoReading(source="audio", bpm=120.0, t=t, beat=(2 * t) % 4, beats_per_bar=4))
+        fired.extend((t, state.phase) for trigger in board.take_triggers() if trigger.name == "tempo.beat")
+
+    t = 0.0
+    while t < 3.0:
+        step(t)
+        t += 1 / 86
+    before = len(fired)
+    t += 10.25  # frozen: no step, no reading
+    woke = t
+    while t < woke + 2.0:
+        step(t)
+        t += 1 / 86
+    after = [(round(at - woke, 3), round(phase, 3)) for at, phase in fired[before:]]
+    assert after and all(phase < 0.1 for _, phase in after), after  # each on its beat, none half-way through one
+    assert len(after) in (3, 4)  # 2 s at 120 BPM: the beats to come, none for the 20 that went by

@@ -75,7 +75,9 @@ class TempoHub:
         board.set(Signal("tempo.phase", float(state.phase), now))
         beat = math.floor(state.beat)
         bar = state.bar
-        if self.beat is not None and beat > self.beat:
+        # More than one whole beat since the last step: they went by while the show stood still (the bridge frozen,
+        # the computer asleep). None is fired late, off the beat; the count takes up the grid's.
+        if self.beat is not None and self.beat < beat <= self.beat + 1:
             board.fire(Trigger("tempo.beat", now, {"beat": beat}))
             if self.bar is not None and self._grid_bar is not None and bar > self._grid_bar:
                 self.bar += 1
