@@ -83,6 +83,19 @@ def test_gap_forgets_the_old_tempo() -> None:
     assert clock.bpm == pytest.approx(90.0, abs=1e-6)
 
 
+def test_a_backlog_of_ticks_after_a_freeze_is_no_tempo() -> None:
+    """The bridge frozen for 10 s while a DAW's clock played on: the MIDI system held the ticks and hands 240 of them
+    over within 5 ms when the bridge wakes (ALSA's sequencer, CoreMIDI). That is no tempo of 400 BPM: no reading
+    comes from it, the song position still counts its ticks, and the real clock after it is 120 BPM again."""
+    clock, _ = run(clock_times(120.0, 4))
+    burst = [110.0 + i * 5e-3 / 240 for i in range(240)]
+    _, burst_bpms = run(burst, clock)
+    _, after = run(clock_times(120.0, 2, t0=110.015), clock)
+    assert [b for b in burst_bpms if b is not None] == []
+    assert all(b is None or abs(b - 120.0) < 0.5 for b in after), [round(b, 1) for b in after if b is not None]
+    assert clock.bpm == pytest.approx(120.0, abs=0.01)
+
+
 def test_start_stop_continue_and_beat_position() -> None:
     clock = MidiClockTempo()
     times = clock_times(120.0, 12)

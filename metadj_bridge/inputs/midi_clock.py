@@ -11,6 +11,9 @@ slope falls with the cube of the window, so the same jitter gives hundredths of 
 * A real tempo change shows as several outliers in a row on the same side of the line: the window is then
   restarted from those ticks, so the estimate follows within a few ticks instead of a whole window.
 * A gap of more than ``gap_s`` (the sender stopped its clock) forgets the window.
+* A run of ``burst_ticks`` ticks each closer to the last than half a tick at ``max_bpm`` is no tempo but a backlog:
+  the ticks a frozen process (or one whose computer slept) finds queued when it wakes, handed over at once. They
+  count for the song position; the window starts again with the first tick that comes at a real pace.
 
 No clocks, threads or ports in here: times come in as arguments (``time.monotonic()`` at arrival).
 """
@@ -43,12 +46,17 @@ class MidiClockConfig:
     #: Reported tempo is clamped to this range (MIDI clock from 20 to 400 BPM is plausible).
     min_bpm: float = 20.0
     max_bpm: float = 400.0
+    #: This many ticks in a row, each within half a tick at ``max_bpm`` of the last, are a backlog, not a tempo (a
+    #: USB frame may bring two or three together).
+    burst_ticks: int = 4
 
     def __post_init__(self) -> None:
         if self.window < 8:
             raise ValueError(f"midi clock window: {self.window} ticks is too short (at least 8)")
         if not 2 <= self.min_ticks <= self.window:
             raise ValueError(f"midi clock min_ticks: {self.min_ticks} must be between 2 and the window ({self.window})")
+        if self.burst_ticks < 2:
+            raise ValueError(f"midi clock burst_ticks: {self.burst_ticks} must be at least 2")
 
 
 class MidiClockTempo:
@@ -64,6 +72,7 @@ class MidiClockTempo:
         self._period: float | None = None  # seconds per tick
         self._anchor: tuple[int, float] | None = None  # (tick number, fitted time) of the newest tick
         self._last_t: float | None = None
+        self._bunched = 0  # ticks in a row closer than half a tick at max_bpm
         self._resid_sigma = 0.0
         #: Ticks counted by the transport since Start (a Continue keeps counting); None before any tick.
         self._song_tick: int | None = None
@@ -99,6 +108,8 @@ class MidiClockTempo:
     def tick(self, t: float) -> None:
         cfg = self.config
         self.ticks += 1
+        close = self._last_t is not None and t - self._last_t < 30.0 / (cfg.max_bpm * PPQN)
+        self._bunched = self._bunched + 1 if close else 0
         if self._last_t is not None and t - self._last_t > cfg.gap_s and self._ticks:
             self._forget()
         self._last_t = t
@@ -111,6 +122,9 @@ class MidiClockTempo:
             self._song_tick += 1
             self._song_anchor_n = n
         # Stopped: the song position stays where it was (the anchor moves with nothing).
+        if self._bunched >= cfg.burst_ticks:  # a backlog handed over at once: no tempo in it
+            self._forget()
+            return
 
         if self._period is None or len(self._ticks) < cfg.min_ticks:
             self._ticks.append((n, t))
