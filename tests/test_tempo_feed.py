@@ -54,6 +54,24 @@ def test_a_beat_state_python_cannot_convert_is_refused_and_the_tempo_sync_goes_o
     assert sync.client_updates == 1 and sync.status()["beat_state"]["bpm"] == 130.0
 
 
+def test_the_emulated_tempo_sync_ages_the_client_beat_state_on_a_clock_the_wall_clock_cannot_move(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock set back an hour (NTP, a hand) right after the bridge's last beat state: 2 s on, that state
+    is stale all the same and Scope's own Link grid takes over again, as it does on a real Scope."""
+    import time
+
+    from metadj_bridge.emulator.tempo import CLIENT_STALE_SECONDS, EmulatedTempoSync
+
+    sync = EmulatedTempoSync()
+    sync.enable({"source": "link", "bpm": 124})
+    assert sync.take_client_state({"bpm": 130, "beat_phase": 0.5}) is None
+    assert sync.status()["beat_state"]["source"] == "client"
+    wall, mono = time.time(), time.monotonic()
+    monkeypatch.setattr(time, "time", lambda: wall - 3600.0)  # the system's clock, not the project's code
+    monkeypatch.setattr(time, "monotonic", lambda: mono + CLIENT_STALE_SECONDS + 0.1)
+    assert sync.status()["beat_state"]["source"] == "link"
+
+
 @pytest.mark.parametrize(("answer", "source"), [
     ({"enabled": True, "source": {"type": "link", "num_peers": 0}}, "link"),
     ({"enabled": True, "source": {"type": "midi_clock"}}, "midi_clock"),

@@ -51,10 +51,10 @@ class EmulatedTempoSync:
     def beat_state(self) -> dict[str, Any] | None:
         if not self.enabled:
             return None
-        now = time.time()
+        now = time.monotonic()  # an age: the wall clock may be set back or forward meanwhile
         if self._client is not None and now - self._client_at < CLIENT_STALE_SECONDS:
             return {**self._client, "source": "client"}
-        beats = (time.monotonic() - self._started) * self._bpm / 60.0
+        beats = (now - self._started) * self._bpm / 60.0
         return {"bpm": self._bpm, "beat_phase": round(beats % 1.0, 6), "bar_position": round(beats % 1.0, 6),
                 "beat_count": 0, "is_playing": False, "source": "link"}
 
@@ -103,7 +103,7 @@ class EmulatedTempoSync:
             }
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a beat_count of 1e999 (inf)
             return str(exc)
-        self._client, self._client_at = state, time.time()
+        self._client, self._client_at = state, time.monotonic()
         self.client_updates += 1
         return None
 
