@@ -43,6 +43,21 @@ class FakeClock:
         return self.now
 
 
+def test_wall_times_stay_true_after_the_computer_slept(tmp_path: Path) -> None:
+    """A closed lid for 30 min: the monotonic clock (``t``, what replay times by) stood still, the time of day did
+    not. A message sent 1 s of monotonic time after the wake says the time of day it was sent."""
+    clock, wall = FakeClock(), [1_800_000_000.0]
+    path = tmp_path / "show.jsonl"
+    show = ShowLog(path, HEADER, clock=clock, wall_clock=lambda: wall[0])
+    show.record({"noise_scale": 0.7}, 100.0)
+    clock.now, wall[0] = 101.0, wall[0] + 1801.0  # 1 s of monotonic time, 30 min and 1 s of day
+    show.record({"noise_scale": 0.2}, 101.0)
+    show.close()
+    sent = [json.loads(line) for line in path.read_text().splitlines() if '"sent"' in line]
+    assert [line["t"] for line in sent] == [0.0, 1.0]
+    assert [line["wall"] for line in sent] == ["2027-01-15T08:00:00.000Z", "2027-01-15T08:30:01.000Z"]
+
+
 def test_log_round_trips_header_messages_events_and_end(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "show.jsonl"

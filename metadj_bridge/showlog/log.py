@@ -146,9 +146,9 @@ class ShowLog:
     says where it went).
 
     ``record(message, t)`` is ``ParameterSender.on_sent``: ``t`` is the sender's clock (``time.monotonic``), and
-    the log stores it as seconds since the log was opened. ``event(text)`` notes a theme change, a profile switch or
-    a reconnect. ``close()`` (or ``await aclose()``) writes what is left and an end marker; closing twice is
-    harmless, and lines recorded after closing are ignored.
+    the log stores it as seconds since the log was opened (durations, for replay), and the time of day (``wall``).
+    ``event(text)`` notes a theme change, a profile switch or a reconnect. ``close()`` (or ``await aclose()``)
+    writes what is left and an end marker; closing twice is harmless, and lines recorded after closing are ignored.
     """
 
     def __init__(
@@ -158,12 +158,14 @@ class ShowLog:
         *,
         flush_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = _unused(Path(path))
         self.flush_interval = flush_interval
         self._clock = clock
         self.t0 = clock()
-        self._wall0 = time.time()
+        self._wall_clock = wall_clock
+        self._wall0 = wall_clock()
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -192,7 +194,10 @@ class ShowLog:
             return
         rel = t - self.t0
         self.messages += 1
-        self._append({"type": "sent", "t": round(rel, 4), "wall": _iso(self._wall0 + rel), "message": message})
+        # For people: the time of day it was. Not wall0 + rel: the monotonic clock stands still while the computer
+        # sleeps (Linux, macOS), so after a closed lid that sum would be behind by the whole sleep.
+        wall = self._wall_clock() - (self._clock() - t)
+        self._append({"type": "sent", "t": round(rel, 4), "wall": _iso(wall), "message": message})
 
     def event(self, text: str, t: float | None = None) -> None:
         """Something worth seeing in the log next to the messages: a theme change, a switch, a reconnect. Events of
