@@ -17,6 +17,7 @@ import pytest
 
 from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
 from tests.helpers import free_port, wait_for  # noqa: F401 - re-exported for tests
+from tests.hostile_http import HostileServer
 
 #: Test processes at most (pytest-xdist's ``-n auto``, set in pyproject.toml): every test file starts its own
 #: emulators, JACK servers and ports, so files run side by side, one process per core up to this many.
@@ -190,3 +191,19 @@ async def schemas_server() -> AsyncIterator[list[Any]]:
     answer[1] = f"http://127.0.0.1:{port}"
     yield answer
     await runner.cleanup()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Callable[..., Awaitable[HostileServer]]]:
+    """Start real misbehaving HTTP servers (tests/hostile_http.py) in a mode; all are closed afterwards."""
+    made: list[HostileServer] = []
+
+    async def make(mode: str, upstream: str | None = None, **options: Any) -> HostileServer:
+        server = HostileServer(mode, upstream, **options)
+        await server.start()
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        await server.aclose()

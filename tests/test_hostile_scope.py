@@ -14,7 +14,7 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +58,6 @@ SENTENCES: dict[str, tuple[type[ScopeError], str]] = {
 }
 SECRET = "s3cret-token-value"
 
-
-@pytest.fixture
-async def hostile() -> AsyncIterator[MakeHostile]:
-    made: list[HostileServer] = []
-
-    async def make(mode: str, upstream: str | None = None, **options: Any) -> HostileServer:
-        server = HostileServer(mode, upstream, **options)
-        await server.start()
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        await server.aclose()
 
 
 # ---------------------------------------------------------------------------------------------- the client alone

@@ -16,7 +16,7 @@ import re
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -32,50 +32,21 @@ from metadj_bridge.emulator import ScopeEmulator
 from metadj_bridge.emulator.hostile import HostileMedia
 from metadj_bridge.errors import LibraryLogLimiter
 from metadj_bridge.scope.peer_guard import UndecodedVideo
-from metadj_bridge.scope.reconnect import Backoff
-from metadj_bridge.scope.sender import PacerConfig, ParameterSender
-from metadj_bridge.scope.session import ScopeSession, SessionConfig, SessionState
+from metadj_bridge.scope.session import SessionState
 from metadj_bridge.video.capture import CaptureBackend, register_capture_backend
 from metadj_bridge.video.clock import OutputClock
 from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.video.record import RecordingSink
 from metadj_bridge.video.vcam import VirtualCameraSink
-from tests.conftest import SMALL, emulator_get
+from tests.conftest import emulator_get
 from tests.helpers import wait_for
 from tests.hostile_http import HostileServer
+from tests.test_hostile_scope import make_session, waits
 
 MakeEmulator = Callable[..., Any]
 MakeHostile = Callable[..., Awaitable[HostileServer]]
 
 
-@pytest.fixture
-async def hostile() -> AsyncIterator[MakeHostile]:
-    made: list[HostileServer] = []
-
-    async def make(mode: str, upstream: str | None = None) -> HostileServer:
-        server = HostileServer(mode, upstream)
-        await server.start()
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        await server.aclose()
-
-
-def make_session(url: str, states: list[tuple[SessionState, str]], **overrides: Any) -> ScopeSession:
-    fields: dict[str, Any] = {
-        "url": url, "pipeline_ids": ["longlive"], "load_params": dict(SMALL), "prompts": "neon rain",
-        "ice_servers": [], "backoff": Backoff(base=0.2, cap=1.0), "no_frame_timeout": 3.0, "load_timeout": 20.0,
-        "http_deadline": 1.5, "health_interval": 0.5,
-    }
-    fields.update(overrides)
-    sender = ParameterSender(pacer=PacerConfig(chunk_frames=4))
-    return ScopeSession(SessionConfig(**fields), sender, on_state=lambda s, d: states.append((s, d)))
-
-
-def waits(states: list[tuple[SessionState, str]]) -> list[str]:
-    return [detail for state, detail in states if state is SessionState.RECONNECTING]
 
 
 def send_raw(channel: RTCDataChannel, pp_id: int, data: bytes) -> None:
