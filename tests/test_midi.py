@@ -555,7 +555,8 @@ async def test_a_clock_flood_is_taken_a_slice_per_turn_of_the_loop_and_its_losse
         await wait_for(lambda: midi.received == flood, 60.0, "the whole flood")
         assert turns >= flood // midi_module._BATCH - 1  # other work had its turn between the slices
         assert midi.received <= midi.batches * midi_module._BATCH
-        assert got.tempos and got.tempos[-1].bpm == 400.0  # read, and held to the clock's range
+        # Ticks 0.1 ms apart are no tempo (midi_clock: a backlog or a flood), not 400 BPM: nothing reaches the grid.
+        assert not [reading for reading in got.tempos if reading.bpm > 0]
 
         limit = midi_module._QUEUE_LIMIT
         with caplog.at_level(logging.WARNING, logger="metadj_bridge.inputs.midi"):

@@ -35,10 +35,9 @@ PAUSE_LINE = "Video track paused"
 RESUME_LINE = "Video track resumed"
 
 log = logging.getLogger(__name__)
-_paused_elsewhere = RateLimitedWarning(
-    log, "Scope's video was paused by something other than this show (Scope's REST API, OSC /scope/paused or "
-    "another client; its log says 'Video track paused'); the bridge sent paused: false to play on (pause from the "
-    "control page or a mapping instead)", interval=60.0)
+PAUSED_ELSEWHERE = ("Scope's video was paused by something other than this show (Scope's REST API, OSC /scope/paused "
+                    "or another client; its log says 'Video track paused'); the bridge sent paused: false to play on "
+                    "(pause from the control page or a mapping instead)")
 
 
 def count_drops(lines: Any) -> int:
@@ -71,6 +70,7 @@ async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: fl
 
     Lines from before the session are skipped: the first look only learns where the log ends.
     """
+    paused_elsewhere = RateLimitedWarning(log, PAUSED_ELSEWHERE, interval=60.0)
     offset: int | None = None
     while offset is None:
         offset = _offset(await _tail(client, {"lines": 1}))
@@ -92,7 +92,7 @@ async def watch_drops(client: ScopeClient, sender: ParameterSender, interval: fl
         if dropped:
             sender.on_dropped(dropped)
         if paused_last(lines) and sender.on_paused_elsewhere():
-            _paused_elsewhere.note("paused: false sent again")
+            paused_elsewhere.note("paused: false sent again")
 
 
 async def _tail(client: ScopeClient, params: Mapping[str, Any]) -> Any:
