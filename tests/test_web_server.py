@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import io
 import itertools
+import json
 import logging
 import socket
 import threading
@@ -465,3 +466,24 @@ async def test_a_frame_that_cannot_be_encoded_costs_that_frame_not_the_picture(
             preview.show(shown(3, (20, 200, 40)))
             (part,) = await parts_of(parts, 1)
     assert centre_colour(part)[1] > 150  # the frame after the broken one: the picture went on
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON: a page's JSON.parse throws on it")
+
+
+async def test_a_state_holding_nan_and_infinity_reaches_every_client_as_strict_json() -> None:
+    nan, inf = float("nan"), float("inf")
+    snap = {"version": "test", "audio": {"level": nan, "peak": inf, "bands": [0.5, -inf]}, "tempo": (nan, 120.0)}
+    async with WebServer(lambda: snap, port=0) as web, aiohttp.ClientSession() as session:
+        texts = {}
+        for path in ("status", "api/state"):
+            async with session.get(web.url + path) as answer:
+                assert answer.status == 200
+                texts[path] = await answer.text()
+        async with session.ws_connect(web.url + "ws") as live:
+            texts["ws"] = await live.receive_str(timeout=5)
+        for path, text in texts.items():
+            state = json.loads(text, parse_constant=_no_constants)  # raises on NaN / Infinity
+            assert state["audio"] == {"level": None, "peak": None, "bands": [0.5, None]}, path
+            assert state["tempo"] == [None, 120.0] and state["version"] == "test", path

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from metadj_bridge.errors import MetaDJError
+from metadj_bridge.web.strict_json import dumps
 
 if TYPE_CHECKING:
     from metadj_bridge.web.server import Control, WebServer
@@ -40,7 +41,7 @@ def add_api_routes(app: web.Application, server: WebServer) -> None:
 
     def answer(status: int = 200, **extra: Any) -> web.Response:
         return web.json_response({"ok": True, **extra, "state": server.state()}, status=status,
-                                 headers={"Cache-Control": "no-store"}, dumps=_dumps)
+                                 headers={"Cache-Control": "no-store"}, dumps=dumps)
 
     async def read_body(request: web.Request) -> Body | web.Response:
         try:
@@ -110,7 +111,7 @@ def add_api_routes(app: web.Application, server: WebServer) -> None:
         current = server.state()
         if current is None:
             return json_error(500, "the status snapshot failed; see the bridge's log")
-        return web.json_response(current, headers={"Cache-Control": "no-store"}, dumps=_dumps)
+        return web.json_response(current, headers={"Cache-Control": "no-store"}, dumps=dumps)
 
     app.router.add_get("/api/state", state)
 
@@ -130,7 +131,3 @@ def _surrogate_in(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend(item)
     return None
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

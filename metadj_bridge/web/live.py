@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from metadj_bridge.errors import RateLimitedWarning
+from metadj_bridge.web.strict_json import dumps
 
 __all__ = ["LiveState"]
 
@@ -74,7 +75,7 @@ class LiveState:
 
     def _text(self) -> str | None:
         state = self._state()
-        return None if state is None else json.dumps(state, default=str, separators=(",", ":"))
+        return None if state is None else dumps(state, compact=True)
 
     async def _run(self) -> None:
         sent_at = float("-inf")

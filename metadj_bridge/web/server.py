@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hmac
-import json
 import logging
 import secrets
 import socket
@@ -41,6 +40,7 @@ from metadj_bridge.status.server import CONTENT_TYPE, prometheus_text
 from metadj_bridge.video.preview import PreviewSink
 from metadj_bridge.web import connections
 from metadj_bridge.web.problems import RequestProblems, is_loopback, names_this_machine
+from metadj_bridge.web.strict_json import dumps
 
 __all__ = ["DEFAULT_PORT", "Control", "WebServer", "json_error"]
 
@@ -88,7 +88,7 @@ def json_error(status: int, message: str, field: str | None = None) -> web.Respo
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"}, dumps=dumps)
 
 
 class WebServer:
@@ -295,7 +295,7 @@ class WebServer:
         snap = self.take_snapshot()
         if snap is None:
             return json_error(500, "the status snapshot failed; see the bridge's log")
-        return web.Response(text=json.dumps(snap, default=str), content_type="application/json")
+        return web.Response(text=dumps(snap), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         snap = self.take_snapshot()
