@@ -130,6 +130,23 @@ class JackServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @contextlib.contextmanager
+    def stalled(self, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+        """The server stopped (SIGSTOP) for ``seconds``, as a machine that stalls it would: no process cycle runs, so
+        nothing drains the clients' MIDI buffers. A process of its own wakes it (SIGCONT), because a JACK call that
+        waits for the server may hold the GIL and so stop this one; the block gets that process (done: the server
+        runs again). Leaving the block wakes the server in any case."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+        waker = subprocess.Popen(["sh", "-c", f"sleep {seconds:g}; kill -CONT {self.proc.pid}"],
+                                 stdin=subprocess.DEVNULL)
+        try:
+            yield waker
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+            waker.kill()
+            waker.wait()
+
     def log(self) -> str:
         if self._log is None:
             return ""

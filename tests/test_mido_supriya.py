@@ -29,6 +29,7 @@ from metadj_bridge.inputs.midi import MidiInput
 from metadj_bridge.inputs.midi_ports import RawInput, list_midi_ports, mido_backend
 from metadj_bridge.outputs.midi_feedback import MidiOutput
 from tests.helpers import wait_for
+from tests.jackrig import JackServer
 from tests.test_midi import JACK_BACKEND, Collector, Sender, send_until
 
 # Not importorskip: importing supriya_midi before the backend does binds it to the wheel's libjack for good.
@@ -40,12 +41,17 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def jack_server() -> Iterator[str]:
+def jack() -> Iterator[JackServer]:
     """A private JACK server for this module, found through JACK_DEFAULT_SERVER by both RtMidi bindings."""
     from tests.jackrig import jack_for_midi
 
     with jack_for_midi() as server:
-        yield server.name
+        yield server
+
+
+@pytest.fixture(scope="module")
+def jack_server(jack: JackServer) -> str:
+    return jack.name
 
 
 @pytest.fixture()
@@ -164,6 +170,45 @@ async def test_feedback_reaches_the_controller_and_follows_a_replug(controller_b
     finally:
         await out.aclose()
         device.close()
+
+
+async def test_feedback_that_fails_on_a_stalled_jack_server_warns_once_and_comes_back(
+    jack: JackServer, controller_backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real send failure: with the server stopped nothing drains the port's buffer, and RtMidi 6 gives up on a
+    send after a second. Each failure closes the port and opens it again; the log says so once, then counts.
+    (Closing a port of a stopped server waits for it with the GIL held: the test's own loop stands still too.)"""
+    caplog.set_level(logging.DEBUG, logger="metadj_bridge.outputs.midi_feedback")
+    received: list[Any] = []
+    name = f"stalled{next(_ids)}"
+    device = controller_backend.open_input("in", virtual=True, client_name=name, callback=received.append)
+    out = MidiOutput(f"{name}:in", backend=OURS, retry_interval=0.2)
+    try:
+        await out.start()
+        for attempt in range(8):  # a loaded machine may flush only after the server woke: that try fails nothing
+            if out.send_failures >= 3:
+                break
+            with jack.stalled(3.0) as waker:
+                for channel, number in itertools.product(range(1, 17), range(128)):
+                    # 4096 changed values: more than the port's buffer holds (about 2300 messages)
+                    out.send_cc(channel, number, attempt % 2)
+                    out.send_note(channel, number, attempt % 2)
+                await wait_for(lambda: waker.poll() is not None, 15.0, "the server running again")  # noqa: B023
+            await wait_for(lambda: out.port_name is not None, 5.0, "the port open again")
+        assert out.send_failures >= 3
+        out.send_cc(1, 0, 0.5)
+        await wait_for(lambda: mido.Message("control_change", control=0, value=64) in received, 5.0,
+                       "a value after the failures")
+    finally:
+        await out.aclose()
+        device.close()
+    records = [r for r in caplog.records if r.name == "metadj_bridge.outputs.midi_feedback"]
+    failed = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert failed and "sendMessage" in failed[0] and f"{name}:in" in failed[0], failed
+    assert all(" in the last " in line for line in failed[1:]), failed  # later failures only counted
+    assert len(failed) < out.send_failures
+    opened = [r for r in records if r.levelno == logging.INFO and " open" in r.getMessage()]
+    assert len(opened) <= len(failed) + 1  # a reopen after a failure that was only counted is no INFO line either
 
 
 async def test_mido_ports_of_our_backend(controller_backend: Any) -> None:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from typing import Any, Self
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, RateLimitedWarning
 from metadj_bridge.inputs.midi_ports import PortLister, close_port, mido_backend, no_match, port_matcher, unavailable
 from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 
@@ -22,7 +22,9 @@ class MidiOutput:
 
     ``send_cc``/``send_note`` only record the wanted value; a task sends the latest value of each control at
     most ``rate_hz`` times a second, and only values that changed. A missing port is logged once and
-    looked for again every ``retry_interval``; the show goes on without feedback meanwhile.
+    looked for again every ``retry_interval``; the show goes on without feedback meanwhile. A port that fails is
+    closed in a worker thread (closing a JACK port can wait a second) and opened again; the failures are logged at
+    most once per ten seconds, however often a broken device fails.
     """
 
     def __init__(
@@ -44,10 +46,16 @@ class MidiOutput:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._missing_logged = False
+        self._send_failed = RateLimitedWarning(log, "MIDI output failed; looking for it again")
+        #: Set when a send failure was only counted: the port opening again then is no INFO line either.
+        self._quiet_reopen = False
+        self._closing: set[asyncio.Future[None]] = set()
         self._last_flush = -1e9
         #: Batches flushed and MIDI messages sent.
         self.flushes = 0
         self.messages_sent = 0
+        #: Sends that failed (each closes the port, to be opened again).
+        self.send_failures = 0
 
     @property
     def port_name(self) -> str | None:
@@ -69,9 +77,9 @@ class MidiOutput:
         self._life.end()
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        port, self._port = self._port, None
-        if port is not None:
-            await asyncio.to_thread(close_port, port)
+        await self._drop_port()
+        if self._closing:
+            await asyncio.gather(*self._closing)  # a close the cancelled task had started
         lister, self._lister = self._lister, None
         if lister is not None:
             await asyncio.to_thread(lister.close)
@@ -121,11 +129,12 @@ class MidiOutput:
             self._pending = {**resend, **self._pending}
             if self._pending:
                 self._wake.set()
-            if self._missing_logged:
-                log.info("MIDI output %r open; controller feedback is back", name)
+            level = logging.DEBUG if self._quiet_reopen else logging.INFO
+            if self._missing_logged or self._quiet_reopen:
+                log.log(level, "MIDI output %r open; controller feedback is back", name)
             else:
                 log.info("MIDI output %r open for controller feedback", name)
-            self._missing_logged = False
+            self._missing_logged = self._quiet_reopen = False
         except Exception as exc:  # noqa: BLE001 - any backend failure means: no feedback for now
             if not self._missing_logged:
                 self._missing_logged = True
@@ -153,7 +162,8 @@ class MidiOutput:
                 if due > 0:
                     await asyncio.sleep(due)
                 self._wake.clear()
-                self._flush()
+                if not self._flush():
+                    await self._drop_port()
                 self._last_flush = loop.time()
         except asyncio.CancelledError:
             raise
@@ -172,12 +182,23 @@ class MidiOutput:
             return
         log.warning("MIDI output %r disappeared; controller feedback resumes when it is back", self.port_name)
         self._missing_logged = True
-        port, self._port = self._port, None
         self._pending = {**self._sent, **self._pending}
         self._sent.clear()
-        await asyncio.to_thread(close_port, port)
+        await self._drop_port()
 
-    def _flush(self) -> None:
+    async def _drop_port(self) -> None:
+        """Forget the port and close it in a worker thread; the close goes on if this task is cancelled, and
+        ``aclose`` waits for it."""
+        port, self._port = self._port, None
+        if port is None:
+            return
+        closing = asyncio.ensure_future(asyncio.to_thread(close_port, port))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.shield(closing)
+
+    def _flush(self) -> bool:
+        """Send the values that changed; False when a send failed (the port is to be dropped)."""
         import mido
 
         pending, self._pending = self._pending, {}
@@ -192,16 +213,18 @@ class MidiOutput:
                 message = mido.Message("note_on", channel=channel - 1, note=number, velocity=value)
             messages.append((key, value, message))
         if not messages:
-            return
+            return True
         self.flushes += 1
         for key, value, message in messages:
             try:
-                self._port.send(message)  # rtmidi queues the bytes; it does not wait for the device
+                self._port.send(message)  # queued; RtMidi 6 waits (a second at most) only when JACK takes none
             except Exception as exc:  # noqa: BLE001 - a device gone mid-send raises whatever its backend raises
-                log.warning("MIDI output %r failed (%s); looking for it again", self.port_name, exc)
-                port, self._port = self._port, None
-                close_port(port)
+                self.send_failures += 1
+                logged = self._send_failed.logged
+                self._send_failed.note(f"{self.port_name!r}: {exc}")
+                self._quiet_reopen = self._send_failed.logged == logged
                 self._pending.update({k: v for k, v, _ in messages})
-                return
+                return False
             self._sent[key] = value
             self.messages_sent += 1
+        return True
