@@ -677,3 +677,16 @@ def test_jack_server_stopping_gives_silence_one_warning_and_a_clean_exit() -> No
     assert result["still_lost_after_restart"]
     (warning,) = result["warnings"]
     assert "JACK server stopped" in warning and "restart metadj-bridge" in warning
+
+
+def test_device_names_with_terminal_escapes_are_shown_escaped_in_errors() -> None:
+    """A device's name comes from the system (a USB descriptor, a JACK client): shown raw, an escape in it would
+    clear or recolour the performer's terminal."""
+    hostile = InputDevice(5, "Mic\x1b[2J\x1b[31m\r\nfake line", "ALSA\x07", 2, 48000.0)
+    for wanted in ("vb-cable", 9):
+        with pytest.raises(ConfigError) as caught:
+            find_input_device(wanted, [*DEVICES, hostile])
+        message = str(caught.value)
+        assert "\x1b" not in message and "\r" not in message and "\x07" not in message
+        assert "[5] Mic\\x1b[2J\\x1b[31m\\r\\nfake line - ALSA\\x07, 2 in" in message
+    assert hostile.label == "Mic\\x1b[2J\\x1b[31m\\r\\nfake line" and find_input_device(5, [hostile]) == hostile

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metadj_bridge.errors import ConfigError
+from metadj_bridge.errors import ConfigError, printable
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,15 @@ class InputDevice:
     def is_jack(self) -> bool:
         return "JACK" in self.hostapi
 
+    @property
+    def label(self) -> str:
+        """The name for a log or error line: it comes from the system (a USB descriptor, a JACK client) and may hold
+        terminal escapes."""
+        return printable(self.name)
+
     def __str__(self) -> str:
         mark = " (default)" if self.is_default else ""
-        return (f"[{self.index}] {self.name} - {self.hostapi}, {self.channels} in, "
+        return (f"[{self.index}] {self.label} - {printable(self.hostapi)}, {self.channels} in, "
                 f"{self.default_samplerate:g} Hz{mark}")
 
 

@@ -120,7 +120,7 @@ class LiveInputSource(BlockSourceBase):
         self._pending_at = 0.0
         self._losses_said = (0, 0)  # (overflows, dropped) already counted into _loss_warning
         self._loss_warning = RateLimitedWarning(
-            log, f"audio input {printable(self.device.name)} is losing audio", interval=warn_interval)
+            log, f"audio input {self.device.label} is losing audio", interval=warn_interval)
 
     @property
     def connected(self) -> bool:
@@ -171,9 +171,9 @@ class LiveInputSource(BlockSourceBase):
                 self._stream = self._open_stream(self.device)
             except sd.PortAudioError as exc:
                 raise ConfigError(f"audio input {self.device}: cannot open it: {exc}") from None
-        log.info("listening to %s (%s) at %d Hz, hop %d", self.device.name, self.device.hostapi, self.samplerate,
-                 self.hop_size)
-        self._watchdog = threading.Thread(target=self._watch, name=f"metadj-audio-watchdog:{self.device.name}",
+        log.info("listening to %s (%s) at %d Hz, hop %d", self.device.label, printable(self.device.hostapi),
+                 self.samplerate, self.hop_size)
+        self._watchdog = threading.Thread(target=self._watch, name=f"metadj-audio-watchdog:{self.device.label}",
                                           daemon=True)
         self._watchdog.start()
 
@@ -201,7 +201,7 @@ class LiveInputSource(BlockSourceBase):
                     next_attempt = time.monotonic() + self.reopen_interval
                     self._try_reopen()
             except Exception:  # keep watching: a silent watchdog would leave the show without audio
-                (log.debug if failed else log.exception)("audio input watchdog for %s", self.device.name)
+                (log.debug if failed else log.exception)("audio input watchdog for %s", self.device.label)
                 failed = True
         if self._stream is not None:
             self._dispose(self._stream)
@@ -214,9 +214,9 @@ class LiveInputSource(BlockSourceBase):
         if not lost or not self._life.running:
             return []
         if self._jack_died:
-            return [f"audio input {self.device.name} lost: the JACK server stopped; restart metadj-bridge once it "
+            return [f"audio input {self.device.label} lost: the JACK server stopped; restart metadj-bridge once it "
                     "is back"]
-        return [f"audio input {self.device.name} lost: sending silence, looking for it every "
+        return [f"audio input {self.device.label} lost: sending silence, looking for it every "
                 f"{self.reopen_interval:g} s"]
 
     def _declare_lost(self, reason: str) -> None:
@@ -230,16 +230,16 @@ class LiveInputSource(BlockSourceBase):
         jack_died = self._jack_died = self.device.is_jack and not stream_active(stream) and not self._finished.is_set()
         self._quiet_loss = now - self._last_warning < self.warn_interval
         if self._quiet_loss:
-            log.debug("audio input %s lost again (%s)", self.device.name, reason)
+            log.debug("audio input %s lost again (%s)", self.device.label, reason)
         else:
             self._last_warning = now
             if jack_died:
                 log.warning("audio input %s lost: the JACK server stopped. Sending silence. PortAudio cannot reach a "
                             "restarted JACK server from a running process: restart metadj-bridge once JACK is back",
-                            self.device.name, extra=_PROBLEM)
+                            self.device.label, extra=_PROBLEM)
             else:
                 log.warning("audio input %s lost (%s); sending silence and looking for it every %g s",
-                            self.device.name, reason, self.reopen_interval, extra=_PROBLEM)
+                            self.device.label, reason, self.reopen_interval, extra=_PROBLEM)
         self._dispose(stream)
 
     def _dispose(self, stream: Any) -> None:
@@ -252,7 +252,7 @@ class LiveInputSource(BlockSourceBase):
                 stream.abort()
                 stream.close()
             except load_sounddevice().PortAudioError as exc:  # a vanished device may refuse; it is dropped anyway
-                log.debug("closing the audio stream of %s: %s", self.device.name, exc)
+                log.debug("closing the audio stream of %s: %s", self.device.label, exc)
 
     def _try_reopen(self) -> None:
         sd = load_sounddevice()
@@ -262,18 +262,18 @@ class LiveInputSource(BlockSourceBase):
                 found = [d for d in devices if d.name == self.device.name and d.hostapi == self.device.hostapi]
                 found = found or [d for d in devices if d.name == self.device.name]
                 if not found:
-                    log.debug("audio input %s is still gone", self.device.name)
+                    log.debug("audio input %s is still gone", self.device.label)
                     return
                 self.device = found[0]
                 stream = self._open_stream(self.device)
             except (sd.PortAudioError, ValueError) as exc:
-                log.debug("audio input %s cannot be reopened yet: %s", self.device.name, exc)
+                log.debug("audio input %s cannot be reopened yet: %s", self.device.label, exc)
                 return
         self._stream = stream
         with self._lock:
             self._lost_since = None
         self._queue.put(_WAKE)
-        (log.debug if self._quiet_loss else log.info)("audio input %s is back", self.device.name)
+        (log.debug if self._quiet_loss else log.info)("audio input %s is back", self.device.label)
 
     # -- the reader side
 
@@ -354,7 +354,7 @@ class LiveInputSource(BlockSourceBase):
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join(timeout=3.0)
             if watchdog.is_alive():
-                log.warning("the audio input %s did not close within 3 s; leaving it to PortAudio", self.device.name)
+                log.warning("the audio input %s did not close within 3 s; leaving it to PortAudio", self.device.label)
         elif self._stream is not None:
             self._dispose(self._stream)
             self._stream = None
