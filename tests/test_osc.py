@@ -328,6 +328,55 @@ async def test_bundles_immediate_and_future(make_input: Callable[..., Any]) -> N
     assert beat.max_lag < 0.2  # the loop kept running while the bundle waited
 
 
+async def test_a_backlog_read_after_a_freeze_steps_each_action_once_and_a_double_press_still_counts(
+    make_input: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    osc_in, rec, client = await make_input()
+    caplog.set_level(logging.INFO, logger="metadj_bridge.inputs.osc")
+
+    def count(name: str) -> int:
+        return sum(t.name == name for t in rec.triggers)
+
+    # The loop stands still, as in a frozen process, while the performer keeps pressing: the kernel queues every
+    # packet, and the loop reads them all at once when it runs again.
+    for _ in range(30):
+        client.send_message("/track/next", None)
+        client.send_message("/composition/columns/2/connect", 1)
+        time.sleep(0.01)  # noqa: ASYNC251 - blocks the event loop on purpose
+    client.send_message("/backlog/read", 1.0)
+    await wait_for(lambda: any(s.name == "osc./backlog/read" for s in rec.signals), 5.0, "the backlog read")
+    # Once per action (twice only if this machine paused the reading itself for the whole repeat interval).
+    assert 1 <= count("osc./track/next") <= 2 and 1 <= count("osc./composition/columns/2/connect") <= 2, rec.triggers
+    assert osc_in.counters.repeats >= 56
+    assert osc_in.counters.received == osc_in.counters.messages == 61
+    notes = [r.getMessage() for r in caplog.records if "repeated triggers" in r.getMessage()]
+    assert len(notes) == 1 and "/track/next" in notes[0]
+
+    # A performer's fast double press (well over the 50 ms a backlog is read in) is two presses.
+    before = count("osc./track/next")
+    await asyncio.sleep(0.15)
+    client.send_message("/track/next", None)
+    await wait_for(lambda: count("osc./track/next") == before + 1, 2.0, "the first press")
+    await asyncio.sleep(0.15)
+    client.send_message("/track/next", None)
+    await wait_for(lambda: count("osc./track/next") == before + 2, 2.0, "the second press")
+
+
+def test_the_repeat_gate_is_per_message_and_bounded() -> None:
+    from metadj_bridge.inputs.osc_decode import RepeatGate
+
+    gate = RepeatGate(0.05, max_keys=4)
+    assert gate.admit("/track/next", (), 10.0) and not gate.admit("/track/next", (), 10.01)
+    assert gate.admit("/track/prev", (), 10.01) and gate.admit("/theme", ("neon",), 10.01)
+    assert gate.admit("/theme", ("forest",), 10.01) and not gate.admit("/theme", ("neon",), 10.02)
+    assert gate.admit("/array", ([1, 2],), 10.02) and not gate.admit("/array", ([1, 2],), 10.03)
+    assert gate.admit("/track/next", (), 10.05)  # a new interval
+    for i in range(100):  # a sender inventing addresses
+        gate.admit(f"/junk/{i}", (), 11.0)
+    assert len(gate._last) <= 4
+    assert all(RepeatGate(0.0).admit("/x", (), 1.0) for _ in range(3))
+
+
 async def test_future_bundles_beyond_the_cap_are_dropped(make_input: Callable[..., Any]) -> None:
     osc_in, rec, client = await make_input(max_pending=3, max_delay=60.0)
     for i in range(5):

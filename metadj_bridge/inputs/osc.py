@@ -4,7 +4,9 @@ The pure half is :mod:`.osc_decode` (datagram bytes into timed messages, message
 tempo readings). This thin edge, :class:`OscInput`, is an ``asyncio.DatagramProtocol``: every malformed packet is
 caught and counted, bundles timed in the future are scheduled with ``loop.call_at`` (python-osc's own async server
 sleeps on them), and problems are logged at most once per ``warn_interval``, naming the sender (``ip:port``), so a
-bad sender cannot fill the disk. python-osc's parser is not used on input: :mod:`.osc_wire` reads the packets with
+bad sender cannot fill the disk. The same trigger message again within ``repeat_interval`` is dropped
+(:class:`~.osc_decode.RepeatGate`): a backlog read at once after the process stood still steps the show once,
+not once per queued packet. python-osc's parser is not used on input: :mod:`.osc_wire` reads the packets with
 limits on what one packet may cost, and logs nothing of its own.
 
 Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
@@ -13,6 +15,7 @@ Naming: every message becomes ``osc.<address>``; see ``docs/osc.md``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from metadj_bridge.errors import ConfigError, RateLimitedWarning
-from metadj_bridge.inputs.osc_decode import OscDecoder, OscEvent, OscPacketError, TimedOscMessage, parse_datagram
+from metadj_bridge.inputs.osc_decode import (
+    OscDecoder,
+    OscEvent,
+    OscPacketError,
+    RepeatGate,
+    TimedOscMessage,
+    parse_datagram,
+)
 from metadj_bridge.inputs.osc_presets import OscPreset
 from metadj_bridge.lifecycle import Lifecycle
 from metadj_bridge.signals import InputSink
@@ -57,6 +67,8 @@ class OscCounters:
     dropped: int = 0
     #: Exceptions raised by listeners.
     handler_errors: int = 0
+    #: Trigger messages dropped as a repeat of the same message within ``repeat_interval`` (a backlog).
+    repeats: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -66,7 +78,8 @@ class OscInput(asyncio.DatagramProtocol):
     """Listens for OSC on ``host:port`` (UDP) and hands what it means to listeners on the event loop.
 
     Delivers into ``sink`` (an :class:`~metadj_bridge.signals.InputSink`): signals, triggers and tempo
-    readings. ``port=0`` picks a free port; read :attr:`port` after :meth:`start`.
+    readings. ``port=0`` picks a free port; read :attr:`port` after :meth:`start`. ``repeat_interval``: the same
+    trigger message again sooner than this is dropped (0: never).
     """
 
     def __init__(
@@ -80,6 +93,7 @@ class OscInput(asyncio.DatagramProtocol):
         max_delay: float = 60.0,
         receive_buffer: int = 4 << 20,
         warn_interval: float = 10.0,
+        repeat_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,6 +109,9 @@ class OscInput(asyncio.DatagramProtocol):
         self._wall_clock = wall_clock
         self._input_warning = RateLimitedWarning(logger, "bad OSC input", warn_interval, clock)
         self._listener_warning = RateLimitedWarning(logger, "OSC listener errors", warn_interval, clock)
+        self._repeats = RepeatGate(repeat_interval)
+        self._repeat_note = RateLimitedWarning(logger, "OSC: repeated triggers dropped (a backlog after the bridge "
+                                               "stood still?)", warn_interval, clock, level=logging.INFO)
         self._life = Lifecycle("OscInput")
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,6 +245,12 @@ class OscInput(asyncio.DatagramProtocol):
             self.counters.bad_args += 1
             self._input_warning.note(f"from {_sender(addr)}: {_cut(event.error)}")
             return
+        if event.triggers and not self._repeats.admit(address, args, t):
+            self.counters.repeats += 1
+            self._repeat_note.note(f"{_cut(address)} from {_sender(addr)}")
+            if not event.signals and event.tempo is None:
+                return
+            event = dataclasses.replace(event, triggers=())
         if address.startswith(CONTROL_PREFIX):
             for trigger in event.triggers:  # a control request names its sender in the line that may refuse it
                 trigger.data["sender"] = _sender(addr)

@@ -27,7 +27,8 @@ from metadj_bridge.signals import MIN_BPM, Signal, TempoReading, Trigger, tempo_
 SCENE_PREFIX = "/metadj/scene/"
 
 __all__ = [
-    "OscDecoder", "OscEvent", "OscPacketError", "TimedOscMessage", "osc_pattern_matches", "parse_datagram",
+    "OscDecoder", "OscEvent", "OscPacketError", "RepeatGate", "TimedOscMessage", "osc_pattern_matches",
+    "parse_datagram",
 ]
 
 # --------------------------------------------------------------------------------------------- patterns
@@ -244,3 +245,38 @@ class OscDecoder:
         if value is None or address.startswith(SCENE_PREFIX):
             return OscEvent(address, args, t, triggers=(Trigger(name, t, {"args": args}),))
         return OscEvent(address, args, t, signals=(Signal(name, value, t),), raw=value)
+
+
+class RepeatGate:
+    """At most one of the same message (address and arguments) per ``interval`` seconds: for triggers.
+
+    A process that stood still (a laptop lid closed, the machine swapping) finds every OSC packet sent meanwhile
+    queued in its socket, and reads them all at once: thirty presses of ``/track/next`` would step the show thirty
+    times in one go. Read from a backlog, the packets are microseconds apart; a performer's fastest double press is
+    100 ms or more, and passes. ``interval`` 0 lets everything through. At most ``max_keys`` messages are
+    remembered, so a sender inventing addresses cannot grow memory.
+    """
+
+    def __init__(self, interval: float = 0.05, max_keys: int = 1024) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._last: dict[Any, float] = {}
+
+    def admit(self, address: str, args: tuple[Any, ...], t: float) -> bool:
+        """Whether this message, arriving at ``t``, is let through (and becomes the one the next are timed from)."""
+        if self.interval <= 0.0:
+            return True
+        key: Any = (address, args)
+        try:
+            hash(key)
+        except TypeError:  # an OSC array argument is a list
+            key = (address, repr(args))
+        last = self._last.get(key)
+        if last is not None and 0.0 <= t - last < self.interval:
+            return False
+        if key not in self._last and len(self._last) >= self.max_keys:
+            self._last = {k: v for k, v in self._last.items() if 0.0 <= t - v < self.interval}
+            if len(self._last) >= self.max_keys:
+                self._last.clear()
+        self._last[key] = t
+        return True
