@@ -344,8 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metadj_bridge.run.bridge import RunOptions, run_bridge
 
             if not args.verbose:
-                # The in-process emulator is a stand-in; its own chatter is for `emulate` and -v.
-                logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
+                from metadj_bridge.emulator.records import hide_chatter_from_terminal
+
+                hide_chatter_from_terminal()
 
             return eventloop.run(run_bridge(RunOptions.from_args(args)))
         if args.command == "listen":
@@ -407,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metadj_bridge.showlog.replay import ReplayOptions, run_replay
 
             if not args.verbose:
-                logging.getLogger("metadj_bridge.emulator").setLevel(logging.WARNING)
+                from metadj_bridge.emulator.records import hide_chatter_from_terminal
+
+                hide_chatter_from_terminal()
             from metadj_bridge.video.outputs import parse_outputs
 
             replay = ReplayOptions(args.show_log, scope_url=args.scope, speed=args.speed,

@@ -736,3 +736,42 @@ async def test_a_recvonly_offer_gets_no_video_as_in_scope(
     assert peer.frames == [] and peer.pc.connectionState == "connected"
     lines = (await http.get(emu.url + "/api/v1/logs/tail", params={"lines": 50})).json()["lines"]
     assert any("recvonly" in line for line in lines)
+
+
+_IN_PROCESS_LOGGING = """
+import asyncio, json, logging, sys
+import httpx
+from metadj_bridge.cli import setup_logging
+from metadj_bridge.emulator import EmulatorConfig, ScopeEmulator
+from metadj_bridge.emulator.records import hide_chatter_from_terminal
+
+setup_logging(int(sys.argv[1]))  # as `run` sets it up: 0 the show's lines, -1 for -q
+hide_chatter_from_terminal()     # as `run` and `replay` do without -v
+
+
+async def main():
+    async with ScopeEmulator(EmulatorConfig(host="127.0.0.1", port=0, load_seconds=0.1)) as emulator:
+        async with httpx.AsyncClient(base_url=emulator.url) as http:
+            await http.post("/api/v1/pipeline/load", json={"pipeline_ids": ["passthrough"]})
+            for _ in range(100):
+                if (await http.get("/api/v1/pipeline/status")).json()["status"] == "loaded":
+                    break
+                await asyncio.sleep(0.05)
+            logging.getLogger("metadj_bridge.run").warning("the show's own warning")
+            print(json.dumps((await http.get("/api/v1/logs/tail", params={"lines": 100})).json()["lines"]))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("verbosity", [0, -1])
+def test_the_in_process_emulators_lines_stay_off_the_terminal_and_in_its_log_tail(verbosity: int) -> None:
+    """`run` on the built-in emulator keeps the emulator's INFO lines off the terminal, but its log tail still has
+    them: the bridge reads the messages Scope dropped ("Parameter queue full", INFO in Scope's log) and the pauses it
+    did not send there. Setting the emulator's logger to WARNING, as `run` did, left the tail without them."""
+    out = subprocess.run([sys.executable, "-c", _IN_PROCESS_LOGGING, str(verbosity)], capture_output=True, text=True,
+                         timeout=60, check=True)
+    tail = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any("Pipeline passthrough loaded successfully" in line for line in tail), tail
+    assert "Pipeline passthrough" not in out.stderr  # the terminal
+    assert "the show's own warning" in out.stderr

@@ -97,7 +97,10 @@ async def test_live_beats_match_the_file_path(jack_server: Any) -> None:
     live_shifted = np.array([b - offsets[min(np.searchsorted(live, b), len(live) - 1)] for b in live_beats])
     assert f_measure(np.array(file_beats), live_shifted, skip=8.0).f_measure >= 0.9
     assert f_measure(track.beats, live_shifted, skip=8.0).f_measure >= 0.9
-    assert live_bpm == pytest.approx(file_bpm, abs=0.5) and live_bpm == pytest.approx(126, abs=0.5)
+    # Audio a loaded machine's JACK lost (an overflow, said in a warning) moves the beats the readout's line is fitted
+    # through for a few beats: then within 1 BPM, else 0.5.
+    tolerance = 0.5 if source.overflows == 0 else 1.0
+    assert live_bpm == pytest.approx(file_bpm, abs=tolerance) and live_bpm == pytest.approx(126, abs=tolerance)
 
 
 def test_a_cache_folder_that_cannot_be_written_costs_a_warning_and_the_show_runs_on_the_demo_track(

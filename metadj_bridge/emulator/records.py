@@ -109,3 +109,31 @@ class LogTail(logging.Handler):
             first_kept = self.offset - len(available)
             available = available[max(0, since_offset - first_kept) :]
         return {"lines": available[-lines:] if lines > 0 else [], "offset": self.offset}
+
+
+#: The emulator's package logger, where :class:`LogTail` listens.
+PACKAGE_LOGGER = "metadj_bridge.emulator"
+
+
+class _BelowWarningOf(logging.Filter):
+    """Keeps one logger's lines below WARNING (and its children's) off a handler."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.prefix = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return record.levelno >= logging.WARNING or not (name == self.prefix or name.startswith(f"{self.prefix}."))
+
+
+def hide_chatter_from_terminal() -> None:
+    """For a command that runs the emulator in its process (``run``, ``replay`` without -v): it is a stand-in, so its
+    own INFO lines stay off the terminal (the root logger's handlers). They are still logged, at INFO whatever the
+    terminal's level: :class:`LogTail` serves them as Scope serves its log file, and the bridge reads the parameter
+    messages Scope dropped and the pauses it did not send there. (Setting the package logger to WARNING, as before,
+    left the tail without them.)"""
+    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
+    hide = _BelowWarningOf(PACKAGE_LOGGER)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(hide)

@@ -28,7 +28,7 @@ from metadj_bridge.emulator.encoder import use_scope_bitrate
 from metadj_bridge.emulator.loader import LoadedPipelines, PipelineLoader
 from metadj_bridge.emulator.netdelay import delay_receive
 from metadj_bridge.emulator.pipeline import SessionPipeline
-from metadj_bridge.emulator.records import EventRecords, LogTail, emulator_log
+from metadj_bridge.emulator.records import PACKAGE_LOGGER, EventRecords, LogTail, emulator_log
 from metadj_bridge.emulator.session import EmulatorSession
 from metadj_bridge.emulator.tempo import EmulatedTempoSync, add_tempo_routes
 from metadj_bridge.emulator.validation import BODY_UNPARSED, RequestRejected, problem
@@ -36,7 +36,6 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.lifecycle import Lifecycle, TaskGroupSet
 
 logger = logging.getLogger(__name__)
-_PACKAGE_LOGGER = "metadj_bridge.emulator"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FAULT_KEYS = ("restart", "stop_video", "slow_load", "fail_load", "stale_seconds", "lose_channel")
@@ -88,7 +87,7 @@ class ScopeEmulator:
             return
         with self._life.opening():  # nothing served: start() may be tried again
             await self._serve()
-        logging.getLogger(_PACKAGE_LOGGER).addHandler(self._log_tail)
+        logging.getLogger(PACKAGE_LOGGER).addHandler(self._log_tail)
         self._asset_dir = Path(tempfile.mkdtemp(prefix="metadj-emulator-assets-"))
         self.server_start_time = time.time()
         self._log.debug("Scope emulator (Scope %s) listening on %s", catalogue.VERSION, self.url)
@@ -126,7 +125,7 @@ class ScopeEmulator:
         # These tasks only close sessions; cancelling one that awaits another caller's
         # RTCPeerConnection.close() would cancel aiortc's shared "closed" future, so let them finish.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        logging.getLogger(_PACKAGE_LOGGER).removeHandler(self._log_tail)
+        logging.getLogger(PACKAGE_LOGGER).removeHandler(self._log_tail)
         if self._asset_dir is not None:
             shutil.rmtree(self._asset_dir, ignore_errors=True)
 
