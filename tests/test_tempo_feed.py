@@ -62,13 +62,16 @@ def test_the_emulated_tempo_sync_ages_the_client_beat_state_on_a_clock_the_wall_
 
     from metadj_bridge.emulator.tempo import CLIENT_STALE_SECONDS, EmulatedTempoSync
 
-    sync = EmulatedTempoSync()
+    now = [100.0]
+    sync = EmulatedTempoSync(clock=lambda: now[0])
     sync.enable({"source": "link", "bpm": 124})
     assert sync.take_client_state({"bpm": 130, "beat_phase": 0.5}) is None
     assert sync.status()["beat_state"]["source"] == "client"
-    wall, mono = time.time(), time.monotonic()
-    monkeypatch.setattr(time, "time", lambda: wall - 3600.0)  # the system's clock, not the project's code
-    monkeypatch.setattr(time, "monotonic", lambda: mono + CLIENT_STALE_SECONDS + 0.1)
+    wall = time.time()
+    monkeypatch.setattr(time, "time", lambda: wall - 3600.0)  # the system's wall clock: no stand-in can move it
+    now[0] += CLIENT_STALE_SECONDS - 0.1
+    assert sync.status()["beat_state"]["source"] == "client"  # still fresh: the wall clock's step is no age
+    now[0] += 0.2
     assert sync.status()["beat_state"]["source"] == "link"
 
 

@@ -15,7 +15,7 @@ the beat state a client sends over the data channel (``bpm``, ``beat_phase``, ``
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +30,10 @@ CLIENT_STALE_SECONDS = 2.0
 
 
 class EmulatedTempoSync:
-    def __init__(self) -> None:
+    """``clock``: seconds for ages (monotonic: the wall clock may be set back or forward meanwhile)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.enabled = False
         self.beats_per_bar = 4
         self._bpm = 120.0
@@ -51,7 +54,7 @@ class EmulatedTempoSync:
     def beat_state(self) -> dict[str, Any] | None:
         if not self.enabled:
             return None
-        now = time.monotonic()  # an age: the wall clock may be set back or forward meanwhile
+        now = self._clock()
         if self._client is not None and now - self._client_at < CLIENT_STALE_SECONDS:
             return {**self._client, "source": "client"}
         beats = (now - self._started) * self._bpm / 60.0
@@ -73,7 +76,7 @@ class EmulatedTempoSync:
         if source == "midi_clock":
             raise RequestRejected(400, "Required dependency not installed: No module named 'mido'")
         self.enabled, self._bpm, self.beats_per_bar = True, float(bpm), per_bar
-        self._started = time.monotonic()
+        self._started = self._clock()
         return self.status()
 
     def disable(self) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class EmulatedTempoSync:
             }
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a beat_count of 1e999 (inf)
             return str(exc)
-        self._client, self._client_at = state, time.monotonic()
+        self._client, self._client_at = state, self._clock()
         self.client_updates += 1
         return None
 
