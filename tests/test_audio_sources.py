@@ -587,7 +587,9 @@ def test_live_device_that_stops_delivering_gives_silence_then_comes_back(
     everything = blocks + after
     assert [b.start for b in everything] == [everything[0].start + i * HOP for i in range(len(everything))]
     assert not after[-1].lost and (np.concatenate([b.samples for b in after]) > 0.5).sum() == 2
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    # Audio a loaded machine's JACK drops on the way is its own rate-limited line ("is losing audio"), not the loss
+    # of the device: only the device's lines are counted here.
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "is losing audio" not in r.getMessage()]
     assert len(warnings) == 1 and "lost" in warnings[0].getMessage()
     assert getattr(warnings[0], "problem", None)  # a state's warning: the status's recent list leaves it out
     assert sum("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO) == 1
