@@ -197,7 +197,7 @@ async def test_feedback_that_fails_on_a_stalled_jack_server_warns_once_and_comes
             await wait_for(lambda: out.port_name is not None, 5.0, "the port open again")
         assert out.send_failures >= 3
         out.send_cc(1, 0, 0.5)
-        await wait_for(lambda: mido.Message("control_change", control=0, value=64) in received, 5.0,
+        await wait_for(lambda: mido.Message("control_change", control=0, value=64) in received, 15.0,
                        "a value after the failures")
     finally:
         await out.aclose()
