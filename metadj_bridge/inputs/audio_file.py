@@ -1,11 +1,12 @@
 """Reading audio files: any common format to mono float32, and errors that say what a file is and how to convert it.
 
 WAV of 8, 16, 24 or 32-bit integer PCM or 32/64-bit floating point is read here (numpy, chunk by chunk, so a long
-file costs little more memory than its samples). Everything else (FLAC, MP3, Ogg Vorbis and Opus, AIFF, ADPCM and
-other compressed WAV, RF64, W64, CAF) goes through libsndfile, which the soundfile package bundles in its wheels
-for Linux, macOS and Windows. A file neither can read (an MP4/M4A, a damaged file, something that is not audio)
-is named from its first bytes and refused with an :class:`AudioFormatError` that carries an ffmpeg command
-converting it to a WAV, and so is a file whose sample rate the analysis cannot work at.
+file costs little more memory than its samples). FLAC, MP3, Ogg Vorbis and Opus, AIFF, ADPCM and other compressed
+WAV, RF64, W64, CAF and AU go through libsndfile, which the soundfile package bundles in its wheels for Linux,
+macOS and Windows. What libsndfile does not read (AAC or ALAC in an M4A, raw AAC, WebM, Matroska, WMA, Monkey's
+Audio, a video's sound) goes through FFmpeg (:mod:`audio_decode`, PyAV). A file none can read (a damaged file,
+something that is not audio) is named from its first bytes and refused with an :class:`AudioFormatError` that
+carries an ffmpeg command converting it to a WAV, and so is a file whose sample rate the analysis cannot work at.
 
 Only regular files are opened: a FIFO would block ``open`` for ever and a device might never end, so both are
 refused from ``stat`` first. :func:`read_audio_header` makes every check :func:`read_audio` makes before it reads
@@ -27,6 +28,7 @@ import numpy as np
 
 from metadj_bridge.errors import ConfigError, NotRegularFile, open_regular, printable, reason
 from metadj_bridge.inputs.analysis_config import SAMPLERATE_RANGE
+from metadj_bridge.inputs.audio_decode import NoAudio, decode_with_ffmpeg
 
 __all__ = ["AudioFormatError", "read_audio", "read_audio_header", "read_demo_track"]
 
@@ -37,7 +39,7 @@ class AudioFormatError(ConfigError):
     """An audio file that metadj-bridge cannot read: not audio, damaged, or in a format libsndfile does not know."""
 
 
-_SUPPORTED = "WAV, FLAC, MP3, Ogg, AIFF and the other formats of libsndfile"
+_SUPPORTED = "WAV, FLAC, MP3, Ogg, AIFF, AAC/M4A and the other formats of libsndfile and FFmpeg"
 _FFMPEG = 'ffmpeg -i "{path}" -ar 44100 -ac 2 -c:a pcm_s16le out.wav'
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
@@ -52,6 +54,8 @@ def _format_error(path: Path, what: str) -> AudioFormatError:
 
 def _sniff(path: Path, head: bytes) -> str | None:
     """Name the kind of a file that is not a RIFF WAV, from its first bytes."""
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # an MPEG sync word with layer bits 00: ADTS
+        return "an AAC file"
     if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "an MP3 file"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -62,9 +66,20 @@ def _sniff(path: Path, head: bytes) -> str | None:
         return "an Ogg file"
     if head[4:8] == b"ftyp":
         return "an MP4/M4A file"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "a Matroska/WebM file"
+    if head[:4] == b"0&\xb2u":
+        return "a WMA/ASF file"
+    if head[:4] == b"MAC ":
+        return "a Monkey's Audio file"
     if head[:4] in (b"RF64", b"RIFX"):
         return f"a {head[:4].decode()} WAV"
     return None
+
+
+#: What libsndfile cannot read at all: straight to FFmpeg.
+_FFMPEG_ONLY = frozenset({"an AAC file", "an MP4/M4A file", "a Matroska/WebM file", "a WMA/ASF file",
+                          "a Monkey's Audio file"})
 
 
 @dataclass(frozen=True)
@@ -183,7 +198,7 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         layout, kind = _identify(path, f)
         if layout is not None:
             return _read_wav_data(f, layout), layout.samplerate
-    return _read_with_libsndfile(path, kind)
+        return _decode(path, f, kind)
 
 
 def read_demo_track() -> tuple[np.ndarray, int]:
@@ -208,7 +223,34 @@ def read_audio_header(path: str | os.PathLike[str]) -> int:
         layout, kind = _identify(path, f)
         if layout is not None:
             return layout.samplerate
-    return _read_with_libsndfile(path, kind, first_block_only=True)[1]
+        return _decode(path, f, kind, first_block_only=True)[1]
+
+
+class _NotForLibsndfile(Exception):
+    """libsndfile cannot read this file (or cannot be loaded here); FFmpeg gets its turn."""
+
+
+def _decode(path: Path, f: BinaryIO, kind: str | None, *, first_block_only: bool = False) -> tuple[np.ndarray, int]:
+    """A file that is not a WAV numpy reads: libsndfile, then FFmpeg; ``kind`` names it in errors (None: its first
+    bytes say nothing)."""
+    if kind not in _FFMPEG_ONLY:
+        try:
+            return _read_with_libsndfile(path, first_block_only=first_block_only)
+        except _NotForLibsndfile:
+            pass
+    try:
+        got = decode_with_ffmpeg(f, lambda rate: _check_samplerate(path, rate), first_block_only=first_block_only)
+    except NoAudio as exc:
+        if kind is None:
+            raise _format_error(path, f"this is not an audio file, or not in a format libsndfile or FFmpeg knows "
+                                f"({exc})") from None
+        raise _format_error(path, f"this is {kind}, and it cannot be decoded: {exc} (damaged, truncated, or an "
+                            "encoding neither libsndfile nor FFmpeg reads)") from None
+    if got.damaged and not first_block_only:
+        filled = f", {got.silence_s:.1f} s of silence in their place" if got.silence_s >= 0.05 else ""
+        log.warning("%s: %d damaged packet%s skipped%s; the rest plays", _shown(path), got.damaged,
+                    "" if got.damaged == 1 else "s", filled)
+    return got.samples, got.samplerate
 
 
 def _read_wav_data(f: BinaryIO, layout: _WavLayout) -> np.ndarray:
@@ -239,15 +281,14 @@ def _read_wav_data(f: BinaryIO, layout: _WavLayout) -> np.ndarray:
     return out
 
 
-def _read_with_libsndfile(path: Path, kind: str | None, *, first_block_only: bool = False) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (the soundfile package), block by block; ``kind`` names the file in errors (None:
-    its first bytes say nothing). ``first_block_only``: the header and one block, to check the file."""
+def _read_with_libsndfile(path: Path, *, first_block_only: bool = False) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (the soundfile package), block by block; raises :class:`_NotForLibsndfile` when it
+    cannot. ``first_block_only``: the header and one block, to check the file."""
     try:
         import soundfile
     except (ImportError, OSError) as exc:  # OSError: the package is there but its libsndfile cannot be loaded
         log.debug("soundfile unavailable: %s", exc)
-        raise _format_error(path, f"this is {kind or 'not a WAV file'}, and libsndfile (the soundfile package) "
-                            "is not available here to decode it") from None
+        raise _NotForLibsndfile from None
     try:
         with soundfile.SoundFile(path) as snd:
             samplerate = int(snd.samplerate)
@@ -272,10 +313,7 @@ def _read_with_libsndfile(path: Path, kind: str | None, *, first_block_only: boo
                 filled += n
     except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
         log.debug("libsndfile cannot read %s: %s", path, exc)
-        if kind is None:
-            raise _format_error(path, "this is not an audio file, or not in a format libsndfile knows") from None
-        raise _format_error(path, f"this is {kind}, and it cannot be decoded (damaged, truncated, or an encoding "
-                            "libsndfile does not read)") from None
+        raise _NotForLibsndfile from None
     if filled == 0:
         raise AudioFormatError(f"{path}: the file holds no audio (0 samples)")
     samples = samples[:filled]
