@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import EXIT_CONFIG
-from metadj_bridge.inputs.audio_decode import MAX_GAP_S
+from metadj_bridge.inputs.audio_decode import MAX_GAP_S, NoAudio, decode_with_ffmpeg
 from metadj_bridge.inputs.audio_file import AudioFormatError, read_audio, read_audio_header
 
 av = pytest.importorskip("av", reason="PyAV (FFmpeg) is a dependency of the WebRTC link; without it nothing here runs")
@@ -214,3 +214,44 @@ def test_a_text_file_named_m4a_is_still_not_audio(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == EXIT_CONFIG
     assert proc.stderr.startswith(f"error: {path}: this is not an audio file"), proc.stderr
+
+
+def test_a_playlist_or_concat_list_in_disguise_fetches_nothing(tmp_path: Path) -> None:
+    """FFmpeg can follow an HLS playlist to a URL or a concat list to other files. A file that is one of those is
+    refused, whatever its name, and the HTTP server it names hears no request."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        song = tmp_path / "song.m4a"
+        encode(song, "mp4", "aac", sine(1.0, 44100), 44100)
+        url = f"http://127.0.0.1:{server.server_address[1]}/seg.aac"
+        playlist = tmp_path / "set.mp3"
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{url}\n#EXT-X-ENDLIST\n")
+        concat = tmp_path / "set.flac"
+        concat.write_text(f"ffconcat version 1.0\nfile {song}\nfile {url}\n")
+        named = tmp_path / "set.m3u8"
+        named.write_text(playlist.read_text())
+        for path in (playlist, concat, named):
+            with pytest.raises(AudioFormatError, match="not an audio file"):
+                read_audio(path)
+        # FFmpeg follows a playlist whose handle is named .m3u8; the decoder's allow-list stops it all the same.
+        with named.open("rb") as handle, pytest.raises(NoAudio, match="FFmpeg cannot open it"):
+            decode_with_ffmpeg(handle, lambda rate: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requests == []

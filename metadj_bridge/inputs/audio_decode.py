@@ -5,6 +5,9 @@ Vorbis in WebM or Matroska, WMA, Monkey's Audio, or the sound track of a video f
 itself and everything libsndfile knows through soundfile; what is left comes here: the first audio stream of the
 file, every channel averaged to mono float32 at the stream's own sample rate.
 
+FFmpeg may only use the demuxers of audio and video files (DEMUXERS) and no protocol: a playlist (HLS, DASH), a
+concat list or an SDP file named like a song would otherwise make it fetch URLs, read other files or open sockets.
+
 A damaged packet is skipped and counted, and silence takes its place where the timestamps of what follows say how
 long it was (up to MAX_GAP_S), so a file with a bad stretch still plays what it holds, and every beat after it
 keeps its time in the file (raw AAC has no timestamps: there the damaged stretch is left out). A file with no
@@ -33,6 +36,13 @@ _FRAMES_PER_BYTE = 64
 MAX_GAP_S = 10.0
 #: Jumps under this are rounding, not gaps.
 MIN_GAP_S = 0.005
+#: The FFmpeg demuxers allowed: files that hold their audio themselves.
+DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "aac", "matroska,webm", "asf", "ape", "mp3", "flac", "ogg", "wav", "w64",
+            "aiff", "caf", "au", "ac3", "eac3", "dts", "truehd", "mlp", "tta", "wv", "mpc", "mpc8", "amr", "avi", "flv",
+            "mpeg", "mpegts", "dsf", "tak", "shn", "xwma", "rm", "voc")
+_OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "none"}
+#: Resamplers kept at once (one per layout, sample format and rate the stream has used).
+_RESAMPLERS = 4
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ def _mono(frame: Any, resamplers: dict[tuple[str, int, int], Any], rate: int) ->
     key = (frame.format.name, frame.layout.nb_channels, frame.sample_rate)
     resampler = resamplers.get(key)
     if resampler is None:
+        if len(resamplers) >= _RESAMPLERS:  # a stream that changes its layout at every frame keeps only a few
+            resamplers.clear()
         resampler = resamplers[key] = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
     parts = [out.to_ndarray() for out in resampler.resample(frame)]
     if not parts:
@@ -83,7 +95,7 @@ def decode_with_ffmpeg(f: BinaryIO, check_rate: Callable[[int], None], *, first_
 
     f.seek(0)
     try:
-        container = av.open(f, mode="r")
+        container = av.open(f, mode="r", options=_OPEN_OPTIONS)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         log.debug("FFmpeg cannot open the file: %s", exc)
         raise NoAudio("FFmpeg cannot open it") from None
