@@ -25,6 +25,7 @@ from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig
 from metadj_bridge.inputs.audio_tap import AudioTap
 from metadj_bridge.inputs.buildup import BuildupTracker
+from metadj_bridge.inputs.level_watch import LevelWatch
 from metadj_bridge.inputs.sections import SectionEvent, SectionTracker
 from metadj_bridge.inputs.tempo import BeatClock, BeatEvent, TempoConfig
 from metadj_bridge.signals import AUDIO_SIGNALS, InputSink, Signal, TempoReading, Trigger
@@ -115,6 +116,10 @@ class AudioAnalyzer:
         self.error: BaseException | None = None
         self._listener_warning = RateLimitedWarning(log, "audio update listener errors")
         self._fault_warning = RateLimitedWarning(log, "audio analysis faults (it started afresh each time)")
+        config = analysis or AnalysisConfig()
+        self.level = LevelWatch(source.hop_size / source.samplerate,
+                                config.auto_gain_floor if config.auto_gain else config.energy_max,
+                                auto_gain=config.auto_gain)
 
     def _fresh_analysis(self) -> None:
         """The analysis from its first hop: features, beat clock, sections and build-up."""
@@ -137,7 +142,9 @@ class AudioAnalyzer:
     def problems(self) -> list[str]:
         """The source's own (a live input that is lost), for the performer's status."""
         problems = getattr(self.source, "problems", None)
-        return list(problems()) if callable(problems) else []
+        found = list(problems()) if callable(problems) else []
+        quiet = self.level.problem()
+        return found + [quiet] if quiet else found
 
     async def aclose(self) -> None:
         """Stop the worker and close the source; safe to call twice."""
@@ -174,6 +181,7 @@ class AudioAnalyzer:
 
     def _analyse(self, block: Any) -> None:
         features = self.extractor.process(block.samples)
+        self.level.hop(features.t, features.rms)
         beats = self.clock.process(features)
         self._hops += 1
         t = features.t
