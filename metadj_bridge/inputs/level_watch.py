@@ -6,12 +6,15 @@ development set's 137 non-classical excerpts played 30 and 40 dB down (about -50
 0.784 to 0.769 and 0.753 and the tempo was right at the first beat on 55.5% and 51.8% instead of 61.3%. Nothing
 on stage says why; this watch does.
 
-Per hop, the RMS the extractor measured. Over the last WINDOW_S, the mean power of the hops that are not silent
-(under SILENT_RMS: a stopped player, a muted channel, a lost device, which other warnings cover): when at least
-MIN_SOUND_S of them average under the quiet level, one warning. The quiet level is QUIET_BELOW_DB under the level
-the meters read as full (``AnalysisConfig.energy_max``: -36.5 dBFS by default) or, with ``auto_gain``, AUTO_BELOW_DB
-under its floor (-46 dBFS by default), where the meters stop following the level. When the music is RECOVER_DB above
-it again, one line says so, and the next quiet spell warns again (at most once every REPEAT_S).
+Per hop, the RMS the extractor measured, averaged per second over the hops that are not silent (under
+SILENT_RMS: a stopped player, a muted channel, a lost device, which other warnings cover). When the loudest second
+of the last WINDOW_S (with at least MIN_SOUND_S of sound in it) is under the quiet level, one warning. The loudest
+second, so that a quiet intro or breakdown in a set played at a good level is not taken for a gain turned down.
+
+The quiet level is QUIET_BELOW_DB under the RMS the meters read as full (``AnalysisConfig.energy_max``, -16.5 dBFS
+by default: quiet under -36.5 dBFS) or, with ``auto_gain``, AUTO_BELOW_DB under the follower's floor, where the
+meters stop following the level (-40 dBFS by default: quiet under -46 dBFS). When the loudest second is RECOVER_DB
+above it again, one line says so, and the next quiet spell warns again (at most once every REPEAT_S).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ __all__ = ["LevelWatch"]
 log = logging.getLogger(__name__)
 _PROBLEM = {"problem": "audio input quiet"}  # the status shows problem() while it lasts, not the log line
 
-WINDOW_S = 10.0
+WINDOW_S = 30.0
 MIN_SOUND_S = 5.0
 SILENT_RMS = 1e-4  # -80 dBFS
 QUIET_BELOW_DB = 20.0
@@ -69,19 +72,21 @@ class LevelWatch:
         self._judge(t)
 
     def _judge(self, t: float) -> None:
-        sounding = sum(n for _, n in self._blocks)
-        if sounding * self._hop_s < MIN_SOUND_S:
+        if sum(n for _, n in self._blocks) * self._hop_s < MIN_SOUND_S:
             return
-        rms = math.sqrt(sum(p for p, _ in self._blocks) / sounding)
-        self.level_dbfs = dbfs(rms)
-        if rms < self.quiet_rms and not self.quiet:
+        seconds = [math.sqrt(p / n) for p, n in self._blocks if n * 2 >= self._per_block]  # half of it sounding
+        if not seconds:
+            return
+        loudest = max(seconds)
+        self.level_dbfs = dbfs(loudest)
+        if loudest < self.quiet_rms and not self.quiet:
             self.quiet = True
             if t - self._warned_at >= REPEAT_S:
                 self._warned_at = t
-                log.warning("the audio input is quiet: %.0f dBFS over the last %g s, so the meters read it near zero "
-                            "and the beat is harder to hear; %s", self.level_dbfs, WINDOW_S, self._fix,
-                            extra=_PROBLEM)
-        elif rms >= self.quiet_rms * 10.0 ** (RECOVER_DB / 20.0) and self.quiet:
+                log.warning("the audio input is quiet: its loudest second in the last %g s was %.0f dBFS, so the "
+                            "meters read it near zero and the beat is harder to hear; %s", WINDOW_S,
+                            self.level_dbfs, self._fix, extra=_PROBLEM)
+        elif loudest >= self.quiet_rms * 10.0 ** (RECOVER_DB / 20.0) and self.quiet:
             self.quiet = False
             log.info("the audio input is at %.0f dBFS again", self.level_dbfs)
 
