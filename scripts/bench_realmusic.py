@@ -400,13 +400,14 @@ def load_beat_nets(paths: list[Path]) -> tuple[dict[str, Any], Any, str]:
 
 #: Other ways the music can begin, each scored like the plain start (the excerpt from the stream's first sample):
 #: digital silence before it, so that it begins 256 or 448 samples into a hop (a DJ pressing play), a 0.2 s fade-in,
-#: and resampled to 48 kHz (most audio interfaces' rate; label, offset, fade-in, rate or 0 for the excerpt's own).
-#: How the first seconds sound moves the first beat's tempo more than most settings do.
+#: resampled to 48 kHz (most audio interfaces' rate), and 30 dB down (an input with its gain low: the set's median
+#: RMS of -20 dBFS at -50; inputs/level_watch.py warns of it). Label, offset, fade-in, rate or 0 for the excerpt's
+#: own, gain in dB. How the first seconds sound moves the first beat's tempo more than most settings do.
 #: ENTRIES: the music heard to begin (inputs/music_entry.py) on its one, or on another beat (a pickup): the excerpt
 #: from its first annotated downbeat (or first other beat) after ENTRY_FROM_S, after ENTRY_LEAD_S of silence.
-STARTS = (("starts 256 samples into a hop", 256, 0.0, 0), ("starts 448 samples into a hop", 448, 0.0, 0),
-          ("fades in over 0.2 s", 0, 0.2, 0), ("played at 48 kHz", 0, 0.0, 48000),
-          ("48 kHz, 256 samples into a hop", 256, 0.0, 48000))
+STARTS = (("starts 256 samples into a hop", 256, 0.0, 0, 0.0), ("starts 448 samples into a hop", 448, 0.0, 0, 0.0),
+          ("fades in over 0.2 s", 0, 0.2, 0, 0.0), ("played at 48 kHz", 0, 0.0, 48000, 0.0),
+          ("48 kHz, 256 samples into a hop", 256, 0.0, 48000, 0.0), ("played 30 dB down", 0, 0.0, 0, -30.0))
 ENTRIES = (("begins on its one after silence", True), ("begins on another beat after silence", False))
 ENTRY_FROM_S = 1.0
 ENTRY_LEAD_S = 0.5
@@ -430,22 +431,26 @@ def run_entered(excerpt: Excerpt, x: np.ndarray, samplerate: int, on_one: bool) 
     return run
 
 
-def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> np.ndarray:
+def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0,
+            gain_db: float = 0.0) -> np.ndarray:
     """The excerpt begun another way: resampled to ``rate`` (when given), faded in over ``fade_s``, after
-    ``offset`` samples (at the new rate) of digital silence."""
+    ``offset`` samples (at the new rate) of digital silence, ``gain_db`` louder."""
     y = resample(x, samplerate, rate) if rate and rate != samplerate else np.array(x, np.float32)
+    if gain_db:
+        y *= np.float32(10 ** (gain_db / 20))
     n = min(len(y), int(round(fade_s * (rate or samplerate))))
     if n:
         y[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
     return np.concatenate([np.zeros(offset, np.float32), y])
 
 
-def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0) -> Run:
+def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0,
+                gain_db: float = 0.0) -> Run:
     """``run_beatclock`` on the excerpt begun another way, its times counted from the excerpt's own start. Most
     audio interfaces run at 48 kHz: the hop is then 557 samples, and the onset frame, still 2048, spans 3.7 hops
     instead of 4."""
     rate = rate or samplerate
-    run = run_beatclock(started(x, samplerate, offset, fade_s, rate), rate)
+    run = run_beatclock(started(x, samplerate, offset, fade_s, rate, gain_db), rate)
     lag = offset / rate
     run.beats = [(t - lag, b) for t, b in run.beats]
     run.tempo_t = [t - lag for t in run.tempo_t]
@@ -539,8 +544,8 @@ def bench_real_music(directory: Path, genres: list[str] | None = None, limit: in
             line += (f" | {m.f:6.3f} {_num(m.first_beat, '6.2f')} {_pct(m.first_err):>7} {_pct(m.after_err):>7} "
                      f"{m.octave:>5}")
         hops += (len(x) - 1) // 512
-        for (_, offset, fade_s, rate), group in zip(STARTS, other_starts, strict=False):
-            group.append(score(excerpt, run_started(x, sr, offset, fade_s, rate)))
+        for (_, offset, fade_s, rate, gain_db), group in zip(STARTS, other_starts, strict=False):
+            group.append(score(excerpt, run_started(x, sr, offset, fade_s, rate, gain_db)))
         for (_, on_one), done in zip(ENTRIES, entered, strict=False):
             if (entry_run := run_entered(excerpt, x, sr, on_one)) is not None:
                 done.append((score(excerpt, entry_run), excerpt.genre))
