@@ -11,8 +11,8 @@ concat list or an SDP file named like a song would otherwise make it fetch URLs,
 A damaged packet is skipped and counted, and silence takes its place where the timestamps of what follows say how
 long it was (up to MAX_GAP_S), so a file with a bad stretch still plays what it holds, and every beat after it
 keeps its time in the file (raw AAC has no timestamps: there the damaged stretch is left out). A file with no
-audio stream, or nothing decodable, is refused. The file is read from
-the handle :mod:`audio_file` opened after checking that it is a regular file, never by name again.
+audio stream, or nothing decodable, is refused. The file is read from the handle :mod:`audio_file` opened after
+checking that it is a regular file, never by name again.
 """
 
 from __future__ import annotations
