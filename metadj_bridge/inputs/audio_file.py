@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class AudioFormatError(ConfigError):
-    """An audio file that metadj-bridge cannot read: not audio, damaged, or in a format libsndfile does not know."""
+    """An audio file that metadj-bridge cannot read: not audio, damaged, or in a format neither libsndfile nor FFmpeg
+    knows."""
 
 
 _SUPPORTED = "WAV, FLAC, MP3, Ogg, AIFF, AAC/M4A and the other formats of libsndfile and FFmpeg"
