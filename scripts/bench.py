@@ -64,12 +64,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_audio_cpu() -> None:
     """CPU per hop of everything the audio worker does: features, onsets and the beat activation, the BeatClock
-    (beat HMM, readout, bar), and the section and build-up trackers (issue 15's budget: 150 us per hop)."""
+    (beat HMM, readout, bar), the section and build-up trackers and the quiet-input watch (issue 15's budget: 150 us
+    per hop)."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
     from metadj_bridge.inputs.analysis import FeatureExtractor
     from metadj_bridge.inputs.buildup import BuildupTracker
+    from metadj_bridge.inputs.level_watch import LevelWatch
     from metadj_bridge.inputs.sections import SectionTracker
     from metadj_bridge.inputs.tempo import BeatClock
 
@@ -79,12 +81,14 @@ def bench_audio_cpu() -> None:
         fx = FeatureExtractor(track.samplerate)
         hop_s = fx.hop_size / track.samplerate
         clock, sections, buildup = BeatClock(hop_s), SectionTracker(hop_s), BuildupTracker(hop_s)
+        level = LevelWatch(hop_s, 0.15)
         hop = fx.hop_size
         x = track.samples
         for i in range(0, len(x) - hop, hop):
             block = x[i : i + hop]
             t0 = time.perf_counter()
             f = fx.process(block)
+            level.hop(f.t, f.rms)
             t1 = time.perf_counter()
             clock.process(f)
             t2 = time.perf_counter()
@@ -97,7 +101,7 @@ def bench_audio_cpu() -> None:
             total_us.append((t3 - t0) * 1e6)
     hop_rate = 44100 / 512
     print(f"CPU per 512-sample hop at 44.1 kHz ({len(total_us)} hops of generated music):")
-    for name, values in (("features+onsets+activation", feature_us), ("BeatClock", clock_us),
+    for name, values in (("features+activation+level", feature_us), ("BeatClock", clock_us),
                          ("sections+build-ups", sections_us), ("whole set", total_us)):
         arr = np.array(values)
         print(

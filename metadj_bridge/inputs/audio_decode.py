@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 #: How many frames a byte of file is believed to hold before the array grows (see audio_file's libsndfile path).
 _FRAMES_PER_BYTE = 64
 #: A jump in the timestamps up to this long is filled with silence (a damaged packet, a gap in the stream); a
-#: longer one (a broken or hostile timestamp) is not, so no header can make the reader allocate hours of zeros.
+#: longer one (a broken or hostile timestamp) is not, and all the silence together never outgrows the audio heard
+#: before it, so no file can make the reader allocate hours of zeros, however many jumps it holds.
 MAX_GAP_S = 10.0
 #: Jumps under this are rounding, not gaps.
 MIN_GAP_S = 0.005
@@ -145,9 +146,12 @@ class _Output:
             if self.origin is None:
                 self.origin = at - self.filled
             gap = at - self.origin - self.filled
-            if MIN_GAP_S * self.rate < gap <= MAX_GAP_S * self.rate:
+            heard = self.filled - self.silence
+            if MIN_GAP_S * self.rate < gap <= MAX_GAP_S * self.rate and self.silence + gap <= heard:
                 self._append(np.zeros(gap, np.float32))
                 self.silence += gap
+            elif abs(gap) > MIN_GAP_S * self.rate:  # a jump not filled (or back): later frames count from here
+                self.origin += gap
         self._append(block)
 
     def _append(self, block: np.ndarray) -> None:
