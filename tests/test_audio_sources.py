@@ -504,7 +504,8 @@ def test_live_capture_through_jack_matches_what_was_played(jack_server: JackServ
     start = int(offsets[0])
     slips = (start - offsets) % 256
     assert np.all((slips <= 2) | (slips >= 254)), offsets
-    assert np.sum(np.abs(offsets - start) <= 2) >= len(clicks) - 1, offsets  # at most one xrun in 1.3 s
+    # At most one xrun in 1.3 s: the clicks after it all keep the new offset, so the offset moves once at most.
+    assert np.count_nonzero(np.abs(np.diff(offsets)) > 2) <= 1, offsets
     slipped = np.abs(offsets - start) > 2
     if not slipped.any():
         np.testing.assert_allclose(captured[start : start + len(played)], played, atol=1e-6)  # float32 untouched
