@@ -447,8 +447,8 @@ def started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: in
 def run_started(x: np.ndarray, samplerate: int, offset: int, fade_s: float, rate: int = 0,
                 gain_db: float = 0.0) -> Run:
     """``run_beatclock`` on the excerpt begun another way, its times counted from the excerpt's own start. Most
-    audio interfaces run at 48 kHz: the hop is then 557 samples, and the onset frame, still 2048, spans 3.7 hops
-    instead of 4."""
+    audio interfaces run at 48 kHz: the hop is then 557 samples, and the onset frame 2240 (four hops, as 2048 is at
+    44.1 kHz; ``beat_activation.frame_size_for``)."""
     rate = rate or samplerate
     run = run_beatclock(started(x, samplerate, offset, fade_s, rate, gain_db), rate)
     lag = offset / rate

@@ -13,6 +13,7 @@ from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for, window_size_for
 from metadj_bridge.inputs.analysis_cost import measure_cost
+from metadj_bridge.inputs.beat_activation import OnsetActivation, frame_size_for
 
 SR = 44100
 UNIT_FIELDS = ("energy", "centroid", "flatness", "flatness_norm", "low", "mid", "high", "onset_strength")
@@ -87,6 +88,24 @@ def test_hop_keeps_the_seed_hop_duration_at_every_rate() -> None:
         window = window_size_for(sr)
         assert window & (window - 1) == 0 and window >= hop_size_for(sr)
     assert window_size_for(44100) == 1024
+
+
+def test_the_onset_frame_is_four_hops_at_every_rate_or_the_next_fast_fft_size() -> None:
+    """46 ms at every rate, as the learned weights were trained at 44.1 kHz: 2048 there, 2240 at 48 kHz."""
+    assert frame_size_for(512) == 2048 and frame_size_for(256) == 1024
+    assert frame_size_for(557) == 2240
+    for sr in (8000, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 192000):
+        hop = hop_size_for(sr)
+        frame = frame_size_for(hop)
+        assert 4 * hop <= frame <= 1.05 * 4 * hop, (sr, frame)
+        rest = frame
+        for p in (2, 3, 5, 7):
+            while rest % p == 0:
+                rest //= p
+        assert rest == 1, (sr, frame)
+        assert OnsetActivation(sr, hop).frame == frame
+    with pytest.raises(ValueError, match="at least 1"):
+        frame_size_for(0)
 
 
 def test_time_is_the_end_of_each_hop_and_reset_starts_again() -> None:

@@ -99,6 +99,8 @@ def frame_size_for(hop: int) -> int:
     into a hop, and downbeat F 0.344 and 0.356; with four hops 49.1% and 46.5%, 0.358 and 0.363, beat F the same
     (0.653 and 0.647), the tempo right after 8 s on 52.6% and 53.5% instead of 53.1% and 53.5%
     (``bench_realmusic.py``)."""
+    if hop < 1:
+        raise ValueError(f"a hop of {hop} samples: must be at least 1")
     n = 4 * hop
     while True:
         rest = n
