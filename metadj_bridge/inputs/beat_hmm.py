@@ -13,11 +13,11 @@ until just after the first beat: OBS_K_FIRST, OBS_K_EARLY). Every 8 hops the aut
 activation weighs each tempo too, which settles the tempo of music whose onsets are not all beats (a walking bass,
 a strummed guitar). Until the first beat, when the bands are given, that evidence is a learned score instead
 (:mod:`~metadj_bridge.inputs.tempo_score`): the autocorrelations of the activation and of every band group at every
-metrical relative of each tempo. The activation's
-autocorrelation's first short peak is the tatum, the fastest regular pulse (the sixteenths): a beat is at most
-four of them, so a half-time reading (a 172 BPM drum-and-bass track's kick and snare alone sound like 86) loses
-its evidence to the tempo twice as fast, while a ballad with no pulse faster than its eighths keeps its slow
-tempo (the learned score reads the tatum as one of its features).
+metrical relative of each tempo. The activation's autocorrelation's first short peak is the tatum, the fastest
+regular pulse (the sixteenths): a beat is at most four of them, so a half-time reading (a 172 BPM drum-and-bass
+track's kick and snare alone sound like 86) loses its evidence to the tempo twice as fast, while a ballad with no
+pulse faster than its eighths keeps its slow tempo (the learned score reads the tatum as one of its features). A
+beat is at least one pulse: a tempo whose beat does not repeat while two beats do weighs less (band_tempo.unpulsed).
 
 A beat is reported in the hop where the most probable state's position wraps past the end of its beat, so at
 most one hop after it happened. The first beat waits for the lock: the best tempo has held within 4% for a
@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from metadj_bridge.inputs.band_tempo import BandTempo, tatum_lag, within_entry
+from metadj_bridge.inputs.band_tempo import BandTempo, tatum_lag, unpulsed, within_entry
 from metadj_bridge.inputs.beat_activation import FADE_MAX_S
 from metadj_bridge.inputs.tempo_score import tempo_score
 
@@ -73,8 +73,7 @@ OBS_BEAT_SHARE = 10.0
 #: instead of 0.654, 0.651, 0.655, 0.646, 0.652; downbeat F 0.359, 0.365, 0.360, 0.340, 0.344 instead of 0.357, 0.348,
 #: 0.343, 0.342, 0.356. On the generated tracks the tempo is right at 12 of 13 first beats as before, the first beat
 #: 1.75 s after the music starts at the median instead of 1.50 s. Before the first beat 1.25: 43.9%, 0.75: 45.2% (mean
-#: of the first sample and 256 in, against 46.3% at 1.0); LEARNED_GAIN 0.2 or 0.45 with it, or the rise from 1.0: no
-#: better.
+#: of the first sample and 256 in, against 46.3% at 1.0); LEARNED_GAIN 0.2 or 0.45 with it, the rise from 1.0: no gain.
 OBS_K = 6.0
 OBS_K_FIRST = 1.0
 OBS_K_EARLY = 1.5
@@ -94,11 +93,10 @@ ACF_MIN_POWER = 1e-4
 #: The autocorrelation's tempo prior: a log-normal around ACF_PRIOR_BPM, ACF_PRIOR_OCTAVES wide (one sigma).
 ACF_PRIOR_BPM = 120.0
 ACF_PRIOR_OCTAVES = 1.0
-#: The tatum rule: the fastest regular pulse in the activation (the first autocorrelation peak from TATUM_MIN_LAG
-#: hops that reaches band_tempo.TATUM_MIN_ACF of the zero lag, read from TATUM_MIN_S of music on) divides a beat at most
-#: TATUM_MAX_PER_BEAT times (sixteenths, with room for a hop's rounding). A longer beat, whose sixteenths would be
-#: 32nds (a half-time reading), lends its evidence to its double and is weighted TATUM_PENALTY on top of the
-#: weakest evidence.
+#: The tatum rule: the fastest regular pulse in the activation (the first autocorrelation peak from TATUM_MIN_LAG hops
+#: that reaches band_tempo.TATUM_MIN_ACF of the zero lag, read from TATUM_MIN_S of music on) divides a beat at most
+#: TATUM_MAX_PER_BEAT times (sixteenths, with room for a hop's rounding). A longer beat, whose sixteenths would be 32nds
+#: (a half-time reading), lends its evidence to its double and is weighted TATUM_PENALTY on top of the weakest evidence.
 TATUM_MIN_LAG = 5
 TATUM_MIN_S = 3.0
 TATUM_MAX_PER_BEAT = 4.5
@@ -106,8 +104,9 @@ TATUM_PENALTY = 0.3
 #: The learned score's evidence before the first beat: (probability relative to the best + floor) ** gain.
 LEARNED_FLOOR = 0.05
 LEARNED_GAIN = 0.3
-#: The lock: the best tempo holds (within LOCK_TOLERANCE) for LOCK_S, and the tempi within LOCK_WINDOW blocks
-#: of it carry LOCK_MASS of the probability.
+#: ... and a tempo whose beat does not repeat while two of its beats do (band_tempo.unpulsed) times this.
+UNPULSED_PENALTY = 0.5
+#: The lock: the best tempo holds (within LOCK_TOLERANCE) for LOCK_S, the tempi LOCK_WINDOW blocks around it LOCK_MASS.
 LOCK_S = 1.0
 LOCK_TOLERANCE = 0.04
 LOCK_MASS = 0.6
@@ -313,6 +312,7 @@ class BeatHMM:
         relative = np.exp(score - score.max())
         self._learned_p = relative / relative.sum()
         weight = (relative + LEARNED_FLOOR) ** LEARNED_GAIN
+        weight[unpulsed(inputs[0], self.taus)] *= UNPULSED_PENALTY
         new *= weight[self._block]
 
     def learned_inputs(self) -> tuple[np.ndarray, np.ndarray, int, float | None] | None:
