@@ -55,6 +55,11 @@ after 1.86 s at the median instead of 2.84, between real tracks (below) on 10 of
 transition stay the same 2 on the 228 development excerpts and none on the generated tracks. Around it: SUPPORT 0.25,
 5 of 12; HOLD_CHECKS 6, 5 of 12 and 4 more calls on real excerpts (a blues and a jazz excerpt lose beats to them); 10,
 4 of 12; STRONG_CHECKS 1, one more call; NEW_MIN 0.36, two more; a window of 3 beats, 21 calls on 16 excerpts.
+Measured again since the beat HMM's floor and the beat's entry (December 2026): HOLD_CHECKS 6 or 4 leave the
+development crossfades at 6 of 12 (median 1.9 s) and the real ones at 8 of 40 (4.79 s instead of 4.85), with 5 or 7
+calls on the 228 development excerpts instead of 3. On the generated ones the call comes 1.2-2.7 s after the
+midpoint, the hold's 0.7 s after what is left over first repeats at the new tempo with SUPPORT (on swing-104>swing-92
+its value is 0.1 at the midpoint, 0.2 a second later, 0.32 two seconds later): the wait is for the evidence.
 
 Between real tracks (``scripts/bench_crossfades.py``: 40 crossfades between steady development excerpts 10-20 BPM
 apart) CLEAR is rarely met, so the detector seldom calls and the HMM walks to the new tempo in its small steps: the
