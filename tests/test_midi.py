@@ -510,6 +510,35 @@ async def test_output_follows_a_replugged_device(midi_jack: Any, caplog: pytest.
         receiver.close()
 
 
+async def test_output_sends_every_value_once_more_after_the_port_settles(midi_jack: Any) -> None:
+    """A JACK connection takes effect some periods after it is made, so the first messages to a port just opened can
+    be lost: before SETTLE_S, these two, sent the moment the port opened, never arrived (and the replugged fader
+    above missed its position once in a CI run). Every value goes out again SETTLE_S after the port opens, and then
+    only what changes."""
+    from metadj_bridge.outputs import midi_feedback
+
+    received: list[tuple[float, Any]] = []
+    name = f"ledring{next(_ids)}"
+    receiver = midi_jack.open_input(
+        "in", virtual=True, client_name=name, callback=lambda m: received.append((time.monotonic(), m))
+    )
+    out = MidiOutput(f"{name}:in", backend=JACK_BACKEND)
+    try:
+        await out.start()
+        opened = time.monotonic()
+        out.send_cc(3, 21, 0.5)
+        out.send_note(3, 40, 1.0)
+        await wait_for(lambda: len(received) >= 4, 2.0, f"the values twice (received {received})")
+        await asyncio.sleep(2 * midi_feedback.SETTLE_S)
+        first, again = [m for _, m in received[:2]], [m for _, m in received[2:]]
+        assert sorted(map(str, first)) == sorted(map(str, again)), received
+        assert received[2][0] - opened >= 0.8 * midi_feedback.SETTLE_S
+        assert out.messages_sent == len(received) == 4
+    finally:
+        await out.aclose()
+        receiver.close()
+
+
 def test_a_stalled_loop_loses_the_oldest_messages_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     from metadj_bridge.inputs import midi as midi_module
 

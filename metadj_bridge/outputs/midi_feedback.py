@@ -16,14 +16,19 @@ from metadj_bridge.lifecycle import Lifecycle, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+#: A port just opened may not pass its first messages on (a JACK connection takes effect some periods later; a
+#: replugged device may still be starting): every value is sent once more this long after the port opens.
+SETTLE_S = 0.25
+
 
 class MidiOutput:
     """Controller feedback: pads lit, LED rings and motor faders following values.
 
     ``send_cc``/``send_note`` only record the wanted value; a task sends the latest value of each control at
-    most ``rate_hz`` times a second, and only values that changed. A missing port is logged once and
-    looked for again every ``retry_interval``; the show goes on without feedback meanwhile. A port that fails is
-    closed in a worker thread (closing a JACK port can wait a second) and opened again; the failures are logged at
+    most ``rate_hz`` times a second, and only values that changed. A missing port is logged once and looked for again
+    every ``retry_interval``; the show goes on without feedback meanwhile. When a port opens (again), every value is
+    sent at once and once more SETTLE_S later, for a device or a connection that was still starting. A port that fails
+    is closed in a worker thread (closing a JACK port can wait a second) and opened again; the failures are logged at
     most once per ten seconds, however often a broken device fails.
     """
 
@@ -51,6 +56,8 @@ class MidiOutput:
         self._quiet_reopen = False
         self._closing: set[asyncio.Future[None]] = set()
         self._last_flush = -1e9
+        #: When every value is sent once more after the port opened (SETTLE_S), or None.
+        self._resend_at: float | None = None
         #: Batches flushed and MIDI messages sent.
         self.flushes = 0
         self.messages_sent = 0
@@ -123,12 +130,9 @@ class MidiOutput:
                     )
                 return
             self._port = await asyncio.to_thread(self._backend.open_output, name)
-            # A (re)attached device shows nothing yet: send every value again.
-            resend = dict(self._sent)
-            self._sent.clear()
-            self._pending = {**resend, **self._pending}
-            if self._pending:
-                self._wake.set()
+            # A (re)attached device shows nothing yet: send every value again, now and once it has settled.
+            self._send_all_again()
+            self._resend_at = asyncio.get_running_loop().time() + SETTLE_S
             level = logging.DEBUG if self._quiet_reopen else logging.INFO
             if self._missing_logged or self._quiet_reopen:
                 log.log(level, "MIDI output %r open; controller feedback is back", name)
@@ -145,8 +149,11 @@ class MidiOutput:
         last_look = loop.time()
         try:
             while True:
+                timeout = self.retry_interval
+                if self._resend_at is not None and self._port is not None:
+                    timeout = max(0.0, min(timeout, self._resend_at - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.retry_interval)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 if loop.time() - last_look >= self.retry_interval:
                     last_look = loop.time()
                     if self._port is None:
@@ -156,6 +163,9 @@ class MidiOutput:
                 if self._port is None:
                     self._wake.clear()  # values stay pending until the port is back
                     continue
+                if self._resend_at is not None and loop.time() >= self._resend_at:
+                    self._resend_at = None
+                    self._send_all_again()
                 if not self._wake.is_set():
                     continue
                 due = self._last_flush + self.interval - loop.time()
@@ -182,14 +192,21 @@ class MidiOutput:
             return
         log.warning("MIDI output %r disappeared; controller feedback resumes when it is back", self.port_name)
         self._missing_logged = True
+        self._send_all_again()
+        await self._drop_port()
+
+    def _send_all_again(self) -> None:
+        """Every value sent so far is pending again (the latest wanted value of each wins)."""
         self._pending = {**self._sent, **self._pending}
         self._sent.clear()
-        await self._drop_port()
+        if self._pending:
+            self._wake.set()
 
     async def _drop_port(self) -> None:
         """Forget the port and close it in a worker thread; the close goes on if this task is cancelled, and
         ``aclose`` waits for it."""
         port, self._port = self._port, None
+        self._resend_at = None
         if port is None:
             return
         closing = asyncio.ensure_future(asyncio.to_thread(close_port, port))
