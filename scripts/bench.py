@@ -209,6 +209,57 @@ def bench_audio_accuracy() -> None:
               f"{sum(first_ok)}/{len(first_ok)}; downbeat F {np.mean(dbs):.3f}")
 
 
+def bench_audio_metronomes() -> None:
+    """Slow metronomes (60-70 BPM: clicks, beeps, wood blocks and kicks, begun at once or after 0.5 s of silence, at
+    44.1 and 48 kHz): is the tempo right at the first beat (every other beat at double tempo fits the clicks too),
+    and does the first beat come within 3 s of the first click? (issue 15: 60-190 BPM, half/double from the music)"""
+    import numpy as np
+
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.tempo import BeatClock, TempoConfig
+
+    def sound(kind: str, sr: int) -> np.ndarray:
+        t = np.arange(int(0.15 * sr)) / sr
+        if kind == "click":  # a 20 ms noise burst
+            n = int(0.02 * sr)
+            return np.random.default_rng(1).standard_normal(n) * np.exp(-np.arange(n) / (0.004 * sr)) * 0.5
+        if kind == "beep":  # 30 ms of 1 kHz
+            return 0.4 * np.sin(2 * np.pi * 1000.0 * t[: int(0.03 * sr)])
+        if kind == "wood":  # a wood block: 800 Hz, 10 ms decay
+            return 0.6 * np.sin(2 * np.pi * 800.0 * t) * np.exp(-t / 0.01)
+        return 0.8 * np.sin(2 * np.pi * (50 + 100 * np.exp(-t / 0.03)) * t) * np.exp(-t / 0.06)  # a kick
+
+    tempi = (60.0, 61.0, 63.0, 66.0, 70.0)
+    print(f"\nSlow metronomes ({', '.join(f'{b:g}' for b in tempi)} BPM; the tempo at the first beat, or its BPM when "
+          "wrong; * the first beat more than 3 s after the first click):")
+    right = in_time = total = 0
+    for sr in (44100, 48000):
+        for kind in ("click", "beep", "wood", "kick"):
+            for lead in (0.0, 0.5):
+                burst = sound(kind, sr).astype(np.float32)
+                row = []
+                for bpm in tempi:
+                    x = np.zeros(int(16.0 * sr), np.float32)
+                    for t0 in np.arange(lead, 15.7, 60.0 / bpm):
+                        i = int(t0 * sr)
+                        x[i : i + len(burst)] += burst[: len(x) - i]
+                    fx = FeatureExtractor(sr)
+                    hop = fx.hop_size
+                    clock = BeatClock(hop / sr, TempoConfig())
+                    beats = (e for i in range(0, len(x) - hop, hop) for e in clock.process(fx.process(x[i : i + hop])))
+                    first = next(beats, None)
+                    ok = first is not None and abs(first.bpm / bpm - 1.0) <= 0.04
+                    late = first is None or first.t - lead > 3.0
+                    right += ok
+                    in_time += not late
+                    total += 1
+                    shown = "right" if ok else (f"{first.bpm:.1f}" if first else "none")
+                    row.append(f"{shown}{'*' if late else ''}")
+                print(f"  {sr} Hz {kind:<5} after {lead:.1f} s   " + "  ".join(f"{r:>7}" for r in row))
+    print(f"  the tempo right at the first beat on {right}/{total}; the first beat within 3 s of the first click on "
+          f"{in_time}/{total}")
+
+
 def bench_audio_transitions() -> None:
     """DJ transitions (``synth.TRANSITIONS``, ``synth.DEVELOPMENT_TRANSITIONS`` and ``synth.HELDOUT_TRANSITIONS``
     never tuned on: 8 s equal-power crossfades between tracks 10-20 BPM apart): how long after the crossfade's midpoint
@@ -892,6 +943,7 @@ async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_cpu()
     bench_audio_sections()
     bench_audio_accuracy()
+    bench_audio_metronomes()
     bench_audio_transitions()
     bench_audio_intros()
     bench_audio_seams()

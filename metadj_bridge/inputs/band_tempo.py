@@ -103,10 +103,12 @@ def unpulsed(acf: np.ndarray, taus: np.ndarray) -> np.ndarray:
     the music's (a metronome at 60 BPM, whose clicks also fit every other beat at 120).
 
     Nothing marks the beat's half there, so the learned tempo score, trained on music that always has one, fell back
-    on its prior: clicks, beeps and wood blocks at 60-70 BPM (begun at once or after 0.5 s, at 44.1 and 48 kHz) got
-    their first beat at double tempo 23 times in 80, now once; kicks, whose tail fills the half, never. Marked tempi
-    weigh UNPULSED_PENALTY (beat_hmm) at every reading until the first beat: no excerpt of the development set moves
-    at any of its five starts. At UNPULSED_MIN 0.2 the first beat's tempo moved on 1-3 of the 228 excerpts at each
+    on its prior: of metronomes at 60-70 BPM (clicks, beeps, wood blocks and kicks, begun at once or after 0.5 s, at
+    44.1 and 48 kHz; ``scripts/bench.py audio``) 24 in 80 got their first beat at double tempo, now none; kicks,
+    whose tail fills the half, never did. At exactly 60 BPM the first beat is now the fourth click's, reported in
+    the hop after 3.0 s: before, it came on the third, at 120 BPM (a kick track at 60: 148 ms off its beat). Marked
+    tempi weigh UNPULSED_PENALTY (beat_hmm) at every reading until the first beat: no excerpt of the development set
+    moves at any of its five starts. At UNPULSED_MIN 0.2 the first beat's tempo moved on 1-3 of the 228 excerpts at each
     start: right on 3 fewer over the five (5 fewer with a repeat under a tenth of twice the interval's as "none"). At
     0.6 clicks at 62 BPM were read at double again."""
     double = acf[np.minimum(2 * taus, len(acf) - 1)]
