@@ -569,6 +569,32 @@ def test_a_waltz_is_heard_in_three_when_four_is_configured() -> None:
     assert fixed.beats_per_bar == 4
 
 
+@pytest.mark.parametrize("left_out", [21, 26])
+def test_the_bar_count_follows_a_beat_the_tracker_left_out(left_out: int) -> None:
+    """A beat tracker that misses a beat hands the bar tracker an interval of two beats: the count moves on by two,
+    and the beats after the gap keep their places in the music's bars (counting one step would put every one after
+    it a beat late until the music's evidence won the count back)."""
+    from metadj_bridge.inputs.downbeats import DownbeatTracker
+
+    track = synth.render(synth.TrackSpec("four", "house", 124, 20, seed=5))
+    fx = FeatureExtractor(track.samplerate)
+    hop = fx.hop_size
+    fps = track.samplerate / hop
+    beat_hops = {int(round(b * fps)) - 1: i for i, b in enumerate(track.beats) if i != left_out}
+    tracker = DownbeatTracker(fps)
+    places, last = {}, None
+    for k, i in enumerate(range(0, len(track.samples) - hop, hop)):
+        f = fx.process(track.samples[i : i + hop])
+        tracker.hop(f.beat_activation, f.beat_low, f.chroma, f.bass, f.beat_bands)
+        if k in beat_hops:
+            j = beat_hops[k]
+            places[j] = tracker.beat(interval=1.0 if last is None else float(j - last))
+            last = j
+    ones = {j % 4 for j, p in places.items() if p == 0 and j > 12}
+    after = [places[j] == (j - min(ones)) % 4 for j in places if j > left_out]
+    assert len(ones) == 1 and all(after), places
+
+
 def test_the_bar_tracker_keeps_bounded_memory_without_beats() -> None:
     """Before a lock (or with no beats at all) every hop is recorded into the open span: it must not grow for
     as long as the input runs, and the first beat after it still gets a position."""

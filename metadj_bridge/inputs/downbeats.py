@@ -24,14 +24,17 @@ Each is z-scored against its own running mean / deviation (an exponential window
 logistic model per rhythm style (WEIGHTS, learned by train_downbeats.py; style A on GTZAN, style B on GTZAN +
 the generated tuning fixtures) gives per class (beat 1, 2, 3, 4 of a 4/4 bar) a logit.
 
-Bar pointer. A forward-filtered HMM over (style, metre M in {3, 4}, position p in 0..M-1), one step per beat:
-p advances by one (with a chance SLIP each of staying or skipping one: beats the tracker inserted or dropped),
-the metre and the style rarely switch, and the evidence of beat j multiplies each state by exp(GAIN x the
-logit of its class) (a 3/4 bar's positions are the classes 1, 2 and 4). When beat n arrives the filter takes
-beat n-2's evidence, predicts two beats ahead and reports the most probable position of beat n under the most
-probable metre (styles summed), with hysteresis: it keeps counting (last position + 1) unless that position
-has less than STICK x the best one's probability. So each beat's position is decided when it happens; later
-beats may change their mind (a correction shows as a bar that is too short or too long).
+Bar pointer. A forward-filtered HMM over (style, metre M in {3, 4}, position p in 0..M-1), one step per beat: p
+advances by the beats since the beat before, as the beat tracker's own period counts them (``beat(interval=)``,
+``BeatClock.interval``: 1 while the clock's tempo is moving; a bell of STEP_WIDTH around it, at least the chance
+SLIP of staying or skipping one: beats the tracker inserted or dropped unseen), so a beat it left out moves the
+count by two and half a beat's move by one or two, as the evidence says; the metre and the style rarely switch, and
+the evidence of beat j multiplies each state by exp(GAIN x the logit of its class) (a 3/4 bar's positions are the
+classes 1, 2 and 4). When beat n arrives the filter takes beat n-2's evidence, predicts two beats ahead and reports
+the most probable position of beat n under the most probable metre (styles summed), with hysteresis: it keeps
+counting (last position + 1) unless that position has less than STICK x the best one's probability. So each beat's
+position is decided when it happens; later beats may change their mind (a correction shows as a bar that is too
+short or too long).
 
 The configured ``beats_per_bar`` is the prior metre (METRE_PRIOR); with ``detect_metre`` the other of 3 / 4
 is allowed and may take over. Without ``detect_metre`` (or a metre other than 3 / 4) only the configured one.
@@ -40,42 +43,16 @@ The weights are learned from the development set by ``scripts/train_downbeats.py
 ``--write`` puts them between the markers below), here from the 224 excerpts with downbeats of the set that
 ``scripts/devset.py --manifest scripts/devset_sources.tsv`` builds, and the generated tuning fixtures. With the
 BeatClock's own beats, as ``scripts/bench_realmusic.py`` scores them, downbeat F on excerpts not trained on
-(``train_downbeats.py DIR --cv``, 5 folds) is 0.353, 0.47 without classical and 0.60 where the beats are right
-(beat F >= 0.9; the bar phase is right after 8 s on 36 of those 76); with annotated beats 0.59. It was 0.355
-(0.48, 0.62, 37 of 73) before the onsets before the first beat weighed lightly (beat_hmm.OBS_K_EARLY), and 0.37
-(0.50, 0.63, 38 of 74) before the first beat came earlier (beat_hmm.LOCK_DEADLINE_S): the count starts from the first
-beat and keeps its phase (STICK): downbeat F moved by more than 0.05 on 41 excerpts, down on 20 of them (on
-rock.00009 from 0.67 to 0, with the same beats counted from another one of the bar). The chroma and bass chroma
-of a 186 ms frame (beat_activation.HARMONY_FRAMES) brought it from 0.32 (0.42, 0.55; annotated 0.56) with the onset
-frame's chroma and low bands to 0.35 (0.48, 0.62; annotated 0.61), a stickier count (STICK 0.4 instead of 0.7) to
-0.37: with the clearer evidence the pointer moved too often, and 14.8% of the bars after 8 s of the 4/4 excerpts
-were not 4 beats long (12.1% before the longer frame, 10.4% now). STICK 0.25 and 0.55 gave 0.353 and 0.355
-(annotated 0.559 and 0.600: the stickier, the lower with annotated beats). The loss is in the bar, not the beats:
-with each of the BeatClock's beats given the annotated position of the nearest beat, downbeat F would be 0.75 (0.84
-without classical, 0.99 where the beats are right). Most errors take beat 3 for beat 1: a beat's evidence tells them
-apart weakly (harmonic change the most), and the drums' accents differ by style (reggae's one drop on beat 3). The
-3/4 excerpts (classical, jazz) are heard in 4 (configured 3, 29 of the 30 stay in 3). A learned metre cue (the
-running similarity of the beats' onset pattern, chroma and bass 3 and 6 beats apart against 4 and 8) was tried: with
-annotated beats it tells 3/4 from 4/4 on whole excerpts (37% of 3/4 found at 2% of 4/4 wrongly), but with the
-tracker's own beats on 2 of the 4 well-tracked 3/4 excerpts at 4 of 64 4/4 ones wrongly, so it is not used. With the
-186 ms harmony frame, a METRE_PRIOR of 0.5 hears 14 of the 30 in 3, but also 50 of the 188 4/4 excerpts (at 0.8:
-none and 1). Also tried: each beat's features beside their differences to the 1, 2 and 3 beats before,
-trained at the annotated beats and at the BeatClock's own beats within 70 ms of them (L2 0.3), measured before the
-beat HMM's lighter autocorrelation after the first beat (beat_hmm.ACF_GAIN_BEATING). Cross-validated it lifts
-GTZAN's downbeat F with the BeatClock's beats from 0.307 to 0.332 (0.413 to 0.449 without classical; reggae 0.40 to
-0.62, metal 0.50 to 0.42), but on the generated held-out tracks it falls from 0.95 to 0.85: swing-100 is counted one
-beat late from the start (F 0.0) at every L2 tried (0.1-3, also with the generated style's weights without context),
-so it is not used; the context alone at the former L2 (3), or the tracker's beats alone, gain 0.01 or less. Tried
-later, each within 0.01 of the figures above with the BeatClock's beats (cross-validated, the half-bar contrast in):
-a small GRU over the beats' features in place of style A (more often right per beat, 0.44 against 0.36 on held-out
-folds, but 0.30-0.31 in the bar HMM; generated held-out 0.89-0.95); the logistic model trained at the BeatClock's
-beats too; the onset at the beat read over 6 or 9 hops; the chroma change at a beat against its neighbours'
-(generated held-out 0.91), the dominant bass bin's change, onsets against the 2 or 3 beats before; DELAY 3 or 4,
-STICK 0.5 or 0.85, L2 1 or 10 for style A (at 1: generated held-out 0.85), style B's scale 0.1 or 0.5. With the
-186 ms harmony frame (0.349 / 0.609 at STICK 0.7): its first 4 or 8 hops of a span left out of the span's chroma, which
-still hear the beat before (0.354 / 0.609, 0.355 / 0.587); DELAY 3 or 4 (0.347 / 0.594, 0.342 / 0.572); the chroma
-and bass change across the beat itself, the frame at the beat against 8 or 16 hops later (0.348-0.350 /
-0.601-0.602).
+(``train_downbeats.py DIR --cv``, 5 folds) is 0.361, 0.495 without classical and 0.62 where the beats are right
+(beat F >= 0.9; the bar phase is right after 8 s on 39 of those 77); with annotated beats 0.59. Counted one step a
+beat whatever the beat tracker's intervals, it was 0.354, 0.484 and 0.61 (38 of 77; in-sample 0.358, 0.535 without
+classical in range, against 0.369 and 0.548 now; the GAIN and SLIP are chosen at the BeatClock's beats, where the
+intervals matter). The loss is in the bar, not the beats: with each of the BeatClock's beats given the annotated
+position of the nearest beat, downbeat F would be 0.75 (0.84 without classical, 0.99 where the beats are right).
+Most errors take beat 3 for beat 1: a beat's evidence tells them apart weakly (harmonic change the most), and the
+drums' accents differ by style (reggae's one drop on beat 3). The 3/4 excerpts (classical, jazz) are heard in 4
+(configured 3, 29 of the 30 stay in 3). How the figures moved with earlier changes, and what else was tried, is in
+``scripts/train_downbeats.py``.
 
 On the generated tracks 0.98 (tuning) and 0.97 (held out); a waltz configured 3 counts 0 1 2 from its first beat,
 and configured 4 it is heard as 3/4 from its 9th-10th beat. Cost: about 8 us a hop and 0.3 ms a beat.
@@ -99,37 +76,38 @@ FEATURES = ("chroma_chg", "bass_chg", "low_flux_at", "act_at", "low_energy_up", 
 # --- learned: python scripts/train_downbeats.py --write (do not edit by hand) ---
 WEIGHTS = np.array([
     [  # style A
-        [0.0005, 0.0164, 0.0218, 0.0158, -0.0002, 0.0117, 0.0148, 0.0156, 0.0125, 0.0067, -0.0057, -0.0026,
+        [0.0005, 0.0164, 0.0218, 0.0158, -0.0003, 0.0117, 0.0148, 0.0156, 0.0125, 0.0067, -0.0057, -0.0026,
          -0.0095, 0.0014, -0.0026, -0.0008, -0.0131, 0.0044, -0.0029, -0.0001, 0.0165, 0.0187, 0.0132, 0.0161,
          0.0192, 0.0153],
         [-0.0013, -0.0106, -0.0152, -0.0180, -0.0004, -0.0151, -0.0056, -0.0179, -0.0148, -0.0086, 0.0009, 0.0019,
          0.0097, 0.0015, 0.0010, 0.0006, 0.0120, -0.0012, -0.0008, 0.0004, -0.0058, -0.0128, 0.0033, -0.0038,
          0.0002, -0.0022],
-        [0.0013, -0.0026, 0.0023, 0.0146, -0.0019, 0.0119, -0.0047, 0.0154, 0.0085, 0.0050, 0.0027, 0.0011,
+        [0.0013, -0.0026, 0.0023, 0.0146, -0.0018, 0.0119, -0.0047, 0.0154, 0.0085, 0.0050, 0.0027, 0.0011,
          -0.0094, -0.0046, -0.0004, -0.0027, -0.0137, -0.0031, 0.0016, -0.0033, -0.0071, -0.0004, -0.0078, -0.0062,
          -0.0198, -0.0169],
-        [-0.0004, -0.0031, -0.0088, -0.0125, 0.0025, -0.0085, -0.0046, -0.0131, -0.0062, -0.0031, 0.0021, -0.0004,
+        [-0.0004, -0.0031, -0.0088, -0.0125, 0.0024, -0.0085, -0.0046, -0.0131, -0.0062, -0.0031, 0.0021, -0.0004,
          0.0092, 0.0017, 0.0020, 0.0030, 0.0149, -0.0001, 0.0020, 0.0030, -0.0036, -0.0054, -0.0087, -0.0061,
          0.0005, 0.0038],
     ],
     [  # style B
-        [-0.0090, 0.0386, 0.0344, 0.0419, -0.0172, 0.0299, 0.0380, 0.0152, 0.0300, 0.0237, -0.0246, -0.0051,
-         -0.0154, -0.0251, -0.0007, -0.0048, -0.0675, 0.0257, 0.0061, 0.0047, -0.0025, 0.0102, -0.0095, 0.0152,
+        [-0.0090, 0.0386, 0.0344, 0.0419, -0.0172, 0.0299, 0.0381, 0.0152, 0.0300, 0.0237, -0.0246, -0.0051,
+         -0.0154, -0.0251, -0.0007, -0.0048, -0.0675, 0.0256, 0.0061, 0.0047, -0.0025, 0.0102, -0.0095, 0.0152,
          0.0559, 0.0072],
-        [-0.0093, -0.0353, -0.0507, -0.0464, 0.0185, -0.0496, -0.0013, -0.0092, -0.0321, -0.0119, 0.0105, 0.0162,
-         0.0250, 0.0202, -0.0068, 0.0070, 0.0540, -0.0257, -0.0120, -0.0068, -0.0475, -0.0539, 0.0679, 0.0347,
+        [-0.0093, -0.0353, -0.0506, -0.0465, 0.0185, -0.0496, -0.0014, -0.0092, -0.0321, -0.0119, 0.0105, 0.0162,
+         0.0250, 0.0202, -0.0067, 0.0070, 0.0540, -0.0257, -0.0120, -0.0068, -0.0475, -0.0539, 0.0679, 0.0347,
          0.0075, 0.0276],
-        [0.0096, 0.0033, 0.0222, 0.0341, -0.0241, 0.0357, -0.0114, 0.0283, 0.0083, -0.0022, 0.0130, 0.0015,
-         -0.0121, -0.0241, 0.0096, -0.0032, -0.0498, 0.0173, 0.0150, -0.0114, 0.0191, 0.0527, -0.0101, -0.0383,
+        [0.0097, 0.0032, 0.0222, 0.0341, -0.0238, 0.0357, -0.0114, 0.0282, 0.0083, -0.0022, 0.0130, 0.0014,
+         -0.0122, -0.0241, 0.0096, -0.0032, -0.0498, 0.0173, 0.0150, -0.0114, 0.0191, 0.0527, -0.0101, -0.0384,
          -0.0711, -0.0637],
-        [0.0087, -0.0065, -0.0060, -0.0295, 0.0229, -0.0161, -0.0253, -0.0343, -0.0063, -0.0096, 0.0011, -0.0125,
-         0.0024, 0.0290, -0.0021, 0.0009, 0.0633, -0.0173, -0.0091, 0.0135, 0.0309, -0.0090, -0.0484, -0.0116,
+        [0.0086, -0.0065, -0.0060, -0.0295, 0.0224, -0.0160, -0.0253, -0.0342, -0.0062, -0.0096, 0.0011, -0.0125,
+         0.0026, 0.0290, -0.0021, 0.0009, 0.0634, -0.0173, -0.0091, 0.0135, 0.0309, -0.0090, -0.0483, -0.0116,
          0.0078, 0.0289],
     ],
 ])
 GAIN = 2.0
 SLIP = 0.001
 # --- end learned ---
+STEP_WIDTH = 0.27  # the count's step: a bell this wide (in beats) around the beats between two beats.
 #: Prior of the configured metre when detect_metre, and the per-beat chance of a metre switch.
 METRE_PRIOR = 0.8
 METRE_SWITCH = 0.002
@@ -143,8 +121,8 @@ DELAY = 2
 STICK = 0.4
 #: The chance per beat of a switch between rhythm styles (weight sets), when there are several.
 STYLE_SWITCH = 0.01
-#: A span keeps at most this many hops (12 s at 44.1 kHz, longer than any beat): without beats the per-hop
-#: record would otherwise grow for as long as the music plays without a lock.
+#: A span keeps at most this many hops (12 s at 44.1 kHz, longer than any beat): without beats the per-hop record
+#: would otherwise grow for as long as the music plays without a lock.
 MAX_SPAN_HOPS = 1024
 #: Music heard to begin (after silence) begins on its one, ENTRY_WEIGHT believes (``anchor``).
 ENTRY_WEIGHT = 0.5
@@ -201,24 +179,19 @@ class DownbeatTracker:
         self.is_down = np.zeros(n, bool)
         self.midx = np.zeros(n, int)
         self.pos = np.zeros(n, int)
-        T = np.zeros((n, n))
         for i, (M, o) in enumerate(zip(metres, self.offs, strict=True)):
             self.is_down[o] = True
             self.midx[o : o + M] = i
             self.pos[o : o + M] = np.arange(M)
-            for p in range(M):
-                for step, pr in ((1, 1.0 - 2 * slip), (0, slip), (2, slip)):
-                    T[o + p, o + (p + step) % M] += pr
-        if len(metres) > 1:
-            T = (1.0 - ms) * T + ms * self._switch(T, metres)
         self.cls = np.array([bar_class(M, p) for M, p in zip(np.array(metres)[self.midx], self.pos, strict=True)])
-        T = T / T.sum(axis=1, keepdims=True)
         # rhythm styles (one weight set each; the style persists, a rare switch): states style x (metre, pos)
         K = self.K
         sw = STYLE_SWITCH if K > 1 else 0.0
         S = np.full((K, K), sw / max(K - 1, 1))
         np.fill_diagonal(S, 1.0 - sw)
-        self.T = np.kron(S, T)
+        self._S, self._slip, self._metre_switch = S, slip, (ms if len(metres) > 1 else 0.0)
+        self._steps_T: dict[int, np.ndarray] = {}
+        self.steps: dict[int, float] = {}  # beat index -> its interval from the beat before, in beats
         self.base = n
         self.cls_k = self.cls[None, :] + 4 * np.arange(K)[:, None]  # index into the (K * 4) logits
         self.cls_k = self.cls_k.ravel()
@@ -261,6 +234,32 @@ class DownbeatTracker:
             alpha[:, o : o + M] = block * prior
         self.alpha = alpha.ravel() / alpha.sum()
         self._unheld = True  # the count so far had nothing to go by: the next beat is not held to it (STICK)
+
+    def _transition(self, interval: float) -> np.ndarray:
+        """The transition from one beat to the next, ``interval`` beats apart (the beat tracker's own period): the
+        count advances by the whole number of beats nearest it, with a bell of STEP_WIDTH beats around it and the
+        chance SLIP of a beat inserted or dropped unseen; cached per 1/20 of a beat."""
+        key = int(round(min(max(interval, 0.0), 3.5) * 20))
+        if (T := self._steps_T.get(key)) is not None:
+            return T
+        r = key / 20
+        steps = np.arange(4)
+        pr = np.exp(-0.5 * ((steps - r) / STEP_WIDTH) ** 2)
+        pr = pr / pr.sum()
+        pr[:3] = np.maximum(pr[:3], self._slip)
+        pr /= pr.sum()
+        metres, n = self.metres, self.nstates
+        B = np.zeros((n, n))
+        for M, o in zip(metres, self.offs, strict=True):
+            for p in range(M):
+                for step in steps:
+                    B[o + p, o + (p + step) % M] += pr[step]
+        if len(metres) > 1:
+            B = (1.0 - self._metre_switch) * B + self._metre_switch * self._switch(B, metres)
+        B = B / B.sum(axis=1, keepdims=True)
+        T = np.kron(self._S, B)
+        self._steps_T[key] = T
+        return T
 
     @staticmethod
     def _switch(T: np.ndarray, metres: list[int]) -> np.ndarray:
@@ -406,12 +405,16 @@ class DownbeatTracker:
         self.zn += 1
         return (f - self.zm) / np.sqrt(self.zv + 1e-9)
 
-    def beat(self, t: float = 0.0) -> int:
-        """A beat now: closes the span, takes the evidence of the beat DELAY back, returns this beat's position.
+    def beat(self, t: float = 0.0, interval: float = 1.0) -> int:
+        """A beat now, ``interval`` beats after the one before (the beat tracker's period; 2 when it left one out,
+        1.5 when it moved half a beat): closes the span, takes the evidence of the beat DELAY back, returns this
+        beat's position.
 
         alpha is the distribution of the state of the oldest beat without its own evidence yet."""
         self._close_span()
         n = self.nbeats
+        self.steps[n] = interval if math.isfinite(interval) else 1.0
+        self.steps.pop(n - self.delay - 2, None)
         j = n - self.delay  # the beat the evidence is about
         if j >= 0:
             f = self._features()
@@ -425,10 +428,10 @@ class DownbeatTracker:
                 logit = self.gain * (logit - logit.max())
                 self.alpha = self.alpha * np.exp(np.maximum(logit, -30.0))[self.cls_k]
                 self.alpha /= self.alpha.sum()
-            self.alpha = self.alpha @ self.T  # now about beat j + 1
+            self.alpha = self.alpha @ self._transition(self.steps.get(j + 1, 1.0))  # now about beat j + 1
         pred = self.alpha
-        for _ in range(n - max(j + 1, 0)):
-            pred = pred @ self.T
+        for k in range(max(j + 1, 0) + 1, n + 1):
+            pred = pred @ self._transition(self.steps.get(k, 1.0))
         self.nbeats += 1
         pb = pred.reshape(self.K, self.base).sum(axis=0)  # over styles
         mass = self._metre_of_state @ pb

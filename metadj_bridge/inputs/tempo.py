@@ -169,8 +169,7 @@ class BeatClock:
         #: The activation and the time of the last hops, by hop count.
         self._ring = np.zeros(MEASURE_BEFORE + int(MEASURE_AFTER * 60.0 / self.config.min_bpm / hop_s) + 8)
         self._times = np.zeros(len(self._ring))
-        #: The beats measured at the activation's peak (beat index, time, the model's beat period then), and the
-        #: line through them.
+        #: The beats measured at the activation's peak (beat index, time, the model's beat period then), their line.
         self._measured: deque[tuple[int, float, float]] = deque(maxlen=READOUT_BEATS)
         self._fit: tuple[float, float] | None = None
         #: The first beat index the line may go through (the beats moved to another phase there).
@@ -187,10 +186,9 @@ class BeatClock:
         self._breakdown_from = int(BREAKDOWN_AFTER_S / hop_s) + 1
         self.period: float | None = None
         self._last_beat: float | None = None
-        self.beat_index = -1
-        self._beat_in_bar = 0
-        self.bpm = 0.0
-        self.confidence = 0.0
+        self.beat_index, self._beat_in_bar, self.bpm, self.confidence = -1, 0, 0.0, 0.0
+        #: The last beat's distance from the one before in beats of the grid's tempo (1 unless the model held it).
+        self.interval = 1.0
         #: Whether the readout's line has existed yet: until then the BPM is the model's refined one.
         self._lined = False
         #: Tempo changes called by the detector (a DJ's transitions) since the start.
@@ -419,10 +417,12 @@ class BeatClock:
     def _beat(self, t: float, held: bool = False) -> BeatEvent:
         """A beat at ``t``; ``held``: the flywheel's, which keeps the tempo it had (the model hears nothing to go by
         in a breakdown or after the music stops, and its tempo wanders)."""
-        self._last_beat = t
+        last, self._last_beat = self._last_beat, t
+        steady = not held and abs(self._hmm.tempo_bpm() * (self.period or 0.0) / 60.0 - 1.0) <= READOUT_AGREEMENT
+        self.interval = (t - last) / self.period if last is not None and self.period and steady else 1.0
         self.beat_index += 1
         self._bars.anchor(self._music.beats_since(t, self.beat_index, self._fit, self._measured))
-        self._beat_in_bar = self._bars.beat()
+        self._beat_in_bar = self._bars.beat(t, self.interval)  # a beat the grid left out: the bars count it
         if not held or self.period is None:
             model_bpm = self._hmm.tempo_bpm()
             fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
