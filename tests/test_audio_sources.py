@@ -682,8 +682,12 @@ def test_jack_server_stopping_gives_silence_one_warning_and_a_clean_exit() -> No
     assert result["lost"] > 100 and 70 <= result["rate"] <= 110
     # A restarted server with the same name is out of reach (see metadj_bridge/inputs/live_audio.py).
     assert result["still_lost_after_restart"]
-    (warning,) = result["warnings"]
-    assert "JACK server stopped" in warning and "restart metadj-bridge" in warning
+    # One warning for the loss. A loaded machine may also drop a block before it (an xrun, said once on its own:
+    # test_a_device_that_overflows_block_after_block_is_one_warning_naming_it); nothing else.
+    lost = [w for w in result["warnings"] if "input overflow" not in w]
+    overflows = [w for w in result["warnings"] if "input overflow" in w]
+    assert len(lost) == 1 and len(overflows) <= 1, result["warnings"]
+    assert "JACK server stopped" in lost[0] and "restart metadj-bridge" in lost[0]
 
 
 def test_device_names_with_terminal_escapes_are_shown_escaped_in_errors() -> None:

@@ -187,7 +187,7 @@ class BeatClock:
         self.period: float | None = None
         self._last_beat: float | None = None
         self.beat_index, self._beat_in_bar, self.bpm, self.confidence = -1, 0, 0.0, 0.0
-        #: The last beat's distance from the one before in beats of the grid's tempo (1 unless the model held it).
+        #: The last beat's distance from the one before, in beats of the grid's tempo (1: held, or the tempo moving).
         self.interval = 1.0
         #: Whether the readout's line has existed yet: until then the BPM is the model's refined one.
         self._lined = False
