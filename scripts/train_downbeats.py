@@ -33,7 +33,10 @@ a new tempo moved the count too: after the beatless intros of ``bench.py audio``
 there). GAIN 3 or 4 (the grid stops at 2), with the interval at every beat: in-sample 0.369 and 0.368 (0.562 and
 0.547) against 0.361 (0.545), but the folds of --cv chose 2 on 3 of 5, the bundled demo track's ones from 3 to 9 s
 came a beat early (downbeat F 0.67 there), and a drum-and-bass track's count depended on the silence before it.
-STEP_WIDTH 0.2 or 0.35: in-sample 0.361 and 0.351 (0.549 and 0.530).
+STEP_WIDTH 0.2 or 0.35 (the interval at every beat): in-sample 0.361 and 0.351 (0.549 and 0.530). SLIP 0.0003 or
+0.0001: no change at all (at one beat apart STEP_WIDTH 0.27 already gives a step of 0 or 2 a chance of 0.001). With
+the interval as it is now, STICK 0.55 or 0.7: in-sample 0.364 and 0.361 (0.550 and 0.539) against 0.369 (0.548), the
+show's grid 0.353 and 0.355 against 0.357.
 
 Cross-validated with the BeatClock's beats, downbeat F was 0.353 (0.47, 0.60, 36 of 76) in December 2026; 0.355
 (0.48, 0.62, 37 of 73) before the onsets before the first beat weighed lightly (beat_hmm.OBS_K_EARLY), and 0.37
