@@ -214,19 +214,21 @@ async def test_learn_hears_a_slow_sweep_with_pauses_to_its_end(
                                               out=out, err=err))
         await wait_for(lambda: "move the control" in err.getvalue() or learn.done(), 20, "learn listening")
 
-        def turn(value: int, times: int = 1) -> None:
-            for _ in range(times):  # the ends a few times: a non-realtime jackd may drop one event
+        async def turn(value: int, times: int = 1) -> None:
+            for _ in range(times):  # the ends a few times, apart: a non-realtime jackd may drop an event or a burst
                 knob.send(mido.Message("control_change", control=74, value=value))
+                if times > 1:
+                    await asyncio.sleep(0.03)
 
-        turn(0, 3)
+        await turn(0, 3)
         for value in range(4, 64, 4):  # up to the middle in ~1.5 s
             await asyncio.sleep(0.1)
-            turn(value)
+            await turn(value)
         await asyncio.sleep(LEARN_REST_S - 0.7)  # a pause, shorter than the rest that ends learning
         for value in range(64, 128, 4):  # on to the top in ~1.5 s
             await asyncio.sleep(0.1)
-            turn(value)
-        turn(127, 3)
+            await turn(value)
+        await turn(127, 3)
         assert await asyncio.wait_for(learn, 30) == 0, err.getvalue()
     finally:
         knob.close()
