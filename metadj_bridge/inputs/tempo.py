@@ -417,14 +417,13 @@ class BeatClock:
     def _beat(self, t: float, held: bool = False) -> BeatEvent:
         """A beat at ``t``; ``held``: the flywheel's, which keeps the tempo it had (the model hears nothing to go by
         in a breakdown or after the music stops, and its tempo wanders)."""
-        last, self._last_beat = self._last_beat, t
-        steady = not held and abs(self._hmm.tempo_bpm() * (self.period or 0.0) / 60.0 - 1.0) <= READOUT_AGREEMENT
+        last, self._last_beat, model_bpm = self._last_beat, t, self._hmm.tempo_bpm()
+        steady = not held and abs(model_bpm * (self.period or 0.0) / 60.0 - 1.0) <= READOUT_AGREEMENT
         self.interval = (t - last) / self.period if last is not None and self.period and steady else 1.0
         self.beat_index += 1
         self._bars.anchor(self._music.beats_since(t, self.beat_index, self._fit, self._measured))
         self._beat_in_bar = self._bars.beat(t, self.interval)  # a beat the grid left out: the bars count it
         if not held or self.period is None:
-            model_bpm = self._hmm.tempo_bpm()
             fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
             # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the
             # line has the beats to follow).
