@@ -40,7 +40,7 @@ import bench_realmusic as br  # noqa: E402 - scripts/bench_realmusic.py
 import train_beats as tb  # noqa: E402 - scripts/train_beats.py
 from devset import default_out  # noqa: E402
 
-from metadj_bridge.inputs import tempo_score  # noqa: E402
+from metadj_bridge.inputs import band_tempo, tempo_score  # noqa: E402
 from metadj_bridge.inputs.band_tempo import GROUP_EDGES, within_entry  # noqa: E402
 from metadj_bridge.inputs.beat_hmm import ACF_S, ENTRY_S, TATUM_MAX_PER_BEAT, TATUM_MIN_LAG, TATUM_MIN_S, tatum_lag  # noqa: E402
 
@@ -81,7 +81,7 @@ def window_features(
     if a[0] < 1e-4 * n:
         return None
     g = acf(within_entry(groups[lo:end].T, heard))
-    g[g[:, 0] < 1e-4 * n] = 0.0
+    g[g[:, 0] < band_tempo.MIN_POWER * n] = 0.0
     longest = int(TAUS[-1] / TATUM_MAX_PER_BEAT) + 1
     tatum = tatum_lag(a, TATUM_MIN_LAG, longest) if end - start >= TATUM_MIN_S * FPS else None
     return tempo_score.features(a, g, n, TAUS, FPS, tatum)

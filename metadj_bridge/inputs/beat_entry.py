@@ -96,7 +96,7 @@ class BeatEntry:
         self._nfft = 1 << int(np.ceil(np.log2(2 * self._n)))
         self._ring = np.zeros(self._n)
         self._pos = 0
-        self._bands = BandTempo(self._n, self._nfft, ACF_MIN_POWER)
+        self._bands = BandTempo(self._n, self._nfft)
         self._hops = 0
         #: The rhythm of the windows since the lock (or the last call) up to WINDOW_S ago, the last QUIET_MAX_S.
         #: (rows: rhythm, sharpness; a ring of columns, ``_quiet_n`` of them filled).

@@ -185,7 +185,7 @@ class BeatHMM:
         self._entry = np.zeros(self._acf_n, bool)
         self._ring_pos = 0
         self._nfft = 1 << int(math.ceil(math.log2(2 * self._acf_n)))
-        self._bands = BandTempo(self._acf_n, self._nfft, ACF_MIN_POWER)
+        self._bands = BandTempo(self._acf_n, self._nfft)
         self._acf_prior = np.exp(-0.5 * (np.log2(60.0 * fps / taus / ACF_PRIOR_BPM) / ACF_PRIOR_OCTAVES) ** 2)
         self._lock_hops = int(round(LOCK_S * fps))
         self._deadline_hops = int(round(LOCK_DEADLINE_S * fps))
