@@ -31,7 +31,7 @@ ENTRY_CAP = 0.5
 #: scaled to 0..1 while the bands are not: it silenced the groups of quiet input, and the learned score lost them.
 #: On the development set's 228 excerpts played 30 dB down (``scripts/bench_realmusic.py``, the tempo score learned
 #: again) the tempo was right at the first beat on 43.4% against 49.1% at full level (63.8% and 73.3% without
-#: classical, in range); now on 47.4% and 50.0% (69.0% and 72.4%), beat F 0.640 and 0.655 as before.
+#: classical, in range); now on 47.4% and 50.0% (69.0% and 72.4%), beat F 0.640 and 0.655 (0.641 and 0.654 before).
 MIN_POWER = 1e-12
 #: The tatum (``tatum_lag``): the first autocorrelation peak that reaches this share of the zero lag.
 TATUM_MIN_ACF = 0.15
