@@ -19,6 +19,13 @@ not use) join the training set.
 3. ``--folds K`` (default 5): the share of windows at 3 s of music (the first beat's) and of all windows whose
    best interval is the annotated one, each excerpt scored by the weights fitted without its fold, beside the
    hand-made rule's; ``--write`` puts the weights fitted on everything into ``tempo_score.py``.
+
+Tried and not kept (December 2026): the windows of every excerpt begun 256 samples into a hop as well as from its first
+sample. Begun so, the BeatClock has the tempo right at the first beat less often (``bench_realmusic.py``: 67.2%
+against 72.4% outside classical, in range; 7 excerpts right from the first sample are wrong 256 samples in, 1 the
+other way; a hop's activation there correlates 0.75 with the first sample's), as if what was tuned had
+learned the first sample's hop grid. With both, cross-validated at 3 s (all / non-classical): the best interval right on 0.529 / 0.628 of
+the first sample's windows (0.541 / 0.635 without the others) and 0.526 / 0.642 of the others (0.504 / 0.628).
 """
 
 from __future__ import annotations
@@ -40,8 +47,8 @@ import bench_realmusic as br  # noqa: E402 - scripts/bench_realmusic.py
 import train_beats as tb  # noqa: E402 - scripts/train_beats.py
 from devset import default_out  # noqa: E402
 
-from metadj_bridge.inputs import band_tempo, tempo_score  # noqa: E402
-from metadj_bridge.inputs.band_tempo import GROUP_EDGES, within_entry  # noqa: E402
+from metadj_bridge.inputs import tempo_score  # noqa: E402
+from metadj_bridge.inputs.band_tempo import GROUP_EDGES, MIN_POWER, within_entry  # noqa: E402
 from metadj_bridge.inputs.beat_hmm import ACF_S, ENTRY_S, TATUM_MAX_PER_BEAT, TATUM_MIN_LAG, TATUM_MIN_S, tatum_lag  # noqa: E402
 
 FPS = tb.SR / tb.HOP
@@ -81,7 +88,7 @@ def window_features(
     if a[0] < 1e-4 * n:
         return None
     g = acf(within_entry(groups[lo:end].T, heard))
-    g[g[:, 0] < band_tempo.MIN_POWER * n] = 0.0
+    g[g[:, 0] < MIN_POWER * n] = 0.0
     longest = int(TAUS[-1] / TATUM_MAX_PER_BEAT) + 1
     tatum = tatum_lag(a, TATUM_MIN_LAG, longest) if end - start >= TATUM_MIN_S * FPS else None
     return tempo_score.features(a, g, n, TAUS, FPS, tatum)

@@ -41,6 +41,19 @@ after the lock (the flux still choosing the tempo): beat F 0.616, downbeat F 0.2
 after 8 s 50.3% (on the 228-excerpt set 0.664 / 39.5% / 54.4% against 0.651 / 38.6% / 55.3%, the gain in classical
 and jazz, blues, country and reggae a little lower); a generated DJ transition then follows in 4.0 s instead of
 1.5 s (the incoming track's attacks move the phase before the midpoint), and it costs 25-35 us a hop.
+
+Tried in December 2026 and not kept: the bands heard at one level, every hop's magnitudes times 0.1 over the music's
+RMS (a running mean of its hops' mean squares, then over the last 3-30 s, hops far under it left out). Scored with
+``bench_realmusic.py``'s scorer in a two-process copy, without classical, in range, at full level, 10 and 30 dB down
+and 6 dB up: the tempo right at the first beat on 71.6-72.4% at every level (with the tempo score learned again, and
+the flux's mean and peak scaled with the gain so that a moving gain is no onset; without that scaling 68-70%),
+against 73.3%, 69.0%, 63.8% and 71.6% then; downbeat F 0.52-0.54 against 0.50-0.55. But a slow metronome's first
+beat came at double tempo on 4 of 80 (as it does without it when the clicks are 3 or 6 dB quieter), and generated
+music tuned at its own level failed four tests: a held-out breakdown's BPM 1.2-1.4 off, a crossfade followed 2.1 s
+after its midpoint, one into a track without bass called twice, and the grid drifting through a stop (the gain rose
+on the noise). Normalising only below 0.05 or above 0.2 RMS kept the full-level figures but gained little 30 dB
+down (64.7%), and a riser intro's beat then won 6.8 s after it came in. What did the most of it was
+band_tempo.MIN_POWER: 69.0% 30 dB down, 72.4% at full level and 10 dB down, 71.6% 6 dB up.
 """
 
 from __future__ import annotations
