@@ -20,12 +20,13 @@ not use) join the training set.
    best interval is the annotated one, each excerpt scored by the weights fitted without its fold, beside the
    hand-made rule's; ``--write`` puts the weights fitted on everything into ``tempo_score.py``.
 
-Tried and not kept (December 2026): the windows of every excerpt begun 256 samples into a hop as well as from its first
-sample. Begun so, the BeatClock has the tempo right at the first beat less often (``bench_realmusic.py``: 67.2%
-against 72.4% outside classical, in range; 7 excerpts right from the first sample are wrong 256 samples in, 1 the
-other way; a hop's activation there correlates 0.75 with the first sample's), as if what was tuned had
-learned the first sample's hop grid. With both, cross-validated at 3 s (all / non-classical): the best interval right on 0.529 / 0.628 of
-the first sample's windows (0.541 / 0.635 without the others) and 0.526 / 0.642 of the others (0.504 / 0.628).
+Tried and not kept (December 2026): the windows of every excerpt begun 256 samples into a hop as well as from its
+first sample. Begun so, the BeatClock has the tempo right at the first beat less often (``bench_realmusic.py``:
+67.2% against 72.4% outside classical, in range; 7 excerpts right from the first sample are wrong 256 samples in, 1
+the other way; a hop's activation there correlates 0.75 with the first sample's), as if what was tuned had learned
+the first sample's hop grid. With both, cross-validated at 3 s (all / non-classical): the best interval right on
+0.529 / 0.628 of the first sample's windows (0.541 / 0.635 without the others) and 0.526 / 0.642 of the others
+(0.504 / 0.628).
 """
 
 from __future__ import annotations
