@@ -101,6 +101,36 @@ async def test_data_channel_messages_from_scope_cannot_end_the_session(
     assert not [r for r in caplog.records if r.name.startswith("aiortc")]
 
 
+async def test_a_peer_connection_that_never_closes_does_not_hold_the_emulator_open(
+    make_emulator: MakeEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiortc's close of a peer connection can wait on a transport that never answers; the emulator's shutdown
+    (the bundled default's, a test's teardown) waits CLOSE_TIMEOUT_S for it, says so, and goes on."""
+    from metadj_bridge.emulator import session as emulator_session
+
+    emulator: ScopeEmulator = await make_emulator()
+    states: list[tuple[SessionState, str]] = []
+    session = make_session(emulator.url, states)
+    await session.start()
+    try:
+        await session.wait_streaming(timeout=30)
+        hung = asyncio.Event()
+
+        async def never_closes() -> None:
+            hung.set()
+            await asyncio.Event().wait()
+
+        (peer,) = emulator._sessions.values()
+        monkeypatch.setattr(peer.pc, "close", never_closes)
+        monkeypatch.setattr(emulator_session, "CLOSE_TIMEOUT_S", 0.3)
+        with caplog.at_level(logging.WARNING):
+            await asyncio.wait_for(emulator.aclose(), 10)
+        assert hung.is_set()
+        assert any("did not close within 0.3 s" in r.getMessage() for r in caplog.records)
+    finally:
+        await session.aclose()
+
+
 async def _scope_has(url: str, key: str, value: Any) -> bool:
     answer = await emulator_get(url, "/api/v1/session/parameters")
     return bool(answer["parameters"].get(key) == value)

@@ -34,6 +34,8 @@ _NOT_KEPT = frozenset({
     "quantize_mode", "lookahead_ms", "output_sinks", "input_source", "modulations", "beat_cache_reset_rate",
     "node_id", "bpm", "beat_phase", "bar_position", "beat_count", "is_playing",
 })
+#: How long ``aclose`` waits for aiortc to close the peer connection before it lets the close finish on its own.
+CLOSE_TIMEOUT_S = 5.0
 
 
 class EmulatorSession:
@@ -130,8 +132,14 @@ class EmulatorSession:
         await self._tasks.aclose()
         self.track.stop()
         # Shielded: aiortc may be closing this connection itself (remote DTLS close), and a
-        # cancelled second close() would cancel the future the first one completes.
-        await asyncio.shield(self.pc.close())
+        # cancelled second close() would cancel the future the first one completes. Bounded, as the bridge's own
+        # close is (scope.connection): the emulator's shutdown must not wait for ever on a transport that never
+        # answers (a CI run saw a hostile data-channel test hang for 180 s, no thread of ours busy).
+        try:
+            await asyncio.wait_for(asyncio.shield(self.pc.close()), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self._log.warning("Session %s: the peer connection did not close within %g s; left to close on its own",
+                              self.session_id, CLOSE_TIMEOUT_S)
 
     # ---- peer connection events --------------------------------------------------------------
 
