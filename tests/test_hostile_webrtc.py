@@ -112,6 +112,7 @@ async def test_a_peer_connection_that_never_closes_does_not_hold_the_emulator_op
     states: list[tuple[SessionState, str]] = []
     session = make_session(emulator.url, states)
     await session.start()
+    real_close: Callable[[], Awaitable[None]] | None = None
     try:
         await session.wait_streaming(timeout=30)
         hung = asyncio.Event()
@@ -121,6 +122,7 @@ async def test_a_peer_connection_that_never_closes_does_not_hold_the_emulator_op
             await asyncio.Event().wait()
 
         (peer,) = emulator._sessions.values()
+        real_close = peer.pc.close
         monkeypatch.setattr(peer.pc, "close", never_closes)
         monkeypatch.setattr(emulator_session, "CLOSE_TIMEOUT_S", 0.3)
         with caplog.at_level(logging.WARNING):
@@ -129,6 +131,8 @@ async def test_a_peer_connection_that_never_closes_does_not_hold_the_emulator_op
         assert any("did not close within 0.3 s" in r.getMessage() for r in caplog.records)
     finally:
         await session.aclose()
+        if real_close is not None:
+            await asyncio.wait_for(real_close(), 10)  # the peer the emulator left, closed for this process's sake
 
 
 async def _scope_has(url: str, key: str, value: Any) -> bool:
