@@ -125,7 +125,7 @@ class BeatEntry:
             return False
         if self._hops % EVERY or self._hops < self._n:
             return False
-        part = np.roll(self._ring, -self._pos)
+        part = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         rhythm = float(acf[self.taus].max() / acf[0]) if acf[0] >= ACF_MIN_POWER * self._n else 0.0

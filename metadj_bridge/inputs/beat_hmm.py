@@ -343,9 +343,11 @@ class BeatHMM:
 
     def _acf_of_last(self, n: int) -> np.ndarray:
         """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed."""
-        part = np.roll(self._ring, -self._ring_pos)[-n:]
+        pos = self._ring_pos
+        part = np.concatenate((self._ring[pos:], self._ring[:pos]))[-n:]  # (np.roll costs 25 us more here)
         if self._music_start is not None and self.frames - self._music_start < self._acf_n + self._entry_hops:
-            part = within_entry(part, np.roll(self._entry, -self._ring_pos)[-n:])  # the entry may be in the window
+            # the music's entry may be in the window
+            part = within_entry(part, np.concatenate((self._entry[pos:], self._entry[:pos]))[-n:])
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
 
