@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from metadj_bridge.errors import ConfigError
+from metadj_bridge.inputs import beat_activation
 from metadj_bridge.inputs.analysis import FeatureExtractor, HopFeatures
 from metadj_bridge.inputs.analysis_config import AnalysisConfig, hop_size_for, window_size_for
 from metadj_bridge.inputs.analysis_cost import measure_cost
@@ -370,6 +371,39 @@ def test_chroma_names_the_pitch_class_c_first() -> None:
         last = run(FeatureExtractor(), tone(freq, 0.5, amp=0.3))[-1]
         assert int(np.argmax(last.chroma)) == pitch_class, freq
         assert float(last.chroma.sum()) == pytest.approx(1.0)
+
+
+def _chord(sr: int, seconds: float = 0.6) -> np.ndarray:
+    """C major over a C2 bass, with some upper partials."""
+    freqs_amps = ((65.41, 0.2), (261.63, 0.1), (329.63, 0.08), (392.0, 0.08), (1046.5, 0.03), (2637.0, 0.02))
+    return sum(tone(f, seconds, amp=a, sr=sr) for f, a in freqs_amps)
+
+
+@pytest.mark.parametrize("samplerate", [44100, 48000, 22050])
+def test_the_harmony_frame_heard_at_a_lower_rate_reads_as_at_the_full_rate(
+    samplerate: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harmony frame is low-passed and thinned to every 4th sample at 44.1 and 48 kHz, every 2nd at 22.05 kHz:
+    a chord's chroma and bass chroma are what the whole frame at the full rate gives (no thinning at any rate when
+    the lowest rate allowed is above them all)."""
+    thinned = run(FeatureExtractor(samplerate), _chord(samplerate))
+    monkeypatch.setattr(beat_activation, "HARMONY_MIN_RATE_HZ", 1e9)
+    whole = run(FeatureExtractor(samplerate), _chord(samplerate))
+    for ours, full in zip(thinned[-20:], whole[-20:], strict=True):
+        assert set(np.argsort(ours.chroma)[-3:]) == {0, 4, 7}  # C, E, G
+        assert int(np.argmax(ours.bass)) == 0
+        np.testing.assert_allclose(ours.chroma, full.chroma, atol=0.003)
+        np.testing.assert_allclose(ours.bass, full.bass, atol=0.003)
+
+
+def test_treble_above_the_harmony_frames_rate_does_not_fold_into_the_chroma() -> None:
+    """At 44.1 kHz the harmony frame keeps 11025 samples a second: a loud 9 kHz tone would fold to 2.0 kHz (C7) and
+    a 7.2 kHz one to 3.8 kHz (A#7) without the low-pass before."""
+    chord = _chord(SR)
+    plain = run(FeatureExtractor(), chord)[-1].chroma
+    for treble in (9000.0, 7200.0):
+        loud = run(FeatureExtractor(), chord + tone(treble, 0.6, amp=0.5))[-1].chroma
+        np.testing.assert_allclose(loud, plain, atol=0.02)
 
 
 @pytest.mark.parametrize("samplerate", [44100, 48000, 22050])
