@@ -79,6 +79,14 @@ these separate a crossfade from a call on steady real music either: the band spe
 the whole activation's autocorrelation at the new tempo over the last 2-3 s, a fall of the current tempo's, or the
 HMM's own confidence in place of CLEAR (about 0.97 on most excerpts).
 
+December 2026, tried and not kept: a second check beside this detector, the learned tempo score (tempo_score, as
+beat_entry reads it) of the last 3 s every 16 hops, a tempo 5-25% away from the current one and no metrical relative
+of it called when the score gives it DOMINANCE times the current tempo's probability for K checks in a row (none
+within 4 s of a change). At 4 and 50: within 2 s on 9 of 40 (median 4.28 s, F after the midpoint 0.762 against
+0.743), 10 calls on 9 development excerpts without a transition (6 classical); at 4 and 4, 9 of 40 (median 3.24 s,
+0.776) but 63 calls on 54 excerpts and beat F 0.647 against 0.655. The score prefers the new track's tempo 10 times
+or more only 1-4 s after the midpoint on most pairs: its 3 s window is still mostly the old track's before that.
+
 On 10 of those 40 the BPM never followed (8 since beat_hmm.TEMPO_FLOOR, 9 since beat_hmm.OBS_K_EARLY, 10 since
 beat_hmm.ENTRY_S): the clock kept the old track's tempo long after it was gone (on 7 of them the new track alone is
 read right). The new track's own
