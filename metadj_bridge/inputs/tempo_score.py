@@ -39,12 +39,13 @@ weights of then: the best interval right on 52.9% of 3 s windows, 63.5% without 
 below zero at the interval as two more features (the summed activation's and the band groups'), which the clipped
 ones cannot see: 51.8% (62.8%) at 3 s, though 53.6% of all windows against 53.1% (band_tempo.unpulsed does it by rule).
 December 2026 (the weights learned again each time): the autocorrelations smoothed over three lags (0.25, 0.5, 0.25:
-the activation's sum of two neighbouring hops), so that where a hop boundary falls weighs less. Cross-validated at
-3 s, 54.9% of all windows (65.7% without classical) against 54.1% (63.5%); in the BeatClock the tempo right at the
+the activation's sum of two neighbouring hops), so that where a hop boundary falls weighs less. Cross-validated, the
+best interval right on 54.9% of 3 s windows (65.7% without classical) against 54.1% (63.5%), and on 55.4% of all
+windows against 53.8%; in the BeatClock the tempo right at the
 first beat from the first sample, 256 and 448 samples into a hop, faded in, at 48 kHz and 30 dB down went from 47.4%
 to 48.5% on average (68.8% to 70.3% without classical, in range), but downbeat F from 0.355 to 0.350 (0.522 to
 0.514), and slow metronomes (``scripts/bench.py audio``) had their first beat at double tempo on 9 of 80 instead of
-none (beeps and kicks at 61 BPM). Over five lags (1, 2, 3, 2, 1): 55.7% (65.7%) cross-validated, but at the first
+none (beeps and kicks at 61 BPM). Over five lags (1, 2, 3, 2, 1): 55.7% (65.7%) of 3 s windows, but at the first
 beat 50.9%, 46.5% and 47.4% from the first sample, 256 and 448 samples in, against 50.0%, 47.4% and 48.2% unsmoothed.
 
 The autocorrelations are unbiased (each lag divided by the samples it overlaps) and relative to lag zero, so a
