@@ -31,6 +31,7 @@ def test_the_rises_read_are_the_last_hops_rises_summed_per_group(pushes: int) ->
     for row in bands:
         tempo.push(row)
     expected = _group_rises(bands)
+    assert tempo.rises(60).shape == (len(GROUP_EDGES) + 1, 40)  # no more than the ring holds
     for n in (1, 7, 40):
         got = tempo.rises(n)
         want = np.zeros((len(GROUP_EDGES) + 1, n))

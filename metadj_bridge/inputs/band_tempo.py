@@ -71,8 +71,9 @@ class BandTempo:
 
     def rises(self, n: int) -> np.ndarray:
         """Every group's summed rise (the compressed bands' increase, half-wave rectified) in the last ``n`` hops
-        (rows: groups, oldest hop first); hops before the first push, and the first, rise by nothing."""
-        groups = len(GROUP_EDGES) + 1
+        (rows: groups, oldest hop first; at most ``length``); hops before the first push, and the first, rise by
+        nothing."""
+        groups, n = len(GROUP_EDGES) + 1, min(n, self.length)
         if self._raw is None or self._starts is None:
             return np.zeros((groups, n))
         size = self.length + 1
