@@ -397,7 +397,7 @@ def test_the_harmony_frame_heard_at_a_lower_rate_reads_as_at_the_full_rate(
 
 
 def test_treble_above_the_harmony_frames_rate_does_not_fold_into_the_chroma() -> None:
-    """At 44.1 kHz the harmony frame keeps 11025 samples a second: a loud 9 kHz tone would fold to 2.0 kHz (C7) and
+    """At 44.1 kHz the harmony frame keeps 11025 samples a second: a loud 9 kHz tone would fold to 2.0 kHz (B6) and
     a 7.2 kHz one to 3.8 kHz (A#7) without the low-pass before."""
     chord = _chord(SR)
     plain = run(FeatureExtractor(), chord)[-1].chroma
