@@ -342,11 +342,11 @@ class BeatHMM:
         return tatum_lag(full, TATUM_MIN_LAG, int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1)
 
     def _acf_of_last(self, n: int) -> np.ndarray:
-        """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed."""
+        """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed (the music's
+        entry capped when it may be in the window). np.concatenate, not np.roll: 25 us less a call."""
         pos = self._ring_pos
-        part = np.concatenate((self._ring[pos:], self._ring[:pos]))[-n:]  # (np.roll costs 25 us more here)
+        part = np.concatenate((self._ring[pos:], self._ring[:pos]))[-n:]
         if self._music_start is not None and self.frames - self._music_start < self._acf_n + self._entry_hops:
-            # the music's entry may be in the window
             part = within_entry(part, np.concatenate((self._entry[pos:], self._entry[:pos]))[-n:])
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
