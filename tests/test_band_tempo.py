@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metadj_bridge.inputs.band_tempo import GROUP_EDGES, MIN_POWER, BandTempo, within_entry
+from metadj_bridge.inputs.band_tempo import GROUP_EDGES, MIN_POWER, BandTempo, oldest_first, within_entry
 
 
 def _group_rises(bands: np.ndarray) -> np.ndarray:
@@ -74,3 +74,11 @@ def test_the_music_entry_is_capped_in_the_autocorrelations() -> None:
     for row in bands:
         uncapped.push(row)
     assert uncapped.acfs(50)[0, 0] > 2 * want[0, 0]  # the entry's jump would rule the window
+
+
+@pytest.mark.parametrize("pos", [0, 1, 6, 7])
+def test_a_ring_read_from_its_oldest_value_is_what_np_roll_gives(pos: int) -> None:
+    ring = np.arange(7.0)
+    np.testing.assert_array_equal(oldest_first(ring, pos), np.roll(ring, -pos))
+    rows = np.arange(21.0).reshape(3, 7)
+    np.testing.assert_array_equal(oldest_first(rows, pos), np.roll(rows, -pos, axis=1))

@@ -52,7 +52,7 @@ from collections import deque
 
 import numpy as np
 
-from metadj_bridge.inputs.band_tempo import BandTempo, tatum_lag
+from metadj_bridge.inputs.band_tempo import BandTempo, oldest_first, tatum_lag
 from metadj_bridge.inputs.beat_hmm import ACF_MIN_POWER, TATUM_MAX_PER_BEAT, TATUM_MIN_LAG
 from metadj_bridge.inputs.tempo_score import tempo_score
 
@@ -125,7 +125,7 @@ class BeatEntry:
             return False
         if self._hops % EVERY or self._hops < self._n:
             return False
-        part = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))
+        part = oldest_first(self._ring, self._pos)
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
         rhythm = float(acf[self.taus].max() / acf[0]) if acf[0] >= ACF_MIN_POWER * self._n else 0.0

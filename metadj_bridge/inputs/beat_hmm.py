@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from metadj_bridge.inputs.band_tempo import BandTempo, tatum_lag, unpulsed, within_entry
+from metadj_bridge.inputs.band_tempo import BandTempo, oldest_first, tatum_lag, unpulsed, within_entry
 from metadj_bridge.inputs.beat_activation import FADE_MAX_S
 from metadj_bridge.inputs.tempo_score import tempo_score
 
@@ -342,12 +342,10 @@ class BeatHMM:
         return tatum_lag(full, TATUM_MIN_LAG, int(self.taus[-1] / TATUM_MAX_PER_BEAT) + 1)
 
     def _acf_of_last(self, n: int) -> np.ndarray:
-        """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed (the music's
-        entry capped when it may be in the window). np.concatenate, not np.roll: 25 us less a call."""
-        pos = self._ring_pos
-        part = np.concatenate((self._ring[pos:], self._ring[:pos]))[-n:]
+        """The autocorrelation (zero lag first) of the activation's last ``n`` hops, their mean removed."""
+        part = oldest_first(self._ring, self._ring_pos)[-n:]
         if self._music_start is not None and self.frames - self._music_start < self._acf_n + self._entry_hops:
-            part = within_entry(part, np.concatenate((self._entry[pos:], self._entry[:pos]))[-n:])
+            part = within_entry(part, oldest_first(self._entry, self._ring_pos)[-n:])  # the entry may be in the window
         spectrum = np.fft.rfft(part - part.mean(), self._nfft)
         return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._nfft)
 
