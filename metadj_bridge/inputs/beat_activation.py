@@ -20,9 +20,9 @@ too (0.345 / 0.608), a 4096-sample frame (0.345 / 0.572), plain magnitudes (0.34
 annotated beats' figure is lower in both variants tried) for half the cost. One 8192-point FFT every 4 hops added
 about 15 us a hop to the mean and 3-5 us to the median (side by side: whole set median 116 against 120 us, mean
 158 against 180 us on a slow day of this machine). Since December 2026 the frame is heard at a quarter of the rate
-(HARMONY_MIN_RATE_HZ: low-passed, every 4th sample kept, a 2048-point FFT with the same bins): the chroma of a
-held chord within 0.003 of the whole frame's, of real excerpts within 0.004 (0.02 at generated drums' sharp attacks),
-downbeat F 0.368 against 0.367, for a quarter less (13 against 17.5 us a hop at the mean, side by side).
+(HARMONY_MIN_RATE_HZ: low-passed, every 4th sample kept, a 2048-point FFT with the same bins): a held chord's
+chroma and bass within 0.003 of the whole frame's, real excerpts' within 0.005 (the generated tracks' bass within
+0.022), downbeat F 0.368 against 0.367, for a quarter less (13 against 17.5 us a hop at the mean, side by side).
 
 Measured on the GTZAN development set (``scripts/bench_realmusic.py``): this activation with the beat HMM
 scores beat F 0.77 against the old kick-and-snare novelty's 0.58; a 1024-sample frame loses 0.05 and 24 bands
