@@ -396,7 +396,7 @@ class BeatHMM:
         if len(blocks) == 0:
             return
         n = min(self._acf_n, int(round(MOVE_BEATS * period)), self.frames)
-        recent = np.roll(self._ring, -self._ring_pos)[::-1][:n]  # by age: recent[d] is d hops ago
+        recent = oldest_first(self._ring, self._ring_pos)[::-1][:n]  # by age: recent[d] is d hops ago
         ages = np.arange(n)
         self._alpha[:] = 0.0
         for b in blocks:

@@ -113,6 +113,8 @@ from collections import deque
 
 import numpy as np
 
+from metadj_bridge.inputs.band_tempo import oldest_first
+
 #: Beats of activation the autocorrelations read, how many beats back predict the current one, and how often
 #: (in hops) the detector looks.
 WINDOW_BEATS = 4.0
@@ -258,7 +260,7 @@ class TempoChangeDetector:
         """After a change: a metrical relative of the called tempo whose comb (see RELATIVES) is clearly the better one,
         held for RECHECK_CHECKS checks, else None."""
         n = self._recheck_n
-        x = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))[-n:]
+        x = oldest_first(self._ring, self._pos)[-n:]
         x = x - x.mean()
         power = float(x @ x)
         if power < MIN_POWER * n:
@@ -294,14 +296,14 @@ class TempoChangeDetector:
         """How well the last ``n`` hops of activation repeat at ``period`` hops, and the strongest repeat 5-25% away
         from it: (at period, that lag refined between whole hops or 0, its value), scaled like ``_evidence``'s."""
         n = min(n, self._frames, self._size)
-        x = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))[-n:]
+        x = oldest_first(self._ring, self._pos)[-n:]
         found = self._repeats(x, x, period)
         return found if found is not None else (0.0, 0.0, 0.0)
 
     def _evidence(self, period: float, n: int) -> tuple[float, float, float] | None:
         """The autocorrelation at ``period`` of the last ``n`` hops, and the strongest peak of what the last beats
         do not predict 5-25% away from it: (current, its lag refined between whole hops or 0, its value)."""
-        history = np.concatenate((self._ring[self._pos :], self._ring[: self._pos]))  # oldest first
+        history = oldest_first(self._ring, self._pos)
         m = len(history)
         x = history[m - n :]
         where = np.arange(m - n, m, dtype=float)
