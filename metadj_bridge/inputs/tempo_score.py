@@ -47,6 +47,16 @@ to 48.5% on average (68.8% to 70.3% without classical, in range), but downbeat F
 0.514), and slow metronomes (``scripts/bench.py audio``) had their first beat at double tempo on 9 of 80 instead of
 none (beeps and kicks at 61 BPM). Over five lags (1, 2, 3, 2, 1): 55.7% (65.7%) of 3 s windows, but at the first
 beat 50.9%, 46.5% and 47.4% from the first sample, 256 and 448 samples in, against 50.0%, 47.4% and 48.2% unsmoothed.
+Also December 2026: the prior's centre moved by what the music sounds like, as three more features, the tempo's
+log ``z`` times the low groups' share of the band power (the first two groups), the high groups' share (the last two)
+and the activation's variance over the window. Cross-validated the best interval of 3 s is right on 56.1% of windows
+(67.2% without classical) against 54.1% (63.5%), and on 56.1% (61.3%) of all windows against 53.8% (58.0%); the
+groups' six shares apart, the variance times ``z`` squared, or the tatum's rate or the level times ``z`` gain nothing
+more. In the BeatClock the tempo right at the first beat over the seven starts of ``bench_realmusic.py`` went from
+47.4% to 47.7% on average (68.5% to 69.8% without classical, in range), beat F 0.656 against 0.655, but downbeat F
+0.361 against 0.368 (0.533 against 0.548), and slow metronome clicks (``scripts/bench.py audio``) had their first
+beat at two or three times their tempo on 20 of 80 instead of none: a click's activation is all peaks, which the
+variance reads as fast music.
 
 The autocorrelations are unbiased (each lag divided by the samples it overlaps) and relative to lag zero, so a
 window of 3 s and one of 5 s give comparable values; a lag beyond 0.8 of the window has too few samples and
