@@ -1,13 +1,12 @@
 """Where the beat is: a beat-pointer hidden Markov model, filtered forward one hop at a time (issue 15).
 
-The states are every beat interval ``tau`` in whole hops that the tempo range allows (60-190 BPM: 28-86 hops at
-44.1 kHz) times every position ``0..tau-1`` inside the beat, one flat vector (3477 states by default). From hop
-to hop the position advances by one, which is a shift of the whole vector; at the end of a beat the tempo may
-change, with probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats.
-Under every tempo lies a floor (TEMPO_FLOOR of the prior, added at every normalisation): without it a tempo far
-from the held one sank to 1e-20-1e-40 of the probability (traced on real crossfades), and when the music moved
-there (a DJ's next track, the beat after a beatless intro the clock had locked on) it won only after many seconds
-of evidence, or never.
+The states are every beat interval ``tau`` in whole hops that the tempo range allows (60-190 BPM: 28-86 hops at 44.1
+kHz) times every position ``0..tau-1`` inside the beat, one flat vector (3477 states by default). From hop to hop the
+position advances by one, which is a shift of the whole vector; at the end of a beat the tempo may change, with
+probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats. Under every tempo lies a
+floor (TEMPO_FLOOR of the prior, added at every normalisation): without it a tempo far from the held one sank to
+1e-20-1e-40 of the probability (traced on real crossfades), and when the music moved there (a DJ's next track, the beat
+after a beatless intro the clock had locked on) it won only after many seconds of evidence, or never.
 The first tenth of every beat is "a beat", weighted ``exp(OBS_K a)`` by the onset activation ``a`` (more lightly
 until just after the first beat: OBS_K_FIRST, OBS_K_EARLY). Every 8 hops the autocorrelation of the last 5 s of
 activation weighs each tempo too, which settles the tempo of music whose onsets are not all beats (a walking bass,
@@ -55,7 +54,8 @@ LAMBDA = 300.0
 #: 0.824, 0.825, 0.821, 0.814), after the intros 0.882, 0.893, 0.909, 0.915 (the tempo winning after 5.6, 5.4, 4.5,
 #: 4.1 s), the crossfades followed after 4.93, 4.93, 4.47, 4.10 s (never on 10, 10, 9, 9; within 2 s on 9, 9, 8, 7).
 TEMPO_FLOOR = 1e-14
-#: The share of every beat that counts as "on the beat", as 1 / OBS_BEAT_SHARE of it.
+#: The share of every beat that counts as "on the beat", as 1 / OBS_BEAT_SHARE of it. Beat F on the development set
+#: (December 2026; 0.655): 1/16 or 1/6, 0.643 or 0.639; OBS_K 4 or 9, 0.653 or 0.649; LAMBDA 150 or 600, 0.655 or 0.647.
 OBS_BEAT_SHARE = 10.0
 #: Beat states are weighted exp(OBS_K * activation); before the first beat exp(OBS_K_FIRST * activation), then rising
 #: from OBS_K_EARLY to OBS_K over the OBS_RAMP_S after it. The first second or two of onsets fits beat grids at many
