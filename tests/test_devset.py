@@ -397,6 +397,21 @@ def test_score_of_a_perfect_tracker() -> None:
     assert not s.first_ok and s.octave == "0.5x" and s.after_err == pytest.approx(0.5)
 
 
+def test_score_counts_the_beats_from_12_s_on_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    """A first lock on the off-beats put right 11 s in: the F-measure from 5 s on counts the wrong beats, the one
+    from 12 s on (the issue's measure of the tracking once the lock is right) does not."""
+    beats = np.arange(0.25, 30, 0.5)
+    excerpt = bench_realmusic.Excerpt("x", "rock", Path("x.wav"), 30.0, beats, None)
+    tracked = np.where(beats < 11.0, beats + 0.25, beats)
+    run = bench_realmusic.Run([(float(t), -1) for t in tracked], tempo_t=[float(t) for t in tracked],
+                              tempo_bpm=[120.0] * len(tracked), first_bpm=120.0)
+    s = bench_realmusic.score(excerpt, run)
+    assert s.f_settled == pytest.approx(1.0)
+    assert s.f == pytest.approx(2 * 38 / (51 + 50))  # from 5 s on: 38 of 51 tracked beats on the 50 annotated
+    bench_realmusic.summarise("test", [s], ["rock"])
+    assert "F from 12 s on (a wrong first lock put right by then): 1.000 over all excerpts" in capsys.readouterr().out
+
+
 def test_bench_section_says_how_to_build_when_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_realmusic.bench_real_music(tmp_path / "missing") is False
     out = capsys.readouterr().out
