@@ -387,10 +387,9 @@ def _whole_frame_harmony(x: np.ndarray, sr: int, hops: int) -> tuple[np.ndarray,
     frame = np.asarray(x, np.float32)[: hops * hop][-n:]
     mag = np.abs(np.fft.rfft(frame * beat_activation._scaled_hann(n)))
     freqs = np.arange(len(mag)) * sr / n
-    chroma = np.log1p(beat_activation.HARMONY_GAMMA * mag) @ beat_activation._pitch_classes(
-        freqs, *beat_activation.CHROMA_HZ)
-    bass = np.log1p(beat_activation.HARMONY_GAMMA * mag) @ beat_activation._pitch_classes(
-        freqs, *beat_activation.BASS_HZ, per_note=True)
+    compressed = np.log1p(beat_activation.HARMONY_GAMMA * mag)
+    chroma = compressed @ beat_activation._pitch_classes(freqs, *beat_activation.CHROMA_HZ)
+    bass = compressed @ beat_activation._pitch_classes(freqs, *beat_activation.BASS_HZ, per_note=True)
     return chroma / chroma.sum(), bass / bass.sum()
 
 

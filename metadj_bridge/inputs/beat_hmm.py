@@ -1,8 +1,8 @@
 """Where the beat is: a beat-pointer hidden Markov model, filtered forward one hop at a time (issue 15).
 
-The states are every beat interval ``tau`` in whole hops that the tempo range allows (60-190 BPM: 28-86 hops at 44.1
-kHz) times every position ``0..tau-1`` inside the beat, one flat vector (3477 states by default). From hop to hop the
-position advances by one, which is a shift of the whole vector; at the end of a beat the tempo may change, with
+The states are every beat interval ``tau`` in whole hops that the tempo range allows (60-190 BPM: 28-86 hops at
+44.1 kHz) times every position ``0..tau-1`` inside the beat, one flat vector (3477 states by default). From hop to hop
+the position advances by one, which is a shift of the whole vector; at the end of a beat the tempo may change, with
 probability ``exp(-LAMBDA |tau_j / tau_i - 1|)``, so it moves in small steps and only on beats. Under every tempo lies a
 floor (TEMPO_FLOOR of the prior, added at every normalisation): without it a tempo far from the held one sank to
 1e-20-1e-40 of the probability (traced on real crossfades), and when the music moved there (a DJ's next track, the beat
