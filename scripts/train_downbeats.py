@@ -25,6 +25,17 @@ runs once per excerpt, then the bar HMM is replayed on the recorded features).
 
 How the figures in downbeats.py moved, and what was tried and not kept (newest first):
 
+December 2026, measured on the BeatClock's recorded beats and bar positions (not kept): a referee of beat 1 against
+beat 3 beside the bar HMM, which moves the count by two beats when the harmonic change over two beats (the chroma's
+and the bass chroma's cosine distance, the two spans before a beat against the two after it) has been larger, in an
+exponential mean over the bars, on the beats counted 3 than on those counted 1 by a margin. Downbeat F with the
+BeatClock's beats fell at every setting (decay 0.8-0.95 a bar, margin 0.05-0.3: 0.350-0.365 against 0.368, without
+classical in range 0.513-0.542 against 0.548). The cue is weaker than the count already is: over whole excerpts with
+the annotated beats, that change is larger on beat 1 than on beat 3 on 77% of the non-classical excerpts (the bass
+chroma's 75%, over one beat 67-69%, the low band's onset 55%), and with the BeatClock's beats (beat F at least 0.9,
+bars counted on beats 1 and 3 either way) it points to the annotated one on 69-72% of the excerpts against the bar
+HMM's 78% after 8 s.
+
 The bar HMM's count steps by the beat tracker's own intervals since the beat before (downbeats.STEP_WIDTH; before,
 one step a beat, with only SLIP to leave a beat in or out). Counted at every beat, the beats of a clock moving onto
 a new tempo moved the count too: after the beatless intros of ``bench.py audio`` downbeat F fell from 0.961 to 0.939

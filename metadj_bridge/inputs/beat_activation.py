@@ -23,6 +23,11 @@ about 15 us a hop to the mean and 3-5 us to the median (side by side: whole set 
 (HARMONY_MIN_RATE_HZ: low-passed, every 4th sample kept, a 2048-point FFT with the same bins): a held chord's
 chroma and bass within 0.003 of the whole frame's, real excerpts' within 0.005 (the generated tracks' bass within
 0.022), downbeat F 0.368 against 0.367, for a quarter less (13 against 17.5 us a hop at the mean, side by side).
+Measured again then (``bench_realmusic.py``'s scorer, from the first sample, 256 and 448 samples into a hop after 1 s
+of silence), updates every 8 hops: the beats unchanged, downbeat F 0.361, 0.338 and 0.359 against 0.368, 0.341 and
+0.355 (without classical, in range, 0.534, 0.499 and 0.521 against 0.548, 0.505 and 0.516) for about 6.5 us a hop
+less; and the low-pass computed only at the samples kept (its taps in four phases, one product with the samples four
+to a row, the diagonals summed): the same chroma within 3e-7, 39 against 43 us a frame, about 1 us a hop. Not kept.
 
 Measured on the GTZAN development set (``scripts/bench_realmusic.py``): this activation with the beat HMM
 scores beat F 0.77 against the old kick-and-snare novelty's 0.58; a 1024-sample frame loses 0.05 and 24 bands

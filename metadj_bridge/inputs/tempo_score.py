@@ -63,6 +63,22 @@ on 2 where it was right), and no rule on its probability told them apart (a wron
 tempo (one excerpt fewer right), from a line through the activation's peaks near the last beats of the model's grid
 (43.0-46.5% instead of 50.0%), or from the autocorrelation's peaks at one to four beats (47.4-49.6%): the near
 misses, 4-10% off at the first beat and right after 8 s, are not the readout's precision.
+Later in December 2026, in the beat HMM (``bench_realmusic.py``'s scorer; from the first sample / 256 samples into a
+hop after 1 s of silence, against 50.0% / 47.4% right at the first beat, beat F 0.655 / 0.656): this score's evidence,
+and the autocorrelation's, as one current weight each instead of a product over every check (the model multiplied by
+the new weight over the last one's, raised to a share: a window that has grown by 8 hops says nearly what it said
+before, and compounding it counts the first seconds again at every check). Replacing it outright at the same gain:
+38.2% right at the first beat; at gains 1, 1.5, 2 and 3: 49.1%, 49.1%, 48.2% and 46.5% (beat F 0.659, 0.659, 0.658,
+0.655; downbeat F 0.363-0.350 against 0.368); half of it (the weight over the square root of the last one) at gain
+0.6: 51.3% but 46.9% from 256 samples in, 50.0% from 448 in against 49.1%, beat F unchanged. After the first beat
+(the autocorrelation's gain 1 or 3, replaced outright): beat F 0.658 and 0.653, downbeat F 0.344 and 0.355, the
+tempo right after 8 s on 55.3% and 52.2% against 55.7%. LEARNED_FLOOR 0.02 or 0.12 instead of 0.05: 50.0% / 46.5%
+and 48.2% / 46.5%. On the excerpts it gets wrong the evidence is weak or elsewhere, not compounded wrongly: a
+strummed country excerpt at 112 BPM, read 104 at its first beat, has an autocorrelation of 0.05-0.07 at every
+interval and this score at most 0.35; a metal excerpt at 140 BPM, read 133, repeats most at 133 over its first 2.4 s
+(0.40 against under 0.26 at 140), as does a rock excerpt at 112 read 117.5. And begun faded in over 0.2 s instead
+of from the first sample, 26 excerpts lose the right tempo at the first beat and 15 gain it: where it is right at
+all, it is often right by a narrow margin.
 
 The autocorrelations are unbiased (each lag divided by the samples it overlaps) and relative to lag zero, so a
 window of 3 s and one of 5 s give comparable values; a lag beyond 0.8 of the window has too few samples and
