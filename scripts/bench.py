@@ -69,8 +69,8 @@ CPU_PASSES = 3
 def bench_audio_cpu() -> None:
     """CPU per hop of everything the audio worker does: features, onsets and the beat activation, the BeatClock
     (beat HMM, readout, bar), the section and build-up trackers and the quiet-input watch (issue 15's budget: 150 us
-    per hop). The tracks are played CPU_PASSES times over: this machine's speed drifts by 10-20% from one pass to the
-    next, so the whole set's mean is also given per pass, with their median."""
+    per hop). The tracks are played CPU_PASSES times over and the whole set's mean is also given per pass, with their
+    median: this machine's speed drifts by 10-30% over minutes, and the passes show how steady it was during the run."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
