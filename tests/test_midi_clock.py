@@ -63,6 +63,40 @@ def test_late_ticks_are_outliers() -> None:
     assert all(abs(b - 128.0) < 0.1 for b in bpms[4 * PPQN :] if b is not None)
 
 
+@pytest.mark.parametrize(
+    ("bpm", "lost"), [(90.0, {200}), (128.0, {200}), (128.0, {200, 201, 202}), (174.0, {150, 250, 350})]
+)
+def test_lost_ticks_move_neither_the_tempo_nor_the_beat(bpm: float, lost: set[int]) -> None:
+    """Ticks lost on the way (a missed JACK cycle, a dropped USB or network packet): the ticks after them are a whole
+    period late on the line. They are counted further on; before, the window restarted on them as a tempo change
+    (12 BPM off for a beat at 128 BPM) and the beat position stayed a tick behind."""
+    sent = clock_times(bpm, 20, jitter=0.001, seed=int(bpm))
+    clock = MidiClockTempo()
+    clock.start(0.0)
+    clock, bpms = run([t for i, t in enumerate(sent) if i not in lost], clock)
+    assert clock.lost_ticks == len(lost)
+    assert clock.tempo_changes == 0
+    assert max(abs(b - bpm) for b in bpms[4 * PPQN :] if b is not None) <= 0.1
+    assert clock.beat() == pytest.approx((len(sent) - 1) / PPQN)
+
+
+@pytest.mark.parametrize(("bpm", "ratio"), [(150.0, 0.85), (120.0, 0.8), (160.0, 0.7), (128.0, 0.5), (100.0, 1.5)])
+def test_a_sudden_tempo_change_is_no_lost_tick(bpm: float, ratio: float) -> None:
+    """A tempo that slows or speeds up at once moves the ticks away from the line a little more each tick, passing a
+    whole period late on the way: a tempo change, not ticks lost, and the beat position counts every tick."""
+    before = clock_times(bpm, 10, jitter=0.002, seed=3)
+    period = 60.0 / (bpm * ratio * PPQN)
+    rng = random.Random(4)
+    after = [before[-1] + (i + 1) * period + rng.uniform(-0.002, 0.002) for i in range(4 * PPQN)]
+    clock = MidiClockTempo()
+    clock.start(0.0)
+    clock, bpms = run(before + after, clock)
+    assert clock.lost_ticks == 0
+    assert clock.tempo_changes >= 1
+    assert abs(bpms[len(before) + 2 * PPQN] - bpm * ratio) < 0.5  # type: ignore[operator]
+    assert clock.beat() == pytest.approx((len(before) + len(after) - 1) / PPQN)
+
+
 def test_tempo_change_reconverges_within_a_beat() -> None:
     before = clock_times(120.0, 8, jitter=0.001)
     period = 60.0 / (126.0 * PPQN)
@@ -135,6 +169,8 @@ def test_config_rejects_nonsense() -> None:
         MidiClockConfig(window=3)
     with pytest.raises(ValueError, match="min_ticks"):
         MidiClockConfig(min_ticks=1)
+    with pytest.raises(ValueError, match="lost_confirm"):
+        MidiClockConfig(lost_confirm=1)
 
 
 def test_no_reading_before_enough_ticks() -> None:

@@ -10,6 +10,11 @@ slope falls with the cube of the window, so the same jitter gives hundredths of 
 * A late tick (a USB hiccup) is an outlier against the line and is left out of the fit.
 * A real tempo change shows as several outliers in a row on the same side of the line: the window is then
   restarted from those ticks, so the estimate follows within a few ticks instead of a whole window.
+* A lost tick (a missed JACK cycle, a dropped USB or network packet) shows as ticks a whole tick period late on
+  the line: once ``lost_confirm`` ticks in a row are late by the same whole number of periods (at most
+  ``lost_max``), they are counted that many ticks further on, and the tempo and the beat position go on unmoved.
+  Counted as they came, every tick after the loss looked a period late, and the window restarted on them as a
+  tempo change: 12 BPM off for a beat at 128 BPM, and the beat a tick behind for good.
 * A gap of more than ``gap_s`` (the sender stopped its clock) forgets the window.
 * A run of ``burst_ticks`` ticks each closer to the last than half a tick at ``max_bpm`` is no tempo but a backlog:
   the ticks a frozen process (or one whose computer slept) finds queued when it wakes, handed over at once. They
@@ -49,6 +54,9 @@ class MidiClockConfig:
     #: This many ticks in a row, each within half a tick at ``max_bpm`` of the last, are a backlog, not a tempo (a
     #: USB frame may bring two or three together).
     burst_ticks: int = 4
+    #: Ticks lost on the way: this many in a row late by the same whole number of tick periods, at most ``lost_max``.
+    lost_confirm: int = 2
+    lost_max: int = 3
 
     def __post_init__(self) -> None:
         if self.window < 8:
@@ -57,6 +65,9 @@ class MidiClockConfig:
             raise ValueError(f"midi clock min_ticks: {self.min_ticks} must be between 2 and the window ({self.window})")
         if self.burst_ticks < 2:
             raise ValueError(f"midi clock burst_ticks: {self.burst_ticks} must be at least 2")
+        if self.lost_confirm < 2 or self.lost_max < 1:
+            raise ValueError(f"midi clock lost_confirm ({self.lost_confirm}) must be at least 2 and lost_max "
+                             f"({self.lost_max}) at least 1")
 
 
 class MidiClockTempo:
@@ -68,6 +79,8 @@ class MidiClockTempo:
         self._ticks: deque[tuple[int, float]] = deque(maxlen=self.config.window)
         self._pending: list[tuple[int, float]] = []  # consecutive outliers, all on one side
         self._pending_sign = 0
+        self._lost: list[tuple[int, float]] = []  # consecutive ticks late by ``_lost_k`` whole periods
+        self._lost_k = 0
         self._n = 0  # ticks seen since the window began
         self._period: float | None = None  # seconds per tick
         self._anchor: tuple[int, float] | None = None  # (tick number, fitted time) of the newest tick
@@ -82,6 +95,8 @@ class MidiClockTempo:
         self.ticks = 0
         self.outliers = 0
         self.tempo_changes = 0
+        #: Ticks counted as lost on the way (see the module's docstring).
+        self.lost_ticks = 0
 
     # ------------------------------------------------------------------ transport
 
@@ -137,6 +152,7 @@ class MidiClockTempo:
         if abs(resid) <= tolerance:
             self._pending.clear()
             self._pending_sign = 0
+            self._lost, self._lost_k = [], 0
             self._ticks.append((n, t))
             self._fit()
             return
@@ -155,12 +171,41 @@ class MidiClockTempo:
             self._ticks.extend(keep + self._pending)
             self._pending = []
             self._pending_sign = 0
+            self._lost, self._lost_k = [], 0
             self._fit()
+            return
+        # Not (yet) a tempo change: were ticks lost on the way? Then the grid jumps a whole number of periods at
+        # once, from a tick on the line, and stays there (a tempo moves away from the line a little more each tick).
+        lost = round(resid / self._period)
+        fits = 1 <= lost <= cfg.lost_max and abs(resid - lost * self._period) <= tolerance <= self._period / 3.0
+        if fits and (lost == self._lost_k or len(self._pending) == 1):
+            if lost != self._lost_k:
+                self._lost, self._lost_k = [], lost
+            self._lost.append((n, t))
+            if len(self._lost) >= cfg.lost_confirm:
+                self._count_lost(lost)
+        else:
+            self._lost, self._lost_k = [], 0
+
+    def _count_lost(self, lost: int) -> None:
+        """``lost`` ticks went missing before the ones in ``_lost``: they, the ticks after them and the song position
+        count that many further on."""
+        self.lost_ticks += lost
+        self._n += lost
+        if self.playing and self._song_tick is not None:
+            self._song_tick += lost
+            self._song_anchor_n = self._n - 1
+        self._ticks.extend((n + lost, t) for n, t in self._lost)
+        self._lost, self._lost_k = [], 0
+        self._pending = []
+        self._pending_sign = 0
+        self._fit()
 
     def _forget(self) -> None:
         self._ticks.clear()
         self._pending = []
         self._pending_sign = 0
+        self._lost, self._lost_k = [], 0
         self._period = None
         self._anchor = None
         self._resid_sigma = 0.0
