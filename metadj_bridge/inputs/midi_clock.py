@@ -14,7 +14,7 @@ slope falls with the cube of the window, so the same jitter gives hundredths of 
   the line: once ``lost_confirm`` ticks in a row are late by the same whole number of periods (at most
   ``lost_max``), they are counted that many ticks further on, and the tempo and the beat position go on unmoved.
   Counted as they came, every tick after the loss looked a period late, and the window restarted on them as a
-  tempo change: 12 BPM off for a beat at 128 BPM, and the beat a tick behind for good.
+  tempo change: up to 13 BPM off at 128 BPM while the window filled again, and the beat a tick behind for good.
 * A gap of more than ``gap_s`` (the sender stopped its clock) forgets the window.
 * A run of ``burst_ticks`` ticks each closer to the last than half a tick at ``max_bpm`` is no tempo but a backlog:
   the ticks a frozen process (or one whose computer slept) finds queued when it wakes, handed over at once. They
