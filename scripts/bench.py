@@ -593,7 +593,7 @@ def bench_midi_clock() -> None:
     """BPM steadiness from a jittery MIDI clock: our estimator against an EMA of 0.15 (Scope's)."""
     import numpy as np
 
-    from metadj_bridge.inputs.midi_clock import MidiClockTempo, ema_bpm
+    from metadj_bridge.inputs.midi_clock import PPQN, MidiClockTempo, ema_bpm
 
     print("\nMIDI clock steadiness (24 ppqn, uniform +-1 ms jitter, 60 s, std of the BPM after 4 s):")
     print(f"  {'BPM':>5} {'ours std':>9} {'ours mean err':>14} {'EMA 0.15 std':>13} {'EMA mean err':>13}")
@@ -628,9 +628,27 @@ def bench_midi_clock() -> None:
             if t > 4.0 and clock.bpm is not None:
                 errors.append(abs(clock.bpm - bpm))
         beat = clock.beat()
-        behind = (len(ticks) - 1) - (beat * 24 if beat is not None else 0.0)
+        behind = (len(ticks) - 1) - (beat * PPQN if beat is not None else 0.0)
         print(f"  {bpm:5.0f} BPM: largest error {max(errors):.3f} BPM, {clock.lost_ticks} ticks counted as lost, "
               f"the beat {behind:.0f} ticks behind the sender's at the end")
+    # A sudden tempo change passes a whole tick period late on its way: it must be followed, not counted as lost.
+    follow, miscounted, cases = [], 0, 0
+    for bpm in range(70, 181, 10):
+        for ratio in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 1.03, 1.05, 1.1, 1.2, 1.33, 1.5, 2.0):
+            for jitter in (0.0005, 0.001, 0.002):
+                cases += 1
+                clock = MidiClockTempo()
+                t, after = 1.0, None
+                for i in range(500):
+                    now = bpm if i < 250 else bpm * ratio
+                    t += 60.0 / (now * PPQN)
+                    clock.tick(t + rng.uniform(-jitter, jitter))
+                    if i >= 250 and after is None and clock.bpm is not None and abs(clock.bpm - now) <= 0.5:
+                        after = i - 250
+                miscounted += clock.lost_ticks > 0
+                follow.append(after if after is not None else 250)
+    print(f"  sudden tempo changes ({cases}: 70-180 BPM times 0.5-2, +-0.5-2 ms jitter): within 0.5 BPM after "
+          f"{np.median(follow):.0f} ticks at the median (at most {max(follow)}), ticks counted as lost in {miscounted}")
 
 
 async def bench_osc_control(messages: int) -> None:

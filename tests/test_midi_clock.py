@@ -97,6 +97,17 @@ def test_a_sudden_tempo_change_is_no_lost_tick(bpm: float, ratio: float) -> None
     assert clock.beat() == pytest.approx((len(before) + len(after) - 1) / PPQN)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_tick_time_that_is_not_finite_loses_nothing(bad: float) -> None:
+    """The estimator is fed arrival times; one that is not a number (a broken clock source) is an outlier like any
+    other, never an exception, and the tempo holds."""
+    times = clock_times(120.0, 8, jitter=0.0005)
+    times[100] = bad
+    clock, bpms = run(times)
+    assert clock.ticks == len(times)
+    assert bpms[-1] == pytest.approx(120.0, abs=0.1)
+
+
 def test_tempo_change_reconverges_within_a_beat() -> None:
     before = clock_times(120.0, 8, jitter=0.001)
     period = 60.0 / (126.0 * PPQN)

@@ -12,7 +12,9 @@ slope falls with the cube of the window, so the same jitter gives hundredths of 
   restarted from those ticks, so the estimate follows within a few ticks instead of a whole window.
 * A lost tick (a missed JACK cycle, a dropped USB or network packet) shows as ticks a whole tick period late on
   the line: once ``lost_confirm`` ticks in a row are late by the same whole number of periods (at most
-  ``lost_max``), they are counted that many ticks further on, and the tempo and the beat position go on unmoved.
+  ``lost_max``), the first of them straight after a tick on the line, they are counted that many ticks further on,
+  and the tempo and the beat position go on unmoved. (A tempo that changes moves the ticks away from the line a
+  little more each tick: it passes a whole period late, but never from the line in one step and stays there.)
   Counted as they came, every tick after the loss looked a period late, and the window restarted on them as a
   tempo change: up to 13 BPM off at 128 BPM while the window filled again, and the beat a tick behind for good.
 * A gap of more than ``gap_s`` (the sender stopped its clock) forgets the window.
@@ -26,6 +28,7 @@ No clocks, threads or ports in here: times come in as arguments (``time.monotoni
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -176,7 +179,7 @@ class MidiClockTempo:
             return
         # Not (yet) a tempo change: were ticks lost on the way? Then the grid jumps a whole number of periods at
         # once, from a tick on the line, and stays there (a tempo moves away from the line a little more each tick).
-        lost = round(resid / self._period)
+        lost = round(resid / self._period) if math.isfinite(resid) else 0
         fits = 1 <= lost <= cfg.lost_max and abs(resid - lost * self._period) <= tolerance <= self._period / 3.0
         if fits and (lost == self._lost_k or len(self._pending) == 1):
             if lost != self._lost_k:
