@@ -643,7 +643,8 @@ def test_the_bar_tracker_keeps_bounded_memory_without_beats() -> None:
     chroma, bands = np.full(12, 1 / 12), np.zeros(93)
     for i in range(10 * MAX_SPAN_HOPS):
         tracker.hop(0.1 * (i % 7), 0.5, chroma, chroma, bands)
-    assert len(tracker.s_buf) <= MAX_SPAN_HOPS and tracker.s_n <= MAX_SPAN_HOPS
+    assert len(tracker.s_hops) <= MAX_SPAN_HOPS and len(tracker.s_bands) <= MAX_SPAN_HOPS
+    assert tracker.s_n <= MAX_SPAN_HOPS
     assert 0 <= tracker.beat() < tracker.beats_per_bar
 
 
