@@ -122,3 +122,29 @@ def test_beats_that_went_by_while_the_show_stood_still_are_not_fired_late() -> N
     after = [(round(at - woke, 3), round(phase, 3)) for at, phase in fired[before:]]
     assert after and all(phase < 0.1 for _, phase in after), after  # each on its beat, none half-way through one
     assert len(after) in (3, 4)  # 2 s at 120 BPM: the beats to come, none for the 20 that went by
+
+
+def test_a_beat_the_source_moves_earlier_is_counted_on_the_sources_time_and_only_once() -> None:
+    """The audio tracker hears a beat come a tenth of a beat early (120 BPM: 50 ms) at 2.45 s and goes back to the old
+    grid right after it, then moves a tenth of a beat earlier for good from 3.2 s. The output glides onto each grid
+    over a beat, but the beat triggers follow the source: each beat it moved earlier on the source's time (within one
+    show step, not when the output's phase gets there), and the beat counted early is not counted again when the
+    output reaches it a moment later."""
+    board = SignalBoard()
+    hub = TempoHub(board)
+    step_s = 1 / 86
+    fired: list[tuple[float, int]] = []
+    t = 0.0
+    while t < 4.2:
+        shift = 0.1 if 2.2 <= t < 2.46 or t >= 3.2 else 0.0
+        board.tempo(TempoReading(source="audio", bpm=120.0, t=t, beat=(2 * t + shift) % 4, beats_per_bar=4))
+        hub.tick(t)
+        fired += [(t, trigger.data["beat"]) for trigger in board.take_triggers() if trigger.name == "tempo.beat"]
+        t += step_s
+    counts = [beat for _, beat in fired]
+    assert counts == list(range(counts[0], counts[0] + len(counts)))  # each beat once, none skipped
+    later = [at for at, _ in fired if at > 2.2]
+    assert len(later) == 4, later  # 2.45 (early), 3.0 (the old grid again), 3.45 and 3.95 (early for good)
+    assert 2.45 <= later[0] < 2.45 + step_s and 2.95 < later[1] < 3.05
+    for at, due in zip(later[2:], (3.45, 3.95), strict=True):
+        assert due <= at < due + step_s, (at, due)

@@ -3,13 +3,16 @@
 Readings arrive through the signal board (Link, MIDI clock, OSC tempo, the audio beat tracker); the arbiter
 picks one source (Link > MIDI clock > OSC > audio, or the profile's ``inputs.tempo.prefer``). The show asks
 :meth:`TempoHub.tick` for the grid at each engine step; a new whole beat (and bar) becomes a ``tempo.beat``
-(``tempo.bar``) trigger on the board, the grid's BPM and phase become ``tempo.bpm`` and ``tempo.phase``, and the
-beat goes to OSC out. A 20 Hz task keeps the status view's tempo and OSC out's BPM and Scope state current.
+(``tempo.bar``) trigger on the board (counted when the output grid reaches it, or the steering source's own grid
+does if that comes first: its beat heard early is not counted late while the output's phase glides onto it), the
+grid's BPM and phase become ``tempo.bpm`` and ``tempo.phase``, and the beat goes to OSC out. A 20 Hz task keeps
+the status view's tempo and OSC out's BPM and Scope state current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -73,8 +76,17 @@ class TempoHub:
         board = self.board
         board.set(Signal("tempo.bpm", float(state.bpm), now))
         board.set(Signal("tempo.phase", float(state.phase), now))
-        beat = math.floor(state.beat)
-        bar = state.bar
+        # A beat is counted when the output reaches it or the steering source's own grid does, whichever comes first:
+        # a source that re-times its beats earlier (the audio tracker hearing the beat come early) has it counted at
+        # once, while the output's phase glides onto the new grid over the blend.
+        counted = state
+        if (lead := self.arbiter.lead(now)) > 0.0:
+            counted = dataclasses.replace(state, beat=state.beat + lead,
+                                          bar_position=(state.bar_position + lead) % state.beats_per_bar)
+        beat = math.floor(counted.beat)
+        bar = counted.bar
+        if self.beat is not None and beat < self.beat:  # the source re-timed back after its beat was counted
+            return state
         # More than one whole beat since the last step: they went by while the show stood still (the bridge frozen,
         # the computer asleep). None is fired late, off the beat; the count takes up the grid's.
         if self.beat is not None and self.beat < beat <= self.beat + 1:
@@ -84,7 +96,7 @@ class TempoHub:
                 board.fire(Trigger("tempo.bar", now, {"bar": self.bar}))
             self.beat_at = now
             if self.osc_out is not None:
-                self.osc_out.set_beat(beat, state.bar_position)
+                self.osc_out.set_beat(beat, counted.bar_position)
         self.beat, self._grid_bar = beat, bar
         if self.bar is None:
             self.bar = bar
