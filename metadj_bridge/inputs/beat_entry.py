@@ -145,8 +145,8 @@ class BeatEntry:
         if bands is None or self._quiet_n * EVERY < QUIET_MIN_S * self.fps:
             return False
         quiet = self._quiet[:, : self._quiet_n]  # (the medians only when this window could be a rise)
-        rose = rhythm >= RISE_MIN and float(np.median(quiet[0])) <= RISE_SHARE * rhythm
-        sharpened = sharp >= SHARP_MIN and float(np.median(quiet[1])) <= SHARP_QUIET
+        rose = rhythm >= RISE_MIN and _median(quiet[0]) <= RISE_SHARE * rhythm
+        sharpened = sharp >= SHARP_MIN and _median(quiet[1]) <= SHARP_QUIET
         if not (rose or sharpened):
             return False
         self._restart()
@@ -179,3 +179,13 @@ class BeatEntry:
     def _restart(self) -> None:
         self._quiet_n = self._quiet_pos = 0
         self._recent.clear()
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a short row, without its wrapper's cost (a fifth of the time, the same value)."""
+    n = len(x)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)

@@ -249,7 +249,7 @@ class BeatHMM:
         else:
             beating = (self.frames - self._first_beat_frame) / self.fps
             k = OBS_K if beating >= OBS_RAMP_S else OBS_K_EARLY + (OBS_K - OBS_K_EARLY) * beating / OBS_RAMP_S
-        if not fading and since >= 0:
+        if not fading and since >= 0 and a > 0.0:  # (most hops have none: a weight of 1, left out)
             new[self._beat_states] *= math.exp(k * a)
         if self.frames % 8 == 0:
             total = new.sum()
