@@ -385,18 +385,18 @@ class BeatHMM:
         last = self.frames - self._music_start + self.taus[block] > LOCK_LAST_S * self.fps
         return bool(last or mass >= LOCK_FIRST_MASS)
 
-    def move_tempo(self, period: float) -> None:
-        """A tempo change called from outside (a DJ's transition, :mod:`~metadj_bridge.inputs.tempo_change`): the
-        tempi get a narrow bell around ``period`` hops (MOVE_WIDTH) as their probability, and inside each of them
-        the phase is weighed afresh by the last MOVE_BEATS beats of activation, as this model weighs every hop (the
-        old phase only knew the old tempo's beats). The autocorrelation, which still hears the old tempo, waits
-        until its window has passed."""
+    def move_tempo(self, period: float, beats_ago: np.ndarray | None = None) -> None:
+        """A tempo change called from outside (a DJ's transition, :mod:`~metadj_bridge.inputs.tempo_change`): the tempi
+        get a narrow bell around ``period`` hops (MOVE_WIDTH), and in each the phase is weighed afresh by the last
+        MOVE_BEATS beats of activation as this model weighs every hop (the old phase only knew the old tempo's beats),
+        or by ``beats_ago`` (hops ago: a held grid's). The autocorrelation, hearing the old tempo, waits its window."""
         bell = np.exp(-0.5 * (np.log(self.taus / period) / MOVE_WIDTH) ** 2)
         blocks = np.nonzero(bell > 1e-6)[0]
+        n = min(self._acf_n, int(round(MOVE_BEATS * period)), self.frames)
         if len(blocks) == 0:
             return
-        n = min(self._acf_n, int(round(MOVE_BEATS * period)), self.frames)
-        recent = oldest_first(self._ring, self._ring_pos)[::-1][:n]  # by age: recent[d] is d hops ago
+        recent = (oldest_first(self._ring, self._ring_pos)[::-1][:n] if beats_ago is None  # recent[d]: d hops ago
+                  else np.bincount(beats_ago[(beats_ago >= 0) & (beats_ago < n)], minlength=n)[:n].astype(float))
         ages = np.arange(n)
         self._alpha[:] = 0.0
         for b in blocks:

@@ -7,12 +7,13 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
 - **beats**: a beat-pointer HMM filtered forward (:mod:`~metadj_bridge.inputs.beat_hmm`) says in which hop a
   beat falls, at most one hop after it; tempo and phase come out of the same model, 60-190 BPM, with the
   autocorrelation of the last seconds of activation deciding between octaves;
-- **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean) the activation is damped and the
-  beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders
-  when it hears next to nothing (the music stopped); the model takes over again with the drop, from the held tempo
-  if it wandered off, never firing two beats closer than half a beat; when the bass fell away because the DJ mixed
-  in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*), and music back after a second
-  of silence is a new start whose bass and bars, if any, are learnt afresh (SILENCE_*: a performer's next song);
+- **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean: :mod:`~metadj_bridge.inputs.breakdown`)
+  the activation is damped and the beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the
+  model's tempo, which wanders when it hears next to nothing (the music stopped); the model takes over again with the
+  drop, from the held tempo if it wandered off (and the held phase after a long breakdown), never firing two beats
+  closer than half a beat; when the bass fell away because the DJ mixed in a track with less of it, the other beat
+  heard is followed instead (NEW_BEAT_*), and music back after a second of silence is a new start whose bass and
+  bars, if any, are learnt afresh (SILENCE_*: a performer's next song);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`), and a beat that comes in after a beatless stretch the clock had locked
   on is heard at its own tempo (:mod:`~metadj_bridge.inputs.beat_entry`): the model moves to the new tempo, and the
@@ -37,6 +38,7 @@ import numpy as np
 from metadj_bridge.errors import ConfigError
 from metadj_bridge.inputs.beat_entry import BeatEntry
 from metadj_bridge.inputs.beat_hmm import BeatHMM
+from metadj_bridge.inputs.breakdown import BREAKDOWN_AFTER_S, BreakdownWatch
 from metadj_bridge.inputs.downbeats import DownbeatTracker
 from metadj_bridge.inputs.music_entry import MusicEntry
 from metadj_bridge.inputs.tempo_change import TempoChangeDetector
@@ -59,11 +61,11 @@ class TempoFeatures(Protocol):
     def beat_bands(self) -> np.ndarray: ...
 
 
-#: A breakdown: the low band's flux over about a second under BREAKDOWN_RATIO of its mean over about 8 s (and
-#: not in the first seconds). The activation is then scaled by BREAKDOWN_DAMPING and the flywheel keeps time.
-BREAKDOWN_RATIO = 0.4
+#: In a breakdown (:mod:`~metadj_bridge.inputs.breakdown`) the activation is scaled by BREAKDOWN_DAMPING and the
+#: flywheel keeps time. When the low band comes back after at least BREAKDOWN_RESEAT_S of it, the model starts from the
+#: held beat's phase too (``_resume_held_tempo``); after a shorter one (a bar without bass) it has not drifted.
 BREAKDOWN_DAMPING = 0.3
-BREAKDOWN_AFTER_S = 4.0
+BREAKDOWN_RESEAT_S = 4.0
 #: ... unless another beat is heard in it (a DJ's crossfade into a track with less bass, which would otherwise be
 #: held at the old tempo for as long as its low band stays low): the activation of the last NEW_BEAT_S repeats at a
 #: beat period 5-25% from the held one with at least NEW_BEAT_SUPPORT (1 is a perfect repeat) and NEW_BEAT_MARGIN
@@ -159,12 +161,10 @@ class BeatClock:
         self._music = MusicEntry(hop_s)
         self._hops = 0
         self._delay = self.config.onset_delay_s
-        self._low_recent = 0.0
-        self._low_long = 1e-9
+        self._low = BreakdownWatch(hop_s)
         #: The compressed spectrum's sum over about 8 s of music, and the hops in a row under SILENCE_RATIO of it.
         self._level_long = 0.0
         self._silent = 0
-        self._recent_alpha = hop_s / 1.0
         self._long_alpha = hop_s / 8.0
         #: The activation and the time of the last hops, by hop count.
         self._ring = np.zeros(MEASURE_BEFORE + int(MEASURE_AFTER * 60.0 / self.config.min_bpm / hop_s) + 8)
@@ -182,8 +182,6 @@ class BeatClock:
         self.breakdown = False
         #: Another beat heard in a breakdown: its period in hops, and the checks in a row it held (NEW_BEAT_CHECKS).
         self._new_beat_lag, self._new_beat_run = 0.0, 0
-        #: The hop from which a breakdown can be heard (not in the first seconds, nor just after a new beat).
-        self._breakdown_from = int(BREAKDOWN_AFTER_S / hop_s) + 1
         self.period: float | None = None
         self._last_beat: float | None = None
         self.beat_index, self._beat_in_bar, self.bpm, self.confidence = -1, 0, 0.0, 0.0
@@ -236,27 +234,23 @@ class BeatClock:
             self._silent += 1
         else:
             if self._silent >= SILENCE_S / self.hop_s:  # a new start: learn its low band and its bars afresh
-                self._low_recent = self._low_long = 0.0
+                self._low.restart()
                 self._restart_bars()
                 self._music.silence(self._silent)
             self._silent = 0
             self._level_long += self._long_alpha * (level - self._level_long)  # held through a silence
         if self._music.hop(t - self._delay, a, level):  # the music begins: no breakdown in its first seconds
-            self._breakdown_from = max(self._breakdown_from, self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s)))
-        self._low_recent += self._recent_alpha * (low - self._low_recent)
-        self._low_long += self._long_alpha * (low - self._low_long)
+            self._low.hold_off(self._hops + int(round(BREAKDOWN_AFTER_S / self.hop_s)))
         was_breakdown = self.breakdown
-        self.breakdown = (
-            self._low_recent < BREAKDOWN_RATIO * self._low_long and self._hops >= self._breakdown_from
-        )
+        self._low.hop(self._hops, low)
+        self.breakdown = self._low.active
         if self.breakdown and self._hops % NEW_BEAT_EVERY == 0 and (new := self._new_beat()) is not None:
-            self._low_long = self._low_recent
+            self._low.new_normal(self._hops + int(round(NEW_BEAT_GRACE_S / self.hop_s)))
             self.breakdown = False
-            self._breakdown_from = self._hops + int(round(NEW_BEAT_GRACE_S / self.hop_s))
             self._changes.changed(new)
             self._move_to(new)
         elif was_breakdown and not self.breakdown:
-            self._resume_held_tempo()
+            self._resume_held_tempo(t)
         hit = self._hmm.step(a * BREAKDOWN_DAMPING if self.breakdown else a, f.beat_bands)
         if self._changes.push(a):
             self._follow_tempo_change()
@@ -336,13 +330,20 @@ class BeatClock:
         self._new_beat_run = 0
         return lag
 
-    def _resume_held_tempo(self) -> None:
+    def _resume_held_tempo(self, t: float) -> None:
         """The music is back after a breakdown (or after it stopped): the model, whose tempo may have wandered while it
-        heard next to nothing, starts again from the held tempo if it did; a new one is then found as from any other."""
-        if self.period is None or not self._hmm.locked:
+        heard next to nothing, starts again from the held tempo if it did; a new one is then found as from any other.
+        When the low band itself came back (not a new start's), the model takes the held grid's phase as well: in a
+        long breakdown it heard the pads and hats alone (off the beat, in house) and would begin the drop half a beat
+        off (with a 32-bar house breakdown, 31 s of beats half a beat off before; on generated music, beat F after the
+        drop 0.85-0.94 before, 0.98-1.0 now)."""
+        if self.period is None or not self._hmm.locked or self._last_beat is None:
             return
         held = self.period / self.hop_s
-        if abs(60.0 * self._hmm.fps / self._hmm.tempo_bpm() / held - 1.0) > READOUT_AGREEMENT:
+        if self._hops >= self._low.not_before and self._low.lasted() >= BREAKDOWN_RESEAT_S:
+            ago = np.round((t - self._delay - self._last_beat) / self.hop_s + held * np.arange(8)).astype(int)
+            self._hmm.move_tempo(held, ago)
+        elif abs(60.0 * self._hmm.fps / self._hmm.tempo_bpm() / held - 1.0) > READOUT_AGREEMENT:
             self._hmm.move_tempo(held)
 
     # ------------------------------------------------------------------ the fitted grid
