@@ -445,6 +445,39 @@ def bench_audio_seams() -> None:
           f"{np.mean([c[1][1] for c in cases]):.3f}, downbeat F {np.mean([c[1][2] for c in cases]):.3f}")
 
 
+def bench_audio_long_breakdowns() -> None:
+    """Breakdowns as long as a DJ's (generated: 16 or 32 bars of pads and hats, some ending in a build-up): beat F in
+    the breakdown and in the 15 s after the drop, and how long the clock heard a breakdown (the flywheel holding the
+    beat). The generated tracks of bench_audio_accuracy have 8-bar ones."""
+    import numpy as np
+
+    from metadj_bridge.inputs import synth
+    from metadj_bridge.inputs.analysis import FeatureExtractor
+    from metadj_bridge.inputs.evaluation import f_measure
+    from metadj_bridge.inputs.tempo import BeatClock
+
+    print("\nLong breakdowns (generated; F in the breakdown, in the 15 s after the drop):")
+    for style, bpm, bars, buildup in (("house", 124, 32, 0), ("techno", 132, 32, 4), ("house", 124, 16, 4),
+                                      ("offbeat_bass", 126, 32, 8)):
+        track = synth.render(synth.TrackSpec(f"{style}-{bpm}", style, bpm, bars + 24, breakdown=(8, bars),
+                                             buildup_bars=buildup, seed=5))
+        fx = FeatureExtractor(track.samplerate)
+        clock, hop = BeatClock(fx.hop_size / track.samplerate), fx.hop_size
+        beats, held = [], 0
+        for i in range(0, len(track.samples) - hop, hop):
+            beats += [b.t for b in clock.process(fx.process(track.samples[i : i + hop]))]
+            held += clock.breakdown
+        est, bar_s = np.array(beats), 4 * 60.0 / bpm
+        start, drop = 8 * bar_s, (8 + bars) * bar_s
+
+        def f(lo: float, hi: float, est: np.ndarray = est, truth: np.ndarray = track.beats) -> float:
+            return f_measure(truth[(truth >= lo) & (truth < hi)], est[(est >= lo) & (est < hi)], skip=0.0).f_measure
+
+        rise, held_s = (f", build-up {buildup} bars" if buildup else ""), held * hop / track.samplerate
+        print(f"  {track.name:<18} {bars} bars ({drop - start:4.1f} s){rise:<19} held {held_s:4.1f} s; "
+              f"beat F in it {f(start, drop):.3f}, after the drop {f(drop, drop + 15.0):.3f}")
+
+
 def _seconds(value: float) -> str:
     """A delay for the benchmark's lines: "never" when it is infinite."""
     return "never" if math.isinf(value) else f"{value:4.1f} s"
@@ -993,6 +1026,7 @@ async def bench_audio(args: argparse.Namespace) -> None:
     bench_audio_transitions()
     bench_audio_intros()
     bench_audio_seams()
+    bench_audio_long_breakdowns()
     real = (args.real or bench_realmusic.default_out()).expanduser()
     if bench_realmusic.bench_real_music(real, args.real_genres, args.real_limit, args.madmom_python,
                                         per_track=not args.real_summary_only):
