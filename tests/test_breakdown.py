@@ -70,5 +70,9 @@ def test_a_new_start_learns_its_low_band_afresh() -> None:
     kicks[::43] = 1.0
     watch = BreakdownWatch(HOP_S)
     _play(watch, kicks)
+    quiet = np.full(_hops(5.0), 0.01 / 43)
+    assert _play(watch, quiet, len(kicks))[-1]  # the pause: a breakdown of the last song
     watch.restart()
-    assert not _play(watch, np.full(_hops(10.0), 0.01 / 43), len(kicks)).any()
+    watch.hop(len(kicks) + len(quiet), 0.01 / 43)
+    assert watch.lasted() < 0.1  # a new start is no drop after a long breakdown (the clock takes no held phase)
+    assert not _play(watch, np.full(_hops(10.0), 0.01 / 43), len(kicks) + len(quiet) + 1).any()

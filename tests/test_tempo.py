@@ -266,7 +266,7 @@ def test_the_grid_holds_its_tempo_when_the_music_stops(comes_back: bool) -> None
         assert np.all(np.abs(r.report_bpms[later] - 138) <= 1.0)
 
 
-@pytest.mark.parametrize(("style", "bpm", "shift"), [("hiphop", 90, 0.0), ("house", 124, 0.25)])
+@pytest.mark.parametrize(("style", "bpm", "shift"), [("hiphop", 90, 0.0), ("house", 124, 0.25), ("swing", 100, 0.0)])
 def test_after_a_pause_the_next_song_without_bass_is_followed_not_the_old_grid(style: str, bpm: float,
                                                                               shift: float) -> None:
     """A performer's next song after 3 s of silence has no kick or bass (an intro, an acoustic song): its low band

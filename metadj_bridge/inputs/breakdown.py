@@ -57,8 +57,10 @@ class BreakdownWatch:
         self.not_before = max(self.not_before, until)
 
     def restart(self) -> None:
-        """A new start after a silence: its low band is learnt afresh."""
+        """A new start after a silence: its low band is learnt afresh (and the breakdown it ends has lasted nothing:
+        the next song is no drop of the last one's)."""
         self.recent = self.long = self._before = 0.0
+        self._began = self._hop
 
     def new_normal(self, until: int) -> None:
         """Another beat was followed in the breakdown: the low band heard now is the new normal, and no breakdown is
