@@ -446,9 +446,9 @@ def bench_audio_seams() -> None:
 
 
 def bench_audio_long_breakdowns() -> None:
-    """Breakdowns as long as a DJ's (generated: 16 or 32 bars of pads and hats, some ending in a build-up): beat F in
-    the breakdown and in the 15 s after the drop, and how long the clock heard a breakdown (the flywheel holding the
-    beat). The generated tracks of bench_audio_accuracy have 8-bar ones."""
+    """Breakdowns as long as a DJ's (generated: 16 or 32 bars of pads and hats, some ending in a build-up): beat and
+    downbeat F in the breakdown and in the 15 s after the drop, and how long the clock heard a breakdown (the flywheel
+    holding the beat). The generated tracks of bench_audio_accuracy have 8-bar ones."""
     import numpy as np
 
     from metadj_bridge.inputs import synth
@@ -463,19 +463,23 @@ def bench_audio_long_breakdowns() -> None:
                                              buildup_bars=buildup, seed=5))
         fx = FeatureExtractor(track.samplerate)
         clock, hop = BeatClock(fx.hop_size / track.samplerate), fx.hop_size
-        beats, held = [], 0
+        events, held = [], 0
         for i in range(0, len(track.samples) - hop, hop):
-            beats += [b.t for b in clock.process(fx.process(track.samples[i : i + hop]))]
+            events += clock.process(fx.process(track.samples[i : i + hop]))
             held += clock.breakdown
-        est, bar_s = np.array(beats), 4 * 60.0 / bpm
+        beats = np.array([e.t for e in events])
+        ones = np.array([e.t for e in events if e.beat_in_bar == 0])
+        bar_s = 4 * 60.0 / bpm
         start, drop = 8 * bar_s, (8 + bars) * bar_s
 
-        def f(lo: float, hi: float, est: np.ndarray = est, truth: np.ndarray = track.beats) -> float:
+        def f(truth: np.ndarray, est: np.ndarray, lo: float, hi: float) -> float:
             return f_measure(truth[(truth >= lo) & (truth < hi)], est[(est >= lo) & (est < hi)], skip=0.0).f_measure
 
         rise, held_s = (f", build-up {buildup} bars" if buildup else ""), held * hop / track.samplerate
-        print(f"  {track.name:<18} {bars} bars ({drop - start:4.1f} s){rise:<19} held {held_s:4.1f} s; "
-              f"beat F in it {f(start, drop):.3f}, after the drop {f(drop, drop + 15.0):.3f}")
+        after = drop + 15.0
+        print(f"  {track.name:<18} {bars} bars ({drop - start:4.1f} s){rise:<19} held {held_s:4.1f} s; beat F in it "
+              f"{f(track.beats, beats, start, drop):.3f}, after the drop {f(track.beats, beats, drop, after):.3f}; "
+              f"downbeat F {f(track.downbeats, ones, start, drop):.3f}, {f(track.downbeats, ones, drop, after):.3f}")
 
 
 def _seconds(value: float) -> str:

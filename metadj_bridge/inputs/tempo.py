@@ -7,13 +7,12 @@ the low-band flux and the chroma, and gives a beat grid a DJ can trust:
 - **beats**: a beat-pointer HMM filtered forward (:mod:`~metadj_bridge.inputs.beat_hmm`) says in which hop a
   beat falls, at most one hop after it; tempo and phase come out of the same model, 60-190 BPM, with the
   autocorrelation of the last seconds of activation deciding between octaves;
-- **flywheel**: in a breakdown (the low band falls under 0.4 of its 8 s mean: :mod:`~metadj_bridge.inputs.breakdown`)
-  the activation is damped and the beats run on at the last tempo, so pads and risers cannot re-time the grid, nor the
-  model's tempo, which wanders when it hears next to nothing (the music stopped); the model takes over again with the
-  drop, from the held tempo if it wandered off (and the held phase after a long breakdown), never firing two beats
-  closer than half a beat; when the bass fell away because the DJ mixed in a track with less of it, the other beat
-  heard is followed instead (NEW_BEAT_*), and music back after a second of silence is a new start whose bass and
-  bars, if any, are learnt afresh (SILENCE_*: a performer's next song);
+- **flywheel**: in a breakdown (:mod:`~metadj_bridge.inputs.breakdown`) the activation is damped and the beats and
+  bars run on, so pads and risers cannot re-time the grid, nor the model's tempo, which wanders when it hears next to
+  nothing (the music stopped); the model takes over again with the drop, from the held tempo if it wandered off (and
+  phase, after a long one), never firing two beats closer than half a beat; when the bass fell away because the DJ
+  mixed in a track with less of it, the other beat heard is followed instead (NEW_BEAT_*), and music back after a
+  second of silence is a new start whose bass and bars are learnt afresh (SILENCE_*: a performer's next song);
 - **tempo changes**: a DJ's crossfade to a track 5-25% away is heard in what the last beats do not predict
   (:mod:`~metadj_bridge.inputs.tempo_change`), and a beat that comes in after a beatless stretch the clock had locked
   on is heard at its own tempo (:mod:`~metadj_bridge.inputs.beat_entry`): the model moves to the new tempo, and the
@@ -61,11 +60,11 @@ class TempoFeatures(Protocol):
     def beat_bands(self) -> np.ndarray: ...
 
 
-#: In a breakdown (:mod:`~metadj_bridge.inputs.breakdown`) the activation is scaled by BREAKDOWN_DAMPING and the
-#: flywheel keeps time. When the low band comes back after at least BREAKDOWN_RESEAT_S of it, the model starts from the
-#: held beat's phase too (``_resume_held_tempo``); after a shorter one (a bar without bass) it has not drifted.
+#: A breakdown's activation is scaled by BREAKDOWN_DAMPING; after BREAKDOWN_RESEAT_S or more the model takes the held
+#: phase at the drop; its held beats give the bars no evidence unless they began BARS_HEARD_S before it or later.
 BREAKDOWN_DAMPING = 0.3
 BREAKDOWN_RESEAT_S = 4.0
+BARS_HEARD_S = 16.0
 #: ... unless another beat is heard in it (a DJ's crossfade into a track with less bass, which would otherwise be
 #: held at the old tempo for as long as its low band stays low): the activation of the last NEW_BEAT_S repeats at a
 #: beat period 5-25% from the held one with at least NEW_BEAT_SUPPORT (1 is a perfect repeat) and NEW_BEAT_MARGIN
@@ -159,7 +158,7 @@ class BeatClock:
         self._entry = BeatEntry(fps, self._hmm.taus)
         self._bars = DownbeatTracker(fps, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
         self._music = MusicEntry(hop_s)
-        self._hops = 0
+        self._hops = self._bars_from = 0
         self._delay = self.config.onset_delay_s
         self._low = BreakdownWatch(hop_s)
         #: The compressed spectrum's sum over about 8 s of music, and the hops in a row under SILENCE_RATIO of it.
@@ -312,6 +311,7 @@ class BeatClock:
 
     def _restart_bars(self) -> None:  # another track's (a DJ's next one, a beat after an intro): not the old bars
         self._bars = DownbeatTracker(1.0 / self.hop_s, self.config.beats_per_bar, detect_metre=self.config.detect_metre)
+        self._bars_from = self._hops
         self._music.restarted()
 
     def _new_beat(self) -> float | None:
@@ -332,11 +332,9 @@ class BeatClock:
 
     def _resume_held_tempo(self, t: float) -> None:
         """The music is back after a breakdown (or after it stopped): the model, whose tempo may have wandered while it
-        heard next to nothing, starts again from the held tempo if it did; a new one is then found as from any other.
-        When the low band itself came back (not a new start's), the model takes the held grid's phase as well: in a
-        long breakdown it heard the pads and hats alone (off the beat, in house) and would begin the drop half a beat
-        off (with a 32-bar house breakdown, 31 s of beats half a beat off before; on generated music, beat F after the
-        drop 0.85-0.94 before, 0.98-1.0 now)."""
+        heard next to nothing, starts again from the held tempo if it did. When the low band itself came back (not a new
+        start's), the model takes the held grid's phase too: in a long breakdown it heard only pads and hats (off the
+        beat, in house) and began the drop half a beat off (generated: beat F after the drop 0.85-0.94, now 0.98-1)."""
         if self.period is None or not self._hmm.locked or self._last_beat is None:
             return
         held = self.period / self.hop_s
@@ -423,7 +421,9 @@ class BeatClock:
         self.interval = (t - last) / self.period if last is not None and self.period and steady else 1.0
         self.beat_index += 1
         self._bars.anchor(self._music.beats_since(t, self.beat_index, self._fit, self._measured))
-        self._beat_in_bar = self._bars.beat(t, self.interval)  # a beat the grid left out: the bars count it
+        # (A beat left out: the bars count it. Held beats give no evidence, unless the bars began with the new track.)
+        heard = not held or (self._hops - self._bars_from) * self.hop_s < self._low.lasted() + BARS_HEARD_S
+        self._beat_in_bar = self._bars.beat(t, self.interval, heard=heard)
         if not held or self.period is None:
             fitted = 60.0 / self._fit[1] if self._fit is not None else 0.0
             # The line speaks for the model's tempo until the model moves away from it (a new tempo, before the
