@@ -108,3 +108,13 @@ def test_the_rise_is_heard_after_seconds_of_noise_and_never_on_a_steady_beat() -
     for a in np.random.default_rng(2).uniform(0.0, 0.4, int(600 * fps)):
         long_show.push(a, bands, True)
     assert long_show._quiet_n == long_show._quiet.shape[1] and len(long_show._recent) <= 3 * fps / 16 + 1
+
+
+def test_the_quick_median_is_numpys() -> None:
+    """The beat's entry reads its medians by partition: the same value as ``np.median`` at every length, odd or even."""
+    from metadj_bridge.inputs.beat_entry import _median
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 80):
+        x = rng.random(n)
+        assert _median(x) == float(np.median(x)), n

@@ -278,3 +278,32 @@ def test_moving_the_hmm_to_a_new_tempo_keeps_it_there_on_the_new_beat() -> None:
     assert np.all(np.abs(np.diff(beats) - 35.0) <= 1.5)
     # Every beat within a hop of a click of the new track (a beat is reported at most one hop after it).
     assert all(np.min(np.abs(np.flatnonzero(b) - i)) <= 1 for i in beats)
+
+
+#: Crossfades into a track without kick or bass that the tempo-change detector calls before the old bass has faded:
+#: the new track then plays on as a breakdown, its beats the flywheel's (the benchmark's "Seams of a set").
+CALLED_INTO_LESS_BASS = [
+    (synth.TrackSpec("offbeat_bass-126", "offbeat_bass", 126, 24, seed=401),
+     synth.TrackSpec("hiphop-108", "hiphop", 108, 24, seed=402)),
+    (synth.TrackSpec("techno-132", "techno", 132, 24, seed=401),
+     synth.TrackSpec("swing-112", "swing", 112, 24, seed=402)),
+]
+
+
+@pytest.mark.parametrize("which", range(len(CALLED_INTO_LESS_BASS)))
+def test_the_bars_of_a_track_without_bass_are_learnt_from_the_held_beats(which: int) -> None:
+    """A breakdown's held beats give the bar count no evidence (a long one's pads and hats would take it elsewhere),
+    but here the bars began with the new track just before the breakdown: they are its, and its ones are counted from
+    what it plays (downbeat F 0 on both when no held beat was heard)."""
+    old, new = CALLED_INTO_LESS_BASS[which]
+    incoming = synth.render(new)
+    incoming = dataclasses.replace(incoming, samples=without_bass(incoming.samples, incoming.samplerate))
+    track = synth.crossfade(synth.render(old), incoming, 24.0, 8.0)
+    fx = FeatureExtractor(track.samplerate)
+    clock, hop, x = BeatClock(fx.hop_size / track.samplerate), fx.hop_size, track.samples
+    ones = np.array([e.t for i in range(0, len(x) - hop, hop) for e in clock.process(fx.process(x[i : i + hop]))
+                     if e.beat_in_bar == 0])
+    assert clock.tempo_changes == 1
+    settled = 38.0
+    truth = track.downbeats[track.downbeats >= settled]
+    assert f_measure(truth, ones[ones >= settled], skip=0.0).f_measure >= 0.85
